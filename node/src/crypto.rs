@@ -1,0 +1,647 @@
+//! Keys, domain-separated signatures, key files, and TLS pinned by SPKI hash.
+//!
+//! Every signature Maillon makes covers `maillon/v1/<context> || 0x00 || message`,
+//! so no signed object can be replayed as another kind. Secret key types have no
+//! `Debug` and are never logged.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::Signer;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::types::MemberId;
+
+/// Errors from key handling and TLS set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// A key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file is readable or writable by others than its owner.
+    #[error("key file {path} has mode {mode:o}; it must be 0600 (chmod 600 it)")]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key or certificate could not be decoded.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// A signature did not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Certificate generation or TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+/// What a signature is about; part of every signed message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A roster version.
+    Roster,
+    /// A read request from a reader node to an owner node.
+    Request,
+    /// An owner's receipt for a read it answered.
+    Receipt,
+    /// A recorded consent.
+    Consent,
+}
+
+impl Context {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Context::Roster => b"maillon/v1/roster",
+            Context::Request => b"maillon/v1/request",
+            Context::Receipt => b"maillon/v1/receipt",
+            Context::Consent => b"maillon/v1/consent",
+        }
+    }
+
+    fn message(self, msg: &[u8]) -> Vec<u8> {
+        let label = self.label();
+        let mut out = Vec::with_capacity(label.len() + 1 + msg.len());
+        out.extend_from_slice(label);
+        out.push(0);
+        out.extend_from_slice(msg);
+        out
+    }
+}
+
+/// SHA-256 of some bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A node's Ed25519 signing key. Deliberately not `Debug`.
+pub struct NodeKey {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl NodeKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self {
+            key: ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key())
+    }
+
+    /// Signs `msg` under a domain-separation context.
+    pub fn sign(&self, ctx: Context, msg: &[u8]) -> Signature {
+        Signature(self.key.sign(&ctx.message(msg)))
+    }
+
+    /// Signs raw bytes with no Maillon context: only for formats that carry
+    /// their own framing (C2SP signed notes).
+    pub fn sign_note_text(&self, text: &[u8]) -> [u8; 64] {
+        self.key.sign(text).to_bytes()
+    }
+
+    /// The 32-byte seed, for the MLS signer (which holds it in memory only).
+    pub(crate) fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// Writes the key as base64 to a new file created 0600.
+    pub fn write_new(&self, path: &Path) -> Result<(), CryptoError> {
+        write_secret_file(path, format!("{}\n", B64.encode(self.key.to_bytes())).as_bytes())
+    }
+
+    /// Reads a key file, refusing one that others can read.
+    pub fn read(path: &Path) -> Result<Self, CryptoError> {
+        let text = read_secret_file(path)?;
+        let bytes = B64
+            .decode(text.trim())
+            .map_err(|_| CryptoError::Malformed("signing key"))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("signing key"))?;
+        Ok(Self {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+}
+
+/// An Ed25519 public key; serialized as base64.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+impl PublicKey {
+    /// Verifies a signature made with [`NodeKey::sign`] under `ctx`.
+    pub fn verify(&self, ctx: Context, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
+        self.0
+            .verify_strict(&ctx.message(msg), &sig.0)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// Verifies a raw signature over a C2SP note text.
+    pub fn verify_note_text(&self, text: &[u8], sig: &[u8; 64]) -> Result<(), CryptoError> {
+        self.0
+            .verify_strict(text, &ed25519_dalek::Signature::from_bytes(sig))
+            .map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// The 32 raw bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Parses 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("public key"))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map(Self)
+            .map_err(|_| CryptoError::Malformed("public key"))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", B64.encode(self.to_bytes()))
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(self.to_bytes()))
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = B64.decode(s).map_err(serde::de::Error::custom)?;
+        PublicKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An Ed25519 signature; serialized as base64.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Signature(ed25519_dalek::Signature);
+
+impl Signature {
+    /// The 64 raw bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes()
+    }
+
+    /// Parses 64 raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let arr: [u8; 64] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("signature"))?;
+        Ok(Self(ed25519_dalek::Signature::from_bytes(&arr)))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(self.to_bytes()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = B64.decode(s).map_err(serde::de::Error::custom)?;
+        Signature::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Creates `path` with mode 0600 and writes `bytes`; fails if it exists.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+    let io = |source| CryptoError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Reads a secret file after checking that only its owner may read or write it.
+pub fn read_secret_file(path: &Path) -> Result<String, CryptoError> {
+    let io = |source| CryptoError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CryptoError::Permissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    fs::read_to_string(path).map_err(io)
+}
+
+/// SHA-256 of the SubjectPublicKeyInfo: what the roster pins for each member.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpkiHash(pub [u8; 32]);
+
+impl SpkiHash {
+    /// The pin of a DER certificate.
+    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, CryptoError> {
+        let ee = webpki::EndEntityCert::try_from(cert)
+            .map_err(|_| CryptoError::Malformed("certificate"))?;
+        Ok(Self(sha256(ee.subject_public_key_info().as_ref())))
+    }
+}
+
+impl fmt::Display for SpkiHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SpkiHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpkiHash({self})")
+    }
+}
+
+impl std::str::FromStr for SpkiHash {
+    type Err = CryptoError;
+    fn from_str(s: &str) -> Result<Self, CryptoError> {
+        let bytes = hex::decode(s).map_err(|_| CryptoError::Malformed("spki hash"))?;
+        bytes
+            .try_into()
+            .map(Self)
+            .map_err(|_| CryptoError::Malformed("spki hash"))
+    }
+}
+
+impl Serialize for SpkiHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SpkiHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node's TLS identity: an Ed25519 key and a self-signed certificate.
+/// Deliberately not `Debug`.
+pub struct TlsIdentity {
+    cert: CertificateDer<'static>,
+    key_pkcs8: Vec<u8>,
+}
+
+impl TlsIdentity {
+    /// A fresh key and a self-signed certificate naming the member.
+    pub fn generate(member: &MemberId) -> Result<Self, CryptoError> {
+        let tls = |e: rcgen::Error| CryptoError::Tls(e.to_string());
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(tls)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![format!("{member}.maillon")]).map_err(tls)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, member.as_str());
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+        let cert = params.self_signed(&key).map_err(tls)?;
+        Ok(Self {
+            cert: cert.der().clone(),
+            key_pkcs8: key.serialize_der(),
+        })
+    }
+
+    /// The pin other nodes and clients check.
+    pub fn spki_hash(&self) -> Result<SpkiHash, CryptoError> {
+        SpkiHash::of_certificate(&self.cert)
+    }
+
+    /// Writes the key (0600) and the certificate (DER, base64 text) as new files.
+    pub fn write_new(&self, key_path: &Path, cert_path: &Path) -> Result<(), CryptoError> {
+        write_secret_file(key_path, format!("{}\n", B64.encode(&self.key_pkcs8)).as_bytes())?;
+        fs::write(cert_path, format!("{}\n", B64.encode(self.cert.as_ref()))).map_err(|source| {
+            CryptoError::Io {
+                path: cert_path.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// Reads the key (refusing loose permissions) and the certificate.
+    pub fn read(key_path: &Path, cert_path: &Path) -> Result<Self, CryptoError> {
+        let key = B64
+            .decode(read_secret_file(key_path)?.trim())
+            .map_err(|_| CryptoError::Malformed("tls key"))?;
+        let cert_text = fs::read_to_string(cert_path).map_err(|source| CryptoError::Io {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+        let cert = B64
+            .decode(cert_text.trim())
+            .map_err(|_| CryptoError::Malformed("tls certificate"))?;
+        let this = Self {
+            cert: CertificateDer::from(cert),
+            key_pkcs8: key,
+        };
+        this.spki_hash()?;
+        Ok(this)
+    }
+
+    fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
+    }
+}
+
+/// Who may connect: maps a certificate pin to an active member, from the current roster.
+pub trait PinLookup: Send + Sync + fmt::Debug {
+    /// The active member pinned to this SPKI hash, if any.
+    fn member_for(&self, pin: &SpkiHash) -> Option<MemberId>;
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(e: rustls::Error) -> CryptoError {
+    CryptoError::Tls(e.to_string())
+}
+
+/// Checks a presented end-entity certificate against the pins.
+fn check_pin(
+    pins: &dyn PinLookup,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(), rustls::Error> {
+    if !intermediates.is_empty() {
+        return Err(rustls::Error::General(
+            "unexpected certificate chain: maillon pins single self-signed certificates".into(),
+        ));
+    }
+    let pin = SpkiHash::of_certificate(end_entity)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    if pins.member_for(&pin).is_none() {
+        return Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies that the peer holds the key of a certificate pinned in the roster.
+#[derive(Debug)]
+struct PinnedVerifier {
+    pins: Arc<dyn PinLookup>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl PinnedVerifier {
+    fn new(pins: Arc<dyn PinLookup>) -> Self {
+        Self {
+            pins,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ClientCertVerifier for PinnedVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        check_pin(&*self.pins, end_entity, intermediates)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        check_pin(&*self.pins, end_entity, intermediates)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// One pinned certificate: what a client of the client API trusts.
+#[derive(Debug)]
+pub struct SinglePin(pub SpkiHash);
+
+impl PinLookup for SinglePin {
+    fn member_for(&self, pin: &SpkiHash) -> Option<MemberId> {
+        use subtle::ConstantTimeEq;
+        if bool::from(pin.0.ct_eq(&self.0.0)) {
+            "pinned-node".parse().ok()
+        } else {
+            None
+        }
+    }
+}
+
+fn tls13_server_builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, CryptoError> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error)
+}
+
+fn tls13_client_builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, CryptoError> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error)
+}
+
+fn h2_only(alpn: &mut Vec<Vec<u8>>) {
+    *alpn = vec![b"h2".to_vec()];
+}
+
+/// Server side of the peer API: TLS 1.3, client certificate required and pinned.
+pub fn peer_server_config(
+    me: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+) -> Result<rustls::ServerConfig, CryptoError> {
+    let verifier = Arc::new(PinnedVerifier::new(pins));
+    let mut cfg = tls13_server_builder()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![me.cert.clone()], me.private_key())
+        .map_err(tls_error)?;
+    h2_only(&mut cfg.alpn_protocols);
+    Ok(cfg)
+}
+
+/// Server side of the client API: TLS 1.3, no client certificate (users bring a token).
+pub fn client_api_server_config(me: &TlsIdentity) -> Result<rustls::ServerConfig, CryptoError> {
+    let mut cfg = tls13_server_builder()?
+        .with_no_client_auth()
+        .with_single_cert(vec![me.cert.clone()], me.private_key())
+        .map_err(tls_error)?;
+    h2_only(&mut cfg.alpn_protocols);
+    Ok(cfg)
+}
+
+/// Client side of the peer API: presents our certificate, pins the server's.
+pub fn peer_client_config(
+    me: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+) -> Result<rustls::ClientConfig, CryptoError> {
+    let verifier = Arc::new(PinnedVerifier::new(pins));
+    let mut cfg = tls13_client_builder()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![me.cert.clone()], me.private_key())
+        .map_err(tls_error)?;
+    h2_only(&mut cfg.alpn_protocols);
+    Ok(cfg)
+}
+
+/// Client side of the client API: pins the node's certificate, no client certificate.
+pub fn pinned_client_config(pin: SpkiHash) -> Result<rustls::ClientConfig, CryptoError> {
+    let verifier = Arc::new(PinnedVerifier::new(Arc::new(SinglePin(pin))));
+    let mut cfg = tls13_client_builder()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    h2_only(&mut cfg.alpn_protocols);
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_do_not_cross_contexts() {
+        let k = NodeKey::generate();
+        let sig = k.sign(Context::Request, b"hello");
+        assert!(k.public().verify(Context::Request, b"hello", &sig).is_ok());
+        assert!(k.public().verify(Context::Receipt, b"hello", &sig).is_err());
+        assert!(k.public().verify(Context::Request, b"hellp", &sig).is_err());
+    }
+
+    #[test]
+    fn key_files_are_created_0600_and_loose_ones_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("signing.key");
+        let k = NodeKey::generate();
+        k.write_new(&path).expect("write");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(NodeKey::read(&path).expect("read").public(), k.public());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            NodeKey::read(&path),
+            Err(CryptoError::Permissions { .. })
+        ));
+        assert!(k.write_new(&path).is_err(), "an existing key is never overwritten");
+    }
+
+    #[test]
+    fn tls_identity_round_trips_with_a_stable_pin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = TlsIdentity::generate(&"cd12".parse().expect("id")).expect("gen");
+        let (k, c) = (dir.path().join("tls.key"), dir.path().join("tls.crt"));
+        id.write_new(&k, &c).expect("write");
+        let back = TlsIdentity::read(&k, &c).expect("read");
+        assert_eq!(
+            back.spki_hash().expect("pin"),
+            id.spki_hash().expect("pin")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! A Maillon node: a partner's own store, its MLS share groups, its verifiable
+//! audit log, and the peer and client APIs that expose them.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map of modules and the
+//! rules between them.
+
+pub mod crypto;
+pub mod roster;
+pub mod sharing;
+pub mod storage;
+pub mod types;

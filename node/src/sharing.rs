@@ -1,0 +1,578 @@
+//! MLS groups, one per share: mechanism, never policy. The only module that names openmls.
+//!
+//! For each share (dossier, section, owner) the owner runs one MLS group whose
+//! members are the owner and the share's audience; the owner alone commits.
+//! Each group's openmls state lives in its own small key-value snapshot: an
+//! operation loads it, runs on an in-memory openmls store, and writes the
+//! whole snapshot back as one sled batch, so a crash never leaves a group
+//! half-updated. A KeyPackage handed to an owner gets a snapshot of its own
+//! until the matching Welcome arrives.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::OpenMlsProvider;
+
+use crate::crypto::{NodeKey, PublicKey};
+use crate::storage::{Store, StoreError};
+use crate::types::{DossierId, MemberId, Section};
+
+/// The one ciphersuite Maillon uses.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Largest MLS message accepted from a peer (bytes).
+pub const MAX_MLS_MESSAGE: usize = 512 * 1024;
+
+/// Errors from MLS group operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An MLS message could not be decoded.
+    #[error("malformed mls message: {0}")]
+    Malformed(String),
+    /// This node has no state for the share group.
+    #[error("no group for this share at this node")]
+    NoGroup,
+    /// A Welcome matched none of the KeyPackages this node handed out.
+    #[error("the welcome matches no key package of this node")]
+    NoKeyPackage,
+    /// A credential in the group or a message is not the one the roster lists.
+    #[error("credential mismatch: {0}")]
+    Credential(String),
+    /// openmls refused the operation (wrong epoch, cannot decrypt, …).
+    #[error("mls: {0}")]
+    Mls(String),
+}
+
+fn mls<E: fmt::Display>(e: E) -> ShareError {
+    ShareError::Mls(e.to_string())
+}
+
+/// Which share a group carries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShareId {
+    /// The dossier.
+    pub dossier: DossierId,
+    /// The section.
+    pub section: Section,
+    /// The member that owns this copy of the section and runs the group.
+    pub owner: MemberId,
+}
+
+impl ShareId {
+    /// The MLS group id and storage scope: `share/<owner>/<dossier>/<section>`.
+    pub fn scope(&self) -> String {
+        format!("share/{}/{}/{}", self.owner, self.dossier, self.section)
+    }
+}
+
+impl fmt::Display for ShareId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} at {}", self.dossier, self.section, self.owner)
+    }
+}
+
+/// An openmls provider over one share's snapshot.
+struct Provider {
+    crypto: RustCrypto,
+    storage: MemoryStorage,
+}
+
+impl OpenMlsProvider for Provider {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = MemoryStorage;
+
+    fn storage(&self) -> &MemoryStorage {
+        &self.storage
+    }
+    fn crypto(&self) -> &RustCrypto {
+        &self.crypto
+    }
+    fn rand(&self) -> &RustCrypto {
+        &self.crypto
+    }
+}
+
+impl Provider {
+    fn from_snapshot(entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
+        let storage = MemoryStorage::default();
+        match storage.values.write() {
+            Ok(mut map) => map.extend(entries),
+            Err(poisoned) => poisoned.into_inner().extend(entries),
+        }
+        Self {
+            crypto: RustCrypto::default(),
+            storage,
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let map = match self.storage.values.read() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Changes the owner made to a group, to deliver to members.
+#[derive(Debug)]
+pub struct GroupChange {
+    /// The commit, for members already in the group.
+    pub commit: Vec<u8>,
+    /// The Welcome, for an added member.
+    pub welcome: Option<Vec<u8>>,
+    /// The group's epoch after the change.
+    pub epoch: u64,
+}
+
+/// This node's MLS groups. Not `Debug`: it holds the node's signing key.
+pub struct Sharing {
+    store: Store,
+    me: MemberId,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+}
+
+fn group_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        // Readers skip the messages the owner sealed for others: allow wide gaps.
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(16, 100_000))
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(16, 100_000))
+        .build()
+}
+
+fn identity_of(credential: &Credential) -> Result<String, ShareError> {
+    let basic = BasicCredential::try_from(credential.clone())
+        .map_err(|_| ShareError::Credential("not a basic credential".into()))?;
+    String::from_utf8(basic.identity().to_vec())
+        .map_err(|_| ShareError::Credential("identity is not UTF-8".into()))
+}
+
+fn decode_message(bytes: &[u8]) -> Result<MlsMessageIn, ShareError> {
+    if bytes.len() > MAX_MLS_MESSAGE {
+        return Err(ShareError::Malformed("message too large".into()));
+    }
+    MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| ShareError::Malformed(e.to_string()))
+}
+
+fn encode(msg: &MlsMessageOut) -> Result<Vec<u8>, ShareError> {
+    msg.tls_serialize_detached().map_err(mls)
+}
+
+impl Sharing {
+    /// MLS for member `me`, signing with the node key, state in `store`.
+    pub fn new(store: Store, me: MemberId, key: &NodeKey) -> Self {
+        let public = key.public().to_bytes().to_vec();
+        let signer =
+            SignatureKeyPair::from_raw(SignatureScheme::ED25519, key.seed().to_vec(), public.clone());
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(me.as_str().as_bytes().to_vec()).into(),
+            signature_key: public.into(),
+        };
+        Self {
+            store,
+            me,
+            signer,
+            credential,
+        }
+    }
+
+    fn load(&self, scope: &str) -> Result<Provider, ShareError> {
+        Ok(Provider::from_snapshot(self.store.mls_load(scope)?))
+    }
+
+    fn save(&self, scope: &str, provider: &Provider) -> Result<(), ShareError> {
+        Ok(self.store.mls_replace(scope, &provider.snapshot())?)
+    }
+
+    fn load_group(&self, share: &ShareId) -> Result<(Provider, MlsGroup), ShareError> {
+        let provider = self.load(&share.scope())?;
+        let group_id = GroupId::from_slice(share.scope().as_bytes());
+        let group = MlsGroup::load(provider.storage(), &group_id)
+            .map_err(mls)?
+            .ok_or(ShareError::NoGroup)?;
+        Ok((provider, group))
+    }
+
+    /// Whether this node holds state for the share's group.
+    pub fn has_group(&self, share: &ShareId) -> Result<bool, ShareError> {
+        match self.load_group(share) {
+            Ok(_) => Ok(true),
+            Err(ShareError::NoGroup) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Owner: creates the share's group with itself as sole member, if absent.
+    pub fn ensure_group(&self, share: &ShareId) -> Result<(), ShareError> {
+        debug_assert_eq!(share.owner, self.me);
+        if self.has_group(share)? {
+            return Ok(());
+        }
+        let provider = self.load(&share.scope())?;
+        MlsGroup::new_with_group_id(
+            &provider,
+            &self.signer,
+            &group_config(),
+            GroupId::from_slice(share.scope().as_bytes()),
+            self.credential.clone(),
+        )
+        .map_err(mls)?;
+        self.save(&share.scope(), &provider)
+    }
+
+    /// The members of the share's group, by id, as this node sees it.
+    pub fn members(&self, share: &ShareId) -> Result<Vec<MemberId>, ShareError> {
+        let (_, group) = self.load_group(share)?;
+        let mut out = Vec::new();
+        for m in group.members() {
+            let id = identity_of(&m.credential)?;
+            out.push(
+                id.parse()
+                    .map_err(|_| ShareError::Credential(format!("identity {id:?}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The group's current epoch.
+    pub fn epoch(&self, share: &ShareId) -> Result<u64, ShareError> {
+        Ok(self.load_group(share)?.1.epoch().as_u64())
+    }
+
+    /// Bytes of MLS state this node keeps for the share.
+    pub fn state_bytes(&self, share: &ShareId) -> Result<usize, ShareError> {
+        Ok(self.store.mls_size(&share.scope())?)
+    }
+
+    /// Member side: a fresh KeyPackage for an owner to add us with.
+    pub fn new_key_package(&self) -> Result<Vec<u8>, ShareError> {
+        let provider = Provider::from_snapshot(BTreeMap::new());
+        let bundle = KeyPackage::builder()
+            .build(CIPHERSUITE, &provider, &self.signer, self.credential.clone())
+            .map_err(mls)?;
+        let kp = bundle.key_package();
+        let hash = kp.hash_ref(provider.crypto()).map_err(mls)?;
+        self.save(&kp_scope(hash.as_slice()), &provider)?;
+        encode(&MlsMessageOut::from(kp.clone()))
+    }
+
+    /// Owner: adds `member` from its KeyPackage, after checking the credential is
+    /// `member` with the signing key the roster lists.
+    pub fn add_member(
+        &self,
+        share: &ShareId,
+        key_package: &[u8],
+        member: &MemberId,
+        roster_key: &PublicKey,
+    ) -> Result<GroupChange, ShareError> {
+        let MlsMessageBodyIn::KeyPackage(kp_in) = decode_message(key_package)?.extract() else {
+            return Err(ShareError::Malformed("expected a key package".into()));
+        };
+        let (provider, mut group) = self.load_group(share)?;
+        let kp = kp_in
+            .validate(provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|e| ShareError::Malformed(e.to_string()))?;
+        let leaf = kp.leaf_node();
+        if identity_of(leaf.credential())? != member.as_str() {
+            return Err(ShareError::Credential(format!(
+                "key package does not name {member}"
+            )));
+        }
+        if leaf.signature_key().as_slice() != roster_key.to_bytes() {
+            return Err(ShareError::Credential(format!(
+                "key package of {member} is not signed with its roster key"
+            )));
+        }
+        let (commit, welcome, _) = group
+            .add_members(&provider, &self.signer, &[kp])
+            .map_err(mls)?;
+        group.merge_pending_commit(&provider).map_err(mls)?;
+        self.save(&share.scope(), &provider)?;
+        Ok(GroupChange {
+            commit: encode(&commit)?,
+            welcome: Some(encode(&welcome)?),
+            epoch: group.epoch().as_u64(),
+        })
+    }
+
+    /// Owner: removes `member`; `None` if it was not in the group.
+    pub fn remove_member(
+        &self,
+        share: &ShareId,
+        member: &MemberId,
+    ) -> Result<Option<GroupChange>, ShareError> {
+        let (provider, mut group) = self.load_group(share)?;
+        let mut leaves = Vec::new();
+        for m in group.members() {
+            if identity_of(&m.credential)? == member.as_str() {
+                leaves.push(m.index);
+            }
+        }
+        if leaves.is_empty() {
+            return Ok(None);
+        }
+        let (commit, _, _) = group
+            .remove_members(&provider, &self.signer, &leaves)
+            .map_err(mls)?;
+        group.merge_pending_commit(&provider).map_err(mls)?;
+        self.save(&share.scope(), &provider)?;
+        Ok(Some(GroupChange {
+            commit: encode(&commit)?,
+            welcome: None,
+            epoch: group.epoch().as_u64(),
+        }))
+    }
+
+    /// Owner: seals `plaintext` as an application message for the group.
+    pub fn seal(&self, share: &ShareId, plaintext: &[u8]) -> Result<Vec<u8>, ShareError> {
+        let (provider, mut group) = self.load_group(share)?;
+        let msg = group
+            .create_message(&provider, &self.signer, plaintext)
+            .map_err(mls)?;
+        self.save(&share.scope(), &provider)?;
+        encode(&msg)
+    }
+
+    /// Member side: joins the share's group from the owner's Welcome, after
+    /// checking the group is the share's and its owner's credential is the roster's.
+    pub fn join(
+        &self,
+        share: &ShareId,
+        welcome: &[u8],
+        owner_key: &PublicKey,
+    ) -> Result<u64, ShareError> {
+        let MlsMessageBodyIn::Welcome(welcome) = decode_message(welcome)?.extract() else {
+            return Err(ShareError::Malformed("expected a welcome".into()));
+        };
+        let mut kp_scope_found = None;
+        for secret in welcome.secrets() {
+            let scope = kp_scope(secret.new_member().as_slice());
+            if !self.store.mls_load(&scope)?.is_empty() {
+                kp_scope_found = Some(scope);
+                break;
+            }
+        }
+        let kp_scope = kp_scope_found.ok_or(ShareError::NoKeyPackage)?;
+        let provider = self.load(&kp_scope)?;
+        let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
+            .map_err(mls)?;
+        if staged.group_context().group_id().as_slice() != share.scope().as_bytes() {
+            return Err(ShareError::Credential(
+                "the welcome is for another share's group".into(),
+            ));
+        }
+        let sender = staged.welcome_sender().map_err(mls)?;
+        if identity_of(sender.credential())? != share.owner.as_str()
+            || sender.signature_key().as_slice() != owner_key.to_bytes()
+        {
+            return Err(ShareError::Credential(
+                "the welcome does not come from the share's owner".into(),
+            ));
+        }
+        let group = staged.into_group(&provider).map_err(mls)?;
+        if self.has_group(share)? {
+            // A fresh Welcome replaces stale state (a member brought back).
+            self.store.mls_replace(&share.scope(), &BTreeMap::new())?;
+        }
+        self.save(&share.scope(), &provider)?;
+        self.store.mls_replace(&kp_scope, &BTreeMap::new())?;
+        Ok(group.epoch().as_u64())
+    }
+
+    fn process(
+        &self,
+        share: &ShareId,
+        bytes: &[u8],
+    ) -> Result<(Provider, MlsGroup, ProcessedMessage), ShareError> {
+        let protocol = decode_message(bytes)?
+            .try_into_protocol_message()
+            .map_err(|e| ShareError::Malformed(e.to_string()))?;
+        let (provider, mut group) = self.load_group(share)?;
+        let processed = group.process_message(&provider, protocol).map_err(mls)?;
+        if identity_of(processed.credential())? != share.owner.as_str() {
+            return Err(ShareError::Credential(
+                "only the share's owner sends in its group".into(),
+            ));
+        }
+        Ok((provider, group, processed))
+    }
+
+    /// Member side: applies a commit from the owner; returns the new epoch.
+    pub fn apply_commit(&self, share: &ShareId, commit: &[u8]) -> Result<u64, ShareError> {
+        let (provider, mut group, processed) = self.process(share, commit)?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(ShareError::Malformed("expected a commit".into()));
+        };
+        group
+            .merge_staged_commit(&provider, *staged)
+            .map_err(mls)?;
+        self.save(&share.scope(), &provider)?;
+        Ok(group.epoch().as_u64())
+    }
+
+    /// Member side: opens an application message sealed by the owner.
+    pub fn open(&self, share: &ShareId, sealed: &[u8]) -> Result<Vec<u8>, ShareError> {
+        let (provider, _group, processed) = self.process(share, sealed)?;
+        let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
+            return Err(ShareError::Malformed("expected an application message".into()));
+        };
+        self.save(&share.scope(), &provider)?;
+        Ok(app.into_bytes())
+    }
+}
+
+fn kp_scope(hash_ref: &[u8]) -> String {
+    format!("kp/{}", hex::encode(hash_ref))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Node {
+        _dir: tempfile::TempDir,
+        key: NodeKey,
+        id: MemberId,
+        sharing: Sharing,
+    }
+
+    fn node(id: &str) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let key = NodeKey::generate();
+        let id: MemberId = id.parse().expect("id");
+        let sharing = Sharing::new(store, id.clone(), &key);
+        Node {
+            _dir: dir,
+            key,
+            id,
+            sharing,
+        }
+    }
+
+    fn share(owner: &Node) -> ShareId {
+        ShareId {
+            dossier: DossierId::random(),
+            section: Section::Housing,
+            owner: owner.id.clone(),
+        }
+    }
+
+    fn add(owner: &Node, s: &ShareId, member: &Node) -> GroupChange {
+        let kp = member.sharing.new_key_package().expect("kp");
+        let change = owner
+            .sharing
+            .add_member(s, &kp, &member.id, &member.key.public())
+            .expect("add");
+        let welcome = change.welcome.as_deref().expect("welcome");
+        member
+            .sharing
+            .join(s, welcome, &owner.key.public())
+            .expect("join");
+        change
+    }
+
+    #[test]
+    fn a_removed_member_cannot_open_what_is_sealed_after_its_removal() {
+        let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf);
+        let change = add(&ccas, &s, &cd);
+        caf.sharing.apply_commit(&s, &change.commit).expect("caf follows");
+
+        let before = ccas.sharing.seal(&s, b"loyer 450").expect("seal");
+        assert_eq!(caf.sharing.open(&s, &before).expect("open"), b"loyer 450");
+
+        let removal = ccas
+            .sharing
+            .remove_member(&s, &caf.id)
+            .expect("remove")
+            .expect("was a member");
+        cd.sharing.apply_commit(&s, &removal.commit).expect("cd follows");
+        let after = ccas.sharing.seal(&s, b"loyer 470").expect("seal");
+        assert_eq!(cd.sharing.open(&s, &after).expect("open"), b"loyer 470");
+        assert!(
+            caf.sharing.open(&s, &after).is_err(),
+            "caf must not decrypt after removal"
+        );
+        // Even if the removed member processes its own removal, it learns nothing new.
+        let _ = caf.sharing.apply_commit(&s, &removal.commit);
+        assert!(caf.sharing.open(&s, &after).is_err());
+        assert_eq!(
+            ccas.sharing.members(&s).expect("members"),
+            vec![ccas.id.clone(), cd.id.clone()]
+        );
+    }
+
+    #[test]
+    fn group_state_survives_reloading_from_the_store() {
+        let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf);
+        // A new engine over the same store sees the same group.
+        let reopened = Sharing::new(ccas.sharing.store.clone(), ccas.id.clone(), &ccas.key);
+        let sealed = reopened.seal(&s, b"x").expect("seal");
+        assert_eq!(caf.sharing.open(&s, &sealed).expect("open"), b"x");
+        let bytes = ccas.sharing.state_bytes(&s).expect("size");
+        assert!(bytes > 0);
+    }
+
+    #[test]
+    fn key_packages_with_foreign_credentials_are_refused() {
+        let (ccas, caf, intruder) = (node("ccas-rodez"), node("caf12"), node("caf12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        let kp = intruder.sharing.new_key_package().expect("kp");
+        let err = ccas
+            .sharing
+            .add_member(&s, &kp, &caf.id, &caf.key.public())
+            .expect_err("wrong key");
+        assert!(matches!(err, ShareError::Credential(_)), "{err}");
+        let kp = caf.sharing.new_key_package().expect("kp");
+        let other: MemberId = "cd12".parse().expect("id");
+        assert!(
+            ccas.sharing
+                .add_member(&s, &kp, &other, &caf.key.public())
+                .is_err()
+        );
+        assert_eq!(ccas.sharing.members(&s).expect("members").len(), 1);
+        assert!(ccas.sharing.add_member(&s, b"garbage", &caf.id, &caf.key.public()).is_err());
+    }
+
+    #[test]
+    fn a_welcome_from_someone_else_than_the_owner_is_refused() {
+        let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        let kp = caf.sharing.new_key_package().expect("kp");
+        let change = ccas
+            .sharing
+            .add_member(&s, &kp, &caf.id, &caf.key.public())
+            .expect("add");
+        let err = caf
+            .sharing
+            .join(&s, change.welcome.as_deref().expect("welcome"), &cd.key.public())
+            .expect_err("owner key mismatch");
+        assert!(matches!(err, ShareError::Credential(_)), "{err}");
+    }
+}

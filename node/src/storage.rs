@@ -1,0 +1,279 @@
+//! The node's sled store: the only module that names sled.
+//!
+//! Each tree has one owner here and one encoding (JSON values, UTF-8 keys).
+//! The on-disk schema is versioned in the `meta` tree; a store written by
+//! another schema version is refused rather than misread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The on-disk schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A value could not be decoded: the store is corrupt or from another version.
+    #[error("store: undecodable value in tree {tree}: {source}")]
+    Decode {
+        /// The tree.
+        tree: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store was written by an incompatible schema version.
+    #[error("store schema version {found} is not the supported version {SCHEMA_VERSION}")]
+    Schema {
+        /// The version on disk.
+        found: u32,
+    },
+    /// A record that must be unique already exists.
+    #[error("{0} already exists")]
+    Exists(&'static str),
+}
+
+/// A named sled tree holding JSON values.
+#[derive(Clone, Copy, Debug)]
+pub enum Tree {
+    /// Node-local users by name.
+    Users,
+    /// User name by SHA-256 of their token.
+    Tokens,
+    /// Dossier records by dossier id.
+    Dossiers,
+    /// This node's section copies by `dossier/section`.
+    Sections,
+    /// Signed consents by `dossier/consent`.
+    Consents,
+    /// Seen request nonces by `reader/nonce`, with their time.
+    Nonces,
+    /// Singletons: schema version, adopted roster, last checkpoint.
+    Meta,
+}
+
+impl Tree {
+    fn name(self) -> &'static str {
+        match self {
+            Tree::Users => "users",
+            Tree::Tokens => "tokens",
+            Tree::Dossiers => "dossiers",
+            Tree::Sections => "sections",
+            Tree::Consents => "consents",
+            Tree::Nonces => "nonces",
+            Tree::Meta => "meta",
+        }
+    }
+}
+
+/// The node's persistent state, over one sled database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    mls: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checking its schema version.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let mls = db.open_tree("mls")?;
+        let store = Self { db, mls };
+        match store.get::<u32>(Tree::Meta, "schema")? {
+            Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
+            Some(_) => {}
+            None => {
+                store.put(Tree::Meta, "schema", &SCHEMA_VERSION)?;
+                store.flush()?;
+            }
+        }
+        Ok(store)
+    }
+
+    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(tree.name())?)
+    }
+
+    /// Reads and decodes one value.
+    pub fn get<T: DeserializeOwned>(&self, tree: Tree, key: &str) -> Result<Option<T>, StoreError> {
+        match self.tree(tree)?.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Decode {
+                    tree: tree.name(),
+                    source,
+                }),
+        }
+    }
+
+    /// Encodes and writes one value (not yet flushed).
+    pub fn put<T: Serialize>(&self, tree: Tree, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Decode {
+            tree: tree.name(),
+            source,
+        })?;
+        self.tree(tree)?.insert(key.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Writes a value only if the key is absent; fails with [`StoreError::Exists`] otherwise.
+    pub fn insert_new<T: Serialize>(
+        &self,
+        tree: Tree,
+        key: &str,
+        value: &T,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Decode {
+            tree: tree.name(),
+            source,
+        })?;
+        self.tree(tree)?
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(bytes))?
+            .map_err(|_| StoreError::Exists(what))
+    }
+
+    /// Every value whose key starts with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(tree)?.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let value = serde_json::from_slice(&v).map_err(|source| StoreError::Decode {
+                tree: tree.name(),
+                source,
+            })?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), value));
+        }
+        Ok(out)
+    }
+
+    /// Removes keys of `tree` starting with `prefix` for which `stale` holds.
+    pub fn remove_where<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        prefix: &str,
+        stale: impl Fn(&T) -> bool,
+    ) -> Result<usize, StoreError> {
+        let t = self.tree(tree)?;
+        let mut removed = 0;
+        for (k, v) in self.scan::<T>(tree, prefix)? {
+            if stale(&v) {
+                t.remove(k.as_bytes())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The raw key-value entries of one MLS state snapshot.
+    pub fn mls_load(&self, scope: &str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let prefix = mls_prefix(scope);
+        let mut out = BTreeMap::new();
+        for item in self.mls.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            out.insert(k[prefix.len()..].to_vec(), v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Replaces one MLS state snapshot atomically (one sled batch) and flushes.
+    pub fn mls_replace(
+        &self,
+        scope: &str,
+        entries: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let prefix = mls_prefix(scope);
+        let mut batch = sled::Batch::default();
+        for item in self.mls.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            if !entries.contains_key(&k[prefix.len()..]) {
+                batch.remove(k);
+            }
+        }
+        for (k, v) in entries {
+            let mut key = prefix.clone();
+            key.extend_from_slice(k);
+            batch.insert(key, v.as_slice());
+        }
+        self.mls.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Total bytes of one MLS state snapshot (keys and values).
+    pub fn mls_size(&self, scope: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .mls_load(scope)?
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum())
+    }
+
+    /// Writes sled's buffers out (survives a killed process; see SECURITY.md).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn mls_prefix(scope: &str) -> Vec<u8> {
+    let mut p = scope.as_bytes().to_vec();
+    p.push(0);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_mls_snapshots_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.put(Tree::Meta, "k", &42u32).expect("put");
+            let mut m = BTreeMap::new();
+            m.insert(b"a".to_vec(), b"1".to_vec());
+            m.insert(b"b".to_vec(), b"2".to_vec());
+            s.mls_replace("g1", &m).expect("replace");
+            m.remove(b"a".as_slice());
+            s.mls_replace("g1", &m).expect("replace");
+            s.mls_replace("g10", &BTreeMap::from([(b"x".to_vec(), b"y".to_vec())]))
+                .expect("replace");
+            s.flush().expect("flush");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.get::<u32>(Tree::Meta, "k").expect("get"), Some(42));
+        let g1 = s.mls_load("g1").expect("load");
+        assert_eq!(g1.len(), 1, "the removed entry stays removed, g10 is separate");
+        assert_eq!(g1.get(b"b".as_slice()), Some(&b"2".to_vec()));
+    }
+
+    #[test]
+    fn insert_new_refuses_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.insert_new(Tree::Users, "alice", &1u8, "user").expect("first");
+        assert!(matches!(
+            s.insert_new(Tree::Users, "alice", &2u8, "user"),
+            Err(StoreError::Exists("user"))
+        ));
+        assert_eq!(s.get::<u8>(Tree::Users, "alice").expect("get"), Some(1));
+    }
+}

@@ -1,0 +1,416 @@
+//! Domain newtypes: member ids, dossier ids, sections, roles, consent ids.
+//!
+//! Every value here is parsed once at the edge ("parse, don't validate"), so the
+//! rest of the node handles only well-formed identifiers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A value that failed to parse as one of the domain types.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {what}: {reason}")]
+pub struct ParseError {
+    /// Which kind of value was expected.
+    pub what: &'static str,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl ParseError {
+    fn new(what: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A member of the federation: a slug `[a-z0-9-]{2,32}` such as `ccas-rodez`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(String);
+
+impl MemberId {
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for MemberId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !(2..=32).contains(&s.len()) || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(ParseError::new(
+                "member id",
+                "expected 2 to 32 characters among a-z, 0-9 and '-'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberId({})", self.0)
+    }
+}
+string_serde!(MemberId);
+
+/// Crockford base32 alphabet: no I, L, O, U, so ids read aloud at a desk stay unambiguous.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+fn crockford_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(CROCKFORD[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(CROCKFORD[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A random 128-bit identifier printed as `PREFIX-` and 26 Crockford base32 characters.
+fn parse_random_id(s: &str, prefix: &str, what: &'static str) -> Result<String, ParseError> {
+    let Some(rest) = s.strip_prefix(prefix) else {
+        return Err(ParseError::new(what, format!("expected the prefix {prefix}")));
+    };
+    if rest.len() != 26 || !rest.bytes().all(|b| CROCKFORD.contains(&b)) {
+        return Err(ParseError::new(
+            what,
+            "expected 26 base32 characters after the prefix",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn random_id(prefix: &str) -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("{prefix}{}", crockford_encode(&bytes))
+}
+
+/// A person's dossier social unique: random, opaque, printable (`DSU-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct DossierId(String);
+
+impl DossierId {
+    /// A fresh random dossier id.
+    pub fn random() -> Self {
+        Self(random_id("DSU-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DossierId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "DSU-", "dossier id").map(Self)
+    }
+}
+
+impl fmt::Display for DossierId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(DossierId);
+
+/// A recorded consent (`CNS-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ConsentId(String);
+
+impl ConsentId {
+    /// A fresh random consent id.
+    pub fn random() -> Self {
+        Self(random_id("CNS-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ConsentId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "CNS-", "consent id").map(Self)
+    }
+}
+
+impl fmt::Display for ConsentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(ConsentId);
+
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value's wire and command-line name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ParseError::new($what, format!(
+                        "expected one of: {}",
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        string_serde!($name);
+    };
+}
+
+word_enum!(
+    /// A fixed category of a dossier's content.
+    Section, "section", {
+        /// Civil identity as the person gave it.
+        Identity => "identity",
+        /// Household composition.
+        Household => "household",
+        /// Housing situation.
+        Housing => "housing",
+        /// Income and benefits (RSA, APL, AAH…).
+        Resources => "resources",
+        /// Employment and insertion.
+        Employment => "employment",
+        /// Health.
+        Health => "health",
+        /// Disability.
+        Disability => "disability",
+        /// Autonomy of elderly people.
+        Autonomy => "autonomy",
+        /// Child protection.
+        ChildProtection => "child_protection",
+        /// The parcours: goals, actions, appointments.
+        SupportPlan => "support_plan",
+    }
+);
+
+word_enum!(
+    /// What kind of institution a member is; the charter grants sections per kind.
+    MemberKind, "member kind", {
+        /// A département council.
+        Departement => "departement",
+        /// A municipal social action centre.
+        Ccas => "ccas",
+        /// A family allowance fund.
+        Caf => "caf",
+        /// A health insurance fund.
+        Cpam => "cpam",
+        /// A hospital.
+        Hospital => "hospital",
+        /// A charity.
+        Association => "association",
+    }
+);
+
+word_enum!(
+    /// What a node-local user may do through the client API.
+    Role, "role", {
+        /// Manages users of this node.
+        Admin => "admin",
+        /// Opens dossiers, records consent, reads shares.
+        Caseworker => "caseworker",
+        /// Reads the audit log.
+        Auditor => "auditor",
+    }
+);
+
+word_enum!(
+    /// A member's standing in the roster.
+    MemberStatus, "member status", {
+        /// Takes part in the federation.
+        Active => "active",
+        /// Temporarily refused by every peer.
+        Suspended => "suspended",
+        /// Permanently refused.
+        Excluded => "excluded",
+    }
+);
+
+/// A node-local user name: 1 to 64 characters among letters, digits, `.`, `_`, `-`, `@`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct UserName(String);
+
+impl UserName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let ok = (1..=64).contains(&s.len())
+            && s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+        if !ok {
+            return Err(ParseError::new(
+                "user name",
+                "expected 1 to 64 characters among letters, digits, '.', '_', '-', '@'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_serde!(UserName);
+
+/// A calendar date (`YYYY-MM-DD`), as used for consent end dates and birth dates.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Date(time::Date);
+
+impl Date {
+    /// The first second after this day ends (UTC), as Unix seconds.
+    pub fn end_unix(self) -> i64 {
+        self.0.midnight().assume_utc().unix_timestamp() + 86_400
+    }
+    /// The day containing the given Unix time (UTC).
+    pub fn from_unix(secs: i64) -> Self {
+        let dt = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        Self(dt.date())
+    }
+}
+
+impl FromStr for Date {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(s, &format)
+            .map(Self)
+            .map_err(|_| ParseError::new("date", "expected a valid YYYY-MM-DD date"))
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            u8::from(self.0.month()),
+            self.0.day()
+        )
+    }
+}
+string_serde!(Date);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids_are_slugs() {
+        assert!("ccas-rodez".parse::<MemberId>().is_ok());
+        assert!("cd12".parse::<MemberId>().is_ok());
+        for bad in ["", "a", "CCAS", "ccas rodez", "-ccas", "ccas-", &"a".repeat(33)] {
+            assert!(bad.parse::<MemberId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn dossier_ids_round_trip_and_reject_garbage() {
+        let id = DossierId::random();
+        assert_eq!(id.as_str().len(), 4 + 26);
+        assert_eq!(id.as_str().parse::<DossierId>(), Ok(id.clone()));
+        assert!("DSU-short".parse::<DossierId>().is_err());
+        assert!(
+            "CNS-0123456789ABCDEFGHJKMNPQRS"
+                .parse::<DossierId>()
+                .is_err()
+        );
+        assert!(
+            "DSU-0123456789ABCDEFGHJKMNPQRI"
+                .parse::<DossierId>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn sections_parse_their_wire_names() {
+        for s in Section::ALL {
+            assert_eq!(s.as_str().parse::<Section>(), Ok(*s));
+        }
+        assert!("Housing".parse::<Section>().is_err());
+    }
+
+    #[test]
+    fn dates_parse_strictly() {
+        let d: Date = "2027-06-30".parse().expect("valid date");
+        assert_eq!(d.to_string(), "2027-06-30");
+        assert!("2027-02-30".parse::<Date>().is_err());
+        assert!("30/06/2027".parse::<Date>().is_err());
+        assert_eq!(Date::from_unix(d.end_unix() - 1), d);
+    }
+}

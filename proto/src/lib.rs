@@ -1,0 +1,7 @@
+//! Maillon's gRPC protocol, package `maillon.v1`: code generated from `proto/`.
+
+/// Package `maillon.v1`: the peer API and the client API.
+#[allow(missing_docs, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("maillon.v1");
+}
