@@ -4,8 +4,13 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and the
 //! rules between them.
 
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod roster;
+pub mod service;
 pub mod sharing;
 pub mod storage;
 pub mod types;

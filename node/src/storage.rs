@@ -52,6 +52,8 @@ pub enum Tree {
     Sections,
     /// Signed consents by `dossier/consent`.
     Consents,
+    /// Dossier of each consent, by consent id.
+    ConsentIndex,
     /// Seen request nonces by `reader/nonce`, with their time.
     Nonces,
     /// Singletons: schema version, adopted roster, last checkpoint.
@@ -66,6 +68,7 @@ impl Tree {
             Tree::Dossiers => "dossiers",
             Tree::Sections => "sections",
             Tree::Consents => "consents",
+            Tree::ConsentIndex => "consent_index",
             Tree::Nonces => "nonces",
             Tree::Meta => "meta",
         }

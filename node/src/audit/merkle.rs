@@ -1,0 +1,238 @@
+//! RFC 6962 / RFC 9162 Merkle tree hashing, inclusion and consistency proofs. Pure.
+
+use sha2::{Digest, Sha256};
+
+/// A tree node hash.
+pub type Hash = [u8; 32];
+
+/// `SHA-256(0x00 || data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(data);
+    h.finalize().into()
+}
+
+/// `SHA-256(0x01 || left || right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The root of an empty tree: `SHA-256("")`.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
+/// The largest power of two strictly below `n` (`n >= 2`).
+fn split(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The Merkle tree hash of the given leaf hashes (RFC 6962 §2.1).
+pub fn root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => empty_root(),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+        }
+    }
+}
+
+/// The audit path of leaf `index` in the tree of `leaves` (RFC 6962 §2.1.1).
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    (index < leaves.len()).then(|| {
+        let mut path = Vec::new();
+        path_rec(leaves, index, &mut path);
+        path
+    })
+}
+
+fn path_rec(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split(n);
+    if m < k {
+        path_rec(&leaves[..k], m, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        path_rec(&leaves[k..], m - k, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut fn_, mut sn) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            r = node_hash(p, &r);
+            if fn_ & 1 == 0 {
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0 && &r == root
+}
+
+/// A consistency proof from the tree of the first `old` leaves to the whole tree (RFC 6962 §2.1.2).
+pub fn consistency_proof(leaves: &[Hash], old: usize) -> Option<Vec<Hash>> {
+    if old == 0 || old > leaves.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    subproof(old, leaves, true, &mut out);
+    Some(out)
+}
+
+fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !complete {
+            out.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], complete, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// Verifies a consistency proof between two tree heads (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
+    if old_size > new_size {
+        return false;
+    }
+    if old_size == new_size {
+        return proof.is_empty() && old_root == new_root;
+    }
+    if old_size == 0 {
+        return proof.is_empty();
+    }
+    let mut path: Vec<Hash> = proof.to_vec();
+    if old_size.is_power_of_two() {
+        path.insert(0, *old_root);
+    }
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let (mut fn_, mut sn) = (old_size - 1, new_size - 1);
+    while fn_ & 1 == 1 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fn_ & 1 == 0 {
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0 && &fr == old_root && &sr == new_root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc_leaves() -> Vec<Hash> {
+        [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|h| leaf_hash(&hex::decode(h).expect("hex")))
+        .collect()
+    }
+
+    #[test]
+    fn rfc6962_root_of_eight_leaves() {
+        assert_eq!(
+            hex::encode(root(&rfc_leaves())),
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+        );
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn every_inclusion_and_consistency_proof_verifies_and_tampering_fails() {
+        let all = rfc_leaves();
+        for n in 1..=all.len() {
+            let leaves = &all[..n];
+            let r = root(leaves);
+            for i in 0..n {
+                let p = inclusion_proof(leaves, i).expect("proof");
+                assert!(verify_inclusion(i as u64, n as u64, &leaves[i], &p, &r), "{i}/{n}");
+                assert!(!verify_inclusion(i as u64, n as u64 + 1, &leaves[i], &p, &r));
+                if let Some(first) = p.first() {
+                    let mut bad = p.clone();
+                    bad[0] = leaf_hash(first);
+                    assert!(!verify_inclusion(i as u64, n as u64, &leaves[i], &bad, &r));
+                }
+            }
+            for m in 1..=n {
+                let p = consistency_proof(leaves, m).expect("proof");
+                let old = root(&leaves[..m]);
+                assert!(verify_consistency(m as u64, n as u64, &old, &r, &p), "{m}->{n}");
+                if m < n {
+                    assert!(!verify_consistency(m as u64, n as u64, &r, &r, &p));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! A node's directory: its configuration, keys, public card, and first admin profile.
+//!
+//! ```text
+//! DIR/node.toml          configuration (this module parses and validates it)
+//! DIR/signing.key        Ed25519 signing key, 0600
+//! DIR/tls.key, tls.crt   TLS key (0600) and self-signed certificate
+//! DIR/card.json          the public member card founders put in the roster
+//! DIR/admin.profile.toml the first admin's client profile (holds a token), 0600
+//! DIR/roster.json        the signed roster, placed by the operator
+//! DIR/store/, DIR/audit/ the sled store and the audit log
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{CryptoError, NodeKey, SpkiHash, TlsIdentity, write_secret_file};
+use crate::roster::MemberCard;
+use crate::types::{MemberId, MemberKind, ParseError};
+
+/// Errors reading or writing a node directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Key handling failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A value did not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// `node.toml` as written on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    member: String,
+    name: String,
+    kind: String,
+    peer_listen: String,
+    client_listen: String,
+    peer_endpoint: String,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node directory.
+    pub dir: PathBuf,
+    /// This node's member id.
+    pub member: MemberId,
+    /// Its display name.
+    pub name: String,
+    /// Its kind of institution.
+    pub kind: MemberKind,
+    /// Where the peer API listens.
+    pub peer_listen: SocketAddr,
+    /// Where the client API listens.
+    pub client_listen: SocketAddr,
+    /// The peer endpoint other members dial (`host:port`).
+    pub peer_endpoint: String,
+}
+
+/// What `maillon node init` is asked for.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The new node directory (absent or empty).
+    pub dir: PathBuf,
+    /// Member id.
+    pub member: MemberId,
+    /// Display name.
+    pub name: String,
+    /// Kind of institution.
+    pub kind: MemberKind,
+    /// Peer API listen address (also the advertised endpoint).
+    pub peer_addr: SocketAddr,
+    /// Client API listen address.
+    pub client_addr: SocketAddr,
+}
+
+/// What a CLI user keeps to talk to a node: endpoint, certificate pin, token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The client API address, `host:port`.
+    pub endpoint: String,
+    /// SHA-256 of the node's TLS SubjectPublicKeyInfo.
+    pub server_spki_sha256: SpkiHash,
+    /// The member the node belongs to.
+    pub member: MemberId,
+    /// The user name (informational).
+    pub user: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("endpoint", &self.endpoint)
+            .field("member", &self.member)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Profile {
+    /// Writes the profile to a new file created 0600 (it holds a token).
+    pub fn write_new(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string(self).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        write_secret_file(path, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Reads a profile, refusing one that others can read.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = crate::crypto::read_secret_file(path)?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: e.message().to_owned(),
+        })
+    }
+}
+
+impl Config {
+    /// Path of the node's configuration file.
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join("node.toml")
+    }
+    /// Path of the signing key.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.join("signing.key")
+    }
+    /// Path of the TLS key.
+    pub fn tls_key_path(&self) -> PathBuf {
+        self.dir.join("tls.key")
+    }
+    /// Path of the TLS certificate.
+    pub fn tls_cert_path(&self) -> PathBuf {
+        self.dir.join("tls.crt")
+    }
+    /// Path of the signed roster.
+    pub fn roster_path(&self) -> PathBuf {
+        self.dir.join("roster.json")
+    }
+    /// Path of the public member card.
+    pub fn card_path(&self) -> PathBuf {
+        self.dir.join("card.json")
+    }
+    /// Directory of the sled store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+    /// Directory of the audit log.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.join("audit")
+    }
+    /// Path of the first admin's profile.
+    pub fn admin_profile_path(&self) -> PathBuf {
+        self.dir.join("admin.profile.toml")
+    }
+
+    /// Loads and validates `DIR/node.toml`.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = Self::file(dir);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            reason: e.message().to_owned(),
+        })?;
+        let addr = |field: &str, s: &str| -> Result<SocketAddr, ConfigError> {
+            s.parse().map_err(|_| ConfigError::Invalid {
+                path: path.clone(),
+                reason: format!("{field}: expected ip:port, found {s:?}"),
+            })
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            member: raw.member.parse()?,
+            name: raw.name,
+            kind: raw.kind.parse()?,
+            peer_listen: addr("peer_listen", &raw.peer_listen)?,
+            client_listen: addr("client_listen", &raw.client_listen)?,
+            peer_endpoint: raw.peer_endpoint,
+        })
+    }
+
+    /// Creates a node directory: keys (0600), configuration and public card.
+    /// Returns the configuration and the card.
+    pub fn init(opts: &InitOptions) -> Result<(Self, MemberCard), ConfigError> {
+        let dir = &opts.dir;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ConfigError::Io { path, source }
+        };
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir).map_err(io(dir))?;
+            if entries.next().is_some() {
+                return Err(ConfigError::Invalid {
+                    path: dir.clone(),
+                    reason: "directory is not empty; a node is initialised once".into(),
+                });
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
+        if opts.name.trim().is_empty() || opts.name.len() > 200 {
+            return Err(ConfigError::Invalid {
+                path: dir.clone(),
+                reason: "the display name must be 1 to 200 bytes".into(),
+            });
+        }
+        let raw = RawConfig {
+            member: opts.member.to_string(),
+            name: opts.name.clone(),
+            kind: opts.kind.to_string(),
+            peer_listen: opts.peer_addr.to_string(),
+            client_listen: opts.client_addr.to_string(),
+            peer_endpoint: opts.peer_addr.to_string(),
+        };
+        let cfg_path = Self::file(dir);
+        let text = toml::to_string(&raw).map_err(|e| ConfigError::Invalid {
+            path: cfg_path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&cfg_path, text).map_err(io(&cfg_path))?;
+        let config = Self::load(dir)?;
+
+        let key = NodeKey::generate();
+        key.write_new(&config.signing_key_path())?;
+        let tls = TlsIdentity::generate(&config.member)?;
+        tls.write_new(&config.tls_key_path(), &config.tls_cert_path())?;
+
+        let card = MemberCard {
+            id: config.member.clone(),
+            name: config.name.clone(),
+            kind: config.kind,
+            endpoint: config.peer_endpoint.clone(),
+            signing_key: key.public(),
+            tls_spki_sha256: tls.spki_hash()?,
+        };
+        let card_json = serde_json::to_string_pretty(&card).unwrap_or_default();
+        std::fs::write(config.card_path(), card_json + "\n").map_err(io(&config.card_path()))?;
+        Ok((config, card))
+    }
+}

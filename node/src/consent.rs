@@ -1,0 +1,255 @@
+//! Consent records and the read decision. Pure: time is passed in.
+//!
+//! A consent is the person's agreement, recorded by a caseworker at the owner,
+//! for the owner to share given sections of a dossier with given members, for
+//! a purpose, until a date. The charter bounds it; consent narrows, never widens.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Context, NodeKey, PublicKey, Signature};
+use crate::roster::VerifiedRoster;
+use crate::types::{ConsentId, Date, DossierId, MemberId, Section, UserName};
+
+/// Longest purpose text accepted.
+pub const MAX_PURPOSE: usize = 200;
+
+/// What the person agreed to, as signed by the owner node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    /// Its id.
+    pub id: ConsentId,
+    /// The dossier.
+    pub dossier: DossierId,
+    /// The member whose sections are shared (this node).
+    pub owner: MemberId,
+    /// Sections covered.
+    pub sections: BTreeSet<Section>,
+    /// Members that may read them.
+    pub audience: BTreeSet<MemberId>,
+    /// Why, in the person's and caseworker's words.
+    pub purpose: String,
+    /// Last day it holds (inclusive).
+    pub until: Date,
+    /// The caseworker who recorded it.
+    pub granted_by: UserName,
+    /// When (Unix seconds).
+    pub granted_at: i64,
+}
+
+impl Consent {
+    fn signed_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A stored consent: the signed agreement and, once revoked, when and by whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRecord {
+    /// The agreement.
+    pub consent: Consent,
+    /// The owner node's signature, context `maillon/v1/consent`.
+    pub signature: Signature,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// Who recorded the revocation.
+    pub revoked_by: Option<UserName>,
+}
+
+/// Where a consent stands at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentStatus {
+    /// In force.
+    Active,
+    /// Past its end date.
+    Expired,
+    /// Withdrawn by the person.
+    Revoked,
+}
+
+impl ConsentRecord {
+    /// Signs a new consent with the owner's key.
+    pub fn sign(consent: Consent, key: &NodeKey) -> Self {
+        let signature = key.sign(Context::Consent, &consent.signed_bytes());
+        Self {
+            consent,
+            signature,
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
+    /// Checks the owner's signature.
+    pub fn verify(&self, owner_key: &PublicKey) -> bool {
+        owner_key
+            .verify(Context::Consent, &self.consent.signed_bytes(), &self.signature)
+            .is_ok()
+    }
+
+    /// Its status at `now` (Unix seconds).
+    pub fn status(&self, now: i64) -> ConsentStatus {
+        match self.revoked_at {
+            Some(t) if t <= now => ConsentStatus::Revoked,
+            _ if now >= self.consent.until.end_unix() => ConsentStatus::Expired,
+            _ => ConsentStatus::Active,
+        }
+    }
+
+    /// Whether it names `reader` for `section` (regardless of status).
+    pub fn covers(&self, reader: &MemberId, section: Section) -> bool {
+        self.consent.audience.contains(reader) && self.consent.sections.contains(&section)
+    }
+}
+
+/// Why a read is refused. The text is what the reader's caseworker sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The reader is not an active member of the roster.
+    NotAMember(MemberId),
+    /// The charter never lets this kind of member receive this section.
+    Charter {
+        /// The reader.
+        reader: MemberId,
+        /// The section.
+        section: Section,
+    },
+    /// No consent for this reader on this dossier.
+    NoConsent,
+    /// Consents for this reader exist, none for this section.
+    SectionNotCovered(Section),
+    /// The consent was revoked.
+    Revoked(ConsentId),
+    /// The consent has expired.
+    Expired(ConsentId),
+    /// The owner has no such section for this dossier.
+    NoSuchSection,
+    /// The reader's user does not hold the caseworker role.
+    Role,
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::NotAMember(m) => write!(f, "{m} is not an active member of the federation"),
+            DenyReason::Charter { reader, section } => {
+                write!(f, "the charter does not allow {reader} to receive {section}")
+            }
+            DenyReason::NoConsent => f.write_str("no consent covers this reader for this dossier"),
+            DenyReason::SectionNotCovered(s) => {
+                write!(f, "no consent covers the section {s} for this reader")
+            }
+            DenyReason::Revoked(id) => write!(f, "consent {id} was revoked"),
+            DenyReason::Expired(id) => write!(f, "consent {id} has expired"),
+            DenyReason::NoSuchSection => f.write_str("the owner holds no such section for this dossier"),
+            DenyReason::Role => f.write_str("only a caseworker may read a shared section"),
+        }
+    }
+}
+
+/// The outcome of a policy check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed by this consent.
+    Allow(ConsentId),
+    /// Refused.
+    Deny(DenyReason),
+}
+
+/// Decides whether `reader` may read `section` given the dossier's consents at `now`.
+pub fn decide_read(
+    roster: &VerifiedRoster,
+    consents: &[ConsentRecord],
+    reader: &MemberId,
+    section: Section,
+    now: i64,
+) -> Decision {
+    let Some(member) = roster.active_member(reader) else {
+        return Decision::Deny(DenyReason::NotAMember(reader.clone()));
+    };
+    if !roster.roster().charter.allows(member.card.kind, section) {
+        return Decision::Deny(DenyReason::Charter {
+            reader: reader.clone(),
+            section,
+        });
+    }
+    let covering: Vec<&ConsentRecord> = consents.iter().filter(|c| c.covers(reader, section)).collect();
+    if let Some(c) = covering.iter().find(|c| c.status(now) == ConsentStatus::Active) {
+        return Decision::Allow(c.consent.id.clone());
+    }
+    if let Some(c) = covering.iter().find(|c| c.status(now) == ConsentStatus::Revoked) {
+        return Decision::Deny(DenyReason::Revoked(c.consent.id.clone()));
+    }
+    if let Some(c) = covering.first() {
+        return Decision::Deny(DenyReason::Expired(c.consent.id.clone()));
+    }
+    if consents.iter().any(|c| c.consent.audience.contains(reader)) {
+        return Decision::Deny(DenyReason::SectionNotCovered(section));
+    }
+    Decision::Deny(DenyReason::NoConsent)
+}
+
+/// Which members should be in the group of (dossier, section) at `now`: the
+/// union of the audiences of its active consents.
+pub fn audience(consents: &[ConsentRecord], section: Section, now: i64) -> BTreeSet<MemberId> {
+    consents
+        .iter()
+        .filter(|c| c.status(now) == ConsentStatus::Active && c.consent.sections.contains(&section))
+        .flat_map(|c| c.consent.audience.iter().cloned())
+        .collect()
+}
+
+/// Why a consent cannot be recorded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// The request is incomplete or malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The charter forbids it.
+    #[error("the charter does not allow {member} to receive {section}")]
+    Charter {
+        /// The member.
+        member: MemberId,
+        /// The section.
+        section: Section,
+    },
+}
+
+/// Checks a consent before it is signed: audience of active members other than
+/// the owner, sections within the charter, a purpose, an end date not past.
+pub fn check_grant(roster: &VerifiedRoster, consent: &Consent, now: i64) -> Result<(), GrantError> {
+    let invalid = |s: String| Err(GrantError::Invalid(s));
+    if consent.sections.is_empty() {
+        return invalid("a consent names at least one section".into());
+    }
+    if consent.audience.is_empty() {
+        return invalid("a consent names at least one member to share with".into());
+    }
+    let purpose = consent.purpose.trim();
+    if purpose.is_empty() || consent.purpose.len() > MAX_PURPOSE {
+        return invalid(format!("the purpose must be 1 to {MAX_PURPOSE} bytes"));
+    }
+    if consent.until.end_unix() <= now {
+        return invalid(format!("the end date {} is already past", consent.until));
+    }
+    for m in &consent.audience {
+        if m == &consent.owner {
+            return invalid("a member does not need consent to read its own sections".into());
+        }
+        let Some(member) = roster.active_member(m) else {
+            return invalid(format!("{m} is not an active member of the federation"));
+        };
+        for s in &consent.sections {
+            if !roster.roster().charter.allows(member.card.kind, *s) {
+                return Err(GrantError::Charter {
+                    member: m.clone(),
+                    section: *s,
+                });
+            }
+        }
+    }
+    Ok(())
+}

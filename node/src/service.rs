@@ -1,0 +1,984 @@
+//! One use-case function per operation: authorize, decide, apply, audit.
+//!
+//! The service composes the core modules (roster, consent, sharing, audit) over
+//! the store. It reaches other nodes through the [`PeerNetwork`] trait, which
+//! the transport implements, so that this layer never names tonic.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+
+use crate::audit::{AuditError, AuditEvent, AuditLog};
+use crate::clock::Clock;
+use crate::consent::{self, Consent, ConsentRecord, ConsentStatus, Decision, DenyReason, GrantError};
+use crate::crypto::{Context, NodeKey, Signature, sha256};
+use crate::roster::{CurrentRoster, RosterMember};
+use crate::sharing::{ShareError, ShareId, Sharing};
+use crate::storage::{Store, StoreError, Tree};
+use crate::types::{ConsentId, Date, DossierId, MemberId, Role, Section, UserName};
+
+/// Largest section (bytes of JSON) a node stores or shares.
+pub const MAX_SECTION: usize = 64 * 1024;
+/// Largest signed read request accepted from a peer.
+pub const MAX_REQUEST: usize = 16 * 1024;
+/// How far a request's time may be from the owner's clock (seconds).
+pub const REQUEST_WINDOW: i64 = 120;
+/// Longest name field of a dossier.
+pub const MAX_NAME: usize = 100;
+
+/// Errors a use case returns; the transport maps each to one gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The caller is not who it claims, or brought no valid credential.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Policy refuses the operation.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The input is too large.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The operation does not apply in the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A peer could not be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something broke inside the node; details are logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Exists(what) => ServiceError::AlreadyExists(format!("{what} already exists")),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuditError> for ServiceError {
+    fn from(e: AuditError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+impl From<ShareError> for ServiceError {
+    fn from(e: ShareError) -> Self {
+        match e {
+            ShareError::Malformed(m) => ServiceError::InvalidArgument(format!("malformed mls message: {m}")),
+            ShareError::Credential(m) => ServiceError::PermissionDenied(m),
+            ShareError::NoGroup => ServiceError::FailedPrecondition("this node is not in the share's group".into()),
+            ShareError::NoKeyPackage => ServiceError::FailedPrecondition("the welcome matches no key package of this node".into()),
+            ShareError::Mls(m) => ServiceError::FailedPrecondition(format!("mls: {m}")),
+            ShareError::Store(s) => s.into(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// A boxed future, for the object-safe [`PeerNetwork`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the service reaches other nodes' peer APIs (implemented by the transport).
+pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
+    /// Fetches a fresh KeyPackage from `member`.
+    fn fetch_key_package<'a>(&'a self, member: &'a RosterMember) -> BoxFuture<'a, Result<Vec<u8>>>;
+    /// Delivers a Welcome for `share` to `member`.
+    fn deliver_welcome<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        share: &'a ShareId,
+        welcome: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Delivers a commit for `share` to `member`.
+    fn deliver_commit<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        share: &'a ShareId,
+        commit: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Sends a signed read request to the owner.
+    fn read_share<'a>(
+        &'a self,
+        owner: &'a RosterMember,
+        request: SignedBytes,
+    ) -> BoxFuture<'a, Result<ReadAnswer>>;
+}
+
+/// Bytes and the signature over them.
+#[derive(Clone, Debug)]
+pub struct SignedBytes {
+    /// The canonical JSON bytes.
+    pub bytes: Vec<u8>,
+    /// The signature.
+    pub signature: Signature,
+}
+
+/// What an owner answers to a granted read.
+#[derive(Clone, Debug)]
+pub struct ReadAnswer {
+    /// The section sealed in the share's MLS group.
+    pub sealed: Vec<u8>,
+    /// The signed receipt.
+    pub receipt: SignedBytes,
+}
+
+/// A reader node's request to an owner, as signed by the reader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    /// The reading member.
+    pub reader: MemberId,
+    /// The user at the reader.
+    pub user: UserName,
+    /// That user's role.
+    pub role: Role,
+    /// The owner asked.
+    pub owner: MemberId,
+    /// The dossier.
+    pub dossier: DossierId,
+    /// The section.
+    pub section: Section,
+    /// Why.
+    pub purpose: String,
+    /// 128 random bits, hex.
+    pub nonce: String,
+    /// When the reader sent it (Unix seconds).
+    pub time: i64,
+}
+
+/// The owner's signed statement that it logged and answered a read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// The owner.
+    pub owner: MemberId,
+    /// Hex SHA-256 of the signed request bytes.
+    pub request: String,
+    /// The owner's audit leaf index of the access.
+    pub leaf: u64,
+    /// When (Unix seconds).
+    pub time: i64,
+}
+
+/// A node-local user, as stored (the token only as a hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    /// The name.
+    pub name: UserName,
+    /// The role.
+    pub role: Role,
+    /// Hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// When created.
+    pub created_at: i64,
+}
+
+/// An authenticated client-API caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The user.
+    pub name: UserName,
+    /// The role.
+    pub role: Role,
+}
+
+/// A dossier as this node keeps it. Names never leave the node, nor reach a log.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DossierRecord {
+    /// The id.
+    pub id: DossierId,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Birth date.
+    pub birth_date: Date,
+    /// Who opened it.
+    pub opened_by: UserName,
+    /// When.
+    pub opened_at: i64,
+}
+
+/// A section as read by a caseworker.
+#[derive(Clone, Debug)]
+pub struct SectionView {
+    /// The owner of this copy.
+    pub owner: MemberId,
+    /// The JSON object.
+    pub json: String,
+    /// For a shared read, the owner's audit leaf of the access.
+    pub receipt_leaf: Option<u64>,
+}
+
+/// What the client asks to grant.
+#[derive(Clone, Debug)]
+pub struct GrantRequest {
+    /// The dossier.
+    pub dossier: DossierId,
+    /// Sections.
+    pub sections: BTreeSet<Section>,
+    /// Members to share with.
+    pub audience: BTreeSet<MemberId>,
+    /// Why.
+    pub purpose: String,
+    /// Last day.
+    pub until: Date,
+}
+
+/// A new user and the token shown once.
+#[derive(Clone)]
+pub struct NewUser {
+    /// The user.
+    pub name: UserName,
+    /// Its role.
+    pub role: Role,
+    /// The bearer token (shown once, stored hashed).
+    pub token: String,
+}
+
+/// Hashes a bearer token for storage and lookup.
+fn token_hash(token: &str) -> String {
+    hex::encode(sha256(token.as_bytes()))
+}
+
+/// A fresh bearer token: `mlt_` and 256 random bits.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("mlt_{}", B64URL.encode(bytes))
+}
+
+fn require(caller: &Caller, allowed: &[Role]) -> Result<()> {
+    if allowed.contains(&caller.role) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied(format!(
+            "the role {} may not do this (needs {})",
+            caller.role,
+            allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+        )))
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(ServiceError::InvalidArgument(format!("{field} is empty")));
+    }
+    if value.len() > max {
+        return Err(ServiceError::InvalidArgument(format!("{field} is longer than {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ServiceError::InvalidArgument(format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+/// Checks a section body: a JSON object of at most [`MAX_SECTION`] bytes.
+fn check_section_json(json: &str) -> Result<()> {
+    if json.len() > MAX_SECTION {
+        return Err(ServiceError::ResourceExhausted(format!(
+            "section is {} bytes; the limit is {MAX_SECTION}",
+            json.len()
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(ServiceError::InvalidArgument("a section is a JSON object".into())),
+        Err(e) => Err(ServiceError::InvalidArgument(format!("section is not valid JSON: {e}"))),
+    }
+}
+
+fn section_key(dossier: &DossierId, section: Section) -> String {
+    format!("{dossier}/{section}")
+}
+
+fn consent_key(dossier: &DossierId, id: &ConsentId) -> String {
+    format!("{dossier}/{id}")
+}
+
+/// Everything a node knows and does. Handlers call one method per RPC.
+pub struct Node {
+    me: MemberId,
+    key: Arc<NodeKey>,
+    roster: Arc<CurrentRoster>,
+    store: Store,
+    audit: AuditLog,
+    /// MLS operations on one node are serialized: the owner is its groups' only committer.
+    sharing: Mutex<Sharing>,
+    clock: Arc<dyn Clock>,
+    network: Arc<dyn PeerNetwork>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("member", &self.me).finish_non_exhaustive()
+    }
+}
+
+/// What [`Node::new`] needs.
+pub struct NodeParts {
+    /// This member.
+    pub me: MemberId,
+    /// The signing key.
+    pub key: Arc<NodeKey>,
+    /// The roster in force.
+    pub roster: Arc<CurrentRoster>,
+    /// The store.
+    pub store: Store,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The way to other nodes.
+    pub network: Arc<dyn PeerNetwork>,
+}
+
+impl Node {
+    /// Assembles a node from its parts; logs the roster's adoption if it is new here.
+    pub async fn new(parts: NodeParts) -> Result<Self> {
+        let sharing = Sharing::new(parts.store.clone(), parts.me.clone(), &parts.key);
+        let node = Self {
+            me: parts.me,
+            key: parts.key,
+            roster: parts.roster,
+            store: parts.store,
+            audit: parts.audit,
+            sharing: Mutex::new(sharing),
+            clock: parts.clock,
+            network: parts.network,
+        };
+        let roster = node.roster.get();
+        let adopted: Option<String> = node.store.get(Tree::Meta, "roster_hash")?;
+        if adopted.as_deref() != Some(roster.hash_hex()) {
+            node.audit(AuditEvent::RosterAdopted {
+                version: roster.roster().version,
+                hash: roster.hash_hex().to_owned(),
+            })
+            .await?;
+            node.store.put(Tree::Meta, "roster_hash", &roster.hash_hex().to_owned())?;
+            node.store.put(Tree::Meta, "roster", roster.signed())?;
+            node.store.flush()?;
+        }
+        Ok(node)
+    }
+
+    /// This node's member id.
+    pub fn member(&self) -> &MemberId {
+        &self.me
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    async fn audit(&self, event: AuditEvent) -> Result<u64> {
+        Ok(self.audit.append(self.clock.now(), event).await?)
+    }
+
+    // ----- users -----
+
+    /// Creates a user; `by` is `None` when the node itself creates its first admin.
+    pub async fn create_user(&self, by: Option<&Caller>, name: UserName, role: Role) -> Result<NewUser> {
+        if let Some(caller) = by {
+            require(caller, &[Role::Admin])?;
+        }
+        let token = new_token();
+        let record = UserRecord {
+            name: name.clone(),
+            role,
+            token_sha256: token_hash(&token),
+            created_at: self.clock.now(),
+        };
+        self.store.insert_new(Tree::Users, name.as_str(), &record, "user")?;
+        self.store.put(Tree::Tokens, &record.token_sha256, &name)?;
+        self.store.flush()?;
+        self.audit(AuditEvent::UserCreated {
+            user: name.clone(),
+            role,
+            by: by.map(|c| c.name.clone()),
+        })
+        .await?;
+        Ok(NewUser { name, role, token })
+    }
+
+    /// Resolves a bearer token to its user.
+    pub fn authenticate(&self, token: &str) -> Result<Caller> {
+        let denied = || ServiceError::Unauthenticated("unknown or revoked token".into());
+        if token.len() > 128 {
+            return Err(denied());
+        }
+        let hash = token_hash(token);
+        let name: UserName = self.store.get(Tree::Tokens, &hash)?.ok_or_else(denied)?;
+        let user: UserRecord = self.store.get(Tree::Users, name.as_str())?.ok_or_else(denied)?;
+        if !bool::from(user.token_sha256.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(denied());
+        }
+        Ok(Caller {
+            name: user.name,
+            role: user.role,
+        })
+    }
+
+    // ----- dossiers and sections -----
+
+    /// Opens a dossier for a person who came to this node's desk.
+    pub async fn open_dossier(
+        &self,
+        caller: &Caller,
+        given_name: &str,
+        family_name: &str,
+        birth_date: Date,
+    ) -> Result<DossierId> {
+        require(caller, &[Role::Caseworker])?;
+        check_text("given name", given_name, MAX_NAME)?;
+        check_text("family name", family_name, MAX_NAME)?;
+        let id = DossierId::random();
+        let record = DossierRecord {
+            id: id.clone(),
+            given_name: given_name.trim().to_owned(),
+            family_name: family_name.trim().to_owned(),
+            birth_date,
+            opened_by: caller.name.clone(),
+            opened_at: self.clock.now(),
+        };
+        self.store.insert_new(Tree::Dossiers, id.as_str(), &record, "dossier")?;
+        self.store.flush()?;
+        self.audit(AuditEvent::DossierOpened {
+            dossier: id.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        Ok(id)
+    }
+
+    fn dossier(&self, id: &DossierId) -> Result<DossierRecord> {
+        self.store
+            .get(Tree::Dossiers, id.as_str())?
+            .ok_or_else(|| ServiceError::NotFound(format!("no dossier {id} at this node")))
+    }
+
+    /// Writes this node's copy of a section.
+    pub async fn put_section(&self, caller: &Caller, dossier: &DossierId, section: Section, json: &str) -> Result<()> {
+        require(caller, &[Role::Caseworker])?;
+        check_section_json(json)?;
+        self.dossier(dossier)?;
+        self.store.put(Tree::Sections, &section_key(dossier, section), &json.to_owned())?;
+        self.store.flush()?;
+        self.audit(AuditEvent::SectionWritten {
+            dossier: dossier.clone(),
+            section,
+            by: caller.name.clone(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn own_section(&self, dossier: &DossierId, section: Section) -> Result<Option<String>> {
+        Ok(self.store.get(Tree::Sections, &section_key(dossier, section))?)
+    }
+
+    /// Reads this node's own copy of a section.
+    pub fn get_section(&self, caller: &Caller, dossier: &DossierId, section: Section) -> Result<SectionView> {
+        require(caller, &[Role::Caseworker])?;
+        self.dossier(dossier)?;
+        let json = self
+            .own_section(dossier, section)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no {section} section in {dossier} at this node")))?;
+        Ok(SectionView {
+            owner: self.me.clone(),
+            json,
+            receipt_leaf: None,
+        })
+    }
+
+    // ----- consent -----
+
+    fn consents_of(&self, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
+        Ok(self
+            .store
+            .scan::<ConsentRecord>(Tree::Consents, &format!("{dossier}/"))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// Lists the consents recorded here for a dossier.
+    pub fn list_consents(&self, caller: &Caller, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
+        require(caller, &[Role::Caseworker, Role::Auditor])?;
+        self.dossier(dossier)?;
+        self.consents_of(dossier)
+    }
+
+    fn roster_member(&self, id: &MemberId) -> Result<RosterMember> {
+        self.roster
+            .get()
+            .active_member(id)
+            .cloned()
+            .ok_or_else(|| ServiceError::FailedPrecondition(format!("{id} is not an active member")))
+    }
+
+    /// Records a consent and adds its audience to the share groups.
+    pub async fn grant_consent(&self, caller: &Caller, req: GrantRequest) -> Result<ConsentId> {
+        require(caller, &[Role::Caseworker])?;
+        self.dossier(&req.dossier)?;
+        let now = self.clock.now();
+        let consent = Consent {
+            id: ConsentId::random(),
+            dossier: req.dossier.clone(),
+            owner: self.me.clone(),
+            sections: req.sections,
+            audience: req.audience,
+            purpose: req.purpose.trim().to_owned(),
+            until: req.until,
+            granted_by: caller.name.clone(),
+            granted_at: now,
+        };
+        consent::check_grant(&self.roster.get(), &consent, now).map_err(|e| match e {
+            GrantError::Invalid(m) => ServiceError::InvalidArgument(m),
+            charter @ GrantError::Charter { .. } => ServiceError::PermissionDenied(charter.to_string()),
+        })?;
+
+        let sharing = self.sharing.lock().await;
+        // First gather every KeyPackage: if a member is unreachable, nothing is recorded.
+        let mut additions = Vec::new();
+        for section in &consent.sections {
+            let share = ShareId {
+                dossier: consent.dossier.clone(),
+                section: *section,
+                owner: self.me.clone(),
+            };
+            sharing.ensure_group(&share)?;
+            let present: BTreeSet<MemberId> = sharing.members(&share)?.into_iter().collect();
+            for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
+                let member = self.roster_member(m)?;
+                let kp = self.network.fetch_key_package(&member).await.map_err(|e| {
+                    ServiceError::Unavailable(format!("cannot reach {m} to add it to the share: {e}"))
+                })?;
+                additions.push((share.clone(), member, kp));
+            }
+        }
+        let record = ConsentRecord::sign(consent.clone(), &self.key);
+        self.store.insert_new(
+            Tree::Consents,
+            &consent_key(&consent.dossier, &consent.id),
+            &record,
+            "consent",
+        )?;
+        self.store.put(Tree::ConsentIndex, consent.id.as_str(), &consent.dossier)?;
+        self.store.flush()?;
+        self.audit(AuditEvent::ConsentGranted {
+            consent: consent.id.clone(),
+            dossier: consent.dossier.clone(),
+            sections: consent.sections.iter().copied().collect(),
+            audience: consent.audience.iter().cloned().collect(),
+            until: consent.until,
+            by: caller.name.clone(),
+        })
+        .await?;
+        for (share, member, kp) in additions {
+            let existing = sharing.members(&share)?;
+            let change = sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?;
+            self.audit(AuditEvent::GroupMemberAdded {
+                dossier: share.dossier.clone(),
+                section: share.section,
+                member: member.card.id.clone(),
+                epoch: change.epoch,
+            })
+            .await?;
+            self.deliver_commit(&share, &existing, &change.commit).await;
+            if let Some(welcome) = change.welcome
+                && let Err(e) = self.network.deliver_welcome(&member, &share, welcome).await
+            {
+                tracing::warn!(member = %member.card.id, error = %e, "welcome not delivered; the member will need a fresh one");
+            }
+        }
+        Ok(consent.id)
+    }
+
+    /// Sends a commit to every listed member except this node.
+    async fn deliver_commit(&self, share: &ShareId, to: &[MemberId], commit: &[u8]) {
+        for m in to.iter().filter(|m| **m != self.me) {
+            let Ok(member) = self.roster_member(m) else { continue };
+            if let Err(e) = self.network.deliver_commit(&member, share, commit.to_vec()).await {
+                tracing::warn!(member = %m, error = %e, "commit not delivered; the member will need a fresh welcome");
+            }
+        }
+    }
+
+    /// Revokes a consent and removes members who lost access from the share groups.
+    pub async fn revoke_consent(&self, caller: &Caller, id: &ConsentId) -> Result<()> {
+        require(caller, &[Role::Caseworker])?;
+        let dossier: DossierId = self
+            .store
+            .get(Tree::ConsentIndex, id.as_str())?
+            .ok_or_else(|| ServiceError::NotFound(format!("no consent {id} at this node")))?;
+        let key = consent_key(&dossier, id);
+        let mut record: ConsentRecord = self
+            .store
+            .get(Tree::Consents, &key)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no consent {id} at this node")))?;
+        let now = self.clock.now();
+        if record.revoked_at.is_some() {
+            return Err(ServiceError::FailedPrecondition(format!("consent {id} is already revoked")));
+        }
+        record.revoked_at = Some(now);
+        record.revoked_by = Some(caller.name.clone());
+        self.store.put(Tree::Consents, &key, &record)?;
+        self.store.flush()?;
+        self.audit(AuditEvent::ConsentRevoked {
+            consent: id.clone(),
+            dossier: dossier.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        self.sync_groups(&dossier, &record.consent.sections, now).await
+    }
+
+    /// Removes from each share group the members no active consent names any more.
+    async fn sync_groups(&self, dossier: &DossierId, sections: &BTreeSet<Section>, now: i64) -> Result<()> {
+        let consents = self.consents_of(dossier)?;
+        let sharing = self.sharing.lock().await;
+        for section in sections {
+            let share = ShareId {
+                dossier: dossier.clone(),
+                section: *section,
+                owner: self.me.clone(),
+            };
+            if !sharing.has_group(&share)? {
+                continue;
+            }
+            let keep = consent::audience(&consents, *section, now);
+            for m in sharing.members(&share)? {
+                if m == self.me || keep.contains(&m) {
+                    continue;
+                }
+                if let Some(change) = sharing.remove_member(&share, &m)? {
+                    self.audit(AuditEvent::GroupMemberRemoved {
+                        dossier: dossier.clone(),
+                        section: *section,
+                        member: m.clone(),
+                        epoch: change.epoch,
+                    })
+                    .await?;
+                    let remaining = sharing.members(&share)?;
+                    self.deliver_commit(&share, &remaining, &change.commit).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes members whose consents expired from the share groups; returns how many consents were closed.
+    pub async fn close_expired_consents(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut closed = 0;
+        for (key, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
+            if record.status(now) != ConsentStatus::Expired {
+                continue;
+            }
+            let marker = format!("closed/{key}");
+            if self.store.get::<bool>(Tree::Meta, &marker)?.is_some() {
+                continue;
+            }
+            self.sync_groups(&record.consent.dossier, &record.consent.sections, now).await?;
+            self.store.put(Tree::Meta, &marker, &true)?;
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
+    // ----- reading shares -----
+
+    /// Reader side: asks `owner` for a section, opens the answer, logs the receipt.
+    pub async fn read_share(
+        &self,
+        caller: &Caller,
+        owner: &MemberId,
+        dossier: &DossierId,
+        section: Section,
+        purpose: &str,
+    ) -> Result<SectionView> {
+        require(caller, &[Role::Caseworker])?;
+        check_text("purpose", purpose, consent::MAX_PURPOSE)?;
+        if owner == &self.me {
+            return Err(ServiceError::InvalidArgument(
+                "this node owns the section: read it with GetSection".into(),
+            ));
+        }
+        let owner_member = self
+            .roster
+            .get()
+            .active_member(owner)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("{owner} is not an active member")))?;
+        let nonce: [u8; 16] = rand::random();
+        let request = ReadRequest {
+            reader: self.me.clone(),
+            user: caller.name.clone(),
+            role: caller.role,
+            owner: owner.clone(),
+            dossier: dossier.clone(),
+            section,
+            purpose: purpose.to_owned(),
+            nonce: hex::encode(nonce),
+            time: self.clock.now(),
+        };
+        let bytes = serde_json::to_vec(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let signature = self.key.sign(Context::Request, &bytes);
+        let request_hash = hex::encode(sha256(&bytes));
+        let answer = self
+            .network
+            .read_share(&owner_member, SignedBytes { bytes, signature })
+            .await?;
+
+        owner_member
+            .card
+            .signing_key
+            .verify(Context::Receipt, &answer.receipt.bytes, &answer.receipt.signature)
+            .map_err(|_| ServiceError::FailedPrecondition(format!("the receipt from {owner} does not verify")))?;
+        let receipt: Receipt = serde_json::from_slice(&answer.receipt.bytes)
+            .map_err(|_| ServiceError::FailedPrecondition(format!("the receipt from {owner} is malformed")))?;
+        if receipt.request != request_hash || &receipt.owner != owner {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the receipt from {owner} is for another request"
+            )));
+        }
+        let share = ShareId {
+            dossier: dossier.clone(),
+            section,
+            owner: owner.clone(),
+        };
+        let plaintext = {
+            let sharing = self.sharing.lock().await;
+            sharing.open(&share, &answer.sealed).map_err(|e| {
+                ServiceError::FailedPrecondition(format!("cannot open the answer from {owner}: {e}"))
+            })?
+        };
+        self.audit(AuditEvent::ReceiptLogged {
+            owner: owner.clone(),
+            user: caller.name.clone(),
+            dossier: dossier.clone(),
+            section,
+            request: request_hash,
+            owner_leaf: receipt.leaf,
+        })
+        .await?;
+        let json = String::from_utf8(plaintext)
+            .map_err(|_| ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8")))?;
+        Ok(SectionView {
+            owner: owner.clone(),
+            json,
+            receipt_leaf: Some(receipt.leaf),
+        })
+    }
+
+    /// Owner side: checks a signed read request, logs it durably, answers sealed.
+    pub async fn answer_read(&self, peer: &MemberId, signed: SignedBytes) -> Result<ReadAnswer> {
+        if signed.bytes.len() > MAX_REQUEST {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "read request is larger than {MAX_REQUEST} bytes"
+            )));
+        }
+        let req: ReadRequest = serde_json::from_slice(&signed.bytes)
+            .map_err(|e| ServiceError::InvalidArgument(format!("malformed read request: {e}")))?;
+        if &req.reader != peer {
+            return Err(ServiceError::PermissionDenied(format!(
+                "request names {} but the connection is {peer}",
+                req.reader
+            )));
+        }
+        if req.owner != self.me {
+            return Err(ServiceError::InvalidArgument(format!("request is for {}, not this node", req.owner)));
+        }
+        let reader = self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+        reader
+            .card
+            .signing_key
+            .verify(Context::Request, &signed.bytes, &signed.signature)
+            .map_err(|_| ServiceError::Unauthenticated("the request signature does not verify".into()))?;
+        check_text("purpose", &req.purpose, consent::MAX_PURPOSE)?;
+        let nonce_ok = req.nonce.len() == 32 && req.nonce.bytes().all(|b| b.is_ascii_hexdigit());
+        if !nonce_ok {
+            return Err(ServiceError::InvalidArgument("nonce must be 32 hex digits".into()));
+        }
+        let now = self.clock.now();
+        let request_hash = hex::encode(sha256(&signed.bytes));
+        let deny = |reason: String| AuditEvent::ReadDenied {
+            request: request_hash.clone(),
+            reader: peer.clone(),
+            user: req.user.clone(),
+            dossier: req.dossier.clone(),
+            section: req.section,
+            reason,
+        };
+        if (now - req.time).abs() > REQUEST_WINDOW {
+            let reason = format!("request time is more than {REQUEST_WINDOW} s from the owner's clock");
+            self.audit(deny(reason.clone())).await?;
+            return Err(ServiceError::PermissionDenied(reason));
+        }
+        let nonce_key = format!("{peer}/{}", req.nonce);
+        match self.store.insert_new(Tree::Nonces, &nonce_key, &req.time, "nonce") {
+            Ok(()) => {}
+            Err(StoreError::Exists(_)) => {
+                let reason = "replayed request".to_owned();
+                self.audit(deny(reason.clone())).await?;
+                return Err(ServiceError::PermissionDenied(reason));
+            }
+            Err(e) => return Err(e.into()),
+        }
+
+        let section = self.own_section(&req.dossier, req.section)?;
+        let decision = if req.role != Role::Caseworker {
+            Decision::Deny(DenyReason::Role)
+        } else {
+            let consents = self.consents_of(&req.dossier)?;
+            consent::decide_read(&self.roster.get(), &consents, peer, req.section, now)
+        };
+        let (consent_id, json) = match (decision, section) {
+            (Decision::Allow(id), Some(json)) => (id, json),
+            (Decision::Allow(_), None) => {
+                let reason = DenyReason::NoSuchSection.to_string();
+                self.audit(deny(reason.clone())).await?;
+                return Err(ServiceError::NotFound(reason));
+            }
+            (Decision::Deny(reason), _) => {
+                let reason = reason.to_string();
+                self.audit(deny(reason.clone())).await?;
+                return Err(ServiceError::PermissionDenied(reason));
+            }
+        };
+
+        // The access is durable in the log before anything is answered.
+        let leaf = self
+            .audit(AuditEvent::ReadGranted {
+                request: request_hash.clone(),
+                reader: peer.clone(),
+                user: req.user.clone(),
+                role: req.role,
+                dossier: req.dossier.clone(),
+                section: req.section,
+                consent: consent_id,
+                purpose: req.purpose.clone(),
+            })
+            .await?;
+        let share = ShareId {
+            dossier: req.dossier.clone(),
+            section: req.section,
+            owner: self.me.clone(),
+        };
+        let sealed = self.sharing.lock().await.seal(&share, json.as_bytes())?;
+        let receipt = Receipt {
+            owner: self.me.clone(),
+            request: request_hash,
+            leaf,
+            time: now,
+        };
+        let bytes = serde_json::to_vec(&receipt).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let signature = self.key.sign(Context::Receipt, &bytes);
+        Ok(ReadAnswer {
+            sealed,
+            receipt: SignedBytes { bytes, signature },
+        })
+    }
+
+    /// Drops remembered nonces older than the request window.
+    pub fn prune_nonces(&self) -> Result<usize> {
+        let horizon = self.clock.now() - 2 * REQUEST_WINDOW;
+        Ok(self.store.remove_where::<i64>(Tree::Nonces, "", |t| *t < horizon)?)
+    }
+
+    // ----- peer side of MLS -----
+
+    /// Hands a fresh KeyPackage to an active peer.
+    pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
+        self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+        Ok(self.sharing.lock().await.new_key_package()?)
+    }
+
+    fn share_from_owner(&self, peer: &MemberId, dossier: &str, section: &str) -> Result<(ShareId, RosterMember)> {
+        let owner = self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+        let share = ShareId {
+            dossier: dossier.parse().map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
+            section: section.parse().map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
+            owner: peer.clone(),
+        };
+        Ok((share, owner))
+    }
+
+    /// Joins the share group `peer` owns, from its Welcome.
+    pub async fn accept_welcome(&self, peer: &MemberId, dossier: &str, section: &str, welcome: &[u8]) -> Result<u64> {
+        let (share, owner) = self.share_from_owner(peer, dossier, section)?;
+        let epoch = self.sharing.lock().await.join(&share, welcome, &owner.card.signing_key)?;
+        self.audit(AuditEvent::GroupJoined {
+            dossier: share.dossier.clone(),
+            section: share.section,
+            owner: peer.clone(),
+            epoch,
+        })
+        .await?;
+        Ok(epoch)
+    }
+
+    /// Applies a commit from the owner of a share group.
+    pub async fn accept_commit(&self, peer: &MemberId, dossier: &str, section: &str, commit: &[u8]) -> Result<u64> {
+        let (share, _) = self.share_from_owner(peer, dossier, section)?;
+        Ok(self.sharing.lock().await.apply_commit(&share, commit)?)
+    }
+
+    /// Members of a share group as this node sees it (for operators and tests).
+    pub async fn share_members(&self, share: &ShareId) -> Result<Vec<MemberId>> {
+        Ok(self.sharing.lock().await.members(share)?)
+    }
+
+    /// Bytes of MLS state kept for a share.
+    pub async fn share_state_bytes(&self, share: &ShareId) -> Result<usize> {
+        Ok(self.sharing.lock().await.state_bytes(share)?)
+    }
+
+    // ----- audit -----
+
+    /// Audit entries from `from` (or the last `limit`), for auditors and admins.
+    pub fn audit_entries(&self, caller: &Caller, from: Option<u64>, limit: u32) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        let limit = match limit {
+            0 => 50,
+            l if l > 10_000 => {
+                return Err(ServiceError::InvalidArgument("limit is at most 10000".into()));
+            }
+            l => l as usize,
+        };
+        let size = self.audit.size();
+        let from = from.unwrap_or_else(|| size.saturating_sub(limit as u64));
+        Ok((self.audit.entries(from, limit)?, size))
+    }
+
+    /// Signs a checkpoint of the audit log.
+    pub fn audit_checkpoint(&self, caller: &Caller) -> Result<(String, String)> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        let note = self.audit.checkpoint(&self.key)?;
+        let vkey = crate::audit::note::verifier_key(self.audit.origin(), &self.key.public());
+        Ok((note, vkey))
+    }
+}
