@@ -576,12 +576,13 @@ pub fn client_api_server_config(me: &TlsIdentity) -> Result<rustls::ServerConfig
     Ok(cfg)
 }
 
-/// Client side of the peer API: presents our certificate, pins the server's.
+/// Client side of the peer API: presents our certificate, pins the server's to
+/// the one the roster lists for the member we dial.
 pub fn peer_client_config(
     me: &TlsIdentity,
-    pins: Arc<dyn PinLookup>,
+    expected: SpkiHash,
 ) -> Result<rustls::ClientConfig, CryptoError> {
-    let verifier = Arc::new(PinnedVerifier::new(pins));
+    let verifier = Arc::new(PinnedVerifier::new(Arc::new(SinglePin(expected))));
     let mut cfg = tls13_client_builder()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)

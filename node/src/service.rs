@@ -269,6 +269,39 @@ fn new_token() -> String {
     format!("mlt_{}", B64URL.encode(bytes))
 }
 
+/// Stores a new user with a fresh token and logs it; `by` is `None` when
+/// `maillon node init` creates the first admin.
+pub async fn create_user(
+    store: &Store,
+    audit: &AuditLog,
+    now: i64,
+    by: Option<&Caller>,
+    name: UserName,
+    role: Role,
+) -> Result<NewUser> {
+    let token = new_token();
+    let record = UserRecord {
+        name: name.clone(),
+        role,
+        token_sha256: token_hash(&token),
+        created_at: now,
+    };
+    store.insert_new(Tree::Users, name.as_str(), &record, "user")?;
+    store.put(Tree::Tokens, &record.token_sha256, &name)?;
+    store.flush()?;
+    audit
+        .append(
+            now,
+            AuditEvent::UserCreated {
+                user: name.clone(),
+                role,
+                by: by.map(|c| c.name.clone()),
+            },
+        )
+        .await?;
+    Ok(NewUser { name, role, token })
+}
+
 fn require(caller: &Caller, allowed: &[Role]) -> Result<()> {
     if allowed.contains(&caller.role) {
         Ok(())
@@ -399,28 +432,10 @@ impl Node {
 
     // ----- users -----
 
-    /// Creates a user; `by` is `None` when the node itself creates its first admin.
-    pub async fn create_user(&self, by: Option<&Caller>, name: UserName, role: Role) -> Result<NewUser> {
-        if let Some(caller) = by {
-            require(caller, &[Role::Admin])?;
-        }
-        let token = new_token();
-        let record = UserRecord {
-            name: name.clone(),
-            role,
-            token_sha256: token_hash(&token),
-            created_at: self.clock.now(),
-        };
-        self.store.insert_new(Tree::Users, name.as_str(), &record, "user")?;
-        self.store.put(Tree::Tokens, &record.token_sha256, &name)?;
-        self.store.flush()?;
-        self.audit(AuditEvent::UserCreated {
-            user: name.clone(),
-            role,
-            by: by.map(|c| c.name.clone()),
-        })
-        .await?;
-        Ok(NewUser { name, role, token })
+    /// Creates a user (admin only); the token is returned once.
+    pub async fn create_user(&self, caller: &Caller, name: UserName, role: Role) -> Result<NewUser> {
+        require(caller, &[Role::Admin])?;
+        create_user(&self.store, &self.audit, self.clock.now(), Some(caller), name, role).await
     }
 
     /// Resolves a bearer token to its user.

@@ -1,0 +1,280 @@
+//! Starting a node from its directory: initialisation, start-up checks, serving,
+//! periodic upkeep, and a clean stop. `maillond`, the demo and the tests all
+//! start nodes through here.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, InitOptions, Profile};
+use crate::crypto::{CryptoError, NodeKey, TlsIdentity};
+use crate::roster::{CurrentRoster, MemberCard, RosterError, SignedRoster};
+use crate::service::{self, Node, NodeParts, ServiceError};
+use crate::storage::{Store, StoreError};
+use crate::transport::{self, PeerClients};
+use crate::types::{Role, UserName};
+
+/// How often a running node closes expired consents and forgets old nonces.
+const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
+
+/// Why a node could not be initialised or started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration or a file of the node directory is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key could not be loaded.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The roster was refused.
+    #[error("{path}: {source}")]
+    Roster {
+        /// The roster file.
+        path: String,
+        /// Why.
+        #[source]
+        source: RosterError,
+    },
+    /// The roster file is missing or unreadable.
+    #[error("{path}: {reason}")]
+    RosterFile {
+        /// The roster file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// This node's keys are not those the roster lists for it.
+    #[error("{0}")]
+    NotInRoster(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit log could not be opened or is corrupt.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The service refused to start.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// What `maillon node init` produced.
+#[derive(Debug)]
+pub struct Initialised {
+    /// The configuration written.
+    pub config: Config,
+    /// The public member card, for the founders' roster.
+    pub card: MemberCard,
+    /// The first admin's profile (0600), holding its token.
+    pub admin_profile: Profile,
+}
+
+/// The audit log origin of a member: `maillon/<member>`.
+pub fn audit_origin(member: &crate::types::MemberId) -> String {
+    format!("maillon/{member}")
+}
+
+/// Creates a node directory: keys, configuration, card, store, audit log and a first admin.
+pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
+    let (config, card) = Config::init(opts)?;
+    let store = Store::open(&config.store_dir())?;
+    let audit = AuditLog::open(&config.audit_dir(), audit_origin(&config.member), &card.signing_key)?;
+    let admin: UserName = "admin".parse().map_err(ConfigError::Parse)?;
+    let clock = SystemClock;
+    let user = service::create_user(&store, &audit, clock.now(), None, admin, Role::Admin).await?;
+    let admin_profile = Profile {
+        endpoint: config.client_listen.to_string(),
+        server_spki_sha256: card.tls_spki_sha256,
+        member: config.member.clone(),
+        user: user.name.to_string(),
+        token: user.token,
+    };
+    admin_profile.write_new(&config.admin_profile_path())?;
+    Ok(Initialised {
+        config,
+        card,
+        admin_profile,
+    })
+}
+
+/// Reads and verifies the node's genesis roster.
+pub fn load_roster(path: &Path) -> Result<crate::roster::VerifiedRoster, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StartError::RosterFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let signed: SignedRoster = serde_json::from_str(&text).map_err(|e| StartError::RosterFile {
+        path: path.display().to_string(),
+        reason: format!("not a roster: {e}"),
+    })?;
+    signed.verify_genesis().map_err(|source| StartError::Roster {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A node serving on loopback or elsewhere; stop it with [`RunningNode::stop`].
+pub struct RunningNode {
+    node: Arc<Node>,
+    peer_addr: SocketAddr,
+    client_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    upkeep: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("member", self.node.member())
+            .field("peer_addr", &self.peer_addr)
+            .field("client_addr", &self.client_addr)
+            .finish()
+    }
+}
+
+impl RunningNode {
+    /// The service (for in-process inspection by tests and the demo).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+    /// Where the peer API listens.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+    /// Where the client API listens.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Stops serving and waits until the store and log are closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.upkeep.abort();
+        let _ = (&mut self.server).await;
+        let _ = (&mut self.upkeep).await;
+        let _ = self.node.audit_log();
+        // Dropping the last handle closes sled and ends the audit writer.
+    }
+}
+
+/// Starts the node in `dir` with the system clock.
+pub async fn start(dir: &Path) -> Result<RunningNode, StartError> {
+    start_with_clock(dir, Arc::new(SystemClock)).await
+}
+
+/// Starts the node in `dir`: checks keys and roster, opens the store and the
+/// log, binds both listeners and serves until stopped.
+pub async fn start_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<RunningNode, StartError> {
+    let config = Config::load(dir)?;
+    let key = NodeKey::read(&config.signing_key_path())?;
+    let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
+    let roster = load_roster(&config.roster_path())?;
+    let me = roster
+        .roster()
+        .member(&config.member)
+        .ok_or_else(|| StartError::NotInRoster(format!("{} is not a member of the roster", config.member)))?;
+    if me.card.signing_key != key.public() || me.card.tls_spki_sha256 != tls.spki_hash()? {
+        return Err(StartError::NotInRoster(format!(
+            "this node's keys are not the ones the roster lists for {}",
+            config.member
+        )));
+    }
+    let store = open_store_retrying(&config.store_dir()).await?;
+    let audit = AuditLog::open(&config.audit_dir(), audit_origin(&config.member), &key.public())?;
+    let roster = Arc::new(CurrentRoster::new(roster));
+    let peer_tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
+    let node = Arc::new(
+        Node::new(NodeParts {
+            me: config.member.clone(),
+            key: Arc::new(key),
+            roster: roster.clone(),
+            store,
+            audit,
+            clock,
+            network: Arc::new(PeerClients::new(peer_tls)),
+        })
+        .await?,
+    );
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let peer_listener = bind(config.peer_listen).await?;
+    let client_listener = bind(config.client_listen).await?;
+    let peer_addr = peer_listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.peer_listen,
+        source,
+    })?;
+    let client_addr = client_listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.client_listen,
+        source,
+    })?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serving = node.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        if let Err(e) = transport::serve(serving, &tls, roster, peer_listener, client_listener, shutdown).await {
+            tracing::error!(error = %e, "cannot serve");
+        }
+    });
+    let upkeep_node = node.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(e) = upkeep_node.close_expired_consents().await {
+                tracing::warn!(error = %e, "closing expired consents failed");
+            }
+            if let Err(e) = upkeep_node.prune_nonces() {
+                tracing::warn!(error = %e, "pruning nonces failed");
+            }
+        }
+    });
+    tracing::info!(member = %config.member, %peer_addr, %client_addr, "node serving");
+    Ok(RunningNode {
+        node,
+        peer_addr,
+        client_addr,
+        stop: Some(stop_tx),
+        server,
+        upkeep,
+    })
+}
+
+/// sled holds a file lock until the last handle of a previous run is dropped;
+/// give a just-stopped node a moment to let go.
+async fn open_store_retrying(dir: &Path) -> Result<Store, StoreError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match Store::open(dir) {
+            Ok(s) => return Ok(s),
+            Err(StoreError::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                last = Some(StoreError::Sled(sled::Error::Io(e)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(StoreError::Exists("store lock")))
+}
