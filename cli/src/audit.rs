@@ -1,0 +1,189 @@
+//! The auditor's side: fetch a node's log, verify it with the node library's
+//! own verification code, and write a person's access report (in French).
+
+use anyhow::{Context, Result, bail};
+use maillon_node::audit::note::Checkpoint;
+use maillon_node::audit::{AuditEntry, AuditEvent, verify_log};
+use maillon_node::daemon::audit_origin;
+use maillon_node::roster::{Roster, RosterMember};
+use maillon_node::types::{DossierId, Section};
+use maillon_proto::v1 as pb;
+
+use crate::client::Conn;
+
+/// A node's log as fetched and verified.
+#[derive(Debug)]
+pub struct VerifiedLog {
+    /// The checkpoint that covers the entries.
+    pub checkpoint: Checkpoint,
+    /// The entries, decoded.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Fetches a signed checkpoint and every entry it covers, and verifies both
+/// against the key the roster lists for the node.
+pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<VerifiedLog> {
+    let mut api = conn.api();
+    let note = api
+        .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
+        .await
+        .context("fetching the checkpoint")?
+        .into_inner()
+        .checkpoint;
+    let origin = audit_origin(&member.card.id);
+    let cp = Checkpoint::verify(&note, &origin, &member.card.signing_key)
+        .with_context(|| format!("checkpoint of {}", member.card.id))?;
+    let mut raw = Vec::new();
+    while (raw.len() as u64) < cp.size {
+        let want = (cp.size - raw.len() as u64).min(10_000) as u32;
+        let reply = api
+            .audit_tail(conn.req(pb::AuditTailRequest {
+                limit: want,
+                from: Some(raw.len() as u64),
+            }))
+            .await
+            .context("fetching audit entries")?
+            .into_inner();
+        if reply.events.is_empty() {
+            bail!("{} served fewer entries than its checkpoint covers", member.card.id);
+        }
+        for e in reply.events {
+            if e.index != raw.len() as u64 {
+                bail!("{} served entry {} out of order", member.card.id, e.index);
+            }
+            raw.push(e.json.into_bytes());
+        }
+    }
+    raw.truncate(cp.size as usize);
+    let checkpoint = verify_log(&raw, &note, &origin, &member.card.signing_key)?;
+    let entries = raw
+        .iter()
+        .map(|r| AuditEntry::from_bytes(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifiedLog { checkpoint, entries })
+}
+
+/// The French label of a section, as the person reads it.
+pub fn section_fr(s: Section) -> &'static str {
+    match s {
+        Section::Identity => "identité",
+        Section::Household => "composition du foyer",
+        Section::Housing => "logement",
+        Section::Resources => "ressources",
+        Section::Employment => "emploi et insertion",
+        Section::Health => "santé",
+        Section::Disability => "handicap",
+        Section::Autonomy => "autonomie",
+        Section::ChildProtection => "protection de l'enfance",
+        Section::SupportPlan => "plan d'accompagnement",
+    }
+}
+
+fn when(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| {
+            format!(
+                "le {:02}/{:02}/{} à {:02}h{:02} (UTC)",
+                d.day(),
+                u8::from(d.month()),
+                d.year(),
+                d.hour(),
+                d.minute()
+            )
+        })
+        .unwrap_or_else(|_| format!("à l'instant {t}"))
+}
+
+fn date_fr(d: maillon_node::types::Date) -> String {
+    let s = d.to_string();
+    match (s.get(0..4), s.get(5..7), s.get(8..10)) {
+        (Some(y), Some(m), Some(d)) => format!("{d}/{m}/{y}"),
+        _ => s,
+    }
+}
+
+fn name_of(roster: &Roster, id: &maillon_node::types::MemberId) -> String {
+    roster
+        .member(id)
+        .map(|m| m.card.name.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// The person's access report for one dossier, from the verified log of the
+/// member that holds it: who read what, when, why, and what was refused.
+pub fn access_report(roster: &Roster, owner: &RosterMember, dossier: &DossierId, log: &VerifiedLog) -> String {
+    let mut lines = vec![
+        format!("Rapport d'accès au dossier {dossier}"),
+        format!("Tenu par : {}", owner.card.name),
+        format!(
+            "Journal vérifié : {} événements, point de contrôle signé par {}.",
+            log.checkpoint.size, owner.card.id
+        ),
+        String::new(),
+    ];
+    let mut n = 0;
+    for e in &log.entries {
+        let line = match &e.event {
+            AuditEvent::ConsentGranted {
+                dossier: d,
+                sections,
+                audience,
+                until,
+                ..
+            } if d == dossier => format!(
+                "{} : vous avez consenti à partager {} avec {}, jusqu'au {}.",
+                when(e.time),
+                sections.iter().map(|s| section_fr(*s)).collect::<Vec<_>>().join(" et "),
+                audience.iter().map(|m| name_of(roster, m)).collect::<Vec<_>>().join(" et "),
+                date_fr(*until)
+            ),
+            AuditEvent::ConsentRevoked { dossier: d, consent, .. } if d == dossier => {
+                let to = log.entries.iter().find_map(|g| match &g.event {
+                    AuditEvent::ConsentGranted { consent: c, audience, .. } if c == consent => Some(
+                        audience.iter().map(|m| name_of(roster, m)).collect::<Vec<_>>().join(" et "),
+                    ),
+                    _ => None,
+                });
+                match to {
+                    Some(to) => format!("{} : vous avez retiré votre consentement au partage avec {to}.", when(e.time)),
+                    None => format!("{} : vous avez retiré un consentement.", when(e.time)),
+                }
+            }
+            AuditEvent::ReadGranted {
+                dossier: d,
+                reader,
+                user,
+                section,
+                purpose,
+                ..
+            } if d == dossier => format!(
+                "{} : {} (agent « {} ») a consulté la section « {} ». Motif : {}.",
+                when(e.time),
+                name_of(roster, reader),
+                user,
+                section_fr(*section),
+                purpose
+            ),
+            AuditEvent::ReadDenied {
+                dossier: d,
+                reader,
+                user,
+                section,
+                ..
+            } if d == dossier => format!(
+                "{} : {} (agent « {} ») a demandé la section « {} » ; l'accès a été refusé.",
+                when(e.time),
+                name_of(roster, reader),
+                user,
+                section_fr(*section)
+            ),
+            _ => continue,
+        };
+        n += 1;
+        lines.push(format!("- {line}"));
+    }
+    if n == 0 {
+        lines.push("Aucun accès ni consentement enregistré pour ce dossier.".into());
+    }
+    lines.join("\n")
+}

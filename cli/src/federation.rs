@@ -1,0 +1,176 @@
+//! A federation of nodes on loopback, in one folder: what `maillon demo` plays
+//! on and what the integration tests start. Every node is a real node: its own
+//! keys, sled store, audit log, and TLS listeners; the roster is a real genesis
+//! roster signed by every founder.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use maillon_node::clock::Clock;
+use maillon_node::config::{InitOptions, Profile};
+use maillon_node::crypto::NodeKey;
+use maillon_node::daemon::{self, RunningNode};
+use maillon_node::roster::{Charter, MemberCard, Roster, SignedRoster};
+use maillon_node::types::{MemberId, MemberKind, Role};
+use maillon_proto::v1 as pb;
+
+use crate::client::Conn;
+
+/// A founder of the local federation.
+#[derive(Clone, Debug)]
+pub struct Founder {
+    /// Member id.
+    pub id: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// Kind of institution.
+    pub kind: MemberKind,
+}
+
+/// One node of the local federation.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// Member id.
+    pub id: MemberId,
+    /// Display name.
+    pub name: String,
+    /// Node directory.
+    pub dir: PathBuf,
+    /// The first admin's profile.
+    pub admin: Profile,
+    /// The node while it runs.
+    pub running: Option<RunningNode>,
+}
+
+impl LocalNode {
+    /// A connection as the node's admin.
+    pub fn admin(&self) -> Result<Conn> {
+        Ok(Conn::new(&self.admin)?)
+    }
+
+    /// Creates a user through the client API and returns its profile (also written 0600 in the node folder).
+    pub async fn add_user(&self, name: &str, role: Role) -> Result<Profile> {
+        let admin = self.admin()?;
+        let reply = admin
+            .api()
+            .add_user(admin.req(pb::AddUserRequest {
+                name: name.into(),
+                role: role.to_string(),
+            }))
+            .await
+            .with_context(|| format!("creating user {name} at {}", self.id))?
+            .into_inner();
+        let profile = Profile {
+            endpoint: self.admin.endpoint.clone(),
+            server_spki_sha256: self.admin.server_spki_sha256,
+            member: self.id.clone(),
+            user: reply.name,
+            token: reply.token,
+        };
+        profile.write_new(&self.dir.join(format!("{name}.profile.toml")))?;
+        Ok(profile)
+    }
+
+    /// Stops the node (its files stay).
+    pub async fn stop(&mut self) {
+        if let Some(n) = self.running.take() {
+            n.stop().await;
+        }
+    }
+
+    /// Starts the node again from its folder.
+    pub async fn start(&mut self, clock: Arc<dyn Clock>) -> Result<()> {
+        anyhow::ensure!(self.running.is_none(), "{} is already running", self.id);
+        self.running = Some(
+            daemon::start_with_clock(&self.dir, clock)
+                .await
+                .with_context(|| format!("starting {}", self.id))?,
+        );
+        Ok(())
+    }
+}
+
+/// A federation of nodes on loopback.
+#[derive(Debug)]
+pub struct LocalFederation {
+    /// The folder holding every node's folder and the roster.
+    pub dir: PathBuf,
+    /// The nodes, in founder order.
+    pub nodes: Vec<LocalNode>,
+}
+
+fn free_loopback_addr() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(l.local_addr()?)
+}
+
+impl LocalFederation {
+    /// Initialises every founder's node in `dir`, builds and signs the genesis
+    /// roster, installs it in every node folder, and starts every node.
+    pub async fn create(dir: &Path, federation: &str, founders: &[Founder], clock: Arc<dyn Clock>) -> Result<Self> {
+        let mut nodes = Vec::new();
+        let mut cards: Vec<MemberCard> = Vec::new();
+        for f in founders {
+            let node_dir = dir.join(f.id);
+            let init = daemon::init(&InitOptions {
+                dir: node_dir.clone(),
+                member: f.id.parse()?,
+                name: f.name.into(),
+                kind: f.kind,
+                peer_addr: free_loopback_addr()?,
+                client_addr: free_loopback_addr()?,
+            })
+            .await
+            .with_context(|| format!("initialising {}", f.id))?;
+            cards.push(init.card.clone());
+            nodes.push(LocalNode {
+                id: init.config.member.clone(),
+                name: f.name.into(),
+                dir: node_dir,
+                admin: init.admin_profile,
+                running: None,
+            });
+        }
+        let roster = Roster::genesis(federation, "2/3".parse()?, cards, Charter::default())?;
+        let mut signed = SignedRoster::unsigned(roster);
+        for n in &nodes {
+            let key = NodeKey::read(&n.dir.join("signing.key"))?;
+            signed.sign(&n.id, &key)?;
+        }
+        let json = serde_json::to_string_pretty(&signed)?;
+        std::fs::write(dir.join("roster.json"), &json)?;
+        for n in &mut nodes {
+            std::fs::write(n.dir.join("roster.json"), &json)?;
+            n.start(clock.clone()).await?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            nodes,
+        })
+    }
+
+    /// The node of a member.
+    pub fn node(&self, id: &str) -> &LocalNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no node {id} in this federation"))
+    }
+
+    /// The node of a member, mutably (to stop or restart it).
+    pub fn node_mut(&mut self, id: &str) -> &mut LocalNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no node {id} in this federation"))
+    }
+
+    /// Stops every node.
+    pub async fn stop(&mut self) {
+        for n in &mut self.nodes {
+            n.stop().await;
+        }
+    }
+}
