@@ -1,1 +1,214 @@
-//! placeholder
+//! The integration-test harness: a [`Cluster`] of real nodes on loopback, with
+//! real TLS, real sled stores in a temporary folder, real MLS groups, and a
+//! manual clock shared by every node.
+
+use std::sync::Arc;
+
+use maillon_cli::client::Conn;
+use maillon_cli::federation::{Founder, LocalFederation, LocalNode};
+use maillon_node::clock::{Clock, ManualClock, SystemClock};
+use maillon_node::daemon::RunningNode;
+use maillon_node::types::{MemberKind, Role};
+use maillon_proto::v1 as pb;
+use tonic::{Code, Status};
+
+/// The founders every test federation starts with.
+pub const FOUNDERS: [Founder; 3] = [
+    Founder {
+        id: "cd12",
+        name: "Conseil départemental de l'Aveyron",
+        kind: MemberKind::Departement,
+    },
+    Founder {
+        id: "ccas-rodez",
+        name: "CCAS de Rodez",
+        kind: MemberKind::Ccas,
+    },
+    Founder {
+        id: "caf12",
+        name: "CAF de l'Aveyron",
+        kind: MemberKind::Caf,
+    },
+];
+
+/// A running federation for one test.
+pub struct Cluster {
+    /// The nodes.
+    pub fed: LocalFederation,
+    /// The clock every node reads.
+    pub clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts the three founders' nodes with a fresh signed roster.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let fed = LocalFederation::create(dir.path(), "gip-test", &FOUNDERS, clock.clone())
+            .await
+            .expect("federation starts");
+        Self {
+            fed,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    /// A member's node folder and profile.
+    pub fn node(&self, id: &str) -> &LocalNode {
+        self.fed.node(id)
+    }
+
+    /// A member's running node.
+    pub fn running(&self, id: &str) -> &RunningNode {
+        self.fed.node(id).running.as_ref().expect("node is running")
+    }
+
+    /// Creates a user at a member's node and connects as it.
+    pub async fn user(&self, id: &str, name: &str, role: Role) -> Conn {
+        Conn::new(&self.node(id).add_user(name, role).await.expect("user created")).expect("conn")
+    }
+
+    /// Stops and restarts a member's node from its folder.
+    pub async fn restart(&mut self, id: &str) {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let node = self.fed.node_mut(id);
+        node.stop().await;
+        node.start(clock).await.expect("node restarts");
+    }
+}
+
+/// A caseworker's view of a dossier and its calls.
+pub struct Desk {
+    /// The connection.
+    pub conn: Conn,
+}
+
+impl Desk {
+    /// Opens a dossier.
+    pub async fn open(&self) -> Result<String, Status> {
+        Ok(self
+            .conn
+            .api()
+            .open_dossier(self.conn.req(pb::OpenDossierRequest {
+                given_name: "Camille".into(),
+                family_name: "Martin".into(),
+                birth_date: "1984-03-12".into(),
+            }))
+            .await?
+            .into_inner()
+            .dossier)
+    }
+
+    /// Writes a section.
+    pub async fn put(&self, dossier: &str, section: &str, json: &str) -> Result<(), Status> {
+        self.conn
+            .api()
+            .put_section(self.conn.req(pb::PutSectionRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+                json: json.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads this node's own section.
+    pub async fn get(&self, dossier: &str, section: &str) -> Result<String, Status> {
+        Ok(self
+            .conn
+            .api()
+            .get_section(self.conn.req(pb::GetSectionRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+            }))
+            .await?
+            .into_inner()
+            .json)
+    }
+
+    /// Grants consent.
+    pub async fn grant(&self, dossier: &str, sections: &[&str], to: &[&str], until: &str) -> Result<String, Status> {
+        Ok(self
+            .conn
+            .api()
+            .grant_consent(self.conn.req(pb::GrantConsentRequest {
+                dossier: dossier.into(),
+                sections: sections.iter().map(|s| s.to_string()).collect(),
+                audience: to.iter().map(|s| s.to_string()).collect(),
+                purpose: "coordination du parcours".into(),
+                until: until.into(),
+            }))
+            .await?
+            .into_inner()
+            .consent)
+    }
+
+    /// Revokes consent.
+    pub async fn revoke(&self, consent: &str) -> Result<(), Status> {
+        self.conn
+            .api()
+            .revoke_consent(self.conn.req(pb::RevokeConsentRequest {
+                consent: consent.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a section another member owns.
+    pub async fn read(&self, dossier: &str, section: &str, owner: &str) -> Result<pb::SectionReply, Status> {
+        Ok(self
+            .conn
+            .api()
+            .read_share(self.conn.req(pb::ReadShareRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+                owner: owner.into(),
+                purpose: "instruction d'un droit".into(),
+            }))
+            .await?
+            .into_inner())
+    }
+}
+
+impl Cluster {
+    /// A caseworker's desk at a member.
+    pub async fn desk(&self, id: &str, name: &str) -> Desk {
+        Desk {
+            conn: self.user(id, name, Role::Caseworker).await,
+        }
+    }
+}
+
+/// The status code of a result that must have failed.
+pub fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
+    let s = r.expect_err("the call must fail");
+    (s.code(), s.message().to_owned())
+}
+
+/// A date a year from the cluster's clock.
+pub fn next_year(clock: &ManualClock) -> String {
+    maillon_node::types::Date::from_unix(clock.now() + 365 * 86_400).to_string()
+}
+
+/// The kinds of a node's audit events, in order, as an auditor reads them.
+pub async fn audit_kinds(auditor: &Conn) -> Vec<String> {
+    let reply = auditor
+        .api()
+        .audit_tail(auditor.req(pb::AuditTailRequest {
+            limit: 10_000,
+            from: Some(0),
+        }))
+        .await
+        .expect("audit tail")
+        .into_inner();
+    reply
+        .events
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.json).expect("entry is JSON");
+            v["event"].as_str().expect("event kind").to_owned()
+        })
+        .collect()
+}

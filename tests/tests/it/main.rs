@@ -1,1 +1,8 @@
-fn main(){}
+//! Integration tests: real nodes on loopback, real TLS, sled and MLS. One test
+//! binary, one module per area.
+
+mod bad_input;
+mod read_path;
+mod restart;
+mod roster;
+mod transport;

@@ -1,0 +1,92 @@
+//! Pinned TLS: outsiders fail the handshake; the client API wants a valid token.
+
+use maillon_cli::client::Conn;
+use maillon_node::config::Profile;
+use maillon_node::crypto::{SpkiHash, TlsIdentity, peer_client_config, pinned_client_config};
+use maillon_node::transport::tls_channel;
+use maillon_proto::v1 as pb;
+use maillon_proto::v1::peer_client::PeerClient;
+use maillon_tests::{Cluster, code};
+use tonic::Code;
+
+/// A refused TLS 1.3 client certificate surfaces after the client's side of
+/// the handshake, as a broken connection: never as an application answer.
+fn refused_by_tls(status: Code) -> bool {
+    matches!(status, Code::Unavailable | Code::Unknown)
+}
+
+#[tokio::test]
+async fn a_peer_whose_certificate_is_not_in_the_roster_fails_the_handshake() {
+    let c = Cluster::start().await;
+    let ccas = c.node("ccas-rodez");
+    let target = c.running("ccas-rodez").peer_addr().to_string();
+    let size_before = c.running("ccas-rodez").node().audit_log().size();
+
+    // An outsider with its own key, even knowing the right server pin.
+    let outsider = TlsIdentity::generate(&"intrus".parse().expect("id")).expect("identity");
+    let cfg = peer_client_config(&outsider, ccas.admin.server_spki_sha256).expect("cfg");
+    let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
+    let (status, msg) = code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await);
+    assert!(refused_by_tls(status), "{status:?}: {msg}");
+
+    // A client without any certificate.
+    let cfg = pinned_client_config(ccas.admin.server_spki_sha256).expect("cfg");
+    let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
+    assert!(refused_by_tls(code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await).0));
+
+    // A real member that dials with the wrong expected pin refuses the server.
+    let caf = c.node("caf12");
+    let caf_tls = TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
+    let cfg = peer_client_config(&caf_tls, SpkiHash([7; 32])).expect("cfg");
+    let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
+    assert!(refused_by_tls(code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await).0));
+
+    assert_eq!(c.running("ccas-rodez").node().audit_log().size(), size_before);
+}
+
+#[tokio::test]
+async fn a_roster_member_passes_the_handshake() {
+    let c = Cluster::start().await;
+    let caf = c.node("caf12");
+    let caf_tls = TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
+    let cfg = peer_client_config(&caf_tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
+    let target = c.running("ccas-rodez").peer_addr().to_string();
+    let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
+    let kp = client
+        .fetch_key_package(pb::FetchKeyPackageRequest {})
+        .await
+        .expect("a member gets a key package")
+        .into_inner();
+    assert!(!kp.key_package.is_empty());
+}
+
+#[tokio::test]
+async fn the_client_api_wants_a_valid_token_and_the_right_certificate() {
+    let c = Cluster::start().await;
+    let admin = &c.node("ccas-rodez").admin;
+    let with_token = |token: &str| {
+        let mut p: Profile = admin.clone();
+        p.token = token.into();
+        Conn::new(&p).expect("conn")
+    };
+    for token in ["", "mlt_forged", &"x".repeat(500)] {
+        let conn = with_token(token);
+        let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
+        assert_eq!(status, Code::Unauthenticated, "token {token:?}");
+    }
+    // No authorization header at all.
+    let conn = with_token("unused");
+    let (status, _) = code(conn.api().who_am_i(pb::WhoAmIRequest {}).await);
+    assert_eq!(status, Code::Unauthenticated);
+
+    // The right token to a server whose certificate is not the pinned one.
+    let mut wrong_pin = admin.clone();
+    wrong_pin.server_spki_sha256 = SpkiHash([1; 32]);
+    let conn = Conn::new(&wrong_pin).expect("conn");
+    let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
+    assert_eq!(status, Code::Unavailable);
+
+    let conn = Conn::new(admin).expect("conn");
+    let me = conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await.expect("whoami").into_inner();
+    assert_eq!((me.member.as_str(), me.user.as_str(), me.role.as_str()), ("ccas-rodez", "admin", "admin"));
+}
