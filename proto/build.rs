@@ -1,7 +1,10 @@
 //! Compiles `proto/maillon/v1/*.proto` with protox (pure Rust): no `protoc` needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/maillon/v1/peer.proto", "proto/maillon/v1/client.proto"];
+    let files = [
+        "proto/maillon/v1/peer.proto",
+        "proto/maillon/v1/client.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -45,7 +45,10 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
             .context("fetching audit entries")?
             .into_inner();
         if reply.events.is_empty() {
-            bail!("{} served fewer entries than its checkpoint covers", member.card.id);
+            bail!(
+                "{} served fewer entries than its checkpoint covers",
+                member.card.id
+            );
         }
         for e in reply.events {
             if e.index != raw.len() as u64 {
@@ -60,7 +63,10 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
         .iter()
         .map(|r| AuditEntry::from_bytes(r))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(VerifiedLog { checkpoint, entries })
+    Ok(VerifiedLog {
+        checkpoint,
+        entries,
+    })
 }
 
 /// The French label of a section, as the person reads it.
@@ -111,7 +117,12 @@ fn name_of(roster: &Roster, id: &maillon_node::types::MemberId) -> String {
 
 /// The person's access report for one dossier, from the verified log of the
 /// member that holds it: who read what, when, why, and what was refused.
-pub fn access_report(roster: &Roster, owner: &RosterMember, dossier: &DossierId, log: &VerifiedLog) -> String {
+pub fn access_report(
+    roster: &Roster,
+    owner: &RosterMember,
+    dossier: &DossierId,
+    log: &VerifiedLog,
+) -> String {
     let mut lines = vec![
         format!("Rapport d'accès au dossier {dossier}"),
         format!("Tenu par : {}", owner.card.name),
@@ -133,19 +144,42 @@ pub fn access_report(roster: &Roster, owner: &RosterMember, dossier: &DossierId,
             } if d == dossier => format!(
                 "{} : vous avez consenti à partager {} avec {}, jusqu'au {}.",
                 when(e.time),
-                sections.iter().map(|s| section_fr(*s)).collect::<Vec<_>>().join(" et "),
-                audience.iter().map(|m| name_of(roster, m)).collect::<Vec<_>>().join(" et "),
+                sections
+                    .iter()
+                    .map(|s| section_fr(*s))
+                    .collect::<Vec<_>>()
+                    .join(" et "),
+                audience
+                    .iter()
+                    .map(|m| name_of(roster, m))
+                    .collect::<Vec<_>>()
+                    .join(" et "),
                 date_fr(*until)
             ),
-            AuditEvent::ConsentRevoked { dossier: d, consent, .. } if d == dossier => {
+            AuditEvent::ConsentRevoked {
+                dossier: d,
+                consent,
+                ..
+            } if d == dossier => {
                 let to = log.entries.iter().find_map(|g| match &g.event {
-                    AuditEvent::ConsentGranted { consent: c, audience, .. } if c == consent => Some(
-                        audience.iter().map(|m| name_of(roster, m)).collect::<Vec<_>>().join(" et "),
+                    AuditEvent::ConsentGranted {
+                        consent: c,
+                        audience,
+                        ..
+                    } if c == consent => Some(
+                        audience
+                            .iter()
+                            .map(|m| name_of(roster, m))
+                            .collect::<Vec<_>>()
+                            .join(" et "),
                     ),
                     _ => None,
                 });
                 match to {
-                    Some(to) => format!("{} : vous avez retiré votre consentement au partage avec {to}.", when(e.time)),
+                    Some(to) => format!(
+                        "{} : vous avez retiré votre consentement au partage avec {to}.",
+                        when(e.time)
+                    ),
                     None => format!("{} : vous avez retiré un consentement.", when(e.time)),
                 }
             }

@@ -277,7 +277,12 @@ fn code_name(c: Code) -> &'static str {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     let status = e.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
     match status.map(|s| s.code()) {
-        Some(Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange | Code::AlreadyExists) => 2,
+        Some(
+            Code::InvalidArgument
+            | Code::ResourceExhausted
+            | Code::OutOfRange
+            | Code::AlreadyExists,
+        ) => 2,
         Some(Code::PermissionDenied | Code::Unauthenticated) => 3,
         Some(Code::NotFound) => 4,
         Some(Code::Unavailable) => 5,
@@ -323,11 +328,24 @@ pub async fn run(args: Args) -> Result<()> {
                 client_addr,
             })
             .await?;
-            println!("node {} initialised in {}", init.config.member, dir.display());
-            println!("  member card (give it to the founders): {}", init.config.card_path().display());
-            println!("  admin profile (0600, holds a token):   {}", init.config.admin_profile_path().display());
+            println!(
+                "node {} initialised in {}",
+                init.config.member,
+                dir.display()
+            );
+            println!(
+                "  member card (give it to the founders): {}",
+                init.config.card_path().display()
+            );
+            println!(
+                "  admin profile (0600, holds a token):   {}",
+                init.config.admin_profile_path().display()
+            );
             println!("  TLS pin: {}", init.card.tls_spki_sha256);
-            println!("next: once the roster is signed by every founder, copy it to {}", init.config.roster_path().display());
+            println!(
+                "next: once the roster is signed by every founder, copy it to {}",
+                init.config.roster_path().display()
+            );
             Ok(())
         }
         Command::Gov(cmd) => gov(cmd),
@@ -347,9 +365,10 @@ fn gov(cmd: GovCmd) -> Result<()> {
         } => {
             let mut parsed = Vec::new();
             for c in &cards {
-                let text = std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
-                let card: MemberCard =
-                    serde_json::from_str(&text).with_context(|| format!("{} is not a member card", c.display()))?;
+                let text = std::fs::read_to_string(c)
+                    .with_context(|| format!("reading {}", c.display()))?;
+                let card: MemberCard = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a member card", c.display()))?;
                 parsed.push(card);
             }
             let charter = match charter {
@@ -361,20 +380,30 @@ fn gov(cmd: GovCmd) -> Result<()> {
             if out.exists() {
                 bail!("{} exists; not overwriting a roster", out.display());
             }
-            std::fs::write(&out, serde_json::to_string_pretty(&SignedRoster::unsigned(roster))? + "\n")?;
-            println!("genesis roster written to {}; every founder now signs it with `maillon gov sign`", out.display());
+            std::fs::write(
+                &out,
+                serde_json::to_string_pretty(&SignedRoster::unsigned(roster))? + "\n",
+            )?;
+            println!(
+                "genesis roster written to {}; every founder now signs it with `maillon gov sign`",
+                out.display()
+            );
             Ok(())
         }
         GovCmd::Sign { roster, dir } => {
-            let text = std::fs::read_to_string(&roster).with_context(|| format!("reading {}", roster.display()))?;
-            let mut signed: SignedRoster =
-                serde_json::from_str(&text).with_context(|| format!("{} is not a roster", roster.display()))?;
+            let text = std::fs::read_to_string(&roster)
+                .with_context(|| format!("reading {}", roster.display()))?;
+            let mut signed: SignedRoster = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a roster", roster.display()))?;
             let config = maillon_node::config::Config::load(&dir)?;
             let key = NodeKey::read(&config.signing_key_path())?;
             signed.sign(&config.member, &key)?;
             std::fs::write(&roster, serde_json::to_string_pretty(&signed)? + "\n")?;
             match signed.clone().verify_genesis() {
-                Ok(_) => println!("signed by {}; the roster now carries every founder's signature", config.member),
+                Ok(_) => println!(
+                    "signed by {}; the roster now carries every founder's signature",
+                    config.member
+                ),
                 Err(e) => println!("signed by {}; still needed: {e}", config.member),
             }
             Ok(())
@@ -382,9 +411,18 @@ fn gov(cmd: GovCmd) -> Result<()> {
         GovCmd::Verify { roster } => {
             let v = maillon_node::daemon::load_roster(&roster)?;
             let r = v.roster();
-            println!("{} roster v{} ({}), quorum {}", r.federation, r.version, v.hash_hex(), r.quorum);
+            println!(
+                "{} roster v{} ({}), quorum {}",
+                r.federation,
+                r.version,
+                v.hash_hex(),
+                r.quorum
+            );
             for m in &r.members {
-                println!("  {:<16} {:<12} {:<22} {}", m.card.id, m.card.kind, m.card.endpoint, m.card.name);
+                println!(
+                    "  {:<16} {:<12} {:<22} {}",
+                    m.card.id, m.card.kind, m.card.endpoint, m.card.name
+                );
             }
             println!("every founder has signed: the roster is valid");
             Ok(())
@@ -397,10 +435,17 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
     let mut api = conn.api();
     match cmd {
         Command::Whoami => {
-            let r = api.who_am_i(conn.req(pb::WhoAmIRequest {})).await?.into_inner();
+            let r = api
+                .who_am_i(conn.req(pb::WhoAmIRequest {}))
+                .await?
+                .into_inner();
             println!("{} at {} ({})", r.user, r.member, r.role);
         }
-        Command::User(UserCmd::Add { name, role, profile_out }) => {
+        Command::User(UserCmd::Add {
+            name,
+            role,
+            profile_out,
+        }) => {
             let role: Role = role.parse()?;
             let r = api
                 .add_user(conn.req(pb::AddUserRequest {
@@ -414,9 +459,17 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
                 p.user = r.name.clone();
                 p.token = r.token.clone();
                 p.write_new(&out)?;
-                println!("user {} ({}) created; profile written to {}", r.name, r.role, out.display());
+                println!(
+                    "user {} ({}) created; profile written to {}",
+                    r.name,
+                    r.role,
+                    out.display()
+                );
             } else {
-                println!("user {} ({}) created; token (shown once): {}", r.name, r.role, r.token);
+                println!(
+                    "user {} ({}) created; token (shown once): {}",
+                    r.name, r.role, r.token
+                );
             }
         }
         Command::Dossier(DossierCmd::Open {
@@ -434,10 +487,18 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
                 .into_inner();
             println!("{}", r.dossier);
         }
-        Command::Section(SectionCmd::Put { dossier, section, file }) => {
+        Command::Section(SectionCmd::Put {
+            dossier,
+            section,
+            file,
+        }) => {
             let json = read_input(&file)?;
-            api.put_section(conn.req(pb::PutSectionRequest { dossier, section, json }))
-                .await?;
+            api.put_section(conn.req(pb::PutSectionRequest {
+                dossier,
+                section,
+                json,
+            }))
+            .await?;
         }
         Command::Section(SectionCmd::Get { dossier, section }) => {
             let r = api
@@ -466,8 +527,10 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
             println!("{}", r.consent);
         }
         Command::Consent(ConsentCmd::Revoke { consent }) => {
-            api.revoke_consent(conn.req(pb::RevokeConsentRequest { consent: consent.clone() }))
-                .await?;
+            api.revoke_consent(conn.req(pb::RevokeConsentRequest {
+                consent: consent.clone(),
+            }))
+            .await?;
             println!("consent {consent} revoked");
         }
         Command::Consent(ConsentCmd::List { dossier }) => {
@@ -476,7 +539,11 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
                 .await?
                 .into_inner();
             for c in r.consents {
-                let state = if c.revoked_at.is_some() { "revoked" } else { "recorded" };
+                let state = if c.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "recorded"
+                };
                 println!(
                     "{}  {}  to {}  until {}  [{}]  {}",
                     c.id,
@@ -535,7 +602,10 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
 
 fn print_json(json: &str) {
     match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_else(|_| json.to_owned())),
+        Ok(v) => println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| json.to_owned())
+        ),
         Err(_) => println!("{json}"),
     }
 }

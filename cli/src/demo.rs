@@ -50,13 +50,26 @@ fn say(text: impl AsRef<str>) {
 pub async fn run(keep: bool) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("maillon-demo-").tempdir()?;
     let dir = tmp.path().to_owned();
-    println!("Maillon demo: a GIP of four partners on loopback, in {}", dir.display());
+    println!(
+        "Maillon demo: a GIP of four partners on loopback, in {}",
+        dir.display()
+    );
 
-    step(1, "Each partner initialises its node: signing key, TLS key, member card.");
-    let mut fed = LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS, Arc::new(SystemClock)).await?;
+    step(
+        1,
+        "Each partner initialises its node: signing key, TLS key, member card.",
+    );
+    let mut fed =
+        LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS, Arc::new(SystemClock)).await?;
     for n in &fed.nodes {
         let r = n.running.as_ref().context("node not running")?;
-        say(format!("{:<17} {:<36} peer API {}  client API {}", n.id, n.name, r.peer_addr(), r.client_addr()));
+        say(format!(
+            "{:<17} {:<36} peer API {}  client API {}",
+            n.id,
+            n.name,
+            r.peer_addr(),
+            r.client_addr()
+        ));
     }
     let roster = load_roster(&dir.join("roster.json"))?;
     say(format!(
@@ -64,17 +77,40 @@ pub async fn run(keep: bool) -> Result<()> {
         &roster.hash_hex()[..16]
     ));
 
-    step(2, "Each node's admin creates its staff: caseworkers and an auditor.");
-    let ccas_cw = Conn::new(&fed.node("ccas-rodez").add_user("agent-ccas", Role::Caseworker).await?)?;
-    let caf_cw = Conn::new(&fed.node("caf12").add_user("agent-caf", Role::Caseworker).await?)?;
-    let cd_cw = Conn::new(&fed.node("cd12").add_user("agent-cd", Role::Caseworker).await?)?;
+    step(
+        2,
+        "Each node's admin creates its staff: caseworkers and an auditor.",
+    );
+    let ccas_cw = Conn::new(
+        &fed.node("ccas-rodez")
+            .add_user("agent-ccas", Role::Caseworker)
+            .await?,
+    )?;
+    let caf_cw = Conn::new(
+        &fed.node("caf12")
+            .add_user("agent-caf", Role::Caseworker)
+            .await?,
+    )?;
+    let cd_cw = Conn::new(
+        &fed.node("cd12")
+            .add_user("agent-cd", Role::Caseworker)
+            .await?,
+    )?;
     let mut auditors = Vec::new();
     for n in &fed.nodes {
-        auditors.push((n.id.clone(), Conn::new(&n.add_user("dpo", Role::Auditor).await?)?));
+        auditors.push((
+            n.id.clone(),
+            Conn::new(&n.add_user("dpo", Role::Auditor).await?)?,
+        ));
     }
-    say("agent-ccas at ccas-rodez, agent-caf at caf12, agent-cd at cd12, and a DPO (auditor) at each node.");
+    say(
+        "agent-ccas at ccas-rodez, agent-caf at caf12, agent-cd at cd12, and a DPO (auditor) at each node.",
+    );
 
-    step(3, "A person comes to the CCAS desk (accueil inconditionnel); the caseworker opens a dossier.");
+    step(
+        3,
+        "A person comes to the CCAS desk (accueil inconditionnel); the caseworker opens a dossier.",
+    );
     let dossier = ccas_cw
         .api()
         .open_dossier(ccas_cw.req(pb::OpenDossierRequest {
@@ -85,7 +121,9 @@ pub async fn run(keep: bool) -> Result<()> {
         .await?
         .into_inner()
         .dossier;
-    say(format!("Dossier social unique {dossier}: the name stays at the CCAS, only this opaque id travels."));
+    say(format!(
+        "Dossier social unique {dossier}: the name stays at the CCAS, only this opaque id travels."
+    ));
     let housing = r#"{"situation":"hébergée chez un tiers","depuis":"2026-09","demande_logement_social":true,"loyer_envisage":450}"#;
     let resources = r#"{"rsa":true,"montant_mensuel":635.71,"apl":false,"dettes":{"energie":820}}"#;
     for (section, json) in [("housing", housing), ("resources", resources)] {
@@ -100,7 +138,10 @@ pub async fn run(keep: bool) -> Result<()> {
     }
     say("The caseworker records the housing and resources sections at the CCAS node.");
 
-    step(4, "The person consents to share housing and resources with the CAF, and with the département.");
+    step(
+        4,
+        "The person consents to share housing and resources with the CAF, and with the département.",
+    );
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(182);
     let grant = |to: &'static str| {
         let (conn, dossier) = (ccas_cw.clone(), dossier.clone());
@@ -128,15 +169,30 @@ pub async fn run(keep: bool) -> Result<()> {
         section: Section::Housing,
         owner: "ccas-rodez".parse()?,
     };
-    let ccas = fed.node("ccas-rodez").running.as_ref().context("ccas not running")?.node().clone();
+    let ccas = fed
+        .node("ccas-rodez")
+        .running
+        .as_ref()
+        .context("ccas not running")?
+        .node()
+        .clone();
     let members = ccas.share_members(&housing_share).await?;
-    say(format!("Consents {consent} (CAF) and {consent_cd} (département) are signed by the CCAS node and logged, until {until}."));
+    say(format!(
+        "Consents {consent} (CAF) and {consent_cd} (département) are signed by the CCAS node and logged, until {until}."
+    ));
     say(format!(
         "The CCAS fetched KeyPackages and sent MLS Welcomes: the housing group now holds {}.",
-        members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+        members
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
-    step(5, "At the CAF, a caseworker reads the housing section from the CCAS.");
+    step(
+        5,
+        "At the CAF, a caseworker reads the housing section from the CCAS.",
+    );
     let read = |conn: &Conn| {
         let conn = conn.clone();
         let dossier = dossier.clone();
@@ -152,7 +208,9 @@ pub async fn run(keep: bool) -> Result<()> {
         }
     };
     let got = read(&caf_cw).await?.into_inner();
-    say("The CAF node signed the request; the CCAS node checked roster, charter, consent and freshness,");
+    say(
+        "The CAF node signed the request; the CCAS node checked roster, charter, consent and freshness,",
+    );
     say(format!(
         "made the access durable in its audit log (entry {}), and answered with the section sealed in MLS.",
         got.receipt_leaf.unwrap_or_default()
@@ -168,40 +226,69 @@ pub async fn run(keep: bool) -> Result<()> {
         }))
         .await?
         .into_inner();
-    say(format!("The département reads the resources section too: {}", cd_read.json));
+    say(format!(
+        "The département reads the resources section too: {}",
+        cd_read.json
+    ));
 
-    step(6, "The person withdraws the consent given to the CAF; the CCAS caseworker records the revocation.");
+    step(
+        6,
+        "The person withdraws the consent given to the CAF; the CCAS caseworker records the revocation.",
+    );
     ccas_cw
         .api()
-        .revoke_consent(ccas_cw.req(pb::RevokeConsentRequest { consent: consent.clone() }))
+        .revoke_consent(ccas_cw.req(pb::RevokeConsentRequest {
+            consent: consent.clone(),
+        }))
         .await?;
     let members = ccas.share_members(&housing_share).await?;
     say(format!(
         "The CCAS committed an MLS Remove: the housing group now holds {} — anything sealed from now on is unreadable to the CAF.",
-        members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+        members
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     match read(&caf_cw).await {
         Err(s) if s.code() == Code::PermissionDenied => {
-            say(format!("The CAF's next read is refused: PermissionDenied — {}", s.message()));
+            say(format!(
+                "The CAF's next read is refused: PermissionDenied — {}",
+                s.message()
+            ));
         }
         Err(s) => bail!("expected a refusal, got {s}"),
         Ok(_) => bail!("the CAF could still read after revocation"),
     }
 
-    step(7, "The auditors verify every node's log: signed checkpoint, every leaf against the Merkle root.");
+    step(
+        7,
+        "The auditors verify every node's log: signed checkpoint, every leaf against the Merkle root.",
+    );
     let mut ccas_log = None;
     for (id, conn) in &auditors {
         let member = roster.active_member(id).context("member")?;
-        let log = fetch_and_verify(conn, member).await.with_context(|| format!("verifying {id}"))?;
-        say(format!("{:<17} {:>3} events, checkpoint verified", id.as_str(), log.checkpoint.size));
+        let log = fetch_and_verify(conn, member)
+            .await
+            .with_context(|| format!("verifying {id}"))?;
+        say(format!(
+            "{:<17} {:>3} events, checkpoint verified",
+            id.as_str(),
+            log.checkpoint.size
+        ));
         if id.as_str() == "ccas-rodez" {
             ccas_log = Some(log);
         }
     }
     let ccas_log = ccas_log.context("no ccas log")?;
-    let owner = roster.active_member(&"ccas-rodez".parse()?).context("ccas")?;
+    let owner = roster
+        .active_member(&"ccas-rodez".parse()?)
+        .context("ccas")?;
 
-    step(8, "The person asks « qui a consulté mon dossier ? » — the access report, from the verified log:");
+    step(
+        8,
+        "The person asks « qui a consulté mon dossier ? » — the access report, from the verified log:",
+    );
     println!();
     for line in access_report(roster.roster(), owner, &dossier_id, &ccas_log).lines() {
         println!("   | {line}");
@@ -210,13 +297,22 @@ pub async fn run(keep: bool) -> Result<()> {
     if keep {
         println!("\nThe nodes keep running. Profiles (0600) are in each node folder, for example:");
         for n in &fed.nodes {
-            println!("   maillon --profile {} whoami", n.dir.join("admin.profile.toml").display());
+            println!(
+                "   maillon --profile {} whoami",
+                n.dir.join("admin.profile.toml").display()
+            );
         }
         println!(
             "   maillon --profile {} share read {dossier} housing --from ccas-rodez",
-            fed.node("caf12").dir.join("agent-caf.profile.toml").display()
+            fed.node("caf12")
+                .dir
+                .join("agent-caf.profile.toml")
+                .display()
         );
-        println!("Press Ctrl-C to stop them; the folder {} is kept.", dir.display());
+        println!(
+            "Press Ctrl-C to stop them; the folder {} is kept.",
+            dir.display()
+        );
         let _ = tmp.keep();
         tokio::signal::ctrl_c().await?;
     }

@@ -109,7 +109,12 @@ fn free_loopback_addr() -> Result<SocketAddr> {
 impl LocalFederation {
     /// Initialises every founder's node in `dir`, builds and signs the genesis
     /// roster, installs it in every node folder, and starts every node.
-    pub async fn create(dir: &Path, federation: &str, founders: &[Founder], clock: Arc<dyn Clock>) -> Result<Self> {
+    pub async fn create(
+        dir: &Path,
+        federation: &str,
+        founders: &[Founder],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let mut nodes = Vec::new();
         let mut cards: Vec<MemberCard> = Vec::new();
         for f in founders {

@@ -86,7 +86,11 @@ impl ConsentRecord {
     /// Checks the owner's signature.
     pub fn verify(&self, owner_key: &PublicKey) -> bool {
         owner_key
-            .verify(Context::Consent, &self.consent.signed_bytes(), &self.signature)
+            .verify(
+                Context::Consent,
+                &self.consent.signed_bytes(),
+                &self.signature,
+            )
             .is_ok()
     }
 
@@ -136,7 +140,10 @@ impl fmt::Display for DenyReason {
         match self {
             DenyReason::NotAMember(m) => write!(f, "{m} is not an active member of the federation"),
             DenyReason::Charter { reader, section } => {
-                write!(f, "the charter does not allow {reader} to receive {section}")
+                write!(
+                    f,
+                    "the charter does not allow {reader} to receive {section}"
+                )
             }
             DenyReason::NoConsent => f.write_str("no consent covers this reader for this dossier"),
             DenyReason::SectionNotCovered(s) => {
@@ -144,7 +151,9 @@ impl fmt::Display for DenyReason {
             }
             DenyReason::Revoked(id) => write!(f, "consent {id} was revoked"),
             DenyReason::Expired(id) => write!(f, "consent {id} has expired"),
-            DenyReason::NoSuchSection => f.write_str("the owner holds no such section for this dossier"),
+            DenyReason::NoSuchSection => {
+                f.write_str("the owner holds no such section for this dossier")
+            }
             DenyReason::Role => f.write_str("only a caseworker may read a shared section"),
         }
     }
@@ -176,11 +185,20 @@ pub fn decide_read(
             section,
         });
     }
-    let covering: Vec<&ConsentRecord> = consents.iter().filter(|c| c.covers(reader, section)).collect();
-    if let Some(c) = covering.iter().find(|c| c.status(now) == ConsentStatus::Active) {
+    let covering: Vec<&ConsentRecord> = consents
+        .iter()
+        .filter(|c| c.covers(reader, section))
+        .collect();
+    if let Some(c) = covering
+        .iter()
+        .find(|c| c.status(now) == ConsentStatus::Active)
+    {
         return Decision::Allow(c.consent.id.clone());
     }
-    if let Some(c) = covering.iter().find(|c| c.status(now) == ConsentStatus::Revoked) {
+    if let Some(c) = covering
+        .iter()
+        .find(|c| c.status(now) == ConsentStatus::Revoked)
+    {
         return Decision::Deny(DenyReason::Revoked(c.consent.id.clone()));
     }
     if let Some(c) = covering.first() {

@@ -128,7 +128,10 @@ impl NodeKey {
 
     /// Writes the key as base64 to a new file created 0600.
     pub fn write_new(&self, path: &Path) -> Result<(), CryptoError> {
-        write_secret_file(path, format!("{}\n", B64.encode(self.key.to_bytes())).as_bytes())
+        write_secret_file(
+            path,
+            format!("{}\n", B64.encode(self.key.to_bytes())).as_bytes(),
+        )
     }
 
     /// Reads a key file, refusing one that others can read.
@@ -349,7 +352,10 @@ impl TlsIdentity {
 
     /// Writes the key (0600) and the certificate (DER, base64 text) as new files.
     pub fn write_new(&self, key_path: &Path, cert_path: &Path) -> Result<(), CryptoError> {
-        write_secret_file(key_path, format!("{}\n", B64.encode(&self.key_pkcs8)).as_bytes())?;
+        write_secret_file(
+            key_path,
+            format!("{}\n", B64.encode(&self.key_pkcs8)).as_bytes(),
+        )?;
         fs::write(cert_path, format!("{}\n", B64.encode(self.cert.as_ref()))).map_err(|source| {
             CryptoError::Io {
                 path: cert_path.to_owned(),
@@ -536,13 +542,15 @@ impl PinLookup for SinglePin {
     }
 }
 
-fn tls13_server_builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, CryptoError> {
+fn tls13_server_builder()
+-> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, CryptoError> {
     rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)
 }
 
-fn tls13_client_builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, CryptoError> {
+fn tls13_client_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, CryptoError> {
     rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)
@@ -630,7 +638,10 @@ mod tests {
             NodeKey::read(&path),
             Err(CryptoError::Permissions { .. })
         ));
-        assert!(k.write_new(&path).is_err(), "an existing key is never overwritten");
+        assert!(
+            k.write_new(&path).is_err(),
+            "an existing key is never overwritten"
+        );
     }
 
     #[test]
@@ -640,9 +651,6 @@ mod tests {
         let (k, c) = (dir.path().join("tls.key"), dir.path().join("tls.crt"));
         id.write_new(&k, &c).expect("write");
         let back = TlsIdentity::read(&k, &c).expect("read");
-        assert_eq!(
-            back.spki_hash().expect("pin"),
-            id.spki_hash().expect("pin")
-        );
+        assert_eq!(back.spki_hash().expect("pin"), id.spki_hash().expect("pin"));
     }
 }

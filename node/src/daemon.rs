@@ -93,7 +93,11 @@ pub fn audit_origin(member: &crate::types::MemberId) -> String {
 pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     let (config, card) = Config::init(opts)?;
     let store = Store::open(&config.store_dir())?;
-    let audit = AuditLog::open(&config.audit_dir(), audit_origin(&config.member), &card.signing_key)?;
+    let audit = AuditLog::open(
+        &config.audit_dir(),
+        audit_origin(&config.member),
+        &card.signing_key,
+    )?;
     let admin: UserName = "admin".parse().map_err(ConfigError::Parse)?;
     let clock = SystemClock;
     let user = service::create_user(&store, &audit, clock.now(), None, admin, Role::Admin).await?;
@@ -122,10 +126,12 @@ pub fn load_roster(path: &Path) -> Result<crate::roster::VerifiedRoster, StartEr
         path: path.display().to_string(),
         reason: format!("not a roster: {e}"),
     })?;
-    signed.verify_genesis().map_err(|source| StartError::Roster {
-        path: path.display().to_string(),
-        source,
-    })
+    signed
+        .verify_genesis()
+        .map_err(|source| StartError::Roster {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// A node serving on loopback or elsewhere; stop it with [`RunningNode::stop`].
@@ -182,15 +188,17 @@ pub async fn start(dir: &Path) -> Result<RunningNode, StartError> {
 
 /// Starts the node in `dir`: checks keys and roster, opens the store and the
 /// log, binds both listeners and serves until stopped.
-pub async fn start_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<RunningNode, StartError> {
+pub async fn start_with_clock(
+    dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningNode, StartError> {
     let config = Config::load(dir)?;
     let key = NodeKey::read(&config.signing_key_path())?;
     let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
     let roster = load_roster(&config.roster_path())?;
-    let me = roster
-        .roster()
-        .member(&config.member)
-        .ok_or_else(|| StartError::NotInRoster(format!("{} is not a member of the roster", config.member)))?;
+    let me = roster.roster().member(&config.member).ok_or_else(|| {
+        StartError::NotInRoster(format!("{} is not a member of the roster", config.member))
+    })?;
     if me.card.signing_key != key.public() || me.card.tls_spki_sha256 != tls.spki_hash()? {
         return Err(StartError::NotInRoster(format!(
             "this node's keys are not the ones the roster lists for {}",
@@ -198,7 +206,11 @@ pub async fn start_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<Runni
         )));
     }
     let store = open_store_retrying(&config.store_dir()).await?;
-    let audit = AuditLog::open(&config.audit_dir(), audit_origin(&config.member), &key.public())?;
+    let audit = AuditLog::open(
+        &config.audit_dir(),
+        audit_origin(&config.member),
+        &key.public(),
+    )?;
     let roster = Arc::new(CurrentRoster::new(roster));
     let peer_tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
     let node = Arc::new(
@@ -220,21 +232,34 @@ pub async fn start_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<Runni
     };
     let peer_listener = bind(config.peer_listen).await?;
     let client_listener = bind(config.client_listen).await?;
-    let peer_addr = peer_listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.peer_listen,
-        source,
-    })?;
-    let client_addr = client_listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.client_listen,
-        source,
-    })?;
+    let peer_addr = peer_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.peer_listen,
+            source,
+        })?;
+    let client_addr = client_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.client_listen,
+            source,
+        })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let serving = node.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.await;
         };
-        if let Err(e) = transport::serve(serving, &tls, roster, peer_listener, client_listener, shutdown).await {
+        if let Err(e) = transport::serve(
+            serving,
+            &tls,
+            roster,
+            peer_listener,
+            client_listener,
+            shutdown,
+        )
+        .await
+        {
             tracing::error!(error = %e, "cannot serve");
         }
     });
@@ -269,7 +294,9 @@ async fn open_store_retrying(dir: &Path) -> Result<Store, StoreError> {
     for _ in 0..50 {
         match Store::open(dir) {
             Ok(s) => return Ok(s),
-            Err(StoreError::Sled(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(StoreError::Sled(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 last = Some(StoreError::Sled(sled::Error::Io(e)));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -171,11 +171,23 @@ impl Default for Charter {
                     S::SupportPlan,
                 ],
             ),
-            (K::Caf, &[S::Identity, S::Household, S::Housing, S::Resources]),
-            (K::Cpam, &[S::Identity, S::Resources, S::Health, S::Disability]),
+            (
+                K::Caf,
+                &[S::Identity, S::Household, S::Housing, S::Resources],
+            ),
+            (
+                K::Cpam,
+                &[S::Identity, S::Resources, S::Health, S::Disability],
+            ),
             (
                 K::Hospital,
-                &[S::Identity, S::Health, S::Disability, S::Autonomy, S::SupportPlan],
+                &[
+                    S::Identity,
+                    S::Health,
+                    S::Disability,
+                    S::Autonomy,
+                    S::SupportPlan,
+                ],
             ),
             (
                 K::Association,
@@ -261,7 +273,9 @@ impl Roster {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !fed_ok {
-            return invalid("federation name: 1 to 64 characters among letters, digits, '-', '_', '.'".into());
+            return invalid(
+                "federation name: 1 to 64 characters among letters, digits, '-', '_', '.'".into(),
+            );
         }
         if self.version == 0 {
             return invalid("version must start at 1".into());
@@ -281,13 +295,19 @@ impl Roster {
                 return invalid(format!("member {} listed twice", c.id));
             }
             if !keys.insert(c.signing_key.to_bytes()) {
-                return invalid(format!("member {} reuses another member's signing key", c.id));
+                return invalid(format!(
+                    "member {} reuses another member's signing key",
+                    c.id
+                ));
             }
             if !pins.insert(c.tls_spki_sha256.0) {
                 return invalid(format!("member {} reuses another member's TLS key", c.id));
             }
             if c.name.trim().is_empty() || c.name.len() > 200 {
-                return invalid(format!("member {}: display name must be 1 to 200 bytes", c.id));
+                return invalid(format!(
+                    "member {}: display name must be 1 to 200 bytes",
+                    c.id
+                ));
             }
             if c.endpoint.parse::<std::net::SocketAddr>().is_err() && !c.endpoint.contains(':') {
                 return invalid(format!("member {}: endpoint must be host:port", c.id));
@@ -490,8 +510,13 @@ mod tests {
             card("ccas-rodez", MemberKind::Ccas, &keys[1], 2),
             card("caf12", MemberKind::Caf, &keys[2], 3),
         ];
-        let roster = Roster::genesis("gip-aveyron", "2/3".parse().expect("quorum"), cards, Charter::default())
-            .expect("genesis");
+        let roster = Roster::genesis(
+            "gip-aveyron",
+            "2/3".parse().expect("quorum"),
+            cards,
+            Charter::default(),
+        )
+        .expect("genesis");
         (keys, SignedRoster::unsigned(roster))
     }
 

@@ -17,7 +17,9 @@ use tokio::sync::Mutex;
 
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::clock::Clock;
-use crate::consent::{self, Consent, ConsentRecord, ConsentStatus, Decision, DenyReason, GrantError};
+use crate::consent::{
+    self, Consent, ConsentRecord, ConsentStatus, Decision, DenyReason, GrantError,
+};
 use crate::crypto::{Context, NodeKey, Signature, sha256};
 use crate::roster::{CurrentRoster, RosterMember};
 use crate::sharing::{ShareError, ShareId, Sharing};
@@ -68,7 +70,9 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Exists(what) => ServiceError::AlreadyExists(format!("{what} already exists")),
+            StoreError::Exists(what) => {
+                ServiceError::AlreadyExists(format!("{what} already exists"))
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }
@@ -83,10 +87,16 @@ impl From<AuditError> for ServiceError {
 impl From<ShareError> for ServiceError {
     fn from(e: ShareError) -> Self {
         match e {
-            ShareError::Malformed(m) => ServiceError::InvalidArgument(format!("malformed mls message: {m}")),
+            ShareError::Malformed(m) => {
+                ServiceError::InvalidArgument(format!("malformed mls message: {m}"))
+            }
             ShareError::Credential(m) => ServiceError::PermissionDenied(m),
-            ShareError::NoGroup => ServiceError::FailedPrecondition("this node is not in the share's group".into()),
-            ShareError::NoKeyPackage => ServiceError::FailedPrecondition("the welcome matches no key package of this node".into()),
+            ShareError::NoGroup => {
+                ServiceError::FailedPrecondition("this node is not in the share's group".into())
+            }
+            ShareError::NoKeyPackage => ServiceError::FailedPrecondition(
+                "the welcome matches no key package of this node".into(),
+            ),
             ShareError::Mls(m) => ServiceError::FailedPrecondition(format!("mls: {m}")),
             ShareError::Store(s) => s.into(),
         }
@@ -247,6 +257,15 @@ pub struct GrantRequest {
     pub until: Date,
 }
 
+/// A page of audit entries.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// `(leaf index, entry JSON)` pairs.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// The log's size when read.
+    pub tree_size: u64,
+}
+
 /// A new user and the token shown once.
 #[derive(Clone)]
 pub struct NewUser {
@@ -309,7 +328,11 @@ fn require(caller: &Caller, allowed: &[Role]) -> Result<()> {
         Err(ServiceError::PermissionDenied(format!(
             "the role {} may not do this (needs {})",
             caller.role,
-            allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+            allowed
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
         )))
     }
 }
@@ -319,10 +342,14 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(ServiceError::InvalidArgument(format!("{field} is empty")));
     }
     if value.len() > max {
-        return Err(ServiceError::InvalidArgument(format!("{field} is longer than {max} bytes")));
+        return Err(ServiceError::InvalidArgument(format!(
+            "{field} is longer than {max} bytes"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(ServiceError::InvalidArgument(format!("{field} contains control characters")));
+        return Err(ServiceError::InvalidArgument(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }
@@ -337,8 +364,12 @@ fn check_section_json(json: &str) -> Result<()> {
     }
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(_) => Err(ServiceError::InvalidArgument("a section is a JSON object".into())),
-        Err(e) => Err(ServiceError::InvalidArgument(format!("section is not valid JSON: {e}"))),
+        Ok(_) => Err(ServiceError::InvalidArgument(
+            "a section is a JSON object".into(),
+        )),
+        Err(e) => Err(ServiceError::InvalidArgument(format!(
+            "section is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -365,7 +396,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("member", &self.me).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("member", &self.me)
+            .finish_non_exhaustive()
     }
 }
 
@@ -409,7 +442,8 @@ impl Node {
                 hash: roster.hash_hex().to_owned(),
             })
             .await?;
-            node.store.put(Tree::Meta, "roster_hash", &roster.hash_hex().to_owned())?;
+            node.store
+                .put(Tree::Meta, "roster_hash", &roster.hash_hex().to_owned())?;
             node.store.put(Tree::Meta, "roster", roster.signed())?;
             node.store.flush()?;
         }
@@ -433,9 +467,22 @@ impl Node {
     // ----- users -----
 
     /// Creates a user (admin only); the token is returned once.
-    pub async fn create_user(&self, caller: &Caller, name: UserName, role: Role) -> Result<NewUser> {
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        name: UserName,
+        role: Role,
+    ) -> Result<NewUser> {
         require(caller, &[Role::Admin])?;
-        create_user(&self.store, &self.audit, self.clock.now(), Some(caller), name, role).await
+        create_user(
+            &self.store,
+            &self.audit,
+            self.clock.now(),
+            Some(caller),
+            name,
+            role,
+        )
+        .await
     }
 
     /// Resolves a bearer token to its user.
@@ -446,7 +493,10 @@ impl Node {
         }
         let hash = token_hash(token);
         let name: UserName = self.store.get(Tree::Tokens, &hash)?.ok_or_else(denied)?;
-        let user: UserRecord = self.store.get(Tree::Users, name.as_str())?.ok_or_else(denied)?;
+        let user: UserRecord = self
+            .store
+            .get(Tree::Users, name.as_str())?
+            .ok_or_else(denied)?;
         if !bool::from(user.token_sha256.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(denied());
         }
@@ -478,7 +528,8 @@ impl Node {
             opened_by: caller.name.clone(),
             opened_at: self.clock.now(),
         };
-        self.store.insert_new(Tree::Dossiers, id.as_str(), &record, "dossier")?;
+        self.store
+            .insert_new(Tree::Dossiers, id.as_str(), &record, "dossier")?;
         self.store.flush()?;
         self.audit(AuditEvent::DossierOpened {
             dossier: id.clone(),
@@ -495,11 +546,21 @@ impl Node {
     }
 
     /// Writes this node's copy of a section.
-    pub async fn put_section(&self, caller: &Caller, dossier: &DossierId, section: Section, json: &str) -> Result<()> {
+    pub async fn put_section(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        section: Section,
+        json: &str,
+    ) -> Result<()> {
         require(caller, &[Role::Caseworker])?;
         check_section_json(json)?;
         self.dossier(dossier)?;
-        self.store.put(Tree::Sections, &section_key(dossier, section), &json.to_owned())?;
+        self.store.put(
+            Tree::Sections,
+            &section_key(dossier, section),
+            &json.to_owned(),
+        )?;
         self.store.flush()?;
         self.audit(AuditEvent::SectionWritten {
             dossier: dossier.clone(),
@@ -511,16 +572,23 @@ impl Node {
     }
 
     fn own_section(&self, dossier: &DossierId, section: Section) -> Result<Option<String>> {
-        Ok(self.store.get(Tree::Sections, &section_key(dossier, section))?)
+        Ok(self
+            .store
+            .get(Tree::Sections, &section_key(dossier, section))?)
     }
 
     /// Reads this node's own copy of a section.
-    pub fn get_section(&self, caller: &Caller, dossier: &DossierId, section: Section) -> Result<SectionView> {
+    pub fn get_section(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        section: Section,
+    ) -> Result<SectionView> {
         require(caller, &[Role::Caseworker])?;
         self.dossier(dossier)?;
-        let json = self
-            .own_section(dossier, section)?
-            .ok_or_else(|| ServiceError::NotFound(format!("no {section} section in {dossier} at this node")))?;
+        let json = self.own_section(dossier, section)?.ok_or_else(|| {
+            ServiceError::NotFound(format!("no {section} section in {dossier} at this node"))
+        })?;
         Ok(SectionView {
             owner: self.me.clone(),
             json,
@@ -540,18 +608,20 @@ impl Node {
     }
 
     /// Lists the consents recorded here for a dossier.
-    pub fn list_consents(&self, caller: &Caller, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
+    pub fn list_consents(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+    ) -> Result<Vec<ConsentRecord>> {
         require(caller, &[Role::Caseworker, Role::Auditor])?;
         self.dossier(dossier)?;
         self.consents_of(dossier)
     }
 
     fn roster_member(&self, id: &MemberId) -> Result<RosterMember> {
-        self.roster
-            .get()
-            .active_member(id)
-            .cloned()
-            .ok_or_else(|| ServiceError::FailedPrecondition(format!("{id} is not an active member")))
+        self.roster.get().active_member(id).cloned().ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!("{id} is not an active member"))
+        })
     }
 
     /// Records a consent and adds its audience to the share groups.
@@ -572,7 +642,9 @@ impl Node {
         };
         consent::check_grant(&self.roster.get(), &consent, now).map_err(|e| match e {
             GrantError::Invalid(m) => ServiceError::InvalidArgument(m),
-            charter @ GrantError::Charter { .. } => ServiceError::PermissionDenied(charter.to_string()),
+            charter @ GrantError::Charter { .. } => {
+                ServiceError::PermissionDenied(charter.to_string())
+            }
         })?;
 
         let sharing = self.sharing.lock().await;
@@ -589,7 +661,9 @@ impl Node {
             for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
                 let member = self.roster_member(m)?;
                 let kp = self.network.fetch_key_package(&member).await.map_err(|e| {
-                    ServiceError::Unavailable(format!("cannot reach {m} to add it to the share: {e}"))
+                    ServiceError::Unavailable(format!(
+                        "cannot reach {m} to add it to the share: {e}"
+                    ))
                 })?;
                 additions.push((share.clone(), member, kp));
             }
@@ -601,7 +675,8 @@ impl Node {
             &record,
             "consent",
         )?;
-        self.store.put(Tree::ConsentIndex, consent.id.as_str(), &consent.dossier)?;
+        self.store
+            .put(Tree::ConsentIndex, consent.id.as_str(), &consent.dossier)?;
         self.store.flush()?;
         self.audit(AuditEvent::ConsentGranted {
             consent: consent.id.clone(),
@@ -614,7 +689,8 @@ impl Node {
         .await?;
         for (share, member, kp) in additions {
             let existing = sharing.members(&share)?;
-            let change = sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?;
+            let change =
+                sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?;
             self.audit(AuditEvent::GroupMemberAdded {
                 dossier: share.dossier.clone(),
                 section: share.section,
@@ -635,8 +711,14 @@ impl Node {
     /// Sends a commit to every listed member except this node.
     async fn deliver_commit(&self, share: &ShareId, to: &[MemberId], commit: &[u8]) {
         for m in to.iter().filter(|m| **m != self.me) {
-            let Ok(member) = self.roster_member(m) else { continue };
-            if let Err(e) = self.network.deliver_commit(&member, share, commit.to_vec()).await {
+            let Ok(member) = self.roster_member(m) else {
+                continue;
+            };
+            if let Err(e) = self
+                .network
+                .deliver_commit(&member, share, commit.to_vec())
+                .await
+            {
                 tracing::warn!(member = %m, error = %e, "commit not delivered; the member will need a fresh welcome");
             }
         }
@@ -656,7 +738,9 @@ impl Node {
             .ok_or_else(|| ServiceError::NotFound(format!("no consent {id} at this node")))?;
         let now = self.clock.now();
         if record.revoked_at.is_some() {
-            return Err(ServiceError::FailedPrecondition(format!("consent {id} is already revoked")));
+            return Err(ServiceError::FailedPrecondition(format!(
+                "consent {id} is already revoked"
+            )));
         }
         record.revoked_at = Some(now);
         record.revoked_by = Some(caller.name.clone());
@@ -668,11 +752,17 @@ impl Node {
             by: caller.name.clone(),
         })
         .await?;
-        self.sync_groups(&dossier, &record.consent.sections, now).await
+        self.sync_groups(&dossier, &record.consent.sections, now)
+            .await
     }
 
     /// Removes from each share group the members no active consent names any more.
-    async fn sync_groups(&self, dossier: &DossierId, sections: &BTreeSet<Section>, now: i64) -> Result<()> {
+    async fn sync_groups(
+        &self,
+        dossier: &DossierId,
+        sections: &BTreeSet<Section>,
+        now: i64,
+    ) -> Result<()> {
         let consents = self.consents_of(dossier)?;
         let sharing = self.sharing.lock().await;
         for section in sections {
@@ -698,7 +788,8 @@ impl Node {
                     })
                     .await?;
                     let remaining = sharing.members(&share)?;
-                    self.deliver_commit(&share, &remaining, &change.commit).await;
+                    self.deliver_commit(&share, &remaining, &change.commit)
+                        .await;
                 }
             }
         }
@@ -717,7 +808,8 @@ impl Node {
             if self.store.get::<bool>(Tree::Meta, &marker)?.is_some() {
                 continue;
             }
-            self.sync_groups(&record.consent.dossier, &record.consent.sections, now).await?;
+            self.sync_groups(&record.consent.dossier, &record.consent.sections, now)
+                .await?;
             self.store.put(Tree::Meta, &marker, &true)?;
             closed += 1;
         }
@@ -760,7 +852,8 @@ impl Node {
             nonce: hex::encode(nonce),
             time: self.clock.now(),
         };
-        let bytes = serde_json::to_vec(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let signature = self.key.sign(Context::Request, &bytes);
         let request_hash = hex::encode(sha256(&bytes));
         let answer = self
@@ -771,10 +864,19 @@ impl Node {
         owner_member
             .card
             .signing_key
-            .verify(Context::Receipt, &answer.receipt.bytes, &answer.receipt.signature)
-            .map_err(|_| ServiceError::FailedPrecondition(format!("the receipt from {owner} does not verify")))?;
-        let receipt: Receipt = serde_json::from_slice(&answer.receipt.bytes)
-            .map_err(|_| ServiceError::FailedPrecondition(format!("the receipt from {owner} is malformed")))?;
+            .verify(
+                Context::Receipt,
+                &answer.receipt.bytes,
+                &answer.receipt.signature,
+            )
+            .map_err(|_| {
+                ServiceError::FailedPrecondition(format!(
+                    "the receipt from {owner} does not verify"
+                ))
+            })?;
+        let receipt: Receipt = serde_json::from_slice(&answer.receipt.bytes).map_err(|_| {
+            ServiceError::FailedPrecondition(format!("the receipt from {owner} is malformed"))
+        })?;
         if receipt.request != request_hash || &receipt.owner != owner {
             return Err(ServiceError::FailedPrecondition(format!(
                 "the receipt from {owner} is for another request"
@@ -788,7 +890,9 @@ impl Node {
         let plaintext = {
             let sharing = self.sharing.lock().await;
             sharing.open(&share, &answer.sealed).map_err(|e| {
-                ServiceError::FailedPrecondition(format!("cannot open the answer from {owner}: {e}"))
+                ServiceError::FailedPrecondition(format!(
+                    "cannot open the answer from {owner}: {e}"
+                ))
             })?
         };
         self.audit(AuditEvent::ReceiptLogged {
@@ -800,8 +904,9 @@ impl Node {
             owner_leaf: receipt.leaf,
         })
         .await?;
-        let json = String::from_utf8(plaintext)
-            .map_err(|_| ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8")))?;
+        let json = String::from_utf8(plaintext).map_err(|_| {
+            ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8"))
+        })?;
         Ok(SectionView {
             owner: owner.clone(),
             json,
@@ -825,18 +930,27 @@ impl Node {
             )));
         }
         if req.owner != self.me {
-            return Err(ServiceError::InvalidArgument(format!("request is for {}, not this node", req.owner)));
+            return Err(ServiceError::InvalidArgument(format!(
+                "request is for {}, not this node",
+                req.owner
+            )));
         }
-        let reader = self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+        let reader = self
+            .roster_member(peer)
+            .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
         reader
             .card
             .signing_key
             .verify(Context::Request, &signed.bytes, &signed.signature)
-            .map_err(|_| ServiceError::Unauthenticated("the request signature does not verify".into()))?;
+            .map_err(|_| {
+                ServiceError::Unauthenticated("the request signature does not verify".into())
+            })?;
         check_text("purpose", &req.purpose, consent::MAX_PURPOSE)?;
         let nonce_ok = req.nonce.len() == 32 && req.nonce.bytes().all(|b| b.is_ascii_hexdigit());
         if !nonce_ok {
-            return Err(ServiceError::InvalidArgument("nonce must be 32 hex digits".into()));
+            return Err(ServiceError::InvalidArgument(
+                "nonce must be 32 hex digits".into(),
+            ));
         }
         let now = self.clock.now();
         let request_hash = hex::encode(sha256(&signed.bytes));
@@ -849,12 +963,16 @@ impl Node {
             reason,
         };
         if (now - req.time).abs() > REQUEST_WINDOW {
-            let reason = format!("request time is more than {REQUEST_WINDOW} s from the owner's clock");
+            let reason =
+                format!("request time is more than {REQUEST_WINDOW} s from the owner's clock");
             self.audit(deny(reason.clone())).await?;
             return Err(ServiceError::PermissionDenied(reason));
         }
         let nonce_key = format!("{peer}/{}", req.nonce);
-        match self.store.insert_new(Tree::Nonces, &nonce_key, &req.time, "nonce") {
+        match self
+            .store
+            .insert_new(Tree::Nonces, &nonce_key, &req.time, "nonce")
+        {
             Ok(()) => {}
             Err(StoreError::Exists(_)) => {
                 let reason = "replayed request".to_owned();
@@ -910,7 +1028,8 @@ impl Node {
             leaf,
             time: now,
         };
-        let bytes = serde_json::to_vec(&receipt).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&receipt).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let signature = self.key.sign(Context::Receipt, &bytes);
         Ok(ReadAnswer {
             sealed,
@@ -921,31 +1040,55 @@ impl Node {
     /// Drops remembered nonces older than the request window.
     pub fn prune_nonces(&self) -> Result<usize> {
         let horizon = self.clock.now() - 2 * REQUEST_WINDOW;
-        Ok(self.store.remove_where::<i64>(Tree::Nonces, "", |t| *t < horizon)?)
+        Ok(self
+            .store
+            .remove_where::<i64>(Tree::Nonces, "", |t| *t < horizon)?)
     }
 
     // ----- peer side of MLS -----
 
     /// Hands a fresh KeyPackage to an active peer.
     pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
-        self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+        self.roster_member(peer)
+            .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
         Ok(self.sharing.lock().await.new_key_package()?)
     }
 
-    fn share_from_owner(&self, peer: &MemberId, dossier: &str, section: &str) -> Result<(ShareId, RosterMember)> {
-        let owner = self.roster_member(peer).map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+    fn share_from_owner(
+        &self,
+        peer: &MemberId,
+        dossier: &str,
+        section: &str,
+    ) -> Result<(ShareId, RosterMember)> {
+        let owner = self
+            .roster_member(peer)
+            .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
         let share = ShareId {
-            dossier: dossier.parse().map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
-            section: section.parse().map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
+            dossier: dossier
+                .parse()
+                .map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
+            section: section
+                .parse()
+                .map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
             owner: peer.clone(),
         };
         Ok((share, owner))
     }
 
     /// Joins the share group `peer` owns, from its Welcome.
-    pub async fn accept_welcome(&self, peer: &MemberId, dossier: &str, section: &str, welcome: &[u8]) -> Result<u64> {
+    pub async fn accept_welcome(
+        &self,
+        peer: &MemberId,
+        dossier: &str,
+        section: &str,
+        welcome: &[u8],
+    ) -> Result<u64> {
         let (share, owner) = self.share_from_owner(peer, dossier, section)?;
-        let epoch = self.sharing.lock().await.join(&share, welcome, &owner.card.signing_key)?;
+        let epoch = self
+            .sharing
+            .lock()
+            .await
+            .join(&share, welcome, &owner.card.signing_key)?;
         self.audit(AuditEvent::GroupJoined {
             dossier: share.dossier.clone(),
             section: share.section,
@@ -957,7 +1100,13 @@ impl Node {
     }
 
     /// Applies a commit from the owner of a share group.
-    pub async fn accept_commit(&self, peer: &MemberId, dossier: &str, section: &str, commit: &[u8]) -> Result<u64> {
+    pub async fn accept_commit(
+        &self,
+        peer: &MemberId,
+        dossier: &str,
+        section: &str,
+        commit: &[u8],
+    ) -> Result<u64> {
         let (share, _) = self.share_from_owner(peer, dossier, section)?;
         Ok(self.sharing.lock().await.apply_commit(&share, commit)?)
     }
@@ -975,18 +1124,28 @@ impl Node {
     // ----- audit -----
 
     /// Audit entries from `from` (or the last `limit`), for auditors and admins.
-    pub fn audit_entries(&self, caller: &Caller, from: Option<u64>, limit: u32) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+    pub fn audit_entries(
+        &self,
+        caller: &Caller,
+        from: Option<u64>,
+        limit: u32,
+    ) -> Result<AuditPage> {
         require(caller, &[Role::Auditor, Role::Admin])?;
         let limit = match limit {
             0 => 50,
             l if l > 10_000 => {
-                return Err(ServiceError::InvalidArgument("limit is at most 10000".into()));
+                return Err(ServiceError::InvalidArgument(
+                    "limit is at most 10000".into(),
+                ));
             }
             l => l as usize,
         };
         let size = self.audit.size();
         let from = from.unwrap_or_else(|| size.saturating_sub(limit as u64));
-        Ok((self.audit.entries(from, limit)?, size))
+        Ok(AuditPage {
+            entries: self.audit.entries(from, limit)?,
+            tree_size: size,
+        })
     }
 
     /// Signs a checkpoint of the audit log.

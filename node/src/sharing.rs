@@ -180,8 +180,11 @@ impl Sharing {
     /// MLS for member `me`, signing with the node key, state in `store`.
     pub fn new(store: Store, me: MemberId, key: &NodeKey) -> Self {
         let public = key.public().to_bytes().to_vec();
-        let signer =
-            SignatureKeyPair::from_raw(SignatureScheme::ED25519, key.seed().to_vec(), public.clone());
+        let signer = SignatureKeyPair::from_raw(
+            SignatureScheme::ED25519,
+            key.seed().to_vec(),
+            public.clone(),
+        );
         let credential = CredentialWithKey {
             credential: BasicCredential::new(me.as_str().as_bytes().to_vec()).into(),
             signature_key: public.into(),
@@ -266,7 +269,12 @@ impl Sharing {
     pub fn new_key_package(&self) -> Result<Vec<u8>, ShareError> {
         let provider = Provider::from_snapshot(BTreeMap::new());
         let bundle = KeyPackage::builder()
-            .build(CIPHERSUITE, &provider, &self.signer, self.credential.clone())
+            .build(
+                CIPHERSUITE,
+                &provider,
+                &self.signer,
+                self.credential.clone(),
+            )
             .map_err(mls)?;
         let kp = bundle.key_package();
         let hash = kp.hash_ref(provider.crypto()).map_err(mls)?;
@@ -421,9 +429,7 @@ impl Sharing {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(ShareError::Malformed("expected a commit".into()));
         };
-        group
-            .merge_staged_commit(&provider, *staged)
-            .map_err(mls)?;
+        group.merge_staged_commit(&provider, *staged).map_err(mls)?;
         self.save(&share.scope(), &provider)?;
         Ok(group.epoch().as_u64())
     }
@@ -432,7 +438,9 @@ impl Sharing {
     pub fn open(&self, share: &ShareId, sealed: &[u8]) -> Result<Vec<u8>, ShareError> {
         let (provider, _group, processed) = self.process(share, sealed)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
-            return Err(ShareError::Malformed("expected an application message".into()));
+            return Err(ShareError::Malformed(
+                "expected an application message".into(),
+            ));
         };
         self.save(&share.scope(), &provider)?;
         Ok(app.into_bytes())
@@ -497,7 +505,9 @@ mod tests {
         ccas.sharing.ensure_group(&s).expect("group");
         add(&ccas, &s, &caf);
         let change = add(&ccas, &s, &cd);
-        caf.sharing.apply_commit(&s, &change.commit).expect("caf follows");
+        caf.sharing
+            .apply_commit(&s, &change.commit)
+            .expect("caf follows");
 
         let before = ccas.sharing.seal(&s, b"loyer 450").expect("seal");
         assert_eq!(caf.sharing.open(&s, &before).expect("open"), b"loyer 450");
@@ -507,7 +517,9 @@ mod tests {
             .remove_member(&s, &caf.id)
             .expect("remove")
             .expect("was a member");
-        cd.sharing.apply_commit(&s, &removal.commit).expect("cd follows");
+        cd.sharing
+            .apply_commit(&s, &removal.commit)
+            .expect("cd follows");
         let after = ccas.sharing.seal(&s, b"loyer 470").expect("seal");
         assert_eq!(cd.sharing.open(&s, &after).expect("open"), b"loyer 470");
         assert!(
@@ -556,7 +568,11 @@ mod tests {
                 .is_err()
         );
         assert_eq!(ccas.sharing.members(&s).expect("members").len(), 1);
-        assert!(ccas.sharing.add_member(&s, b"garbage", &caf.id, &caf.key.public()).is_err());
+        assert!(
+            ccas.sharing
+                .add_member(&s, b"garbage", &caf.id, &caf.key.public())
+                .is_err()
+        );
     }
 
     #[test]
@@ -571,7 +587,11 @@ mod tests {
             .expect("add");
         let err = caf
             .sharing
-            .join(&s, change.welcome.as_deref().expect("welcome"), &cd.key.public())
+            .join(
+                &s,
+                change.welcome.as_deref().expect("welcome"),
+                &cd.key.public(),
+            )
             .expect_err("owner key mismatch");
         assert!(matches!(err, ShareError::Credential(_)), "{err}");
     }

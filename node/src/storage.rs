@@ -113,12 +113,14 @@ impl Store {
     pub fn get<T: DeserializeOwned>(&self, tree: Tree, key: &str) -> Result<Option<T>, StoreError> {
         match self.tree(tree)?.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Decode {
-                    tree: tree.name(),
-                    source,
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Decode {
+                        tree: tree.name(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -264,7 +266,11 @@ mod tests {
         let s = Store::open(dir.path()).expect("reopen");
         assert_eq!(s.get::<u32>(Tree::Meta, "k").expect("get"), Some(42));
         let g1 = s.mls_load("g1").expect("load");
-        assert_eq!(g1.len(), 1, "the removed entry stays removed, g10 is separate");
+        assert_eq!(
+            g1.len(),
+            1,
+            "the removed entry stays removed, g10 is separate"
+        );
         assert_eq!(g1.get(b"b".as_slice()), Some(&b"2".to_vec()));
     }
 
@@ -272,7 +278,8 @@ mod tests {
     fn insert_new_refuses_duplicates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
-        s.insert_new(Tree::Users, "alice", &1u8, "user").expect("first");
+        s.insert_new(Tree::Users, "alice", &1u8, "user")
+            .expect("first");
         assert!(matches!(
             s.insert_new(Tree::Users, "alice", &2u8, "user"),
             Err(StoreError::Exists("user"))

@@ -106,19 +106,30 @@ impl Connected for TlsConn {
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
@@ -158,7 +169,8 @@ fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, pins) = (acceptor.clone(), tx.clone(), pins.clone());
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%remote, error = %e, "tls handshake refused");
@@ -193,17 +205,19 @@ pub fn tls_channel(addr: &str, config: rustls::ClientConfig) -> Result<Channel, 
         .tcp_nodelay(true);
     let connector = TlsConnector::from(Arc::new(config));
     let addr = addr.to_owned();
-    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
-        let (connector, addr) = (connector.clone(), addr.clone());
-        async move {
-            let tcp = TcpStream::connect(&addr).await?;
-            tcp.set_nodelay(true)?;
-            let name = rustls::pki_types::ServerName::try_from("maillon.node")
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let tls = connector.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
+            let (connector, addr) = (connector.clone(), addr.clone());
+            async move {
+                let tcp = TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let name = rustls::pki_types::ServerName::try_from("maillon.node")
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })),
+    )
 }
 
 // ----- peer API: server -----
@@ -264,14 +278,23 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn read_share(&self, req: Request<pb::SignedReadRequest>) -> Result<Response<pb::ReadShareReply>, Status> {
+    async fn read_share(
+        &self,
+        req: Request<pb::SignedReadRequest>,
+    ) -> Result<Response<pb::ReadShareReply>, Status> {
         let peer = peer_of(&req)?;
         let r = req.into_inner();
         let signature = Signature::from_bytes(&r.signature)
             .map_err(|_| Status::invalid_argument("signature must be 64 bytes"))?;
         let answer = self
             .node
-            .answer_read(&peer, SignedBytes { bytes: r.request, signature })
+            .answer_read(
+                &peer,
+                SignedBytes {
+                    bytes: r.request,
+                    signature,
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ReadShareReply {
@@ -333,7 +356,10 @@ impl PeerClients {
 }
 
 impl PeerNetwork for PeerClients {
-    fn fetch_key_package<'a>(&'a self, member: &'a RosterMember) -> BoxFuture<'a, Result<Vec<u8>, ServiceError>> {
+    fn fetch_key_package<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ServiceError>> {
         Box::pin(async move {
             let mut c = self.client(member)?;
             let r = c
@@ -400,7 +426,10 @@ impl PeerNetwork for PeerClients {
                 .map_err(|s| from_status(&owner.card.id, s))?
                 .into_inner();
             let signature = Signature::from_bytes(&r.receipt_signature).map_err(|_| {
-                ServiceError::FailedPrecondition(format!("{}: receipt signature must be 64 bytes", owner.card.id))
+                ServiceError::FailedPrecondition(format!(
+                    "{}: receipt signature must be 64 bytes",
+                    owner.card.id
+                ))
             })?;
             Ok(ReadAnswer {
                 sealed: r.sealed,
@@ -451,7 +480,9 @@ fn consent_to_pb(c: crate::consent::ConsentRecord) -> pb::Consent {
     }
 }
 
-fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(items: &[String]) -> Result<BTreeSet<T>, Status> {
+fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(
+    items: &[String],
+) -> Result<BTreeSet<T>, Status> {
     items
         .iter()
         .flat_map(|s| s.split(','))
@@ -461,7 +492,10 @@ fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(items: &[String]) -> 
 
 #[tonic::async_trait]
 impl Client for ClientApi {
-    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIReply>, Status> {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIReply>, Status> {
         let caller = self.caller(&req)?;
         Ok(Response::new(pb::WhoAmIReply {
             member: self.node.member().to_string(),
@@ -471,12 +505,19 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn add_user(&self, req: Request<pb::AddUserRequest>) -> Result<Response<pb::AddUserReply>, Status> {
+    async fn add_user(
+        &self,
+        req: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::AddUserReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let user = self
             .node
-            .create_user(&caller, r.name.parse().map_err(invalid)?, r.role.parse().map_err(invalid)?)
+            .create_user(
+                &caller,
+                r.name.parse().map_err(invalid)?,
+                r.role.parse().map_err(invalid)?,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AddUserReply {
@@ -487,34 +528,61 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn open_dossier(&self, req: Request<pb::OpenDossierRequest>) -> Result<Response<pb::OpenDossierReply>, Status> {
+    async fn open_dossier(
+        &self,
+        req: Request<pb::OpenDossierRequest>,
+    ) -> Result<Response<pb::OpenDossierReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = self
             .node
-            .open_dossier(&caller, &r.given_name, &r.family_name, r.birth_date.parse().map_err(invalid)?)
+            .open_dossier(
+                &caller,
+                &r.given_name,
+                &r.family_name,
+                r.birth_date.parse().map_err(invalid)?,
+            )
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::OpenDossierReply { dossier: id.to_string() }))
+        Ok(Response::new(pb::OpenDossierReply {
+            dossier: id.to_string(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn put_section(&self, req: Request<pb::PutSectionRequest>) -> Result<Response<pb::PutSectionReply>, Status> {
+    async fn put_section(
+        &self,
+        req: Request<pb::PutSectionRequest>,
+    ) -> Result<Response<pb::PutSectionReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         self.node
-            .put_section(&caller, &r.dossier.parse().map_err(invalid)?, r.section.parse().map_err(invalid)?, &r.json)
+            .put_section(
+                &caller,
+                &r.dossier.parse().map_err(invalid)?,
+                r.section.parse().map_err(invalid)?,
+                &r.json,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PutSectionReply {}))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_section(&self, req: Request<pb::GetSectionRequest>) -> Result<Response<pb::SectionReply>, Status> {
+    async fn get_section(
+        &self,
+        req: Request<pb::GetSectionRequest>,
+    ) -> Result<Response<pb::SectionReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let (dossier, section) = (r.dossier.parse().map_err(invalid)?, r.section.parse().map_err(invalid)?);
-        let view = self.node.get_section(&caller, &dossier, section).map_err(status)?;
+        let (dossier, section) = (
+            r.dossier.parse().map_err(invalid)?,
+            r.section.parse().map_err(invalid)?,
+        );
+        let view = self
+            .node
+            .get_section(&caller, &dossier, section)
+            .map_err(status)?;
         Ok(Response::new(pb::SectionReply {
             dossier: r.dossier,
             section: r.section,
@@ -525,7 +593,10 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn grant_consent(&self, req: Request<pb::GrantConsentRequest>) -> Result<Response<pb::GrantConsentReply>, Status> {
+    async fn grant_consent(
+        &self,
+        req: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::GrantConsentReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let grant = GrantRequest {
@@ -535,20 +606,35 @@ impl Client for ClientApi {
             purpose: r.purpose,
             until: r.until.parse().map_err(invalid)?,
         };
-        let id = self.node.grant_consent(&caller, grant).await.map_err(status)?;
-        Ok(Response::new(pb::GrantConsentReply { consent: id.to_string() }))
+        let id = self
+            .node
+            .grant_consent(&caller, grant)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GrantConsentReply {
+            consent: id.to_string(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn revoke_consent(&self, req: Request<pb::RevokeConsentRequest>) -> Result<Response<pb::RevokeConsentReply>, Status> {
+    async fn revoke_consent(
+        &self,
+        req: Request<pb::RevokeConsentRequest>,
+    ) -> Result<Response<pb::RevokeConsentReply>, Status> {
         let caller = self.caller(&req)?;
         let id = req.into_inner().consent.parse().map_err(invalid)?;
-        self.node.revoke_consent(&caller, &id).await.map_err(status)?;
+        self.node
+            .revoke_consent(&caller, &id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::RevokeConsentReply {}))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn list_consents(&self, req: Request<pb::ListConsentsRequest>) -> Result<Response<pb::ListConsentsReply>, Status> {
+    async fn list_consents(
+        &self,
+        req: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsReply>, Status> {
         let caller = self.caller(&req)?;
         let dossier = req.into_inner().dossier.parse().map_err(invalid)?;
         let consents = self.node.list_consents(&caller, &dossier).map_err(status)?;
@@ -558,11 +644,17 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn read_share(&self, req: Request<pb::ReadShareRequest>) -> Result<Response<pb::SectionReply>, Status> {
+    async fn read_share(
+        &self,
+        req: Request<pb::ReadShareRequest>,
+    ) -> Result<Response<pb::SectionReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let owner = r.owner.parse().map_err(invalid)?;
-        let (dossier, section) = (r.dossier.parse().map_err(invalid)?, r.section.parse().map_err(invalid)?);
+        let (dossier, section) = (
+            r.dossier.parse().map_err(invalid)?,
+            r.section.parse().map_err(invalid)?,
+        );
         let view = self
             .node
             .read_share(&caller, &owner, &dossier, section, &r.purpose)
@@ -578,19 +670,26 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn audit_tail(&self, req: Request<pb::AuditTailRequest>) -> Result<Response<pb::AuditTailReply>, Status> {
+    async fn audit_tail(
+        &self,
+        req: Request<pb::AuditTailRequest>,
+    ) -> Result<Response<pb::AuditTailReply>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let (entries, tree_size) = self.node.audit_entries(&caller, r.from, r.limit).map_err(status)?;
+        let page = self
+            .node
+            .audit_entries(&caller, r.from, r.limit)
+            .map_err(status)?;
         Ok(Response::new(pb::AuditTailReply {
-            events: entries
+            events: page
+                .entries
                 .into_iter()
                 .map(|(index, json)| pb::AuditEvent {
                     index,
                     json: String::from_utf8_lossy(&json).into_owned(),
                 })
                 .collect(),
-            tree_size,
+            tree_size: page.tree_size,
         }))
     }
 
@@ -601,7 +700,10 @@ impl Client for ClientApi {
     ) -> Result<Response<pb::AuditCheckpointReply>, Status> {
         let caller = self.caller(&req)?;
         let (checkpoint, verifier_key) = self.node.audit_checkpoint(&caller).map_err(status)?;
-        Ok(Response::new(pb::AuditCheckpointReply { checkpoint, verifier_key }))
+        Ok(Response::new(pb::AuditCheckpointReply {
+            checkpoint,
+            verifier_key,
+        }))
     }
 }
 
@@ -616,8 +718,12 @@ pub async fn serve(
     client_listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CryptoError> {
-    let peer_tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(identity, pins.clone())?));
-    let client_tls = TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
+    let peer_tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
+        identity,
+        pins.clone(),
+    )?));
+    let client_tls =
+        TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
     let peer_svc = PeerServer::new(PeerApi { node: node.clone() })
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
@@ -636,12 +742,18 @@ pub async fn serve(
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
         .add_service(peer_svc)
-        .serve_with_incoming_shutdown(tls_incoming(peer_listener, peer_tls, Some(pins)), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            tls_incoming(peer_listener, peer_tls, Some(pins)),
+            stopped(stop_rx.clone()),
+        );
     let client = tonic::transport::Server::builder()
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
         .add_service(client_svc)
-        .serve_with_incoming_shutdown(tls_incoming(client_listener, client_tls, None), stopped(stop_rx));
+        .serve_with_incoming_shutdown(
+            tls_incoming(client_listener, client_tls, None),
+            stopped(stop_rx),
+        );
     let (a, b) = tokio::join!(peer, client);
     for r in [a, b] {
         if let Err(e) = r {

@@ -107,7 +107,10 @@ fn crockford_encode(bytes: &[u8]) -> String {
 /// A random 128-bit identifier printed as `PREFIX-` and 26 Crockford base32 characters.
 fn parse_random_id(s: &str, prefix: &str, what: &'static str) -> Result<String, ParseError> {
     let Some(rest) = s.strip_prefix(prefix) else {
-        return Err(ParseError::new(what, format!("expected the prefix {prefix}")));
+        return Err(ParseError::new(
+            what,
+            format!("expected the prefix {prefix}"),
+        ));
     };
     if rest.len() != 26 || !rest.bytes().all(|b| CROCKFORD.contains(&b)) {
         return Err(ParseError::new(
@@ -306,8 +309,7 @@ impl FromStr for UserName {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let ok = (1..=64).contains(&s.len())
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
         if !ok {
             return Err(ParseError::new(
@@ -374,7 +376,15 @@ mod tests {
     fn member_ids_are_slugs() {
         assert!("ccas-rodez".parse::<MemberId>().is_ok());
         assert!("cd12".parse::<MemberId>().is_ok());
-        for bad in ["", "a", "CCAS", "ccas rodez", "-ccas", "ccas-", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "a",
+            "CCAS",
+            "ccas rodez",
+            "-ccas",
+            "ccas-",
+            &"a".repeat(33),
+        ] {
             assert!(bad.parse::<MemberId>().is_err(), "{bad:?} accepted");
         }
     }

@@ -67,7 +67,14 @@ impl Cluster {
 
     /// Creates a user at a member's node and connects as it.
     pub async fn user(&self, id: &str, name: &str, role: Role) -> Conn {
-        Conn::new(&self.node(id).add_user(name, role).await.expect("user created")).expect("conn")
+        Conn::new(
+            &self
+                .node(id)
+                .add_user(name, role)
+                .await
+                .expect("user created"),
+        )
+        .expect("conn")
     }
 
     /// Stops and restarts a member's node from its folder.
@@ -129,7 +136,13 @@ impl Desk {
     }
 
     /// Grants consent.
-    pub async fn grant(&self, dossier: &str, sections: &[&str], to: &[&str], until: &str) -> Result<String, Status> {
+    pub async fn grant(
+        &self,
+        dossier: &str,
+        sections: &[&str],
+        to: &[&str],
+        until: &str,
+    ) -> Result<String, Status> {
         Ok(self
             .conn
             .api()
@@ -157,7 +170,12 @@ impl Desk {
     }
 
     /// Reads a section another member owns.
-    pub async fn read(&self, dossier: &str, section: &str, owner: &str) -> Result<pb::SectionReply, Status> {
+    pub async fn read(
+        &self,
+        dossier: &str,
+        section: &str,
+        owner: &str,
+    ) -> Result<pb::SectionReply, Status> {
         Ok(self
             .conn
             .api()

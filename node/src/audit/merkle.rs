@@ -217,7 +217,10 @@ mod tests {
             let r = root(leaves);
             for i in 0..n {
                 let p = inclusion_proof(leaves, i).expect("proof");
-                assert!(verify_inclusion(i as u64, n as u64, &leaves[i], &p, &r), "{i}/{n}");
+                assert!(
+                    verify_inclusion(i as u64, n as u64, &leaves[i], &p, &r),
+                    "{i}/{n}"
+                );
                 if let Some(first) = p.first() {
                     let mut bad = p.clone();
                     bad[0] = leaf_hash(first);
@@ -227,7 +230,10 @@ mod tests {
             for m in 1..=n {
                 let p = consistency_proof(leaves, m).expect("proof");
                 let old = root(&leaves[..m]);
-                assert!(verify_consistency(m as u64, n as u64, &old, &r, &p), "{m}->{n}");
+                assert!(
+                    verify_consistency(m as u64, n as u64, &old, &r, &p),
+                    "{m}->{n}"
+                );
                 if m < n {
                     assert!(!verify_consistency(m as u64, n as u64, &r, &r, &p));
                 }

@@ -233,7 +233,8 @@ impl AuditEntry {
 
     /// Parses leaf bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
-        serde_json::from_slice(bytes).map_err(|e| AuditError::Corrupt(format!("undecodable entry: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| AuditError::Corrupt(format!("undecodable entry: {e}")))
     }
 }
 
@@ -259,7 +260,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -271,7 +274,15 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
 }
 
 /// Reads every complete frame; returns (entries, offsets, length of the valid prefix).
-fn read_frames(file: &mut File, path: &Path) -> Result<(Vec<Vec<u8>>, Vec<u64>, u64), AuditError> {
+/// The complete frames of a log file.
+struct Frames {
+    entries: Vec<Vec<u8>>,
+    offsets: Vec<u64>,
+    /// Length of the valid prefix of the file.
+    valid_len: u64,
+}
+
+fn read_frames(file: &mut File, path: &Path) -> Result<Frames, AuditError> {
     let mut all = Vec::new();
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
     file.read_to_end(&mut all).map_err(io_err(path))?;
@@ -294,7 +305,11 @@ fn read_frames(file: &mut File, path: &Path) -> Result<(Vec<Vec<u8>>, Vec<u64>, 
         entries.push(data);
         pos += 4 + len;
     }
-    Ok((entries, offsets, pos as u64))
+    Ok(Frames {
+        entries,
+        offsets,
+        valid_len: pos as u64,
+    })
 }
 
 impl AuditLog {
@@ -309,7 +324,11 @@ impl AuditLog {
             .create(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let (entries, offsets, valid_len) = read_frames(&mut file, &path)?;
+        let Frames {
+            entries,
+            offsets,
+            valid_len,
+        } = read_frames(&mut file, &path)?;
         if valid_len < file.metadata().map_err(io_err(&path))?.len() {
             file.set_len(valid_len).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
@@ -380,14 +399,17 @@ impl AuditLog {
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
         let offsets: Vec<u64> = {
             let st = self.read_state();
-            let start = usize::try_from(from).unwrap_or(usize::MAX).min(st.offsets.len());
+            let start = usize::try_from(from)
+                .unwrap_or(usize::MAX)
+                .min(st.offsets.len());
             let end = start.saturating_add(limit).min(st.offsets.len());
             st.offsets[start..end].to_vec()
         };
         let mut file = File::open(&self.path).map_err(io_err(&self.path))?;
         let mut out = Vec::with_capacity(offsets.len());
         for (i, off) in offsets.into_iter().enumerate() {
-            file.seek(SeekFrom::Start(off)).map_err(io_err(&self.path))?;
+            file.seek(SeekFrom::Start(off))
+                .map_err(io_err(&self.path))?;
             let mut len = [0u8; 4];
             file.read_exact(&mut len).map_err(io_err(&self.path))?;
             let mut data = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -503,7 +525,9 @@ pub fn verify_log(
         leaves.push(merkle::leaf_hash(e));
     }
     if merkle::root(&leaves) != cp.root {
-        return Err(AuditError::Verify("root does not match the checkpoint".into()));
+        return Err(AuditError::Verify(
+            "root does not match the checkpoint".into(),
+        ));
     }
     Ok(cp)
 }
@@ -525,11 +549,14 @@ mod tests {
         let key = NodeKey::generate();
         let origin = "gip/ccas-rodez".to_string();
         let note = {
-            let log = Arc::new(AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("open"));
+            let log =
+                Arc::new(AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("open"));
             let mut tasks = Vec::new();
             for i in 0..200 {
                 let log = log.clone();
-                tasks.push(tokio::spawn(async move { log.append(i, event(i as u64)).await }));
+                tasks.push(tokio::spawn(
+                    async move { log.append(i, event(i as u64)).await },
+                ));
             }
             let mut indices = Vec::new();
             for t in tasks {
@@ -541,11 +568,20 @@ mod tests {
         };
         let log = AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("reopen");
         assert_eq!(log.size(), 200);
-        let entries: Vec<Vec<u8>> = log.entries(0, 1000).expect("entries").into_iter().map(|e| e.1).collect();
+        let entries: Vec<Vec<u8>> = log
+            .entries(0, 1000)
+            .expect("entries")
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
         let cp = verify_log(&entries, &note, &origin, &key.public()).expect("verifies");
         assert_eq!(cp.size, 200);
         let mut tampered = entries.clone();
-        tampered[3] = AuditEntry { time: 0, event: event(99) }.to_bytes();
+        tampered[3] = AuditEntry {
+            time: 0,
+            event: event(99),
+        }
+        .to_bytes();
         assert!(verify_log(&tampered, &note, &origin, &key.public()).is_err());
     }
 
@@ -564,7 +600,8 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&[0, 0, 0, 50, b'{']).expect("torn write");
         drop(f);
-        let log = AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("torn tail dropped");
+        let log =
+            AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("torn tail dropped");
         assert_eq!(log.size(), 2);
         drop(log);
         // Rewrite the first record in place: same length, different content.

@@ -34,7 +34,11 @@ pub fn key_id(name: &str, key: &PublicKey) -> [u8; 4] {
 pub fn verifier_key(name: &str, key: &PublicKey) -> String {
     let mut k = vec![0x01];
     k.extend_from_slice(&key.to_bytes());
-    format!("{name}+{}+{}", hex::encode(key_id(name, key)), B64.encode(k))
+    format!(
+        "{name}+{}+{}",
+        hex::encode(key_id(name, key)),
+        B64.encode(k)
+    )
 }
 
 /// Signs `text` (which must end in a newline) as a note by `name`.
@@ -53,14 +57,16 @@ pub fn verify<'a>(note: &'a str, name: &str, key: &PublicKey) -> Result<&'a str,
         .ok_or(NoteError::Malformed("no blank line before signatures"))?;
     let (text, sigs) = (&note[..=split], &note[split + 2..]);
     if !sigs.ends_with('\n') {
-        return Err(NoteError::Malformed("signature block must end in a newline"));
+        return Err(NoteError::Malformed(
+            "signature block must end in a newline",
+        ));
     }
     let want = key_id(name, key);
     let mut seen = false;
     for line in sigs.lines() {
-        let rest = line
-            .strip_prefix("\u{2014} ")
-            .ok_or(NoteError::Malformed("signature line must start with an em dash"))?;
+        let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+            "signature line must start with an em dash",
+        ))?;
         let (who, b64) = rest
             .rsplit_once(' ')
             .ok_or(NoteError::Malformed("signature line without signature"))?;
@@ -102,7 +108,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint body: `<origin>\n<size>\n<base64 root>\n`.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// The signed note.
@@ -149,7 +160,10 @@ mod tests {
         };
         let note = cp.sign(&key);
         assert!(note.contains("\n\n\u{2014} gip-aveyron/ccas-rodez "));
-        assert_eq!(Checkpoint::verify(&note, &cp.origin, &key.public()), Ok(cp.clone()));
+        assert_eq!(
+            Checkpoint::verify(&note, &cp.origin, &key.public()),
+            Ok(cp.clone())
+        );
         let tampered = note.replacen("\n7\n", "\n8\n", 1);
         assert_eq!(
             Checkpoint::verify(&tampered, &cp.origin, &key.public()),

@@ -29,8 +29,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let _ = tokio::signal::ctrl_c().await;
+    wait_for_stop_signal().await;
     tracing::info!("stopping");
     node.stop().await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).
+async fn wait_for_stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -16,7 +16,9 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#).await.expect("put");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
 
@@ -25,8 +27,18 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
         (&d, "logement", "{}".into(), Code::InvalidArgument),
         (&d, "housing", "[1,2]".into(), Code::InvalidArgument),
         (&d, "housing", "{not json".into(), Code::InvalidArgument),
-        (&d, "housing", format!(r#"{{"x":"{}"}}"#, "a".repeat(100 * 1024)), Code::ResourceExhausted),
-        ("DSU-0000000000000000000000000Z", "housing", "{}".into(), Code::NotFound),
+        (
+            &d,
+            "housing",
+            format!(r#"{{"x":"{}"}}"#, "a".repeat(100 * 1024)),
+            Code::ResourceExhausted,
+        ),
+        (
+            "DSU-0000000000000000000000000Z",
+            "housing",
+            "{}".into(),
+            Code::NotFound,
+        ),
     ];
     for (dossier, section, json, want) in cases {
         let (status, msg) = code(ccas.put(dossier, section, &json).await);
@@ -50,12 +62,22 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
     assert_eq!(status, Code::NotFound);
     let too_many = auditor
         .api()
-        .audit_tail(auditor.req(pb::AuditTailRequest { limit: 50_000, from: None }))
+        .audit_tail(auditor.req(pb::AuditTailRequest {
+            limit: 50_000,
+            from: None,
+        }))
         .await;
     assert_eq!(code(too_many).0, Code::InvalidArgument);
 
-    assert_eq!(ccas.get(&d, "housing").await.expect("unchanged"), r#"{"loyer":450}"#);
-    assert_eq!(audit_kinds(&auditor).await, before, "refused requests leave no trace but refusals");
+    assert_eq!(
+        ccas.get(&d, "housing").await.expect("unchanged"),
+        r#"{"loyer":450}"#
+    );
+    assert_eq!(
+        audit_kinds(&auditor).await,
+        before,
+        "refused requests leave no trace but refusals"
+    );
 }
 
 /// A peer-API client that is really caf12 (its TLS key), to send hand-made requests.
@@ -65,7 +87,10 @@ fn as_caf(c: &Cluster) -> (PeerClient<Channel>, NodeKey) {
     let key = NodeKey::read(&caf.dir.join("signing.key")).expect("key");
     let cfg = peer_client_config(&tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
     let target = c.running("ccas-rodez").peer_addr().to_string();
-    (PeerClient::new(tls_channel(&target, cfg).expect("channel")), key)
+    (
+        PeerClient::new(tls_channel(&target, cfg).expect("channel")),
+        key,
+    )
 }
 
 fn request(c: &Cluster, dossier: &str, reader: &str, nonce: u8) -> ReadRequest {
@@ -95,8 +120,12 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#).await.expect("put");
-    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
     let (mut peer, caf_key) = as_caf(&c);
 
     // Garbage and oversized request bodies.
@@ -104,12 +133,18 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         request: b"{]".to_vec(),
         signature: vec![0; 64],
     };
-    assert_eq!(code(peer.read_share(garbage).await).0, Code::InvalidArgument);
+    assert_eq!(
+        code(peer.read_share(garbage).await).0,
+        Code::InvalidArgument
+    );
     let short_sig = pb::SignedReadRequest {
         request: b"{}".to_vec(),
         signature: vec![0; 10],
     };
-    assert_eq!(code(peer.read_share(short_sig).await).0, Code::InvalidArgument);
+    assert_eq!(
+        code(peer.read_share(short_sig).await).0,
+        Code::InvalidArgument
+    );
     let big = pb::SignedReadRequest {
         request: vec![b' '; 20 * 1024],
         signature: vec![0; 64],
@@ -118,19 +153,33 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
 
     // Signed by another key than the roster's for caf12.
     let stranger = NodeKey::generate();
-    let (status, msg) = code(peer.read_share(signed(&request(&c, &d, "caf12", 1), &stranger)).await);
+    let (status, msg) = code(
+        peer.read_share(signed(&request(&c, &d, "caf12", 1), &stranger))
+            .await,
+    );
     assert_eq!(status, Code::Unauthenticated, "{msg}");
     // Signed in another context (a receipt is not a request).
     let mut other_ctx = signed(&request(&c, &d, "caf12", 2), &caf_key);
-    other_ctx.signature = caf_key.sign(Context::Receipt, &other_ctx.request).to_bytes().to_vec();
-    assert_eq!(code(peer.read_share(other_ctx).await).0, Code::Unauthenticated);
+    other_ctx.signature = caf_key
+        .sign(Context::Receipt, &other_ctx.request)
+        .to_bytes()
+        .to_vec();
+    assert_eq!(
+        code(peer.read_share(other_ctx).await).0,
+        Code::Unauthenticated
+    );
     // caf12 pretending to be cd12.
-    let (status, _) = code(peer.read_share(signed(&request(&c, &d, "cd12", 3), &caf_key)).await);
+    let (status, _) = code(
+        peer.read_share(signed(&request(&c, &d, "cd12", 3), &caf_key))
+            .await,
+    );
     assert_eq!(status, Code::PermissionDenied);
 
     // A genuine request works once; its replay is refused.
     let genuine = signed(&request(&c, &d, "caf12", 4), &caf_key);
-    peer.read_share(genuine.clone()).await.expect("genuine request answered");
+    peer.read_share(genuine.clone())
+        .await
+        .expect("genuine request answered");
     let (status, msg) = code(peer.read_share(genuine).await);
     assert_eq!(status, Code::PermissionDenied);
     assert!(msg.contains("replayed"), "{msg}");
@@ -155,13 +204,19 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         section: "housing".into(),
         welcome: vec![1, 2, 3],
     };
-    assert_eq!(code(peer.deliver_welcome(welcome).await).0, Code::InvalidArgument);
+    assert_eq!(
+        code(peer.deliver_welcome(welcome).await).0,
+        Code::InvalidArgument
+    );
     let bad_section = pb::DeliverCommitRequest {
         dossier: d.clone(),
         section: "nope".into(),
         commit: vec![],
     };
-    assert_eq!(code(peer.deliver_commit(bad_section).await).0, Code::InvalidArgument);
+    assert_eq!(
+        code(peer.deliver_commit(bad_section).await).0,
+        Code::InvalidArgument
+    );
     // caf12 owns no group at ccas-rodez: a "commit" for it changes nothing.
     let no_group = pb::DeliverCommitRequest {
         dossier: d.clone(),

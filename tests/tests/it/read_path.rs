@@ -15,7 +15,9 @@ async fn a_consented_read_returns_exactly_what_was_written() {
     let caf = c.desk("caf12", "agent-caf").await;
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
-    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
 
     let got = caf.read(&d, "housing", "ccas-rodez").await.expect("read");
     assert_eq!(got.json, HOUSING);
@@ -39,7 +41,10 @@ async fn a_read_without_consent_is_refused_and_logged() {
     let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
     assert_eq!(status, Code::PermissionDenied, "{msg}");
     assert!(msg.contains("no consent"), "{msg}");
-    assert_eq!(audit_kinds(&auditor).await.last().map(String::as_str), Some("read_denied"));
+    assert_eq!(
+        audit_kinds(&auditor).await.last().map(String::as_str),
+        Some("read_denied")
+    );
 }
 
 #[tokio::test]
@@ -50,7 +55,9 @@ async fn a_consent_for_one_section_does_not_open_another() {
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
     ccas.put(&d, "resources", RESOURCES).await.expect("put");
-    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
 
     let (status, msg) = code(caf.read(&d, "resources", "ccas-rodez").await);
     assert_eq!(status, Code::PermissionDenied, "{msg}");
@@ -69,23 +76,41 @@ async fn a_revoked_consent_blocks_the_next_read_and_removes_the_reader_from_the_
     let cd = c.desk("cd12", "agent-cd").await;
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
-    let to_caf = ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
-    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock)).await.expect("grant");
-    caf.read(&d, "housing", "ccas-rodez").await.expect("read before revocation");
+    let to_caf = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("read before revocation");
 
     ccas.revoke(&to_caf).await.expect("revoke");
     let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
     assert_eq!(status, Code::PermissionDenied);
     assert!(msg.contains("revoked"), "{msg}");
     // The département, whose consent stands, still reads: it followed the Remove commit.
-    assert_eq!(cd.read(&d, "housing", "ccas-rodez").await.expect("cd reads").json, HOUSING);
+    assert_eq!(
+        cd.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("cd reads")
+            .json,
+        HOUSING
+    );
 
     let share = ShareId {
         dossier: d.parse().expect("id"),
         section: "housing".parse().expect("section"),
         owner: "ccas-rodez".parse().expect("id"),
     };
-    let members = c.running("ccas-rodez").node().share_members(&share).await.expect("members");
+    let members = c
+        .running("ccas-rodez")
+        .node()
+        .share_members(&share)
+        .await
+        .expect("members");
     let names: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
     assert_eq!(names, ["ccas-rodez", "cd12"]);
     // Revoking twice is refused and changes nothing.
@@ -101,8 +126,12 @@ async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
     let today = maillon_node::types::Date::from_unix(maillon_node::clock::Clock::now(&*c.clock));
-    ccas.grant(&d, &["housing"], &["caf12"], &today.to_string()).await.expect("grant until today");
-    caf.read(&d, "housing", "ccas-rodez").await.expect("read today");
+    ccas.grant(&d, &["housing"], &["caf12"], &today.to_string())
+        .await
+        .expect("grant until today");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("read today");
 
     c.clock.advance(2 * 86_400);
     let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
@@ -111,7 +140,10 @@ async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
 
     let node = c.running("ccas-rodez").node();
     assert_eq!(node.close_expired_consents().await.expect("upkeep"), 1);
-    assert_eq!(node.close_expired_consents().await.expect("upkeep again"), 0);
+    assert_eq!(
+        node.close_expired_consents().await.expect("upkeep again"),
+        0
+    );
     let share = ShareId {
         dossier: d.parse().expect("id"),
         section: "housing".parse().expect("section"),
@@ -126,7 +158,9 @@ async fn only_caseworkers_read_shares_and_only_admins_create_users() {
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
-    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
 
     let auditor = maillon_tests::Desk {
         conn: c.user("caf12", "dpo", Role::Auditor).await,
@@ -153,13 +187,24 @@ async fn the_charter_bounds_what_consent_can_grant() {
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let d = ccas.open().await.expect("open");
-    ccas.put(&d, "health", r#"{"suivi":"oui"}"#).await.expect("put");
-    let (status, msg) = code(ccas.grant(&d, &["health"], &["caf12"], &next_year(&c.clock)).await);
+    ccas.put(&d, "health", r#"{"suivi":"oui"}"#)
+        .await
+        .expect("put");
+    let (status, msg) = code(
+        ccas.grant(&d, &["health"], &["caf12"], &next_year(&c.clock))
+            .await,
+    );
     assert_eq!(status, Code::PermissionDenied);
     assert!(msg.contains("charter"), "{msg}");
-    let (status, _) = code(ccas.grant(&d, &["housing"], &["ccas-rodez"], &next_year(&c.clock)).await);
+    let (status, _) = code(
+        ccas.grant(&d, &["housing"], &["ccas-rodez"], &next_year(&c.clock))
+            .await,
+    );
     assert_eq!(status, Code::InvalidArgument);
-    let (status, _) = code(ccas.grant(&d, &["housing"], &["nobody"], &next_year(&c.clock)).await);
+    let (status, _) = code(
+        ccas.grant(&d, &["housing"], &["nobody"], &next_year(&c.clock))
+            .await,
+    );
     assert_eq!(status, Code::InvalidArgument);
     let (status, _) = code(ccas.grant(&d, &["housing"], &["caf12"], "2020-01-01").await);
     assert_eq!(status, Code::InvalidArgument);
@@ -172,7 +217,10 @@ async fn the_owner_logs_exactly_the_expected_events() {
     let caf = c.desk("caf12", "agent-caf").await;
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
-    let consent = ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock)).await.expect("grant");
+    let consent = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
     caf.read(&d, "housing", "ccas-rodez").await.expect("read");
     ccas.revoke(&consent).await.expect("revoke");
     let _ = caf.read(&d, "housing", "ccas-rodez").await;
@@ -181,9 +229,9 @@ async fn the_owner_logs_exactly_the_expected_events() {
     assert_eq!(
         audit_kinds(&auditor).await,
         [
-            "user_created",       // admin, at init
-            "roster_adopted",     // first start
-            "user_created",       // agent-ccas
+            "user_created",   // admin, at init
+            "roster_adopted", // first start
+            "user_created",   // agent-ccas
             "dossier_opened",
             "section_written",
             "consent_granted",
@@ -192,12 +240,19 @@ async fn the_owner_logs_exactly_the_expected_events() {
             "consent_revoked",
             "group_member_removed",
             "read_denied",
-            "user_created",       // dpo
+            "user_created", // dpo
         ]
     );
     let caf_auditor = c.user("caf12", "dpo", Role::Auditor).await;
     assert_eq!(
         audit_kinds(&caf_auditor).await,
-        ["user_created", "roster_adopted", "user_created", "group_joined", "receipt_logged", "user_created"]
+        [
+            "user_created",
+            "roster_adopted",
+            "user_created",
+            "group_joined",
+            "receipt_logged",
+            "user_created"
+        ]
     );
 }

@@ -9,13 +9,19 @@ use maillon_node::roster::{Charter, Roster, SignedRoster};
 use maillon_node::types::MemberKind;
 
 fn free() -> std::net::SocketAddr {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
 }
 
 async fn two_founders(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, SignedRoster) {
     let mut dirs = Vec::new();
     let mut cards = Vec::new();
-    for (id, kind) in [("cd12", MemberKind::Departement), ("caf12", MemberKind::Caf)] {
+    for (id, kind) in [
+        ("cd12", MemberKind::Departement),
+        ("caf12", MemberKind::Caf),
+    ] {
         let d = dir.join(id);
         let init = daemon::init(&InitOptions {
             dir: d.clone(),
@@ -30,7 +36,13 @@ async fn two_founders(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, Signed
         cards.push(init.card);
         dirs.push(d);
     }
-    let roster = Roster::genesis("gip-test", "2/3".parse().expect("quorum"), cards, Charter::default()).expect("genesis");
+    let roster = Roster::genesis(
+        "gip-test",
+        "2/3".parse().expect("quorum"),
+        cards,
+        Charter::default(),
+    )
+    .expect("genesis");
     (dirs, SignedRoster::unsigned(roster))
 }
 
@@ -46,10 +58,16 @@ async fn a_roster_missing_a_founder_signature_is_refused_naming_who_is_missing()
     let tmp = tempfile::tempdir().expect("tempdir");
     let (dirs, mut roster) = two_founders(tmp.path()).await;
     let key = NodeKey::read(&dirs[0].join("signing.key")).expect("key");
-    roster.sign(&"cd12".parse().expect("id"), &key).expect("sign");
+    roster
+        .sign(&"cd12".parse().expect("id"), &key)
+        .expect("sign");
     install(&dirs, &roster);
     let err = daemon::start(&dirs[0]).await.expect_err("must refuse");
-    assert!(err.to_string().ends_with("roster v1 lacks the signature of: caf12"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("roster v1 lacks the signature of: caf12"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -60,14 +78,23 @@ async fn a_roster_with_a_forged_signature_is_refused() {
         .iter()
         .map(|d| NodeKey::read(&d.join("signing.key")).expect("key"))
         .collect();
-    roster.sign(&"cd12".parse().expect("id"), &keys[0]).expect("sign");
-    roster.sign(&"caf12".parse().expect("id"), &keys[1]).expect("sign");
+    roster
+        .sign(&"cd12".parse().expect("id"), &keys[0])
+        .expect("sign");
+    roster
+        .sign(&"caf12".parse().expect("id"), &keys[1])
+        .expect("sign");
     // cd12 forges caf12's signature with its own key.
     let mut forged = roster.clone();
-    forged.signatures[1].signature = keys[0].sign(Context::Roster, &roster.roster.canonical_bytes());
+    forged.signatures[1].signature =
+        keys[0].sign(Context::Roster, &roster.roster.canonical_bytes());
     install(&dirs, &forged);
     let err = daemon::start(&dirs[0]).await.expect_err("must refuse");
-    assert!(err.to_string().contains("signature by caf12 does not verify"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("signature by caf12 does not verify"),
+        "{err}"
+    );
 
     // A roster edited after signing is refused too.
     let mut edited = roster.clone();

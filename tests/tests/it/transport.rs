@@ -26,30 +26,54 @@ async fn a_peer_whose_certificate_is_not_in_the_roster_fails_the_handshake() {
     let outsider = TlsIdentity::generate(&"intrus".parse().expect("id")).expect("identity");
     let cfg = peer_client_config(&outsider, ccas.admin.server_spki_sha256).expect("cfg");
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
-    let (status, msg) = code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await);
+    let (status, msg) = code(
+        client
+            .fetch_key_package(pb::FetchKeyPackageRequest {})
+            .await,
+    );
     assert!(refused_by_tls(status), "{status:?}: {msg}");
 
     // A client without any certificate.
     let cfg = pinned_client_config(ccas.admin.server_spki_sha256).expect("cfg");
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
-    assert!(refused_by_tls(code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await).0));
+    assert!(refused_by_tls(
+        code(
+            client
+                .fetch_key_package(pb::FetchKeyPackageRequest {})
+                .await
+        )
+        .0
+    ));
 
     // A real member that dials with the wrong expected pin refuses the server.
     let caf = c.node("caf12");
-    let caf_tls = TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
+    let caf_tls =
+        TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
     let cfg = peer_client_config(&caf_tls, SpkiHash([7; 32])).expect("cfg");
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
-    assert!(refused_by_tls(code(client.fetch_key_package(pb::FetchKeyPackageRequest {}).await).0));
+    assert!(refused_by_tls(
+        code(
+            client
+                .fetch_key_package(pb::FetchKeyPackageRequest {})
+                .await
+        )
+        .0
+    ));
 
-    assert_eq!(c.running("ccas-rodez").node().audit_log().size(), size_before);
+    assert_eq!(
+        c.running("ccas-rodez").node().audit_log().size(),
+        size_before
+    );
 }
 
 #[tokio::test]
 async fn a_roster_member_passes_the_handshake() {
     let c = Cluster::start().await;
     let caf = c.node("caf12");
-    let caf_tls = TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
-    let cfg = peer_client_config(&caf_tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
+    let caf_tls =
+        TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
+    let cfg =
+        peer_client_config(&caf_tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
     let target = c.running("ccas-rodez").peer_addr().to_string();
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
     let kp = client
@@ -87,6 +111,14 @@ async fn the_client_api_wants_a_valid_token_and_the_right_certificate() {
     assert_eq!(status, Code::Unavailable);
 
     let conn = Conn::new(admin).expect("conn");
-    let me = conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await.expect("whoami").into_inner();
-    assert_eq!((me.member.as_str(), me.user.as_str(), me.role.as_str()), ("ccas-rodez", "admin", "admin"));
+    let me = conn
+        .api()
+        .who_am_i(conn.req(pb::WhoAmIRequest {}))
+        .await
+        .expect("whoami")
+        .into_inner();
+    assert_eq!(
+        (me.member.as_str(), me.user.as_str(), me.role.as_str()),
+        ("ccas-rodez", "admin", "admin")
+    );
 }
