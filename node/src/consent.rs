@@ -271,3 +271,191 @@ pub fn check_grant(roster: &VerifiedRoster, consent: &Consent, now: i64) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SpkiHash;
+    use crate::roster::{Charter, MemberCard, Roster, SignedRoster};
+    use crate::types::MemberKind;
+
+    fn id(s: &str) -> MemberId {
+        s.parse().expect("id")
+    }
+
+    fn roster() -> VerifiedRoster {
+        let keys: Vec<NodeKey> = (0..3).map(|_| NodeKey::generate()).collect();
+        let cards = [
+            ("ccas-rodez", MemberKind::Ccas),
+            ("caf12", MemberKind::Caf),
+            ("cd12", MemberKind::Departement),
+        ]
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .map(|(i, ((m, kind), k))| MemberCard {
+            id: id(m),
+            name: m.to_string(),
+            kind: *kind,
+            endpoint: format!("127.0.0.1:{}", 7000 + i),
+            signing_key: k.public(),
+            tls_spki_sha256: SpkiHash([i as u8; 32]),
+        })
+        .collect();
+        let mut signed = SignedRoster::unsigned(
+            Roster::genesis(
+                "gip",
+                "2/3".parse().expect("quorum"),
+                cards,
+                Charter::default(),
+            )
+            .expect("roster"),
+        );
+        for (m, k) in ["ccas-rodez", "caf12", "cd12"].iter().zip(&keys) {
+            signed.sign(&id(m), k).expect("sign");
+        }
+        signed.verify_genesis().expect("valid")
+    }
+
+    fn consent(sections: &[Section], to: &[&str], until: &str, key: &NodeKey) -> ConsentRecord {
+        ConsentRecord::sign(
+            Consent {
+                id: ConsentId::random(),
+                dossier: "DSU-0000000000000000000000000Z".parse().expect("dossier"),
+                owner: id("ccas-rodez"),
+                sections: sections.iter().copied().collect(),
+                audience: to.iter().map(|m| id(m)).collect(),
+                purpose: "coordination".into(),
+                until: until.parse().expect("date"),
+                granted_by: "agent".parse().expect("user"),
+                granted_at: 0,
+            },
+            key,
+        )
+    }
+
+    const NOW: i64 = 1_800_000_000; // 2027-01-15
+
+    #[test]
+    fn the_read_decision_names_the_precise_reason() {
+        let r = roster();
+        let k = NodeKey::generate();
+        let caf = id("caf12");
+        let active = consent(&[Section::Housing], &["caf12"], "2027-06-30", &k);
+        assert!(matches!(
+            decide_read(&r, &[active.clone()], &caf, Section::Housing, NOW),
+            Decision::Allow(_)
+        ));
+        assert_eq!(
+            decide_read(&r, &[active.clone()], &caf, Section::Resources, NOW),
+            Decision::Deny(DenyReason::SectionNotCovered(Section::Resources))
+        );
+        assert_eq!(
+            decide_read(&r, &[], &caf, Section::Housing, NOW),
+            Decision::Deny(DenyReason::NoConsent)
+        );
+        let mut revoked = active.clone();
+        revoked.revoked_at = Some(NOW - 1);
+        assert!(matches!(
+            decide_read(&r, &[revoked], &caf, Section::Housing, NOW),
+            Decision::Deny(DenyReason::Revoked(_))
+        ));
+        let expired = consent(&[Section::Housing], &["caf12"], "2026-12-31", &k);
+        assert!(matches!(
+            decide_read(&r, &[expired], &caf, Section::Housing, NOW),
+            Decision::Deny(DenyReason::Expired(_))
+        ));
+        // The charter wins over any consent.
+        let health = consent(&[Section::Health], &["caf12"], "2027-06-30", &k);
+        assert!(matches!(
+            decide_read(&r, &[health], &caf, Section::Health, NOW),
+            Decision::Deny(DenyReason::Charter { .. })
+        ));
+        assert_eq!(
+            decide_read(&r, &[active], &id("intrus"), Section::Housing, NOW),
+            Decision::Deny(DenyReason::NotAMember(id("intrus")))
+        );
+    }
+
+    #[test]
+    fn adding_a_revoked_or_expired_consent_never_allows_more() {
+        let r = roster();
+        let k = NodeKey::generate();
+        let mut revoked = consent(
+            &[Section::Housing, Section::Resources],
+            &["caf12", "cd12"],
+            "2027-06-30",
+            &k,
+        );
+        revoked.revoked_at = Some(NOW - 10);
+        let expired = consent(
+            &[Section::Housing, Section::Resources],
+            &["caf12", "cd12"],
+            "2026-01-01",
+            &k,
+        );
+        let base = consent(&[Section::Housing], &["cd12"], "2027-06-30", &k);
+        for reader in ["caf12", "cd12", "ccas-rodez"] {
+            for section in Section::ALL {
+                let before = matches!(
+                    decide_read(&r, &[base.clone()], &id(reader), *section, NOW),
+                    Decision::Allow(_)
+                );
+                let after = matches!(
+                    decide_read(
+                        &r,
+                        &[base.clone(), revoked.clone(), expired.clone()],
+                        &id(reader),
+                        *section,
+                        NOW
+                    ),
+                    Decision::Allow(_)
+                );
+                assert_eq!(before, after, "{reader} {section}");
+            }
+        }
+        assert_eq!(
+            audience(&[base.clone(), revoked, expired], Section::Housing, NOW),
+            [id("cd12")].into()
+        );
+    }
+
+    #[test]
+    fn consents_are_signed_by_the_owner() {
+        let k = NodeKey::generate();
+        let mut c = consent(&[Section::Housing], &["caf12"], "2027-06-30", &k);
+        assert!(c.verify(&k.public()));
+        assert!(!c.verify(&NodeKey::generate().public()));
+        c.consent.audience.insert(id("cd12"));
+        assert!(
+            !c.verify(&k.public()),
+            "widening a signed consent breaks its signature"
+        );
+    }
+
+    #[test]
+    fn grants_are_checked_against_roster_and_charter() {
+        let r = roster();
+        let k = NodeKey::generate();
+        let ok = consent(&[Section::Housing], &["caf12"], "2027-06-30", &k).consent;
+        assert_eq!(check_grant(&r, &ok, NOW), Ok(()));
+        let mut past = ok.clone();
+        past.until = "2026-06-30".parse().expect("date");
+        assert!(matches!(
+            check_grant(&r, &past, NOW),
+            Err(GrantError::Invalid(_))
+        ));
+        let mut charter = ok.clone();
+        charter.sections.insert(Section::Health);
+        assert!(matches!(
+            check_grant(&r, &charter, NOW),
+            Err(GrantError::Charter { .. })
+        ));
+        let mut empty = ok.clone();
+        empty.purpose = "  ".into();
+        assert!(check_grant(&r, &empty, NOW).is_err());
+        let mut to_self = ok;
+        to_self.audience.insert(id("ccas-rodez"));
+        assert!(check_grant(&r, &to_self, NOW).is_err());
+    }
+}
