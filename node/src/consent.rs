@@ -343,11 +343,23 @@ mod tests {
         let caf = id("caf12");
         let active = consent(&[Section::Housing], &["caf12"], "2027-06-30", &k);
         assert!(matches!(
-            decide_read(&r, &[active.clone()], &caf, Section::Housing, NOW),
+            decide_read(
+                &r,
+                std::slice::from_ref(&active),
+                &caf,
+                Section::Housing,
+                NOW
+            ),
             Decision::Allow(_)
         ));
         assert_eq!(
-            decide_read(&r, &[active.clone()], &caf, Section::Resources, NOW),
+            decide_read(
+                &r,
+                std::slice::from_ref(&active),
+                &caf,
+                Section::Resources,
+                NOW
+            ),
             Decision::Deny(DenyReason::SectionNotCovered(Section::Resources))
         );
         assert_eq!(
@@ -398,7 +410,7 @@ mod tests {
         for reader in ["caf12", "cd12", "ccas-rodez"] {
             for section in Section::ALL {
                 let before = matches!(
-                    decide_read(&r, &[base.clone()], &id(reader), *section, NOW),
+                    decide_read(&r, std::slice::from_ref(&base), &id(reader), *section, NOW),
                     Decision::Allow(_)
                 );
                 let after = matches!(
