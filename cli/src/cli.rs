@@ -55,6 +55,15 @@ pub enum Command {
     /// Read and verify audit logs (auditor).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Measure the read path on nodes started on loopback (run in release mode).
+    Bench {
+        /// Reads measured sequentially, and in total with concurrency.
+        #[arg(long, default_value_t = 2000)]
+        reads: usize,
+        /// Reads in flight for the throughput measure.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// Play the parcours of the design on a federation started on loopback.
     Demo {
         /// Leave the nodes running afterwards, to explore with the CLI.
@@ -350,6 +359,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Gov(cmd) => gov(cmd),
         Command::Demo { keep } => crate::demo::run(keep).await,
+        Command::Bench { reads, concurrency } => crate::bench::run(reads, concurrency.max(1)).await,
         other => client_command(&args.profile, other).await,
     }
 }
@@ -593,7 +603,7 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
             print!("{}", r.checkpoint);
             eprintln!("verifier key: {}", r.verifier_key);
         }
-        Command::Node(_) | Command::Gov(_) | Command::Demo { .. } => {
+        Command::Node(_) | Command::Gov(_) | Command::Demo { .. } | Command::Bench { .. } => {
             bail!("this command does not talk to a node")
         }
     }

@@ -4,6 +4,7 @@
 //! the nodes use.
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod demo;

@@ -1,0 +1,259 @@
+//! `maillon bench`: measures the read path and its parts on real nodes on
+//! loopback, and prints figures. Run it in release mode; figures are never
+//! asserted by tests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use maillon_node::audit::{AuditEvent, AuditLog};
+use maillon_node::clock::SystemClock;
+use maillon_node::crypto::NodeKey;
+use maillon_node::sharing::ShareId;
+use maillon_node::types::{MemberKind, Role, Section};
+use maillon_proto::v1 as pb;
+
+use crate::client::Conn;
+use crate::federation::{Founder, LocalFederation};
+
+const FOUNDERS: [Founder; 5] = [
+    Founder {
+        id: "cd12",
+        name: "Conseil départemental",
+        kind: MemberKind::Departement,
+    },
+    Founder {
+        id: "ccas-rodez",
+        name: "CCAS de Rodez",
+        kind: MemberKind::Ccas,
+    },
+    Founder {
+        id: "caf12",
+        name: "CAF",
+        kind: MemberKind::Caf,
+    },
+    Founder {
+        id: "relais-solidaire",
+        name: "Relais Solidaire",
+        kind: MemberKind::Association,
+    },
+    Founder {
+        id: "ccas-millau",
+        name: "CCAS de Millau",
+        kind: MemberKind::Ccas,
+    },
+];
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    println!(
+        "{what:<44} p50 {:>8.3} ms   p99 {:>8.3} ms   (n = {})",
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
+
+async fn read(conn: &Conn, dossier: &str) -> Result<pb::SectionReply, tonic::Status> {
+    conn.api()
+        .read_share(conn.req(pb::ReadShareRequest {
+            dossier: dossier.into(),
+            section: "housing".into(),
+            owner: "ccas-rodez".into(),
+            purpose: "mesure".into(),
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn open_with_housing(ccas: &Conn) -> Result<String> {
+    let d = ccas
+        .api()
+        .open_dossier(ccas.req(pb::OpenDossierRequest {
+            given_name: "Camille".into(),
+            family_name: "Martin".into(),
+            birth_date: "1984-03-12".into(),
+        }))
+        .await?
+        .into_inner()
+        .dossier;
+    let json = format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000));
+    ccas.api()
+        .put_section(ccas.req(pb::PutSectionRequest {
+            dossier: d.clone(),
+            section: "housing".into(),
+            json,
+        }))
+        .await?;
+    Ok(d)
+}
+
+async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String> {
+    Ok(ccas
+        .api()
+        .grant_consent(ccas.req(pb::GrantConsentRequest {
+            dossier: dossier.into(),
+            sections: vec!["housing".into()],
+            audience: to.iter().map(|s| s.to_string()).collect(),
+            purpose: "mesure".into(),
+            until: (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string(),
+        }))
+        .await?
+        .into_inner()
+        .consent)
+}
+
+/// Runs every measurement and prints the figures.
+pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
+    if cfg!(debug_assertions) {
+        println!(
+            "warning: a debug build; run `cargo run --release --bin maillon -- bench` for real figures"
+        );
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("maillon-bench-")
+        .tempdir()?;
+    let mut fed =
+        LocalFederation::create(tmp.path(), "gip-bench", &FOUNDERS, Arc::new(SystemClock)).await?;
+    let ccas = Conn::new(
+        &fed.node("ccas-rodez")
+            .add_user("agent", Role::Caseworker)
+            .await?,
+    )?;
+    let caf = Conn::new(
+        &fed.node("caf12")
+            .add_user("agent", Role::Caseworker)
+            .await?,
+    )?;
+    println!(
+        "five nodes on loopback, one process, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    // A share of five members: the owner and four readers.
+    let d = open_with_housing(&ccas).await?;
+    grant(
+        &ccas,
+        &d,
+        &["caf12", "cd12", "relais-solidaire", "ccas-millau"],
+    )
+    .await?;
+    read(&caf, &d).await?; // warm the connections
+    let mut samples = Vec::with_capacity(reads);
+    for _ in 0..reads {
+        let t = Instant::now();
+        read(&caf, &d).await?;
+        samples.push(t.elapsed());
+    }
+    report("consented read (1 KiB), sequential", samples);
+
+    let started = Instant::now();
+    let per_task = reads.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (caf, d) = (caf.clone(), d.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                read(&caf, &d).await?;
+            }
+            Ok::<(), tonic::Status>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<44} {:>8.0} reads/s   ({} in flight)",
+        "consented read, concurrent",
+        (per_task * concurrency) as f64 / secs,
+        concurrency
+    );
+
+    let (mut to_first_read, mut to_refusal) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let d = open_with_housing(&ccas).await?;
+        let t = Instant::now();
+        let consent = grant(&ccas, &d, &["caf12"]).await?;
+        read(&caf, &d).await?;
+        to_first_read.push(t.elapsed());
+        let t = Instant::now();
+        ccas.api()
+            .revoke_consent(ccas.req(pb::RevokeConsentRequest { consent }))
+            .await?;
+        match read(&caf, &d).await {
+            Err(s) if s.code() == tonic::Code::PermissionDenied => to_refusal.push(t.elapsed()),
+            other => bail!("expected a refusal after revocation, got {other:?}"),
+        }
+    }
+    report("consent grant -> first read", to_first_read);
+    report("revocation -> refusal", to_refusal);
+
+    let owner = fed
+        .node("ccas-rodez")
+        .running
+        .as_ref()
+        .context("ccas")?
+        .node()
+        .clone();
+    let share = ShareId {
+        dossier: d.parse()?,
+        section: Section::Housing,
+        owner: "ccas-rodez".parse()?,
+    };
+    println!(
+        "{:<44} {:>8} bytes at the owner",
+        "MLS state of a 5-member share",
+        owner.share_state_bytes(&share).await?
+    );
+    fed.stop().await;
+
+    // Durable audit appends with group commit, 64 writers.
+    let dir = tempfile::tempdir()?;
+    let key = NodeKey::generate();
+    let log = Arc::new(AuditLog::open(
+        dir.path(),
+        "maillon/bench".into(),
+        &key.public(),
+    )?);
+    let (writers, each) = (64usize, 2_000usize);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..each {
+                log.append(
+                    0,
+                    AuditEvent::RosterAdopted {
+                        version: (w * each + i) as u64,
+                        hash: "0".repeat(64),
+                    },
+                )
+                .await?;
+            }
+            Ok::<(), maillon_node::audit::AuditError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<44} {:>8.0} events/s   ({} writers, fdatasync per batch)",
+        "durable audit appends",
+        (writers * each) as f64 / secs,
+        writers
+    );
+    Ok(())
+}
