@@ -94,12 +94,15 @@ impl ConsentRecord {
             .is_ok()
     }
 
-    /// Its status at `now` (Unix seconds).
+    /// Its status at `now` (Unix seconds). A revocation holds whatever the
+    /// clock says: a clock stepping back must never revive a consent.
     pub fn status(&self, now: i64) -> ConsentStatus {
-        match self.revoked_at {
-            Some(t) if t <= now => ConsentStatus::Revoked,
-            _ if now >= self.consent.until.end_unix() => ConsentStatus::Expired,
-            _ => ConsentStatus::Active,
+        if self.revoked_at.is_some() {
+            ConsentStatus::Revoked
+        } else if now >= self.consent.until.end_unix() {
+            ConsentStatus::Expired
+        } else {
+            ConsentStatus::Active
         }
     }
 

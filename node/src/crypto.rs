@@ -560,6 +560,13 @@ fn h2_only(alpn: &mut Vec<Vec<u8>>) {
     *alpn = vec![b"h2".to_vec()];
 }
 
+/// No session resumption: a resumed session would skip the pin check, and a
+/// member suspended since must fail its next handshake.
+fn no_resumption(cfg: &mut rustls::ServerConfig) {
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+}
+
 /// Server side of the peer API: TLS 1.3, client certificate required and pinned.
 pub fn peer_server_config(
     me: &TlsIdentity,
@@ -571,6 +578,7 @@ pub fn peer_server_config(
         .with_single_cert(vec![me.cert.clone()], me.private_key())
         .map_err(tls_error)?;
     h2_only(&mut cfg.alpn_protocols);
+    no_resumption(&mut cfg);
     Ok(cfg)
 }
 
@@ -581,6 +589,7 @@ pub fn client_api_server_config(me: &TlsIdentity) -> Result<rustls::ServerConfig
         .with_single_cert(vec![me.cert.clone()], me.private_key())
         .map_err(tls_error)?;
     h2_only(&mut cfg.alpn_protocols);
+    no_resumption(&mut cfg);
     Ok(cfg)
 }
 

@@ -268,8 +268,8 @@ pub async fn start_with_clock(
         let mut tick = tokio::time::interval(UPKEEP_PERIOD);
         loop {
             tick.tick().await;
-            if let Err(e) = upkeep_node.close_expired_consents().await {
-                tracing::warn!(error = %e, "closing expired consents failed");
+            if let Err(e) = upkeep_node.close_inactive_consents().await {
+                tracing::warn!(error = %e, "closing inactive consents failed");
             }
             if let Err(e) = upkeep_node.prune_nonces() {
                 tracing::warn!(error = %e, "pruning nonces failed");

@@ -98,6 +98,9 @@ impl From<ShareError> for ServiceError {
                 "the welcome matches no key package of this node".into(),
             ),
             ShareError::Mls(m) => ServiceError::FailedPrecondition(format!("mls: {m}")),
+            ShareError::TooManyKeyPackages => ServiceError::ResourceExhausted(
+                "too many unused key packages for this owner".into(),
+            ),
             ShareError::Store(s) => s.into(),
         }
     }
@@ -625,6 +628,10 @@ impl Node {
     }
 
     /// Records a consent and adds its audience to the share groups.
+    ///
+    /// Every missing member's KeyPackage is fetched and checked first, without
+    /// holding the MLS lock: if a member is unreachable or answers badly,
+    /// nothing is recorded. Deliveries happen after the lock is released.
     pub async fn grant_consent(&self, caller: &Caller, req: GrantRequest) -> Result<ConsentId> {
         require(caller, &[Role::Caseworker])?;
         self.dossier(&req.dossier)?;
@@ -647,27 +654,32 @@ impl Node {
             }
         })?;
 
-        let sharing = self.sharing.lock().await;
-        // First gather every KeyPackage: if a member is unreachable, nothing is recorded.
-        let mut additions = Vec::new();
-        for section in &consent.sections {
-            let share = ShareId {
-                dossier: consent.dossier.clone(),
-                section: *section,
-                owner: self.me.clone(),
-            };
-            sharing.ensure_group(&share)?;
-            let present: BTreeSet<MemberId> = sharing.members(&share)?.into_iter().collect();
-            for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
-                let member = self.roster_member(m)?;
-                let kp = self.network.fetch_key_package(&member).await.map_err(|e| {
-                    ServiceError::Unavailable(format!(
-                        "cannot reach {m} to add it to the share: {e}"
-                    ))
-                })?;
-                additions.push((share.clone(), member, kp));
+        let mut missing = Vec::new();
+        {
+            let sharing = self.sharing.lock().await;
+            for section in &consent.sections {
+                let share = self.share(&consent.dossier, *section);
+                sharing.ensure_group(&share)?;
+                let present: BTreeSet<MemberId> = sharing.members(&share)?.into_iter().collect();
+                for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
+                    missing.push((share.clone(), self.roster_member(m)?));
+                }
             }
         }
+        let mut additions = Vec::new();
+        for (share, member) in missing {
+            let id = &member.card.id;
+            let kp = self.network.fetch_key_package(&member).await.map_err(|e| {
+                ServiceError::Unavailable(format!("cannot reach {id} to add it to the share: {e}"))
+            })?;
+            Sharing::check_key_package(&kp, id, &member.card.signing_key).map_err(|e| {
+                ServiceError::FailedPrecondition(format!(
+                    "{id} answered an unusable key package: {e}"
+                ))
+            })?;
+            additions.push((share, member, kp));
+        }
+
         let record = ConsentRecord::sign(consent.clone(), &self.key);
         self.store.insert_new(
             Tree::Consents,
@@ -687,10 +699,20 @@ impl Node {
             by: caller.name.clone(),
         })
         .await?;
-        for (share, member, kp) in additions {
-            let existing = sharing.members(&share)?;
-            let change =
-                sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?;
+
+        let mut changes = Vec::new();
+        {
+            let sharing = self.sharing.lock().await;
+            for (share, member, kp) in additions {
+                let existing = sharing.members(&share)?;
+                if let Some(change) =
+                    sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?
+                {
+                    changes.push((share, member, change, existing));
+                }
+            }
+        }
+        for (share, member, change, existing) in changes {
             self.audit(AuditEvent::GroupMemberAdded {
                 dossier: share.dossier.clone(),
                 section: share.section,
@@ -706,6 +728,14 @@ impl Node {
             }
         }
         Ok(consent.id)
+    }
+
+    fn share(&self, dossier: &DossierId, section: Section) -> ShareId {
+        ShareId {
+            dossier: dossier.clone(),
+            section,
+            owner: self.me.clone(),
+        }
     }
 
     /// Sends a commit to every listed member except this node.
@@ -736,12 +766,12 @@ impl Node {
             .store
             .get(Tree::Consents, &key)?
             .ok_or_else(|| ServiceError::NotFound(format!("no consent {id} at this node")))?;
-        let now = self.clock.now();
         if record.revoked_at.is_some() {
             return Err(ServiceError::FailedPrecondition(format!(
                 "consent {id} is already revoked"
             )));
         }
+        let now = self.clock.now();
         record.revoked_at = Some(now);
         record.revoked_by = Some(caller.name.clone());
         self.store.put(Tree::Consents, &key, &record)?;
@@ -752,11 +782,23 @@ impl Node {
             by: caller.name.clone(),
         })
         .await?;
-        self.sync_groups(&dossier, &record.consent.sections, now)
-            .await
+        // Policy already refuses; if the groups cannot be updated now, upkeep retries.
+        self.close_consent(&key, &record, now).await
     }
 
-    /// Removes from each share group the members no active consent names any more.
+    /// Removes from the groups of a revoked or expired consent's sections the
+    /// members no active consent names any more, then marks it closed.
+    async fn close_consent(&self, key: &str, record: &ConsentRecord, now: i64) -> Result<()> {
+        self.sync_groups(&record.consent.dossier, &record.consent.sections, now)
+            .await?;
+        self.store
+            .put(Tree::Meta, &format!("closed/{key}"), &true)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Removes from each share group the members no active consent names any
+    /// more. The MLS lock is released before commits are delivered.
     async fn sync_groups(
         &self,
         dossier: &DossierId,
@@ -764,54 +806,59 @@ impl Node {
         now: i64,
     ) -> Result<()> {
         let consents = self.consents_of(dossier)?;
-        let sharing = self.sharing.lock().await;
-        for section in sections {
-            let share = ShareId {
-                dossier: dossier.clone(),
-                section: *section,
-                owner: self.me.clone(),
-            };
-            if !sharing.has_group(&share)? {
-                continue;
-            }
-            let keep = consent::audience(&consents, *section, now);
-            for m in sharing.members(&share)? {
-                if m == self.me || keep.contains(&m) {
+        let mut removals = Vec::new();
+        {
+            let sharing = self.sharing.lock().await;
+            for section in sections {
+                let share = self.share(dossier, *section);
+                if !sharing.has_group(&share)? {
                     continue;
                 }
-                if let Some(change) = sharing.remove_member(&share, &m)? {
-                    self.audit(AuditEvent::GroupMemberRemoved {
-                        dossier: dossier.clone(),
-                        section: *section,
-                        member: m.clone(),
-                        epoch: change.epoch,
-                    })
-                    .await?;
-                    let remaining = sharing.members(&share)?;
-                    self.deliver_commit(&share, &remaining, &change.commit)
-                        .await;
+                let keep = consent::audience(&consents, *section, now);
+                for m in sharing.members(&share)? {
+                    if m == self.me || keep.contains(&m) {
+                        continue;
+                    }
+                    if let Some(change) = sharing.remove_member(&share, &m)? {
+                        removals.push((share.clone(), m, change, sharing.members(&share)?));
+                    }
                 }
             }
+        }
+        for (share, member, change, remaining) in removals {
+            self.audit(AuditEvent::GroupMemberRemoved {
+                dossier: share.dossier.clone(),
+                section: share.section,
+                member,
+                epoch: change.epoch,
+            })
+            .await?;
+            self.deliver_commit(&share, &remaining, &change.commit)
+                .await;
         }
         Ok(())
     }
 
-    /// Removes members whose consents expired from the share groups; returns how many consents were closed.
-    pub async fn close_expired_consents(&self) -> Result<usize> {
+    /// Upkeep: closes every revoked or expired consent whose groups were not
+    /// updated yet, going on past failures; returns how many were closed.
+    pub async fn close_inactive_consents(&self) -> Result<usize> {
         let now = self.clock.now();
         let mut closed = 0;
         for (key, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
-            if record.status(now) != ConsentStatus::Expired {
+            if record.status(now) == ConsentStatus::Active
+                || self
+                    .store
+                    .get::<bool>(Tree::Meta, &format!("closed/{key}"))?
+                    .is_some()
+            {
                 continue;
             }
-            let marker = format!("closed/{key}");
-            if self.store.get::<bool>(Tree::Meta, &marker)?.is_some() {
-                continue;
+            match self.close_consent(&key, &record, now).await {
+                Ok(()) => closed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing an inactive consent failed; will retry")
+                }
             }
-            self.sync_groups(&record.consent.dossier, &record.consent.sections, now)
-                .await?;
-            self.store.put(Tree::Meta, &marker, &true)?;
-            closed += 1;
         }
         Ok(closed)
     }
@@ -882,19 +929,7 @@ impl Node {
                 "the receipt from {owner} is for another request"
             )));
         }
-        let share = ShareId {
-            dossier: dossier.clone(),
-            section,
-            owner: owner.clone(),
-        };
-        let plaintext = {
-            let sharing = self.sharing.lock().await;
-            sharing.open(&share, &answer.sealed).map_err(|e| {
-                ServiceError::FailedPrecondition(format!(
-                    "cannot open the answer from {owner}: {e}"
-                ))
-            })?
-        };
+        // The owner logged the access: log its receipt before anything else can fail.
         self.audit(AuditEvent::ReceiptLogged {
             owner: owner.clone(),
             user: caller.name.clone(),
@@ -904,6 +939,21 @@ impl Node {
             owner_leaf: receipt.leaf,
         })
         .await?;
+        let share = ShareId {
+            dossier: dossier.clone(),
+            section,
+            owner: owner.clone(),
+        };
+        let plaintext = self
+            .sharing
+            .lock()
+            .await
+            .open(&share, &answer.sealed, &owner_member.card.signing_key)
+            .map_err(|e| {
+                ServiceError::FailedPrecondition(format!(
+                    "cannot open the answer from {owner}: {e}"
+                ))
+            })?;
         let json = String::from_utf8(plaintext).map_err(|_| {
             ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8"))
         })?;
@@ -962,7 +1012,7 @@ impl Node {
             section: req.section,
             reason,
         };
-        if (now - req.time).abs() > REQUEST_WINDOW {
+        if now.abs_diff(req.time) > REQUEST_WINDOW.unsigned_abs() {
             let reason =
                 format!("request time is more than {REQUEST_WINDOW} s from the owner's clock");
             self.audit(deny(reason.clone())).await?;
@@ -1003,6 +1053,8 @@ impl Node {
             }
         };
 
+        let share = self.share(&req.dossier, req.section);
+        let sealed = self.sharing.lock().await.seal(&share, json.as_bytes())?;
         // The access is durable in the log before anything is answered.
         let leaf = self
             .audit(AuditEvent::ReadGranted {
@@ -1016,12 +1068,6 @@ impl Node {
                 purpose: req.purpose.clone(),
             })
             .await?;
-        let share = ShareId {
-            dossier: req.dossier.clone(),
-            section: req.section,
-            owner: self.me.clone(),
-        };
-        let sealed = self.sharing.lock().await.seal(&share, json.as_bytes())?;
         let receipt = Receipt {
             owner: self.me.clone(),
             request: request_hash,
@@ -1047,23 +1093,22 @@ impl Node {
 
     // ----- peer side of MLS -----
 
-    /// Hands a fresh KeyPackage to an active peer.
+    /// Hands a fresh KeyPackage to an active peer, usable only in its groups.
     pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
         self.roster_member(peer)
             .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
-        Ok(self.sharing.lock().await.new_key_package()?)
+        Ok(self.sharing.lock().await.new_key_package(peer)?)
     }
 
-    fn share_from_owner(
-        &self,
-        peer: &MemberId,
-        dossier: &str,
-        section: &str,
-    ) -> Result<(ShareId, RosterMember)> {
-        let owner = self
-            .roster_member(peer)
+    fn roster_key(&self) -> impl Fn(&MemberId) -> Option<crate::crypto::PublicKey> + use<> {
+        let roster = self.roster.get();
+        move |m: &MemberId| roster.active_member(m).map(|r| r.card.signing_key)
+    }
+
+    fn share_from_owner(&self, peer: &MemberId, dossier: &str, section: &str) -> Result<ShareId> {
+        self.roster_member(peer)
             .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
-        let share = ShareId {
+        Ok(ShareId {
             dossier: dossier
                 .parse()
                 .map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
@@ -1071,8 +1116,7 @@ impl Node {
                 .parse()
                 .map_err(|e| ServiceError::InvalidArgument(format!("{e}")))?,
             owner: peer.clone(),
-        };
-        Ok((share, owner))
+        })
     }
 
     /// Joins the share group `peer` owns, from its Welcome.
@@ -1083,12 +1127,12 @@ impl Node {
         section: &str,
         welcome: &[u8],
     ) -> Result<u64> {
-        let (share, owner) = self.share_from_owner(peer, dossier, section)?;
+        let share = self.share_from_owner(peer, dossier, section)?;
         let epoch = self
             .sharing
             .lock()
             .await
-            .join(&share, welcome, &owner.card.signing_key)?;
+            .join(&share, welcome, &self.roster_key())?;
         self.audit(AuditEvent::GroupJoined {
             dossier: share.dossier.clone(),
             section: share.section,
@@ -1107,8 +1151,12 @@ impl Node {
         section: &str,
         commit: &[u8],
     ) -> Result<u64> {
-        let (share, _) = self.share_from_owner(peer, dossier, section)?;
-        Ok(self.sharing.lock().await.apply_commit(&share, commit)?)
+        let share = self.share_from_owner(peer, dossier, section)?;
+        Ok(self
+            .sharing
+            .lock()
+            .await
+            .apply_commit(&share, commit, &self.roster_key())?)
     }
 
     /// Members of a share group as this node sees it (for operators and tests).

@@ -25,6 +25,9 @@ use crate::types::{DossierId, MemberId, Section};
 /// The one ciphersuite Maillon uses.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
+/// Most KeyPackages handed to one owner and not yet used by a Welcome.
+pub const MAX_KEY_PACKAGES: usize = 64;
+
 /// Largest MLS message accepted from a peer (bytes).
 pub const MAX_MLS_MESSAGE: usize = 512 * 1024;
 
@@ -46,6 +49,9 @@ pub enum ShareError {
     /// A credential in the group or a message is not the one the roster lists.
     #[error("credential mismatch: {0}")]
     Credential(String),
+    /// This node already handed the owner as many KeyPackages as it keeps.
+    #[error("too many unused key packages for this owner")]
+    TooManyKeyPackages,
     /// openmls refused the operation (wrong epoch, cannot decrypt, …).
     #[error("mls: {0}")]
     Mls(String),
@@ -165,6 +171,27 @@ fn identity_of(credential: &Credential) -> Result<String, ShareError> {
         .map_err(|_| ShareError::Credential("identity is not UTF-8".into()))
 }
 
+/// Checks that a credential names an active member with the key the roster lists.
+fn check_credential(
+    credential: &Credential,
+    signature_key: &[u8],
+    roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
+) -> Result<(), ShareError> {
+    let id = identity_of(credential)?;
+    let member: MemberId = id
+        .parse()
+        .map_err(|_| ShareError::Credential(format!("identity {id:?} is not a member id")))?;
+    match roster_key(&member) {
+        Some(key) if key.to_bytes() == signature_key => Ok(()),
+        Some(_) => Err(ShareError::Credential(format!(
+            "{member}'s leaf is not signed with its roster key"
+        ))),
+        None => Err(ShareError::Credential(format!(
+            "{member} is not an active member"
+        ))),
+    }
+}
+
 fn decode_message(bytes: &[u8]) -> Result<MlsMessageIn, ShareError> {
     if bytes.len() > MAX_MLS_MESSAGE {
         return Err(ShareError::Malformed("message too large".into()));
@@ -265,8 +292,13 @@ impl Sharing {
         Ok(self.store.mls_size(&share.scope())?)
     }
 
-    /// Member side: a fresh KeyPackage for an owner to add us with.
-    pub fn new_key_package(&self) -> Result<Vec<u8>, ShareError> {
+    /// Member side: a fresh KeyPackage for `owner` to add us with. Only a
+    /// Welcome from that owner can use it; at most [`MAX_KEY_PACKAGES`] are
+    /// outstanding per owner.
+    pub fn new_key_package(&self, owner: &MemberId) -> Result<Vec<u8>, ShareError> {
+        if self.store.mls_scope_count(&kp_prefix(owner))? >= MAX_KEY_PACKAGES {
+            return Err(ShareError::TooManyKeyPackages);
+        }
         let provider = Provider::from_snapshot(BTreeMap::new());
         let bundle = KeyPackage::builder()
             .build(
@@ -278,25 +310,22 @@ impl Sharing {
             .map_err(mls)?;
         let kp = bundle.key_package();
         let hash = kp.hash_ref(provider.crypto()).map_err(mls)?;
-        self.save(&kp_scope(hash.as_slice()), &provider)?;
+        self.save(&kp_scope(owner, hash.as_slice()), &provider)?;
         encode(&MlsMessageOut::from(kp.clone()))
     }
 
-    /// Owner: adds `member` from its KeyPackage, after checking the credential is
-    /// `member` with the signing key the roster lists.
-    pub fn add_member(
-        &self,
-        share: &ShareId,
+    /// Checks that a KeyPackage is valid, names `member`, and is signed with
+    /// the key the roster lists for it.
+    pub fn check_key_package(
         key_package: &[u8],
         member: &MemberId,
         roster_key: &PublicKey,
-    ) -> Result<GroupChange, ShareError> {
+    ) -> Result<KeyPackage, ShareError> {
         let MlsMessageBodyIn::KeyPackage(kp_in) = decode_message(key_package)?.extract() else {
             return Err(ShareError::Malformed("expected a key package".into()));
         };
-        let (provider, mut group) = self.load_group(share)?;
         let kp = kp_in
-            .validate(provider.crypto(), ProtocolVersion::Mls10)
+            .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
             .map_err(|e| ShareError::Malformed(e.to_string()))?;
         let leaf = kp.leaf_node();
         if identity_of(leaf.credential())? != member.as_str() {
@@ -309,16 +338,35 @@ impl Sharing {
                 "key package of {member} is not signed with its roster key"
             )));
         }
+        Ok(kp)
+    }
+
+    /// Owner: adds `member` from its KeyPackage, after checking the credential is
+    /// `member` with the signing key the roster lists. `None` if it is already in.
+    pub fn add_member(
+        &self,
+        share: &ShareId,
+        key_package: &[u8],
+        member: &MemberId,
+        roster_key: &PublicKey,
+    ) -> Result<Option<GroupChange>, ShareError> {
+        let kp = Self::check_key_package(key_package, member, roster_key)?;
+        let (provider, mut group) = self.load_group(share)?;
+        for m in group.members() {
+            if identity_of(&m.credential)? == member.as_str() {
+                return Ok(None);
+            }
+        }
         let (commit, welcome, _) = group
             .add_members(&provider, &self.signer, &[kp])
             .map_err(mls)?;
         group.merge_pending_commit(&provider).map_err(mls)?;
         self.save(&share.scope(), &provider)?;
-        Ok(GroupChange {
+        Ok(Some(GroupChange {
             commit: encode(&commit)?,
             welcome: Some(encode(&welcome)?),
             epoch: group.epoch().as_u64(),
-        })
+        }))
     }
 
     /// Owner: removes `member`; `None` if it was not in the group.
@@ -360,19 +408,23 @@ impl Sharing {
     }
 
     /// Member side: joins the share's group from the owner's Welcome, after
-    /// checking the group is the share's and its owner's credential is the roster's.
+    /// checking the group is the share's, it comes from the share's owner, and
+    /// every leaf is an active member with its roster key.
     pub fn join(
         &self,
         share: &ShareId,
         welcome: &[u8],
-        owner_key: &PublicKey,
+        roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
     ) -> Result<u64, ShareError> {
+        let owner_key = roster_key(&share.owner).ok_or_else(|| {
+            ShareError::Credential(format!("{} is not an active member", share.owner))
+        })?;
         let MlsMessageBodyIn::Welcome(welcome) = decode_message(welcome)?.extract() else {
             return Err(ShareError::Malformed("expected a welcome".into()));
         };
         let mut kp_scope_found = None;
         for secret in welcome.secrets() {
-            let scope = kp_scope(secret.new_member().as_slice());
+            let scope = kp_scope(&share.owner, secret.new_member().as_slice());
             if !self.store.mls_load(&scope)?.is_empty() {
                 kp_scope_found = Some(scope);
                 break;
@@ -395,6 +447,9 @@ impl Sharing {
                 "the welcome does not come from the share's owner".into(),
             ));
         }
+        for m in staged.members() {
+            check_credential(&m.credential, &m.signature_key, roster_key)?;
+        }
         let group = staged.into_group(&provider).map_err(mls)?;
         if self.has_group(share)? {
             // A fresh Welcome replaces stale state (a member brought back).
@@ -409,13 +464,21 @@ impl Sharing {
         &self,
         share: &ShareId,
         bytes: &[u8],
+        owner_key: &PublicKey,
     ) -> Result<(Provider, MlsGroup, ProcessedMessage), ShareError> {
         let protocol = decode_message(bytes)?
             .try_into_protocol_message()
             .map_err(|e| ShareError::Malformed(e.to_string()))?;
         let (provider, mut group) = self.load_group(share)?;
         let processed = group.process_message(&provider, protocol).map_err(mls)?;
-        if identity_of(processed.credential())? != share.owner.as_str() {
+        let from_owner = identity_of(processed.credential())? == share.owner.as_str()
+            && match processed.sender() {
+                Sender::Member(index) => group
+                    .member_at(*index)
+                    .is_some_and(|m| m.signature_key == owner_key.to_bytes()),
+                _ => false,
+            };
+        if !from_owner {
             return Err(ShareError::Credential(
                 "only the share's owner sends in its group".into(),
             ));
@@ -423,20 +486,42 @@ impl Sharing {
         Ok((provider, group, processed))
     }
 
-    /// Member side: applies a commit from the owner; returns the new epoch.
-    pub fn apply_commit(&self, share: &ShareId, commit: &[u8]) -> Result<u64, ShareError> {
-        let (provider, mut group, processed) = self.process(share, commit)?;
+    /// Member side: applies a commit from the owner, after checking every
+    /// member it adds against the roster; returns the new epoch.
+    pub fn apply_commit(
+        &self,
+        share: &ShareId,
+        commit: &[u8],
+        roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
+    ) -> Result<u64, ShareError> {
+        let owner_key = roster_key(&share.owner).ok_or_else(|| {
+            ShareError::Credential(format!("{} is not an active member", share.owner))
+        })?;
+        let (provider, mut group, processed) = self.process(share, commit, &owner_key)?;
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(ShareError::Malformed("expected a commit".into()));
         };
+        for add in staged.add_proposals() {
+            let leaf = add.add_proposal().key_package().leaf_node();
+            check_credential(
+                leaf.credential(),
+                leaf.signature_key().as_slice(),
+                roster_key,
+            )?;
+        }
         group.merge_staged_commit(&provider, *staged).map_err(mls)?;
         self.save(&share.scope(), &provider)?;
         Ok(group.epoch().as_u64())
     }
 
     /// Member side: opens an application message sealed by the owner.
-    pub fn open(&self, share: &ShareId, sealed: &[u8]) -> Result<Vec<u8>, ShareError> {
-        let (provider, _group, processed) = self.process(share, sealed)?;
+    pub fn open(
+        &self,
+        share: &ShareId,
+        sealed: &[u8],
+        owner_key: &PublicKey,
+    ) -> Result<Vec<u8>, ShareError> {
+        let (provider, _group, processed) = self.process(share, sealed, owner_key)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(ShareError::Malformed(
                 "expected an application message".into(),
@@ -447,8 +532,12 @@ impl Sharing {
     }
 }
 
-fn kp_scope(hash_ref: &[u8]) -> String {
-    format!("kp/{}", hex::encode(hash_ref))
+fn kp_prefix(owner: &MemberId) -> String {
+    format!("kp/{owner}/")
+}
+
+fn kp_scope(owner: &MemberId, hash_ref: &[u8]) -> String {
+    format!("{}{}", kp_prefix(owner), hex::encode(hash_ref))
 }
 
 #[cfg(test)]
@@ -484,16 +573,30 @@ mod tests {
         }
     }
 
-    fn add(owner: &Node, s: &ShareId, member: &Node) -> GroupChange {
-        let kp = member.sharing.new_key_package().expect("kp");
-        let change = owner
+    /// What a node's roster says: the listed nodes, with their keys.
+    fn roster(nodes: &[&Node]) -> impl Fn(&MemberId) -> Option<PublicKey> + use<> {
+        let keys: Vec<(MemberId, PublicKey)> = nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.key.public()))
+            .collect();
+        move |m: &MemberId| keys.iter().find(|(id, _)| id == m).map(|(_, k)| *k)
+    }
+
+    fn offer(owner: &Node, s: &ShareId, member: &Node) -> GroupChange {
+        let kp = member.sharing.new_key_package(&owner.id).expect("kp");
+        owner
             .sharing
             .add_member(s, &kp, &member.id, &member.key.public())
-            .expect("add");
+            .expect("add")
+            .expect("not yet a member")
+    }
+
+    fn add(owner: &Node, s: &ShareId, member: &Node, everyone: &[&Node]) -> GroupChange {
+        let change = offer(owner, s, member);
         let welcome = change.welcome.as_deref().expect("welcome");
         member
             .sharing
-            .join(s, welcome, &owner.key.public())
+            .join(s, welcome, &roster(everyone))
             .expect("join");
         change
     }
@@ -501,16 +604,21 @@ mod tests {
     #[test]
     fn a_removed_member_cannot_open_what_is_sealed_after_its_removal() {
         let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let all = [&ccas, &caf, &cd];
         let s = share(&ccas);
         ccas.sharing.ensure_group(&s).expect("group");
-        add(&ccas, &s, &caf);
-        let change = add(&ccas, &s, &cd);
+        add(&ccas, &s, &caf, &all);
+        let change = add(&ccas, &s, &cd, &all);
         caf.sharing
-            .apply_commit(&s, &change.commit)
+            .apply_commit(&s, &change.commit, &roster(&all))
             .expect("caf follows");
 
+        let owner_key = ccas.key.public();
         let before = ccas.sharing.seal(&s, b"loyer 450").expect("seal");
-        assert_eq!(caf.sharing.open(&s, &before).expect("open"), b"loyer 450");
+        assert_eq!(
+            caf.sharing.open(&s, &before, &owner_key).expect("open"),
+            b"loyer 450"
+        );
 
         let removal = ccas
             .sharing
@@ -518,20 +626,29 @@ mod tests {
             .expect("remove")
             .expect("was a member");
         cd.sharing
-            .apply_commit(&s, &removal.commit)
+            .apply_commit(&s, &removal.commit, &roster(&all))
             .expect("cd follows");
         let after = ccas.sharing.seal(&s, b"loyer 470").expect("seal");
-        assert_eq!(cd.sharing.open(&s, &after).expect("open"), b"loyer 470");
+        assert_eq!(
+            cd.sharing.open(&s, &after, &owner_key).expect("open"),
+            b"loyer 470"
+        );
         assert!(
-            caf.sharing.open(&s, &after).is_err(),
+            caf.sharing.open(&s, &after, &owner_key).is_err(),
             "caf must not decrypt after removal"
         );
         // Even if the removed member processes its own removal, it learns nothing new.
-        let _ = caf.sharing.apply_commit(&s, &removal.commit);
-        assert!(caf.sharing.open(&s, &after).is_err());
+        let _ = caf.sharing.apply_commit(&s, &removal.commit, &roster(&all));
+        assert!(caf.sharing.open(&s, &after, &owner_key).is_err());
         assert_eq!(
             ccas.sharing.members(&s).expect("members"),
             vec![ccas.id.clone(), cd.id.clone()]
+        );
+        assert!(
+            ccas.sharing
+                .remove_member(&s, &caf.id)
+                .expect("remove")
+                .is_none()
         );
     }
 
@@ -540,13 +657,24 @@ mod tests {
         let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
         let s = share(&ccas);
         ccas.sharing.ensure_group(&s).expect("group");
-        add(&ccas, &s, &caf);
-        // A new engine over the same store sees the same group.
+        add(&ccas, &s, &caf, &[&ccas, &caf]);
         let reopened = Sharing::new(ccas.sharing.store.clone(), ccas.id.clone(), &ccas.key);
         let sealed = reopened.seal(&s, b"x").expect("seal");
-        assert_eq!(caf.sharing.open(&s, &sealed).expect("open"), b"x");
-        let bytes = ccas.sharing.state_bytes(&s).expect("size");
-        assert!(bytes > 0);
+        assert_eq!(
+            caf.sharing
+                .open(&s, &sealed, &ccas.key.public())
+                .expect("open"),
+            b"x"
+        );
+        assert!(ccas.sharing.state_bytes(&s).expect("size") > 0);
+        // Adding a member twice is a no-op.
+        let kp = caf.sharing.new_key_package(&ccas.id).expect("kp");
+        assert!(
+            ccas.sharing
+                .add_member(&s, &kp, &caf.id, &caf.key.public())
+                .expect("add")
+                .is_none()
+        );
     }
 
     #[test]
@@ -554,45 +682,100 @@ mod tests {
         let (ccas, caf, intruder) = (node("ccas-rodez"), node("caf12"), node("caf12"));
         let s = share(&ccas);
         ccas.sharing.ensure_group(&s).expect("group");
-        let kp = intruder.sharing.new_key_package().expect("kp");
+        let kp = intruder.sharing.new_key_package(&ccas.id).expect("kp");
         let err = ccas
             .sharing
             .add_member(&s, &kp, &caf.id, &caf.key.public())
             .expect_err("wrong key");
         assert!(matches!(err, ShareError::Credential(_)), "{err}");
-        let kp = caf.sharing.new_key_package().expect("kp");
+        let kp = caf.sharing.new_key_package(&ccas.id).expect("kp");
         let other: MemberId = "cd12".parse().expect("id");
         assert!(
             ccas.sharing
                 .add_member(&s, &kp, &other, &caf.key.public())
                 .is_err()
         );
-        assert_eq!(ccas.sharing.members(&s).expect("members").len(), 1);
-        assert!(
+        assert!(matches!(
             ccas.sharing
-                .add_member(&s, b"garbage", &caf.id, &caf.key.public())
-                .is_err()
-        );
+                .add_member(&s, b"garbage", &caf.id, &caf.key.public()),
+            Err(ShareError::Malformed(_))
+        ));
+        assert_eq!(ccas.sharing.members(&s).expect("members").len(), 1);
     }
 
     #[test]
-    fn a_welcome_from_someone_else_than_the_owner_is_refused() {
+    fn welcomes_from_the_wrong_owner_for_the_wrong_group_or_key_package_are_refused() {
         let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let all = [&ccas, &caf, &cd];
         let s = share(&ccas);
         ccas.sharing.ensure_group(&s).expect("group");
-        let kp = caf.sharing.new_key_package().expect("kp");
-        let change = ccas
-            .sharing
-            .add_member(&s, &kp, &caf.id, &caf.key.public())
-            .expect("add");
+        let change = offer(&ccas, &s, &caf);
+        let welcome = change.welcome.as_deref().expect("welcome");
+        // The roster says ccas-rodez has cd12's key: the sender does not match.
+        let lying_roster = |m: &MemberId| (m == &ccas.id).then(|| cd.key.public());
+        assert!(matches!(
+            caf.sharing.join(&s, welcome, &lying_roster),
+            Err(ShareError::Credential(_))
+        ));
+        // The Welcome presented as another share's.
+        let other = share(&ccas);
+        assert!(caf.sharing.join(&other, welcome, &roster(&all)).is_err());
+        // The same Welcome presented as coming from cd12: no key package was issued to cd12.
+        let as_cd = ShareId {
+            owner: cd.id.clone(),
+            ..s.clone()
+        };
+        assert!(matches!(
+            caf.sharing.join(&as_cd, welcome, &roster(&all)),
+            Err(ShareError::NoKeyPackage)
+        ));
+        assert!(!caf.sharing.has_group(&s).expect("state"), "nothing joined");
+    }
+
+    #[test]
+    fn members_refuse_messages_not_from_the_owner_and_commits_adding_strangers() {
+        let (ccas, caf, cd, spy) = (node("ccas-rodez"), node("caf12"), node("cd12"), node("spy"));
+        let members = [&ccas, &caf, &cd];
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &members);
+        let change = add(&ccas, &s, &cd, &members);
+        caf.sharing
+            .apply_commit(&s, &change.commit, &roster(&members))
+            .expect("follows");
+        // cd12 holds the group state and could seal; caf12 only accepts the owner's messages.
+        let forged = cd.sharing.seal(&s, b"faux").expect("cd can encrypt");
         let err = caf
             .sharing
-            .join(
-                &s,
-                change.welcome.as_deref().expect("welcome"),
-                &cd.key.public(),
-            )
-            .expect_err("owner key mismatch");
+            .open(&s, &forged, &ccas.key.public())
+            .expect_err("not the owner");
         assert!(matches!(err, ShareError::Credential(_)), "{err}");
+        // An owner adding a member the roster does not list: members refuse the commit.
+        let change = offer(&ccas, &s, &spy);
+        let err = caf
+            .sharing
+            .apply_commit(&s, &change.commit, &roster(&members))
+            .expect_err("stranger");
+        assert!(matches!(err, ShareError::Credential(_)), "{err}");
+        // And the stranger's group would be refused at join by a roster-checking member.
+        let welcome = change.welcome.as_deref().expect("welcome");
+        assert!(spy.sharing.join(&s, welcome, &roster(&members)).is_err());
+    }
+
+    #[test]
+    fn key_packages_per_owner_are_capped() {
+        let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        for _ in 0..MAX_KEY_PACKAGES {
+            caf.sharing.new_key_package(&ccas.id).expect("kp");
+        }
+        assert!(matches!(
+            caf.sharing.new_key_package(&ccas.id),
+            Err(ShareError::TooManyKeyPackages)
+        ));
+        let other: MemberId = "cd12".parse().expect("id");
+        assert!(
+            caf.sharing.new_key_package(&other).is_ok(),
+            "the cap is per owner"
+        );
     }
 }

@@ -221,6 +221,18 @@ impl Store {
         self.flush()
     }
 
+    /// How many MLS snapshots have a scope starting with `prefix`.
+    pub fn mls_scope_count(&self, prefix: &str) -> Result<usize, StoreError> {
+        let mut scopes = std::collections::BTreeSet::new();
+        for item in self.mls.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = item?;
+            if let Some(end) = k.iter().position(|&b| b == 0) {
+                scopes.insert(k[..end].to_vec());
+            }
+        }
+        Ok(scopes.len())
+    }
+
     /// Total bytes of one MLS state snapshot (keys and values).
     pub fn mls_size(&self, scope: &str) -> Result<usize, StoreError> {
         Ok(self

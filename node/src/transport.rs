@@ -36,6 +36,8 @@ use crate::types::{MemberId, ParseError};
 /// Largest gRPC message either API decodes; larger ones fail with `OutOfRange`.
 /// Domain limits below it (sections, requests, MLS messages) answer `ResourceExhausted`.
 pub const MAX_GRPC_MESSAGE: usize = 1024 * 1024;
+/// Most TLS handshakes in progress on one listener.
+const MAX_HANDSHAKES: usize = 256;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one call to a peer may take.
@@ -153,6 +155,7 @@ fn tls_incoming(
     pins: Option<Arc<dyn PinLookup>>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -167,8 +170,14 @@ fn tls_incoming(
                 () = tx.closed() => break,
             };
             let _ = tcp.set_nodelay(true);
+            // Bound the handshakes in progress: each costs a task before anyone is authenticated.
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, "too many handshakes in progress; connection dropped");
+                continue;
+            };
             let (acceptor, tx, pins) = (acceptor.clone(), tx.clone(), pins.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,

@@ -256,6 +256,8 @@ pub struct AuditLog {
     origin: String,
     state: Arc<RwLock<LogState>>,
     jobs: mpsc::Sender<Job>,
+    /// One checkpoint is signed and persisted at a time.
+    checkpointing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -289,18 +291,15 @@ fn read_frames(file: &mut File, path: &Path) -> Result<Frames, AuditError> {
     let (mut entries, mut offsets, mut pos) = (Vec::new(), Vec::new(), 0usize);
     while pos + 4 <= all.len() {
         let len = u32::from_be_bytes([all[pos], all[pos + 1], all[pos + 2], all[pos + 3]]) as usize;
-        if len > MAX_EVENT {
-            return Err(AuditError::Corrupt(format!(
-                "record {} claims {len} bytes",
-                entries.len()
-            )));
-        }
-        if pos + 4 + len > all.len() {
-            break; // A torn final write: never acknowledged.
+        // A frame that is cut short, oversized or undecodable ends the valid
+        // prefix; `AuditLog::open` decides whether what follows may be dropped.
+        if len > MAX_EVENT || pos + 4 + len > all.len() {
+            break;
         }
         let data = all[pos + 4..pos + 4 + len].to_vec();
-        AuditEntry::from_bytes(&data)
-            .map_err(|e| AuditError::Corrupt(format!("record {}: {e}", entries.len())))?;
+        if AuditEntry::from_bytes(&data).is_err() {
+            break;
+        }
         offsets.push(pos as u64);
         entries.push(data);
         pos += 4 + len;
@@ -329,10 +328,6 @@ impl AuditLog {
             offsets,
             valid_len,
         } = read_frames(&mut file, &path)?;
-        if valid_len < file.metadata().map_err(io_err(&path))?.len() {
-            file.set_len(valid_len).map_err(io_err(&path))?;
-            file.sync_all().map_err(io_err(&path))?;
-        }
         let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
         let cp_path = dir.join("checkpoint");
         if let Ok(note) = std::fs::read_to_string(&cp_path) {
@@ -344,6 +339,18 @@ impl AuditLog {
                     "the log does not match its last signed checkpoint".into(),
                 ));
             }
+        }
+        let file_len = file.metadata().map_err(io_err(&path))?.len();
+        if valid_len < file_len {
+            // Only the tail after the valid prefix is dropped: the remains of a
+            // batch whose fdatasync never returned, so never acknowledged.
+            tracing::warn!(
+                path = %path.display(),
+                dropped = file_len - valid_len,
+                "dropping an unacknowledged torn tail of the audit log"
+            );
+            file.set_len(valid_len).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
         }
         let state = Arc::new(RwLock::new(LogState {
             leaves,
@@ -362,6 +369,7 @@ impl AuditLog {
             origin,
             state,
             jobs,
+            checkpointing: std::sync::Mutex::new(()),
         })
     }
 
@@ -421,6 +429,10 @@ impl AuditLog {
 
     /// Signs a checkpoint of the current tree, after persisting it as the last signed one.
     pub fn checkpoint(&self, key: &NodeKey) -> Result<String, AuditError> {
+        let _one_at_a_time = match self.checkpointing.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
         let cp = {
             let st = self.read_state();
             Checkpoint {

@@ -139,9 +139,9 @@ async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
     assert!(msg.contains("expired"), "{msg}");
 
     let node = c.running("ccas-rodez").node();
-    assert_eq!(node.close_expired_consents().await.expect("upkeep"), 1);
+    assert_eq!(node.close_inactive_consents().await.expect("upkeep"), 1);
     assert_eq!(
-        node.close_expired_consents().await.expect("upkeep again"),
+        node.close_inactive_consents().await.expect("upkeep again"),
         0
     );
     let share = ShareId {
