@@ -138,7 +138,8 @@ impl LocalFederation {
                 running: None,
             });
         }
-        let roster = Roster::genesis(federation, "2/3".parse()?, cards, Charter::default())?;
+        let mut roster = Roster::genesis(federation, "2/3".parse()?, cards, Charter::default())?;
+        edit(&mut roster);
         let mut signed = SignedRoster::unsigned(roster);
         for n in &nodes {
             let key = NodeKey::read(&n.dir.join("signing.key"))?;

@@ -43,11 +43,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the three founders' nodes with a fresh signed roster.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts the founders' nodes after `edit` changed the genesis roster.
+    pub async fn start_with(edit: impl FnOnce(&mut maillon_node::roster::Roster)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let fed = LocalFederation::create(dir.path(), "gip-test", &FOUNDERS, clock.clone())
-            .await
-            .expect("federation starts");
+        let fed =
+            LocalFederation::create_with(dir.path(), "gip-test", &FOUNDERS, clock.clone(), edit)
+                .await
+                .expect("federation starts");
         Self {
             fed,
             clock,

@@ -198,6 +198,44 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     assert_eq!(status, Code::PermissionDenied);
     assert!(msg.contains("caseworker"), "{msg}");
 
+    // Requests for another owner, with a malformed nonce, from the future, or for a missing section.
+    let mut elsewhere = request(&c, &d, "caf12", 7);
+    elsewhere.owner = "cd12".parse().expect("id");
+    assert_eq!(
+        code(peer.read_share(signed(&elsewhere, &caf_key)).await).0,
+        Code::InvalidArgument
+    );
+    let mut bad_nonce = request(&c, &d, "caf12", 8);
+    bad_nonce.nonce = "zz".into();
+    assert_eq!(
+        code(peer.read_share(signed(&bad_nonce, &caf_key)).await).0,
+        Code::InvalidArgument
+    );
+    let mut future = request(&c, &d, "caf12", 9);
+    future.time = i64::MIN;
+    assert_eq!(
+        code(peer.read_share(signed(&future, &caf_key)).await).0,
+        Code::PermissionDenied
+    );
+    future.time = i64::MAX;
+    assert_eq!(
+        code(peer.read_share(signed(&future, &caf_key)).await).0,
+        Code::PermissionDenied
+    );
+    let mut missing = request(&c, &d, "caf12", 10);
+    missing.section = "resources".parse().expect("section");
+    assert_eq!(
+        code(peer.read_share(signed(&missing, &caf_key)).await).0,
+        Code::PermissionDenied
+    );
+    ccas.grant(&d, &["resources"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    let mut missing = request(&c, &d, "caf12", 11);
+    missing.section = "resources".parse().expect("section");
+    let (status, msg) = code(peer.read_share(signed(&missing, &caf_key)).await);
+    assert_eq!(status, Code::NotFound, "{msg}");
+
     // MLS deliveries that are not what they claim.
     let welcome = pb::DeliverWelcomeRequest {
         dossier: d.clone(),

@@ -256,3 +256,82 @@ async fn the_owner_logs_exactly_the_expected_events() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_suspended_member_is_refused_at_the_handshake_and_by_consent() {
+    let c = Cluster::start_with(|roster| {
+        for m in &mut roster.members {
+            if m.card.id.as_str() == "caf12" {
+                m.status = maillon_node::types::MemberStatus::Suspended;
+            }
+        }
+    })
+    .await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let caf = c.desk("caf12", "agent-caf").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (status, msg) = code(
+        ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+            .await,
+    );
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(msg.contains("not an active member"), "{msg}");
+    // The suspended node cannot even reach the owner: its certificate is not pinned.
+    let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
+    assert!(
+        matches!(status, Code::Unavailable | Code::NotFound),
+        "{status:?}: {msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_to_an_unreachable_member_records_nothing() {
+    let mut c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&auditor).await;
+    c.fed.node_mut("caf12").stop().await;
+
+    let (status, msg) = code(
+        ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+            .await,
+    );
+    assert_eq!(status, Code::Unavailable, "{msg}");
+    let consents = ccas
+        .conn
+        .api()
+        .list_consents(
+            ccas.conn
+                .req(maillon_proto::v1::ListConsentsRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("list")
+        .into_inner()
+        .consents;
+    assert!(consents.is_empty());
+    assert_eq!(audit_kinds(&auditor).await, before);
+}
+
+#[tokio::test]
+async fn only_auditors_and_admins_read_the_audit_log() {
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let tail = ccas
+        .conn
+        .api()
+        .audit_tail(ccas.conn.req(maillon_proto::v1::AuditTailRequest {
+            limit: 5,
+            from: None,
+        }))
+        .await;
+    assert_eq!(code(tail).0, Code::PermissionDenied);
+    let cp = ccas
+        .conn
+        .api()
+        .audit_checkpoint(ccas.conn.req(maillon_proto::v1::AuditCheckpointRequest {}))
+        .await;
+    assert_eq!(code(cp).0, Code::PermissionDenied);
+}
