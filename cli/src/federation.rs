@@ -115,6 +115,18 @@ impl LocalFederation {
         founders: &[Founder],
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        Self::create_with(dir, federation, founders, clock, |_| {}).await
+    }
+
+    /// Like [`LocalFederation::create`], letting `edit` change the genesis
+    /// roster before the founders sign it (a suspended member, another charter).
+    pub async fn create_with(
+        dir: &Path,
+        federation: &str,
+        founders: &[Founder],
+        clock: Arc<dyn Clock>,
+        edit: impl FnOnce(&mut Roster),
+    ) -> Result<Self> {
         let mut nodes = Vec::new();
         let mut cards: Vec<MemberCard> = Vec::new();
         for f in founders {
