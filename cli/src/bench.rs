@@ -211,10 +211,18 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         section: Section::Housing,
         owner: "ccas-rodez".parse()?,
     };
+    let reader = fed
+        .node("caf12")
+        .running
+        .as_ref()
+        .context("caf")?
+        .node()
+        .clone();
     println!(
-        "{:<44} {:>8} bytes at the owner",
+        "{:<44} {:>8} bytes at the owner, {} at a reader",
         "MLS state of a 5-member share",
-        owner.share_state_bytes(&share).await?
+        owner.share_state_bytes(&share).await?,
+        reader.share_state_bytes(&share).await?
     );
     fed.stop().await;
 

@@ -148,19 +148,28 @@ pub struct Sharing {
     credential: CredentialWithKey,
 }
 
+/// How the members' decryption ratchets tolerate the owner's message order.
+///
+/// A reader skips every message the owner sealed for the others (forward
+/// distance), and the answers to its own concurrent reads can arrive out of
+/// order (out-of-order tolerance: one generation per call a connection may
+/// have in flight). Skipped keys are kept only within that window.
+fn ratchet_config() -> SenderRatchetConfiguration {
+    SenderRatchetConfiguration::new(256, 100_000)
+}
+
 fn group_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(true)
-        // Readers skip the messages the owner sealed for others: allow wide gaps.
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(16, 100_000))
+        .sender_ratchet_configuration(ratchet_config())
         .build()
 }
 
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(16, 100_000))
+        .sender_ratchet_configuration(ratchet_config())
         .build()
 }
 
