@@ -772,6 +772,29 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_concurrent_reads_open_in_any_order() {
+        let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &[&ccas, &caf]);
+        let sealed: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| ccas.sharing.seal(&s, &[i]).expect("seal"))
+            .collect();
+        for (i, m) in sealed.iter().enumerate().rev() {
+            assert_eq!(
+                caf.sharing.open(&s, m, &ccas.key.public()).expect("open"),
+                [i as u8]
+            );
+        }
+        // A message opened once cannot be opened again: its key is consumed.
+        assert!(
+            caf.sharing
+                .open(&s, &sealed[0], &ccas.key.public())
+                .is_err()
+        );
+    }
+
+    #[test]
     fn key_packages_per_owner_are_capped() {
         let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
         for _ in 0..MAX_KEY_PACKAGES {
