@@ -5,4 +5,5 @@ mod bad_input;
 mod read_path;
 mod restart;
 mod roster;
+mod tidy;
 mod transport;
