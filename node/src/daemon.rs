@@ -21,7 +21,8 @@ use crate::storage::{Store, StoreError};
 use crate::transport::{self, PeerClients};
 use crate::types::{Role, UserName};
 
-/// How often a running node closes expired consents and forgets old nonces.
+/// How often a running node closes expired consents, brings back members that
+/// missed a commit, and forgets old nonces.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Why a node could not be initialised or started.
@@ -270,6 +271,9 @@ pub async fn start_with_clock(
             tick.tick().await;
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
+            }
+            if let Err(e) = upkeep_node.resync_members().await {
+                tracing::warn!(error = %e, "bringing members back failed");
             }
             if let Err(e) = upkeep_node.prune_nonces() {
                 tracing::warn!(error = %e, "pruning nonces failed");

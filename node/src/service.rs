@@ -724,7 +724,8 @@ impl Node {
             if let Some(welcome) = change.welcome
                 && let Err(e) = self.network.deliver_welcome(&member, &share, welcome).await
             {
-                tracing::warn!(member = %member.card.id, error = %e, "welcome not delivered; the member will need a fresh one");
+                tracing::warn!(member = %member.card.id, error = %e, "welcome not delivered; the member will get a fresh one");
+                self.mark_for_resync(&share, &member.card.id);
             }
         }
         Ok(consent.id)
@@ -738,7 +739,8 @@ impl Node {
         }
     }
 
-    /// Sends a commit to every listed member except this node.
+    /// Sends a commit to every listed member except this node; a member that
+    /// misses it is marked to be brought back with a fresh Welcome.
     async fn deliver_commit(&self, share: &ShareId, to: &[MemberId], commit: &[u8]) {
         for m in to.iter().filter(|m| **m != self.me) {
             let Ok(member) = self.roster_member(m) else {
@@ -749,9 +751,99 @@ impl Node {
                 .deliver_commit(&member, share, commit.to_vec())
                 .await
             {
-                tracing::warn!(member = %m, error = %e, "commit not delivered; the member will need a fresh welcome");
+                tracing::warn!(member = %m, error = %e, "commit not delivered; the member will get a fresh welcome");
+                self.mark_for_resync(share, m);
             }
         }
+    }
+
+    fn resync_key(share: &ShareId, member: &MemberId) -> String {
+        format!("resync/{}|{member}", share.scope())
+    }
+
+    /// Remembers that `member` is out of step with `share`'s group.
+    fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
+        let marked = self
+            .store
+            .put(
+                Tree::Meta,
+                &Self::resync_key(share, member),
+                &(share, member),
+            )
+            .and_then(|()| self.store.flush());
+        if let Err(e) = marked {
+            tracing::error!(error = %e, "cannot remember a member to bring back");
+        }
+    }
+
+    /// Upkeep: brings back every member that missed a commit or a Welcome of
+    /// one of this node's groups, by removing it and adding it again from a
+    /// fresh KeyPackage; returns how many were brought back. Members no active
+    /// consent names any more are simply forgotten (their removal stands).
+    pub async fn resync_members(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut done = 0;
+        for (key, (share, member)) in self
+            .store
+            .scan::<(ShareId, MemberId)>(Tree::Meta, "resync/")?
+        {
+            let entitled =
+                consent::audience(&self.consents_of(&share.dossier)?, share.section, now)
+                    .contains(&member);
+            if entitled {
+                match self.bring_back(&share, &member).await {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        tracing::warn!(member = %member, error = %e, "member not brought back yet; will retry");
+                        continue;
+                    }
+                }
+            }
+            self.store.remove(Tree::Meta, &key)?;
+        }
+        self.store.flush()?;
+        Ok(done)
+    }
+
+    async fn bring_back(&self, share: &ShareId, member_id: &MemberId) -> Result<()> {
+        let member = self.roster_member(member_id)?;
+        let kp = self.network.fetch_key_package(&member).await?;
+        Sharing::check_key_package(&kp, member_id, &member.card.signing_key)?;
+        let (removal, addition, others) = {
+            let sharing = self.sharing.lock().await;
+            let removal = sharing.remove_member(share, member_id)?;
+            let others = sharing.members(share)?;
+            let addition = sharing.add_member(share, &kp, member_id, &member.card.signing_key)?;
+            (removal, addition, others)
+        };
+        if let Some(change) = removal {
+            self.audit(AuditEvent::GroupMemberRemoved {
+                dossier: share.dossier.clone(),
+                section: share.section,
+                member: member_id.clone(),
+                epoch: change.epoch,
+            })
+            .await?;
+            self.deliver_commit(share, &others, &change.commit).await;
+        }
+        let Some(change) = addition else {
+            return Ok(());
+        };
+        self.audit(AuditEvent::GroupMemberAdded {
+            dossier: share.dossier.clone(),
+            section: share.section,
+            member: member_id.clone(),
+            epoch: change.epoch,
+        })
+        .await?;
+        self.deliver_commit(share, &others, &change.commit).await;
+        let welcome = change
+            .welcome
+            .ok_or_else(|| ServiceError::Internal("an add without a welcome".into()))?;
+        self.network
+            .deliver_welcome(&member, share, welcome)
+            .await?;
+        Ok(())
     }
 
     /// Revokes a consent and removes members who lost access from the share groups.

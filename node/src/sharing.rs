@@ -62,7 +62,9 @@ fn mls<E: fmt::Display>(e: E) -> ShareError {
 }
 
 /// Which share a group carries.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ShareId {
     /// The dossier.
     pub dossier: DossierId,

@@ -134,6 +134,12 @@ impl Store {
         Ok(())
     }
 
+    /// Removes one value (not yet flushed).
+    pub fn remove(&self, tree: Tree, key: &str) -> Result<(), StoreError> {
+        self.tree(tree)?.remove(key.as_bytes())?;
+        Ok(())
+    }
+
     /// Writes a value only if the key is absent; fails with [`StoreError::Exists`] otherwise.
     pub fn insert_new<T: Serialize>(
         &self,

@@ -335,3 +335,55 @@ async fn only_auditors_and_admins_read_the_audit_log() {
         .await;
     assert_eq!(code(cp).0, Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_member_that_missed_a_commit_is_brought_back_with_a_fresh_welcome() {
+    let mut c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let caf = c.desk("caf12", "agent-caf").await;
+    let cd = c.desk("cd12", "agent-cd").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+
+    // caf12 is down while the département joins: it misses that commit.
+    c.fed.node_mut("caf12").stop().await;
+    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    assert_eq!(
+        cd.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("cd reads")
+            .json,
+        HOUSING
+    );
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    c.fed
+        .node_mut("caf12")
+        .start(clock)
+        .await
+        .expect("caf restarts");
+    let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(status, Code::FailedPrecondition, "out of step: {msg}");
+
+    let owner = c.running("ccas-rodez").node();
+    assert_eq!(owner.resync_members().await.expect("upkeep"), 1);
+    assert_eq!(owner.resync_members().await.expect("upkeep again"), 0);
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("caf reads again")
+            .json,
+        HOUSING
+    );
+    assert_eq!(
+        cd.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("cd still reads")
+            .json,
+        HOUSING
+    );
+}
