@@ -13,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tokio::sync::Mutex;
 
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::clock::Clock;
@@ -391,8 +390,8 @@ pub struct Node {
     roster: Arc<CurrentRoster>,
     store: Store,
     audit: AuditLog,
-    /// MLS operations on one node are serialized: the owner is its groups' only committer.
-    sharing: Mutex<Sharing>,
+    /// MLS groups; each group's operations are serialized inside `Sharing`.
+    sharing: Sharing,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -433,7 +432,7 @@ impl Node {
             roster: parts.roster,
             store: parts.store,
             audit: parts.audit,
-            sharing: Mutex::new(sharing),
+            sharing,
             clock: parts.clock,
             network: parts.network,
         };
@@ -655,15 +654,12 @@ impl Node {
         })?;
 
         let mut missing = Vec::new();
-        {
-            let sharing = self.sharing.lock().await;
-            for section in &consent.sections {
-                let share = self.share(&consent.dossier, *section);
-                sharing.ensure_group(&share)?;
-                let present: BTreeSet<MemberId> = sharing.members(&share)?.into_iter().collect();
-                for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
-                    missing.push((share.clone(), self.roster_member(m)?));
-                }
+        for section in &consent.sections {
+            let share = self.share(&consent.dossier, *section);
+            self.sharing.ensure_group(&share)?;
+            let present: BTreeSet<MemberId> = self.sharing.members(&share)?.into_iter().collect();
+            for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
+                missing.push((share.clone(), self.roster_member(m)?));
             }
         }
         let mut additions = Vec::new();
@@ -701,18 +697,15 @@ impl Node {
         .await?;
 
         let mut changes = Vec::new();
-        {
-            let sharing = self.sharing.lock().await;
-            for (share, member, kp) in additions {
-                let existing = sharing.members(&share)?;
-                if let Some(change) =
-                    sharing.add_member(&share, &kp, &member.card.id, &member.card.signing_key)?
-                {
-                    changes.push((share, member, change, existing));
-                }
+        for (share, member, kp) in additions {
+            let added =
+                self.sharing
+                    .add_member(&share, &kp, &member.card.id, &member.card.signing_key)?;
+            if let Some(change) = added {
+                changes.push((share, member, change));
             }
         }
-        for (share, member, change, existing) in changes {
+        for (share, member, change) in changes {
             self.audit(AuditEvent::GroupMemberAdded {
                 dossier: share.dossier.clone(),
                 section: share.section,
@@ -720,7 +713,8 @@ impl Node {
                 epoch: change.epoch,
             })
             .await?;
-            self.deliver_commit(&share, &existing, &change.commit).await;
+            self.deliver_commit(&share, &change.recipients, &change.commit)
+                .await;
             if let Some(welcome) = change.welcome
                 && let Err(e) = self.network.deliver_welcome(&member, &share, welcome).await
             {
@@ -809,13 +803,10 @@ impl Node {
         let member = self.roster_member(member_id)?;
         let kp = self.network.fetch_key_package(&member).await?;
         Sharing::check_key_package(&kp, member_id, &member.card.signing_key)?;
-        let (removal, addition, others) = {
-            let sharing = self.sharing.lock().await;
-            let removal = sharing.remove_member(share, member_id)?;
-            let others = sharing.members(share)?;
-            let addition = sharing.add_member(share, &kp, member_id, &member.card.signing_key)?;
-            (removal, addition, others)
-        };
+        let removal = self.sharing.remove_member(share, member_id)?;
+        let addition = self
+            .sharing
+            .add_member(share, &kp, member_id, &member.card.signing_key)?;
         if let Some(change) = removal {
             self.audit(AuditEvent::GroupMemberRemoved {
                 dossier: share.dossier.clone(),
@@ -824,7 +815,8 @@ impl Node {
                 epoch: change.epoch,
             })
             .await?;
-            self.deliver_commit(share, &others, &change.commit).await;
+            self.deliver_commit(share, &change.recipients, &change.commit)
+                .await;
         }
         let Some(change) = addition else {
             return Ok(());
@@ -836,7 +828,8 @@ impl Node {
             epoch: change.epoch,
         })
         .await?;
-        self.deliver_commit(share, &others, &change.commit).await;
+        self.deliver_commit(share, &change.recipients, &change.commit)
+            .await;
         let welcome = change
             .welcome
             .ok_or_else(|| ServiceError::Internal("an add without a welcome".into()))?;
@@ -899,25 +892,22 @@ impl Node {
     ) -> Result<()> {
         let consents = self.consents_of(dossier)?;
         let mut removals = Vec::new();
-        {
-            let sharing = self.sharing.lock().await;
-            for section in sections {
-                let share = self.share(dossier, *section);
-                if !sharing.has_group(&share)? {
+        for section in sections {
+            let share = self.share(dossier, *section);
+            if !self.sharing.has_group(&share)? {
+                continue;
+            }
+            let keep = consent::audience(&consents, *section, now);
+            for m in self.sharing.members(&share)? {
+                if m == self.me || keep.contains(&m) {
                     continue;
                 }
-                let keep = consent::audience(&consents, *section, now);
-                for m in sharing.members(&share)? {
-                    if m == self.me || keep.contains(&m) {
-                        continue;
-                    }
-                    if let Some(change) = sharing.remove_member(&share, &m)? {
-                        removals.push((share.clone(), m, change, sharing.members(&share)?));
-                    }
+                if let Some(change) = self.sharing.remove_member(&share, &m)? {
+                    removals.push((share.clone(), m, change));
                 }
             }
         }
-        for (share, member, change, remaining) in removals {
+        for (share, member, change) in removals {
             self.audit(AuditEvent::GroupMemberRemoved {
                 dossier: share.dossier.clone(),
                 section: share.section,
@@ -925,7 +915,7 @@ impl Node {
                 epoch: change.epoch,
             })
             .await?;
-            self.deliver_commit(&share, &remaining, &change.commit)
+            self.deliver_commit(&share, &change.recipients, &change.commit)
                 .await;
         }
         Ok(())
@@ -1038,8 +1028,6 @@ impl Node {
         };
         let plaintext = self
             .sharing
-            .lock()
-            .await
             .open(&share, &answer.sealed, &owner_member.card.signing_key)
             .map_err(|e| {
                 ServiceError::FailedPrecondition(format!(
@@ -1146,7 +1134,7 @@ impl Node {
         };
 
         let share = self.share(&req.dossier, req.section);
-        let sealed = self.sharing.lock().await.seal(&share, json.as_bytes())?;
+        let sealed = self.sharing.seal(&share, json.as_bytes())?;
         // The access is durable in the log before anything is answered.
         let leaf = self
             .audit(AuditEvent::ReadGranted {
@@ -1189,7 +1177,7 @@ impl Node {
     pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
         self.roster_member(peer)
             .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
-        Ok(self.sharing.lock().await.new_key_package(peer)?)
+        Ok(self.sharing.new_key_package(peer)?)
     }
 
     fn roster_key(&self) -> impl Fn(&MemberId) -> Option<crate::crypto::PublicKey> + use<> {
@@ -1220,11 +1208,7 @@ impl Node {
         welcome: &[u8],
     ) -> Result<u64> {
         let share = self.share_from_owner(peer, dossier, section)?;
-        let epoch = self
-            .sharing
-            .lock()
-            .await
-            .join(&share, welcome, &self.roster_key())?;
+        let epoch = self.sharing.join(&share, welcome, &self.roster_key())?;
         self.audit(AuditEvent::GroupJoined {
             dossier: share.dossier.clone(),
             section: share.section,
@@ -1246,19 +1230,17 @@ impl Node {
         let share = self.share_from_owner(peer, dossier, section)?;
         Ok(self
             .sharing
-            .lock()
-            .await
             .apply_commit(&share, commit, &self.roster_key())?)
     }
 
     /// Members of a share group as this node sees it (for operators and tests).
     pub async fn share_members(&self, share: &ShareId) -> Result<Vec<MemberId>> {
-        Ok(self.sharing.lock().await.members(share)?)
+        Ok(self.sharing.members(share)?)
     }
 
     /// Bytes of MLS state kept for a share.
     pub async fn share_state_bytes(&self, share: &ShareId) -> Result<usize> {
-        Ok(self.sharing.lock().await.state_bytes(share)?)
+        Ok(self.sharing.state_bytes(share)?)
     }
 
     // ----- audit -----

@@ -8,8 +8,9 @@
 //! half-updated. A KeyPackage handed to an owner gets a snapshot of its own
 //! until the matching Welcome arrives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -91,6 +92,8 @@ impl fmt::Display for ShareId {
 struct Provider {
     crypto: RustCrypto,
     storage: MemoryStorage,
+    /// The snapshot as loaded, to write back only what an operation changed.
+    loaded: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl OpenMlsProvider for Provider {
@@ -112,14 +115,36 @@ impl OpenMlsProvider for Provider {
 impl Provider {
     fn from_snapshot(entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
         let storage = MemoryStorage::default();
+        let copy = entries.clone();
         match storage.values.write() {
-            Ok(mut map) => map.extend(entries),
-            Err(poisoned) => poisoned.into_inner().extend(entries),
+            Ok(mut map) => map.extend(copy),
+            Err(poisoned) => poisoned.into_inner().extend(copy),
         }
         Self {
             crypto: RustCrypto::default(),
             storage,
+            loaded: entries,
         }
+    }
+
+    /// What changed since loading: entries to write and keys to remove.
+    fn changes(&self) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>) {
+        let map = match self.storage.values.read() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let upserts = map
+            .iter()
+            .filter(|(k, v)| self.loaded.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let removals = self
+            .loaded
+            .keys()
+            .filter(|k| !map.contains_key(*k))
+            .cloned()
+            .collect();
+        (upserts, removals)
     }
 
     fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -140,11 +165,16 @@ pub struct GroupChange {
     pub welcome: Option<Vec<u8>>,
     /// The group's epoch after the change.
     pub epoch: u64,
+    /// The members other than the owner that must process the commit.
+    pub recipients: Vec<MemberId>,
 }
 
 /// This node's MLS groups. Not `Debug`: it holds the node's signing key.
 pub struct Sharing {
     store: Store,
+    /// One lock per group (and per owner's KeyPackages): operations on one
+    /// group are serialized, different groups proceed in parallel.
+    locks: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>,
     me: MemberId,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
@@ -203,6 +233,11 @@ fn check_credential(
     }
 }
 
+fn parse_member(id: &str) -> Result<MemberId, ShareError> {
+    id.parse()
+        .map_err(|_| ShareError::Credential(format!("identity {id:?} is not a member id")))
+}
+
 fn decode_message(bytes: &[u8]) -> Result<MlsMessageIn, ShareError> {
     if bytes.len() > MAX_MLS_MESSAGE {
         return Err(ShareError::Malformed("message too large".into()));
@@ -229,18 +264,34 @@ impl Sharing {
         };
         Self {
             store,
+            locks: std::sync::Mutex::new(HashMap::new()),
             me,
             signer,
             credential,
         }
     }
 
+    /// The lock of one scope (a group, or an owner's KeyPackages).
+    fn lock(&self, scope: &str) -> Arc<std::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if locks.len() > 4096 {
+            // Forget locks nobody holds, so the map stays small.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(scope.to_owned()).or_default().clone()
+    }
+
     fn load(&self, scope: &str) -> Result<Provider, ShareError> {
         Ok(Provider::from_snapshot(self.store.mls_load(scope)?))
     }
 
+    /// Writes back what the operation changed, as one sled batch, flushed.
     fn save(&self, scope: &str, provider: &Provider) -> Result<(), ShareError> {
-        Ok(self.store.mls_replace(scope, &provider.snapshot())?)
+        let (upserts, removals) = provider.changes();
+        Ok(self.store.mls_apply(scope, &upserts, &removals)?)
     }
 
     fn load_group(&self, share: &ShareId) -> Result<(Provider, MlsGroup), ShareError> {
@@ -254,6 +305,14 @@ impl Sharing {
 
     /// Whether this node holds state for the share's group.
     pub fn has_group(&self, share: &ShareId) -> Result<bool, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.has_group_unlocked(share)
+    }
+
+    fn has_group_unlocked(&self, share: &ShareId) -> Result<bool, ShareError> {
         match self.load_group(share) {
             Ok(_) => Ok(true),
             Err(ShareError::NoGroup) => Ok(false),
@@ -263,8 +322,12 @@ impl Sharing {
 
     /// Owner: creates the share's group with itself as sole member, if absent.
     pub fn ensure_group(&self, share: &ShareId) -> Result<(), ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         debug_assert_eq!(share.owner, self.me);
-        if self.has_group(share)? {
+        if self.has_group_unlocked(share)? {
             return Ok(());
         }
         let provider = self.load(&share.scope())?;
@@ -281,20 +344,23 @@ impl Sharing {
 
     /// The members of the share's group, by id, as this node sees it.
     pub fn members(&self, share: &ShareId) -> Result<Vec<MemberId>, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (_, group) = self.load_group(share)?;
-        let mut out = Vec::new();
-        for m in group.members() {
-            let id = identity_of(&m.credential)?;
-            out.push(
-                id.parse()
-                    .map_err(|_| ShareError::Credential(format!("identity {id:?}")))?,
-            );
-        }
-        Ok(out)
+        group
+            .members()
+            .map(|m| parse_member(&identity_of(&m.credential)?))
+            .collect()
     }
 
     /// The group's current epoch.
     pub fn epoch(&self, share: &ShareId) -> Result<u64, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(self.load_group(share)?.1.epoch().as_u64())
     }
 
@@ -307,6 +373,10 @@ impl Sharing {
     /// Welcome from that owner can use it; at most [`MAX_KEY_PACKAGES`] are
     /// outstanding per owner.
     pub fn new_key_package(&self, owner: &MemberId) -> Result<Vec<u8>, ShareError> {
+        let lock = self.lock(&kp_prefix(owner));
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.store.mls_scope_count(&kp_prefix(owner))? >= MAX_KEY_PACKAGES {
             return Err(ShareError::TooManyKeyPackages);
         }
@@ -361,11 +431,20 @@ impl Sharing {
         member: &MemberId,
         roster_key: &PublicKey,
     ) -> Result<Option<GroupChange>, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let kp = Self::check_key_package(key_package, member, roster_key)?;
         let (provider, mut group) = self.load_group(share)?;
+        let mut recipients = Vec::new();
         for m in group.members() {
-            if identity_of(&m.credential)? == member.as_str() {
+            let id = identity_of(&m.credential)?;
+            if id == member.as_str() {
                 return Ok(None);
+            }
+            if id != self.me.as_str() {
+                recipients.push(parse_member(&id)?);
             }
         }
         let (commit, welcome, _) = group
@@ -377,6 +456,7 @@ impl Sharing {
             commit: encode(&commit)?,
             welcome: Some(encode(&welcome)?),
             epoch: group.epoch().as_u64(),
+            recipients,
         }))
     }
 
@@ -386,11 +466,19 @@ impl Sharing {
         share: &ShareId,
         member: &MemberId,
     ) -> Result<Option<GroupChange>, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (provider, mut group) = self.load_group(share)?;
         let mut leaves = Vec::new();
+        let mut recipients = Vec::new();
         for m in group.members() {
-            if identity_of(&m.credential)? == member.as_str() {
+            let id = identity_of(&m.credential)?;
+            if id == member.as_str() {
                 leaves.push(m.index);
+            } else if id != self.me.as_str() {
+                recipients.push(parse_member(&id)?);
             }
         }
         if leaves.is_empty() {
@@ -405,11 +493,16 @@ impl Sharing {
             commit: encode(&commit)?,
             welcome: None,
             epoch: group.epoch().as_u64(),
+            recipients,
         }))
     }
 
     /// Owner: seals `plaintext` as an application message for the group.
     pub fn seal(&self, share: &ShareId, plaintext: &[u8]) -> Result<Vec<u8>, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (provider, mut group) = self.load_group(share)?;
         let msg = group
             .create_message(&provider, &self.signer, plaintext)
@@ -427,6 +520,10 @@ impl Sharing {
         welcome: &[u8],
         roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
     ) -> Result<u64, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let owner_key = roster_key(&share.owner).ok_or_else(|| {
             ShareError::Credential(format!("{} is not an active member", share.owner))
         })?;
@@ -462,11 +559,9 @@ impl Sharing {
             check_credential(&m.credential, &m.signature_key, roster_key)?;
         }
         let group = staged.into_group(&provider).map_err(mls)?;
-        if self.has_group(share)? {
-            // A fresh Welcome replaces stale state (a member brought back).
-            self.store.mls_replace(&share.scope(), &BTreeMap::new())?;
-        }
-        self.save(&share.scope(), &provider)?;
+        // The whole snapshot replaces any stale state (a member brought back).
+        self.store
+            .mls_replace(&share.scope(), &provider.snapshot())?;
         self.store.mls_replace(&kp_scope, &BTreeMap::new())?;
         Ok(group.epoch().as_u64())
     }
@@ -505,6 +600,10 @@ impl Sharing {
         commit: &[u8],
         roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
     ) -> Result<u64, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let owner_key = roster_key(&share.owner).ok_or_else(|| {
             ShareError::Credential(format!("{} is not an active member", share.owner))
         })?;
@@ -532,6 +631,10 @@ impl Sharing {
         sealed: &[u8],
         owner_key: &PublicKey,
     ) -> Result<Vec<u8>, ShareError> {
+        let lock = self.lock(&share.scope());
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (provider, _group, processed) = self.process(share, sealed, owner_key)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(ShareError::Malformed(

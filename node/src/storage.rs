@@ -239,6 +239,33 @@ impl Store {
         Ok(scopes.len())
     }
 
+    /// Applies changes to one MLS state snapshot atomically (one sled batch) and flushes.
+    pub fn mls_apply(
+        &self,
+        scope: &str,
+        upserts: &[(Vec<u8>, Vec<u8>)],
+        removals: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        if upserts.is_empty() && removals.is_empty() {
+            return Ok(());
+        }
+        let prefix = mls_prefix(scope);
+        let key = |k: &[u8]| {
+            let mut full = prefix.clone();
+            full.extend_from_slice(k);
+            full
+        };
+        let mut batch = sled::Batch::default();
+        for k in removals {
+            batch.remove(key(k));
+        }
+        for (k, v) in upserts {
+            batch.insert(key(k), v.as_slice());
+        }
+        self.mls.apply_batch(batch)?;
+        self.flush()
+    }
+
     /// Total bytes of one MLS state snapshot (keys and values).
     pub fn mls_size(&self, scope: &str) -> Result<usize, StoreError> {
         Ok(self
