@@ -88,6 +88,9 @@ impl fmt::Display for ShareId {
     }
 }
 
+/// Entries to write and keys to remove in a snapshot.
+type SnapshotChanges = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
+
 /// An openmls provider over one share's snapshot.
 struct Provider {
     crypto: RustCrypto,
@@ -128,7 +131,7 @@ impl Provider {
     }
 
     /// What changed since loading: entries to write and keys to remove.
-    fn changes(&self) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>) {
+    fn changes(&self) -> SnapshotChanges {
         let map = match self.storage.values.read() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
