@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use maillon_node::audit::{AuditEvent, AuditLog};
 use maillon_node::clock::SystemClock;
 use maillon_node::crypto::NodeKey;
-use maillon_node::sharing::ShareId;
-use maillon_node::types::{MemberKind, Role, Section};
+use maillon_node::sharing::{ShareId, Sharing};
+use maillon_node::storage::Store;
+use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
@@ -225,6 +226,46 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         reader.share_state_bytes(&share).await?
     );
     fed.stop().await;
+
+    // The MLS part of a read on its own: seal at the owner, open at a reader,
+    // each loading and writing back the group's state in sled.
+    let (owner_dir, reader_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (owner_key, reader_key) = (NodeKey::generate(), NodeKey::generate());
+    let (owner_id, reader_id): (MemberId, MemberId) = ("ccas-rodez".parse()?, "caf12".parse()?);
+    let owner = Sharing::new(Store::open(owner_dir.path())?, owner_id.clone(), &owner_key);
+    let reader = Sharing::new(
+        Store::open(reader_dir.path())?,
+        reader_id.clone(),
+        &reader_key,
+    );
+    let share = ShareId {
+        dossier: DossierId::random(),
+        section: Section::Housing,
+        owner: owner_id.clone(),
+    };
+    owner.ensure_group(&share)?;
+    let kp = reader.new_key_package(&owner_id)?;
+    let change = owner
+        .add_member(&share, &kp, &reader_id, &reader_key.public())?
+        .context("added")?;
+    let keys = [
+        (owner_id, owner_key.public()),
+        (reader_id, reader_key.public()),
+    ];
+    let roster = |m: &MemberId| keys.iter().find(|(id, _)| id == m).map(|(_, k)| *k);
+    reader.join(&share, &change.welcome.context("welcome")?, &roster)?;
+    let payload = vec![b'x'; 1024];
+    let (mut seals, mut opens) = (Vec::new(), Vec::new());
+    for _ in 0..reads.min(2000) {
+        let t = Instant::now();
+        let sealed = owner.seal(&share, &payload)?;
+        seals.push(t.elapsed());
+        let t = Instant::now();
+        reader.open(&share, &sealed, &owner_key.public())?;
+        opens.push(t.elapsed());
+    }
+    report("MLS seal 1 KiB, state persisted", seals);
+    report("MLS open 1 KiB, state persisted", opens);
 
     // Durable audit appends with group commit, 64 writers.
     let dir = tempfile::tempdir()?;
