@@ -89,9 +89,12 @@ pub enum NodeCmd {
         /// Kind: departement, ccas, caf, cpam, hospital, association.
         #[arg(long)]
         kind: String,
-        /// Peer API address (listen and advertised), ip:port.
+        /// Peer API listen address, ip:port.
         #[arg(long)]
         peer_addr: SocketAddr,
+        /// What other members dial to reach the peer API, host:port (default: --peer-addr).
+        #[arg(long)]
+        peer_endpoint: Option<String>,
         /// Client API address, ip:port.
         #[arg(long)]
         client_addr: SocketAddr,
@@ -326,6 +329,7 @@ pub async fn run(args: Args) -> Result<()> {
             name,
             kind,
             peer_addr,
+            peer_endpoint,
             client_addr,
         }) => {
             let init = maillon_node::daemon::init(&InitOptions {
@@ -334,6 +338,7 @@ pub async fn run(args: Args) -> Result<()> {
                 name,
                 kind: kind.parse()?,
                 peer_addr,
+                peer_endpoint,
                 client_addr,
             })
             .await?;

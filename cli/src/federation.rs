@@ -137,6 +137,7 @@ impl LocalFederation {
                 name: f.name.into(),
                 kind: f.kind,
                 peer_addr: free_loopback_addr()?,
+                peer_endpoint: None,
                 client_addr: free_loopback_addr()?,
             })
             .await

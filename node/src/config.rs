@@ -89,8 +89,10 @@ pub struct InitOptions {
     pub name: String,
     /// Kind of institution.
     pub kind: MemberKind,
-    /// Peer API listen address (also the advertised endpoint).
+    /// Peer API listen address.
     pub peer_addr: SocketAddr,
+    /// The endpoint other members dial (`host:port`); defaults to `peer_addr`.
+    pub peer_endpoint: Option<String>,
     /// Client API listen address.
     pub client_addr: SocketAddr,
 }
@@ -231,6 +233,17 @@ impl Config {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io(dir))?;
         }
+        if let Some(e) = &opts.peer_endpoint {
+            let port_ok = e
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(ConfigError::Invalid {
+                    path: dir.clone(),
+                    reason: format!("peer endpoint {e:?}: expected host:port"),
+                });
+            }
+        }
         if opts.name.trim().is_empty() || opts.name.len() > 200 {
             return Err(ConfigError::Invalid {
                 path: dir.clone(),
@@ -243,7 +256,10 @@ impl Config {
             kind: opts.kind.to_string(),
             peer_listen: opts.peer_addr.to_string(),
             client_listen: opts.client_addr.to_string(),
-            peer_endpoint: opts.peer_addr.to_string(),
+            peer_endpoint: opts
+                .peer_endpoint
+                .clone()
+                .unwrap_or_else(|| opts.peer_addr.to_string()),
         };
         let cfg_path = Self::file(dir);
         let text = toml::to_string(&raw).map_err(|e| ConfigError::Invalid {

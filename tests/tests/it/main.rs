@@ -2,6 +2,7 @@
 //! binary, one module per area.
 
 mod bad_input;
+mod cli;
 mod read_path;
 mod restart;
 mod roster;

@@ -29,6 +29,7 @@ async fn two_founders(dir: &std::path::Path) -> (Vec<std::path::PathBuf>, Signed
             name: id.to_uppercase(),
             kind,
             peer_addr: free(),
+            peer_endpoint: None,
             client_addr: free(),
         })
         .await
