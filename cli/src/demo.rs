@@ -302,12 +302,19 @@ pub async fn run(keep: bool) -> Result<()> {
                 n.dir.join("admin.profile.toml").display()
             );
         }
+        let profile =
+            |member: &str, user: &str| fed.node(member).dir.join(format!("{user}.profile.toml"));
         println!(
-            "   maillon --profile {} share read {dossier} housing --from ccas-rodez",
-            fed.node("caf12")
-                .dir
-                .join("agent-caf.profile.toml")
-                .display()
+            "   maillon --profile {} share read {dossier} housing --from ccas-rodez   # allowed",
+            profile("cd12", "agent-cd").display()
+        );
+        println!(
+            "   maillon --profile {} share read {dossier} housing --from ccas-rodez   # refused: consent revoked",
+            profile("caf12", "agent-caf").display()
+        );
+        println!(
+            "   maillon --profile {} audit tail",
+            profile("ccas-rodez", "dpo").display()
         );
         println!(
             "Press Ctrl-C to stop them; the folder {} is kept.",
