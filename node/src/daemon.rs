@@ -206,7 +206,7 @@ pub async fn start_with_clock(
             config.member
         )));
     }
-    let store = open_store_retrying(&config.store_dir()).await?;
+    let store = Store::open(&config.store_dir())?;
     let audit = AuditLog::open(
         &config.audit_dir(),
         audit_origin(&config.member),
@@ -289,23 +289,4 @@ pub async fn start_with_clock(
         server,
         upkeep,
     })
-}
-
-/// sled holds a file lock until the last handle of a previous run is dropped;
-/// give a just-stopped node a moment to let go.
-async fn open_store_retrying(dir: &Path) -> Result<Store, StoreError> {
-    let mut last = None;
-    for _ in 0..50 {
-        match Store::open(dir) {
-            Ok(s) => return Ok(s),
-            Err(StoreError::Sled(sled::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                last = Some(StoreError::Sled(sled::Error::Io(e)));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(StoreError::Exists("store lock")))
 }

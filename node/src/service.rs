@@ -192,6 +192,30 @@ pub struct Receipt {
     pub time: i64,
 }
 
+impl Receipt {
+    /// Checks an owner's signed receipt: signed by `owner`'s roster key (context
+    /// `maillon/v1/receipt`), naming `owner` and the request we sent.
+    pub fn verify(signed: &SignedBytes, owner: &RosterMember, request_hash: &str) -> Result<Self> {
+        let id = &owner.card.id;
+        owner
+            .card
+            .signing_key
+            .verify(Context::Receipt, &signed.bytes, &signed.signature)
+            .map_err(|_| {
+                ServiceError::FailedPrecondition(format!("the receipt from {id} does not verify"))
+            })?;
+        let receipt: Receipt = serde_json::from_slice(&signed.bytes).map_err(|_| {
+            ServiceError::FailedPrecondition(format!("the receipt from {id} is malformed"))
+        })?;
+        if receipt.request != request_hash || &receipt.owner != id {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the receipt from {id} is for another request"
+            )));
+        }
+        Ok(receipt)
+    }
+}
+
 /// A node-local user, as stored (the token only as a hash).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -990,27 +1014,7 @@ impl Node {
             .read_share(&owner_member, SignedBytes { bytes, signature })
             .await?;
 
-        owner_member
-            .card
-            .signing_key
-            .verify(
-                Context::Receipt,
-                &answer.receipt.bytes,
-                &answer.receipt.signature,
-            )
-            .map_err(|_| {
-                ServiceError::FailedPrecondition(format!(
-                    "the receipt from {owner} does not verify"
-                ))
-            })?;
-        let receipt: Receipt = serde_json::from_slice(&answer.receipt.bytes).map_err(|_| {
-            ServiceError::FailedPrecondition(format!("the receipt from {owner} is malformed"))
-        })?;
-        if receipt.request != request_hash || &receipt.owner != owner {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "the receipt from {owner} is for another request"
-            )));
-        }
+        let receipt = Receipt::verify(&answer.receipt, &owner_member, &request_hash)?;
         // The owner logged the access: log its receipt before anything else can fail.
         self.audit(AuditEvent::ReceiptLogged {
             owner: owner.clone(),
@@ -1276,5 +1280,92 @@ impl Node {
         let note = self.audit.checkpoint(&self.key)?;
         let vkey = crate::audit::note::verifier_key(self.audit.origin(), &self.key.public());
         Ok((note, vkey))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::MemberCard;
+    use crate::types::{MemberKind, MemberStatus};
+
+    fn owner(key: &NodeKey) -> RosterMember {
+        RosterMember {
+            card: MemberCard {
+                id: "ccas-rodez".parse().expect("id"),
+                name: "CCAS".into(),
+                kind: MemberKind::Ccas,
+                endpoint: "127.0.0.1:1".into(),
+                signing_key: key.public(),
+                tls_spki_sha256: crate::crypto::SpkiHash([0; 32]),
+            },
+            status: MemberStatus::Active,
+            voting: true,
+        }
+    }
+
+    fn signed(receipt: &Receipt, key: &NodeKey, ctx: Context) -> SignedBytes {
+        let bytes = serde_json::to_vec(receipt).expect("json");
+        SignedBytes {
+            signature: key.sign(ctx, &bytes),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn readers_check_every_part_of_the_owners_receipt() {
+        let key = NodeKey::generate();
+        let member = owner(&key);
+        let receipt = Receipt {
+            owner: member.card.id.clone(),
+            request: "ab".repeat(32),
+            leaf: 7,
+            time: 0,
+        };
+        let good = signed(&receipt, &key, Context::Receipt);
+        assert_eq!(
+            Receipt::verify(&good, &member, &receipt.request)
+                .expect("valid")
+                .leaf,
+            7
+        );
+        // Another request's receipt.
+        assert!(Receipt::verify(&good, &member, &"cd".repeat(32)).is_err());
+        // Signed by another key, or in another context.
+        assert!(
+            Receipt::verify(
+                &signed(&receipt, &NodeKey::generate(), Context::Receipt),
+                &member,
+                &receipt.request
+            )
+            .is_err()
+        );
+        assert!(
+            Receipt::verify(
+                &signed(&receipt, &key, Context::Request),
+                &member,
+                &receipt.request
+            )
+            .is_err()
+        );
+        // Naming another owner.
+        let other = Receipt {
+            owner: "cd12".parse().expect("id"),
+            ..receipt.clone()
+        };
+        assert!(
+            Receipt::verify(
+                &signed(&other, &key, Context::Receipt),
+                &member,
+                &receipt.request
+            )
+            .is_err()
+        );
+        // Not a receipt at all, correctly signed.
+        let junk = SignedBytes {
+            signature: key.sign(Context::Receipt, b"{}"),
+            bytes: b"{}".to_vec(),
+        };
+        assert!(Receipt::verify(&junk, &member, &receipt.request).is_err());
     }
 }

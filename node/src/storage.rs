@@ -34,6 +34,9 @@ pub enum StoreError {
         /// The version on disk.
         found: u32,
     },
+    /// Another process (or a node not yet stopped) holds the store.
+    #[error("store {0} is in use by another process")]
+    Locked(String),
     /// A record that must be unique already exists.
     #[error("{0} already exists")]
     Exists(&'static str),
@@ -91,7 +94,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its schema version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = open_waiting_for_lock(dir)?;
         let mls = db.open_tree("mls")?;
         let store = Self { db, mls };
         match store.get::<u32>(Tree::Meta, "schema")? {
@@ -279,6 +282,30 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// How long [`Store::open`] waits for another handle to release the store.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled, waiting while a handle that is being dropped (a node that just
+/// stopped, whose background flusher still runs) holds the file lock.
+fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked(dir.display().to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

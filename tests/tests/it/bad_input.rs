@@ -69,6 +69,36 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
         .await;
     assert_eq!(code(too_many).0, Code::InvalidArgument);
 
+    let (status, _) = code(ccas.get(&d, "resources").await);
+    assert_eq!(status, Code::NotFound);
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    for (name, role, want) in [
+        ("agent-ccas", "caseworker", Code::AlreadyExists),
+        ("someone", "superuser", Code::InvalidArgument),
+        ("bad name!", "auditor", Code::InvalidArgument),
+    ] {
+        let r = admin
+            .api()
+            .add_user(admin.req(pb::AddUserRequest {
+                name: name.into(),
+                role: role.into(),
+            }))
+            .await;
+        assert_eq!(code(r).0, want, "{name} {role}");
+    }
+    let admin_reads = admin
+        .api()
+        .get_section(admin.req(pb::GetSectionRequest {
+            dossier: d.clone(),
+            section: "housing".into(),
+        }))
+        .await;
+    assert_eq!(
+        code(admin_reads).0,
+        Code::PermissionDenied,
+        "an admin is not a caseworker"
+    );
+
     assert_eq!(
         ccas.get(&d, "housing").await.expect("unchanged"),
         r#"{"loyer":450}"#
