@@ -42,6 +42,8 @@ pub struct LocalNode {
     pub admin: Profile,
     /// The node while it runs.
     pub running: Option<RunningNode>,
+    /// Its listeners, bound at creation and handed over at first start.
+    listeners: Option<daemon::Listeners>,
 }
 
 impl LocalNode {
@@ -84,7 +86,7 @@ impl LocalNode {
     pub async fn start(&mut self, clock: Arc<dyn Clock>) -> Result<()> {
         anyhow::ensure!(self.running.is_none(), "{} is already running", self.id);
         self.running = Some(
-            daemon::start_with_clock(&self.dir, clock)
+            daemon::start_with_listeners(&self.dir, clock, self.listeners.take())
                 .await
                 .with_context(|| format!("starting {}", self.id))?,
         );
@@ -101,9 +103,17 @@ pub struct LocalFederation {
     pub nodes: Vec<LocalNode>,
 }
 
-fn free_loopback_addr() -> Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(l.local_addr()?)
+/// Binds a loopback port below the kernel's ephemeral range, so that the
+/// local ends of outgoing connections never take it while a node restarts.
+fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
+    for _ in 0..200 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            let addr = l.local_addr()?;
+            return Ok((l, addr));
+        }
+    }
+    anyhow::bail!("no free loopback port found")
 }
 
 impl LocalFederation {
@@ -131,14 +141,16 @@ impl LocalFederation {
         let mut cards: Vec<MemberCard> = Vec::new();
         for f in founders {
             let node_dir = dir.join(f.id);
+            let (peer, peer_addr) = bind_loopback()?;
+            let (client, client_addr) = bind_loopback()?;
             let init = daemon::init(&InitOptions {
                 dir: node_dir.clone(),
                 member: f.id.parse()?,
                 name: f.name.into(),
                 kind: f.kind,
-                peer_addr: free_loopback_addr()?,
+                peer_addr,
                 peer_endpoint: None,
-                client_addr: free_loopback_addr()?,
+                client_addr,
             })
             .await
             .with_context(|| format!("initialising {}", f.id))?;
@@ -149,6 +161,7 @@ impl LocalFederation {
                 dir: node_dir,
                 admin: init.admin_profile,
                 running: None,
+                listeners: Some((peer, client)),
             });
         }
         let mut roster = Roster::genesis(federation, "2/3".parse()?, cards, Charter::default())?;

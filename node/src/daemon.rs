@@ -193,6 +193,20 @@ pub async fn start_with_clock(
     dir: &Path,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningNode, StartError> {
+    start_with_listeners(dir, clock, None).await
+}
+
+/// Listeners bound ahead of start (peer API, client API), as tests and the
+/// demo do so that no other process can take their ports in between.
+pub type Listeners = (std::net::TcpListener, std::net::TcpListener);
+
+/// Starts the node in `dir` on already bound listeners, or binds the
+/// configured addresses when `listeners` is `None`.
+pub async fn start_with_listeners(
+    dir: &Path,
+    clock: Arc<dyn Clock>,
+    listeners: Option<Listeners>,
+) -> Result<RunningNode, StartError> {
     let config = Config::load(dir)?;
     let key = NodeKey::read(&config.signing_key_path())?;
     let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
@@ -226,13 +240,22 @@ pub async fn start_with_clock(
         })
         .await?,
     );
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
+    let bind = |addr: SocketAddr, given: Option<std::net::TcpListener>| async move {
+        let err = |source| StartError::Bind { addr, source };
+        match given {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(err)?;
+                TcpListener::from_std(l).map_err(err)
+            }
+            None => TcpListener::bind(addr).await.map_err(err),
+        }
     };
-    let peer_listener = bind(config.peer_listen).await?;
-    let client_listener = bind(config.client_listen).await?;
+    let (peer_given, client_given) = match listeners {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
+    let peer_listener = bind(config.peer_listen, peer_given).await?;
+    let client_listener = bind(config.client_listen, client_given).await?;
     let peer_addr = peer_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
