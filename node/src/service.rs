@@ -97,9 +97,6 @@ impl From<ShareError> for ServiceError {
                 "the welcome matches no key package of this node".into(),
             ),
             ShareError::Mls(m) => ServiceError::FailedPrecondition(format!("mls: {m}")),
-            ShareError::TooManyKeyPackages => ServiceError::ResourceExhausted(
-                "too many unused key packages for this owner".into(),
-            ),
             ShareError::Store(s) => s.into(),
         }
     }

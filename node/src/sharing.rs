@@ -50,9 +50,6 @@ pub enum ShareError {
     /// A credential in the group or a message is not the one the roster lists.
     #[error("credential mismatch: {0}")]
     Credential(String),
-    /// This node already handed the owner as many KeyPackages as it keeps.
-    #[error("too many unused key packages for this owner")]
-    TooManyKeyPackages,
     /// openmls refused the operation (wrong epoch, cannot decrypt, …).
     #[error("mls: {0}")]
     Mls(String),
@@ -193,11 +190,16 @@ fn ratchet_config() -> SenderRatchetConfiguration {
     SenderRatchetConfiguration::new(256, 100_000)
 }
 
+/// Past epochs whose secrets a member keeps, so that an answer sealed just
+/// before a membership change still opens once the commit is applied.
+const MAX_PAST_EPOCHS: usize = 2;
+
 fn group_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(true)
         .sender_ratchet_configuration(ratchet_config())
+        .max_past_epochs(MAX_PAST_EPOCHS)
         .build()
 }
 
@@ -205,6 +207,7 @@ fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .sender_ratchet_configuration(ratchet_config())
+        .max_past_epochs(MAX_PAST_EPOCHS)
         .build()
 }
 
@@ -374,14 +377,19 @@ impl Sharing {
 
     /// Member side: a fresh KeyPackage for `owner` to add us with. Only a
     /// Welcome from that owner can use it; at most [`MAX_KEY_PACKAGES`] are
-    /// outstanding per owner.
+    /// kept per owner, a new one replacing an unused one beyond that.
     pub fn new_key_package(&self, owner: &MemberId) -> Result<Vec<u8>, ShareError> {
         let lock = self.lock(&kp_prefix(owner));
         let _guard = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.store.mls_scope_count(&kp_prefix(owner))? >= MAX_KEY_PACKAGES {
-            return Err(ShareError::TooManyKeyPackages);
+        let outstanding = self.store.mls_scopes(&kp_prefix(owner))?;
+        if outstanding.len() >= MAX_KEY_PACKAGES {
+            // Forget one unused package (hash order is random order) rather than
+            // refuse: left-over packages must never lock an owner out.
+            if let Some(oldest) = outstanding.first() {
+                self.store.mls_replace(oldest, &BTreeMap::new())?;
+            }
         }
         let provider = Provider::from_snapshot(BTreeMap::new());
         let bundle = KeyPackage::builder()
@@ -562,10 +570,12 @@ impl Sharing {
             check_credential(&m.credential, &m.signature_key, roster_key)?;
         }
         let group = staged.into_group(&provider).map_err(mls)?;
-        // The whole snapshot replaces any stale state (a member brought back).
+        // The whole snapshot replaces any stale state (a member brought back),
+        // and the used key package goes, in one batch.
+        let state = provider.snapshot();
+        let used = BTreeMap::new();
         self.store
-            .mls_replace(&share.scope(), &provider.snapshot())?;
-        self.store.mls_replace(&kp_scope, &BTreeMap::new())?;
+            .mls_replace_many(&[(&share.scope(), &state), (&kp_scope, &used)])?;
         Ok(group.epoch().as_u64())
     }
 
@@ -903,19 +913,28 @@ mod tests {
     }
 
     #[test]
-    fn key_packages_per_owner_are_capped() {
+    fn unused_key_packages_per_owner_are_capped_without_locking_the_owner_out() {
         let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
-        for _ in 0..MAX_KEY_PACKAGES {
-            caf.sharing.new_key_package(&ccas.id).expect("kp");
+        for _ in 0..MAX_KEY_PACKAGES + 10 {
+            caf.sharing
+                .new_key_package(&ccas.id)
+                .expect("a key package, always");
         }
-        assert!(matches!(
-            caf.sharing.new_key_package(&ccas.id),
-            Err(ShareError::TooManyKeyPackages)
-        ));
-        let other: MemberId = "cd12".parse().expect("id");
-        assert!(
-            caf.sharing.new_key_package(&other).is_ok(),
-            "the cap is per owner"
-        );
+        let kept = caf
+            .sharing
+            .store
+            .mls_scopes(&kp_prefix(&ccas.id))
+            .expect("scopes");
+        assert_eq!(kept.len(), MAX_KEY_PACKAGES);
+        // The newest still works: it replaced an unused one, and goes once used.
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &[&ccas, &caf]);
+        let left = caf
+            .sharing
+            .store
+            .mls_scopes(&kp_prefix(&ccas.id))
+            .expect("scopes");
+        assert_eq!(left.len(), MAX_KEY_PACKAGES - 1);
     }
 }

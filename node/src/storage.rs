@@ -143,6 +143,24 @@ impl Store {
         Ok(())
     }
 
+    /// Removes one value only if it still equals `expected` (not yet flushed);
+    /// returns whether it was removed.
+    pub fn remove_if_unchanged<T: Serialize>(
+        &self,
+        tree: Tree,
+        key: &str,
+        expected: &T,
+    ) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(expected).map_err(|source| StoreError::Decode {
+            tree: tree.name(),
+            source,
+        })?;
+        Ok(self
+            .tree(tree)?
+            .compare_and_swap(key.as_bytes(), Some(bytes), None as Option<&[u8]>)?
+            .is_ok())
+    }
+
     /// Writes a value only if the key is absent; fails with [`StoreError::Exists`] otherwise.
     pub fn insert_new<T: Serialize>(
         &self,
@@ -213,33 +231,44 @@ impl Store {
         scope: &str,
         entries: &BTreeMap<Vec<u8>, Vec<u8>>,
     ) -> Result<(), StoreError> {
-        let prefix = mls_prefix(scope);
+        self.mls_replace_many(&[(scope, entries)])
+    }
+
+    /// Replaces several MLS state snapshots in one sled batch (an empty map
+    /// deletes a snapshot) and flushes.
+    pub fn mls_replace_many(
+        &self,
+        snapshots: &[(&str, &BTreeMap<Vec<u8>, Vec<u8>>)],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for item in self.mls.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            if !entries.contains_key(&k[prefix.len()..]) {
-                batch.remove(k);
+        for (scope, entries) in snapshots {
+            let prefix = mls_prefix(scope);
+            for item in self.mls.scan_prefix(&prefix) {
+                let (k, _) = item?;
+                if !entries.contains_key(&k[prefix.len()..]) {
+                    batch.remove(k);
+                }
             }
-        }
-        for (k, v) in entries {
-            let mut key = prefix.clone();
-            key.extend_from_slice(k);
-            batch.insert(key, v.as_slice());
+            for (k, v) in entries.iter() {
+                let mut key = prefix.clone();
+                key.extend_from_slice(k);
+                batch.insert(key, v.as_slice());
+            }
         }
         self.mls.apply_batch(batch)?;
         self.flush()
     }
 
-    /// How many MLS snapshots have a scope starting with `prefix`.
-    pub fn mls_scope_count(&self, prefix: &str) -> Result<usize, StoreError> {
+    /// The scopes of the MLS snapshots whose scope starts with `prefix`.
+    pub fn mls_scopes(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut scopes = std::collections::BTreeSet::new();
         for item in self.mls.scan_prefix(prefix.as_bytes()) {
             let (k, _) = item?;
             if let Some(end) = k.iter().position(|&b| b == 0) {
-                scopes.insert(k[..end].to_vec());
+                scopes.insert(String::from_utf8_lossy(&k[..end]).into_owned());
             }
         }
-        Ok(scopes.len())
+        Ok(scopes.into_iter().collect())
     }
 
     /// Applies changes to one MLS state snapshot atomically (one sled batch) and flushes.
