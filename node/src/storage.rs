@@ -10,6 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The raw key-value entries of one MLS state snapshot.
+pub type MlsSnapshot = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// The on-disk schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -226,20 +229,13 @@ impl Store {
     }
 
     /// Replaces one MLS state snapshot atomically (one sled batch) and flushes.
-    pub fn mls_replace(
-        &self,
-        scope: &str,
-        entries: &BTreeMap<Vec<u8>, Vec<u8>>,
-    ) -> Result<(), StoreError> {
+    pub fn mls_replace(&self, scope: &str, entries: &MlsSnapshot) -> Result<(), StoreError> {
         self.mls_replace_many(&[(scope, entries)])
     }
 
     /// Replaces several MLS state snapshots in one sled batch (an empty map
     /// deletes a snapshot) and flushes.
-    pub fn mls_replace_many(
-        &self,
-        snapshots: &[(&str, &BTreeMap<Vec<u8>, Vec<u8>>)],
-    ) -> Result<(), StoreError> {
+    pub fn mls_replace_many(&self, snapshots: &[(&str, &MlsSnapshot)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (scope, entries) in snapshots {
             let prefix = mls_prefix(scope);
