@@ -4,7 +4,7 @@
 //! the store. It reaches other nodes through the [`PeerNetwork`] trait, which
 //! the transport implements, so that this layer never names tonic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +31,10 @@ pub const MAX_SECTION: usize = 64 * 1024;
 pub const MAX_REQUEST: usize = 16 * 1024;
 /// How far a request's time may be from the owner's clock (seconds).
 pub const REQUEST_WINDOW: i64 = 120;
+/// Base delay before retrying to bring a member back (doubles per attempt).
+const UPKEEP_RETRY_BASE: i64 = 60;
+/// Least time between two fresh Welcomes a member may ask for, per share.
+pub const WELCOME_REQUEST_INTERVAL: i64 = 30;
 /// Longest name field of a dossier.
 pub const MAX_NAME: usize = 100;
 
@@ -124,6 +128,12 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         member: &'a RosterMember,
         share: &'a ShareId,
         commit: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Asks the owner of `share` for a fresh Welcome.
+    fn request_welcome<'a>(
+        &'a self,
+        owner: &'a RosterMember,
+        share: &'a ShareId,
     ) -> BoxFuture<'a, Result<u64>>;
     /// Sends a signed read request to the owner.
     fn read_share<'a>(
@@ -404,6 +414,42 @@ fn consent_key(dossier: &DossierId, id: &ConsentId) -> String {
     format!("{dossier}/{id}")
 }
 
+/// One async lock per share group.
+#[derive(Default)]
+struct MembershipLocks {
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+impl MembershipLocks {
+    fn get(&self, share: &ShareId) -> Arc<tokio::sync::RwLock<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if locks.len() > 4096 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(share.scope()).or_default().clone()
+    }
+
+    async fn change(&self, share: &ShareId) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.get(share).write_owned().await
+    }
+
+    async fn seal(&self, share: &ShareId) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.get(share).read_owned().await
+    }
+}
+
+/// A member to bring back into a share's group, with its retry schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Resync {
+    share: ShareId,
+    member: MemberId,
+    attempts: u32,
+    next_at: i64,
+}
+
 /// Everything a node knows and does. Handlers call one method per RPC.
 pub struct Node {
     me: MemberId,
@@ -413,6 +459,10 @@ pub struct Node {
     audit: AuditLog,
     /// MLS groups; each group's operations are serialized inside `Sharing`.
     sharing: Sharing,
+    /// Per share: membership changes (decision, commit, delivery) hold it
+    /// exclusively; seals hold it shared, so no answer is sealed in an epoch
+    /// whose commit is still on its way to the members.
+    membership: MembershipLocks,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -454,6 +504,7 @@ impl Node {
             store: parts.store,
             audit: parts.audit,
             sharing,
+            membership: MembershipLocks::default(),
             clock: parts.clock,
             network: parts.network,
         };
@@ -674,6 +725,15 @@ impl Node {
             }
         })?;
 
+        // Sections are sorted, so concurrent grants take these locks in one order.
+        let mut _changing = Vec::new();
+        for section in &consent.sections {
+            _changing.push(
+                self.membership
+                    .change(&self.share(&consent.dossier, *section))
+                    .await,
+            );
+        }
         let mut missing = Vec::new();
         for section in &consent.sections {
             let share = self.share(&consent.dossier, *section);
@@ -778,14 +838,20 @@ impl Node {
 
     /// Remembers that `member` is out of step with `share`'s group.
     fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
-        let marked = self
-            .store
-            .put(
-                Tree::Meta,
-                &Self::resync_key(share, member),
-                &(share, member),
-            )
-            .and_then(|()| self.store.flush());
+        let key = Self::resync_key(share, member);
+        let marked = (|| -> Result<()> {
+            if self.store.get::<Resync>(Tree::Meta, &key)?.is_none() {
+                let mark = Resync {
+                    share: share.clone(),
+                    member: member.clone(),
+                    attempts: 0,
+                    next_at: 0,
+                };
+                self.store.put(Tree::Meta, &key, &mark)?;
+                self.store.flush()?;
+            }
+            Ok(())
+        })();
         if let Err(e) = marked {
             tracing::error!(error = %e, "cannot remember a member to bring back");
         }
@@ -793,34 +859,53 @@ impl Node {
 
     /// Upkeep: brings back every member that missed a commit or a Welcome of
     /// one of this node's groups, by removing it and adding it again from a
-    /// fresh KeyPackage; returns how many were brought back. Members no active
-    /// consent names any more are simply forgotten (their removal stands).
+    /// fresh KeyPackage; returns how many were brought back. A member that
+    /// cannot be reached is retried with exponential backoff; one no active
+    /// consent names any more is forgotten (its removal stands).
     pub async fn resync_members(&self) -> Result<usize> {
         let now = self.clock.now();
         let mut done = 0;
-        for (key, (share, member)) in self
-            .store
-            .scan::<(ShareId, MemberId)>(Tree::Meta, "resync/")?
-        {
-            let entitled =
-                consent::audience(&self.consents_of(&share.dossier)?, share.section, now)
-                    .contains(&member);
-            if entitled {
-                match self.bring_back(&share, &member).await {
-                    Ok(()) => done += 1,
-                    Err(e) => {
-                        tracing::warn!(member = %member, error = %e, "member not brought back yet; will retry");
-                        continue;
+        for (key, mark) in self.store.scan::<Resync>(Tree::Meta, "resync/")? {
+            if mark.next_at > now {
+                continue;
+            }
+            match self.bring_back(&mark.share, &mark.member).await {
+                Ok(true) => done += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(member = %mark.member, error = %e, "member not brought back yet; will retry");
+                    let attempts = mark.attempts.saturating_add(1);
+                    let retry = Resync {
+                        attempts,
+                        next_at: now + UPKEEP_RETRY_BASE.saturating_mul(1 << attempts.min(10)),
+                        ..mark.clone()
+                    };
+                    // Unless it was marked again meanwhile, in which case that mark stands.
+                    if self.store.remove_if_unchanged(Tree::Meta, &key, &mark)? {
+                        self.store.put(Tree::Meta, &key, &retry)?;
                     }
+                    continue;
                 }
             }
-            self.store.remove(Tree::Meta, &key)?;
+            self.store.remove_if_unchanged(Tree::Meta, &key, &mark)?;
         }
         self.store.flush()?;
         Ok(done)
     }
 
-    async fn bring_back(&self, share: &ShareId, member_id: &MemberId) -> Result<()> {
+    /// Removes `member` from the share's group and adds it again from a fresh
+    /// KeyPackage, if an active consent still names it; `false` if not.
+    async fn bring_back(&self, share: &ShareId, member_id: &MemberId) -> Result<bool> {
+        let _changing = self.membership.change(share).await;
+        let entitled = consent::audience(
+            &self.consents_of(&share.dossier)?,
+            share.section,
+            self.clock.now(),
+        )
+        .contains(member_id);
+        if !entitled {
+            return Ok(false);
+        }
         let member = self.roster_member(member_id)?;
         let kp = self.network.fetch_key_package(&member).await?;
         Sharing::check_key_package(&kp, member_id, &member.card.signing_key)?;
@@ -840,7 +925,7 @@ impl Node {
                 .await;
         }
         let Some(change) = addition else {
-            return Ok(());
+            return Ok(true);
         };
         self.audit(AuditEvent::GroupMemberAdded {
             dossier: share.dossier.clone(),
@@ -857,7 +942,48 @@ impl Node {
         self.network
             .deliver_welcome(&member, share, welcome)
             .await?;
-        Ok(())
+        self.store
+            .remove(Tree::Meta, &Self::resync_key(share, member_id))?;
+        self.store.flush()?;
+        Ok(true)
+    }
+
+    /// Owner side: a member that cannot open this node's answers asks for a
+    /// fresh Welcome. Granted to members an active consent names, at most once
+    /// per [`WELCOME_REQUEST_INTERVAL`] per share.
+    pub async fn resend_welcome(
+        &self,
+        peer: &MemberId,
+        dossier: &str,
+        section: &str,
+    ) -> Result<u64> {
+        let share = ShareId {
+            owner: self.me.clone(),
+            ..self.share_from_owner(peer, dossier, section)?
+        };
+        let entitled = consent::audience(
+            &self.consents_of(&share.dossier)?,
+            share.section,
+            self.clock.now(),
+        )
+        .contains(peer);
+        if !entitled {
+            return Err(ServiceError::PermissionDenied(format!(
+                "no active consent names {peer} for this share"
+            )));
+        }
+        let now = self.clock.now();
+        let key = format!("welcome-request/{}|{peer}", share.scope());
+        if let Some(last) = self.store.get::<i64>(Tree::Meta, &key)?
+            && now - last < WELCOME_REQUEST_INTERVAL
+        {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "a fresh welcome was sent less than {WELCOME_REQUEST_INTERVAL} s ago"
+            )));
+        }
+        self.store.put(Tree::Meta, &key, &now)?;
+        self.bring_back(&share, peer).await?;
+        Ok(self.sharing.epoch(&share)?)
     }
 
     /// Revokes a consent and removes members who lost access from the share groups.
@@ -911,33 +1037,34 @@ impl Node {
         sections: &BTreeSet<Section>,
         now: i64,
     ) -> Result<()> {
-        let consents = self.consents_of(dossier)?;
-        let mut removals = Vec::new();
         for section in sections {
             let share = self.share(dossier, *section);
+            let _changing = self.membership.change(&share).await;
             if !self.sharing.has_group(&share)? {
                 continue;
             }
+            let consents = self.consents_of(dossier)?;
+            let mut removals = Vec::new();
             let keep = consent::audience(&consents, *section, now);
             for m in self.sharing.members(&share)? {
                 if m == self.me || keep.contains(&m) {
                     continue;
                 }
                 if let Some(change) = self.sharing.remove_member(&share, &m)? {
-                    removals.push((share.clone(), m, change));
+                    removals.push((m, change));
                 }
             }
-        }
-        for (share, member, change) in removals {
-            self.audit(AuditEvent::GroupMemberRemoved {
-                dossier: share.dossier.clone(),
-                section: share.section,
-                member,
-                epoch: change.epoch,
-            })
-            .await?;
-            self.deliver_commit(&share, &change.recipients, &change.commit)
-                .await;
+            for (member, change) in removals {
+                self.audit(AuditEvent::GroupMemberRemoved {
+                    dossier: share.dossier.clone(),
+                    section: share.section,
+                    member,
+                    epoch: change.epoch,
+                })
+                .await?;
+                self.deliver_commit(&share, &change.recipients, &change.commit)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -990,14 +1117,56 @@ impl Node {
             .active_member(owner)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("{owner} is not an active member")))?;
+        let share = ShareId {
+            dossier: dossier.clone(),
+            section,
+            owner: owner.clone(),
+        };
+        let first = match self
+            .read_once(caller, &owner_member, &share, purpose)
+            .await?
+        {
+            Ok(view) => return Ok(view),
+            Err(e) => e,
+        };
+        // This node missed a commit or a Welcome: ask the owner for a fresh
+        // Welcome, then read again, once.
+        tracing::info!(owner = %owner, error = %first, "cannot open the owner's answer; asking for a fresh welcome");
+        self.network
+            .request_welcome(&owner_member, &share)
+            .await
+            .map_err(|e| {
+                ServiceError::FailedPrecondition(format!(
+                    "cannot open the answer from {owner} ({first}), and no fresh welcome: {e}"
+                ))
+            })?;
+        self.read_once(caller, &owner_member, &share, purpose)
+            .await?
+            .map_err(|e| {
+                ServiceError::FailedPrecondition(format!(
+                    "cannot open the answer from {owner}: {e}"
+                ))
+            })
+    }
+
+    /// One signed request to the owner: the outer error is a refusal or a
+    /// failure to reach it; the inner one, an answer this node cannot open.
+    async fn read_once(
+        &self,
+        caller: &Caller,
+        owner_member: &RosterMember,
+        share: &ShareId,
+        purpose: &str,
+    ) -> Result<std::result::Result<SectionView, ShareError>> {
+        let owner = &owner_member.card.id;
         let nonce: [u8; 16] = rand::random();
         let request = ReadRequest {
             reader: self.me.clone(),
             user: caller.name.clone(),
             role: caller.role,
             owner: owner.clone(),
-            dossier: dossier.clone(),
-            section,
+            dossier: share.dossier.clone(),
+            section: share.section,
             purpose: purpose.to_owned(),
             nonce: hex::encode(nonce),
             time: self.clock.now(),
@@ -1008,41 +1177,36 @@ impl Node {
         let request_hash = hex::encode(sha256(&bytes));
         let answer = self
             .network
-            .read_share(&owner_member, SignedBytes { bytes, signature })
+            .read_share(owner_member, SignedBytes { bytes, signature })
             .await?;
 
-        let receipt = Receipt::verify(&answer.receipt, &owner_member, &request_hash)?;
+        let receipt = Receipt::verify(&answer.receipt, owner_member, &request_hash)?;
         // The owner logged the access: log its receipt before anything else can fail.
         self.audit(AuditEvent::ReceiptLogged {
             owner: owner.clone(),
             user: caller.name.clone(),
-            dossier: dossier.clone(),
-            section,
+            dossier: share.dossier.clone(),
+            section: share.section,
             request: request_hash,
             owner_leaf: receipt.leaf,
         })
         .await?;
-        let share = ShareId {
-            dossier: dossier.clone(),
-            section,
-            owner: owner.clone(),
-        };
-        let plaintext = self
-            .sharing
-            .open(&share, &answer.sealed, &owner_member.card.signing_key)
-            .map_err(|e| {
-                ServiceError::FailedPrecondition(format!(
-                    "cannot open the answer from {owner}: {e}"
-                ))
-            })?;
+        let plaintext =
+            match self
+                .sharing
+                .open(share, &answer.sealed, &owner_member.card.signing_key)
+            {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
         let json = String::from_utf8(plaintext).map_err(|_| {
             ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8"))
         })?;
-        Ok(SectionView {
+        Ok(Ok(SectionView {
             owner: owner.clone(),
             json,
             receipt_leaf: Some(receipt.leaf),
-        })
+        }))
     }
 
     /// Owner side: checks a signed read request, logs it durably, answers sealed.
@@ -1135,7 +1299,10 @@ impl Node {
         };
 
         let share = self.share(&req.dossier, req.section);
-        let sealed = self.sharing.seal(&share, json.as_bytes())?;
+        let sealed = {
+            let _sealing = self.membership.seal(&share).await;
+            self.sharing.seal(&share, json.as_bytes())?
+        };
         // The access is durable in the log before anything is answered.
         let leaf = self
             .audit(AuditEvent::ReadGranted {

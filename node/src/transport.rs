@@ -287,6 +287,21 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn request_welcome(
+        &self,
+        req: Request<pb::RequestWelcomeRequest>,
+    ) -> Result<Response<pb::DeliverReply>, Status> {
+        let peer = peer_of(&req)?;
+        let r = req.into_inner();
+        let epoch = self
+            .node
+            .resend_welcome(&peer, &r.dossier, &r.section)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeliverReply { epoch }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn read_share(
         &self,
         req: Request<pb::SignedReadRequest>,
@@ -415,6 +430,24 @@ impl PeerNetwork for PeerClients {
                 })
                 .await
                 .map_err(|s| from_status(&member.card.id, s))?;
+            Ok(r.into_inner().epoch)
+        })
+    }
+
+    fn request_welcome<'a>(
+        &'a self,
+        owner: &'a RosterMember,
+        share: &'a ShareId,
+    ) -> BoxFuture<'a, Result<u64, ServiceError>> {
+        Box::pin(async move {
+            let mut c = self.client(owner)?;
+            let r = c
+                .request_welcome(pb::RequestWelcomeRequest {
+                    dossier: share.dossier.to_string(),
+                    section: share.section.to_string(),
+                })
+                .await
+                .map_err(|s| from_status(&owner.card.id, s))?;
             Ok(r.into_inner().epoch)
         })
     }

@@ -266,6 +266,23 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     let (status, msg) = code(peer.read_share(signed(&missing, &caf_key)).await);
     assert_eq!(status, Code::NotFound, "{msg}");
 
+    // A fresh Welcome: only for a member an active consent names, and not too often.
+    let ask = |section: &str| pb::RequestWelcomeRequest {
+        dossier: d.clone(),
+        section: section.into(),
+    };
+    let (status, msg) = code(peer.request_welcome(ask("household")).await);
+    assert_eq!(status, Code::PermissionDenied, "{msg}");
+    peer.request_welcome(ask("housing"))
+        .await
+        .expect("a fresh welcome");
+    let (status, msg) = code(peer.request_welcome(ask("housing")).await);
+    assert_eq!(status, Code::ResourceExhausted, "{msg}");
+    assert_eq!(
+        code(peer.request_welcome(ask("nope")).await).0,
+        Code::InvalidArgument
+    );
+
     // MLS deliveries that are not what they claim.
     let welcome = pb::DeliverWelcomeRequest {
         dossier: d.clone(),

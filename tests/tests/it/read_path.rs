@@ -336,8 +336,8 @@ async fn only_auditors_and_admins_read_the_audit_log() {
     assert_eq!(code(cp).0, Code::PermissionDenied);
 }
 
-#[tokio::test]
-async fn a_member_that_missed_a_commit_is_brought_back_with_a_fresh_welcome() {
+/// caf12 is down while the département joins the housing group: it misses that commit.
+async fn caf_misses_a_commit() -> (Cluster, maillon_tests::Desk, maillon_tests::Desk, String) {
     let mut c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let caf = c.desk("caf12", "agent-caf").await;
@@ -347,8 +347,6 @@ async fn a_member_that_missed_a_commit_is_brought_back_with_a_fresh_welcome() {
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
-
-    // caf12 is down while the département joins: it misses that commit.
     c.fed.node_mut("caf12").stop().await;
     ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
         .await
@@ -366,9 +364,12 @@ async fn a_member_that_missed_a_commit_is_brought_back_with_a_fresh_welcome() {
         .start(clock)
         .await
         .expect("caf restarts");
-    let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
-    assert_eq!(status, Code::FailedPrecondition, "out of step: {msg}");
+    (c, caf, cd, d)
+}
 
+#[tokio::test]
+async fn the_owners_upkeep_brings_back_a_member_that_missed_a_commit() {
+    let (c, caf, cd, d) = caf_misses_a_commit().await;
     let owner = c.running("ccas-rodez").node();
     assert_eq!(owner.resync_members().await.expect("upkeep"), 1);
     assert_eq!(owner.resync_members().await.expect("upkeep again"), 0);
@@ -385,5 +386,51 @@ async fn a_member_that_missed_a_commit_is_brought_back_with_a_fresh_welcome() {
             .expect("cd still reads")
             .json,
         HOUSING
+    );
+    let caf_log = audit_kinds(&c.user("caf12", "dpo", Role::Auditor).await).await;
+    assert_eq!(
+        caf_log.iter().filter(|k| *k == "group_joined").count(),
+        2,
+        "{caf_log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_member_that_cannot_open_an_answer_asks_for_a_fresh_welcome_and_reads() {
+    let (c, caf, _cd, d) = caf_misses_a_commit().await;
+    // No upkeep: the CAF's read itself notices, asks the owner, and succeeds.
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("self-healing read")
+            .json,
+        HOUSING
+    );
+    let owner_log = audit_kinds(&c.user("ccas-rodez", "dpo", Role::Auditor).await).await;
+    let tail: Vec<&str> = owner_log
+        .iter()
+        .rev()
+        .skip(1)
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "read_granted",
+            "group_member_removed",
+            "group_member_added",
+            "read_granted"
+        ]
+    );
+    // The mark left by the failed delivery was cleared by the fresh Welcome.
+    assert_eq!(
+        c.running("ccas-rodez")
+            .node()
+            .resync_members()
+            .await
+            .expect("upkeep"),
+        0
     );
 }
