@@ -173,14 +173,23 @@ impl LocalFederation {
         }
         let json = serde_json::to_string_pretty(&signed)?;
         std::fs::write(dir.join("roster.json"), &json)?;
-        for n in &mut nodes {
-            std::fs::write(n.dir.join("roster.json"), &json)?;
-            n.start(clock.clone()).await?;
-        }
-        Ok(Self {
+        let mut fed = Self {
             dir: dir.to_owned(),
             nodes,
-        })
+        };
+        for i in 0..fed.nodes.len() {
+            let n = &mut fed.nodes[i];
+            let started = match std::fs::write(n.dir.join("roster.json"), &json) {
+                Ok(()) => n.start(clock.clone()).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = started {
+                // Leave nothing running (nor any store locked) behind a failed start.
+                fed.stop().await;
+                return Err(e);
+            }
+        }
+        Ok(fed)
     }
 
     /// The node of a member.

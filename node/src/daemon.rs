@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditLog};
@@ -20,6 +20,9 @@ use crate::service::{self, Node, NodeParts, ServiceError};
 use crate::storage::{Store, StoreError};
 use crate::transport::{self, PeerClients};
 use crate::types::{Role, UserName};
+
+/// How long a stopping node lets a running upkeep round finish.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How often a running node closes expired consents, brings back members that
 /// missed a commit, and forgets old nonces.
@@ -93,7 +96,11 @@ pub fn audit_origin(member: &crate::types::MemberId) -> String {
 /// Creates a node directory: keys, configuration, card, store, audit log and a first admin.
 pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     let (config, card) = Config::init(opts)?;
-    let store = Store::open(&config.store_dir())?;
+    let store_dir = config.store_dir();
+    // Opening may wait for a just-stopped node to let go of the store.
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        .await
+        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
     let audit = AuditLog::open(
         &config.audit_dir(),
         audit_origin(&config.member),
@@ -140,7 +147,7 @@ pub struct RunningNode {
     node: Arc<Node>,
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     upkeep: JoinHandle<()>,
 }
@@ -169,15 +176,18 @@ impl RunningNode {
         self.client_addr
     }
 
-    /// Stops serving and waits until the store and log are closed.
+    /// Stops serving, lets a running upkeep round finish (for a while), and
+    /// waits until the store and the log are closed.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.upkeep.abort();
+        let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
-        let _ = (&mut self.upkeep).await;
-        let _ = self.node.audit_log();
+        if tokio::time::timeout(STOP_GRACE, &mut self.upkeep)
+            .await
+            .is_err()
+        {
+            self.upkeep.abort();
+            let _ = (&mut self.upkeep).await;
+        }
         // Dropping the last handle closes sled and ends the audit writer.
     }
 }
@@ -268,11 +278,12 @@ pub async fn start_with_listeners(
             addr: config.client_listen,
             source,
         })?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let serving = node.clone();
+    let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
-            let _ = stop_rx.await;
+            let _ = server_stop.wait_for(|stop| *stop).await;
         };
         if let Err(e) = transport::serve(
             serving,
@@ -288,10 +299,14 @@ pub async fn start_with_listeners(
         }
     });
     let upkeep_node = node.clone();
+    let mut upkeep_stop = stop_rx;
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(UPKEEP_PERIOD);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = upkeep_stop.wait_for(|stop| *stop) => break,
+            }
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
             }
@@ -308,7 +323,7 @@ pub async fn start_with_listeners(
         node,
         peer_addr,
         client_addr,
-        stop: Some(stop_tx),
+        stop: stop_tx,
         server,
         upkeep,
     })
