@@ -192,7 +192,7 @@ fn ratchet_config() -> SenderRatchetConfiguration {
 
 /// Past epochs whose secrets a member keeps, so that an answer sealed just
 /// before a membership change still opens once the commit is applied.
-const MAX_PAST_EPOCHS: usize = 2;
+const MAX_PAST_EPOCHS: usize = 1;
 
 fn group_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
@@ -887,6 +887,27 @@ mod tests {
         // And the stranger's group would be refused at join by a roster-checking member.
         let welcome = change.welcome.as_deref().expect("welcome");
         assert!(spy.sharing.join(&s, welcome, &roster(&members)).is_err());
+    }
+
+    #[test]
+    fn an_answer_sealed_just_before_a_membership_change_still_opens_after_it() {
+        let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let all = [&ccas, &caf, &cd];
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &all);
+        let in_flight = ccas.sharing.seal(&s, b"avant").expect("seal");
+        // The commit adding cd12 reaches caf12 before the answer does.
+        let change = add(&ccas, &s, &cd, &all);
+        caf.sharing
+            .apply_commit(&s, &change.commit, &roster(&all))
+            .expect("follows");
+        assert_eq!(
+            caf.sharing
+                .open(&s, &in_flight, &ccas.key.public())
+                .expect("opens"),
+            b"avant"
+        );
     }
 
     #[test]
