@@ -149,14 +149,19 @@ impl AsyncWrite for TlsConn {
 /// Accepts TCP connections and runs each TLS handshake in its own task; yields
 /// the connections whose handshake succeeded. With `pins`, the peer's
 /// certificate is mapped to its member id.
+/// Also returns the accept loop's task: it ends, closing the listener, once
+/// the stream is dropped.
 fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     pins: Option<Arc<dyn PinLookup>>,
-) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
+) -> (
+    tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -202,7 +207,7 @@ fn tls_incoming(
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    (tokio_stream::wrappers::ReceiverStream::new(rx), accepting)
 }
 
 /// Opens a lazily connected channel to `addr` over our own TLS client config.
@@ -780,27 +785,25 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let (peer_incoming, peer_accepting) = tls_incoming(peer_listener, peer_tls, Some(pins));
+    let (client_incoming, client_accepting) = tls_incoming(client_listener, client_tls, None);
     let peer = tonic::transport::Server::builder()
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
         .add_service(peer_svc)
-        .serve_with_incoming_shutdown(
-            tls_incoming(peer_listener, peer_tls, Some(pins)),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
     let client = tonic::transport::Server::builder()
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
         .add_service(client_svc)
-        .serve_with_incoming_shutdown(
-            tls_incoming(client_listener, client_tls, None),
-            stopped(stop_rx),
-        );
+        .serve_with_incoming_shutdown(client_incoming, stopped(stop_rx));
     let (a, b) = tokio::join!(peer, client);
     for r in [a, b] {
         if let Err(e) = r {
             tracing::error!(error = %e, "server stopped with an error");
         }
     }
+    // The listeners are closed when this returns: a restarted node can bind again.
+    let _ = tokio::join!(peer_accepting, client_accepting);
     Ok(())
 }
