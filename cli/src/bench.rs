@@ -228,7 +228,8 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     fed.stop().await;
 
     // The MLS part of a read on its own: seal at the owner, open at a reader,
-    // each loading and writing back the group's state in sled.
+    // each loading the group's state from sled and writing back its changes
+    // (the owner's flush runs beside its audit append on the read path).
     let (owner_dir, reader_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let (owner_key, reader_key) = (NodeKey::generate(), NodeKey::generate());
     let (owner_id, reader_id): (MemberId, MemberId) = ("ccas-rodez".parse()?, "caf12".parse()?);
@@ -264,8 +265,8 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         reader.open(&share, &sealed, &owner_key.public())?;
         opens.push(t.elapsed());
     }
-    report("MLS seal 1 KiB, state persisted", seals);
-    report("MLS open 1 KiB, state persisted", opens);
+    report("MLS seal 1 KiB, state written, unflushed", seals);
+    report("MLS open 1 KiB, state written, unflushed", opens);
 
     // Durable audit appends with group commit, 64 writers.
     let dir = tempfile::tempdir()?;

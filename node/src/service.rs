@@ -1303,19 +1303,24 @@ impl Node {
             let _sealing = self.membership.seal(&share).await;
             self.sharing.seal(&share, json.as_bytes())?
         };
-        // The access is durable in the log before anything is answered.
-        let leaf = self
-            .audit(AuditEvent::ReadGranted {
-                request: request_hash.clone(),
-                reader: peer.clone(),
-                user: req.user.clone(),
-                role: req.role,
-                dossier: req.dossier.clone(),
-                section: req.section,
-                consent: consent_id,
-                purpose: req.purpose.clone(),
-            })
-            .await?;
+        // The access is durable in the log, and the sealing ratchet (with the
+        // request's nonce) in the store, before anything is answered: the two
+        // syncs run side by side.
+        let logged = self.audit(AuditEvent::ReadGranted {
+            request: request_hash.clone(),
+            reader: peer.clone(),
+            user: req.user.clone(),
+            role: req.role,
+            dossier: req.dossier.clone(),
+            section: req.section,
+            consent: consent_id,
+            purpose: req.purpose.clone(),
+        });
+        let store = self.store.clone();
+        let flushed = tokio::task::spawn_blocking(move || store.flush());
+        let (leaf, flushed) = tokio::join!(logged, flushed);
+        flushed.map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let leaf = leaf?;
         let receipt = Receipt {
             owner: self.me.clone(),
             request: request_hash,

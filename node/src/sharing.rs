@@ -297,6 +297,14 @@ impl Sharing {
     /// Writes back what the operation changed, as one sled batch, flushed.
     fn save(&self, scope: &str, provider: &Provider) -> Result<(), ShareError> {
         let (upserts, removals) = provider.changes();
+        self.store.mls_apply(scope, &upserts, &removals)?;
+        Ok(self.store.flush()?)
+    }
+
+    /// Writes back what the operation changed, as one sled batch, leaving the
+    /// flush to the caller (see [`Sharing::seal`] and [`Sharing::open`]).
+    fn save_unflushed(&self, scope: &str, provider: &Provider) -> Result<(), ShareError> {
+        let (upserts, removals) = provider.changes();
         Ok(self.store.mls_apply(scope, &upserts, &removals)?)
     }
 
@@ -508,7 +516,10 @@ impl Sharing {
         }))
     }
 
-    /// Owner: seals `plaintext` as an application message for the group.
+    /// Owner: seals `plaintext` as an application message for the group. The
+    /// advanced ratchet is written but not flushed: the caller must flush the
+    /// store (`Store::flush`) before the message leaves the node, so that a
+    /// crash cannot make it seal again under the same key.
     pub fn seal(&self, share: &ShareId, plaintext: &[u8]) -> Result<Vec<u8>, ShareError> {
         let lock = self.lock(&share.scope());
         let _guard = lock
@@ -518,7 +529,7 @@ impl Sharing {
         let msg = group
             .create_message(&provider, &self.signer, plaintext)
             .map_err(mls)?;
-        self.save(&share.scope(), &provider)?;
+        self.save_unflushed(&share.scope(), &provider)?;
         encode(&msg)
     }
 
@@ -654,7 +665,9 @@ impl Sharing {
                 "expected an application message".into(),
             ));
         };
-        self.save(&share.scope(), &provider)?;
+        // A reader that loses this write in a crash can open the message
+        // again, nothing worse: no flush on this path.
+        self.save_unflushed(&share.scope(), &provider)?;
         Ok(app.into_bytes())
     }
 }

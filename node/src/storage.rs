@@ -267,7 +267,8 @@ impl Store {
         Ok(scopes.into_iter().collect())
     }
 
-    /// Applies changes to one MLS state snapshot atomically (one sled batch) and flushes.
+    /// Applies changes to one MLS state snapshot atomically (one sled batch);
+    /// the caller flushes.
     pub fn mls_apply(
         &self,
         scope: &str,
@@ -291,7 +292,7 @@ impl Store {
             batch.insert(key(k), v.as_slice());
         }
         self.mls.apply_batch(batch)?;
-        self.flush()
+        Ok(())
     }
 
     /// Total bytes of one MLS state snapshot (keys and values).
