@@ -23,7 +23,13 @@ pub enum StoreError {
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
     /// A value could not be decoded: the store is corrupt or from another version.
-    #[error("store: undecodable value in tree {tree}: {source}")]
+    /// The message names the position only: serde's own text can quote the
+    /// value, which may be personal data, and this message reaches the logs.
+    #[error(
+        "store: undecodable value in tree {tree} (line {}, column {})",
+        source.line(),
+        source.column()
+    )]
     Decode {
         /// The tree.
         tree: &'static str,
