@@ -17,33 +17,16 @@ use maillon_proto::v1 as pb;
 use crate::client::Conn;
 use crate::federation::{Founder, LocalFederation};
 
-const FOUNDERS: [Founder; 5] = [
-    Founder {
-        id: "cd12",
-        name: "Conseil départemental",
-        kind: MemberKind::Departement,
-    },
-    Founder {
-        id: "ccas-rodez",
-        name: "CCAS de Rodez",
-        kind: MemberKind::Ccas,
-    },
-    Founder {
-        id: "caf12",
-        name: "CAF",
-        kind: MemberKind::Caf,
-    },
-    Founder {
-        id: "relais-solidaire",
-        name: "Relais Solidaire",
-        kind: MemberKind::Association,
-    },
-    Founder {
+/// The demo's four founders and a second CCAS: a share of five members.
+fn founders() -> Vec<Founder> {
+    let mut founders = crate::demo::FOUNDERS.to_vec();
+    founders.push(Founder {
         id: "ccas-millau",
         name: "CCAS de Millau",
         kind: MemberKind::Ccas,
-    },
-];
+    });
+    founders
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -64,52 +47,22 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 }
 
 async fn read(conn: &Conn, dossier: &str) -> Result<pb::SectionReply, tonic::Status> {
-    conn.api()
-        .read_share(conn.req(pb::ReadShareRequest {
-            dossier: dossier.into(),
-            section: "housing".into(),
-            owner: "ccas-rodez".into(),
-            purpose: "mesure".into(),
-        }))
+    conn.read_share(dossier, "housing", "ccas-rodez", "mesure")
         .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn open_with_housing(ccas: &Conn) -> Result<String> {
-    let d = ccas
-        .api()
-        .open_dossier(ccas.req(pb::OpenDossierRequest {
-            given_name: "Camille".into(),
-            family_name: "Martin".into(),
-            birth_date: "1984-03-12".into(),
-        }))
-        .await?
-        .into_inner()
-        .dossier;
+    let d = ccas.open_dossier("Camille", "Martin", "1984-03-12").await?;
     let json = format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000));
-    ccas.api()
-        .put_section(ccas.req(pb::PutSectionRequest {
-            dossier: d.clone(),
-            section: "housing".into(),
-            json,
-        }))
-        .await?;
+    ccas.put_section(&d, "housing", &json).await?;
     Ok(d)
 }
 
 async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String> {
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
     Ok(ccas
-        .api()
-        .grant_consent(ccas.req(pb::GrantConsentRequest {
-            dossier: dossier.into(),
-            sections: vec!["housing".into()],
-            audience: to.iter().map(|s| s.to_string()).collect(),
-            purpose: "mesure".into(),
-            until: (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string(),
-        }))
-        .await?
-        .into_inner()
-        .consent)
+        .grant_consent(dossier, &["housing"], to, "mesure", &until)
+        .await?)
 }
 
 /// Runs every measurement and prints the figures.
@@ -123,7 +76,8 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         .prefix("maillon-bench-")
         .tempdir()?;
     let mut fed =
-        LocalFederation::create(tmp.path(), "gip-bench", &FOUNDERS, Arc::new(SystemClock)).await?;
+        LocalFederation::create(tmp.path(), "gip-bench", &founders(), Arc::new(SystemClock))
+            .await?;
     let ccas = Conn::new(
         &fed.node("ccas-rodez")
             .add_user("agent", Role::Caseworker)
@@ -189,9 +143,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         read(&caf, &d).await?;
         to_first_read.push(t.elapsed());
         let t = Instant::now();
-        ccas.api()
-            .revoke_consent(ccas.req(pb::RevokeConsentRequest { consent }))
-            .await?;
+        ccas.revoke_consent(&consent).await?;
         match read(&caf, &d).await {
             Err(s) if s.code() == tonic::Code::PermissionDenied => to_refusal.push(t.elapsed()),
             other => bail!("expected a refusal after revocation, got {other:?}"),

@@ -3,6 +3,7 @@
 use maillon_node::config::Profile;
 use maillon_node::crypto::pinned_client_config;
 use maillon_node::transport::{MAX_GRPC_MESSAGE, tls_channel};
+use maillon_proto::v1 as pb;
 use maillon_proto::v1::client_client::ClientClient;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -41,5 +42,107 @@ impl Conn {
     /// The generated client, for calls made with [`Conn::req`].
     pub fn api(&self) -> ClientClient<Channel> {
         self.api.clone()
+    }
+}
+
+/// A caseworker's calls, for the demo, the benchmark and the tests.
+impl Conn {
+    /// Opens a dossier; returns its id.
+    pub async fn open_dossier(
+        &self,
+        given_name: &str,
+        family_name: &str,
+        birth_date: &str,
+    ) -> Result<String, Status> {
+        let r = self
+            .api()
+            .open_dossier(self.req(pb::OpenDossierRequest {
+                given_name: given_name.into(),
+                family_name: family_name.into(),
+                birth_date: birth_date.into(),
+            }))
+            .await?;
+        Ok(r.into_inner().dossier)
+    }
+
+    /// Writes this node's copy of a section.
+    pub async fn put_section(
+        &self,
+        dossier: &str,
+        section: &str,
+        json: &str,
+    ) -> Result<(), Status> {
+        self.api()
+            .put_section(self.req(pb::PutSectionRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+                json: json.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads this node's own copy of a section.
+    pub async fn get_section(&self, dossier: &str, section: &str) -> Result<String, Status> {
+        let r = self
+            .api()
+            .get_section(self.req(pb::GetSectionRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+            }))
+            .await?;
+        Ok(r.into_inner().json)
+    }
+
+    /// Records a consent; returns its id.
+    pub async fn grant_consent(
+        &self,
+        dossier: &str,
+        sections: &[&str],
+        to: &[&str],
+        purpose: &str,
+        until: &str,
+    ) -> Result<String, Status> {
+        let r = self
+            .api()
+            .grant_consent(self.req(pb::GrantConsentRequest {
+                dossier: dossier.into(),
+                sections: sections.iter().map(|s| s.to_string()).collect(),
+                audience: to.iter().map(|s| s.to_string()).collect(),
+                purpose: purpose.into(),
+                until: until.into(),
+            }))
+            .await?;
+        Ok(r.into_inner().consent)
+    }
+
+    /// Revokes a consent.
+    pub async fn revoke_consent(&self, consent: &str) -> Result<(), Status> {
+        self.api()
+            .revoke_consent(self.req(pb::RevokeConsentRequest {
+                consent: consent.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a section another member owns.
+    pub async fn read_share(
+        &self,
+        dossier: &str,
+        section: &str,
+        owner: &str,
+        purpose: &str,
+    ) -> Result<pb::SectionReply, Status> {
+        let r = self
+            .api()
+            .read_share(self.req(pb::ReadShareRequest {
+                dossier: dossier.into(),
+                section: section.into(),
+                owner: owner.into(),
+                purpose: purpose.into(),
+            }))
+            .await?;
+        Ok(r.into_inner())
     }
 }

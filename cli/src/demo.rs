@@ -7,7 +7,6 @@ use maillon_node::clock::SystemClock;
 use maillon_node::daemon::load_roster;
 use maillon_node::sharing::ShareId;
 use maillon_node::types::{DossierId, MemberKind, Role, Section};
-use maillon_proto::v1 as pb;
 use tonic::Code;
 
 use crate::audit::{access_report, fetch_and_verify};
@@ -112,29 +111,15 @@ pub async fn run(keep: bool) -> Result<()> {
         "A person comes to the CCAS desk (accueil inconditionnel); the caseworker opens a dossier.",
     );
     let dossier = ccas_cw
-        .api()
-        .open_dossier(ccas_cw.req(pb::OpenDossierRequest {
-            given_name: "Camille".into(),
-            family_name: "Martin".into(),
-            birth_date: "1984-03-12".into(),
-        }))
-        .await?
-        .into_inner()
-        .dossier;
+        .open_dossier("Camille", "Martin", "1984-03-12")
+        .await?;
     say(format!(
         "Dossier social unique {dossier}: the name stays at the CCAS, only this opaque id travels."
     ));
     let housing = r#"{"situation":"hébergée chez un tiers","depuis":"2026-09","demande_logement_social":true,"loyer_envisage":450}"#;
     let resources = r#"{"rsa":true,"montant_mensuel":635.71,"apl":false,"dettes":{"energie":820}}"#;
     for (section, json) in [("housing", housing), ("resources", resources)] {
-        ccas_cw
-            .api()
-            .put_section(ccas_cw.req(pb::PutSectionRequest {
-                dossier: dossier.clone(),
-                section: section.into(),
-                json: json.into(),
-            }))
-            .await?;
+        ccas_cw.put_section(&dossier, section, json).await?;
     }
     say("The caseworker records the housing and resources sections at the CCAS node.");
 
@@ -143,26 +128,14 @@ pub async fn run(keep: bool) -> Result<()> {
         "The person consents to share housing and resources with the CAF, and with the département.",
     );
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(182);
-    let grant = |to: &'static str| {
-        let (conn, dossier) = (ccas_cw.clone(), dossier.clone());
-        async move {
-            Ok::<String, anyhow::Error>(
-                conn.api()
-                    .grant_consent(conn.req(pb::GrantConsentRequest {
-                        dossier,
-                        sections: vec!["housing".into(), "resources".into()],
-                        audience: vec![to.into()],
-                        purpose: "coordination du parcours".into(),
-                        until: until.to_string(),
-                    }))
-                    .await?
-                    .into_inner()
-                    .consent,
-            )
-        }
-    };
-    let consent = grant("caf12").await?;
-    let consent_cd = grant("cd12").await?;
+    let (sections, purpose) = (["housing", "resources"], "coordination du parcours");
+    let until_text = until.to_string();
+    let consent = ccas_cw
+        .grant_consent(&dossier, &sections, &["caf12"], purpose, &until_text)
+        .await?;
+    let consent_cd = ccas_cw
+        .grant_consent(&dossier, &sections, &["cd12"], purpose, &until_text)
+        .await?;
     let dossier_id: DossierId = dossier.parse()?;
     let housing_share = ShareId {
         dossier: dossier_id.clone(),
@@ -194,20 +167,14 @@ pub async fn run(keep: bool) -> Result<()> {
         "At the CAF, a caseworker reads the housing section from the CCAS.",
     );
     let read = |conn: &Conn| {
-        let conn = conn.clone();
-        let dossier = dossier.clone();
+        let (conn, dossier) = (conn.clone(), dossier.clone());
         async move {
-            conn.api()
-                .read_share(conn.req(pb::ReadShareRequest {
-                    dossier,
-                    section: "housing".into(),
-                    owner: "ccas-rodez".into(),
-                    purpose: "étude du droit aux aides au logement".into(),
-                }))
+            let purpose = "étude du droit aux aides au logement";
+            conn.read_share(&dossier, "housing", "ccas-rodez", purpose)
                 .await
         }
     };
-    let got = read(&caf_cw).await?.into_inner();
+    let got = read(&caf_cw).await?;
     say(
         "The CAF node signed the request; the CCAS node checked roster, charter, consent and freshness,",
     );
@@ -217,15 +184,13 @@ pub async fn run(keep: bool) -> Result<()> {
     ));
     say(format!("The CAF caseworker sees: {}", got.json));
     let cd_read = cd_cw
-        .api()
-        .read_share(cd_cw.req(pb::ReadShareRequest {
-            dossier: dossier.clone(),
-            section: "resources".into(),
-            owner: "ccas-rodez".into(),
-            purpose: "orientation vers l'insertion".into(),
-        }))
-        .await?
-        .into_inner();
+        .read_share(
+            &dossier,
+            "resources",
+            "ccas-rodez",
+            "orientation vers l'insertion",
+        )
+        .await?;
     say(format!(
         "The département reads the resources section too: {}",
         cd_read.json
@@ -235,12 +200,7 @@ pub async fn run(keep: bool) -> Result<()> {
         6,
         "The person withdraws the consent given to the CAF; the CCAS caseworker records the revocation.",
     );
-    ccas_cw
-        .api()
-        .revoke_consent(ccas_cw.req(pb::RevokeConsentRequest {
-            consent: consent.clone(),
-        }))
-        .await?;
+    ccas_cw.revoke_consent(&consent).await?;
     let members = ccas.share_members(&housing_share).await?;
     say(format!(
         "The CCAS committed an MLS Remove: the housing group now holds {} — anything sealed from now on is unreadable to the CAF.",

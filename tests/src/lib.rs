@@ -8,28 +8,15 @@ use maillon_cli::client::Conn;
 use maillon_cli::federation::{Founder, LocalFederation, LocalNode};
 use maillon_node::clock::{Clock, ManualClock, SystemClock};
 use maillon_node::daemon::RunningNode;
-use maillon_node::types::{MemberKind, Role};
+use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use tonic::{Code, Status};
 
-/// The founders every test federation starts with.
-pub const FOUNDERS: [Founder; 3] = [
-    Founder {
-        id: "cd12",
-        name: "Conseil départemental de l'Aveyron",
-        kind: MemberKind::Departement,
-    },
-    Founder {
-        id: "ccas-rodez",
-        name: "CCAS de Rodez",
-        kind: MemberKind::Ccas,
-    },
-    Founder {
-        id: "caf12",
-        name: "CAF de l'Aveyron",
-        kind: MemberKind::Caf,
-    },
-];
+/// The founders every test federation starts with: the demo's département,
+/// CCAS and CAF.
+pub fn founders() -> &'static [Founder] {
+    &maillon_cli::demo::FOUNDERS[..3]
+}
 
 /// A running federation for one test.
 pub struct Cluster {
@@ -51,7 +38,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let fed =
-            LocalFederation::create_with(dir.path(), "gip-test", &FOUNDERS, clock.clone(), edit)
+            LocalFederation::create_with(dir.path(), "gip-test", founders(), clock.clone(), edit)
                 .await
                 .expect("federation starts");
         Self {
@@ -99,49 +86,24 @@ pub struct Desk {
 }
 
 impl Desk {
-    /// Opens a dossier.
+    /// Opens a dossier for the same person every time.
     pub async fn open(&self) -> Result<String, Status> {
-        Ok(self
-            .conn
-            .api()
-            .open_dossier(self.conn.req(pb::OpenDossierRequest {
-                given_name: "Camille".into(),
-                family_name: "Martin".into(),
-                birth_date: "1984-03-12".into(),
-            }))
-            .await?
-            .into_inner()
-            .dossier)
+        self.conn
+            .open_dossier("Camille", "Martin", "1984-03-12")
+            .await
     }
 
     /// Writes a section.
     pub async fn put(&self, dossier: &str, section: &str, json: &str) -> Result<(), Status> {
-        self.conn
-            .api()
-            .put_section(self.conn.req(pb::PutSectionRequest {
-                dossier: dossier.into(),
-                section: section.into(),
-                json: json.into(),
-            }))
-            .await?;
-        Ok(())
+        self.conn.put_section(dossier, section, json).await
     }
 
     /// Reads this node's own section.
     pub async fn get(&self, dossier: &str, section: &str) -> Result<String, Status> {
-        Ok(self
-            .conn
-            .api()
-            .get_section(self.conn.req(pb::GetSectionRequest {
-                dossier: dossier.into(),
-                section: section.into(),
-            }))
-            .await?
-            .into_inner()
-            .json)
+        self.conn.get_section(dossier, section).await
     }
 
-    /// Grants consent.
+    /// Grants consent, for the usual purpose.
     pub async fn grant(
         &self,
         dossier: &str,
@@ -149,30 +111,15 @@ impl Desk {
         to: &[&str],
         until: &str,
     ) -> Result<String, Status> {
-        Ok(self
-            .conn
-            .api()
-            .grant_consent(self.conn.req(pb::GrantConsentRequest {
-                dossier: dossier.into(),
-                sections: sections.iter().map(|s| s.to_string()).collect(),
-                audience: to.iter().map(|s| s.to_string()).collect(),
-                purpose: "coordination du parcours".into(),
-                until: until.into(),
-            }))
-            .await?
-            .into_inner()
-            .consent)
+        let purpose = "coordination du parcours";
+        self.conn
+            .grant_consent(dossier, sections, to, purpose, until)
+            .await
     }
 
     /// Revokes consent.
     pub async fn revoke(&self, consent: &str) -> Result<(), Status> {
-        self.conn
-            .api()
-            .revoke_consent(self.conn.req(pb::RevokeConsentRequest {
-                consent: consent.into(),
-            }))
-            .await?;
-        Ok(())
+        self.conn.revoke_consent(consent).await
     }
 
     /// Reads a section another member owns.
@@ -182,17 +129,9 @@ impl Desk {
         section: &str,
         owner: &str,
     ) -> Result<pb::SectionReply, Status> {
-        Ok(self
-            .conn
-            .api()
-            .read_share(self.conn.req(pb::ReadShareRequest {
-                dossier: dossier.into(),
-                section: section.into(),
-                owner: owner.into(),
-                purpose: "instruction d'un droit".into(),
-            }))
-            .await?
-            .into_inner())
+        self.conn
+            .read_share(dossier, section, owner, "instruction d'un droit")
+            .await
     }
 }
 
