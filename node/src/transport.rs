@@ -384,18 +384,36 @@ impl PeerClients {
     }
 }
 
+impl PeerClients {
+    /// One call to `member`'s peer API; its status keeps the member's name.
+    async fn call<T, Fut>(
+        &self,
+        member: &RosterMember,
+        f: impl FnOnce(PeerClient<Channel>) -> Fut,
+    ) -> Result<T, ServiceError>
+    where
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let client = self.client(member)?;
+        f(client)
+            .await
+            .map(Response::into_inner)
+            .map_err(|s| from_status(&member.card.id, s))
+    }
+}
+
 impl PeerNetwork for PeerClients {
     fn fetch_key_package<'a>(
         &'a self,
         member: &'a RosterMember,
     ) -> BoxFuture<'a, Result<Vec<u8>, ServiceError>> {
         Box::pin(async move {
-            let mut c = self.client(member)?;
-            let r = c
-                .fetch_key_package(pb::FetchKeyPackageRequest {})
-                .await
-                .map_err(|s| from_status(&member.card.id, s))?;
-            Ok(r.into_inner().key_package)
+            let r = self
+                .call(member, |mut c| async move {
+                    c.fetch_key_package(pb::FetchKeyPackageRequest {}).await
+                })
+                .await?;
+            Ok(r.key_package)
         })
     }
 
@@ -406,16 +424,18 @@ impl PeerNetwork for PeerClients {
         welcome: Vec<u8>,
     ) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
-            let mut c = self.client(member)?;
-            let r = c
-                .deliver_welcome(pb::DeliverWelcomeRequest {
-                    dossier: share.dossier.to_string(),
-                    section: share.section.to_string(),
-                    welcome,
-                })
-                .await
-                .map_err(|s| from_status(&member.card.id, s))?;
-            Ok(r.into_inner().epoch)
+            let request = pb::DeliverWelcomeRequest {
+                dossier: share.dossier.to_string(),
+                section: share.section.to_string(),
+                welcome,
+            };
+            let r = self
+                .call(
+                    member,
+                    |mut c| async move { c.deliver_welcome(request).await },
+                )
+                .await?;
+            Ok(r.epoch)
         })
     }
 
@@ -426,16 +446,18 @@ impl PeerNetwork for PeerClients {
         commit: Vec<u8>,
     ) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
-            let mut c = self.client(member)?;
-            let r = c
-                .deliver_commit(pb::DeliverCommitRequest {
-                    dossier: share.dossier.to_string(),
-                    section: share.section.to_string(),
-                    commit,
-                })
-                .await
-                .map_err(|s| from_status(&member.card.id, s))?;
-            Ok(r.into_inner().epoch)
+            let request = pb::DeliverCommitRequest {
+                dossier: share.dossier.to_string(),
+                section: share.section.to_string(),
+                commit,
+            };
+            let r = self
+                .call(
+                    member,
+                    |mut c| async move { c.deliver_commit(request).await },
+                )
+                .await?;
+            Ok(r.epoch)
         })
     }
 
@@ -445,15 +467,17 @@ impl PeerNetwork for PeerClients {
         share: &'a ShareId,
     ) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
-            let mut c = self.client(owner)?;
-            let r = c
-                .request_welcome(pb::RequestWelcomeRequest {
-                    dossier: share.dossier.to_string(),
-                    section: share.section.to_string(),
-                })
-                .await
-                .map_err(|s| from_status(&owner.card.id, s))?;
-            Ok(r.into_inner().epoch)
+            let request = pb::RequestWelcomeRequest {
+                dossier: share.dossier.to_string(),
+                section: share.section.to_string(),
+            };
+            let r = self
+                .call(
+                    owner,
+                    |mut c| async move { c.request_welcome(request).await },
+                )
+                .await?;
+            Ok(r.epoch)
         })
     }
 
@@ -463,15 +487,13 @@ impl PeerNetwork for PeerClients {
         request: SignedBytes,
     ) -> BoxFuture<'a, Result<ReadAnswer, ServiceError>> {
         Box::pin(async move {
-            let mut c = self.client(owner)?;
-            let r = c
-                .read_share(pb::SignedReadRequest {
-                    request: request.bytes,
-                    signature: request.signature.to_bytes().to_vec(),
-                })
-                .await
-                .map_err(|s| from_status(&owner.card.id, s))?
-                .into_inner();
+            let request = pb::SignedReadRequest {
+                request: request.bytes,
+                signature: request.signature.to_bytes().to_vec(),
+            };
+            let r = self
+                .call(owner, |mut c| async move { c.read_share(request).await })
+                .await?;
             let signature = Signature::from_bytes(&r.receipt_signature).map_err(|_| {
                 ServiceError::FailedPrecondition(format!(
                     "{}: receipt signature must be 64 bytes",
