@@ -787,18 +787,6 @@ pub async fn serve(
     client_listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CryptoError> {
-    let peer_tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
-        identity,
-        pins.clone(),
-    )?));
-    let client_tls =
-        TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
-    let peer_svc = PeerServer::new(PeerApi { node: node.clone() })
-        .max_decoding_message_size(MAX_GRPC_MESSAGE)
-        .max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let client_svc = ClientServer::new(ClientApi { node })
-        .max_decoding_message_size(MAX_GRPC_MESSAGE)
-        .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -807,25 +795,74 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let (peer_incoming, peer_accepting) = tls_incoming(peer_listener, peer_tls, Some(pins));
-    let (client_incoming, client_accepting) = tls_incoming(client_listener, client_tls, None);
-    let peer = tonic::transport::Server::builder()
-        .timeout(PEER_CALL_TIMEOUT)
-        .concurrency_limit_per_connection(256)
-        .add_service(peer_svc)
-        .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
-    let client = tonic::transport::Server::builder()
-        .timeout(PEER_CALL_TIMEOUT)
-        .concurrency_limit_per_connection(256)
-        .add_service(client_svc)
-        .serve_with_incoming_shutdown(client_incoming, stopped(stop_rx));
+    let peer = serve_peer_api(
+        PeerApi { node: node.clone() },
+        identity,
+        pins,
+        peer_listener,
+        stopped(stop_rx.clone()),
+    );
+    let client = serve_client_api(
+        ClientApi { node },
+        identity,
+        client_listener,
+        stopped(stop_rx),
+    );
     let (a, b) = tokio::join!(peer, client);
-    for r in [a, b] {
-        if let Err(e) = r {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
+    a.and(b)
+}
+
+/// Serves a peer API over mutual TLS pinned by `pins` until `shutdown`
+/// resolves, and closes the listener before returning. Nodes serve
+/// [`PeerApi`]; tests also serve hostile peers through it.
+pub async fn serve_peer_api<P: Peer>(
+    api: P,
+    identity: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), CryptoError> {
+    let tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
+        identity,
+        pins.clone(),
+    )?));
+    let svc = PeerServer::new(api)
+        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let (incoming, accepting) = tls_incoming(listener, tls, Some(pins));
+    let served = tonic::transport::Server::builder()
+        .timeout(PEER_CALL_TIMEOUT)
+        .concurrency_limit_per_connection(256)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "peer API stopped with an error");
     }
-    // The listeners are closed when this returns: a restarted node can bind again.
-    let _ = tokio::join!(peer_accepting, client_accepting);
+    let _ = accepting.await;
+    Ok(())
+}
+
+async fn serve_client_api(
+    api: ClientApi,
+    identity: &TlsIdentity,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), CryptoError> {
+    let tls = TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
+    let svc = ClientServer::new(api)
+        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let (incoming, accepting) = tls_incoming(listener, tls, None);
+    let served = tonic::transport::Server::builder()
+        .timeout(PEER_CALL_TIMEOUT)
+        .concurrency_limit_per_connection(256)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "client API stopped with an error");
+    }
+    let _ = accepting.await;
     Ok(())
 }

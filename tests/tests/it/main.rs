@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod hostile;
 mod read_path;
 mod restart;
 mod roster;
