@@ -140,6 +140,11 @@ pub enum GovCmd {
 /// `maillon user …`
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
+    /// Remove a user: its token stops working at once.
+    Remove {
+        /// User name.
+        name: String,
+    },
     /// Create a user; prints its token once.
     Add {
         /// User name.
@@ -486,6 +491,11 @@ async fn client_command(profile_path: &Option<PathBuf>, cmd: Command) -> Result<
                     r.name, r.role, r.token
                 );
             }
+        }
+        Command::User(UserCmd::Remove { name }) => {
+            api.remove_user(conn.req(pb::RemoveUserRequest { name: name.clone() }))
+                .await?;
+            println!("user {name} removed; its token no longer works");
         }
         Command::Dossier(DossierCmd::Open {
             given_name,

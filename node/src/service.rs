@@ -559,6 +559,29 @@ impl Node {
         .await
     }
 
+    /// Removes a user (admin only, never oneself): its token stops working at once.
+    pub async fn remove_user(&self, caller: &Caller, name: &UserName) -> Result<()> {
+        require(caller, &[Role::Admin])?;
+        if &caller.name == name {
+            return Err(ServiceError::FailedPrecondition(
+                "an admin cannot remove itself; another admin can".into(),
+            ));
+        }
+        let user: UserRecord = self
+            .store
+            .get(Tree::Users, name.as_str())?
+            .ok_or_else(|| ServiceError::NotFound(format!("no user {name} at this node")))?;
+        self.store.remove(Tree::Tokens, &user.token_sha256)?;
+        self.store.remove(Tree::Users, name.as_str())?;
+        self.store.flush()?;
+        self.audit(AuditEvent::UserRemoved {
+            user: name.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Resolves a bearer token to its user.
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
         let denied = || ServiceError::Unauthenticated("unknown or revoked token".into());

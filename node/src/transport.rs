@@ -597,6 +597,20 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn remove_user(
+        &self,
+        req: Request<pb::RemoveUserRequest>,
+    ) -> Result<Response<pb::RemoveUserReply>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name.parse().map_err(invalid)?;
+        self.node
+            .remove_user(&caller, &name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RemoveUserReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn open_dossier(
         &self,
         req: Request<pb::OpenDossierRequest>,

@@ -71,6 +71,13 @@ pub enum AuditEvent {
         /// Who created it (`None` at node initialisation).
         by: Option<UserName>,
     },
+    /// A node-local user was removed; its token no longer works.
+    UserRemoved {
+        /// The user.
+        user: UserName,
+        /// The admin who removed it.
+        by: UserName,
+    },
     /// A dossier was opened at this node.
     DossierOpened {
         /// The dossier.
@@ -201,6 +208,7 @@ impl AuditEvent {
         match self {
             AuditEvent::RosterAdopted { .. } => "roster_adopted",
             AuditEvent::UserCreated { .. } => "user_created",
+            AuditEvent::UserRemoved { .. } => "user_removed",
             AuditEvent::DossierOpened { .. } => "dossier_opened",
             AuditEvent::SectionWritten { .. } => "section_written",
             AuditEvent::ConsentGranted { .. } => "consent_granted",

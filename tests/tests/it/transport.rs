@@ -122,3 +122,47 @@ async fn the_client_api_wants_a_valid_token_and_the_right_certificate() {
         ("ccas-rodez", "admin", "admin")
     );
 }
+
+#[tokio::test]
+async fn a_removed_users_token_stops_working_at_once() {
+    let c = Cluster::start().await;
+    let agent = c
+        .user(
+            "ccas-rodez",
+            "agent-ccas",
+            maillon_node::types::Role::Caseworker,
+        )
+        .await;
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    agent
+        .api()
+        .who_am_i(agent.req(pb::WhoAmIRequest {}))
+        .await
+        .expect("valid token");
+    let remove = |conn: &Conn, name: &str| {
+        let (conn, name) = (conn.clone(), name.to_owned());
+        async move {
+            conn.api()
+                .remove_user(conn.req(pb::RemoveUserRequest { name }))
+                .await
+        }
+    };
+    assert_eq!(
+        code(remove(&agent, "admin").await).0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(remove(&admin, "admin").await).0,
+        Code::FailedPrecondition
+    );
+    assert_eq!(code(remove(&admin, "nobody").await).0, Code::NotFound);
+    assert_eq!(
+        code(remove(&admin, "bad name!").await).0,
+        Code::InvalidArgument
+    );
+    remove(&admin, "agent-ccas").await.expect("removed");
+    let (status, _) = code(agent.api().who_am_i(agent.req(pb::WhoAmIRequest {})).await);
+    assert_eq!(status, Code::Unauthenticated);
+    let kinds = maillon_tests::audit_kinds(&admin).await;
+    assert_eq!(kinds.last().map(String::as_str), Some("user_removed"));
+}
