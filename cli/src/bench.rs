@@ -95,6 +95,15 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
             .unwrap_or(1)
     );
 
+    // The floor: one client-API round trip over TLS that does no work.
+    let mut samples = Vec::with_capacity(reads);
+    for _ in 0..reads {
+        let t = Instant::now();
+        caf.api().who_am_i(caf.req(pb::WhoAmIRequest {})).await?;
+        samples.push(t.elapsed());
+    }
+    report("bare TLS round trip (WhoAmI), sequential", samples);
+
     // A share of five members: the owner and four readers.
     let d = open_with_housing(&ccas).await?;
     grant(
@@ -219,6 +228,31 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     }
     report("MLS seal 1 KiB, state written, unflushed", seals);
     report("MLS open 1 KiB, state written, unflushed", opens);
+
+    // The two syncs of a read, one at a time: an audit append and a store flush.
+    let dir = tempfile::tempdir()?;
+    let key = NodeKey::generate();
+    let log = AuditLog::open(dir.path(), "maillon/bench".into(), &key.public())?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let (mut appends, mut flushes) = (Vec::new(), Vec::new());
+    for i in 0..reads.min(2000) {
+        let t = Instant::now();
+        log.append(
+            0,
+            AuditEvent::RosterAdopted {
+                version: i as u64,
+                hash: String::new(),
+            },
+        )
+        .await?;
+        appends.push(t.elapsed());
+        store.put(maillon_node::storage::Tree::Meta, "bench", &i)?;
+        let t = Instant::now();
+        store.flush()?;
+        flushes.push(t.elapsed());
+    }
+    report("durable audit append, one at a time", appends);
+    report("sled store flush after one write", flushes);
 
     // Durable audit appends with group commit, 64 writers.
     let dir = tempfile::tempdir()?;
