@@ -1204,24 +1204,27 @@ impl Node {
             .await?;
 
         let receipt = Receipt::verify(&answer.receipt, owner_member, &request_hash)?;
-        // The owner logged the access: log its receipt before anything else can fail.
-        self.audit(AuditEvent::ReceiptLogged {
+        // The owner logged the access: the receipt is logged whatever happens
+        // to the answer. Opening runs while the append waits for its sync; the
+        // section is shown only once the receipt is durable.
+        let logged = self.audit(AuditEvent::ReceiptLogged {
             owner: owner.clone(),
             user: caller.name.clone(),
             dossier: share.dossier.clone(),
             section: share.section,
             request: request_hash,
             owner_leaf: receipt.leaf,
-        })
-        .await?;
-        let plaintext =
-            match self
-                .sharing
+        });
+        let opened = async {
+            self.sharing
                 .open(share, &answer.sealed, &owner_member.card.signing_key)
-            {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            };
+        };
+        let (logged, opened) = tokio::join!(logged, opened);
+        logged?;
+        let plaintext = match opened {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
         let json = String::from_utf8(plaintext).map_err(|_| {
             ServiceError::FailedPrecondition(format!("the section from {owner} is not UTF-8"))
         })?;
