@@ -31,6 +31,9 @@ pub const MAX_SECTION: usize = 64 * 1024;
 pub const MAX_REQUEST: usize = 16 * 1024;
 /// How far a request's time may be from the owner's clock (seconds).
 pub const REQUEST_WINDOW: i64 = 120;
+/// How long the owner waits for one member to take a commit or a Welcome
+/// while it holds the share's membership lock.
+const DELIVERY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// Base delay before retrying to bring a member back (doubles per attempt).
 const UPKEEP_RETRY_BASE: i64 = 60;
 /// Least time between two fresh Welcomes a member may ask for, per share.
@@ -436,7 +439,7 @@ impl MembershipLocks {
         self.get(share).write_owned().await
     }
 
-    async fn seal(&self, share: &ShareId) -> tokio::sync::OwnedRwLockReadGuard<()> {
+    async fn read(&self, share: &ShareId) -> tokio::sync::OwnedRwLockReadGuard<()> {
         self.get(share).read_owned().await
     }
 }
@@ -459,9 +462,10 @@ pub struct Node {
     audit: AuditLog,
     /// MLS groups; each group's operations are serialized inside `Sharing`.
     sharing: Sharing,
-    /// Per share: membership changes (decision, commit, delivery) hold it
-    /// exclusively; seals hold it shared, so no answer is sealed in an epoch
-    /// whose commit is still on its way to the members.
+    /// Per share: membership changes and revocations (decision, commit,
+    /// delivery) hold it exclusively; reads hold it shared from decision to
+    /// durable log, so no answer is decided on a revoked consent or sealed in
+    /// an epoch whose commit is still on its way to the members.
     membership: MembershipLocks,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
@@ -748,15 +752,8 @@ impl Node {
             }
         })?;
 
-        // Sections are sorted, so concurrent grants take these locks in one order.
-        let mut _changing = Vec::new();
-        for section in &consent.sections {
-            _changing.push(
-                self.membership
-                    .change(&self.share(&consent.dossier, *section))
-                    .await,
-            );
-        }
+        // KeyPackages are fetched before any lock is taken: a slow member must
+        // not hold up the share's readers.
         let mut missing = Vec::new();
         for section in &consent.sections {
             let share = self.share(&consent.dossier, *section);
@@ -780,6 +777,15 @@ impl Node {
             additions.push((share, member, kp));
         }
 
+        // Sections are sorted, so concurrent changes take these locks in one order.
+        let mut changing = Vec::new();
+        for section in &consent.sections {
+            changing.push(
+                self.membership
+                    .change(&self.share(&consent.dossier, *section))
+                    .await,
+            );
+        }
         let record = ConsentRecord::sign(consent.clone(), &self.key);
         self.store.insert_new(
             Tree::Consents,
@@ -809,6 +815,7 @@ impl Node {
                 changes.push((share, member, change));
             }
         }
+        let mut welcomes = Vec::new();
         for (share, member, change) in changes {
             self.audit(AuditEvent::GroupMemberAdded {
                 dossier: share.dossier.clone(),
@@ -819,12 +826,14 @@ impl Node {
             .await?;
             self.deliver_commit(&share, &change.recipients, &change.commit)
                 .await;
-            if let Some(welcome) = change.welcome
-                && let Err(e) = self.network.deliver_welcome(&member, &share, welcome).await
-            {
-                tracing::warn!(member = %member.card.id, error = %e, "welcome not delivered; the member will get a fresh one");
-                self.mark_for_resync(&share, &member.card.id);
+            if let Some(welcome) = change.welcome {
+                welcomes.push((share, member, welcome));
             }
+        }
+        // The commits are out: seals may resume while the Welcomes travel.
+        drop(changing);
+        for (share, member, welcome) in welcomes {
+            self.deliver_welcome(&member, &share, welcome).await;
         }
         Ok(consent.id)
     }
@@ -837,22 +846,41 @@ impl Node {
         }
     }
 
-    /// Sends a commit to every listed member except this node; a member that
-    /// misses it is marked to be brought back with a fresh Welcome.
+    /// Sends a commit to every listed member except this node, each within
+    /// [`DELIVERY_DEADLINE`]; a member that misses it is marked to be brought
+    /// back with a fresh Welcome.
     async fn deliver_commit(&self, share: &ShareId, to: &[MemberId], commit: &[u8]) {
         for m in to.iter().filter(|m| **m != self.me) {
             let Ok(member) = self.roster_member(m) else {
                 continue;
             };
-            if let Err(e) = self
-                .network
-                .deliver_commit(&member, share, commit.to_vec())
-                .await
-            {
-                tracing::warn!(member = %m, error = %e, "commit not delivered; the member will get a fresh welcome");
-                self.mark_for_resync(share, m);
-            }
+            let delivery = self.network.deliver_commit(&member, share, commit.to_vec());
+            let failed = match tokio::time::timeout(DELIVERY_DEADLINE, delivery).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            tracing::warn!(member = %m, error = %failed, "commit not delivered; the member will get a fresh welcome");
+            self.mark_for_resync(share, m);
         }
+    }
+
+    /// Sends a Welcome; a member that misses it is marked to be brought back.
+    async fn deliver_welcome(
+        &self,
+        member: &RosterMember,
+        share: &ShareId,
+        welcome: Vec<u8>,
+    ) -> bool {
+        let delivery = self.network.deliver_welcome(member, share, welcome);
+        let failed = match tokio::time::timeout(DELIVERY_DEADLINE, delivery).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        tracing::warn!(member = %member.card.id, error = %failed, "welcome not delivered; the member will get a fresh one");
+        self.mark_for_resync(share, &member.card.id);
+        false
     }
 
     fn resync_key(share: &ShareId, member: &MemberId) -> String {
@@ -919,23 +947,26 @@ impl Node {
     /// Removes `member` from the share's group and adds it again from a fresh
     /// KeyPackage, if an active consent still names it; `false` if not.
     async fn bring_back(&self, share: &ShareId, member_id: &MemberId) -> Result<bool> {
-        let _changing = self.membership.change(share).await;
-        let entitled = consent::audience(
-            &self.consents_of(&share.dossier)?,
-            share.section,
-            self.clock.now(),
-        )
-        .contains(member_id);
-        if !entitled {
+        let entitled = |this: &Self| -> Result<bool> {
+            Ok(consent::audience(
+                &this.consents_of(&share.dossier)?,
+                share.section,
+                this.clock.now(),
+            )
+            .contains(member_id))
+        };
+        if !entitled(self)? {
             return Ok(false);
         }
         let member = self.roster_member(member_id)?;
+        // Fetched before locking: a slow member must not hold up the share.
         let kp = self.network.fetch_key_package(&member).await?;
         Sharing::check_key_package(&kp, member_id, &member.card.signing_key)?;
+        let changing = self.membership.change(share).await;
+        if !entitled(self)? {
+            return Ok(false);
+        }
         let removal = self.sharing.remove_member(share, member_id)?;
-        let addition = self
-            .sharing
-            .add_member(share, &kp, member_id, &member.card.signing_key)?;
         if let Some(change) = removal {
             self.audit(AuditEvent::GroupMemberRemoved {
                 dossier: share.dossier.clone(),
@@ -947,6 +978,9 @@ impl Node {
             self.deliver_commit(share, &change.recipients, &change.commit)
                 .await;
         }
+        let addition = self
+            .sharing
+            .add_member(share, &kp, member_id, &member.card.signing_key)?;
         let Some(change) = addition else {
             return Ok(true);
         };
@@ -959,12 +993,15 @@ impl Node {
         .await?;
         self.deliver_commit(share, &change.recipients, &change.commit)
             .await;
+        drop(changing);
         let welcome = change
             .welcome
             .ok_or_else(|| ServiceError::Internal("an add without a welcome".into()))?;
-        self.network
-            .deliver_welcome(&member, share, welcome)
-            .await?;
+        if !self.deliver_welcome(&member, share, welcome).await {
+            return Err(ServiceError::Unavailable(format!(
+                "{member_id} did not take the fresh welcome"
+            )));
+        }
         self.store
             .remove(Tree::Meta, &Self::resync_key(share, member_id))?;
         self.store.flush()?;
@@ -1026,6 +1063,16 @@ impl Node {
                 "consent {id} is already revoked"
             )));
         }
+        // Once the revocation is written no read can be answered on the old
+        // decision: reads decide and log under the shared lock.
+        let mut changing = Vec::new();
+        for section in &record.consent.sections {
+            changing.push(
+                self.membership
+                    .change(&self.share(&dossier, *section))
+                    .await,
+            );
+        }
         let now = self.clock.now();
         record.revoked_at = Some(now);
         record.revoked_by = Some(caller.name.clone());
@@ -1037,6 +1084,7 @@ impl Node {
             by: caller.name.clone(),
         })
         .await?;
+        drop(changing);
         // Policy already refuses; if the groups cannot be updated now, upkeep retries.
         self.close_consent(&key, &record, now).await
     }
@@ -1303,6 +1351,10 @@ impl Node {
             Err(e) => return Err(e.into()),
         }
 
+        // Decide, seal and log under the share's shared lock: a revocation
+        // (exclusive) is either entirely before this read or entirely after it.
+        let share = self.share(&req.dossier, req.section);
+        let reading = self.membership.read(&share).await;
         let section = self.own_section(&req.dossier, req.section)?;
         let decision = if req.role != Role::Caseworker {
             Decision::Deny(DenyReason::Role)
@@ -1324,11 +1376,7 @@ impl Node {
             }
         };
 
-        let share = self.share(&req.dossier, req.section);
-        let sealed = {
-            let _sealing = self.membership.seal(&share).await;
-            self.sharing.seal(&share, json.as_bytes())?
-        };
+        let sealed = self.sharing.seal(&share, json.as_bytes())?;
         // The access is durable in the log, and the sealing ratchet (with the
         // request's nonce) in the store, before anything is answered: the two
         // syncs run side by side.
@@ -1345,6 +1393,7 @@ impl Node {
         let store = self.store.clone();
         let flushed = tokio::task::spawn_blocking(move || store.flush());
         let (leaf, flushed) = tokio::join!(logged, flushed);
+        drop(reading);
         flushed.map_err(|e| ServiceError::Internal(e.to_string()))??;
         let leaf = leaf?;
         let receipt = Receipt {

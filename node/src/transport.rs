@@ -792,6 +792,55 @@ impl Client for ClientApi {
 
 // ----- serving -----
 
+/// Runs each call in its own task. A caller that hangs up, or a deadline that
+/// passes, drops the response future; without this, the handler would stop at
+/// its next `.await`, which could cut a state change in half (an MLS commit
+/// saved but not logged nor delivered).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DetachLayer;
+
+impl<S> tower::Layer<S> for DetachLayer {
+    type Service = Detach<S>;
+    fn layer(&self, inner: S) -> Detach<S> {
+        Detach(inner)
+    }
+}
+
+/// The service [`DetachLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct Detach<S>(S);
+
+impl<S, R> tower::Service<R> for Detach<S>
+where
+    S: tower::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let running = tokio::spawn(self.0.call(req));
+        Box::pin(async move {
+            match running.await {
+                Ok(result) => result,
+                // A handler panicked: let it unwind as it would have in place.
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    // Cancelled: only at runtime shutdown, when nobody waits.
+                    Err(_) => std::future::pending().await,
+                },
+            }
+        })
+    }
+}
+
 /// Serves both APIs until `shutdown` resolves.
 pub async fn serve(
     node: Arc<Node>,
@@ -847,6 +896,7 @@ pub async fn serve_peer_api<P: Peer>(
     let served = tonic::transport::Server::builder()
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
+        .layer(DetachLayer)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
@@ -871,6 +921,7 @@ async fn serve_client_api(
     let served = tonic::transport::Server::builder()
         .timeout(PEER_CALL_TIMEOUT)
         .concurrency_limit_per_connection(256)
+        .layer(DetachLayer)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
