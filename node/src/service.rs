@@ -447,6 +447,8 @@ impl MembershipLocks {
 /// A member to bring back into a share's group, with its retry schedule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Resync {
+    /// Unique per mark, so that a mark set again is never taken for an old one.
+    id: u64,
     share: ShareId,
     member: MemberId,
     attempts: u32,
@@ -893,6 +895,7 @@ impl Node {
         let marked = (|| -> Result<()> {
             if self.store.get::<Resync>(Tree::Meta, &key)?.is_none() {
                 let mark = Resync {
+                    id: self.store.next_id()?,
                     share: share.clone(),
                     member: member.clone(),
                     attempts: 0,

@@ -393,8 +393,8 @@ impl Sharing {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let outstanding = self.store.mls_scopes(&kp_prefix(owner))?;
         if outstanding.len() >= MAX_KEY_PACKAGES {
-            // Forget one unused package (hash order is random order) rather than
-            // refuse: left-over packages must never lock an owner out.
+            // Forget the oldest unused package rather than refuse: left-overs
+            // must never lock an owner out. Scopes sort by creation.
             if let Some(oldest) = outstanding.first() {
                 self.store.mls_replace(oldest, &BTreeMap::new())?;
             }
@@ -410,7 +410,8 @@ impl Sharing {
             .map_err(mls)?;
         let kp = bundle.key_package();
         let hash = kp.hash_ref(provider.crypto()).map_err(mls)?;
-        self.save(&kp_scope(owner, hash.as_slice()), &provider)?;
+        let scope = kp_scope(owner, self.store.next_id()?, hash.as_slice());
+        self.save(&scope, &provider)?;
         encode(&MlsMessageOut::from(kp.clone()))
     }
 
@@ -552,14 +553,14 @@ impl Sharing {
         let MlsMessageBodyIn::Welcome(welcome) = decode_message(welcome)?.extract() else {
             return Err(ShareError::Malformed("expected a welcome".into()));
         };
-        let mut kp_scope_found = None;
-        for secret in welcome.secrets() {
-            let scope = kp_scope(&share.owner, secret.new_member().as_slice());
-            if !self.store.mls_load(&scope)?.is_empty() {
-                kp_scope_found = Some(scope);
-                break;
-            }
-        }
+        let issued = self.store.mls_scopes(&kp_prefix(&share.owner))?;
+        let kp_scope_found = welcome.secrets().iter().find_map(|secret| {
+            let suffix = format!("/{}", hex::encode(secret.new_member().as_slice()));
+            issued
+                .iter()
+                .find(|scope| scope.ends_with(&suffix))
+                .cloned()
+        });
         let kp_scope = kp_scope_found.ok_or(ShareError::NoKeyPackage)?;
         let provider = self.load(&kp_scope)?;
         let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
@@ -676,8 +677,9 @@ fn kp_prefix(owner: &MemberId) -> String {
     format!("kp/{owner}/")
 }
 
-fn kp_scope(owner: &MemberId, hash_ref: &[u8]) -> String {
-    format!("{}{}", kp_prefix(owner), hex::encode(hash_ref))
+/// `kp/<owner>/<creation id, 16 hex digits>/<hash ref>`: scopes sort by creation.
+fn kp_scope(owner: &MemberId, id: u64, hash_ref: &[u8]) -> String {
+    format!("{}{id:016x}/{}", kp_prefix(owner), hex::encode(hash_ref))
 }
 
 #[cfg(test)]
@@ -949,17 +951,22 @@ mod tests {
     #[test]
     fn unused_key_packages_per_owner_are_capped_without_locking_the_owner_out() {
         let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        let scopes = || {
+            caf.sharing
+                .store
+                .mls_scopes(&kp_prefix(&ccas.id))
+                .expect("scopes")
+        };
+        caf.sharing.new_key_package(&ccas.id).expect("the first");
+        let first = scopes();
         for _ in 0..MAX_KEY_PACKAGES + 10 {
             caf.sharing
                 .new_key_package(&ccas.id)
                 .expect("a key package, always");
         }
-        let kept = caf
-            .sharing
-            .store
-            .mls_scopes(&kp_prefix(&ccas.id))
-            .expect("scopes");
+        let kept = scopes();
         assert_eq!(kept.len(), MAX_KEY_PACKAGES);
+        assert!(!kept.contains(&first[0]), "the oldest went first");
         // The newest still works: it replaced an unused one, and goes once used.
         let s = share(&ccas);
         ccas.sharing.ensure_group(&s).expect("group");

@@ -310,6 +310,11 @@ impl Store {
             .sum())
     }
 
+    /// A fresh identifier, increasing across restarts (for ordering records).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
     /// Writes sled's buffers out (survives a killed process; see SECURITY.md).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
