@@ -434,3 +434,57 @@ async fn a_member_that_cannot_open_an_answer_asks_for_a_fresh_welcome_and_reads(
         0
     );
 }
+
+#[tokio::test]
+async fn reads_from_oneself_or_from_a_non_member_are_refused_before_any_request() {
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&auditor).await;
+    let (status, msg) = code(ccas.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(status, Code::InvalidArgument, "{msg}");
+    let (status, msg) = code(ccas.read(&d, "housing", "cpam12").await);
+    assert_eq!(status, Code::NotFound, "{msg}");
+    let (status, _) = code(ccas.read(&d, "housing", "Not An Id").await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert_eq!(
+        audit_kinds(&auditor).await,
+        before,
+        "nothing was asked, nothing logged"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let caf = c.desk("caf12", "agent-caf").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let consent = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    ccas.revoke(&consent).await.expect("revoke");
+    // caf12's node asks, as it would after failing to open an answer.
+    let caf_id: maillon_node::types::MemberId = "caf12".parse().expect("id");
+    let owner = c.running("ccas-rodez").node();
+    let err = owner
+        .resend_welcome(&caf_id, &d, "housing")
+        .await
+        .expect_err("not entitled");
+    assert!(err.to_string().contains("no active consent"), "{err}");
+    let share = ShareId {
+        dossier: d.parse().expect("id"),
+        section: "housing".parse().expect("section"),
+        owner: "ccas-rodez".parse().expect("id"),
+    };
+    assert_eq!(
+        owner.share_members(&share).await.expect("members").len(),
+        1,
+        "caf12 stays out"
+    );
+}
