@@ -817,7 +817,8 @@ impl Node {
                 changes.push((share, member, change));
             }
         }
-        let mut welcomes = Vec::new();
+        // In order, each within the delivery deadline: a member added by one
+        // change must have its Welcome before the next change's commit.
         for (share, member, change) in changes {
             self.audit(AuditEvent::GroupMemberAdded {
                 dossier: share.dossier.clone(),
@@ -829,14 +830,10 @@ impl Node {
             self.deliver_commit(&share, &change.recipients, &change.commit)
                 .await;
             if let Some(welcome) = change.welcome {
-                welcomes.push((share, member, welcome));
+                self.deliver_welcome(&member, &share, welcome).await;
             }
         }
-        // The commits are out: seals may resume while the Welcomes travel.
         drop(changing);
-        for (share, member, welcome) in welcomes {
-            self.deliver_welcome(&member, &share, welcome).await;
-        }
         Ok(consent.id)
     }
 
@@ -996,11 +993,12 @@ impl Node {
         .await?;
         self.deliver_commit(share, &change.recipients, &change.commit)
             .await;
-        drop(changing);
         let welcome = change
             .welcome
             .ok_or_else(|| ServiceError::Internal("an add without a welcome".into()))?;
-        if !self.deliver_welcome(&member, share, welcome).await {
+        let welcomed = self.deliver_welcome(&member, share, welcome).await;
+        drop(changing);
+        if !welcomed {
             return Err(ServiceError::Unavailable(format!(
                 "{member_id} did not take the fresh welcome"
             )));

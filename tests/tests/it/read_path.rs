@@ -488,3 +488,48 @@ async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
         "caf12 stays out"
     );
 }
+
+#[tokio::test]
+async fn one_consent_to_several_members_adds_each_in_step() {
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let (caf, cd) = (
+        c.desk("caf12", "agent-caf").await,
+        c.desk("cd12", "agent-cd").await,
+    );
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    ccas.grant(&d, &["housing"], &["caf12", "cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("caf")
+            .json,
+        HOUSING
+    );
+    assert_eq!(
+        cd.read(&d, "housing", "ccas-rodez").await.expect("cd").json,
+        HOUSING
+    );
+    // Each member had its Welcome before the next member's commit: nobody was
+    // out of step, nobody had to be brought back.
+    assert_eq!(
+        c.running("ccas-rodez")
+            .node()
+            .resync_members()
+            .await
+            .expect("upkeep"),
+        0
+    );
+    let kinds = audit_kinds(&c.user("ccas-rodez", "dpo", Role::Auditor).await).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "group_member_added").count(),
+        2
+    );
+    assert!(
+        !kinds.iter().any(|k| k == "group_member_removed"),
+        "{kinds:?}"
+    );
+}
