@@ -202,27 +202,6 @@ pub enum AuditEvent {
     },
 }
 
-impl AuditEvent {
-    /// The event's kind, as in its JSON `event` field.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AuditEvent::RosterAdopted { .. } => "roster_adopted",
-            AuditEvent::UserCreated { .. } => "user_created",
-            AuditEvent::UserRemoved { .. } => "user_removed",
-            AuditEvent::DossierOpened { .. } => "dossier_opened",
-            AuditEvent::SectionWritten { .. } => "section_written",
-            AuditEvent::ConsentGranted { .. } => "consent_granted",
-            AuditEvent::ConsentRevoked { .. } => "consent_revoked",
-            AuditEvent::GroupMemberAdded { .. } => "group_member_added",
-            AuditEvent::GroupMemberRemoved { .. } => "group_member_removed",
-            AuditEvent::GroupJoined { .. } => "group_joined",
-            AuditEvent::ReadGranted { .. } => "read_granted",
-            AuditEvent::ReadDenied { .. } => "read_denied",
-            AuditEvent::ReceiptLogged { .. } => "receipt_logged",
-        }
-    }
-}
-
 /// One leaf of the log: an event and when it was recorded (Unix seconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
