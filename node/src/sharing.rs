@@ -59,6 +59,16 @@ fn mls<E: fmt::Display>(e: E) -> ShareError {
     ShareError::Mls(e.to_string())
 }
 
+/// Holds the lock of a scope (see `Sharing::lock`) until the end of the block.
+macro_rules! hold {
+    ($this:expr, $scope:expr) => {
+        let lock = $this.lock(&$scope);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
+}
+
 /// Which share a group carries.
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -218,6 +228,15 @@ fn identity_of(credential: &Credential) -> Result<String, ShareError> {
         .map_err(|_| ShareError::Credential("identity is not UTF-8".into()))
 }
 
+/// The roster key of the share's owner, which must be an active member.
+fn owner_key(
+    share: &ShareId,
+    roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
+) -> Result<PublicKey, ShareError> {
+    roster_key(&share.owner)
+        .ok_or_else(|| ShareError::Credential(format!("{} is not an active member", share.owner)))
+}
+
 /// Checks that a credential names an active member with the key the roster lists.
 fn check_credential(
     credential: &Credential,
@@ -319,10 +338,7 @@ impl Sharing {
 
     /// Whether this node holds state for the share's group.
     pub fn has_group(&self, share: &ShareId) -> Result<bool, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         self.has_group_unlocked(share)
     }
 
@@ -336,10 +352,7 @@ impl Sharing {
 
     /// Owner: creates the share's group with itself as sole member, if absent.
     pub fn ensure_group(&self, share: &ShareId) -> Result<(), ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         debug_assert_eq!(share.owner, self.me);
         if self.has_group_unlocked(share)? {
             return Ok(());
@@ -358,10 +371,7 @@ impl Sharing {
 
     /// The members of the share's group, by id, as this node sees it.
     pub fn members(&self, share: &ShareId) -> Result<Vec<MemberId>, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         let (_, group) = self.load_group(share)?;
         group
             .members()
@@ -371,10 +381,7 @@ impl Sharing {
 
     /// The group's current epoch.
     pub fn epoch(&self, share: &ShareId) -> Result<u64, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         Ok(self.load_group(share)?.1.epoch().as_u64())
     }
 
@@ -387,10 +394,7 @@ impl Sharing {
     /// Welcome from that owner can use it; at most [`MAX_KEY_PACKAGES`] are
     /// kept per owner, a new one replacing an unused one beyond that.
     pub fn new_key_package(&self, owner: &MemberId) -> Result<Vec<u8>, ShareError> {
-        let lock = self.lock(&kp_prefix(owner));
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, kp_prefix(owner));
         let outstanding = self.store.mls_scopes(&kp_prefix(owner))?;
         if outstanding.len() >= MAX_KEY_PACKAGES {
             // Forget the oldest unused package rather than refuse: left-overs
@@ -451,10 +455,7 @@ impl Sharing {
         member: &MemberId,
         roster_key: &PublicKey,
     ) -> Result<Option<GroupChange>, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         let kp = Self::check_key_package(key_package, member, roster_key)?;
         let (provider, mut group) = self.load_group(share)?;
         let mut recipients = Vec::new();
@@ -486,10 +487,7 @@ impl Sharing {
         share: &ShareId,
         member: &MemberId,
     ) -> Result<Option<GroupChange>, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         let (provider, mut group) = self.load_group(share)?;
         let mut leaves = Vec::new();
         let mut recipients = Vec::new();
@@ -522,10 +520,7 @@ impl Sharing {
     /// store (`Store::flush`) before the message leaves the node, so that a
     /// crash cannot make it seal again under the same key.
     pub fn seal(&self, share: &ShareId, plaintext: &[u8]) -> Result<Vec<u8>, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         let (provider, mut group) = self.load_group(share)?;
         let msg = group
             .create_message(&provider, &self.signer, plaintext)
@@ -543,13 +538,8 @@ impl Sharing {
         welcome: &[u8],
         roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
     ) -> Result<u64, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let owner_key = roster_key(&share.owner).ok_or_else(|| {
-            ShareError::Credential(format!("{} is not an active member", share.owner))
-        })?;
+        hold!(self, share.scope());
+        let owner_key = owner_key(share, roster_key)?;
         let MlsMessageBodyIn::Welcome(welcome) = decode_message(welcome)?.extract() else {
             return Err(ShareError::Malformed("expected a welcome".into()));
         };
@@ -625,13 +615,8 @@ impl Sharing {
         commit: &[u8],
         roster_key: &dyn Fn(&MemberId) -> Option<PublicKey>,
     ) -> Result<u64, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let owner_key = roster_key(&share.owner).ok_or_else(|| {
-            ShareError::Credential(format!("{} is not an active member", share.owner))
-        })?;
+        hold!(self, share.scope());
+        let owner_key = owner_key(share, roster_key)?;
         let (provider, mut group, processed) = self.process(share, commit, &owner_key)?;
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(ShareError::Malformed("expected a commit".into()));
@@ -656,10 +641,7 @@ impl Sharing {
         sealed: &[u8],
         owner_key: &PublicKey,
     ) -> Result<Vec<u8>, ShareError> {
-        let lock = self.lock(&share.scope());
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hold!(self, share.scope());
         let (provider, _group, processed) = self.process(share, sealed, owner_key)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(ShareError::Malformed(
