@@ -21,7 +21,7 @@ use crate::consent::{
 };
 use crate::crypto::{Context, NodeKey, Signature, sha256};
 use crate::roster::{CurrentRoster, RosterMember};
-use crate::sharing::{ShareError, ShareId, Sharing};
+use crate::sharing::{GroupChange, ShareError, ShareId, Sharing};
 use crate::storage::{Store, StoreError, Tree};
 use crate::types::{ConsentId, Date, DossierId, MemberId, Role, Section, UserName};
 
@@ -820,18 +820,7 @@ impl Node {
         // In order, each within the delivery deadline: a member added by one
         // change must have its Welcome before the next change's commit.
         for (share, member, change) in changes {
-            self.audit(AuditEvent::GroupMemberAdded {
-                dossier: share.dossier.clone(),
-                section: share.section,
-                member: member.card.id.clone(),
-                epoch: change.epoch,
-            })
-            .await?;
-            self.deliver_commit(&share, &change.recipients, &change.commit)
-                .await;
-            if let Some(welcome) = change.welcome {
-                self.deliver_welcome(&member, &share, welcome).await;
-            }
+            self.publish(&share, &member.card.id, change).await?;
         }
         drop(changing);
         Ok(consent.id)
@@ -842,6 +831,43 @@ impl Node {
             dossier: dossier.clone(),
             section,
             owner: self.me.clone(),
+        }
+    }
+
+    /// Logs a membership change of `share`'s group, delivers its commit to the
+    /// other members and, for an addition, its Welcome to `member`; returns
+    /// whether `member` took the Welcome (always `true` for a removal).
+    async fn publish(
+        &self,
+        share: &ShareId,
+        member: &MemberId,
+        change: GroupChange,
+    ) -> Result<bool> {
+        let (dossier, section, epoch) = (share.dossier.clone(), share.section, change.epoch);
+        let member_id = member.clone();
+        self.audit(match change.welcome {
+            Some(_) => AuditEvent::GroupMemberAdded {
+                dossier,
+                section,
+                member: member_id,
+                epoch,
+            },
+            None => AuditEvent::GroupMemberRemoved {
+                dossier,
+                section,
+                member: member_id,
+                epoch,
+            },
+        })
+        .await?;
+        self.deliver_commit(share, &change.recipients, &change.commit)
+            .await;
+        let Some(welcome) = change.welcome else {
+            return Ok(true);
+        };
+        match self.roster_member(member) {
+            Ok(m) => Ok(self.deliver_welcome(&m, share, welcome).await),
+            Err(_) => Ok(false),
         }
     }
 
@@ -968,15 +994,7 @@ impl Node {
         }
         let removal = self.sharing.remove_member(share, member_id)?;
         if let Some(change) = removal {
-            self.audit(AuditEvent::GroupMemberRemoved {
-                dossier: share.dossier.clone(),
-                section: share.section,
-                member: member_id.clone(),
-                epoch: change.epoch,
-            })
-            .await?;
-            self.deliver_commit(share, &change.recipients, &change.commit)
-                .await;
+            self.publish(share, member_id, change).await?;
         }
         let addition = self
             .sharing
@@ -984,19 +1002,7 @@ impl Node {
         let Some(change) = addition else {
             return Ok(true);
         };
-        self.audit(AuditEvent::GroupMemberAdded {
-            dossier: share.dossier.clone(),
-            section: share.section,
-            member: member_id.clone(),
-            epoch: change.epoch,
-        })
-        .await?;
-        self.deliver_commit(share, &change.recipients, &change.commit)
-            .await;
-        let welcome = change
-            .welcome
-            .ok_or_else(|| ServiceError::Internal("an add without a welcome".into()))?;
-        let welcomed = self.deliver_welcome(&member, share, welcome).await;
+        let welcomed = self.publish(share, member_id, change).await?;
         drop(changing);
         if !welcomed {
             return Err(ServiceError::Unavailable(format!(
@@ -1127,15 +1133,7 @@ impl Node {
                 }
             }
             for (member, change) in removals {
-                self.audit(AuditEvent::GroupMemberRemoved {
-                    dossier: share.dossier.clone(),
-                    section: share.section,
-                    member,
-                    epoch: change.epoch,
-                })
-                .await?;
-                self.deliver_commit(&share, &change.recipients, &change.commit)
-                    .await;
+                self.publish(&share, &member, change).await?;
             }
         }
         Ok(())
