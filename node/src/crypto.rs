@@ -321,6 +321,7 @@ impl<'de> Deserialize<'de> for SpkiHash {
 
 /// A node's TLS identity: an Ed25519 key and a self-signed certificate.
 /// Deliberately not `Debug`.
+#[derive(Clone)]
 pub struct TlsIdentity {
     cert: CertificateDer<'static>,
     key_pkcs8: Vec<u8>,

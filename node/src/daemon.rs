@@ -237,7 +237,6 @@ pub async fn start_with_listeners(
         &key.public(),
     )?;
     let roster = Arc::new(CurrentRoster::new(roster));
-    let peer_tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
     let node = Arc::new(
         Node::new(NodeParts {
             me: config.member.clone(),
@@ -246,7 +245,7 @@ pub async fn start_with_listeners(
             store,
             audit,
             clock,
-            network: Arc::new(PeerClients::new(peer_tls)),
+            network: Arc::new(PeerClients::new(tls.clone())),
         })
         .await?,
     );

@@ -73,6 +73,18 @@ pub enum Tree {
 }
 
 impl Tree {
+    /// Every tree, in declaration order (`Tree as usize` indexes it).
+    const ALL: [Tree; 8] = [
+        Tree::Users,
+        Tree::Tokens,
+        Tree::Dossiers,
+        Tree::Sections,
+        Tree::Consents,
+        Tree::ConsentIndex,
+        Tree::Nonces,
+        Tree::Meta,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Tree::Users => "users",
@@ -92,6 +104,8 @@ impl Tree {
 pub struct Store {
     db: sled::Db,
     mls: sled::Tree,
+    /// The trees of [`Tree::ALL`], in that order.
+    trees: Vec<sled::Tree>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +119,11 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = open_waiting_for_lock(dir)?;
         let mls = db.open_tree("mls")?;
-        let store = Self { db, mls };
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Self { db, mls, trees };
         match store.get::<u32>(Tree::Meta, "schema")? {
             Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
             Some(_) => {}
@@ -117,13 +135,14 @@ impl Store {
         Ok(store)
     }
 
-    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(tree.name())?)
+    /// The tree, opened once at start (sled's `open_tree` takes a lock).
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        &self.trees[tree as usize]
     }
 
     /// Reads and decodes one value.
     pub fn get<T: DeserializeOwned>(&self, tree: Tree, key: &str) -> Result<Option<T>, StoreError> {
-        match self.tree(tree)?.get(key.as_bytes())? {
+        match self.tree(tree).get(key.as_bytes())? {
             None => Ok(None),
             Some(bytes) => {
                 serde_json::from_slice(&bytes)
@@ -142,13 +161,13 @@ impl Store {
             tree: tree.name(),
             source,
         })?;
-        self.tree(tree)?.insert(key.as_bytes(), bytes)?;
+        self.tree(tree).insert(key.as_bytes(), bytes)?;
         Ok(())
     }
 
     /// Removes one value (not yet flushed).
     pub fn remove(&self, tree: Tree, key: &str) -> Result<(), StoreError> {
-        self.tree(tree)?.remove(key.as_bytes())?;
+        self.tree(tree).remove(key.as_bytes())?;
         Ok(())
     }
 
@@ -165,7 +184,7 @@ impl Store {
             source,
         })?;
         Ok(self
-            .tree(tree)?
+            .tree(tree)
             .compare_and_swap(key.as_bytes(), Some(bytes), None as Option<&[u8]>)?
             .is_ok())
     }
@@ -182,7 +201,7 @@ impl Store {
             tree: tree.name(),
             source,
         })?;
-        self.tree(tree)?
+        self.tree(tree)
             .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(bytes))?
             .map_err(|_| StoreError::Exists(what))
     }
@@ -194,7 +213,7 @@ impl Store {
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree(tree)?.scan_prefix(prefix.as_bytes()) {
+        for item in self.tree(tree).scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
             let value = serde_json::from_slice(&v).map_err(|source| StoreError::Decode {
                 tree: tree.name(),
@@ -212,7 +231,7 @@ impl Store {
         prefix: &str,
         stale: impl Fn(&T) -> bool,
     ) -> Result<usize, StoreError> {
-        let t = self.tree(tree)?;
+        let t = self.tree(tree);
         let mut removed = 0;
         for (k, v) in self.scan::<T>(tree, prefix)? {
             if stale(&v) {
