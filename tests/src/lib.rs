@@ -175,3 +175,59 @@ pub async fn audit_kinds(auditor: &Conn) -> Vec<String> {
         })
         .collect()
 }
+
+/// A hostile node serving a peer API in place of a member, with its keys.
+pub struct Impostor {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Impostor {
+    /// Stops serving and frees the member's peer address.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+impl Cluster {
+    /// Stops `id`'s node and serves `api` (made from its signing key) on its
+    /// peer address over its own pinned TLS: a roster member gone hostile.
+    pub async fn impersonate<P: maillon_proto::v1::peer_server::Peer>(
+        &mut self,
+        id: &str,
+        api: impl FnOnce(maillon_node::crypto::NodeKey) -> P,
+    ) -> Impostor {
+        use maillon_node::crypto::{NodeKey, TlsIdentity};
+        self.fed.node_mut(id).stop().await;
+        let dir = self.node(id).dir.clone();
+        let config = maillon_node::config::Config::load(&dir).expect("config");
+        let identity =
+            TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path()).expect("tls");
+        let roster = maillon_node::daemon::load_roster(&config.roster_path()).expect("roster");
+        let pins = Arc::new(maillon_node::roster::CurrentRoster::new(roster));
+        let api = api(NodeKey::read(&config.signing_key_path()).expect("key"));
+        let listener = bind_retrying(config.peer_listen).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            maillon_node::transport::serve_peer_api(api, &identity, pins, listener, shutdown)
+                .await
+                .expect("the impostor serves");
+        });
+        Impostor { stop, server }
+    }
+}
+
+/// Binds `addr`, waiting a little for a node that just stopped to free it.
+async fn bind_retrying(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("cannot bind {addr}");
+}

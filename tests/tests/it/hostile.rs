@@ -1,13 +1,11 @@
-//! A hostile owner: a roster member whose node answers reads with receipts
-//! that do not hold, or with sections it did not seal. The reader refuses them.
+//! Hostile members: a roster member whose node lies. An owner answering reads
+//! with receipts that do not hold or sections it did not seal; a member
+//! handing out a KeyPackage that is not its own. Each lie is refused.
 
-use std::sync::Arc;
-
-use maillon_node::crypto::{Context, NodeKey, TlsIdentity, sha256};
-use maillon_node::daemon::load_roster;
-use maillon_node::roster::CurrentRoster;
+use maillon_node::crypto::{Context, NodeKey, sha256};
 use maillon_node::service::Receipt;
-use maillon_node::transport::serve_peer_api;
+use maillon_node::sharing::Sharing;
+use maillon_node::storage::Store;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::peer_server::Peer;
@@ -23,6 +21,8 @@ enum Lie {
     OtherRequest,
     /// Signs a true receipt, but the "sealed" section is garbage.
     Garbage,
+    /// Hands out a well-formed KeyPackage in its name, signed by another key.
+    ForeignKeyPackage,
 }
 
 struct HostileOwner {
@@ -36,7 +36,17 @@ impl Peer for HostileOwner {
         &self,
         _: Request<pb::FetchKeyPackageRequest>,
     ) -> Result<Response<pb::FetchKeyPackageReply>, Status> {
-        Err(Status::unimplemented("hostile"))
+        let Lie::ForeignKeyPackage = self.lie else {
+            return Err(Status::unimplemented("hostile"));
+        };
+        let dir = tempfile::tempdir().map_err(|e| Status::internal(e.to_string()))?;
+        let store = Store::open(dir.path()).map_err(|e| Status::internal(e.to_string()))?;
+        let me = "caf12".parse().expect("id");
+        let owner = "ccas-rodez".parse().expect("id");
+        let key_package = Sharing::new(store, me, &NodeKey::generate())
+            .new_key_package(&owner)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::FetchKeyPackageReply { key_package }))
     }
     async fn deliver_welcome(
         &self,
@@ -99,14 +109,6 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
     caf.read(&d, "housing", "ccas-rodez")
         .await
         .expect("a genuine read");
-
-    // The CCAS node is replaced by a hostile one holding its keys.
-    let dir = c.node("ccas-rodez").dir.clone();
-    let addr = c.running("ccas-rodez").peer_addr();
-    c.fed.node_mut("ccas-rodez").stop().await;
-    let pins = Arc::new(CurrentRoster::new(
-        load_roster(&dir.join("roster.json")).expect("roster"),
-    ));
     let auditor = c.user("caf12", "dpo", Role::Auditor).await;
     let receipts_before = count_receipts(&audit_kinds(&auditor).await);
 
@@ -115,32 +117,14 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
         (Lie::OtherRequest, "another request"),
         (Lie::Garbage, "cannot open"),
     ] {
-        let listener = bind(addr).await;
-        let key = NodeKey::read(&dir.join("signing.key")).expect("key");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn({
-            let (identity, pins) = (
-                TlsIdentity::read(&dir.join("tls.key"), &dir.join("tls.crt")).expect("tls"),
-                pins.clone(),
-            );
-            async move {
-                serve_peer_api(
-                    HostileOwner { lie, key },
-                    &identity,
-                    pins,
-                    listener,
-                    async move {
-                        let _ = stopped.await;
-                    },
-                )
-                .await
-            }
-        });
+        // The CCAS node is replaced by a hostile one holding its keys.
+        let impostor = c
+            .impersonate("ccas-rodez", |key| HostileOwner { lie, key })
+            .await;
         let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
         assert_eq!(status, Code::FailedPrecondition, "{msg}");
         assert!(msg.contains(expect), "{msg}");
-        let _ = stop.send(());
-        server.await.expect("join").expect("served");
+        impostor.stop().await;
     }
     // Only the true receipt (the garbage answer) was logged by the reader.
     assert_eq!(
@@ -149,16 +133,36 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
     );
 }
 
-fn count_receipts(kinds: &[String]) -> usize {
-    kinds.iter().filter(|k| *k == "receipt_logged").count()
+#[tokio::test]
+async fn a_key_package_that_is_not_the_members_own_records_nothing() {
+    let mut c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&auditor).await;
+    let impostor = c
+        .impersonate("caf12", |key| HostileOwner {
+            lie: Lie::ForeignKeyPackage,
+            key,
+        })
+        .await;
+    let (status, msg) = code(
+        ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+            .await,
+    );
+    assert_eq!(status, Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("unusable key package"), "{msg}");
+    assert_eq!(
+        audit_kinds(&auditor).await,
+        before,
+        "no consent recorded, nobody added"
+    );
+    impostor.stop().await;
 }
 
-async fn bind(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
-    for _ in 0..100 {
-        if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
-            return l;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("cannot bind {addr}");
+fn count_receipts(kinds: &[String]) -> usize {
+    kinds.iter().filter(|k| *k == "receipt_logged").count()
 }

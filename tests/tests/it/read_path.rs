@@ -334,6 +334,31 @@ async fn only_auditors_and_admins_read_the_audit_log() {
         .audit_checkpoint(ccas.conn.req(maillon_proto::v1::AuditCheckpointRequest {}))
         .await;
     assert_eq!(code(cp).0, Code::PermissionDenied);
+    // Consents: caseworkers and auditors, of a dossier this node holds.
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    let list = |conn: &maillon_cli::client::Conn, dossier: &str| {
+        let (conn, dossier) = (conn.clone(), dossier.to_owned());
+        async move {
+            conn.api()
+                .list_consents(conn.req(maillon_proto::v1::ListConsentsRequest { dossier }))
+                .await
+        }
+    };
+    let d = ccas.open().await.expect("open");
+    assert_eq!(code(list(&admin, &d).await).0, Code::PermissionDenied);
+    assert_eq!(
+        code(list(&ccas.conn, "DSU-0000000000000000000000000Z").await).0,
+        Code::NotFound
+    );
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    assert!(
+        list(&auditor, &d)
+            .await
+            .expect("an auditor lists")
+            .into_inner()
+            .consents
+            .is_empty()
+    );
 }
 
 /// caf12 is down while the département joins the housing group: it misses that commit.

@@ -108,3 +108,47 @@ async fn a_roster_with_a_forged_signature_is_refused() {
     let node = daemon::start(&dirs[0]).await.expect("valid roster starts");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_refuses_to_start_with_loose_keys_no_roster_or_a_roster_without_its_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dirs, mut roster) = two_founders(tmp.path()).await;
+    for (i, id) in ["cd12", "caf12"].iter().enumerate() {
+        let key = NodeKey::read(&dirs[i].join("signing.key")).expect("key");
+        roster.sign(&id.parse().expect("id"), &key).expect("sign");
+    }
+
+    let err = daemon::start(&dirs[0]).await.expect_err("no roster yet");
+    assert!(err.to_string().contains("roster.json"), "{err}");
+
+    install(&dirs, &roster);
+    let key = dirs[0].join("signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let err = daemon::start(&dirs[0]).await.expect_err("loose key");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // A valid roster of another federation, which does not list this node.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (other_dirs, mut other_roster) = two_founders(other.path()).await;
+    for (i, id) in ["cd12", "caf12"].iter().enumerate() {
+        let key = NodeKey::read(&other_dirs[i].join("signing.key")).expect("key");
+        other_roster
+            .sign(&id.parse().expect("id"), &key)
+            .expect("sign");
+    }
+    install(&dirs[..1], &other_roster);
+    let err = daemon::start(&dirs[0]).await.expect_err("not our keys");
+    assert!(
+        err.to_string().contains("not the ones the roster lists"),
+        "{err}"
+    );
+
+    install(&dirs[..1], &roster);
+    daemon::start(&dirs[0])
+        .await
+        .expect("starts once all is right")
+        .stop()
+        .await;
+}
