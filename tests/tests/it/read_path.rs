@@ -2,19 +2,26 @@
 
 use maillon_node::sharing::ShareId;
 use maillon_node::types::Role;
-use maillon_tests::{Cluster, audit_kinds, code, next_year};
+use maillon_tests::{Cluster, Desk, audit_kinds, code, next_year};
 use tonic::Code;
 
 const HOUSING: &str = r#"{"situation":"hébergée chez un tiers","loyer":450}"#;
 const RESOURCES: &str = r#"{"rsa":true,"montant":635.71}"#;
 
-#[tokio::test]
-async fn a_consented_read_returns_exactly_what_was_written() {
-    let c = Cluster::start().await;
+/// A caseworker at the CCAS opens a dossier and writes its housing section;
+/// a caseworker at the CAF is ready to read it.
+async fn housing_at_the_ccas(c: &Cluster) -> (Desk, Desk, String) {
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let caf = c.desk("caf12", "agent-caf").await;
     let d = ccas.open().await.expect("open");
     ccas.put(&d, "housing", HOUSING).await.expect("put");
+    (ccas, caf, d)
+}
+
+#[tokio::test]
+async fn a_consented_read_returns_exactly_what_was_written() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
@@ -32,10 +39,7 @@ async fn a_consented_read_returns_exactly_what_was_written() {
 #[tokio::test]
 async fn a_read_without_consent_is_refused_and_logged() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (_ccas, caf, d) = housing_at_the_ccas(&c).await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
 
     let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
@@ -50,10 +54,7 @@ async fn a_read_without_consent_is_refused_and_logged() {
 #[tokio::test]
 async fn a_consent_for_one_section_does_not_open_another() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     ccas.put(&d, "resources", RESOURCES).await.expect("put");
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -121,10 +122,7 @@ async fn a_revoked_consent_blocks_the_next_read_and_removes_the_reader_from_the_
 #[tokio::test]
 async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     let today = maillon_node::types::Date::from_unix(maillon_node::clock::Clock::now(&*c.clock));
     ccas.grant(&d, &["housing"], &["caf12"], &today.to_string())
         .await
@@ -213,10 +211,7 @@ async fn the_charter_bounds_what_consent_can_grant() {
 #[tokio::test]
 async fn the_owner_logs_exactly_the_expected_events() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -267,10 +262,7 @@ async fn a_suspended_member_is_refused_at_the_handshake_and_by_consent() {
         }
     })
     .await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     let (status, msg) = code(
         ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
             .await,
@@ -484,10 +476,7 @@ async fn reads_from_oneself_or_from_a_non_member_are_refused_before_any_request(
 #[tokio::test]
 async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
