@@ -256,21 +256,7 @@ pub async fn start_with_listeners(
                 l.set_nonblocking(true).map_err(err)?;
                 TcpListener::from_std(l).map_err(err)
             }
-            None => {
-                // A node that just stopped may still be letting go of its port.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                loop {
-                    match TcpListener::bind(addr).await {
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::AddrInUse
-                                && tokio::time::Instant::now() < deadline =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        other => break other.map_err(err),
-                    }
-                }
-            }
+            None => TcpListener::bind(addr).await.map_err(err),
         }
     };
     let (peer_given, client_given) = match listeners {

@@ -207,7 +207,10 @@ impl Cluster {
         let roster = maillon_node::daemon::load_roster(&config.roster_path()).expect("roster");
         let pins = Arc::new(maillon_node::roster::CurrentRoster::new(roster));
         let api = api(NodeKey::read(&config.signing_key_path()).expect("key"));
-        let listener = bind_retrying(config.peer_listen).await;
+        // A stopped node has closed its listener: the address is free.
+        let listener = tokio::net::TcpListener::bind(config.peer_listen)
+            .await
+            .expect("the stopped node freed its peer address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -219,15 +222,4 @@ impl Cluster {
         });
         Impostor { stop, server }
     }
-}
-
-/// Binds `addr`, waiting a little for a node that just stopped to free it.
-async fn bind_retrying(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
-    for _ in 0..100 {
-        if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
-            return l;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("cannot bind {addr}");
 }
