@@ -1,15 +1,14 @@
 //! The auditor's side: fetch a node's log, verify it with the node library's
 //! own verification code, and write a person's access report (in French).
 
-use anyhow::{Context, Result, bail};
 use maillon_node::audit::note::Checkpoint;
 use maillon_node::audit::{AuditEntry, AuditEvent, verify_log};
-use maillon_node::daemon::audit_origin;
 use maillon_node::roster::{Roster, RosterMember};
 use maillon_node::types::{DossierId, Section};
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
+use crate::error::{CliError, LogFault};
 
 /// A node's log as fetched and verified.
 #[derive(Debug)]
@@ -21,18 +20,19 @@ pub struct VerifiedLog {
 }
 
 /// Fetches a signed checkpoint and every entry it covers, and verifies both
-/// against the key the roster lists for the node.
-pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<VerifiedLog> {
+/// against the key the roster lists for the node. A log that does not verify
+/// is [`CliError::LogNotVerified`].
+pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<VerifiedLog, CliError> {
+    let id = &member.card.id;
     let mut api = conn.api();
     let note = api
         .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
-        .await
-        .context("fetching the checkpoint")?
+        .await?
         .into_inner()
         .checkpoint;
-    let origin = audit_origin(&member.card.id);
+    let origin = maillon_node::audit::origin(id);
     let cp = Checkpoint::verify(&note, &origin, &member.card.signing_key)
-        .with_context(|| format!("checkpoint of {}", member.card.id))?;
+        .map_err(|e| CliError::log(id, LogFault::Checkpoint(e)))?;
     let mut raw = Vec::new();
     while (raw.len() as u64) < cp.size {
         let want = (cp.size - raw.len() as u64).min(10_000) as u32;
@@ -41,28 +41,26 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
                 limit: want,
                 from: Some(raw.len() as u64),
             }))
-            .await
-            .context("fetching audit entries")?
+            .await?
             .into_inner();
         if reply.events.is_empty() {
-            bail!(
-                "{} served fewer entries than its checkpoint covers",
-                member.card.id
-            );
+            return Err(CliError::log(id, LogFault::Short));
         }
         for e in reply.events {
             if e.index != raw.len() as u64 {
-                bail!("{} served entry {} out of order", member.card.id, e.index);
+                return Err(CliError::log(id, LogFault::OutOfOrder(e.index)));
             }
             raw.push(e.json.into_bytes());
         }
     }
     raw.truncate(cp.size as usize);
-    let checkpoint = verify_log(&raw, &note, &origin, &member.card.signing_key)?;
+    let checkpoint = verify_log(&raw, &note, &origin, &member.card.signing_key)
+        .map_err(|e| CliError::log(id, LogFault::Entries(e)))?;
     let entries = raw
         .iter()
         .map(|r| AuditEntry::from_bytes(r))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::log(id, LogFault::Entries(e)))?;
     Ok(VerifiedLog {
         checkpoint,
         entries,

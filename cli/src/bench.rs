@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use maillon_node::audit::{AuditEvent, AuditLog};
 use maillon_node::clock::SystemClock;
 use maillon_node::crypto::NodeKey;
@@ -15,6 +14,7 @@ use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
+use crate::error::CliError;
 use crate::federation::{Founder, LocalFederation};
 
 /// The demo's four founders and a second CCAS: a share of five members.
@@ -26,6 +26,10 @@ fn founders() -> Vec<Founder> {
         kind: MemberKind::Ccas,
     });
     founders
+}
+
+fn temp(e: std::io::Error) -> CliError {
+    CliError::io("creating a temporary folder")(e)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -51,14 +55,14 @@ async fn read(conn: &Conn, dossier: &str) -> Result<pb::SectionReply, tonic::Sta
         .await
 }
 
-async fn open_with_housing(ccas: &Conn) -> Result<String> {
+async fn open_with_housing(ccas: &Conn) -> Result<String, CliError> {
     let d = ccas.open_dossier("Camille", "Martin", "1984-03-12").await?;
     let json = format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000));
     ccas.put_section(&d, "housing", &json).await?;
     Ok(d)
 }
 
-async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String> {
+async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String, CliError> {
     let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
     Ok(ccas
         .grant_consent(dossier, &["housing"], to, "mesure", &until)
@@ -66,7 +70,7 @@ async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String> {
 }
 
 /// Runs every measurement and prints the figures.
-pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
+pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
     if cfg!(debug_assertions) {
         println!(
             "warning: a debug build; run `cargo run --release --bin maillon -- bench` for real figures"
@@ -74,7 +78,8 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     }
     let tmp = tempfile::Builder::new()
         .prefix("maillon-bench-")
-        .tempdir()?;
+        .tempdir()
+        .map_err(temp)?;
     let mut fed =
         LocalFederation::create(tmp.path(), "gip-bench", &founders(), Arc::new(SystemClock))
             .await?;
@@ -155,31 +160,26 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
         ccas.revoke_consent(&consent).await?;
         match read(&caf, &d).await {
             Err(s) if s.code() == tonic::Code::PermissionDenied => to_refusal.push(t.elapsed()),
-            other => bail!("expected a refusal after revocation, got {other:?}"),
+            other => {
+                return Err(CliError::Unexpected(format!(
+                    "expected a refusal after revocation, got {other:?}"
+                )));
+            }
         }
     }
     report("consent grant -> first read", to_first_read);
     report("revocation -> refusal", to_refusal);
 
-    let owner = fed
-        .node("ccas-rodez")
-        .running
-        .as_ref()
-        .context("ccas")?
-        .node()
-        .clone();
+    let owner = fed.node("ccas-rodez").running_node()?.node().clone();
     let share = ShareId {
-        dossier: d.parse()?,
+        dossier: d.parse().map_err(|source| CliError::BadReply {
+            what: "dossier id",
+            source,
+        })?,
         section: Section::Housing,
-        owner: "ccas-rodez".parse()?,
+        owner: fed.node("ccas-rodez").id.clone(),
     };
-    let reader = fed
-        .node("caf12")
-        .running
-        .as_ref()
-        .context("caf")?
-        .node()
-        .clone();
+    let reader = fed.node("caf12").running_node()?.node().clone();
     println!(
         "{:<44} {:>8} bytes at the owner, {} at a reader",
         "MLS state of a 5-member share",
@@ -191,9 +191,13 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     // The MLS part of a read on its own: seal at the owner, open at a reader,
     // each loading the group's state from sled and writing back its changes
     // (the owner's flush runs beside its audit append on the read path).
-    let (owner_dir, reader_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (owner_dir, reader_dir) = (
+        tempfile::tempdir().map_err(temp)?,
+        tempfile::tempdir().map_err(temp)?,
+    );
     let (owner_key, reader_key) = (NodeKey::generate(), NodeKey::generate());
-    let (owner_id, reader_id): (MemberId, MemberId) = ("ccas-rodez".parse()?, "caf12".parse()?);
+    let (owner_id, reader_id): (MemberId, MemberId) =
+        (share.owner.clone(), fed.node("caf12").id.clone());
     let owner = Sharing::new(Store::open(owner_dir.path())?, owner_id.clone(), &owner_key);
     let reader = Sharing::new(
         Store::open(reader_dir.path())?,
@@ -209,13 +213,16 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     let kp = reader.new_key_package(&owner_id)?;
     let change = owner
         .add_member(&share, &kp, &reader_id, &reader_key.public())?
-        .context("added")?;
+        .ok_or_else(|| CliError::Unexpected("the reader was not added".into()))?;
     let keys = [
         (owner_id, owner_key.public()),
         (reader_id, reader_key.public()),
     ];
     let roster = |m: &MemberId| keys.iter().find(|(id, _)| id == m).map(|(_, k)| *k);
-    reader.join(&share, &change.welcome.context("welcome")?, &roster)?;
+    let welcome = change
+        .welcome
+        .ok_or_else(|| CliError::Unexpected("no Welcome for the reader".into()))?;
+    reader.join(&share, &welcome, &roster)?;
     let payload = vec![b'x'; 1024];
     let (mut seals, mut opens) = (Vec::new(), Vec::new());
     for _ in 0..reads.min(2000) {
@@ -230,7 +237,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     report("MLS open 1 KiB, state written, unflushed", opens);
 
     // The two syncs of a read, one at a time: an audit append and a store flush.
-    let dir = tempfile::tempdir()?;
+    let dir = tempfile::tempdir().map_err(temp)?;
     let key = NodeKey::generate();
     let log = AuditLog::open(dir.path(), "maillon/bench".into(), &key.public())?;
     let store = Store::open(&dir.path().join("store"))?;
@@ -255,7 +262,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<()> {
     report("sled store flush after one write", flushes);
 
     // Durable audit appends with group commit, 64 writers.
-    let dir = tempfile::tempdir()?;
+    let dir = tempfile::tempdir().map_err(temp)?;
     let key = NodeKey::generate();
     let log = Arc::new(AuditLog::open(
         dir.path(),

@@ -5,14 +5,16 @@ use maillon_node::crypto::pinned_client_config;
 use maillon_node::transport::{MAX_GRPC_MESSAGE, tls_channel};
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::client_client::ClientClient;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-/// A caseworker's, auditor's or admin's connection to its own node.
+/// A caseworker's, auditor's or admin's connection to its own node. Its
+/// `Debug` shows the bearer header as `Sensitive`, never the token.
 #[derive(Clone, Debug)]
 pub struct Conn {
     api: ClientClient<Channel>,
-    auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    auth: MetadataValue<Ascii>,
 }
 
 impl Conn {
@@ -21,9 +23,12 @@ impl Conn {
         let cfg = pinned_client_config(profile.server_spki_sha256)
             .map_err(|e| Status::internal(e.to_string()))?;
         let channel = tls_channel(&profile.endpoint, cfg)?;
-        let auth = format!("Bearer {}", profile.token)
+        let mut auth: MetadataValue<Ascii> = format!("Bearer {}", profile.token)
             .parse()
             .map_err(|_| Status::invalid_argument("the profile's token is not valid ASCII"))?;
+        // `Debug` of this `Conn` and of its requests then prints `Sensitive`
+        // instead of the token (and h2 never indexes it in HPACK tables).
+        auth.set_sensitive(true);
         Ok(Self {
             api: ClientClient::new(channel)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)

@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use maillon_node::clock::SystemClock;
-use maillon_node::daemon::load_roster;
 use maillon_node::sharing::ShareId;
-use maillon_node::types::{DossierId, MemberKind, Role, Section};
+use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
 use tonic::Code;
 
 use crate::audit::{access_report, fetch_and_verify};
 use crate::client::Conn;
+use crate::commands::gov::load_roster;
+use crate::error::CliError;
+use crate::escape::escape_controls;
 use crate::federation::{Founder, LocalFederation};
 
 /// The founders of the demo's GIP.
@@ -46,8 +47,11 @@ fn say(text: impl AsRef<str>) {
 }
 
 /// Plays the demo; with `keep`, leaves the nodes running until Ctrl-C.
-pub async fn run(keep: bool) -> Result<()> {
-    let tmp = tempfile::Builder::new().prefix("maillon-demo-").tempdir()?;
+pub async fn run(keep: bool) -> Result<(), CliError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("maillon-demo-")
+        .tempdir()
+        .map_err(CliError::io("creating a temporary folder"))?;
     let dir = tmp.path().to_owned();
     println!(
         "Maillon demo: a GIP of four partners on loopback, in {}",
@@ -61,7 +65,7 @@ pub async fn run(keep: bool) -> Result<()> {
     let mut fed =
         LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS, Arc::new(SystemClock)).await?;
     for n in &fed.nodes {
-        let r = n.running.as_ref().context("node not running")?;
+        let r = n.running_node()?;
         say(format!(
             "{:<17} {:<36} peer API {}  client API {}",
             n.id,
@@ -136,19 +140,17 @@ pub async fn run(keep: bool) -> Result<()> {
     let consent_cd = ccas_cw
         .grant_consent(&dossier, &sections, &["cd12"], purpose, &until_text)
         .await?;
-    let dossier_id: DossierId = dossier.parse()?;
+    let dossier_id: DossierId = dossier.parse().map_err(|source| CliError::BadReply {
+        what: "dossier id",
+        source,
+    })?;
+    let ccas_id: MemberId = fed.node("ccas-rodez").id.clone();
     let housing_share = ShareId {
         dossier: dossier_id.clone(),
         section: Section::Housing,
-        owner: "ccas-rodez".parse()?,
+        owner: ccas_id.clone(),
     };
-    let ccas = fed
-        .node("ccas-rodez")
-        .running
-        .as_ref()
-        .context("ccas not running")?
-        .node()
-        .clone();
+    let ccas = fed.node("ccas-rodez").running_node()?.node().clone();
     let members = ccas.share_members(&housing_share).await?;
     say(format!(
         "Consents {consent} (CAF) and {consent_cd} (département) are signed by the CCAS node and logged, until {until}."
@@ -214,11 +216,20 @@ pub async fn run(keep: bool) -> Result<()> {
         Err(s) if s.code() == Code::PermissionDenied => {
             say(format!(
                 "The CAF's next read is refused: PermissionDenied — {}",
-                s.message()
+                escape_controls(s.message())
             ));
         }
-        Err(s) => bail!("expected a refusal, got {s}"),
-        Ok(_) => bail!("the CAF could still read after revocation"),
+        Err(s) => {
+            return Err(CliError::Unexpected(format!(
+                "expected a refusal, got {}",
+                crate::exit::one_line(&s)
+            )));
+        }
+        Ok(_) => {
+            return Err(CliError::Unexpected(
+                "the CAF could still read after revocation".into(),
+            ));
+        }
     }
 
     step(
@@ -227,10 +238,10 @@ pub async fn run(keep: bool) -> Result<()> {
     );
     let mut ccas_log = None;
     for (id, conn) in &auditors {
-        let member = roster.active_member(id).context("member")?;
-        let log = fetch_and_verify(conn, member)
-            .await
-            .with_context(|| format!("verifying {id}"))?;
+        let member = roster
+            .active_member(id)
+            .ok_or_else(|| CliError::Unexpected(format!("{id} is not an active member")))?;
+        let log = fetch_and_verify(conn, member).await?;
         say(format!(
             "{:<17} {:>3} events, checkpoint verified",
             id.as_str(),
@@ -240,10 +251,10 @@ pub async fn run(keep: bool) -> Result<()> {
             ccas_log = Some(log);
         }
     }
-    let ccas_log = ccas_log.context("no ccas log")?;
+    let ccas_log = ccas_log.ok_or_else(|| CliError::Unexpected("no log of ccas-rodez".into()))?;
     let owner = roster
-        .active_member(&"ccas-rodez".parse()?)
-        .context("ccas")?;
+        .active_member(&ccas_id)
+        .ok_or_else(|| CliError::Unexpected("ccas-rodez is not an active member".into()))?;
 
     step(
         8,
@@ -251,7 +262,8 @@ pub async fn run(keep: bool) -> Result<()> {
     );
     println!();
     for line in access_report(roster.roster(), owner, &dossier_id, &ccas_log).lines() {
-        println!("   | {line}");
+        // The report quotes readers' user names and purposes.
+        println!("   | {}", escape_controls(line));
     }
 
     if keep {
@@ -281,7 +293,9 @@ pub async fn run(keep: bool) -> Result<()> {
             dir.display()
         );
         let _ = tmp.keep();
-        tokio::signal::ctrl_c().await?;
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(CliError::io("waiting for Ctrl-C"))?;
     }
     fed.stop().await;
     println!("\nDemo complete.");

@@ -7,16 +7,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use maillon_node::clock::Clock;
 use maillon_node::config::{InitOptions, Profile};
 use maillon_node::crypto::NodeKey;
 use maillon_node::daemon::{self, RunningNode};
-use maillon_node::roster::{Charter, MemberCard, Roster, SignedRoster};
+use maillon_node::roster::{Charter, MemberCard, Quorum, Roster, SignedRoster};
 use maillon_node::types::{MemberId, MemberKind, Role};
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
+use crate::error::{CliError, roster_json, write_file};
 
 /// A founder of the local federation.
 #[derive(Clone, Debug)]
@@ -48,12 +48,12 @@ pub struct LocalNode {
 
 impl LocalNode {
     /// A connection as the node's admin.
-    pub fn admin(&self) -> Result<Conn> {
+    pub fn admin(&self) -> Result<Conn, CliError> {
         Ok(Conn::new(&self.admin)?)
     }
 
     /// Creates a user through the client API and returns its profile (also written 0600 in the node folder).
-    pub async fn add_user(&self, name: &str, role: Role) -> Result<Profile> {
+    pub async fn add_user(&self, name: &str, role: Role) -> Result<Profile, CliError> {
         let admin = self.admin()?;
         let reply = admin
             .api()
@@ -61,8 +61,7 @@ impl LocalNode {
                 name: name.into(),
                 role: role.to_string(),
             }))
-            .await
-            .with_context(|| format!("creating user {name} at {}", self.id))?
+            .await?
             .into_inner();
         let profile = Profile {
             endpoint: self.admin.endpoint.clone(),
@@ -75,6 +74,13 @@ impl LocalNode {
         Ok(profile)
     }
 
+    /// The node, which must be running.
+    pub fn running_node(&self) -> Result<&RunningNode, CliError> {
+        self.running
+            .as_ref()
+            .ok_or_else(|| CliError::Unexpected(format!("{} is not running", self.id)))
+    }
+
     /// Stops the node (its files stay).
     pub async fn stop(&mut self) {
         if let Some(n) = self.running.take() {
@@ -83,12 +89,20 @@ impl LocalNode {
     }
 
     /// Starts the node again from its folder.
-    pub async fn start(&mut self, clock: Arc<dyn Clock>) -> Result<()> {
-        anyhow::ensure!(self.running.is_none(), "{} is already running", self.id);
+    pub async fn start(&mut self, clock: Arc<dyn Clock>) -> Result<(), CliError> {
+        if self.running.is_some() {
+            return Err(CliError::Unexpected(format!(
+                "{} is already running",
+                self.id
+            )));
+        }
         self.running = Some(
             daemon::start_with_listeners(&self.dir, clock, self.listeners.take())
                 .await
-                .with_context(|| format!("starting {}", self.id))?,
+                .map_err(|source| CliError::Node {
+                    member: self.id.clone(),
+                    source,
+                })?,
         );
         Ok(())
     }
@@ -105,15 +119,17 @@ pub struct LocalFederation {
 
 /// Binds a loopback port below the kernel's ephemeral range, so that the
 /// local ends of outgoing connections never take it while a node restarts.
-fn bind_loopback() -> Result<(TcpListener, SocketAddr)> {
+fn bind_loopback() -> Result<(TcpListener, SocketAddr), CliError> {
+    let mut last = None;
     for _ in 0..200 {
         let port = 20_000 + rand::random::<u16>() % 12_000;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            let addr = l.local_addr()?;
-            return Ok((l, addr));
+        match TcpListener::bind(("127.0.0.1", port)).and_then(|l| Ok((l.local_addr()?, l))) {
+            Ok((addr, l)) => return Ok((l, addr)),
+            Err(e) => last = Some(e),
         }
     }
-    anyhow::bail!("no free loopback port found")
+    let e = last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into());
+    Err(CliError::io("finding a free loopback port")(e))
 }
 
 impl LocalFederation {
@@ -124,7 +140,7 @@ impl LocalFederation {
         federation: &str,
         founders: &[Founder],
         clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
+    ) -> Result<Self, CliError> {
         Self::create_with(dir, federation, founders, clock, |_| {}).await
     }
 
@@ -136,16 +152,20 @@ impl LocalFederation {
         founders: &[Founder],
         clock: Arc<dyn Clock>,
         edit: impl FnOnce(&mut Roster),
-    ) -> Result<Self> {
+    ) -> Result<Self, CliError> {
         let mut nodes = Vec::new();
         let mut cards: Vec<MemberCard> = Vec::new();
         for f in founders {
             let node_dir = dir.join(f.id);
             let (peer, peer_addr) = bind_loopback()?;
             let (client, client_addr) = bind_loopback()?;
+            let member: MemberId = f.id.parse().map_err(|source| CliError::BadArgument {
+                arg: "member",
+                source,
+            })?;
             let init = daemon::init(&InitOptions {
                 dir: node_dir.clone(),
-                member: f.id.parse()?,
+                member: member.clone(),
                 name: f.name.into(),
                 kind: f.kind,
                 peer_addr,
@@ -153,7 +173,7 @@ impl LocalFederation {
                 client_addr,
             })
             .await
-            .with_context(|| format!("initialising {}", f.id))?;
+            .map_err(|source| CliError::Node { member, source })?;
             cards.push(init.card.clone());
             nodes.push(LocalNode {
                 id: init.config.member.clone(),
@@ -164,24 +184,25 @@ impl LocalFederation {
                 listeners: Some((peer, client)),
             });
         }
-        let mut roster = Roster::genesis(federation, "2/3".parse()?, cards, Charter::default())?;
+        let quorum = Quorum { num: 2, den: 3 };
+        let mut roster = Roster::genesis(federation, quorum, cards, Charter::default())?;
         edit(&mut roster);
         let mut signed = SignedRoster::unsigned(roster);
         for n in &nodes {
             let key = NodeKey::read(&n.dir.join("signing.key"))?;
             signed.sign(&n.id, &key)?;
         }
-        let json = serde_json::to_string_pretty(&signed)?;
-        std::fs::write(dir.join("roster.json"), &json)?;
+        let json = roster_json(&signed)?;
+        write_file(&dir.join("roster.json"), &json)?;
         let mut fed = Self {
             dir: dir.to_owned(),
             nodes,
         };
         for i in 0..fed.nodes.len() {
             let n = &mut fed.nodes[i];
-            let started = match std::fs::write(n.dir.join("roster.json"), &json) {
+            let started = match write_file(&n.dir.join("roster.json"), &json) {
                 Ok(()) => n.start(clock.clone()).await,
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             if let Err(e) = started {
                 // Leave nothing running (nor any store locked) behind a failed start.

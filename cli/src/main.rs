@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use maillon_cli::exit::{exit_code, one_line};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,12 +14,11 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openmls=off")),
         )
         .init();
-    let args = maillon_cli::cli::Args::parse();
-    match maillon_cli::cli::run(args).await {
+    match maillon_cli::run(maillon_cli::Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("maillon: {}", maillon_cli::cli::one_line(&e));
-            ExitCode::from(maillon_cli::cli::exit_code(&e))
+            eprintln!("maillon: {}", one_line(&e));
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -1,15 +1,25 @@
-//! The `maillon` command's own paths, run in-process: governance, profiles, exit codes.
+//! The `maillon` command's own paths, run in-process: governance, profiles,
+//! exit codes, and what it never prints (a token, a peer's control characters).
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use clap::Parser;
-use maillon_cli::cli::{Args, exit_code, one_line, run};
+use maillon_cli::commands::gov;
+use maillon_cli::error::LogFault;
+use maillon_cli::exit::{self, exit_code, one_line};
+use maillon_cli::{Args, CliError, run};
+use maillon_node::config::ConfigError;
+use maillon_node::daemon::StartError;
+use maillon_node::roster::RosterError;
+use maillon_node::types::Role;
+use maillon_tests::Cluster;
 use tonic::Status;
 
-async fn maillon(args: &[&str]) -> anyhow::Result<()> {
+async fn maillon(args: &[&str]) -> Result<(), CliError> {
     let mut argv = vec!["maillon"];
     argv.extend_from_slice(args);
-    run(Args::try_parse_from(argv)?).await
+    run(Args::try_parse_from(argv).expect("the arguments parse")).await
 }
 
 fn free() -> String {
@@ -20,162 +30,400 @@ fn free() -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn founders_build_sign_and_verify_a_genesis_roster_with_the_cli() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
-    for (dir, member, kind) in [("a", "ccas-rodez", "ccas"), ("b", "caf12", "caf")] {
-        let (peer, client) = (free(), free());
-        maillon(&[
-            "node",
-            "init",
-            "--dir",
-            &p(dir),
-            "--member",
-            member,
-            "--name",
-            member,
-            "--kind",
-            kind,
-            "--peer-addr",
-            &peer,
-            "--client-addr",
-            &client,
-        ])
-        .await
-        .expect("init");
-    }
-    let again = maillon(&[
-        "node",
-        "init",
-        "--dir",
-        &p("a"),
-        "--member",
-        "x1",
-        "--name",
-        "x",
-        "--kind",
-        "ccas",
-        "--peer-addr",
-        &free(),
-        "--client-addr",
-        &free(),
-    ])
-    .await;
-    assert!(one_line(&again.expect_err("a node folder is initialised once")).contains("not empty"));
-    let bad_kind = maillon(&[
-        "node",
-        "init",
-        "--dir",
-        &p("c"),
-        "--member",
-        "x1",
-        "--name",
-        "x",
-        "--kind",
-        "mairie",
-        "--peer-addr",
-        &free(),
-        "--client-addr",
-        &free(),
-    ])
-    .await;
-    assert!(one_line(&bad_kind.expect_err("unknown kind")).contains("member kind"));
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
 
-    let roster = p("roster.json");
+/// `maillon node init` of a member in `dir`, on free loopback ports.
+async fn init(dir: &str, member: &str, kind: &str) -> Result<(), CliError> {
+    let (peer, client) = (free(), free());
+    maillon(&[
+        "node",
+        "init",
+        "--dir",
+        dir,
+        "--member",
+        member,
+        "--name",
+        member,
+        "--kind",
+        kind,
+        "--peer-addr",
+        &peer,
+        "--client-addr",
+        &client,
+    ])
+    .await
+}
+
+/// Two founders' nodes (`a`, `b`) and their unsigned genesis roster in `tmp`.
+async fn two_founders_and_a_genesis_roster(tmp: &Path) -> String {
+    init(&path(tmp, "a"), "ccas-rodez", "ccas")
+        .await
+        .expect("init a");
+    init(&path(tmp, "b"), "caf12", "caf").await.expect("init b");
+    let roster = path(tmp, "roster.json");
     maillon(&[
         "gov",
         "genesis",
         "--federation",
         "gip-test",
         "--card",
-        &p("a/card.json"),
+        &path(tmp, "a/card.json"),
         "--card",
-        &p("b/card.json"),
+        &path(tmp, "b/card.json"),
         "--out",
         &roster,
     ])
     .await
     .expect("genesis");
+    roster
+}
+
+#[tokio::test]
+async fn founders_build_sign_and_verify_a_genesis_roster_with_the_cli() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let roster = two_founders_and_a_genesis_roster(tmp.path()).await;
+
+    let again = init(&path(tmp.path(), "a"), "x1", "ccas")
+        .await
+        .expect_err("a node folder is initialised once");
+    assert!(
+        matches!(
+            &again,
+            CliError::Node {
+                source: StartError::Config(ConfigError::Invalid { .. }),
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(exit_code(&again), exit::BAD_INPUT);
+
     let overwrite = maillon(&[
         "gov",
         "genesis",
         "--federation",
         "gip-test",
         "--card",
-        &p("a/card.json"),
+        &path(tmp.path(), "a/card.json"),
         "--out",
         &roster,
     ])
-    .await;
+    .await
+    .expect_err("an existing roster is never overwritten");
     assert!(
-        overwrite.is_err(),
-        "an existing roster is never overwritten"
+        matches!(overwrite, CliError::Exists { .. }),
+        "{overwrite:?}"
     );
+    assert_eq!(exit_code(&overwrite), exit::BAD_INPUT);
 
-    maillon(&["gov", "sign", &roster, "--dir", &p("a")])
-        .await
-        .expect("sign a");
+    maillon(&[
+        "gov",
+        "sign",
+        &roster,
+        "--dir",
+        &path(tmp.path(), "a"),
+        "--yes",
+    ])
+    .await
+    .expect("sign a");
     let missing = maillon(&["gov", "verify", &roster])
         .await
         .expect_err("one founder missing");
-    assert!(
-        one_line(&missing).ends_with("roster v1 lacks the signature of: caf12"),
-        "{}",
-        one_line(&missing)
-    );
-    maillon(&["gov", "sign", &roster, "--dir", &p("b")])
-        .await
-        .expect("sign b");
+    match &missing {
+        CliError::Roster(RosterError::MissingSignatures { missing, .. }) => {
+            assert_eq!(missing.len(), 1);
+            assert_eq!(missing[0].as_str(), "caf12");
+        }
+        other => panic!("expected missing signatures, got {other:?}"),
+    }
+    assert_eq!(exit_code(&missing), exit::FAILURE);
+    maillon(&[
+        "gov",
+        "sign",
+        &roster,
+        "--dir",
+        &path(tmp.path(), "b"),
+        "--yes",
+    ])
+    .await
+    .expect("sign b");
     maillon(&["gov", "verify", &roster])
         .await
         .expect("complete roster");
 }
 
 #[tokio::test]
-async fn a_profile_readable_by_others_is_refused() {
+async fn a_founder_who_does_not_confirm_signs_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("n").to_string_lossy().into_owned();
-    maillon(&[
-        "node",
-        "init",
-        "--dir",
-        &dir,
-        "--member",
-        "cd12",
-        "--name",
-        "CD",
-        "--kind",
-        "departement",
-        "--peer-addr",
-        &free(),
-        "--client-addr",
-        &free(),
+    let roster = two_founders_and_a_genesis_roster(tmp.path()).await;
+    let (roster, dir_a) = (Path::new(&roster), tmp.path().join("a"));
+    let before = std::fs::read(roster).expect("roster");
+    for answer in ["n\n", "\n", "", "oui\n"] {
+        let refused =
+            gov::sign(roster, &dir_a, false, answer.as_bytes()).expect_err("only y or yes signs");
+        assert!(matches!(refused, CliError::NotSigned), "{refused:?}");
+        assert_eq!(exit_code(&refused), exit::REFUSED);
+        assert_eq!(
+            std::fs::read(roster).expect("roster"),
+            before,
+            "the roster file is untouched after {answer:?}"
+        );
+    }
+    gov::sign(roster, &dir_a, false, "y\n".as_bytes()).expect("y signs");
+    let signed: maillon_node::roster::SignedRoster =
+        serde_json::from_slice(&std::fs::read(roster).expect("roster")).expect("a roster");
+    assert_eq!(signed.signatures.len(), 1);
+    assert_eq!(signed.signatures[0].signer.as_str(), "ccas-rodez");
+}
+
+#[tokio::test]
+async fn every_bad_local_input_exits_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad_kind = init(&path(tmp.path(), "c"), "x1", "mairie")
+        .await
+        .expect_err("unknown kind");
+    assert!(
+        matches!(bad_kind, CliError::BadArgument { arg: "kind", .. }),
+        "{bad_kind:?}"
+    );
+    let bad_member = init(&path(tmp.path(), "c"), "CCAS Rodez!", "ccas")
+        .await
+        .expect_err("bad member id");
+    assert!(
+        matches!(bad_member, CliError::BadArgument { arg: "member", .. }),
+        "{bad_member:?}"
+    );
+
+    init(&path(tmp.path(), "n"), "cd12", "departement")
+        .await
+        .expect("init");
+    let profile = path(tmp.path(), "n/admin.profile.toml");
+    // The connection is lazy: these fail before any call, without a running node.
+    let bad_date = maillon(&[
+        "--profile",
+        &profile,
+        "dossier",
+        "open",
+        "--given-name",
+        "Camille",
+        "--family-name",
+        "Martin",
+        "--birth-date",
+        "1984-13-45",
     ])
     .await
-    .expect("init");
+    .expect_err("bad date");
+    assert!(
+        matches!(
+            bad_date,
+            CliError::BadArgument {
+                arg: "birth-date",
+                ..
+            }
+        ),
+        "{bad_date:?}"
+    );
+    let bad_role = maillon(&["--profile", &profile, "user", "add", "x", "--role", "boss"])
+        .await
+        .expect_err("bad role");
+    assert!(
+        matches!(bad_role, CliError::BadArgument { arg: "role", .. }),
+        "{bad_role:?}"
+    );
+
+    let not_json = tmp.path().join("notes.txt");
+    std::fs::write(&not_json, "not a roster").expect("write");
+    let not_json = not_json.to_string_lossy().into_owned();
+    let not_a_roster = maillon(&["gov", "verify", &not_json])
+        .await
+        .expect_err("not a roster");
+    assert!(
+        matches!(not_a_roster, CliError::BadFile { what: "roster", .. }),
+        "{not_a_roster:?}"
+    );
+    let genesis = |card: String, quorum: &'static str| {
+        let out = path(tmp.path(), "roster.json");
+        async move {
+            maillon(&[
+                "gov",
+                "genesis",
+                "--federation",
+                "gip-test",
+                "--quorum",
+                quorum,
+                "--card",
+                &card,
+                "--out",
+                &out,
+            ])
+            .await
+        }
+    };
+    let not_a_card = genesis(not_json.clone(), "2/3")
+        .await
+        .expect_err("not a card");
+    assert!(
+        matches!(
+            not_a_card,
+            CliError::BadFile {
+                what: "member card",
+                ..
+            }
+        ),
+        "{not_a_card:?}"
+    );
+    let bad_quorum = genesis(path(tmp.path(), "n/card.json"), "5/3")
+        .await
+        .expect_err("bad quorum");
+    assert!(
+        matches!(bad_quorum, CliError::BadQuorum(_)),
+        "{bad_quorum:?}"
+    );
+    let no_profile = maillon(&["whoami"]).await.expect_err("no profile");
+    assert!(matches!(no_profile, CliError::NoProfile), "{no_profile:?}");
+
+    for e in [
+        bad_kind,
+        bad_member,
+        bad_date,
+        bad_role,
+        not_a_roster,
+        not_a_card,
+        bad_quorum,
+        no_profile,
+    ] {
+        assert_eq!(exit_code(&e), exit::BAD_INPUT, "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_profile_readable_by_others_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    init(&path(tmp.path(), "n"), "cd12", "departement")
+        .await
+        .expect("init");
     let profile = tmp.path().join("n/admin.profile.toml");
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let err = maillon(&["--profile", &profile.to_string_lossy(), "whoami"])
         .await
         .expect_err("loose profile");
+    assert!(matches!(err, CliError::Config(_)), "{err:?}");
+    assert_eq!(exit_code(&err), exit::BAD_INPUT);
+    // The message is the promise here: it tells the operator what to do.
     assert!(one_line(&err).contains("chmod 600"), "{}", one_line(&err));
-    let err = maillon(&["whoami"]).await.expect_err("no profile");
-    assert!(one_line(&err).contains("--profile"), "{}", one_line(&err));
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_running_is_unreachable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    init(&path(tmp.path(), "n"), "cd12", "departement")
+        .await
+        .expect("init");
+    let err = maillon(&[
+        "--profile",
+        &path(tmp.path(), "n/admin.profile.toml"),
+        "whoami",
+    ])
+    .await
+    .expect_err("nothing listens");
+    assert!(matches!(err, CliError::Unreachable(_)), "{err:?}");
+    assert_eq!(exit_code(&err), exit::UNREACHABLE);
 }
 
 #[test]
 fn exit_codes_follow_the_refusal() {
-    let code = |s: Status| exit_code(&anyhow::Error::new(s).context("calling the node"));
+    let code = |s: Status| exit_code(&CliError::from(s));
     assert_eq!(code(Status::invalid_argument("x")), 2);
     assert_eq!(code(Status::resource_exhausted("x")), 2);
+    assert_eq!(code(Status::out_of_range("x")), 2);
+    assert_eq!(code(Status::already_exists("x")), 2);
     assert_eq!(code(Status::permission_denied("x")), 3);
     assert_eq!(code(Status::unauthenticated("x")), 3);
     assert_eq!(code(Status::not_found("x")), 4);
     assert_eq!(code(Status::unavailable("x")), 5);
-    assert_eq!(exit_code(&anyhow::anyhow!("other")), 1);
-    let line = one_line(&anyhow::Error::new(Status::permission_denied(
+    assert_eq!(code(Status::internal("x")), 1);
+    assert_eq!(code(Status::failed_precondition("x")), 1);
+    assert!(matches!(
+        CliError::from(Status::permission_denied("x")),
+        CliError::Refused(_)
+    ));
+    assert!(matches!(
+        CliError::from(Status::not_found("x")),
+        CliError::NotFound(_)
+    ));
+    assert!(matches!(
+        CliError::from(Status::unavailable("x")),
+        CliError::Unreachable(_)
+    ));
+    assert_eq!(exit_code(&CliError::NotSigned), 3);
+    assert_eq!(exit_code(&CliError::Unexpected("other".into())), 1);
+    // The rendering is the promise: one line, the code in words, the node's message.
+    let line = one_line(&CliError::from(Status::permission_denied(
         "consent revoked",
     )));
     assert_eq!(line, "permission denied: consent revoked");
+}
+
+#[test]
+fn a_peer_cannot_write_control_characters_to_the_terminal() {
+    let e = CliError::from(Status::permission_denied(
+        "refusé par caf12\u{1b}[2K\r\nmaillon: done",
+    ));
+    let line = one_line(&e);
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(
+        line.contains("refusé") && line.contains("\\u{1b}[2K\\r\\n"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_never_shows_in_debug_output() {
+    let token = "tok-5f3a9c0e7d1b4e2a8c6f0b9d3e7a1c5f";
+    let profile = maillon_node::config::Profile {
+        endpoint: free(),
+        server_spki_sha256: maillon_node::crypto::SpkiHash([7; 32]),
+        member: "ccas-rodez".parse().expect("member id"),
+        user: "agent".into(),
+        token: token.into(),
+    };
+    // The channel is lazy: nothing listens, nothing is dialled.
+    let conn = maillon_cli::client::Conn::new(&profile).expect("conn");
+    let conn_debug = format!("{conn:?}");
+    let req_debug = format!("{:?}", conn.req(maillon_proto::v1::WhoAmIRequest {}));
+    for debug in [&conn_debug, &req_debug] {
+        assert!(!debug.contains(token), "{debug}");
+        assert!(!debug.contains(&token[4..12]), "{debug}");
+    }
+    assert!(req_debug.contains("Sensitive"), "{req_debug}");
+}
+
+#[tokio::test]
+async fn a_checkpoint_not_signed_by_the_key_the_roster_lists_does_not_verify() {
+    let c = Cluster::start().await;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let roster = gov::load_roster(&c.node("ccas-rodez").dir.join("roster.json")).expect("roster");
+    let id = "ccas-rodez".parse().expect("member id");
+    let mut ccas = roster.active_member(&id).expect("ccas").clone();
+    maillon_cli::audit::fetch_and_verify(&auditor, &ccas)
+        .await
+        .expect("the genuine log verifies");
+    // As if the node served a log signed by another key: the département's.
+    let other = roster
+        .active_member(&"cd12".parse().expect("member id"))
+        .expect("cd12");
+    ccas.card.signing_key = other.card.signing_key;
+    let err = maillon_cli::audit::fetch_and_verify(&auditor, &ccas)
+        .await
+        .expect_err("another key's checkpoint");
+    match &err {
+        CliError::LogNotVerified { member, source } => {
+            assert_eq!(member, &id);
+            assert!(matches!(source, LogFault::Checkpoint(_)), "{source:?}");
+        }
+        other => panic!("expected a log that does not verify, got {other:?}"),
+    }
+    assert_eq!(exit_code(&err), exit::FAILURE);
 }

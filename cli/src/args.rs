@@ -1,0 +1,255 @@
+//! The command line: clap types only; `crate::commands` does what they say.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The command line of a Maillon federation.
+#[derive(Parser, Debug)]
+#[command(name = "maillon", version, about)]
+pub struct Args {
+    /// Client profile (endpoint, certificate pin, token) for commands that talk to a node.
+    #[arg(long, global = true, env = "MAILLON_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Set up a node (its IT team).
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Build and sign rosters (GIP assembly).
+    #[command(subcommand)]
+    Gov(GovCmd),
+    /// Manage the node's users (admin).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Who the profile's token belongs to.
+    Whoami,
+    /// Open dossiers (caseworker).
+    #[command(subcommand)]
+    Dossier(DossierCmd),
+    /// Write and read this node's sections (caseworker).
+    #[command(subcommand)]
+    Section(SectionCmd),
+    /// Record and revoke the person's consent (caseworker).
+    #[command(subcommand)]
+    Consent(ConsentCmd),
+    /// Read what another member shares (caseworker).
+    #[command(subcommand)]
+    Share(ShareCmd),
+    /// Read and verify audit logs (auditor).
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Measure the read path on nodes started on loopback (run in release mode).
+    Bench {
+        /// Reads measured sequentially, and in total with concurrency.
+        #[arg(long, default_value_t = 2000)]
+        reads: usize,
+        /// Reads in flight for the throughput measure.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Play the parcours of the design on a federation started on loopback.
+    Demo {
+        /// Leave the nodes running afterwards, to explore with the CLI.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// `maillon node …`
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Create a node directory: keys (0600), config, member card, first admin.
+    Init {
+        /// The new node directory (absent or empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member id, e.g. ccas-rodez.
+        #[arg(long)]
+        member: String,
+        /// Display name, e.g. "CCAS de Rodez".
+        #[arg(long)]
+        name: String,
+        /// Kind: departement, ccas, caf, cpam, hospital, association.
+        #[arg(long)]
+        kind: String,
+        /// Peer API listen address, ip:port.
+        #[arg(long)]
+        peer_addr: SocketAddr,
+        /// What other members dial to reach the peer API, host:port (default: --peer-addr).
+        #[arg(long)]
+        peer_endpoint: Option<String>,
+        /// Client API address, ip:port.
+        #[arg(long)]
+        client_addr: SocketAddr,
+    },
+}
+
+/// `maillon gov …`
+#[derive(Subcommand, Debug)]
+pub enum GovCmd {
+    /// Build the unsigned genesis roster from the founders' member cards.
+    Genesis {
+        /// Federation name, e.g. gip-aveyron.
+        #[arg(long)]
+        federation: String,
+        /// Quorum for later changes, N/D of voting members.
+        #[arg(long, default_value = "2/3")]
+        quorum: String,
+        /// A founder's card.json (repeat for each founder).
+        #[arg(long = "card", required = true)]
+        cards: Vec<PathBuf>,
+        /// A charter JSON file (default: the conservative built-in charter).
+        #[arg(long)]
+        charter: Option<PathBuf>,
+        /// Where to write the roster.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add this node's signature to a roster file.
+    Sign {
+        /// The roster file (updated in place).
+        roster: PathBuf,
+        /// The signing node's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Sign without showing the roster and asking first.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Verify a genesis roster and list its members and signatures.
+    Verify {
+        /// The roster file.
+        roster: PathBuf,
+    },
+}
+
+/// `maillon user …`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Remove a user: its token stops working at once.
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// Create a user; prints its token once.
+    Add {
+        /// User name.
+        name: String,
+        /// admin, caseworker or auditor.
+        #[arg(long)]
+        role: String,
+        /// Also write a ready-to-use profile (0600) here.
+        #[arg(long)]
+        profile_out: Option<PathBuf>,
+    },
+}
+
+/// `maillon dossier …`
+#[derive(Subcommand, Debug)]
+pub enum DossierCmd {
+    /// Open a dossier for a person at this node's desk.
+    Open {
+        /// Given name.
+        #[arg(long)]
+        given_name: String,
+        /// Family name.
+        #[arg(long)]
+        family_name: String,
+        /// Birth date, YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: String,
+    },
+}
+
+/// `maillon section …`
+#[derive(Subcommand, Debug)]
+pub enum SectionCmd {
+    /// Write this node's copy of a section from a JSON file.
+    Put {
+        /// Dossier id.
+        dossier: String,
+        /// Section.
+        section: String,
+        /// JSON object file ("-" for standard input).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Print this node's copy of a section.
+    Get {
+        /// Dossier id.
+        dossier: String,
+        /// Section.
+        section: String,
+    },
+}
+
+/// `maillon consent …`
+#[derive(Subcommand, Debug)]
+pub enum ConsentCmd {
+    /// Record the person's consent to share sections with members.
+    Grant {
+        /// Dossier id.
+        dossier: String,
+        /// Sections, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sections: Vec<String>,
+        /// Members to share with, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Last day the consent holds, YYYY-MM-DD.
+        #[arg(long)]
+        until: String,
+    },
+    /// Revoke a consent.
+    Revoke {
+        /// Consent id.
+        consent: String,
+    },
+    /// List the consents of a dossier.
+    List {
+        /// Dossier id.
+        dossier: String,
+    },
+}
+
+/// `maillon share …`
+#[derive(Subcommand, Debug)]
+pub enum ShareCmd {
+    /// Read a section another member shares.
+    Read {
+        /// Dossier id.
+        dossier: String,
+        /// Section.
+        section: String,
+        /// The member that owns the section.
+        #[arg(long)]
+        from: String,
+        /// Why you read it (logged by the owner and shown to the person).
+        #[arg(long, default_value = "coordination du parcours")]
+        purpose: String,
+    },
+}
+
+/// `maillon audit …`
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Print the last events of this node's audit log.
+    Tail {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Print a checkpoint of this node's log, signed by the node key.
+    Checkpoint,
+}

@@ -1,0 +1,78 @@
+//! What each command does, one file per command family; `run` dispatches.
+
+mod audit;
+mod consent;
+mod dossiers;
+pub mod gov;
+mod node;
+mod share;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use maillon_node::config::Profile;
+use maillon_node::types::ParseError;
+
+use crate::args::{Args, Command};
+use crate::client::Conn;
+use crate::error::CliError;
+use crate::escape::escape_controls;
+
+/// Runs one command.
+pub async fn run(args: Args) -> Result<(), CliError> {
+    let profile = args.profile.as_deref();
+    match args.command {
+        Command::Node(cmd) => node::run(cmd).await,
+        Command::Gov(cmd) => gov::run(cmd),
+        Command::Demo { keep } => crate::demo::run(keep).await,
+        Command::Bench { reads, concurrency } => crate::bench::run(reads, concurrency.max(1)).await,
+        Command::Whoami => users::whoami(&connect(profile)?.1).await,
+        Command::User(cmd) => {
+            let (profile, conn) = connect(profile)?;
+            users::run(&profile, &conn, cmd).await
+        }
+        Command::Dossier(cmd) => dossiers::dossier(&connect(profile)?.1, cmd).await,
+        Command::Section(cmd) => dossiers::section(&connect(profile)?.1, cmd).await,
+        Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd).await,
+        Command::Share(cmd) => share::run(&connect(profile)?.1, cmd).await,
+        Command::Audit(cmd) => audit::run(&connect(profile)?.1, cmd).await,
+    }
+}
+
+/// The profile a command talks to a node with, and a (lazy) connection to it.
+fn connect(path: Option<&Path>) -> Result<(Profile, Conn), CliError> {
+    let path = path.ok_or(CliError::NoProfile)?;
+    let profile = Profile::read(path)?;
+    let conn = Conn::new(&profile)?;
+    Ok((profile, conn))
+}
+
+/// Parses the value of the command-line argument `--name`.
+fn arg<T: FromStr<Err = ParseError>>(name: &'static str, value: &str) -> Result<T, CliError> {
+    value.parse().map_err(CliError::bad_arg(name))
+}
+
+/// Prints one line of text that came from a node, control characters escaped.
+fn say(line: &str) {
+    println!("{}", escape_controls(line));
+}
+
+/// Prints a node's multi-line text line by line, control characters escaped.
+fn say_lines(text: &str) {
+    for line in text.lines() {
+        say(line);
+    }
+}
+
+/// Prints a section: pretty JSON when it is JSON, else the text on one escaped line.
+fn print_json(json: &str) {
+    match serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+    {
+        // serde_json escapes C0 controls inside strings; `say_lines` catches
+        // DEL, C1 controls and bidi overrides, which it leaves as they are.
+        Ok(pretty) => say_lines(&pretty),
+        Err(_) => say(json),
+    }
+}

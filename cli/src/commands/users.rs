@@ -1,0 +1,72 @@
+//! `maillon whoami` and `maillon user …`: who a token belongs to, and the node's users (admin).
+
+use maillon_node::config::Profile;
+use maillon_node::types::{Role, UserName};
+use maillon_proto::v1 as pb;
+
+use super::{arg, say};
+use crate::args::UserCmd;
+use crate::client::Conn;
+use crate::error::CliError;
+
+/// `maillon whoami`.
+pub(super) async fn whoami(conn: &Conn) -> Result<(), CliError> {
+    let r = conn
+        .api()
+        .who_am_i(conn.req(pb::WhoAmIRequest {}))
+        .await?
+        .into_inner();
+    say(&format!("{} at {} ({})", r.user, r.member, r.role));
+    Ok(())
+}
+
+/// Runs `maillon user …` with the admin's `profile` and connection.
+pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<(), CliError> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            profile_out,
+        } => {
+            let name: UserName = arg("name", &name)?;
+            let role: Role = arg("role", &role)?;
+            let r = conn
+                .api()
+                .add_user(conn.req(pb::AddUserRequest {
+                    name: name.to_string(),
+                    role: role.to_string(),
+                }))
+                .await?
+                .into_inner();
+            if let Some(out) = profile_out {
+                let new = Profile {
+                    user: r.name.clone(),
+                    token: r.token.clone(),
+                    ..profile.clone()
+                };
+                new.write_new(&out)?;
+                say(&format!(
+                    "user {} ({}) created; profile written to {}",
+                    r.name,
+                    r.role,
+                    out.display()
+                ));
+            } else {
+                say(&format!(
+                    "user {} ({}) created; token (shown once): {}",
+                    r.name, r.role, r.token
+                ));
+            }
+        }
+        UserCmd::Remove { name } => {
+            let name: UserName = arg("name", &name)?;
+            conn.api()
+                .remove_user(conn.req(pb::RemoveUserRequest {
+                    name: name.to_string(),
+                }))
+                .await?;
+            println!("user {name} removed; its token no longer works");
+        }
+    }
+    Ok(())
+}
