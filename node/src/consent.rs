@@ -138,6 +138,22 @@ pub enum DenyReason {
     Role,
 }
 
+impl DenyReason {
+    /// A stable, machine-readable name of the reason (snake case).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DenyReason::NotAMember(_) => "not_a_member",
+            DenyReason::Charter { .. } => "charter",
+            DenyReason::NoConsent => "no_consent",
+            DenyReason::SectionNotCovered(_) => "section_not_covered",
+            DenyReason::Revoked(_) => "revoked",
+            DenyReason::Expired(_) => "expired",
+            DenyReason::NoSuchSection => "no_such_section",
+            DenyReason::Role => "role",
+        }
+    }
+}
+
 impl fmt::Display for DenyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -229,6 +245,9 @@ pub enum GrantError {
     /// The request is incomplete or malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A member of the audience is not an active member.
+    #[error("{0} is not an active member of the federation")]
+    NotAMember(MemberId),
     /// The charter forbids it.
     #[error("the charter does not allow {member} to receive {section}")]
     Charter {
@@ -253,6 +272,9 @@ pub fn check_grant(roster: &VerifiedRoster, consent: &Consent, now: i64) -> Resu
     if purpose.is_empty() || consent.purpose.len() > MAX_PURPOSE {
         return invalid(format!("the purpose must be 1 to {MAX_PURPOSE} bytes"));
     }
+    if consent.purpose.chars().any(char::is_control) {
+        return invalid("the purpose contains control characters".into());
+    }
     if consent.until.end_unix() <= now {
         return invalid(format!("the end date {} is already past", consent.until));
     }
@@ -261,7 +283,7 @@ pub fn check_grant(roster: &VerifiedRoster, consent: &Consent, now: i64) -> Resu
             return invalid("a member does not need consent to read its own sections".into());
         }
         let Some(member) = roster.active_member(m) else {
-            return invalid(format!("{m} is not an active member of the federation"));
+            return Err(GrantError::NotAMember(m.clone()));
         };
         for s in &consent.sections {
             if !roster.roster().charter.allows(member.card.kind, *s) {

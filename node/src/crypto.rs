@@ -43,6 +43,14 @@ pub enum CryptoError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A private folder (the node's, its store's, its log's) is open to others.
+    #[error("folder {path} has mode {mode:o}; it must be 0700 (chmod 700 it)")]
+    FolderPermissions {
+        /// The folder.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A key or certificate could not be decoded.
     #[error("malformed {0}")]
     Malformed(&'static str),
@@ -267,6 +275,35 @@ pub fn read_secret_file(path: &Path) -> Result<String, CryptoError> {
         });
     }
     fs::read_to_string(path).map_err(io)
+}
+
+/// Creates `path` (and its parents) if absent and makes it 0700.
+pub fn create_private_dir(path: &Path) -> Result<(), CryptoError> {
+    let io = |source| CryptoError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    fs::create_dir_all(path).map_err(io)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// Refuses a folder that others than its owner may enter, read or write.
+pub fn check_private_dir(path: &Path) -> Result<(), CryptoError> {
+    let mode = fs::metadata(path)
+        .map_err(|source| CryptoError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CryptoError::FolderPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// SHA-256 of the SubjectPublicKeyInfo: what the roster pins for each member.

@@ -88,14 +88,12 @@ pub struct Initialised {
     pub admin_profile: Profile,
 }
 
-/// The audit log origin of a member: `maillon/<member>`.
-pub fn audit_origin(member: &crate::types::MemberId) -> String {
-    format!("maillon/{member}")
-}
-
 /// Creates a node directory: keys, configuration, card, store, audit log and a first admin.
 pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     let (config, card) = Config::init(opts)?;
+    crate::crypto::create_private_dir(&config.store_dir())?;
+    crate::crypto::create_private_dir(&config.audit_dir())?;
+    let key = NodeKey::read(&config.signing_key_path())?;
     let store_dir = config.store_dir();
     // Opening may wait for a just-stopped node to let go of the store.
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
@@ -103,12 +101,16 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
         .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
     let audit = AuditLog::open(
         &config.audit_dir(),
-        audit_origin(&config.member),
+        crate::audit::origin(&config.member),
         &card.signing_key,
     )?;
     let admin: UserName = "admin".parse().map_err(ConfigError::Parse)?;
     let clock = SystemClock;
+    // The log has a signed checkpoint from its first day: a log that holds
+    // entries and no checkpoint is refused at start.
+    audit.checkpoint(&key)?;
     let user = service::create_user(&store, &audit, clock.now(), None, admin, Role::Admin).await?;
+    audit.checkpoint(&key)?;
     let admin_profile = Profile {
         endpoint: config.client_listen.to_string(),
         server_spki_sha256: card.tls_spki_sha256,
@@ -188,6 +190,9 @@ impl RunningNode {
             self.upkeep.abort();
             let _ = (&mut self.upkeep).await;
         }
+        if let Err(e) = self.node.advance_replay_mark().await {
+            tracing::warn!(error = %e, "moving the replay mark at stop failed");
+        }
         // Dropping the last handle closes sled and ends the audit writer.
     }
 }
@@ -230,12 +235,20 @@ pub async fn start_with_listeners(
             config.member
         )));
     }
-    let store = Store::open(&config.store_dir())?;
+    for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
+        crate::crypto::check_private_dir(&dir)?;
+    }
+    let store_dir = config.store_dir();
+    // Opening may wait for a just-stopped node to let go of the store.
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        .await
+        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
     let audit = AuditLog::open(
         &config.audit_dir(),
-        audit_origin(&config.member),
+        crate::audit::origin(&config.member),
         &key.public(),
     )?;
+    audit.checkpoint(&key)?;
     let roster = Arc::new(CurrentRoster::new(roster));
     let node = Arc::new(
         Node::new(NodeParts {
@@ -314,6 +327,12 @@ pub async fn start_with_listeners(
             }
             if let Err(e) = upkeep_node.prune_nonces() {
                 tracing::warn!(error = %e, "pruning nonces failed");
+            }
+            if let Err(e) = upkeep_node.advance_replay_mark().await {
+                tracing::warn!(error = %e, "moving the replay mark failed");
+            }
+            if let Err(e) = upkeep_node.sign_checkpoint() {
+                tracing::warn!(error = %e, "signing a checkpoint failed");
             }
         }
     });

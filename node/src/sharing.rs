@@ -8,7 +8,7 @@
 //! half-updated. A KeyPackage handed to an owner gets a snapshot of its own
 //! until the matching Welcome arrives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::OpenMlsProvider;
 
 use crate::crypto::{NodeKey, PublicKey};
+use crate::locks::KeyedLocks;
 use crate::storage::{Store, StoreError};
 use crate::types::{DossierId, MemberId, Section};
 
@@ -41,6 +42,9 @@ pub enum ShareError {
     /// An MLS message could not be decoded.
     #[error("malformed mls message: {0}")]
     Malformed(String),
+    /// An MLS message is larger than [`MAX_MLS_MESSAGE`].
+    #[error("mls message is larger than {0} bytes")]
+    TooLarge(usize),
     /// This node has no state for the share group.
     #[error("no group for this share at this node")]
     NoGroup,
@@ -184,7 +188,7 @@ pub struct Sharing {
     store: Store,
     /// One lock per group (and per owner's KeyPackages): operations on one
     /// group are serialized, different groups proceed in parallel.
-    locks: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>,
+    locks: KeyedLocks<std::sync::Mutex<()>>,
     me: MemberId,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
@@ -265,7 +269,7 @@ fn parse_member(id: &str) -> Result<MemberId, ShareError> {
 
 fn decode_message(bytes: &[u8]) -> Result<MlsMessageIn, ShareError> {
     if bytes.len() > MAX_MLS_MESSAGE {
-        return Err(ShareError::Malformed("message too large".into()));
+        return Err(ShareError::TooLarge(MAX_MLS_MESSAGE));
     }
     MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| ShareError::Malformed(e.to_string()))
 }
@@ -289,7 +293,7 @@ impl Sharing {
         };
         Self {
             store,
-            locks: std::sync::Mutex::new(HashMap::new()),
+            locks: KeyedLocks::default(),
             me,
             signer,
             credential,
@@ -298,15 +302,7 @@ impl Sharing {
 
     /// The lock of one scope (a group, or an owner's KeyPackages).
     fn lock(&self, scope: &str) -> Arc<std::sync::Mutex<()>> {
-        let mut locks = match self.locks.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if locks.len() > 4096 {
-            // Forget locks nobody holds, so the map stays small.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(scope.to_owned()).or_default().clone()
+        self.locks.get(scope)
     }
 
     fn load(&self, scope: &str) -> Result<Provider, ShareError> {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 pub type MlsSnapshot = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// The on-disk schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +68,44 @@ pub enum Tree {
     ConsentIndex,
     /// Seen request nonces by `reader/nonce`, with their time.
     Nonces,
-    /// Singletons: schema version, adopted roster, last checkpoint.
+    /// Members to bring back into a share group, by `scope|member`.
+    Resync,
+    /// Inactive consents whose groups were updated, by consent key.
+    Closed,
+    /// When each member last asked for a fresh Welcome, by `scope|member`.
+    WelcomeRequests,
+    /// Singletons, by [`MetaKey`].
     Meta,
+}
+
+/// The singletons of the `meta` tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaKey {
+    /// The on-disk schema version (`u32`).
+    Schema,
+    /// Hex hash of the roster this node adopted last (`String`).
+    RosterHash,
+    /// That roster, signed.
+    Roster,
+    /// How many audit entries are known applied to the store (`u64`): the
+    /// replay at start begins there.
+    Applied,
+}
+
+impl MetaKey {
+    fn key(self) -> &'static str {
+        match self {
+            MetaKey::Schema => "schema",
+            MetaKey::RosterHash => "roster_hash",
+            MetaKey::Roster => "roster",
+            MetaKey::Applied => "applied",
+        }
+    }
 }
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 8] = [
+    const ALL: [Tree; 11] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -82,6 +113,9 @@ impl Tree {
         Tree::Consents,
         Tree::ConsentIndex,
         Tree::Nonces,
+        Tree::Resync,
+        Tree::Closed,
+        Tree::WelcomeRequests,
         Tree::Meta,
     ];
 
@@ -94,6 +128,9 @@ impl Tree {
             Tree::Consents => "consents",
             Tree::ConsentIndex => "consent_index",
             Tree::Nonces => "nonces",
+            Tree::Resync => "resync",
+            Tree::Closed => "closed",
+            Tree::WelcomeRequests => "welcome_requests",
             Tree::Meta => "meta",
         }
     }
@@ -124,11 +161,11 @@ impl Store {
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Self { db, mls, trees };
-        match store.get::<u32>(Tree::Meta, "schema")? {
+        match store.meta::<u32>(MetaKey::Schema)? {
             Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
             Some(_) => {}
             None => {
-                store.put(Tree::Meta, "schema", &SCHEMA_VERSION)?;
+                store.set_meta(MetaKey::Schema, &SCHEMA_VERSION)?;
                 store.flush()?;
             }
         }
@@ -153,6 +190,16 @@ impl Store {
                     })
             }
         }
+    }
+
+    /// Reads one singleton of the `meta` tree.
+    pub fn meta<T: DeserializeOwned>(&self, key: MetaKey) -> Result<Option<T>, StoreError> {
+        self.get(Tree::Meta, key.key())
+    }
+
+    /// Writes one singleton of the `meta` tree (not yet flushed).
+    pub fn set_meta<T: Serialize>(&self, key: MetaKey, value: &T) -> Result<(), StoreError> {
+        self.put(Tree::Meta, key.key(), value)
     }
 
     /// Encodes and writes one value (not yet flushed).
@@ -380,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = Store::open(dir.path()).expect("open");
-            s.put(Tree::Meta, "k", &42u32).expect("put");
+            s.set_meta(MetaKey::Applied, &42u64).expect("put");
             let mut m = BTreeMap::new();
             m.insert(b"a".to_vec(), b"1".to_vec());
             m.insert(b"b".to_vec(), b"2".to_vec());
@@ -392,7 +439,7 @@ mod tests {
             s.flush().expect("flush");
         }
         let s = Store::open(dir.path()).expect("reopen");
-        assert_eq!(s.get::<u32>(Tree::Meta, "k").expect("get"), Some(42));
+        assert_eq!(s.meta::<u64>(MetaKey::Applied).expect("get"), Some(42));
         let g1 = s.mls_load("g1").expect("load");
         assert_eq!(
             g1.len(),

@@ -368,6 +368,24 @@ impl fmt::Display for Date {
 }
 string_serde!(Date);
 
+/// Text from outside (a peer's message, a section) made safe to show in a
+/// log line or a terminal: control characters are escaped (`\u{1b}`, `\n`),
+/// every other character, accented letters included, is kept.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +440,11 @@ mod tests {
         assert!("2027-02-30".parse::<Date>().is_err());
         assert!("30/06/2027".parse::<Date>().is_err());
         assert_eq!(Date::from_unix(d.end_unix() - 1), d);
+    }
+
+    #[test]
+    fn outside_text_has_its_control_characters_escaped() {
+        assert_eq!(escape_controls("caf12 é"), "caf12 é");
+        assert_eq!(escape_controls("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
     }
 }

@@ -65,8 +65,8 @@ proptest! {
 
     #[test]
     fn peer_facing_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = serde_json::from_slice::<maillon_node::service::ReadRequest>(&bytes);
-        let _ = serde_json::from_slice::<maillon_node::service::Receipt>(&bytes);
+        let _ = serde_json::from_slice::<maillon_node::protocol::ReadRequest>(&bytes);
+        let _ = serde_json::from_slice::<maillon_node::protocol::Receipt>(&bytes);
         let _ = serde_json::from_slice::<maillon_node::roster::SignedRoster>(&bytes);
         let member: MemberId = "caf12".parse().expect("id");
         let _ = Sharing::check_key_package(&bytes, &member, &NodeKey::generate().public());

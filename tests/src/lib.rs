@@ -150,6 +150,15 @@ pub fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
     (s.code(), s.message().to_owned())
 }
 
+/// The status code and the machine-readable reason of a result that must
+/// have failed: tests match on the cause, not on the message.
+pub fn refusal<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
+    let s = r.expect_err("the call must fail");
+    let reason = maillon_node::transport::reason_of(&s)
+        .unwrap_or_else(|| format!("(no reason; message: {})", s.message()));
+    (s.code(), reason)
+}
+
 /// A date a year from the cluster's clock.
 pub fn next_year(clock: &ManualClock) -> String {
     maillon_node::types::Date::from_unix(clock.now() + 365 * 86_400).to_string()

@@ -11,11 +11,10 @@ pub mod note;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{NodeKey, PublicKey};
 use crate::types::{ConsentId, DossierId, MemberId, Role, Section, UserName};
@@ -24,6 +23,11 @@ use note::Checkpoint;
 
 /// Largest event accepted in the log (bytes of JSON).
 pub const MAX_EVENT: usize = 64 * 1024;
+
+/// The audit log origin (checkpoint key name) of a member: `maillon/<member>`.
+pub fn origin(member: &MemberId) -> String {
+    format!("maillon/{member}")
+}
 
 /// Most events appended in one group commit.
 const MAX_BATCH: usize = 4096;
@@ -43,6 +47,9 @@ pub enum AuditError {
     /// The log on disk is damaged or does not match its last signed checkpoint.
     #[error("audit log is corrupt: {0}")]
     Corrupt(String),
+    /// An event is larger than [`MAX_EVENT`].
+    #[error("audit event is {0} bytes; the limit is {MAX_EVENT}")]
+    TooLarge(usize),
     /// An earlier write failed; the log refuses appends until the node restarts.
     #[error("audit log is unavailable after a failed write")]
     Unavailable,
@@ -104,9 +111,27 @@ pub enum AuditEvent {
         sections: Vec<Section>,
         /// Members that may read.
         audience: Vec<MemberId>,
+        /// Why, in the person's words.
+        purpose: String,
         /// Last day it holds.
         until: crate::types::Date,
         /// The caseworker who recorded it.
+        by: UserName,
+    },
+    /// A caseworker read this node's own copy of a section.
+    SectionRead {
+        /// The dossier.
+        dossier: DossierId,
+        /// The section.
+        section: Section,
+        /// The caseworker.
+        by: UserName,
+    },
+    /// A caseworker or auditor listed the consents of a dossier.
+    ConsentsListed {
+        /// The dossier.
+        dossier: DossierId,
+        /// The user.
         by: UserName,
     },
     /// A consent was revoked.
@@ -227,7 +252,7 @@ impl AuditEntry {
 
 struct LogState {
     leaves: Vec<Hash>,
-    /// Offset of each record's frame in the file.
+    /// Offset of each entry's frame in the file.
     offsets: Vec<u64>,
     failed: bool,
 }
@@ -237,7 +262,23 @@ struct Job {
     reply: oneshot::Sender<Result<u64, AuditError>>,
 }
 
+/// Most appends queued for the writer; past it, appenders wait.
+const MAX_QUEUED: usize = 16 * 1024;
+
+/// The first bytes of a log file: its format.
+const FILE_MAGIC: &[u8; 16] = b"maillon-audit-2\n";
+
+/// Bytes of a batch header: payload length, entry count, header check, payload check.
+const BATCH_HEADER: usize = 4 + 4 + 4 + 8;
+
 /// The append-only audit log of one node.
+///
+/// The file is [`FILE_MAGIC`] then batches, one per group commit: a header
+/// (payload length and entry count as big-endian `u32`, 4 bytes of SHA-256
+/// over those 8 bytes, 8 bytes of SHA-256 over the payload), then the
+/// payload, each entry as a big-endian `u32` length and its JSON. Damage is
+/// told from a torn write: only the last batch may be incomplete or fail its
+/// check (it was never acknowledged), and only if nothing follows it.
 pub struct AuditLog {
     path: PathBuf,
     origin: String,
@@ -262,45 +303,124 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     }
 }
 
-/// Reads every complete frame; returns (entries, offsets, length of the valid prefix).
-/// The complete frames of a log file.
+fn check8(data: &[u8]) -> [u8; 8] {
+    let h = crate::crypto::sha256(data);
+    [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]
+}
+
+/// Encodes one batch of entries.
+fn encode_batch(entries: &[&[u8]]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for e in entries {
+        payload.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        payload.extend_from_slice(e);
+    }
+    let mut out = Vec::with_capacity(BATCH_HEADER + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    let head = check8(&out[..8]);
+    out.extend_from_slice(&head[..4]);
+    out.extend_from_slice(&check8(&payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The entries of a log file's bytes.
 struct Frames {
     entries: Vec<Vec<u8>>,
     offsets: Vec<u64>,
-    /// Length of the valid prefix of the file.
+    /// Length of the valid prefix of the file; what follows is a torn batch.
     valid_len: u64,
 }
 
-fn read_frames(file: &mut File, path: &Path) -> Result<Frames, AuditError> {
-    let mut all = Vec::new();
-    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
-    file.read_to_end(&mut all).map_err(io_err(path))?;
-    let (mut entries, mut offsets, mut pos) = (Vec::new(), Vec::new(), 0usize);
-    while pos + 4 <= all.len() {
-        let len = u32::from_be_bytes([all[pos], all[pos + 1], all[pos + 2], all[pos + 3]]) as usize;
-        // A frame that is cut short, oversized or undecodable ends the valid
-        // prefix; `AuditLog::open` decides whether what follows may be dropped.
-        if len > MAX_EVENT || pos + 4 + len > all.len() {
-            break;
-        }
-        let data = all[pos + 4..pos + 4 + len].to_vec();
-        if AuditEntry::from_bytes(&data).is_err() {
-            break;
-        }
-        offsets.push(pos as u64);
-        entries.push(data);
-        pos += 4 + len;
+fn be32(b: &[u8]) -> usize {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// Decodes a log file's bytes: every batch up to the end, or up to a torn
+/// last batch; damage anywhere before it is [`AuditError::Corrupt`].
+fn decode_frames(all: &[u8]) -> Result<Frames, AuditError> {
+    let corrupt = |at: usize, what: &str| AuditError::Corrupt(format!("{what} at byte {at}"));
+    let mut frames = Frames {
+        entries: Vec::new(),
+        offsets: Vec::new(),
+        valid_len: 0,
+    };
+    if all.is_empty() {
+        return Ok(frames);
     }
-    Ok(Frames {
-        entries,
-        offsets,
-        valid_len: pos as u64,
-    })
+    if all.len() < FILE_MAGIC.len() {
+        if FILE_MAGIC.starts_with(all) {
+            return Ok(frames);
+        }
+        return Err(corrupt(0, "not a maillon audit log"));
+    }
+    if &all[..FILE_MAGIC.len()] != FILE_MAGIC {
+        return Err(corrupt(
+            0,
+            "not a maillon audit log (or another format version)",
+        ));
+    }
+    let mut pos = FILE_MAGIC.len();
+    frames.valid_len = pos as u64;
+    while pos < all.len() {
+        let rest = &all[pos..];
+        if rest.len() < BATCH_HEADER {
+            break; // a torn header at the very end
+        }
+        let (len, count) = (be32(&rest[0..4]), be32(&rest[4..8]));
+        if check8(&rest[..8])[..4] != rest[8..12] {
+            if rest.iter().all(|&b| b == 0) {
+                break; // space allocated for a write that never landed
+            }
+            return Err(corrupt(pos, "damaged batch header"));
+        }
+        if rest.len() < BATCH_HEADER + len {
+            break; // the last batch, cut short
+        }
+        let payload = &rest[BATCH_HEADER..BATCH_HEADER + len];
+        if check8(payload) != rest[12..20] {
+            if rest.len() == BATCH_HEADER + len {
+                break; // the last batch, partly written
+            }
+            return Err(corrupt(pos, "damaged batch"));
+        }
+        let mut at = 0;
+        for _ in 0..count {
+            if at + 4 > payload.len() {
+                return Err(corrupt(pos, "batch holds fewer entries than it says"));
+            }
+            let n = be32(&payload[at..at + 4]);
+            if n > MAX_EVENT || at + 4 + n > payload.len() {
+                return Err(corrupt(pos + BATCH_HEADER + at, "oversized entry"));
+            }
+            let data = &payload[at + 4..at + 4 + n];
+            AuditEntry::from_bytes(data)?;
+            frames.offsets.push((pos + BATCH_HEADER + at) as u64);
+            frames.entries.push(data.to_vec());
+            at += 4 + n;
+        }
+        if at != payload.len() {
+            return Err(corrupt(pos, "batch holds more bytes than its entries"));
+        }
+        pos += BATCH_HEADER + len;
+        frames.valid_len = pos as u64;
+    }
+    Ok(frames)
+}
+
+/// Whether a checkpoint covers a prefix of `leaves` with the right root.
+fn covers(leaves: &[Hash], cp: &Checkpoint) -> bool {
+    usize::try_from(cp.size)
+        .ok()
+        .filter(|&size| size <= leaves.len())
+        .is_some_and(|size| merkle::root(&leaves[..size]) == cp.root)
 }
 
 impl AuditLog {
     /// Opens (or creates) the log in `dir`, checks it against its last signed
-    /// checkpoint, and starts the group-commit writer.
+    /// checkpoint, and starts the group-commit writer. A log that holds
+    /// entries but no readable, valid checkpoint is refused (fail closed).
     pub fn open(dir: &Path, origin: String, key: &PublicKey) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join("audit.log");
@@ -310,27 +430,45 @@ impl AuditLog {
             .create(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        let mut all = Vec::new();
+        file.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
+        file.read_to_end(&mut all).map_err(io_err(&path))?;
         let Frames {
             entries,
             offsets,
             valid_len,
-        } = read_frames(&mut file, &path)?;
+        } = decode_frames(&all)?;
         let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
         let cp_path = dir.join("checkpoint");
-        if let Ok(note) = std::fs::read_to_string(&cp_path) {
-            let cp = Checkpoint::verify(&note, &origin, key)
-                .map_err(|e| AuditError::Corrupt(format!("last checkpoint: {e}")))?;
-            let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
-            if size > leaves.len() || merkle::root(&leaves[..size]) != cp.root {
-                return Err(AuditError::Corrupt(
-                    "the log does not match its last signed checkpoint".into(),
-                ));
+        match std::fs::read_to_string(&cp_path) {
+            Ok(note) => {
+                let cp = Checkpoint::verify(&note, &origin, key)
+                    .map_err(|e| AuditError::Corrupt(format!("last checkpoint: {e}")))?;
+                if !covers(&leaves, &cp) {
+                    return Err(AuditError::Corrupt(
+                        "the log does not match its last signed checkpoint".into(),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && leaves.is_empty() => {}
+            Err(e) => {
+                return Err(AuditError::Corrupt(format!(
+                    "the log holds {} entries but its last signed checkpoint cannot be read: {e}",
+                    leaves.len()
+                )));
             }
         }
-        let file_len = file.metadata().map_err(io_err(&path))?.len();
-        if valid_len < file_len {
-            // Only the tail after the valid prefix is dropped: the remains of a
-            // batch whose fdatasync never returned, so never acknowledged.
+        let file_len = all.len() as u64;
+        let magic_len = FILE_MAGIC.len() as u64;
+        let len = if valid_len < magic_len {
+            // A new file, or one whose first write was torn: it holds no entry.
+            file.set_len(0).map_err(io_err(&path))?;
+            file.write_all(FILE_MAGIC).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+            magic_len
+        } else if valid_len < file_len {
+            // Only a torn last batch is dropped: its fdatasync never
+            // returned, so none of its entries was acknowledged.
             tracing::warn!(
                 path = %path.display(),
                 dropped = file_len - valid_len,
@@ -338,18 +476,21 @@ impl AuditLog {
             );
             file.set_len(valid_len).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
-        }
+            valid_len
+        } else {
+            file_len
+        };
         let state = Arc::new(RwLock::new(LogState {
             leaves,
             offsets,
             failed: false,
         }));
-        let (jobs, rx) = mpsc::channel();
+        let (jobs, rx) = mpsc::channel(MAX_QUEUED);
         let writer_state = state.clone();
         let writer_path = path.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(file, valid_len, writer_path, rx, writer_state))
+            .spawn(move || writer(file, len, writer_path, rx, writer_state))
             .map_err(io_err(&path))?;
         Ok(Self {
             path,
@@ -365,15 +506,17 @@ impl AuditLog {
         &self.origin
     }
 
-    /// Appends an event and returns its leaf index once it is durable.
+    /// Appends an event and returns its leaf index once it is durable; waits
+    /// while the writer's queue is full.
     pub async fn append(&self, time: i64, event: AuditEvent) -> Result<u64, AuditError> {
         let data = AuditEntry { time, event }.to_bytes();
         if data.len() > MAX_EVENT {
-            return Err(AuditError::Corrupt("event too large".into()));
+            return Err(AuditError::TooLarge(data.len()));
         }
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job { data, reply })
+            .await
             .map_err(|_| AuditError::Unavailable)?;
         rx.await.map_err(|_| AuditError::Unavailable)?
     }
@@ -392,6 +535,17 @@ impl AuditLog {
 
     /// Entries `[from, from + limit)` with their indices.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        self.entries_within(from, limit, usize::MAX)
+    }
+
+    /// Entries from `from`, at most `limit` of them and, past the first, at
+    /// most `max_bytes` of JSON in all.
+    pub fn entries_within(
+        &self,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
         let offsets: Vec<u64> = {
             let st = self.read_state();
             let start = usize::try_from(from)
@@ -402,13 +556,19 @@ impl AuditLog {
         };
         let mut file = File::open(&self.path).map_err(io_err(&self.path))?;
         let mut out = Vec::with_capacity(offsets.len());
+        let mut bytes = 0usize;
         for (i, off) in offsets.into_iter().enumerate() {
             file.seek(SeekFrom::Start(off))
                 .map_err(io_err(&self.path))?;
             let mut len = [0u8; 4];
             file.read_exact(&mut len).map_err(io_err(&self.path))?;
-            let mut data = vec![0u8; u32::from_be_bytes(len) as usize];
+            let n = u32::from_be_bytes(len) as usize;
+            if !out.is_empty() && bytes.saturating_add(n) > max_bytes {
+                break;
+            }
+            let mut data = vec![0u8; n];
             file.read_exact(&mut data).map_err(io_err(&self.path))?;
+            bytes += n;
             out.push((from + i as u64, data));
         }
         Ok(out)
@@ -446,10 +606,10 @@ fn writer(
     mut file: File,
     mut len: u64,
     path: PathBuf,
-    rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Job>,
     state: Arc<RwLock<LogState>>,
 ) {
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -467,12 +627,13 @@ fn writer(
             }
             continue;
         }
-        let mut buf = Vec::new();
+        let datas: Vec<&[u8]> = batch.iter().map(|j| j.data.as_slice()).collect();
+        let buf = encode_batch(&datas);
         let mut offsets = Vec::with_capacity(batch.len());
+        let mut at = len + BATCH_HEADER as u64;
         for job in &batch {
-            offsets.push(len + buf.len() as u64);
-            buf.extend_from_slice(&(job.data.len() as u32).to_be_bytes());
-            buf.extend_from_slice(&job.data);
+            offsets.push(at);
+            at += 4 + job.data.len() as u64;
         }
         let written = file.write_all(&buf).and_then(|()| file.sync_data());
         let mut st = match state.write() {
@@ -502,7 +663,8 @@ fn writer(
 }
 
 /// Verifies a whole log as an auditor would: every entry decodes, and the
-/// signed checkpoint covers exactly their Merkle root.
+/// signed checkpoint covers exactly their Merkle root. Nodes check their own
+/// log at start with the same rule ([`AuditLog::open`]), on a prefix.
 pub fn verify_log(
     entries: &[Vec<u8>],
     checkpoint_note: &str,
@@ -523,7 +685,7 @@ pub fn verify_log(
         AuditEntry::from_bytes(e).map_err(|err| AuditError::Verify(format!("leaf {i}: {err}")))?;
         leaves.push(merkle::leaf_hash(e));
     }
-    if merkle::root(&leaves) != cp.root {
+    if !covers(&leaves, &cp) {
         return Err(AuditError::Verify(
             "root does not match the checkpoint".into(),
         ));
@@ -584,33 +746,116 @@ mod tests {
         assert!(verify_log(&tampered, &note, &origin, &key.public()).is_err());
     }
 
+    /// Writes entries one per batch, signs a checkpoint after `signed` of them.
+    async fn log_with(dir: &Path, key: &NodeKey, n: u64, signed: u64) -> Vec<u8> {
+        let log = AuditLog::open(dir, "maillon/cd12".into(), &key.public()).expect("open");
+        for i in 0..n {
+            log.append(i as i64, event(i)).await.expect("append");
+            if i + 1 == signed {
+                log.checkpoint(key).expect("checkpoint");
+            }
+        }
+        drop(log);
+        std::fs::read(dir.join("audit.log")).expect("read")
+    }
+
+    fn reopen(dir: &Path, key: &NodeKey) -> Result<AuditLog, AuditError> {
+        AuditLog::open(dir, "maillon/cd12".into(), &key.public())
+    }
+
     #[tokio::test]
-    async fn a_torn_tail_is_dropped_and_a_rewritten_history_is_refused() {
+    async fn a_torn_last_batch_is_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = NodeKey::generate();
-        let origin = "gip/cd12".to_string();
-        {
-            let log = AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("open");
-            log.append(1, event(1)).await.expect("append");
-            log.append(2, event(2)).await.expect("append");
-            log.checkpoint(&key).expect("checkpoint");
+        let bytes = log_with(dir.path(), &key, 3, 2).await;
+        // The last batch cut short, or its payload half written.
+        for torn in [
+            bytes[..bytes.len() - 3].to_vec(),
+            [bytes.as_slice(), &[0, 0, 0, 50, b'{']].concat(),
+            [bytes.as_slice(), &[0; 64]].concat(),
+        ] {
+            std::fs::write(dir.path().join("audit.log"), &torn).expect("write");
+            let log = reopen(dir.path(), &key).expect("a torn tail is dropped");
+            assert!(log.size() == 2 || log.size() == 3, "{}", log.size());
         }
-        let path = dir.path().join("audit.log");
-        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
-        f.write_all(&[0, 0, 0, 50, b'{']).expect("torn write");
-        drop(f);
-        let log =
-            AuditLog::open(dir.path(), origin.clone(), &key.public()).expect("torn tail dropped");
-        assert_eq!(log.size(), 2);
-        drop(log);
-        // Rewrite the first record in place: same length, different content.
-        let mut bytes = std::fs::read(&path).expect("read");
-        let pos = bytes.iter().position(|&b| b == b'1').expect("a digit");
-        bytes[pos] = b'7';
-        std::fs::write(&path, bytes).expect("write");
+        let mut last = bytes.clone();
+        let end = last.len() - 2;
+        last[end] ^= 0x40;
+        std::fs::write(dir.path().join("audit.log"), &last).expect("write");
+        assert_eq!(reopen(dir.path(), &key).expect("torn").size(), 2);
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_last_batch_is_an_error_not_a_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let bytes = log_with(dir.path(), &key, 3, 1).await;
+        // A byte of the second batch's payload, or of its header.
+        let second = FILE_MAGIC.len()
+            + encode_batch(&[&AuditEntry {
+                time: 0,
+                event: event(0),
+            }
+            .to_bytes()])
+            .len();
+        for at in [second + BATCH_HEADER + 6, second + 2] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            std::fs::write(dir.path().join("audit.log"), &damaged).expect("write");
+            assert!(
+                matches!(reopen(dir.path(), &key), Err(AuditError::Corrupt(_))),
+                "damage at {at} is refused"
+            );
+            assert_eq!(
+                std::fs::read(dir.path().join("audit.log")).expect("read"),
+                damaged,
+                "and nothing is truncated"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_that_its_checkpoint_does_not_cover_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let bytes = log_with(dir.path(), &key, 2, 2).await;
+        // The last batch damaged while the checkpoint covers it.
+        let mut damaged = bytes.clone();
+        let end = damaged.len() - 2;
+        damaged[end] ^= 0x01;
+        std::fs::write(dir.path().join("audit.log"), &damaged).expect("write");
         assert!(matches!(
-            AuditLog::open(dir.path(), origin, &key.public()),
+            reopen(dir.path(), &key),
             Err(AuditError::Corrupt(_))
         ));
+        std::fs::write(dir.path().join("audit.log"), &bytes).expect("write");
+        reopen(dir.path(), &key).expect("intact again");
+        // Checkpoint missing, or unreadable, while the log holds entries: fail closed.
+        let cp = dir.path().join("checkpoint");
+        std::fs::write(&cp, "garbage\n").expect("write");
+        assert!(matches!(
+            reopen(dir.path(), &key),
+            Err(AuditError::Corrupt(_))
+        ));
+        std::fs::remove_file(&cp).expect("rm");
+        assert!(matches!(
+            reopen(dir.path(), &key),
+            Err(AuditError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn pages_stop_at_their_byte_budget_but_hold_at_least_one_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        log_with(dir.path(), &key, 10, 10).await;
+        let log = reopen(dir.path(), &key).expect("open");
+        let one = log.entries(0, 1).expect("one")[0].1.len();
+        assert_eq!(log.entries_within(0, 10, 1).expect("page").len(), 1);
+        assert_eq!(log.entries_within(0, 10, 3 * one).expect("page").len(), 3);
+        assert_eq!(
+            log.entries_within(8, 10, usize::MAX).expect("page").len(),
+            2
+        );
     }
 }

@@ -3,17 +3,17 @@
 //! handing out a KeyPackage that is not its own. Each lie is refused.
 
 use maillon_node::crypto::{Context, NodeKey, sha256};
-use maillon_node::service::Receipt;
+use maillon_node::protocol::Receipt;
 use maillon_node::sharing::Sharing;
 use maillon_node::storage::Store;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::peer_server::Peer;
-use maillon_tests::{Cluster, audit_kinds, code, next_year};
+use maillon_tests::{Cluster, audit_kinds, code, next_year, refusal};
 use tonic::{Code, Request, Response, Status};
 
 /// How the hostile owner lies.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Lie {
     /// Signs its receipt with a key the roster does not list for it.
     StrangerKey,
@@ -115,15 +115,19 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
     for (lie, expect) in [
         (Lie::StrangerKey, "does not verify"),
         (Lie::OtherRequest, "another request"),
-        (Lie::Garbage, "cannot open"),
+        (Lie::Garbage, "cannot be opened"),
     ] {
         // The CCAS node is replaced by a hostile one holding its keys.
         let impostor = c
             .impersonate("ccas-rodez", |key| HostileOwner { lie, key })
             .await;
-        let (status, msg) = code(caf.read(&d, "housing", "ccas-rodez").await);
-        assert_eq!(status, Code::FailedPrecondition, "{msg}");
-        assert!(msg.contains(expect), "{msg}");
+        let refused = caf.read(&d, "housing", "ccas-rodez").await;
+        let (_, msg) = code(refused.clone());
+        assert_eq!(
+            refusal(refused),
+            (Code::FailedPrecondition, "peer_misbehaved".into())
+        );
+        assert!(msg.contains(expect), "{lie:?}: {msg}");
         impostor.stop().await;
     }
     // Only the true receipt (the garbage answer) was logged by the reader.

@@ -1,0 +1,64 @@
+//! The audit log as auditors and admins read it: pages of entries, bounded in
+//! bytes so that every page fits one gRPC message, and signed checkpoints.
+
+use super::{Caller, Node, Result, ServiceError, require};
+use crate::types::Role;
+
+/// Most bytes of entries in one page: well under the 1 MiB message limit,
+/// with room for the framing of each entry.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
+
+/// Most entries one page may ask for.
+const MAX_PAGE_ENTRIES: u32 = 10_000;
+
+/// A page of audit entries.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// `(leaf index, entry JSON)` pairs, in order, at most [`MAX_PAGE_BYTES`] of JSON.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// The log's size when read.
+    pub tree_size: u64,
+}
+
+impl Node {
+    /// Audit entries from `from` (or the last `limit`), for auditors and
+    /// admins; a page stops early rather than exceed [`MAX_PAGE_BYTES`], and
+    /// the caller asks again from where it stopped.
+    pub fn audit_entries(
+        &self,
+        caller: &Caller,
+        from: Option<u64>,
+        limit: u32,
+    ) -> Result<AuditPage> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        let limit = match limit {
+            0 => 50,
+            l if l > MAX_PAGE_ENTRIES => {
+                return Err(ServiceError::Invalid(format!(
+                    "limit is at most {MAX_PAGE_ENTRIES}"
+                )));
+            }
+            l => l as usize,
+        };
+        let size = self.audit.size();
+        let from = from.unwrap_or_else(|| size.saturating_sub(limit as u64));
+        Ok(AuditPage {
+            entries: self.audit.entries_within(from, limit, MAX_PAGE_BYTES)?,
+            tree_size: size,
+        })
+    }
+
+    /// Upkeep: signs and persists a checkpoint of the log as it stands.
+    pub fn sign_checkpoint(&self) -> Result<()> {
+        self.audit.checkpoint(&self.key)?;
+        Ok(())
+    }
+
+    /// Signs a checkpoint of the audit log; returns it with the verifier key.
+    pub fn audit_checkpoint(&self, caller: &Caller) -> Result<(String, String)> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        let note = self.audit.checkpoint(&self.key)?;
+        let vkey = crate::audit::note::verifier_key(self.audit.origin(), &self.key.public());
+        Ok((note, vkey))
+    }
+}

@@ -1,0 +1,327 @@
+//! The person's consent: granting (KeyPackages first, then the log, then the
+//! store, then the groups), revoking, listing, and closing the groups of
+//! consents that are no longer active.
+
+use std::collections::BTreeSet;
+
+use super::{Caller, Node, Result, ServiceError, require};
+use crate::audit::AuditEvent;
+use crate::consent::{self, Consent, ConsentRecord, ConsentStatus, GrantError};
+use crate::sharing::{ShareId, Sharing};
+use crate::storage::Tree;
+use crate::types::{ConsentId, Date, DossierId, MemberId, Role, Section, UserName};
+
+/// What a caseworker asks to grant.
+#[derive(Clone, Debug)]
+pub struct GrantRequest {
+    /// The dossier, held at this node.
+    pub dossier: DossierId,
+    /// The sections shared.
+    pub sections: BTreeSet<Section>,
+    /// The members they are shared with.
+    pub audience: BTreeSet<MemberId>,
+    /// Why, in the person's words.
+    pub purpose: String,
+    /// The last day the consent holds.
+    pub until: Date,
+}
+
+/// The store key of a consent.
+pub(super) fn consent_key(dossier: &DossierId, id: &ConsentId) -> String {
+    format!("{dossier}/{id}")
+}
+
+impl Node {
+    /// Records a consent and adds its audience to the share groups.
+    ///
+    /// Every missing member's KeyPackage is fetched and checked first, before
+    /// any lock is taken: if a member is unreachable or answers badly, nothing
+    /// is recorded. Then the grant is logged, then stored: from there on it is
+    /// in effect, and the call succeeds even if a member cannot be added now
+    /// (upkeep brings it in later).
+    pub async fn grant_consent(&self, caller: &Caller, req: GrantRequest) -> Result<ConsentId> {
+        require(caller, &[Role::Caseworker])?;
+        self.dossier(&req.dossier)?;
+        let now = self.clock.now();
+        let consent = Consent {
+            id: ConsentId::random(),
+            dossier: req.dossier.clone(),
+            owner: self.me.clone(),
+            sections: req.sections,
+            audience: req.audience,
+            purpose: req.purpose.trim().to_owned(),
+            until: req.until,
+            granted_by: caller.name.clone(),
+            granted_at: now,
+        };
+        consent::check_grant(&self.roster.get(), &consent, now).map_err(|e| match e {
+            GrantError::Invalid(m) => ServiceError::Invalid(m),
+            GrantError::Charter { member, section } => ServiceError::Charter { member, section },
+            GrantError::NotAMember(m) => {
+                ServiceError::Denied(crate::consent::DenyReason::NotAMember(m))
+            }
+        })?;
+
+        // KeyPackages are fetched before any lock is taken: a slow member must
+        // not hold up the share's readers.
+        let mut missing = Vec::new();
+        for section in &consent.sections {
+            let share = self.own_share(&consent.dossier, *section);
+            let sharing = self.sharing.clone();
+            let ensure = share.clone();
+            super::blocking(move || sharing.ensure_group(&ensure)).await?;
+            let present: BTreeSet<MemberId> = self.sharing.members(&share)?.into_iter().collect();
+            for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
+                missing.push((share.clone(), self.roster_member(m)?));
+            }
+        }
+        let mut additions = Vec::new();
+        for (share, member) in missing {
+            let kp = self.fetch_key_package(&member).await?;
+            additions.push((share, member, kp));
+        }
+
+        // Sections are sorted, so concurrent changes take these locks in one order.
+        let mut changing = Vec::new();
+        for section in &consent.sections {
+            let share = self.own_share(&consent.dossier, *section);
+            changing.push(self.membership.get(&share.scope()).write_owned().await);
+        }
+        let record = ConsentRecord::sign(consent.clone(), &self.key);
+        {
+            let _change = self.changes.read().await;
+            self.audit_at(now, grant_event(&record)).await?;
+            crate::failpoint::hit("grant_logged");
+            self.store_consent(&record)?;
+            self.flush().await?;
+        }
+
+        // In effect from here: a member that cannot be added now is marked
+        // and brought in by upkeep; the grant itself stands.
+        let mut changes = Vec::new();
+        for (share, member, kp) in additions {
+            let id = member.card.id.clone();
+            match self.add_to_group(&share, &member, kp).await {
+                Ok(Some(change)) => changes.push((share, member, change)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(member = %id, error = %e, "member not added yet; upkeep will retry");
+                    self.mark_for_resync(&share, &id);
+                }
+            }
+        }
+        // In order, each within the delivery deadline: a member added by one
+        // change must have its Welcome before the next change's commit.
+        for (share, member, change) in changes {
+            if let Err(e) = self.publish(&share, &member.card.id, change).await {
+                tracing::warn!(member = %member.card.id, error = %e, "membership change not published; upkeep will retry");
+                self.mark_for_resync(&share, &member.card.id);
+            }
+        }
+        drop(changing);
+        Ok(consent.id)
+    }
+
+    /// Fetches and checks a member's KeyPackage.
+    pub(super) async fn fetch_key_package(
+        &self,
+        member: &crate::roster::RosterMember,
+    ) -> Result<Vec<u8>> {
+        let id = &member.card.id;
+        let kp = self.network.fetch_key_package(member).await?;
+        Sharing::check_key_package(&kp, id, &member.card.signing_key).map_err(|e| {
+            ServiceError::PeerMisbehaved {
+                peer: id.clone(),
+                what: format!("it answered an unusable key package: {e}"),
+            }
+        })?;
+        Ok(kp)
+    }
+
+    /// Writes a consent record and its index entry (not flushed).
+    pub(super) fn store_consent(&self, record: &ConsentRecord) -> Result<()> {
+        let c = &record.consent;
+        self.store
+            .put(Tree::Consents, &consent_key(&c.dossier, &c.id), record)?;
+        self.store
+            .put(Tree::ConsentIndex, c.id.as_str(), &c.dossier)?;
+        Ok(())
+    }
+
+    /// The consent record `id`, with its store key.
+    pub(super) fn consent_record(&self, id: &ConsentId) -> Result<Option<(String, ConsentRecord)>> {
+        let Some(dossier) = self
+            .store
+            .get::<DossierId>(Tree::ConsentIndex, id.as_str())?
+        else {
+            return Ok(None);
+        };
+        let key = consent_key(&dossier, id);
+        Ok(self
+            .store
+            .get::<ConsentRecord>(Tree::Consents, &key)?
+            .map(|r| (key, r)))
+    }
+
+    /// Marks a stored consent revoked (not flushed); `false` if it is unknown
+    /// or was already revoked.
+    pub(super) fn store_revocation(&self, id: &ConsentId, at: i64, by: &UserName) -> Result<bool> {
+        let Some((key, mut record)) = self.consent_record(id)? else {
+            return Ok(false);
+        };
+        if record.revoked_at.is_some() {
+            return Ok(false);
+        }
+        record.revoked_at = Some(at);
+        record.revoked_by = Some(by.clone());
+        self.store.put(Tree::Consents, &key, &record)?;
+        Ok(true)
+    }
+
+    /// Lists the consents recorded here for a dossier (the access is logged).
+    pub async fn list_consents(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+    ) -> Result<Vec<ConsentRecord>> {
+        require(caller, &[Role::Caseworker, Role::Auditor])?;
+        self.dossier(dossier)?;
+        let consents = self.consents_of(dossier)?;
+        self.audit(AuditEvent::ConsentsListed {
+            dossier: dossier.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        Ok(consents)
+    }
+
+    /// Revokes a consent: logged, then stored, then the members who lost
+    /// access are removed from the share groups, all under the shares'
+    /// exclusive locks, so that no read is answered on the old decision.
+    pub async fn revoke_consent(&self, caller: &Caller, id: &ConsentId) -> Result<()> {
+        require(caller, &[Role::Caseworker])?;
+        let (_, record) = self
+            .consent_record(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("consent {id}")))?;
+        let dossier = record.consent.dossier.clone();
+        let mut changing = Vec::new();
+        for section in &record.consent.sections {
+            let share = self.own_share(&dossier, *section);
+            changing.push(self.membership.get(&share.scope()).write_owned().await);
+        }
+        // Checked under the locks: two revocations of one consent race here.
+        let (key, record) = self
+            .consent_record(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("consent {id}")))?;
+        if record.revoked_at.is_some() {
+            return Err(ServiceError::State(format!(
+                "consent {id} is already revoked"
+            )));
+        }
+        let now = self.clock.now();
+        {
+            let _change = self.changes.read().await;
+            self.audit_at(
+                now,
+                AuditEvent::ConsentRevoked {
+                    consent: id.clone(),
+                    dossier: dossier.clone(),
+                    by: caller.name.clone(),
+                },
+            )
+            .await?;
+            crate::failpoint::hit("revocation_logged");
+            self.store_revocation(id, now, &caller.name)?;
+            self.flush().await?;
+        }
+        // Policy refuses from here. The groups are updated under the same
+        // locks; if a member cannot be told now, upkeep retries.
+        let mut closed = true;
+        for section in &record.consent.sections {
+            let share = self.own_share(&dossier, *section);
+            if let Err(e) = self.sync_group_locked(&share, now).await {
+                tracing::warn!(error = %e, "group not updated after a revocation; upkeep will retry");
+                closed = false;
+            }
+        }
+        drop(changing);
+        if closed {
+            self.mark_closed(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Remembers that an inactive consent's groups were updated.
+    async fn mark_closed(&self, key: &str) -> Result<()> {
+        self.store.put(Tree::Closed, key, &true)?;
+        self.flush().await
+    }
+
+    /// Removes from the groups of a revoked or expired consent's sections the
+    /// members no active consent names any more, then marks it closed.
+    async fn close_consent(&self, key: &str, record: &ConsentRecord, now: i64) -> Result<()> {
+        for section in &record.consent.sections {
+            let share = self.own_share(&record.consent.dossier, *section);
+            let _changing = self.membership.get(&share.scope()).write_owned().await;
+            self.sync_group_locked(&share, now).await?;
+        }
+        self.mark_closed(key).await
+    }
+
+    /// Removes from a share group the members no active consent names any
+    /// more; the caller holds the share's exclusive lock.
+    async fn sync_group_locked(&self, share: &ShareId, now: i64) -> Result<()> {
+        if !self.sharing.has_group(share)? {
+            return Ok(());
+        }
+        let keep = consent::audience(&self.consents_of(&share.dossier)?, share.section, now);
+        let mut removals = Vec::new();
+        for m in self.sharing.members(share)? {
+            if m == self.me || keep.contains(&m) {
+                continue;
+            }
+            if let Some(change) = self.remove_from_group(share, &m).await? {
+                removals.push((m, change));
+            }
+        }
+        for (member, change) in removals {
+            self.publish(share, &member, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Upkeep: closes every revoked or expired consent whose groups were not
+    /// updated yet, going on past failures; returns how many were closed.
+    pub async fn close_inactive_consents(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut closed = 0;
+        for (key, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
+            if record.status(now) == ConsentStatus::Active
+                || self.store.get::<bool>(Tree::Closed, &key)?.is_some()
+            {
+                continue;
+            }
+            match self.close_consent(&key, &record, now).await {
+                Ok(()) => closed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing an inactive consent failed; will retry")
+                }
+            }
+        }
+        Ok(closed)
+    }
+}
+
+/// The log entry of a grant: everything needed to rebuild the record.
+pub(super) fn grant_event(record: &ConsentRecord) -> AuditEvent {
+    let c = &record.consent;
+    AuditEvent::ConsentGranted {
+        consent: c.id.clone(),
+        dossier: c.dossier.clone(),
+        sections: c.sections.iter().copied().collect(),
+        audience: c.audience.iter().cloned().collect(),
+        purpose: c.purpose.clone(),
+        until: c.until,
+        by: c.granted_by.clone(),
+    }
+}

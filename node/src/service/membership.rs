@@ -1,0 +1,243 @@
+//! The MLS groups this node owns: adding and removing members (the MLS work
+//! off the async workers), publishing each change (log, commit to the
+//! members, Welcome to the newcomer), and bringing back members that missed one.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Node, Result, ServiceError, blocking};
+use crate::audit::AuditEvent;
+use crate::consent;
+use crate::roster::RosterMember;
+use crate::sharing::{GroupChange, ShareId};
+use crate::storage::Tree;
+use crate::types::MemberId;
+
+/// How long the owner waits for one member to take a commit or a Welcome
+/// while it holds the share's membership lock.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Base delay before retrying to bring a member back (doubles per attempt).
+const UPKEEP_RETRY_BASE: i64 = 60;
+
+/// A member to bring back into a share's group, with its retry schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Resync {
+    /// Unique per mark, so that a mark set again is never taken for an old one.
+    id: u64,
+    share: ShareId,
+    member: MemberId,
+    attempts: u32,
+    next_at: i64,
+}
+
+fn resync_key(share: &ShareId, member: &MemberId) -> String {
+    format!("{}|{member}", share.scope())
+}
+
+impl Node {
+    /// Adds `member` to the share's group from its checked KeyPackage.
+    pub(super) async fn add_to_group(
+        &self,
+        share: &ShareId,
+        member: &RosterMember,
+        key_package: Vec<u8>,
+    ) -> Result<Option<GroupChange>> {
+        let (sharing, share, id, key) = (
+            self.sharing.clone(),
+            share.clone(),
+            member.card.id.clone(),
+            member.card.signing_key,
+        );
+        blocking(move || sharing.add_member(&share, &key_package, &id, &key)).await
+    }
+
+    /// Removes `member` from the share's group.
+    pub(super) async fn remove_from_group(
+        &self,
+        share: &ShareId,
+        member: &MemberId,
+    ) -> Result<Option<GroupChange>> {
+        let (sharing, share, member) = (self.sharing.clone(), share.clone(), member.clone());
+        blocking(move || sharing.remove_member(&share, &member)).await
+    }
+
+    /// Logs a membership change of `share`'s group, delivers its commit to the
+    /// other members and, for an addition, its Welcome to `member`; returns
+    /// whether `member` took the Welcome (always `true` for a removal).
+    pub(super) async fn publish(
+        &self,
+        share: &ShareId,
+        member: &MemberId,
+        change: GroupChange,
+    ) -> Result<bool> {
+        let (dossier, section, epoch) = (share.dossier.clone(), share.section, change.epoch);
+        let member_id = member.clone();
+        self.audit(match change.welcome {
+            Some(_) => AuditEvent::GroupMemberAdded {
+                dossier,
+                section,
+                member: member_id,
+                epoch,
+            },
+            None => AuditEvent::GroupMemberRemoved {
+                dossier,
+                section,
+                member: member_id,
+                epoch,
+            },
+        })
+        .await?;
+        self.deliver_commit(share, &change.recipients, &change.commit)
+            .await;
+        let Some(welcome) = change.welcome else {
+            return Ok(true);
+        };
+        match self.roster_member(member) {
+            Ok(m) => Ok(self.deliver_welcome(&m, share, welcome).await),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Sends a commit to every listed member except this node, each within
+    /// [`DELIVERY_DEADLINE`]; a member that misses it is marked to be brought
+    /// back with a fresh Welcome.
+    async fn deliver_commit(&self, share: &ShareId, to: &[MemberId], commit: &[u8]) {
+        for m in to.iter().filter(|m| **m != self.me) {
+            let Ok(member) = self.roster_member(m) else {
+                continue;
+            };
+            let delivery = self.network.deliver_commit(&member, share, commit.to_vec());
+            let failed = match tokio::time::timeout(DELIVERY_DEADLINE, delivery).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            tracing::warn!(member = %m, error = %failed, "commit not delivered; the member will get a fresh welcome");
+            self.mark_for_resync(share, m);
+        }
+    }
+
+    /// Sends a Welcome; a member that misses it is marked to be brought back.
+    async fn deliver_welcome(
+        &self,
+        member: &RosterMember,
+        share: &ShareId,
+        welcome: Vec<u8>,
+    ) -> bool {
+        let delivery = self.network.deliver_welcome(member, share, welcome);
+        let failed = match tokio::time::timeout(DELIVERY_DEADLINE, delivery).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        tracing::warn!(member = %member.card.id, error = %failed, "welcome not delivered; the member will get a fresh one");
+        self.mark_for_resync(share, &member.card.id);
+        false
+    }
+
+    /// Remembers that `member` is out of step with `share`'s group.
+    pub(super) fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
+        let key = resync_key(share, member);
+        let marked = (|| -> Result<()> {
+            if self.store.get::<Resync>(Tree::Resync, &key)?.is_none() {
+                let mark = Resync {
+                    id: self.store.next_id()?,
+                    share: share.clone(),
+                    member: member.clone(),
+                    attempts: 0,
+                    next_at: 0,
+                };
+                self.store.put(Tree::Resync, &key, &mark)?;
+                self.store.flush()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = marked {
+            tracing::error!(error = %e, "cannot remember a member to bring back");
+        }
+    }
+
+    /// Upkeep: brings back every member that missed a commit or a Welcome of
+    /// one of this node's groups, by removing it and adding it again from a
+    /// fresh KeyPackage; returns how many were brought back. A member that
+    /// cannot be reached is retried with exponential backoff; one no active
+    /// consent names any more is forgotten (its removal stands).
+    pub async fn resync_members(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut done = 0;
+        for (key, mark) in self.store.scan::<Resync>(Tree::Resync, "")? {
+            if mark.next_at > now {
+                continue;
+            }
+            match self.bring_back(&mark.share, &mark.member).await {
+                Ok(true) => done += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(member = %mark.member, error = %e, "member not brought back yet; will retry");
+                    let attempts = mark.attempts.saturating_add(1);
+                    let retry = Resync {
+                        attempts,
+                        next_at: now + UPKEEP_RETRY_BASE.saturating_mul(1 << attempts.min(10)),
+                        ..mark.clone()
+                    };
+                    // Unless it was marked again meanwhile, in which case that mark stands.
+                    if self.store.remove_if_unchanged(Tree::Resync, &key, &mark)? {
+                        self.store.put(Tree::Resync, &key, &retry)?;
+                    }
+                    continue;
+                }
+            }
+            self.store.remove_if_unchanged(Tree::Resync, &key, &mark)?;
+        }
+        self.flush().await?;
+        Ok(done)
+    }
+
+    /// Whether an active consent names `member` for `share`.
+    pub(super) fn entitled(&self, share: &ShareId, member: &MemberId) -> Result<bool> {
+        Ok(consent::audience(
+            &self.consents_of(&share.dossier)?,
+            share.section,
+            self.clock.now(),
+        )
+        .contains(member))
+    }
+
+    /// Removes `member` from the share's group and adds it again from a fresh
+    /// KeyPackage, if an active consent still names it; `false` if not.
+    pub(super) async fn bring_back(&self, share: &ShareId, member_id: &MemberId) -> Result<bool> {
+        if !self.entitled(share, member_id)? {
+            return Ok(false);
+        }
+        let member = self.roster_member(member_id)?;
+        // Fetched before locking: a slow member must not hold up the share.
+        let kp = self.fetch_key_package(&member).await?;
+        let changing = self.membership.get(&share.scope()).write_owned().await;
+        if !self.entitled(share, member_id)? {
+            return Ok(false);
+        }
+        let sharing = self.sharing.clone();
+        let ensure = share.clone();
+        blocking(move || sharing.ensure_group(&ensure)).await?;
+        if let Some(change) = self.remove_from_group(share, member_id).await? {
+            self.publish(share, member_id, change).await?;
+        }
+        let Some(change) = self.add_to_group(share, &member, kp).await? else {
+            return Ok(true);
+        };
+        let welcomed = self.publish(share, member_id, change).await?;
+        drop(changing);
+        if !welcomed {
+            return Err(ServiceError::Unreachable {
+                peer: member_id.clone(),
+                reason: "it did not take the fresh welcome".into(),
+            });
+        }
+        self.store
+            .remove(Tree::Resync, &resync_key(share, member_id))?;
+        self.flush().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,121 @@
+//! The member side of MLS, as other owners call it: KeyPackages handed out,
+//! Welcomes and commits taken, and the owner side of a member's request for
+//! a fresh Welcome.
+
+use super::{Node, Result, ServiceError, blocking};
+use crate::audit::AuditEvent;
+use crate::consent::DenyReason;
+use crate::crypto::PublicKey;
+use crate::sharing::ShareId;
+use crate::storage::Tree;
+use crate::types::{DossierId, MemberId, Section};
+
+/// Least time between two fresh Welcomes a member may ask for, per share.
+pub const WELCOME_REQUEST_INTERVAL: i64 = 30;
+
+impl Node {
+    /// Refuses a peer that is not an active member.
+    fn active_peer(&self, peer: &MemberId) -> Result<()> {
+        self.roster_member(peer)
+            .map(drop)
+            .map_err(|_| ServiceError::Denied(DenyReason::NotAMember(peer.clone())))
+    }
+
+    /// Hands a fresh KeyPackage to an active peer, usable only in its groups.
+    pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
+        self.active_peer(peer)?;
+        let (sharing, peer) = (self.sharing.clone(), peer.clone());
+        blocking(move || sharing.new_key_package(&peer)).await
+    }
+
+    /// The roster's signing keys of active members, for checking credentials.
+    fn roster_key(&self) -> impl Fn(&MemberId) -> Option<PublicKey> + Send + use<> {
+        let roster = self.roster.get();
+        move |m: &MemberId| roster.active_member(m).map(|r| r.card.signing_key)
+    }
+
+    /// Joins the share group `peer` owns, from its Welcome.
+    pub async fn accept_welcome(
+        &self,
+        peer: &MemberId,
+        dossier: DossierId,
+        section: Section,
+        welcome: Vec<u8>,
+    ) -> Result<u64> {
+        self.active_peer(peer)?;
+        let share = ShareId {
+            dossier,
+            section,
+            owner: peer.clone(),
+        };
+        let (sharing, joining, roster_key) =
+            (self.sharing.clone(), share.clone(), self.roster_key());
+        let epoch = blocking(move || sharing.join(&joining, &welcome, &roster_key)).await?;
+        self.audit(AuditEvent::GroupJoined {
+            dossier: share.dossier,
+            section: share.section,
+            owner: peer.clone(),
+            epoch,
+        })
+        .await?;
+        Ok(epoch)
+    }
+
+    /// Applies a commit from the owner of a share group.
+    pub async fn accept_commit(
+        &self,
+        peer: &MemberId,
+        dossier: DossierId,
+        section: Section,
+        commit: Vec<u8>,
+    ) -> Result<u64> {
+        self.active_peer(peer)?;
+        let share = ShareId {
+            dossier,
+            section,
+            owner: peer.clone(),
+        };
+        let (sharing, roster_key) = (self.sharing.clone(), self.roster_key());
+        blocking(move || sharing.apply_commit(&share, &commit, &roster_key)).await
+    }
+
+    /// Owner side: a member that cannot open this node's answers asks for a
+    /// fresh Welcome. Granted to members an active consent names, at most once
+    /// per [`WELCOME_REQUEST_INTERVAL`] per share.
+    pub async fn resend_welcome(
+        &self,
+        peer: &MemberId,
+        dossier: DossierId,
+        section: Section,
+    ) -> Result<u64> {
+        self.active_peer(peer)?;
+        let share = self.own_share(&dossier, section);
+        if !self.entitled(&share, peer)? {
+            return Err(ServiceError::NotEntitled(format!(
+                "no active consent names {peer} for this share"
+            )));
+        }
+        let now = self.clock.now();
+        let key = format!("{}|{peer}", share.scope());
+        if let Some(last) = self.store.get::<i64>(Tree::WelcomeRequests, &key)?
+            && now - last < WELCOME_REQUEST_INTERVAL
+        {
+            return Err(ServiceError::Busy(format!(
+                "a fresh welcome was sent less than {WELCOME_REQUEST_INTERVAL} s ago"
+            )));
+        }
+        self.store.put(Tree::WelcomeRequests, &key, &now)?;
+        self.bring_back(&share, peer).await?;
+        Ok(self.sharing.epoch(&share)?)
+    }
+
+    /// Members of a share group as this node sees it (for operators and tests).
+    pub async fn share_members(&self, share: &ShareId) -> Result<Vec<MemberId>> {
+        Ok(self.sharing.members(share)?)
+    }
+
+    /// Bytes of MLS state kept for a share.
+    pub async fn share_state_bytes(&self, share: &ShareId) -> Result<usize> {
+        Ok(self.sharing.state_bytes(share)?)
+    }
+}

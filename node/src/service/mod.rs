@@ -1,0 +1,254 @@
+//! One use-case function per operation: authorize, decide, log, apply.
+//!
+//! The service composes the core modules (roster, consent, sharing, audit,
+//! protocol) over the store. It reaches other nodes through the
+//! [`PeerNetwork`] trait, which the transport implements, so that this layer
+//! never names tonic. One file per use case, one `impl Node` block in each:
+//! `users`, `dossiers`, `consents`, `membership` (MLS groups the owner runs),
+//! `reads` (both sides of a consented read), `mls_peer` (the member side of
+//! MLS), `audit_pages`, and `replay` (what the log holds and the store lacks).
+//!
+//! **The log comes first.** A change that takes effect (a consent, a
+//! revocation, a user removed) is durable in the audit log before the store
+//! is touched, and [`Node::new`] re-applies at start what the log holds and
+//! the store lacks: for these records the store is a cache of the log.
+
+mod audit_pages;
+mod consents;
+mod dossiers;
+mod error;
+mod membership;
+mod mls_peer;
+mod network;
+mod reads;
+mod replay;
+mod users;
+
+use std::sync::Arc;
+
+pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
+pub use consents::GrantRequest;
+pub use dossiers::{DossierRecord, MAX_NAME, SectionView};
+pub use error::{ErrorKind, Result, ServiceError};
+pub use mls_peer::WELCOME_REQUEST_INTERVAL;
+pub use network::{BoxFuture, PeerNetwork};
+pub use reads::REQUEST_WINDOW;
+pub use users::{Caller, NewUser, UserRecord, create_user};
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::clock::Clock;
+use crate::consent::ConsentRecord;
+use crate::crypto::NodeKey;
+use crate::locks::KeyedLocks;
+use crate::roster::{CurrentRoster, RosterMember};
+use crate::sharing::{ShareId, Sharing};
+use crate::storage::{MetaKey, Store, Tree};
+use crate::types::{DossierId, MemberId, Role, Section};
+
+/// Largest section (bytes of JSON) a node stores or shares.
+pub const MAX_SECTION: usize = 64 * 1024;
+
+/// Everything a node knows and does. Handlers call one method per RPC.
+pub struct Node {
+    me: MemberId,
+    key: Arc<NodeKey>,
+    roster: Arc<CurrentRoster>,
+    store: Store,
+    audit: AuditLog,
+    /// MLS groups; each group's operations are serialized inside `Sharing`.
+    sharing: Arc<Sharing>,
+    /// Per share: membership changes and revocations (decision, commit,
+    /// delivery) hold it exclusively; reads hold it shared from decision to
+    /// durable log, so no answer is decided on a revoked consent or sealed in
+    /// an epoch whose commit is still on its way to the members.
+    membership: KeyedLocks<tokio::sync::RwLock<()>>,
+    /// Held shared by every change from its log entry to its store write,
+    /// and exclusively while the replay watermark moves (see `replay`).
+    changes: tokio::sync::RwLock<()>,
+    clock: Arc<dyn Clock>,
+    network: Arc<dyn PeerNetwork>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("member", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Node::new`] needs.
+pub struct NodeParts {
+    /// This member's id.
+    pub me: MemberId,
+    /// The node's signing key.
+    pub key: Arc<NodeKey>,
+    /// The roster in force, shared with the TLS verifiers.
+    pub roster: Arc<CurrentRoster>,
+    /// The node's store.
+    pub store: Store,
+    /// The node's audit log.
+    pub audit: AuditLog,
+    /// The clock every decision reads.
+    pub clock: Arc<dyn Clock>,
+    /// The way to other nodes.
+    pub network: Arc<dyn PeerNetwork>,
+}
+
+impl Node {
+    /// Assembles a node from its parts: re-applies what the log holds and the
+    /// store lacks, then logs the roster's adoption if it is new here.
+    pub async fn new(parts: NodeParts) -> Result<Self> {
+        let sharing = Arc::new(Sharing::new(
+            parts.store.clone(),
+            parts.me.clone(),
+            &parts.key,
+        ));
+        let node = Self {
+            me: parts.me,
+            key: parts.key,
+            roster: parts.roster,
+            store: parts.store,
+            audit: parts.audit,
+            sharing,
+            membership: KeyedLocks::default(),
+            changes: tokio::sync::RwLock::new(()),
+            clock: parts.clock,
+            network: parts.network,
+        };
+        node.replay_log().await?;
+        let roster = node.roster.get();
+        let adopted: Option<String> = node.store.meta(MetaKey::RosterHash)?;
+        if adopted.as_deref() != Some(roster.hash_hex()) {
+            node.audit(AuditEvent::RosterAdopted {
+                version: roster.roster().version,
+                hash: roster.hash_hex().to_owned(),
+            })
+            .await?;
+            node.store
+                .set_meta(MetaKey::RosterHash, &roster.hash_hex().to_owned())?;
+            node.store.set_meta(MetaKey::Roster, roster.signed())?;
+            node.flush().await?;
+        }
+        Ok(node)
+    }
+
+    /// This node's member id.
+    pub fn member(&self) -> &MemberId {
+        &self.me
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Appends an event at the clock's time; returns its leaf once durable.
+    async fn audit(&self, event: AuditEvent) -> Result<u64> {
+        self.audit_at(self.clock.now(), event).await
+    }
+
+    /// Appends an event at `time`; returns its leaf once durable.
+    async fn audit_at(&self, time: i64, event: AuditEvent) -> Result<u64> {
+        Ok(self.audit.append(time, event).await?)
+    }
+
+    /// Flushes the store off the async workers.
+    async fn flush(&self) -> Result<()> {
+        let store = self.store.clone();
+        blocking(move || store.flush()).await?;
+        Ok(())
+    }
+
+    /// The active roster member `id`, or [`ServiceError::NotAMember`].
+    fn roster_member(&self, id: &MemberId) -> Result<RosterMember> {
+        self.roster
+            .get()
+            .active_member(id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotAMember(id.clone()))
+    }
+
+    /// The share this node owns for (dossier, section).
+    fn own_share(&self, dossier: &DossierId, section: Section) -> ShareId {
+        ShareId {
+            dossier: dossier.clone(),
+            section,
+            owner: self.me.clone(),
+        }
+    }
+
+    /// Every consent recorded here for a dossier.
+    fn consents_of(&self, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
+        Ok(self
+            .store
+            .scan::<ConsentRecord>(Tree::Consents, &format!("{dossier}/"))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+}
+
+/// Runs blocking work (sled flushes, MLS operations that write) on the
+/// blocking pool, so that the async workers keep serving.
+async fn blocking<T: Send + 'static, E: Into<ServiceError> + Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
+        .map_err(Into::into)
+}
+
+/// Refuses a caller whose role is not one of `allowed`.
+fn require(caller: &Caller, allowed: &[Role]) -> Result<()> {
+    if allowed.contains(&caller.role) {
+        return Ok(());
+    }
+    Err(ServiceError::Role {
+        role: caller.role,
+        needs: allowed
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or "),
+    })
+}
+
+/// Checks a short text field: not blank, at most `max` bytes, no control characters.
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(ServiceError::Invalid(format!("{field} is empty")));
+    }
+    if value.len() > max {
+        return Err(ServiceError::Invalid(format!(
+            "{field} is longer than {max} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!(
+            "{field} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a section body: a JSON object of at most [`MAX_SECTION`] bytes.
+fn check_section_json(json: &str) -> Result<()> {
+    if json.len() > MAX_SECTION {
+        return Err(ServiceError::TooLarge {
+            what: "section",
+            size: json.len(),
+            limit: MAX_SECTION,
+        });
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(ServiceError::Invalid("a section is a JSON object".into())),
+        Err(e) => Err(ServiceError::Invalid(format!(
+            "section is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))),
+    }
+}

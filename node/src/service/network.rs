@@ -1,0 +1,46 @@
+//! How the service reaches other nodes: the [`PeerNetwork`] trait, which the
+//! transport implements over pinned mutual TLS.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::Result;
+use crate::protocol::{ReadAnswer, SignedBytes};
+use crate::roster::RosterMember;
+use crate::sharing::ShareId;
+
+/// A boxed future, for the object-safe [`PeerNetwork`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The calls this node makes on other members' peer APIs. Errors are
+/// [`super::ServiceError::Unreachable`] or [`super::ServiceError::Remote`].
+pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
+    /// Fetches a fresh KeyPackage from `member`.
+    fn fetch_key_package<'a>(&'a self, member: &'a RosterMember) -> BoxFuture<'a, Result<Vec<u8>>>;
+    /// Delivers a Welcome for `share` to `member`; returns the epoch it joined.
+    fn deliver_welcome<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        share: &'a ShareId,
+        welcome: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Delivers a commit for `share` to `member`; returns its epoch after it.
+    fn deliver_commit<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        share: &'a ShareId,
+        commit: Vec<u8>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Asks the owner of `share` for a fresh Welcome; returns the owner's epoch.
+    fn request_welcome<'a>(
+        &'a self,
+        owner: &'a RosterMember,
+        share: &'a ShareId,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Sends a signed read request to the owner.
+    fn read_share<'a>(
+        &'a self,
+        owner: &'a RosterMember,
+        request: SignedBytes,
+    ) -> BoxFuture<'a, Result<ReadAnswer>>;
+}

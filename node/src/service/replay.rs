@@ -1,0 +1,115 @@
+//! The log comes first: what the audit log holds and the store lacks is
+//! applied again at start. Changes (a consent, a revocation, a user removed)
+//! are logged durably before they touch the store; a crash in between leaves
+//! the entry, and [`Node::new`] re-applies it from the entries after the
+//! store's replay mark, which upkeep moves forward.
+
+use std::collections::BTreeMap;
+
+use super::{Node, Result};
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::consent::{Consent, ConsentRecord};
+use crate::storage::MetaKey;
+use crate::types::UserName;
+
+/// Entries read from the log per page while replaying.
+const REPLAY_PAGE: usize = 4096;
+
+impl Node {
+    /// Re-applies every change logged after the replay mark that the store
+    /// lacks, flushes, and moves the mark to the end of the log; returns how
+    /// many changes were re-applied. Runs before the node serves.
+    pub(super) async fn replay_log(&self) -> Result<usize> {
+        let from: u64 = self.store.meta(MetaKey::Applied)?.unwrap_or(0);
+        let size = self.audit.size();
+        let mut applied = 0;
+        // A removal stands unless the same name was created again after it.
+        let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
+        let mut pos = from;
+        while pos < size {
+            let page = self.audit.entries_within(pos, REPLAY_PAGE, usize::MAX)?;
+            if page.is_empty() {
+                break;
+            }
+            for (index, bytes) in page {
+                pos = index + 1;
+                let entry = AuditEntry::from_bytes(&bytes)?;
+                match entry.event {
+                    AuditEvent::ConsentGranted {
+                        consent,
+                        dossier,
+                        sections,
+                        audience,
+                        purpose,
+                        until,
+                        by,
+                    } => {
+                        if self.consent_record(&consent)?.is_some() {
+                            continue;
+                        }
+                        let record = ConsentRecord::sign(
+                            Consent {
+                                id: consent,
+                                dossier,
+                                owner: self.me.clone(),
+                                sections: sections.into_iter().collect(),
+                                audience: audience.into_iter().collect(),
+                                purpose,
+                                until,
+                                granted_by: by,
+                                granted_at: entry.time,
+                            },
+                            &self.key,
+                        );
+                        self.store_consent(&record)?;
+                        // Its members join the groups through upkeep.
+                        for section in &record.consent.sections {
+                            let share = self.own_share(&record.consent.dossier, *section);
+                            for member in &record.consent.audience {
+                                self.mark_for_resync(&share, member);
+                            }
+                        }
+                        applied += 1;
+                    }
+                    AuditEvent::ConsentRevoked { consent, by, .. }
+                        if self.store_revocation(&consent, entry.time, &by)? =>
+                    {
+                        applied += 1;
+                    }
+                    AuditEvent::UserRemoved { user, .. } => {
+                        removals.insert(user, true);
+                    }
+                    AuditEvent::UserCreated { user, .. } => {
+                        removals.insert(user, false);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (user, removed) in removals {
+            if removed && self.apply_user_removal(&user)? {
+                applied += 1;
+            }
+        }
+        self.flush().await?;
+        self.store.set_meta(MetaKey::Applied, &pos)?;
+        self.flush().await?;
+        if applied > 0 {
+            tracing::warn!(
+                changes = applied,
+                "re-applied changes the audit log holds and the store lacked (the node stopped between the two)"
+            );
+        }
+        Ok(applied)
+    }
+
+    /// Upkeep: moves the replay mark to the end of the log, once every change
+    /// logged before that point is applied and flushed.
+    pub async fn advance_replay_mark(&self) -> Result<()> {
+        let _no_change_in_flight = self.changes.write().await;
+        let size = self.audit.size();
+        self.flush().await?;
+        self.store.set_meta(MetaKey::Applied, &size)?;
+        self.flush().await
+    }
+}

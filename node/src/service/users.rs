@@ -1,0 +1,181 @@
+//! Node-local users: creation (token shown once, stored hashed), removal,
+//! and the bearer-token check every client call starts with.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::{Node, Result, ServiceError, require};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::crypto::sha256;
+use crate::storage::{Store, Tree};
+use crate::types::{Role, UserName};
+
+/// Longest bearer token looked up (ours are 47 bytes).
+const MAX_TOKEN: usize = 128;
+
+/// A node-local user, as stored (the token only as a hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    /// The user's name at this node.
+    pub name: UserName,
+    /// Its one role.
+    pub role: Role,
+    /// Hex SHA-256 of its bearer token.
+    pub token_sha256: String,
+    /// When it was created (Unix seconds).
+    pub created_at: i64,
+}
+
+/// An authenticated client-API caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The user's name.
+    pub name: UserName,
+    /// The user's role.
+    pub role: Role,
+}
+
+/// A new user and its token, shown once. Not `Debug`: it holds the token.
+#[derive(Clone)]
+pub struct NewUser {
+    /// The user's name.
+    pub name: UserName,
+    /// Its role.
+    pub role: Role,
+    /// The bearer token (shown once, stored hashed).
+    pub token: String,
+}
+
+/// Hashes a bearer token for storage and lookup.
+fn token_hash(token: &str) -> String {
+    hex::encode(sha256(token.as_bytes()))
+}
+
+/// A fresh bearer token: `mlt_` and 256 random bits.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("mlt_{}", B64URL.encode(bytes))
+}
+
+/// Logs and then stores a new user with a fresh token; `by` is `None` when
+/// `maillon node init` creates the first admin.
+pub async fn create_user(
+    store: &Store,
+    audit: &AuditLog,
+    now: i64,
+    by: Option<&Caller>,
+    name: UserName,
+    role: Role,
+) -> Result<NewUser> {
+    if store
+        .get::<UserRecord>(Tree::Users, name.as_str())?
+        .is_some()
+    {
+        return Err(ServiceError::Exists("user"));
+    }
+    let token = new_token();
+    let record = UserRecord {
+        name: name.clone(),
+        role,
+        token_sha256: token_hash(&token),
+        created_at: now,
+    };
+    audit
+        .append(
+            now,
+            AuditEvent::UserCreated {
+                user: name.clone(),
+                role,
+                by: by.map(|c| c.name.clone()),
+            },
+        )
+        .await?;
+    store.insert_new(Tree::Users, name.as_str(), &record, "user")?;
+    store.put(Tree::Tokens, &record.token_sha256, &name)?;
+    store.flush()?;
+    Ok(NewUser { name, role, token })
+}
+
+impl Node {
+    /// Creates a user (admin only); the token is returned once.
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        name: UserName,
+        role: Role,
+    ) -> Result<NewUser> {
+        require(caller, &[Role::Admin])?;
+        let _change = self.changes.read().await;
+        create_user(
+            &self.store,
+            &self.audit,
+            self.clock.now(),
+            Some(caller),
+            name,
+            role,
+        )
+        .await
+    }
+
+    /// Removes a user (admin only, never oneself): logged, then its token
+    /// stops working at once.
+    pub async fn remove_user(&self, caller: &Caller, name: &UserName) -> Result<()> {
+        require(caller, &[Role::Admin])?;
+        if &caller.name == name {
+            return Err(ServiceError::State(
+                "an admin cannot remove itself; another admin can".into(),
+            ));
+        }
+        if self
+            .store
+            .get::<UserRecord>(Tree::Users, name.as_str())?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(format!("user {name}")));
+        }
+        let _change = self.changes.read().await;
+        self.audit(AuditEvent::UserRemoved {
+            user: name.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        crate::failpoint::hit("removal_logged");
+        self.apply_user_removal(name)?;
+        self.flush().await
+    }
+
+    /// Removes a user and its token from the store (not flushed); `false`
+    /// if there was no such user.
+    pub(super) fn apply_user_removal(&self, name: &UserName) -> Result<bool> {
+        let Some(user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
+            return Ok(false);
+        };
+        self.store.remove(Tree::Tokens, &user.token_sha256)?;
+        self.store.remove(Tree::Users, name.as_str())?;
+        Ok(true)
+    }
+
+    /// Resolves a bearer token to its user.
+    pub fn authenticate(&self, token: &str) -> Result<Caller> {
+        let denied = || ServiceError::Unauthenticated("unknown or revoked token");
+        if token.len() > MAX_TOKEN {
+            return Err(denied());
+        }
+        let hash = token_hash(token);
+        let name: UserName = self.store.get(Tree::Tokens, &hash)?.ok_or_else(denied)?;
+        let user: UserRecord = self
+            .store
+            .get(Tree::Users, name.as_str())?
+            .ok_or_else(denied)?;
+        if !bool::from(user.token_sha256.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(denied());
+        }
+        Ok(Caller {
+            name: user.name,
+            role: user.role,
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! The client API's handlers, for this member's caseworkers, auditors and
+//! admins: check the bearer token, parse into domain types, call one `Node`
+//! method, encode.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use maillon_proto::v1 as pb;
+use pb::client_server::Client;
+use tonic::{Request, Response, Status};
+
+use super::status::{invalid, status};
+use crate::consent::ConsentRecord;
+use crate::service::{Caller, GrantRequest, Node, SectionView, ServiceError};
+use crate::types::{DossierId, ParseError, Section};
+
+/// The client API handlers.
+#[derive(Debug, Clone)]
+pub struct ClientApi {
+    node: Arc<Node>,
+}
+
+impl ClientApi {
+    /// The handlers of `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// The user whose bearer token the call carries.
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| status(ServiceError::Unauthenticated("missing bearer token")))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                status(ServiceError::Unauthenticated(
+                    "authorization must be 'Bearer <token>'",
+                ))
+            })?;
+        self.node.authenticate(token).map_err(status)
+    }
+}
+
+fn consent_to_pb(c: ConsentRecord) -> pb::Consent {
+    pb::Consent {
+        id: c.consent.id.to_string(),
+        dossier: c.consent.dossier.to_string(),
+        owner: c.consent.owner.to_string(),
+        sections: c.consent.sections.iter().map(|s| s.to_string()).collect(),
+        audience: c.consent.audience.iter().map(|m| m.to_string()).collect(),
+        purpose: c.consent.purpose,
+        until: c.consent.until.to_string(),
+        granted_by: c.consent.granted_by.to_string(),
+        granted_at: c.consent.granted_at,
+        revoked_at: c.revoked_at,
+    }
+}
+
+fn section_reply(dossier: &DossierId, section: Section, view: SectionView) -> pb::SectionReply {
+    pb::SectionReply {
+        dossier: dossier.to_string(),
+        section: section.to_string(),
+        owner: view.owner.to_string(),
+        json: view.json,
+        receipt_leaf: view.receipt_leaf,
+    }
+}
+
+/// Parses repeated, comma-separated items into a set.
+fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(
+    items: &[String],
+) -> Result<BTreeSet<T>, Status> {
+    items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().parse().map_err(invalid))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Client for ClientApi {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIReply>, Status> {
+        let caller = self.caller(&req)?;
+        Ok(Response::new(pb::WhoAmIReply {
+            member: self.node.member().to_string(),
+            user: caller.name.to_string(),
+            role: caller.role.to_string(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn add_user(
+        &self,
+        req: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::AddUserReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let (name, role) = (
+            r.name.parse().map_err(invalid)?,
+            r.role.parse().map_err(invalid)?,
+        );
+        let user = self
+            .node
+            .create_user(&caller, name, role)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AddUserReply {
+            name: user.name.to_string(),
+            role: user.role.to_string(),
+            token: user.token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_user(
+        &self,
+        req: Request<pb::RemoveUserRequest>,
+    ) -> Result<Response<pb::RemoveUserReply>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name.parse().map_err(invalid)?;
+        self.node
+            .remove_user(&caller, &name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RemoveUserReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn open_dossier(
+        &self,
+        req: Request<pb::OpenDossierRequest>,
+    ) -> Result<Response<pb::OpenDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let birth_date = r.birth_date.parse().map_err(invalid)?;
+        let id = self
+            .node
+            .open_dossier(&caller, &r.given_name, &r.family_name, birth_date)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OpenDossierReply {
+            dossier: id.to_string(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn put_section(
+        &self,
+        req: Request<pb::PutSectionRequest>,
+    ) -> Result<Response<pb::PutSectionReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let (dossier, section) = (
+            r.dossier.parse().map_err(invalid)?,
+            r.section.parse().map_err(invalid)?,
+        );
+        self.node
+            .put_section(&caller, &dossier, section, &r.json)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PutSectionReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_section(
+        &self,
+        req: Request<pb::GetSectionRequest>,
+    ) -> Result<Response<pb::SectionReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let (dossier, section) = (
+            r.dossier.parse().map_err(invalid)?,
+            r.section.parse().map_err(invalid)?,
+        );
+        let view = self
+            .node
+            .get_section(&caller, &dossier, section)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(section_reply(&dossier, section, view)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn grant_consent(
+        &self,
+        req: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::GrantConsentReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let grant = GrantRequest {
+            dossier: r.dossier.parse().map_err(invalid)?,
+            sections: parse_set(&r.sections)?,
+            audience: parse_set(&r.audience)?,
+            purpose: r.purpose,
+            until: r.until.parse().map_err(invalid)?,
+        };
+        let id = self
+            .node
+            .grant_consent(&caller, grant)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GrantConsentReply {
+            consent: id.to_string(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_consent(
+        &self,
+        req: Request<pb::RevokeConsentRequest>,
+    ) -> Result<Response<pb::RevokeConsentReply>, Status> {
+        let caller = self.caller(&req)?;
+        let id = req.into_inner().consent.parse().map_err(invalid)?;
+        self.node
+            .revoke_consent(&caller, &id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RevokeConsentReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_consents(
+        &self,
+        req: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let dossier = req.into_inner().dossier.parse().map_err(invalid)?;
+        let consents = self
+            .node
+            .list_consents(&caller, &dossier)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListConsentsReply {
+            consents: consents.into_iter().map(consent_to_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn read_share(
+        &self,
+        req: Request<pb::ReadShareRequest>,
+    ) -> Result<Response<pb::SectionReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let owner = r.owner.parse().map_err(invalid)?;
+        let (dossier, section) = (
+            r.dossier.parse().map_err(invalid)?,
+            r.section.parse().map_err(invalid)?,
+        );
+        let view = self
+            .node
+            .read_share(&caller, &owner, &dossier, section, &r.purpose)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(section_reply(&dossier, section, view)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_tail(
+        &self,
+        req: Request<pb::AuditTailRequest>,
+    ) -> Result<Response<pb::AuditTailReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .node
+            .audit_entries(&caller, r.from, r.limit)
+            .map_err(status)?;
+        Ok(Response::new(pb::AuditTailReply {
+            events: page
+                .entries
+                .into_iter()
+                .map(|(index, json)| pb::AuditEvent {
+                    index,
+                    json: String::from_utf8_lossy(&json).into_owned(),
+                })
+                .collect(),
+            tree_size: page.tree_size,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_checkpoint(
+        &self,
+        req: Request<pb::AuditCheckpointRequest>,
+    ) -> Result<Response<pb::AuditCheckpointReply>, Status> {
+        let caller = self.caller(&req)?;
+        let (checkpoint, verifier_key) = self.node.audit_checkpoint(&caller).map_err(status)?;
+        Ok(Response::new(pb::AuditCheckpointReply {
+            checkpoint,
+            verifier_key,
+        }))
+    }
+}

@@ -1,0 +1,147 @@
+//! tonic servers and clients: TLS termination, proto <-> domain, errors ->
+//! `Status`. The only module that names tonic.
+//!
+//! TLS is terminated here, not by tonic (`tls`): the peer listener requires
+//! a client certificate whose SPKI hash the current roster pins for an active
+//! member, and the authenticated member id travels with the connection into
+//! each request. Handlers are thin (`peer_server`, `client_server`):
+//! authenticate, parse, call the service, encode. Every call runs in a task
+//! of its own, within bounds (`detach`). `status` is the one mapping of
+//! domain errors to gRPC codes; `peer_client` implements the service's
+//! `PeerNetwork`.
+
+mod client_server;
+mod detach;
+mod peer_client;
+mod peer_server;
+mod status;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maillon_proto::v1 as pb;
+use pb::client_server::ClientServer;
+use pb::peer_server::{Peer, PeerServer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use client_server::ClientApi;
+pub use detach::{Detach, DetachLayer, MAX_CALLS, MAX_CALLS_PER_CALLER};
+pub use peer_client::PeerClients;
+pub use peer_server::PeerApi;
+pub use status::{REASON_KEY, from_status, reason_of, status};
+pub use tls::{ConnInfo, TlsConn, tls_channel};
+
+use crate::crypto::{CryptoError, PinLookup, TlsIdentity};
+use crate::service::Node;
+
+/// Largest gRPC message either API decodes; larger ones fail with `OutOfRange`.
+/// Domain limits below it (sections, requests, MLS messages) answer `ResourceExhausted`.
+pub const MAX_GRPC_MESSAGE: usize = 1024 * 1024;
+
+/// How long a connection lives before it must be made again, so that an
+/// identity checked at handshake (a pin, a member's status) is checked again.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// Most concurrent calls (HTTP/2 streams) on one connection.
+const MAX_STREAMS: u32 = 256;
+
+/// Serves both APIs until `shutdown` resolves.
+pub async fn serve(
+    node: Arc<Node>,
+    identity: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+    peer_listener: TcpListener,
+    client_listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CryptoError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let peer = serve_peer_api(
+        PeerApi::new(node.clone()),
+        identity,
+        pins,
+        peer_listener,
+        stopped(stop_rx.clone()),
+    );
+    let client = serve_client_api(
+        ClientApi::new(node),
+        identity,
+        client_listener,
+        stopped(stop_rx),
+    );
+    let (a, b) = tokio::join!(peer, client);
+    a.and(b)
+}
+
+/// The server settings both listeners share.
+fn server()
+-> tonic::transport::Server<tower::layer::util::Stack<DetachLayer, tower::layer::util::Identity>> {
+    tonic::transport::Server::builder()
+        .timeout(tls::PEER_CALL_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .http2_keepalive_interval(Some(tls::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
+        .layer(DetachLayer::default())
+}
+
+/// Serves a peer API over mutual TLS pinned by `pins` until `shutdown`
+/// resolves, and closes the listener before returning. Nodes serve
+/// [`PeerApi`]; tests also serve hostile peers through it.
+pub async fn serve_peer_api<P: Peer>(
+    api: P,
+    identity: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), CryptoError> {
+    let tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
+        identity,
+        pins.clone(),
+    )?));
+    let svc = PeerServer::new(api)
+        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let (incoming, accepting) = tls::tls_incoming(listener, tls, Some(pins));
+    let served = server()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "peer API stopped with an error");
+    }
+    let _ = accepting.await;
+    Ok(())
+}
+
+/// Serves the client API over TLS until `shutdown` resolves, and closes the
+/// listener before returning.
+async fn serve_client_api(
+    api: ClientApi,
+    identity: &TlsIdentity,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), CryptoError> {
+    let tls = TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
+    let svc = ClientServer::new(api)
+        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let (incoming, accepting) = tls::tls_incoming(listener, tls, None);
+    let served = server()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "client API stopped with an error");
+    }
+    let _ = accepting.await;
+    Ok(())
+}
