@@ -205,8 +205,9 @@ fn ratchet_config() -> SenderRatchetConfiguration {
 }
 
 /// Past epochs whose secrets a member keeps, so that an answer sealed just
-/// before a membership change still opens once the commit is applied.
-const MAX_PAST_EPOCHS: usize = 1;
+/// before a membership change still opens once the commit is applied; two,
+/// because bringing a member back is two commits (a removal, then an addition).
+const MAX_PAST_EPOCHS: usize = 2;
 
 fn group_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
@@ -899,6 +900,39 @@ mod tests {
             caf.sharing
                 .open(&s, &in_flight, &ccas.key.public())
                 .expect("opens"),
+            b"avant"
+        );
+    }
+
+    #[test]
+    fn an_answer_sealed_just_before_a_member_is_brought_back_still_opens_after_both_commits() {
+        let (ccas, caf, cd) = (node("ccas-rodez"), node("caf12"), node("cd12"));
+        let all = [&ccas, &caf, &cd];
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &all);
+        let joined = add(&ccas, &s, &cd, &all);
+        caf.sharing
+            .apply_commit(&s, &joined.commit, &roster(&all))
+            .expect("follows");
+        let in_flight = ccas.sharing.seal(&s, b"avant").expect("seal");
+        // cd12 is brought back: removed, then added again, two epochs on.
+        let removal = ccas
+            .sharing
+            .remove_member(&s, &cd.id)
+            .expect("remove")
+            .expect("was a member");
+        caf.sharing
+            .apply_commit(&s, &removal.commit, &roster(&all))
+            .expect("follows the removal");
+        let addition = add(&ccas, &s, &cd, &all);
+        caf.sharing
+            .apply_commit(&s, &addition.commit, &roster(&all))
+            .expect("follows the addition");
+        assert_eq!(
+            caf.sharing
+                .open(&s, &in_flight, &ccas.key.public())
+                .expect("opens two epochs later"),
             b"avant"
         );
     }
