@@ -1,0 +1,235 @@
+//! The log comes first, shown by killing the owner at the worst moment: a
+//! node in a process of its own aborts right after a change is durable in its
+//! audit log and before its store has it (as SIGKILL would stop it), or is
+//! killed with SIGKILL at a random moment of a grant. Restarted, it holds
+//! exactly what its log holds: nothing lost, nothing in force unlogged.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use maillon_node::clock::Clock;
+use maillon_node::failpoint::CRASH_AT_VAR;
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
+use maillon_tests::{Cluster, Desk, audit_kinds, next_year, refusal};
+use tonic::Code;
+
+/// Stops `id`'s in-process node and serves its folder from a child process,
+/// with `crash_at` armed; returns once its client API answers.
+async fn in_a_process(c: &mut Cluster, id: &str, crash_at: Option<&str>) -> Child {
+    c.fed.node_mut(id).stop().await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crash-node"));
+    cmd.arg(&c.node(id).dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match crash_at {
+        Some(point) => cmd.env(CRASH_AT_VAR, point),
+        None => cmd.env_remove(CRASH_AT_VAR),
+    };
+    let mut child = cmd.spawn().expect("the node process starts");
+    let admin = c.node(id).admin().expect("admin");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = admin.api().who_am_i(admin.req(pb::WhoAmIRequest {})).await;
+        if up.is_ok() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the node process exited at start: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node process answers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for the child to die; returns the signal that killed it.
+async fn died(mut child: Child) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.signal();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node process dies"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Restarts `id` in process, from the folder the dead process left.
+async fn back_in_process(c: &mut Cluster, id: &str) {
+    let clock: std::sync::Arc<dyn Clock> = c.clock.clone();
+    c.fed
+        .node_mut(id)
+        .start(clock)
+        .await
+        .expect("the node restarts from what the crash left");
+}
+
+async fn desk_at(c: &Cluster, id: &str, name: &str) -> Desk {
+    Desk {
+        conn: c.user(id, name, Role::Caseworker).await,
+    }
+}
+
+fn count(kinds: &[String], kind: &str) -> usize {
+    kinds.iter().filter(|k| *k == kind).count()
+}
+
+#[tokio::test]
+async fn a_grant_logged_but_not_stored_when_the_owner_dies_is_in_force_after_restart() {
+    let mut c = Cluster::start().await;
+    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
+    let caf = desk_at(&c, "caf12", "agent-caf").await;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+
+    let child = in_a_process(&mut c, "ccas-rodez", Some("grant_logged")).await;
+    let lost = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await;
+    assert!(lost.is_err(), "the caseworker never heard back");
+    assert_eq!(
+        died(child).await,
+        Some(libc_sigabrt()),
+        "killed at the crash point"
+    );
+
+    back_in_process(&mut c, "ccas-rodez").await;
+    let kinds = audit_kinds(&auditor).await;
+    assert_eq!(count(&kinds, "consent_granted"), 1, "{kinds:?}");
+    let consents = list(&ccas, &d).await;
+    assert_eq!(consents.len(), 1, "the logged grant is in force");
+    assert_eq!(consents[0].audience, ["caf12"]);
+    // Upkeep (its first round runs at start, this one may find nothing left)
+    // brings the audience into the share's group; then the CAF reads.
+    let owner = c.running("ccas-rodez").node().clone();
+    owner.resync_members().await.expect("upkeep");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("the CAF reads on the replayed consent");
+}
+
+#[tokio::test]
+async fn a_revocation_logged_but_not_stored_when_the_owner_dies_holds_after_restart() {
+    let mut c = Cluster::start().await;
+    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
+    let caf = desk_at(&c, "caf12", "agent-caf").await;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    let consent = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+
+    let child = in_a_process(&mut c, "ccas-rodez", Some("revocation_logged")).await;
+    assert!(ccas.revoke(&consent).await.is_err());
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+
+    back_in_process(&mut c, "ccas-rodez").await;
+    let kinds = audit_kinds(&auditor).await;
+    assert_eq!(count(&kinds, "consent_revoked"), 1, "{kinds:?}");
+    assert!(
+        list(&ccas, &d).await[0].revoked_at.is_some(),
+        "revoked after restart"
+    );
+    assert_eq!(
+        refusal(caf.read(&d, "housing", "ccas-rodez").await),
+        (Code::PermissionDenied, "revoked".into())
+    );
+    // Upkeep (at start, or this round) closes the consent: the CAF leaves the group.
+    let owner = c.running("ccas-rodez").node().clone();
+    owner.close_inactive_consents().await.expect("upkeep");
+    let share = maillon_node::sharing::ShareId {
+        dossier: d.parse().expect("id"),
+        section: "housing".parse().expect("section"),
+        owner: "ccas-rodez".parse().expect("id"),
+    };
+    assert_eq!(
+        owner.share_members(&share).await.expect("members"),
+        ["ccas-rodez".parse().expect("id")]
+    );
+}
+
+#[tokio::test]
+async fn a_user_removal_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
+    let mut c = Cluster::start().await;
+    let leaving = desk_at(&c, "ccas-rodez", "agent-leaving").await;
+    leaving.open().await.expect("works before");
+    let child = in_a_process(&mut c, "ccas-rodez", Some("removal_logged")).await;
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    let removed = admin
+        .api()
+        .remove_user(admin.req(pb::RemoveUserRequest {
+            name: "agent-leaving".into(),
+        }))
+        .await;
+    assert!(removed.is_err());
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+
+    back_in_process(&mut c, "ccas-rodez").await;
+    assert_eq!(
+        refusal(leaving.open().await),
+        (Code::Unauthenticated, "unauthenticated".into()),
+        "the removed user's token no longer works"
+    );
+}
+
+#[tokio::test]
+async fn grants_killed_at_random_moments_leave_store_and_log_in_agreement() {
+    let mut c = Cluster::start().await;
+    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    for round in 0..6u64 {
+        let mut child = in_a_process(&mut c, "ccas-rodez", None).await;
+        let until = next_year(&c.clock);
+        let grant = ccas.grant(&d, &["housing"], &["caf12"], &until);
+        // Somewhere inside the grant: before, while or after it is logged.
+        let delay = Duration::from_micros(500 + round * 1_500 + rand::random::<u64>() % 2_000);
+        let (_, ()) = tokio::join!(grant, async {
+            tokio::time::sleep(delay).await;
+            child.kill().expect("SIGKILL");
+        });
+        assert_eq!(died(child).await, Some(9), "killed by SIGKILL");
+        back_in_process(&mut c, "ccas-rodez").await;
+        let logged = count(&audit_kinds(&auditor).await, "consent_granted");
+        assert_eq!(
+            list(&ccas, &d).await.len(),
+            logged,
+            "round {round}: every consent in force is logged, every logged one in force"
+        );
+    }
+}
+
+/// SIGABRT: what `std::process::abort` raises.
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+async fn list(desk: &Desk, dossier: &str) -> Vec<pb::Consent> {
+    desk.conn
+        .api()
+        .list_consents(desk.conn.req(pb::ListConsentsRequest {
+            dossier: dossier.into(),
+        }))
+        .await
+        .expect("list")
+        .into_inner()
+        .consents
+}
