@@ -101,18 +101,74 @@ fn mls_deliveries_of_random_bytes_are_refused_without_panicking() {
         .expect("no panic, every delivery refused");
 }
 
+/// A log of `n` genuine entries, in as many batches, checkpointed after `signed`.
+fn genuine_log(dir: &std::path::Path, key: &NodeKey, n: u64, signed: u64) -> Vec<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let log = maillon_node::audit::AuditLog::open(dir, "maillon/cd12".into(), &key.public())
+        .expect("open");
+    for i in 0..n {
+        let event = maillon_node::audit::AuditEvent::RosterAdopted {
+            version: i,
+            hash: format!("{i:064x}"),
+        };
+        rt.block_on(log.append(i as i64, event)).expect("append");
+        if i + 1 == signed {
+            log.checkpoint(key).expect("checkpoint");
+        }
+    }
+    log.entries(0, usize::MAX)
+        .expect("entries")
+        .into_iter()
+        .map(|e| e.1)
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn opening_a_damaged_audit_log_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+    fn opening_a_damaged_audit_log_never_panics_and_keeps_only_a_true_prefix(
+        n in 1u64..12,
+        signed in 1u64..12,
+        damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let signed = signed.min(n);
+        let genuine = genuine_log(dir.path(), &key, n, signed);
+        let path = dir.path().join("audit.log");
+        let mut bytes = std::fs::read(&path).expect("read");
+        for (at, x) in &damage {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x | 1;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let opened = maillon_node::audit::AuditLog::open(dir.path(), "maillon/cd12".into(), &key.public());
+        if damage.is_empty() && !truncate {
+            prop_assert_eq!(opened.as_ref().map(|l| l.size()).ok(), Some(n), "an intact log opens whole");
+        }
+        if let Ok(log) = opened {
+            // Whatever was kept is a prefix of what was written, covers the
+            // last checkpoint, and reads back.
+            let kept: Vec<Vec<u8>> = log.entries(0, usize::MAX).expect("entries").into_iter().map(|e| e.1).collect();
+            prop_assert_eq!(kept.len() as u64, log.size());
+            prop_assert!(log.size() >= signed, "the checkpointed prefix is never dropped");
+            prop_assert_eq!(&kept[..], &genuine[..kept.len()]);
+        }
+    }
+
+    #[test]
+    fn opening_random_bytes_as_an_audit_log_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("audit.log"), &bytes).expect("write");
         let key = NodeKey::generate();
-        if let Ok(log) = maillon_node::audit::AuditLog::open(dir.path(), "maillon/cd12".into(), &key.public()) {
-            // Whatever was kept decodes and can be checkpointed.
-            let entries = log.entries(0, 10_000).expect("entries");
-            prop_assert_eq!(entries.len() as u64, log.size());
-        }
+        let _ = maillon_node::audit::AuditLog::open(dir.path(), "maillon/cd12".into(), &key.public());
     }
 }

@@ -304,11 +304,25 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         code(peer.deliver_commit(bad_section).await).0,
         Code::InvalidArgument
     );
+    // An MLS message over the limit, within the gRPC one.
+    let huge = pb::DeliverWelcomeRequest {
+        dossier: d.clone(),
+        section: "housing".into(),
+        welcome: vec![0; 600 * 1024],
+    };
+    assert_eq!(
+        refusal(peer.deliver_welcome(huge).await),
+        (Code::ResourceExhausted, "too_large".into())
+    );
     // caf12 owns no group at ccas-rodez: a "commit" for it changes nothing.
     let no_group = pb::DeliverCommitRequest {
         dossier: d.clone(),
         section: "housing".into(),
         commit: vec![0; 16],
     };
-    assert!(peer.deliver_commit(no_group).await.is_err());
+    assert_eq!(
+        refusal(peer.deliver_commit(no_group).await).0,
+        Code::InvalidArgument,
+        "not an MLS message"
+    );
 }

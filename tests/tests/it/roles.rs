@@ -1,0 +1,212 @@
+//! Every client RPC against every role: who may call what, and that a call
+//! refused for its role changes nothing, not even the log.
+
+use maillon_cli::client::Conn;
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
+use maillon_tests::{Cluster, next_year};
+use tonic::Code;
+
+/// The client RPCs, each made with valid arguments so that only the role varies.
+#[derive(Clone, Copy, Debug)]
+enum Rpc {
+    WhoAmI,
+    AddUser,
+    RemoveUser,
+    OpenDossier,
+    PutSection,
+    GetSection,
+    GrantConsent,
+    RevokeConsent,
+    ListConsents,
+    ReadShare,
+    AuditTail,
+    AuditCheckpoint,
+}
+
+/// What the calls need: a dossier with a section at the CCAS, consents to
+/// revoke, users to remove.
+struct World {
+    dossier: String,
+    consents: std::sync::Mutex<Vec<String>>,
+    spare_users: std::sync::Mutex<Vec<String>>,
+}
+
+/// Makes the call as `conn`; `Code::Ok` when it succeeds.
+async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
+    let mut api = conn.api();
+    let d = w.dossier.clone();
+    let result = match rpc {
+        Rpc::WhoAmI => api.who_am_i(conn.req(pb::WhoAmIRequest {})).await.map(drop),
+        Rpc::AddUser => api
+            .add_user(conn.req(pb::AddUserRequest {
+                name: format!("new-{serial}"),
+                role: "caseworker".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::RemoveUser => {
+            let name = w
+                .spare_users
+                .lock()
+                .expect("lock")
+                .pop()
+                .expect("a spare user");
+            api.remove_user(conn.req(pb::RemoveUserRequest { name }))
+                .await
+                .map(drop)
+        }
+        Rpc::OpenDossier => api
+            .open_dossier(conn.req(pb::OpenDossierRequest {
+                given_name: "Camille".into(),
+                family_name: "Martin".into(),
+                birth_date: "1984-03-12".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::PutSection => api
+            .put_section(conn.req(pb::PutSectionRequest {
+                dossier: d,
+                section: "housing".into(),
+                json: r#"{"loyer":450}"#.into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::GetSection => api
+            .get_section(conn.req(pb::GetSectionRequest {
+                dossier: d,
+                section: "housing".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::GrantConsent => api
+            .grant_consent(conn.req(pb::GrantConsentRequest {
+                dossier: d,
+                sections: vec!["housing".into()],
+                audience: vec!["caf12".into()],
+                purpose: "coordination du parcours".into(),
+                until: "2099-12-31".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::RevokeConsent => {
+            let consent = w.consents.lock().expect("lock").pop().expect("a consent");
+            api.revoke_consent(conn.req(pb::RevokeConsentRequest { consent }))
+                .await
+                .map(drop)
+        }
+        Rpc::ListConsents => api
+            .list_consents(conn.req(pb::ListConsentsRequest { dossier: d }))
+            .await
+            .map(drop),
+        Rpc::ReadShare => api
+            .read_share(conn.req(pb::ReadShareRequest {
+                dossier: d,
+                section: "housing".into(),
+                owner: "ccas-rodez".into(),
+                purpose: "instruction d'un droit".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::AuditTail => api
+            .audit_tail(conn.req(pb::AuditTailRequest {
+                limit: 10,
+                from: None,
+            }))
+            .await
+            .map(drop),
+        Rpc::AuditCheckpoint => api
+            .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
+            .await
+            .map(drop),
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+#[tokio::test]
+async fn every_client_rpc_answers_each_role_as_the_table_says() {
+    use Code::{Ok as Yes, PermissionDenied as No, Unauthenticated as Who};
+    // admin, caseworker, auditor, no valid token
+    let table = [
+        (Rpc::WhoAmI, [Yes, Yes, Yes, Who]),
+        (Rpc::AddUser, [Yes, No, No, Who]),
+        (Rpc::RemoveUser, [Yes, No, No, Who]),
+        (Rpc::OpenDossier, [No, Yes, No, Who]),
+        (Rpc::PutSection, [No, Yes, No, Who]),
+        (Rpc::GetSection, [No, Yes, No, Who]),
+        (Rpc::GrantConsent, [No, Yes, No, Who]),
+        (Rpc::RevokeConsent, [No, Yes, No, Who]),
+        (Rpc::ListConsents, [No, Yes, Yes, Who]),
+        (Rpc::ReadShare, [No, Yes, No, Who]),
+        (Rpc::AuditTail, [Yes, No, Yes, Who]),
+        (Rpc::AuditCheckpoint, [Yes, No, Yes, Who]),
+    ];
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let dossier = ccas.open().await.expect("open");
+    ccas.put(&dossier, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    let mut consents = Vec::new();
+    for _ in 0..4 {
+        consents.push(
+            ccas.grant(&dossier, &["housing"], &["caf12"], &next_year(&c.clock))
+                .await
+                .expect("grant"),
+        );
+    }
+    let mut spare_users = Vec::new();
+    for i in 0..4 {
+        let name = format!("spare-{i}");
+        c.user("ccas-rodez", &name, Role::Caseworker).await;
+        spare_users.push(name);
+    }
+    let w = World {
+        dossier,
+        consents: std::sync::Mutex::new(consents),
+        spare_users: std::sync::Mutex::new(spare_users),
+    };
+    let nobody = {
+        let mut p = c.node("ccas-rodez").admin.clone();
+        p.token = "mlt_not-a-token-of-this-node".into();
+        Conn::new(&p).expect("conn")
+    };
+    // ReadShare is a call to the reader's own node: the roles are at caf12.
+    let at = |rpc: Rpc| {
+        if matches!(rpc, Rpc::ReadShare) {
+            "caf12"
+        } else {
+            "ccas-rodez"
+        }
+    };
+    let mut serial = 0;
+    for (rpc, expected) in table {
+        let node = at(rpc);
+        let callers = [
+            c.node(node).admin().expect("admin"),
+            c.user(node, &format!("cw-{serial}"), Role::Caseworker)
+                .await,
+            c.user(node, &format!("dpo-{serial}"), Role::Auditor).await,
+            if node == "ccas-rodez" {
+                nobody.clone()
+            } else {
+                let mut p = c.node(node).admin.clone();
+                p.token = "mlt_not-a-token-of-this-node".into();
+                Conn::new(&p).expect("conn")
+            },
+        ];
+        let log = c.running(node).node().audit_log();
+        for (conn, want) in callers.iter().zip(expected) {
+            serial += 1;
+            let before = log.size();
+            let got = call(rpc, conn, &w, serial).await;
+            assert_eq!(got, want, "{rpc:?} as caller #{}", serial % 4);
+            if want != Yes {
+                assert_eq!(log.size(), before, "{rpc:?}: a refused call logs nothing");
+            }
+        }
+    }
+}
