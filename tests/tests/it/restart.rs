@@ -1,7 +1,8 @@
 //! A node restarted mid-scenario keeps everything, and its log still verifies.
 
 use maillon_cli::audit::fetch_and_verify;
-use maillon_node::daemon::load_roster;
+use maillon_node::audit::AuditError;
+use maillon_node::daemon::{StartError, load_roster};
 use maillon_node::types::Role;
 use maillon_tests::{Cluster, audit_kinds, next_year};
 
@@ -68,4 +69,101 @@ async fn a_restarted_owner_and_reader_keep_dossiers_consents_groups_and_logs() {
     assert_eq!(log.entries.len(), after.len());
     // The restart did not re-log the roster: it was already adopted.
     assert_eq!(after.iter().filter(|k| *k == "roster_adopted").count(), 1);
+}
+
+#[tokio::test]
+async fn a_node_whose_log_lost_its_checkpoint_or_was_damaged_does_not_start() {
+    let mut c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    let node = c.fed.node_mut("ccas-rodez");
+    node.stop().await;
+    let audit = node.dir.join("audit");
+    let checkpoint = std::fs::read(audit.join("checkpoint")).expect("a checkpoint exists");
+    let log = std::fs::read(audit.join("audit.log")).expect("log");
+
+    // The checkpoint is gone, or unreadable: fail closed.
+    std::fs::remove_file(audit.join("checkpoint")).expect("rm");
+    let refused = maillon_node::daemon::start(&node.dir)
+        .await
+        .expect_err("no checkpoint");
+    assert!(
+        matches!(refused, StartError::Audit(AuditError::Corrupt(_))),
+        "{refused}"
+    );
+    std::fs::write(audit.join("checkpoint"), b"not a note\n").expect("write");
+    let refused = maillon_node::daemon::start(&node.dir)
+        .await
+        .expect_err("bad checkpoint");
+    assert!(
+        matches!(refused, StartError::Audit(AuditError::Corrupt(_))),
+        "{refused}"
+    );
+    std::fs::write(audit.join("checkpoint"), &checkpoint).expect("restore");
+
+    // A byte changed in the first batch: an error, and nothing truncated.
+    let mut damaged = log.clone();
+    damaged[16 + 20 + 10] ^= 0x20;
+    std::fs::write(audit.join("audit.log"), &damaged).expect("damage");
+    let refused = maillon_node::daemon::start(&node.dir)
+        .await
+        .expect_err("damaged");
+    assert!(
+        matches!(refused, StartError::Audit(AuditError::Corrupt(_))),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read(audit.join("audit.log")).expect("log"),
+        damaged
+    );
+
+    std::fs::write(audit.join("audit.log"), &log).expect("restore");
+    node.start(clock)
+        .await
+        .expect("starts once its log is whole");
+    assert_eq!(
+        ccas.get(&d, "housing").await.expect("get"),
+        r#"{"loyer":450}"#
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_verifies_a_log_of_fifty_thousand_entries_page_by_page() {
+    let c = Cluster::start().await;
+    let node = c.running("caf12").node().clone();
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    // Large entries, as reads with a long purpose make them: ≈ 400 bytes each.
+    let dossier = maillon_node::types::DossierId::random();
+    let mut appends = Vec::new();
+    for chunk in 0..50u64 {
+        let (node, dossier) = (node.clone(), dossier.clone());
+        appends.push(tokio::spawn(async move {
+            for i in 0..1000u64 {
+                let event = maillon_node::audit::AuditEvent::ReadDenied {
+                    request: format!("{:064x}", chunk * 1000 + i),
+                    reader: "ccas-rodez".parse().expect("id"),
+                    user: "agent-ccas".parse().expect("user"),
+                    dossier: dossier.clone(),
+                    section: maillon_node::types::Section::Housing,
+                    reason: "no consent covers this reader for this dossier ".repeat(4),
+                };
+                node.audit_log().append(0, event).await.expect("append");
+            }
+        }));
+    }
+    for a in appends {
+        a.await.expect("appender");
+    }
+    let roster = load_roster(&c.node("caf12").dir.join("roster.json")).expect("roster");
+    let member = roster
+        .active_member(&"caf12".parse().expect("id"))
+        .expect("member");
+    let log = fetch_and_verify(&auditor, member)
+        .await
+        .expect("the whole log verifies");
+    assert!(log.entries.len() > 50_000, "{}", log.entries.len());
 }

@@ -3,8 +3,8 @@
 use std::net::TcpListener;
 
 use maillon_node::config::InitOptions;
-use maillon_node::crypto::{Context, NodeKey};
-use maillon_node::daemon;
+use maillon_node::crypto::{Context, CryptoError, NodeKey};
+use maillon_node::daemon::{self, StartError};
 use maillon_node::roster::{Charter, Roster, SignedRoster};
 use maillon_node::types::MemberKind;
 
@@ -120,14 +120,35 @@ async fn a_node_refuses_to_start_with_loose_keys_no_roster_or_a_roster_without_i
     }
 
     let err = daemon::start(&dirs[0]).await.expect_err("no roster yet");
-    assert!(err.to_string().contains("roster.json"), "{err}");
+    assert!(matches!(err, StartError::RosterFile { .. }), "{err}");
 
     install(&dirs, &roster);
     let key = dirs[0].join("signing.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let err = daemon::start(&dirs[0]).await.expect_err("loose key");
-    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert!(
+        matches!(err, StartError::Crypto(CryptoError::Permissions { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("chmod 600"),
+        "the fix is named: {err}"
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The store's folder, or the log's, open to others.
+    for sub in ["store", "audit"] {
+        let folder = dirs[0].join(sub);
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = daemon::start(&dirs[0]).await.expect_err("loose folder");
+        assert!(
+            matches!(
+                err,
+                StartError::Crypto(CryptoError::FolderPermissions { .. })
+            ),
+            "{sub}: {err}"
+        );
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
 
     // A valid roster of another federation, which does not list this node.
     let other = tempfile::tempdir().expect("tempdir");
@@ -140,10 +161,7 @@ async fn a_node_refuses_to_start_with_loose_keys_no_roster_or_a_roster_without_i
     }
     install(&dirs[..1], &other_roster);
     let err = daemon::start(&dirs[0]).await.expect_err("not our keys");
-    assert!(
-        err.to_string().contains("not the ones the roster lists"),
-        "{err}"
-    );
+    assert!(matches!(err, StartError::NotInRoster(_)), "{err}");
 
     install(&dirs[..1], &roster);
     daemon::start(&dirs[0])
