@@ -141,3 +141,62 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, Service};
+
+    fn from(member: &str) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(ConnInfo {
+            remote: None,
+            member: Some(member.parse().expect("id")),
+        });
+        req
+    }
+
+    fn busy(resp: &http::Response<tonic::body::Body>) -> bool {
+        resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()) == Some("8")
+    }
+
+    #[tokio::test]
+    async fn a_caller_gets_its_share_of_slots_and_a_call_it_drops_keeps_its_slot_until_done() {
+        // Calls wait at a gate that opens for good once it gets one permit.
+        let gate = Arc::new(Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let (g, s) = (gate.clone(), started.clone());
+        let inner = tower::service_fn(move |_req: http::Request<()>| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                drop(g.acquire().await);
+                Ok::<_, Infallible>(http::Response::new(tonic::body::Body::empty()))
+            }
+        });
+        let mut svc = DetachLayer::new(3, 2).layer(inner);
+        // Two calls from caf12 take its two slots; the caller then hangs up.
+        drop(svc.call(from("caf12")));
+        drop(svc.call(from("caf12")));
+        while started.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Its slots stay taken while its calls run, detached.
+        let third = svc.call(from("caf12")).await.expect("answer");
+        assert!(busy(&third), "caf12 has no slot left");
+        // Another member still gets through, up to the listener's bound.
+        let other = svc.call(from("cd12"));
+        let over = svc.call(from("ccas-rodez")).await.expect("answer");
+        assert!(busy(&over), "the listener is full");
+        gate.add_permits(1);
+        assert!(!busy(&other.await.expect("answer")), "cd12 was served");
+        // Once the detached calls finish, caf12 has its slots again.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while busy(&svc.call(from("caf12")).await.expect("answer")) {
+            assert!(tokio::time::Instant::now() < deadline, "the slots come back");
+            tokio::task::yield_now().await;
+        }
+    }
+}

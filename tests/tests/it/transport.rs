@@ -166,3 +166,48 @@ async fn a_removed_users_token_stops_working_at_once() {
     let kinds = maillon_tests::audit_kinds(&admin).await;
     assert_eq!(kinds.last().map(String::as_str), Some("user_removed"));
 }
+
+#[tokio::test]
+async fn idle_connections_from_one_address_cannot_lock_members_out() {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::start().await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let caf = c.desk("caf12", "agent-caf").await;
+    let d = ccas.open().await.expect("open");
+    ccas.put(&d, "housing", r#"{"loyer":450}"#)
+        .await
+        .expect("put");
+    ccas.grant(&d, &["housing"], &["caf12"], &maillon_tests::next_year(&c.clock))
+        .await
+        .expect("grant");
+    let target = c.running("ccas-rodez").peer_addr();
+    // An address (127.0.0.2, loopback too) opens connections and never speaks.
+    let idle = || async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind 127.0.0.2");
+        socket.connect(target).await.expect("connect")
+    };
+    let mut hogs = Vec::new();
+    for _ in 0..16 {
+        hogs.push(idle().await);
+    }
+    // One more from that address is dropped at once.
+    let mut extra = idle().await;
+    let mut buf = [0u8; 1];
+    let dropped = tokio::time::timeout(std::time::Duration::from_secs(2), extra.read(&mut buf))
+        .await
+        .expect("the extra connection is dropped at once");
+    assert!(matches!(dropped, Ok(0) | Err(_)), "{dropped:?}");
+    // Members, from another address, still get through.
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("a member reads while an address hogs its share of handshakes");
+    // The idle ones are dropped at the handshake deadline.
+    let first = &mut hogs[0];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(8), first.read(&mut buf))
+        .await
+        .expect("an idle connection is dropped at the handshake deadline");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
