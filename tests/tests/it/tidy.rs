@@ -59,3 +59,135 @@ fn no_stub_is_left_in_the_sources() {
         }
     }
 }
+
+/// The layer of each module of `maillon-node`, from the block of ARCHITECTURE.md.
+fn layers() -> Vec<Vec<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let block = doc
+        .split("<!-- layers -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /layers -->").next())
+        .expect("ARCHITECTURE.md has a layers block");
+    block
+        .lines()
+        .filter(|l| !l.starts_with("```") && !l.trim().is_empty())
+        .map(|l| {
+            // "a | b | c      comment": the names before the comment.
+            let names = l.split("   ").next().unwrap_or_default();
+            names.split('|').map(|n| n.trim().to_owned()).collect()
+        })
+        .collect()
+}
+
+/// The modules a source names through `crate::`, including `crate::{a, b::c}`.
+fn crate_imports(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                for item in group[..end].split(',') {
+                    let name: String = item
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    out.push(name);
+                }
+            } else {
+                out.push(
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect(),
+                );
+            }
+        }
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
+#[test]
+fn node_modules_import_only_lower_layers() {
+    let layers = layers();
+    let layer_of = |m: &str| layers.iter().position(|l| l.iter().any(|n| n == m));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let first = rel.components().next().expect("a path");
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if module == "lib" || module == "bin" {
+            continue;
+        }
+        let Some(mine) = layer_of(&module) else {
+            wrong.push(format!("{module} is not in the layers of ARCHITECTURE.md"));
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).expect("read");
+        for dep in crate_imports(&text) {
+            if dep == module {
+                continue;
+            }
+            match layer_of(&dep) {
+                Some(theirs) if theirs > mine => {}
+                Some(_) => wrong.push(format!("{} imports {dep}, not below it", rel.display())),
+                None => wrong.push(format!("{} imports {dep}, in no layer", rel.display())),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+    assert!(layers.len() >= 6, "the layers block was read: {layers:?}");
+}
+
+#[test]
+fn each_outside_crate_is_named_by_its_one_owning_module() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&file).expect("read");
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let owners = [
+            ("sled::", "storage.rs"),
+            ("openmls::", "sharing.rs"),
+            ("use openmls_", "sharing.rs"),
+            ("tonic::", "transport/"),
+        ];
+        for (krate, owner) in owners {
+            // The fuzz harness builds MLS inputs; it is test support, not node logic.
+            if krate.contains("openmls") && rel == "fuzzing.rs" {
+                continue;
+            }
+            assert!(
+                !code.contains(krate) || rel.starts_with(owner),
+                "{rel} names {krate}, which only {owner} may"
+            );
+        }
+    }
+    let auditor =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/src/audit.rs"))
+            .expect("cli audit");
+    assert!(
+        !auditor.contains("maillon_node::daemon"),
+        "the auditor verifies with the node's pure code, not its daemon"
+    );
+}
