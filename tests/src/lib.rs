@@ -135,7 +135,20 @@ impl Desk {
     }
 }
 
+/// The housing section the stories write at the CCAS.
+pub const HOUSING: &str = r#"{"situation":"hébergée chez un tiers","loyer":450}"#;
+
 impl Cluster {
+    /// A caseworker at the CCAS opens a dossier and writes its housing
+    /// section; a caseworker at the CAF is ready to read it.
+    pub async fn housing_at_the_ccas(&self) -> (Desk, Desk, String) {
+        let ccas = self.desk("ccas-rodez", "agent-ccas").await;
+        let caf = self.desk("caf12", "agent-caf").await;
+        let d = ccas.open().await.expect("open");
+        ccas.put(&d, "housing", HOUSING).await.expect("put");
+        (ccas, caf, d)
+    }
+
     /// A caseworker's desk at a member.
     pub async fn desk(&self, id: &str, name: &str) -> Desk {
         Desk {

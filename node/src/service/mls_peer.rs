@@ -21,6 +21,16 @@ impl Node {
             .map_err(|_| ServiceError::Denied(DenyReason::NotAMember(peer.clone())))
     }
 
+    /// The share an active peer owns for (dossier, section).
+    fn peer_share(&self, peer: &MemberId, dossier: DossierId, section: Section) -> Result<ShareId> {
+        self.active_peer(peer)?;
+        Ok(ShareId {
+            dossier,
+            section,
+            owner: peer.clone(),
+        })
+    }
+
     /// Hands a fresh KeyPackage to an active peer, usable only in its groups.
     pub async fn key_package_for(&self, peer: &MemberId) -> Result<Vec<u8>> {
         self.active_peer(peer)?;
@@ -42,12 +52,7 @@ impl Node {
         section: Section,
         welcome: Vec<u8>,
     ) -> Result<u64> {
-        self.active_peer(peer)?;
-        let share = ShareId {
-            dossier,
-            section,
-            owner: peer.clone(),
-        };
+        let share = self.peer_share(peer, dossier, section)?;
         let (sharing, joining, roster_key) =
             (self.sharing.clone(), share.clone(), self.roster_key());
         let epoch = blocking(move || sharing.join(&joining, &welcome, &roster_key)).await?;
@@ -69,12 +74,7 @@ impl Node {
         section: Section,
         commit: Vec<u8>,
     ) -> Result<u64> {
-        self.active_peer(peer)?;
-        let share = ShareId {
-            dossier,
-            section,
-            owner: peer.clone(),
-        };
+        let share = self.peer_share(peer, dossier, section)?;
         let (sharing, roster_key) = (self.sharing.clone(), self.roster_key());
         blocking(move || sharing.apply_commit(&share, &commit, &roster_key)).await
     }

@@ -7,18 +7,14 @@ use maillon_node::transport::tls_channel;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::peer_client::PeerClient;
-use maillon_tests::{Cluster, audit_kinds, code, next_year, refusal};
+use maillon_tests::{Cluster, HOUSING, audit_kinds, code, next_year, refusal};
 use tonic::Code;
 use tonic::transport::Channel;
 
 #[tokio::test]
 async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
 
@@ -99,10 +95,7 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
         "an admin is not a caseworker"
     );
 
-    assert_eq!(
-        ccas.get(&d, "housing").await.expect("unchanged"),
-        r#"{"loyer":450}"#
-    );
+    assert_eq!(ccas.get(&d, "housing").await.expect("unchanged"), HOUSING);
     let mut after = before.clone();
     after.push("section_read".into());
     assert_eq!(
@@ -150,11 +143,7 @@ fn signed(req: &ReadRequest, key: &NodeKey) -> pb::SignedReadRequest {
 #[tokio::test]
 async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");

@@ -71,12 +71,6 @@ async fn back_in_process(c: &mut Cluster, id: &str) {
         .expect("the node restarts from what the crash left");
 }
 
-async fn desk_at(c: &Cluster, id: &str, name: &str) -> Desk {
-    Desk {
-        conn: c.user(id, name, Role::Caseworker).await,
-    }
-}
-
 fn count(kinds: &[String], kind: &str) -> usize {
     kinds.iter().filter(|k| *k == kind).count()
 }
@@ -84,13 +78,8 @@ fn count(kinds: &[String], kind: &str) -> usize {
 #[tokio::test]
 async fn a_grant_logged_but_not_stored_when_the_owner_dies_is_in_force_after_restart() {
     let mut c = Cluster::start().await;
-    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
-    let caf = desk_at(&c, "caf12", "agent-caf").await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
 
     let child = in_a_process(&mut c, "ccas-rodez", Some("grant_logged")).await;
     let lost = ccas
@@ -121,13 +110,8 @@ async fn a_grant_logged_but_not_stored_when_the_owner_dies_is_in_force_after_res
 #[tokio::test]
 async fn a_revocation_logged_but_not_stored_when_the_owner_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
-    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
-    let caf = desk_at(&c, "caf12", "agent-caf").await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -166,7 +150,7 @@ async fn a_revocation_logged_but_not_stored_when_the_owner_dies_holds_after_rest
 #[tokio::test]
 async fn a_user_removal_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
-    let leaving = desk_at(&c, "ccas-rodez", "agent-leaving").await;
+    let leaving = c.desk("ccas-rodez", "agent-leaving").await;
     leaving.open().await.expect("works before");
     let child = in_a_process(&mut c, "ccas-rodez", Some("removal_logged")).await;
     let admin = c.node("ccas-rodez").admin().expect("admin");
@@ -190,12 +174,8 @@ async fn a_user_removal_logged_but_not_stored_when_the_node_dies_holds_after_res
 #[tokio::test]
 async fn grants_killed_at_random_moments_leave_store_and_log_in_agreement() {
     let mut c = Cluster::start().await;
-    let ccas = desk_at(&c, "ccas-rodez", "agent-ccas").await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
     for round in 0..6u64 {
         let mut child = in_a_process(&mut c, "ccas-rodez", None).await;
         let until = next_year(&c.clock);

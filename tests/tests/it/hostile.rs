@@ -97,12 +97,7 @@ impl Peer for HostileOwner {
 #[tokio::test]
 async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open() {
     let mut c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
@@ -140,11 +135,7 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
 #[tokio::test]
 async fn a_key_package_that_is_not_the_members_own_records_nothing() {
     let mut c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
     let impostor = c

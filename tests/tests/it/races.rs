@@ -9,11 +9,9 @@ use std::time::Duration;
 use maillon_node::sharing::ShareId;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
-use maillon_tests::{Cluster, audit_kinds, next_year, refusal};
+use maillon_tests::{Cluster, HOUSING, audit_kinds, next_year, refusal};
 use tokio::time::Instant;
 use tonic::Code;
-
-const HOUSING: &str = r#"{"loyer":450}"#;
 
 fn housing(d: &str, owner: &str) -> ShareId {
     ShareId {
@@ -26,10 +24,7 @@ fn housing(d: &str, owner: &str) -> ShareId {
 #[tokio::test]
 async fn after_a_revocation_returns_no_read_is_answered_on_the_old_decision() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -105,9 +100,7 @@ async fn after_a_revocation_returns_no_read_is_answered_on_the_old_decision() {
 #[tokio::test]
 async fn a_caseworker_hanging_up_in_the_middle_of_a_grant_leaves_it_whole_or_absent() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let owner = c.running("ccas-rodez").node().clone();
     let list = || async {
@@ -164,10 +157,8 @@ async fn a_caseworker_hanging_up_in_the_middle_of_a_grant_leaves_it_whole_or_abs
 #[tokio::test]
 async fn local_reads_of_personal_data_are_logged_where_they_happen() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
     let before = audit_kinds(&auditor).await.len();
     assert_eq!(ccas.get(&d, "housing").await.expect("get"), HOUSING);
     auditor

@@ -3,26 +3,15 @@
 use maillon_node::service::ServiceError;
 use maillon_node::sharing::ShareId;
 use maillon_node::types::{Role, Section};
-use maillon_tests::{Cluster, Desk, audit_kinds, code, next_year, refusal};
+use maillon_tests::{Cluster, HOUSING, audit_kinds, code, next_year, refusal};
 use tonic::Code;
 
-const HOUSING: &str = r#"{"situation":"hébergée chez un tiers","loyer":450}"#;
 const RESOURCES: &str = r#"{"rsa":true,"montant":635.71}"#;
-
-/// A caseworker at the CCAS opens a dossier and writes its housing section;
-/// a caseworker at the CAF is ready to read it.
-async fn housing_at_the_ccas(c: &Cluster) -> (Desk, Desk, String) {
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
-    (ccas, caf, d)
-}
 
 #[tokio::test]
 async fn a_consented_read_returns_exactly_what_was_written() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
@@ -40,7 +29,7 @@ async fn a_consented_read_returns_exactly_what_was_written() {
 #[tokio::test]
 async fn a_read_without_consent_is_refused_and_logged() {
     let c = Cluster::start().await;
-    let (_ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (_ccas, caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
 
     let (status, why) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
@@ -55,7 +44,7 @@ async fn a_read_without_consent_is_refused_and_logged() {
 #[tokio::test]
 async fn a_consent_for_one_section_does_not_open_another() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     ccas.put(&d, "resources", RESOURCES).await.expect("put");
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -123,7 +112,7 @@ async fn a_revoked_consent_blocks_the_next_read_and_removes_the_reader_from_the_
 #[tokio::test]
 async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let today = maillon_node::types::Date::from_unix(maillon_node::clock::Clock::now(&*c.clock));
     ccas.grant(&d, &["housing"], &["caf12"], &today.to_string())
         .await
@@ -154,9 +143,7 @@ async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
 #[tokio::test]
 async fn only_caseworkers_read_shares_and_only_admins_create_users() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
@@ -214,7 +201,7 @@ async fn the_charter_bounds_what_consent_can_grant() {
 #[tokio::test]
 async fn the_owner_logs_exactly_the_expected_events() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
@@ -265,7 +252,7 @@ async fn a_suspended_member_is_refused_at_the_handshake_and_by_consent() {
         }
     })
     .await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let (status, why) = refusal(
         ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
             .await,
@@ -283,9 +270,7 @@ async fn a_suspended_member_is_refused_at_the_handshake_and_by_consent() {
 #[tokio::test]
 async fn a_grant_to_an_unreachable_member_records_nothing() {
     let mut c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
     c.fed.node_mut("caf12").stop().await;
@@ -464,9 +449,7 @@ async fn a_member_that_cannot_open_an_answer_asks_for_a_fresh_welcome_and_reads(
 #[tokio::test]
 async fn reads_from_oneself_or_from_a_non_member_are_refused_before_any_request() {
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", HOUSING).await.expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
     let (status, msg) = code(ccas.read(&d, "housing", "ccas-rodez").await);
@@ -485,7 +468,7 @@ async fn reads_from_oneself_or_from_a_non_member_are_refused_before_any_request(
 #[tokio::test]
 async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = housing_at_the_ccas(&c).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let consent = ccas
         .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await

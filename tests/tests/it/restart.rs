@@ -4,17 +4,12 @@ use maillon_cli::audit::fetch_and_verify;
 use maillon_node::audit::AuditError;
 use maillon_node::daemon::{StartError, load_roster};
 use maillon_node::types::Role;
-use maillon_tests::{Cluster, audit_kinds, next_year};
+use maillon_tests::{Cluster, HOUSING, audit_kinds, next_year};
 
 #[tokio::test]
 async fn a_restarted_owner_and_reader_keep_dossiers_consents_groups_and_logs() {
     let mut c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
@@ -30,7 +25,7 @@ async fn a_restarted_owner_and_reader_keep_dossiers_consents_groups_and_logs() {
     // Same tokens, same dossier, same section, same consent, same MLS groups.
     assert_eq!(
         ccas.get(&d, "housing").await.expect("section kept"),
-        r#"{"loyer":450}"#
+        HOUSING
     );
     let consents = ccas
         .conn
@@ -49,7 +44,7 @@ async fn a_restarted_owner_and_reader_keep_dossiers_consents_groups_and_logs() {
             .await
             .expect("read after restart")
             .json,
-        r#"{"loyer":450}"#
+        HOUSING
     );
 
     let after = audit_kinds(&auditor).await;
@@ -74,11 +69,7 @@ async fn a_restarted_owner_and_reader_keep_dossiers_consents_groups_and_logs() {
 #[tokio::test]
 async fn a_node_whose_log_lost_its_checkpoint_or_was_damaged_does_not_start() {
     let mut c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
     let node = c.fed.node_mut("ccas-rodez");
     node.stop().await;
@@ -125,10 +116,7 @@ async fn a_node_whose_log_lost_its_checkpoint_or_was_damaged_does_not_start() {
     node.start(clock)
         .await
         .expect("starts once its log is whole");
-    assert_eq!(
-        ccas.get(&d, "housing").await.expect("get"),
-        r#"{"loyer":450}"#
-    );
+    assert_eq!(ccas.get(&d, "housing").await.expect("get"), HOUSING);
 }
 
 #[tokio::test]

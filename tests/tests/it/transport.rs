@@ -171,15 +171,15 @@ async fn a_removed_users_token_stops_working_at_once() {
 async fn idle_connections_from_one_address_cannot_lock_members_out() {
     use tokio::io::AsyncReadExt;
     let c = Cluster::start().await;
-    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
-    let caf = c.desk("caf12", "agent-caf").await;
-    let d = ccas.open().await.expect("open");
-    ccas.put(&d, "housing", r#"{"loyer":450}"#)
-        .await
-        .expect("put");
-    ccas.grant(&d, &["housing"], &["caf12"], &maillon_tests::next_year(&c.clock))
-        .await
-        .expect("grant");
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("grant");
     let target = c.running("ccas-rodez").peer_addr();
     // An address (127.0.0.2, loopback too) opens connections and never speaks.
     let idle = || async {
