@@ -176,7 +176,7 @@ pub enum SectionCmd {
     Put {
         /// Dossier id.
         dossier: String,
-        /// Section.
+        /// The section (housing, resources, …).
         section: String,
         /// JSON object file ("-" for standard input).
         #[arg(long)]
@@ -186,7 +186,7 @@ pub enum SectionCmd {
     Get {
         /// Dossier id.
         dossier: String,
-        /// Section.
+        /// The section (housing, resources, …).
         section: String,
     },
 }
@@ -204,7 +204,7 @@ pub enum ConsentCmd {
         /// Members to share with, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         to: Vec<String>,
-        /// Purpose.
+        /// Why the person agrees (shown in their access report).
         #[arg(long)]
         purpose: String,
         /// Last day the consent holds, YYYY-MM-DD.
@@ -230,7 +230,7 @@ pub enum ShareCmd {
     Read {
         /// Dossier id.
         dossier: String,
-        /// Section.
+        /// The section (housing, resources, …).
         section: String,
         /// The member that owns the section.
         #[arg(long)]

@@ -38,7 +38,7 @@ pub enum CliError {
     /// A local file that is not what the command reads: a roster, a member card, a charter.
     #[error("{} is not a {what}", path.display())]
     BadFile {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
         /// What it should have been.
         what: &'static str,
@@ -52,7 +52,7 @@ pub enum CliError {
     /// The output file exists; a roster is never overwritten.
     #[error("{} exists; not overwriting a roster", path.display())]
     Exists {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
     },
 
@@ -62,7 +62,7 @@ pub enum CliError {
     Io {
         /// What was being done, e.g. `reading roster.json`.
         what: String,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -80,7 +80,7 @@ pub enum CliError {
     Node {
         /// The node's member id.
         member: MemberId,
-        /// Why.
+        /// Why, in one line.
         #[source]
         source: StartError,
     },

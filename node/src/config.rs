@@ -25,18 +25,18 @@ pub enum ConfigError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// The configuration is not valid.
     #[error("{path}: {reason}")]
     Invalid {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
-        /// Why.
+        /// Why, in one line (what the refused party was told).
         reason: String,
     },
     /// Key handling failed.
@@ -234,22 +234,9 @@ impl Config {
                 .map_err(io(dir))?;
         }
         if let Some(e) = &opts.peer_endpoint {
-            let port_ok = e
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(ConfigError::Invalid {
-                    path: dir.clone(),
-                    reason: format!("peer endpoint {e:?}: expected host:port"),
-                });
-            }
+            crate::types::check_endpoint(e)?;
         }
-        if opts.name.trim().is_empty() || opts.name.len() > 200 {
-            return Err(ConfigError::Invalid {
-                path: dir.clone(),
-                reason: "the display name must be 1 to 200 bytes".into(),
-            });
-        }
+        crate::types::check_display_name(&opts.name)?;
         let raw = RawConfig {
             member: opts.member.to_string(),
             name: opts.name.clone(),

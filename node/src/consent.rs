@@ -20,9 +20,9 @@ pub const MAX_PURPOSE: usize = 200;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
-    /// Its id.
+    /// The consent's id (`CNS-…`).
     pub id: ConsentId,
-    /// The dossier.
+    /// The dossier the entry is about (its opaque id only).
     pub dossier: DossierId,
     /// The member whose sections are shared (this node).
     pub owner: MemberId,
@@ -50,7 +50,7 @@ impl Consent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentRecord {
-    /// The agreement.
+    /// What the person agreed to, as signed.
     pub consent: Consent,
     /// The owner node's signature, context `maillon/v1/consent`.
     pub signature: Signature,
@@ -119,9 +119,9 @@ pub enum DenyReason {
     NotAMember(MemberId),
     /// The charter never lets this kind of member receive this section.
     Charter {
-        /// The reader.
+        /// The member that asked to read.
         reader: MemberId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
     },
     /// No consent for this reader on this dossier.
@@ -183,7 +183,7 @@ impl fmt::Display for DenyReason {
 pub enum Decision {
     /// Allowed by this consent.
     Allow(ConsentId),
-    /// Refused.
+    /// Refused, with the reason the reader is told.
     Deny(DenyReason),
 }
 
@@ -251,9 +251,9 @@ pub enum GrantError {
     /// The charter forbids it.
     #[error("the charter does not allow {member} to receive {section}")]
     Charter {
-        /// The member.
+        /// The member concerned.
         member: MemberId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
     },
 }

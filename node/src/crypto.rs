@@ -29,16 +29,16 @@ pub enum CryptoError {
     /// A key file could not be read or written.
     #[error("key file {path}: {source}")]
     Io {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// A key file is readable or writable by others than its owner.
     #[error("key file {path} has mode {mode:o}; it must be 0600 (chmod 600 it)")]
     Permissions {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
@@ -46,7 +46,7 @@ pub enum CryptoError {
     /// A private folder (the node's, its store's, its log's) is open to others.
     #[error("folder {path} has mode {mode:o}; it must be 0700 (chmod 700 it)")]
     FolderPermissions {
-        /// The folder.
+        /// The folder concerned.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
@@ -476,15 +476,37 @@ impl PinnedVerifier {
             algorithms: provider().signature_verification_algorithms,
         }
     }
+}
 
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
+/// The handshake-signature half of both verifier traits, which is the same
+/// for a client and a server certificate: TLS 1.3 only, the provider's
+/// algorithms (proof that the peer holds the pinned key).
+macro_rules! tls13_handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls13RequiredForQuic,
+            ))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
 }
 
 impl ClientCertVerifier for PinnedVerifier {
@@ -502,29 +524,7 @@ impl ClientCertVerifier for PinnedVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    tls13_handshake_signatures!();
 }
 
 impl ServerCertVerifier for PinnedVerifier {
@@ -540,29 +540,7 @@ impl ServerCertVerifier for PinnedVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    tls13_handshake_signatures!();
 }
 
 /// One pinned certificate: what a client of the client API trusts.

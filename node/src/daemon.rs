@@ -42,7 +42,7 @@ pub enum StartError {
     Roster {
         /// The roster file.
         path: String,
-        /// Why.
+        /// Why, in one line.
         #[source]
         source: RosterError,
     },
@@ -51,7 +51,7 @@ pub enum StartError {
     RosterFile {
         /// The roster file.
         path: String,
-        /// Why.
+        /// Why, in one line (what the refused party was told).
         reason: String,
     },
     /// This node's keys are not those the roster lists for it.
@@ -66,9 +66,9 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address.
+        /// The address that could not be bound.
         addr: SocketAddr,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },

@@ -18,7 +18,7 @@ pub enum ProtocolError {
     TooLarge {
         /// Which message.
         what: &'static str,
-        /// The limit.
+        /// The limit, in bytes.
         limit: usize,
     },
     /// The bytes are not the message they claim to be.

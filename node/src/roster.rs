@@ -46,9 +46,9 @@ pub enum RosterError {
 /// A quorum rule `num/den` of voting members, e.g. `2/3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quorum {
-    /// Numerator.
+    /// How many of the voters must sign (the N of N/D).
     pub num: u32,
-    /// Denominator.
+    /// Out of how many (the D of N/D).
     pub den: u32,
 }
 
@@ -117,7 +117,7 @@ pub struct MemberCard {
 pub struct RosterMember {
     /// Its public card.
     pub card: MemberCard,
-    /// Its standing.
+    /// Whether it is active, suspended or excluded.
     pub status: MemberStatus,
     /// Whether it votes on roster changes.
     pub voting: bool,
@@ -215,9 +215,9 @@ pub struct Roster {
     pub previous: Option<String>,
     /// The quorum rule for changes.
     pub quorum: Quorum,
-    /// The members.
+    /// Every member, with its card, status and voting right.
     pub members: Vec<RosterMember>,
-    /// The charter.
+    /// Which kinds of member may ever receive which sections.
     pub charter: Charter,
 }
 
@@ -303,15 +303,9 @@ impl Roster {
             if !pins.insert(c.tls_spki_sha256.0) {
                 return invalid(format!("member {} reuses another member's TLS key", c.id));
             }
-            if c.name.trim().is_empty() || c.name.len() > 200 {
-                return invalid(format!(
-                    "member {}: display name must be 1 to 200 bytes",
-                    c.id
-                ));
-            }
-            if c.endpoint.parse::<std::net::SocketAddr>().is_err() && !c.endpoint.contains(':') {
-                return invalid(format!("member {}: endpoint must be host:port", c.id));
-            }
+            crate::types::check_display_name(&c.name)
+                .and_then(|()| crate::types::check_endpoint(&c.endpoint))
+                .map_err(|e| RosterError::Invalid(format!("member {}: {e}", c.id)))?;
         }
         if !self.members.iter().any(|m| m.voting) {
             return invalid("no voting member".into());

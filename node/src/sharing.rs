@@ -78,9 +78,9 @@ macro_rules! hold {
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct ShareId {
-    /// The dossier.
+    /// The dossier the entry is about (its opaque id only).
     pub dossier: DossierId,
-    /// The section.
+    /// Which section of the dossier.
     pub section: Section,
     /// The member that owns this copy of the section and runs the group.
     pub owner: MemberId,

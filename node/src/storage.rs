@@ -31,9 +31,9 @@ pub enum StoreError {
         source.column()
     )]
     Decode {
-        /// The tree.
+        /// The tree the value was read from.
         tree: &'static str,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: serde_json::Error,
     },

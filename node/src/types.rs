@@ -368,6 +368,51 @@ impl fmt::Display for Date {
 }
 string_serde!(Date);
 
+/// Longest display name of a member (bytes).
+pub const MAX_DISPLAY_NAME: usize = 200;
+
+/// Checks a member's display name ("CCAS de Rodez"): 1 to
+/// [`MAX_DISPLAY_NAME`] bytes, not blank, no control characters. The one rule
+/// for `maillon node init` and for every card a roster carries.
+pub fn check_display_name(name: &str) -> Result<(), ParseError> {
+    let bad = |reason: &str| Err(ParseError::new("display name", reason));
+    if name.trim().is_empty() || name.len() > MAX_DISPLAY_NAME {
+        return bad("it must be 1 to 200 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("it contains control characters");
+    }
+    Ok(())
+}
+
+/// Checks a peer endpoint, what other members dial: `host:port` with a host
+/// of letters, digits, '-', '.', or an IPv6 address in brackets, and a port
+/// number. The one rule for `maillon node init` and for every roster card.
+pub fn check_endpoint(endpoint: &str) -> Result<(), ParseError> {
+    let bad = || {
+        Err(ParseError::new(
+            "peer endpoint",
+            format!("{:?}: expected host:port", escape_controls(endpoint)),
+        ))
+    };
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return bad();
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return bad();
+    }
+    Ok(())
+}
+
 /// Text from outside (a peer's message, a section) made safe to show in a
 /// log line or a terminal: control characters are escaped (`\u{1b}`, `\n`),
 /// every other character, accented letters included, is kept.
@@ -440,6 +485,33 @@ mod tests {
         assert!("2027-02-30".parse::<Date>().is_err());
         assert!("30/06/2027".parse::<Date>().is_err());
         assert_eq!(Date::from_unix(d.end_unix() - 1), d);
+    }
+
+    #[test]
+    fn display_names_and_endpoints_follow_one_rule() {
+        assert!(check_display_name("CCAS de Rodez").is_ok());
+        for bad in ["", "   ", "a\nb", &"x".repeat(201)] {
+            assert!(check_display_name(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "maillon.ccas-rodez.example:7401",
+            "127.0.0.1:7401",
+            "[::1]:7401",
+        ] {
+            assert!(check_endpoint(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "host",
+            ":7401",
+            "host:",
+            "host:0",
+            "host:99999",
+            "ho st:1",
+            "[zz]:1",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub fn founders() -> &'static [Founder] {
 
 /// A running federation for one test.
 pub struct Cluster {
-    /// The nodes.
+    /// The nodes, started from their folders.
     pub fed: LocalFederation,
     /// The clock every node reads.
     pub clock: Arc<ManualClock>,
@@ -81,7 +81,7 @@ impl Cluster {
 
 /// A caseworker's view of a dossier and its calls.
 pub struct Desk {
-    /// The connection.
+    /// The caseworker's connection to its node.
     pub conn: Conn,
 }
 

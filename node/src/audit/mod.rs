@@ -38,9 +38,9 @@ pub enum AuditError {
     /// The log file could not be read or written.
     #[error("audit log {path}: {source}")]
     Io {
-        /// The file.
+        /// The file or folder concerned.
         path: PathBuf,
-        /// The cause.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -71,41 +71,41 @@ pub enum AuditEvent {
     },
     /// A node-local user was created.
     UserCreated {
-        /// The user.
+        /// The node-local user concerned.
         user: UserName,
-        /// Its role.
+        /// The role it was given.
         role: Role,
         /// Who created it (`None` at node initialisation).
         by: Option<UserName>,
     },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
-        /// The user.
+        /// The node-local user concerned.
         user: UserName,
         /// The admin who removed it.
         by: UserName,
     },
     /// A dossier was opened at this node.
     DossierOpened {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The caseworker.
+        /// The user at this node who did it.
         by: UserName,
     },
     /// This node wrote its copy of a section.
     SectionWritten {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
-        /// The caseworker.
+        /// The user at this node who did it.
         by: UserName,
     },
     /// A consent was recorded.
     ConsentGranted {
-        /// The consent.
+        /// The consent concerned.
         consent: ConsentId,
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
         /// Sections covered.
         sections: Vec<Section>,
@@ -120,34 +120,34 @@ pub enum AuditEvent {
     },
     /// A caseworker read this node's own copy of a section.
     SectionRead {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
-        /// The caseworker.
+        /// The user at this node who did it.
         by: UserName,
     },
     /// A caseworker or auditor listed the consents of a dossier.
     ConsentsListed {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The user.
+        /// The user at this node who did it.
         by: UserName,
     },
     /// A consent was revoked.
     ConsentRevoked {
-        /// The consent.
+        /// The consent concerned.
         consent: ConsentId,
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
         /// The caseworker who recorded the revocation.
         by: UserName,
     },
     /// The owner added a member to a share's MLS group.
     GroupMemberAdded {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
         /// The member added.
         member: MemberId,
@@ -156,9 +156,9 @@ pub enum AuditEvent {
     },
     /// The owner removed a member from a share's MLS group.
     GroupMemberRemoved {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
         /// The member removed.
         member: MemberId,
@@ -167,11 +167,11 @@ pub enum AuditEvent {
     },
     /// This node joined another owner's share group.
     GroupJoined {
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
-        /// The owner.
+        /// The member that owns the share and runs its group.
         owner: MemberId,
         /// The epoch joined at.
         epoch: u64,
@@ -186,9 +186,9 @@ pub enum AuditEvent {
         user: UserName,
         /// The user's role.
         role: Role,
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
         /// The consent that allowed it.
         consent: ConsentId,
@@ -203,11 +203,11 @@ pub enum AuditEvent {
         reader: MemberId,
         /// The user at the reader.
         user: UserName,
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
-        /// Why.
+        /// Why, in one line (what the refused party was told).
         reason: String,
     },
     /// A reader logged the owner's receipt for a section it read.
@@ -216,9 +216,9 @@ pub enum AuditEvent {
         owner: MemberId,
         /// The local user who read.
         user: UserName,
-        /// The dossier.
+        /// The dossier the entry is about (its opaque id only).
         dossier: DossierId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
         /// Hex SHA-256 of the signed request bytes.
         request: String,

@@ -19,9 +19,9 @@ pub enum ServiceError {
     TooLarge {
         /// What was too large.
         what: &'static str,
-        /// Its size.
+        /// Its size, in bytes.
         size: usize,
-        /// The limit.
+        /// The limit, in bytes.
         limit: usize,
     },
     /// The caller brought no valid credential.
@@ -41,9 +41,9 @@ pub enum ServiceError {
     /// The charter forbids a consent to this member for this section.
     #[error("the charter does not allow {member} to receive {section}")]
     Charter {
-        /// The member.
+        /// The member concerned.
         member: MemberId,
-        /// The section.
+        /// Which section of the dossier.
         section: Section,
     },
     /// A peer's request was seen before.
@@ -75,7 +75,7 @@ pub enum ServiceError {
     Protocol {
         /// The peer that sent it.
         peer: MemberId,
-        /// Why.
+        /// Why, in one line.
         #[source]
         source: ProtocolError,
     },
@@ -83,7 +83,7 @@ pub enum ServiceError {
     /// an unusable KeyPackage).
     #[error("{peer} misbehaved: {what}")]
     PeerMisbehaved {
-        /// The peer.
+        /// The member on the other end.
         peer: MemberId,
         /// What it did.
         what: String,
@@ -103,7 +103,7 @@ pub enum ServiceError {
     /// A peer could not be reached in time.
     #[error("cannot reach {peer}: {reason}")]
     Unreachable {
-        /// The peer.
+        /// The member on the other end.
         peer: MemberId,
         /// Why, in one line.
         reason: String,

@@ -43,7 +43,7 @@ pub struct Caller {
 pub struct NewUser {
     /// The user's name.
     pub name: UserName,
-    /// Its role.
+    /// The role it was given.
     pub role: Role,
     /// The bearer token (shown once, stored hashed).
     pub token: String,

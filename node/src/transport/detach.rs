@@ -159,7 +159,10 @@ mod tests {
     }
 
     fn busy(resp: &http::Response<tonic::body::Body>) -> bool {
-        resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()) == Some("8")
+        resp.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            == Some("8")
     }
 
     #[tokio::test]
@@ -195,7 +198,10 @@ mod tests {
         // Once the detached calls finish, caf12 has its slots again.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while busy(&svc.call(from("caf12")).await.expect("answer")) {
-            assert!(tokio::time::Instant::now() < deadline, "the slots come back");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slots come back"
+            );
             tokio::task::yield_now().await;
         }
     }
