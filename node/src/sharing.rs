@@ -3,8 +3,8 @@
 //! For each share (dossier, section, owner) the owner runs one MLS group whose
 //! members are the owner and the share's audience; the owner alone commits.
 //! Each group's openmls state lives in its own small key-value snapshot: an
-//! operation loads it, runs on an in-memory openmls store, and writes the
-//! whole snapshot back as one sled batch, so a crash never leaves a group
+//! operation loads it, runs on an in-memory openmls store, and writes back
+//! what it changed as one sled batch, so a crash never leaves a group
 //! half-updated. A KeyPackage handed to an owner gets a snapshot of its own
 //! until the matching Welcome arrives.
 

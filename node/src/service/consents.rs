@@ -106,7 +106,7 @@ impl Node {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(member = %id, error = %e, "member not added yet; upkeep will retry");
-                    self.mark_for_resync(&share, &id);
+                    self.mark_for_resync(&share, &id).await;
                 }
             }
         }
@@ -115,7 +115,7 @@ impl Node {
         for (share, member, change) in changes {
             if let Err(e) = self.publish(&share, &member.card.id, change).await {
                 tracing::warn!(member = %member.card.id, error = %e, "membership change not published; upkeep will retry");
-                self.mark_for_resync(&share, &member.card.id);
+                self.mark_for_resync(&share, &member.card.id).await;
             }
         }
         drop(changing);

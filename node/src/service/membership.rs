@@ -115,7 +115,7 @@ impl Node {
                 Err(_) => "no answer in time".to_owned(),
             };
             tracing::warn!(member = %m, error = %failed, "commit not delivered; the member will get a fresh welcome");
-            self.mark_for_resync(share, m);
+            self.mark_for_resync(share, m).await;
         }
     }
 
@@ -133,14 +133,16 @@ impl Node {
             Err(_) => "no answer in time".to_owned(),
         };
         tracing::warn!(member = %member.card.id, error = %failed, "welcome not delivered; the member will get a fresh one");
-        self.mark_for_resync(share, &member.card.id);
+        self.mark_for_resync(share, &member.card.id).await;
         false
     }
 
-    /// Remembers that `member` is out of step with `share`'s group.
-    pub(super) fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
+    /// Remembers that `member` is out of step with `share`'s group. A mark
+    /// that cannot be written is logged: the member can still ask for a fresh
+    /// Welcome itself.
+    pub(super) async fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
         let key = resync_key(share, member);
-        let marked = (|| -> Result<()> {
+        let marked = async {
             if self.store.get::<Resync>(Tree::Resync, &key)?.is_none() {
                 let mark = Resync {
                     id: self.store.next_id()?,
@@ -150,11 +152,11 @@ impl Node {
                     next_at: 0,
                 };
                 self.store.put(Tree::Resync, &key, &mark)?;
-                self.store.flush()?;
+                self.flush().await?;
             }
-            Ok(())
-        })();
-        if let Err(e) = marked {
+            Ok::<(), ServiceError>(())
+        };
+        if let Err(e) = marked.await {
             tracing::error!(error = %e, "cannot remember a member to bring back");
         }
     }

@@ -66,7 +66,7 @@ impl Node {
                         for section in &record.consent.sections {
                             let share = self.own_share(&record.consent.dossier, *section);
                             for member in &record.consent.audience {
-                                self.mark_for_resync(&share, member);
+                                self.mark_for_resync(&share, member).await;
                             }
                         }
                         applied += 1;

@@ -95,7 +95,8 @@ pub async fn create_user(
         .await?;
     store.insert_new(Tree::Users, name.as_str(), &record, "user")?;
     store.put(Tree::Tokens, &record.token_sha256, &name)?;
-    store.flush()?;
+    let flushing = store.clone();
+    super::blocking(move || flushing.flush()).await?;
     Ok(NewUser { name, role, token })
 }
 

@@ -198,7 +198,11 @@ pub fn tls_incoming(
 /// Opens a lazily connected channel to `addr` over our own TLS client config.
 pub fn tls_channel(addr: &str, config: rustls::ClientConfig) -> Result<Channel, Status> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::invalid_argument(format!("bad endpoint {addr:?}: {e}")))?
+        .map_err(|e| {
+            super::status(crate::service::ServiceError::Invalid(format!(
+                "bad endpoint {addr:?}: {e}"
+            )))
+        })?
         .connect_timeout(Duration::from_secs(5))
         .timeout(PEER_CALL_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use maillon_node::config::InitOptions;
 use maillon_node::crypto::{Context, CryptoError, NodeKey};
 use maillon_node::daemon::{self, StartError};
-use maillon_node::roster::{Charter, Roster, SignedRoster};
-use maillon_node::types::MemberKind;
+use maillon_node::roster::{Charter, Roster, RosterError, SignedRoster};
+use maillon_node::types::{MemberId, MemberKind};
 
 fn free() -> std::net::SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -64,9 +64,15 @@ async fn a_roster_missing_a_founder_signature_is_refused_naming_who_is_missing()
         .expect("sign");
     install(&dirs, &roster);
     let err = daemon::start(&dirs[0]).await.expect_err("must refuse");
+    match &err {
+        StartError::Roster {
+            source: RosterError::MissingSignatures { missing, .. },
+            ..
+        } => assert_eq!(missing, &["caf12".parse::<MemberId>().expect("id")]),
+        other => panic!("refused for another cause: {other}"),
+    }
     assert!(
-        err.to_string()
-            .ends_with("roster v1 lacks the signature of: caf12"),
+        err.to_string().ends_with("lacks the signature of: caf12"),
         "{err}"
     );
 }
@@ -92,8 +98,7 @@ async fn a_roster_with_a_forged_signature_is_refused() {
     install(&dirs, &forged);
     let err = daemon::start(&dirs[0]).await.expect_err("must refuse");
     assert!(
-        err.to_string()
-            .contains("signature by caf12 does not verify"),
+        matches!(&err, StartError::Roster { source: RosterError::ForgedSignature(m), .. } if m.as_str() == "caf12"),
         "{err}"
     );
 
@@ -101,7 +106,19 @@ async fn a_roster_with_a_forged_signature_is_refused() {
     let mut edited = roster.clone();
     edited.roster.quorum = "1/2".parse().expect("quorum");
     install(&dirs, &edited);
-    assert!(daemon::start(&dirs[0]).await.is_err());
+    let err = daemon::start(&dirs[0])
+        .await
+        .expect_err("edited after signing");
+    assert!(
+        matches!(
+            &err,
+            StartError::Roster {
+                source: RosterError::ForgedSignature(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // The genuine roster starts.
     install(&dirs, &roster);
