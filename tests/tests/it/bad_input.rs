@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 #[tokio::test]
 async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing() {
     let c = Cluster::start().await;
-    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
 
@@ -50,6 +50,18 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
         }))
         .await;
     assert_eq!(code(bad_open).0, Code::InvalidArgument);
+    // A purpose with control characters (it reaches logs and the person's report).
+    let until = next_year(&c.clock);
+    let sly = ccas
+        .conn
+        .grant_consent(&d, &["housing"], &["caf12"], "motif\u{1b}[2J", &until)
+        .await;
+    assert_eq!(refusal(sly), (Code::InvalidArgument, "invalid".into()));
+    let sly_read = caf
+        .conn
+        .read_share(&d, "housing", "ccas-rodez", "instruction\n2")
+        .await;
+    assert_eq!(refusal(sly_read), (Code::InvalidArgument, "invalid".into()));
     let (status, _) = code(ccas.grant(&d, &["housing"], &["caf12"], "tomorrow").await);
     assert_eq!(status, Code::InvalidArgument);
     let (status, _) = code(ccas.revoke("CNS-nope").await);
@@ -143,7 +155,7 @@ fn signed(req: &ReadRequest, key: &NodeKey) -> pb::SignedReadRequest {
 #[tokio::test]
 async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     let c = Cluster::start().await;
-    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
