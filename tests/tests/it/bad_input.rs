@@ -155,7 +155,7 @@ fn signed(req: &ReadRequest, key: &NodeKey) -> pb::SignedReadRequest {
 #[tokio::test]
 async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
         .await
         .expect("grant");
