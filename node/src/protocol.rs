@@ -56,6 +56,18 @@ impl SignedBytes {
         Self { bytes, signature }
     }
 
+    /// Checks the signature over the bytes with `key`, in `ctx`; `what`
+    /// names the message in the error.
+    pub fn verify(
+        &self,
+        ctx: Context,
+        key: &PublicKey,
+        what: &'static str,
+    ) -> Result<(), ProtocolError> {
+        key.verify(ctx, &self.bytes, &self.signature)
+            .map_err(|_| ProtocolError::BadSignature(what))
+    }
+
     /// Hex SHA-256 of the signed bytes: how the log and the receipt name them.
     pub fn hash_hex(&self) -> String {
         hex::encode(sha256(&self.bytes))
@@ -100,9 +112,7 @@ impl ReadRequest {
     /// reader's roster key (context `maillon/v1/request`).
     pub fn open(signed: &SignedBytes, reader_key: &PublicKey) -> Result<Self, ProtocolError> {
         let request = Self::decode(&signed.bytes)?;
-        reader_key
-            .verify(Context::Request, &signed.bytes, &signed.signature)
-            .map_err(|_| ProtocolError::BadSignature("request"))?;
+        signed.verify(Context::Request, reader_key, "request")?;
         Ok(request)
     }
 
@@ -154,9 +164,7 @@ impl Receipt {
         owner_key: &PublicKey,
         request_hash: &str,
     ) -> Result<Self, ProtocolError> {
-        owner_key
-            .verify(Context::Receipt, &signed.bytes, &signed.signature)
-            .map_err(|_| ProtocolError::BadSignature("receipt"))?;
+        signed.verify(Context::Receipt, owner_key, "receipt")?;
         let receipt: Receipt =
             serde_json::from_slice(&signed.bytes).map_err(|e| ProtocolError::Malformed {
                 what: "receipt",

@@ -166,7 +166,10 @@ impl Node {
         let reader = self
             .roster_member(peer)
             .map_err(|_| ServiceError::Denied(DenyReason::NotAMember(peer.clone())))?;
-        ReadRequest::open(&signed, &reader.card.signing_key).map_err(protocol)?;
+        // Decoded above, to name the reader: only the signature is left to check.
+        signed
+            .verify(Context::Request, &reader.card.signing_key, "request")
+            .map_err(protocol)?;
         check_text("purpose", &req.purpose, consent::MAX_PURPOSE)?;
 
         // From here the request is authenticated and well formed: every
