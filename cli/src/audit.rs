@@ -209,6 +209,23 @@ pub fn access_report(
                 user,
                 section_fr(*section)
             ),
+            AuditEvent::SectionRead {
+                dossier: d,
+                section,
+                by,
+            } if d == dossier => format!(
+                "{} : {} (agent « {} ») a consulté la section « {} » dans son propre dossier.",
+                when(e.time),
+                owner.card.name,
+                by,
+                section_fr(*section)
+            ),
+            AuditEvent::ConsentsListed { dossier: d, by } if d == dossier => format!(
+                "{} : {} (agent « {} ») a consulté la liste de vos consentements.",
+                when(e.time),
+                owner.card.name,
+                by
+            ),
             _ => continue,
         };
         n += 1;
