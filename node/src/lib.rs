@@ -11,6 +11,7 @@ pub mod consent;
 pub mod crypto;
 pub mod daemon;
 pub mod failpoint;
+pub mod fuzzing;
 pub mod locks;
 pub mod protocol;
 pub mod roster;

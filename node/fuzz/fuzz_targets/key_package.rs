@@ -1,0 +1,3 @@
+//! Fuzzes an MLS KeyPackage, as the owner checks it.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| maillon_node::fuzzing::key_package(data));
