@@ -13,8 +13,7 @@ use crate::crypto::{Context, NodeKey, PublicKey, Signature};
 use crate::roster::VerifiedRoster;
 use crate::types::{ConsentId, Date, DossierId, MemberId, Section, UserName};
 
-/// Longest purpose text accepted.
-pub const MAX_PURPOSE: usize = 200;
+pub use crate::types::MAX_PURPOSE;
 
 /// What the person agreed to, as signed by the owner node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,13 +267,8 @@ pub fn check_grant(roster: &VerifiedRoster, consent: &Consent, now: i64) -> Resu
     if consent.audience.is_empty() {
         return invalid("a consent names at least one member to share with".into());
     }
-    let purpose = consent.purpose.trim();
-    if purpose.is_empty() || consent.purpose.len() > MAX_PURPOSE {
-        return invalid(format!("the purpose must be 1 to {MAX_PURPOSE} bytes"));
-    }
-    if consent.purpose.chars().any(char::is_control) {
-        return invalid("the purpose contains control characters".into());
-    }
+    crate::types::check_purpose(&consent.purpose)
+        .map_err(|e| GrantError::Invalid(e.to_string()))?;
     if consent.until.end_unix() <= now {
         return invalid(format!("the end date {} is already past", consent.until));
     }

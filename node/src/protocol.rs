@@ -116,7 +116,9 @@ impl ReadRequest {
         Ok(request)
     }
 
-    /// Decodes request bytes without checking any signature (size first).
+    /// Decodes request bytes without checking any signature: size first,
+    /// then the exact fields, a 32-hex-digit nonce, a purpose by
+    /// [`crate::types::check_purpose`].
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         if bytes.len() > MAX_REQUEST {
             return Err(ProtocolError::TooLarge {
@@ -137,6 +139,10 @@ impl ReadRequest {
                 reason: "nonce must be 32 hex digits".into(),
             });
         }
+        crate::types::check_purpose(&request.purpose).map_err(|e| ProtocolError::Malformed {
+            what: "read request",
+            reason: e.to_string(),
+        })?;
         Ok(request)
     }
 }

@@ -368,6 +368,24 @@ impl fmt::Display for Date {
 }
 string_serde!(Date);
 
+/// Longest purpose of a consent or a read (bytes).
+pub const MAX_PURPOSE: usize = 200;
+
+/// Checks a purpose ("coordination du parcours"), of a consent or a read: 1
+/// to [`MAX_PURPOSE`] bytes, not blank, no control characters. It is shown to
+/// the person in their access report. The one rule for the consent, the
+/// reader's request and the owner's check of it.
+pub fn check_purpose(purpose: &str) -> Result<(), ParseError> {
+    let bad = |reason: &str| Err(ParseError::new("purpose", reason));
+    if purpose.trim().is_empty() || purpose.len() > MAX_PURPOSE {
+        return bad("it must be 1 to 200 bytes");
+    }
+    if purpose.chars().any(char::is_control) {
+        return bad("it contains control characters");
+    }
+    Ok(())
+}
+
 /// Longest display name of a member (bytes).
 pub const MAX_DISPLAY_NAME: usize = 200;
 
@@ -485,6 +503,14 @@ mod tests {
         assert!("2027-02-30".parse::<Date>().is_err());
         assert!("30/06/2027".parse::<Date>().is_err());
         assert_eq!(Date::from_unix(d.end_unix() - 1), d);
+    }
+
+    #[test]
+    fn purposes_follow_one_rule() {
+        assert!(check_purpose("coordination du parcours").is_ok());
+        for bad in ["", "  ", "motif\u{1b}[2J", "a\nb", &"é".repeat(101)] {
+            assert!(check_purpose(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

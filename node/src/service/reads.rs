@@ -2,9 +2,7 @@
 //! owner's receipt; the owner checks the request, decides, seals, and makes
 //! the access durable in its log before it answers.
 
-use super::{
-    Caller, Node, Result, SectionView, ServiceError, check_section_json, check_text, require,
-};
+use super::{Caller, Node, Result, SectionView, ServiceError, check_section_json, require};
 use crate::audit::AuditEvent;
 use crate::consent::{self, Decision, DenyReason};
 use crate::crypto::Context;
@@ -28,7 +26,7 @@ impl Node {
         purpose: &str,
     ) -> Result<SectionView> {
         require(caller, &[Role::Caseworker])?;
-        check_text("purpose", purpose, consent::MAX_PURPOSE)?;
+        crate::types::check_purpose(purpose).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         if owner == &self.me {
             return Err(ServiceError::Invalid(
                 "this node owns the section: read it with GetSection".into(),
@@ -170,7 +168,6 @@ impl Node {
         signed
             .verify(Context::Request, &reader.card.signing_key, "request")
             .map_err(protocol)?;
-        check_text("purpose", &req.purpose, consent::MAX_PURPOSE)?;
 
         // From here the request is authenticated and well formed: every
         // refusal is logged before it is sent.
