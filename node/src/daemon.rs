@@ -322,6 +322,9 @@ pub async fn start_with_listeners(
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
             }
+            if let Err(e) = upkeep_node.reconcile_groups().await {
+                tracing::warn!(error = %e, "checking the groups against the consents failed");
+            }
             if let Err(e) = upkeep_node.resync_members().await {
                 tracing::warn!(error = %e, "bringing members back failed");
             }
@@ -331,7 +334,7 @@ pub async fn start_with_listeners(
             if let Err(e) = upkeep_node.advance_replay_mark().await {
                 tracing::warn!(error = %e, "moving the replay mark failed");
             }
-            if let Err(e) = upkeep_node.sign_checkpoint() {
+            if let Err(e) = upkeep_node.sign_checkpoint().await {
                 tracing::warn!(error = %e, "signing a checkpoint failed");
             }
         }

@@ -37,6 +37,15 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A value could not be encoded (a bug: every stored type encodes).
+    #[error("store: cannot encode a value for tree {tree}")]
+    Encode {
+        /// The tree it was for.
+        tree: &'static str,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The store was written by an incompatible schema version.
     #[error("store schema version {found} is not the supported version {SCHEMA_VERSION}")]
     Schema {
@@ -204,7 +213,7 @@ impl Store {
 
     /// Encodes and writes one value (not yet flushed).
     pub fn put<T: Serialize>(&self, tree: Tree, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Decode {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Encode {
             tree: tree.name(),
             source,
         })?;
@@ -226,13 +235,35 @@ impl Store {
         key: &str,
         expected: &T,
     ) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(expected).map_err(|source| StoreError::Decode {
+        let bytes = serde_json::to_vec(expected).map_err(|source| StoreError::Encode {
             tree: tree.name(),
             source,
         })?;
         Ok(self
             .tree(tree)
             .compare_and_swap(key.as_bytes(), Some(bytes), None as Option<&[u8]>)?
+            .is_ok())
+    }
+
+    /// Replaces the value of `key` by `new` only if it is still `expected`
+    /// (`None`: absent), atomically; returns whether it was replaced.
+    pub fn replace_if_unchanged<T: Serialize>(
+        &self,
+        tree: Tree,
+        key: &str,
+        expected: Option<&T>,
+        new: &T,
+    ) -> Result<bool, StoreError> {
+        let encode = |v: &T| {
+            serde_json::to_vec(v).map_err(|source| StoreError::Encode {
+                tree: tree.name(),
+                source,
+            })
+        };
+        let old = expected.map(encode).transpose()?;
+        Ok(self
+            .tree(tree)
+            .compare_and_swap(key.as_bytes(), old, Some(encode(new)?))?
             .is_ok())
     }
 
@@ -244,7 +275,7 @@ impl Store {
         value: &T,
         what: &'static str,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Decode {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Encode {
             tree: tree.name(),
             source,
         })?;

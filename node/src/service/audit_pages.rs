@@ -1,7 +1,7 @@
 //! The audit log as auditors and admins read it: pages of entries, bounded in
 //! bytes so that every page fits one gRPC message, and signed checkpoints.
 
-use super::{Caller, Node, Result, ServiceError, require};
+use super::{Caller, Node, Result, ServiceError, blocking, require};
 use crate::types::Role;
 
 /// Most bytes of entries in one page: well under the 1 MiB message limit,
@@ -24,7 +24,7 @@ impl Node {
     /// Audit entries from `from` (or the last `limit`), for auditors and
     /// admins; a page stops early rather than exceed [`MAX_PAGE_BYTES`], and
     /// the caller asks again from where it stopped.
-    pub fn audit_entries(
+    pub async fn audit_entries(
         &self,
         caller: &Caller,
         from: Option<u64>,
@@ -42,22 +42,30 @@ impl Node {
         };
         let size = self.audit.size();
         let from = from.unwrap_or_else(|| size.saturating_sub(limit as u64));
+        let audit = self.audit.clone();
+        let entries = blocking(move || audit.entries_within(from, limit, MAX_PAGE_BYTES)).await?;
         Ok(AuditPage {
-            entries: self.audit.entries_within(from, limit, MAX_PAGE_BYTES)?,
+            entries,
             tree_size: size,
         })
     }
 
     /// Upkeep: signs and persists a checkpoint of the log as it stands.
-    pub fn sign_checkpoint(&self) -> Result<()> {
-        self.audit.checkpoint(&self.key)?;
-        Ok(())
+    pub async fn sign_checkpoint(&self) -> Result<()> {
+        self.checkpoint_note().await.map(drop)
+    }
+
+    /// Signs and persists a checkpoint on the blocking pool (a write and two
+    /// syncs); returns the note.
+    async fn checkpoint_note(&self) -> Result<String> {
+        let (audit, key) = (self.audit.clone(), self.key.clone());
+        blocking(move || audit.checkpoint(&key)).await
     }
 
     /// Signs a checkpoint of the audit log; returns it with the verifier key.
-    pub fn audit_checkpoint(&self, caller: &Caller) -> Result<(String, String)> {
+    pub async fn audit_checkpoint(&self, caller: &Caller) -> Result<(String, String)> {
         require(caller, &[Role::Auditor, Role::Admin])?;
-        let note = self.audit.checkpoint(&self.key)?;
+        let note = self.checkpoint_note().await?;
         let vkey = crate::audit::note::verifier_key(self.audit.origin(), &self.key.public());
         Ok((note, vkey))
     }

@@ -43,7 +43,7 @@ impl Node {
         require(caller, &[Role::Caseworker])?;
         self.dossier(&req.dossier)?;
         let now = self.clock.now();
-        let consent = Consent {
+        let mut consent = Consent {
             id: ConsentId::random(),
             dossier: req.dossier.clone(),
             owner: self.me.clone(),
@@ -87,14 +87,20 @@ impl Node {
             let share = self.own_share(&consent.dossier, *section);
             changing.push(self.membership.get(&share.scope()).write_owned().await);
         }
-        let record = ConsentRecord::sign(consent.clone(), &self.key);
-        {
-            let _change = self.changes.read().await;
-            self.audit_at(now, grant_event(&record)).await?;
-            crate::failpoint::hit("grant_logged");
-            self.store_consent(&record)?;
-            self.flush().await?;
+        // Fetching KeyPackages took time: the grant is dated when it is logged.
+        let now = self.clock.now();
+        consent.granted_at = now;
+        if consent.until.end_unix() <= now {
+            return Err(ServiceError::Invalid(format!(
+                "the end date {} is already past",
+                consent.until
+            )));
         }
+        let record = ConsentRecord::sign(consent.clone(), &self.key);
+        self.log_then_apply(now, grant_event(&record), "grant_logged", || {
+            self.store_consent(&record)
+        })
+        .await?;
 
         // In effect from here: a member that cannot be added now is marked
         // and brought in by upkeep; the grant itself stands.
@@ -117,6 +123,12 @@ impl Node {
                 tracing::warn!(member = %member.card.id, error = %e, "membership change not published; upkeep will retry");
                 self.mark_for_resync(&share, &member.card.id).await;
             }
+        }
+        // A member that looked present before the locks may have been
+        // removed meanwhile (a revocation of another consent): mark it.
+        for section in &consent.sections {
+            let share = self.own_share(&consent.dossier, *section);
+            self.mark_missing_members(&share, &consent.audience).await;
         }
         drop(changing);
         Ok(consent.id)
@@ -219,21 +231,15 @@ impl Node {
             )));
         }
         let now = self.clock.now();
-        {
-            let _change = self.changes.read().await;
-            self.audit_at(
-                now,
-                AuditEvent::ConsentRevoked {
-                    consent: id.clone(),
-                    dossier: dossier.clone(),
-                    by: caller.name.clone(),
-                },
-            )
-            .await?;
-            crate::failpoint::hit("revocation_logged");
-            self.store_revocation(id, now, &caller.name)?;
-            self.flush().await?;
-        }
+        let revoked = AuditEvent::ConsentRevoked {
+            consent: id.clone(),
+            dossier: dossier.clone(),
+            by: caller.name.clone(),
+        };
+        self.log_then_apply(now, revoked, "revocation_logged", || {
+            self.store_revocation(id, now, &caller.name)
+        })
+        .await?;
         // Policy refuses from here. The groups are updated under the same
         // locks; if a member cannot be told now, upkeep retries.
         let mut closed = true;

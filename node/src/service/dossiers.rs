@@ -67,17 +67,16 @@ impl Node {
             opened_by: caller.name.clone(),
             opened_at: now,
         };
-        self.audit_at(
-            now,
-            AuditEvent::DossierOpened {
-                dossier: id.clone(),
-                by: caller.name.clone(),
-            },
-        )
+        let opened = AuditEvent::DossierOpened {
+            dossier: id.clone(),
+            by: caller.name.clone(),
+        };
+        self.log_then_apply(now, opened, "dossier_logged", || {
+            Ok(self
+                .store
+                .insert_new(Tree::Dossiers, id.as_str(), &record, "dossier")?)
+        })
         .await?;
-        self.store
-            .insert_new(Tree::Dossiers, id.as_str(), &record, "dossier")?;
-        self.flush().await?;
         Ok(id)
     }
 
@@ -99,18 +98,19 @@ impl Node {
         require(caller, &[Role::Caseworker])?;
         check_section_json(json)?;
         self.dossier(dossier)?;
-        self.audit(AuditEvent::SectionWritten {
+        let written = AuditEvent::SectionWritten {
             dossier: dossier.clone(),
             section,
             by: caller.name.clone(),
+        };
+        self.log_then_apply(self.clock.now(), written, "section_logged", || {
+            Ok(self.store.put(
+                Tree::Sections,
+                &section_key(dossier, section),
+                &json.to_owned(),
+            )?)
         })
-        .await?;
-        self.store.put(
-            Tree::Sections,
-            &section_key(dossier, section),
-            &json.to_owned(),
-        )?;
-        self.flush().await
+        .await
     }
 
     /// This node's copy of a section, if it wrote one.

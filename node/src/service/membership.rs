@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Node, Result, ServiceError, blocking};
 use crate::audit::AuditEvent;
-use crate::consent;
+use crate::consent::{self, ConsentRecord, ConsentStatus};
 use crate::roster::RosterMember;
 use crate::sharing::{GroupChange, ShareId};
 use crate::storage::Tree;
@@ -32,7 +32,8 @@ struct Resync {
     next_at: i64,
 }
 
-fn resync_key(share: &ShareId, member: &MemberId) -> String {
+/// The key of a (share, member) pair in the trees that track members.
+pub(super) fn member_key(share: &ShareId, member: &MemberId) -> String {
     format!("{}|{member}", share.scope())
 }
 
@@ -138,27 +139,72 @@ impl Node {
     }
 
     /// Remembers that `member` is out of step with `share`'s group. A mark
-    /// that cannot be written is logged: the member can still ask for a fresh
-    /// Welcome itself.
+    /// set again gets a new id, so that an upkeep round working on the old
+    /// one does not take it away. A mark that cannot be written is logged:
+    /// the member can still ask for a fresh Welcome itself.
     pub(super) async fn mark_for_resync(&self, share: &ShareId, member: &MemberId) {
-        let key = resync_key(share, member);
         let marked = async {
-            if self.store.get::<Resync>(Tree::Resync, &key)?.is_none() {
-                let mark = Resync {
-                    id: self.store.next_id()?,
-                    share: share.clone(),
-                    member: member.clone(),
-                    attempts: 0,
-                    next_at: 0,
-                };
-                self.store.put(Tree::Resync, &key, &mark)?;
-                self.flush().await?;
-            }
-            Ok::<(), ServiceError>(())
+            let mark = Resync {
+                id: self.store.next_id()?,
+                share: share.clone(),
+                member: member.clone(),
+                attempts: 0,
+                next_at: 0,
+            };
+            self.store
+                .put(Tree::Resync, &member_key(share, member), &mark)?;
+            self.flush().await
         };
         if let Err(e) = marked.await {
             tracing::error!(error = %e, "cannot remember a member to bring back");
         }
+    }
+
+    /// Marks every member of `audience` that is not in the share's group and
+    /// not marked yet (a mark already set keeps its retry schedule).
+    pub(super) async fn mark_missing_members(
+        &self,
+        share: &ShareId,
+        audience: &std::collections::BTreeSet<MemberId>,
+    ) {
+        let present = match self.sharing.members(share) {
+            Ok(members) => members,
+            Err(crate::sharing::ShareError::NoGroup) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list a share's members");
+                return;
+            }
+        };
+        for m in audience.iter().filter(|m| !present.contains(m)) {
+            let marked = self
+                .store
+                .get::<Resync>(Tree::Resync, &member_key(share, m))
+                .map(|mark| mark.is_some())
+                .unwrap_or(false);
+            if !marked {
+                self.mark_for_resync(share, m).await;
+            }
+        }
+    }
+
+    /// Upkeep: marks, for every active consent, the members of its audience
+    /// that are not in its shares' groups (a node that stopped between a
+    /// grant and the group changes); returns how many shares were checked.
+    pub async fn reconcile_groups(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut checked = 0;
+        for (_, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
+            if record.status(now) != ConsentStatus::Active {
+                continue;
+            }
+            for section in &record.consent.sections {
+                let share = self.own_share(&record.consent.dossier, *section);
+                self.mark_missing_members(&share, &record.consent.audience)
+                    .await;
+                checked += 1;
+            }
+        }
+        Ok(checked)
     }
 
     /// Upkeep: brings back every member that missed a commit or a Welcome of
@@ -220,6 +266,10 @@ impl Node {
         if !self.entitled(share, member_id)? {
             return Ok(false);
         }
+        // The mark this bring-back answers, if any: removed at the end only
+        // if no delivery failed meanwhile (a failure sets a new mark).
+        let key = member_key(share, member_id);
+        let answered = self.store.get::<Resync>(Tree::Resync, &key)?;
         let sharing = self.sharing.clone();
         let ensure = share.clone();
         blocking(move || sharing.ensure_group(&ensure)).await?;
@@ -237,9 +287,10 @@ impl Node {
                 reason: "it did not take the fresh welcome".into(),
             });
         }
-        self.store
-            .remove(Tree::Resync, &resync_key(share, member_id))?;
-        self.flush().await?;
+        if let Some(mark) = answered {
+            self.store.remove_if_unchanged(Tree::Resync, &key, &mark)?;
+            self.flush().await?;
+        }
         Ok(true)
     }
 }

@@ -96,15 +96,23 @@ impl Node {
             )));
         }
         let now = self.clock.now();
-        let key = format!("{}|{peer}", share.scope());
-        if let Some(last) = self.store.get::<i64>(Tree::WelcomeRequests, &key)?
-            && now - last < WELCOME_REQUEST_INTERVAL
-        {
-            return Err(ServiceError::Busy(format!(
+        let key = super::membership::member_key(&share, peer);
+        let last = self.store.get::<i64>(Tree::WelcomeRequests, &key)?;
+        let too_soon = || {
+            ServiceError::Busy(format!(
                 "a fresh welcome was sent less than {WELCOME_REQUEST_INTERVAL} s ago"
-            )));
+            ))
+        };
+        if last.is_some_and(|last| now - last < WELCOME_REQUEST_INTERVAL) {
+            return Err(too_soon());
         }
-        self.store.put(Tree::WelcomeRequests, &key, &now)?;
+        // Atomically: of concurrent requests, one takes the slot.
+        if !self
+            .store
+            .replace_if_unchanged(Tree::WelcomeRequests, &key, last.as_ref(), &now)?
+        {
+            return Err(too_soon());
+        }
         self.bring_back(&share, peer).await?;
         Ok(self.sharing.epoch(&share)?)
     }

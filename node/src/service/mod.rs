@@ -54,7 +54,8 @@ pub struct Node {
     key: Arc<NodeKey>,
     roster: Arc<CurrentRoster>,
     store: Store,
-    audit: AuditLog,
+    /// Shared with the blocking pool, where its file I/O runs.
+    audit: Arc<AuditLog>,
     /// MLS groups; each group's operations are serialized inside `Sharing`.
     sharing: Arc<Sharing>,
     /// Per share: membership changes and revocations (decision, commit,
@@ -65,6 +66,9 @@ pub struct Node {
     /// Held shared by every change from its log entry to its store write,
     /// and exclusively while the replay watermark moves (see `replay`).
     changes: tokio::sync::RwLock<()>,
+    /// Set when a change was logged but could not be applied: the next
+    /// upkeep round replays the log instead of moving the mark past it.
+    replay_needed: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -109,10 +113,11 @@ impl Node {
             key: parts.key,
             roster: parts.roster,
             store: parts.store,
-            audit: parts.audit,
+            audit: Arc::new(parts.audit),
             sharing,
             membership: KeyedLocks::default(),
             changes: tokio::sync::RwLock::new(()),
+            replay_needed: std::sync::atomic::AtomicBool::new(false),
             clock: parts.clock,
             network: parts.network,
         };
@@ -151,6 +156,32 @@ impl Node {
     /// Appends an event at `time`; returns its leaf once durable.
     async fn audit_at(&self, time: i64, event: AuditEvent) -> Result<u64> {
         Ok(self.audit.append(time, event).await?)
+    }
+
+    /// The log comes first: appends `event` durably, then applies the change
+    /// to the store and flushes it, while the replay mark cannot move. If the
+    /// change cannot be applied once its entry is durable, the next upkeep
+    /// round replays the log rather than move the mark past the entry.
+    /// `crash_point` names the moment in between, for the crash tests.
+    async fn log_then_apply<T>(
+        &self,
+        time: i64,
+        event: AuditEvent,
+        crash_point: &str,
+        apply: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let _change = self.changes.read().await;
+        self.audit_at(time, event).await?;
+        crate::failpoint::hit(crash_point);
+        let applied = match apply() {
+            Ok(value) => self.flush().await.map(|()| value),
+            Err(e) => Err(e),
+        };
+        if applied.is_err() {
+            self.replay_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        applied
     }
 
     /// Flushes the store off the async workers.

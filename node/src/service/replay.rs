@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Node, Result};
+use super::{Node, Result, ServiceError};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::consent::{Consent, ConsentRecord};
 use crate::storage::MetaKey;
@@ -22,6 +22,14 @@ impl Node {
     pub(super) async fn replay_log(&self) -> Result<usize> {
         let from: u64 = self.store.meta(MetaKey::Applied)?.unwrap_or(0);
         let size = self.audit.size();
+        if from > size {
+            // The store has applied entries the log no longer holds: the log
+            // was replaced, cut or deleted. Refuse rather than start blind.
+            return Err(ServiceError::State(format!(
+                "the store has applied {from} audit entries but the log holds {size}: \
+                 the audit log was replaced or cut; restore it from the node's backup"
+            )));
+        }
         let mut applied = 0;
         // A removal stands unless the same name was created again after it.
         let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
@@ -107,6 +115,18 @@ impl Node {
     /// logged before that point is applied and flushed.
     pub async fn advance_replay_mark(&self) -> Result<()> {
         let _no_change_in_flight = self.changes.write().await;
+        if self
+            .replay_needed
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // A change was logged but not applied: apply it from the log.
+            let replayed = self.replay_log().await;
+            if replayed.is_err() {
+                self.replay_needed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            return replayed.map(drop);
+        }
         let size = self.audit.size();
         self.flush().await?;
         self.store.set_meta(MetaKey::Applied, &size)?;

@@ -137,15 +137,14 @@ impl Node {
         {
             return Err(ServiceError::NotFound(format!("user {name}")));
         }
-        let _change = self.changes.read().await;
-        self.audit(AuditEvent::UserRemoved {
+        let removed = AuditEvent::UserRemoved {
             user: name.clone(),
             by: caller.name.clone(),
+        };
+        self.log_then_apply(self.clock.now(), removed, "removal_logged", || {
+            self.apply_user_removal(name).map(drop)
         })
-        .await?;
-        crate::failpoint::hit("removal_logged");
-        self.apply_user_removal(name)?;
-        self.flush().await
+        .await
     }
 
     /// Removes a user and its token from the store (not flushed); `false`

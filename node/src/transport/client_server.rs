@@ -272,6 +272,7 @@ impl Client for ClientApi {
         let page = self
             .node
             .audit_entries(&caller, r.from, r.limit)
+            .await
             .map_err(status)?;
         Ok(Response::new(pb::AuditTailReply {
             events: page
@@ -292,7 +293,8 @@ impl Client for ClientApi {
         req: Request<pb::AuditCheckpointRequest>,
     ) -> Result<Response<pb::AuditCheckpointReply>, Status> {
         let caller = self.caller(&req)?;
-        let (checkpoint, verifier_key) = self.node.audit_checkpoint(&caller).map_err(status)?;
+        let (checkpoint, verifier_key) =
+            self.node.audit_checkpoint(&caller).await.map_err(status)?;
         Ok(Response::new(pb::AuditCheckpointReply {
             checkpoint,
             verifier_key,

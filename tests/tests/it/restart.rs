@@ -3,6 +3,7 @@
 use maillon_cli::audit::fetch_and_verify;
 use maillon_node::audit::AuditError;
 use maillon_node::daemon::{StartError, load_roster};
+use maillon_node::service::ServiceError;
 use maillon_node::types::Role;
 use maillon_tests::{Cluster, HOUSING, audit_kinds, next_year};
 
@@ -111,6 +112,18 @@ async fn a_node_whose_log_lost_its_checkpoint_or_was_damaged_does_not_start() {
         std::fs::read(audit.join("audit.log")).expect("log"),
         damaged
     );
+
+    // Both the log and its checkpoint gone: the store knows entries existed.
+    std::fs::remove_file(audit.join("audit.log")).expect("rm");
+    std::fs::remove_file(audit.join("checkpoint")).expect("rm");
+    let refused = maillon_node::daemon::start(&node.dir)
+        .await
+        .expect_err("no log");
+    assert!(
+        matches!(&refused, StartError::Service(ServiceError::State(_))),
+        "{refused}"
+    );
+    std::fs::write(audit.join("checkpoint"), &checkpoint).expect("restore");
 
     std::fs::write(audit.join("audit.log"), &log).expect("restore");
     node.start(clock)
