@@ -108,14 +108,6 @@ pub struct ReadRequest {
 }
 
 impl ReadRequest {
-    /// Decodes a signed request's bytes and checks its signature with the
-    /// reader's roster key (context `maillon/v1/request`).
-    pub fn open(signed: &SignedBytes, reader_key: &PublicKey) -> Result<Self, ProtocolError> {
-        let request = Self::decode(&signed.bytes)?;
-        signed.verify(Context::Request, reader_key, "request")?;
-        Ok(request)
-    }
-
     /// Decodes request bytes without checking any signature: size first,
     /// then the exact fields, a 32-hex-digit nonce, a purpose by
     /// [`crate::types::check_purpose`].
@@ -265,9 +257,13 @@ mod tests {
             time: 1,
         };
         let good = SignedBytes::sign(&request, Context::Request, &key);
-        assert_eq!(ReadRequest::open(&good, &key.public()), Ok(request.clone()));
+        assert_eq!(ReadRequest::decode(&good.bytes), Ok(request.clone()));
         assert_eq!(
-            ReadRequest::open(&good, &NodeKey::generate().public()),
+            good.verify(Context::Request, &key.public(), "request"),
+            Ok(())
+        );
+        assert_eq!(
+            good.verify(Context::Request, &NodeKey::generate().public(), "request"),
             Err(ProtocolError::BadSignature("request"))
         );
         let short_nonce = ReadRequest {
@@ -276,7 +272,7 @@ mod tests {
         };
         let bad = SignedBytes::sign(&short_nonce, Context::Request, &key);
         assert!(matches!(
-            ReadRequest::open(&bad, &key.public()),
+            ReadRequest::decode(&bad.bytes),
             Err(ProtocolError::Malformed { .. })
         ));
         assert!(matches!(

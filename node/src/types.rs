@@ -371,36 +371,39 @@ string_serde!(Date);
 /// Longest purpose of a consent or a read (bytes).
 pub const MAX_PURPOSE: usize = 200;
 
-/// Checks a purpose ("coordination du parcours"), of a consent or a read: 1
-/// to [`MAX_PURPOSE`] bytes, not blank, no control characters. It is shown to
-/// the person in their access report. The one rule for the consent, the
-/// reader's request and the owner's check of it.
-pub fn check_purpose(purpose: &str) -> Result<(), ParseError> {
-    let bad = |reason: &str| Err(ParseError::new("purpose", reason));
-    if purpose.trim().is_empty() || purpose.len() > MAX_PURPOSE {
-        return bad("it must be 1 to 200 bytes");
+/// Longest display name of a member (bytes).
+pub const MAX_DISPLAY_NAME: usize = 200;
+
+/// Checks a short text a person reads (a name, a purpose): not blank, at
+/// most `max` bytes, no control characters. The one rule for every such field.
+pub fn check_short_text(what: &'static str, value: &str, max: usize) -> Result<(), ParseError> {
+    if value.trim().is_empty() {
+        return Err(ParseError::new(what, "it is empty"));
     }
-    if purpose.chars().any(char::is_control) {
-        return bad("it contains control characters");
+    if value.len() > max {
+        return Err(ParseError::new(
+            what,
+            format!("it is longer than {max} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ParseError::new(what, "it contains control characters"));
     }
     Ok(())
 }
 
-/// Longest display name of a member (bytes).
-pub const MAX_DISPLAY_NAME: usize = 200;
+/// Checks a purpose ("coordination du parcours") of a consent or a read,
+/// shown to the person in their access report: a short text of at most
+/// [`MAX_PURPOSE`] bytes.
+pub fn check_purpose(purpose: &str) -> Result<(), ParseError> {
+    check_short_text("purpose", purpose, MAX_PURPOSE)
+}
 
-/// Checks a member's display name ("CCAS de Rodez"): 1 to
-/// [`MAX_DISPLAY_NAME`] bytes, not blank, no control characters. The one rule
-/// for `maillon node init` and for every card a roster carries.
+/// Checks a member's display name ("CCAS de Rodez"), for `maillon node init`
+/// and for every card a roster carries: a short text of at most
+/// [`MAX_DISPLAY_NAME`] bytes.
 pub fn check_display_name(name: &str) -> Result<(), ParseError> {
-    let bad = |reason: &str| Err(ParseError::new("display name", reason));
-    if name.trim().is_empty() || name.len() > MAX_DISPLAY_NAME {
-        return bad("it must be 1 to 200 bytes");
-    }
-    if name.chars().any(char::is_control) {
-        return bad("it contains control characters");
-    }
-    Ok(())
+    check_short_text("display name", name, MAX_DISPLAY_NAME)
 }
 
 /// Checks a peer endpoint, what other members dial: `host:port` with a host

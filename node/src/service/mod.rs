@@ -246,22 +246,10 @@ fn require(caller: &Caller, allowed: &[Role]) -> Result<()> {
     })
 }
 
-/// Checks a short text field: not blank, at most `max` bytes, no control characters.
-fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(ServiceError::Invalid(format!("{field} is empty")));
-    }
-    if value.len() > max {
-        return Err(ServiceError::Invalid(format!(
-            "{field} is longer than {max} bytes"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ServiceError::Invalid(format!(
-            "{field} contains control characters"
-        )));
-    }
-    Ok(())
+/// Checks a short text field by [`crate::types::check_short_text`].
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
+    crate::types::check_short_text(field, value, max)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
 /// Checks a section body: a JSON object of at most [`MAX_SECTION`] bytes.

@@ -80,34 +80,55 @@ fn layers() -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The modules a source names through `crate::`, including `crate::{a, b::c}`.
+/// The modules a source names through `crate::`, including groups such as
+/// `crate::{a, b::{c, d}}` over several lines, as rustfmt wraps them.
 fn crate_imports(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let name: String = item
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    out.push(name);
-                }
-            } else {
-                out.push(
-                    rest.chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect(),
-                );
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            out.push(ident(rest));
+            continue;
+        };
+        // The first name of each item at the group's top level.
+        let (mut depth, mut item_start) = (1usize, true);
+        for (i, c) in group.char_indices() {
+            if item_start && !c.is_whitespace() {
+                out.push(ident(&group[i..]));
+                item_start = false;
+            }
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 1 => break,
+                '}' => depth -= 1,
+                ',' if depth == 1 => item_start = true,
+                _ => {}
             }
         }
     }
     out.retain(|n| !n.is_empty());
     out
+}
+
+#[test]
+fn the_import_scanner_reads_wrapped_and_nested_groups() {
+    let text = "use crate::audit::X;\nuse crate::{\n    consent::{self, Y},\n    // crate::ignored\n    roster,\n};\nlet k = crate::storage::Tree::Meta;";
+    assert_eq!(
+        crate_imports(text),
+        ["audit", "consent", "roster", "storage"]
+    );
 }
 
 #[test]
