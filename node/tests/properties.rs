@@ -65,7 +65,7 @@ proptest! {
 
     #[test]
     fn peer_facing_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = serde_json::from_slice::<maillon_node::protocol::ReadRequest>(&bytes);
+        let _ = maillon_node::protocol::ReadRequest::decode(&bytes);
         let _ = serde_json::from_slice::<maillon_node::protocol::Receipt>(&bytes);
         let _ = serde_json::from_slice::<maillon_node::roster::SignedRoster>(&bytes);
         let member: MemberId = "caf12".parse().expect("id");

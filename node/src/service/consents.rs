@@ -281,17 +281,15 @@ impl Node {
             return Ok(());
         }
         let keep = consent::audience(&self.consents_of(&share.dossier)?, share.section, now);
-        let mut removals = Vec::new();
         for m in self.sharing.members(share)? {
             if m == self.me || keep.contains(&m) {
                 continue;
             }
+            // Each removal is logged and delivered before the next is made:
+            // a failure never leaves an earlier one unlogged.
             if let Some(change) = self.remove_from_group(share, &m).await? {
-                removals.push((m, change));
+                self.publish(share, &m, change).await?;
             }
-        }
-        for (member, change) in removals {
-            self.publish(share, &member, change).await?;
         }
         Ok(())
     }
