@@ -21,8 +21,9 @@ use crate::storage::{Store, StoreError};
 use crate::transport::{self, PeerClients};
 use crate::types::{Role, UserName};
 
-/// How long a stopping node lets a running upkeep round finish.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping node waits for upkeep to finish the item it is on
+/// (each of its deliveries is bounded by 3 s) before cutting it.
+const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// How often a running node closes expired consents, brings back members that
 /// missed a commit, and forgets old nonces.
@@ -181,12 +182,16 @@ impl RunningNode {
     /// Stops serving, lets a running upkeep round finish (for a while), and
     /// waits until the store and the log are closed.
     pub async fn stop(mut self) {
+        self.node.begin_stop();
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
         if tokio::time::timeout(STOP_GRACE, &mut self.upkeep)
             .await
             .is_err()
         {
+            tracing::warn!(
+                "upkeep did not finish its item in time; cutting it (members out of step are brought back later)"
+            );
             self.upkeep.abort();
             let _ = (&mut self.upkeep).await;
         }

@@ -300,6 +300,9 @@ impl Node {
         let now = self.clock.now();
         let mut closed = 0;
         for (key, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
+            if self.is_stopping() {
+                break;
+            }
             if record.status(now) == ConsentStatus::Active
                 || self.store.get::<bool>(Tree::Closed, &key)?.is_some()
             {

@@ -194,6 +194,9 @@ impl Node {
         let now = self.clock.now();
         let mut checked = 0;
         for (_, record) in self.store.scan::<ConsentRecord>(Tree::Consents, "")? {
+            if self.is_stopping() {
+                break;
+            }
             if record.status(now) != ConsentStatus::Active {
                 continue;
             }
@@ -216,6 +219,9 @@ impl Node {
         let now = self.clock.now();
         let mut done = 0;
         for (key, mark) in self.store.scan::<Resync>(Tree::Resync, "")? {
+            if self.is_stopping() {
+                break;
+            }
             if mark.next_at > now {
                 continue;
             }

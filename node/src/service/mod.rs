@@ -69,6 +69,10 @@ pub struct Node {
     /// Set when a change was logged but could not be applied: the next
     /// upkeep round replays the log instead of moving the mark past it.
     replay_needed: std::sync::atomic::AtomicBool,
+    /// Set when the node is stopping: upkeep finishes the item it is on
+    /// (a membership change is never cut between its commit and its
+    /// delivery) and takes no new one.
+    stopping: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -118,6 +122,7 @@ impl Node {
             membership: KeyedLocks::default(),
             changes: tokio::sync::RwLock::new(()),
             replay_needed: std::sync::atomic::AtomicBool::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             clock: parts.clock,
             network: parts.network,
         };
@@ -146,6 +151,17 @@ impl Node {
     /// The audit log.
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Tells upkeep to take no new item: the node is stopping.
+    pub fn begin_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the node is stopping.
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Appends an event at the clock's time; returns its leaf once durable.
