@@ -93,9 +93,15 @@ fn roster_code(e: &RosterError) -> u8 {
         RosterError::Invalid(_) | RosterError::NotAMember(_) | RosterError::WrongKey(_) => {
             BAD_INPUT
         }
+        RosterError::OtherFederation { .. }
+        | RosterError::Rollback { .. }
+        | RosterError::Skipped { .. }
+        | RosterError::WrongPredecessor(_) => BAD_INPUT,
         RosterError::UnknownSigner(_)
         | RosterError::ForgedSignature(_)
-        | RosterError::MissingSignatures { .. } => FAILURE,
+        | RosterError::MissingSignatures { .. }
+        | RosterError::NoQuorum { .. }
+        | RosterError::NoProofOfPossession { .. } => FAILURE,
     }
 }
 

@@ -41,6 +41,55 @@ pub enum RosterError {
     /// The key used to sign is not the one this roster lists for the signer.
     #[error("the signing key is not the one the roster lists for {0}")]
     WrongKey(MemberId),
+    /// A version for another federation.
+    #[error("roster of federation {found:?}, not {expected:?}")]
+    OtherFederation {
+        /// The federation in force.
+        expected: String,
+        /// The one the candidate names.
+        found: String,
+    },
+    /// A version at or below the one in force: a rollback.
+    #[error("roster v{found} is not newer than v{have} in force (rollback refused)")]
+    Rollback {
+        /// The version in force.
+        have: u64,
+        /// The candidate's version.
+        found: u64,
+    },
+    /// A version that skips one: versions are applied strictly in order.
+    #[error("roster v{found} skips a version: v{} must come first", have + 1)]
+    Skipped {
+        /// The version in force.
+        have: u64,
+        /// The candidate's version.
+        found: u64,
+    },
+    /// A version that does not name the hash of the one in force.
+    #[error("roster v{0} does not name the hash of the version in force")]
+    WrongPredecessor(u64),
+    /// Not enough distinct voting keys signed, of the outgoing or the incoming version.
+    #[error(
+        "roster v{version} lacks the quorum of the {side} voters: {have} distinct voting keys signed, {need} needed"
+    )]
+    NoQuorum {
+        /// The candidate's version.
+        version: u64,
+        /// `outgoing` (the version in force) or `incoming` (the candidate).
+        side: &'static str,
+        /// Distinct voting keys whose signature verifies.
+        have: usize,
+        /// The threshold.
+        need: usize,
+    },
+    /// A key the candidate introduces did not sign it (no proof of possession).
+    #[error("roster v{version} introduces a new key for {member} that did not sign it")]
+    NoProofOfPossession {
+        /// The candidate's version.
+        version: u64,
+        /// The member whose new key is unproven.
+        member: MemberId,
+    },
 }
 
 /// A quorum rule `num/den` of voting members, e.g. `2/3`.
@@ -352,13 +401,43 @@ impl SignedRoster {
         if member.card.signing_key != key.public() {
             return Err(RosterError::WrongKey(signer.clone()));
         }
-        let signature = key.sign(Context::Roster, &self.roster.canonical_bytes());
-        self.signatures.retain(|s| &s.signer != signer);
+        self.push_signature(signer, key);
+        Ok(())
+    }
+
+    /// Adds `signer`'s signature made with the key `previous` lists for it:
+    /// how a member that rotates its key endorses the version that lists its
+    /// new one, beside the signature of the new key.
+    pub fn sign_with_previous_key(
+        &mut self,
+        previous: &Roster,
+        signer: &MemberId,
+        key: &NodeKey,
+    ) -> Result<(), RosterError> {
+        let member = previous
+            .member(signer)
+            .ok_or_else(|| RosterError::NotAMember(signer.clone()))?;
+        if member.card.signing_key != key.public() {
+            return Err(RosterError::WrongKey(signer.clone()));
+        }
+        self.push_signature(signer, key);
+        Ok(())
+    }
+
+    /// Adds a signature, replacing one `signer` made earlier with the same key.
+    fn push_signature(&mut self, signer: &MemberId, key: &NodeKey) {
+        let bytes = self.roster.canonical_bytes();
+        let public = key.public();
+        self.signatures.retain(|s| {
+            &s.signer != signer
+                || public
+                    .verify(Context::Roster, &bytes, &s.signature)
+                    .is_err()
+        });
         self.signatures.push(RosterSignature {
             signer: signer.clone(),
-            signature,
+            signature: key.sign(Context::Roster, &bytes),
         });
-        Ok(())
     }
 
     /// Members whose valid signature is present; errors on any unknown or forged entry.
@@ -404,6 +483,112 @@ impl SignedRoster {
         }
         let hash = self.roster.hash_hex();
         Ok(VerifiedRoster { signed: self, hash })
+    }
+}
+
+/// The distinct voting keys of `roster` among `keys`, and how many it needs.
+fn voting_keys(roster: &Roster) -> BTreeMap<[u8; 32], MemberId> {
+    roster
+        .members
+        .iter()
+        .filter(|m| m.voting && m.status == MemberStatus::Active)
+        .map(|m| (m.card.signing_key.to_bytes(), m.card.id.clone()))
+        .collect()
+}
+
+impl VerifiedRoster {
+    /// Verifies `next` as the successor of this version, by TUF's root
+    /// rotation rule: same federation; numbered exactly one more; naming this
+    /// version's hash; signed by a quorum of the **distinct keys** of this
+    /// version's active voting members **and** a quorum of the candidate's;
+    /// and signed by every signing key it introduces (proof of possession).
+    /// Every signature entry must verify under a key one of the two versions
+    /// lists for its signer; signatures of non-voting, suspended or excluded
+    /// members verify but count for nothing.
+    pub fn verify_successor(&self, next: SignedRoster) -> Result<VerifiedRoster, RosterError> {
+        let (have, cand) = (self.roster(), &next.roster);
+        if cand.federation != have.federation {
+            return Err(RosterError::OtherFederation {
+                expected: have.federation.clone(),
+                found: cand.federation.clone(),
+            });
+        }
+        if cand.version <= have.version {
+            return Err(RosterError::Rollback {
+                have: have.version,
+                found: cand.version,
+            });
+        }
+        if cand.version != have.version + 1 {
+            return Err(RosterError::Skipped {
+                have: have.version,
+                found: cand.version,
+            });
+        }
+        if cand.previous.as_deref() != Some(self.hash_hex()) {
+            return Err(RosterError::WrongPredecessor(cand.version));
+        }
+        cand.check_well_formed()?;
+        // Which keys signed: each entry must verify under the key one of the
+        // two versions lists for its signer. Keys, not entries, are counted.
+        let bytes = cand.canonical_bytes();
+        let mut signed: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for s in &next.signatures {
+            let listed: Vec<PublicKey> = [have.member(&s.signer), cand.member(&s.signer)]
+                .into_iter()
+                .flatten()
+                .map(|m| m.card.signing_key)
+                .collect();
+            if listed.is_empty() {
+                return Err(RosterError::UnknownSigner(s.signer.clone()));
+            }
+            let key = listed
+                .iter()
+                .find(|k| k.verify(Context::Roster, &bytes, &s.signature).is_ok())
+                .ok_or_else(|| RosterError::ForgedSignature(s.signer.clone()))?;
+            signed.insert(key.to_bytes());
+        }
+        for (side, roster) in [("outgoing", have), ("incoming", cand)] {
+            let voters = voting_keys(roster);
+            let need = roster.quorum.threshold(voters.len());
+            let count = voters.keys().filter(|k| signed.contains(*k)).count();
+            if count < need {
+                return Err(RosterError::NoQuorum {
+                    version: cand.version,
+                    side,
+                    have: count,
+                    need,
+                });
+            }
+        }
+        let known: BTreeSet<[u8; 32]> = have
+            .members
+            .iter()
+            .map(|m| m.card.signing_key.to_bytes())
+            .collect();
+        for m in &cand.members {
+            let key = m.card.signing_key.to_bytes();
+            if !known.contains(&key) && !signed.contains(&key) {
+                return Err(RosterError::NoProofOfPossession {
+                    version: cand.version,
+                    member: m.card.id.clone(),
+                });
+            }
+        }
+        let hash = cand.hash_hex();
+        Ok(VerifiedRoster { signed: next, hash })
+    }
+
+    /// Verifies a whole chain from its genesis, link by link.
+    pub fn verify_chain(
+        genesis: SignedRoster,
+        links: impl IntoIterator<Item = SignedRoster>,
+    ) -> Result<VerifiedRoster, RosterError> {
+        links
+            .into_iter()
+            .try_fold(genesis.verify_genesis()?, |at, next| {
+                at.verify_successor(next)
+            })
     }
 }
 
@@ -578,5 +763,219 @@ mod tests {
         assert!(c.allows(MemberKind::Caf, Section::Housing));
         assert!(!c.allows(MemberKind::Caf, Section::Health));
         assert!(!c.allows(MemberKind::Association, Section::ChildProtection));
+    }
+
+    /// The founders' genesis, signed by all, and their keys.
+    fn founded() -> (Vec<NodeKey>, VerifiedRoster) {
+        let (keys, mut r) = founders();
+        for (i, m) in ["cd12", "ccas-rodez", "caf12"].iter().enumerate() {
+            r.sign(&id(m), &keys[i]).expect("sign");
+        }
+        (keys, r.verify_genesis().expect("genesis"))
+    }
+
+    /// The next version of `at`, edited, unsigned.
+    fn next(at: &VerifiedRoster, edit: impl FnOnce(&mut Roster)) -> SignedRoster {
+        let mut r = at.roster().clone();
+        r.version += 1;
+        r.previous = Some(at.hash_hex().to_owned());
+        edit(&mut r);
+        SignedRoster::unsigned(r)
+    }
+
+    const IDS: [&str; 3] = ["cd12", "ccas-rodez", "caf12"];
+
+    #[test]
+    fn a_charity_is_admitted_by_a_quorum_of_the_old_and_the_new_voters_and_proves_its_key() {
+        let (keys, v1) = founded();
+        let charity = NodeKey::generate();
+        let admit = |r: &mut Roster| {
+            r.members.push(RosterMember {
+                card: card("relais-solidaire", MemberKind::Association, &charity, 4),
+                status: MemberStatus::Active,
+                voting: true,
+            })
+        };
+        // 2 of 3 old voters: enough for the outgoing side (2/3 of 3 = 2), but
+        // the incoming side has 4 voters (2/3 of 4 = 3) and the charity's new
+        // key has not signed.
+        let mut p = next(&v1, admit);
+        p.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        p.sign(&id(IDS[1]), &keys[1]).expect("sign");
+        assert_eq!(
+            v1.verify_successor(p.clone()),
+            Err(RosterError::NoQuorum {
+                version: 2,
+                side: "incoming",
+                have: 2,
+                need: 3
+            })
+        );
+        p.sign(&id("relais-solidaire"), &charity).expect("sign");
+        let v2 = v1
+            .verify_successor(p)
+            .expect("quorum on both sides, key proven");
+        assert_eq!(v2.roster().version, 2);
+        assert!(v2.active_member(&id("relais-solidaire")).is_some());
+
+        // The new key's owner must sign even when the voters are enough.
+        let mut unproven = next(&v1, admit);
+        for (i, m) in IDS.iter().enumerate() {
+            unproven.sign(&id(m), &keys[i]).expect("sign");
+        }
+        let mut r = unproven.roster.clone();
+        r.members[3].voting = false;
+        let mut unproven = SignedRoster::unsigned(r);
+        for (i, m) in IDS.iter().enumerate() {
+            unproven.sign(&id(m), &keys[i]).expect("sign");
+        }
+        assert_eq!(
+            v1.verify_successor(unproven),
+            Err(RosterError::NoProofOfPossession {
+                version: 2,
+                member: id("relais-solidaire")
+            })
+        );
+    }
+
+    #[test]
+    fn the_same_key_counts_once_and_signatures_of_suspended_or_non_voting_members_count_for_nothing()
+     {
+        let (keys, v1) = founded();
+        // One voter signing twice is one key.
+        let mut p = next(&v1, |r| r.quorum = "1/3".parse().expect("quorum"));
+        p.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        let dup = p.signatures[0].clone();
+        p.signatures.push(dup);
+        assert_eq!(
+            v1.verify_successor(p),
+            Err(RosterError::NoQuorum {
+                version: 2,
+                side: "outgoing",
+                have: 1,
+                need: 2
+            })
+        );
+        // A suspended member's signature verifies but does not count.
+        let mut suspend = next(&v1, |r| r.members[2].status = MemberStatus::Suspended);
+        suspend.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        suspend.sign(&id(IDS[1]), &keys[1]).expect("sign");
+        let v2 = v1
+            .verify_successor(suspend)
+            .expect("caf12 suspended by two of three");
+        let mut after = next(&v2, |r| r.quorum = "1/2".parse().expect("quorum"));
+        after.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        after.sign(&id(IDS[2]), &keys[2]).expect("sign");
+        assert_eq!(
+            v2.verify_successor(after),
+            Err(RosterError::NoQuorum {
+                version: 3,
+                side: "outgoing",
+                have: 1,
+                need: 2
+            }),
+            "the suspended caf12 does not vote"
+        );
+    }
+
+    #[test]
+    fn forged_unknown_rolled_back_skipped_or_unlinked_versions_are_refused() {
+        let (keys, v1) = founded();
+        let signed_by_all = |mut p: SignedRoster| {
+            for (i, m) in IDS.iter().enumerate() {
+                p.sign(&id(m), &keys[i]).expect("sign");
+            }
+            p
+        };
+        let mut forged = signed_by_all(next(&v1, |_| {}));
+        forged.signatures[1].signature =
+            keys[0].sign(Context::Roster, &forged.roster.canonical_bytes());
+        assert_eq!(
+            v1.verify_successor(forged),
+            Err(RosterError::ForgedSignature(id(IDS[1])))
+        );
+        let mut stranger = signed_by_all(next(&v1, |_| {}));
+        stranger.signatures[0].signer = id("intrus");
+        assert_eq!(
+            v1.verify_successor(stranger),
+            Err(RosterError::UnknownSigner(id("intrus")))
+        );
+        let rollback = signed_by_all(next(&v1, |r| r.version = 1));
+        assert_eq!(
+            v1.verify_successor(rollback),
+            Err(RosterError::Rollback { have: 1, found: 1 })
+        );
+        let skip = signed_by_all(next(&v1, |r| r.version = 3));
+        assert_eq!(
+            v1.verify_successor(skip),
+            Err(RosterError::Skipped { have: 1, found: 3 })
+        );
+        let unlinked = signed_by_all(next(&v1, |r| r.previous = Some("00".repeat(32))));
+        assert_eq!(
+            v1.verify_successor(unlinked),
+            Err(RosterError::WrongPredecessor(2))
+        );
+        let foreign = signed_by_all(next(&v1, |r| r.federation = "gip-lot".into()));
+        assert!(matches!(
+            v1.verify_successor(foreign),
+            Err(RosterError::OtherFederation { .. })
+        ));
+        // A key reused under two ids is not well formed.
+        let twice = signed_by_all(next(&v1, |r| {
+            let mut copy = r.members[0].clone();
+            copy.card.id = id("cd12-bis");
+            copy.card.tls_spki_sha256 = SpkiHash([9; 32]);
+            r.members.push(copy);
+        }));
+        assert!(matches!(
+            v1.verify_successor(twice),
+            Err(RosterError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_member_rotates_its_key_with_its_old_and_new_keys_and_the_chain_verifies_from_genesis() {
+        let (keys, v1) = founded();
+        let genesis = v1.signed().clone();
+        let rotated = NodeKey::generate();
+        let mut p = next(&v1, |r| r.members[1].card.signing_key = rotated.public());
+        p.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        // Only the new key so far: the outgoing side counts cd12 alone.
+        p.sign(&id(IDS[1]), &rotated).expect("the new key");
+        assert!(matches!(
+            v1.verify_successor(p.clone()),
+            Err(RosterError::NoQuorum {
+                side: "outgoing",
+                ..
+            })
+        ));
+        assert_eq!(
+            p.sign(&id(IDS[1]), &keys[1]),
+            Err(RosterError::WrongKey(id(IDS[1]))),
+            "the old key is not the one v2 lists"
+        );
+        p.sign_with_previous_key(v1.roster(), &id(IDS[1]), &keys[1])
+            .expect("the old key, as v1 lists it");
+        assert_eq!(p.signatures.len(), 3, "both of ccas-rodez's keys signed");
+        let v2 = v1.verify_successor(p.clone()).expect("rotated");
+        assert_eq!(v2.roster().members[1].card.signing_key, rotated.public());
+        // After rotation the old key no longer counts.
+        let mut later = next(&v2, |r| r.quorum = "1/2".parse().expect("quorum"));
+        later
+            .sign_with_previous_key(v1.roster(), &id(IDS[1]), &keys[1])
+            .expect("old key");
+        later.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        assert_eq!(later.signatures.len(), 2);
+        assert_eq!(
+            v2.verify_successor(later),
+            Err(RosterError::ForgedSignature(id(IDS[1]))),
+            "neither v2 nor v3 lists the old key"
+        );
+        // The chain verifies link by link from genesis.
+        let v2_again = VerifiedRoster::verify_chain(genesis.clone(), [p]).expect("chain");
+        assert_eq!(v2_again.hash_hex(), v2.hash_hex());
+        let mut broken = v2.signed().clone();
+        broken.signatures.truncate(1);
+        assert!(VerifiedRoster::verify_chain(genesis, [broken]).is_err());
     }
 }
