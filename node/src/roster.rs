@@ -394,13 +394,7 @@ impl SignedRoster {
 
     /// Adds (or replaces) `signer`'s signature, checking the key is the one listed.
     pub fn sign(&mut self, signer: &MemberId, key: &NodeKey) -> Result<(), RosterError> {
-        let member = self
-            .roster
-            .member(signer)
-            .ok_or_else(|| RosterError::NotAMember(signer.clone()))?;
-        if member.card.signing_key != key.public() {
-            return Err(RosterError::WrongKey(signer.clone()));
-        }
+        check_listed_key(&self.roster, signer, key)?;
         self.push_signature(signer, key);
         Ok(())
     }
@@ -414,12 +408,7 @@ impl SignedRoster {
         signer: &MemberId,
         key: &NodeKey,
     ) -> Result<(), RosterError> {
-        let member = previous
-            .member(signer)
-            .ok_or_else(|| RosterError::NotAMember(signer.clone()))?;
-        if member.card.signing_key != key.public() {
-            return Err(RosterError::WrongKey(signer.clone()));
-        }
+        check_listed_key(previous, signer, key)?;
         self.push_signature(signer, key);
         Ok(())
     }
@@ -486,7 +475,18 @@ impl SignedRoster {
     }
 }
 
-/// The distinct voting keys of `roster` among `keys`, and how many it needs.
+/// Refuses a key that is not the one `roster` lists for `signer`.
+fn check_listed_key(roster: &Roster, signer: &MemberId, key: &NodeKey) -> Result<(), RosterError> {
+    let member = roster
+        .member(signer)
+        .ok_or_else(|| RosterError::NotAMember(signer.clone()))?;
+    if member.card.signing_key != key.public() {
+        return Err(RosterError::WrongKey(signer.clone()));
+    }
+    Ok(())
+}
+
+/// The signing keys of `roster`'s active voting members, with their ids.
 fn voting_keys(roster: &Roster) -> BTreeMap<[u8; 32], MemberId> {
     roster
         .members

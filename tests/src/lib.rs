@@ -163,6 +163,15 @@ pub fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
     (s.code(), s.message().to_owned())
 }
 
+/// The housing share of dossier `d` that `owner` runs.
+pub fn housing_share(d: &str, owner: &str) -> maillon_node::sharing::ShareId {
+    maillon_node::sharing::ShareId {
+        dossier: d.parse().expect("dossier id"),
+        section: maillon_node::types::Section::Housing,
+        owner: owner.parse().expect("member id"),
+    }
+}
+
 /// The status code and the machine-readable reason of a result that must
 /// have failed: tests match on the cause, not on the message.
 pub fn refusal<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {

@@ -138,11 +138,7 @@ async fn a_revocation_logged_but_not_stored_when_the_owner_dies_holds_after_rest
     // Upkeep (at start, or this round) closes the consent: the CAF leaves the group.
     let owner = c.running("ccas-rodez").node().clone();
     owner.close_inactive_consents().await.expect("upkeep");
-    let share = maillon_node::sharing::ShareId {
-        dossier: d.parse().expect("id"),
-        section: "housing".parse().expect("section"),
-        owner: "ccas-rodez".parse().expect("id"),
-    };
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
     assert_eq!(
         owner.share_members(&share).await.expect("members"),
         ["ccas-rodez".parse().expect("id")]

@@ -6,20 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use maillon_node::sharing::ShareId;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use maillon_tests::{Cluster, HOUSING, audit_kinds, next_year, refusal};
 use tokio::time::Instant;
 use tonic::Code;
-
-fn housing(d: &str, owner: &str) -> ShareId {
-    ShareId {
-        dossier: d.parse().expect("id"),
-        section: "housing".parse().expect("section"),
-        owner: owner.parse().expect("id"),
-    }
-}
 
 #[tokio::test]
 async fn after_a_revocation_returns_no_read_is_answered_on_the_old_decision() {
@@ -133,7 +124,7 @@ async fn a_caseworker_hanging_up_in_the_middle_of_a_grant_leaves_it_whole_or_abs
                 .filter(|k| *k == "consent_granted")
                 .count();
             let members = owner
-                .share_members(&housing(&d, "ccas-rodez"))
+                .share_members(&maillon_tests::housing_share(&d, "ccas-rodez"))
                 .await
                 .unwrap_or_default();
             let caf_in = members.iter().any(|m| m.as_str() == "caf12");

@@ -1,7 +1,6 @@
 //! The consented read and every way it is refused.
 
 use maillon_node::service::ServiceError;
-use maillon_node::sharing::ShareId;
 use maillon_node::types::{Role, Section};
 use maillon_tests::{Cluster, HOUSING, audit_kinds, code, next_year, refusal};
 use tonic::Code;
@@ -91,11 +90,7 @@ async fn a_revoked_consent_blocks_the_next_read_and_removes_the_reader_from_the_
         HOUSING
     );
 
-    let share = ShareId {
-        dossier: d.parse().expect("id"),
-        section: "housing".parse().expect("section"),
-        owner: "ccas-rodez".parse().expect("id"),
-    };
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
     let members = c
         .running("ccas-rodez")
         .node()
@@ -132,11 +127,7 @@ async fn an_expired_consent_blocks_the_read_and_upkeep_closes_the_group() {
         node.close_inactive_consents().await.expect("upkeep again"),
         0
     );
-    let share = ShareId {
-        dossier: d.parse().expect("id"),
-        section: "housing".parse().expect("section"),
-        owner: "ccas-rodez".parse().expect("id"),
-    };
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
     assert_eq!(node.share_members(&share).await.expect("members").len(), 1);
 }
 
@@ -486,11 +477,7 @@ async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
         matches!(err, ServiceError::NotEntitled(_)),
         "refused for the right cause: {err:?}"
     );
-    let share = ShareId {
-        dossier: d.parse().expect("id"),
-        section: "housing".parse().expect("section"),
-        owner: "ccas-rodez".parse().expect("id"),
-    };
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
     assert_eq!(
         owner.share_members(&share).await.expect("members").len(),
         1,
