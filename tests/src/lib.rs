@@ -149,6 +149,18 @@ impl Cluster {
         (ccas, caf, d)
     }
 
+    /// [`Cluster::housing_at_the_ccas`], then the person consents to share it
+    /// with the CAF for a year and the CAF reads it once; returns the consent too.
+    pub async fn housing_read_by_the_caf(&self) -> (Desk, Desk, String, String) {
+        let (ccas, caf, d) = self.housing_at_the_ccas().await;
+        let consent = ccas
+            .grant(&d, &["housing"], &["caf12"], &next_year(&self.clock))
+            .await
+            .expect("grant");
+        caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+        (ccas, caf, d, consent)
+    }
+
     /// A caseworker's desk at a member.
     pub async fn desk(&self, id: &str, name: &str) -> Desk {
         Desk {

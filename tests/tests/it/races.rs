@@ -15,12 +15,7 @@ use tonic::Code;
 #[tokio::test]
 async fn after_a_revocation_returns_no_read_is_answered_on_the_old_decision() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let consent = ccas
-        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
-        .await
-        .expect("grant");
-    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    let (ccas, caf, d, consent) = c.housing_read_by_the_caf().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let revoked_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();

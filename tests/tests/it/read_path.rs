@@ -192,12 +192,7 @@ async fn the_charter_bounds_what_consent_can_grant() {
 #[tokio::test]
 async fn the_owner_logs_exactly_the_expected_events() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let consent = ccas
-        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
-        .await
-        .expect("grant");
-    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    let (ccas, caf, d, consent) = c.housing_read_by_the_caf().await;
     ccas.revoke(&consent).await.expect("revoke");
     let _ = caf.read(&d, "housing", "ccas-rodez").await;
 
@@ -459,12 +454,7 @@ async fn reads_from_oneself_or_from_a_non_member_are_refused_before_any_request(
 #[tokio::test]
 async fn a_fresh_welcome_is_refused_once_the_consent_is_revoked() {
     let c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let consent = ccas
-        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
-        .await
-        .expect("grant");
-    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    let (ccas, _caf, d, consent) = c.housing_read_by_the_caf().await;
     ccas.revoke(&consent).await.expect("revoke");
     // caf12's node asks, as it would after failing to open an answer.
     let caf_id: maillon_node::types::MemberId = "caf12".parse().expect("id");
