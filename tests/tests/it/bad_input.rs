@@ -285,6 +285,27 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         code(peer.request_welcome(ask("nope")).await).0,
         Code::InvalidArgument
     );
+    // Once the interval has passed, of concurrent requests exactly one is served.
+    c.clock
+        .advance(maillon_node::service::WELCOME_REQUEST_INTERVAL);
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut peer, ask) = (peer.clone(), ask("housing"));
+            tokio::spawn(async move { peer.request_welcome(ask).await })
+        })
+        .collect();
+    let mut served = 0;
+    for r in racing {
+        match r.await.expect("task") {
+            Ok(_) => served += 1,
+            Err(s) => assert_eq!(
+                maillon_node::transport::reason_of(&s).as_deref(),
+                Some("busy"),
+                "{s:?}"
+            ),
+        }
+    }
+    assert_eq!(served, 1, "the rate limit is taken atomically");
 
     // MLS deliveries that are not what they claim.
     let welcome = pb::DeliverWelcomeRequest {
