@@ -23,7 +23,7 @@ pub enum Command {
     /// Set up a node (its IT team).
     #[command(subcommand)]
     Node(NodeCmd),
-    /// Build and sign rosters (GIP assembly).
+    /// The GIP's roster: found it, propose and approve changes, see where it stands.
     #[command(subcommand)]
     Gov(GovCmd),
     /// Manage the node's users (admin).
@@ -128,6 +128,112 @@ pub enum GovCmd {
     Verify {
         /// The roster file.
         roster: PathBuf,
+    },
+    /// Propose the next roster version to the federation (admin of a voting member).
+    #[command(subcommand)]
+    Propose(ProposeCmd),
+    /// List the open proposals: who approved, what is still missing for quorum.
+    List,
+    /// Show one open proposal: what it changes, in plain words, and where it stands.
+    Show {
+        /// The proposal: its version number, or at least 8 hex digits of its id.
+        proposal: String,
+        /// Also write the candidate with its signatures to this file (for a
+        /// newcomer to sign with `maillon gov sign`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign an open proposal as this member; adopted by every node once it has quorum.
+    Approve {
+        /// The proposal: its version number, or at least 8 hex digits of its id.
+        proposal: String,
+        /// The same candidate signed elsewhere (a newcomer's proof of its key).
+        #[arg(long = "with")]
+        with: Option<PathBuf>,
+    },
+    /// Decline to sign an open proposal.
+    Reject {
+        /// The proposal: its version number, or at least 8 hex digits of its id.
+        proposal: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The roster in force: version, hash, members; which peers are behind.
+    Status,
+}
+
+/// `maillon gov propose …`: each builds version n+1 from the version in force.
+#[derive(Subcommand, Debug)]
+pub enum ProposeCmd {
+    /// Admit a new partner from its card.json.
+    Admit {
+        /// The newcomer's card.json (from `maillon node init`).
+        #[arg(long)]
+        card: PathBuf,
+        /// It votes on later changes (the default).
+        #[arg(long, conflicts_with = "associate")]
+        voting: bool,
+        /// It takes part without a vote.
+        #[arg(long)]
+        associate: bool,
+        /// Why, in your words.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Suspend a member: every node refuses it at once and owners remove it from their groups.
+    Suspend {
+        /// Member id.
+        member: String,
+        /// Why (carried in the roster version).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reinstate a suspended member (its groups need new consent decisions).
+    Reinstate {
+        /// Member id.
+        member: String,
+        /// Why, in your words.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Exclude a member for good.
+    Exclude {
+        /// Member id.
+        member: String,
+        /// Why (carried in the roster version).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Change a member's endpoint, or its keys from a new card.
+    UpdateMember {
+        /// Member id.
+        member: String,
+        /// Its new peer endpoint, host:port.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Its new card (new keys): the member signs with its old and new keys.
+        #[arg(long)]
+        card: Option<PathBuf>,
+        /// Why, in your words.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Change the quorum rule, N/D of voting members.
+    SetQuorum {
+        /// The new rule, e.g. 3/5.
+        quorum: String,
+        /// Why, in your words.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Replace the charter with a JSON file.
+    SetCharter {
+        /// The charter file.
+        charter: PathBuf,
+        /// Why, in your words.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 

@@ -151,3 +151,61 @@ impl Conn {
         Ok(r.into_inner())
     }
 }
+
+/// A member admin's governance calls, for the demo, the benchmark and the tests.
+impl Conn {
+    /// Proposes `change` to the roster in force.
+    pub async fn gov_propose(
+        &self,
+        change: &maillon_node::roster::Change,
+        reason: &str,
+    ) -> Result<pb::GovProposalReply, Status> {
+        let change = serde_json::to_string(change).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(self
+            .api()
+            .gov_propose(self.req(pb::GovProposeRequest {
+                change,
+                reason: reason.into(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Approves an open proposal, with signatures made elsewhere if any.
+    pub async fn gov_approve(
+        &self,
+        proposal: &str,
+        with: Option<&maillon_node::roster::SignedRoster>,
+    ) -> Result<pb::GovProposalReply, Status> {
+        let signed = match with {
+            Some(s) => serde_json::to_vec(s).map_err(|e| Status::internal(e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok(self
+            .api()
+            .gov_approve(self.req(pb::GovApproveRequest {
+                proposal: proposal.into(),
+                signed,
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// The roster in force at the node, and what its peers told.
+    pub async fn gov_status(&self) -> Result<pb::GovStatusReply, Status> {
+        Ok(self
+            .api()
+            .gov_status(self.req(pb::GovStatusRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// The open proposals at the node.
+    pub async fn gov_list(&self) -> Result<pb::GovListReply, Status> {
+        Ok(self
+            .api()
+            .gov_list(self.req(pb::GovListRequest {}))
+            .await?
+            .into_inner())
+    }
+}

@@ -96,7 +96,10 @@ fn roster_code(e: &RosterError) -> u8 {
         RosterError::OtherFederation { .. }
         | RosterError::Rollback { .. }
         | RosterError::Skipped { .. }
-        | RosterError::WrongPredecessor(_) => BAD_INPUT,
+        | RosterError::WrongPredecessor(_)
+        | RosterError::Transition { .. }
+        | RosterError::Change(_)
+        | RosterError::Stale { .. } => BAD_INPUT,
         RosterError::UnknownSigner(_)
         | RosterError::ForgedSignature(_)
         | RosterError::MissingSignatures { .. }

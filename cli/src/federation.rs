@@ -47,6 +47,43 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// Initialises a node folder for `f` in `dir` on two loopback ports
+    /// (not started); returns it and its member card.
+    pub async fn init(dir: &Path, f: &Founder) -> Result<(Self, MemberCard), CliError> {
+        let node_dir = dir.join(f.id);
+        let (peer, peer_addr) = bind_loopback()?;
+        let (client, client_addr) = bind_loopback()?;
+        let member: MemberId = f.id.parse().map_err(|source| CliError::BadArgument {
+            arg: "member",
+            source,
+        })?;
+        let init = daemon::init(&InitOptions {
+            dir: node_dir.clone(),
+            member: member.clone(),
+            name: f.name.into(),
+            kind: f.kind,
+            peer_addr,
+            peer_endpoint: None,
+            client_addr,
+        })
+        .await
+        .map_err(|source| CliError::Node { member, source })?;
+        let node = LocalNode {
+            id: init.config.member.clone(),
+            name: f.name.into(),
+            dir: node_dir,
+            admin: init.admin_profile,
+            running: None,
+            listeners: Some((peer, client)),
+        };
+        Ok((node, init.card))
+    }
+
+    /// The node's signing key (a newcomer signs its admission with it).
+    pub fn signing_key(&self) -> Result<NodeKey, CliError> {
+        Ok(NodeKey::read(&self.dir.join("signing.key"))?)
+    }
+
     /// A connection as the node's admin.
     pub fn admin(&self) -> Result<Conn, CliError> {
         Ok(Conn::new(&self.admin)?)
@@ -156,33 +193,9 @@ impl LocalFederation {
         let mut nodes = Vec::new();
         let mut cards: Vec<MemberCard> = Vec::new();
         for f in founders {
-            let node_dir = dir.join(f.id);
-            let (peer, peer_addr) = bind_loopback()?;
-            let (client, client_addr) = bind_loopback()?;
-            let member: MemberId = f.id.parse().map_err(|source| CliError::BadArgument {
-                arg: "member",
-                source,
-            })?;
-            let init = daemon::init(&InitOptions {
-                dir: node_dir.clone(),
-                member: member.clone(),
-                name: f.name.into(),
-                kind: f.kind,
-                peer_addr,
-                peer_endpoint: None,
-                client_addr,
-            })
-            .await
-            .map_err(|source| CliError::Node { member, source })?;
-            cards.push(init.card.clone());
-            nodes.push(LocalNode {
-                id: init.config.member.clone(),
-                name: f.name.into(),
-                dir: node_dir,
-                admin: init.admin_profile,
-                running: None,
-                listeners: Some((peer, client)),
-            });
+            let (node, card) = LocalNode::init(dir, f).await?;
+            cards.push(card);
+            nodes.push(node);
         }
         let quorum = Quorum { num: 2, den: 3 };
         let mut roster = Roster::genesis(federation, quorum, cards, Charter::default())?;
@@ -227,6 +240,16 @@ impl LocalFederation {
             .iter_mut()
             .find(|n| n.id.as_str() == id)
             .unwrap_or_else(|| panic!("no node {id} in this federation"))
+    }
+
+    /// Initialises a newcomer's node (not started) with the genesis roster
+    /// its sponsor hands it; returns its card.
+    pub async fn add_newcomer(&mut self, f: &Founder) -> Result<MemberCard, CliError> {
+        let (node, card) = LocalNode::init(&self.dir, f).await?;
+        let genesis = crate::error::read_file(&self.dir.join("roster.json"))?;
+        write_file(&node.dir.join("roster.json"), &genesis)?;
+        self.nodes.push(node);
+        Ok(card)
     }
 
     /// Stops every node.

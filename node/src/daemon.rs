@@ -29,6 +29,9 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 /// missed a commit, and forgets old nonces.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(60);
 
+/// How often a running node asks its peers for roster versions it lacks.
+const ROSTER_GOSSIP_PERIOD: Duration = Duration::from_secs(20);
+
 /// Why a node could not be initialised or started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -127,7 +130,8 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     })
 }
 
-/// Reads and verifies the node's genesis roster.
+/// Reads and verifies the federation's genesis roster (the `roster.json`
+/// file); later versions live in the node's store.
 pub fn load_roster(path: &Path) -> Result<crate::roster::VerifiedRoster, StartError> {
     let text = std::fs::read_to_string(path).map_err(|e| StartError::RosterFile {
         path: path.display().to_string(),
@@ -153,6 +157,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     upkeep: JoinHandle<()>,
+    gossip: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -185,6 +190,7 @@ impl RunningNode {
         self.node.begin_stop();
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
+        let _ = (&mut self.gossip).await;
         if tokio::time::timeout(STOP_GRACE, &mut self.upkeep)
             .await
             .is_err()
@@ -229,17 +235,9 @@ pub async fn start_with_listeners(
 ) -> Result<RunningNode, StartError> {
     let config = Config::load(dir)?;
     let key = NodeKey::read(&config.signing_key_path())?;
+    let public = key.public();
     let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
-    let roster = load_roster(&config.roster_path())?;
-    let me = roster.roster().member(&config.member).ok_or_else(|| {
-        StartError::NotInRoster(format!("{} is not a member of the roster", config.member))
-    })?;
-    if me.card.signing_key != key.public() || me.card.tls_spki_sha256 != tls.spki_hash()? {
-        return Err(StartError::NotInRoster(format!(
-            "this node's keys are not the ones the roster lists for {}",
-            config.member
-        )));
-    }
+    let genesis = load_roster(&config.roster_path())?;
     for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
         crate::crypto::check_private_dir(&dir)?;
     }
@@ -254,7 +252,20 @@ pub async fn start_with_listeners(
         &key.public(),
     )?;
     audit.checkpoint(&key)?;
-    let roster = Arc::new(CurrentRoster::new(roster));
+    if store
+        .get::<SignedRoster>(crate::storage::Tree::RosterChain, &service::chain_key(1))?
+        .is_none()
+        && let Some(me) = genesis.roster().member(&config.member)
+        && (me.card.signing_key != public || me.card.tls_spki_sha256 != tls.spki_hash()?)
+    {
+        // First start: a genesis that lists this member with other keys is
+        // not this federation's (or not this node's), and is never adopted.
+        return Err(StartError::NotInRoster(format!(
+            "this node's keys are not the ones the genesis roster lists for {}",
+            config.member
+        )));
+    }
+    let roster = Arc::new(CurrentRoster::new(genesis));
     let node = Arc::new(
         Node::new(NodeParts {
             me: config.member.clone(),
@@ -263,10 +274,16 @@ pub async fn start_with_listeners(
             store,
             audit,
             clock,
-            network: Arc::new(PeerClients::new(tls.clone())),
+            network: Arc::new(PeerClients::new(tls.clone(), roster.clone())),
         })
         .await?,
     );
+    if node.roster().roster().member(&config.member).is_none() {
+        // A newly admitted partner starts from the genesis: it fetches the
+        // chain from the members it lists and verifies it link by link.
+        join_from_members(&node).await;
+    }
+    check_listed(&node, &config, &public, &tls)?;
     let bind = |addr: SocketAddr, given: Option<std::net::TcpListener>| async move {
         let err = |source| StartError::Bind { addr, source };
         match given {
@@ -315,6 +332,21 @@ pub async fn start_with_listeners(
             tracing::error!(error = %e, "cannot serve");
         }
     });
+    let gossip_node = node.clone();
+    let mut gossip_stop = stop_rx.clone();
+    let gossip = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ROSTER_GOSSIP_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = gossip_stop.wait_for(|stop| *stop) => break,
+            }
+            if gossip_node.gossip_round().await > 0 {
+                gossip_node.after_adoption();
+            }
+        }
+    });
     let upkeep_node = node.clone();
     let mut upkeep_stop = stop_rx;
     let upkeep = tokio::spawn(async move {
@@ -323,6 +355,9 @@ pub async fn start_with_listeners(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = upkeep_stop.wait_for(|stop| *stop) => break,
+            }
+            if let Err(e) = upkeep_node.prune_groups().await {
+                tracing::warn!(error = %e, "applying the roster to the groups failed");
             }
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
@@ -352,5 +387,54 @@ pub async fn start_with_listeners(
         stop: stop_tx,
         server,
         upkeep,
+        gossip,
     })
+}
+
+/// A node its genesis does not list asks each member the genesis lists for
+/// the chain, until one gives a chain that verifies and lists this node.
+async fn join_from_members(node: &Arc<Node>) {
+    let me = node.member().clone();
+    let members: Vec<_> = node
+        .roster()
+        .roster()
+        .members
+        .iter()
+        .map(|m| m.card.id.clone())
+        .collect();
+    for m in members {
+        match node.catch_up_from(&m).await {
+            Ok(n) => tracing::info!(from = %m, versions = n, "fetched the roster chain"),
+            Err(e) => tracing::warn!(from = %m, error = %e, "cannot fetch the roster chain"),
+        }
+        if node.roster().roster().member(&me).is_some() {
+            return;
+        }
+    }
+}
+
+/// Refuses to serve unless the roster in force lists this node, active or
+/// not, with the keys it holds.
+fn check_listed(
+    node: &Node,
+    config: &Config,
+    key: &crate::crypto::PublicKey,
+    tls: &TlsIdentity,
+) -> Result<(), StartError> {
+    let roster = node.roster();
+    let me = roster.roster().member(&config.member).ok_or_else(|| {
+        StartError::NotInRoster(format!(
+            "{} is not a member of roster v{} (if it was just admitted, no member it can reach has the version that admits it yet)",
+            config.member,
+            roster.roster().version
+        ))
+    })?;
+    if me.card.signing_key != *key || me.card.tls_spki_sha256 != tls.spki_hash()? {
+        return Err(StartError::NotInRoster(format!(
+            "this node's keys are not the ones roster v{} lists for {}",
+            roster.roster().version,
+            config.member
+        )));
+    }
+    Ok(())
 }

@@ -90,7 +90,53 @@ pub enum RosterError {
         /// The member whose new key is unproven.
         member: MemberId,
     },
+    /// The candidate drops a member, reinstates an excluded one, or changes a
+    /// member's kind: members are never removed, exclusion is final.
+    #[error("roster v{version}: {what}")]
+    Transition {
+        /// The candidate's version.
+        version: u64,
+        /// What it does that no version may do, in one line.
+        what: String,
+    },
+    /// The change does not apply to the roster in force.
+    #[error("{0}")]
+    Change(String),
+    /// A proposal for a version number already adopted: propose again on top.
+    #[error(
+        "roster v{version} is already adopted; this proposal is stale and must be made again on top of it"
+    )]
+    Stale {
+        /// The version it was for.
+        version: u64,
+    },
 }
+
+impl RosterError {
+    /// A stable, machine-readable name of the refusal (snake case).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RosterError::Invalid(_) => "invalid_roster",
+            RosterError::UnknownSigner(_) => "unknown_signer",
+            RosterError::ForgedSignature(_) => "forged_signature",
+            RosterError::MissingSignatures { .. } => "missing_signatures",
+            RosterError::NotAMember(_) => "not_a_member",
+            RosterError::WrongKey(_) => "wrong_key",
+            RosterError::OtherFederation { .. } => "other_federation",
+            RosterError::Rollback { .. } => "rollback",
+            RosterError::Skipped { .. } => "skipped_version",
+            RosterError::WrongPredecessor(_) => "wrong_predecessor",
+            RosterError::NoQuorum { .. } => "no_quorum",
+            RosterError::NoProofOfPossession { .. } => "no_proof_of_possession",
+            RosterError::Transition { .. } => "forbidden_transition",
+            RosterError::Change(_) => "change_does_not_apply",
+            RosterError::Stale { .. } => "stale",
+        }
+    }
+}
+
+/// Longest reason a roster version carries (bytes).
+pub const MAX_REASON: usize = 500;
 
 /// A quorum rule `num/den` of voting members, e.g. `2/3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +314,10 @@ pub struct Roster {
     pub members: Vec<RosterMember>,
     /// Which kinds of member may ever receive which sections.
     pub charter: Charter,
+    /// Why this version was proposed, in the proposer's words (none for
+    /// version 1). Signed with the rest; absent from the bytes when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Roster {
@@ -292,6 +342,7 @@ impl Roster {
                 })
                 .collect(),
             charter,
+            reason: None,
         };
         roster.check_well_formed()?;
         Ok(roster)
@@ -356,8 +407,16 @@ impl Roster {
                 .and_then(|()| crate::types::check_endpoint(&c.endpoint))
                 .map_err(|e| RosterError::Invalid(format!("member {}: {e}", c.id)))?;
         }
-        if !self.members.iter().any(|m| m.voting) {
-            return invalid("no voting member".into());
+        if !self
+            .members
+            .iter()
+            .any(|m| m.voting && m.status == MemberStatus::Active)
+        {
+            return invalid("no active voting member".into());
+        }
+        if let Some(reason) = &self.reason {
+            crate::types::check_short_text("reason", reason, MAX_REASON)
+                .map_err(|e| RosterError::Invalid(e.to_string()))?;
         }
         Ok(())
     }
@@ -383,7 +442,27 @@ pub struct SignedRoster {
     pub signatures: Vec<RosterSignature>,
 }
 
+/// Largest roster version (bytes of JSON) a node takes from a peer or a file.
+pub const MAX_ROSTER_BYTES: usize = 256 * 1024;
+
 impl SignedRoster {
+    /// Decodes a signed roster from a peer or a file: size first, then the
+    /// exact fields; no signature is checked. The error never quotes the input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RosterError> {
+        if bytes.len() > MAX_ROSTER_BYTES {
+            return Err(RosterError::Invalid(format!(
+                "a roster version is at most {MAX_ROSTER_BYTES} bytes"
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| {
+            RosterError::Invalid(format!(
+                "not a signed roster (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
     /// An unsigned roster, ready for signatures.
     pub fn unsigned(roster: Roster) -> Self {
         Self {
@@ -496,6 +575,395 @@ fn voting_keys(roster: &Roster) -> BTreeMap<[u8; 32], MemberId> {
         .collect()
 }
 
+/// Which keys signed `next`: each entry must verify under the key `have` or
+/// the candidate lists for its signer. Keys, not entries, are counted.
+fn signed_keys(have: &Roster, next: &SignedRoster) -> Result<BTreeSet<[u8; 32]>, RosterError> {
+    let cand = &next.roster;
+    let bytes = cand.canonical_bytes();
+    let mut signed: BTreeSet<[u8; 32]> = BTreeSet::new();
+    for s in &next.signatures {
+        let listed: Vec<PublicKey> = [have.member(&s.signer), cand.member(&s.signer)]
+            .into_iter()
+            .flatten()
+            .map(|m| m.card.signing_key)
+            .collect();
+        if listed.is_empty() {
+            return Err(RosterError::UnknownSigner(s.signer.clone()));
+        }
+        let key = listed
+            .iter()
+            .find(|k| k.verify(Context::Roster, &bytes, &s.signature).is_ok())
+            .ok_or_else(|| RosterError::ForgedSignature(s.signer.clone()))?;
+        signed.insert(key.to_bytes());
+    }
+    Ok(signed)
+}
+
+/// One side's count of a proposal: the distinct voting keys that signed,
+/// the threshold, and the voters whose signature is still missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideTally {
+    /// Distinct voting keys whose signature verifies.
+    pub have: usize,
+    /// The threshold of the quorum rule.
+    pub need: usize,
+    /// Active voters whose key has not signed yet.
+    pub missing: Vec<MemberId>,
+}
+
+/// How far a proposal is from adoption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    /// The count among the voters of the version in force.
+    pub outgoing: SideTally,
+    /// The count among the voters of the candidate.
+    pub incoming: SideTally,
+    /// Members whose new signing key has not signed the candidate.
+    pub unproven: Vec<MemberId>,
+    /// Signers whose signature counts for neither side (no vote, suspended, excluded).
+    pub not_counted: Vec<MemberId>,
+}
+
+impl Tally {
+    /// Whether the proposal has everything adoption needs.
+    pub fn complete(&self) -> bool {
+        self.outgoing.have >= self.outgoing.need
+            && self.incoming.have >= self.incoming.need
+            && self.unproven.is_empty()
+    }
+}
+
+/// Counts `next`'s signatures against the voters of `have` and of the candidate.
+fn tally(have: &Roster, next: &SignedRoster) -> Result<Tally, RosterError> {
+    let cand = &next.roster;
+    let signed = signed_keys(have, next)?;
+    let side = |roster: &Roster| {
+        let voters = voting_keys(roster);
+        SideTally {
+            have: voters.keys().filter(|k| signed.contains(*k)).count(),
+            need: roster.quorum.threshold(voters.len()),
+            missing: voters
+                .iter()
+                .filter(|(k, _)| !signed.contains(*k))
+                .map(|(_, id)| id.clone())
+                .collect(),
+        }
+    };
+    let known: BTreeSet<[u8; 32]> = have
+        .members
+        .iter()
+        .map(|m| m.card.signing_key.to_bytes())
+        .collect();
+    let unproven = cand
+        .members
+        .iter()
+        .filter(|m| {
+            let key = m.card.signing_key.to_bytes();
+            !known.contains(&key) && !signed.contains(&key)
+        })
+        .map(|m| m.card.id.clone())
+        .collect();
+    let (old_voters, new_voters) = (voting_keys(have), voting_keys(cand));
+    let mut not_counted: Vec<MemberId> = Vec::new();
+    for s in &next.signatures {
+        let counts = [have.member(&s.signer), cand.member(&s.signer)]
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                let k = m.card.signing_key.to_bytes();
+                signed.contains(&k) && (old_voters.contains_key(&k) || new_voters.contains_key(&k))
+            });
+        let proves = cand.member(&s.signer).is_some_and(|m| {
+            let k = m.card.signing_key.to_bytes();
+            !known.contains(&k) && signed.contains(&k)
+        });
+        if !counts && !proves && !not_counted.contains(&s.signer) {
+            not_counted.push(s.signer.clone());
+        }
+    }
+    Ok(Tally {
+        outgoing: side(have),
+        incoming: side(cand),
+        unproven,
+        not_counted,
+    })
+}
+
+/// A change a member proposes to the roster in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// Admits a new member from its card, active.
+    Admit {
+        /// The newcomer's card.
+        card: MemberCard,
+        /// Whether it votes on later changes.
+        voting: bool,
+    },
+    /// Suspends an active member: every peer refuses it at once.
+    Suspend {
+        /// The member concerned.
+        member: MemberId,
+    },
+    /// Reinstates a suspended member.
+    Reinstate {
+        /// The member concerned.
+        member: MemberId,
+    },
+    /// Excludes a member for good; it stays listed so that its keys are never reused.
+    Exclude {
+        /// The member concerned.
+        member: MemberId,
+    },
+    /// Changes a member's endpoint or keys (a rotation: old and new keys both sign).
+    UpdateMember {
+        /// The member concerned.
+        member: MemberId,
+        /// Its new peer endpoint.
+        endpoint: Option<String>,
+        /// Its new card (name, endpoint, keys); the id and kind must not change.
+        card: Option<MemberCard>,
+    },
+    /// Changes the quorum rule.
+    SetQuorum {
+        /// The new rule.
+        quorum: Quorum,
+    },
+    /// Replaces the charter.
+    SetCharter {
+        /// The new charter.
+        charter: Charter,
+    },
+}
+
+impl VerifiedRoster {
+    /// The candidate version that applies `change` to this one, unsigned,
+    /// with the proposer's `reason`.
+    pub fn propose(&self, change: &Change, reason: Option<String>) -> Result<Roster, RosterError> {
+        let mut next = self.roster().clone();
+        next.version += 1;
+        next.previous = Some(self.hash_hex().to_owned());
+        next.reason = reason;
+        let no_change = |what: String| Err(RosterError::Change(what));
+        let member_mut = |r: &mut Roster, id: &MemberId| -> Result<usize, RosterError> {
+            r.members
+                .iter()
+                .position(|m| &m.card.id == id)
+                .ok_or_else(|| RosterError::Change(format!("{id} is not a member")))
+        };
+        match change {
+            Change::Admit { card, voting } => {
+                if next.member(&card.id).is_some() {
+                    return no_change(format!("{} is already a member", card.id));
+                }
+                next.members.push(RosterMember {
+                    card: card.clone(),
+                    status: MemberStatus::Active,
+                    voting: *voting,
+                });
+            }
+            Change::Suspend { member }
+            | Change::Reinstate { member }
+            | Change::Exclude { member } => {
+                let i = member_mut(&mut next, member)?;
+                let (from, to) = match change {
+                    Change::Suspend { .. } => {
+                        (&[MemberStatus::Active][..], MemberStatus::Suspended)
+                    }
+                    Change::Reinstate { .. } => {
+                        (&[MemberStatus::Suspended][..], MemberStatus::Active)
+                    }
+                    _ => (
+                        &[MemberStatus::Active, MemberStatus::Suspended][..],
+                        MemberStatus::Excluded,
+                    ),
+                };
+                let status = next.members[i].status;
+                if !from.contains(&status) {
+                    return no_change(format!("{member} is {status}"));
+                }
+                next.members[i].status = to;
+            }
+            Change::UpdateMember {
+                member,
+                endpoint,
+                card,
+            } => {
+                let i = member_mut(&mut next, member)?;
+                if next.members[i].status == MemberStatus::Excluded {
+                    return no_change(format!("{member} is excluded"));
+                }
+                if let Some(card) = card {
+                    if &card.id != member {
+                        return no_change(format!("the card is for {}, not {member}", card.id));
+                    }
+                    next.members[i].card = card.clone();
+                }
+                if let Some(endpoint) = endpoint {
+                    next.members[i].card.endpoint = endpoint.clone();
+                }
+                if next.members[i] == self.roster().members[i] {
+                    return no_change(format!("nothing changes for {member}"));
+                }
+            }
+            Change::SetQuorum { quorum } => {
+                if *quorum == next.quorum {
+                    return no_change(format!("the quorum is already {quorum}"));
+                }
+                next.quorum = *quorum;
+            }
+            Change::SetCharter { charter } => {
+                if *charter == next.charter {
+                    return no_change("the charter is already this one".into());
+                }
+                next.charter = charter.clone();
+            }
+        }
+        self.check_link(&next)?;
+        Ok(next)
+    }
+}
+
+impl SignedRoster {
+    /// Adds `other`'s signatures on the same content that this copy lacks;
+    /// returns how many were added. Content that differs adds nothing.
+    pub fn merge(&mut self, other: &SignedRoster) -> usize {
+        if other.roster != self.roster {
+            return 0;
+        }
+        let mut added = 0;
+        for s in &other.signatures {
+            if !self.signatures.contains(s) {
+                self.signatures.push(s.clone());
+                added += 1;
+            }
+        }
+        added
+    }
+}
+
+/// What `new` changes from `old`, in plain words, one line a change.
+pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
+    use crate::types::escape_controls as esc;
+    let mut out = Vec::new();
+    for m in &new.members {
+        let id = &m.card.id;
+        let Some(o) = old.member(id) else {
+            out.push(format!(
+                "admits {id} ({}, \"{}\") at {}, {}, {}",
+                m.card.kind,
+                esc(&m.card.name),
+                esc(&m.card.endpoint),
+                if m.voting {
+                    "with a vote"
+                } else {
+                    "without a vote"
+                },
+                m.status
+            ));
+            continue;
+        };
+        if o.status != m.status {
+            out.push(match m.status {
+                MemberStatus::Suspended => format!("suspends {id}"),
+                MemberStatus::Excluded => format!("excludes {id} for good"),
+                MemberStatus::Active => format!("reinstates {id}"),
+            });
+        }
+        if o.voting != m.voting {
+            out.push(if m.voting {
+                format!("gives {id} a vote")
+            } else {
+                format!("takes away {id}'s vote")
+            });
+        }
+        if o.card.name != m.card.name {
+            out.push(format!(
+                "renames {id} from \"{}\" to \"{}\"",
+                esc(&o.card.name),
+                esc(&m.card.name)
+            ));
+        }
+        if o.card.endpoint != m.card.endpoint {
+            out.push(format!(
+                "moves {id} from {} to {}",
+                esc(&o.card.endpoint),
+                esc(&m.card.endpoint)
+            ));
+        }
+        if o.card.signing_key != m.card.signing_key {
+            out.push(format!("replaces {id}'s signing key"));
+        }
+        if o.card.tls_spki_sha256 != m.card.tls_spki_sha256 {
+            out.push(format!("replaces {id}'s TLS key"));
+        }
+    }
+    if old.quorum != new.quorum {
+        out.push(format!(
+            "changes the quorum from {} to {}",
+            old.quorum, new.quorum
+        ));
+    }
+    for kind in MemberKind::ALL {
+        let sections = |c: &Charter| c.receivable.get(kind).cloned().unwrap_or_default();
+        let (before, after) = (sections(&old.charter), sections(&new.charter));
+        let list = |s: Vec<&Section>| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let gained: Vec<&Section> = after.difference(&before).collect();
+        let lost: Vec<&Section> = before.difference(&after).collect();
+        if !gained.is_empty() {
+            out.push(format!(
+                "charter: a {kind} may now receive {}",
+                list(gained)
+            ));
+        }
+        if !lost.is_empty() {
+            out.push(format!(
+                "charter: a {kind} may no longer receive {}",
+                list(lost)
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push("changes nothing but the version".into());
+    }
+    if let Some(reason) = &new.reason {
+        out.push(format!("reason given: {}", esc(reason)));
+    }
+    out
+}
+
+/// What no version may do to its predecessor: drop a member (ids and keys
+/// stay listed for good, so that they are never reused), reinstate an
+/// excluded member, or change a member's kind (the charter depends on it).
+fn check_transition(have: &Roster, cand: &Roster) -> Result<(), RosterError> {
+    let refuse = |what: String| {
+        Err(RosterError::Transition {
+            version: cand.version,
+            what,
+        })
+    };
+    for old in &have.members {
+        let id = &old.card.id;
+        let Some(new) = cand.member(id) else {
+            return refuse(format!(
+                "it drops {id}; a member leaves by exclusion, not by removal"
+            ));
+        };
+        if old.status == MemberStatus::Excluded && new.status != MemberStatus::Excluded {
+            return refuse(format!(
+                "it reinstates {id}, who was excluded; exclusion is final"
+            ));
+        }
+        if old.card.kind != new.card.kind {
+            return refuse(format!(
+                "it changes the kind of {id} from {} to {}",
+                old.card.kind, new.card.kind
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl VerifiedRoster {
     /// Verifies `next` as the successor of this version, by TUF's root
     /// rotation rule: same federation; numbered exactly one more; naming this
@@ -506,7 +974,34 @@ impl VerifiedRoster {
     /// lists for its signer; signatures of non-voting, suspended or excluded
     /// members verify but count for nothing.
     pub fn verify_successor(&self, next: SignedRoster) -> Result<VerifiedRoster, RosterError> {
+        self.check_link(&next.roster)?;
         let (have, cand) = (self.roster(), &next.roster);
+        let tally = tally(have, &next)?;
+        for (side, t) in [("outgoing", &tally.outgoing), ("incoming", &tally.incoming)] {
+            if t.have < t.need {
+                return Err(RosterError::NoQuorum {
+                    version: cand.version,
+                    side,
+                    have: t.have,
+                    need: t.need,
+                });
+            }
+        }
+        if let Some(member) = tally.unproven.first() {
+            return Err(RosterError::NoProofOfPossession {
+                version: cand.version,
+                member: member.clone(),
+            });
+        }
+        let hash = cand.hash_hex();
+        Ok(VerifiedRoster { signed: next, hash })
+    }
+
+    /// Checks that `cand` may follow this version, signatures aside: same
+    /// federation, numbered exactly one more, naming this version's hash,
+    /// well formed, and keeping every member (exclusion final, kinds fixed).
+    pub fn check_link(&self, cand: &Roster) -> Result<(), RosterError> {
+        let have = self.roster();
         if cand.federation != have.federation {
             return Err(RosterError::OtherFederation {
                 expected: have.federation.clone(),
@@ -529,54 +1024,13 @@ impl VerifiedRoster {
             return Err(RosterError::WrongPredecessor(cand.version));
         }
         cand.check_well_formed()?;
-        // Which keys signed: each entry must verify under the key one of the
-        // two versions lists for its signer. Keys, not entries, are counted.
-        let bytes = cand.canonical_bytes();
-        let mut signed: BTreeSet<[u8; 32]> = BTreeSet::new();
-        for s in &next.signatures {
-            let listed: Vec<PublicKey> = [have.member(&s.signer), cand.member(&s.signer)]
-                .into_iter()
-                .flatten()
-                .map(|m| m.card.signing_key)
-                .collect();
-            if listed.is_empty() {
-                return Err(RosterError::UnknownSigner(s.signer.clone()));
-            }
-            let key = listed
-                .iter()
-                .find(|k| k.verify(Context::Roster, &bytes, &s.signature).is_ok())
-                .ok_or_else(|| RosterError::ForgedSignature(s.signer.clone()))?;
-            signed.insert(key.to_bytes());
-        }
-        for (side, roster) in [("outgoing", have), ("incoming", cand)] {
-            let voters = voting_keys(roster);
-            let need = roster.quorum.threshold(voters.len());
-            let count = voters.keys().filter(|k| signed.contains(*k)).count();
-            if count < need {
-                return Err(RosterError::NoQuorum {
-                    version: cand.version,
-                    side,
-                    have: count,
-                    need,
-                });
-            }
-        }
-        let known: BTreeSet<[u8; 32]> = have
-            .members
-            .iter()
-            .map(|m| m.card.signing_key.to_bytes())
-            .collect();
-        for m in &cand.members {
-            let key = m.card.signing_key.to_bytes();
-            if !known.contains(&key) && !signed.contains(&key) {
-                return Err(RosterError::NoProofOfPossession {
-                    version: cand.version,
-                    member: m.card.id.clone(),
-                });
-            }
-        }
-        let hash = cand.hash_hex();
-        Ok(VerifiedRoster { signed: next, hash })
+        check_transition(have, cand)
+    }
+
+    /// How far `next` is from adoption as this version's successor; errors
+    /// on a forged or unknown signature entry. The caller checks the link.
+    pub fn tally(&self, next: &SignedRoster) -> Result<Tally, RosterError> {
+        tally(self.roster(), next)
     }
 
     /// Verifies a whole chain from its genesis, link by link.
@@ -646,6 +1100,16 @@ impl CurrentRoster {
             .filter(|m| m.status == MemberStatus::Active)
             .map(|m| (m.card.tls_spki_sha256, m.card.id.clone()))
             .collect()
+    }
+
+    /// Puts `roster` in force: new handshakes and every later call see it.
+    pub fn replace(&self, roster: VerifiedRoster) {
+        let pins = Self::pins(&roster);
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = (Arc::new(roster), pins);
     }
 
     /// The roster in force.

@@ -83,6 +83,16 @@ pub enum Tree {
     Closed,
     /// When each member last asked for a fresh Welcome, by `scope|member`.
     WelcomeRequests,
+    /// Adopted roster versions after genesis, by zero-padded version.
+    RosterChain,
+    /// Open roster proposals, by candidate hash.
+    Proposals,
+    /// Valid roster versions that conflict with an adopted one (equivocation
+    /// evidence), by `version/hash`.
+    RosterEvidence,
+    /// When each member was last suspended or excluded here, by member id:
+    /// consents granted before then no longer let it in.
+    Ousted,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -99,6 +109,8 @@ pub enum MetaKey {
     /// How many audit entries are known applied to the store (`u64`): the
     /// replay at start begins there.
     Applied,
+    /// The roster version whose effects on this node's groups are done (`u64`).
+    PrunedFor,
 }
 
 impl MetaKey {
@@ -108,13 +120,14 @@ impl MetaKey {
             MetaKey::RosterHash => "roster_hash",
             MetaKey::Roster => "roster",
             MetaKey::Applied => "applied",
+            MetaKey::PrunedFor => "pruned_for",
         }
     }
 }
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 11] = [
+    const ALL: [Tree; 15] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -125,6 +138,10 @@ impl Tree {
         Tree::Resync,
         Tree::Closed,
         Tree::WelcomeRequests,
+        Tree::RosterChain,
+        Tree::Proposals,
+        Tree::RosterEvidence,
+        Tree::Ousted,
         Tree::Meta,
     ];
 
@@ -140,6 +157,10 @@ impl Tree {
             Tree::Resync => "resync",
             Tree::Closed => "closed",
             Tree::WelcomeRequests => "welcome_requests",
+            Tree::RosterChain => "roster_chain",
+            Tree::Proposals => "proposals",
+            Tree::RosterEvidence => "roster_evidence",
+            Tree::Ousted => "ousted",
             Tree::Meta => "meta",
         }
     }

@@ -266,3 +266,90 @@ impl Cluster {
         Impostor { stop, server }
     }
 }
+
+/// Governance: votes, and waiting for every node to adopt.
+impl Cluster {
+    /// A connection as a member's first admin.
+    pub fn admin(&self, id: &str) -> Conn {
+        self.node(id).admin().expect("admin conn")
+    }
+
+    /// `proposer` proposes `change`, then each of `approvers` approves it;
+    /// returns the last reply (adopted once a quorum signed).
+    pub async fn vote(
+        &self,
+        change: &maillon_node::roster::Change,
+        proposer: &str,
+        approvers: &[&str],
+    ) -> pb::GovProposalReply {
+        let mut reply = self
+            .admin(proposer)
+            .gov_propose(change, "vote de l'assemblée du GIP")
+            .await
+            .expect("proposed");
+        let id = reply.proposal.as_ref().expect("proposal").id.clone();
+        for a in approvers {
+            reply = self
+                .admin(a)
+                .gov_approve(&id, None)
+                .await
+                .expect("approved");
+        }
+        reply
+    }
+
+    /// Waits until every one of `ids` has roster `version` in force; panics
+    /// after ten seconds (a wait for an outcome, not a measure of speed).
+    pub async fn wait_version(&self, ids: &[&str], version: u64) {
+        for id in ids {
+            let admin = self.admin(id);
+            let mut seen = 0;
+            for _ in 0..500 {
+                seen = admin.gov_status().await.expect("status").version;
+                if seen >= version {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(seen, version, "{id} adopted roster v{version}");
+        }
+    }
+
+    /// The members of a share's group at its owner, once the owner has
+    /// applied the roster in force to its groups.
+    pub async fn group_members(
+        &self,
+        owner: &str,
+        share: &maillon_node::sharing::ShareId,
+    ) -> Vec<String> {
+        let node = self.running(owner).node();
+        node.prune_groups()
+            .await
+            .expect("roster applied to the groups");
+        node.share_members(share)
+            .await
+            .expect("members")
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    }
+}
+
+/// The audit events of one kind at a node, as JSON values, in order.
+pub async fn audit_events(auditor: &Conn, kind: &str) -> Vec<serde_json::Value> {
+    let reply = auditor
+        .api()
+        .audit_tail(auditor.req(pb::AuditTailRequest {
+            limit: 10_000,
+            from: Some(0),
+        }))
+        .await
+        .expect("audit tail")
+        .into_inner();
+    reply
+        .events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.json).expect("entry is JSON"))
+        .filter(|v| v["event"] == kind)
+        .collect()
+}

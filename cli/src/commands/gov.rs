@@ -1,4 +1,6 @@
-//! `maillon gov …`: build, sign and verify the genesis roster (GIP assembly).
+//! `maillon gov …`: build, sign and verify the genesis roster (GIP
+//! assembly), and the federation's later versions: propose, list, show,
+//! approve, reject, status (through this member's node).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -10,13 +12,105 @@ use maillon_node::roster::{
 };
 use maillon_node::types::{MemberId, MemberKind};
 
-use crate::args::GovCmd;
+use maillon_node::roster::Change;
+use maillon_proto::v1 as pb;
+
+use super::{connect, say};
+use crate::args::{GovCmd, ProposeCmd};
+use crate::client::Conn;
 use crate::error::{CliError, read_file, roster_json, write_file};
 use crate::escape::escape_controls;
 
 /// Runs `maillon gov …`; `gov sign` asks on standard input unless `--yes`.
-pub(super) fn run(cmd: GovCmd) -> Result<(), CliError> {
+/// The commands on later versions talk to this member's node (`profile`).
+pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliError> {
     match cmd {
+        GovCmd::Propose(change) => {
+            let (change, reason) = change_of(change)?;
+            let conn = connect(profile)?.1;
+            let json =
+                serde_json::to_string(&change).map_err(|e| CliError::Unexpected(e.to_string()))?;
+            let r = conn
+                .api()
+                .gov_propose(conn.req(pb::GovProposeRequest {
+                    change: json,
+                    reason: reason.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            report(&r);
+            Ok(())
+        }
+        GovCmd::List => {
+            let conn = connect(profile)?.1;
+            let r = conn
+                .api()
+                .gov_list(conn.req(pb::GovListRequest {}))
+                .await?
+                .into_inner();
+            if r.proposals.is_empty() {
+                println!("no open proposal; roster v{} is in force", r.version);
+            }
+            for p in &r.proposals {
+                print!("{}", summary(p));
+            }
+            Ok(())
+        }
+        GovCmd::Show { proposal, out } => {
+            let conn = connect(profile)?.1;
+            let r = conn
+                .api()
+                .gov_show(conn.req(pb::GovShowRequest { proposal }))
+                .await?
+                .into_inner();
+            let p = r
+                .proposal
+                .ok_or_else(|| CliError::Unexpected("no proposal in the reply".into()))?;
+            print!("{}", details(&p));
+            if let Some(out) = out {
+                let signed = SignedRoster::decode(&p.signed)?;
+                write_new(&out, &roster_json(&signed)?)?;
+                println!(
+                    "candidate written to {}: a newcomer signs it with `maillon gov sign {} --dir ITS_NODE`, then you run `maillon gov approve {} --with {}`",
+                    out.display(),
+                    out.display(),
+                    p.version,
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        GovCmd::Approve { proposal, with } => {
+            let signed = match with {
+                Some(path) => roster_json(&read_roster(&path)?)?.into_bytes(),
+                None => Vec::new(),
+            };
+            let conn = connect(profile)?.1;
+            let r = conn
+                .api()
+                .gov_approve(conn.req(pb::GovApproveRequest { proposal, signed }))
+                .await?
+                .into_inner();
+            report(&r);
+            Ok(())
+        }
+        GovCmd::Reject { proposal, reason } => {
+            let conn = connect(profile)?.1;
+            let r = conn
+                .api()
+                .gov_reject(conn.req(pb::GovRejectRequest { proposal, reason }))
+                .await?
+                .into_inner();
+            if let Some(p) = &r.proposal {
+                println!(
+                    "you declined to sign proposal {} (v{})",
+                    short(&p.id),
+                    p.version
+                );
+            }
+            Ok(())
+        }
+        GovCmd::Status => status(&connect(profile)?.1).await,
         GovCmd::Genesis {
             federation,
             quorum,
@@ -67,6 +161,233 @@ pub(super) fn run(cmd: GovCmd) -> Result<(), CliError> {
     }
 }
 
+/// The change and the reason a `gov propose` command line names.
+fn change_of(cmd: ProposeCmd) -> Result<(Change, Option<String>), CliError> {
+    let member = |s: &str| super::arg::<MemberId>("member", s);
+    Ok(match cmd {
+        ProposeCmd::Admit {
+            card,
+            associate,
+            reason,
+            ..
+        } => (
+            Change::Admit {
+                card: parse_json::<MemberCard>(&card, "member card")?,
+                voting: !associate,
+            },
+            reason,
+        ),
+        ProposeCmd::Suspend { member: m, reason } => (
+            Change::Suspend {
+                member: member(&m)?,
+            },
+            Some(reason),
+        ),
+        ProposeCmd::Reinstate { member: m, reason } => (
+            Change::Reinstate {
+                member: member(&m)?,
+            },
+            reason,
+        ),
+        ProposeCmd::Exclude { member: m, reason } => (
+            Change::Exclude {
+                member: member(&m)?,
+            },
+            Some(reason),
+        ),
+        ProposeCmd::UpdateMember {
+            member: m,
+            endpoint,
+            card,
+            reason,
+        } => {
+            if let Some(e) = &endpoint {
+                maillon_node::types::check_endpoint(e).map_err(CliError::bad_arg("endpoint"))?;
+            }
+            let card = match card {
+                Some(path) => Some(parse_json::<MemberCard>(&path, "member card")?),
+                None => None,
+            };
+            (
+                Change::UpdateMember {
+                    member: member(&m)?,
+                    endpoint,
+                    card,
+                },
+                reason,
+            )
+        }
+        ProposeCmd::SetQuorum { quorum, reason } => (
+            Change::SetQuorum {
+                quorum: quorum.parse().map_err(CliError::BadQuorum)?,
+            },
+            reason,
+        ),
+        ProposeCmd::SetCharter { charter, reason } => (
+            Change::SetCharter {
+                charter: parse_json::<Charter>(&charter, "charter")?,
+            },
+            reason,
+        ),
+    })
+}
+
+/// The first 12 hex digits of a proposal id: enough to name it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// What became of a proposal after `propose` or `approve`.
+fn report(r: &pb::GovProposalReply) {
+    let Some(p) = &r.proposal else {
+        return;
+    };
+    print!("{}", details(p));
+    match r.outcome.as_str() {
+        "adopted" => println!(
+            "ADOPTED: roster v{} is in force here and was sent to every active member",
+            r.version
+        ),
+        _ => println!(
+            "proposal {} (v{}) sent to every active member; it is adopted once it has quorum",
+            short(&p.id),
+            p.version
+        ),
+    }
+}
+
+/// One proposal in a few lines: id, version, proposer, who signed, what is missing.
+fn summary(p: &pb::GovProposal) -> String {
+    let mut out = format!(
+        "proposal {} for v{}, proposed by {}\n",
+        short(&p.id),
+        p.version,
+        p.proposer
+    );
+    for c in &p.changes {
+        out += &format!("  - {}\n", escape_controls(c));
+    }
+    out += &format!("  signed by: {}\n", p.signers.join(", "));
+    out += &standing(p);
+    out
+}
+
+/// Where a proposal stands: each side's quorum, unproven keys, rejection.
+fn standing(p: &pb::GovProposal) -> String {
+    let mut out = String::new();
+    if !p.current {
+        out += "  STALE: it does not follow the version in force; propose it again on top\n";
+        return out;
+    }
+    for (name, side) in [
+        ("outgoing voters (version in force)", &p.outgoing),
+        ("incoming voters (this version)", &p.incoming),
+    ] {
+        if let Some(s) = side {
+            let missing = if s.have >= s.need {
+                "quorum reached".to_owned()
+            } else {
+                format!(
+                    "{} more needed, among: {}",
+                    s.need - s.have,
+                    s.missing.join(", ")
+                )
+            };
+            out += &format!("  {name}: {} of {} needed; {missing}\n", s.have, s.need);
+        }
+    }
+    if !p.unproven.is_empty() {
+        out += &format!(
+            "  new keys not proven yet (their owner must sign): {}\n",
+            p.unproven.join(", ")
+        );
+    }
+    if !p.not_counted.is_empty() {
+        out += &format!(
+            "  signatures that count for no quorum (no vote, suspended or excluded): {}\n",
+            p.not_counted.join(", ")
+        );
+    }
+    if !p.rejected_by.is_empty() {
+        out += &format!(
+            "  declined here by {}: {}\n",
+            escape_controls(&p.rejected_by),
+            escape_controls(&p.rejected_reason)
+        );
+    }
+    out
+}
+
+/// A proposal in full: the diff from the version in force, in plain words.
+fn details(p: &pb::GovProposal) -> String {
+    let mut out = format!(
+        "proposal {} (id {}): roster v{} -> v{}, proposed by {}\n",
+        short(&p.id),
+        p.id,
+        p.version.saturating_sub(1),
+        p.version,
+        p.proposer
+    );
+    out += "it:\n";
+    for c in &p.changes {
+        out += &format!("  - {}\n", escape_controls(c));
+    }
+    out += &format!("signed by: {}\n", p.signers.join(", "));
+    out += &standing(p);
+    out
+}
+
+/// `maillon gov status`.
+async fn status(conn: &Conn) -> Result<(), CliError> {
+    let r = conn
+        .api()
+        .gov_status(conn.req(pb::GovStatusRequest {}))
+        .await?
+        .into_inner();
+    say(&format!(
+        "{} roster v{} ({}), quorum {}",
+        r.federation, r.version, r.hash, r.quorum
+    ));
+    println!("members ({}):", r.members.len());
+    for m in &r.members {
+        say(&format!(
+            "  {:<18} {:<12} {:<9} {:<8} {:<22} {}",
+            m.id,
+            m.kind,
+            m.status,
+            if m.voting { "votes" } else { "no vote" },
+            m.endpoint,
+            m.name
+        ));
+    }
+    let peers: std::collections::BTreeMap<&str, &pb::GovPeer> =
+        r.peers.iter().map(|p| (p.member.as_str(), p)).collect();
+    let mut behind = Vec::new();
+    println!("peers (the roster version each last told this node):");
+    for m in r.members.iter().filter(|m| m.status == "active") {
+        match peers.get(m.id.as_str()) {
+            Some(p) => {
+                let mark = if p.version < r.version {
+                    behind.push(m.id.clone());
+                    "BEHIND"
+                } else if p.version > r.version {
+                    "ahead (this node catches up)"
+                } else {
+                    "up to date"
+                };
+                say(&format!("  {:<18} v{:<4} {mark}", m.id, p.version));
+            }
+            None => say(&format!("  {:<18} not heard from yet", m.id)),
+        }
+    }
+    if behind.is_empty() {
+        println!("no peer is known to be behind");
+    } else {
+        println!("behind: {}", behind.join(", "));
+    }
+    Ok(())
+}
+
 /// `maillon gov sign ROSTER --dir DIR`: shows what the node at `dir` would
 /// sign, asks `sign? [y/N]` and reads the answer from `answers` (unless
 /// `yes`), then adds the node's signature to the roster file. Any answer but
@@ -76,6 +397,24 @@ pub fn sign(roster: &Path, dir: &Path, yes: bool, answers: impl BufRead) -> Resu
     let config = Config::load(dir)?;
     if signed.roster.member(&config.member).is_none() {
         return Err(RosterError::NotAMember(config.member).into());
+    }
+    if signed.roster.version > 1 {
+        // A later version (a newcomer proving its key, a member signing
+        // with its new key): the node checks the quorum when it comes back.
+        let key = NodeKey::read(&config.signing_key_path())?;
+        print!("{}", describe(&signed, &config.member));
+        if !yes && !confirmed(answers)? {
+            return Err(CliError::NotSigned);
+        }
+        signed.sign(&config.member, &key)?;
+        write_file(roster, &roster_json(&signed)?)?;
+        println!(
+            "signed by {}; give {} back to the member who sent it: `maillon gov approve {} --with FILE`",
+            config.member,
+            roster.display(),
+            signed.roster.version
+        );
+        return Ok(());
     }
     let key = NodeKey::read(&config.signing_key_path())?;
     print!("{}", describe(&signed, &config.member));

@@ -24,7 +24,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let profile = args.profile.as_deref();
     match args.command {
         Command::Node(cmd) => node::run(cmd).await,
-        Command::Gov(cmd) => gov::run(cmd),
+        Command::Gov(cmd) => gov::run(cmd, profile).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Bench { reads, concurrency } => crate::bench::run(reads, concurrency.max(1)).await,
         Command::Whoami => users::whoami(&connect(profile)?.1).await,
@@ -41,7 +41,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// The profile a command talks to a node with, and a (lazy) connection to it.
-fn connect(path: Option<&Path>) -> Result<(Profile, Conn), CliError> {
+pub(crate) fn connect(path: Option<&Path>) -> Result<(Profile, Conn), CliError> {
     let path = path.ok_or(CliError::NoProfile)?;
     let profile = Profile::read(path)?;
     let conn = Conn::new(&profile)?;

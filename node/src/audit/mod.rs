@@ -69,6 +69,66 @@ pub enum AuditEvent {
         /// Hex hash of its canonical bytes.
         hash: String,
     },
+    /// A roster version was proposed, here or at a peer.
+    RosterProposed {
+        /// The candidate's version.
+        version: u64,
+        /// Hex hash of the candidate's canonical bytes.
+        hash: String,
+        /// The member that proposed it.
+        proposer: MemberId,
+        /// The admin at this node who proposed it, if it was proposed here.
+        by: Option<UserName>,
+        /// What it changes, in plain words.
+        changes: Vec<String>,
+    },
+    /// A member's signature on a proposed roster version was added.
+    RosterApproved {
+        /// The candidate's version.
+        version: u64,
+        /// Hex hash of the candidate's canonical bytes.
+        hash: String,
+        /// The member whose signature was added.
+        member: MemberId,
+        /// The admin at this node who approved, if the signature is this node's.
+        by: Option<UserName>,
+    },
+    /// This node's admin declined to sign a proposed roster version.
+    RosterRejected {
+        /// The candidate's version.
+        version: u64,
+        /// Hex hash of the candidate's canonical bytes.
+        hash: String,
+        /// The admin who declined.
+        by: UserName,
+        /// Why, in the admin's words.
+        reason: String,
+    },
+    /// A roster version or proposal was refused.
+    RosterRefused {
+        /// The version it claims.
+        version: u64,
+        /// Hex hash of its canonical bytes.
+        hash: String,
+        /// The peer that offered it, if it came from one.
+        from: Option<MemberId>,
+        /// The machine-readable reason.
+        code: String,
+        /// Why, in one line.
+        reason: String,
+    },
+    /// Two different valid roster versions carry the same number: proof of
+    /// equivocation by the voters who signed both. The first adopted stands.
+    RosterEquivocation {
+        /// The version number both carry.
+        version: u64,
+        /// Hex hash of the version this node adopted.
+        adopted: String,
+        /// Hex hash of the other, kept as evidence.
+        other: String,
+        /// The peer that offered the other, if it came from one.
+        from: Option<MemberId>,
+    },
     /// A node-local user was created.
     UserCreated {
         /// The node-local user concerned.

@@ -276,11 +276,13 @@ impl Node {
 
     /// Removes from a share group the members no active consent names any
     /// more; the caller holds the share's exclusive lock.
-    async fn sync_group_locked(&self, share: &ShareId, now: i64) -> Result<()> {
+    /// Returns how many were removed.
+    pub(super) async fn sync_group_locked(&self, share: &ShareId, _now: i64) -> Result<usize> {
         if !self.sharing.has_group(share)? {
-            return Ok(());
+            return Ok(0);
         }
-        let keep = consent::audience(&self.consents_of(&share.dossier)?, share.section, now);
+        let keep = self.entitled_members(&share.dossier, share.section)?;
+        let mut removed = 0;
         for m in self.sharing.members(share)? {
             if m == self.me || keep.contains(&m) {
                 continue;
@@ -289,9 +291,10 @@ impl Node {
             // a failure never leaves an earlier one unlogged.
             if let Some(change) = self.remove_from_group(share, &m).await? {
                 self.publish(share, &m, change).await?;
+                removed += 1;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Upkeep: closes every revoked or expired consent whose groups were not

@@ -46,6 +46,15 @@ pub enum ServiceError {
         /// Which section of the dossier.
         section: Section,
     },
+    /// A roster version or proposal was refused.
+    #[error(transparent)]
+    Roster(crate::roster::RosterError),
+    /// Two different valid roster versions carry the same number.
+    #[error("equivocation: another valid roster v{version} exists; the one adopted here stands")]
+    Equivocation {
+        /// The version number both carry.
+        version: u64,
+    },
     /// A peer's request was seen before.
     #[error("replayed request")]
     Replayed,
@@ -171,6 +180,13 @@ impl ServiceError {
                 ProtocolError::OtherRequest => K::State,
             },
             ServiceError::PeerMisbehaved { .. } => K::State,
+            ServiceError::Equivocation { .. } => K::Refused,
+            ServiceError::Roster(e) => match e {
+                crate::roster::RosterError::Invalid(_) => K::Invalid,
+                crate::roster::RosterError::Change(_)
+                | crate::roster::RosterError::Stale { .. } => K::State,
+                _ => K::Refused,
+            },
             ServiceError::Remote { kind, .. } => *kind,
             ServiceError::Unreachable { .. } => K::Unavailable,
             ServiceError::Share(e) => match e {
@@ -211,6 +227,8 @@ impl ServiceError {
                 ProtocolError::OtherRequest => "other_request".into(),
             },
             ServiceError::PeerMisbehaved { .. } => "peer_misbehaved".into(),
+            ServiceError::Roster(e) => e.code().into(),
+            ServiceError::Equivocation { .. } => "equivocation".into(),
             ServiceError::Remote { reason, .. } => {
                 reason.clone().unwrap_or_else(|| "remote".into())
             }
@@ -228,6 +246,12 @@ impl ServiceError {
                 "internal".into()
             }
         }
+    }
+}
+
+impl From<crate::roster::RosterError> for ServiceError {
+    fn from(e: crate::roster::RosterError) -> Self {
+        ServiceError::Roster(e)
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Node, Result, ServiceError, blocking};
 use crate::audit::AuditEvent;
-use crate::consent::{self, ConsentRecord, ConsentStatus};
+use crate::consent::{ConsentRecord, ConsentStatus};
 use crate::roster::RosterMember;
 use crate::sharing::{GroupChange, ShareId};
 use crate::storage::Tree;
@@ -202,8 +202,8 @@ impl Node {
             }
             for section in &record.consent.sections {
                 let share = self.own_share(&record.consent.dossier, *section);
-                self.mark_missing_members(&share, &record.consent.audience)
-                    .await;
+                let entitled = self.entitled_members(&share.dossier, share.section)?;
+                self.mark_missing_members(&share, &entitled).await;
                 checked += 1;
             }
         }
@@ -249,14 +249,11 @@ impl Node {
         Ok(done)
     }
 
-    /// Whether an active consent names `member` for `share`.
+    /// Whether `member` belongs in `share`'s group now (see `entitled_members`).
     pub(super) fn entitled(&self, share: &ShareId, member: &MemberId) -> Result<bool> {
-        Ok(consent::audience(
-            &self.consents_of(&share.dossier)?,
-            share.section,
-            self.clock.now(),
-        )
-        .contains(member))
+        Ok(self
+            .entitled_members(&share.dossier, share.section)?
+            .contains(member))
     }
 
     /// Removes `member` from the share's group and adds it again from a fresh

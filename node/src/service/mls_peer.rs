@@ -15,7 +15,7 @@ pub const WELCOME_REQUEST_INTERVAL: i64 = 30;
 
 impl Node {
     /// Refuses a peer that is not an active member.
-    fn active_peer(&self, peer: &MemberId) -> Result<()> {
+    pub(super) fn active_peer(&self, peer: &MemberId) -> Result<()> {
         self.roster_member(peer)
             .map(drop)
             .map_err(|_| ServiceError::Denied(DenyReason::NotAMember(peer.clone())))

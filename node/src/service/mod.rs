@@ -17,6 +17,7 @@ mod audit_pages;
 mod consents;
 mod dossiers;
 mod error;
+mod governance;
 mod membership;
 mod mls_peer;
 mod network;
@@ -30,6 +31,9 @@ pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
 pub use consents::GrantRequest;
 pub use dossiers::{DossierRecord, MAX_NAME, SectionView};
 pub use error::{ErrorKind, Result, ServiceError};
+pub use governance::{
+    MAX_CHAIN_LINKS, OfferOutcome, Proposal, ProposalView, RosterStatus, chain_key,
+};
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
 pub use reads::REQUEST_WINDOW;
@@ -42,7 +46,7 @@ use crate::crypto::NodeKey;
 use crate::locks::KeyedLocks;
 use crate::roster::{CurrentRoster, RosterMember};
 use crate::sharing::{ShareId, Sharing};
-use crate::storage::{MetaKey, Store, Tree};
+use crate::storage::{Store, Tree};
 use crate::types::{DossierId, MemberId, Role, Section};
 
 /// Largest section (bytes of JSON) a node stores or shares.
@@ -73,6 +77,12 @@ pub struct Node {
     /// (a membership change is never cut between its commit and its
     /// delivery) and takes no new one.
     stopping: std::sync::atomic::AtomicBool,
+    /// Serializes roster changes at this node: proposals, merges, adoptions.
+    governance: tokio::sync::Mutex<()>,
+    /// Set while a catch-up from a peer runs.
+    catching_up: std::sync::atomic::AtomicBool,
+    /// The roster version each peer last told, and when.
+    peer_versions: std::sync::Mutex<std::collections::BTreeMap<MemberId, (u64, i64)>>,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -91,7 +101,9 @@ pub struct NodeParts {
     pub me: MemberId,
     /// The node's signing key.
     pub key: Arc<NodeKey>,
-    /// The roster in force, shared with the TLS verifiers.
+    /// The roster in force, shared with the TLS verifiers; it holds the
+    /// genesis when the node starts, and the node puts in force the last
+    /// version its chain holds.
     pub roster: Arc<CurrentRoster>,
     /// The node's store.
     pub store: Store,
@@ -123,24 +135,29 @@ impl Node {
             changes: tokio::sync::RwLock::new(()),
             replay_needed: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            governance: tokio::sync::Mutex::new(()),
+            peer_versions: std::sync::Mutex::new(Default::default()),
+            catching_up: std::sync::atomic::AtomicBool::new(false),
             clock: parts.clock,
             network: parts.network,
         };
+        let genesis = (*node.roster.get()).clone();
+        node.load_chain(&genesis).await?;
         node.replay_log().await?;
-        let roster = node.roster.get();
-        let adopted: Option<String> = node.store.meta(MetaKey::RosterHash)?;
-        if adopted.as_deref() != Some(roster.hash_hex()) {
-            node.audit(AuditEvent::RosterAdopted {
-                version: roster.roster().version,
-                hash: roster.hash_hex().to_owned(),
-            })
-            .await?;
-            node.store
-                .set_meta(MetaKey::RosterHash, &roster.hash_hex().to_owned())?;
-            node.store.set_meta(MetaKey::Roster, roster.signed())?;
-            node.flush().await?;
-        }
+        node.log_adoption_if_new().await?;
         Ok(node)
+    }
+
+    /// The roster in force.
+    pub fn roster(&self) -> Arc<crate::roster::VerifiedRoster> {
+        self.roster.get()
+    }
+
+    /// The member the roster in force pins `pin` to, if active: checked on
+    /// every peer call, so that a suspension or a new key takes effect on
+    /// connections already open.
+    pub fn pinned_member(&self, pin: &crate::crypto::SpkiHash) -> Option<MemberId> {
+        crate::crypto::PinLookup::member_for(&*self.roster, pin)
     }
 
     /// This node's member id.
@@ -225,7 +242,7 @@ impl Node {
         }
     }
 
-    /// Every consent recorded here for a dossier.
+    /// Every consent recorded here for a dossier, as recorded.
     fn consents_of(&self, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
         Ok(self
             .store
@@ -233,6 +250,45 @@ impl Node {
             .into_iter()
             .map(|(_, c)| c)
             .collect())
+    }
+
+    /// The consents of a dossier as decisions read them: a member suspended
+    /// or excluded after a consent was granted is no longer in its audience
+    /// (reinstatement needs a new consent decision).
+    fn effective_consents(&self, dossier: &DossierId) -> Result<Vec<ConsentRecord>> {
+        let mut consents = self.consents_of(dossier)?;
+        let mut ousted = std::collections::BTreeMap::new();
+        for c in &consents {
+            for m in &c.consent.audience {
+                if !ousted.contains_key(m) {
+                    ousted.insert(m.clone(), self.ousted_at(m)?);
+                }
+            }
+        }
+        for c in &mut consents {
+            let granted = c.consent.granted_at;
+            c.consent
+                .audience
+                .retain(|m| ousted.get(m).copied().flatten().is_none_or(|t| granted > t));
+        }
+        Ok(consents)
+    }
+
+    /// The members that belong in the group of (dossier, section) now: those
+    /// an active consent names, that are active, and that the charter lets
+    /// receive the section.
+    fn entitled_members(
+        &self,
+        dossier: &DossierId,
+        section: Section,
+    ) -> Result<std::collections::BTreeSet<MemberId>> {
+        let mut keep = crate::consent::audience(
+            &self.effective_consents(dossier)?,
+            section,
+            self.clock.now(),
+        );
+        keep.retain(|m| self.may_receive(m, section));
+        Ok(keep)
     }
 }
 

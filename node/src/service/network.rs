@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use super::Result;
 use crate::protocol::{ReadAnswer, SignedBytes};
-use crate::roster::RosterMember;
+use crate::roster::{RosterMember, SignedRoster};
 use crate::sharing::ShareId;
 
 /// A boxed future, for the object-safe [`PeerNetwork`] trait.
@@ -43,4 +43,19 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         owner: &'a RosterMember,
         request: SignedBytes,
     ) -> BoxFuture<'a, Result<ReadAnswer>>;
+    /// Offers a roster version (a proposal, or one `adopted` here) to
+    /// `member`; returns its roster version after the offer.
+    fn offer_roster<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        roster: &'a SignedRoster,
+        adopted: bool,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Fetches the adopted versions `member` has from `from` on, decoded
+    /// (each within the size limit) but not verified.
+    fn fetch_chain<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        from: u64,
+    ) -> BoxFuture<'a, Result<Vec<SignedRoster>>>;
 }

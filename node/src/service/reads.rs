@@ -205,7 +205,7 @@ impl Node {
         let decision = if req.role != Role::Caseworker {
             Decision::Deny(DenyReason::Role)
         } else {
-            let consents = self.consents_of(&req.dossier)?;
+            let consents = self.effective_consents(&req.dossier)?;
             consent::decide_read(&self.roster.get(), &consents, peer, req.section, now)
         };
         let (consent_id, json) = match (decision, section) {

@@ -84,6 +84,12 @@ impl Node {
                     {
                         applied += 1;
                     }
+                    AuditEvent::RosterAdopted { version, hash }
+                        if version > self.roster.get().roster().version =>
+                    {
+                        self.replay_adoption(version, &hash, entry.time)?;
+                        applied += 1;
+                    }
                     AuditEvent::UserRemoved { user, .. } => {
                         removals.insert(user, true);
                     }
@@ -109,6 +115,26 @@ impl Node {
             );
         }
         Ok(applied)
+    }
+
+    /// Puts in force again a version whose adoption the log holds: its link
+    /// was kept before the entry was written, and it must still verify.
+    fn replay_adoption(&self, version: u64, hash: &str, time: i64) -> Result<()> {
+        let current = self.roster.get();
+        let link = self
+            .chain_link(version)?
+            .filter(|l| l.roster.hash_hex() == hash)
+            .ok_or_else(|| {
+                ServiceError::State(format!(
+                    "the audit log adopts roster v{version} but the store does not keep it"
+                ))
+            })?;
+        let v = current.verify_successor(link).map_err(|e| {
+            ServiceError::State(format!(
+                "the audit log adopts roster v{version}, which does not verify: {e}"
+            ))
+        })?;
+        self.apply_roster(&v, time)
     }
 
     /// Upkeep: moves the replay mark to the end of the log, once every change

@@ -11,7 +11,10 @@ use tonic::{Request, Response, Status};
 
 use super::status::{invalid, status};
 use crate::consent::ConsentRecord;
-use crate::service::{Caller, GrantRequest, Node, SectionView, ServiceError};
+use crate::roster::{Change, SignedRoster};
+use crate::service::{
+    Caller, GrantRequest, Node, OfferOutcome, ProposalView, SectionView, ServiceError,
+};
 use crate::types::{DossierId, ParseError, Section};
 
 /// The client API handlers.
@@ -58,6 +61,59 @@ fn consent_to_pb(c: ConsentRecord) -> pb::Consent {
         granted_at: c.consent.granted_at,
         revoked_at: c.revoked_at,
     }
+}
+
+fn proposal_to_pb(v: ProposalView) -> pb::GovProposal {
+    let ids = |m: &[crate::types::MemberId]| m.iter().map(|m| m.to_string()).collect();
+    let side = |s: &crate::roster::SideTally| pb::GovQuorumSide {
+        have: s.have as u32,
+        need: s.need as u32,
+        missing: ids(&s.missing),
+    };
+    let (rejected_by, rejected_reason) = v
+        .proposal
+        .rejected
+        .clone()
+        .map(|(u, r)| (u.to_string(), r))
+        .unwrap_or_default();
+    pb::GovProposal {
+        id: v.id,
+        version: v.proposal.signed.roster.version,
+        proposer: v.proposal.proposer.to_string(),
+        signers: v
+            .proposal
+            .signed
+            .signatures
+            .iter()
+            .map(|s| s.signer.to_string())
+            .collect(),
+        changes: v.changes,
+        current: v.tally.is_some(),
+        outgoing: v.tally.as_ref().map(|t| side(&t.outgoing)),
+        incoming: v.tally.as_ref().map(|t| side(&t.incoming)),
+        unproven: v
+            .tally
+            .as_ref()
+            .map(|t| ids(&t.unproven))
+            .unwrap_or_default(),
+        not_counted: v
+            .tally
+            .as_ref()
+            .map(|t| ids(&t.not_counted))
+            .unwrap_or_default(),
+        rejected_by,
+        rejected_reason,
+        signed: serde_json::to_vec(&v.proposal.signed).unwrap_or_default(),
+    }
+}
+
+fn outcome_name(o: OfferOutcome) -> String {
+    match o {
+        OfferOutcome::Adopted => "adopted",
+        OfferOutcome::Pending => "pending",
+        OfferOutcome::Known => "known",
+    }
+    .into()
 }
 
 fn section_reply(dossier: &DossierId, section: Section, view: SectionView) -> pb::SectionReply {
@@ -298,6 +354,150 @@ impl Client for ClientApi {
         Ok(Response::new(pb::AuditCheckpointReply {
             checkpoint,
             verifier_key,
+        }))
+    }
+
+    async fn gov_propose(
+        &self,
+        req: Request<pb::GovProposeRequest>,
+    ) -> Result<Response<pb::GovProposalReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        if r.change.len() > crate::roster::MAX_ROSTER_BYTES {
+            return Err(status(ServiceError::TooLarge {
+                what: "change",
+                size: r.change.len(),
+                limit: crate::roster::MAX_ROSTER_BYTES,
+            }));
+        }
+        let change: Change = serde_json::from_str(&r.change).map_err(|e| {
+            status(ServiceError::Invalid(format!(
+                "not a roster change (line {}, column {})",
+                e.line(),
+                e.column()
+            )))
+        })?;
+        let reason = Some(r.reason).filter(|r| !r.trim().is_empty());
+        let (view, outcome) = self
+            .node
+            .propose(&caller, &change, reason)
+            .await
+            .map_err(status)?;
+        if outcome == OfferOutcome::Adopted {
+            self.node.after_adoption();
+        }
+        Ok(Response::new(pb::GovProposalReply {
+            proposal: Some(proposal_to_pb(view)),
+            outcome: outcome_name(outcome),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
+    async fn gov_approve(
+        &self,
+        req: Request<pb::GovApproveRequest>,
+    ) -> Result<Response<pb::GovProposalReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let extra = match r.signed.is_empty() {
+            true => None,
+            false => Some(SignedRoster::decode(&r.signed).map_err(|e| status(e.into()))?),
+        };
+        let (view, outcome) = self
+            .node
+            .approve(&caller, &r.proposal, extra)
+            .await
+            .map_err(status)?;
+        if outcome == OfferOutcome::Adopted {
+            self.node.after_adoption();
+        }
+        Ok(Response::new(pb::GovProposalReply {
+            proposal: Some(proposal_to_pb(view)),
+            outcome: outcome_name(outcome),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
+    async fn gov_reject(
+        &self,
+        req: Request<pb::GovRejectRequest>,
+    ) -> Result<Response<pb::GovProposalReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let view = self
+            .node
+            .reject(&caller, &r.proposal, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GovProposalReply {
+            proposal: Some(proposal_to_pb(view)),
+            outcome: String::new(),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
+    async fn gov_list(
+        &self,
+        req: Request<pb::GovListRequest>,
+    ) -> Result<Response<pb::GovListReply>, Status> {
+        let caller = self.caller(&req)?;
+        let proposals = self.node.list_proposals(&caller).map_err(status)?;
+        Ok(Response::new(pb::GovListReply {
+            proposals: proposals.into_iter().map(proposal_to_pb).collect(),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
+    async fn gov_show(
+        &self,
+        req: Request<pb::GovShowRequest>,
+    ) -> Result<Response<pb::GovProposalReply>, Status> {
+        let caller = self.caller(&req)?;
+        let view = self
+            .node
+            .show_proposal(&caller, &req.into_inner().proposal)
+            .map_err(status)?;
+        Ok(Response::new(pb::GovProposalReply {
+            proposal: Some(proposal_to_pb(view)),
+            outcome: String::new(),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
+    async fn gov_status(
+        &self,
+        req: Request<pb::GovStatusRequest>,
+    ) -> Result<Response<pb::GovStatusReply>, Status> {
+        let caller = self.caller(&req)?;
+        let st = self.node.roster_status(&caller);
+        let r = st.roster.roster();
+        Ok(Response::new(pb::GovStatusReply {
+            federation: r.federation.clone(),
+            version: r.version,
+            hash: st.roster.hash_hex().to_owned(),
+            quorum: r.quorum.to_string(),
+            members: r
+                .members
+                .iter()
+                .map(|m| pb::GovMember {
+                    id: m.card.id.to_string(),
+                    name: m.card.name.clone(),
+                    kind: m.card.kind.to_string(),
+                    status: m.status.to_string(),
+                    voting: m.voting,
+                    endpoint: m.card.endpoint.clone(),
+                })
+                .collect(),
+            peers: st
+                .peers
+                .iter()
+                .map(|(m, (version, at))| pb::GovPeer {
+                    member: m.to_string(),
+                    version: *version,
+                    seen_at: *at,
+                })
+                .collect(),
+            roster: serde_json::to_vec(st.roster.signed()).unwrap_or_default(),
         }))
     }
 }

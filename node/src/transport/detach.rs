@@ -154,6 +154,7 @@ mod tests {
         req.extensions_mut().insert(ConnInfo {
             remote: None,
             member: Some(member.parse().expect("id")),
+            pin: None,
         });
         req
     }

@@ -36,6 +36,9 @@ pub use tls::{ConnInfo, TlsConn, tls_channel};
 use crate::crypto::{CryptoError, PinLookup, TlsIdentity};
 use crate::service::Node;
 
+/// The request metadata in which every peer call tells the caller's roster version.
+pub const ROSTER_VERSION_KEY: &str = "maillon-roster-version";
+
 /// Largest gRPC message either API decodes; larger ones fail with `OutOfRange`.
 /// Domain limits below it (sections, requests, MLS messages) answer `ResourceExhausted`.
 pub const MAX_GRPC_MESSAGE: usize = 1024 * 1024;

@@ -14,14 +14,17 @@ use super::status::from_status;
 use super::tls::tls_channel;
 use crate::crypto::{Signature, SpkiHash, TlsIdentity};
 use crate::protocol::{ReadAnswer, SignedBytes};
-use crate::roster::RosterMember;
+use crate::roster::{CurrentRoster, RosterMember, SignedRoster};
 use crate::service::{BoxFuture, PeerNetwork, ServiceError};
 use crate::sharing::ShareId;
 use crate::types::MemberId;
 
-/// Calls other members' peer APIs, one pinned channel per member.
+/// Calls other members' peer APIs, one pinned channel per member. Every
+/// call tells the callee this node's roster version, so that a node behind
+/// learns it at once and catches up.
 pub struct PeerClients {
     me: TlsIdentity,
+    roster: std::sync::Arc<CurrentRoster>,
     channels: Mutex<HashMap<(MemberId, String, SpkiHash), Channel>>,
 }
 
@@ -32,10 +35,11 @@ impl std::fmt::Debug for PeerClients {
 }
 
 impl PeerClients {
-    /// Dials peers presenting `me`'s certificate.
-    pub fn new(me: TlsIdentity) -> Self {
+    /// Dials peers presenting `me`'s certificate, telling them `roster`'s version.
+    pub fn new(me: TlsIdentity, roster: std::sync::Arc<CurrentRoster>) -> Self {
         Self {
             me,
+            roster,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -69,16 +73,22 @@ impl PeerClients {
     }
 
     /// One call to `member`'s peer API; its status keeps the member's name.
-    async fn call<T, Fut>(
+    async fn call<Req, T, Fut>(
         &self,
         member: &RosterMember,
-        f: impl FnOnce(PeerClient<Channel>) -> Fut,
+        request: Req,
+        f: impl FnOnce(PeerClient<Channel>, tonic::Request<Req>) -> Fut,
     ) -> Result<T, ServiceError>
     where
         Fut: std::future::Future<Output = Result<Response<T>, Status>>,
     {
         let client = self.client(member)?;
-        f(client)
+        let mut request = tonic::Request::new(request);
+        let version = self.roster.get().roster().version;
+        if let Ok(v) = version.to_string().parse() {
+            request.metadata_mut().insert(super::ROSTER_VERSION_KEY, v);
+        }
+        f(client, request)
             .await
             .map(Response::into_inner)
             .map_err(|s| from_status(&member.card.id, s))
@@ -92,9 +102,11 @@ impl PeerNetwork for PeerClients {
     ) -> BoxFuture<'a, Result<Vec<u8>, ServiceError>> {
         Box::pin(async move {
             let r = self
-                .call(member, |mut c| async move {
-                    c.fetch_key_package(pb::FetchKeyPackageRequest {}).await
-                })
+                .call(
+                    member,
+                    pb::FetchKeyPackageRequest {},
+                    |mut c, r| async move { c.fetch_key_package(r).await },
+                )
                 .await?;
             Ok(r.key_package)
         })
@@ -113,10 +125,9 @@ impl PeerNetwork for PeerClients {
                 welcome,
             };
             let r = self
-                .call(
-                    member,
-                    |mut c| async move { c.deliver_welcome(request).await },
-                )
+                .call(member, request, |mut c, r| async move {
+                    c.deliver_welcome(r).await
+                })
                 .await?;
             Ok(r.epoch)
         })
@@ -135,10 +146,9 @@ impl PeerNetwork for PeerClients {
                 commit,
             };
             let r = self
-                .call(
-                    member,
-                    |mut c| async move { c.deliver_commit(request).await },
-                )
+                .call(member, request, |mut c, r| async move {
+                    c.deliver_commit(r).await
+                })
                 .await?;
             Ok(r.epoch)
         })
@@ -155,10 +165,9 @@ impl PeerNetwork for PeerClients {
                 section: share.section.to_string(),
             };
             let r = self
-                .call(
-                    owner,
-                    |mut c| async move { c.request_welcome(request).await },
-                )
+                .call(owner, request, |mut c, r| async move {
+                    c.request_welcome(r).await
+                })
                 .await?;
             Ok(r.epoch)
         })
@@ -175,7 +184,11 @@ impl PeerNetwork for PeerClients {
                 signature: request.signature.to_bytes().to_vec(),
             };
             let r = self
-                .call(owner, |mut c| async move { c.read_share(request).await })
+                .call(
+                    owner,
+                    request,
+                    |mut c, r| async move { c.read_share(r).await },
+                )
                 .await?;
             let signature = Signature::from_bytes(&r.receipt_signature).map_err(|_| {
                 ServiceError::PeerMisbehaved {
@@ -190,6 +203,59 @@ impl PeerNetwork for PeerClients {
                     signature,
                 },
             })
+        })
+    }
+
+    fn offer_roster<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        roster: &'a SignedRoster,
+        adopted: bool,
+    ) -> BoxFuture<'a, Result<u64, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::OfferRosterRequest {
+                roster: serde_json::to_vec(roster).unwrap_or_default(),
+                adopted,
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.offer_roster(r).await
+                })
+                .await?;
+            Ok(r.version)
+        })
+    }
+
+    fn fetch_chain<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        from: u64,
+    ) -> BoxFuture<'a, Result<Vec<SignedRoster>, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(
+                    member,
+                    pb::FetchChainRequest { from },
+                    |mut c, r| async move { c.fetch_chain(r).await },
+                )
+                .await?;
+            let misbehaved = |what: String| ServiceError::PeerMisbehaved {
+                peer: member.card.id.clone(),
+                what,
+            };
+            if r.links.len() > crate::service::MAX_CHAIN_LINKS {
+                return Err(misbehaved(format!(
+                    "it sent {} roster versions at once",
+                    r.links.len()
+                )));
+            }
+            r.links
+                .iter()
+                .map(|bytes| {
+                    SignedRoster::decode(bytes)
+                        .map_err(|e| misbehaved(format!("its roster version is refused: {e}")))
+                })
+                .collect()
         })
     }
 }

@@ -11,6 +11,8 @@ use super::status::{invalid, status};
 use super::tls::ConnInfo;
 use crate::crypto::Signature;
 use crate::protocol::SignedBytes;
+use crate::roster::SignedRoster;
+use crate::service::OfferOutcome;
 use crate::service::{Node, ServiceError};
 use crate::types::{DossierId, MemberId, Section};
 
@@ -27,16 +29,36 @@ impl PeerApi {
     }
 }
 
-/// The member whose pinned certificate the connection presented.
-fn peer_of<T>(req: &Request<T>) -> Result<MemberId, Status> {
-    req.extensions()
-        .get::<ConnInfo>()
-        .and_then(|c| c.member.clone())
-        .ok_or_else(|| {
+impl PeerApi {
+    /// The member whose pinned certificate the connection presented, if the
+    /// roster in force still pins it to that member, active (a suspension or
+    /// a new key takes effect on connections already open). A caller that
+    /// tells a newer roster version than this node's sets off a catch-up.
+    fn peer_of<T>(&self, req: &Request<T>) -> Result<MemberId, Status> {
+        let unpinned = || {
             status(ServiceError::Unauthenticated(
                 "peer certificate is not pinned in the roster",
             ))
-        })
+        };
+        let info = req.extensions().get::<ConnInfo>().ok_or_else(unpinned)?;
+        let (Some(member), Some(pin)) = (&info.member, &info.pin) else {
+            return Err(unpinned());
+        };
+        if self.node.pinned_member(pin).as_ref() != Some(member) {
+            return Err(unpinned());
+        }
+        let told = req
+            .metadata()
+            .get(super::ROSTER_VERSION_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(version) = told
+            && self.node.note_peer_version(member, version)
+        {
+            self.node.catch_up_in_background(member.clone());
+        }
+        Ok(member.clone())
+    }
 }
 
 /// A share named on the wire: its dossier and section, parsed.
@@ -54,7 +76,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::FetchKeyPackageRequest>,
     ) -> Result<Response<pb::FetchKeyPackageReply>, Status> {
-        let peer = peer_of(&req)?;
+        let peer = self.peer_of(&req)?;
         let key_package = self.node.key_package_for(&peer).await.map_err(status)?;
         Ok(Response::new(pb::FetchKeyPackageReply { key_package }))
     }
@@ -64,7 +86,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::DeliverWelcomeRequest>,
     ) -> Result<Response<pb::DeliverReply>, Status> {
-        let peer = peer_of(&req)?;
+        let peer = self.peer_of(&req)?;
         let r = req.into_inner();
         let (dossier, section) = share_of(&r.dossier, &r.section)?;
         let epoch = self
@@ -80,7 +102,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::DeliverCommitRequest>,
     ) -> Result<Response<pb::DeliverReply>, Status> {
-        let peer = peer_of(&req)?;
+        let peer = self.peer_of(&req)?;
         let r = req.into_inner();
         let (dossier, section) = share_of(&r.dossier, &r.section)?;
         let epoch = self
@@ -96,7 +118,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::RequestWelcomeRequest>,
     ) -> Result<Response<pb::DeliverReply>, Status> {
-        let peer = peer_of(&req)?;
+        let peer = self.peer_of(&req)?;
         let r = req.into_inner();
         let (dossier, section) = share_of(&r.dossier, &r.section)?;
         let epoch = self
@@ -112,7 +134,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::SignedReadRequest>,
     ) -> Result<Response<pb::ReadShareReply>, Status> {
-        let peer = peer_of(&req)?;
+        let peer = self.peer_of(&req)?;
         let r = req.into_inner();
         let signature = Signature::from_bytes(&r.signature)
             .map_err(|_| status(ServiceError::Invalid("signature must be 64 bytes".into())))?;
@@ -131,6 +153,51 @@ impl Peer for PeerApi {
             sealed: answer.sealed,
             receipt: answer.receipt.bytes,
             receipt_signature: answer.receipt.signature.to_bytes().to_vec(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn offer_roster(
+        &self,
+        req: Request<pb::OfferRosterRequest>,
+    ) -> Result<Response<pb::OfferRosterReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let signed = SignedRoster::decode(&r.roster).map_err(|e| status(e.into()))?;
+        let outcome = self.node.accept_offer(&peer, signed, r.adopted).await;
+        match &outcome {
+            Ok(OfferOutcome::Adopted) => self.node.after_adoption(),
+            Err(ServiceError::Roster(crate::roster::RosterError::Skipped { .. })) => {
+                self.node.catch_up_in_background(peer.clone());
+            }
+            _ => {}
+        }
+        let outcome = outcome.map_err(status)?;
+        Ok(Response::new(pb::OfferRosterReply {
+            version: self.node.roster().roster().version,
+            outcome: match outcome {
+                OfferOutcome::Adopted => "adopted",
+                OfferOutcome::Pending => "pending",
+                OfferOutcome::Known => "known",
+            }
+            .into(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn fetch_chain(
+        &self,
+        req: Request<pb::FetchChainRequest>,
+    ) -> Result<Response<pb::FetchChainReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let from = req.into_inner().from;
+        let links = self.node.chain_from(&peer, from).map_err(status)?;
+        Ok(Response::new(pb::FetchChainReply {
+            links: links
+                .iter()
+                .map(|l| serde_json::to_vec(l).unwrap_or_default())
+                .collect(),
+            version: self.node.roster().roster().version,
         }))
     }
 }

@@ -41,6 +41,9 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     /// The member whose pinned certificate the peer presented (peer API only).
     pub member: Option<MemberId>,
+    /// The SPKI hash of the certificate the peer presented (peer API only):
+    /// each call checks it against the roster in force again.
+    pub pin: Option<SpkiHash>,
 }
 
 /// A server-side TLS connection with what its handshake proved.
@@ -180,13 +183,18 @@ pub fn tls_incoming(
                         return;
                     }
                 };
-                let member = pins.as_ref().and_then(|pins| {
+                let pin = pins.as_ref().and_then(|_| {
                     let cert = tls.get_ref().1.peer_certificates()?.first()?;
-                    pins.member_for(&SpkiHash::of_certificate(cert).ok()?)
+                    SpkiHash::of_certificate(cert).ok()
                 });
+                let member = pins
+                    .as_ref()
+                    .zip(pin.as_ref())
+                    .and_then(|(pins, pin)| pins.member_for(pin));
                 let info = ConnInfo {
                     remote: Some(remote),
                     member,
+                    pin,
                 };
                 let _ = tx.send(Ok(TlsConn { inner: tls, info })).await;
             });

@@ -66,6 +66,18 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::DeliverReply>, Status> {
         Err(Status::unavailable("no welcome from a hostile owner"))
     }
+    async fn offer_roster(
+        &self,
+        _: Request<pb::OfferRosterRequest>,
+    ) -> Result<Response<pb::OfferRosterReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn fetch_chain(
+        &self,
+        _: Request<pb::FetchChainRequest>,
+    ) -> Result<Response<pb::FetchChainReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn read_share(
         &self,
         req: Request<pb::SignedReadRequest>,

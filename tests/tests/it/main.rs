@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod governance;
 mod hostile;
 mod races;
 mod read_path;
