@@ -353,3 +353,49 @@ pub async fn audit_events(auditor: &Conn, kind: &str) -> Vec<serde_json::Value> 
         .filter(|v| v["event"] == kind)
         .collect()
 }
+
+/// Speaking the peer API as a member, to offer hand-made roster versions.
+impl Cluster {
+    /// The genesis roster every node started from.
+    pub fn genesis(&self) -> maillon_node::roster::VerifiedRoster {
+        maillon_node::daemon::load_roster(&self.fed.dir.join("roster.json")).expect("genesis")
+    }
+
+    /// A member's signing key.
+    pub fn key(&self, id: &str) -> maillon_node::crypto::NodeKey {
+        self.node(id).signing_key().expect("signing key")
+    }
+
+    /// A peer client presenting `id`'s TLS certificate, telling roster v1.
+    pub fn peer_as(&self, id: &str) -> maillon_node::transport::PeerClients {
+        let config = maillon_node::config::Config::load(&self.node(id).dir).expect("config");
+        let identity = maillon_node::crypto::TlsIdentity::read(
+            &config.tls_key_path(),
+            &config.tls_cert_path(),
+        )
+        .expect("tls");
+        let roster = Arc::new(maillon_node::roster::CurrentRoster::new(self.genesis()));
+        maillon_node::transport::PeerClients::new(identity, roster)
+    }
+
+    /// `id` as the genesis lists it (its card, for dialling it).
+    pub fn member(&self, id: &str) -> maillon_node::roster::RosterMember {
+        self.genesis()
+            .roster()
+            .member(&id.parse().expect("id"))
+            .expect("listed")
+            .clone()
+    }
+}
+
+/// The next version of `at`, edited, unsigned.
+pub fn next_version(
+    at: &maillon_node::roster::VerifiedRoster,
+    edit: impl FnOnce(&mut maillon_node::roster::Roster),
+) -> maillon_node::roster::SignedRoster {
+    let mut r = at.roster().clone();
+    r.version += 1;
+    r.previous = Some(at.hash_hex().to_owned());
+    edit(&mut r);
+    maillon_node::roster::SignedRoster::unsigned(r)
+}
