@@ -501,7 +501,7 @@ impl Node {
         } else {
             OfferOutcome::Pending
         };
-        self.offer_to_all(&merged.signed, outcome == OfferOutcome::Adopted)
+        self.offer_to_all(current, &merged.signed, outcome == OfferOutcome::Adopted)
             .await;
         Ok(outcome)
     }
@@ -807,17 +807,23 @@ impl Node {
             .sum()
     }
 
-    /// Sends a version (a proposal, or one `adopted` here) to every active
-    /// member but this node, all at once, each within a deadline.
-    async fn offer_to_all(&self, signed: &SignedRoster, adopted: bool) {
-        let roster = self.roster.get();
-        let members: Vec<RosterMember> = roster
-            .roster()
-            .members
-            .iter()
-            .filter(|m| m.status == MemberStatus::Active && m.card.id != self.me)
-            .cloned()
-            .collect();
+    /// Sends a version (a proposal, or one `adopted` here) to every member
+    /// but this node that is active in `before` (the version it follows) or
+    /// in it, all at once, each within a deadline: a member it suspends
+    /// learns of it too. A newcomer it admits is not dialled: its node
+    /// starts once admitted and fetches the chain.
+    async fn offer_to_all(&self, before: &VerifiedRoster, signed: &SignedRoster, adopted: bool) {
+        let mut members: Vec<RosterMember> = Vec::new();
+        for m in before.roster().members.iter().chain(&signed.roster.members) {
+            let known = before.roster().member(&m.card.id).is_some();
+            if m.status == MemberStatus::Active
+                && known
+                && m.card.id != self.me
+                && !members.iter().any(|o| o.card.id == m.card.id)
+            {
+                members.push(m.clone());
+            }
+        }
         let offers = members.iter().map(|m| async move {
             let offer = self.network.offer_roster(m, signed, adopted);
             match tokio::time::timeout(GOSSIP_DEADLINE, offer).await {

@@ -216,3 +216,39 @@ async fn list(desk: &Desk, dossier: &str) -> Vec<pb::Consent> {
         .into_inner()
         .consents
 }
+
+#[tokio::test]
+async fn a_roster_adoption_logged_but_not_applied_when_the_node_dies_is_in_force_after_restart() {
+    let mut c = Cluster::start().await;
+    let child = in_a_process(&mut c, "caf12", Some("roster_logged")).await;
+    let change = maillon_node::roster::Change::SetQuorum {
+        quorum: "3/5".parse().expect("quorum"),
+    };
+    assert_eq!(
+        c.vote(&change, "cd12", &["ccas-rodez"]).await.outcome,
+        "adopted"
+    );
+    assert_eq!(
+        died(child).await,
+        Some(libc_sigabrt()),
+        "killed between the log entry and the store"
+    );
+
+    back_in_process(&mut c, "caf12").await;
+    let status = c.admin("caf12").gov_status().await.expect("status");
+    assert_eq!((status.version, status.quorum.as_str()), (2, "3/5"));
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let kinds = audit_kinds(&auditor).await;
+    assert_eq!(
+        count(&kinds, "roster_adopted"),
+        2,
+        "v1 and v2, once each: {kinds:?}"
+    );
+    // Restarted again, it still holds v2 and logs nothing more.
+    c.restart("caf12").await;
+    assert_eq!(
+        c.admin("caf12").gov_status().await.expect("status").version,
+        2
+    );
+    assert_eq!(count(&audit_kinds(&auditor).await, "roster_adopted"), 2);
+}

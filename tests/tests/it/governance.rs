@@ -345,3 +345,250 @@ async fn of_two_competing_proposals_only_one_is_adopted_and_the_other_is_reporte
     let status = c.admin("caf12").gov_status().await.expect("status");
     assert_eq!(status.quorum, "3/5");
 }
+
+/// The housing section of `d`, sealed by the CCAS for the département:
+/// a read request signed by cd12, sent over cd12's pinned TLS.
+async fn sealed_for_cd12(c: &Cluster, d: &str) -> Vec<u8> {
+    use maillon_node::crypto::Context;
+    use maillon_node::protocol::{ReadRequest, SignedBytes};
+    use maillon_node::service::PeerNetwork;
+    let request = ReadRequest {
+        reader: "cd12".parse().expect("id"),
+        user: "agent-cd".parse().expect("user"),
+        role: Role::Caseworker,
+        owner: "ccas-rodez".parse().expect("id"),
+        dossier: d.parse().expect("dossier"),
+        section: maillon_node::types::Section::Housing,
+        purpose: "coordination du parcours".into(),
+        nonce: hex::encode(rand::random::<[u8; 16]>()),
+        time: c.clock.now(),
+    };
+    let signed = SignedBytes::sign(&request, Context::Request, &c.key("cd12"));
+    c.peer_as("cd12")
+        .read_share(&c.member("ccas-rodez"), signed)
+        .await
+        .expect("the CCAS answers the département")
+        .sealed
+}
+
+#[tokio::test]
+async fn a_suspended_member_is_refused_everywhere_at_once_and_cannot_open_what_is_sealed_afterwards()
+ {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("the département may read too");
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
+    let before = sealed_for_cd12(&c, &d).await;
+    // A connection the CAF opens now stays open across the suspension.
+    let caf_peer = c.peer_as("caf12");
+    {
+        use maillon_node::service::PeerNetwork;
+        caf_peer
+            .fetch_chain(&c.member("ccas-rodez"), 1)
+            .await
+            .expect("an active member fetches the chain");
+    }
+
+    let suspend = Change::Suspend {
+        member: "caf12".parse().expect("id"),
+    };
+    let r = c.vote(&suspend, "cd12", &["ccas-rodez"]).await;
+    assert_eq!(r.outcome, "adopted");
+    c.wait_version(&FOUNDERS, 2).await;
+
+    // Its reads are refused, on the connection it had open as on any new one.
+    let (code, _) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_ne!(code, Code::Ok);
+    // The connection it had open is refused at its next call...
+    {
+        use maillon_node::service::PeerNetwork;
+        let err = caf_peer
+            .fetch_chain(&c.member("ccas-rodez"), 1)
+            .await
+            .expect_err("refused on the open connection");
+        assert_eq!(err.reason(), "unauthenticated", "{err}");
+    }
+    // ...and its TLS handshakes fail at every node.
+    for m in ["cd12", "ccas-rodez"] {
+        use maillon_node::service::PeerNetwork;
+        let err = c
+            .peer_as("caf12")
+            .fetch_chain(&c.member(m), 1)
+            .await
+            .expect_err("handshake refused");
+        assert_eq!(err.reason(), "unreachable", "{m}: {err}");
+    }
+    // The owner removed it from the group of its share.
+    assert_eq!(
+        c.group_members("ccas-rodez", &share).await,
+        ["ccas-rodez", "cd12"]
+    );
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let removed = audit_events(&auditor, "group_member_removed").await;
+    assert_eq!(removed.last().expect("removal")["member"], "caf12");
+
+    // At the MLS level: the CAF's own group state opens what was sealed
+    // before its removal, and nothing sealed after.
+    let after = sealed_for_cd12(&c, &d).await;
+    c.fed.node_mut("caf12").stop().await;
+    let store = maillon_node::storage::Store::open(&c.node("caf12").dir.join("store"))
+        .expect("the CAF's store");
+    let caf_mls =
+        maillon_node::sharing::Sharing::new(store, "caf12".parse().expect("id"), &c.key("caf12"));
+    let owner_key = c.member("ccas-rodez").card.signing_key;
+    assert_eq!(
+        caf_mls
+            .open(&share, &before, &owner_key)
+            .expect("sealed before"),
+        HOUSING.as_bytes()
+    );
+    assert!(
+        caf_mls.open(&share, &after, &owner_key).is_err(),
+        "the suspended CAF cannot open what was sealed after its removal"
+    );
+    drop(caf_mls);
+
+    // Reinstated: connections come back, group membership does not without
+    // a new consent decision.
+    let clock: Arc<dyn Clock> = c.clock.clone();
+    c.fed.node_mut("caf12").start(clock).await.expect("restart");
+    let reinstate = Change::Reinstate {
+        member: "caf12".parse().expect("id"),
+    };
+    assert_eq!(
+        c.vote(&reinstate, "cd12", &["ccas-rodez"]).await.outcome,
+        "adopted"
+    );
+    c.wait_version(&FOUNDERS, 3).await;
+    let (code, why) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "no_consent"));
+    let owner = c.running("ccas-rodez").node();
+    owner.reconcile_groups().await.expect("upkeep");
+    owner.resync_members().await.expect("upkeep");
+    assert_eq!(
+        c.group_members("ccas-rodez", &share).await,
+        ["ccas-rodez", "cd12"]
+    );
+    // (A consent granted in the very second of the suspension counts as
+    // granted before it: the clock moves on before the new decision.)
+    c.clock.advance(60);
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("a new consent decision");
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("read")
+            .json,
+        HOUSING
+    );
+}
+
+#[tokio::test]
+async fn exclusion_is_final() {
+    let c = Cluster::start().await;
+    let exclude = Change::Exclude {
+        member: "caf12".parse().expect("id"),
+    };
+    assert_eq!(
+        c.vote(&exclude, "cd12", &["ccas-rodez"]).await.outcome,
+        "adopted"
+    );
+    c.wait_version(&["cd12", "ccas-rodez"], 2).await;
+    let reinstate = Change::Reinstate {
+        member: "caf12".parse().expect("id"),
+    };
+    let (code, why) = refusal(c.admin("cd12").gov_propose(&reinstate, "").await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::FailedPrecondition, "change_does_not_apply")
+    );
+    // A hand-made version that brings it back is refused, and logged.
+    let v2 = maillon_node::roster::VerifiedRoster::verify_chain(
+        c.genesis().signed().clone(),
+        [
+            SignedRoster::decode(&c.admin("cd12").gov_status().await.expect("status").roster)
+                .expect("v2"),
+        ],
+    )
+    .expect("chain");
+    let back = signed_by(
+        &c,
+        next_version(&v2, |r| {
+            r.members[2].status = maillon_node::types::MemberStatus::Active
+        }),
+        &["cd12", "ccas-rodez"],
+    );
+    assert_eq!(
+        offered(&c, "cd12", "ccas-rodez", &back).await,
+        Err("forbidden_transition".into())
+    );
+}
+
+#[tokio::test]
+async fn a_charter_that_narrows_closes_the_groups_it_no_longer_allows() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
+    let mut charter = c.genesis().roster().charter.clone();
+    charter
+        .receivable
+        .get_mut(&maillon_node::types::MemberKind::Caf)
+        .expect("caf")
+        .remove(&maillon_node::types::Section::Housing);
+    let r = c
+        .vote(&Change::SetCharter { charter }, "cd12", &["ccas-rodez"])
+        .await;
+    assert!(
+        r.proposal
+            .expect("proposal")
+            .changes
+            .iter()
+            .any(|l| l == "charter: a caf may no longer receive housing"),
+    );
+    c.wait_version(&FOUNDERS, 2).await;
+    assert_eq!(c.group_members("ccas-rodez", &share).await, ["ccas-rodez"]);
+    // A read outside the charter is refused even with the consent; a new
+    // consent beyond it is refused when recorded.
+    let (code, why) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "charter"));
+    let (code, why) = refusal(
+        ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+            .await,
+    );
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "charter"));
+}
+
+#[tokio::test]
+async fn a_node_that_was_down_catches_up_from_its_peers_verifying_the_chain() {
+    let mut c = Cluster::start().await;
+    c.fed.node_mut("caf12").stop().await;
+    for quorum in ["3/5", "1/2"] {
+        let change = Change::SetQuorum {
+            quorum: quorum.parse().expect("q"),
+        };
+        assert_eq!(
+            c.vote(&change, "cd12", &["ccas-rodez"]).await.outcome,
+            "adopted"
+        );
+    }
+    c.wait_version(&["cd12", "ccas-rodez"], 3).await;
+    let clock: Arc<dyn Clock> = c.clock.clone();
+    c.fed.node_mut("caf12").start(clock).await.expect("restart");
+    c.wait_version(&["caf12"], 3).await;
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let versions: Vec<u64> = audit_events(&auditor, "roster_adopted")
+        .await
+        .iter()
+        .map(|e| e["version"].as_u64().expect("version"))
+        .collect();
+    assert_eq!(versions, [1, 2, 3], "link by link");
+    // It keeps the chain: a restart verifies it from genesis again.
+    c.restart("caf12").await;
+    assert_eq!(
+        c.admin("caf12").gov_status().await.expect("status").version,
+        3
+    );
+}
