@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use maillon_node::clock::SystemClock;
+use maillon_node::roster::{Change, SignedRoster};
 use maillon_node::sharing::ShareId;
 use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
 use tonic::Code;
@@ -38,6 +39,99 @@ pub const FOUNDERS: [Founder; 4] = [
     },
 ];
 
+/// The charity the GIP admits by vote during the demo.
+const CHARITY: &str = "relais-solidaire";
+
+/// Step 2: the département proposes the charity's admission, every node
+/// receives the proposal, the charity proves its key, the CCAS's approval
+/// brings the quorum, and every node adopts roster v2; then the charity's
+/// node starts from the genesis and fetches the chain.
+async fn admit_the_charity(fed: &mut LocalFederation) -> Result<(), CliError> {
+    let card = fed.add_newcomer(&FOUNDERS[3]).await?;
+    say(format!(
+        "The charity initialises its node; its sponsor, the département, gives it the genesis roster and its hash {}… out of band.",
+        &load_roster(&fed.dir.join("roster.json"))?.hash_hex()[..16]
+    ));
+    let cd = fed.node("cd12").admin()?;
+    let proposed = cd
+        .gov_propose(
+            &Change::Admit { card, voting: true },
+            "ouverture du GIP aux associations du territoire",
+        )
+        .await?;
+    let p = proposed
+        .proposal
+        .ok_or_else(|| CliError::Unexpected("no proposal in the reply".into()))?;
+    say(format!(
+        "The département's admin proposes roster v2 (proposal {}): it {}.",
+        &p.id[..12],
+        p.changes
+            .first()
+            .map(|c| escape_controls(c).into_owned())
+            .unwrap_or_default()
+    ));
+    let at_caf = fed.node("caf12").admin()?.gov_list().await?;
+    if let Some(seen) = at_caf.proposals.first() {
+        let side = seen.outgoing.clone().unwrap_or_default();
+        say(format!(
+            "Every node received it on the peer API; the CAF's node shows: {} of {} founders' signatures, key of {} not yet proven.",
+            side.have,
+            side.need,
+            seen.unproven.join(", ")
+        ));
+    }
+    let mut signed = SignedRoster::decode(&p.signed)?;
+    let newcomer: MemberId = CHARITY.parse().map_err(|source| CliError::BadArgument {
+        arg: "member",
+        source,
+    })?;
+    signed.sign(&newcomer, &fed.node(CHARITY).signing_key()?)?;
+    say(
+        "The charity signs the candidate with its new key (proof of possession) and hands it to the CCAS.",
+    );
+    let started = std::time::Instant::now();
+    let approved = fed
+        .node("ccas-rodez")
+        .admin()?
+        .gov_approve(&p.id, Some(&signed))
+        .await?;
+    if approved.outcome != "adopted" {
+        return Err(CliError::Unexpected(format!(
+            "the admission was not adopted: {}",
+            approved.outcome
+        )));
+    }
+    for id in ["cd12", "ccas-rodez", "caf12"] {
+        let admin = fed.node(id).admin()?;
+        let mut version = 0;
+        for _ in 0..500 {
+            version = admin.gov_status().await?.version;
+            if version >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if version < 2 {
+            return Err(CliError::Unexpected(format!(
+                "{id} did not adopt roster v2"
+            )));
+        }
+    }
+    say(format!(
+        "The CCAS approves: a quorum of the old voters (2 of 3) and of the new (3 of 4), every new key proven; all three founders' nodes adopted v2 within {} ms, each logging it first.",
+        started.elapsed().as_millis()
+    ));
+    fed.node_mut(CHARITY).start(Arc::new(SystemClock)).await?;
+    let v = fed.node(CHARITY).admin()?.gov_status().await?;
+    say(format!(
+        "The charity's node starts from the genesis, fetches the chain from a founder, verifies it link by link: roster v{} ({}…), {} members.",
+        v.version,
+        &v.hash[..16],
+        v.members.len()
+    ));
+    Ok(())
+}
+
 fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
@@ -54,16 +148,16 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         .map_err(CliError::io("creating a temporary folder"))?;
     let dir = tmp.path().to_owned();
     println!(
-        "Maillon demo: a GIP of four partners on loopback, in {}",
+        "Maillon demo: a GIP founded by three partners, widened to a fourth by vote, on loopback, in {}",
         dir.display()
     );
 
     step(
         1,
-        "Each partner initialises its node: signing key, TLS key, member card.",
+        "The three founders initialise their nodes: signing key, TLS key, member card.",
     );
     let mut fed =
-        LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS, Arc::new(SystemClock)).await?;
+        LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS[..3], Arc::new(SystemClock)).await?;
     for n in &fed.nodes {
         let r = n.running_node()?;
         say(format!(
@@ -76,12 +170,19 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     }
     let roster = load_roster(&dir.join("roster.json"))?;
     say(format!(
-        "The four founders signed the genesis roster (convention constitutive, hash {}…); every node checked every signature before starting.",
+        "The three founders signed the genesis roster (convention constitutive, hash {}…); every node checked every signature before starting.",
         &roster.hash_hex()[..16]
     ));
 
     step(
         2,
+        "The partnership widens: the GIP admits the charity Relais Solidaire by vote.",
+    );
+    admit_the_charity(&mut fed).await?;
+    let roster = fed.node("cd12").running_node()?.node().roster();
+
+    step(
+        3,
         "Each node's admin creates its staff: caseworkers and an auditor.",
     );
     let ccas_cw = Conn::new(
@@ -99,6 +200,11 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             .add_user("agent-cd", Role::Caseworker)
             .await?,
     )?;
+    let charity_cw = Conn::new(
+        &fed.node(CHARITY)
+            .add_user("benevole-relais", Role::Caseworker)
+            .await?,
+    )?;
     let mut auditors = Vec::new();
     for n in &fed.nodes {
         auditors.push((
@@ -107,11 +213,11 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         ));
     }
     say(
-        "agent-ccas at ccas-rodez, agent-caf at caf12, agent-cd at cd12, and a DPO (auditor) at each node.",
+        "agent-ccas at ccas-rodez, agent-caf at caf12, agent-cd at cd12, benevole-relais at relais-solidaire, and a DPO (auditor) at each node.",
     );
 
     step(
-        3,
+        4,
         "A person comes to the CCAS desk (accueil inconditionnel); the caseworker opens a dossier.",
     );
     let dossier = ccas_cw
@@ -128,8 +234,8 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     say("The caseworker records the housing and resources sections at the CCAS node.");
 
     step(
-        4,
-        "The person consents to share housing and resources with the CAF, and with the département.",
+        5,
+        "The person consents to share housing and resources with the CAF and the département, and housing with the charity.",
     );
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(182);
     let (sections, purpose) = (["housing", "resources"], "coordination du parcours");
@@ -139,6 +245,15 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         .await?;
     let consent_cd = ccas_cw
         .grant_consent(&dossier, &sections, &["cd12"], purpose, &until_text)
+        .await?;
+    let consent_charity = ccas_cw
+        .grant_consent(
+            &dossier,
+            &["housing"],
+            &[CHARITY],
+            "accompagnement vers le logement",
+            &until_text,
+        )
         .await?;
     let dossier_id: DossierId = dossier.parse().map_err(|source| CliError::BadReply {
         what: "dossier id",
@@ -153,7 +268,7 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     let ccas = fed.node("ccas-rodez").running_node()?.node().clone();
     let members = ccas.share_members(&housing_share).await?;
     say(format!(
-        "Consents {consent} (CAF) and {consent_cd} (département) are signed by the CCAS node and logged, until {until}."
+        "Consents {consent} (CAF), {consent_cd} (département) and {consent_charity} (charity) are signed by the CCAS node and logged, until {until}."
     ));
     say(format!(
         "The CCAS fetched KeyPackages and sent MLS Welcomes: the housing group now holds {}.",
@@ -165,7 +280,7 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     ));
 
     step(
-        5,
+        6,
         "At the CAF, a caseworker reads the housing section from the CCAS.",
     );
     let read = |conn: &Conn| {
@@ -197,9 +312,21 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         "The département reads the resources section too: {}",
         cd_read.json
     ));
+    let charity_read = charity_cw
+        .read_share(
+            &dossier,
+            "housing",
+            "ccas-rodez",
+            "recherche d'un hébergement",
+        )
+        .await?;
+    say(format!(
+        "The charity, admitted by vote, reads the housing section it was given: {}",
+        charity_read.json
+    ));
 
     step(
-        6,
+        7,
         "The person withdraws the consent given to the CAF; the CCAS caseworker records the revocation.",
     );
     ccas_cw.revoke_consent(&consent).await?;
@@ -233,7 +360,7 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     }
 
     step(
-        7,
+        8,
         "The auditors verify every node's log: signed checkpoint, every leaf against the Merkle root.",
     );
     let mut ccas_log = None;
@@ -257,7 +384,7 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Unexpected("ccas-rodez is not an active member".into()))?;
 
     step(
-        8,
+        9,
         "The person asks « qui a consulté mon dossier ? » — the access report, from the verified log:",
     );
     println!();
