@@ -90,6 +90,20 @@ pub enum NodeCmd {
         #[arg(long)]
         client_addr: SocketAddr,
     },
+    /// Give a newly admitted partner's node the federation's genesis roster,
+    /// checked against the hash its sponsor gave out of band; at start the
+    /// node fetches the later versions from the members and verifies them.
+    Join {
+        /// The node directory (from `maillon node init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The genesis roster file, as the sponsor handed it.
+        #[arg(long)]
+        roster: PathBuf,
+        /// The genesis roster's hash, hex, as the sponsor read it out.
+        #[arg(long)]
+        genesis_hash: String,
+    },
 }
 
 /// `maillon gov …`

@@ -49,6 +49,16 @@ pub enum CliError {
     /// A command that talks to a node was given no profile.
     #[error("this command talks to a node: give --profile FILE (or set MAILLON_PROFILE)")]
     NoProfile,
+    /// The genesis roster handed over is not the one whose hash the sponsor gave.
+    #[error(
+        "the genesis roster's hash is {found}, not the {expected} given by the sponsor: do not use it"
+    )]
+    GenesisMismatch {
+        /// The hash given out of band.
+        expected: String,
+        /// The hash of the file.
+        found: String,
+    },
     /// The output file exists; a roster is never overwritten.
     #[error("{} exists; not overwriting a roster", path.display())]
     Exists {

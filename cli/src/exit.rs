@@ -27,7 +27,8 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::BadQuorum(_)
         | CliError::BadFile { .. }
         | CliError::NoProfile
-        | CliError::Exists { .. } => BAD_INPUT,
+        | CliError::Exists { .. }
+        | CliError::GenesisMismatch { .. } => BAD_INPUT,
         CliError::Config(c) => config_code(c),
         CliError::Key(c) => crypto_code(c),
         CliError::Roster(r) => roster_code(r),

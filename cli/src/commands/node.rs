@@ -1,4 +1,5 @@
-//! `maillon node init`: a new node folder.
+//! `maillon node init`: a new node folder; `maillon node join`: the genesis
+//! roster for a newly admitted partner's node.
 
 use maillon_node::config::InitOptions;
 use maillon_node::types::MemberId;
@@ -9,15 +10,30 @@ use crate::error::CliError;
 
 /// Runs `maillon node …`.
 pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
-    let NodeCmd::Init {
-        dir,
-        member,
-        name,
-        kind,
-        peer_addr,
-        peer_endpoint,
-        client_addr,
-    } = cmd;
+    let (dir, member, name, kind, peer_addr, peer_endpoint, client_addr) = match cmd {
+        NodeCmd::Init {
+            dir,
+            member,
+            name,
+            kind,
+            peer_addr,
+            peer_endpoint,
+            client_addr,
+        } => (
+            dir,
+            member,
+            name,
+            kind,
+            peer_addr,
+            peer_endpoint,
+            client_addr,
+        ),
+        NodeCmd::Join {
+            dir,
+            roster,
+            genesis_hash,
+        } => return join(&dir, &roster, &genesis_hash),
+    };
     let member: MemberId = arg("member", &member)?;
     let init = maillon_node::daemon::init(&InitOptions {
         dir: dir.clone(),
@@ -47,6 +63,45 @@ pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
     println!(
         "next: once the roster is signed by every founder, copy it to {}",
         init.config.roster_path().display()
+    );
+    Ok(())
+}
+
+/// `maillon node join`: checks the genesis roster against the hash given out
+/// of band and verifies every founder's signature, then installs it as the
+/// node's `roster.json` (never over an existing one).
+fn join(dir: &std::path::Path, roster: &std::path::Path, hash: &str) -> Result<(), CliError> {
+    let config = maillon_node::config::Config::load(dir)?;
+    let genesis = super::gov::load_roster(roster)?;
+    let expected = hash.trim().to_ascii_lowercase();
+    if genesis.hash_hex() != expected {
+        return Err(CliError::GenesisMismatch {
+            expected,
+            found: genesis.hash_hex().to_owned(),
+        });
+    }
+    let text = crate::error::read_file(roster)?;
+    let target = config.roster_path();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::Exists {
+                path: target.clone(),
+            },
+            _ => CliError::io(format!("creating {}", target.display()))(e),
+        })?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(CliError::io(format!("writing {}", target.display())))?;
+    println!(
+        "genesis roster of {} installed in {} (hash checked, every founder's signature verified)",
+        genesis.roster().federation,
+        target.display()
+    );
+    println!(
+        "next: once a quorum has adopted the version that admits {}, start the node: it fetches that version from the members and verifies the chain from this genesis",
+        config.member
     );
     Ok(())
 }

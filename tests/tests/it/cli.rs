@@ -427,3 +427,138 @@ async fn a_checkpoint_not_signed_by_the_key_the_roster_lists_does_not_verify() {
     }
     assert_eq!(exit_code(&err), exit::FAILURE);
 }
+
+#[tokio::test]
+async fn an_admin_admits_a_partner_from_the_command_line_and_the_newcomer_joins_with_the_genesis_hash()
+ {
+    let mut c = Cluster::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let newcomer = path(tmp.path(), "relais");
+    init(&newcomer, "relais-solidaire", "association")
+        .await
+        .expect("init the newcomer");
+    let profile = |id: &str| {
+        c.node(id)
+            .dir
+            .join("admin.profile.toml")
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (cd, ccas) = (profile("cd12"), profile("ccas-rodez"));
+    let card = format!("{newcomer}/card.json");
+
+    // Bad input changes nothing and exits 2; an unknown proposal exits 4.
+    let err = maillon(&[
+        "--profile",
+        &cd,
+        "gov",
+        "propose",
+        "admit",
+        "--card",
+        &format!("{newcomer}/node.toml"),
+    ])
+    .await
+    .expect_err("no such card");
+    assert_eq!(exit_code(&err), exit::BAD_INPUT, "{}", one_line(&err));
+    let err = maillon(&["--profile", &cd, "gov", "propose", "set-quorum", "5/3"])
+        .await
+        .expect_err("bad quorum");
+    assert_eq!(exit_code(&err), exit::BAD_INPUT, "{}", one_line(&err));
+    let err = maillon(&["--profile", &cd, "gov", "approve", "7"])
+        .await
+        .expect_err("no such proposal");
+    assert_eq!(exit_code(&err), exit::NOT_FOUND, "{}", one_line(&err));
+    let err = maillon(&["gov", "list"]).await.expect_err("no profile");
+    assert!(matches!(err, CliError::NoProfile));
+
+    maillon(&[
+        "--profile",
+        &cd,
+        "gov",
+        "propose",
+        "admit",
+        "--card",
+        &card,
+        "--reason",
+        "ouverture",
+    ])
+    .await
+    .expect("proposed");
+    maillon(&["--profile", &ccas, "gov", "list"])
+        .await
+        .expect("list");
+    let candidate = path(tmp.path(), "candidate.json");
+    maillon(&["--profile", &ccas, "gov", "show", "2", "--out", &candidate])
+        .await
+        .expect("show and export");
+    maillon(&["gov", "sign", &candidate, "--dir", &newcomer, "--yes"])
+        .await
+        .expect("the newcomer proves its key");
+    maillon(&[
+        "--profile",
+        &ccas,
+        "gov",
+        "approve",
+        "2",
+        "--with",
+        &candidate,
+    ])
+    .await
+    .expect("approved");
+    c.wait_version(&["cd12", "ccas-rodez", "caf12"], 2).await;
+    maillon(&["--profile", &ccas, "gov", "status"])
+        .await
+        .expect("status");
+    let err = maillon(&[
+        "--profile",
+        &ccas,
+        "gov",
+        "reject",
+        "2",
+        "--reason",
+        "trop tard",
+    ])
+    .await
+    .expect_err("nothing open any more");
+    assert_eq!(exit_code(&err), exit::NOT_FOUND);
+
+    // The newcomer installs the genesis only if its hash is the sponsor's.
+    let genesis = c.fed.dir.join("roster.json").to_string_lossy().into_owned();
+    let err = maillon(&[
+        "node",
+        "join",
+        "--dir",
+        &newcomer,
+        "--roster",
+        &genesis,
+        "--genesis-hash",
+        &"ab".repeat(32),
+    ])
+    .await
+    .expect_err("wrong hash");
+    assert!(matches!(err, CliError::GenesisMismatch { .. }));
+    assert_eq!(exit_code(&err), exit::BAD_INPUT);
+    assert!(
+        !Path::new(&newcomer).join("roster.json").exists(),
+        "nothing installed"
+    );
+    let hash = c.genesis().hash_hex().to_owned();
+    maillon(&[
+        "node",
+        "join",
+        "--dir",
+        &newcomer,
+        "--roster",
+        &genesis,
+        "--genesis-hash",
+        &hash,
+    ])
+    .await
+    .expect("joined");
+    let node = maillon_node::daemon::start(Path::new(&newcomer))
+        .await
+        .expect("the newcomer fetches the chain and serves");
+    assert_eq!(node.node().roster().roster().version, 2);
+    node.stop().await;
+    c.fed.stop().await;
+}
