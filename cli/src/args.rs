@@ -46,7 +46,7 @@ pub enum Command {
     /// Read and verify audit logs (auditor).
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Measure the read path on nodes started on loopback (run in release mode).
+    /// Measure the read path, or roster adoption, on nodes started on loopback (run in release mode).
     Bench {
         /// Reads measured sequentially, and in total with concurrency.
         #[arg(long, default_value_t = 2000)]
@@ -54,6 +54,14 @@ pub enum Command {
         /// Reads in flight for the throughput measure.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Instead, measure roster adoption in federations of these sizes
+        /// (comma-separated, e.g. 20,50): the time from the last approval to
+        /// every node having adopted the new version.
+        #[arg(long, value_delimiter = ',')]
+        adoption: Vec<usize>,
+        /// Versions voted per federation size in the adoption measure.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Play the parcours of the design on a federation started on loopback.
     Demo {
@@ -89,6 +97,20 @@ pub enum NodeCmd {
         /// Client API address, ip:port.
         #[arg(long)]
         client_addr: SocketAddr,
+    },
+    /// Stage new keys (signing, TLS, or both) and the card that lists them,
+    /// for a `gov propose update-member … --card card.next.json`; the node
+    /// puts them in force once the federation adopts that version.
+    RotateKeys {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Rotate the signing key only.
+        #[arg(long, conflicts_with = "tls_only")]
+        signing_only: bool,
+        /// Rotate the TLS key only.
+        #[arg(long)]
+        tls_only: bool,
     },
     /// Give a newly admitted partner's node the federation's genesis roster,
     /// checked against the hash its sponsor gave out of band; at start the

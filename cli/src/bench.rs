@@ -2,6 +2,7 @@
 //! loopback, and prints figures. Run it in release mode; figures are never
 //! asserted by tests.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,8 @@ use crate::federation::{Founder, LocalFederation};
 fn founders() -> Vec<Founder> {
     let mut founders = crate::demo::FOUNDERS.to_vec();
     founders.push(Founder {
-        id: "ccas-millau",
-        name: "CCAS de Millau",
+        id: Cow::Borrowed("ccas-millau"),
+        name: Cow::Borrowed("CCAS de Millau"),
         kind: MemberKind::Ccas,
     });
     founders
@@ -298,5 +299,109 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         (writers * each) as f64 / secs,
         writers
     );
+    Ok(())
+}
+
+/// `maillon bench --adoption 20,50`: for each size, a federation of that
+/// many nodes on loopback votes `rounds` roster versions; each is timed from
+/// the moment the last needed approval is sent to the moment every node has
+/// the new version in force.
+pub async fn adoption(sizes: &[usize], rounds: usize) -> Result<(), CliError> {
+    if cfg!(debug_assertions) {
+        println!(
+            "warning: a debug build; run `cargo run --release --bin maillon -- bench --adoption 20,50` for real figures"
+        );
+    }
+    for &n in sizes {
+        if n < 2 {
+            return Err(CliError::Unexpected(
+                "a federation has at least two members".into(),
+            ));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("maillon-bench-gov-")
+            .tempdir()
+            .map_err(temp)?;
+        let members: Vec<Founder> = (1..=n)
+            .map(|i| Founder {
+                id: Cow::Owned(format!("m{i:03}")),
+                name: Cow::Owned(format!("Membre {i}")),
+                kind: MemberKind::ALL[i % MemberKind::ALL.len()],
+            })
+            .collect();
+        let started = Instant::now();
+        let mut fed =
+            LocalFederation::create(tmp.path(), "gip-bench", &members, Arc::new(SystemClock))
+                .await?;
+        println!(
+            "{n} nodes started on loopback in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let admins: Vec<Conn> = fed
+            .nodes
+            .iter()
+            .map(|node| node.admin())
+            .collect::<Result<_, _>>()?;
+        let nodes: Vec<_> = fed
+            .nodes
+            .iter()
+            .map(|node| node.running_node().map(|r| r.node().clone()))
+            .collect::<Result<_, _>>()?;
+        let mut samples = Vec::new();
+        for round in 0..rounds {
+            // Alternate between two rules whose thresholds both stay at 2/3.
+            let quorum = if round % 2 == 0 { "4/6" } else { "2/3" };
+            let change = maillon_node::roster::Change::SetQuorum {
+                quorum: quorum
+                    .parse()
+                    .map_err(|e: maillon_node::roster::RosterError| {
+                        CliError::Unexpected(e.to_string())
+                    })?,
+            };
+            let version = nodes[0].roster().roster().version + 1;
+            let need = nodes[0].roster().roster().quorum.threshold(n);
+            let proposed = admins[0].gov_propose(&change, "mesure").await?;
+            let id = proposed
+                .proposal
+                .map(|p| p.id)
+                .ok_or_else(|| CliError::Unexpected("no proposal".into()))?;
+            for admin in &admins[1..need - 1] {
+                admins_approve(admin, &id).await?;
+            }
+            let t0 = Instant::now();
+            admins_approve(&admins[need - 1], &id).await?;
+            loop {
+                if nodes
+                    .iter()
+                    .all(|node| node.roster().roster().version >= version)
+                {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(60) {
+                    return Err(CliError::Unexpected(format!(
+                        "v{version} not adopted by every node within 60 s"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            samples.push(t0.elapsed());
+        }
+        report(
+            &format!("adoption by all {n} nodes after the last approval"),
+            samples.clone(),
+        );
+        samples.sort_unstable();
+        println!(
+            "{:<44} max {:>8.3} ms",
+            "",
+            samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+        fed.stop().await;
+    }
+    Ok(())
+}
+
+async fn admins_approve(admin: &Conn, id: &str) -> Result<(), CliError> {
+    admin.gov_approve(id, None).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `maillon demo`: the parcours of DESIGN §9, played on real nodes on loopback.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use maillon_node::clock::SystemClock;
@@ -18,23 +19,23 @@ use crate::federation::{Founder, LocalFederation};
 /// The founders of the demo's GIP.
 pub const FOUNDERS: [Founder; 4] = [
     Founder {
-        id: "cd12",
-        name: "Conseil départemental de l'Aveyron",
+        id: Cow::Borrowed("cd12"),
+        name: Cow::Borrowed("Conseil départemental de l'Aveyron"),
         kind: MemberKind::Departement,
     },
     Founder {
-        id: "ccas-rodez",
-        name: "CCAS de Rodez",
+        id: Cow::Borrowed("ccas-rodez"),
+        name: Cow::Borrowed("CCAS de Rodez"),
         kind: MemberKind::Ccas,
     },
     Founder {
-        id: "caf12",
-        name: "CAF de l'Aveyron",
+        id: Cow::Borrowed("caf12"),
+        name: Cow::Borrowed("CAF de l'Aveyron"),
         kind: MemberKind::Caf,
     },
     Founder {
-        id: "relais-solidaire",
-        name: "Association Relais Solidaire",
+        id: Cow::Borrowed("relais-solidaire"),
+        name: Cow::Borrowed("Association Relais Solidaire"),
         kind: MemberKind::Association,
     },
 ];

@@ -3,6 +3,7 @@
 //! keys, sled store, audit log, and TLS listeners; the roster is a real genesis
 //! roster signed by every founder.
 
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use crate::error::{CliError, roster_json, write_file};
 #[derive(Clone, Debug)]
 pub struct Founder {
     /// Member id.
-    pub id: &'static str,
+    pub id: Cow<'static, str>,
     /// Display name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Kind of institution.
     pub kind: MemberKind,
 }
@@ -50,7 +51,7 @@ impl LocalNode {
     /// Initialises a node folder for `f` in `dir` on two loopback ports
     /// (not started); returns it and its member card.
     pub async fn init(dir: &Path, f: &Founder) -> Result<(Self, MemberCard), CliError> {
-        let node_dir = dir.join(f.id);
+        let node_dir = dir.join(f.id.as_ref());
         let (peer, peer_addr) = bind_loopback()?;
         let (client, client_addr) = bind_loopback()?;
         let member: MemberId = f.id.parse().map_err(|source| CliError::BadArgument {
@@ -60,7 +61,7 @@ impl LocalNode {
         let init = daemon::init(&InitOptions {
             dir: node_dir.clone(),
             member: member.clone(),
-            name: f.name.into(),
+            name: f.name.to_string(),
             kind: f.kind,
             peer_addr,
             peer_endpoint: None,
@@ -70,7 +71,7 @@ impl LocalNode {
         .map_err(|source| CliError::Node { member, source })?;
         let node = LocalNode {
             id: init.config.member.clone(),
-            name: f.name.into(),
+            name: f.name.to_string(),
             dir: node_dir,
             admin: init.admin_profile,
             running: None,
@@ -141,6 +142,8 @@ impl LocalNode {
                     source,
                 })?,
         );
+        // A start that put a rotated TLS key in force updated the profile's pin.
+        self.admin = Profile::read(&self.dir.join("admin.profile.toml"))?;
         Ok(())
     }
 }

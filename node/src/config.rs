@@ -6,8 +6,10 @@
 //! DIR/tls.key, tls.crt   TLS key (0600) and self-signed certificate
 //! DIR/card.json          the public member card founders put in the roster
 //! DIR/admin.profile.toml the first admin's client profile (holds a token), 0600
-//! DIR/roster.json        the signed roster, placed by the operator
-//! DIR/store/, DIR/audit/ the sled store and the audit log
+//! DIR/roster.json        the federation's genesis roster, placed by the operator
+//! DIR/store/, DIR/audit/ the sled store (with the later roster versions) and the audit log
+//! DIR/*.next             keys staged by `maillon node rotate-keys`, and card.next.json:
+//!                        put in force at the start that follows their adoption
 //! ```
 
 use std::net::SocketAddr;
@@ -134,6 +136,17 @@ impl Profile {
         Ok(())
     }
 
+    /// Replaces the profile file (created 0600 beside it, then renamed over it).
+    pub fn replace(&self, path: &Path) -> Result<(), ConfigError> {
+        let tmp = path.with_extension("toml.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.write_new(&tmp)?;
+        std::fs::rename(&tmp, path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
     /// Reads a profile, refusing one that others can read.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = crate::crypto::read_secret_file(path)?;
@@ -180,6 +193,106 @@ impl Config {
     /// Path of the first admin's profile.
     pub fn admin_profile_path(&self) -> PathBuf {
         self.dir.join("admin.profile.toml")
+    }
+    /// Path of a staged file: `name` with `.next` appended.
+    fn staged(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.next"))
+    }
+    /// Path of the staged signing key (a rotation in progress).
+    pub fn staged_signing_key_path(&self) -> PathBuf {
+        self.staged("signing.key")
+    }
+    /// Path of the staged card, listing the staged keys.
+    pub fn staged_card_path(&self) -> PathBuf {
+        self.dir.join("card.next.json")
+    }
+
+    /// `maillon node rotate-keys`: creates new keys beside the ones in force
+    /// (the signing key, the TLS key, or both), 0600, and the card that lists
+    /// them, for the `update-member` proposal. Refuses while a rotation is staged.
+    pub fn stage_keys(&self, signing: bool, tls: bool) -> Result<MemberCard, ConfigError> {
+        if !signing && !tls {
+            return Err(ConfigError::Invalid {
+                path: self.dir.clone(),
+                reason: "nothing to rotate: name the signing key, the TLS key, or both".into(),
+            });
+        }
+        for staged in [
+            self.staged_signing_key_path(),
+            self.staged("tls.key"),
+            self.staged("tls.crt"),
+            self.staged_card_path(),
+        ] {
+            if staged.exists() {
+                return Err(ConfigError::Invalid {
+                    path: staged,
+                    reason: "a rotation is already staged; wait for its adoption, or delete the .next files to abandon it".into(),
+                });
+            }
+        }
+        let text = std::fs::read_to_string(self.card_path()).map_err(|source| ConfigError::Io {
+            path: self.card_path(),
+            source,
+        })?;
+        let mut card: MemberCard =
+            serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: self.card_path(),
+                reason: e.to_string(),
+            })?;
+        if signing {
+            let key = NodeKey::generate();
+            key.write_new(&self.staged_signing_key_path())?;
+            card.signing_key = key.public();
+        }
+        if tls {
+            let identity = TlsIdentity::generate(&self.member)?;
+            identity.write_new(&self.staged("tls.key"), &self.staged("tls.crt"))?;
+            card.tls_spki_sha256 = identity.spki_hash()?;
+        }
+        let json = serde_json::to_string_pretty(&card).unwrap_or_default();
+        std::fs::write(self.staged_card_path(), json + "\n").map_err(|source| ConfigError::Io {
+            path: self.staged_card_path(),
+            source,
+        })?;
+        Ok(card)
+    }
+
+    /// At start: puts in force the staged keys that `listed` (this member's
+    /// entry in the roster in force) names, replacing the old key files;
+    /// returns which were put in force (`signing`, `tls`). Each key moves by
+    /// one rename, so a crash in between leaves either key whole.
+    pub fn promote_staged(&self, listed: &MemberCard) -> Result<Vec<&'static str>, ConfigError> {
+        let mut promoted = Vec::new();
+        let rename = |from: PathBuf, to: PathBuf| {
+            std::fs::rename(&from, &to).map_err(|source| ConfigError::Io { path: from, source })
+        };
+        let staged_key = self.staged_signing_key_path();
+        if staged_key.exists() && NodeKey::read(&staged_key)?.public() == listed.signing_key {
+            rename(staged_key, self.signing_key_path())?;
+            promoted.push("signing");
+        }
+        let (staged_tls, staged_crt) = (self.staged("tls.key"), self.staged("tls.crt"));
+        if staged_tls.exists()
+            && TlsIdentity::read(&staged_tls, &staged_crt)?.spki_hash()? == listed.tls_spki_sha256
+        {
+            // The certificate first: a crash before the key moves leaves a
+            // pair that does not match, which start refuses; the next start
+            // moves the key (its staged pair is checked by pin, not by file).
+            std::fs::copy(&staged_crt, self.tls_cert_path()).map_err(|source| ConfigError::Io {
+                path: staged_crt.clone(),
+                source,
+            })?;
+            rename(staged_tls, self.tls_key_path())?;
+            let _ = std::fs::remove_file(&staged_crt);
+            promoted.push("tls");
+        }
+        let staged_card = self.staged_card_path();
+        let keys_done =
+            !self.staged_signing_key_path().exists() && !self.staged("tls.key").exists();
+        if staged_card.exists() && keys_done {
+            rename(staged_card, self.card_path())?;
+        }
+        Ok(promoted)
     }
 
     /// Loads and validates `DIR/node.toml`.

@@ -234,9 +234,6 @@ pub async fn start_with_listeners(
     listeners: Option<Listeners>,
 ) -> Result<RunningNode, StartError> {
     let config = Config::load(dir)?;
-    let key = NodeKey::read(&config.signing_key_path())?;
-    let public = key.public();
-    let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
     let genesis = load_roster(&config.roster_path())?;
     for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
         crate::crypto::check_private_dir(&dir)?;
@@ -246,10 +243,41 @@ pub async fn start_with_listeners(
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
         .await
         .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
-    let audit = AuditLog::open(
+    // A rotation whose version this node adopted: its staged keys go in force now.
+    let in_force: Option<SignedRoster> = store.meta(crate::storage::MetaKey::Roster)?;
+    if let Some(me) = in_force
+        .as_ref()
+        .and_then(|r| r.roster.member(&config.member))
+    {
+        let promoted = config.promote_staged(&me.card)?;
+        if !promoted.is_empty() {
+            tracing::info!(keys = ?promoted, "rotated keys put in force, as the roster in force lists them");
+        }
+        if promoted.contains(&"tls") {
+            // The first admin's profile pins the client API's certificate.
+            let path = config.admin_profile_path();
+            if let Ok(mut profile) = Profile::read(&path) {
+                profile.server_spki_sha256 = me.card.tls_spki_sha256;
+                profile.replace(&path)?;
+            }
+        }
+    }
+    let key = NodeKey::read(&config.signing_key_path())?;
+    let public = key.public();
+    let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
+    // The log's last checkpoint may be signed by a key this node held before a rotation.
+    let mut keys = vec![public];
+    for (_, link) in store.scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")? {
+        if let Some(me) = link.roster.member(&config.member)
+            && !keys.contains(&me.card.signing_key)
+        {
+            keys.push(me.card.signing_key);
+        }
+    }
+    let audit = AuditLog::open_with_keys(
         &config.audit_dir(),
         crate::audit::origin(&config.member),
-        &key.public(),
+        &keys,
     )?;
     audit.checkpoint(&key)?;
     if store
@@ -275,6 +303,8 @@ pub async fn start_with_listeners(
             audit,
             clock,
             network: Arc::new(PeerClients::new(tls.clone(), roster.clone())),
+            tls_pin: tls.spki_hash()?,
+            staged_key: Some(config.staged_signing_key_path()),
         })
         .await?,
     );

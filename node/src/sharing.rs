@@ -376,6 +376,42 @@ impl Sharing {
             .collect()
     }
 
+    /// The members of the share's group with the signature key of each
+    /// one's leaf (its credential's key), as this node sees it.
+    pub fn member_keys(&self, share: &ShareId) -> Result<Vec<(MemberId, Vec<u8>)>, ShareError> {
+        hold!(self, share.scope());
+        let (_, group) = self.load_group(share)?;
+        group
+            .members()
+            .map(|m| Ok((parse_member(&identity_of(&m.credential)?)?, m.signature_key)))
+            .collect()
+    }
+
+    /// The signature key of this node's credential (its signing key).
+    pub fn own_key(&self) -> &[u8] {
+        self.credential.signature_key.as_slice()
+    }
+
+    /// Owner: replaces the share's group with a fresh one holding only this
+    /// node, with its current credential (after its signing key changed);
+    /// the members come back through fresh Welcomes.
+    pub fn reset_group(&self, share: &ShareId) -> Result<(), ShareError> {
+        hold!(self, share.scope());
+        debug_assert_eq!(share.owner, self.me);
+        let provider = Provider::from_snapshot(BTreeMap::new());
+        MlsGroup::new_with_group_id(
+            &provider,
+            &self.signer,
+            &group_config(),
+            GroupId::from_slice(share.scope().as_bytes()),
+            self.credential.clone(),
+        )
+        .map_err(mls)?;
+        self.store
+            .mls_replace(&share.scope(), &provider.snapshot())?;
+        Ok(self.store.flush()?)
+    }
+
     /// The group's current epoch.
     pub fn epoch(&self, share: &ShareId) -> Result<u64, ShareError> {
         hold!(self, share.scope());

@@ -109,7 +109,8 @@ pub enum MetaKey {
     /// How many audit entries are known applied to the store (`u64`): the
     /// replay at start begins there.
     Applied,
-    /// The roster version whose effects on this node's groups are done (`u64`).
+    /// The roster version and own signing key (hex) for which this node's
+    /// groups are up to date (`(u64, String)`).
     PrunedFor,
 }
 

@@ -26,7 +26,12 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Node(cmd) => node::run(cmd).await,
         Command::Gov(cmd) => gov::run(cmd, profile).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
-        Command::Bench { reads, concurrency } => crate::bench::run(reads, concurrency.max(1)).await,
+        Command::Bench {
+            adoption, rounds, ..
+        } if !adoption.is_empty() => crate::bench::adoption(&adoption, rounds.max(1)).await,
+        Command::Bench {
+            reads, concurrency, ..
+        } => crate::bench::run(reads, concurrency.max(1)).await,
         Command::Whoami => users::whoami(&connect(profile)?.1).await,
         Command::User(cmd) => {
             let (profile, conn) = connect(profile)?;

@@ -33,6 +33,11 @@ pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
             roster,
             genesis_hash,
         } => return join(&dir, &roster, &genesis_hash),
+        NodeCmd::RotateKeys {
+            dir,
+            signing_only,
+            tls_only,
+        } => return rotate_keys(&dir, !tls_only, !signing_only),
     };
     let member: MemberId = arg("member", &member)?;
     let init = maillon_node::daemon::init(&InitOptions {
@@ -64,6 +69,35 @@ pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
         "next: once the roster is signed by every founder, copy it to {}",
         init.config.roster_path().display()
     );
+    Ok(())
+}
+
+/// `maillon node rotate-keys`: stages new keys and prints what comes next.
+fn rotate_keys(dir: &std::path::Path, signing: bool, tls: bool) -> Result<(), CliError> {
+    let config = maillon_node::config::Config::load(dir)?;
+    let card = config.stage_keys(signing, tls)?;
+    println!(
+        "new keys staged in {} (0600); card listing them: {}",
+        dir.display(),
+        config.staged_card_path().display()
+    );
+    if signing {
+        let key = serde_json::to_string(&card.signing_key).unwrap_or_default();
+        println!("  new signing key: {}", key.trim_matches('"'));
+    }
+    if tls {
+        println!("  new TLS pin:     {}", card.tls_spki_sha256);
+    }
+    println!(
+        "next: `maillon gov propose update-member {} --card {}`; this node signs it with its old and new keys, a quorum approves, and the node starts again with the new keys once the version is adopted",
+        config.member,
+        config.staged_card_path().display()
+    );
+    if tls {
+        println!(
+            "  the client API's certificate changes too: this node's admin profile is updated; other users put the new pin in their profile"
+        );
+    }
     Ok(())
 }
 

@@ -225,6 +225,14 @@ pub enum AuditEvent {
         /// The group's epoch after the commit.
         epoch: u64,
     },
+    /// The owner made a share's group anew with its new signing key (after
+    /// a rotation); its members come back through fresh Welcomes.
+    GroupRekeyed {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// Which section of the dossier.
+        section: Section,
+    },
     /// This node joined another owner's share group.
     GroupJoined {
         /// The dossier the entry is about (its opaque id only).
@@ -482,6 +490,17 @@ impl AuditLog {
     /// checkpoint, and starts the group-commit writer. A log that holds
     /// entries but no readable, valid checkpoint is refused (fail closed).
     pub fn open(dir: &Path, origin: String, key: &PublicKey) -> Result<Self, AuditError> {
+        Self::open_with_keys(dir, origin, std::slice::from_ref(key))
+    }
+
+    /// [`AuditLog::open`], accepting a last checkpoint signed by any of
+    /// `keys`: every signing key the node has held (a rotated key signed the
+    /// checkpoints before the rotation; the new key signs the next ones).
+    pub fn open_with_keys(
+        dir: &Path,
+        origin: String,
+        keys: &[PublicKey],
+    ) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join("audit.log");
         let mut file = OpenOptions::new()
@@ -502,8 +521,15 @@ impl AuditLog {
         let cp_path = dir.join("checkpoint");
         match std::fs::read_to_string(&cp_path) {
             Ok(note) => {
-                let cp = Checkpoint::verify(&note, &origin, key)
-                    .map_err(|e| AuditError::Corrupt(format!("last checkpoint: {e}")))?;
+                let mut verified = Err(AuditError::Corrupt("no key to verify it with".into()));
+                for key in keys {
+                    verified = Checkpoint::verify(&note, &origin, key)
+                        .map_err(|e| AuditError::Corrupt(format!("last checkpoint: {e}")));
+                    if verified.is_ok() {
+                        break;
+                    }
+                }
+                let cp = verified?;
                 if !covers(&leaves, &cp) {
                     return Err(AuditError::Corrupt(
                         "the log does not match its last signed checkpoint".into(),

@@ -24,17 +24,29 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    let node = match maillon_node::daemon::start(&args.dir).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("maillond: {e}");
-            return std::process::ExitCode::from(2);
+    loop {
+        let node = match maillon_node::daemon::start(&args.dir).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("maillond: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let rotated = tokio::select! {
+            () = wait_for_stop_signal() => false,
+            () = node.node().keys_rotated() => true,
+        };
+        if rotated {
+            // The roster in force lists this node's staged keys: start
+            // again, and the start puts them in force.
+            tracing::info!("keys rotated by the roster: starting again with the new keys");
+            node.stop().await;
+            continue;
         }
-    };
-    wait_for_stop_signal().await;
-    tracing::info!("stopping");
-    node.stop().await;
-    std::process::ExitCode::SUCCESS
+        tracing::info!("stopping");
+        node.stop().await;
+        return std::process::ExitCode::SUCCESS;
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).

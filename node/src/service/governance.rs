@@ -177,6 +177,15 @@ impl Node {
             .remove_where::<Proposal>(Tree::Proposals, "", |p| p.signed.roster.version < version)?;
         self.store.remove(Tree::Proposals, v.hash_hex())?;
         self.roster.replace(v.clone());
+        if let Some(me) = v.roster().member(&self.me)
+            && (me.card.signing_key != self.key.public() || me.card.tls_spki_sha256 != self.tls_pin)
+        {
+            tracing::warn!(
+                version = v.roster().version,
+                "the roster in force lists new keys for this node: it starts again to put them in force"
+            );
+            self.keys_rotated.send_replace(true);
+        }
         Ok(())
     }
 
@@ -471,18 +480,31 @@ impl Node {
     }
 
     /// Signs `signed` with this node's key, as the member `current` or the
-    /// candidate lists it.
+    /// candidate lists it; when the candidate lists a new signing key for
+    /// this member (a rotation), signs with the staged key too (proof of
+    /// possession), which must be the one listed.
     fn sign_as_me(&self, current: &VerifiedRoster, signed: &mut SignedRoster) -> Result<()> {
-        if signed.roster.member(&self.me).is_some() {
-            match signed.sign(&self.me, &self.key) {
-                Ok(()) => return Ok(()),
-                Err(RosterError::WrongKey(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        let listed = signed.roster.member(&self.me).map(|m| m.card.signing_key);
+        if listed == Some(self.key.public()) {
+            return Ok(signed.sign(&self.me, &self.key)?);
         }
-        signed
-            .sign_with_previous_key(current.roster(), &self.me, &self.key)
-            .map_err(Into::into)
+        signed.sign_with_previous_key(current.roster(), &self.me, &self.key)?;
+        let Some(new_key) = listed else {
+            return Ok(());
+        };
+        let staged = self
+            .staged_key
+            .as_ref()
+            .filter(|p| p.exists())
+            .map(|p| crate::crypto::NodeKey::read(p))
+            .transpose()
+            .map_err(|e| ServiceError::Internal(format!("reading the staged signing key: {e}")))?;
+        match staged {
+            Some(key) if key.public() == new_key => Ok(signed.sign(&self.me, &key)?),
+            _ => Err(ServiceError::State(
+                "the proposal lists a new signing key for this member that this node has not staged (maillon node rotate-keys)".into(),
+            )),
+        }
     }
 
     /// Keeps `signed` (merging), adopts it if it verifies, and sends it to
@@ -839,30 +861,83 @@ impl Node {
         futures_util::future::join_all(offers).await;
     }
 
-    /// The members an adopted version no longer lets into this node's
-    /// groups are removed from them: suspended, excluded, or outside the
-    /// charter for the section. Runs after each adoption and at upkeep
-    /// until done for the version in force; returns how many were removed.
+    /// Applies the roster in force to this node's groups: the members it no
+    /// longer lets in are removed (suspended, excluded, or outside the
+    /// charter for the section); a member whose signing key changed is
+    /// removed and brought back from a fresh KeyPackage (its leaf re-keyed);
+    /// and when this node's own key changed, each group is made anew with
+    /// its new credential and its members welcomed again. Runs after each
+    /// adoption, and at upkeep until done for the version and key in force;
+    /// returns how many members were removed or re-keyed.
     pub async fn prune_groups(&self) -> Result<usize> {
-        let version = self.roster.get().roster().version;
-        if self.store.meta::<u64>(MetaKey::PrunedFor)? == Some(version) {
+        let roster = self.roster.get();
+        let done_for = (roster.roster().version, hex::encode(self.sharing.own_key()));
+        if self.store.meta::<(u64, String)>(MetaKey::PrunedFor)? == Some(done_for.clone()) {
             return Ok(0);
         }
         let prefix = format!("share/{}/", self.me);
-        let mut removed = 0;
+        let mut changed = 0;
         for scope in self.store.mls_scopes(&prefix)? {
             if self.is_stopping() {
-                return Ok(removed);
+                return Ok(changed);
             }
             let Some(share) = share_of_scope(&self.me, &scope) else {
                 continue;
             };
             let _changing = self.membership.get(&share.scope()).write_owned().await;
-            removed += self.sync_group_locked(&share, self.clock.now()).await?;
+            changed += self.rekey_group_locked(&share).await?;
+            changed += self.sync_group_locked(&share, self.clock.now()).await?;
         }
-        self.store.set_meta(MetaKey::PrunedFor, &version)?;
+        self.store.set_meta(MetaKey::PrunedFor, &done_for)?;
         self.flush().await?;
-        Ok(removed)
+        Ok(changed)
+    }
+
+    /// Re-keys what of a group no longer matches the roster's signing keys;
+    /// the caller holds the share's exclusive lock. Returns how many
+    /// members must come back through a fresh Welcome.
+    async fn rekey_group_locked(&self, share: &ShareId) -> Result<usize> {
+        if !self.sharing.has_group(share)? {
+            return Ok(0);
+        }
+        let leaves = self.sharing.member_keys(share)?;
+        let own_key = self.sharing.own_key().to_vec();
+        let mine_changed = leaves.iter().any(|(m, k)| *m == self.me && *k != own_key);
+        if mine_changed {
+            let (sharing, reset) = (self.sharing.clone(), share.clone());
+            super::blocking(move || sharing.reset_group(&reset)).await?;
+            self.audit(AuditEvent::GroupRekeyed {
+                dossier: share.dossier.clone(),
+                section: share.section,
+            })
+            .await?;
+            let others: Vec<&MemberId> = leaves
+                .iter()
+                .map(|(m, _)| m)
+                .filter(|m| **m != self.me)
+                .collect();
+            for m in &others {
+                self.mark_for_resync(share, m).await;
+            }
+            return Ok(others.len());
+        }
+        let roster = self.roster.get();
+        let mut rekeyed = 0;
+        for (m, key) in leaves.iter().filter(|(m, _)| *m != self.me) {
+            let listed = roster
+                .active_member(m)
+                .map(|r| r.card.signing_key.to_bytes());
+            if listed.is_none_or(|l| l.as_slice() == key.as_slice()) {
+                continue;
+            }
+            // Its old leaf goes now; it comes back with its new key.
+            if let Some(change) = self.remove_from_group(share, m).await? {
+                self.publish(share, m, change).await?;
+            }
+            self.mark_for_resync(share, m).await;
+            rekeyed += 1;
+        }
+        Ok(rekeyed)
     }
 
     /// Whether `member` may be in the group of `section` now: active, and

@@ -81,6 +81,13 @@ pub struct Node {
     governance: tokio::sync::Mutex<()>,
     /// Set while a catch-up from a peer runs.
     catching_up: std::sync::atomic::AtomicBool,
+    /// The pin of the TLS certificate this node presents.
+    tls_pin: crate::crypto::SpkiHash,
+    /// Where a staged signing key would be.
+    staged_key: Option<std::path::PathBuf>,
+    /// Set once the roster in force lists keys for this node other than the
+    /// ones it runs with: the node must start again to put them in force.
+    keys_rotated: tokio::sync::watch::Sender<bool>,
     /// The roster version each peer last told, and when.
     peer_versions: std::sync::Mutex<std::collections::BTreeMap<MemberId, (u64, i64)>>,
     clock: Arc<dyn Clock>,
@@ -113,6 +120,11 @@ pub struct NodeParts {
     pub clock: Arc<dyn Clock>,
     /// The way to other nodes.
     pub network: Arc<dyn PeerNetwork>,
+    /// The pin of the TLS certificate this node presents.
+    pub tls_pin: crate::crypto::SpkiHash,
+    /// Where `maillon node rotate-keys` stages a new signing key, which this
+    /// node signs its own `update-member` with (proof of possession).
+    pub staged_key: Option<std::path::PathBuf>,
 }
 
 impl Node {
@@ -138,6 +150,9 @@ impl Node {
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),
             catching_up: std::sync::atomic::AtomicBool::new(false),
+            tls_pin: parts.tls_pin,
+            staged_key: parts.staged_key,
+            keys_rotated: tokio::sync::watch::Sender::new(false),
             clock: parts.clock,
             network: parts.network,
         };
@@ -151,6 +166,14 @@ impl Node {
     /// The roster in force.
     pub fn roster(&self) -> Arc<crate::roster::VerifiedRoster> {
         self.roster.get()
+    }
+
+    /// Resolves once the roster in force lists keys for this node other than
+    /// the ones it runs with (a rotation was adopted): the node then starts
+    /// again, and the start puts the staged keys in force.
+    pub async fn keys_rotated(&self) {
+        let mut rx = self.keys_rotated.subscribe();
+        let _ = rx.wait_for(|rotated| *rotated).await;
     }
 
     /// The member the roster in force pins `pin` to, if active: checked on

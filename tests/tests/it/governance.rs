@@ -592,3 +592,141 @@ async fn a_node_that_was_down_catches_up_from_its_peers_verifying_the_chain() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_member_rotates_both_keys_its_old_keys_fail_everywhere_and_its_leaves_are_rekeyed() {
+    let mut c = Cluster::start().await;
+    let (_ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
+    let config = maillon_node::config::Config::load(&c.node("caf12").dir).expect("config");
+    let card = config.stage_keys(true, true).expect("new keys staged");
+    // A second rotation cannot be staged over the first.
+    assert!(config.stage_keys(true, false).is_err());
+
+    // The CAF proposes its own update: its node signs with its old key and
+    // its staged new key; the CCAS's approval brings the quorum.
+    let update = Change::UpdateMember {
+        member: "caf12".parse().expect("id"),
+        endpoint: None,
+        card: Some(card.clone()),
+    };
+    let reply = c
+        .admin("caf12")
+        .gov_propose(&update, "rotation annuelle des clés")
+        .await
+        .expect("proposed");
+    let p = reply.proposal.expect("proposal");
+    assert!(
+        p.unproven.is_empty(),
+        "the new key signed: {:?}",
+        p.unproven
+    );
+    assert!(
+        p.changes
+            .iter()
+            .any(|l| l == "replaces caf12's signing key")
+    );
+    assert!(p.changes.iter().any(|l| l == "replaces caf12's TLS key"));
+    let r = c
+        .admin("ccas-rodez")
+        .gov_approve(&p.id, None)
+        .await
+        .expect("approve");
+    assert_eq!(r.outcome, "adopted");
+    c.wait_version(&["cd12", "ccas-rodez"], 2).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        c.running("caf12").node().keys_rotated(),
+    )
+    .await
+    .expect("the CAF's node learns its keys were rotated");
+
+    // Until it starts again, its old keys fail everywhere: handshakes, and
+    // the requests they sign.
+    for m in ["cd12", "ccas-rodez"] {
+        use maillon_node::service::PeerNetwork;
+        let err = c
+            .peer_as("caf12")
+            .fetch_chain(&c.member(m), 1)
+            .await
+            .expect_err("the old TLS key is refused");
+        assert_eq!(err.reason(), "unreachable", "{m}: {err}");
+    }
+    let (code, _) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_ne!(code, Code::Ok);
+    // The owner took the old leaf out of its group at once.
+    assert_eq!(c.group_members("ccas-rodez", &share).await, ["ccas-rodez"]);
+
+    // Started again, the node runs with the new keys; its log still opens
+    // (its last checkpoint was signed by the old key) and verifies.
+    c.restart("caf12").await;
+    let new_key = maillon_node::crypto::NodeKey::read(&config.signing_key_path()).expect("key");
+    assert_eq!(
+        new_key.public(),
+        card.signing_key,
+        "the staged key is in force"
+    );
+    assert!(!config.staged_signing_key_path().exists());
+    let owner = c.running("ccas-rodez").node();
+    assert_eq!(owner.resync_members().await.expect("upkeep"), 1);
+    assert_eq!(
+        c.group_members("ccas-rodez", &share).await,
+        ["ccas-rodez", "caf12"]
+    );
+    let caf = c.desk("caf12", "agent-caf-2").await;
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("read")
+            .json,
+        HOUSING
+    );
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let v2 = c.admin("caf12").gov_status().await.expect("status");
+    let v2 = SignedRoster::decode(&v2.roster).expect("roster");
+    let me = v2
+        .roster
+        .member(&"caf12".parse().expect("id"))
+        .expect("listed");
+    maillon_cli::audit::fetch_and_verify(&auditor, me)
+        .await
+        .expect("the CAF's log verifies under its new key");
+}
+
+#[tokio::test]
+async fn an_owner_that_rotates_its_signing_key_makes_its_groups_anew_and_welcomes_its_members_again()
+ {
+    let mut c = Cluster::start().await;
+    let (_ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let share = maillon_tests::housing_share(&d, "ccas-rodez");
+    let config = maillon_node::config::Config::load(&c.node("ccas-rodez").dir).expect("config");
+    let card = config.stage_keys(true, false).expect("staged");
+    let update = Change::UpdateMember {
+        member: "ccas-rodez".parse().expect("id"),
+        endpoint: None,
+        card: Some(card),
+    };
+    let r = c.vote(&update, "ccas-rodez", &["cd12"]).await;
+    assert_eq!(r.outcome, "adopted");
+    c.wait_version(&FOUNDERS, 2).await;
+    c.restart("ccas-rodez").await;
+    let owner = c.running("ccas-rodez").node();
+    owner.prune_groups().await.expect("groups made anew");
+    owner
+        .resync_members()
+        .await
+        .expect("members welcomed again");
+    assert_eq!(
+        c.group_members("ccas-rodez", &share).await,
+        ["ccas-rodez", "caf12"]
+    );
+    assert_eq!(
+        caf.read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("read")
+            .json,
+        HOUSING
+    );
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    assert_eq!(audit_events(&auditor, "group_rekeyed").await.len(), 1);
+}
