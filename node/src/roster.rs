@@ -642,10 +642,12 @@ fn tally(have: &Roster, next: &SignedRoster) -> Result<Tally, RosterError> {
         SideTally {
             have: voters.keys().filter(|k| signed.contains(*k)).count(),
             need: roster.quorum.threshold(voters.len()),
-            missing: voters
+            missing: roster
+                .members
                 .iter()
-                .filter(|(k, _)| !signed.contains(*k))
-                .map(|(_, id)| id.clone())
+                .filter(|m| voters.contains_key(&m.card.signing_key.to_bytes()))
+                .filter(|m| !signed.contains(&m.card.signing_key.to_bytes()))
+                .map(|m| m.card.id.clone())
                 .collect(),
         }
     };
@@ -1441,5 +1443,189 @@ mod tests {
         let mut broken = v2.signed().clone();
         broken.signatures.truncate(1);
         assert!(VerifiedRoster::verify_chain(genesis, [broken]).is_err());
+    }
+
+    #[test]
+    fn changes_build_the_next_version_and_refuse_what_does_not_apply() {
+        let (keys, v1) = founded();
+        let caf = id("caf12");
+        let suspend = v1
+            .propose(
+                &Change::Suspend {
+                    member: caf.clone(),
+                },
+                Some("impayés".into()),
+            )
+            .expect("suspend");
+        assert_eq!(suspend.version, 2);
+        assert_eq!(suspend.previous.as_deref(), Some(v1.hash_hex()));
+        assert_eq!(
+            suspend.member(&caf).expect("listed").status,
+            MemberStatus::Suspended
+        );
+        assert_eq!(
+            describe_changes(v1.roster(), &suspend),
+            ["suspends caf12", "reason given: impayés"]
+        );
+        for (change, why) in [
+            (
+                Change::Reinstate {
+                    member: caf.clone(),
+                },
+                "caf12 is active",
+            ),
+            (
+                Change::Suspend {
+                    member: id("intrus"),
+                },
+                "intrus is not a member",
+            ),
+            (
+                Change::SetQuorum {
+                    quorum: "2/3".parse().expect("q"),
+                },
+                "the quorum is already 2/3",
+            ),
+            (
+                Change::SetCharter {
+                    charter: Charter::default(),
+                },
+                "the charter is already this one",
+            ),
+            (
+                Change::UpdateMember {
+                    member: caf.clone(),
+                    endpoint: None,
+                    card: None,
+                },
+                "nothing changes for caf12",
+            ),
+        ] {
+            assert_eq!(
+                v1.propose(&change, None),
+                Err(RosterError::Change(why.into()))
+            );
+        }
+        // A card for another member, or an admission of a listed id, is refused.
+        let other = card("cd12", MemberKind::Departement, &keys[0], 9);
+        assert!(matches!(
+            v1.propose(
+                &Change::UpdateMember {
+                    member: caf.clone(),
+                    endpoint: None,
+                    card: Some(other.clone())
+                },
+                None
+            ),
+            Err(RosterError::Change(_))
+        ));
+        assert!(matches!(
+            v1.propose(
+                &Change::Admit {
+                    card: other,
+                    voting: true
+                },
+                None
+            ),
+            Err(RosterError::Change(_))
+        ));
+        // A version that leaves no active voter is not well formed.
+        let mut alone = v1.roster().clone();
+        for m in &mut alone.members {
+            m.status = MemberStatus::Suspended;
+        }
+        assert!(matches!(
+            alone.check_well_formed(),
+            Err(RosterError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn exclusion_is_final_members_are_never_dropped_and_kinds_never_change() {
+        let (keys, v1) = founded();
+        let all = |mut p: SignedRoster| {
+            for (i, m) in IDS.iter().enumerate() {
+                p.sign(&id(m), &keys[i]).expect("sign");
+            }
+            p
+        };
+        let v2 = v1
+            .verify_successor(all(next(&v1, |r| {
+                r.members[2].status = MemberStatus::Excluded
+            })))
+            .expect("excluded");
+        assert_eq!(
+            v2.propose(
+                &Change::Reinstate {
+                    member: id("caf12")
+                },
+                None
+            ),
+            Err(RosterError::Change("caf12 is excluded".into()))
+        );
+        let back = all(next(&v2, |r| r.members[2].status = MemberStatus::Active));
+        assert!(matches!(
+            v2.verify_successor(back),
+            Err(RosterError::Transition { version: 3, .. })
+        ));
+        let mut dropped = next(&v1, |r| {
+            r.members.pop();
+        });
+        for (i, m) in IDS[..2].iter().enumerate() {
+            dropped.sign(&id(m), &keys[i]).expect("sign");
+        }
+        assert!(matches!(
+            v1.verify_successor(dropped),
+            Err(RosterError::Transition { .. })
+        ));
+        let kind = all(next(&v1, |r| r.members[2].card.kind = MemberKind::Cpam));
+        assert!(matches!(
+            v1.verify_successor(kind),
+            Err(RosterError::Transition { .. })
+        ));
+    }
+
+    #[test]
+    fn a_tally_says_who_is_missing_and_whose_signature_counts_for_nothing() {
+        let (keys, v1) = founded();
+        let mut p = next(&v1, |r| r.members[2].voting = false);
+        p.sign(&id(IDS[2]), &keys[2]).expect("sign");
+        let t = v1.tally(&p).expect("tally");
+        // caf12 votes in v1 (its signature counts there), not in v2.
+        assert_eq!((t.outgoing.have, t.outgoing.need), (1, 2));
+        assert_eq!(t.outgoing.missing, [id("cd12"), id("ccas-rodez")]);
+        assert_eq!((t.incoming.have, t.incoming.need), (0, 2));
+        assert!(t.not_counted.is_empty());
+        assert!(!t.complete());
+        p.sign(&id(IDS[0]), &keys[0]).expect("sign");
+        p.sign(&id(IDS[1]), &keys[1]).expect("sign");
+        assert!(v1.tally(&p).expect("tally").complete());
+        // Merging adds only what is new.
+        let mut copy = SignedRoster::unsigned(p.roster.clone());
+        assert_eq!(copy.merge(&p), 3);
+        assert_eq!(copy.merge(&p), 0);
+        let other = next(&v1, |_| {});
+        assert_eq!(copy.clone().merge(&other), 0, "other content adds nothing");
+    }
+
+    #[test]
+    fn a_signed_roster_from_outside_is_bounded_and_never_quoted() {
+        assert!(matches!(
+            SignedRoster::decode(&vec![b' '; MAX_ROSTER_BYTES + 1]),
+            Err(RosterError::Invalid(_))
+        ));
+        let err =
+            SignedRoster::decode(b"{\"roster\": \"\x1b[31msecret\"}").expect_err("not a roster");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let (_, v1) = founded();
+        let bytes = serde_json::to_vec(v1.signed()).expect("json");
+        assert_eq!(SignedRoster::decode(&bytes).expect("decodes"), *v1.signed());
+    }
+
+    #[test]
+    fn a_version_without_a_reason_hashes_as_before_the_field_existed() {
+        let (_, v1) = founded();
+        let text = String::from_utf8(v1.roster().canonical_bytes()).expect("utf-8");
+        assert!(!text.contains("reason"), "{text}");
     }
 }
