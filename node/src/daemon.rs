@@ -365,7 +365,15 @@ pub async fn start_with_listeners(
     let gossip_node = node.clone();
     let mut gossip_stop = stop_rx.clone();
     let gossip = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ROSTER_GOSSIP_PERIOD);
+        // At start, catch up from the first peer that answers; then ask every
+        // peer each period, from an offset of this node's own, so that nodes
+        // started together do not all dial each other at once.
+        if gossip_node.catch_up_from_any().await > 0 {
+            gossip_node.after_adoption();
+        }
+        let offset = ROSTER_GOSSIP_PERIOD.mul_f64(rand::random::<f64>());
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + offset, ROSTER_GOSSIP_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

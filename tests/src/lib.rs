@@ -335,6 +335,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Runs the owner's upkeep steps for its groups (its own upkeep may be
+    /// running them too) until the share's group holds `expected`; panics
+    /// after ten seconds.
+    pub async fn wait_group(
+        &self,
+        owner: &str,
+        share: &maillon_node::sharing::ShareId,
+        expected: &[&str],
+    ) {
+        let node = self.running(owner).node();
+        let mut members = Vec::new();
+        for _ in 0..200 {
+            node.prune_groups()
+                .await
+                .expect("roster applied to the groups");
+            node.resync_members().await.expect("members brought back");
+            members = self.group_members(owner, share).await;
+            if members == expected {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(members, expected, "the group of {share} at {owner}");
+    }
+}
+
 /// The audit events of one kind at a node, as JSON values, in order.
 pub async fn audit_events(auditor: &Conn, kind: &str) -> Vec<serde_json::Value> {
     let reply = auditor

@@ -771,7 +771,7 @@ impl Node {
         let mut adopted = 0;
         loop {
             let from = self.roster.get().roster().version + 1;
-            let links = match tokio::time::timeout(
+            let (links, told) = match tokio::time::timeout(
                 GOSSIP_DEADLINE,
                 self.network.fetch_chain(&member, from),
             )
@@ -785,6 +785,7 @@ impl Node {
                     });
                 }
             };
+            self.note_peer_version(peer, told);
             if links.is_empty() {
                 return Ok(adopted);
             }
@@ -809,18 +810,40 @@ impl Node {
         }
     }
 
-    /// Timer: asks every active peer for the versions this node lacks, all
-    /// at once, each within a deadline; returns how many were adopted.
-    pub async fn gossip_round(&self) -> usize {
-        let peers: Vec<MemberId> = self
-            .roster
+    /// At start: asks the active peers, one at a time in random order, for
+    /// the versions this node lacks, until one answers; returns how many
+    /// versions were adopted.
+    pub async fn catch_up_from_any(&self) -> usize {
+        use rand::seq::SliceRandom;
+        let mut peers = self.active_peers();
+        peers.shuffle(&mut rand::thread_rng());
+        for p in peers {
+            if self.is_stopping() {
+                break;
+            }
+            if let Ok(n) = self.catch_up_from(&p).await {
+                return n;
+            }
+        }
+        0
+    }
+
+    /// The active members of the roster in force, but this node.
+    fn active_peers(&self) -> Vec<MemberId> {
+        self.roster
             .get()
             .roster()
             .members
             .iter()
             .filter(|m| m.status == MemberStatus::Active && m.card.id != self.me)
             .map(|m| m.card.id.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Timer: asks every active peer for the versions this node lacks, all
+    /// at once, each within a deadline; returns how many were adopted.
+    pub async fn gossip_round(&self) -> usize {
+        let peers = self.active_peers();
         let rounds = peers.iter().map(|p| self.catch_up_from(p));
         futures_util::future::join_all(rounds)
             .await

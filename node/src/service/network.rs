@@ -52,10 +52,11 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         adopted: bool,
     ) -> BoxFuture<'a, Result<u64>>;
     /// Fetches the adopted versions `member` has from `from` on, decoded
-    /// (each within the size limit) but not verified.
+    /// (each within the size limit) but not verified, with the version it
+    /// says it has in force.
     fn fetch_chain<'a>(
         &'a self,
         member: &'a RosterMember,
         from: u64,
-    ) -> BoxFuture<'a, Result<Vec<SignedRoster>>>;
+    ) -> BoxFuture<'a, Result<(Vec<SignedRoster>, u64)>>;
 }

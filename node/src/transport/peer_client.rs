@@ -230,7 +230,7 @@ impl PeerNetwork for PeerClients {
         &'a self,
         member: &'a RosterMember,
         from: u64,
-    ) -> BoxFuture<'a, Result<Vec<SignedRoster>, ServiceError>> {
+    ) -> BoxFuture<'a, Result<(Vec<SignedRoster>, u64), ServiceError>> {
         Box::pin(async move {
             let r = self
                 .call(
@@ -249,13 +249,15 @@ impl PeerNetwork for PeerClients {
                     r.links.len()
                 )));
             }
-            r.links
+            let links = r
+                .links
                 .iter()
                 .map(|bytes| {
                     SignedRoster::decode(bytes)
                         .map_err(|e| misbehaved(format!("its roster version is refused: {e}")))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((links, r.version))
         })
     }
 }

@@ -35,6 +35,12 @@ impl PeerApi {
     /// a new key takes effect on connections already open). A caller that
     /// tells a newer roster version than this node's sets off a catch-up.
     fn peer_of<T>(&self, req: &Request<T>) -> Result<MemberId, Status> {
+        self.peer_telling(req, true)
+    }
+
+    /// [`PeerApi::peer_of`]; with `learn` false, the version the caller tells
+    /// is noted but sets off no catch-up (an offer brings its version itself).
+    fn peer_telling<T>(&self, req: &Request<T>, learn: bool) -> Result<MemberId, Status> {
         let unpinned = || {
             status(ServiceError::Unauthenticated(
                 "peer certificate is not pinned in the roster",
@@ -54,6 +60,7 @@ impl PeerApi {
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(version) = told
             && self.node.note_peer_version(member, version)
+            && learn
         {
             self.node.catch_up_in_background(member.clone());
         }
@@ -161,7 +168,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::OfferRosterRequest>,
     ) -> Result<Response<pb::OfferRosterReply>, Status> {
-        let peer = self.peer_of(&req)?;
+        let peer = self.peer_telling(&req, false)?;
         let r = req.into_inner();
         let signed = SignedRoster::decode(&r.roster).map_err(|e| status(e.into()))?;
         let outcome = self.node.accept_offer(&peer, signed, r.adopted).await;

@@ -145,6 +145,7 @@ pub fn tls_incoming(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let per_address = Arc::new(PerAddress::default());
+    let local = listener.local_addr().ok();
     let accepting = tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -161,11 +162,11 @@ pub fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             // Each handshake costs a task before anyone is authenticated.
             let Some(slot) = per_address.take(remote.ip()) else {
-                tracing::warn!(%remote, "too many handshakes in progress from this address; connection dropped");
+                tracing::warn!(%remote, ?local, "too many handshakes in progress from this address; connection dropped");
                 continue;
             };
             let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                tracing::warn!(%remote, "too many handshakes in progress; connection dropped");
+                tracing::warn!(%remote, ?local, "too many handshakes in progress; connection dropped");
                 continue;
             };
             let (acceptor, tx, pins) = (acceptor.clone(), tx.clone(), pins.clone());
