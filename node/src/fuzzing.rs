@@ -167,6 +167,32 @@ pub fn roster(data: &[u8]) {
     }
 }
 
+/// Takes a roster version as a peer offers it (`Node::accept_offer`, short
+/// of the store): `SignedRoster::decode` (size first), then, against the
+/// fixture's genesis, `describe_changes`, `check_link`, `tally` and
+/// `verify_successor`.
+pub fn roster_offer(data: &[u8]) {
+    let Ok(signed) = SignedRoster::decode(data) else {
+        return;
+    };
+    let genesis = fixture_genesis();
+    let _ = crate::roster::describe_changes(genesis.roster(), &signed.roster);
+    if genesis.check_link(&signed.roster).is_ok() {
+        let _ = genesis.tally(&signed);
+        let _ = genesis.verify_successor(signed);
+    }
+}
+
+/// The fixture's genesis roster, signed by its three founders.
+fn fixture_genesis() -> &'static crate::roster::VerifiedRoster {
+    static GENESIS: OnceLock<crate::roster::VerifiedRoster> = OnceLock::new();
+    GENESIS.get_or_init(|| {
+        genesis_signed(3)
+            .and_then(|s| s.verify_genesis().map_err(text))
+            .unwrap_or_else(|e| panic!("fixture genesis: {e}"))
+    })
+}
+
 /// Verifies a checkpoint note (`Checkpoint::verify`) from the fixed owner.
 pub fn checkpoint(data: &[u8]) {
     if let Ok(note) = std::str::from_utf8(data) {
@@ -494,6 +520,7 @@ impl Seeds {
         corpora.insert("read_request", seed_read_requests()?);
         corpora.insert("receipt", seed_receipts()?);
         corpora.insert("roster", seed_rosters()?);
+        corpora.insert("roster_offer", seed_roster_offers()?);
         corpora.insert("checkpoint", seed_checkpoints());
         corpora.insert("audit_log", seed_audit_logs()?);
         corpora.insert("node_config", seed_node_configs()?);
@@ -548,7 +575,8 @@ fn seed_receipts() -> Result<Vec<Vec<u8>>, String> {
     ])
 }
 
-fn seed_rosters() -> Result<Vec<Vec<u8>>, String> {
+/// The fixture's genesis roster, signed by its first `signers` founders.
+fn genesis_signed(signers: usize) -> Result<SignedRoster, String> {
     let k = keys();
     let members = [(OWNER, &k.owner), (MEMBER, &k.member), (THIRD, &k.third)];
     let cards = members
@@ -564,13 +592,57 @@ fn seed_rosters() -> Result<Vec<Vec<u8>>, String> {
     )
     .map_err(text)?;
     let mut signed = SignedRoster::unsigned(roster);
-    signed.sign(&member_id(OWNER), &k.owner).map_err(text)?;
-    let partly = serde_json::to_vec_pretty(&signed).map_err(text)?;
-    for (id, key) in &members[1..] {
+    for (id, key) in &members[..signers] {
         signed.sign(&member_id(id), key).map_err(text)?;
     }
-    let whole = serde_json::to_vec_pretty(&signed).map_err(text)?;
+    Ok(signed)
+}
+
+fn seed_rosters() -> Result<Vec<Vec<u8>>, String> {
+    let whole = serde_json::to_vec_pretty(&genesis_signed(3)?).map_err(text)?;
+    let partly = serde_json::to_vec_pretty(&genesis_signed(1)?).map_err(text)?;
     Ok(vec![whole, partly])
+}
+
+/// Roster versions a peer might offer: a valid v2, a proposal short of its
+/// quorum, and an admission whose newcomer has not proven its key.
+pub fn seed_roster_offers() -> Result<Vec<Vec<u8>>, String> {
+    use crate::roster::Change;
+    let k = keys();
+    let genesis = genesis_signed(3)?.verify_genesis().map_err(text)?;
+    let signed = |change: Change, signers: &[(&str, &NodeKey)]| -> Result<Vec<u8>, String> {
+        let mut s = SignedRoster::unsigned(
+            genesis
+                .propose(&change, Some("assemblée générale".into()))
+                .map_err(text)?,
+        );
+        for (id, key) in signers {
+            s.sign(&member_id(id), key).map_err(text)?;
+        }
+        serde_json::to_vec_pretty(&s).map_err(text)
+    };
+    let newcomer = NodeKey::generate();
+    Ok(vec![
+        signed(
+            Change::SetQuorum {
+                quorum: "3/5".parse().map_err(text)?,
+            },
+            &[(OWNER, &k.owner), (MEMBER, &k.member)],
+        )?,
+        signed(
+            Change::Suspend {
+                member: member_id(THIRD),
+            },
+            &[(OWNER, &k.owner)],
+        )?,
+        signed(
+            Change::Admit {
+                card: roster_member("relais-solidaire", &newcomer.public(), 9).card,
+                voting: true,
+            },
+            &[(OWNER, &k.owner), (MEMBER, &k.member), (THIRD, &k.third)],
+        )?,
+    ])
 }
 
 fn seed_checkpoints() -> Vec<Vec<u8>> {

@@ -67,6 +67,11 @@ fn nodes_handle_every_roster_file_of_the_corpus() {
 }
 
 #[test]
+fn nodes_handle_every_roster_offer_of_the_corpus() {
+    replay("roster_offer", fuzzing::roster_offer);
+}
+
+#[test]
 fn auditors_handle_every_checkpoint_of_the_corpus() {
     replay("checkpoint", fuzzing::checkpoint);
 }

@@ -344,6 +344,27 @@ async fn of_two_competing_proposals_only_one_is_adopted_and_the_other_is_reporte
     assert!(!stale.current, "p2 is shown stale");
     let status = c.admin("caf12").gov_status().await.expect("status");
     assert_eq!(status.quorum, "3/5");
+    // Declining to sign is recorded, with its reason, and logged.
+    let admin = c.admin("cd12");
+    let declined = admin
+        .api()
+        .gov_reject(admin.req(maillon_proto::v1::GovRejectRequest {
+            proposal: id2[..8].into(),
+            reason: "la CAF a déjà voté".into(),
+        }))
+        .await
+        .expect("reject")
+        .into_inner();
+    assert_eq!(declined.proposal.expect("proposal").rejected_by, "admin");
+    let auditor = c.user("cd12", "dpo", Role::Auditor).await;
+    let rejected = audit_events(&auditor, "roster_rejected").await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["reason"], "la CAF a déjà voté");
+    // An auditor may list proposals; a caseworker may not.
+    assert!(auditor.gov_list().await.is_ok());
+    let caseworker = c.user("cd12", "agent", Role::Caseworker).await;
+    let (code, why) = refusal(caseworker.gov_list().await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "role"));
 }
 
 /// The housing section of `d`, sealed by the CCAS for the département:
