@@ -24,6 +24,10 @@ use crate::types::{MemberId, MemberStatus, Role, Section, UserName};
 /// Most versions one chain fetch returns; a node far behind fetches again.
 pub const MAX_CHAIN_LINKS: usize = 64;
 
+/// Most open proposals one member may have at a node for one version: a
+/// member cannot fill another's store (or log) with proposals.
+pub const MAX_OPEN_PROPOSALS_PER_MEMBER: usize = 8;
+
 /// How long one governance call to a peer (an offer, a chain fetch) may take.
 const GOSSIP_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -388,6 +392,18 @@ impl Node {
                     .ok_or_else(|| {
                         ServiceError::Invalid("a proposal carries its proposer's signature".into())
                     })?;
+                let version = signed.roster.version;
+                let open = self
+                    .store
+                    .scan::<Proposal>(Tree::Proposals, "")?
+                    .iter()
+                    .filter(|(_, p)| p.proposer == proposer && p.signed.roster.version == version)
+                    .count();
+                if open >= MAX_OPEN_PROPOSALS_PER_MEMBER {
+                    return Err(ServiceError::Busy(format!(
+                        "{proposer} already has {open} open proposals for v{version}"
+                    )));
+                }
                 let mut unique = SignedRoster::unsigned(signed.roster.clone());
                 unique.merge(signed);
                 let signers = unique.signatures.iter().map(|s| s.signer.clone()).collect();
@@ -468,6 +484,9 @@ impl Node {
             self.sign_as_me(&current, &mut signed)?;
             (hash, self.settle(&current, &signed, &caller.name).await?)
         };
+        // Sent with the lock let go: a peer offering at the same time waits
+        // for nothing here.
+        let outcome = outcome.offer(self).await;
         Ok((self.view_after(&hash, outcome)?, outcome))
     }
 
@@ -507,14 +526,15 @@ impl Node {
         }
     }
 
-    /// Keeps `signed` (merging), adopts it if it verifies, and sends it to
-    /// every active member either way.
+    /// Keeps `signed` (merging) and adopts it if it verifies; the caller
+    /// holds the governance lock, and sends the result to every active
+    /// member once it has let the lock go ([`Settled::offer`]).
     async fn settle(
         &self,
         current: &VerifiedRoster,
         signed: &SignedRoster,
         by: &UserName,
-    ) -> Result<OfferOutcome> {
+    ) -> Result<Settled> {
         let merged = self.merge_proposal(signed, Some(by)).await?;
         let outcome = if merged.tally_complete(current)? {
             let v = current.verify_successor(merged.signed.clone())?;
@@ -523,9 +543,11 @@ impl Node {
         } else {
             OfferOutcome::Pending
         };
-        self.offer_to_all(current, &merged.signed, outcome == OfferOutcome::Adopted)
-            .await;
-        Ok(outcome)
+        Ok(Settled {
+            before: current.clone(),
+            signed: merged.signed,
+            outcome,
+        })
     }
 
     /// `gov approve`: adds this member's signature to an open proposal, and
@@ -568,6 +590,7 @@ impl Node {
             }
             (hash, self.settle(&current, &signed, &caller.name).await?)
         };
+        let outcome = outcome.offer(self).await;
         Ok((self.view_after(&hash, outcome)?, outcome))
     }
 
@@ -991,6 +1014,26 @@ fn share_of_scope(me: &MemberId, scope: &str) -> Option<ShareId> {
         section: section.parse().ok()?,
         owner: me.clone(),
     })
+}
+
+/// A proposal kept (and maybe adopted) here, to send to the members.
+struct Settled {
+    before: VerifiedRoster,
+    signed: SignedRoster,
+    outcome: OfferOutcome,
+}
+
+impl Settled {
+    /// Sends it to every member active before or in it; returns the outcome.
+    async fn offer(self, node: &Node) -> OfferOutcome {
+        node.offer_to_all(
+            &self.before,
+            &self.signed,
+            self.outcome == OfferOutcome::Adopted,
+        )
+        .await;
+        self.outcome
+    }
 }
 
 /// A proposal after a merge: its signatures, and how many were new here.

@@ -32,7 +32,8 @@ pub use consents::GrantRequest;
 pub use dossiers::{DossierRecord, MAX_NAME, SectionView};
 pub use error::{ErrorKind, Result, ServiceError};
 pub use governance::{
-    MAX_CHAIN_LINKS, OfferOutcome, Proposal, ProposalView, RosterStatus, chain_key,
+    MAX_CHAIN_LINKS, MAX_OPEN_PROPOSALS_PER_MEMBER, OfferOutcome, Proposal, ProposalView,
+    RosterStatus, chain_key,
 };
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};

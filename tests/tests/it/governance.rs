@@ -741,3 +741,35 @@ async fn an_owner_that_rotates_its_signing_key_makes_its_groups_anew_and_welcome
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     assert_eq!(audit_events(&auditor, "group_rekeyed").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_member_cannot_flood_a_node_with_proposals() {
+    use maillon_node::service::PeerNetwork;
+    let c = Cluster::start().await;
+    let v1 = c.genesis();
+    let peer = c.peer_as("cd12");
+    let caf = c.member("caf12");
+    let limit = maillon_node::service::MAX_OPEN_PROPOSALS_PER_MEMBER;
+    for i in 0..=limit {
+        let p = signed_by(
+            &c,
+            next_version(&v1, |r| r.reason = Some(format!("proposition {i}"))),
+            &["cd12"],
+        );
+        let offered = peer.offer_roster(&caf, &p, false).await;
+        if i < limit {
+            offered.expect("kept as a proposal");
+        } else {
+            assert_eq!(offered.expect_err("one too many").reason(), "busy");
+        }
+    }
+    assert_eq!(
+        c.admin("caf12")
+            .gov_list()
+            .await
+            .expect("list")
+            .proposals
+            .len(),
+        limit
+    );
+}
