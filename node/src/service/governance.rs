@@ -741,6 +741,53 @@ impl Node {
         Ok(links)
     }
 
+    /// The open proposals that follow the version in force (at most
+    /// [`MAX_CHAIN_LINKS`]), for an active peer that was down.
+    pub fn open_proposals_for(&self, peer: &MemberId) -> Result<Vec<SignedRoster>> {
+        self.active_peer(peer)?;
+        let current = self.roster.get();
+        let mut open: Vec<Proposal> = self
+            .store
+            .scan::<Proposal>(Tree::Proposals, "")?
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| current.check_link(&p.signed.roster).is_ok())
+            .collect();
+        open.sort_by_key(|p| p.seen_at);
+        Ok(open
+            .into_iter()
+            .take(MAX_CHAIN_LINKS)
+            .map(|p| p.signed)
+            .collect())
+    }
+
+    /// Takes the open proposals of `peer` (a node that was down missed them
+    /// as they travelled); returns how many versions that adopted.
+    async fn proposals_from(&self, peer: &MemberId) -> Result<usize> {
+        let member = self.roster_member(peer)?;
+        let proposals = match tokio::time::timeout(
+            GOSSIP_DEADLINE,
+            self.network.fetch_proposals(&member),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ServiceError::Unreachable {
+                    peer: peer.clone(),
+                    reason: "no answer in time".into(),
+                });
+            }
+        };
+        let mut adopted = 0;
+        for p in proposals {
+            if let Ok(OfferOutcome::Adopted) = self.accept_offer(peer, p, false).await {
+                adopted += 1;
+            }
+        }
+        Ok(adopted)
+    }
+
     /// Remembers the roster version a peer told; true if it is ahead of this node.
     pub fn note_peer_version(&self, peer: &MemberId, version: u64) -> bool {
         self.peer_versions
@@ -834,8 +881,8 @@ impl Node {
     }
 
     /// At start: asks the active peers, one at a time in random order, for
-    /// the versions this node lacks, until one answers; returns how many
-    /// versions were adopted.
+    /// the versions this node lacks and the open proposals, until one
+    /// answers; returns how many versions were adopted.
     pub async fn catch_up_from_any(&self) -> usize {
         use rand::seq::SliceRandom;
         let mut peers = self.active_peers();
@@ -845,7 +892,7 @@ impl Node {
                 break;
             }
             if let Ok(n) = self.catch_up_from(&p).await {
-                return n;
+                return n + self.proposals_from(&p).await.unwrap_or(0);
             }
         }
         0

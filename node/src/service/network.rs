@@ -59,4 +59,10 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         member: &'a RosterMember,
         from: u64,
     ) -> BoxFuture<'a, Result<(Vec<SignedRoster>, u64)>>;
+    /// Fetches the open proposals `member` keeps on top of its version in
+    /// force, decoded (each within the size limit) but not verified.
+    fn fetch_proposals<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<Vec<SignedRoster>>>;
 }

@@ -260,4 +260,36 @@ impl PeerNetwork for PeerClients {
             Ok((links, r.version))
         })
     }
+
+    fn fetch_proposals<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<Vec<SignedRoster>, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(
+                    member,
+                    pb::FetchProposalsRequest {},
+                    |mut c, r| async move { c.fetch_proposals(r).await },
+                )
+                .await?;
+            let misbehaved = |what: String| ServiceError::PeerMisbehaved {
+                peer: member.card.id.clone(),
+                what,
+            };
+            if r.proposals.len() > crate::service::MAX_CHAIN_LINKS {
+                return Err(misbehaved(format!(
+                    "it sent {} proposals at once",
+                    r.proposals.len()
+                )));
+            }
+            r.proposals
+                .iter()
+                .map(|bytes| {
+                    SignedRoster::decode(bytes)
+                        .map_err(|e| misbehaved(format!("its proposal is refused: {e}")))
+                })
+                .collect()
+        })
+    }
 }

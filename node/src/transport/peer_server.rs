@@ -207,4 +207,19 @@ impl Peer for PeerApi {
             version: self.node.roster().roster().version,
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn fetch_proposals(
+        &self,
+        req: Request<pb::FetchProposalsRequest>,
+    ) -> Result<Response<pb::FetchProposalsReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let proposals = self.node.open_proposals_for(&peer).map_err(status)?;
+        Ok(Response::new(pb::FetchProposalsReply {
+            proposals: proposals
+                .iter()
+                .map(|p| serde_json::to_vec(p).unwrap_or_default())
+                .collect(),
+        }))
+    }
 }

@@ -78,6 +78,12 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::FetchChainReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn fetch_proposals(
+        &self,
+        _: Request<pb::FetchProposalsRequest>,
+    ) -> Result<Response<pb::FetchProposalsReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn read_share(
         &self,
         req: Request<pb::SignedReadRequest>,
