@@ -100,7 +100,8 @@ fn roster_code(e: &RosterError) -> u8 {
         | RosterError::WrongPredecessor(_)
         | RosterError::Transition { .. }
         | RosterError::Change(_)
-        | RosterError::Stale { .. } => BAD_INPUT,
+        | RosterError::Stale { .. }
+        | RosterError::AlreadySigned { .. } => BAD_INPUT,
         RosterError::UnknownSigner(_)
         | RosterError::ForgedSignature(_)
         | RosterError::MissingSignatures { .. }

@@ -282,9 +282,13 @@ impl Config {
                 path: staged_crt.clone(),
                 source,
             })?;
-            rename(staged_tls, self.tls_key_path())?;
+            rename(staged_tls.clone(), self.tls_key_path())?;
             let _ = std::fs::remove_file(&staged_crt);
             promoted.push("tls");
+        }
+        if !staged_tls.exists() && staged_crt.exists() {
+            // Left by a promotion cut after its key moved.
+            let _ = std::fs::remove_file(&staged_crt);
         }
         let staged_card = self.staged_card_path();
         let keys_done =

@@ -79,6 +79,9 @@ pub enum StartError {
     /// The service refused to start.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The roster in force lists staged keys for this node: it must start again.
+    #[error("the roster in force lists this node's new keys: start it again to put them in force")]
+    KeysRotated,
 }
 
 /// What `maillon node init` produced.
@@ -190,7 +193,15 @@ impl RunningNode {
         self.node.begin_stop();
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
-        let _ = (&mut self.gossip).await;
+        // Roster gossip takes no change halfway (each adoption is whole):
+        // a round still waiting on slow peers is cut after a while.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.gossip)
+            .await
+            .is_err()
+        {
+            self.gossip.abort();
+            let _ = (&mut self.gossip).await;
+        }
         if tokio::time::timeout(STOP_GRACE, &mut self.upkeep)
             .await
             .is_err()
@@ -233,6 +244,22 @@ pub async fn start_with_listeners(
     clock: Arc<dyn Clock>,
     listeners: Option<Listeners>,
 ) -> Result<RunningNode, StartError> {
+    let mut listeners = listeners;
+    match start_once(dir, clock.clone(), &mut listeners).await {
+        // The replay at start put in force a version that lists this node's
+        // staged keys (it stopped between logging the adoption and applying
+        // it): start again, and that start puts them in force.
+        Err(StartError::KeysRotated) => start_once(dir, clock, &mut listeners).await,
+        other => other,
+    }
+}
+
+/// One start; [`StartError::KeysRotated`] if the node must start again.
+async fn start_once(
+    dir: &Path,
+    clock: Arc<dyn Clock>,
+    listeners: &mut Option<Listeners>,
+) -> Result<RunningNode, StartError> {
     let config = Config::load(dir)?;
     let genesis = load_roster(&config.roster_path())?;
     for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
@@ -253,18 +280,11 @@ pub async fn start_with_listeners(
         if !promoted.is_empty() {
             tracing::info!(keys = ?promoted, "rotated keys put in force, as the roster in force lists them");
         }
-        if promoted.contains(&"tls") {
-            // The first admin's profile pins the client API's certificate.
-            let path = config.admin_profile_path();
-            if let Ok(mut profile) = Profile::read(&path) {
-                profile.server_spki_sha256 = me.card.tls_spki_sha256;
-                profile.replace(&path)?;
-            }
-        }
     }
     let key = NodeKey::read(&config.signing_key_path())?;
     let public = key.public();
     let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
+    repin_admin_profile(&config, tls.spki_hash()?);
     // The log's last checkpoint may be signed by a key this node held before a rotation.
     let mut keys = vec![public];
     for (_, link) in store.scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")? {
@@ -308,6 +328,9 @@ pub async fn start_with_listeners(
         })
         .await?,
     );
+    if node.keys_rotated_now() {
+        return Err(StartError::KeysRotated);
+    }
     if node.roster().roster().member(&config.member).is_none() {
         // A newly admitted partner starts from the genesis: it fetches the
         // chain from the members it lists and verifies it link by link.
@@ -324,7 +347,7 @@ pub async fn start_with_listeners(
             None => TcpListener::bind(addr).await.map_err(err),
         }
     };
-    let (peer_given, client_given) = match listeners {
+    let (peer_given, client_given) = match listeners.take() {
         Some((p, c)) => (Some(p), Some(c)),
         None => (None, None),
     };
@@ -427,6 +450,28 @@ pub async fn start_with_listeners(
         upkeep,
         gossip,
     })
+}
+
+/// Points the first admin's profile at the certificate this node presents
+/// (a TLS key rotation changed it); a profile that cannot be read or
+/// written is left as it is, with a warning.
+fn repin_admin_profile(config: &Config, pin: crate::crypto::SpkiHash) {
+    let path = config.admin_profile_path();
+    let mut profile = match Profile::read(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the admin profile to check its pin");
+            return;
+        }
+    };
+    if profile.server_spki_sha256 == pin {
+        return;
+    }
+    profile.server_spki_sha256 = pin;
+    match profile.replace(&path) {
+        Ok(()) => tracing::info!("the admin profile now pins this node's new TLS key"),
+        Err(e) => tracing::warn!(error = %e, "cannot update the admin profile's pin"),
+    }
 }
 
 /// A node its genesis does not list asks each member the genesis lists for

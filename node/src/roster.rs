@@ -102,6 +102,17 @@ pub enum RosterError {
     /// The change does not apply to the roster in force.
     #[error("{0}")]
     Change(String),
+    /// This member already signed another candidate for this version: one
+    /// candidate per version, so that two cannot both reach a quorum.
+    #[error(
+        "this member already signed another candidate for v{version} ({other}); it signs one candidate per version"
+    )]
+    AlreadySigned {
+        /// The version both candidates are for.
+        version: u64,
+        /// The other candidate's hash.
+        other: String,
+    },
     /// A proposal for a version number already adopted: propose again on top.
     #[error(
         "roster v{version} is already adopted; this proposal is stale and must be made again on top of it"
@@ -131,6 +142,7 @@ impl RosterError {
             RosterError::Transition { .. } => "forbidden_transition",
             RosterError::Change(_) => "change_does_not_apply",
             RosterError::Stale { .. } => "stale",
+            RosterError::AlreadySigned { .. } => "already_signed",
         }
     }
 }
@@ -158,10 +170,14 @@ impl Quorum {
 impl FromStr for Quorum {
     type Err = RosterError;
     fn from_str(s: &str) -> Result<Self, RosterError> {
-        let bad = || RosterError::Invalid(format!("quorum {s:?}: expected N/D with 0 < N <= D"));
+        let bad = || {
+            RosterError::Invalid(format!(
+                "quorum {s:?}: expected N/D with D/2 < N <= D (a majority, so that two quorums always share a voter)"
+            ))
+        };
         let (n, d) = s.split_once('/').ok_or_else(bad)?;
         let (num, den): (u32, u32) = (n.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-        if num == 0 || den == 0 || num > den {
+        if num == 0 || den == 0 || num > den || u64::from(num) * 2 <= u64::from(den) {
             return Err(bad());
         }
         Ok(Self { num, den })
@@ -651,18 +667,15 @@ fn tally(have: &Roster, next: &SignedRoster) -> Result<Tally, RosterError> {
                 .collect(),
         }
     };
-    let known: BTreeSet<[u8; 32]> = have
-        .members
-        .iter()
-        .map(|m| m.card.signing_key.to_bytes())
-        .collect();
+    // A key is new when its member did not hold it in `have`: it must sign.
+    let is_new = |m: &RosterMember| {
+        have.member(&m.card.id)
+            .is_none_or(|o| o.card.signing_key != m.card.signing_key)
+    };
     let unproven = cand
         .members
         .iter()
-        .filter(|m| {
-            let key = m.card.signing_key.to_bytes();
-            !known.contains(&key) && !signed.contains(&key)
-        })
+        .filter(|m| is_new(m) && !signed.contains(&m.card.signing_key.to_bytes()))
         .map(|m| m.card.id.clone())
         .collect();
     let (old_voters, new_voters) = (voting_keys(have), voting_keys(cand));
@@ -675,10 +688,9 @@ fn tally(have: &Roster, next: &SignedRoster) -> Result<Tally, RosterError> {
                 let k = m.card.signing_key.to_bytes();
                 signed.contains(&k) && (old_voters.contains_key(&k) || new_voters.contains_key(&k))
             });
-        let proves = cand.member(&s.signer).is_some_and(|m| {
-            let k = m.card.signing_key.to_bytes();
-            !known.contains(&k) && signed.contains(&k)
-        });
+        let proves = cand
+            .member(&s.signer)
+            .is_some_and(|m| is_new(m) && signed.contains(&m.card.signing_key.to_bytes()));
         if !counts && !proves && !not_counted.contains(&s.signer) {
             not_counted.push(s.signer.clone());
         }
@@ -963,6 +975,24 @@ fn check_transition(have: &Roster, cand: &Roster) -> Result<(), RosterError> {
             ));
         }
     }
+    // A key never moves from one member to another: a member that held two
+    // identities would vote twice.
+    for new in &cand.members {
+        for old in have.members.iter().filter(|o| o.card.id != new.card.id) {
+            if old.card.signing_key == new.card.signing_key {
+                return refuse(format!(
+                    "it lists for {} the signing key of {}",
+                    new.card.id, old.card.id
+                ));
+            }
+            if old.card.tls_spki_sha256 == new.card.tls_spki_sha256 {
+                return refuse(format!(
+                    "it lists for {} the TLS key of {}",
+                    new.card.id, old.card.id
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1197,7 +1227,7 @@ mod tests {
             Err(RosterError::ForgedSignature(id("ccas-rodez")))
         );
         let mut tampered = r.clone();
-        tampered.roster.quorum = "1/3".parse().expect("quorum");
+        tampered.roster.quorum = "3/4".parse().expect("quorum");
         assert!(matches!(
             tampered.verify_genesis(),
             Err(RosterError::ForgedSignature(_))
@@ -1218,7 +1248,7 @@ mod tests {
         assert_eq!(q.threshold(3), 2);
         assert_eq!(q.threshold(4), 3);
         assert_eq!(q.threshold(1), 1);
-        for bad in ["0/3", "4/3", "2", "a/b", "1/0"] {
+        for bad in ["0/3", "4/3", "2", "a/b", "1/0", "1/2", "1/3", "2/4"] {
             assert!(bad.parse::<Quorum>().is_err(), "{bad}");
         }
     }
@@ -1309,7 +1339,7 @@ mod tests {
      {
         let (keys, v1) = founded();
         // One voter signing twice is one key.
-        let mut p = next(&v1, |r| r.quorum = "1/3".parse().expect("quorum"));
+        let mut p = next(&v1, |r| r.quorum = "3/5".parse().expect("quorum"));
         p.sign(&id(IDS[0]), &keys[0]).expect("sign");
         let dup = p.signatures[0].clone();
         p.signatures.push(dup);
@@ -1329,7 +1359,7 @@ mod tests {
         let v2 = v1
             .verify_successor(suspend)
             .expect("caf12 suspended by two of three");
-        let mut after = next(&v2, |r| r.quorum = "1/2".parse().expect("quorum"));
+        let mut after = next(&v2, |r| r.quorum = "3/4".parse().expect("quorum"));
         after.sign(&id(IDS[0]), &keys[0]).expect("sign");
         after.sign(&id(IDS[2]), &keys[2]).expect("sign");
         assert_eq!(
@@ -1426,7 +1456,7 @@ mod tests {
         let v2 = v1.verify_successor(p.clone()).expect("rotated");
         assert_eq!(v2.roster().members[1].card.signing_key, rotated.public());
         // After rotation the old key no longer counts.
-        let mut later = next(&v2, |r| r.quorum = "1/2".parse().expect("quorum"));
+        let mut later = next(&v2, |r| r.quorum = "3/4".parse().expect("quorum"));
         later
             .sign_with_previous_key(v1.roster(), &id(IDS[1]), &keys[1])
             .expect("old key");
@@ -1627,5 +1657,37 @@ mod tests {
         let (_, v1) = founded();
         let text = String::from_utf8(v1.roster().canonical_bytes()).expect("utf-8");
         assert!(!text.contains("reason"), "{text}");
+    }
+
+    #[test]
+    fn a_key_never_moves_from_one_member_to_another() {
+        let (keys, v1) = founded();
+        // cd12 takes a new key and a newcomer is listed with cd12's old one:
+        // cd12 would vote twice.
+        let fresh = NodeKey::generate();
+        let mut p = next(&v1, |r| {
+            let old = r.members[0].card.clone();
+            r.members[0].card.signing_key = fresh.public();
+            r.members.push(RosterMember {
+                card: MemberCard {
+                    id: id("relais-solidaire"),
+                    name: "Relais".into(),
+                    kind: MemberKind::Association,
+                    endpoint: "127.0.0.1:7009".into(),
+                    signing_key: old.signing_key,
+                    tls_spki_sha256: SpkiHash([9; 32]),
+                },
+                status: MemberStatus::Active,
+                voting: true,
+            });
+        });
+        p.sign_with_previous_key(v1.roster(), &id("cd12"), &keys[0])
+            .expect("old key");
+        p.sign(&id("cd12"), &fresh).expect("new key");
+        p.sign(&id("ccas-rodez"), &keys[1]).expect("sign");
+        assert!(matches!(
+            v1.verify_successor(p),
+            Err(RosterError::Transition { .. })
+        ));
     }
 }

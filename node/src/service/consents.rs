@@ -54,13 +54,7 @@ impl Node {
             granted_by: caller.name.clone(),
             granted_at: now,
         };
-        consent::check_grant(&self.roster.get(), &consent, now).map_err(|e| match e {
-            GrantError::Invalid(m) => ServiceError::Invalid(m),
-            GrantError::Charter { member, section } => ServiceError::Charter { member, section },
-            GrantError::NotAMember(m) => {
-                ServiceError::Denied(crate::consent::DenyReason::NotAMember(m))
-            }
-        })?;
+        self.check_grant(&consent, now)?;
 
         // KeyPackages are fetched before any lock is taken: a slow member must
         // not hold up the share's readers.
@@ -87,15 +81,17 @@ impl Node {
             let share = self.own_share(&consent.dossier, *section);
             changing.push(self.membership.get(&share.scope()).write_owned().await);
         }
-        // Fetching KeyPackages took time: the grant is dated when it is logged.
+        // Fetching KeyPackages took time: the grant is dated when it is
+        // logged, and checked again against the roster in force now (a
+        // member suspended, a charter narrowed, a key rotated meanwhile).
         let now = self.clock.now();
         consent.granted_at = now;
-        if consent.until.end_unix() <= now {
-            return Err(ServiceError::Invalid(format!(
-                "the end date {} is already past",
-                consent.until
-            )));
+        self.check_grant(&consent, now)?;
+        let mut fresh = Vec::new();
+        for (share, member, kp) in additions {
+            fresh.push((share, self.roster_member(&member.card.id)?, kp));
         }
+        let additions = fresh;
         let record = ConsentRecord::sign(consent.clone(), &self.key);
         self.log_then_apply(now, grant_event(&record), "grant_logged", || {
             self.store_consent(&record)
@@ -132,6 +128,17 @@ impl Node {
         }
         drop(changing);
         Ok(consent.id)
+    }
+
+    /// Checks a consent against the roster in force (`consent::check_grant`).
+    fn check_grant(&self, consent: &Consent, now: i64) -> Result<()> {
+        consent::check_grant(&self.roster.get(), consent, now).map_err(|e| match e {
+            GrantError::Invalid(m) => ServiceError::Invalid(m),
+            GrantError::Charter { member, section } => ServiceError::Charter { member, section },
+            GrantError::NotAMember(m) => {
+                ServiceError::Denied(crate::consent::DenyReason::NotAMember(m))
+            }
+        })
     }
 
     /// Fetches and checks a member's KeyPackage.

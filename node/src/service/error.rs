@@ -184,7 +184,8 @@ impl ServiceError {
             ServiceError::Roster(e) => match e {
                 crate::roster::RosterError::Invalid(_) => K::Invalid,
                 crate::roster::RosterError::Change(_)
-                | crate::roster::RosterError::Stale { .. } => K::State,
+                | crate::roster::RosterError::Stale { .. }
+                | crate::roster::RosterError::AlreadySigned { .. } => K::State,
                 _ => K::Refused,
             },
             ServiceError::Remote { kind, .. } => *kind,

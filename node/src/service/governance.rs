@@ -28,6 +28,14 @@ pub const MAX_CHAIN_LINKS: usize = 64;
 /// member cannot fill another's store (or log) with proposals.
 pub const MAX_OPEN_PROPOSALS_PER_MEMBER: usize = 8;
 
+/// How many distinct refusals a node remembers, so that a peer repeating a
+/// refused offer does not fill the log with copies.
+const RECENT_REFUSALS: usize = 256;
+
+/// Most bytes of roster versions one chain or proposal fetch returns (the
+/// gRPC limit is 1 MiB).
+const MAX_FETCH_BYTES: usize = 768 * 1024;
+
 /// How long one governance call to a peer (an offer, a chain fetch) may take.
 const GOSSIP_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -224,6 +232,17 @@ impl Node {
         from: Option<&MemberId>,
         error: RosterError,
     ) -> Result<T> {
+        let key = format!(
+            "{}|{}|{}",
+            from.map(MemberId::as_str).unwrap_or(""),
+            signed.roster.hash_hex(),
+            error.code()
+        );
+        if !self.note_refusal(key) {
+            // The same refusal of the same version from the same peer was
+            // logged a moment ago: answered again, not logged again.
+            return Err(error.into());
+        }
         self.audit(AuditEvent::RosterRefused {
             version: signed.roster.version,
             hash: signed.roster.hash_hex(),
@@ -239,6 +258,22 @@ impl Node {
             "roster version refused"
         );
         Err(error.into())
+    }
+
+    /// Remembers a refusal; false if it was among the last ones remembered.
+    fn note_refusal(&self, key: String) -> bool {
+        let mut recent = self
+            .recent_refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.contains(&key) {
+            return false;
+        }
+        if recent.len() == RECENT_REFUSALS {
+            recent.pop_front();
+        }
+        recent.push_back(key);
+        true
     }
 
     /// Takes a roster version a peer offered: a proposal whose new signatures
@@ -392,6 +427,11 @@ impl Node {
                     .ok_or_else(|| {
                         ServiceError::Invalid("a proposal carries its proposer's signature".into())
                     })?;
+                if self.roster.get().roster().member(&proposer).is_none() {
+                    return Err(ServiceError::Invalid(format!(
+                        "a proposal's first signer is its proposer, a member of the version in force; {proposer} is not"
+                    )));
+                }
                 let version = signed.roster.version;
                 let open = self
                     .store
@@ -481,6 +521,7 @@ impl Node {
                 return Err(ServiceError::Exists("this proposal"));
             }
             let mut signed = SignedRoster::unsigned(candidate);
+            self.check_one_candidate(&signed)?;
             self.sign_as_me(&current, &mut signed)?;
             (hash, self.settle(&current, &signed, &caller.name).await?)
         };
@@ -496,6 +537,21 @@ impl Node {
             OfferOutcome::Adopted => self.adopted_view(hash),
             _ => self.proposal_view(hash),
         }
+    }
+
+    /// Refuses to sign a candidate for a version this member already signed
+    /// another candidate for (kept among the open or stale proposals).
+    fn check_one_candidate(&self, candidate: &SignedRoster) -> Result<()> {
+        let (version, hash) = (candidate.roster.version, candidate.roster.hash_hex());
+        for (other, p) in self.store.scan::<Proposal>(Tree::Proposals, "")? {
+            if p.signed.roster.version == version
+                && other != hash
+                && p.signed.signatures.iter().any(|s| s.signer == self.me)
+            {
+                return Err(RosterError::AlreadySigned { version, other }.into());
+            }
+        }
+        Ok(())
     }
 
     /// Signs `signed` with this node's key, as the member `current` or the
@@ -586,6 +642,7 @@ impl Node {
                     .tally(&signed)
                     .is_ok_and(|t| !t.outgoing.missing.contains(&self.me));
             if !already {
+                self.check_one_candidate(&signed)?;
                 self.sign_as_me(&current, &mut signed)?;
             }
             (hash, self.settle(&current, &signed, &caller.name).await?)
@@ -728,15 +785,19 @@ impl Node {
     pub fn chain_from(&self, peer: &MemberId, from: u64) -> Result<Vec<SignedRoster>> {
         self.active_peer(peer)?;
         let have = self.roster.get().roster().version;
-        let mut links = Vec::new();
+        let (mut links, mut bytes) = (Vec::new(), 0);
         for v in from.max(1)..=have {
             if links.len() == MAX_CHAIN_LINKS {
                 break;
             }
-            match self.chain_link(v)? {
-                Some(link) => links.push(link),
-                None => break,
+            let Some(link) = self.chain_link(v)? else {
+                break;
+            };
+            bytes += link.roster.canonical_bytes().len() + 128 * link.signatures.len();
+            if bytes > MAX_FETCH_BYTES && !links.is_empty() {
+                break;
             }
+            links.push(link);
         }
         Ok(links)
     }
@@ -754,11 +815,15 @@ impl Node {
             .filter(|p| current.check_link(&p.signed.roster).is_ok())
             .collect();
         open.sort_by_key(|p| p.seen_at);
-        Ok(open
-            .into_iter()
-            .take(MAX_CHAIN_LINKS)
-            .map(|p| p.signed)
-            .collect())
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for p in open.into_iter().take(MAX_CHAIN_LINKS) {
+            bytes += p.signed.roster.canonical_bytes().len() + 128 * p.signed.signatures.len();
+            if bytes > MAX_FETCH_BYTES {
+                break;
+            }
+            out.push(p.signed);
+        }
+        Ok(out)
     }
 
     /// Takes the open proposals of `peer` (a node that was down missed them
@@ -859,22 +924,37 @@ impl Node {
             if links.is_empty() {
                 return Ok(adopted);
             }
-            let full = links.len() == MAX_CHAIN_LINKS;
+            if links[0].roster.version != from {
+                return Err(ServiceError::PeerMisbehaved {
+                    peer: peer.clone(),
+                    what: format!(
+                        "asked for the roster versions from v{from}, it sent v{} first",
+                        links[0].roster.version
+                    ),
+                });
+            }
+            let mut progressed = false;
             for link in links {
                 let _governing = self.governance.lock().await;
                 let current = self.roster.get();
                 if link.roster.version <= current.roster().version {
+                    // Known, or a fork: a different valid version of a number
+                    // adopted here is equivocation.
+                    if self.chain_link(link.roster.version)?.as_ref() != Some(&link) {
+                        let _ = self.offer_at_or_below(peer, link, true).await;
+                    }
                     continue;
                 }
                 match current.verify_successor(link.clone()) {
                     Ok(v) => {
                         self.adopt(v).await?;
                         adopted += 1;
+                        progressed = true;
                     }
                     Err(e) => return self.refuse_roster(&link, Some(peer), e).await,
                 }
             }
-            if !full {
+            if !progressed {
                 return Ok(adopted);
             }
         }

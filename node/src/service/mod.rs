@@ -80,6 +80,8 @@ pub struct Node {
     stopping: std::sync::atomic::AtomicBool,
     /// Serializes roster changes at this node: proposals, merges, adoptions.
     governance: tokio::sync::Mutex<()>,
+    /// The last refusals of roster versions logged, by peer, hash and reason.
+    recent_refusals: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// Set while a catch-up from a peer runs.
     catching_up: std::sync::atomic::AtomicBool,
     /// The pin of the TLS certificate this node presents.
@@ -151,6 +153,7 @@ impl Node {
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),
             catching_up: std::sync::atomic::AtomicBool::new(false),
+            recent_refusals: std::sync::Mutex::new(Default::default()),
             tls_pin: parts.tls_pin,
             staged_key: parts.staged_key,
             keys_rotated: tokio::sync::watch::Sender::new(false),
@@ -167,6 +170,12 @@ impl Node {
     /// The roster in force.
     pub fn roster(&self) -> Arc<crate::roster::VerifiedRoster> {
         self.roster.get()
+    }
+
+    /// Whether the roster in force lists keys for this node other than the
+    /// ones it runs with.
+    pub fn keys_rotated_now(&self) -> bool {
+        *self.keys_rotated.borrow()
     }
 
     /// Resolves once the roster in force lists keys for this node other than

@@ -178,14 +178,18 @@ async fn offered(c: &Cluster, from: &str, to: &str, r: &SignedRoster) -> Result<
 async fn bad_versions_are_refused_and_each_refusal_is_logged_with_its_reason() {
     let c = Cluster::start().await;
     let v1 = c.genesis();
-    let lower_quorum = |r: &mut maillon_node::roster::Roster| r.quorum = "1/3".parse().expect("q");
+    let lower_quorum = |r: &mut maillon_node::roster::Roster| r.quorum = "3/5".parse().expect("q");
 
     let alone = signed_by(&c, next_version(&v1, lower_quorum), &["cd12"]);
     let mut forged = signed_by(&c, next_version(&v1, lower_quorum), &["cd12"]);
     let mut entry = forged.signatures[0].clone();
     entry.signer = "ccas-rodez".parse().expect("id");
     forged.signatures.push(entry);
-    let mut twice = signed_by(&c, next_version(&v1, lower_quorum), &["cd12"]);
+    let mut twice = signed_by(
+        &c,
+        next_version(&v1, |r| r.quorum = "4/7".parse().expect("q")),
+        &["cd12"],
+    );
     twice.signatures.push(twice.signatures[0].clone());
     let reused = signed_by(
         &c,
@@ -222,6 +226,15 @@ async fn bad_versions_are_refused_and_each_refusal_is_logged_with_its_reason() {
         .collect();
     let expected: Vec<&str> = cases.iter().map(|(_, why)| *why).collect();
     assert_eq!(refused, expected);
+    // The same refusal offered again is answered again, not logged again.
+    assert_eq!(
+        offered(&c, "cd12", "caf12", &cases[0].0).await,
+        Err("no_quorum".into())
+    );
+    assert_eq!(
+        audit_events(&auditor, "roster_refused").await.len(),
+        cases.len()
+    );
     assert_eq!(
         c.admin("caf12").gov_status().await.expect("status").version,
         1
@@ -261,7 +274,7 @@ async fn signatures_of_a_non_voting_or_suspended_member_count_for_nothing() {
         // Two voters remain (cd12, ccas-rodez): 2/3 of 2 is 2.
         let r = signed_by(
             &c,
-            next_version(&v1, |r| r.quorum = "1/2".parse().expect("q")),
+            next_version(&v1, |r| r.quorum = "3/4".parse().expect("q")),
             &["cd12", "caf12"],
         );
         assert_eq!(
@@ -284,12 +297,12 @@ async fn two_valid_versions_with_one_number_are_equivocation_and_the_first_adopt
     let v1 = c.genesis();
     let a = signed_by(
         &c,
-        next_version(&v1, |r| r.quorum = "1/3".parse().expect("q")),
+        next_version(&v1, |r| r.quorum = "3/5".parse().expect("q")),
         &["cd12", "ccas-rodez"],
     );
     let b = signed_by(
         &c,
-        next_version(&v1, |r| r.quorum = "3/5".parse().expect("q")),
+        next_version(&v1, |r| r.quorum = "4/7".parse().expect("q")),
         &["cd12", "caf12"],
     );
     assert_eq!(offered(&c, "cd12", "caf12", &a).await, Ok(2));
@@ -314,7 +327,7 @@ async fn of_two_competing_proposals_only_one_is_adopted_and_the_other_is_reporte
         quorum: "3/5".parse().expect("q"),
     };
     let looser = Change::SetQuorum {
-        quorum: "1/3".parse().expect("q"),
+        quorum: "4/7".parse().expect("q"),
     };
     let p1 = c
         .admin("cd12")
@@ -323,6 +336,13 @@ async fn of_two_competing_proposals_only_one_is_adopted_and_the_other_is_reporte
         .expect("p1");
     let p2 = c.admin("caf12").gov_propose(&looser, "").await.expect("p2");
     let (id1, id2) = (p1.proposal.expect("p1").id, p2.proposal.expect("p2").id);
+    // A member signs one candidate per version: two candidates can never
+    // both reach a quorum (a majority of the same voters).
+    let (code, why) = refusal(c.admin("cd12").gov_approve(&id2, None).await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::FailedPrecondition, "already_signed")
+    );
     // Two open proposals for v2: the bare number is ambiguous.
     let (code, why) = refusal(c.admin("ccas-rodez").gov_approve("2", None).await);
     assert_eq!((code, why.as_str()), (Code::InvalidArgument, "invalid"));
@@ -586,7 +606,7 @@ async fn a_charter_that_narrows_closes_the_groups_it_no_longer_allows() {
 async fn a_node_that_was_down_catches_up_from_its_peers_verifying_the_chain() {
     let mut c = Cluster::start().await;
     c.fed.node_mut("caf12").stop().await;
-    for quorum in ["3/5", "1/2"] {
+    for quorum in ["3/5", "4/7"] {
         let change = Change::SetQuorum {
             quorum: quorum.parse().expect("q"),
         };

@@ -104,7 +104,7 @@ async fn a_roster_with_a_forged_signature_is_refused() {
 
     // A roster edited after signing is refused too.
     let mut edited = roster.clone();
-    edited.roster.quorum = "1/2".parse().expect("quorum");
+    edited.roster.quorum = "3/4".parse().expect("quorum");
     install(&dirs, &edited);
     let err = daemon::start(&dirs[0])
         .await
