@@ -125,6 +125,10 @@ pub enum NodeCmd {
         /// The genesis roster's hash, hex, as the sponsor read it out.
         #[arg(long)]
         genesis_hash: String,
+        /// The sponsor's card.json: the node fetches the chain from it first
+        /// (the founders may have moved or changed keys since the genesis).
+        #[arg(long)]
+        sponsor: Option<PathBuf>,
     },
 }
 

@@ -8,6 +8,7 @@
 //! DIR/admin.profile.toml the first admin's client profile (holds a token), 0600
 //! DIR/roster.json        the federation's genesis roster, placed by the operator
 //! DIR/store/, DIR/audit/ the sled store (with the later roster versions) and the audit log
+//! DIR/sponsor.json       a newcomer's sponsor's card: whom to fetch the chain from first
 //! DIR/*.next             keys staged by `maillon node rotate-keys`, and card.next.json:
 //!                        put in force at the start that follows their adoption
 //! ```
@@ -201,6 +202,10 @@ impl Config {
     /// Path of the staged signing key (a rotation in progress).
     pub fn staged_signing_key_path(&self) -> PathBuf {
         self.staged("signing.key")
+    }
+    /// Path of the sponsor's card a newcomer was given (`maillon node join --sponsor`).
+    pub fn sponsor_card_path(&self) -> PathBuf {
+        self.dir.join("sponsor.json")
     }
     /// Path of the staged card, listing the staged keys.
     pub fn staged_card_path(&self) -> PathBuf {

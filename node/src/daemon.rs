@@ -15,7 +15,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, InitOptions, Profile};
 use crate::crypto::{CryptoError, NodeKey, TlsIdentity};
-use crate::roster::{CurrentRoster, MemberCard, RosterError, SignedRoster};
+use crate::roster::{CurrentRoster, MemberCard, RosterError, RosterMember, SignedRoster};
 use crate::service::{self, Node, NodeParts, ServiceError};
 use crate::storage::{Store, StoreError};
 use crate::transport::{self, PeerClients};
@@ -334,7 +334,7 @@ async fn start_once(
     if node.roster().roster().member(&config.member).is_none() {
         // A newly admitted partner starts from the genesis: it fetches the
         // chain from the members it lists and verifies it link by link.
-        join_from_members(&node).await;
+        join_from_members(&node, &config).await;
     }
     check_listed(&node, &config, &public, &tls)?;
     let bind = |addr: SocketAddr, given: Option<std::net::TcpListener>| async move {
@@ -476,19 +476,29 @@ fn repin_admin_profile(config: &Config, pin: crate::crypto::SpkiHash) {
 
 /// A node its genesis does not list asks each member the genesis lists for
 /// the chain, until one gives a chain that verifies and lists this node.
-async fn join_from_members(node: &Arc<Node>) {
+async fn join_from_members(node: &Arc<Node>, config: &Config) {
     let me = node.member().clone();
-    let members: Vec<_> = node
-        .roster()
-        .roster()
-        .members
-        .iter()
-        .map(|m| m.card.id.clone())
-        .collect();
+    // The sponsor's card first (`maillon node join --sponsor`): founders may
+    // have moved or changed keys since the genesis.
+    let mut members: Vec<RosterMember> = Vec::new();
+    match std::fs::read_to_string(config.sponsor_card_path()) {
+        Ok(text) => match serde_json::from_str::<MemberCard>(&text) {
+            Ok(card) => members.push(RosterMember {
+                card,
+                status: crate::types::MemberStatus::Active,
+                voting: false,
+            }),
+            Err(e) => tracing::warn!(error = %e, "the sponsor's card is not a member card"),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the sponsor's card"),
+    }
+    members.extend(node.roster().roster().members.iter().cloned());
     for m in members {
-        match node.catch_up_from(&m).await {
-            Ok(n) => tracing::info!(from = %m, versions = n, "fetched the roster chain"),
-            Err(e) => tracing::warn!(from = %m, error = %e, "cannot fetch the roster chain"),
+        let from = m.card.id.clone();
+        match node.catch_up_via(&m).await {
+            Ok(n) => tracing::info!(%from, versions = n, "fetched the roster chain"),
+            Err(e) => tracing::warn!(%from, error = %e, "cannot fetch the roster chain"),
         }
         if node.roster().roster().member(&me).is_some() {
             return;

@@ -32,7 +32,8 @@ pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
             dir,
             roster,
             genesis_hash,
-        } => return join(&dir, &roster, &genesis_hash),
+            sponsor,
+        } => return join(&dir, &roster, &genesis_hash, sponsor.as_deref()),
         NodeCmd::RotateKeys {
             dir,
             signing_only,
@@ -104,8 +105,27 @@ fn rotate_keys(dir: &std::path::Path, signing: bool, tls: bool) -> Result<(), Cl
 /// `maillon node join`: checks the genesis roster against the hash given out
 /// of band and verifies every founder's signature, then installs it as the
 /// node's `roster.json` (never over an existing one).
-fn join(dir: &std::path::Path, roster: &std::path::Path, hash: &str) -> Result<(), CliError> {
+fn join(
+    dir: &std::path::Path,
+    roster: &std::path::Path,
+    hash: &str,
+    sponsor: Option<&std::path::Path>,
+) -> Result<(), CliError> {
     let config = maillon_node::config::Config::load(dir)?;
+    let sponsor_card = match sponsor {
+        Some(path) => {
+            let text = crate::error::read_file(path)?;
+            serde_json::from_str::<maillon_node::roster::MemberCard>(&text).map_err(|source| {
+                CliError::BadFile {
+                    path: path.to_owned(),
+                    what: "member card",
+                    source,
+                }
+            })?;
+            Some(text)
+        }
+        None => None,
+    };
     let genesis = super::gov::load_roster(roster)?;
     let expected = hash.trim().to_ascii_lowercase();
     if genesis.hash_hex() != expected {
@@ -128,6 +148,9 @@ fn join(dir: &std::path::Path, roster: &std::path::Path, hash: &str) -> Result<(
         })?;
     std::io::Write::write_all(&mut file, text.as_bytes())
         .map_err(CliError::io(format!("writing {}", target.display())))?;
+    if let Some(card) = sponsor_card {
+        crate::error::write_file(&config.sponsor_card_path(), &card)?;
+    }
     println!(
         "genesis roster of {} installed in {} (hash checked, every founder's signature verified)",
         genesis.roster().federation,

@@ -903,23 +903,29 @@ impl Node {
     /// verify is refused and logged, and the catch-up stops there.
     pub async fn catch_up_from(&self, peer: &MemberId) -> Result<usize> {
         let member = self.roster_member(peer)?;
+        self.catch_up_via(&member).await
+    }
+
+    /// [`Node::catch_up_from`] a member known by its card (a newcomer's
+    /// sponsor, whose card the genesis may not hold): the card only says how
+    /// to dial it; every version it gives is verified from the genesis.
+    pub async fn catch_up_via(&self, member: &RosterMember) -> Result<usize> {
+        let peer = &member.card.id;
         let mut adopted = 0;
         loop {
             let from = self.roster.get().roster().version + 1;
-            let (links, told) = match tokio::time::timeout(
-                GOSSIP_DEADLINE,
-                self.network.fetch_chain(&member, from),
-            )
-            .await
-            {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(ServiceError::Unreachable {
-                        peer: peer.clone(),
-                        reason: "no answer in time".into(),
-                    });
-                }
-            };
+            let (links, told) =
+                match tokio::time::timeout(GOSSIP_DEADLINE, self.network.fetch_chain(member, from))
+                    .await
+                {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(ServiceError::Unreachable {
+                            peer: peer.clone(),
+                            reason: "no answer in time".into(),
+                        });
+                    }
+                };
             self.note_peer_version(peer, told);
             if links.is_empty() {
                 return Ok(adopted);

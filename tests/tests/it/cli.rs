@@ -543,6 +543,12 @@ async fn an_admin_admits_a_partner_from_the_command_line_and_the_newcomer_joins_
         "nothing installed"
     );
     let hash = c.genesis().hash_hex().to_owned();
+    let sponsor = c
+        .node("ccas-rodez")
+        .dir
+        .join("card.json")
+        .to_string_lossy()
+        .into_owned();
     maillon(&[
         "node",
         "join",
@@ -552,6 +558,8 @@ async fn an_admin_admits_a_partner_from_the_command_line_and_the_newcomer_joins_
         &genesis,
         "--genesis-hash",
         &hash,
+        "--sponsor",
+        &sponsor,
     ])
     .await
     .expect("joined");
