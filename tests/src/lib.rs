@@ -198,8 +198,8 @@ pub fn next_year(clock: &ManualClock) -> String {
     maillon_node::types::Date::from_unix(clock.now() + 365 * 86_400).to_string()
 }
 
-/// The kinds of a node's audit events, in order, as an auditor reads them.
-pub async fn audit_kinds(auditor: &Conn) -> Vec<String> {
+/// A node's audit entries, in order, as an auditor reads them (JSON values).
+pub async fn audit_entries(auditor: &Conn) -> Vec<serde_json::Value> {
     let reply = auditor
         .api()
         .audit_tail(auditor.req(pb::AuditTailRequest {
@@ -212,10 +212,16 @@ pub async fn audit_kinds(auditor: &Conn) -> Vec<String> {
     reply
         .events
         .iter()
-        .map(|e| {
-            let v: serde_json::Value = serde_json::from_str(&e.json).expect("entry is JSON");
-            v["event"].as_str().expect("event kind").to_owned()
-        })
+        .map(|e| serde_json::from_str(&e.json).expect("entry is JSON"))
+        .collect()
+}
+
+/// The kinds of a node's audit events, in order, as an auditor reads them.
+pub async fn audit_kinds(auditor: &Conn) -> Vec<String> {
+    audit_entries(auditor)
+        .await
+        .iter()
+        .map(|v| v["event"].as_str().expect("event kind").to_owned())
         .collect()
 }
 
@@ -364,19 +370,9 @@ impl Cluster {
 
 /// The audit events of one kind at a node, as JSON values, in order.
 pub async fn audit_events(auditor: &Conn, kind: &str) -> Vec<serde_json::Value> {
-    let reply = auditor
-        .api()
-        .audit_tail(auditor.req(pb::AuditTailRequest {
-            limit: 10_000,
-            from: Some(0),
-        }))
+    audit_entries(auditor)
         .await
-        .expect("audit tail")
-        .into_inner();
-    reply
-        .events
-        .iter()
-        .map(|e| serde_json::from_str::<serde_json::Value>(&e.json).expect("entry is JSON"))
+        .into_iter()
         .filter(|v| v["event"] == kind)
         .collect()
 }

@@ -398,16 +398,16 @@ pub fn sign(roster: &Path, dir: &Path, yes: bool, answers: impl BufRead) -> Resu
     if signed.roster.member(&config.member).is_none() {
         return Err(RosterError::NotAMember(config.member).into());
     }
+    let key = NodeKey::read(&config.signing_key_path())?;
+    print!("{}", describe(&signed, &config.member));
+    if !yes && !confirmed(answers)? {
+        return Err(CliError::NotSigned);
+    }
+    signed.sign(&config.member, &key)?;
+    write_file(roster, &roster_json(&signed)?)?;
     if signed.roster.version > 1 {
         // A later version (a newcomer proving its key, a member signing
         // with its new key): the node checks the quorum when it comes back.
-        let key = NodeKey::read(&config.signing_key_path())?;
-        print!("{}", describe(&signed, &config.member));
-        if !yes && !confirmed(answers)? {
-            return Err(CliError::NotSigned);
-        }
-        signed.sign(&config.member, &key)?;
-        write_file(roster, &roster_json(&signed)?)?;
         println!(
             "signed by {}; give {} back to the member who sent it: `maillon gov approve {} --with FILE`",
             config.member,
@@ -416,13 +416,6 @@ pub fn sign(roster: &Path, dir: &Path, yes: bool, answers: impl BufRead) -> Resu
         );
         return Ok(());
     }
-    let key = NodeKey::read(&config.signing_key_path())?;
-    print!("{}", describe(&signed, &config.member));
-    if !yes && !confirmed(answers)? {
-        return Err(CliError::NotSigned);
-    }
-    signed.sign(&config.member, &key)?;
-    write_file(roster, &roster_json(&signed)?)?;
     match signed.verify_genesis() {
         Ok(_) => println!(
             "signed by {}; the roster now carries every founder's signature",

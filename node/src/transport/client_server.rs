@@ -29,6 +29,23 @@ impl ClientApi {
         Self { node }
     }
 
+    /// The reply to a proposal or an approval; an adoption's effects on the
+    /// groups go on in the background.
+    fn settled(
+        &self,
+        settled: Result<(ProposalView, OfferOutcome), ServiceError>,
+    ) -> Result<Response<pb::GovProposalReply>, Status> {
+        let (view, outcome) = settled.map_err(status)?;
+        if outcome == OfferOutcome::Adopted {
+            self.node.after_adoption();
+        }
+        Ok(Response::new(pb::GovProposalReply {
+            proposal: Some(proposal_to_pb(view)),
+            outcome: outcome_name(outcome),
+            version: self.node.roster().roster().version,
+        }))
+    }
+
     /// The user whose bearer token the call carries.
     fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         let header = req
@@ -378,19 +395,8 @@ impl Client for ClientApi {
             )))
         })?;
         let reason = Some(r.reason).filter(|r| !r.trim().is_empty());
-        let (view, outcome) = self
-            .node
-            .propose(&caller, &change, reason)
-            .await
-            .map_err(status)?;
-        if outcome == OfferOutcome::Adopted {
-            self.node.after_adoption();
-        }
-        Ok(Response::new(pb::GovProposalReply {
-            proposal: Some(proposal_to_pb(view)),
-            outcome: outcome_name(outcome),
-            version: self.node.roster().roster().version,
-        }))
+        let settled = self.node.propose(&caller, &change, reason).await;
+        self.settled(settled)
     }
 
     async fn gov_approve(
@@ -403,19 +409,8 @@ impl Client for ClientApi {
             true => None,
             false => Some(SignedRoster::decode(&r.signed).map_err(|e| status(e.into()))?),
         };
-        let (view, outcome) = self
-            .node
-            .approve(&caller, &r.proposal, extra)
-            .await
-            .map_err(status)?;
-        if outcome == OfferOutcome::Adopted {
-            self.node.after_adoption();
-        }
-        Ok(Response::new(pb::GovProposalReply {
-            proposal: Some(proposal_to_pb(view)),
-            outcome: outcome_name(outcome),
-            version: self.node.roster().roster().version,
-        }))
+        let settled = self.node.approve(&caller, &r.proposal, extra).await;
+        self.settled(settled)
     }
 
     async fn gov_reject(
