@@ -234,12 +234,18 @@ pub struct RosterMember {
     pub voting: bool,
 }
 
-/// Which sections each kind of member may ever receive. Consent narrows it, never widens it.
+/// Which sections each kind of member may ever receive (consent narrows it,
+/// never widens it), and which roles may ever break the glass.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Charter {
     /// Sections receivable per member kind.
     pub receivable: BTreeMap<MemberKind, BTreeSet<Section>>,
+    /// The roles that may break the glass (an access without consent, for
+    /// the emergencies the GIP's convention names), once that access exists;
+    /// none by default. Absent from the signed bytes when empty.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub break_glass: BTreeSet<crate::types::Role>,
 }
 
 impl Charter {
@@ -310,6 +316,7 @@ impl Default for Charter {
                 .into_iter()
                 .map(|(k, s)| (k, s.iter().copied().collect()))
                 .collect(),
+            break_glass: BTreeSet::new(),
         }
     }
 }
@@ -936,6 +943,14 @@ pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
                 list(lost)
             ));
         }
+    }
+    for role in new.charter.break_glass.difference(&old.charter.break_glass) {
+        out.push(format!("charter: the role {role} may now break the glass"));
+    }
+    for role in old.charter.break_glass.difference(&new.charter.break_glass) {
+        out.push(format!(
+            "charter: the role {role} may no longer break the glass"
+        ));
     }
     if out.is_empty() {
         out.push("changes nothing but the version".into());
@@ -1689,5 +1704,23 @@ mod tests {
             v1.verify_successor(p),
             Err(RosterError::Transition { .. })
         ));
+    }
+
+    #[test]
+    fn the_charter_names_who_may_break_the_glass_and_changes_only_by_vote() {
+        let (_, v1) = founded();
+        assert!(
+            v1.roster().charter.break_glass.is_empty(),
+            "nobody by default"
+        );
+        let mut charter = v1.roster().charter.clone();
+        charter.break_glass.insert(crate::types::Role::Caseworker);
+        let next = v1
+            .propose(&Change::SetCharter { charter }, None)
+            .expect("a charter change");
+        assert_eq!(
+            describe_changes(v1.roster(), &next),
+            ["charter: the role caseworker may now break the glass"]
+        );
     }
 }

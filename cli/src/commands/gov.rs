@@ -529,6 +529,15 @@ fn describe(signed: &SignedRoster, signer: &MemberId) -> String {
             .unwrap_or_else(|| "nothing".into());
         out += &format!("  {:<12} {sections}\n", kind.as_str());
     }
+    let break_glass: Vec<&str> = r.charter.break_glass.iter().map(|r| r.as_str()).collect();
+    out += &format!(
+        "roles that may break the glass: {}\n",
+        if break_glass.is_empty() {
+            "none".to_owned()
+        } else {
+            break_glass.join(", ")
+        }
+    );
     let signers: Vec<&str> = signed
         .signatures
         .iter()

@@ -746,6 +746,13 @@ async fn an_owner_that_rotates_its_signing_key_makes_its_groups_anew_and_welcome
     let r = c.vote(&update, "ccas-rodez", &["cd12"]).await;
     assert_eq!(r.outcome, "adopted");
     c.wait_version(&FOUNDERS, 2).await;
+    // Until it starts again, the CCAS signs with its old key: the CAF
+    // refuses its receipt (and its MLS leaf), whatever its TLS says.
+    let (code, why) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::FailedPrecondition, "peer_misbehaved")
+    );
     c.restart("ccas-rodez").await;
     // The groups are made anew and the members welcomed again (by upkeep,
     // which the harness runs too).
