@@ -313,6 +313,24 @@ pub enum DossierCmd {
         #[arg(long)]
         birth_date: String,
     },
+    /// Attach to a dossier another member holds, from the id the person gives;
+    /// the person's identity is typed here and stays at this node.
+    Attach {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// The member that holds it.
+        #[arg(long)]
+        from: String,
+        /// Given name.
+        #[arg(long)]
+        given_name: String,
+        /// Family name.
+        #[arg(long)]
+        family_name: String,
+        /// Birth date, YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: String,
+    },
 }
 
 /// `maillon section …`

@@ -70,6 +70,25 @@ impl Conn {
         Ok(r.into_inner().dossier)
     }
 
+    /// Attaches to a dossier `from` holds, with the identity typed at this desk.
+    pub async fn attach_dossier(
+        &self,
+        dossier: &str,
+        from: &str,
+        (given_name, family_name, birth_date): (&str, &str, &str),
+    ) -> Result<(), Status> {
+        self.api()
+            .attach_dossier(self.req(pb::AttachDossierRequest {
+                dossier: dossier.into(),
+                from: from.into(),
+                given_name: given_name.into(),
+                family_name: family_name.into(),
+                birth_date: birth_date.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// Writes this node's copy of a section.
     pub async fn put_section(
         &self,

@@ -233,6 +233,19 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         ccas_cw.put_section(&dossier, section, json).await?;
     }
     say("The caseworker records the housing and resources sections at the CCAS node.");
+    caf_cw
+        .attach_dossier(&dossier, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await?;
+    caf_cw
+        .put_section(
+            &dossier,
+            "resources",
+            r#"{"allocataire":true,"prime_activite":false,"quotient_familial":412}"#,
+        )
+        .await?;
+    say(format!(
+        "At the CAF desk the person gives the reference {dossier}: the CCAS confirms it holds that dossier (nothing more), the CAF attaches to it, types the identity in its own record, and writes its own resources section."
+    ));
 
     step(
         5,

@@ -11,16 +11,39 @@ use crate::error::{CliError, read_file};
 
 /// Runs `maillon dossier …`.
 pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError> {
-    let DossierCmd::Open {
-        given_name,
-        family_name,
-        birth_date,
-    } = cmd;
-    let birth_date: Date = arg("birth-date", &birth_date)?;
-    let id = conn
-        .open_dossier(&given_name, &family_name, &birth_date.to_string())
-        .await?;
-    say(&id);
+    match cmd {
+        DossierCmd::Open {
+            given_name,
+            family_name,
+            birth_date,
+        } => {
+            let birth_date: Date = arg("birth-date", &birth_date)?;
+            let id = conn
+                .open_dossier(&given_name, &family_name, &birth_date.to_string())
+                .await?;
+            say(&id);
+        }
+        DossierCmd::Attach {
+            dossier,
+            from,
+            given_name,
+            family_name,
+            birth_date,
+        } => {
+            let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
+            let from: maillon_node::types::MemberId = arg("from", &from)?;
+            let birth_date: Date = arg("birth-date", &birth_date)?;
+            conn.attach_dossier(
+                dossier.as_str(),
+                from.as_str(),
+                (&given_name, &family_name, &birth_date.to_string()),
+            )
+            .await?;
+            say(&format!(
+                "attached to {dossier}, held by {from}: this node now writes its own sections of it"
+            ));
+        }
+    }
     Ok(())
 }
 

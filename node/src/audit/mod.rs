@@ -152,6 +152,22 @@ pub enum AuditEvent {
         /// The user at this node who did it.
         by: UserName,
     },
+    /// This node attached to a dossier another member holds.
+    DossierAttached {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The member that confirmed it holds the dossier.
+        from: MemberId,
+        /// The user at this node who did it.
+        by: UserName,
+    },
+    /// This node confirmed to a member that it holds a dossier.
+    DossierConfirmed {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The member attaching to it.
+        to: MemberId,
+    },
     /// This node wrote its copy of a section.
     SectionWritten {
         /// The dossier the entry is about (its opaque id only).

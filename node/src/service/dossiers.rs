@@ -28,6 +28,10 @@ pub struct DossierRecord {
     pub opened_by: UserName,
     /// When it was opened (Unix seconds).
     pub opened_at: i64,
+    /// The member that holds the dossier, when this node attached to it
+    /// (the person was received elsewhere first); none where it was opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_from: Option<MemberId>,
 }
 
 /// A section as read by a caseworker.
@@ -66,6 +70,7 @@ impl Node {
             birth_date,
             opened_by: caller.name.clone(),
             opened_at: now,
+            attached_from: None,
         };
         let opened = AuditEvent::DossierOpened {
             dossier: id.clone(),
@@ -78,6 +83,72 @@ impl Node {
         })
         .await?;
         Ok(id)
+    }
+
+    /// Attaches this node to a dossier `from` holds (the person gives its
+    /// id at this desk): `from` confirms it holds it, then the attachment is
+    /// logged and this node's own identity record is kept. From then on this
+    /// node writes its own sections of the dossier and owns shares of them.
+    pub async fn attach_dossier(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        from: &MemberId,
+        (given_name, family_name, birth_date): (&str, &str, Date),
+    ) -> Result<()> {
+        require(caller, &[Role::Caseworker])?;
+        check_text("given name", given_name, MAX_NAME)?;
+        check_text("family name", family_name, MAX_NAME)?;
+        if from == &self.me {
+            return Err(ServiceError::Invalid(
+                "this node holds the dossier already; attach to a dossier another member holds"
+                    .into(),
+            ));
+        }
+        if self.dossier(dossier).is_ok() {
+            return Err(ServiceError::Exists("dossier"));
+        }
+        let holder = self
+            .roster
+            .get()
+            .active_member(from)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("active member {from}")))?;
+        self.network.confirm_dossier(&holder, dossier).await?;
+        let now = self.clock.now();
+        let record = DossierRecord {
+            id: dossier.clone(),
+            given_name: given_name.trim().to_owned(),
+            family_name: family_name.trim().to_owned(),
+            birth_date,
+            opened_by: caller.name.clone(),
+            opened_at: now,
+            attached_from: Some(from.clone()),
+        };
+        let attached = AuditEvent::DossierAttached {
+            dossier: dossier.clone(),
+            from: from.clone(),
+            by: caller.name.clone(),
+        };
+        self.log_then_apply(now, attached, "dossier_logged", || {
+            Ok(self
+                .store
+                .insert_new(Tree::Dossiers, dossier.as_str(), &record, "dossier")?)
+        })
+        .await
+    }
+
+    /// Holder side: confirms to an active member that this node holds
+    /// `dossier`, and tells nothing else; the confirmation is logged.
+    pub async fn confirm_dossier(&self, peer: &MemberId, dossier: &DossierId) -> Result<()> {
+        self.active_peer(peer)?;
+        self.dossier(dossier)?;
+        self.audit(AuditEvent::DossierConfirmed {
+            dossier: dossier.clone(),
+            to: peer.clone(),
+        })
+        .await?;
+        Ok(())
     }
 
     /// The dossier record, or [`ServiceError::NotFound`].

@@ -59,6 +59,12 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         member: &'a RosterMember,
         from: u64,
     ) -> BoxFuture<'a, Result<(Vec<SignedRoster>, u64)>>;
+    /// Asks `holder` to confirm that it holds `dossier`.
+    fn confirm_dossier<'a>(
+        &'a self,
+        holder: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+    ) -> BoxFuture<'a, Result<()>>;
     /// Fetches the open proposals `member` keeps on top of its version in
     /// force, decoded (each within the size limit) but not verified.
     fn fetch_proposals<'a>(

@@ -224,6 +224,28 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn attach_dossier(
+        &self,
+        req: Request<pb::AttachDossierRequest>,
+    ) -> Result<Response<pb::AttachDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier = r.dossier.parse().map_err(invalid)?;
+        let from = r.from.parse().map_err(invalid)?;
+        let birth_date = r.birth_date.parse().map_err(invalid)?;
+        self.node
+            .attach_dossier(
+                &caller,
+                &dossier,
+                &from,
+                (&r.given_name, &r.family_name, birth_date),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AttachDossierReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn put_section(
         &self,
         req: Request<pb::PutSectionRequest>,

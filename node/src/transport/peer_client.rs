@@ -292,4 +292,21 @@ impl PeerNetwork for PeerClients {
                 .collect()
         })
     }
+
+    fn confirm_dossier<'a>(
+        &'a self,
+        holder: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let request = pb::ConfirmDossierRequest {
+                dossier: dossier.to_string(),
+            };
+            self.call(holder, request, |mut c, r| async move {
+                c.confirm_dossier(r).await
+            })
+            .await?;
+            Ok(())
+        })
+    }
 }

@@ -222,4 +222,18 @@ impl Peer for PeerApi {
                 .collect(),
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn confirm_dossier(
+        &self,
+        req: Request<pb::ConfirmDossierRequest>,
+    ) -> Result<Response<pb::ConfirmDossierReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let dossier: DossierId = req.into_inner().dossier.parse().map_err(invalid)?;
+        self.node
+            .confirm_dossier(&peer, &dossier)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmDossierReply {}))
+    }
 }

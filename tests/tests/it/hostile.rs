@@ -84,6 +84,12 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::FetchProposalsReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn confirm_dossier(
+        &self,
+        _: Request<pb::ConfirmDossierRequest>,
+    ) -> Result<Response<pb::ConfirmDossierReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn read_share(
         &self,
         req: Request<pb::SignedReadRequest>,

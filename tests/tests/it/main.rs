@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod dossier;
 mod governance;
 mod hostile;
 mod races;
