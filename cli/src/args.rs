@@ -313,6 +313,18 @@ pub enum DossierCmd {
         #[arg(long)]
         birth_date: String,
     },
+    /// The unified dossier: this node's sections and every section other
+    /// members share with it, fetched at once, each with its status.
+    View {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// Why you read it (logged by each owner and shown to the person).
+        #[arg(long, default_value = "coordination du parcours")]
+        purpose: String,
+        /// Print JSON (one object per section) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Attach to a dossier another member holds, from the id the person gives;
     /// the person's identity is typed here and stays at this node.
     Attach {

@@ -70,6 +70,22 @@ impl Conn {
         Ok(r.into_inner().dossier)
     }
 
+    /// The unified dossier, source by source.
+    pub async fn view_dossier(
+        &self,
+        dossier: &str,
+        purpose: &str,
+    ) -> Result<Vec<pb::ViewedSection>, Status> {
+        let r = self
+            .api()
+            .view_dossier(self.req(pb::ViewDossierRequest {
+                dossier: dossier.into(),
+                purpose: purpose.into(),
+            }))
+            .await?;
+        Ok(r.into_inner().sections)
+    }
+
     /// Attaches to a dossier `from` holds, with the identity typed at this desk.
     pub async fn attach_dossier(
         &self,

@@ -91,6 +91,18 @@ impl ShareId {
     pub fn scope(&self) -> String {
         format!("share/{}/{}/{}", self.owner, self.dossier, self.section)
     }
+
+    /// The share a scope names, if it is one ([`ShareId::scope`] read back).
+    pub fn from_scope(scope: &str) -> Option<Self> {
+        let rest = scope.strip_prefix("share/")?;
+        let (owner, rest) = rest.split_once('/')?;
+        let (dossier, section) = rest.split_once('/')?;
+        Some(Self {
+            dossier: dossier.parse().ok()?,
+            section: section.parse().ok()?,
+            owner: owner.parse().ok()?,
+        })
+    }
 }
 
 impl fmt::Display for ShareId {

@@ -45,6 +45,23 @@ pub struct SectionView {
     pub receipt_leaf: Option<u64>,
 }
 
+/// How long the unified view waits for one partner: a slow or down partner
+/// never holds the others back.
+pub const VIEW_SOURCE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// One source of the unified view: a section of the dossier at one member,
+/// read, or why not.
+#[derive(Debug)]
+pub struct ViewedSection {
+    /// The member that owns this copy.
+    pub owner: MemberId,
+    /// Which section.
+    pub section: Section,
+    /// The section, or why it could not be read (refused, unreachable,
+    /// timed out after [`VIEW_SOURCE_DEADLINE`]).
+    pub outcome: std::result::Result<SectionView, ServiceError>,
+}
+
 fn section_key(dossier: &DossierId, section: Section) -> String {
     format!("{dossier}/{section}")
 }
@@ -193,6 +210,62 @@ impl Node {
         Ok(self
             .store
             .get(Tree::Sections, &section_key(dossier, section))?)
+    }
+
+    /// `dossier view`: the unified file for a caseworker, its own sections
+    /// (each read logged here) and every section another member shares with
+    /// this node (this node is in its group), read from each owner at once,
+    /// each within [`VIEW_SOURCE_DEADLINE`], each owner logging its access.
+    pub async fn view_dossier(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        purpose: &str,
+    ) -> Result<Vec<ViewedSection>> {
+        require(caller, &[Role::Caseworker])?;
+        crate::types::check_purpose(purpose).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        self.dossier(dossier)?;
+        let mut view = Vec::new();
+        for section in crate::types::Section::ALL {
+            if self.own_section(dossier, *section)?.is_some() {
+                let outcome = self.get_section(caller, dossier, *section).await;
+                view.push(ViewedSection {
+                    owner: self.me.clone(),
+                    section: *section,
+                    outcome,
+                });
+            }
+        }
+        let mut shares = Vec::new();
+        for m in &self.roster.get().roster().members {
+            if m.card.id == self.me {
+                continue;
+            }
+            let prefix = format!("share/{}/{dossier}/", m.card.id);
+            shares.extend(
+                self.store
+                    .mls_scopes(&prefix)?
+                    .iter()
+                    .filter_map(|s| crate::sharing::ShareId::from_scope(s)),
+            );
+        }
+        let reads = shares.iter().map(|share| async move {
+            let read = self.read_share(caller, &share.owner, dossier, share.section, purpose);
+            let outcome = match tokio::time::timeout(VIEW_SOURCE_DEADLINE, read).await {
+                Ok(r) => r,
+                Err(_) => Err(ServiceError::Unreachable {
+                    peer: share.owner.clone(),
+                    reason: format!("no answer within {} s", VIEW_SOURCE_DEADLINE.as_secs()),
+                }),
+            };
+            ViewedSection {
+                owner: share.owner.clone(),
+                section: share.section,
+                outcome,
+            }
+        });
+        view.extend(futures_util::future::join_all(reads).await);
+        Ok(view)
     }
 
     /// Reads this node's own copy of a section; the access is logged here

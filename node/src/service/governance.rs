@@ -1060,7 +1060,7 @@ impl Node {
             if self.is_stopping() {
                 return Ok(changed);
             }
-            let Some(share) = share_of_scope(&self.me, &scope) else {
+            let Some(share) = ShareId::from_scope(&scope).filter(|s| s.owner == self.me) else {
                 continue;
             };
             let _changing = self.membership.get(&share.scope()).write_owned().await;
@@ -1132,21 +1132,6 @@ impl Node {
     pub(super) fn ousted_at(&self, member: &MemberId) -> Result<Option<i64>> {
         Ok(self.store.get(Tree::Ousted, member.as_str())?)
     }
-}
-
-/// The share of one of this node's group scopes, `share/<me>/<dossier>/<section>`.
-fn share_of_scope(me: &MemberId, scope: &str) -> Option<ShareId> {
-    let rest = scope.strip_prefix("share/")?;
-    let (owner, rest) = rest.split_once('/')?;
-    let (dossier, section) = rest.split_once('/')?;
-    if owner != me.as_str() {
-        return None;
-    }
-    Some(ShareId {
-        dossier: dossier.parse().ok()?,
-        section: section.parse().ok()?,
-        owner: me.clone(),
-    })
 }
 
 /// A proposal kept (and maybe adopted) here, to send to the members.

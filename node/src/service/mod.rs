@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
 pub use consents::GrantRequest;
-pub use dossiers::{DossierRecord, MAX_NAME, SectionView};
+pub use dossiers::{DossierRecord, MAX_NAME, SectionView, VIEW_SOURCE_DEADLINE, ViewedSection};
 pub use error::{ErrorKind, Result, ServiceError};
 pub use governance::{
     MAX_CHAIN_LINKS, MAX_OPEN_PROPOSALS_PER_MEMBER, OfferOutcome, Proposal, ProposalView,

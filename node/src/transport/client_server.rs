@@ -224,6 +224,51 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn view_dossier(
+        &self,
+        req: Request<pb::ViewDossierRequest>,
+    ) -> Result<Response<pb::ViewDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier = r.dossier.parse().map_err(invalid)?;
+        let view = self
+            .node
+            .view_dossier(&caller, &dossier, &r.purpose)
+            .await
+            .map_err(status)?;
+        let sections = view
+            .into_iter()
+            .map(|v| {
+                let (owner, section) = (v.owner.to_string(), v.section.to_string());
+                match v.outcome {
+                    Ok(s) => pb::ViewedSection {
+                        owner,
+                        section,
+                        status: "ok".into(),
+                        json: s.json,
+                        receipt_leaf: s.receipt_leaf,
+                        ..Default::default()
+                    },
+                    Err(e) => pb::ViewedSection {
+                        owner,
+                        section,
+                        status: match e.kind() {
+                            crate::service::ErrorKind::Refused => "refused",
+                            crate::service::ErrorKind::Unavailable => "unreachable",
+                            _ => "failed",
+                        }
+                        .into(),
+                        reason: e.reason(),
+                        message: crate::types::escape_controls(&e.to_string()),
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ViewDossierReply { sections }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn attach_dossier(
         &self,
         req: Request<pb::AttachDossierRequest>,

@@ -91,3 +91,81 @@ async fn attaching_to_an_unknown_dossier_or_wrongly_is_refused_and_changes_nothi
     let holder = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     assert_eq!(audit_events(&holder, "dossier_confirmed").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_unified_view_assembles_every_readable_section_and_a_partner_down_holds_nothing_back() {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let person = ("Camille", "Martin", "1984-03-12");
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", person)
+        .await
+        .expect("the CAF attaches");
+    caf.put(&d, "resources", RESOURCES).await.expect("put");
+    let cd = c.desk("cd12", "agent-cd").await;
+    cd.conn
+        .attach_dossier(&d, "ccas-rodez", person)
+        .await
+        .expect("the département attaches");
+    cd.put(&d, "support_plan", r#"{"objectif":"logement"}"#)
+        .await
+        .expect("put");
+    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.grant(&d, &["resources"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+
+    let view = cd
+        .conn
+        .view_dossier(&d, "coordination du parcours")
+        .await
+        .expect("view");
+    let got: Vec<(&str, &str, &str)> = view
+        .iter()
+        .map(|v| (v.owner.as_str(), v.section.as_str(), v.status.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cd12", "support_plan", "ok"),
+            ("ccas-rodez", "housing", "ok"),
+            ("caf12", "resources", "ok"),
+        ]
+    );
+    assert_eq!(view[1].json, HOUSING);
+    assert_eq!(view[2].json, RESOURCES);
+    assert!(view[1].receipt_leaf.is_some() && view[2].receipt_leaf.is_some());
+
+    // The CAF's node is down: its source says so, the others come back.
+    c.fed.node_mut("caf12").stop().await;
+    let view = cd
+        .conn
+        .view_dossier(&d, "coordination du parcours")
+        .await
+        .expect("view with a partner down");
+    let got: Vec<(&str, &str)> = view
+        .iter()
+        .map(|v| (v.owner.as_str(), v.status.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cd12", "ok"),
+            ("ccas-rodez", "ok"),
+            ("caf12", "unreachable")
+        ]
+    );
+
+    // Without the caseworker role, or for a dossier not held here: refused.
+    let auditor = c.user("cd12", "dpo", Role::Auditor).await;
+    let (code, why) = refusal(auditor.view_dossier(&d, "contrôle").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "role"));
+    let (code, why) = refusal(
+        cd.conn
+            .view_dossier("DSU-00000000000000000000000000", "coordination")
+            .await,
+    );
+    assert_eq!((code, why.as_str()), (Code::NotFound, "not_found"));
+}
