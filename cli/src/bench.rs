@@ -187,6 +187,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         owner.share_state_bytes(&share).await?,
         reader.share_state_bytes(&share).await?
     );
+    dossier_view(&mut fed, &ccas, reads.clamp(1, 500)).await?;
     fed.stop().await;
 
     // The MLS part of a read on its own: seal at the owner, open at a reader,
@@ -299,6 +300,74 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         (writers * each) as f64 / secs,
         writers
     );
+    Ok(())
+}
+
+/// The unified view at the département of a dossier to which four partners
+/// each contribute one section (the CCAS holds it; the CAF, the charity and
+/// the second CCAS attach), sequential; then again with one partner stopped,
+/// whose source must come back as unreachable within its deadline.
+async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Result<(), CliError> {
+    let d = open_with_housing(ccas).await?;
+    let person = ("Camille", "Martin", "1984-03-12");
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
+    let json = format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000));
+    let reader = Conn::new(
+        &fed.node("cd12")
+            .add_user("agent-view", Role::Caseworker)
+            .await?,
+    )?;
+    reader.attach_dossier(&d, "ccas-rodez", person).await?;
+    ccas.grant_consent(&d, &["housing"], &["cd12"], "mesure", &until)
+        .await?;
+    for (member, section) in [
+        ("caf12", "resources"),
+        ("relais-solidaire", "support_plan"),
+        ("ccas-millau", "household"),
+    ] {
+        let desk = Conn::new(
+            &fed.node(member)
+                .add_user("agent-view", Role::Caseworker)
+                .await?,
+        )?;
+        desk.attach_dossier(&d, "ccas-rodez", person).await?;
+        desk.put_section(&d, section, &json).await?;
+        desk.grant_consent(&d, &[section], &["cd12"], "mesure", &until)
+            .await?;
+    }
+    let view = |reader: Conn, d: String| async move {
+        let t = Instant::now();
+        let sections = reader.view_dossier(&d, "mesure").await?;
+        Ok::<_, CliError>((t.elapsed(), sections))
+    };
+    let (_, sections) = view(reader.clone(), d.clone()).await?; // warm the connections
+    let ok = sections.iter().filter(|s| s.status == "ok").count();
+    if ok != 4 {
+        return Err(CliError::Unexpected(format!(
+            "the view shows {ok} sections, not 4"
+        )));
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        samples.push(view(reader.clone(), d.clone()).await?.0);
+    }
+    report("dossier view, 4 partners' sections", samples);
+    fed.node_mut("ccas-millau").stop().await;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n.min(50) {
+        let (t, sections) = view(reader.clone(), d.clone()).await?;
+        let down = sections
+            .iter()
+            .filter(|s| s.status == "unreachable")
+            .count();
+        if down != 1 {
+            return Err(CliError::Unexpected(format!(
+                "with a partner stopped, {down} sources are unreachable, not 1"
+            )));
+        }
+        samples.push(t);
+    }
+    report("dossier view, one of the 4 partners down", samples);
     Ok(())
 }
 
