@@ -10,7 +10,7 @@ use crate::error::CliError;
 
 /// Runs `maillon node …`.
 pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
-    let (dir, member, name, kind, peer_addr, peer_endpoint, client_addr) = match cmd {
+    match cmd {
         NodeCmd::Init {
             dir,
             member,
@@ -19,33 +19,42 @@ pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
             peer_addr,
             peer_endpoint,
             client_addr,
-        } => (
-            dir,
-            member,
-            name,
-            kind,
-            peer_addr,
-            peer_endpoint,
-            client_addr,
-        ),
+        } => {
+            let addrs = (peer_addr, peer_endpoint, client_addr);
+            init(dir, &member, name, &kind, addrs).await
+        }
         NodeCmd::Join {
             dir,
             roster,
             genesis_hash,
             sponsor,
-        } => return join(&dir, &roster, &genesis_hash, sponsor.as_deref()),
+        } => join(&dir, &roster, &genesis_hash, sponsor.as_deref()),
         NodeCmd::RotateKeys {
             dir,
             signing_only,
             tls_only,
-        } => return rotate_keys(&dir, !tls_only, !signing_only),
-    };
-    let member: MemberId = arg("member", &member)?;
+        } => rotate_keys(&dir, !tls_only, !signing_only),
+    }
+}
+
+/// `maillon node init`: a new node folder, with its keys, card and first admin.
+async fn init(
+    dir: std::path::PathBuf,
+    member: &str,
+    name: String,
+    kind: &str,
+    (peer_addr, peer_endpoint, client_addr): (
+        std::net::SocketAddr,
+        Option<String>,
+        std::net::SocketAddr,
+    ),
+) -> Result<(), CliError> {
+    let member: MemberId = arg("member", member)?;
     let init = maillon_node::daemon::init(&InitOptions {
         dir: dir.clone(),
         member: member.clone(),
         name,
-        kind: arg("kind", &kind)?,
+        kind: arg("kind", kind)?,
         peer_addr,
         peer_endpoint,
         client_addr,

@@ -830,20 +830,7 @@ impl Node {
     /// as they travelled); returns how many versions that adopted.
     async fn proposals_from(&self, peer: &MemberId) -> Result<usize> {
         let member = self.roster_member(peer)?;
-        let proposals = match tokio::time::timeout(
-            GOSSIP_DEADLINE,
-            self.network.fetch_proposals(&member),
-        )
-        .await
-        {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(ServiceError::Unreachable {
-                    peer: peer.clone(),
-                    reason: "no answer in time".into(),
-                });
-            }
-        };
+        let proposals = within_deadline(peer, self.network.fetch_proposals(&member)).await?;
         let mut adopted = 0;
         for p in proposals {
             if let Ok(OfferOutcome::Adopted) = self.accept_offer(peer, p, false).await {
@@ -915,17 +902,7 @@ impl Node {
         loop {
             let from = self.roster.get().roster().version + 1;
             let (links, told) =
-                match tokio::time::timeout(GOSSIP_DEADLINE, self.network.fetch_chain(member, from))
-                    .await
-                {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        return Err(ServiceError::Unreachable {
-                            peer: peer.clone(),
-                            reason: "no answer in time".into(),
-                        });
-                    }
-                };
+                within_deadline(peer, self.network.fetch_chain(member, from)).await?;
             self.note_peer_version(peer, told);
             if links.is_empty() {
                 return Ok(adopted);
@@ -1131,6 +1108,20 @@ impl Node {
     /// When `member` was last suspended or excluded here, if ever.
     pub(super) fn ousted_at(&self, member: &MemberId) -> Result<Option<i64>> {
         Ok(self.store.get(Tree::Ousted, member.as_str())?)
+    }
+}
+
+/// One governance call to `peer`, cut after [`GOSSIP_DEADLINE`].
+async fn within_deadline<T>(
+    peer: &MemberId,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(GOSSIP_DEADLINE, call).await {
+        Ok(r) => r,
+        Err(_) => Err(ServiceError::Unreachable {
+            peer: peer.clone(),
+            reason: "no answer in time".into(),
+        }),
     }
 }
 
