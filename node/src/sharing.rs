@@ -367,25 +367,30 @@ impl Sharing {
             return Ok(());
         }
         let provider = self.load(&share.scope())?;
+        self.new_group(share, &provider)?;
+        self.save(&share.scope(), &provider)
+    }
+
+    /// Creates the share's group in `provider`, with this node's credential.
+    fn new_group(&self, share: &ShareId, provider: &Provider) -> Result<(), ShareError> {
         MlsGroup::new_with_group_id(
-            &provider,
+            provider,
             &self.signer,
             &group_config(),
             GroupId::from_slice(share.scope().as_bytes()),
             self.credential.clone(),
         )
-        .map_err(mls)?;
-        self.save(&share.scope(), &provider)
+        .map(drop)
+        .map_err(mls)
     }
 
     /// The members of the share's group, by id, as this node sees it.
     pub fn members(&self, share: &ShareId) -> Result<Vec<MemberId>, ShareError> {
-        hold!(self, share.scope());
-        let (_, group) = self.load_group(share)?;
-        group
-            .members()
-            .map(|m| parse_member(&identity_of(&m.credential)?))
-            .collect()
+        Ok(self
+            .member_keys(share)?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect())
     }
 
     /// The members of the share's group with the signature key of each
@@ -411,14 +416,7 @@ impl Sharing {
         hold!(self, share.scope());
         debug_assert_eq!(share.owner, self.me);
         let provider = Provider::from_snapshot(BTreeMap::new());
-        MlsGroup::new_with_group_id(
-            &provider,
-            &self.signer,
-            &group_config(),
-            GroupId::from_slice(share.scope().as_bytes()),
-            self.credential.clone(),
-        )
-        .map_err(mls)?;
+        self.new_group(share, &provider)?;
         self.store
             .mls_replace(&share.scope(), &provider.snapshot())?;
         Ok(self.store.flush()?)

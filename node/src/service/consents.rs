@@ -252,7 +252,7 @@ impl Node {
         let mut closed = true;
         for section in &record.consent.sections {
             let share = self.own_share(&dossier, *section);
-            if let Err(e) = self.sync_group_locked(&share, now).await {
+            if let Err(e) = self.sync_group_locked(&share).await {
                 tracing::warn!(error = %e, "group not updated after a revocation; upkeep will retry");
                 closed = false;
             }
@@ -272,11 +272,11 @@ impl Node {
 
     /// Removes from the groups of a revoked or expired consent's sections the
     /// members no active consent names any more, then marks it closed.
-    async fn close_consent(&self, key: &str, record: &ConsentRecord, now: i64) -> Result<()> {
+    async fn close_consent(&self, key: &str, record: &ConsentRecord) -> Result<()> {
         for section in &record.consent.sections {
             let share = self.own_share(&record.consent.dossier, *section);
             let _changing = self.membership.get(&share.scope()).write_owned().await;
-            self.sync_group_locked(&share, now).await?;
+            self.sync_group_locked(&share).await?;
         }
         self.mark_closed(key).await
     }
@@ -284,7 +284,7 @@ impl Node {
     /// Removes from a share group the members no active consent names any
     /// more; the caller holds the share's exclusive lock.
     /// Returns how many were removed.
-    pub(super) async fn sync_group_locked(&self, share: &ShareId, _now: i64) -> Result<usize> {
+    pub(super) async fn sync_group_locked(&self, share: &ShareId) -> Result<usize> {
         if !self.sharing.has_group(share)? {
             return Ok(0);
         }
@@ -318,7 +318,7 @@ impl Node {
             {
                 continue;
             }
-            match self.close_consent(&key, &record, now).await {
+            match self.close_consent(&key, &record).await {
                 Ok(()) => closed += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "closing an inactive consent failed; will retry")

@@ -1042,7 +1042,7 @@ impl Node {
             };
             let _changing = self.membership.get(&share.scope()).write_owned().await;
             changed += self.rekey_group_locked(&share).await?;
-            changed += self.sync_group_locked(&share, self.clock.now()).await?;
+            changed += self.sync_group_locked(&share).await?;
         }
         self.store.set_meta(MetaKey::PrunedFor, &done_for)?;
         self.flush().await?;

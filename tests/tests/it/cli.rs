@@ -563,6 +563,19 @@ async fn an_admin_admits_a_partner_from_the_command_line_and_the_newcomer_joins_
     ])
     .await
     .expect("joined");
+    let err = maillon(&[
+        "node",
+        "join",
+        "--dir",
+        &newcomer,
+        "--roster",
+        &genesis,
+        "--genesis-hash",
+        &hash,
+    ])
+    .await
+    .expect_err("a roster is never overwritten");
+    assert!(matches!(err, CliError::Exists { .. }));
     let node = maillon_node::daemon::start(Path::new(&newcomer))
         .await
         .expect("the newcomer fetches the chain and serves");

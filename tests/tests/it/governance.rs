@@ -800,3 +800,82 @@ async fn a_member_cannot_flood_a_node_with_proposals() {
         limit
     );
 }
+
+#[tokio::test]
+async fn bad_governance_input_is_refused_and_changes_nothing() {
+    use maillon_proto::v1 as pb;
+    let c = Cluster::start().await;
+    let admin = c.admin("cd12");
+    let change = Change::SetQuorum {
+        quorum: "3/5".parse().expect("q"),
+    };
+    let p = admin
+        .gov_propose(&change, "")
+        .await
+        .expect("proposed")
+        .proposal
+        .expect("proposal");
+    let candidate = SignedRoster::decode(&p.signed).expect("candidate");
+
+    // A change that is not JSON of a change.
+    let (code, why) = refusal(
+        admin
+            .api()
+            .gov_propose(admin.req(pb::GovProposeRequest {
+                change: r#"{"change":"dissolve"}"#.into(),
+                reason: String::new(),
+            }))
+            .await,
+    );
+    assert_eq!((code, why.as_str()), (Code::InvalidArgument, "invalid"));
+    // Signatures brought in for another candidate, or forged.
+    let ccas = c.admin("ccas-rodez");
+    let other = signed_by(
+        &c,
+        next_version(&c.genesis(), |r| r.quorum = "4/7".parse().expect("q")),
+        &["caf12"],
+    );
+    let (code, why) = refusal(ccas.gov_approve(&p.id, Some(&other)).await);
+    assert_eq!((code, why.as_str()), (Code::InvalidArgument, "invalid"));
+    let mut forged = candidate.clone();
+    let mut entry = forged.signatures[0].clone();
+    entry.signer = "caf12".parse().expect("id");
+    forged.signatures.push(entry);
+    let (code, why) = refusal(ccas.gov_approve(&p.id, Some(&forged)).await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::PermissionDenied, "forged_signature")
+    );
+    // A rejection needs a reason; proposals are named by number or 8+ hex digits.
+    let (code, why) = refusal(
+        ccas.api()
+            .gov_reject(ccas.req(pb::GovRejectRequest {
+                proposal: p.id.clone(),
+                reason: "  ".into(),
+            }))
+            .await,
+    );
+    assert_eq!((code, why.as_str()), (Code::InvalidArgument, "invalid"));
+    for (name, expected) in [
+        (&p.id[..7], (Code::InvalidArgument, "invalid")),
+        ("3", (Code::NotFound, "not_found")),
+    ] {
+        let (code, why) = refusal(
+            ccas.api()
+                .gov_show(ccas.req(pb::GovShowRequest {
+                    proposal: name.into(),
+                }))
+                .await,
+        );
+        assert_eq!((code, why.as_str()), expected, "{name}");
+    }
+    // Nothing changed: one signer, nothing rejected, still v1 everywhere.
+    let list = ccas.gov_list().await.expect("list");
+    assert_eq!(list.proposals[0].signers, ["cd12"]);
+    assert!(list.proposals[0].rejected_by.is_empty());
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    assert!(audit_events(&auditor, "roster_rejected").await.is_empty());
+    for m in FOUNDERS {
+        assert_eq!(c.admin(m).gov_status().await.expect("status").version, 1);
+    }
+}
