@@ -370,22 +370,53 @@ pub enum SectionCmd {
 /// `maillon consent …`
 #[derive(Subcommand, Debug)]
 pub enum ConsentCmd {
-    /// Record the person's consent to share sections with members.
+    /// Record the person's decision: share sections with members, mask
+    /// sections from everyone, or both. Say how it was given: --form REF
+    /// (a signed form), --oral (said at the desk, you are the witness), or
+    /// --informed with --legal-mission (the law allows sharing without consent).
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["form", "oral", "informed"])))]
     Grant {
         /// Dossier id.
         dossier: String,
-        /// Sections, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
+        /// Sections shared, comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "to")]
         sections: Vec<String>,
         /// Members to share with, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', requires = "sections")]
         to: Vec<String>,
-        /// Why the person agrees (shown in their access report).
+        /// Sections the person masks from every member, break-glass included.
+        #[arg(long, value_delimiter = ',')]
+        mask: Vec<String>,
+        /// Why (shown in the person's access report and receipt).
         #[arg(long)]
         purpose: String,
-        /// Last day the consent holds, YYYY-MM-DD.
+        /// First day it holds, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day it holds, YYYY-MM-DD.
         #[arg(long)]
         until: String,
+        /// The reference of the form the person signed.
+        #[arg(long)]
+        form: Option<String>,
+        /// The person said it at the desk; you witness it.
+        #[arg(long)]
+        oral: bool,
+        /// The person was informed of a sharing the law allows (with --legal-mission).
+        #[arg(long, requires = "legal_mission")]
+        informed: bool,
+        /// The sharing rests on a legal mission, not consent: the provision of
+        /// law (e.g. "CASF L.226-2-2").
+        #[arg(long)]
+        legal_mission: Option<String>,
+    },
+    /// Print a consent's receipt, as handed to the person (French text, or --json).
+    Show {
+        /// Consent id.
+        consent: String,
+        /// The receipt as JSON (maillon/consent-receipt/v1).
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke a consent.
     Revoke {

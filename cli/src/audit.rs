@@ -4,7 +4,7 @@
 use maillon_node::audit::note::Checkpoint;
 use maillon_node::audit::{AuditEntry, AuditEvent, verify_log};
 use maillon_node::roster::{Roster, RosterMember};
-use maillon_node::types::{DossierId, Section};
+use maillon_node::types::DossierId;
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
@@ -67,21 +67,7 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
     })
 }
 
-/// The French label of a section, as the person reads it.
-pub fn section_fr(s: Section) -> &'static str {
-    match s {
-        Section::Identity => "identité",
-        Section::Household => "composition du foyer",
-        Section::Housing => "logement",
-        Section::Resources => "ressources",
-        Section::Employment => "emploi et insertion",
-        Section::Health => "santé",
-        Section::Disability => "handicap",
-        Section::Autonomy => "autonomie",
-        Section::ChildProtection => "protection de l'enfance",
-        Section::SupportPlan => "plan d'accompagnement",
-    }
-}
+pub use maillon_node::consent::receipt::section_fr;
 
 fn when(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
@@ -138,22 +124,39 @@ pub fn access_report(
                 sections,
                 audience,
                 until,
+                basis,
+                masked,
                 ..
-            } if d == dossier => format!(
-                "{} : vous avez consenti à partager {} avec {}, jusqu'au {}.",
-                when(e.time),
-                sections
-                    .iter()
-                    .map(|s| section_fr(*s))
-                    .collect::<Vec<_>>()
-                    .join(" et "),
-                audience
-                    .iter()
-                    .map(|m| name_of(roster, m))
-                    .collect::<Vec<_>>()
-                    .join(" et "),
-                date_fr(*until)
-            ),
+            } if d == dossier => {
+                let list = |v: Vec<String>| v.join(" et ");
+                let sections_fr = |s: &[maillon_node::types::Section]| {
+                    list(s.iter().map(|s| section_fr(*s).to_owned()).collect())
+                };
+                let mut parts = Vec::new();
+                if !sections.is_empty() {
+                    let to = list(audience.iter().map(|m| name_of(roster, m)).collect());
+                    parts.push(match basis {
+                        maillon_node::types::LegalBasis::Consent => format!(
+                            "vous avez consenti à partager {} avec {to}, jusqu'au {}",
+                            sections_fr(sections),
+                            date_fr(*until)
+                        ),
+                        maillon_node::types::LegalBasis::LegalMission { provision } => format!(
+                            "{} partagé avec {to} au titre d'une mission prévue par la loi ({provision}), jusqu'au {}",
+                            sections_fr(sections),
+                            date_fr(*until)
+                        ),
+                    });
+                }
+                if !masked.is_empty() {
+                    parts.push(format!(
+                        "vous avez masqué {} à tous les partenaires, jusqu'au {}",
+                        sections_fr(masked),
+                        date_fr(*until)
+                    ));
+                }
+                format!("{} : {}.", when(e.time), parts.join(" ; "))
+            }
             AuditEvent::ConsentRevoked {
                 dossier: d,
                 consent,

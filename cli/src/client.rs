@@ -134,7 +134,8 @@ impl Conn {
         Ok(r.into_inner().json)
     }
 
-    /// Records a consent; returns its id.
+    /// Records a consent the person gave aloud at the desk (the caller is
+    /// the witness), from today; returns its id.
     pub async fn grant_consent(
         &self,
         dossier: &str,
@@ -151,6 +152,8 @@ impl Conn {
                 audience: to.iter().map(|s| s.to_string()).collect(),
                 purpose: purpose.into(),
                 until: until.into(),
+                collection: "oral".into(),
+                ..Default::default()
             }))
             .await?;
         Ok(r.into_inner().consent)

@@ -684,7 +684,11 @@ fn seed_audit_logs() -> Result<Vec<Vec<u8>>, String> {
             sections: vec![Section::Housing, Section::Resources],
             audience: vec![member_id(MEMBER)],
             purpose: "coordination du parcours".into(),
+            basis: crate::types::LegalBasis::Consent,
+            collection: crate::types::Collection::Oral,
+            valid_from: "2026-01-01".parse().map_err(text)?,
             until: "2026-12-31".parse().map_err(text)?,
+            masked: vec![Section::Health],
             by: "claire.martin".parse().map_err(text)?,
         },
         AuditEvent::ReadDenied {

@@ -241,14 +241,70 @@ pub struct RosterMember {
 pub struct Charter {
     /// Sections receivable per member kind.
     pub receivable: BTreeMap<MemberKind, BTreeSet<Section>>,
-    /// The roles that may break the glass (an access without consent, for
-    /// the emergencies the GIP's convention names), once that access exists;
-    /// none by default. Absent from the signed bytes when empty.
+    /// Who may break the glass (read without consent, for a grave and
+    /// imminent danger the GIP's convention names) and for how long; nobody
+    /// by default. Absent from the signed bytes when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassRule>,
+    /// Days a closed dossier's sections and identity records are kept at
+    /// every member before they are erased; kept until erased by hand when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    /// The kinds of member that may record consents for their own sections;
+    /// every kind when empty (absent from the signed bytes then).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub break_glass: BTreeSet<crate::types::Role>,
+    pub consent_recorders: BTreeSet<MemberKind>,
 }
 
+/// The charter's break-glass rule: which users of which kinds of member may
+/// read without consent, for how long. A break-glass read never reaches
+/// beyond what the reader's kind may receive, nor a section the person masked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRule {
+    /// The kinds of member whose users may break the glass.
+    pub kinds: BTreeSet<MemberKind>,
+    /// The roles those users hold.
+    pub roles: BTreeSet<crate::types::Role>,
+    /// How long the access lasts, in hours (1 to [`MAX_BREAK_GLASS_HOURS`]).
+    pub hours: u32,
+}
+
+/// Longest break-glass access a charter may grant (hours).
+pub const MAX_BREAK_GLASS_HOURS: u32 = 72;
+
+/// Longest retention a charter may set (days): ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3653;
+
 impl Charter {
+    /// Whether a user of a member of `kind` holding `role` may break the glass.
+    pub fn may_break_glass(&self, kind: MemberKind, role: crate::types::Role) -> bool {
+        self.break_glass
+            .as_ref()
+            .is_some_and(|r| r.kinds.contains(&kind) && r.roles.contains(&role))
+    }
+
+    /// Checks the charter's numbers and its break-glass rule.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(rule) = &self.break_glass {
+            if rule.kinds.is_empty() || rule.roles.is_empty() {
+                return Err("a break-glass rule names at least one kind and one role".into());
+            }
+            if !(1..=MAX_BREAK_GLASS_HOURS).contains(&rule.hours) {
+                return Err(format!(
+                    "a break-glass access lasts 1 to {MAX_BREAK_GLASS_HOURS} hours"
+                ));
+            }
+        }
+        if self
+            .retention_days
+            .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
+        {
+            return Err(format!("a retention lasts 1 to {MAX_RETENTION_DAYS} days"));
+        }
+        Ok(())
+    }
+
     /// Whether a member of `kind` may ever receive `section`.
     pub fn allows(&self, kind: MemberKind, section: Section) -> bool {
         self.receivable
@@ -316,7 +372,9 @@ impl Default for Charter {
                 .into_iter()
                 .map(|(k, s)| (k, s.iter().copied().collect()))
                 .collect(),
-            break_glass: BTreeSet::new(),
+            break_glass: None,
+            retention_days: None,
+            consent_recorders: BTreeSet::new(),
         }
     }
 }
@@ -409,6 +467,9 @@ impl Roster {
         if self.members.is_empty() {
             return invalid("no members".into());
         }
+        self.charter
+            .check()
+            .map_err(|e| RosterError::Invalid(format!("charter: {e}")))?;
         let mut ids = BTreeSet::new();
         let mut keys = BTreeSet::new();
         let mut pins = BTreeSet::new();
@@ -944,12 +1005,22 @@ pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
             ));
         }
     }
-    for role in new.charter.break_glass.difference(&old.charter.break_glass) {
-        out.push(format!("charter: the role {role} may now break the glass"));
-    }
-    for role in old.charter.break_glass.difference(&new.charter.break_glass) {
+    if new.charter.break_glass != old.charter.break_glass {
         out.push(format!(
-            "charter: the role {role} may no longer break the glass"
+            "charter: {}",
+            describe_break_glass(new.charter.break_glass.as_ref())
+        ));
+    }
+    if new.charter.retention_days != old.charter.retention_days {
+        out.push(format!(
+            "charter: {}",
+            describe_retention(new.charter.retention_days)
+        ));
+    }
+    if new.charter.consent_recorders != old.charter.consent_recorders {
+        out.push(format!(
+            "charter: {}",
+            describe_recorders(&new.charter.consent_recorders)
         ));
     }
     if out.is_empty() {
@@ -959,6 +1030,38 @@ pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
         out.push(format!("reason given: {}", esc(reason)));
     }
     out
+}
+
+/// The break-glass rule in plain words.
+pub fn describe_break_glass(rule: Option<&BreakGlassRule>) -> String {
+    let list = |v: Vec<&str>| v.join(", ");
+    match rule {
+        None => "nobody may break the glass".into(),
+        Some(r) => format!(
+            "the roles {} at {} may break the glass, for {} h",
+            list(r.roles.iter().map(|r| r.as_str()).collect()),
+            list(r.kinds.iter().map(|k| k.as_str()).collect()),
+            r.hours
+        ),
+    }
+}
+
+/// The retention of closed dossiers in plain words.
+pub fn describe_retention(days: Option<u32>) -> String {
+    match days {
+        None => "closed dossiers are kept until erased by hand".into(),
+        Some(d) => format!("closed dossiers are erased {d} days after closing"),
+    }
+}
+
+/// Who may record consents, in plain words.
+pub fn describe_recorders(kinds: &BTreeSet<MemberKind>) -> String {
+    if kinds.is_empty() {
+        "every kind of member may record consents for its sections".into()
+    } else {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        format!("only {} may record consents", kinds.join(", "))
+    }
 }
 
 /// What no version may do to its predecessor: drop a member (ids and keys
@@ -1710,17 +1813,51 @@ mod tests {
     fn the_charter_names_who_may_break_the_glass_and_changes_only_by_vote() {
         let (_, v1) = founded();
         assert!(
-            v1.roster().charter.break_glass.is_empty(),
+            v1.roster().charter.break_glass.is_none(),
             "nobody by default"
         );
         let mut charter = v1.roster().charter.clone();
-        charter.break_glass.insert(crate::types::Role::Caseworker);
+        charter.break_glass = Some(BreakGlassRule {
+            kinds: [MemberKind::Departement].into(),
+            roles: [crate::types::Role::Caseworker].into(),
+            hours: 24,
+        });
         let next = v1
-            .propose(&Change::SetCharter { charter }, None)
+            .propose(
+                &Change::SetCharter {
+                    charter: charter.clone(),
+                },
+                None,
+            )
             .expect("a charter change");
         assert_eq!(
             describe_changes(v1.roster(), &next),
-            ["charter: the role caseworker may now break the glass"]
+            ["charter: the roles caseworker at departement may break the glass, for 24 h"]
         );
+        assert!(
+            next.charter
+                .may_break_glass(MemberKind::Departement, crate::types::Role::Caseworker)
+        );
+        assert!(
+            !next
+                .charter
+                .may_break_glass(MemberKind::Ccas, crate::types::Role::Caseworker)
+        );
+        assert!(
+            !next
+                .charter
+                .may_break_glass(MemberKind::Departement, crate::types::Role::Auditor)
+        );
+        for hours in [0, MAX_BREAK_GLASS_HOURS + 1] {
+            let mut long = charter.clone();
+            if let Some(r) = long.break_glass.as_mut() {
+                r.hours = hours;
+            }
+            assert!(
+                v1.propose(&Change::SetCharter { charter: long }, None)
+                    .is_err(),
+                "{hours} h"
+            );
+        }
     }
 }

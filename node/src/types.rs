@@ -333,6 +333,10 @@ string_serde!(UserName);
 pub struct Date(time::Date);
 
 impl Date {
+    /// The first second of this day (UTC), as Unix seconds.
+    pub fn start_unix(self) -> i64 {
+        self.0.midnight().assume_utc().unix_timestamp()
+    }
     /// The first second after this day ends (UTC), as Unix seconds.
     pub fn end_unix(self) -> i64 {
         self.0.midnight().assume_utc().unix_timestamp() + 86_400
@@ -450,6 +454,108 @@ pub fn escape_controls(s: &str) -> String {
         }
     }
     out
+}
+
+/// The ground on which sections are shared (RGPD art. 6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LegalBasis {
+    /// The person's consent.
+    Consent,
+    /// A legal mission where the law allows sharing without consent; the
+    /// provision says which (e.g. "CASF L.226-2-2", secret partagé en
+    /// protection de l'enfance).
+    LegalMission {
+        /// The provision of law, as the caseworker cites it.
+        provision: String,
+    },
+}
+
+/// How the person gave the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Collection {
+    /// A form the person signed, kept by the owner under this reference.
+    SignedForm {
+        /// The form's reference in the owner's records.
+        reference: String,
+    },
+    /// Said aloud at the desk, witnessed by the recording caseworker.
+    Oral,
+    /// Under a legal mission the person is informed, not asked.
+    Informed,
+}
+
+impl LegalBasis {
+    /// Its wire and command-line name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::LegalMission { .. } => "legal_mission",
+        }
+    }
+
+    /// Parses a kind (`consent`, the default when empty, or
+    /// `legal_mission`) and its provision (empty for a consent).
+    pub fn from_parts(kind: &str, provision: &str) -> Result<Self, ParseError> {
+        match (kind, provision.trim()) {
+            ("" | "consent", "") => Ok(LegalBasis::Consent),
+            ("" | "consent", _) => Err(ParseError::new(
+                "legal basis",
+                "a provision of law goes with a legal mission only",
+            )),
+            ("legal_mission", "") => Err(ParseError::new(
+                "legal basis",
+                "a legal mission names its provision of law",
+            )),
+            ("legal_mission", p) => Ok(LegalBasis::LegalMission {
+                provision: p.to_owned(),
+            }),
+            _ => Err(ParseError::new(
+                "legal basis",
+                "expected one of: consent, legal_mission",
+            )),
+        }
+    }
+}
+
+impl Collection {
+    /// Parses a method (`signed_form`, `oral`, `informed`) and the signed
+    /// form's reference (empty for the others).
+    pub fn from_parts(method: &str, reference: &str) -> Result<Self, ParseError> {
+        match (method, reference.trim()) {
+            ("signed_form", "") => Err(ParseError::new(
+                "collection",
+                "a signed form is recorded with its reference",
+            )),
+            ("signed_form", r) => Ok(Collection::SignedForm {
+                reference: r.to_owned(),
+            }),
+            ("oral" | "informed", r) if !r.is_empty() => Err(ParseError::new(
+                "collection",
+                "a form reference goes with a signed form only",
+            )),
+            ("oral", _) => Ok(Collection::Oral),
+            ("informed", _) => Ok(Collection::Informed),
+            ("", _) => Err(ParseError::new(
+                "collection",
+                "say how the person gave it: signed_form, oral or informed",
+            )),
+            _ => Err(ParseError::new(
+                "collection",
+                "expected one of: signed_form, oral, informed",
+            )),
+        }
+    }
+
+    /// Its wire and command-line name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Collection::SignedForm { .. } => "signed_form",
+            Collection::Oral => "oral",
+            Collection::Informed => "informed",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,19 +15,37 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
             dossier,
             sections,
             to,
+            mask,
             purpose,
+            from,
             until,
+            form,
+            oral: _,
+            informed,
+            legal_mission,
         } => {
             let dossier: DossierId = arg("dossier", &dossier)?;
-            let sections = sections
-                .iter()
-                .map(|s| arg::<Section>("sections", s).map(|s| s.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let names = |what, list: &[String]| {
+                list.iter()
+                    .map(|s| arg::<Section>(what, s).map(|s| s.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let sections = names("sections", &sections)?;
+            let masked = names("mask", &mask)?;
             let to = to
                 .iter()
                 .map(|m| arg::<MemberId>("to", m).map(|m| m.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
             let until: Date = arg("until", &until)?;
+            let valid_from = match from {
+                Some(d) => arg::<Date>("from", &d)?.to_string(),
+                None => String::new(),
+            };
+            let collection = match (&form, informed) {
+                (Some(_), _) => "signed_form",
+                (None, true) => "informed",
+                (None, false) => "oral",
+            };
             let r = conn
                 .api()
                 .grant_consent(conn.req(pb::GrantConsentRequest {
@@ -36,10 +54,36 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
                     audience: to,
                     purpose,
                     until: until.to_string(),
+                    basis: if legal_mission.is_some() {
+                        "legal_mission".into()
+                    } else {
+                        "consent".into()
+                    },
+                    provision: legal_mission.unwrap_or_default(),
+                    collection: collection.into(),
+                    form_reference: form.unwrap_or_default(),
+                    valid_from,
+                    masked,
                 }))
                 .await?
                 .into_inner();
             say(&r.consent);
+        }
+        ConsentCmd::Show { consent, json } => {
+            let consent: ConsentId = arg("consent", &consent)?;
+            let r = conn
+                .api()
+                .show_consent(conn.req(pb::ShowConsentRequest {
+                    consent: consent.to_string(),
+                }))
+                .await?
+                .into_inner();
+            // The receipt carries the purpose and names typed by people.
+            say(if json {
+                &r.receipt_json
+            } else {
+                &r.receipt_text
+            });
         }
         ConsentCmd::Revoke { consent } => {
             let consent: ConsentId = arg("consent", &consent)?;
@@ -56,20 +100,20 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
                 .await?
                 .into_inner();
             for c in r.consents {
-                let state = if c.revoked_at.is_some() {
-                    "revoked"
+                let shares = if c.sections.is_empty() {
+                    String::new()
                 } else {
-                    "recorded"
+                    format!("{} to {}  ", c.sections.join(","), c.audience.join(","))
+                };
+                let masks = if c.masked.is_empty() {
+                    String::new()
+                } else {
+                    format!("masks {}  ", c.masked.join(","))
                 };
                 // The purpose is free text, written by whoever recorded the consent.
                 say(&format!(
-                    "{}  {}  to {}  until {}  [{}]  {}",
-                    c.id,
-                    c.sections.join(","),
-                    c.audience.join(","),
-                    c.until,
-                    state,
-                    c.purpose
+                    "{}  {shares}{masks}{} to {}  [{}, {}]  {}",
+                    c.id, c.valid_from, c.until, c.status, c.basis, c.purpose
                 ));
             }
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use maillon_node::config::Config;
 use maillon_node::crypto::NodeKey;
 use maillon_node::roster::{
-    Charter, MemberCard, Roster, RosterError, SignedRoster, VerifiedRoster,
+    self, Charter, MemberCard, Roster, RosterError, SignedRoster, VerifiedRoster,
 };
 use maillon_node::types::{MemberId, MemberKind};
 
@@ -529,15 +529,13 @@ fn describe(signed: &SignedRoster, signer: &MemberId) -> String {
             .unwrap_or_else(|| "nothing".into());
         out += &format!("  {:<12} {sections}\n", kind.as_str());
     }
-    let break_glass: Vec<&str> = r.charter.break_glass.iter().map(|r| r.as_str()).collect();
-    out += &format!(
-        "roles that may break the glass: {}\n",
-        if break_glass.is_empty() {
-            "none".to_owned()
-        } else {
-            break_glass.join(", ")
-        }
-    );
+    for line in [
+        roster::describe_break_glass(r.charter.break_glass.as_ref()),
+        roster::describe_retention(r.charter.retention_days),
+        roster::describe_recorders(&r.charter.consent_recorders),
+    ] {
+        out += &format!("{line}\n");
+    }
     let signers: Vec<&str> = signed
         .signatures
         .iter()

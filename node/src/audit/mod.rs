@@ -189,9 +189,27 @@ pub enum AuditEvent {
         audience: Vec<MemberId>,
         /// Why, in the person's words.
         purpose: String,
+        /// The legal ground.
+        basis: crate::types::LegalBasis,
+        /// How the person gave it.
+        collection: crate::types::Collection,
+        /// First day it holds.
+        valid_from: crate::types::Date,
         /// Last day it holds.
         until: crate::types::Date,
+        /// Sections masked from every member.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        masked: Vec<Section>,
         /// The caseworker who recorded it.
+        by: UserName,
+    },
+    /// A caseworker or auditor printed a consent's receipt.
+    ConsentShown {
+        /// The consent concerned.
+        consent: ConsentId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The user at this node who did it.
         by: UserName,
     },
     /// A caseworker read this node's own copy of a section.

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use super::{Caller, Node, Result, ServiceError, require};
 use crate::audit::AuditEvent;
-use crate::consent::{self, Consent, ConsentRecord, ConsentStatus, GrantError};
+use crate::consent::receipt::ConsentReceipt;
+use crate::consent::{
+    self, Collection, Consent, ConsentRecord, ConsentStatus, GrantError, LegalBasis,
+};
 use crate::sharing::{ShareId, Sharing};
 use crate::storage::Tree;
 use crate::types::{ConsentId, Date, DossierId, MemberId, Role, Section, UserName};
@@ -22,8 +25,16 @@ pub struct GrantRequest {
     pub audience: BTreeSet<MemberId>,
     /// Why, in the person's words.
     pub purpose: String,
+    /// The legal ground.
+    pub basis: LegalBasis,
+    /// How the person gave it.
+    pub collection: Collection,
+    /// The first day it holds (today when none).
+    pub valid_from: Option<Date>,
     /// The last day the consent holds.
     pub until: Date,
+    /// Sections the person masks from every member, break-glass included.
+    pub masked: BTreeSet<Section>,
 }
 
 /// The store key of a consent.
@@ -50,7 +61,11 @@ impl Node {
             sections: req.sections,
             audience: req.audience,
             purpose: req.purpose.trim().to_owned(),
+            basis: req.basis,
+            collection: req.collection,
+            valid_from: req.valid_from.unwrap_or(Date::from_unix(now)),
             until: req.until,
+            masked: req.masked,
             granted_by: caller.name.clone(),
             granted_at: now,
         };
@@ -58,12 +73,18 @@ impl Node {
 
         // KeyPackages are fetched before any lock is taken: a slow member must
         // not hold up the share's readers.
+        // A consent that holds from a later day adds nobody now: upkeep
+        // brings its audience in on that day.
+        let pending = consent.valid_from.start_unix() > now;
         let mut missing = Vec::new();
         for section in &consent.sections {
             let share = self.own_share(&consent.dossier, *section);
             let sharing = self.sharing.clone();
             let ensure = share.clone();
             super::blocking(move || sharing.ensure_group(&ensure)).await?;
+            if pending {
+                continue;
+            }
             let present: BTreeSet<MemberId> = self.sharing.members(&share)?.into_iter().collect();
             for m in consent.audience.iter().filter(|m| !present.contains(*m)) {
                 missing.push((share.clone(), self.roster_member(m)?));
@@ -77,8 +98,8 @@ impl Node {
 
         // Sections are sorted, so concurrent changes take these locks in one order.
         let mut changing = Vec::new();
-        for section in &consent.sections {
-            let share = self.own_share(&consent.dossier, *section);
+        for section in consent.touched() {
+            let share = self.own_share(&consent.dossier, section);
             changing.push(self.membership.get(&share.scope()).write_owned().await);
         }
         // Fetching KeyPackages took time: the grant is dated when it is
@@ -126,19 +147,53 @@ impl Node {
             let share = self.own_share(&consent.dossier, *section);
             self.mark_missing_members(&share, &consent.audience).await;
         }
+        // A masked section's group loses every member now, under its lock.
+        for section in &consent.masked {
+            let share = self.own_share(&consent.dossier, *section);
+            if let Err(e) = self.sync_group_locked(&share).await {
+                tracing::warn!(error = %e, "group not updated after a masking; upkeep will retry");
+            }
+        }
         drop(changing);
         Ok(consent.id)
     }
 
-    /// Checks a consent against the roster in force (`consent::check_grant`).
+    /// Checks a consent against the roster in force and the dossier's other
+    /// records (`consent::check_grant`).
     fn check_grant(&self, consent: &Consent, now: i64) -> Result<()> {
-        consent::check_grant(&self.roster.get(), consent, now).map_err(|e| match e {
+        let existing = self.consents_of(&consent.dossier)?;
+        consent::check_grant(&self.roster.get(), consent, &existing, now).map_err(|e| match e {
             GrantError::Invalid(m) => ServiceError::Invalid(m),
             GrantError::Charter { member, section } => ServiceError::Charter { member, section },
             GrantError::NotAMember(m) => {
                 ServiceError::Denied(crate::consent::DenyReason::NotAMember(m))
             }
+            e @ (GrantError::Recorder(_) | GrantError::Masked { .. }) => {
+                ServiceError::NotEntitled(e.to_string())
+            }
         })
+    }
+
+    /// `consent show`: the receipt of a consent recorded here, as handed to
+    /// the person (the access is logged first).
+    pub async fn show_consent(&self, caller: &Caller, id: &ConsentId) -> Result<ConsentReceipt> {
+        require(caller, &[Role::Caseworker, Role::Auditor])?;
+        let (_, record) = self
+            .consent_record(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("consent {id}")))?;
+        self.audit(AuditEvent::ConsentShown {
+            consent: id.clone(),
+            dossier: record.consent.dossier.clone(),
+            by: caller.name.clone(),
+        })
+        .await?;
+        let roster = self.roster.get();
+        Ok(ConsentReceipt::new(
+            &record,
+            roster.roster(),
+            &self.key.public(),
+            self.clock.now(),
+        ))
     }
 
     /// Fetches and checks a member's KeyPackage.
@@ -224,8 +279,8 @@ impl Node {
             .ok_or_else(|| ServiceError::NotFound(format!("consent {id}")))?;
         let dossier = record.consent.dossier.clone();
         let mut changing = Vec::new();
-        for section in &record.consent.sections {
-            let share = self.own_share(&dossier, *section);
+        for section in record.consent.touched() {
+            let share = self.own_share(&dossier, section);
             changing.push(self.membership.get(&share.scope()).write_owned().await);
         }
         // Checked under the locks: two revocations of one consent race here.
@@ -255,6 +310,13 @@ impl Node {
             if let Err(e) = self.sync_group_locked(&share).await {
                 tracing::warn!(error = %e, "group not updated after a revocation; upkeep will retry");
                 closed = false;
+            }
+        }
+        // A mask lifted: the sections' audiences come back through upkeep.
+        for section in &record.consent.masked {
+            let share = self.own_share(&dossier, *section);
+            for member in self.entitled_members(&dossier, *section)? {
+                self.mark_for_resync(&share, &member).await;
             }
         }
         drop(changing);
@@ -338,7 +400,11 @@ pub(super) fn grant_event(record: &ConsentRecord) -> AuditEvent {
         sections: c.sections.iter().copied().collect(),
         audience: c.audience.iter().cloned().collect(),
         purpose: c.purpose.clone(),
+        basis: c.basis.clone(),
+        collection: c.collection.clone(),
+        valid_from: c.valid_from,
         until: c.until,
+        masked: c.masked.iter().copied().collect(),
         by: c.granted_by.clone(),
     }
 }

@@ -193,6 +193,11 @@ impl Node {
         crate::crypto::PinLookup::member_for(&*self.roster, pin)
     }
 
+    /// The node's clock, now (Unix seconds).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// This node's member id.
     pub fn member(&self) -> &MemberId {
         &self.me

@@ -49,7 +49,11 @@ impl Node {
                         sections,
                         audience,
                         purpose,
+                        basis,
+                        collection,
+                        valid_from,
                         until,
+                        masked,
                         by,
                     } => {
                         if self.consent_record(&consent)?.is_some() {
@@ -63,7 +67,11 @@ impl Node {
                                 sections: sections.into_iter().collect(),
                                 audience: audience.into_iter().collect(),
                                 purpose,
+                                basis,
+                                collection,
+                                valid_from,
                                 until,
+                                masked: masked.into_iter().collect(),
                                 granted_by: by,
                                 granted_at: entry.time,
                             },

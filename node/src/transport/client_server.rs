@@ -10,7 +10,7 @@ use pb::client_server::Client;
 use tonic::{Request, Response, Status};
 
 use super::status::{invalid, status};
-use crate::consent::ConsentRecord;
+use crate::consent::{Collection, ConsentRecord, ConsentStatus, LegalBasis};
 use crate::roster::{Change, SignedRoster};
 use crate::service::{
     Caller, GrantRequest, Node, OfferOutcome, ProposalView, SectionView, ServiceError,
@@ -65,8 +65,24 @@ impl ClientApi {
     }
 }
 
-fn consent_to_pb(c: ConsentRecord) -> pb::Consent {
+fn consent_to_pb(c: ConsentRecord, now: i64) -> pb::Consent {
+    let status = match c.status(now) {
+        ConsentStatus::Active => "active",
+        ConsentStatus::Pending => "pending",
+        ConsentStatus::Expired => "expired",
+        ConsentStatus::Revoked => "withdrawn",
+    };
+    let provision = match &c.consent.basis {
+        LegalBasis::LegalMission { provision } => provision.clone(),
+        LegalBasis::Consent => String::new(),
+    };
     pb::Consent {
+        basis: c.consent.basis.as_str().into(),
+        provision,
+        collection: c.consent.collection.as_str().into(),
+        valid_from: c.consent.valid_from.to_string(),
+        masked: c.consent.masked.iter().map(|s| s.to_string()).collect(),
+        status: status.into(),
         id: c.consent.id.to_string(),
         dossier: c.consent.dossier.to_string(),
         owner: c.consent.owner.to_string(),
@@ -339,7 +355,15 @@ impl Client for ClientApi {
             sections: parse_set(&r.sections)?,
             audience: parse_set(&r.audience)?,
             purpose: r.purpose,
+            basis: LegalBasis::from_parts(&r.basis, &r.provision).map_err(invalid)?,
+            collection: Collection::from_parts(&r.collection, &r.form_reference)
+                .map_err(invalid)?,
+            valid_from: match r.valid_from.as_str() {
+                "" => None,
+                d => Some(d.parse().map_err(invalid)?),
+            },
             until: r.until.parse().map_err(invalid)?,
+            masked: parse_set(&r.masked)?,
         };
         let id = self
             .node
@@ -348,6 +372,20 @@ impl Client for ClientApi {
             .map_err(status)?;
         Ok(Response::new(pb::GrantConsentReply {
             consent: id.to_string(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn show_consent(
+        &self,
+        req: Request<pb::ShowConsentRequest>,
+    ) -> Result<Response<pb::ShowConsentReply>, Status> {
+        let caller = self.caller(&req)?;
+        let id = req.into_inner().consent.parse().map_err(invalid)?;
+        let receipt = self.node.show_consent(&caller, &id).await.map_err(status)?;
+        Ok(Response::new(pb::ShowConsentReply {
+            receipt_json: receipt.to_json(),
+            receipt_text: receipt.to_french(),
         }))
     }
 
@@ -377,8 +415,12 @@ impl Client for ClientApi {
             .list_consents(&caller, &dossier)
             .await
             .map_err(status)?;
+        let now = self.node.now();
         Ok(Response::new(pb::ListConsentsReply {
-            consents: consents.into_iter().map(consent_to_pb).collect(),
+            consents: consents
+                .into_iter()
+                .map(|c| consent_to_pb(c, now))
+                .collect(),
         }))
     }
 

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod consent;
 mod crash;
 mod dossier;
 mod governance;

@@ -18,6 +18,7 @@ enum Rpc {
     GetSection,
     GrantConsent,
     RevokeConsent,
+    ShowConsent,
     ListConsents,
     ReadShare,
     AuditTail,
@@ -86,12 +87,20 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
                 audience: vec!["caf12".into()],
                 purpose: "coordination du parcours".into(),
                 until: "2099-12-31".into(),
+                collection: "oral".into(),
+                ..Default::default()
             }))
             .await
             .map(drop),
         Rpc::RevokeConsent => {
             let consent = w.consents.lock().expect("lock").pop().expect("a consent");
             api.revoke_consent(conn.req(pb::RevokeConsentRequest { consent }))
+                .await
+                .map(drop)
+        }
+        Rpc::ShowConsent => {
+            let consent = w.consents.lock().expect("lock")[0].clone();
+            api.show_consent(conn.req(pb::ShowConsentRequest { consent }))
                 .await
                 .map(drop)
         }
@@ -138,6 +147,7 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::PutSection, [No, Yes, No, Who]),
         (Rpc::GetSection, [No, Yes, No, Who]),
         (Rpc::GrantConsent, [No, Yes, No, Who]),
+        (Rpc::ShowConsent, [No, Yes, Yes, Who]),
         (Rpc::RevokeConsent, [No, Yes, No, Who]),
         (Rpc::ListConsents, [No, Yes, Yes, Who]),
         (Rpc::ReadShare, [No, Yes, No, Who]),
@@ -151,7 +161,8 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         .await
         .expect("put");
     let mut consents = Vec::new();
-    for _ in 0..4 {
+    // One shown, four popped by RevokeConsent's callers.
+    for _ in 0..5 {
         consents.push(
             ccas.grant(&dossier, &["housing"], &["caf12"], &next_year(&c.clock))
                 .await
