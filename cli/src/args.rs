@@ -433,18 +433,27 @@ pub enum ConsentCmd {
 /// `maillon share …`
 #[derive(Subcommand, Debug)]
 pub enum ShareCmd {
-    /// Read a section another member shares.
+    /// Read sections another member shares, in one request.
     Read {
         /// Dossier id.
         dossier: String,
-        /// The section (housing, resources, …).
-        section: String,
-        /// The member that owns the section.
+        /// The sections (housing, resources, …), comma-separated.
+        #[arg(value_delimiter = ',', required = true)]
+        sections: Vec<String>,
+        /// The member that owns them.
         #[arg(long)]
         from: String,
         /// Why you read it (logged by the owner and shown to the person).
         #[arg(long, default_value = "coordination du parcours")]
         purpose: String,
+        /// Break the glass: read without consent, for a grave and imminent
+        /// danger the charter names. Say why in a real sentence (at least 40
+        /// characters); the access is flagged, notified and reviewed.
+        #[arg(long, value_name = "JUSTIFICATION")]
+        break_glass: Option<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -459,4 +468,22 @@ pub enum AuditCmd {
     },
     /// Print a checkpoint of this node's log, signed by the node key.
     Checkpoint,
+    /// List every break-glass access granted here, or told of here as the
+    /// référent's member, for review.
+    BreakGlass {
+        /// Only those not reviewed yet.
+        #[arg(long)]
+        pending: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a break-glass access reviewed, with your comment.
+    Review {
+        /// The access (BGL-…).
+        id: String,
+        /// Your comment, a real sentence (at least 20 characters).
+        #[arg(long)]
+        comment: String,
+    },
 }

@@ -190,15 +190,56 @@ pub fn access_report(
                 user,
                 section,
                 purpose,
+                break_glass,
                 ..
             } if d == dossier => format!(
-                "{} : {} (agent « {} ») a consulté la section « {} ». Motif : {}.",
+                "{} : {}{} (agent « {} ») a consulté la section « {} ». Motif : {}.",
                 when(e.time),
+                if break_glass.is_some() {
+                    "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
+                } else {
+                    ""
+                },
                 name_of(roster, reader),
                 user,
                 section_fr(*section),
                 purpose
             ),
+            AuditEvent::BreakGlassGranted {
+                dossier: d,
+                grant,
+                reader,
+                user,
+                sections,
+                justification,
+                until,
+                ..
+            } if d == dossier => format!(
+                "{} : ACCÈS EN URGENCE (bris de glace {grant}) ouvert à {} (agent « {} ») pour {}, sans votre consentement, jusqu'au {}. Justification déclarée : {}. Cet accès est contrôlé par un auditeur.",
+                when(e.time),
+                name_of(roster, reader),
+                user,
+                sections
+                    .iter()
+                    .map(|s| section_fr(*s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                when(*until),
+                justification
+            ),
+            AuditEvent::BreakGlassEnded { dossier: d, grant } if d == dossier => format!(
+                "{} : l'accès en urgence {grant} a pris fin.",
+                when(e.time)
+            ),
+            AuditEvent::BreakGlassReviewed { grant, .. }
+                if log.entries.iter().any(|g| matches!(&g.event,
+                    AuditEvent::BreakGlassGranted { grant: id, dossier: d, .. } if id == grant && d == dossier)) =>
+            {
+                format!(
+                    "{} : un auditeur a contrôlé l'accès en urgence {grant}.",
+                    when(e.time)
+                )
+            }
             AuditEvent::ReadDenied {
                 dossier: d,
                 reader,

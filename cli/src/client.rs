@@ -184,9 +184,34 @@ impl Conn {
                 section: section.into(),
                 owner: owner.into(),
                 purpose: purpose.into(),
+                ..Default::default()
             }))
             .await?;
         Ok(r.into_inner())
+    }
+
+    /// Reads several sections another member owns in one request; with a
+    /// justification, a break-glass read.
+    pub async fn read_shares(
+        &self,
+        dossier: &str,
+        sections: &[&str],
+        owner: &str,
+        purpose: &str,
+        break_glass: Option<&str>,
+    ) -> Result<Vec<pb::ViewedSection>, Status> {
+        let r = self
+            .api()
+            .read_shares(self.req(pb::ReadShareRequest {
+                dossier: dossier.into(),
+                sections: sections.iter().map(|s| s.to_string()).collect(),
+                owner: owner.into(),
+                purpose: purpose.into(),
+                break_glass: break_glass.unwrap_or_default().into(),
+                ..Default::default()
+            }))
+            .await?;
+        Ok(r.into_inner().sections)
     }
 }
 

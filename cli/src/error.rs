@@ -124,6 +124,10 @@ pub enum CliError {
     /// The operator did not confirm `gov sign` (exit 3).
     #[error("not signed")]
     NotSigned,
+    /// The owner refused or could not give every section asked (exit 3);
+    /// each section's reason was printed.
+    #[error("no section could be read")]
+    NothingRead,
 
     // ----- the demo and the benchmark, which run node parts in-process (exit 1) -----
     /// The store failed.

@@ -41,7 +41,7 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::NotFound(s)
         | CliError::Unreachable(s)
         | CliError::Status(s) => status_code(s.code()),
-        CliError::NotSigned => REFUSED,
+        CliError::NotSigned | CliError::NothingRead => REFUSED,
         CliError::Io { .. }
         | CliError::LogNotVerified { .. }
         | CliError::Store(_)

@@ -29,12 +29,14 @@ use crate::audit::note::Checkpoint;
 use crate::audit::{AuditEntry, AuditEvent, AuditLog};
 use crate::config::{Config, InitOptions, Profile};
 use crate::crypto::{Context, NodeKey, PublicKey, Signature, SpkiHash, sha256, write_secret_file};
-use crate::protocol::{ReadRequest, Receipt, SignedBytes};
+use crate::protocol::{Basis, ReadRequest, Receipt, ReceiptItem, SignedBytes};
 use crate::roster::{Charter, MemberCard, Roster, RosterMember, SignedRoster};
 use crate::service::REQUEST_WINDOW;
 use crate::sharing::{ShareId, Sharing};
 use crate::storage::{MlsSnapshot, Store};
-use crate::types::{ConsentId, DossierId, MemberId, MemberKind, MemberStatus, Role, Section};
+use crate::types::{
+    ConsentId, DossierId, GrantId, MemberId, MemberKind, MemberStatus, Role, Section,
+};
 
 /// The owner of the fixture's shares, which signs receipts and checkpoints.
 const OWNER: &str = "ccas-rodez";
@@ -62,27 +64,44 @@ pub fn read_request(data: &[u8]) {
         return;
     }
     let request = hex::encode(sha256(data));
-    round_trips(AuditEvent::ReadDenied {
-        request: request.clone(),
-        reader: req.reader.clone(),
-        user: req.user.clone(),
-        dossier: req.dossier.clone(),
-        section: req.section,
-        reason: "replayed request".into(),
-    });
+    for section in &req.sections {
+        round_trips(AuditEvent::ReadDenied {
+            request: request.clone(),
+            reader: req.reader.clone(),
+            user: req.user.clone(),
+            dossier: req.dossier.clone(),
+            section: *section,
+            reason: "replayed request".into(),
+        });
+    }
     if NOW.abs_diff(req.time) > REQUEST_WINDOW.unsigned_abs() {
         return;
     }
-    round_trips(AuditEvent::ReadGranted {
-        request,
-        reader: req.reader,
-        user: req.user,
-        role: req.role,
-        dossier: req.dossier,
-        section: req.section,
-        consent: ConsentId::random(),
-        purpose: req.purpose,
-    });
+    if let Some(why) = &req.break_glass {
+        round_trips(AuditEvent::BreakGlassGranted {
+            grant: GrantId::random(),
+            dossier: req.dossier.clone(),
+            reader: req.reader.clone(),
+            user: req.user.clone(),
+            role: req.role,
+            sections: req.sections.clone(),
+            justification: why.clone(),
+            until: NOW + 86_400,
+        });
+    }
+    for section in &req.sections {
+        round_trips(AuditEvent::ReadGranted {
+            request: request.clone(),
+            reader: req.reader.clone(),
+            user: req.user.clone(),
+            role: req.role,
+            dossier: req.dossier.clone(),
+            section: *section,
+            consent: req.break_glass.is_none().then(ConsentId::random),
+            break_glass: req.break_glass.is_some().then(GrantId::random),
+            purpose: req.purpose.clone(),
+        });
+    }
 }
 
 /// Panics unless an event built from a peer's fields reads back from the log
@@ -109,7 +128,14 @@ pub fn receipt(data: &[u8]) {
         bytes: data.to_vec(),
         signature: fx.owner.sign(Context::Receipt, data),
     };
-    let _ = Receipt::verify(&signed, &owner.card.id, &owner.card.signing_key, &request);
+    let asked = [Section::Housing, Section::Resources];
+    let _ = Receipt::verify(
+        &signed,
+        &owner.card.id,
+        &owner.card.signing_key,
+        &request,
+        &asked,
+    );
     if let Some((signature, bytes)) = data.split_at_checked(64)
         && let Ok(signature) = Signature::from_bytes(signature)
     {
@@ -117,7 +143,13 @@ pub fn receipt(data: &[u8]) {
             bytes: bytes.to_vec(),
             signature,
         };
-        let _ = Receipt::verify(&forged, &owner.card.id, &owner.card.signing_key, &request);
+        let _ = Receipt::verify(
+            &forged,
+            &owner.card.id,
+            &owner.card.signing_key,
+            &request,
+            &asked,
+        );
     }
 }
 
@@ -530,24 +562,32 @@ impl Seeds {
 }
 
 fn seed_read_requests() -> Result<Vec<Vec<u8>>, String> {
+    let glass = "Enfant de quatre ans seul au domicile, mère hospitalisée en urgence ce soir";
     let cases = [
-        (Role::Caseworker, NOW, "instruction FSL"),
-        (Role::Caseworker, NOW - 300, "relogement"),
-        (Role::Auditor, NOW + 60, "contrôle annuel"),
+        (Role::Caseworker, NOW, "instruction FSL", None),
+        (Role::Caseworker, NOW - 300, "relogement", None),
+        (Role::Auditor, NOW + 60, "contrôle annuel", None),
+        (
+            Role::Caseworker,
+            NOW,
+            "protection de l'enfance",
+            Some(glass),
+        ),
     ];
     cases
         .into_iter()
-        .map(|(role, time, purpose)| {
+        .map(|(role, time, purpose, break_glass)| {
             let request = ReadRequest {
                 reader: member_id(MEMBER),
                 user: "claire.martin".parse().map_err(text)?,
                 role,
                 owner: member_id(OWNER),
                 dossier: DossierId::random(),
-                section: Section::Housing,
+                sections: vec![Section::Housing, Section::Resources],
                 purpose: purpose.into(),
                 nonce: hex::encode(rand::random::<[u8; 16]>()),
                 time,
+                break_glass: break_glass.map(str::to_owned),
             };
             serde_json::to_vec(&request).map_err(text)
         })
@@ -559,8 +599,25 @@ fn seed_receipts() -> Result<Vec<Vec<u8>>, String> {
     let receipt = Receipt {
         owner: member_id(OWNER),
         request: receipt_request(),
-        leaf: 41,
         time: NOW,
+        items: vec![
+            ReceiptItem {
+                section: Section::Housing,
+                leaf: 41,
+                basis: Some(Basis::Consent(ConsentId::random())),
+                written_at: Some(NOW - 3600),
+                refused: None,
+                message: None,
+            },
+            ReceiptItem {
+                section: Section::Resources,
+                leaf: 42,
+                basis: None,
+                written_at: None,
+                refused: Some("no_consent".into()),
+                message: Some("no consent covers this reader for this dossier".into()),
+            },
+        ],
     };
     let bytes = serde_json::to_vec(&receipt).map_err(text)?;
     let signature = owner.sign(Context::Receipt, &bytes).to_bytes();

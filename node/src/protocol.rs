@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Context, NodeKey, PublicKey, Signature, sha256};
-use crate::types::{DossierId, MemberId, Role, Section, UserName};
+use crate::types::{ConsentId, DossierId, GrantId, MemberId, Role, Section, UserName};
 
 /// Largest signed read request accepted from a peer (bytes).
 pub const MAX_REQUEST: usize = 16 * 1024;
@@ -35,6 +35,10 @@ pub enum ProtocolError {
     /// A receipt signed correctly, but for another request or by another owner.
     #[error("the receipt is for another request")]
     OtherRequest,
+    /// A receipt for this request that does not account for exactly the
+    /// sections asked, or an answer whose sealed sections do not match it.
+    #[error("the receipt does not account for the sections asked")]
+    OtherSections,
 }
 
 /// Bytes and the signature over them.
@@ -74,12 +78,12 @@ impl SignedBytes {
     }
 }
 
-/// What an owner answers to a granted read.
+/// What an owner answers to a read of which at least one section was granted.
 #[derive(Clone, Debug)]
 pub struct ReadAnswer {
-    /// The section sealed as an MLS application message in the share's group.
-    pub sealed: Vec<u8>,
-    /// The owner's signed receipt.
+    /// Each granted section, sealed as an MLS application message in its share's group.
+    pub sealed: Vec<(Section, Vec<u8>)>,
+    /// The owner's signed receipt, accounting for every section asked.
     pub receipt: SignedBytes,
 }
 
@@ -97,14 +101,18 @@ pub struct ReadRequest {
     pub owner: MemberId,
     /// The dossier read.
     pub dossier: DossierId,
-    /// The section read.
-    pub section: Section,
+    /// The sections read, in order, each once.
+    pub sections: Vec<Section>,
     /// Why the user reads it, as shown to the person.
     pub purpose: String,
     /// 128 random bits, hex: the owner refuses a nonce seen twice.
     pub nonce: String,
     /// When the reader sent it (Unix seconds); the owner refuses it outside its window.
     pub time: i64,
+    /// For a read without consent in a grave and imminent danger: why, in a
+    /// real sentence ([`crate::types::check_justification`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 impl ReadRequest {
@@ -131,12 +139,71 @@ impl ReadRequest {
                 reason: "nonce must be 32 hex digits".into(),
             });
         }
-        crate::types::check_purpose(&request.purpose).map_err(|e| ProtocolError::Malformed {
+        let malformed = |reason: String| ProtocolError::Malformed {
             what: "read request",
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        crate::types::check_purpose(&request.purpose).map_err(|e| malformed(e.to_string()))?;
+        if request.sections.is_empty() || !request.sections.windows(2).all(|w| w[0] < w[1]) {
+            return Err(malformed(
+                "sections must be at least one, in order, each once".into(),
+            ));
+        }
+        if let Some(why) = &request.break_glass {
+            crate::types::check_justification(why).map_err(|e| malformed(e.to_string()))?;
+        }
         Ok(request)
     }
+}
+
+/// On what an owner granted a section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Basis {
+    /// A consent of the person.
+    Consent(ConsentId),
+    /// A break-glass access, without consent.
+    BreakGlass(GrantId),
+}
+
+impl Basis {
+    /// `consent` or `break_glass`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Basis::Consent(_) => "consent",
+            Basis::BreakGlass(_) => "break_glass",
+        }
+    }
+
+    /// The consent or grant id.
+    pub fn id(&self) -> &str {
+        match self {
+            Basis::Consent(id) => id.as_str(),
+            Basis::BreakGlass(id) => id.as_str(),
+        }
+    }
+}
+
+/// What the owner did with one section of a read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptItem {
+    /// The section.
+    pub section: Section,
+    /// The owner's audit leaf of its decision (granted or refused).
+    pub leaf: u64,
+    /// For a granted section: on what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
+    /// For a granted section: when the owner last wrote it (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<i64>,
+    /// For a refused section: the machine-readable reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// For a refused section: why, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The owner's signed statement that it logged and answered a read.
@@ -147,20 +214,23 @@ pub struct Receipt {
     pub owner: MemberId,
     /// Hex SHA-256 of the signed request bytes.
     pub request: String,
-    /// The owner's audit leaf index of the access.
-    pub leaf: u64,
     /// When the owner answered (Unix seconds).
     pub time: i64,
+    /// One item per section asked, in the request's order.
+    pub items: Vec<ReceiptItem>,
 }
 
 impl Receipt {
     /// Checks an owner's signed receipt: signed by `owner_key` (context
-    /// `maillon/v1/receipt`), naming `owner` and the request we sent.
+    /// `maillon/v1/receipt`), naming `owner` and the request we sent, with
+    /// one item per section of `sections`, in order, each granted item
+    /// with its basis and each refused one with its reason.
     pub fn verify(
         signed: &SignedBytes,
         owner: &MemberId,
         owner_key: &PublicKey,
         request_hash: &str,
+        sections: &[Section],
     ) -> Result<Self, ProtocolError> {
         signed.verify(Context::Receipt, owner_key, "receipt")?;
         let receipt: Receipt =
@@ -171,7 +241,24 @@ impl Receipt {
         if receipt.request != request_hash || &receipt.owner != owner {
             return Err(ProtocolError::OtherRequest);
         }
+        let asked = receipt
+            .items
+            .iter()
+            .map(|i| i.section)
+            .eq(sections.iter().copied());
+        let whole = receipt
+            .items
+            .iter()
+            .all(|i| i.basis.is_some() != i.refused.is_some());
+        if !asked || !whole {
+            return Err(ProtocolError::OtherSections);
+        }
         Ok(receipt)
+    }
+
+    /// The granted sections, in order.
+    pub fn granted(&self) -> impl Iterator<Item = &ReceiptItem> {
+        self.items.iter().filter(|i| i.basis.is_some())
     }
 }
 
@@ -198,15 +285,44 @@ mod tests {
     fn readers_check_every_part_of_the_owners_receipt() {
         let key = NodeKey::generate();
         let owner: MemberId = "ccas-rodez".parse().expect("id");
+        let item = |section, leaf| ReceiptItem {
+            section,
+            leaf,
+            basis: Some(Basis::Consent(ConsentId::random())),
+            written_at: Some(0),
+            refused: None,
+            message: None,
+        };
         let receipt = Receipt {
             owner: owner.clone(),
             request: "ab".repeat(32),
-            leaf: 7,
             time: 0,
+            items: vec![item(Section::Housing, 7), item(Section::Resources, 8)],
         };
-        let verify = |s: &SignedBytes, hash: &str| Receipt::verify(s, &owner, &key.public(), hash);
+        let asked = [Section::Housing, Section::Resources];
+        let verify =
+            |s: &SignedBytes, hash: &str| Receipt::verify(s, &owner, &key.public(), hash, &asked);
         let good = signed(&receipt, &key, Context::Receipt);
-        assert_eq!(verify(&good, &receipt.request).expect("valid").leaf, 7);
+        assert_eq!(
+            verify(&good, &receipt.request).expect("valid").items[0].leaf,
+            7
+        );
+        let short = Receipt {
+            items: vec![item(Section::Housing, 7)],
+            ..receipt.clone()
+        };
+        assert_eq!(
+            verify(&signed(&short, &key, Context::Receipt), &receipt.request),
+            Err(ProtocolError::OtherSections),
+            "a receipt that leaves a section out"
+        );
+        let mut neither = receipt.clone();
+        neither.items[1].basis = None;
+        assert_eq!(
+            verify(&signed(&neither, &key, Context::Receipt), &receipt.request),
+            Err(ProtocolError::OtherSections),
+            "an item neither granted nor refused"
+        );
         assert_eq!(
             verify(&good, &"cd".repeat(32)),
             Err(ProtocolError::OtherRequest)
@@ -251,10 +367,11 @@ mod tests {
             role: Role::Caseworker,
             owner: "ccas-rodez".parse().expect("id"),
             dossier: crate::types::DossierId::random(),
-            section: Section::Housing,
+            sections: vec![Section::Housing, Section::Resources],
             purpose: "instruction".into(),
             nonce: "0f".repeat(16),
             time: 1,
+            break_glass: None,
         };
         let good = SignedBytes::sign(&request, Context::Request, &key);
         assert_eq!(ReadRequest::decode(&good.bytes), Ok(request.clone()));
@@ -266,15 +383,44 @@ mod tests {
             good.verify(Context::Request, &NodeKey::generate().public(), "request"),
             Err(ProtocolError::BadSignature("request"))
         );
-        let short_nonce = ReadRequest {
-            nonce: "0f".into(),
+        let bad_requests = [
+            ReadRequest {
+                nonce: "0f".into(),
+                ..request.clone()
+            },
+            ReadRequest {
+                sections: vec![],
+                ..request.clone()
+            },
+            ReadRequest {
+                sections: vec![Section::Resources, Section::Housing],
+                ..request.clone()
+            },
+            ReadRequest {
+                sections: vec![Section::Housing, Section::Housing],
+                ..request.clone()
+            },
+            ReadRequest {
+                break_glass: Some("urgent".into()),
+                ..request.clone()
+            },
+        ];
+        for bad in bad_requests {
+            let bad = SignedBytes::sign(&bad, Context::Request, &key);
+            assert!(matches!(
+                ReadRequest::decode(&bad.bytes),
+                Err(ProtocolError::Malformed { .. })
+            ));
+        }
+        let glass = ReadRequest {
+            break_glass: Some(
+                "Enfant de quatre ans seul au domicile, mère hospitalisée en urgence ce soir"
+                    .into(),
+            ),
             ..request
         };
-        let bad = SignedBytes::sign(&short_nonce, Context::Request, &key);
-        assert!(matches!(
-            ReadRequest::decode(&bad.bytes),
-            Err(ProtocolError::Malformed { .. })
-        ));
+        let good = SignedBytes::sign(&glass, Context::Request, &key);
+        assert_eq!(ReadRequest::decode(&good.bytes), Ok(glass));
         assert!(matches!(
             ReadRequest::decode(&vec![b' '; MAX_REQUEST + 1]),
             Err(ProtocolError::TooLarge { .. })

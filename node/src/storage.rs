@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 pub type MlsSnapshot = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// The on-disk schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,8 @@ pub enum Tree {
     Tokens,
     /// Dossier records by dossier id.
     Dossiers,
-    /// This node's section copies by `dossier/section`.
+    /// This node's section copies by `dossier/section`, with when and by
+    /// whom they were last written.
     Sections,
     /// Signed consents by `dossier/consent`.
     Consents,
@@ -93,6 +94,15 @@ pub enum Tree {
     /// When each member was last suspended or excluded here, by member id:
     /// consents granted before then no longer let it in.
     Ousted,
+    /// Break-glass accesses this node granted, by `dossier/grant`.
+    BreakGlass,
+    /// Break-glass accesses other members told this node of (as the
+    /// référent's member), by `owner/grant`.
+    Notices,
+    /// The référent de parcours of each dossier this node holds, by dossier id.
+    Referents,
+    /// Deliveries to members that could not be reached yet, by sequence number.
+    Outbox,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -128,7 +138,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 15] = [
+    const ALL: [Tree; 19] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -143,6 +153,10 @@ impl Tree {
         Tree::Proposals,
         Tree::RosterEvidence,
         Tree::Ousted,
+        Tree::BreakGlass,
+        Tree::Notices,
+        Tree::Referents,
+        Tree::Outbox,
         Tree::Meta,
     ];
 
@@ -162,6 +176,10 @@ impl Tree {
             Tree::Proposals => "proposals",
             Tree::RosterEvidence => "roster_evidence",
             Tree::Ousted => "ousted",
+            Tree::BreakGlass => "break_glass",
+            Tree::Notices => "notices",
+            Tree::Referents => "referents",
+            Tree::Outbox => "outbox",
             Tree::Meta => "meta",
         }
     }

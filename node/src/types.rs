@@ -184,6 +184,35 @@ impl fmt::Display for ConsentId {
 }
 string_serde!(ConsentId);
 
+/// A break-glass access an owner granted (`BGL-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct GrantId(String);
+
+impl GrantId {
+    /// A fresh random grant id.
+    pub fn random() -> Self {
+        Self(random_id("BGL-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for GrantId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "BGL-", "break-glass id").map(Self)
+    }
+}
+
+impl fmt::Display for GrantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+string_serde!(GrantId);
+
 macro_rules! word_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -401,6 +430,49 @@ pub fn check_short_text(what: &'static str, value: &str, max: usize) -> Result<(
 /// [`MAX_PURPOSE`] bytes.
 pub fn check_purpose(purpose: &str) -> Result<(), ParseError> {
     check_short_text("purpose", purpose, MAX_PURPOSE)
+}
+
+/// Shortest break-glass justification (bytes): a real sentence, not a placeholder.
+pub const MIN_JUSTIFICATION: usize = 40;
+
+/// Longest break-glass justification or review comment (bytes).
+pub const MAX_JUSTIFICATION: usize = 1000;
+
+/// Checks a break-glass justification or an auditor's review comment
+/// (`what` names it): at least `min` bytes, at most [`MAX_JUSTIFICATION`],
+/// no control characters, and a sentence: at least five words of two
+/// letters or more, no word making up half of them ("urgence urgence …").
+pub fn check_sentence(what: &'static str, text: &str, min: usize) -> Result<(), ParseError> {
+    check_short_text(what, text, MAX_JUSTIFICATION)?;
+    if text.trim().len() < min {
+        return Err(ParseError::new(
+            what,
+            format!("write a real sentence of at least {min} characters"),
+        ));
+    }
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .map(str::to_lowercase)
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for w in &words {
+        *counts.entry(w.as_str()).or_insert(0usize) += 1;
+    }
+    let most = counts.values().copied().max().unwrap_or(0);
+    if words.len() < 5 || 2 * most > words.len() {
+        return Err(ParseError::new(
+            what,
+            "write a real sentence: at least five different words",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a break-glass justification ([`check_sentence`], at least
+/// [`MIN_JUSTIFICATION`] bytes).
+pub fn check_justification(text: &str) -> Result<(), ParseError> {
+    check_sentence("justification", text, MIN_JUSTIFICATION)
 }
 
 /// Checks a member's display name ("CCAS de Rodez"), for `maillon node init`

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use maillon_node::types::{Date, DossierId, Section};
 
-use super::{arg, print_json, say, say_lines};
+use super::{arg, print_json, print_sections, say};
 use crate::args::{DossierCmd, SectionCmd};
 use crate::client::Conn;
 use crate::error::{CliError, read_file};
@@ -31,48 +31,12 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
         } => {
             let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
             let view = conn.view_dossier(dossier.as_str(), &purpose).await?;
-            if json {
-                let sections: Vec<serde_json::Value> = view
-                    .iter()
-                    .map(|v| {
-                        let content = serde_json::from_str::<serde_json::Value>(&v.json)
-                            .unwrap_or(serde_json::Value::Null);
-                        serde_json::json!({
-                            "owner": v.owner,
-                            "section": v.section,
-                            "status": v.status,
-                            "reason": (!v.reason.is_empty()).then_some(&v.reason),
-                            "message": (!v.message.is_empty()).then_some(&v.message),
-                            "receipt_leaf": v.receipt_leaf,
-                            "content": content,
-                        })
-                    })
-                    .collect();
-                let text = serde_json::to_string_pretty(&serde_json::json!({
-                    "dossier": dossier.as_str(),
-                    "sections": sections,
-                }))
-                .unwrap_or_default();
-                say_lines(&text);
-                return Ok(());
-            }
-            if view.is_empty() {
+            if view.is_empty() && !json {
                 say(&format!(
                     "{dossier}: no section here, and none shared with this node"
                 ));
             }
-            for v in &view {
-                match v.status.as_str() {
-                    "ok" => {
-                        say(&format!("== {} from {}", v.section, v.owner));
-                        print_json(&v.json);
-                    }
-                    status => say(&format!(
-                        "== {} from {}: {status} ({}): {}",
-                        v.section, v.owner, v.reason, v.message
-                    )),
-                }
-            }
+            print_sections(dossier.as_str(), &view, json);
         }
         DossierCmd::Attach {
             dossier,

@@ -81,3 +81,73 @@ fn print_json(json: &str) {
         Err(_) => say(json),
     }
 }
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
+fn utc(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Prints sections read from one or more owners (`dossier view`, `share
+/// read`): each with its owner, when it was last written and on what it was
+/// read, or why not; `--json` as one object with stable field names.
+fn print_sections(dossier: &str, sections: &[maillon_proto::v1::ViewedSection], json: bool) {
+    if json {
+        let items: Vec<serde_json::Value> = sections
+            .iter()
+            .map(|v| {
+                let ok = v.status == "ok";
+                let content = serde_json::from_str::<serde_json::Value>(&v.json)
+                    .unwrap_or(serde_json::Value::Null);
+                serde_json::json!({
+                    "owner": v.owner,
+                    "section": v.section,
+                    "status": v.status,
+                    "reason": (!v.reason.is_empty()).then_some(&v.reason),
+                    "message": (!v.message.is_empty()).then_some(&v.message),
+                    "written_at": ok.then_some(v.written_at),
+                    "basis": ok.then_some(&v.basis),
+                    "basis_id": (!v.basis_id.is_empty()).then_some(&v.basis_id),
+                    "receipt_leaf": v.receipt_leaf,
+                    "content": content,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&serde_json::json!({
+            "dossier": dossier,
+            "sections": items,
+        }))
+        .unwrap_or_default();
+        say_lines(&text);
+        return;
+    }
+    for v in sections {
+        match v.status.as_str() {
+            "ok" => {
+                let basis = match v.basis.as_str() {
+                    "own" => "this node's own".to_owned(),
+                    "break_glass" => format!("BREAK-GLASS {}", v.basis_id),
+                    other => format!("{other} {}", v.basis_id),
+                };
+                say(&format!(
+                    "== {} from {} (written {}; {basis})",
+                    v.section,
+                    v.owner,
+                    utc(v.written_at)
+                ));
+                print_json(&v.json);
+            }
+            status => say(&format!(
+                "== {} from {}: {status} ({}): {}",
+                v.section, v.owner, v.reason, v.message
+            )),
+        }
+    }
+}

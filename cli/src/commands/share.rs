@@ -1,33 +1,47 @@
-//! `maillon share read`: read a section another member shares (caseworker).
+//! `maillon share read`: read sections another member shares, with the
+//! person's consent or by breaking the glass (caseworker).
 
 use maillon_node::types::{DossierId, MemberId, Section};
 
-use super::{arg, print_json};
+use super::{arg, print_sections};
 use crate::args::ShareCmd;
 use crate::client::Conn;
 use crate::error::CliError;
-use crate::escape::escape_controls;
 
 /// Runs `maillon share …`.
 pub(super) async fn run(conn: &Conn, cmd: ShareCmd) -> Result<(), CliError> {
     let ShareCmd::Read {
         dossier,
-        section,
+        sections,
         from,
         purpose,
+        break_glass,
+        json,
     } = cmd;
     let dossier: DossierId = arg("dossier", &dossier)?;
-    let section: Section = arg("section", &section)?;
+    let mut parsed = sections
+        .iter()
+        .map(|s| arg::<Section>("sections", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    parsed.sort();
+    parsed.dedup();
     let from: MemberId = arg("from", &from)?;
-    let r = conn
-        .read_share(dossier.as_str(), section.as_str(), from.as_str(), &purpose)
+    if let Some(why) = &break_glass {
+        maillon_node::types::check_justification(why).map_err(CliError::bad_arg("break-glass"))?;
+    }
+    let names: Vec<&str> = parsed.iter().map(|s| s.as_str()).collect();
+    let read = conn
+        .read_shares(
+            dossier.as_str(),
+            &names,
+            from.as_str(),
+            &purpose,
+            break_glass.as_deref(),
+        )
         .await?;
-    print_json(&r.json);
-    if let Some(leaf) = r.receipt_leaf {
-        eprintln!(
-            "(receipt: entry {leaf} of {}'s audit log)",
-            escape_controls(&r.owner)
-        );
+    print_sections(dossier.as_str(), &read, json);
+    if read.iter().all(|v| v.status != "ok") {
+        return Err(CliError::NothingRead);
     }
     Ok(())
 }

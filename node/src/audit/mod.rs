@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{NodeKey, PublicKey};
-use crate::types::{ConsentId, DossierId, MemberId, Role, Section, UserName};
+use crate::types::{ConsentId, DossierId, GrantId, MemberId, Role, Section, UserName};
 use merkle::Hash;
 use note::Checkpoint;
 
@@ -292,10 +292,68 @@ pub enum AuditEvent {
         dossier: DossierId,
         /// Which section of the dossier.
         section: Section,
-        /// The consent that allowed it.
-        consent: ConsentId,
+        /// The consent that allowed it, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consent: Option<ConsentId>,
+        /// The break-glass access that allowed it, if one did (a flagged entry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        break_glass: Option<GrantId>,
         /// The stated purpose.
         purpose: String,
+    },
+    /// The owner let a reader in without consent, for a grave and imminent
+    /// danger the charter names, until a time the charter sets.
+    BreakGlassGranted {
+        /// The access's id.
+        grant: GrantId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The reading member.
+        reader: MemberId,
+        /// The user at the reader who broke the glass.
+        user: UserName,
+        /// The user's role there.
+        role: Role,
+        /// The sections it opens.
+        sections: Vec<Section>,
+        /// Why, in the user's words.
+        justification: String,
+        /// When it ends (Unix seconds).
+        until: i64,
+    },
+    /// A break-glass access ended: the reader left the groups it joined.
+    BreakGlassEnded {
+        /// The access's id.
+        grant: GrantId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+    },
+    /// An auditor reviewed a break-glass access.
+    BreakGlassReviewed {
+        /// The access's id.
+        grant: GrantId,
+        /// The member that granted it (this node, or the one that told it).
+        owner: MemberId,
+        /// The auditor.
+        by: UserName,
+        /// The auditor's comment.
+        comment: String,
+    },
+    /// The owner of a dossier's sections told this node (the référent's
+    /// member) of a break-glass access.
+    BreakGlassNotified {
+        /// The access's id.
+        grant: GrantId,
+        /// The member that granted it.
+        owner: MemberId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The reading member.
+        reader: MemberId,
+        /// The sections it opens.
+        sections: Vec<Section>,
+        /// When it ends (Unix seconds).
+        until: i64,
     },
     /// The owner refused a read.
     ReadDenied {
@@ -326,6 +384,9 @@ pub enum AuditEvent {
         request: String,
         /// The owner's leaf index for the access.
         owner_leaf: u64,
+        /// The break-glass access it was read under, if it was (a flagged entry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        break_glass: Option<GrantId>,
     },
 }
 

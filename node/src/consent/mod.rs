@@ -184,6 +184,13 @@ pub enum DenyReason {
     NoSuchSection,
     /// The reader's user does not hold the caseworker role.
     Role,
+    /// The charter does not let this user of this member break the glass.
+    BreakGlass {
+        /// The member that asked to read.
+        reader: MemberId,
+        /// The user's role there.
+        role: crate::types::Role,
+    },
 }
 
 impl DenyReason {
@@ -200,6 +207,7 @@ impl DenyReason {
             DenyReason::Masked(_) => "masked",
             DenyReason::NoSuchSection => "no_such_section",
             DenyReason::Role => "role",
+            DenyReason::BreakGlass { .. } => "break_glass_not_allowed",
         }
     }
 }
@@ -228,6 +236,10 @@ impl fmt::Display for DenyReason {
                 f.write_str("the owner holds no such section for this dossier")
             }
             DenyReason::Role => f.write_str("only a caseworker may read a shared section"),
+            DenyReason::BreakGlass { reader, role } => write!(
+                f,
+                "the charter does not let a {role} of {reader} break the glass"
+            ),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! writing and reading this node's copy of a section. Every access is logged
 //! at this node before it is answered.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, Node, Result, ServiceError, check_section_json, check_text, require};
@@ -34,6 +36,18 @@ pub struct DossierRecord {
     pub attached_from: Option<MemberId>,
 }
 
+/// This node's copy of a section, as stored.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionRecord {
+    /// The JSON object, at most [`super::MAX_SECTION`] bytes.
+    pub json: String,
+    /// When it was last written (Unix seconds).
+    pub written_at: i64,
+    /// The caseworker who wrote it last.
+    pub written_by: UserName,
+}
+
 /// A section as read by a caseworker.
 #[derive(Clone, Debug)]
 pub struct SectionView {
@@ -41,6 +55,10 @@ pub struct SectionView {
     pub owner: MemberId,
     /// The JSON object, at most [`super::MAX_SECTION`] bytes.
     pub json: String,
+    /// When its owner last wrote it (Unix seconds).
+    pub written_at: i64,
+    /// For a shared read, on what the owner granted it (none for this node's own).
+    pub basis: Option<crate::protocol::Basis>,
     /// For a shared read, the owner's audit leaf of the access.
     pub receipt_leaf: Option<u64>,
 }
@@ -191,12 +209,16 @@ impl Node {
             section,
             by: caller.name.clone(),
         };
-        self.log_then_apply(self.clock.now(), written, "section_logged", || {
-            Ok(self.store.put(
-                Tree::Sections,
-                &section_key(dossier, section),
-                &json.to_owned(),
-            )?)
+        let now = self.clock.now();
+        let record = SectionRecord {
+            json: json.to_owned(),
+            written_at: now,
+            written_by: caller.name.clone(),
+        };
+        self.log_then_apply(now, written, "section_logged", || {
+            Ok(self
+                .store
+                .put(Tree::Sections, &section_key(dossier, section), &record)?)
         })
         .await
     }
@@ -206,16 +228,28 @@ impl Node {
         &self,
         dossier: &DossierId,
         section: Section,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<SectionRecord>> {
         Ok(self
             .store
             .get(Tree::Sections, &section_key(dossier, section))?)
     }
 
+    /// The sections this node holds of a dossier, in order.
+    pub(super) fn own_sections(&self, dossier: &DossierId) -> Result<Vec<Section>> {
+        let mut held = Vec::new();
+        for section in Section::ALL {
+            if self.own_section(dossier, *section)?.is_some() {
+                held.push(*section);
+            }
+        }
+        Ok(held)
+    }
+
     /// `dossier view`: the unified file for a caseworker, its own sections
     /// (each read logged here) and every section another member shares with
     /// this node (this node is in its group), read from each owner at once,
-    /// each within [`VIEW_SOURCE_DEADLINE`], each owner logging its access.
+    /// one request per owner, each within [`VIEW_SOURCE_DEADLINE`], each
+    /// owner logging its access.
     pub async fn view_dossier(
         &self,
         caller: &Caller,
@@ -226,45 +260,71 @@ impl Node {
         crate::types::check_purpose(purpose).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.dossier(dossier)?;
         let mut view = Vec::new();
-        for section in crate::types::Section::ALL {
-            if self.own_section(dossier, *section)?.is_some() {
-                let outcome = self.get_section(caller, dossier, *section).await;
-                view.push(ViewedSection {
-                    owner: self.me.clone(),
-                    section: *section,
-                    outcome,
-                });
-            }
+        for section in self.own_sections(dossier)? {
+            let outcome = self.get_section(caller, dossier, section).await;
+            view.push(ViewedSection {
+                owner: self.me.clone(),
+                section,
+                outcome,
+            });
         }
-        let mut shares = Vec::new();
+        let mut by_owner: BTreeMap<MemberId, Vec<Section>> = BTreeMap::new();
         for m in &self.roster.get().roster().members {
             if m.card.id == self.me {
                 continue;
             }
             let prefix = format!("share/{}/{dossier}/", m.card.id);
-            shares.extend(
-                self.store
-                    .mls_scopes(&prefix)?
-                    .iter()
-                    .filter_map(|s| crate::sharing::ShareId::from_scope(s)),
-            );
-        }
-        let reads = shares.iter().map(|share| async move {
-            let read = self.read_share(caller, &share.owner, dossier, share.section, purpose);
-            let outcome = match tokio::time::timeout(VIEW_SOURCE_DEADLINE, read).await {
-                Ok(r) => r,
-                Err(_) => Err(ServiceError::Unreachable {
-                    peer: share.owner.clone(),
-                    reason: format!("no answer within {} s", VIEW_SOURCE_DEADLINE.as_secs()),
-                }),
-            };
-            ViewedSection {
-                owner: share.owner.clone(),
-                section: share.section,
-                outcome,
+            for share in self
+                .store
+                .mls_scopes(&prefix)?
+                .iter()
+                .filter_map(|s| crate::sharing::ShareId::from_scope(s))
+            {
+                by_owner.entry(share.owner).or_default().push(share.section);
             }
-        });
-        view.extend(futures_util::future::join_all(reads).await);
+        }
+        let reads = by_owner
+            .into_iter()
+            .map(|(owner, mut sections)| async move {
+                sections.sort();
+                let read = self.read_shares(caller, &owner, dossier, &sections, purpose, None);
+                match tokio::time::timeout(VIEW_SOURCE_DEADLINE, read).await {
+                    Ok(Ok(items)) => items
+                        .into_iter()
+                        .map(|(section, outcome)| ViewedSection {
+                            owner: owner.clone(),
+                            section,
+                            outcome,
+                        })
+                        .collect::<Vec<_>>(),
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(e)) => e,
+                            _ => ServiceError::Unreachable {
+                                peer: owner.clone(),
+                                reason: format!(
+                                    "no answer within {} s",
+                                    VIEW_SOURCE_DEADLINE.as_secs()
+                                ),
+                            },
+                        };
+                        sections
+                            .iter()
+                            .map(|section| ViewedSection {
+                                owner: owner.clone(),
+                                section: *section,
+                                outcome: Err(error.duplicate(&owner)),
+                            })
+                            .collect()
+                    }
+                }
+            });
+        view.extend(
+            futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .flatten(),
+        );
         Ok(view)
     }
 
@@ -278,7 +338,7 @@ impl Node {
     ) -> Result<SectionView> {
         require(caller, &[Role::Caseworker])?;
         self.dossier(dossier)?;
-        let json = self
+        let record = self
             .own_section(dossier, section)?
             .ok_or_else(|| ServiceError::NotFound(format!("{section} section in {dossier}")))?;
         self.audit(AuditEvent::SectionRead {
@@ -289,7 +349,9 @@ impl Node {
         .await?;
         Ok(SectionView {
             owner: self.me.clone(),
-            json,
+            json: record.json,
+            written_at: record.written_at,
+            basis: None,
             receipt_leaf: None,
         })
     }

@@ -156,6 +156,36 @@ pub enum ErrorKind {
 }
 
 impl ServiceError {
+    /// The same failure again, for each of several sections it stopped
+    /// (errors are not `Clone`: stores and logs are inside some): an
+    /// unreachable peer stays unreachable; anything else keeps its kind,
+    /// reason and message as a `Remote` error of `peer`.
+    pub fn duplicate(&self, peer: &MemberId) -> ServiceError {
+        match self {
+            ServiceError::Unreachable { peer, reason } => ServiceError::Unreachable {
+                peer: peer.clone(),
+                reason: reason.clone(),
+            },
+            ServiceError::Remote {
+                peer,
+                kind,
+                reason,
+                message,
+            } => ServiceError::Remote {
+                peer: peer.clone(),
+                kind: *kind,
+                reason: reason.clone(),
+                message: message.clone(),
+            },
+            other => ServiceError::Remote {
+                peer: peer.clone(),
+                kind: other.kind(),
+                reason: Some(other.reason()),
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// The kind of this error, which decides its gRPC code.
     pub fn kind(&self) -> ErrorKind {
         use ErrorKind as K;
@@ -177,7 +207,7 @@ impl ServiceError {
                 ProtocolError::TooLarge { .. } => K::TooLarge,
                 ProtocolError::Malformed { .. } => K::Invalid,
                 ProtocolError::BadSignature(_) => K::Unauthenticated,
-                ProtocolError::OtherRequest => K::State,
+                ProtocolError::OtherRequest | ProtocolError::OtherSections => K::State,
             },
             ServiceError::PeerMisbehaved { .. } => K::State,
             ServiceError::Equivocation { .. } => K::Refused,
@@ -226,6 +256,7 @@ impl ServiceError {
                 ProtocolError::Malformed { .. } => "malformed".into(),
                 ProtocolError::BadSignature(_) => "bad_signature".into(),
                 ProtocolError::OtherRequest => "other_request".into(),
+                ProtocolError::OtherSections => "other_sections".into(),
             },
             ServiceError::PeerMisbehaved { .. } => "peer_misbehaved".into(),
             ServiceError::Roster(e) => e.code().into(),

@@ -14,6 +14,7 @@
 //! the store lacks: for these records the store is a cache of the log.
 
 mod audit_pages;
+mod break_glass;
 mod consents;
 mod dossiers;
 mod error;
@@ -28,8 +29,11 @@ mod users;
 use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
+pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
-pub use dossiers::{DossierRecord, MAX_NAME, SectionView, VIEW_SOURCE_DEADLINE, ViewedSection};
+pub use dossiers::{
+    DossierRecord, MAX_NAME, SectionRecord, SectionView, VIEW_SOURCE_DEADLINE, ViewedSection,
+};
 pub use error::{ErrorKind, Result, ServiceError};
 pub use governance::{
     MAX_CHAIN_LINKS, MAX_OPEN_PROPOSALS_PER_MEMBER, OfferOutcome, Proposal, ProposalView,
@@ -313,18 +317,25 @@ impl Node {
     }
 
     /// The members that belong in the group of (dossier, section) now: those
-    /// an active consent names, that are active, and that the charter lets
-    /// receive the section.
+    /// an active consent or a break-glass access names, that are active, and
+    /// that the charter lets receive the section.
     fn entitled_members(
         &self,
         dossier: &DossierId,
         section: Section,
     ) -> Result<std::collections::BTreeSet<MemberId>> {
-        let mut keep = crate::consent::audience(
-            &self.effective_consents(dossier)?,
-            section,
-            self.clock.now(),
-        );
+        let now = self.clock.now();
+        let consents = self.effective_consents(dossier)?;
+        let mut keep = crate::consent::audience(&consents, section, now);
+        // A break-glass reader stays until its access ends, never in a
+        // masked section.
+        if !crate::consent::masked(&consents, section, now) {
+            for grant in self.grants_of(dossier)? {
+                if grant.opens(&grant.reader, section, now) {
+                    keep.insert(grant.reader);
+                }
+            }
+        }
         keep.retain(|m| self.may_receive(m, section));
         Ok(keep)
     }

@@ -98,6 +98,50 @@ impl Node {
                         self.replay_adoption(version, &hash, entry.time)?;
                         applied += 1;
                     }
+                    AuditEvent::BreakGlassGranted {
+                        grant,
+                        dossier,
+                        reader,
+                        user,
+                        sections,
+                        justification,
+                        until,
+                        ..
+                    } => {
+                        if self.find_grant(&grant)?.is_some() {
+                            continue;
+                        }
+                        let record = super::BreakGlassGrant {
+                            id: grant,
+                            dossier,
+                            owner: self.me.clone(),
+                            reader,
+                            user: Some(user),
+                            sections: sections.into_iter().collect(),
+                            justification: Some(justification),
+                            granted_at: entry.time,
+                            until,
+                            ended: false,
+                            review: None,
+                        };
+                        self.store_grant(&record)?;
+                        // Its reader joins the groups through upkeep.
+                        for section in &record.sections {
+                            let share = self.own_share(&record.dossier, *section);
+                            self.mark_for_resync(&share, &record.reader).await;
+                        }
+                        applied += 1;
+                    }
+                    AuditEvent::BreakGlassEnded { grant, dossier }
+                        if self.store_grant_end(&dossier, &grant)? =>
+                    {
+                        applied += 1;
+                    }
+                    AuditEvent::BreakGlassReviewed {
+                        grant, by, comment, ..
+                    } if self.replay_review(&grant, &by, entry.time, &comment)? => {
+                        applied += 1;
+                    }
                     AuditEvent::UserRemoved { user, .. } => {
                         removals.insert(user, true);
                     }

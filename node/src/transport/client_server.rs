@@ -13,7 +13,8 @@ use super::status::{invalid, status};
 use crate::consent::{Collection, ConsentRecord, ConsentStatus, LegalBasis};
 use crate::roster::{Change, SignedRoster};
 use crate::service::{
-    Caller, GrantRequest, Node, OfferOutcome, ProposalView, SectionView, ServiceError,
+    BreakGlassGrant, Caller, GrantRequest, Node, OfferOutcome, ProposalView, SectionView,
+    ServiceError, ViewedSection,
 };
 use crate::types::{DossierId, ParseError, Section};
 
@@ -96,6 +97,28 @@ fn consent_to_pb(c: ConsentRecord, now: i64) -> pb::Consent {
     }
 }
 
+fn grant_to_pb(g: BreakGlassGrant) -> pb::BreakGlass {
+    let (reviewed_by, reviewed_at, comment) = match g.review {
+        Some(r) => (r.by.to_string(), r.at, r.comment),
+        None => (String::new(), 0, String::new()),
+    };
+    pb::BreakGlass {
+        id: g.id.to_string(),
+        dossier: g.dossier.to_string(),
+        owner: g.owner.to_string(),
+        reader: g.reader.to_string(),
+        user: g.user.map(|u| u.to_string()).unwrap_or_default(),
+        sections: g.sections.iter().map(|s| s.to_string()).collect(),
+        justification: g.justification.unwrap_or_default(),
+        granted_at: g.granted_at,
+        until: g.until,
+        ended: g.ended,
+        reviewed_by,
+        reviewed_at,
+        comment,
+    }
+}
+
 fn proposal_to_pb(v: ProposalView) -> pb::GovProposal {
     let ids = |m: &[crate::types::MemberId]| m.iter().map(|m| m.to_string()).collect();
     let side = |s: &crate::roster::SideTally| pb::GovQuorumSide {
@@ -150,12 +173,60 @@ fn outcome_name(o: OfferOutcome) -> String {
 }
 
 fn section_reply(dossier: &DossierId, section: Section, view: SectionView) -> pb::SectionReply {
+    let (basis, basis_id) = basis_to_pb(&view);
     pb::SectionReply {
         dossier: dossier.to_string(),
         section: section.to_string(),
         owner: view.owner.to_string(),
         json: view.json,
         receipt_leaf: view.receipt_leaf,
+        written_at: view.written_at,
+        basis,
+        basis_id,
+    }
+}
+
+/// On what a section was read: `own`, or the owner's basis and its id.
+fn basis_to_pb(view: &SectionView) -> (String, String) {
+    match &view.basis {
+        None => ("own".into(), String::new()),
+        Some(b) => (b.kind().into(), b.id().into()),
+    }
+}
+
+/// One source of a unified view or of a multi-section read.
+fn viewed_to_pb(v: ViewedSection) -> pb::ViewedSection {
+    let (owner, section) = (v.owner.to_string(), v.section.to_string());
+    match v.outcome {
+        Ok(s) => {
+            let (basis, basis_id) = basis_to_pb(&s);
+            pb::ViewedSection {
+                owner,
+                section,
+                status: "ok".into(),
+                json: s.json,
+                receipt_leaf: s.receipt_leaf,
+                written_at: s.written_at,
+                basis,
+                basis_id,
+                ..Default::default()
+            }
+        }
+        Err(e) => pb::ViewedSection {
+            owner,
+            section,
+            status: match e.kind() {
+                crate::service::ErrorKind::Refused | crate::service::ErrorKind::NotFound => {
+                    "refused"
+                }
+                crate::service::ErrorKind::Unavailable => "unreachable",
+                _ => "failed",
+            }
+            .into(),
+            reason: e.reason(),
+            message: crate::types::escape_controls(&e.to_string()),
+            ..Default::default()
+        },
     }
 }
 
@@ -252,35 +323,7 @@ impl Client for ClientApi {
             .view_dossier(&caller, &dossier, &r.purpose)
             .await
             .map_err(status)?;
-        let sections = view
-            .into_iter()
-            .map(|v| {
-                let (owner, section) = (v.owner.to_string(), v.section.to_string());
-                match v.outcome {
-                    Ok(s) => pb::ViewedSection {
-                        owner,
-                        section,
-                        status: "ok".into(),
-                        json: s.json,
-                        receipt_leaf: s.receipt_leaf,
-                        ..Default::default()
-                    },
-                    Err(e) => pb::ViewedSection {
-                        owner,
-                        section,
-                        status: match e.kind() {
-                            crate::service::ErrorKind::Refused => "refused",
-                            crate::service::ErrorKind::Unavailable => "unreachable",
-                            _ => "failed",
-                        }
-                        .into(),
-                        reason: e.reason(),
-                        message: crate::types::escape_controls(&e.to_string()),
-                        ..Default::default()
-                    },
-                }
-            })
-            .collect();
+        let sections = view.into_iter().map(viewed_to_pb).collect();
         Ok(Response::new(pb::ViewDossierReply { sections }))
     }
 
@@ -436,12 +479,75 @@ impl Client for ClientApi {
             r.dossier.parse().map_err(invalid)?,
             r.section.parse().map_err(invalid)?,
         );
+        let glass = (!r.break_glass.is_empty()).then_some(r.break_glass.as_str());
         let view = self
             .node
-            .read_share(&caller, &owner, &dossier, section, &r.purpose)
+            .read_share(&caller, &owner, &dossier, section, &r.purpose, glass)
             .await
             .map_err(status)?;
         Ok(Response::new(section_reply(&dossier, section, view)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn read_shares(
+        &self,
+        req: Request<pb::ReadShareRequest>,
+    ) -> Result<Response<pb::ViewDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let owner: crate::types::MemberId = r.owner.parse().map_err(invalid)?;
+        let dossier = r.dossier.parse().map_err(invalid)?;
+        let sections: Vec<Section> = parse_set(&r.sections)?.into_iter().collect();
+        let glass = (!r.break_glass.is_empty()).then_some(r.break_glass.as_str());
+        let read = self
+            .node
+            .read_shares(&caller, &owner, &dossier, &sections, &r.purpose, glass)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ViewDossierReply {
+            sections: read
+                .into_iter()
+                .map(|(section, outcome)| {
+                    viewed_to_pb(ViewedSection {
+                        owner: owner.clone(),
+                        section,
+                        outcome,
+                    })
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_break_glass(
+        &self,
+        req: Request<pb::ListBreakGlassRequest>,
+    ) -> Result<Response<pb::ListBreakGlassReply>, Status> {
+        let caller = self.caller(&req)?;
+        let pending = req.into_inner().pending;
+        let grants = self
+            .node
+            .list_break_glass(&caller, pending)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListBreakGlassReply {
+            accesses: grants.into_iter().map(grant_to_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn review_break_glass(
+        &self,
+        req: Request<pb::ReviewBreakGlassRequest>,
+    ) -> Result<Response<pb::ReviewBreakGlassReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let id = r.id.parse().map_err(invalid)?;
+        self.node
+            .review_break_glass(&caller, &id, &r.comment)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReviewBreakGlassReply {}))
     }
 
     #[tracing::instrument(skip_all)]

@@ -196,8 +196,21 @@ impl PeerNetwork for PeerClients {
                     what: "its receipt signature is not 64 bytes".into(),
                 }
             })?;
+            let sealed = r
+                .sections
+                .into_iter()
+                .map(|s| {
+                    s.section
+                        .parse()
+                        .map(|section| (section, s.sealed))
+                        .map_err(|_| ServiceError::PeerMisbehaved {
+                            peer: owner.card.id.clone(),
+                            what: "it sealed an unknown section".into(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(ReadAnswer {
-                sealed: r.sealed,
+                sealed,
                 receipt: SignedBytes {
                     bytes: r.receipt,
                     signature,

@@ -157,9 +157,16 @@ impl Peer for PeerApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ReadShareReply {
-            sealed: answer.sealed,
             receipt: answer.receipt.bytes,
             receipt_signature: answer.receipt.signature.to_bytes().to_vec(),
+            sections: answer
+                .sealed
+                .into_iter()
+                .map(|(section, sealed)| pb::SealedSection {
+                    section: section.to_string(),
+                    sealed,
+                })
+                .collect(),
         }))
     }
 

@@ -137,10 +137,11 @@ fn request(c: &Cluster, dossier: &str, reader: &str, nonce: u8) -> ReadRequest {
         role: Role::Caseworker,
         owner: "ccas-rodez".parse().expect("id"),
         dossier: dossier.parse().expect("dossier"),
-        section: "housing".parse().expect("section"),
+        sections: vec!["housing".parse().expect("section")],
         purpose: "instruction".into(),
         nonce: hex::encode([nonce; 16]),
         time: c.clock.now(),
+        break_glass: None,
     }
 }
 
@@ -256,7 +257,7 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         Code::PermissionDenied
     );
     let mut missing = request(&c, &d, "caf12", 10);
-    missing.section = "resources".parse().expect("section");
+    missing.sections = vec!["resources".parse().expect("section")];
     assert_eq!(
         code(peer.read_share(signed(&missing, &caf_key)).await).0,
         Code::PermissionDenied
@@ -265,7 +266,7 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         .await
         .expect("grant");
     let mut missing = request(&c, &d, "caf12", 11);
-    missing.section = "resources".parse().expect("section");
+    missing.sections = vec!["resources".parse().expect("section")];
     let (status, msg) = code(peer.read_share(signed(&missing, &caf_key)).await);
     assert_eq!(status, Code::NotFound, "{msg}");
 

@@ -1,8 +1,11 @@
 //! The dossier social unique across partners: attaching to a dossier another
 //! member holds, and contributing to it.
 
+use maillon_node::clock::Clock;
 use maillon_node::types::Role;
-use maillon_tests::{Cluster, HOUSING, audit_events, next_year, refusal};
+use maillon_tests::{
+    Cluster, HOUSING, audit_entries, audit_events, audit_kinds, next_year, refusal,
+};
 use tonic::Code;
 
 const RESOURCES: &str = r#"{"rsa":true,"montant":635.71}"#;
@@ -130,13 +133,30 @@ async fn the_unified_view_assembles_every_readable_section_and_a_partner_down_ho
         got,
         [
             ("cd12", "support_plan", "ok"),
-            ("ccas-rodez", "housing", "ok"),
             ("caf12", "resources", "ok"),
+            ("ccas-rodez", "housing", "ok"),
         ]
     );
-    assert_eq!(view[1].json, HOUSING);
-    assert_eq!(view[2].json, RESOURCES);
+    assert_eq!(view[1].json, RESOURCES);
+    assert_eq!(view[2].json, HOUSING);
     assert!(view[1].receipt_leaf.is_some() && view[2].receipt_leaf.is_some());
+    // Each section says when its owner last wrote it and on what it is read.
+    let consents = audit_events(
+        &c.user("ccas-rodez", "dpo-ccas", Role::Auditor).await,
+        "consent_granted",
+    )
+    .await;
+    assert_eq!(view[0].basis, "own");
+    assert_eq!(view[2].basis, "consent");
+    assert_eq!(
+        view[2].basis_id,
+        consents[0]["consent"].as_str().expect("id")
+    );
+    let now = c.clock.now();
+    assert!(
+        view.iter()
+            .all(|v| v.written_at > now - 60 && v.written_at <= now)
+    );
 
     // The CAF's node is down: its source says so, the others come back.
     c.fed.node_mut("caf12").stop().await;
@@ -153,8 +173,8 @@ async fn the_unified_view_assembles_every_readable_section_and_a_partner_down_ho
         got,
         [
             ("cd12", "ok"),
+            ("caf12", "unreachable"),
             ("ccas-rodez", "ok"),
-            ("caf12", "unreachable")
         ]
     );
 
@@ -168,4 +188,78 @@ async fn the_unified_view_assembles_every_readable_section_and_a_partner_down_ho
             .await,
     );
     assert_eq!((code, why.as_str()), (Code::NotFound, "not_found"));
+}
+
+#[tokio::test]
+async fn several_sections_are_read_in_one_signed_request_with_one_entry_each() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.put(&d, "resources", RESOURCES).await.expect("put");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    let owner_dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&owner_dpo).await.len();
+    let read = caf
+        .conn
+        .read_shares(
+            &d,
+            &["household", "housing", "resources"],
+            "ccas-rodez",
+            "instruction d'un droit",
+            None,
+        )
+        .await
+        .expect("one answer for three sections");
+    let got: Vec<(&str, &str, &str)> = read
+        .iter()
+        .map(|v| (v.section.as_str(), v.status.as_str(), v.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("household", "refused", "section_not_covered"),
+            ("housing", "ok", ""),
+            ("resources", "refused", "section_not_covered"),
+        ]
+    );
+    assert_eq!(read[1].json, HOUSING);
+    let entries = audit_entries(&owner_dpo).await;
+    let decisions: Vec<&serde_json::Value> = entries[before..]
+        .iter()
+        .filter(|e| e["event"] == "read_granted" || e["event"] == "read_denied")
+        .collect();
+    assert_eq!(decisions.len(), 3, "one entry per section");
+    assert!(
+        decisions
+            .iter()
+            .all(|e| e["request"] == decisions[0]["request"]),
+        "all from one signed request"
+    );
+
+    // Every section refused: the refusal of the first is the answer.
+    let (code, why) = refusal(
+        caf.conn
+            .read_shares(
+                &d,
+                &["household", "resources"],
+                "ccas-rodez",
+                "instruction",
+                None,
+            )
+            .await,
+    );
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::PermissionDenied, "section_not_covered")
+    );
+    // No section, or an unknown one: refused at the reader.
+    for bad in [&[][..], &["secrets"]] {
+        let (code, _) = refusal(
+            caf.conn
+                .read_shares(&d, bad, "ccas-rodez", "instruction", None)
+                .await,
+        );
+        assert_eq!(code, Code::InvalidArgument, "{bad:?}");
+    }
 }

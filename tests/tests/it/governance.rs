@@ -399,10 +399,11 @@ async fn sealed_for_cd12(c: &Cluster, d: &str) -> Vec<u8> {
         role: Role::Caseworker,
         owner: "ccas-rodez".parse().expect("id"),
         dossier: d.parse().expect("dossier"),
-        section: maillon_node::types::Section::Housing,
+        sections: vec![maillon_node::types::Section::Housing],
         purpose: "coordination du parcours".into(),
         nonce: hex::encode(rand::random::<[u8; 16]>()),
         time: c.clock.now(),
+        break_glass: None,
     };
     let signed = SignedBytes::sign(&request, Context::Request, &c.key("cd12"));
     c.peer_as("cd12")
@@ -410,6 +411,8 @@ async fn sealed_for_cd12(c: &Cluster, d: &str) -> Vec<u8> {
         .await
         .expect("the CCAS answers the département")
         .sealed
+        .remove(0)
+        .1
 }
 
 #[tokio::test]

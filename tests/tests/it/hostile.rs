@@ -3,10 +3,10 @@
 //! handing out a KeyPackage that is not its own. Each lie is refused.
 
 use maillon_node::crypto::{Context, NodeKey, sha256};
-use maillon_node::protocol::Receipt;
+use maillon_node::protocol::{Basis, Receipt, ReceiptItem};
 use maillon_node::sharing::Sharing;
 use maillon_node::storage::Store;
-use maillon_node::types::Role;
+use maillon_node::types::{ConsentId, Role};
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::peer_server::Peer;
 use maillon_tests::{Cluster, audit_kinds, code, next_year, refusal};
@@ -21,6 +21,8 @@ enum Lie {
     OtherRequest,
     /// Signs a true receipt, but the "sealed" section is garbage.
     Garbage,
+    /// Signs a receipt for the request that accounts for no section.
+    NoSections,
     /// Hands out a well-formed KeyPackage in its name, signed by another key.
     ForeignKeyPackage,
 }
@@ -102,8 +104,18 @@ impl Peer for HostileOwner {
                 Lie::OtherRequest => hex::encode(sha256(b"another request")),
                 _ => hash,
             },
-            leaf: 0,
             time: 0,
+            items: match self.lie {
+                Lie::NoSections => vec![],
+                _ => vec![ReceiptItem {
+                    section: "housing".parse().expect("section"),
+                    leaf: 0,
+                    basis: Some(Basis::Consent(ConsentId::random())),
+                    written_at: Some(0),
+                    refused: None,
+                    message: None,
+                }],
+            },
         };
         let bytes = serde_json::to_vec(&receipt).expect("json");
         let signature = match self.lie {
@@ -111,7 +123,10 @@ impl Peer for HostileOwner {
             _ => self.key.sign(Context::Receipt, &bytes),
         };
         Ok(Response::new(pb::ReadShareReply {
-            sealed: vec![0; 64],
+            sections: vec![pb::SealedSection {
+                section: "housing".into(),
+                sealed: vec![0; 64],
+            }],
             receipt_signature: signature.to_bytes().to_vec(),
             receipt: bytes,
         }))
@@ -134,6 +149,7 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
     for (lie, expect) in [
         (Lie::StrangerKey, "does not verify"),
         (Lie::OtherRequest, "another request"),
+        (Lie::NoSections, "does not account for the sections"),
         (Lie::Garbage, "cannot be opened"),
     ] {
         // The CCAS node is replaced by a hostile one holding its keys.

@@ -2,6 +2,7 @@
 //! binary, one module per area.
 
 mod bad_input;
+mod break_glass;
 mod cli;
 mod consent;
 mod crash;

@@ -114,6 +114,7 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
                 section: "housing".into(),
                 owner: "ccas-rodez".into(),
                 purpose: "instruction d'un droit".into(),
+                ..Default::default()
             }))
             .await
             .map(drop),

@@ -1,0 +1,307 @@
+//! Break-glass: a read without consent for a grave and imminent danger, by
+//! a user the charter allows, for the time the charter sets; flagged in
+//! both logs, listed for the auditors and reviewed; never a masked section,
+//! never beyond what the reader's kind may receive.
+
+use maillon_cli::client::Conn;
+use maillon_node::clock::Clock;
+use maillon_node::roster::BreakGlassRule;
+use maillon_node::storage::{MetaKey, Store, Tree};
+use maillon_node::types::{MemberKind, Role};
+use maillon_proto::v1 as pb;
+use maillon_tests::{
+    Cluster, HOUSING, audit_events, audit_kinds, housing_share, next_year, refusal,
+};
+use tonic::Code;
+
+/// A real sentence: what the département's caseworker says.
+const WHY: &str =
+    "Signalement ce soir : enfant de quatre ans seul au domicile, mère hospitalisée en urgence";
+
+/// A federation whose charter lets the département's caseworkers break the glass for 24 h.
+async fn cluster() -> Cluster {
+    Cluster::start_with(|r| {
+        r.charter.break_glass = Some(BreakGlassRule {
+            kinds: [MemberKind::Departement].into(),
+            roles: [Role::Caseworker].into(),
+            hours: 24,
+        });
+    })
+    .await
+}
+
+async fn glass(
+    conn: &Conn,
+    d: &str,
+    sections: &[&str],
+    owner: &str,
+    why: &str,
+) -> Result<Vec<pb::ViewedSection>, tonic::Status> {
+    conn.read_shares(d, sections, owner, "protection de l'enfance", Some(why))
+        .await
+}
+
+async fn accesses(auditor: &Conn, pending: bool) -> Vec<pb::BreakGlass> {
+    auditor
+        .api()
+        .list_break_glass(auditor.req(pb::ListBreakGlassRequest { pending }))
+        .await
+        .expect("list")
+        .into_inner()
+        .accesses
+}
+
+async fn review(auditor: &Conn, id: &str, comment: &str) -> Result<(), tonic::Status> {
+    auditor
+        .api()
+        .review_break_glass(auditor.req(pb::ReviewBreakGlassRequest {
+            id: id.into(),
+            comment: comment.into(),
+        }))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_reviewed() {
+    let c = cluster().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    ccas.put(&d, "household", r#"{"enfants":1}"#)
+        .await
+        .expect("put");
+    let cd = c.desk("cd12", "agent-cd").await;
+
+    // Without break-glass: no consent, refused.
+    let (code, why) = refusal(cd.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "no_consent"));
+
+    let read = glass(&cd.conn, &d, &["household", "housing"], "ccas-rodez", WHY)
+        .await
+        .expect("break-glass read");
+    assert_eq!(read.len(), 2);
+    assert!(
+        read.iter()
+            .all(|v| v.status == "ok" && v.basis == "break_glass")
+    );
+    assert_eq!(read[1].json, HOUSING);
+    let grant = read[0].basis_id.clone();
+    assert!(grant.starts_with("BGL-"));
+    assert_eq!(read[1].basis_id, grant, "one access for the request");
+    let share = housing_share(&d, "ccas-rodez");
+    assert_eq!(
+        c.group_members("ccas-rodez", &share).await,
+        ["ccas-rodez", "cd12"]
+    );
+
+    // Both logs flag it; the owner logged one grant and one entry per section.
+    let owner_dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let granted = audit_events(&owner_dpo, "break_glass_granted").await;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["justification"], WHY);
+    assert_eq!(granted[0]["reader"], "cd12");
+    let reads = audit_events(&owner_dpo, "read_granted").await;
+    assert_eq!(reads.len(), 2);
+    assert!(reads.iter().all(|r| r["break_glass"] == grant.as_str()));
+    let reader_dpo = c.user("cd12", "dpo", Role::Auditor).await;
+    let receipts = audit_events(&reader_dpo, "receipt_logged").await;
+    assert!(receipts.iter().all(|r| r["break_glass"] == grant.as_str()));
+
+    // A second break-glass read within the time reuses the access.
+    glass(&cd.conn, &d, &["housing"], "ccas-rodez", WHY)
+        .await
+        .expect("again");
+    assert_eq!(
+        audit_events(&owner_dpo, "break_glass_granted").await.len(),
+        1
+    );
+
+    // The person's access report shows it.
+    let roster = c.running("ccas-rodez").node().roster();
+    let owner = roster
+        .active_member(&"ccas-rodez".parse().expect("id"))
+        .expect("member");
+    let log = maillon_cli::audit::fetch_and_verify(&owner_dpo, owner)
+        .await
+        .expect("verified");
+    let report =
+        maillon_cli::audit::access_report(roster.roster(), owner, &d.parse().expect("id"), &log);
+    assert!(report.contains("ACCÈS EN URGENCE"), "{report}");
+    assert!(report.contains(WHY), "{report}");
+
+    // At the end of the charter's 24 h, upkeep logs the end and removes the reader.
+    c.clock.advance(25 * 3600);
+    let node = c.running("ccas-rodez").node();
+    assert_eq!(node.end_break_glass().await.expect("upkeep"), 1);
+    assert_eq!(node.end_break_glass().await.expect("again"), 0);
+    assert_eq!(c.group_members("ccas-rodez", &share).await, ["ccas-rodez"]);
+    assert_eq!(audit_events(&owner_dpo, "break_glass_ended").await.len(), 1);
+
+    // The auditors review it, once, with a real comment.
+    let pending = accesses(&owner_dpo, true).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, grant);
+    assert!(pending[0].ended);
+    assert_eq!(pending[0].justification, WHY);
+    let (code, _) = refusal(review(&owner_dpo, &grant, "ok").await);
+    assert_eq!(code, Code::InvalidArgument);
+    let caseworker = c.user("ccas-rodez", "cw", Role::Caseworker).await;
+    let (code, why) = refusal(review(&caseworker, &grant, "contrôle fait avec le service").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "role"));
+    review(
+        &owner_dpo,
+        &grant,
+        "Signalement confirmé par la CRIP, accès proportionné au danger",
+    )
+    .await
+    .expect("reviewed");
+    let (code, _) = refusal(
+        review(
+            &owner_dpo,
+            &grant,
+            "deuxième contrôle du même accès en urgence",
+        )
+        .await,
+    );
+    assert_eq!(code, Code::FailedPrecondition);
+    assert!(accesses(&owner_dpo, true).await.is_empty());
+    let all = accesses(&owner_dpo, false).await;
+    assert_eq!(all[0].reviewed_by, "dpo");
+    let (code, _) = refusal(
+        review(
+            &owner_dpo,
+            "BGL-0000000000000000000000000Z",
+            "contrôle d'un accès inconnu ici",
+        )
+        .await,
+    );
+    assert_eq!(code, Code::NotFound);
+}
+
+#[tokio::test]
+async fn break_glass_is_refused_without_the_charter_a_real_sentence_or_beyond_a_mask() {
+    let c = cluster().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.put(&d, "household", r#"{"enfants":1}"#)
+        .await
+        .expect("put");
+    ccas.put(&d, "health", r#"{"suivi":"oui"}"#)
+        .await
+        .expect("put");
+    let cd = c.desk("cd12", "agent-cd").await;
+    let owner_dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+
+    // The CAF's caseworkers may not break the glass: the charter names the département only.
+    let (code, why) = refusal(glass(&caf.conn, &d, &["housing"], "ccas-rodez", WHY).await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::PermissionDenied, "break_glass_not_allowed")
+    );
+    // An empty, short or placeholder justification never leaves the reader's node.
+    let before = audit_kinds(&owner_dpo).await.len();
+    for bad in [
+        "   ",
+        "urgence",
+        "urgence urgence urgence urgence urgence urgence urgence",
+    ] {
+        let (code, _) = refusal(glass(&cd.conn, &d, &["housing"], "ccas-rodez", bad).await);
+        assert_eq!(code, Code::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(audit_kinds(&owner_dpo).await.len(), before);
+    // Never a section the département's kind may not receive.
+    let (code, why) = refusal(glass(&cd.conn, &d, &["health"], "ccas-rodez", WHY).await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "charter"));
+    // Never a section the person masked from everyone.
+    let mut mask = pb::GrantConsentRequest {
+        dossier: d.clone(),
+        masked: vec!["household".into()],
+        purpose: "la personne masque sa composition familiale".into(),
+        until: next_year(&c.clock),
+        collection: "oral".into(),
+        ..Default::default()
+    };
+    ccas.conn
+        .api()
+        .grant_consent(ccas.conn.req(mask.clone()))
+        .await
+        .expect("mask");
+    let read = glass(&cd.conn, &d, &["household", "housing"], "ccas-rodez", WHY)
+        .await
+        .expect("housing opens, household does not");
+    assert_eq!(read[0].status, "refused");
+    assert_eq!(read[0].reason, "masked");
+    assert_eq!(read[1].status, "ok");
+    let granted = audit_events(&owner_dpo, "break_glass_granted").await;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["sections"], serde_json::json!(["housing"]));
+    // A masked section alone: refused, no access granted.
+    let (code, why) = refusal(glass(&cd.conn, &d, &["household"], "ccas-rodez", WHY).await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "masked"));
+    assert_eq!(
+        audit_events(&owner_dpo, "break_glass_granted").await.len(),
+        1
+    );
+    mask.masked.clear();
+
+    // A charter without a break-glass rule refuses everyone.
+    let plain = Cluster::start().await;
+    let (_o, _r, d2) = plain.housing_at_the_ccas().await;
+    let cd2 = plain.desk("cd12", "agent-cd").await;
+    let (code, why) = refusal(glass(&cd2.conn, &d2, &["housing"], "ccas-rodez", WHY).await);
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::PermissionDenied, "break_glass_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn a_break_glass_access_and_its_review_the_store_lost_come_back_from_the_log() {
+    let mut c = cluster().await;
+    let (_ccas, _caf, d) = c.housing_at_the_ccas().await;
+    let cd = c.desk("cd12", "agent-cd").await;
+    let mark = c.running("ccas-rodez").node().audit_log().size();
+    let read = glass(&cd.conn, &d, &["housing"], "ccas-rodez", WHY)
+        .await
+        .expect("break-glass read");
+    let grant = read[0].basis_id.clone();
+    let owner_dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    review(
+        &owner_dpo,
+        &grant,
+        "Signalement confirmé, accès proportionné au danger",
+    )
+    .await
+    .expect("reviewed");
+
+    let clock: std::sync::Arc<dyn Clock> = c.clock.clone();
+    let node = c.fed.node_mut("ccas-rodez");
+    node.stop().await;
+    {
+        let store = Store::open(&node.dir.join("store")).expect("store");
+        let key = format!("{d}/{grant}");
+        assert!(
+            store
+                .get::<serde_json::Value>(Tree::BreakGlass, &key)
+                .expect("get")
+                .is_some()
+        );
+        store.remove(Tree::BreakGlass, &key).expect("remove");
+        store.set_meta(MetaKey::Applied, &mark).expect("mark");
+        store.flush().expect("flush");
+    }
+    node.start(clock).await.expect("restart");
+    let back = accesses(&owner_dpo, false).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, grant);
+    assert_eq!(back[0].justification, WHY);
+    assert_eq!(back[0].reviewed_by, "dpo", "the review came back too");
+    // And it still ends on time.
+    c.clock.advance(25 * 3600);
+    assert_eq!(
+        c.running("ccas-rodez")
+            .node()
+            .end_break_glass()
+            .await
+            .expect("upkeep"),
+        1
+    );
+}
