@@ -31,6 +31,13 @@ pub enum Command {
     User(UserCmd),
     /// Who the profile's token belongs to.
     Whoami,
+    /// Deliveries waiting for members that could not be reached: notices
+    /// and members to bring back into share groups (admin).
+    Outbox {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open dossiers (caseworker).
     #[command(subcommand)]
     Dossier(DossierCmd),
@@ -342,6 +349,19 @@ pub enum DossierCmd {
         /// Birth date, YYYY-MM-DD.
         #[arg(long)]
         birth_date: String,
+    },
+    /// Name the référent de parcours, at the member that holds the dossier.
+    /// A référent at another member (a hand-over) needs the person's
+    /// consent naming that member.
+    Referent {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// The référent: USER@MEMBER.
+        #[arg(long)]
+        set: String,
+        /// The consent (CNS-…) naming the référent's member, for a member other than this one.
+        #[arg(long)]
+        consent: Option<String>,
     },
 }
 

@@ -76,6 +76,16 @@ impl Conn {
         dossier: &str,
         purpose: &str,
     ) -> Result<Vec<pb::ViewedSection>, Status> {
+        Ok(self.view_dossier_whole(dossier, purpose).await?.sections)
+    }
+
+    /// The unified dossier with its référent and, at the référent's
+    /// member, every partner's freshness.
+    pub async fn view_dossier_whole(
+        &self,
+        dossier: &str,
+        purpose: &str,
+    ) -> Result<pb::ViewDossierReply, Status> {
         let r = self
             .api()
             .view_dossier(self.req(pb::ViewDossierRequest {
@@ -83,7 +93,25 @@ impl Conn {
                 purpose: purpose.into(),
             }))
             .await?;
-        Ok(r.into_inner().sections)
+        Ok(r.into_inner())
+    }
+
+    /// Names the référent de parcours (`user@member`), with the consent
+    /// naming its member when it is another one.
+    pub async fn set_referent(
+        &self,
+        dossier: &str,
+        referent: &str,
+        consent: Option<&str>,
+    ) -> Result<(), Status> {
+        self.api()
+            .set_referent(self.req(pb::SetReferentRequest {
+                dossier: dossier.into(),
+                referent: referent.into(),
+                consent: consent.unwrap_or_default().into(),
+            }))
+            .await?;
+        Ok(())
     }
 
     /// Attaches to a dossier `from` holds, with the identity typed at this desk.

@@ -423,6 +423,9 @@ async fn start_once(
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
             }
+            if let Err(e) = upkeep_node.deliver_outbox().await {
+                tracing::warn!(error = %e, "delivering the outbox failed");
+            }
             if let Err(e) = upkeep_node.end_break_glass().await {
                 tracing::warn!(error = %e, "ending break-glass accesses failed");
             }

@@ -262,6 +262,97 @@ impl Receipt {
     }
 }
 
+/// Largest notice accepted from a peer (bytes).
+pub const MAX_NOTICE: usize = 16 * 1024;
+
+/// What one member tells another about a dossier both hold, through the
+/// sender's outbox (delivered again until it is taken; taking it twice
+/// changes nothing). The sender is the TLS peer: notices are not signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Notice {
+    /// From the dossier's holder to each member that holds it: who is its
+    /// référent de parcours now, and which members hold the dossier.
+    Referent {
+        /// The dossier (its opaque id only).
+        dossier: DossierId,
+        /// The référent's member.
+        member: MemberId,
+        /// The référent, a user at that member.
+        user: UserName,
+        /// Since when (Unix seconds, the holder's log time).
+        since: i64,
+        /// Every member that holds the dossier, the holder included.
+        partners: Vec<MemberId>,
+    },
+    /// From an owner to the référent's member: a break-glass access to the
+    /// owner's sections of a dossier (the justification stays at the owner).
+    BreakGlass {
+        /// The access's id.
+        grant: GrantId,
+        /// The dossier (its opaque id only).
+        dossier: DossierId,
+        /// The reading member.
+        reader: MemberId,
+        /// The sections it opens.
+        sections: Vec<Section>,
+        /// When it was granted (Unix seconds).
+        granted_at: i64,
+        /// When it ends (Unix seconds).
+        until: i64,
+    },
+}
+
+impl Notice {
+    /// The dossier it is about.
+    pub fn dossier(&self) -> &DossierId {
+        match self {
+            Notice::Referent { dossier, .. } | Notice::BreakGlass { dossier, .. } => dossier,
+        }
+    }
+
+    /// Its kind, as logged and shown to the admin.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notice::Referent { .. } => "referent",
+            Notice::BreakGlass { .. } => "break_glass",
+        }
+    }
+
+    /// Encodes it as JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a peer's notice: size first, then the exact fields.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        if bytes.len() > MAX_NOTICE {
+            return Err(ProtocolError::TooLarge {
+                what: "notice",
+                limit: MAX_NOTICE,
+            });
+        }
+        let notice: Notice =
+            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed {
+                what: "notice",
+                reason: json_reason(&e),
+            })?;
+        let sizes_ok = match &notice {
+            Notice::Referent { partners, .. } => partners.len() <= 1024,
+            Notice::BreakGlass { sections, .. } => {
+                !sections.is_empty() && sections.len() <= Section::ALL.len()
+            }
+        };
+        if !sizes_ok {
+            return Err(ProtocolError::Malformed {
+                what: "notice",
+                reason: "too many or too few members or sections".into(),
+            });
+        }
+        Ok(notice)
+    }
+}
+
 /// serde_json's reason without the input it may quote: its category and position.
 fn json_reason(e: &serde_json::Error) -> String {
     let what = match e.classify() {

@@ -422,3 +422,48 @@ pub fn next_version(
     edit(&mut r);
     maillon_node::roster::SignedRoster::unsigned(r)
 }
+
+impl Cluster {
+    /// The housing section of `d`, sealed by the CCAS for the département:
+    /// a read request signed by cd12, sent over cd12's pinned TLS.
+    pub async fn sealed_housing_for_cd12(&self, d: &str) -> Vec<u8> {
+        use maillon_node::crypto::Context;
+        use maillon_node::protocol::{ReadRequest, SignedBytes};
+        use maillon_node::service::PeerNetwork;
+        let request = ReadRequest {
+            reader: "cd12".parse().expect("id"),
+            user: "agent-cd".parse().expect("user"),
+            role: Role::Caseworker,
+            owner: "ccas-rodez".parse().expect("id"),
+            dossier: d.parse().expect("dossier"),
+            sections: vec![maillon_node::types::Section::Housing],
+            purpose: "coordination du parcours".into(),
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
+            time: self.clock.now(),
+            break_glass: None,
+        };
+        let signed = SignedBytes::sign(&request, Context::Request, &self.key("cd12"));
+        self.peer_as("cd12")
+            .read_share(&self.member("ccas-rodez"), signed)
+            .await
+            .expect("the CCAS answers the département")
+            .sealed
+            .remove(0)
+            .1
+    }
+
+    /// Whether `member`'s own MLS state opens `sealed` in the CCAS's housing
+    /// share of `d` (the member's node must be stopped: its store is opened here).
+    pub fn opens_housing(&self, member: &str, d: &str, sealed: &[u8]) -> bool {
+        let store = maillon_node::storage::Store::open(&self.node(member).dir.join("store"))
+            .expect("the member's store");
+        let mls = maillon_node::sharing::Sharing::new(
+            store,
+            member.parse().expect("id"),
+            &self.key(member),
+        );
+        let owner_key = self.member("ccas-rodez").card.signing_key;
+        mls.open(&housing_share(d, "ccas-rodez"), sealed, &owner_key)
+            .is_ok()
+    }
+}

@@ -30,13 +30,60 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
             json,
         } => {
             let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
-            let view = conn.view_dossier(dossier.as_str(), &purpose).await?;
-            if view.is_empty() && !json {
+            let view = conn.view_dossier_whole(dossier.as_str(), &purpose).await?;
+            if json {
+                print_view_json(dossier.as_str(), &view);
+                return Ok(());
+            }
+            if !view.referent.is_empty() {
+                say(&format!("référent de parcours: {}", view.referent));
+            }
+            if view.sections.is_empty() {
                 say(&format!(
                     "{dossier}: no section here, and none shared with this node"
                 ));
             }
-            print_sections(dossier.as_str(), &view, json);
+            print_sections(dossier.as_str(), &view.sections, false);
+            if !view.partners.is_empty() {
+                say("== partners holding this dossier (freshness only, never content)");
+            }
+            for p in &view.partners {
+                if p.status != "ok" {
+                    say(&format!(
+                        "  {}: {} ({}): {}",
+                        p.member, p.status, p.reason, p.message
+                    ));
+                    continue;
+                }
+                let sections: Vec<String> = p
+                    .sections
+                    .iter()
+                    .map(|s| format!("{} written {}", s.section, super::utc(s.written_at)))
+                    .collect();
+                say(&format!(
+                    "  {}: {}",
+                    p.member,
+                    if sections.is_empty() {
+                        "no section".to_owned()
+                    } else {
+                        sections.join("; ")
+                    }
+                ));
+            }
+        }
+        DossierCmd::Referent {
+            dossier,
+            set,
+            consent,
+        } => {
+            let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
+            let consent = match consent {
+                Some(c) => Some(arg::<maillon_node::types::ConsentId>("consent", &c)?),
+                None => None,
+            };
+            conn.set_referent(dossier.as_str(), &set, consent.as_ref().map(|c| c.as_str()))
+                .await?;
+            say(&format!("{set} is the référent de parcours of {dossier}"));
         }
         DossierCmd::Attach {
             dossier,
@@ -99,4 +146,33 @@ fn read_input(path: &Path) -> Result<String, CliError> {
     } else {
         read_file(path)
     }
+}
+
+/// `dossier view --json`: the sections, the référent and the partners'
+/// freshness, with stable field names.
+fn print_view_json(dossier: &str, view: &maillon_proto::v1::ViewDossierReply) {
+    let partners: Vec<serde_json::Value> = view
+        .partners
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "member": p.member,
+                "status": p.status,
+                "reason": (!p.reason.is_empty()).then_some(&p.reason),
+                "message": (!p.message.is_empty()).then_some(&p.message),
+                "sections": p.sections.iter().map(|s| serde_json::json!({
+                    "section": s.section,
+                    "written_at": s.written_at,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut object = super::sections_json(dossier, &view.sections);
+    object["referent"] = if view.referent.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(view.referent.clone())
+    };
+    object["partners"] = serde_json::Value::Array(partners);
+    super::say_lines(&serde_json::to_string_pretty(&object).unwrap_or_default());
 }

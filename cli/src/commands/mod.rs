@@ -33,6 +33,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             reads, concurrency, ..
         } => crate::bench::run(reads, concurrency.max(1)).await,
         Command::Whoami => users::whoami(&connect(profile)?.1).await,
+        Command::Outbox { json } => users::outbox(&connect(profile)?.1, json).await,
         Command::User(cmd) => {
             let (profile, conn) = connect(profile)?;
             users::run(&profile, &conn, cmd).await
@@ -100,6 +101,20 @@ fn utc(secs: i64) -> String {
 /// read, or why not; `--json` as one object with stable field names.
 fn print_sections(dossier: &str, sections: &[maillon_proto::v1::ViewedSection], json: bool) {
     if json {
+        let text =
+            serde_json::to_string_pretty(&sections_json(dossier, sections)).unwrap_or_default();
+        say_lines(&text);
+        return;
+    }
+    print_sections_text(sections);
+}
+
+/// Sections read, as one JSON object `{dossier, sections: [...]}`.
+fn sections_json(
+    dossier: &str,
+    sections: &[maillon_proto::v1::ViewedSection],
+) -> serde_json::Value {
+    {
         let items: Vec<serde_json::Value> = sections
             .iter()
             .map(|v| {
@@ -120,14 +135,15 @@ fn print_sections(dossier: &str, sections: &[maillon_proto::v1::ViewedSection], 
                 })
             })
             .collect();
-        let text = serde_json::to_string_pretty(&serde_json::json!({
+        serde_json::json!({
             "dossier": dossier,
             "sections": items,
-        }))
-        .unwrap_or_default();
-        say_lines(&text);
-        return;
+        })
     }
+}
+
+/// Sections read, as text: each with its owner, last write and basis.
+fn print_sections_text(sections: &[maillon_proto::v1::ViewedSection]) {
     for v in sections {
         match v.status.as_str() {
             "ok" => {

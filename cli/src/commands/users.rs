@@ -70,3 +70,43 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
     }
     Ok(())
 }
+
+/// `maillon outbox` (admin): every delivery waiting for a member.
+pub(super) async fn outbox(conn: &Conn, json: bool) -> Result<(), CliError> {
+    let r = conn
+        .api()
+        .outbox(conn.req(pb::OutboxRequest {}))
+        .await?
+        .into_inner();
+    if json {
+        let items: Vec<serde_json::Value> = r
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "to": e.to,
+                    "kind": e.kind,
+                    "about": e.about,
+                    "attempts": e.attempts,
+                    "next_at": e.next_at,
+                })
+            })
+            .collect();
+        super::say_lines(&serde_json::to_string_pretty(&items).unwrap_or_default());
+        return Ok(());
+    }
+    if r.entries.is_empty() {
+        println!("nothing waits: every member is in step");
+    }
+    for e in &r.entries {
+        super::say(&format!(
+            "to {}  {}  {}  {} failed attempts, next at {}",
+            e.to,
+            e.kind,
+            e.about,
+            e.attempts,
+            super::utc(e.next_at)
+        ));
+    }
+    Ok(())
+}

@@ -168,6 +168,44 @@ pub enum AuditEvent {
         /// The member attaching to it.
         to: MemberId,
     },
+    /// The holder named the dossier's référent de parcours (a hand-over when
+    /// it moves to another member, on the person's consent).
+    ReferentSet {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The référent's member.
+        member: MemberId,
+        /// The référent, a user at that member.
+        user: UserName,
+        /// The consent the hand-over rests on, for a member other than this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consent: Option<ConsentId>,
+        /// The caseworker at this node who did it.
+        by: UserName,
+    },
+    /// The dossier's holder told this node who the référent is now.
+    ReferentNoted {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The référent's member.
+        member: MemberId,
+        /// The référent, a user at that member.
+        user: UserName,
+        /// The holder that told it.
+        from: MemberId,
+        /// Since when, at the holder (Unix seconds).
+        since: i64,
+        /// Every member that holds the dossier, as the holder listed them.
+        partners: Vec<MemberId>,
+    },
+    /// This node told the dossier's référent's member when it last wrote
+    /// each of its sections (not their content).
+    FreshnessAnswered {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The référent's member that asked.
+        to: MemberId,
+    },
     /// This node wrote its copy of a section.
     SectionWritten {
         /// The dossier the entry is about (its opaque id only).

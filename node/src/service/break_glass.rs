@@ -192,10 +192,12 @@ impl Node {
             justification: justification.trim().to_owned(),
             until: grant.until,
         };
-        self.log_then_apply(now, granted, "break_glass_logged", || {
-            self.store_grant(&grant)
-        })
-        .await?;
+        let queued = self
+            .log_then_apply(now, granted, "break_glass_logged", || {
+                self.store_grant(&grant)?;
+                self.queue_break_glass_notice(&grant)
+            })
+            .await?;
         tracing::warn!(grant = %grant.id, reader = %grant.reader, "break-glass access granted");
         for (share, kp) in additions {
             let member = self.roster_member(id)?;
@@ -214,6 +216,7 @@ impl Node {
             }
         }
         drop(changing);
+        self.deliver_now(queued).await;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! writing and reading this node's copy of a section. Every access is logged
 //! at this node before it is answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,9 @@ pub struct DossierRecord {
     /// (the person was received elsewhere first); none where it was opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_from: Option<MemberId>,
+    /// Where this node holds the dossier: the members that attached to it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub partners: BTreeSet<MemberId>,
 }
 
 /// This node's copy of a section, as stored.
@@ -66,6 +69,18 @@ pub struct SectionView {
 /// How long the unified view waits for one partner: a slow or down partner
 /// never holds the others back.
 pub const VIEW_SOURCE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The unified view of a dossier for a caseworker.
+#[derive(Debug)]
+pub struct DossierView {
+    /// Every section read, this node's own first, then each owner's.
+    pub sections: Vec<ViewedSection>,
+    /// The dossier's référent de parcours, if one is named.
+    pub referent: Option<super::Referent>,
+    /// At the référent's member only: every member holding the dossier and
+    /// how fresh its sections are (never their content).
+    pub partners: Vec<super::PartnerFreshness>,
+}
 
 /// One source of the unified view: a section of the dossier at one member,
 /// read, or why not.
@@ -106,6 +121,7 @@ impl Node {
             opened_by: caller.name.clone(),
             opened_at: now,
             attached_from: None,
+            partners: BTreeSet::new(),
         };
         let opened = AuditEvent::DossierOpened {
             dossier: id.clone(),
@@ -159,6 +175,7 @@ impl Node {
             opened_by: caller.name.clone(),
             opened_at: now,
             attached_from: Some(from.clone()),
+            partners: BTreeSet::new(),
         };
         let attached = AuditEvent::DossierAttached {
             dossier: dossier.clone(),
@@ -174,16 +191,37 @@ impl Node {
     }
 
     /// Holder side: confirms to an active member that this node holds
-    /// `dossier`, and tells nothing else; the confirmation is logged.
+    /// `dossier`, and tells nothing else; the confirmation is logged, then
+    /// the member is kept as a partner of the dossier (it learns the
+    /// référent, if there is one, through this node's outbox).
     pub async fn confirm_dossier(&self, peer: &MemberId, dossier: &DossierId) -> Result<()> {
         self.active_peer(peer)?;
-        self.dossier(dossier)?;
-        self.audit(AuditEvent::DossierConfirmed {
+        let record = self.dossier(dossier)?;
+        if record.attached_from.is_some() {
+            return Err(ServiceError::State(format!(
+                "this node attached to {dossier}; attach to the member that holds it"
+            )));
+        }
+        let confirmed = AuditEvent::DossierConfirmed {
             dossier: dossier.clone(),
             to: peer.clone(),
+        };
+        self.log_then_apply(self.clock.now(), confirmed, "confirm_logged", || {
+            self.store_partner(dossier, peer).map(drop)
         })
         .await?;
-        Ok(())
+        self.announce_referent(dossier).await
+    }
+
+    /// Adds a partner to a dossier this node holds (not flushed); `false`
+    /// if it was one already.
+    pub(super) fn store_partner(&self, dossier: &DossierId, partner: &MemberId) -> Result<bool> {
+        let mut record = self.dossier(dossier)?;
+        if !record.partners.insert(partner.clone()) {
+            return Ok(false);
+        }
+        self.store.put(Tree::Dossiers, dossier.as_str(), &record)?;
+        Ok(true)
     }
 
     /// The dossier record, or [`ServiceError::NotFound`].
@@ -204,6 +242,9 @@ impl Node {
         require(caller, &[Role::Caseworker])?;
         check_section_json(json)?;
         self.dossier(dossier)?;
+        if section == Section::SupportPlan {
+            self.check_writes_support_plan(caller, dossier)?;
+        }
         let written = AuditEvent::SectionWritten {
             dossier: dossier.clone(),
             section,
@@ -249,13 +290,14 @@ impl Node {
     /// (each read logged here) and every section another member shares with
     /// this node (this node is in its group), read from each owner at once,
     /// one request per owner, each within [`VIEW_SOURCE_DEADLINE`], each
-    /// owner logging its access.
+    /// owner logging its access; at the référent's member, how fresh every
+    /// partner's sections are.
     pub async fn view_dossier(
         &self,
         caller: &Caller,
         dossier: &DossierId,
         purpose: &str,
-    ) -> Result<Vec<ViewedSection>> {
+    ) -> Result<DossierView> {
         require(caller, &[Role::Caseworker])?;
         crate::types::check_purpose(purpose).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.dossier(dossier)?;
@@ -319,13 +361,16 @@ impl Node {
                     }
                 }
             });
-        view.extend(
-            futures_util::future::join_all(reads)
-                .await
-                .into_iter()
-                .flatten(),
+        let (reads, partners) = tokio::join!(
+            futures_util::future::join_all(reads),
+            self.partners_freshness(dossier)
         );
-        Ok(view)
+        view.extend(reads.into_iter().flatten());
+        Ok(DossierView {
+            sections: view,
+            referent: self.referent(dossier)?,
+            partners: partners?,
+        })
     }
 
     /// Reads this node's own copy of a section; the access is logged here

@@ -138,6 +138,23 @@ impl Node {
         false
     }
 
+    /// The members waiting to be brought back into a share group, for the
+    /// admin's outbox view.
+    pub(super) fn resync_waiting(&self) -> Result<Vec<super::outbox::Waiting>> {
+        Ok(self
+            .store
+            .scan::<Resync>(Tree::Resync, "")?
+            .into_iter()
+            .map(|(_, m)| super::outbox::Waiting {
+                about: m.share.scope(),
+                to: m.member,
+                kind: "mls_resync".into(),
+                attempts: m.attempts,
+                next_at: m.next_at,
+            })
+            .collect())
+    }
+
     /// Remembers that `member` is out of step with `share`'s group. A mark
     /// set again gets a new id, so that an upkeep round working on the old
     /// one does not take it away. A mark that cannot be written is logged:

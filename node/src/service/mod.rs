@@ -22,7 +22,9 @@ mod governance;
 mod membership;
 mod mls_peer;
 mod network;
+mod outbox;
 mod reads;
+mod referent;
 mod replay;
 mod users;
 
@@ -32,7 +34,8 @@ pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{
-    DossierRecord, MAX_NAME, SectionRecord, SectionView, VIEW_SOURCE_DEADLINE, ViewedSection,
+    DossierRecord, DossierView, MAX_NAME, SectionRecord, SectionView, VIEW_SOURCE_DEADLINE,
+    ViewedSection,
 };
 pub use error::{ErrorKind, Result, ServiceError};
 pub use governance::{
@@ -41,7 +44,9 @@ pub use governance::{
 };
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
+pub use outbox::{OUTBOX_RETRY_BASE, OUTBOX_RETRY_MAX, OutboxItem, Waiting};
 pub use reads::REQUEST_WINDOW;
+pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
 pub use users::{Caller, NewUser, UserRecord, create_user};
 
 use crate::audit::{AuditEvent, AuditLog};

@@ -65,6 +65,19 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         holder: &'a RosterMember,
         dossier: &'a crate::types::DossierId,
     ) -> BoxFuture<'a, Result<()>>;
+    /// Delivers a notice to `member`.
+    fn notify<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        notice: &'a crate::protocol::Notice,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Asks `member` when it last wrote each of its sections of `dossier`
+    /// (this node being the dossier's référent's member).
+    fn freshness<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+    ) -> BoxFuture<'a, Result<Vec<(crate::types::Section, i64)>>>;
     /// Fetches the open proposals `member` keeps on top of its version in
     /// force, decoded (each within the size limit) but not verified.
     fn fetch_proposals<'a>(

@@ -125,6 +125,7 @@ impl Node {
                             review: None,
                         };
                         self.store_grant(&record)?;
+                        self.queue_break_glass_notice(&record)?;
                         // Its reader joins the groups through upkeep.
                         for section in &record.sections {
                             let share = self.own_share(&record.dossier, *section);
@@ -140,6 +141,96 @@ impl Node {
                     AuditEvent::BreakGlassReviewed {
                         grant, by, comment, ..
                     } if self.replay_review(&grant, &by, entry.time, &comment)? => {
+                        applied += 1;
+                    }
+                    AuditEvent::DossierConfirmed { dossier, to }
+                        if self.store_partner(&dossier, &to)? =>
+                    {
+                        if let Some(r) = self.referent(&dossier)? {
+                            self.queue_referent_notices(&dossier, &r, Some(&to))?;
+                        }
+                        applied += 1;
+                    }
+                    AuditEvent::ReferentSet {
+                        dossier,
+                        member,
+                        user,
+                        ..
+                    } => {
+                        let known = self.referent(&dossier)?;
+                        if known.is_some_and(|r| r.since >= entry.time) {
+                            continue;
+                        }
+                        let mut partners = self.dossier(&dossier)?.partners;
+                        partners.insert(self.me.clone());
+                        let referent = super::Referent {
+                            member,
+                            user,
+                            since: entry.time,
+                            partners,
+                        };
+                        self.store.put(
+                            crate::storage::Tree::Referents,
+                            dossier.as_str(),
+                            &referent,
+                        )?;
+                        self.queue_referent_notices(&dossier, &referent, None)?;
+                        applied += 1;
+                    }
+                    AuditEvent::ReferentNoted {
+                        dossier,
+                        member,
+                        user,
+                        since,
+                        partners,
+                        ..
+                    } => {
+                        if self.referent(&dossier)?.is_some_and(|r| r.since >= since) {
+                            continue;
+                        }
+                        let referent = super::Referent {
+                            member,
+                            user,
+                            since,
+                            partners: partners.into_iter().collect(),
+                        };
+                        self.store.put(
+                            crate::storage::Tree::Referents,
+                            dossier.as_str(),
+                            &referent,
+                        )?;
+                        applied += 1;
+                    }
+                    AuditEvent::BreakGlassNotified {
+                        grant,
+                        owner,
+                        dossier,
+                        reader,
+                        sections,
+                        until,
+                    } => {
+                        let key = super::referent::notice_key(&owner, &grant);
+                        if self
+                            .store
+                            .get::<super::BreakGlassGrant>(crate::storage::Tree::Notices, &key)?
+                            .is_some()
+                        {
+                            continue;
+                        }
+                        let told = super::BreakGlassGrant {
+                            id: grant,
+                            dossier,
+                            owner,
+                            reader,
+                            user: None,
+                            sections: sections.into_iter().collect(),
+                            justification: None,
+                            granted_at: entry.time,
+                            until,
+                            ended: false,
+                            review: None,
+                        };
+                        self.store.put(crate::storage::Tree::Notices, &key, &told)?;
                         applied += 1;
                     }
                     AuditEvent::UserRemoved { user, .. } => {

@@ -13,8 +13,8 @@ use super::status::{invalid, status};
 use crate::consent::{Collection, ConsentRecord, ConsentStatus, LegalBasis};
 use crate::roster::{Change, SignedRoster};
 use crate::service::{
-    BreakGlassGrant, Caller, GrantRequest, Node, OfferOutcome, ProposalView, SectionView,
-    ServiceError, ViewedSection,
+    BreakGlassGrant, Caller, GrantRequest, Node, OfferOutcome, PartnerFreshness, ProposalView,
+    SectionView, ServiceError, ViewedSection,
 };
 use crate::types::{DossierId, ParseError, Section};
 
@@ -194,6 +194,36 @@ fn basis_to_pb(view: &SectionView) -> (String, String) {
     }
 }
 
+/// What the référent sees of one member holding the dossier.
+fn partner_to_pb(p: PartnerFreshness) -> pb::PartnerFreshness {
+    match p.outcome {
+        Ok(sections) => pb::PartnerFreshness {
+            member: p.member.to_string(),
+            status: "ok".into(),
+            sections: sections
+                .into_iter()
+                .map(|(section, written_at)| pb::SectionWritten {
+                    section: section.to_string(),
+                    written_at,
+                })
+                .collect(),
+            ..Default::default()
+        },
+        Err(e) => pb::PartnerFreshness {
+            member: p.member.to_string(),
+            status: match e.kind() {
+                crate::service::ErrorKind::Refused => "refused",
+                crate::service::ErrorKind::Unavailable => "unreachable",
+                _ => "failed",
+            }
+            .into(),
+            reason: e.reason(),
+            message: crate::types::escape_controls(&e.to_string()),
+            ..Default::default()
+        },
+    }
+}
+
 /// One source of a unified view or of a multi-section read.
 fn viewed_to_pb(v: ViewedSection) -> pb::ViewedSection {
     let (owner, section) = (v.owner.to_string(), v.section.to_string());
@@ -323,8 +353,61 @@ impl Client for ClientApi {
             .view_dossier(&caller, &dossier, &r.purpose)
             .await
             .map_err(status)?;
-        let sections = view.into_iter().map(viewed_to_pb).collect();
-        Ok(Response::new(pb::ViewDossierReply { sections }))
+        Ok(Response::new(pb::ViewDossierReply {
+            sections: view.sections.into_iter().map(viewed_to_pb).collect(),
+            referent: view
+                .referent
+                .map(|r| format!("{}@{}", r.user, r.member))
+                .unwrap_or_default(),
+            partners: view.partners.into_iter().map(partner_to_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_referent(
+        &self,
+        req: Request<pb::SetReferentRequest>,
+    ) -> Result<Response<pb::SetReferentReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier = r.dossier.parse().map_err(invalid)?;
+        let (user, member) = r.referent.rsplit_once('@').ok_or_else(|| {
+            status(ServiceError::Invalid(
+                "the référent is written USER@MEMBER".into(),
+            ))
+        })?;
+        let user = user.parse().map_err(invalid)?;
+        let member = member.parse().map_err(invalid)?;
+        let consent = match r.consent.as_str() {
+            "" => None,
+            c => Some(c.parse().map_err(invalid)?),
+        };
+        self.node
+            .set_referent(&caller, &dossier, &member, &user, consent.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetReferentReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn outbox(
+        &self,
+        req: Request<pb::OutboxRequest>,
+    ) -> Result<Response<pb::OutboxReply>, Status> {
+        let caller = self.caller(&req)?;
+        let waiting = self.node.outbox(&caller).map_err(status)?;
+        Ok(Response::new(pb::OutboxReply {
+            entries: waiting
+                .into_iter()
+                .map(|w| pb::OutboxEntry {
+                    to: w.to.to_string(),
+                    kind: w.kind,
+                    about: w.about,
+                    attempts: w.attempts,
+                    next_at: w.next_at,
+                })
+                .collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -515,6 +598,7 @@ impl Client for ClientApi {
                     })
                 })
                 .collect(),
+            ..Default::default()
         }))
     }
 

@@ -306,6 +306,58 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn notify<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        notice: &'a crate::protocol::Notice,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let request = pb::NotifyRequest {
+                notice: notice.to_bytes(),
+            };
+            self.call(member, request, |mut c, r| async move { c.notify(r).await })
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn freshness<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+    ) -> BoxFuture<'a, Result<Vec<(crate::types::Section, i64)>, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::FreshnessRequest {
+                dossier: dossier.to_string(),
+            };
+            let r = self
+                .call(
+                    member,
+                    request,
+                    |mut c, r| async move { c.freshness(r).await },
+                )
+                .await?;
+            if r.sections.len() > crate::types::Section::ALL.len() {
+                return Err(ServiceError::PeerMisbehaved {
+                    peer: member.card.id.clone(),
+                    what: "it listed more sections than there are".into(),
+                });
+            }
+            r.sections
+                .into_iter()
+                .map(|s| {
+                    s.section
+                        .parse()
+                        .map(|section| (section, s.written_at))
+                        .map_err(|_| ServiceError::PeerMisbehaved {
+                            peer: member.card.id.clone(),
+                            what: "it listed an unknown section".into(),
+                        })
+                })
+                .collect()
+        })
+    }
+
     fn confirm_dossier<'a>(
         &'a self,
         holder: &'a RosterMember,

@@ -231,6 +231,48 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all)]
+    async fn notify(
+        &self,
+        req: Request<pb::NotifyRequest>,
+    ) -> Result<Response<pb::NotifyReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let notice = crate::protocol::Notice::decode(&req.into_inner().notice).map_err(|e| {
+            status(ServiceError::Protocol {
+                peer: peer.clone(),
+                source: e,
+            })
+        })?;
+        self.node
+            .receive_notice(&peer, notice)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::NotifyReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn freshness(
+        &self,
+        req: Request<pb::FreshnessRequest>,
+    ) -> Result<Response<pb::FreshnessReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let dossier: DossierId = req.into_inner().dossier.parse().map_err(invalid)?;
+        let sections = self
+            .node
+            .answer_freshness(&peer, &dossier)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FreshnessReply {
+            sections: sections
+                .into_iter()
+                .map(|(section, written_at)| pb::SectionFreshness {
+                    section: section.to_string(),
+                    written_at,
+                })
+                .collect(),
+        }))
+    }
+
     async fn confirm_dossier(
         &self,
         req: Request<pb::ConfirmDossierRequest>,

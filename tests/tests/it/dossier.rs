@@ -110,12 +110,17 @@ async fn the_unified_view_assembles_every_readable_section_and_a_partner_down_ho
         .attach_dossier(&d, "ccas-rodez", person)
         .await
         .expect("the département attaches");
-    cd.put(&d, "support_plan", r#"{"objectif":"logement"}"#)
-        .await
-        .expect("put");
-    ccas.grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+    let to_cd = ccas
+        .grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
         .await
         .expect("grant");
+    ccas.conn
+        .set_referent(&d, "agent-cd@cd12", Some(&to_cd))
+        .await
+        .expect("the département's caseworker coordinates");
+    cd.put(&d, "support_plan", r#"{"objectif":"logement"}"#)
+        .await
+        .expect("the référent writes the support plan");
     caf.grant(&d, &["resources"], &["cd12"], &next_year(&c.clock))
         .await
         .expect("grant");

@@ -387,34 +387,6 @@ async fn of_two_competing_proposals_only_one_is_adopted_and_the_other_is_reporte
     assert_eq!((code, why.as_str()), (Code::PermissionDenied, "role"));
 }
 
-/// The housing section of `d`, sealed by the CCAS for the département:
-/// a read request signed by cd12, sent over cd12's pinned TLS.
-async fn sealed_for_cd12(c: &Cluster, d: &str) -> Vec<u8> {
-    use maillon_node::crypto::Context;
-    use maillon_node::protocol::{ReadRequest, SignedBytes};
-    use maillon_node::service::PeerNetwork;
-    let request = ReadRequest {
-        reader: "cd12".parse().expect("id"),
-        user: "agent-cd".parse().expect("user"),
-        role: Role::Caseworker,
-        owner: "ccas-rodez".parse().expect("id"),
-        dossier: d.parse().expect("dossier"),
-        sections: vec![maillon_node::types::Section::Housing],
-        purpose: "coordination du parcours".into(),
-        nonce: hex::encode(rand::random::<[u8; 16]>()),
-        time: c.clock.now(),
-        break_glass: None,
-    };
-    let signed = SignedBytes::sign(&request, Context::Request, &c.key("cd12"));
-    c.peer_as("cd12")
-        .read_share(&c.member("ccas-rodez"), signed)
-        .await
-        .expect("the CCAS answers the département")
-        .sealed
-        .remove(0)
-        .1
-}
-
 #[tokio::test]
 async fn a_suspended_member_is_refused_everywhere_at_once_and_cannot_open_what_is_sealed_afterwards()
  {
@@ -424,7 +396,7 @@ async fn a_suspended_member_is_refused_everywhere_at_once_and_cannot_open_what_i
         .await
         .expect("the département may read too");
     let share = maillon_tests::housing_share(&d, "ccas-rodez");
-    let before = sealed_for_cd12(&c, &d).await;
+    let before = c.sealed_housing_for_cd12(&d).await;
     // A connection the CAF opens now stays open across the suspension.
     let caf_peer = c.peer_as("caf12");
     {
@@ -475,7 +447,7 @@ async fn a_suspended_member_is_refused_everywhere_at_once_and_cannot_open_what_i
 
     // At the MLS level: the CAF's own group state opens what was sealed
     // before its removal, and nothing sealed after.
-    let after = sealed_for_cd12(&c, &d).await;
+    let after = c.sealed_housing_for_cd12(&d).await;
     c.fed.node_mut("caf12").stop().await;
     let store = maillon_node::storage::Store::open(&c.node("caf12").dir.join("store"))
         .expect("the CAF's store");

@@ -92,6 +92,18 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::ConfirmDossierReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn notify(
+        &self,
+        _: Request<pb::NotifyRequest>,
+    ) -> Result<Response<pb::NotifyReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn freshness(
+        &self,
+        _: Request<pb::FreshnessRequest>,
+    ) -> Result<Response<pb::FreshnessReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn read_share(
         &self,
         req: Request<pb::SignedReadRequest>,

@@ -11,6 +11,7 @@ mod governance;
 mod hostile;
 mod races;
 mod read_path;
+mod referent;
 mod restart;
 mod roles;
 mod roster;
