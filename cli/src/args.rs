@@ -350,6 +350,25 @@ pub enum DossierCmd {
         #[arg(long)]
         birth_date: String,
     },
+    /// Close a dossier at the member that holds it: every share of it ends
+    /// at every member; sections are erased when the charter's retention
+    /// runs out.
+    Close {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// Why: end_of_parcours, moved_away, person_request, deceased, other.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Erase a dossier now, at every member holding it: the person's request
+    /// (RGPD art. 17) when no legal obligation keeps the data. Final.
+    Erase {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// Confirm that the person asked and that no legal obligation keeps the data.
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Name the référent de parcours, at the member that holds the dossier.
     /// A référent at another member (a hand-over) needs the person's
     /// consent naming that member.

@@ -124,6 +124,9 @@ pub enum CliError {
     /// The operator did not confirm `gov sign` (exit 3).
     #[error("not signed")]
     NotSigned,
+    /// A final step was not confirmed on the command line (exit 2).
+    #[error("{0}")]
+    NotConfirmed(&'static str),
     /// The owner refused or could not give every section asked (exit 3);
     /// each section's reason was printed.
     #[error("no section could be read")]

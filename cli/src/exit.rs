@@ -28,7 +28,8 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::BadFile { .. }
         | CliError::NoProfile
         | CliError::Exists { .. }
-        | CliError::GenesisMismatch { .. } => BAD_INPUT,
+        | CliError::GenesisMismatch { .. }
+        | CliError::NotConfirmed(_) => BAD_INPUT,
         CliError::Config(c) => config_code(c),
         CliError::Key(c) => crypto_code(c),
         CliError::Roster(r) => roster_code(r),

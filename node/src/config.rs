@@ -187,6 +187,11 @@ impl Config {
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }
+    /// Directory of the per-dossier keys that seal sections and identity
+    /// records at rest (erasing a dossier destroys its key).
+    pub fn dossier_keys_dir(&self) -> PathBuf {
+        self.dir.join("dossier-keys")
+    }
     /// Directory of the audit log.
     pub fn audit_dir(&self) -> PathBuf {
         self.dir.join("audit")

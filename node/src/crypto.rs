@@ -5,7 +5,7 @@
 //! `Debug` and are never logged.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -60,6 +60,12 @@ pub enum CryptoError {
     /// Certificate generation or TLS configuration failed.
     #[error("tls: {0}")]
     Tls(String),
+    /// A dossier's key is gone (the dossier was erased) or never existed.
+    #[error("no key for dossier {0}")]
+    NoDossierKey(String),
+    /// Data sealed at rest does not open under its dossier's key.
+    #[error("sealed data of dossier {0} does not open")]
+    Unsealable(String),
 }
 
 /// What a signature is about; part of every signed message.
@@ -259,6 +265,181 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
         .map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)
+}
+
+/// The per-dossier keys that seal a dossier's sections and identity record
+/// at rest: one 32-byte key per dossier, in a 0600 file of a 0700 folder,
+/// written and synced before anything sealed with it is stored. Erasing a
+/// dossier destroys its key (overwritten, synced, unlinked, the folder
+/// synced): what a log-structured store still keeps of its old pages can
+/// no longer be read. XChaCha20-Poly1305 with a random 192-bit nonce; the
+/// associated data names the dossier and the slot, so a sealed value cannot
+/// be moved to another dossier or section.
+pub struct DossierKeys {
+    dir: PathBuf,
+    cache: std::sync::Mutex<std::collections::HashMap<String, [u8; 32]>>,
+}
+
+impl std::fmt::Debug for DossierKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DossierKeys")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The label of data sealed at rest, before the dossier id and the slot.
+const AT_REST: &[u8] = b"maillon/v1/at-rest";
+
+impl DossierKeys {
+    /// Opens (creating it 0700 if needed) the folder of dossier keys.
+    pub fn open(dir: &Path) -> Result<Self, CryptoError> {
+        create_private_dir(dir)?;
+        check_private_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            cache: Default::default(),
+        })
+    }
+
+    fn path(&self, dossier: &str) -> PathBuf {
+        self.dir.join(format!("{dossier}.key"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, [u8; 32]>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the dossier's key if it has none (synced, folder included).
+    pub fn create(&self, dossier: &str) -> Result<(), CryptoError> {
+        let path = self.path(dossier);
+        if path.exists() {
+            return Ok(());
+        }
+        let key: [u8; 32] = rand::random();
+        write_secret_file(&path, &key)?;
+        sync_dir(&self.dir)?;
+        self.lock().insert(dossier.to_owned(), key);
+        Ok(())
+    }
+
+    fn key(&self, dossier: &str) -> Result<[u8; 32], CryptoError> {
+        if let Some(k) = self.lock().get(dossier) {
+            return Ok(*k);
+        }
+        let path = self.path(dossier);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CryptoError::NoDossierKey(dossier.to_owned()));
+            }
+            Err(source) => return Err(CryptoError::Io { path, source }),
+        };
+        let mode = fs::metadata(&path)
+            .map_err(|source| CryptoError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::Permissions { path, mode });
+        }
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("dossier key"))?;
+        self.lock().insert(dossier.to_owned(), key);
+        Ok(key)
+    }
+
+    fn aad(dossier: &str, slot: &str) -> Vec<u8> {
+        [AT_REST, b"\0", dossier.as_bytes(), b"/", slot.as_bytes()].concat()
+    }
+
+    /// Seals `plaintext` for the dossier's `slot` (`identity`, a section name).
+    pub fn seal(
+        &self,
+        dossier: &str,
+        slot: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.key(dossier)?.into());
+        let nonce: [u8; 24] = rand::random();
+        let aad = Self::aad(dossier, slot);
+        let sealed = cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Unsealable(dossier.to_owned()))?;
+        Ok([&nonce[..], &sealed].concat())
+    }
+
+    /// Opens what [`DossierKeys::seal`] sealed for the same dossier and slot.
+    pub fn open_sealed(
+        &self,
+        dossier: &str,
+        slot: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let Some((nonce, body)) = sealed.split_at_checked(24) else {
+            return Err(CryptoError::Unsealable(dossier.to_owned()));
+        };
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.key(dossier)?.into());
+        let nonce: [u8; 24] = nonce
+            .try_into()
+            .map_err(|_| CryptoError::Unsealable(dossier.to_owned()))?;
+        let aad = Self::aad(dossier, slot);
+        cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Unsealable(dossier.to_owned()))
+    }
+
+    /// Destroys the dossier's key: overwritten with zeros and synced,
+    /// unlinked, the folder synced. `false` if it had none.
+    pub fn destroy(&self, dossier: &str) -> Result<bool, CryptoError> {
+        self.lock().remove(dossier);
+        let path = self.path(dossier);
+        let io = |source| CryptoError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(e)),
+        };
+        f.write_all(&[0u8; 32]).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        fs::remove_file(&path).map_err(io)?;
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+}
+
+/// Syncs a folder, so that a file created or removed in it is durable.
+fn sync_dir(dir: &Path) -> Result<(), CryptoError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CryptoError::Io {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// Reads a secret file after checking that only its owner may read or write it.
@@ -677,5 +858,44 @@ mod tests {
         id.write_new(&k, &c).expect("write");
         let back = TlsIdentity::read(&k, &c).expect("read");
         assert_eq!(back.spki_hash().expect("pin"), id.spki_hash().expect("pin"));
+    }
+
+    #[test]
+    fn dossier_keys_seal_per_slot_and_erasure_destroys_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = DossierKeys::open(&dir.path().join("dossier-keys")).expect("open");
+        keys.create("DSU-A").expect("create");
+        let mode = fs::metadata(dir.path().join("dossier-keys/DSU-A.key"))
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let sealed = keys.seal("DSU-A", "housing", b"secret").expect("seal");
+        assert_eq!(
+            keys.open_sealed("DSU-A", "housing", &sealed).expect("open"),
+            b"secret"
+        );
+        assert!(
+            keys.open_sealed("DSU-A", "resources", &sealed).is_err(),
+            "another slot"
+        );
+        keys.create("DSU-B").expect("create");
+        assert!(
+            keys.open_sealed("DSU-B", "housing", &sealed).is_err(),
+            "another dossier"
+        );
+        assert!(
+            keys.open_sealed("DSU-A", "housing", &sealed[..20]).is_err(),
+            "cut short"
+        );
+        assert!(keys.destroy("DSU-A").expect("destroy"));
+        assert!(!keys.destroy("DSU-A").expect("twice"));
+        assert!(matches!(
+            keys.open_sealed("DSU-A", "housing", &sealed),
+            Err(CryptoError::NoDossierKey(_))
+        ));
+        let reopened = DossierKeys::open(&dir.path().join("dossier-keys")).expect("reopen");
+        assert!(reopened.open_sealed("DSU-A", "housing", &sealed).is_err());
     }
 }

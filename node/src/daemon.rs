@@ -325,6 +325,7 @@ async fn start_once(
             network: Arc::new(PeerClients::new(tls.clone(), roster.clone())),
             tls_pin: tls.spki_hash()?,
             staged_key: Some(config.staged_signing_key_path()),
+            vault: crate::crypto::DossierKeys::open(&config.dossier_keys_dir())?,
         })
         .await?,
     );
@@ -422,6 +423,9 @@ async fn start_once(
             }
             if let Err(e) = upkeep_node.close_inactive_consents().await {
                 tracing::warn!(error = %e, "closing inactive consents failed");
+            }
+            if let Err(e) = upkeep_node.erase_due().await {
+                tracing::warn!(error = %e, "erasing dossiers whose retention ran out failed");
             }
             if let Err(e) = upkeep_node.deliver_outbox().await {
                 tracing::warn!(error = %e, "delivering the outbox failed");

@@ -301,13 +301,30 @@ pub enum Notice {
         /// When it ends (Unix seconds).
         until: i64,
     },
+    /// From the dossier's holder: the parcours ended; every share of it ends.
+    Closed {
+        /// The dossier (its opaque id only).
+        dossier: DossierId,
+        /// Why.
+        reason: crate::types::ClosureReason,
+        /// When (the holder's time, from which retention counts).
+        at: i64,
+    },
+    /// From the dossier's holder: erase it now (the person's request).
+    Erased {
+        /// The dossier (its opaque id only).
+        dossier: DossierId,
+    },
 }
 
 impl Notice {
     /// The dossier it is about.
     pub fn dossier(&self) -> &DossierId {
         match self {
-            Notice::Referent { dossier, .. } | Notice::BreakGlass { dossier, .. } => dossier,
+            Notice::Referent { dossier, .. }
+            | Notice::BreakGlass { dossier, .. }
+            | Notice::Closed { dossier, .. }
+            | Notice::Erased { dossier } => dossier,
         }
     }
 
@@ -316,6 +333,8 @@ impl Notice {
         match self {
             Notice::Referent { .. } => "referent",
             Notice::BreakGlass { .. } => "break_glass",
+            Notice::Closed { .. } => "closed",
+            Notice::Erased { .. } => "erased",
         }
     }
 
@@ -342,6 +361,7 @@ impl Notice {
             Notice::BreakGlass { sections, .. } => {
                 !sections.is_empty() && sections.len() <= Section::ALL.len()
             }
+            Notice::Closed { .. } | Notice::Erased { .. } => true,
         };
         if !sizes_ok {
             return Err(ProtocolError::Malformed {

@@ -103,6 +103,9 @@ pub enum Tree {
     Referents,
     /// Deliveries to members that could not be reached yet, by sequence number.
     Outbox,
+    /// Dossiers erased here, by dossier id, with when: the log's entries
+    /// about them are never applied again.
+    Erased,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -138,7 +141,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 19] = [
+    const ALL: [Tree; 20] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -157,6 +160,7 @@ impl Tree {
         Tree::Notices,
         Tree::Referents,
         Tree::Outbox,
+        Tree::Erased,
         Tree::Meta,
     ];
 
@@ -180,6 +184,7 @@ impl Tree {
             Tree::Notices => "notices",
             Tree::Referents => "referents",
             Tree::Outbox => "outbox",
+            Tree::Erased => "erased",
             Tree::Meta => "meta",
         }
     }

@@ -312,6 +312,32 @@ word_enum!(
 );
 
 word_enum!(
+    /// Why a dossier's parcours ended (a closed list: it reaches the log).
+    ClosureReason, "closure reason", {
+        /// The parcours reached its goals.
+        EndOfParcours => "end_of_parcours",
+        /// The person moved out of the territory.
+        MovedAway => "moved_away",
+        /// The person asked to end it.
+        PersonRequest => "person_request",
+        /// The person died.
+        Deceased => "deceased",
+        /// Another reason, kept in the holder's own records.
+        Other => "other",
+    }
+);
+
+word_enum!(
+    /// On what ground a dossier was erased.
+    ErasureGround, "erasure ground", {
+        /// The person asked (RGPD art. 17), and no legal obligation keeps the data.
+        PersonRequest => "person_request",
+        /// The charter's retention after closing ran out.
+        Retention => "retention",
+    }
+);
+
+word_enum!(
     /// A member's standing in the roster.
     MemberStatus, "member status", {
         /// Takes part in the federation.

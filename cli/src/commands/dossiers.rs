@@ -71,6 +71,35 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
                 ));
             }
         }
+        DossierCmd::Close { dossier, reason } => {
+            let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
+            let reason: maillon_node::types::ClosureReason = arg("reason", &reason)?;
+            conn.api()
+                .close_dossier(conn.req(maillon_proto::v1::CloseDossierRequest {
+                    dossier: dossier.to_string(),
+                    reason: reason.to_string(),
+                }))
+                .await?;
+            say(&format!(
+                "{dossier} closed ({reason}): every share of it ends at every member"
+            ));
+        }
+        DossierCmd::Erase { dossier, confirm } => {
+            let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
+            if !confirm {
+                return Err(CliError::NotConfirmed(
+                    "erasing is final: add --confirm once the person asked and no legal obligation keeps the data",
+                ));
+            }
+            conn.api()
+                .erase_dossier(conn.req(maillon_proto::v1::EraseDossierRequest {
+                    dossier: dossier.to_string(),
+                }))
+                .await?;
+            say(&format!(
+                "{dossier} erased here; every member holding it is told to erase it"
+            ));
+        }
         DossierCmd::Referent {
             dossier,
             set,

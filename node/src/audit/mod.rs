@@ -206,6 +206,33 @@ pub enum AuditEvent {
         /// The référent's member that asked.
         to: MemberId,
     },
+    /// The dossier's parcours ended: every share of it ends here.
+    DossierClosed {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// Why, from a closed list.
+        reason: crate::types::ClosureReason,
+        /// The caseworker who closed it, at the holder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserName>,
+        /// The holder that told this node, elsewhere.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<MemberId>,
+    },
+    /// Everything this node kept of the dossier was erased (its key first);
+    /// only this log's opaque entries remain.
+    DossierErased {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// On what ground.
+        ground: crate::types::ErasureGround,
+        /// The caseworker who asked, at the holder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserName>,
+        /// The holder that told this node, elsewhere.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<MemberId>,
+    },
     /// This node wrote its copy of a section.
     SectionWritten {
         /// The dossier the entry is about (its opaque id only).

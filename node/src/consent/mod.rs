@@ -184,6 +184,8 @@ pub enum DenyReason {
     NoSuchSection,
     /// The reader's user does not hold the caseworker role.
     Role,
+    /// The dossier's parcours ended: nothing of it is shared any more.
+    Closed,
     /// The charter does not let this user of this member break the glass.
     BreakGlass {
         /// The member that asked to read.
@@ -208,6 +210,7 @@ impl DenyReason {
             DenyReason::NoSuchSection => "no_such_section",
             DenyReason::Role => "role",
             DenyReason::BreakGlass { .. } => "break_glass_not_allowed",
+            DenyReason::Closed => "closed",
         }
     }
 }
@@ -236,6 +239,7 @@ impl fmt::Display for DenyReason {
                 f.write_str("the owner holds no such section for this dossier")
             }
             DenyReason::Role => f.write_str("only a caseworker may read a shared section"),
+            DenyReason::Closed => f.write_str("the dossier is closed: nothing of it is shared"),
             DenyReason::BreakGlass { reader, role } => write!(
                 f,
                 "the charter does not let a {role} of {reader} break the glass"

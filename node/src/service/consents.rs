@@ -53,6 +53,7 @@ impl Node {
     pub async fn grant_consent(&self, caller: &Caller, req: GrantRequest) -> Result<ConsentId> {
         require(caller, &[Role::Caseworker])?;
         self.dossier(&req.dossier)?;
+        self.check_open(&req.dossier)?;
         let now = self.clock.now();
         let mut consent = Consent {
             id: ConsentId::random(),

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, Node, Result, ServiceError, check_section_json, check_text, require};
@@ -14,18 +16,16 @@ use crate::types::{Date, DossierId, MemberId, Role, Section, UserName};
 /// Longest name field of a dossier.
 pub const MAX_NAME: usize = 100;
 
-/// A dossier as this node keeps it. Names never leave the node, nor reach a log.
+/// A dossier as this node keeps it. Names never leave the node, nor reach a
+/// log; they are sealed at rest under the dossier's key, like its sections.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DossierRecord {
     /// The opaque id that travels between nodes.
     pub id: DossierId,
-    /// The person's given name, as typed at this node's desk.
-    pub given_name: String,
-    /// The person's family name.
-    pub family_name: String,
-    /// The person's birth date.
-    pub birth_date: Date,
+    /// The person's identity as typed at this node's desk ([`Identity`]),
+    /// sealed under the dossier's key, base64.
+    pub identity: String,
     /// The caseworker who opened it.
     pub opened_by: UserName,
     /// When it was opened (Unix seconds).
@@ -37,11 +37,35 @@ pub struct DossierRecord {
     /// Where this node holds the dossier: the members that attached to it.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub partners: BTreeSet<MemberId>,
+    /// When and why the parcours ended, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closure>,
 }
 
-/// This node's copy of a section, as stored.
+/// The person's identity as typed at a desk (sealed at rest).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Birth date.
+    pub birth_date: Date,
+}
+
+/// How a dossier's parcours ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Closure {
+    /// When (Unix seconds, the holder's time).
+    pub at: i64,
+    /// Why, from a closed list (never free text: it reaches the log).
+    pub reason: crate::types::ClosureReason,
+}
+
+/// This node's copy of a section, as read from the store.
+#[derive(Clone)]
 pub struct SectionRecord {
     /// The JSON object, at most [`super::MAX_SECTION`] bytes.
     pub json: String,
@@ -49,6 +73,18 @@ pub struct SectionRecord {
     pub written_at: i64,
     /// The caseworker who wrote it last.
     pub written_by: UserName,
+}
+
+/// A section as stored: its JSON sealed under the dossier's key.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredSection {
+    /// The JSON, sealed, base64.
+    sealed: String,
+    /// When it was last written (Unix seconds).
+    written_at: i64,
+    /// The caseworker who wrote it last.
+    written_by: UserName,
 }
 
 /// A section as read by a caseworker.
@@ -95,7 +131,7 @@ pub struct ViewedSection {
     pub outcome: std::result::Result<SectionView, ServiceError>,
 }
 
-fn section_key(dossier: &DossierId, section: Section) -> String {
+pub(super) fn section_key(dossier: &DossierId, section: Section) -> String {
     format!("{dossier}/{section}")
 }
 
@@ -113,16 +149,13 @@ impl Node {
         check_text("family name", family_name, MAX_NAME)?;
         let id = DossierId::random();
         let now = self.clock.now();
-        let record = DossierRecord {
-            id: id.clone(),
-            given_name: given_name.trim().to_owned(),
-            family_name: family_name.trim().to_owned(),
-            birth_date,
-            opened_by: caller.name.clone(),
-            opened_at: now,
-            attached_from: None,
-            partners: BTreeSet::new(),
-        };
+        let record = self.new_record(
+            &id,
+            caller,
+            now,
+            None,
+            (given_name, family_name, birth_date),
+        )?;
         let opened = AuditEvent::DossierOpened {
             dossier: id.clone(),
             by: caller.name.clone(),
@@ -167,16 +200,13 @@ impl Node {
             .ok_or_else(|| ServiceError::NotFound(format!("active member {from}")))?;
         self.network.confirm_dossier(&holder, dossier).await?;
         let now = self.clock.now();
-        let record = DossierRecord {
-            id: dossier.clone(),
-            given_name: given_name.trim().to_owned(),
-            family_name: family_name.trim().to_owned(),
-            birth_date,
-            opened_by: caller.name.clone(),
-            opened_at: now,
-            attached_from: Some(from.clone()),
-            partners: BTreeSet::new(),
-        };
+        let record = self.new_record(
+            dossier,
+            caller,
+            now,
+            Some(from.clone()),
+            (given_name, family_name, birth_date),
+        )?;
         let attached = AuditEvent::DossierAttached {
             dossier: dossier.clone(),
             from: from.clone(),
@@ -188,6 +218,39 @@ impl Node {
                 .insert_new(Tree::Dossiers, dossier.as_str(), &record, "dossier")?)
         })
         .await
+    }
+
+    /// A new dossier record: the dossier's key made (and synced) first,
+    /// then the identity sealed under it.
+    fn new_record(
+        &self,
+        id: &DossierId,
+        caller: &Caller,
+        now: i64,
+        attached_from: Option<MemberId>,
+        (given_name, family_name, birth_date): (&str, &str, Date),
+    ) -> Result<DossierRecord> {
+        if self.store.get::<i64>(Tree::Erased, id.as_str())?.is_some() {
+            return Err(ServiceError::State(format!("{id} was erased")));
+        }
+        self.vault.create(id.as_str())?;
+        let identity = Identity {
+            given_name: given_name.trim().to_owned(),
+            family_name: family_name.trim().to_owned(),
+            birth_date,
+        };
+        let plain = serde_json::to_vec(&identity)
+            .map_err(|e| ServiceError::Internal(format!("identity: {e}")))?;
+        let sealed = self.vault.seal(id.as_str(), "identity", &plain)?;
+        Ok(DossierRecord {
+            id: id.clone(),
+            identity: B64.encode(sealed),
+            opened_by: caller.name.clone(),
+            opened_at: now,
+            attached_from,
+            partners: BTreeSet::new(),
+            closed: None,
+        })
     }
 
     /// Holder side: confirms to an active member that this node holds
@@ -202,6 +265,7 @@ impl Node {
                 "this node attached to {dossier}; attach to the member that holds it"
             )));
         }
+        self.check_open(dossier)?;
         let confirmed = AuditEvent::DossierConfirmed {
             dossier: dossier.clone(),
             to: peer.clone(),
@@ -242,6 +306,7 @@ impl Node {
         require(caller, &[Role::Caseworker])?;
         check_section_json(json)?;
         self.dossier(dossier)?;
+        self.check_open(dossier)?;
         if section == Section::SupportPlan {
             self.check_writes_support_plan(caller, dossier)?;
         }
@@ -251,8 +316,11 @@ impl Node {
             by: caller.name.clone(),
         };
         let now = self.clock.now();
-        let record = SectionRecord {
-            json: json.to_owned(),
+        let sealed = self
+            .vault
+            .seal(dossier.as_str(), section.as_str(), json.as_bytes())?;
+        let record = StoredSection {
+            sealed: B64.encode(sealed),
             written_at: now,
             written_by: caller.name.clone(),
         };
@@ -270,16 +338,40 @@ impl Node {
         dossier: &DossierId,
         section: Section,
     ) -> Result<Option<SectionRecord>> {
+        let Some(stored) = self
+            .store
+            .get::<StoredSection>(Tree::Sections, &section_key(dossier, section))?
+        else {
+            return Ok(None);
+        };
+        let sealed = B64
+            .decode(&stored.sealed)
+            .map_err(|_| ServiceError::Internal(format!("{dossier}/{section}: not base64")))?;
+        let plain = self
+            .vault
+            .open_sealed(dossier.as_str(), section.as_str(), &sealed)?;
+        let json = String::from_utf8(plain)
+            .map_err(|_| ServiceError::Internal(format!("{dossier}/{section}: not UTF-8")))?;
+        Ok(Some(SectionRecord {
+            json,
+            written_at: stored.written_at,
+            written_by: stored.written_by,
+        }))
+    }
+
+    /// Whether this node holds a copy of the section (without opening it).
+    pub(super) fn holds_section(&self, dossier: &DossierId, section: Section) -> Result<bool> {
         Ok(self
             .store
-            .get(Tree::Sections, &section_key(dossier, section))?)
+            .get::<StoredSection>(Tree::Sections, &section_key(dossier, section))?
+            .is_some())
     }
 
     /// The sections this node holds of a dossier, in order.
     pub(super) fn own_sections(&self, dossier: &DossierId) -> Result<Vec<Section>> {
         let mut held = Vec::new();
         for section in Section::ALL {
-            if self.own_section(dossier, *section)?.is_some() {
+            if self.holds_section(dossier, *section)? {
                 held.push(*section);
             }
         }

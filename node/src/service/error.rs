@@ -126,6 +126,9 @@ pub enum ServiceError {
     /// The audit log failed: nothing is answered that it did not record.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A dossier's key is gone, or data sealed at rest does not open.
+    #[error(transparent)]
+    Vault(#[from] crate::crypto::CryptoError),
     /// Something broke inside the node; details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -227,9 +230,11 @@ impl ServiceError {
                 ShareError::NoGroup | ShareError::NoKeyPackage | ShareError::Mls(_) => K::State,
                 ShareError::Store(_) => K::Internal,
             },
-            ServiceError::Store(_) | ServiceError::Audit(_) | ServiceError::Internal(_) => {
-                K::Internal
-            }
+            ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => K::NotFound,
+            ServiceError::Store(_)
+            | ServiceError::Audit(_)
+            | ServiceError::Vault(_)
+            | ServiceError::Internal(_) => K::Internal,
         }
     }
 
@@ -274,9 +279,11 @@ impl ServiceError {
                 ShareError::Mls(_) => "mls".into(),
                 ShareError::Store(_) => "internal".into(),
             },
-            ServiceError::Store(_) | ServiceError::Audit(_) | ServiceError::Internal(_) => {
-                "internal".into()
-            }
+            ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => "erased".into(),
+            ServiceError::Store(_)
+            | ServiceError::Audit(_)
+            | ServiceError::Vault(_)
+            | ServiceError::Internal(_) => "internal".into(),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 mod audit_pages;
 mod break_glass;
+mod closing;
 mod consents;
 mod dossiers;
 mod error;
@@ -34,8 +35,8 @@ pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{
-    DossierRecord, DossierView, MAX_NAME, SectionRecord, SectionView, VIEW_SOURCE_DEADLINE,
-    ViewedSection,
+    Closure, DossierRecord, DossierView, Identity, MAX_NAME, SectionRecord, SectionView,
+    VIEW_SOURCE_DEADLINE, ViewedSection,
 };
 pub use error::{ErrorKind, Result, ServiceError};
 pub use governance::{
@@ -68,6 +69,8 @@ pub struct Node {
     key: Arc<NodeKey>,
     roster: Arc<CurrentRoster>,
     store: Store,
+    /// The per-dossier keys of what the store keeps sealed at rest.
+    vault: crate::crypto::DossierKeys,
     /// Shared with the blocking pool, where its file I/O runs.
     audit: Arc<AuditLog>,
     /// MLS groups; each group's operations are serialized inside `Sharing`.
@@ -137,6 +140,8 @@ pub struct NodeParts {
     /// Where `maillon node rotate-keys` stages a new signing key, which this
     /// node signs its own `update-member` with (proof of possession).
     pub staged_key: Option<std::path::PathBuf>,
+    /// The per-dossier keys that seal sections and identities at rest.
+    pub vault: crate::crypto::DossierKeys,
 }
 
 impl Node {
@@ -153,6 +158,7 @@ impl Node {
             key: parts.key,
             roster: parts.roster,
             store: parts.store,
+            vault: parts.vault,
             audit: Arc::new(parts.audit),
             sharing,
             membership: KeyedLocks::default(),
@@ -329,6 +335,9 @@ impl Node {
         dossier: &DossierId,
         section: Section,
     ) -> Result<std::collections::BTreeSet<MemberId>> {
+        if self.is_closed(dossier)? {
+            return Ok(Default::default());
+        }
         let now = self.clock.now();
         let consents = self.effective_consents(dossier)?;
         let mut keep = crate::consent::audience(&consents, section, now);

@@ -102,6 +102,15 @@ impl Node {
                         let _ = self.flush().await;
                         return true;
                     }
+                    Ok(Err(e)) if is_final(&e) => {
+                        // The member refused it for good (it no longer holds
+                        // the dossier, or is not entitled): keeping it would
+                        // retry forever.
+                        tracing::warn!(to = %item.to, kind = item.notice.kind(), error = %e, "notice refused by its member; dropped");
+                        let _ = self.store.remove(Tree::Outbox, &key);
+                        let _ = self.flush().await;
+                        return false;
+                    }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => "no answer in time".to_owned(),
                 }
@@ -160,4 +169,11 @@ impl Node {
         waiting.extend(self.resync_waiting()?);
         Ok(waiting)
     }
+}
+
+/// Whether a member's answer refuses a notice for good: it is well formed
+/// and was understood, but the member will never take it.
+fn is_final(e: &super::ServiceError) -> bool {
+    use super::ErrorKind as K;
+    matches!(e.kind(), K::NotFound | K::Refused | K::Invalid | K::State)
 }

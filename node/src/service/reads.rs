@@ -364,6 +364,9 @@ impl Node {
             Err(StoreError::Exists(_)) => return refuse_all(ServiceError::Replayed).await,
             Err(e) => return Err(e.into()),
         }
+        if self.is_closed(&req.dossier)? {
+            return refuse_all(ServiceError::Denied(DenyReason::Closed)).await;
+        }
         if let Some(why) = &req.break_glass
             && let Err(e) = self.open_break_glass(&reader, &req, why, now).await
         {

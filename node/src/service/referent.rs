@@ -70,6 +70,7 @@ impl Node {
                 "the référent is named at {holder}, which holds {dossier}"
             )));
         }
+        self.check_open(dossier)?;
         if member == &self.me {
             let local = self
                 .store
@@ -190,8 +191,12 @@ impl Node {
     /// break-glass access an owner tells the référent's member of.
     pub async fn receive_notice(&self, peer: &MemberId, notice: Notice) -> Result<()> {
         self.active_peer(peer)?;
+        if matches!(notice, Notice::Closed { .. } | Notice::Erased { .. }) {
+            return self.receive_end(peer, notice).await;
+        }
         let record = self.dossier(notice.dossier())?;
         match notice {
+            Notice::Closed { .. } | Notice::Erased { .. } => Ok(()),
             Notice::Referent {
                 dossier,
                 member,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{Node, Result, ServiceError};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::consent::{Consent, ConsentRecord};
-use crate::storage::MetaKey;
+use crate::storage::{MetaKey, Tree};
 use crate::types::UserName;
 
 /// Entries read from the log per page while replaying.
@@ -42,7 +42,29 @@ impl Node {
             for (index, bytes) in page {
                 pos = index + 1;
                 let entry = AuditEntry::from_bytes(&bytes)?;
+                // What the log holds of an erased dossier is never applied again.
+                if let Some(d) = creates_for(&entry.event)
+                    && self.store.get::<i64>(Tree::Erased, d.as_str())?.is_some()
+                {
+                    continue;
+                }
                 match entry.event {
+                    AuditEvent::DossierClosed {
+                        dossier, reason, ..
+                    } if self.store_closure(&dossier, entry.time, reason)? => {
+                        applied += 1;
+                    }
+                    // Upkeep finishes the erasure the tombstone names.
+                    AuditEvent::DossierErased { dossier, .. }
+                        if self
+                            .store
+                            .get::<i64>(Tree::Erased, dossier.as_str())?
+                            .is_none() =>
+                    {
+                        self.store
+                            .put(Tree::Erased, dossier.as_str(), &entry.time)?;
+                        applied += 1;
+                    }
                     AuditEvent::ConsentGranted {
                         consent,
                         dossier,
@@ -169,11 +191,8 @@ impl Node {
                             since: entry.time,
                             partners,
                         };
-                        self.store.put(
-                            crate::storage::Tree::Referents,
-                            dossier.as_str(),
-                            &referent,
-                        )?;
+                        self.store
+                            .put(Tree::Referents, dossier.as_str(), &referent)?;
                         self.queue_referent_notices(&dossier, &referent, None)?;
                         applied += 1;
                     }
@@ -194,11 +213,8 @@ impl Node {
                             since,
                             partners: partners.into_iter().collect(),
                         };
-                        self.store.put(
-                            crate::storage::Tree::Referents,
-                            dossier.as_str(),
-                            &referent,
-                        )?;
+                        self.store
+                            .put(Tree::Referents, dossier.as_str(), &referent)?;
                         applied += 1;
                     }
                     AuditEvent::BreakGlassNotified {
@@ -212,7 +228,7 @@ impl Node {
                         let key = super::referent::notice_key(&owner, &grant);
                         if self
                             .store
-                            .get::<super::BreakGlassGrant>(crate::storage::Tree::Notices, &key)?
+                            .get::<super::BreakGlassGrant>(Tree::Notices, &key)?
                             .is_some()
                         {
                             continue;
@@ -230,7 +246,7 @@ impl Node {
                             ended: false,
                             review: None,
                         };
-                        self.store.put(crate::storage::Tree::Notices, &key, &told)?;
+                        self.store.put(Tree::Notices, &key, &told)?;
                         applied += 1;
                     }
                     AuditEvent::UserRemoved { user, .. } => {
@@ -300,5 +316,19 @@ impl Node {
         self.flush().await?;
         self.store.set_meta(MetaKey::Applied, &size)?;
         self.flush().await
+    }
+}
+
+/// The dossier whose records an entry's replay would create, if any.
+fn creates_for(event: &AuditEvent) -> Option<&crate::types::DossierId> {
+    match event {
+        AuditEvent::ConsentGranted { dossier, .. }
+        | AuditEvent::BreakGlassGranted { dossier, .. }
+        | AuditEvent::BreakGlassNotified { dossier, .. }
+        | AuditEvent::ReferentSet { dossier, .. }
+        | AuditEvent::ReferentNoted { dossier, .. }
+        | AuditEvent::DossierConfirmed { dossier, .. }
+        | AuditEvent::DossierClosed { dossier, .. } => Some(dossier),
+        _ => None,
     }
 }

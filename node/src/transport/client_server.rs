@@ -364,6 +364,36 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn close_dossier(
+        &self,
+        req: Request<pb::CloseDossierRequest>,
+    ) -> Result<Response<pb::CloseDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier = r.dossier.parse().map_err(invalid)?;
+        let reason = r.reason.parse().map_err(invalid)?;
+        self.node
+            .close_dossier(&caller, &dossier, reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CloseDossierReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn erase_dossier(
+        &self,
+        req: Request<pb::EraseDossierRequest>,
+    ) -> Result<Response<pb::EraseDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let dossier = req.into_inner().dossier.parse().map_err(invalid)?;
+        self.node
+            .erase_dossier(&caller, &dossier)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EraseDossierReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn set_referent(
         &self,
         req: Request<pb::SetReferentRequest>,

@@ -4,6 +4,7 @@
 mod bad_input;
 mod break_glass;
 mod cli;
+mod closing;
 mod consent;
 mod crash;
 mod dossier;
