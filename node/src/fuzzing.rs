@@ -29,7 +29,7 @@ use crate::audit::note::Checkpoint;
 use crate::audit::{AuditEntry, AuditEvent, AuditLog};
 use crate::config::{Config, InitOptions, Profile};
 use crate::crypto::{Context, NodeKey, PublicKey, Signature, SpkiHash, sha256, write_secret_file};
-use crate::protocol::{Basis, ReadRequest, Receipt, ReceiptItem, SignedBytes};
+use crate::protocol::{Basis, Notice, ReadRequest, Receipt, ReceiptItem, SignedBytes};
 use crate::roster::{Charter, MemberCard, Roster, RosterMember, SignedRoster};
 use crate::service::REQUEST_WINDOW;
 use crate::sharing::{ShareId, Sharing};
@@ -101,6 +101,67 @@ pub fn read_request(data: &[u8]) {
             break_glass: req.break_glass.is_some().then(GrantId::random),
             purpose: req.purpose.clone(),
         });
+    }
+}
+
+/// Decodes a peer's notice (`Notice::decode`, size first) as the receiver
+/// does; panics unless what decodes encodes back to a notice that decodes
+/// the same, and unless the audit events the receiver would log for it read
+/// back from the log unchanged.
+pub fn notice(data: &[u8]) {
+    let Ok(notice) = Notice::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        Notice::decode(&notice.to_bytes()).ok().as_ref(),
+        Some(&notice),
+        "a notice does not round-trip"
+    );
+    let from = member_id(OWNER);
+    match notice {
+        Notice::Referent {
+            dossier,
+            member,
+            user,
+            since,
+            partners,
+        } => round_trips(AuditEvent::ReferentNoted {
+            dossier,
+            member,
+            user,
+            from,
+            since,
+            partners,
+        }),
+        Notice::BreakGlass {
+            grant,
+            dossier,
+            reader,
+            sections,
+            until,
+            ..
+        } => round_trips(AuditEvent::BreakGlassNotified {
+            grant,
+            owner: from,
+            dossier,
+            reader,
+            sections,
+            until,
+        }),
+        Notice::Closed {
+            dossier, reason, ..
+        } => round_trips(AuditEvent::DossierClosed {
+            dossier,
+            reason,
+            by: None,
+            from: Some(from),
+        }),
+        Notice::Erased { dossier } => round_trips(AuditEvent::DossierErased {
+            dossier,
+            ground: crate::types::ErasureGround::PersonRequest,
+            by: None,
+            from: Some(from),
+        }),
     }
 }
 
@@ -551,6 +612,7 @@ impl Seeds {
         let mut corpora: BTreeMap<&'static str, Vec<Vec<u8>>> = mls.into_iter().collect();
         corpora.insert("read_request", seed_read_requests()?);
         corpora.insert("receipt", seed_receipts()?);
+        corpora.insert("notice", seed_notices()?);
         corpora.insert("roster", seed_rosters()?);
         corpora.insert("roster_offer", seed_roster_offers()?);
         corpora.insert("checkpoint", seed_checkpoints());
@@ -592,6 +654,34 @@ fn seed_read_requests() -> Result<Vec<Vec<u8>>, String> {
             serde_json::to_vec(&request).map_err(text)
         })
         .collect()
+}
+
+fn seed_notices() -> Result<Vec<Vec<u8>>, String> {
+    let dossier = DossierId::random();
+    let notices = [
+        Notice::Referent {
+            dossier: dossier.clone(),
+            member: member_id(MEMBER),
+            user: "claire.martin".parse().map_err(text)?,
+            since: NOW,
+            partners: vec![member_id(OWNER), member_id(MEMBER), member_id(THIRD)],
+        },
+        Notice::BreakGlass {
+            grant: GrantId::random(),
+            dossier: dossier.clone(),
+            reader: member_id(THIRD),
+            sections: vec![Section::Household, Section::Housing],
+            granted_at: NOW,
+            until: NOW + 86_400,
+        },
+        Notice::Closed {
+            dossier: dossier.clone(),
+            reason: crate::types::ClosureReason::EndOfParcours,
+            at: NOW,
+        },
+        Notice::Erased { dossier },
+    ];
+    Ok(notices.iter().map(Notice::to_bytes).collect())
 }
 
 fn seed_receipts() -> Result<Vec<Vec<u8>>, String> {

@@ -37,6 +37,11 @@ fn owners_handle_every_read_request_of_the_corpus() {
 }
 
 #[test]
+fn members_handle_every_notice_of_the_corpus() {
+    replay("notice", fuzzing::notice);
+}
+
+#[test]
 fn readers_handle_every_receipt_of_the_corpus() {
     replay("receipt", fuzzing::receipt);
 }

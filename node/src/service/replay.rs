@@ -50,19 +50,51 @@ impl Node {
                 }
                 match entry.event {
                     AuditEvent::DossierClosed {
-                        dossier, reason, ..
+                        dossier,
+                        reason,
+                        from,
+                        ..
                     } if self.store_closure(&dossier, entry.time, reason)? => {
+                        if from.is_none() {
+                            // Closed here, the holder: tell the partners again.
+                            let notice = crate::protocol::Notice::Closed {
+                                dossier: dossier.clone(),
+                                reason,
+                                at: entry.time,
+                            };
+                            for p in self.dossier(&dossier)?.partners {
+                                self.queue_notice(&p, &notice)?;
+                            }
+                        }
                         applied += 1;
                     }
                     // Upkeep finishes the erasure the tombstone names.
-                    AuditEvent::DossierErased { dossier, .. }
-                        if self
-                            .store
-                            .get::<i64>(Tree::Erased, dossier.as_str())?
-                            .is_none() =>
+                    AuditEvent::DossierErased {
+                        dossier,
+                        ground,
+                        from,
+                        ..
+                    } if self
+                        .store
+                        .get::<i64>(Tree::Erased, dossier.as_str())?
+                        .is_none() =>
                     {
                         self.store
                             .put(Tree::Erased, dossier.as_str(), &entry.time)?;
+                        let asked_here =
+                            from.is_none() && ground == crate::types::ErasureGround::PersonRequest;
+                        if asked_here
+                            && let Some(record) = self
+                                .store
+                                .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
+                        {
+                            let notice = crate::protocol::Notice::Erased {
+                                dossier: dossier.clone(),
+                            };
+                            for p in record.partners {
+                                self.queue_notice(&p, &notice)?;
+                            }
+                        }
                         applied += 1;
                     }
                     AuditEvent::ConsentGranted {

@@ -306,3 +306,33 @@ async fn on_the_persons_request_a_dossier_is_erased_at_once_even_at_a_member_tha
         }
     }
 }
+
+#[tokio::test]
+async fn a_closure_the_store_lost_comes_back_from_the_log() {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = marked(&c).await;
+    let mark = c.running("ccas-rodez").node().audit_log().size();
+    close(&ccas, &d, "moved_away").await.expect("closed");
+    let clock: std::sync::Arc<dyn Clock> = c.clock.clone();
+    let node = c.fed.node_mut("ccas-rodez");
+    node.stop().await;
+    {
+        let store = Store::open(&node.dir.join("store")).expect("store");
+        let mut record: serde_json::Value = store
+            .get(maillon_node::storage::Tree::Dossiers, &d)
+            .expect("get")
+            .expect("record");
+        assert_eq!(record["closed"]["reason"], "moved_away");
+        record.as_object_mut().expect("object").remove("closed");
+        store
+            .put(maillon_node::storage::Tree::Dossiers, &d, &record)
+            .expect("put");
+        store.set_meta(MetaKey::Applied, &mark).expect("mark");
+        store.flush().expect("flush");
+    }
+    node.start(clock).await.expect("restart");
+    let (code, why) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!((code, why.as_str()), (Code::PermissionDenied, "closed"));
+    let (code, _) = refusal(ccas.put(&d, "housing", r#"{"a":1}"#).await);
+    assert_eq!(code, Code::FailedPrecondition, "closed again from the log");
+}

@@ -252,3 +252,135 @@ async fn a_roster_adoption_logged_but_not_applied_when_the_node_dies_is_in_force
     );
     assert_eq!(count(&audit_kinds(&auditor).await, "roster_adopted"), 2);
 }
+
+/// The decisions of the dossier social unique, each killed right after its
+/// log entry is durable and before the store has it: after restart, each is
+/// in force as the log says, and none is logged twice.
+#[tokio::test]
+async fn each_decision_of_the_dossier_killed_between_its_log_and_its_store_holds_after_restart() {
+    use maillon_node::roster::BreakGlassRule;
+    use maillon_node::types::MemberKind;
+    let mut c = Cluster::start_with(|r| {
+        r.charter.break_glass = Some(BreakGlassRule {
+            kinds: [MemberKind::Departement].into(),
+            roles: [Role::Caseworker].into(),
+            hours: 24,
+        });
+    })
+    .await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("attach");
+    let cd = c.desk("cd12", "agent-cd").await;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    const WHY: &str =
+        "Signalement ce soir : enfant de quatre ans seul au domicile, mère hospitalisée";
+
+    // A référent named.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("referent_logged")).await;
+    let lost = ccas
+        .conn
+        .set_referent(&d, "agent-ccas@ccas-rodez", None)
+        .await;
+    assert!(broken(lost.expect_err("no answer").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    let view = ccas
+        .conn
+        .view_dossier_whole(&d, "coordination")
+        .await
+        .expect("view");
+    assert_eq!(
+        view.referent, "agent-ccas@ccas-rodez",
+        "the logged référent is in force"
+    );
+    // Its notice to the CAF was queued again from the log.
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("upkeep");
+    let caf_view = caf
+        .conn
+        .view_dossier_whole(&d, "coordination")
+        .await
+        .expect("view");
+    assert_eq!(caf_view.referent, "agent-ccas@ccas-rodez");
+
+    // A break-glass access granted.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("break_glass_logged")).await;
+    let lost = cd
+        .conn
+        .read_shares(
+            &d,
+            &["housing"],
+            "ccas-rodez",
+            "protection de l'enfance",
+            Some(WHY),
+        )
+        .await;
+    assert!(lost.is_err(), "the reader never got an answer");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    assert_eq!(
+        count(&audit_kinds(&auditor).await, "break_glass_granted"),
+        1
+    );
+    let read = cd
+        .conn
+        .read_shares(
+            &d,
+            &["housing"],
+            "ccas-rodez",
+            "protection de l'enfance",
+            Some(WHY),
+        )
+        .await
+        .expect("the replayed access opens the section");
+    assert_eq!(read[0].basis, "break_glass");
+    assert_eq!(
+        count(&audit_kinds(&auditor).await, "break_glass_granted"),
+        1,
+        "the access replayed from the log is the one in force"
+    );
+
+    // The dossier erased on the person's request.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("erasure_logged")).await;
+    let lost = ccas
+        .conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await;
+    assert!(broken(lost.expect_err("no answer").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    c.running("ccas-rodez")
+        .node()
+        .erase_due()
+        .await
+        .expect("upkeep finishes the erasure");
+    let (code, _) = refusal(ccas.get(&d, "housing").await);
+    assert_eq!(code, Code::NotFound, "erased as the log says");
+    assert!(
+        !c.node("ccas-rodez")
+            .dir
+            .join(format!("dossier-keys/{d}.key"))
+            .exists()
+    );
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("upkeep");
+    let (code, _) = refusal(caf.conn.view_dossier(&d, "coordination").await);
+    assert_eq!(
+        code,
+        Code::NotFound,
+        "and at the CAF, told from the replayed outbox"
+    );
+}
