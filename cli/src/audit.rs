@@ -215,7 +215,7 @@ pub fn access_report(
                 until,
                 ..
             } if d == dossier => format!(
-                "{} : ACCÈS EN URGENCE (bris de glace {grant}) ouvert à {} (agent « {} ») pour {}, sans votre consentement, jusqu'au {}. Justification déclarée : {}. Cet accès est contrôlé par un auditeur.",
+                "{} : ACCÈS EN URGENCE (bris de glace {grant}) ouvert à {} (agent « {} ») pour {}, sans votre consentement, jusqu'{}. Justification déclarée : {}. Cet accès est contrôlé par un auditeur.",
                 when(e.time),
                 name_of(roster, reader),
                 user,
@@ -224,7 +224,7 @@ pub fn access_report(
                     .map(|s| section_fr(*s))
                     .collect::<Vec<_>>()
                     .join(", "),
-                when(*until),
+                when(*until).replacen("le ", "au ", 1),
                 justification
             ),
             AuditEvent::BreakGlassEnded { dossier: d, grant } if d == dossier => format!(

@@ -303,10 +303,11 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The unified view at the département of a dossier to which four partners
-/// each contribute one section (the CCAS holds it; the CAF, the charity and
-/// the second CCAS attach), sequential; then again with one partner stopped,
-/// whose source must come back as unreachable within its deadline.
+/// The unified view at the département of a dossier to which five partners
+/// each contribute one section (the CCAS holds it; the CAF, the charity, the
+/// second CCAS and the département itself attach), sequential; then again
+/// with one partner stopped, whose source must come back as unreachable
+/// within its deadline.
 async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Result<(), CliError> {
     let d = open_with_housing(ccas).await?;
     let person = ("Camille", "Martin", "1984-03-12");
@@ -318,11 +319,12 @@ async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Resul
             .await?,
     )?;
     reader.attach_dossier(&d, "ccas-rodez", person).await?;
+    reader.put_section(&d, "employment", &json).await?;
     ccas.grant_consent(&d, &["housing"], &["cd12"], "mesure", &until)
         .await?;
     for (member, section) in [
         ("caf12", "resources"),
-        ("relais-solidaire", "support_plan"),
+        ("relais-solidaire", "identity"),
         ("ccas-millau", "household"),
     ] {
         let desk = Conn::new(
@@ -342,16 +344,16 @@ async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Resul
     };
     let (_, sections) = view(reader.clone(), d.clone()).await?; // warm the connections
     let ok = sections.iter().filter(|s| s.status == "ok").count();
-    if ok != 4 {
+    if ok != 5 {
         return Err(CliError::Unexpected(format!(
-            "the view shows {ok} sections, not 4"
+            "the view shows {ok} sections, not 5"
         )));
     }
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         samples.push(view(reader.clone(), d.clone()).await?.0);
     }
-    report("dossier view, 4 partners' sections", samples);
+    report("dossier view, 5 partners' sections", samples);
     fed.node_mut("ccas-millau").stop().await;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n.min(50) {
@@ -367,7 +369,7 @@ async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Resul
         }
         samples.push(t);
     }
-    report("dossier view, one of the 4 partners down", samples);
+    report("dossier view, one of the 5 partners down", samples);
     Ok(())
 }
 

@@ -4,9 +4,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use maillon_node::clock::SystemClock;
-use maillon_node::roster::{Change, SignedRoster};
+use maillon_node::roster::{BreakGlassRule, Change, SignedRoster};
 use maillon_node::sharing::ShareId;
 use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
+use maillon_proto::v1 as pb;
 use tonic::Code;
 
 use crate::audit::{access_report, fetch_and_verify};
@@ -157,8 +158,23 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         1,
         "The three founders initialise their nodes: signing key, TLS key, member card.",
     );
-    let mut fed =
-        LocalFederation::create(&dir, "gip-aveyron", &FOUNDERS[..3], Arc::new(SystemClock)).await?;
+    // The convention lets the département's caseworkers break the glass for
+    // 24 h (child protection), and erases closed dossiers after three years.
+    let mut fed = LocalFederation::create_with(
+        &dir,
+        "gip-aveyron",
+        &FOUNDERS[..3],
+        Arc::new(SystemClock),
+        |r| {
+            r.charter.break_glass = Some(BreakGlassRule {
+                kinds: [MemberKind::Departement].into(),
+                roles: [Role::Caseworker].into(),
+                hours: 24,
+            });
+            r.charter.retention_days = Some(3 * 365);
+        },
+    )
+    .await?;
     for n in &fed.nodes {
         let r = n.running_node()?;
         say(format!(
@@ -243,20 +259,43 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             r#"{"allocataire":true,"prime_activite":false,"quotient_familial":412}"#,
         )
         .await?;
+    caf_cw
+        .put_section(
+            &dossier,
+            "household",
+            r#"{"enfants":[{"age":4}],"parent_isole":true}"#,
+        )
+        .await?;
     say(format!(
-        "At the CAF desk the person gives the reference {dossier}: the CCAS confirms it holds that dossier (nothing more), the CAF attaches to it, types the identity in its own record, and writes its own resources section."
+        "At the CAF desk the person gives the reference {dossier}: the CCAS confirms it holds that dossier (nothing more), the CAF attaches to it, types the identity in its own record, and writes its own resources and household sections."
     ));
+    cd_cw
+        .attach_dossier(&dossier, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await?;
+    say("The département's desk attaches to the same dossier the same way.");
 
     step(
         5,
-        "The person consents to share housing and resources with the CAF and the département, and housing with the charity.",
+        "The person consents: housing and resources to the CAF and the département, housing to the charity; at the CAF, its resources to the département.",
     );
     let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(182);
     let (sections, purpose) = (["housing", "resources"], "coordination du parcours");
     let until_text = until.to_string();
     let consent = ccas_cw
-        .grant_consent(&dossier, &sections, &["caf12"], purpose, &until_text)
-        .await?;
+        .api()
+        .grant_consent(ccas_cw.req(pb::GrantConsentRequest {
+            dossier: dossier.clone(),
+            sections: sections.iter().map(|s| s.to_string()).collect(),
+            audience: vec!["caf12".into()],
+            purpose: purpose.into(),
+            until: until_text.clone(),
+            collection: "signed_form".into(),
+            form_reference: "CCAS-RODEZ-2026-0117".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .consent;
     let consent_cd = ccas_cw
         .grant_consent(&dossier, &sections, &["cd12"], purpose, &until_text)
         .await?;
@@ -268,6 +307,9 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             "accompagnement vers le logement",
             &until_text,
         )
+        .await?;
+    caf_cw
+        .grant_consent(&dossier, &["resources"], &["cd12"], purpose, &until_text)
         .await?;
     let dossier_id: DossierId = dossier.parse().map_err(|source| CliError::BadReply {
         what: "dossier id",
@@ -282,7 +324,7 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     let ccas = fed.node("ccas-rodez").running_node()?.node().clone();
     let members = ccas.share_members(&housing_share).await?;
     say(format!(
-        "Consents {consent} (CAF), {consent_cd} (département) and {consent_charity} (charity) are signed by the CCAS node and logged, until {until}."
+        "Consents {consent} (CAF, signed form), {consent_cd} (département, oral) and {consent_charity} (charity) are signed by the CCAS node and logged, until {until}."
     ));
     say(format!(
         "The CCAS fetched KeyPackages and sent MLS Welcomes: the housing group now holds {}.",
@@ -292,10 +334,54 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    let receipt = ccas_cw
+        .api()
+        .show_consent(ccas_cw.req(pb::ShowConsentRequest {
+            consent: consent.clone(),
+        }))
+        .await?
+        .into_inner();
+    say("The person leaves with a receipt (consent show; --json gives the signed JSON):");
+    for line in receipt.receipt_text.lines().take(12) {
+        println!("   | {}", escape_controls(line));
+    }
 
     step(
         6,
-        "At the CAF, a caseworker reads the housing section from the CCAS.",
+        "The CCAS caseworker is named référent de parcours; every partner holding the dossier is told.",
+    );
+    ccas_cw
+        .set_referent(&dossier, "agent-ccas@ccas-rodez", None)
+        .await?;
+    ccas_cw
+        .put_section(
+            &dossier,
+            "support_plan",
+            r#"{"objectifs":["logement stable"],"actions":["dossier FSL","rendez-vous CAF"],"rendez_vous":["2027-01-12"]}"#,
+        )
+        .await?;
+    let as_referent = ccas_cw
+        .view_dossier_whole(&dossier, "coordination du parcours")
+        .await?;
+    say(
+        "agent-ccas writes the support plan, and sees how fresh each partner's sections are (never their content):",
+    );
+    for p in &as_referent.partners {
+        let sections: Vec<&str> = p.sections.iter().map(|s| s.section.as_str()).collect();
+        say(format!(
+            "  {:<17} {}",
+            p.member,
+            if sections.is_empty() {
+                "no section yet".to_owned()
+            } else {
+                sections.join(", ")
+            }
+        ));
+    }
+
+    step(
+        7,
+        "At the CAF, a caseworker reads the housing section from the CCAS; the département opens the unified dossier.",
     );
     let read = |conn: &Conn| {
         let (conn, dossier) = (conn.clone(), dossier.clone());
@@ -314,18 +400,19 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         got.receipt_leaf.unwrap_or_default()
     ));
     say(format!("The CAF caseworker sees: {}", got.json));
-    let cd_read = cd_cw
-        .read_share(
-            &dossier,
-            "resources",
-            "ccas-rodez",
-            "orientation vers l'insertion",
-        )
+    let view = cd_cw
+        .view_dossier(&dossier, "orientation vers l'insertion")
         .await?;
     say(format!(
-        "The département reads the resources section too: {}",
-        cd_read.json
+        "dossier view at the département: {} sections from two partners, fetched at once, one request per partner:",
+        view.len()
     ));
+    for v in &view {
+        say(format!(
+            "  {:<10} from {:<11} {} ({} {})",
+            v.section, v.owner, v.status, v.basis, v.basis_id
+        ));
+    }
     let charity_read = charity_cw
         .read_share(
             &dossier,
@@ -340,7 +427,60 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     ));
 
     step(
-        7,
+        8,
+        "An evening alert: a child may be at risk. The département's caseworker breaks the glass on the CAF's household section.",
+    );
+    let why = "Signalement ce soir : enfant de quatre ans peut-être seul au domicile, vérification urgente";
+    let glass = cd_cw
+        .read_shares(
+            &dossier,
+            &["household"],
+            "caf12",
+            "protection de l'enfance",
+            Some(why),
+        )
+        .await?;
+    let grant = glass
+        .first()
+        .map(|v| v.basis_id.clone())
+        .unwrap_or_default();
+    say(format!(
+        "No consent covers it; the charter allows it: the CAF granted {grant} for 24 h, flagged in its log and the département's, and read: {}",
+        glass.first().map(|v| v.json.as_str()).unwrap_or("")
+    ));
+    let ccas_dpo = &auditors
+        .iter()
+        .find(|(id, _)| id.as_str() == "ccas-rodez")
+        .ok_or_else(|| CliError::Unexpected("no auditor at ccas-rodez".into()))?
+        .1;
+    let told = ccas_dpo
+        .api()
+        .list_break_glass(ccas_dpo.req(pb::ListBreakGlassRequest { pending: true }))
+        .await?
+        .into_inner()
+        .accesses;
+    say(format!(
+        "The référent's member (the CCAS) was told: its auditor sees {} access(es) pending review.",
+        told.len()
+    ));
+    let caf_dpo = &auditors
+        .iter()
+        .find(|(id, _)| id.as_str() == "caf12")
+        .ok_or_else(|| CliError::Unexpected("no auditor at caf12".into()))?
+        .1;
+    caf_dpo
+        .api()
+        .review_break_glass(caf_dpo.req(pb::ReviewBreakGlassRequest {
+            id: grant.clone(),
+            comment: "Signalement transmis à la CRIP, accès proportionné et limité au foyer".into(),
+        }))
+        .await?;
+    say(format!(
+        "The CAF's auditor reviews {grant} (audit break-glass --pending, then audit review)."
+    ));
+
+    step(
+        9,
         "The person withdraws the consent given to the CAF; the CCAS caseworker records the revocation.",
     );
     ccas_cw.revoke_consent(&consent).await?;
@@ -374,10 +514,10 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     }
 
     step(
-        8,
+        10,
         "The auditors verify every node's log: signed checkpoint, every leaf against the Merkle root.",
     );
-    let mut ccas_log = None;
+    let (mut ccas_log, mut caf_log) = (None, None);
     for (id, conn) in &auditors {
         let member = roster
             .active_member(id)
@@ -388,23 +528,37 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             id.as_str(),
             log.checkpoint.size
         ));
-        if id.as_str() == "ccas-rodez" {
-            ccas_log = Some(log);
+        match id.as_str() {
+            "ccas-rodez" => ccas_log = Some(log),
+            "caf12" => caf_log = Some(log),
+            _ => {}
         }
     }
     let ccas_log = ccas_log.ok_or_else(|| CliError::Unexpected("no log of ccas-rodez".into()))?;
-    let owner = roster
-        .active_member(&ccas_id)
-        .ok_or_else(|| CliError::Unexpected("ccas-rodez is not an active member".into()))?;
+    let caf_log = caf_log.ok_or_else(|| CliError::Unexpected("no log of caf12".into()))?;
 
     step(
-        9,
-        "The person asks « qui a consulté mon dossier ? » — the access report, from the verified log:",
+        11,
+        "The person asks « qui a consulté mon dossier ? » — the access report of each partner, from its verified log:",
     );
-    println!();
-    for line in access_report(roster.roster(), owner, &dossier_id, &ccas_log).lines() {
-        // The report quotes readers' user names and purposes.
-        println!("   | {}", escape_controls(line));
+    for (id, log) in [
+        (&ccas_id, &ccas_log),
+        (
+            &"caf12".parse().map_err(|source| CliError::BadReply {
+                what: "member id",
+                source,
+            })?,
+            &caf_log,
+        ),
+    ] {
+        let owner = roster
+            .active_member(id)
+            .ok_or_else(|| CliError::Unexpected(format!("{id} is not an active member")))?;
+        println!();
+        for line in access_report(roster.roster(), owner, &dossier_id, log).lines() {
+            // The report quotes readers' user names and purposes.
+            println!("   | {}", escape_controls(line));
+        }
     }
 
     if keep {

@@ -583,3 +583,188 @@ async fn an_admin_admits_a_partner_from_the_command_line_and_the_newcomer_joins_
     node.stop().await;
     c.fed.stop().await;
 }
+
+/// The daily commands of the dossier social unique from the command line:
+/// a consent with its receipt, a multi-section read, the référent, and the
+/// exit codes of their refusals.
+#[tokio::test]
+async fn a_caseworker_runs_the_dossier_from_the_command_line() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let profile = |id: &str, user: &str| path(&c.node(id).dir, &format!("{user}.profile.toml"));
+    let (ccas_p, caf_p) = (
+        profile("ccas-rodez", "agent-ccas"),
+        profile("caf12", "agent-caf"),
+    );
+    let until = maillon_tests::next_year(&c.clock);
+    maillon(&[
+        "--profile",
+        &ccas_p,
+        "consent",
+        "grant",
+        &d,
+        "--sections",
+        "housing",
+        "--to",
+        "caf12",
+        "--purpose",
+        "coordination du parcours",
+        "--until",
+        &until,
+        "--form",
+        "FORM-1",
+    ])
+    .await
+    .expect("grant on a signed form");
+    // How it was given is required, and the reference goes with a form only.
+    let none = Args::try_parse_from([
+        "maillon",
+        "--profile",
+        &ccas_p,
+        "consent",
+        "grant",
+        &d,
+        "--sections",
+        "housing",
+        "--to",
+        "caf12",
+        "--purpose",
+        "p",
+        "--until",
+        &until,
+    ]);
+    assert!(none.is_err(), "--form, --oral or --informed is required");
+    let informed = Args::try_parse_from([
+        "maillon",
+        "--profile",
+        &ccas_p,
+        "consent",
+        "grant",
+        &d,
+        "--sections",
+        "housing",
+        "--to",
+        "caf12",
+        "--purpose",
+        "p",
+        "--until",
+        &until,
+        "--informed",
+    ]);
+    assert!(informed.is_err(), "--informed needs --legal-mission");
+    let consents = ccas
+        .conn
+        .api()
+        .list_consents(
+            ccas.conn
+                .req(maillon_proto::v1::ListConsentsRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("list")
+        .into_inner()
+        .consents;
+    assert_eq!(consents[0].collection, "signed_form");
+    maillon(&["--profile", &ccas_p, "consent", "show", &consents[0].id])
+        .await
+        .expect("receipt");
+    maillon(&[
+        "--profile",
+        &ccas_p,
+        "consent",
+        "show",
+        &consents[0].id,
+        "--json",
+    ])
+    .await
+    .expect("JSON receipt");
+    maillon(&[
+        "--profile",
+        &caf_p,
+        "share",
+        "read",
+        &d,
+        "housing",
+        "--from",
+        "ccas-rodez",
+        "--json",
+    ])
+    .await
+    .expect("read");
+    // Every section refused: exit 3.
+    let refused = maillon(&[
+        "--profile",
+        &caf_p,
+        "share",
+        "read",
+        &d,
+        "health,resources",
+        "--from",
+        "ccas-rodez",
+    ])
+    .await
+    .expect_err("nothing readable");
+    assert_eq!(exit_code(&refused), exit::REFUSED, "{refused:?}");
+    // A justification that is not a sentence never leaves: exit 2.
+    let short = maillon(&[
+        "--profile",
+        &caf_p,
+        "share",
+        "read",
+        &d,
+        "housing",
+        "--from",
+        "ccas-rodez",
+        "--break-glass",
+        "urgence",
+    ])
+    .await
+    .expect_err("too short");
+    assert_eq!(exit_code(&short), exit::BAD_INPUT, "{short:?}");
+    // The référent, at the holder; erasing needs --confirm.
+    maillon(&[
+        "--profile",
+        &ccas_p,
+        "dossier",
+        "referent",
+        &d,
+        "--set",
+        "agent-ccas@ccas-rodez",
+    ])
+    .await
+    .expect("named");
+    let unconfirmed = maillon(&["--profile", &ccas_p, "dossier", "erase", &d])
+        .await
+        .expect_err("not confirmed");
+    assert_eq!(exit_code(&unconfirmed), exit::BAD_INPUT);
+    let bad_reason = maillon(&[
+        "--profile",
+        &ccas_p,
+        "dossier",
+        "close",
+        &d,
+        "--reason",
+        "bored",
+    ])
+    .await
+    .expect_err("bad reason");
+    assert_eq!(exit_code(&bad_reason), exit::BAD_INPUT);
+    maillon(&["--profile", &ccas_p, "dossier", "view", &d, "--json"])
+        .await
+        .expect("view");
+    // Auditor and admin commands, and a caseworker refused them.
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    drop(dpo);
+    let dpo_p = profile("ccas-rodez", "dpo");
+    maillon(&["--profile", &dpo_p, "audit", "break-glass", "--pending"])
+        .await
+        .expect("list");
+    let admin_p = path(&c.node("ccas-rodez").dir, "admin.profile.toml");
+    maillon(&["--profile", &admin_p, "outbox", "--json"])
+        .await
+        .expect("outbox");
+    let not_admin = maillon(&["--profile", &ccas_p, "outbox"])
+        .await
+        .expect_err("a caseworker");
+    assert_eq!(exit_code(&not_admin), exit::REFUSED);
+    drop(caf);
+}
