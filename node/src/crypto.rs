@@ -326,7 +326,10 @@ impl DossierKeys {
     }
 
     fn key(&self, dossier: &str) -> Result<[u8; 32], CryptoError> {
-        if let Some(k) = self.lock().get(dossier) {
+        // Held across the file read: a key read while it is destroyed never
+        // comes back into the cache.
+        let mut cache = self.lock();
+        if let Some(k) = cache.get(dossier) {
             return Ok(*k);
         }
         let path = self.path(dossier);
@@ -351,7 +354,7 @@ impl DossierKeys {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| CryptoError::Malformed("dossier key"))?;
-        self.lock().insert(dossier.to_owned(), key);
+        cache.insert(dossier.to_owned(), key);
         Ok(key)
     }
 
@@ -412,7 +415,8 @@ impl DossierKeys {
     /// Destroys the dossier's key: overwritten with zeros and synced,
     /// unlinked, the folder synced. `false` if it had none.
     pub fn destroy(&self, dossier: &str) -> Result<bool, CryptoError> {
-        self.lock().remove(dossier);
+        let mut cache = self.lock();
+        cache.remove(dossier);
         let path = self.path(dossier);
         let io = |source| CryptoError::Io {
             path: path.clone(),
@@ -428,6 +432,7 @@ impl DossierKeys {
         drop(f);
         fs::remove_file(&path).map_err(io)?;
         sync_dir(&self.dir)?;
+        drop(cache);
         Ok(true)
     }
 }

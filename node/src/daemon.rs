@@ -433,6 +433,9 @@ async fn start_once(
             if let Err(e) = upkeep_node.end_break_glass().await {
                 tracing::warn!(error = %e, "ending break-glass accesses failed");
             }
+            if let Err(e) = upkeep_node.sync_owned_groups().await {
+                tracing::warn!(error = %e, "bringing groups in step with what entitles their members failed");
+            }
             if let Err(e) = upkeep_node.reconcile_groups().await {
                 tracing::warn!(error = %e, "checking the groups against the consents failed");
             }

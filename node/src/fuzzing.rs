@@ -138,23 +138,27 @@ pub fn notice(data: &[u8]) {
             dossier,
             reader,
             sections,
+            granted_at,
             until,
-            ..
         } => round_trips(AuditEvent::BreakGlassNotified {
             grant,
             owner: from,
             dossier,
             reader,
             sections,
+            granted_at,
             until,
         }),
         Notice::Closed {
-            dossier, reason, ..
+            dossier,
+            reason,
+            at,
         } => round_trips(AuditEvent::DossierClosed {
             dossier,
             reason,
             by: None,
             from: Some(from),
+            at: Some(at),
         }),
         Notice::Erased { dossier } => round_trips(AuditEvent::DossierErased {
             dossier,

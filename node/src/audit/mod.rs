@@ -218,6 +218,9 @@ pub enum AuditEvent {
         /// The holder that told this node, elsewhere.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<MemberId>,
+        /// Elsewhere, when the holder closed it (retention counts from then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<i64>,
     },
     /// Everything this node kept of the dossier was erased (its key first);
     /// only this log's opaque entries remain.
@@ -417,6 +420,8 @@ pub enum AuditEvent {
         reader: MemberId,
         /// The sections it opens.
         sections: Vec<Section>,
+        /// When the owner granted it (Unix seconds).
+        granted_at: i64,
         /// When it ends (Unix seconds).
         until: i64,
     },

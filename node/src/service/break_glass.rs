@@ -61,12 +61,24 @@ pub struct BreakGlassGrant {
 }
 
 impl BreakGlassGrant {
-    /// Whether it lets `reader` into `section` at `now`.
+    /// Whether it keeps `reader` in the group of `section` at `now`.
     pub fn opens(&self, reader: &MemberId, section: Section, now: i64) -> bool {
         !self.ended
             && now < self.until
             && &self.reader == reader
             && self.sections.contains(&section)
+    }
+
+    /// Whether it lets `user` of `reader` read `section` at `now`: each user
+    /// breaks the glass for itself, with its own justification.
+    pub fn opens_for(
+        &self,
+        reader: &MemberId,
+        user: &UserName,
+        section: Section,
+        now: i64,
+    ) -> bool {
+        self.opens(reader, section, now) && self.user.as_ref() == Some(user)
     }
 }
 
@@ -85,16 +97,17 @@ impl Node {
             .collect())
     }
 
-    /// The access that lets `reader` into `section` now, if any.
+    /// The access that lets `user` of `reader` into `section` now, if any.
     pub(super) fn break_glass_basis(
         grants: &[BreakGlassGrant],
         reader: &MemberId,
+        user: &UserName,
         section: Section,
         now: i64,
     ) -> Option<GrantId> {
         grants
             .iter()
-            .find(|g| g.opens(reader, section, now))
+            .find(|g| g.opens_for(reader, user, section, now))
             .map(|g| g.id.clone())
     }
 
@@ -143,7 +156,7 @@ impl Node {
             );
             if openable
                 && self.own_section(&req.dossier, *section)?.is_some()
-                && Self::break_glass_basis(&grants, id, *section, now).is_none()
+                && Self::break_glass_basis(&grants, id, &req.user, *section, now).is_none()
             {
                 needed.insert(*section);
             }
@@ -167,6 +180,11 @@ impl Node {
         for section in &needed {
             let share = self.own_share(&req.dossier, *section);
             changing.push(self.membership.get(&share.scope()).write_owned().await);
+        }
+        // Closed or erased while the KeyPackages were fetched.
+        self.dossier(&req.dossier)?;
+        if self.is_closed(&req.dossier)? {
+            return Err(ServiceError::Denied(DenyReason::Closed));
         }
         let now = self.clock.now();
         let grant = BreakGlassGrant {

@@ -15,8 +15,16 @@ use crate::storage::Tree;
 use crate::types::{ClosureReason, DossierId, ErasureGround, MemberId, Role, Section};
 
 impl Node {
-    /// Whether a dossier is closed here (erased dossiers are unknown).
+    /// Whether a dossier is closed here, or erased (its tombstone written,
+    /// its records perhaps not wiped yet): either way nothing of it is shared.
     pub(super) fn is_closed(&self, dossier: &DossierId) -> Result<bool> {
+        if self
+            .store
+            .get::<i64>(Tree::Erased, dossier.as_str())?
+            .is_some()
+        {
+            return Ok(true);
+        }
         Ok(self
             .store
             .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
@@ -58,6 +66,7 @@ impl Node {
             reason,
             by: Some(caller.name.clone()),
             from: None,
+            at: None,
         };
         let queued = self
             .log_then_apply(now, event, "closure_logged", || {
@@ -101,7 +110,11 @@ impl Node {
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
-        self.erase_here(dossier).await?;
+        // In effect from here (the tombstone refuses everything); a wipe
+        // that fails is finished by upkeep.
+        if let Err(e) = self.erase_here(dossier).await {
+            tracing::error!(error = %e, "erasure logged, wipe not finished; upkeep will finish it");
+        }
         self.deliver_now(queued).await;
         Ok(())
     }
@@ -177,6 +190,7 @@ impl Node {
                     reason,
                     by: None,
                     from: Some(peer.clone()),
+                    at: Some(at),
                 };
                 self.log_then_apply(now, event, "closure_logged", || {
                     self.store_closure(&dossier, at, reason)

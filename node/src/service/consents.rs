@@ -105,7 +105,11 @@ impl Node {
         }
         // Fetching KeyPackages took time: the grant is dated when it is
         // logged, and checked again against the roster in force now (a
-        // member suspended, a charter narrowed, a key rotated meanwhile).
+        // member suspended, a charter narrowed, a key rotated meanwhile),
+        // and against the dossier (closed or erased meanwhile: erasure takes
+        // these locks too).
+        self.dossier(&consent.dossier)?;
+        self.check_open(&consent.dossier)?;
         let now = self.clock.now();
         consent.granted_at = now;
         self.check_grant(&consent, now)?;
@@ -376,8 +380,10 @@ impl Node {
             if self.is_stopping() {
                 break;
             }
-            if record.status(now) == ConsentStatus::Active
-                || self.store.get::<bool>(Tree::Closed, &key)?.is_some()
+            if matches!(
+                record.status(now),
+                ConsentStatus::Active | ConsentStatus::Pending
+            ) || self.store.get::<bool>(Tree::Closed, &key)?.is_some()
             {
                 continue;
             }

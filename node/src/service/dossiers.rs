@@ -13,6 +13,14 @@ use crate::audit::AuditEvent;
 use crate::storage::Tree;
 use crate::types::{Date, DossierId, MemberId, Role, Section, UserName};
 
+/// The slot the identity record is sealed under (never a section's name).
+const IDENTITY_SLOT: &str = "record/identity";
+
+/// The slot a section is sealed under.
+fn section_slot(section: Section) -> String {
+    format!("section/{section}")
+}
+
 /// Longest name field of a dossier.
 pub const MAX_NAME: usize = 100;
 
@@ -241,7 +249,7 @@ impl Node {
         };
         let plain = serde_json::to_vec(&identity)
             .map_err(|e| ServiceError::Internal(format!("identity: {e}")))?;
-        let sealed = self.vault.seal(id.as_str(), "identity", &plain)?;
+        let sealed = self.vault.seal(id.as_str(), IDENTITY_SLOT, &plain)?;
         Ok(DossierRecord {
             id: id.clone(),
             identity: B64.encode(sealed),
@@ -270,21 +278,36 @@ impl Node {
             dossier: dossier.clone(),
             to: peer.clone(),
         };
+        // The notices (the référent, to the new partner and the référent's
+        // member) wait in the outbox: upkeep delivers them once the member
+        // has stored its attachment, not inside this call.
         self.log_then_apply(self.clock.now(), confirmed, "confirm_logged", || {
             self.store_partner(dossier, peer).map(drop)
         })
-        .await?;
-        self.announce_referent(dossier).await
+        .await
     }
 
-    /// Adds a partner to a dossier this node holds (not flushed); `false`
-    /// if it was one already.
+    /// Adds a partner to a dossier this node holds and, if the dossier has
+    /// a référent, queues the notices the change owes (not flushed); `false`
+    /// if it was a partner already.
     pub(super) fn store_partner(&self, dossier: &DossierId, partner: &MemberId) -> Result<bool> {
         let mut record = self.dossier(dossier)?;
         if !record.partners.insert(partner.clone()) {
             return Ok(false);
         }
         self.store.put(Tree::Dossiers, dossier.as_str(), &record)?;
+        if let Some(mut referent) = self.referent(dossier)? {
+            referent.partners.insert(partner.clone());
+            self.store
+                .put(Tree::Referents, dossier.as_str(), &referent)?;
+            let mut to = vec![partner.clone()];
+            if referent.member != self.me && &referent.member != partner {
+                to.push(referent.member.clone());
+            }
+            for p in &to {
+                self.queue_referent_notice(dossier, &referent, p)?;
+            }
+        }
         Ok(true)
     }
 
@@ -305,6 +328,10 @@ impl Node {
     ) -> Result<()> {
         require(caller, &[Role::Caseworker])?;
         check_section_json(json)?;
+        // Under the share's lock, which erasure takes too: a section is
+        // never written into a dossier being wiped.
+        let share = self.own_share(dossier, section);
+        let _writing = self.membership.get(&share.scope()).write_owned().await;
         self.dossier(dossier)?;
         self.check_open(dossier)?;
         if section == Section::SupportPlan {
@@ -318,7 +345,7 @@ impl Node {
         let now = self.clock.now();
         let sealed = self
             .vault
-            .seal(dossier.as_str(), section.as_str(), json.as_bytes())?;
+            .seal(dossier.as_str(), &section_slot(section), json.as_bytes())?;
         let record = StoredSection {
             sealed: B64.encode(sealed),
             written_at: now,
@@ -349,7 +376,7 @@ impl Node {
             .map_err(|_| ServiceError::Internal(format!("{dossier}/{section}: not base64")))?;
         let plain = self
             .vault
-            .open_sealed(dossier.as_str(), section.as_str(), &sealed)?;
+            .open_sealed(dossier.as_str(), &section_slot(section), &sealed)?;
         let json = String::from_utf8(plain)
             .map_err(|_| ServiceError::Internal(format!("{dossier}/{section}: not UTF-8")))?;
         Ok(Some(SectionRecord {

@@ -204,6 +204,39 @@ impl Node {
         }
     }
 
+    /// Upkeep: removes from every group this node owns the members nothing
+    /// entitles any more (a closure, a mask, a break-glass end, a pending
+    /// consent's expiry, or any of them cut short by a crash or a failed
+    /// delivery), so that the MLS removal backs every refusal; returns how
+    /// many were removed. Groups already in step are not locked.
+    pub async fn sync_owned_groups(&self) -> Result<usize> {
+        let mut removed = 0;
+        for scope in self.store.mls_scopes(&format!("share/{}/", self.me))? {
+            if self.is_stopping() {
+                break;
+            }
+            let Some(share) = ShareId::from_scope(&scope) else {
+                continue;
+            };
+            let entitled = self.entitled_members(&share.dossier, share.section)?;
+            let Ok(members) = self.sharing.members(&share) else {
+                continue;
+            };
+            let extra = members
+                .into_iter()
+                .any(|m| m != self.me && !entitled.contains(&m));
+            if !extra {
+                continue;
+            }
+            let _changing = self.membership.get(&share.scope()).write_owned().await;
+            match self.sync_group_locked(&share).await {
+                Ok(n) => removed += n,
+                Err(e) => tracing::warn!(error = %e, "a group not brought in step; will retry"),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Upkeep: marks, for every active consent, the members of its audience
     /// that are not in its shares' groups (a node that stopped between a
     /// grant and the group changes); returns how many shares were checked.

@@ -45,7 +45,9 @@ pub use governance::{
 };
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
-pub use outbox::{OUTBOX_RETRY_BASE, OUTBOX_RETRY_MAX, OutboxItem, Waiting};
+pub use outbox::{
+    FINAL_ATTEMPTS, OUTBOX_RETRY_BASE, OUTBOX_RETRY_MAX, OUTBOX_ROUND, OutboxItem, Waiting,
+};
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
 pub use users::{Caller, NewUser, UserRecord, create_user};

@@ -20,6 +20,13 @@ pub const OUTBOX_RETRY_MAX: i64 = 600;
 /// How long one delivery may take.
 const DELIVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// How long one upkeep round may spend delivering: members that hang do not
+/// hold the rest of upkeep back.
+pub const OUTBOX_ROUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many refusals for good a notice gets before it is dropped.
+pub const FINAL_ATTEMPTS: u32 = 5;
+
 /// A notice waiting for its member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,9 +94,25 @@ impl Node {
         }
     }
 
-    /// Delivers one item: removed once taken, else rescheduled.
+    /// Delivers one item: removed once taken, else rescheduled; dropped
+    /// when its member is excluded, or refused it for good several times (a
+    /// refusal may be early: the member has not stored the attachment or
+    /// the référent notice yet). A break-glass notice refused by a former
+    /// référent's member goes to the current one.
     async fn deliver(&self, item: OutboxItem) -> bool {
         let key = item_key(item.seq);
+        let excluded = self
+            .roster
+            .get()
+            .roster()
+            .member(&item.to)
+            .is_none_or(|m| m.status == crate::types::MemberStatus::Excluded);
+        if excluded {
+            tracing::warn!(to = %item.to, kind = item.notice.kind(), "notice for a member no longer in the federation; dropped");
+            let _ = self.store.remove(Tree::Outbox, &key);
+            let _ = self.flush().await;
+            return false;
+        }
         let failed = match self.roster_member(&item.to) {
             Err(e) => e.to_string(),
             Ok(member) => {
@@ -102,10 +125,15 @@ impl Node {
                         let _ = self.flush().await;
                         return true;
                     }
-                    Ok(Err(e)) if is_final(&e) => {
-                        // The member refused it for good (it no longer holds
-                        // the dossier, or is not entitled): keeping it would
-                        // retry forever.
+                    Ok(Err(e)) if is_final(&e) && self.redirect(&item) => {
+                        tracing::info!(to = %item.to, error = %e, "break-glass notice sent to the current référent's member instead");
+                        let _ = self.store.remove(Tree::Outbox, &key);
+                        let _ = self.flush().await;
+                        return false;
+                    }
+                    Ok(Err(e)) if is_final(&e) && item.attempts + 1 >= FINAL_ATTEMPTS => {
+                        // Refused for good (it no longer holds the dossier,
+                        // or is not entitled): keeping it would retry forever.
                         tracing::warn!(to = %item.to, kind = item.notice.kind(), error = %e, "notice refused by its member; dropped");
                         let _ = self.store.remove(Tree::Outbox, &key);
                         let _ = self.flush().await;
@@ -134,13 +162,30 @@ impl Node {
         false
     }
 
+    /// Queues a break-glass notice again for the dossier's current
+    /// référent's member when it is not the one the item was for; `true`
+    /// if it did.
+    fn redirect(&self, item: &OutboxItem) -> bool {
+        if !matches!(item.notice, Notice::BreakGlass { .. }) {
+            return false;
+        }
+        let Ok(Some(referent)) = self.referent(item.notice.dossier()) else {
+            return false;
+        };
+        if referent.member == item.to || referent.member == self.me {
+            return false;
+        }
+        self.queue_notice(&referent.member, &item.notice).is_ok()
+    }
+
     /// Upkeep: delivers every queued notice whose time has come, oldest
-    /// first; returns how many were delivered.
+    /// first, within [`OUTBOX_ROUND`]; returns how many were delivered.
     pub async fn deliver_outbox(&self) -> Result<usize> {
         let now = self.clock.now();
+        let started = std::time::Instant::now();
         let mut delivered = 0;
         for (_, item) in self.store.scan::<OutboxItem>(Tree::Outbox, "")? {
-            if self.is_stopping() {
+            if self.is_stopping() || started.elapsed() > OUTBOX_ROUND {
                 break;
             }
             if item.next_at <= now && self.deliver(item).await {

@@ -381,6 +381,11 @@ impl Node {
             let share = self.own_share(&req.dossier, *section);
             reading.push(self.membership.get(&share.scope()).read_owned().await);
         }
+        // Closed or erased while this request waited for the locks.
+        if self.is_closed(&req.dossier)? {
+            drop(reading);
+            return refuse_all(ServiceError::Denied(DenyReason::Closed)).await;
+        }
         let now = self.clock.now();
         let consents = self.effective_consents(&req.dossier)?;
         let grants = self.grants_of(&req.dossier)?;
@@ -396,10 +401,9 @@ impl Node {
             let basis = match decision {
                 Decision::Allow(id) => Ok(Basis::Consent(id)),
                 Decision::Deny(reason) => {
-                    let glass = req
-                        .break_glass
-                        .as_ref()
-                        .and_then(|_| Self::break_glass_basis(&grants, peer, *section, now));
+                    let glass = req.break_glass.as_ref().and_then(|_| {
+                        Self::break_glass_basis(&grants, peer, &req.user, *section, now)
+                    });
                     let overridable = !matches!(
                         reason,
                         DenyReason::Masked(_)

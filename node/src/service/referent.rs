@@ -99,10 +99,12 @@ impl Node {
                     "a référent at {member} needs the person's consent naming it (--consent CNS-…)"
                 )));
             };
+            // As decisions read it: a member suspended since the consent
+            // was given is no longer in its audience.
             let held = self
-                .consent_record(id)?
-                .map(|(_, r)| r)
-                .filter(|r| &r.consent.dossier == dossier);
+                .effective_consents(dossier)?
+                .into_iter()
+                .find(|r| &r.consent.id == id);
             let Some(held) = held else {
                 return Err(ServiceError::NotFound(format!(
                     "consent {id} for {dossier}"
@@ -134,7 +136,7 @@ impl Node {
             .log_then_apply(now, event, "referent_logged", || {
                 self.store
                     .put(Tree::Referents, dossier.as_str(), &referent)?;
-                self.queue_referent_notices(dossier, &referent, None)
+                self.queue_referent_notices(dossier, &referent)
             })
             .await?;
         self.deliver_now(queued).await;
@@ -142,48 +144,40 @@ impl Node {
     }
 
     /// Queues (not flushed) the référent notice to every partner holding
-    /// the dossier, or to `only` that one; returns the outbox entries.
+    /// the dossier; returns the outbox entries.
     pub(super) fn queue_referent_notices(
         &self,
         dossier: &DossierId,
         referent: &Referent,
-        only: Option<&MemberId>,
     ) -> Result<Vec<u64>> {
+        let mut queued = Vec::new();
+        for p in referent.partners.iter().filter(|p| **p != self.me) {
+            queued.push(self.queue_referent_notice(dossier, referent, p)?);
+        }
+        Ok(queued)
+    }
+
+    /// Queues (not flushed) the référent notice for one partner: only the
+    /// référent's member learns which members hold the dossier.
+    pub(super) fn queue_referent_notice(
+        &self,
+        dossier: &DossierId,
+        referent: &Referent,
+        to: &MemberId,
+    ) -> Result<u64> {
+        let partners = if to == &referent.member {
+            referent.partners.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let notice = Notice::Referent {
             dossier: dossier.clone(),
             member: referent.member.clone(),
             user: referent.user.clone(),
             since: referent.since,
-            partners: referent.partners.iter().cloned().collect(),
+            partners,
         };
-        let mut queued = Vec::new();
-        for p in referent.partners.iter().filter(|p| **p != self.me) {
-            if only.is_none_or(|o| o == p) {
-                queued.push(self.queue_notice(p, &notice)?);
-            }
-        }
-        Ok(queued)
-    }
-
-    /// After a member attached: it learns the référent, and the référent's
-    /// member learns the new partner.
-    pub(super) async fn announce_referent(&self, dossier: &DossierId) -> Result<()> {
-        let Some(mut referent) = self.referent(dossier)? else {
-            return Ok(());
-        };
-        let record = self.dossier(dossier)?;
-        let mut partners = record.partners.clone();
-        partners.insert(self.me.clone());
-        if partners == referent.partners {
-            return Ok(());
-        }
-        referent.partners = partners;
-        self.store
-            .put(Tree::Referents, dossier.as_str(), &referent)?;
-        let queued = self.queue_referent_notices(dossier, &referent, None)?;
-        self.flush().await?;
-        self.deliver_now(queued).await;
-        Ok(())
+        self.queue_notice(to, &notice)
     }
 
     /// Takes a notice from a peer: a référent named by the dossier's holder
@@ -244,12 +238,15 @@ impl Node {
                 granted_at,
                 until,
             } => {
-                let ours = self
-                    .referent(&dossier)?
-                    .is_some_and(|r| r.member == self.me);
-                if !ours {
+                let referent = self.referent(&dossier)?;
+                let Some(referent) = referent.filter(|r| r.member == self.me) else {
                     return Err(ServiceError::NotEntitled(format!(
                         "this node is not the référent's member for {dossier}"
+                    )));
+                };
+                if !referent.partners.contains(peer) {
+                    return Err(ServiceError::NotEntitled(format!(
+                        "{peer} does not hold {dossier}"
                     )));
                 }
                 let key = notice_key(peer, &grant);
@@ -259,6 +256,9 @@ impl Node {
                     .is_some()
                 {
                     return Ok(());
+                }
+                if self.find_grant(&grant)?.is_some() {
+                    return Err(ServiceError::Exists("break-glass access"));
                 }
                 let told = super::BreakGlassGrant {
                     id: grant.clone(),
@@ -279,6 +279,7 @@ impl Node {
                     dossier,
                     reader,
                     sections,
+                    granted_at,
                     until,
                 };
                 tracing::warn!(grant = %told.id, owner = %peer, "a break-glass access to a dossier this node coordinates");

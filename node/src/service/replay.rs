@@ -53,8 +53,9 @@ impl Node {
                         dossier,
                         reason,
                         from,
+                        at,
                         ..
-                    } if self.store_closure(&dossier, entry.time, reason)? => {
+                    } if self.store_closure(&dossier, at.unwrap_or(entry.time), reason)? => {
                         if from.is_none() {
                             // Closed here, the holder: tell the partners again.
                             let notice = crate::protocol::Notice::Closed {
@@ -200,9 +201,6 @@ impl Node {
                     AuditEvent::DossierConfirmed { dossier, to }
                         if self.store_partner(&dossier, &to)? =>
                     {
-                        if let Some(r) = self.referent(&dossier)? {
-                            self.queue_referent_notices(&dossier, &r, Some(&to))?;
-                        }
                         applied += 1;
                     }
                     AuditEvent::ReferentSet {
@@ -212,7 +210,7 @@ impl Node {
                         ..
                     } => {
                         let known = self.referent(&dossier)?;
-                        if known.is_some_and(|r| r.since >= entry.time) {
+                        if known.is_some_and(|r| r.since > entry.time) {
                             continue;
                         }
                         let mut partners = self.dossier(&dossier)?.partners;
@@ -225,7 +223,7 @@ impl Node {
                         };
                         self.store
                             .put(Tree::Referents, dossier.as_str(), &referent)?;
-                        self.queue_referent_notices(&dossier, &referent, None)?;
+                        self.queue_referent_notices(&dossier, &referent)?;
                         applied += 1;
                     }
                     AuditEvent::ReferentNoted {
@@ -236,7 +234,7 @@ impl Node {
                         partners,
                         ..
                     } => {
-                        if self.referent(&dossier)?.is_some_and(|r| r.since >= since) {
+                        if self.referent(&dossier)?.is_some_and(|r| r.since > since) {
                             continue;
                         }
                         let referent = super::Referent {
@@ -255,6 +253,7 @@ impl Node {
                         dossier,
                         reader,
                         sections,
+                        granted_at,
                         until,
                     } => {
                         let key = super::referent::notice_key(&owner, &grant);
@@ -273,7 +272,7 @@ impl Node {
                             user: None,
                             sections: sections.into_iter().collect(),
                             justification: None,
-                            granted_at: entry.time,
+                            granted_at,
                             until,
                             ended: false,
                             review: None,

@@ -114,6 +114,18 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
         audit_events(&owner_dpo, "break_glass_granted").await.len(),
         1
     );
+    // Another caseworker of the département breaks the glass for itself,
+    // with its own justification logged.
+    let colleague = c.desk("cd12", "astreinte").await;
+    let other_why =
+        "Appel de la gendarmerie : vérifier la situation du foyer avant une visite ce soir";
+    glass(&colleague.conn, &d, &["housing"], "ccas-rodez", other_why)
+        .await
+        .expect("its own access");
+    let granted = audit_events(&owner_dpo, "break_glass_granted").await;
+    assert_eq!(granted.len(), 2);
+    assert_eq!(granted[1]["user"], "astreinte");
+    assert_eq!(granted[1]["justification"], other_why);
 
     // The person's access report shows it.
     let roster = c.running("ccas-rodez").node().roster();
@@ -131,17 +143,17 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
     // At the end of the charter's 24 h, upkeep logs the end and removes the reader.
     c.clock.advance(25 * 3600);
     let node = c.running("ccas-rodez").node();
-    assert_eq!(node.end_break_glass().await.expect("upkeep"), 1);
+    assert_eq!(node.end_break_glass().await.expect("upkeep"), 2);
     assert_eq!(node.end_break_glass().await.expect("again"), 0);
     assert_eq!(c.group_members("ccas-rodez", &share).await, ["ccas-rodez"]);
-    assert_eq!(audit_events(&owner_dpo, "break_glass_ended").await.len(), 1);
+    assert_eq!(audit_events(&owner_dpo, "break_glass_ended").await.len(), 2);
 
     // The auditors review it, once, with a real comment.
     let pending = accesses(&owner_dpo, true).await;
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].id, grant);
-    assert!(pending[0].ended);
-    assert_eq!(pending[0].justification, WHY);
+    assert_eq!(pending.len(), 2);
+    let first = pending.iter().find(|a| a.id == grant).expect("listed");
+    assert!(first.ended);
+    assert_eq!(first.justification, WHY);
     let (code, _) = refusal(review(&owner_dpo, &grant, "ok").await);
     assert_eq!(code, Code::InvalidArgument);
     let caseworker = c.user("ccas-rodez", "cw", Role::Caseworker).await;
@@ -163,9 +175,14 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
         .await,
     );
     assert_eq!(code, Code::FailedPrecondition);
-    assert!(accesses(&owner_dpo, true).await.is_empty());
+    assert_eq!(
+        accesses(&owner_dpo, true).await.len(),
+        1,
+        "the colleague's waits"
+    );
     let all = accesses(&owner_dpo, false).await;
-    assert_eq!(all[0].reviewed_by, "dpo");
+    let first = all.iter().find(|a| a.id == grant).expect("listed");
+    assert_eq!(first.reviewed_by, "dpo");
     let (code, _) = refusal(
         review(
             &owner_dpo,

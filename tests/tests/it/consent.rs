@@ -248,6 +248,13 @@ async fn a_consent_from_a_later_day_lets_nobody_in_before_it() {
     caf.read(&d, "housing", "ccas-rodez")
         .await
         .expect("read from the first day");
+    // At its end, upkeep empties the group (a consent that was pending is
+    // not taken for closed).
+    c.clock.advance(400 * 86_400);
+    let node = c.running("ccas-rodez").node();
+    node.close_inactive_consents().await.expect("upkeep");
+    node.sync_owned_groups().await.expect("upkeep");
+    assert_eq!(c.group_members("ccas-rodez", &share).await, ["ccas-rodez"]);
 }
 
 #[tokio::test]

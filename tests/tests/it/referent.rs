@@ -403,3 +403,46 @@ async fn a_referent_the_store_lost_comes_back_from_the_log() {
     assert_eq!(view(&caf.conn, &d).await.referent, "agent-ccas@ccas-rodez");
     assert_eq!(view(&ccas.conn, &d).await.partners.len(), 3);
 }
+
+#[tokio::test]
+async fn a_member_that_attaches_after_the_referent_is_named_learns_it_and_only_the_referent_sees_the_partners()
+ {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", PERSON)
+        .await
+        .expect("the CAF attaches");
+    let to_caf = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    ccas.conn
+        .set_referent(&d, "agent-caf@caf12", Some(&to_caf))
+        .await
+        .expect("the CAF coordinates");
+    // The département attaches afterwards: the holder's outbox tells it
+    // who the référent is, and tells the référent's member of the new partner.
+    let cd = c.desk("cd12", "agent-cd").await;
+    cd.conn
+        .attach_dossier(&d, "ccas-rodez", PERSON)
+        .await
+        .expect("the département attaches");
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("upkeep");
+    assert_eq!(view(&cd.conn, &d).await.referent, "agent-caf@caf12");
+    let partners: Vec<String> = view(&caf.conn, &d)
+        .await
+        .partners
+        .iter()
+        .map(|p| p.member.clone())
+        .collect();
+    assert_eq!(partners, ["caf12", "ccas-rodez", "cd12"]);
+    // Members other than the référent's learn the référent, not the partners.
+    let cd_dpo = c.user("cd12", "dpo", Role::Auditor).await;
+    let noted = audit_events(&cd_dpo, "referent_noted").await;
+    assert_eq!(noted[0]["partners"], serde_json::json!([]));
+}
