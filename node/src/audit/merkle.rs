@@ -136,11 +136,13 @@ pub fn verify_consistency(
     if old_size > new_size {
         return false;
     }
+    if old_size == 0 {
+        // Every tree extends the empty one: such a proof proves nothing, and
+        // is refused rather than taken for a check (as transparency-dev/merkle does).
+        return false;
+    }
     if old_size == new_size {
         return proof.is_empty() && old_root == new_root;
-    }
-    if old_size == 0 {
-        return proof.is_empty();
     }
     let mut path: Vec<Hash> = proof.to_vec();
     if old_size.is_power_of_two() {
