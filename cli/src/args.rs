@@ -507,6 +507,30 @@ pub enum AuditCmd {
     },
     /// Print a checkpoint of this node's log, signed by the node key.
     Checkpoint,
+    /// Verify this node's whole log against its signed checkpoint and the
+    /// roster's key, and against the checkpoint verified on the last run
+    /// (remembered in the state file): a log cut or rewritten since is caught.
+    Verify {
+        /// The federation's genesis roster, as the auditor holds it (the
+        /// node's key is taken from it, not from the node).
+        #[arg(long)]
+        roster: PathBuf,
+        /// The auditor's memory of verified checkpoints (default:
+        /// audit-state.json beside the profile).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Print this node's log verifier key, in the C2SP note form
+    /// (`<name>+<key id>+<base64 key>`), for other verifiers of that format.
+    Vkey,
+    /// What this node witnessed of its peers: the latest checkpoint it
+    /// cosigned of each, every alarm with its evidence, and its own
+    /// checkpoint with the cosignatures it gathered.
+    Witness {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List every break-glass access granted here, or told of here as the
     /// référent's member, for review.
     BreakGlass {

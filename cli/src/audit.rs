@@ -15,6 +15,8 @@ use crate::error::{CliError, LogFault};
 pub struct VerifiedLog {
     /// The checkpoint that covers the entries.
     pub checkpoint: Checkpoint,
+    /// The signed note of that checkpoint.
+    pub note: String,
     /// The entries, decoded.
     pub entries: Vec<AuditEntry>,
 }
@@ -63,8 +65,107 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
         .map_err(|e| CliError::log(id, LogFault::Entries(e)))?;
     Ok(VerifiedLog {
         checkpoint,
+        note,
         entries,
     })
+}
+
+/// A checkpoint an auditor verified, remembered for the next run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    /// Its tree size.
+    pub size: u64,
+    /// Its root, hex.
+    pub root: String,
+    /// The signed note.
+    pub checkpoint: String,
+    /// When it was verified (Unix seconds).
+    pub verified_at: i64,
+}
+
+/// What an auditor's tools remember between runs: the last checkpoint
+/// verified of each node, so that a node that rewrote or cut its log (and
+/// signed a fresh checkpoint of the new one) is caught on the next run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditorState {
+    /// By member id.
+    pub nodes: std::collections::BTreeMap<String, Remembered>,
+}
+
+impl AuditorState {
+    /// Reads the state file; an absent file is an empty state.
+    pub fn load(path: &std::path::Path) -> Result<Self, CliError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CliError::BadFile {
+                path: path.to_owned(),
+                what: "auditor state",
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(CliError::io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Writes the state file (0600), replacing it whole.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), CliError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(CliError::io(format!("writing {}", tmp.display())))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(CliError::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(CliError::io(format!("writing {}", path.display())))
+    }
+}
+
+/// [`fetch_and_verify`], then checks the log against the checkpoint this
+/// auditor verified of the node before (it must extend it: same first
+/// entries, never fewer), and remembers the new one.
+pub async fn verify_and_remember(
+    conn: &Conn,
+    member: &RosterMember,
+    state: &mut AuditorState,
+    now: i64,
+) -> Result<(VerifiedLog, Option<Remembered>), CliError> {
+    let id = &member.card.id;
+    let log = fetch_and_verify(conn, member).await?;
+    let before = state.nodes.get(id.as_str()).cloned();
+    if let Some(b) = &before {
+        if log.checkpoint.size < b.size {
+            return Err(CliError::log(
+                id,
+                LogFault::Shrank {
+                    before: b.size,
+                    now: log.checkpoint.size,
+                },
+            ));
+        }
+        let leaves: Vec<maillon_node::audit::merkle::Hash> = log.entries[..b.size as usize]
+            .iter()
+            .map(|e| maillon_node::audit::merkle::leaf_hash(&e.to_bytes()))
+            .collect();
+        if hex::encode(maillon_node::audit::merkle::root(&leaves)) != b.root {
+            return Err(CliError::log(id, LogFault::Rewritten { before: b.size }));
+        }
+    }
+    state.nodes.insert(
+        id.to_string(),
+        Remembered {
+            size: log.checkpoint.size,
+            root: hex::encode(log.checkpoint.root),
+            checkpoint: log.note.clone(),
+            verified_at: now,
+        },
+    );
+    Ok((log, before))
 }
 
 pub use maillon_node::consent::receipt::section_fr;

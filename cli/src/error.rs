@@ -177,6 +177,23 @@ pub enum LogFault {
     /// The node served an entry at another index than asked.
     #[error("it served entry {0} out of order")]
     OutOfOrder(u64),
+    /// The log is smaller than a checkpoint this auditor verified before.
+    #[error("its log holds {now} entries, fewer than the {before} of a checkpoint verified before")]
+    Shrank {
+        /// The size verified before.
+        before: u64,
+        /// The size now.
+        now: u64,
+    },
+    /// The log does not extend the tree of a checkpoint verified before:
+    /// its first entries were rewritten.
+    #[error(
+        "its first {before} entries are not the ones of the checkpoint verified before: the log was rewritten"
+    )]
+    Rewritten {
+        /// The size verified before.
+        before: u64,
+    },
 }
 
 impl From<Status> for CliError {

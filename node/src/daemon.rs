@@ -161,6 +161,7 @@ pub struct RunningNode {
     server: JoinHandle<()>,
     upkeep: JoinHandle<()>,
     gossip: JoinHandle<()>,
+    witness: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -201,6 +202,15 @@ impl RunningNode {
         {
             self.gossip.abort();
             let _ = (&mut self.gossip).await;
+        }
+        // A witness round waiting on slow peers is cut the same way; a
+        // checkpoint is written whole (a temporary file renamed) or not at all.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.witness)
+            .await
+            .is_err()
+        {
+            self.witness.abort();
+            let _ = (&mut self.witness).await;
         }
         if tokio::time::timeout(STOP_GRACE, &mut self.upkeep)
             .await
@@ -409,6 +419,30 @@ async fn start_once(
             }
         }
     });
+    // The log's keeper: a new checkpoint at least every second while the
+    // log grows (the last signed one persisted first), and every peer
+    // witnessed each period, from an offset of this node's own.
+    let witness_node = node.clone();
+    let mut witness_stop = stop_rx.clone();
+    let witness = tokio::spawn(async move {
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let offset = service::WITNESS_PERIOD.mul_f64(rand::random::<f64>());
+        let mut next_witness = tokio::time::Instant::now() + offset;
+        loop {
+            tokio::select! {
+                _ = second.tick() => {}
+                _ = witness_stop.wait_for(|stop| *stop) => break,
+            }
+            if let Err(e) = witness_node.checkpoint_if_grown().await {
+                tracing::warn!(error = %e, "signing a checkpoint failed");
+            }
+            if tokio::time::Instant::now() >= next_witness {
+                witness_node.witness_peers().await;
+                next_witness = tokio::time::Instant::now() + service::WITNESS_PERIOD;
+            }
+        }
+    });
     let upkeep_node = node.clone();
     let mut upkeep_stop = stop_rx;
     let upkeep = tokio::spawn(async move {
@@ -462,6 +496,7 @@ async fn start_once(
         server,
         upkeep,
         gossip,
+        witness,
     })
 }
 

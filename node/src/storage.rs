@@ -103,6 +103,12 @@ pub enum Tree {
     Referents,
     /// Deliveries to members that could not be reached yet, by sequence number.
     Outbox,
+    /// The latest checkpoint of each peer this node witnessed, by member id.
+    Witnessed,
+    /// Cosignatures of this node's checkpoints, by `size/root/witness`.
+    Cosignatures,
+    /// Witness alarms with their evidence, by `member/time/sequence`.
+    Evidence,
     /// Dossiers erased here, by dossier id, with when: the log's entries
     /// about them are never applied again.
     Erased,
@@ -141,7 +147,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 20] = [
+    const ALL: [Tree; 23] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -160,6 +166,9 @@ impl Tree {
         Tree::Notices,
         Tree::Referents,
         Tree::Outbox,
+        Tree::Witnessed,
+        Tree::Cosignatures,
+        Tree::Evidence,
         Tree::Erased,
         Tree::Meta,
     ];
@@ -184,6 +193,9 @@ impl Tree {
             Tree::Notices => "notices",
             Tree::Referents => "referents",
             Tree::Outbox => "outbox",
+            Tree::Witnessed => "witnessed",
+            Tree::Cosignatures => "cosignatures",
+            Tree::Evidence => "evidence",
             Tree::Erased => "erased",
             Tree::Meta => "meta",
         }

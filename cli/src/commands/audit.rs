@@ -9,8 +9,103 @@ use crate::error::CliError;
 use crate::escape::escape_controls;
 
 /// Runs `maillon audit …`.
-pub(super) async fn run(conn: &Conn, cmd: AuditCmd) -> Result<(), CliError> {
+pub(super) async fn run(
+    conn: &Conn,
+    profile: &maillon_node::config::Profile,
+    profile_path: Option<&std::path::Path>,
+    cmd: AuditCmd,
+) -> Result<(), CliError> {
     match cmd {
+        AuditCmd::Verify { roster, state } => {
+            let roster = super::gov::load_roster(&roster)?;
+            let member = roster
+                .roster()
+                .member(&profile.member)
+                .cloned()
+                .ok_or_else(|| {
+                    CliError::Unexpected(format!("{} is not in that roster", profile.member))
+                })?;
+            let state_path = state.unwrap_or_else(|| {
+                profile_path
+                    .and_then(|p| p.parent())
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("audit-state.json")
+            });
+            let mut memory = crate::audit::AuditorState::load(&state_path)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let (log, before) =
+                crate::audit::verify_and_remember(conn, &member, &mut memory, now).await?;
+            memory.save(&state_path)?;
+            say(&format!(
+                "{}: {} entries verified against its checkpoint, signed by the key the roster lists",
+                member.card.id, log.checkpoint.size
+            ));
+            match before {
+                Some(b) => say(&format!(
+                    "  extends the checkpoint of {} entries verified on {}",
+                    b.size,
+                    super::utc(b.verified_at)
+                )),
+                None => say("  first verification of this node: its checkpoint is remembered"),
+            }
+        }
+        AuditCmd::Vkey => {
+            let r = conn
+                .api()
+                .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
+                .await?
+                .into_inner();
+            say(&r.verifier_key);
+        }
+        AuditCmd::Witness { json } => {
+            let r = conn
+                .api()
+                .audit_witness(conn.req(pb::AuditWitnessRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                let peers: Vec<serde_json::Value> = r
+                    .peers
+                    .iter()
+                    .map(|p| serde_json::json!({"member": p.member, "checkpoint": p.checkpoint, "at": p.at}))
+                    .collect();
+                let alarms: Vec<serde_json::Value> = r
+                    .alarms
+                    .iter()
+                    .map(|a| serde_json::json!({"member": a.member, "reason": a.reason, "at": a.at, "first": a.first, "second": a.second}))
+                    .collect();
+                say_lines(
+                    &serde_json::to_string_pretty(&serde_json::json!({
+                        "peers": peers,
+                        "alarms": alarms,
+                        "cosigned": r.cosigned,
+                    }))
+                    .unwrap_or_default(),
+                );
+                return Ok(());
+            }
+            for p in &r.peers {
+                let size = p.checkpoint.lines().nth(1).unwrap_or("?");
+                say(&format!(
+                    "{}: tree of {size} entries witnessed and cosigned at {}",
+                    p.member,
+                    super::utc(p.at)
+                ));
+            }
+            if r.alarms.is_empty() {
+                say("no alarm: every peer's history extends what this node witnessed");
+            }
+            for a in &r.alarms {
+                say(&format!(
+                    "ALARM {} at {}: {}",
+                    a.member,
+                    super::utc(a.at),
+                    a.reason
+                ));
+            }
+            say("this node's checkpoint, with the cosignatures it gathered:");
+            say_lines(&r.cosigned);
+        }
         AuditCmd::Tail { limit } => {
             let r = conn
                 .api()

@@ -42,7 +42,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Section(cmd) => dossiers::section(&connect(profile)?.1, cmd).await,
         Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd).await,
         Command::Share(cmd) => share::run(&connect(profile)?.1, cmd).await,
-        Command::Audit(cmd) => audit::run(&connect(profile)?.1, cmd).await,
+        Command::Audit(cmd) => {
+            let (p, conn) = connect(profile)?;
+            audit::run(&conn, &p, profile, cmd).await
+        }
     }
 }
 
@@ -84,7 +87,7 @@ fn print_json(json: &str) {
 }
 
 /// A Unix time as `YYYY-MM-DD HH:MM UTC`.
-fn utc(secs: i64) -> String {
+pub(crate) fn utc(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| {

@@ -56,6 +56,9 @@ pub enum AuditError {
     /// A checkpoint or proof did not verify.
     #[error("audit verification failed: {0}")]
     Verify(String),
+    /// A proof was asked for leaves or sizes the log does not hold.
+    #[error("{0}")]
+    Range(String),
 }
 
 /// Something that happened at this node and must be accountable.
@@ -235,6 +238,15 @@ pub enum AuditEvent {
         /// The holder that told this node, elsewhere.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<MemberId>,
+    },
+    /// A peer presented a history that does not extend the one this node
+    /// witnessed (two histories, a smaller tree, a bad proof or signature):
+    /// the evidence is kept for the auditors.
+    WitnessAlarm {
+        /// The peer.
+        member: MemberId,
+        /// What it did, in one line.
+        reason: String,
     },
     /// This node wrote its copy of a section.
     SectionWritten {
@@ -457,6 +469,11 @@ pub enum AuditEvent {
         /// The break-glass access it was read under, if it was (a flagged entry).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         break_glass: Option<GrantId>,
+        /// The owner's signed receipt itself, base64 of its bytes: an owner
+        /// that later rewrites its log without the read is caught by it.
+        receipt: String,
+        /// The owner's signature over it (context `maillon/v1/receipt`), base64.
+        receipt_signature: String,
     },
 }
 
@@ -823,6 +840,65 @@ impl AuditLog {
             out.push((from + i as u64, data));
         }
         Ok(out)
+    }
+
+    /// The last checkpoint signed and persisted, as a signed note.
+    pub fn latest_checkpoint(&self) -> Result<String, AuditError> {
+        let path = self
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("checkpoint");
+        std::fs::read_to_string(&path).map_err(io_err(&path))
+    }
+
+    /// An inclusion proof of leaf `index` in the tree of the first `size`
+    /// leaves (RFC 6962 §2.1.1).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        let st = self.read_state();
+        let have = st.leaves.len() as u64;
+        if size > have || index >= size {
+            return Err(AuditError::Range(format!(
+                "no leaf {index} in a tree of {size} (the log holds {have})"
+            )));
+        }
+        merkle::inclusion_proof(&st.leaves[..size as usize], index as usize)
+            .ok_or_else(|| AuditError::Range(format!("no leaf {index} in a tree of {size}")))
+    }
+
+    /// A consistency proof from the tree of the first `old` leaves to that
+    /// of the first `new` (RFC 6962 §2.1.2); empty when they are equal.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
+        let st = self.read_state();
+        let have = st.leaves.len() as u64;
+        if old == 0 || old > new || new > have {
+            return Err(AuditError::Range(format!(
+                "no consistency proof from {old} to {new} (the log holds {have})"
+            )));
+        }
+        merkle::consistency_proof(&st.leaves[..new as usize], old as usize)
+            .ok_or_else(|| AuditError::Range(format!("no consistency proof from {old} to {new}")))
+    }
+
+    /// The root of the tree of the first `size` leaves.
+    pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
+        let st = self.read_state();
+        if size > st.leaves.len() as u64 {
+            return Err(AuditError::Range(format!(
+                "no tree of {size} (the log holds {})",
+                st.leaves.len()
+            )));
+        }
+        Ok(merkle::root(&st.leaves[..size as usize]))
+    }
+
+    /// Signs a checkpoint if the log grew since the last one; returns whether it did.
+    pub fn checkpoint_if_grown(&self, key: &NodeKey) -> Result<bool, AuditError> {
+        let signed = Checkpoint::parse_body(&self.latest_checkpoint()?).map(|c| c.size);
+        if signed.is_some_and(|n| n >= self.size()) {
+            return Ok(false);
+        }
+        self.checkpoint(key).map(|_| true)
     }
 
     /// Signs a checkpoint of the current tree, after persisting it as the last signed one.

@@ -146,6 +146,76 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// Parses the body of a checkpoint note without checking any signature
+    /// (for a note this node signed itself and persisted).
+    pub fn parse_body(note: &str) -> Option<Self> {
+        let mut lines = note.lines();
+        let origin = lines.next()?.to_owned();
+        let size = lines.next()?.parse().ok()?;
+        let root = B64.decode(lines.next()?).ok()?.try_into().ok()?;
+        Some(Self { origin, size, root })
+    }
+}
+
+/// The key id of a witness's cosignature key (C2SP tlog-cosignature):
+/// `SHA-256(name || "\n" || 0x04 || key)[..4]`.
+pub fn cosignature_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
+    let mut buf = name.as_bytes().to_vec();
+    buf.push(b'\n');
+    buf.push(0x04);
+    buf.extend_from_slice(&key.to_bytes());
+    let h = sha256(&buf);
+    [h[0], h[1], h[2], h[3]]
+}
+
+/// What a witness signs for a checkpoint body at `time` (C2SP tlog-cosignature v1).
+fn cosigned_message(body: &str, time: u64) -> String {
+    format!("cosignature/v1\ntime {time}\n{body}")
+}
+
+/// A witness's cosignature line over a checkpoint body:
+/// `— <name> base64(key id || u64be(time) || signature)`.
+pub fn cosign(body: &str, time: u64, name: &str, key: &NodeKey) -> String {
+    let sig = key.sign_note_text(cosigned_message(body, time).as_bytes());
+    let mut blob = cosignature_key_id(name, &key.public()).to_vec();
+    blob.extend_from_slice(&time.to_be_bytes());
+    blob.extend_from_slice(&sig);
+    format!("\u{2014} {name} {}", B64.encode(blob))
+}
+
+/// Checks a cosignature line by `name`/`key` over `body`; returns its time.
+pub fn verify_cosignature(
+    line: &str,
+    body: &str,
+    name: &str,
+    key: &PublicKey,
+) -> Result<u64, NoteError> {
+    let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+        "cosignature line must start with an em dash",
+    ))?;
+    let (who, b64) = rest
+        .rsplit_once(' ')
+        .ok_or(NoteError::Malformed("cosignature line without signature"))?;
+    if who != name {
+        return Err(NoteError::Unsigned(name.to_owned()));
+    }
+    let blob = B64
+        .decode(b64)
+        .map_err(|_| NoteError::Malformed("cosignature is not base64"))?;
+    if blob.len() != 4 + 8 + 64 || blob[..4] != cosignature_key_id(name, key) {
+        return Err(NoteError::Unsigned(name.to_owned()));
+    }
+    let mut time = [0u8; 8];
+    time.copy_from_slice(&blob[4..12]);
+    let time = u64::from_be_bytes(time);
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&blob[12..]);
+    key.verify_note_text(cosigned_message(body, time).as_bytes(), &sig)
+        .map_err(|_| NoteError::BadSignature(name.to_owned()))?;
+    Ok(time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +247,39 @@ mod tests {
         let vk = verifier_key(&cp.origin, &key.public());
         assert!(vk.starts_with("gip-aveyron/ccas-rodez+"));
         assert_eq!(vk.split('+').nth(1).map(str::len), Some(8));
+    }
+
+    #[test]
+    fn cosignatures_are_bound_to_the_witness_the_body_and_the_time() {
+        let (log, witness) = (NodeKey::generate(), NodeKey::generate());
+        let cp = Checkpoint {
+            origin: "maillon/ccas-rodez".into(),
+            size: 3,
+            root: [1; 32],
+        };
+        let line = cosign(&cp.body(), 1_800_000_000, "maillon/caf12", &witness);
+        assert_eq!(
+            verify_cosignature(&line, &cp.body(), "maillon/caf12", &witness.public()),
+            Ok(1_800_000_000)
+        );
+        let other = Checkpoint {
+            size: 4,
+            ..cp.clone()
+        };
+        assert!(
+            verify_cosignature(&line, &other.body(), "maillon/caf12", &witness.public()).is_err()
+        );
+        assert!(verify_cosignature(&line, &cp.body(), "maillon/caf12", &log.public()).is_err());
+        assert!(verify_cosignature(&line, &cp.body(), "maillon/cd12", &witness.public()).is_err());
+        let later = line.replacen("maillon/caf12 ", "maillon/caf12  ", 1);
+        assert!(
+            verify_cosignature(&later, &cp.body(), "maillon/caf12", &witness.public()).is_err()
+        );
+        // A cosignature key id is not the note key id of the same key.
+        assert_ne!(
+            cosignature_key_id("maillon/caf12", &witness.public()),
+            key_id("maillon/caf12", &witness.public())
+        );
+        assert_eq!(Checkpoint::parse_body(&cp.sign(&log)), Some(cp));
     }
 }

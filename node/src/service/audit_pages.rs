@@ -55,6 +55,12 @@ impl Node {
         self.checkpoint_note().await.map(drop)
     }
 
+    /// Signs and persists a checkpoint if the log grew since the last one.
+    pub async fn checkpoint_if_grown(&self) -> Result<bool> {
+        let (audit, key) = (self.audit.clone(), self.key.clone());
+        blocking(move || audit.checkpoint_if_grown(&key)).await
+    }
+
     /// Signs and persists a checkpoint on the blocking pool (a write and two
     /// syncs); returns the note.
     async fn checkpoint_note(&self) -> Result<String> {

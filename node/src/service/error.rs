@@ -231,6 +231,7 @@ impl ServiceError {
                 ShareError::Store(_) => K::Internal,
             },
             ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => K::NotFound,
+            ServiceError::Audit(AuditError::Range(_)) => K::Invalid,
             ServiceError::Store(_)
             | ServiceError::Audit(_)
             | ServiceError::Vault(_)
@@ -280,6 +281,7 @@ impl ServiceError {
                 ShareError::Store(_) => "internal".into(),
             },
             ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => "erased".into(),
+            ServiceError::Audit(AuditError::Range(_)) => "out_of_range".into(),
             ServiceError::Store(_)
             | ServiceError::Audit(_)
             | ServiceError::Vault(_)

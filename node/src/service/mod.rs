@@ -28,6 +28,7 @@ mod reads;
 mod referent;
 mod replay;
 mod users;
+mod witness;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub use outbox::{
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
 pub use users::{Caller, NewUser, UserRecord, create_user};
+pub use witness::{Evidence, MAX_PROOF, WITNESS_PERIOD, WitnessView, Witnessed};
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
@@ -109,6 +111,8 @@ pub struct Node {
     peer_versions: std::sync::Mutex<std::collections::BTreeMap<MemberId, (u64, i64)>>,
     clock: Arc<dyn Clock>,
     network: Arc<dyn PeerNetwork>,
+    /// Witness alarms raised since start.
+    witness_alarms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -166,6 +170,7 @@ impl Node {
             membership: KeyedLocks::default(),
             changes: tokio::sync::RwLock::new(()),
             replay_needed: std::sync::atomic::AtomicBool::new(false),
+            witness_alarms: std::sync::atomic::AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),

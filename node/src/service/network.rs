@@ -78,6 +78,22 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         member: &'a RosterMember,
         dossier: &'a crate::types::DossierId,
     ) -> BoxFuture<'a, Result<Vec<(crate::types::Section, i64)>>>;
+    /// Fetches `member`'s latest signed checkpoint note.
+    fn get_checkpoint<'a>(&'a self, member: &'a RosterMember) -> BoxFuture<'a, Result<String>>;
+    /// Fetches a consistency proof of `member`'s log from `old` to `new`.
+    fn get_consistency<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        old: u64,
+        new: u64,
+    ) -> BoxFuture<'a, Result<Vec<crate::audit::merkle::Hash>>>;
+    /// Gives `member` this node's cosignature of its checkpoint `body`.
+    fn cosign<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        body: &'a str,
+        line: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
     /// Fetches the open proposals `member` keeps on top of its version in
     /// force, decoded (each within the size limit) but not verified.
     fn fetch_proposals<'a>(

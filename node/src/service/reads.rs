@@ -2,6 +2,9 @@
 //! owner's receipt; the owner checks the request, decides, seals, and makes
 //! the access durable in its log before it answers.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use super::{
     Caller, ErrorKind, Node, Result, SectionView, ServiceError, check_section_json, require,
 };
@@ -251,6 +254,8 @@ impl Node {
                     Some(Basis::BreakGlass(id)) => Some(id.clone()),
                     _ => None,
                 },
+                receipt: B64.encode(&answer.receipt.bytes),
+                receipt_signature: B64.encode(answer.receipt.signature.to_bytes()),
             })
         }));
         let opened = async {

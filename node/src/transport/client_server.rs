@@ -633,6 +633,72 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn audit_inclusion(
+        &self,
+        req: Request<pb::AuditProofRequest>,
+    ) -> Result<Response<pb::AuditProofReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let hashes = self
+            .node
+            .audit_proof(&caller, true, r.first, r.size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AuditProofReply {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_consistency(
+        &self,
+        req: Request<pb::AuditProofRequest>,
+    ) -> Result<Response<pb::AuditProofReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let hashes = self
+            .node
+            .audit_proof(&caller, false, r.first, r.size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AuditProofReply {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_witness(
+        &self,
+        req: Request<pb::AuditWitnessRequest>,
+    ) -> Result<Response<pb::AuditWitnessReply>, Status> {
+        let caller = self.caller(&req)?;
+        let view = self.node.audit_witness(&caller).map_err(status)?;
+        Ok(Response::new(pb::AuditWitnessReply {
+            peers: view
+                .peers
+                .into_iter()
+                .map(|(m, w)| pb::WitnessedPeer {
+                    member: m.to_string(),
+                    checkpoint: w.checkpoint,
+                    at: w.at,
+                })
+                .collect(),
+            alarms: view
+                .alarms
+                .into_iter()
+                .map(|e| pb::WitnessAlarm {
+                    member: e.member.to_string(),
+                    reason: e.reason,
+                    at: e.at,
+                    first: e.first,
+                    second: e.second,
+                })
+                .collect(),
+            cosigned: view.cosigned,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_break_glass(
         &self,
         req: Request<pb::ListBreakGlassRequest>,

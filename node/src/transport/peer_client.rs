@@ -306,6 +306,63 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn get_checkpoint<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(member, pb::GetCheckpointRequest {}, |mut c, r| async move {
+                    c.get_checkpoint(r).await
+                })
+                .await?;
+            if r.checkpoint.len() > 4096 {
+                return Err(ServiceError::PeerMisbehaved {
+                    peer: member.card.id.clone(),
+                    what: "its checkpoint is larger than 4 KiB".into(),
+                });
+            }
+            Ok(r.checkpoint)
+        })
+    }
+
+    fn get_consistency<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        old: u64,
+        new: u64,
+    ) -> BoxFuture<'a, Result<Vec<crate::audit::merkle::Hash>, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::ProofRequest {
+                first: old,
+                size: new,
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.get_consistency(r).await
+                })
+                .await?;
+            proof_hashes(&member.card.id, r.hashes)
+        })
+    }
+
+    fn cosign<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        body: &'a str,
+        line: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let request = pb::CosignRequest {
+                body: body.to_owned(),
+                cosignature: line.to_owned(),
+            };
+            self.call(member, request, |mut c, r| async move { c.cosign(r).await })
+                .await?;
+            Ok(())
+        })
+    }
+
     fn notify<'a>(
         &'a self,
         member: &'a RosterMember,
@@ -374,4 +431,26 @@ impl PeerNetwork for PeerClients {
             Ok(())
         })
     }
+}
+
+/// A peer's proof hashes, each 32 bytes, at most [`crate::service::MAX_PROOF`].
+fn proof_hashes(
+    peer: &crate::types::MemberId,
+    hashes: Vec<Vec<u8>>,
+) -> Result<Vec<crate::audit::merkle::Hash>, ServiceError> {
+    if hashes.len() > crate::service::MAX_PROOF {
+        return Err(ServiceError::PeerMisbehaved {
+            peer: peer.clone(),
+            what: "its proof is too long".into(),
+        });
+    }
+    hashes
+        .into_iter()
+        .map(|h| {
+            h.try_into().map_err(|_| ServiceError::PeerMisbehaved {
+                peer: peer.clone(),
+                what: "its proof holds a hash that is not 32 bytes".into(),
+            })
+        })
+        .collect()
 }

@@ -232,6 +232,73 @@ impl Peer for PeerApi {
 
     #[tracing::instrument(skip_all)]
     #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let (checkpoint, cosigned) = self.node.serve_checkpoint(&peer).map_err(status)?;
+        Ok(Response::new(pb::GetCheckpointReply {
+            checkpoint,
+            cosigned,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency(
+        &self,
+        req: Request<pb::ProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let hashes = self
+            .node
+            .serve_consistency(&peer, r.first, r.size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ProofReply {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion(
+        &self,
+        req: Request<pb::ProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let hashes = self
+            .node
+            .serve_inclusion(&peer, r.first, r.size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ProofReply {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cosign(
+        &self,
+        req: Request<pb::CosignRequest>,
+    ) -> Result<Response<pb::CosignReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        if r.body.len() > 4096 || r.cosignature.len() > 1024 {
+            return Err(status(ServiceError::TooLarge {
+                what: "cosignature",
+                size: r.body.len() + r.cosignature.len(),
+                limit: 4096 + 1024,
+            }));
+        }
+        self.node
+            .take_cosignature(&peer, &r.body, &r.cosignature)
+            .map_err(status)?;
+        Ok(Response::new(pb::CosignReply {}))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn notify(
         &self,
         req: Request<pb::NotifyRequest>,

@@ -768,3 +768,101 @@ async fn a_caseworker_runs_the_dossier_from_the_command_line() {
     assert_eq!(exit_code(&not_admin), exit::REFUSED);
     drop(caf);
 }
+
+/// `audit verify` remembers the checkpoint it verified: a node whose log was
+/// cut back since (restored from an older copy, a fresh checkpoint signed)
+/// is caught on the next run; `audit vkey` and `audit witness` print.
+#[tokio::test]
+async fn the_auditor_remembers_checkpoints_and_catches_a_log_cut_back() {
+    let mut c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    drop(dpo);
+    let dir = c.node("ccas-rodez").dir.clone();
+    let (dpo_p, roster) = (path(&dir, "dpo.profile.toml"), path(&dir, "roster.json"));
+    let state = path(&dir, "dpo-state.json");
+    let verify = || {
+        let args: Vec<String> = [
+            "--profile",
+            &dpo_p,
+            "audit",
+            "verify",
+            "--roster",
+            &roster,
+            "--state",
+            &state,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            maillon(&args).await
+        }
+    };
+    verify().await.expect("first run");
+    // An older copy of the node's log and store, kept aside.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    c.fed.node_mut("ccas-rodez").stop().await;
+    for sub in ["audit", "store"] {
+        let status = std::process::Command::new("cp")
+            .args(["-a", &path(&dir, sub), &path(copy.path(), sub)])
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+    c.fed
+        .node_mut("ccas-rodez")
+        .start(clock.clone())
+        .await
+        .expect("restart");
+    c.desk("ccas-rodez", "agent-2")
+        .await
+        .open()
+        .await
+        .expect("more entries");
+    verify()
+        .await
+        .expect("the log grew: it extends what was verified");
+    let mode = std::fs::metadata(&state)
+        .expect("state")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // The operator puts the older copy back: the node starts on it, and
+    // signs checkpoints of it; the auditor's memory catches it.
+    c.fed.node_mut("ccas-rodez").stop().await;
+    for sub in ["audit", "store"] {
+        std::fs::remove_dir_all(path(&dir, sub)).expect("rm");
+        let status = std::process::Command::new("cp")
+            .args(["-a", &path(copy.path(), sub), &path(&dir, sub)])
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+    c.fed
+        .node_mut("ccas-rodez")
+        .start(clock)
+        .await
+        .expect("restart on the old copy");
+    let cut = verify().await.expect_err("the log was cut back");
+    assert!(
+        matches!(
+            &cut,
+            CliError::LogNotVerified {
+                source: LogFault::Shrank { .. },
+                ..
+            }
+        ),
+        "{cut:?}"
+    );
+    assert_eq!(exit_code(&cut), exit::FAILURE);
+    maillon(&["--profile", &dpo_p, "audit", "vkey"])
+        .await
+        .expect("vkey");
+    maillon(&["--profile", &dpo_p, "audit", "witness"])
+        .await
+        .expect("witness");
+}

@@ -25,11 +25,25 @@ enum Lie {
     NoSections,
     /// Hands out a well-formed KeyPackage in its name, signed by another key.
     ForeignKeyPackage,
+    /// Signs a checkpoint of another tree of the size it was witnessed at.
+    TwoTrees(u64),
+    /// Signs a checkpoint of a smaller tree than it was witnessed at.
+    SmallerTree(u64),
+    /// Signs a checkpoint of a larger tree that does not extend the witnessed one.
+    Rewritten(u64),
+    /// Serves a checkpoint signed by a key the roster does not list.
+    ForgedCheckpoint(u64),
 }
 
 struct HostileOwner {
     lie: Lie,
     key: NodeKey,
+}
+
+impl HostileOwner {
+    fn new(lie: Lie, key: NodeKey) -> Self {
+        Self { lie, key }
+    }
 }
 
 #[tonic::async_trait]
@@ -91,6 +105,48 @@ impl Peer for HostileOwner {
         _: Request<pb::ConfirmDossierRequest>,
     ) -> Result<Response<pb::ConfirmDossierReply>, Status> {
         Err(Status::unimplemented("hostile"))
+    }
+    async fn get_checkpoint(
+        &self,
+        _: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointReply>, Status> {
+        let (size, key) = match self.lie {
+            Lie::TwoTrees(n) => (n, &self.key),
+            Lie::SmallerTree(n) => (n - 1, &self.key),
+            Lie::Rewritten(n) => (n + 5, &self.key),
+            Lie::ForgedCheckpoint(n) => (n + 1, &NodeKey::generate()),
+            _ => return Err(Status::unimplemented("hostile")),
+        };
+        let checkpoint = maillon_node::audit::note::Checkpoint {
+            origin: "maillon/ccas-rodez".into(),
+            size,
+            root: rand::random(),
+        }
+        .sign(key);
+        Ok(Response::new(pb::GetCheckpointReply {
+            cosigned: checkpoint.clone(),
+            checkpoint,
+        }))
+    }
+    async fn get_consistency(
+        &self,
+        _: Request<pb::ProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        Ok(Response::new(pb::ProofReply {
+            hashes: vec![vec![7; 32]; 3],
+        }))
+    }
+    async fn get_inclusion(
+        &self,
+        _: Request<pb::ProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn cosign(
+        &self,
+        _: Request<pb::CosignRequest>,
+    ) -> Result<Response<pb::CosignReply>, Status> {
+        Ok(Response::new(pb::CosignReply {}))
     }
     async fn notify(
         &self,
@@ -166,7 +222,7 @@ async fn a_reader_refuses_receipts_that_do_not_hold_and_sections_it_cannot_open(
     ] {
         // The CCAS node is replaced by a hostile one holding its keys.
         let impostor = c
-            .impersonate("ccas-rodez", |key| HostileOwner { lie, key })
+            .impersonate("ccas-rodez", |key| HostileOwner::new(lie, key))
             .await;
         let refused = caf.read(&d, "housing", "ccas-rodez").await;
         let (_, msg) = code(refused.clone());
@@ -191,9 +247,8 @@ async fn a_key_package_that_is_not_the_members_own_records_nothing() {
     let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
     let before = audit_kinds(&auditor).await;
     let impostor = c
-        .impersonate("caf12", |key| HostileOwner {
-            lie: Lie::ForeignKeyPackage,
-            key,
+        .impersonate("caf12", |key| {
+            HostileOwner::new(Lie::ForeignKeyPackage, key)
         })
         .await;
     let (status, msg) = code(
@@ -212,4 +267,123 @@ async fn a_key_package_that_is_not_the_members_own_records_nothing() {
 
 fn count_receipts(kinds: &[String]) -> usize {
     kinds.iter().filter(|k| *k == "receipt_logged").count()
+}
+
+/// What caf12 witnessed of the CCAS: its checkpoints and alarms.
+async fn witnessed_by_caf(c: &Cluster) -> pb::AuditWitnessReply {
+    let dpo = c
+        .user(
+            "caf12",
+            &format!("dpo-{}", rand::random::<u32>()),
+            Role::Auditor,
+        )
+        .await;
+    dpo.api()
+        .audit_witness(dpo.req(pb::AuditWitnessRequest {}))
+        .await
+        .expect("witness state")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn every_node_witnesses_its_peers_and_cosigns_their_checkpoints() {
+    let c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    let ccas = c.running("ccas-rodez").node().clone();
+    assert!(ccas.checkpoint_if_grown().await.expect("checkpoint"));
+    assert!(
+        !ccas.checkpoint_if_grown().await.expect("nothing new"),
+        "only when it grew"
+    );
+    let caf = c.running("caf12").node().clone();
+    assert_eq!(caf.witness_peers().await, 2, "the CCAS and the département");
+    // The CCAS serves its checkpoint with the CAF's cosignature, which
+    // verifies under the CAF's roster key (C2SP tlog-cosignature).
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let own = dpo
+        .api()
+        .audit_witness(dpo.req(pb::AuditWitnessRequest {}))
+        .await
+        .expect("state")
+        .into_inner();
+    let body: String = own.cosigned.split("\n\n").next().expect("body").to_owned() + "\n";
+    let line = own
+        .cosigned
+        .lines()
+        .find(|l| l.starts_with("\u{2014} maillon/caf12 "))
+        .expect("the CAF's cosignature");
+    let caf_key = c.member("caf12").card.signing_key;
+    maillon_node::audit::note::verify_cosignature(line, &body, "maillon/caf12", &caf_key)
+        .expect("it verifies");
+    // The log grows; the next round checks consistency and accepts it.
+    c.desk("ccas-rodez", "agent-2")
+        .await
+        .open()
+        .await
+        .expect("open");
+    assert!(ccas.checkpoint_if_grown().await.expect("checkpoint"));
+    assert_eq!(caf.witness_peers().await, 1, "only the CCAS grew");
+    let seen = witnessed_by_caf(&c).await;
+    assert!(seen.alarms.is_empty(), "{:?}", seen.alarms);
+    assert_eq!(seen.peers.len(), 2);
+    assert_eq!(caf.witness_alarm_count(), 0);
+}
+
+#[tokio::test]
+async fn a_node_that_shows_another_history_raises_an_alarm_with_its_evidence() {
+    let mut c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    let ccas = c.running("ccas-rodez").node().clone();
+    ccas.checkpoint_if_grown().await.expect("checkpoint");
+    let size = ccas.audit_log().size();
+    c.running("caf12").node().witness_peers().await;
+    let cases = [
+        (Lie::TwoTrees(size), "two different trees"),
+        (Lie::SmallerTree(size), "after one of"),
+        (Lie::Rewritten(size), "does not extend"),
+        (Lie::ForgedCheckpoint(size), "does not verify"),
+    ];
+    for (i, (lie, reason)) in cases.into_iter().enumerate() {
+        let impostor = c
+            .impersonate("ccas-rodez", |key| HostileOwner::new(lie, key))
+            .await;
+        let caf = c.running("caf12").node().clone();
+        caf.witness_peers().await;
+        caf.witness_peers().await;
+        let seen = witnessed_by_caf(&c).await;
+        assert_eq!(seen.alarms.len(), i + 1, "{lie:?}: one alarm, kept once");
+        let alarm = seen
+            .alarms
+            .iter()
+            .find(|a| a.reason.contains(reason))
+            .expect(reason);
+        assert_eq!(alarm.member, "ccas-rodez");
+        assert!(
+            !alarm.first.is_empty() && !alarm.second.is_empty(),
+            "both checkpoints kept"
+        );
+        assert_eq!(caf.witness_alarm_count(), i as u64 + 1);
+        // The witnessed checkpoint stays the honest one.
+        let kept = seen
+            .peers
+            .iter()
+            .find(|p| p.member == "ccas-rodez")
+            .expect("kept");
+        assert!(kept.checkpoint.contains(&format!("\n{size}\n")));
+        impostor.stop().await;
+    }
+    let dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    assert_eq!(
+        audit_kinds(&dpo)
+            .await
+            .iter()
+            .filter(|k| *k == "witness_alarm")
+            .count(),
+        4
+    );
+    // Restarted, the CAF keeps what it witnessed and the evidence.
+    c.restart("caf12").await;
+    let seen = witnessed_by_caf(&c).await;
+    assert_eq!(seen.alarms.len(), 4);
+    assert!(seen.peers.iter().any(|p| p.member == "ccas-rodez"));
 }

@@ -2,7 +2,7 @@
 
 use maillon_node::service::ServiceError;
 use maillon_node::types::{Role, Section};
-use maillon_tests::{Cluster, HOUSING, audit_kinds, code, next_year, refusal};
+use maillon_tests::{Cluster, HOUSING, audit_events, audit_kinds, code, next_year, refusal};
 use tonic::Code;
 
 const RESOURCES: &str = r#"{"rsa":true,"montant":635.71}"#;
@@ -518,4 +518,38 @@ async fn one_consent_to_several_members_adds_each_in_step() {
         !kinds.iter().any(|k| k == "group_member_removed"),
         "{kinds:?}"
     );
+}
+
+/// The reader keeps the owner's signed receipt itself in its own log entry:
+/// it verifies under the owner's roster key and names the owner's leaf.
+#[tokio::test]
+async fn the_reader_keeps_the_owners_signed_receipt_in_its_log() {
+    use base64::Engine as _;
+    let c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let logged = audit_events(&caf_dpo, "receipt_logged").await;
+    let entry = logged.last().expect("a receipt");
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("text"))
+            .expect("base64")
+    };
+    let signed = maillon_node::protocol::SignedBytes {
+        bytes: b64(&entry["receipt"]),
+        signature: maillon_node::crypto::Signature::from_bytes(&b64(&entry["receipt_signature"]))
+            .expect("signature"),
+    };
+    let owner = c.member("ccas-rodez");
+    signed
+        .verify(
+            maillon_node::crypto::Context::Receipt,
+            &owner.card.signing_key,
+            "receipt",
+        )
+        .expect("the owner's signature");
+    let receipt: maillon_node::protocol::Receipt =
+        serde_json::from_slice(&signed.bytes).expect("a receipt");
+    assert_eq!(receipt.request, entry["request"].as_str().expect("hash"));
+    assert_eq!(Some(receipt.items[0].leaf), entry["owner_leaf"].as_u64());
 }

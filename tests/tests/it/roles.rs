@@ -23,6 +23,10 @@ enum Rpc {
     ReadShare,
     AuditTail,
     AuditCheckpoint,
+    AuditInclusion,
+    AuditWitness,
+    ListBreakGlass,
+    Outbox,
 }
 
 /// What the calls need: a dossier with a section at the CCAS, consents to
@@ -129,6 +133,19 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
             .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
             .await
             .map(drop),
+        Rpc::AuditInclusion => api
+            .audit_inclusion(conn.req(pb::AuditProofRequest { first: 0, size: 1 }))
+            .await
+            .map(drop),
+        Rpc::AuditWitness => api
+            .audit_witness(conn.req(pb::AuditWitnessRequest {}))
+            .await
+            .map(drop),
+        Rpc::ListBreakGlass => api
+            .list_break_glass(conn.req(pb::ListBreakGlassRequest { pending: false }))
+            .await
+            .map(drop),
+        Rpc::Outbox => api.outbox(conn.req(pb::OutboxRequest {})).await.map(drop),
     };
     match result {
         Ok(()) => Code::Ok,
@@ -154,6 +171,10 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::ReadShare, [No, Yes, No, Who]),
         (Rpc::AuditTail, [Yes, No, Yes, Who]),
         (Rpc::AuditCheckpoint, [Yes, No, Yes, Who]),
+        (Rpc::AuditInclusion, [Yes, No, Yes, Who]),
+        (Rpc::AuditWitness, [No, No, Yes, Who]),
+        (Rpc::ListBreakGlass, [No, No, Yes, Who]),
+        (Rpc::Outbox, [Yes, No, No, Who]),
     ];
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;

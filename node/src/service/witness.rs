@@ -1,0 +1,366 @@
+//! Witnessing: every node checks every peer's log. It fetches the peer's
+//! latest checkpoint, checks its signature and a consistency proof from the
+//! last checkpoint it accepted of that peer, and cosigns it (C2SP
+//! tlog-cosignature); the peer keeps the cosignatures and serves them with
+//! its checkpoint. A peer that shows another history, a smaller tree than
+//! one it signed before, a bad proof or a bad signature raises an alarm: an
+//! audit entry, a counter, an error-level line, and the evidence kept.
+//! Also the proofs this node serves of its own log.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, Node, Result, ServiceError, blocking, require};
+use crate::audit::merkle::{self, Hash};
+use crate::audit::note::{self, Checkpoint};
+use crate::audit::{AuditEvent, origin};
+use crate::roster::RosterMember;
+use crate::storage::Tree;
+use crate::types::{MemberId, Role};
+
+/// How often a node witnesses its peers.
+pub const WITNESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest proof served or taken (hashes): a tree of 2^64 leaves needs 128.
+pub const MAX_PROOF: usize = 130;
+
+/// The latest checkpoint of a peer this node accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Witnessed {
+    /// The peer's signed checkpoint note.
+    pub checkpoint: String,
+    /// Its size.
+    pub size: u64,
+    /// Its root, hex.
+    pub root: String,
+    /// When this node accepted and cosigned it (Unix seconds).
+    pub at: i64,
+}
+
+/// What a node witnessed, for its auditors.
+#[derive(Clone, Debug)]
+pub struct WitnessView {
+    /// The latest checkpoint accepted of each peer.
+    pub peers: Vec<(MemberId, Witnessed)>,
+    /// Every alarm, with its evidence.
+    pub alarms: Vec<Evidence>,
+    /// This node's latest checkpoint with the cosignatures it gathered.
+    pub cosigned: String,
+}
+
+/// An alarm and its evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// The peer.
+    pub member: MemberId,
+    /// What it did, in one line.
+    pub reason: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The checkpoint this node had accepted, signed by the peer.
+    pub first: String,
+    /// The one that disagrees with it, signed by the peer (empty when the
+    /// peer's answer was not a valid checkpoint).
+    pub second: String,
+}
+
+impl Node {
+    /// Upkeep: witnesses every active peer once; returns how many
+    /// checkpoints were accepted (alarms are kept and logged, not errors).
+    pub async fn witness_peers(&self) -> usize {
+        let peers: Vec<RosterMember> = self
+            .roster
+            .get()
+            .roster()
+            .members
+            .iter()
+            .filter(|m| m.card.id != self.me && m.status == crate::types::MemberStatus::Active)
+            .cloned()
+            .collect();
+        let rounds = peers.iter().map(|p| self.witness(p));
+        futures_util::future::join_all(rounds)
+            .await
+            .into_iter()
+            .filter(|accepted| *accepted)
+            .count()
+    }
+
+    /// Witnesses one peer; `true` if a new checkpoint was accepted.
+    async fn witness(&self, peer: &RosterMember) -> bool {
+        let id = &peer.card.id;
+        let fetched = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.network.get_checkpoint(peer),
+        )
+        .await;
+        let Ok(Ok(note)) = fetched else {
+            return false;
+        };
+        let prev: Option<Witnessed> = self.store.get(Tree::Witnessed, id.as_str()).ok().flatten();
+        let first = prev
+            .as_ref()
+            .map(|p| p.checkpoint.clone())
+            .unwrap_or_default();
+        let cp = match Checkpoint::verify(&note, &origin(id), &peer.card.signing_key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                self.alarm(
+                    id,
+                    ("signature", prev.as_ref().map_or(0, |p| p.size)),
+                    format!("its checkpoint does not verify: {e}"),
+                    &first,
+                    &note,
+                )
+                .await;
+                return false;
+            }
+        };
+        if let Some(p) = &prev {
+            let root = hex::encode(cp.root);
+            if cp.size < p.size {
+                self.alarm(
+                    id,
+                    ("smaller", p.size),
+                    format!(
+                        "it presents a tree of {} after one of {} it signed before",
+                        cp.size, p.size
+                    ),
+                    &p.checkpoint,
+                    &note,
+                )
+                .await;
+                return false;
+            }
+            if cp.size == p.size {
+                if root != p.root {
+                    self.alarm(
+                        id,
+                        ("two_trees", p.size),
+                        format!("it signed two different trees of {} leaves", cp.size),
+                        &p.checkpoint,
+                        &note,
+                    )
+                    .await;
+                }
+                return false;
+            }
+            let old_root: Option<Hash> = hex::decode(&p.root).ok().and_then(|b| b.try_into().ok());
+            let proof = self.network.get_consistency(peer, p.size, cp.size).await;
+            let consistent = match (old_root, proof) {
+                (Some(old), Ok(proof)) => {
+                    merkle::verify_consistency(p.size, cp.size, &old, &cp.root, &proof)
+                }
+                (_, Err(e)) if e.kind() == super::ErrorKind::Unavailable => return false,
+                _ => false,
+            };
+            if !consistent {
+                self.alarm(
+                    id,
+                    ("not_extended", p.size),
+                    format!(
+                        "its tree of {} does not extend the tree of {} it signed before",
+                        cp.size, p.size
+                    ),
+                    &p.checkpoint,
+                    &note,
+                )
+                .await;
+                return false;
+            }
+        }
+        let now = self.clock.now();
+        let witnessed = Witnessed {
+            checkpoint: note.clone(),
+            size: cp.size,
+            root: hex::encode(cp.root),
+            at: now,
+        };
+        if let Err(e) = self.store.put(Tree::Witnessed, id.as_str(), &witnessed) {
+            tracing::warn!(error = %e, "cannot keep a witnessed checkpoint");
+            return false;
+        }
+        let _ = self.flush().await;
+        let line = note::cosign(
+            &cp.body(),
+            u64::try_from(now).unwrap_or_default(),
+            &origin(&self.me),
+            &self.key,
+        );
+        if let Err(e) = self.network.cosign(peer, &cp.body(), &line).await {
+            tracing::debug!(member = %id, error = %e, "cosignature not delivered");
+        }
+        true
+    }
+
+    /// Raises an alarm about a peer, once per kind of fault and witnessed
+    /// size (a peer answering new garbage at each round raises one): logged,
+    /// counted, kept with the evidence, and written at error level.
+    async fn alarm(
+        &self,
+        member: &MemberId,
+        (kind, at): (&str, u64),
+        reason: String,
+        first: &str,
+        second: &str,
+    ) {
+        let key = format!("{member}/{at:020}/{kind}");
+        if self
+            .store
+            .get::<Evidence>(Tree::Evidence, &key)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        self.witness_alarms
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(member = %member, reason = %reason, "witness alarm: a peer's log history does not hold");
+        let evidence = Evidence {
+            member: member.clone(),
+            reason: reason.clone(),
+            at: self.clock.now(),
+            first: first.to_owned(),
+            second: second.to_owned(),
+        };
+        let event = AuditEvent::WitnessAlarm {
+            member: member.clone(),
+            reason,
+        };
+        let kept = self
+            .log_then_apply(self.clock.now(), event, "alarm_logged", || {
+                Ok(self.store.put(Tree::Evidence, &key, &evidence)?)
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::error!(error = %e, "a witness alarm could not be kept");
+        }
+    }
+
+    /// How many witness alarms this node raised since it started (for metrics).
+    pub fn witness_alarm_count(&self) -> u64 {
+        self.witness_alarms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Peer side: this node's latest signed checkpoint, alone and with the
+    /// cosignatures gathered for it.
+    pub fn serve_checkpoint(&self, peer: &MemberId) -> Result<(String, String)> {
+        self.active_peer(peer)?;
+        self.latest_checkpoint()
+    }
+
+    /// This node's latest signed checkpoint, alone and with its cosignatures.
+    fn latest_checkpoint(&self) -> Result<(String, String)> {
+        let note = self.audit.latest_checkpoint()?;
+        let Some(cp) = Checkpoint::parse_body(&note) else {
+            return Err(ServiceError::Internal(
+                "the persisted checkpoint is unreadable".into(),
+            ));
+        };
+        let prefix = format!("{}/{}/", cp.size, hex::encode(cp.root));
+        let lines: Vec<String> = self
+            .store
+            .scan::<String>(Tree::Cosignatures, &prefix)?
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect();
+        let mut cosigned = note.clone();
+        for line in lines {
+            cosigned.push_str(&line);
+            cosigned.push('\n');
+        }
+        Ok((note, cosigned))
+    }
+
+    /// Peer side: a witness's cosignature of one of this node's checkpoints,
+    /// kept once checked against the witness's roster key.
+    pub fn take_cosignature(&self, peer: &MemberId, body: &str, line: &str) -> Result<()> {
+        let member = self.roster_member(peer)?;
+        let Some(cp) = Checkpoint::parse_body(body) else {
+            return Err(ServiceError::Invalid("not a checkpoint body".into()));
+        };
+        if cp.origin != origin(&self.me) || cp.size > self.audit.size() {
+            return Err(ServiceError::Invalid("not a checkpoint of this log".into()));
+        }
+        if self.audit.root_at(cp.size)? != cp.root {
+            return Err(ServiceError::Invalid(
+                "not a checkpoint of this log's history".into(),
+            ));
+        }
+        note::verify_cosignature(line, &cp.body(), &origin(peer), &member.card.signing_key)
+            .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
+        let key = format!("{}/{}/{peer}", cp.size, hex::encode(cp.root));
+        self.store.put(Tree::Cosignatures, &key, &line.to_owned())?;
+        Ok(())
+    }
+
+    /// Peer side: a consistency proof of this node's log.
+    pub async fn serve_consistency(
+        &self,
+        peer: &MemberId,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<Hash>> {
+        self.active_peer(peer)?;
+        let audit = self.audit.clone();
+        blocking(move || audit.consistency_proof(old, new)).await
+    }
+
+    /// Peer side: an inclusion proof of this node's log.
+    pub async fn serve_inclusion(
+        &self,
+        peer: &MemberId,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>> {
+        self.active_peer(peer)?;
+        let audit = self.audit.clone();
+        blocking(move || audit.inclusion_proof(index, size)).await
+    }
+
+    /// `audit` proofs for the node's own auditors: inclusion of `index` in
+    /// the tree of `size`, or consistency from `first` to `size`.
+    pub async fn audit_proof(
+        &self,
+        caller: &Caller,
+        inclusion: bool,
+        first: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        let audit = self.audit.clone();
+        blocking(move || {
+            if inclusion {
+                audit.inclusion_proof(first, size)
+            } else {
+                audit.consistency_proof(first, size)
+            }
+        })
+        .await
+    }
+
+    /// `audit witness`: what this node witnessed of each peer, every alarm
+    /// with its evidence, and its own checkpoint with its cosignatures.
+    pub fn audit_witness(&self, caller: &Caller) -> Result<WitnessView> {
+        require(caller, &[Role::Auditor])?;
+        let mut peers = Vec::new();
+        for (id, w) in self.store.scan::<Witnessed>(Tree::Witnessed, "")? {
+            if let Ok(member) = id.parse() {
+                peers.push((member, w));
+            }
+        }
+        let alarms = self
+            .store
+            .scan::<Evidence>(Tree::Evidence, "")?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        Ok(WitnessView {
+            peers,
+            alarms,
+            cosigned: self.latest_checkpoint()?.1,
+        })
+    }
+}
