@@ -188,7 +188,13 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         reader.share_state_bytes(&share).await?
     );
     dossier_view(&mut fed, &ccas, reads.clamp(1, 500)).await?;
+    // The view stopped a partner; every peer answers the witness.
+    fed.node_mut("ccas-millau")
+        .start(Arc::new(SystemClock))
+        .await?;
+    witness_rounds(&fed, 50).await?;
     fed.stop().await;
+    verify_entries(1_000_000)?;
 
     // The MLS part of a read on its own: seal at the owner, open at a reader,
     // each loading the group's state from sled and writing back its changes
@@ -299,6 +305,92 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         "durable audit appends",
         (writers * each) as f64 / secs,
         writers
+    );
+    Ok(())
+}
+
+/// One node witnessing its four peers, each of which grew since the last
+/// round: per peer, its checkpoint fetched and verified, a consistency proof
+/// fetched and checked, a cosignature made and given back.
+async fn witness_rounds(fed: &LocalFederation, n: usize) -> Result<(), CliError> {
+    let witness = fed.node("cd12").running_node()?.node().clone();
+    let peers: Vec<_> = fed
+        .nodes
+        .iter()
+        .filter(|node| node.id.as_str() != "cd12")
+        .map(|node| node.running_node().map(|r| r.node().clone()))
+        .collect::<Result<_, _>>()?;
+    witness.witness_peers().await; // the first checkpoints are taken as they are
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        for p in &peers {
+            p.audit_log()
+                .append(
+                    0,
+                    maillon_node::audit::AuditEvent::RosterAdopted {
+                        version: 0,
+                        hash: "bench".into(),
+                    },
+                )
+                .await?;
+            p.checkpoint_if_grown().await?;
+        }
+        let t = Instant::now();
+        let accepted = witness.witness_peers().await;
+        samples.push(t.elapsed());
+        if accepted != peers.len() {
+            return Err(CliError::Unexpected(format!(
+                "the witness accepted {accepted} of {} checkpoints",
+                peers.len()
+            )));
+        }
+    }
+    report("witness round, 4 peers grown, cosigned", samples);
+    Ok(())
+}
+
+/// `audit::verify_log`, which `maillon audit verify` runs, over a log of
+/// `n` entries in memory: each decoded and hashed (on every core), the root
+/// computed and checked against a signed checkpoint.
+fn verify_entries(n: usize) -> Result<(), CliError> {
+    use maillon_node::audit::{AuditEntry, AuditEvent, merkle, note::Checkpoint};
+    let user: maillon_node::types::UserName =
+        "agent".parse().map_err(|source| CliError::BadReply {
+            what: "user",
+            source,
+        })?;
+    let dossier = DossierId::random();
+    let entries: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            AuditEntry {
+                time: 1_800_000_000 + i as i64,
+                event: AuditEvent::SectionRead {
+                    dossier: dossier.clone(),
+                    section: Section::ALL[i % Section::ALL.len()],
+                    by: user.clone(),
+                },
+            }
+            .to_bytes()
+        })
+        .collect();
+    let leaves: Vec<merkle::Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let key = NodeKey::generate();
+    let origin = "maillon/bench".to_owned();
+    let note = Checkpoint {
+        origin: origin.clone(),
+        size: n as u64,
+        root: merkle::root(&leaves),
+    }
+    .sign(&key);
+    let t = Instant::now();
+    maillon_node::audit::verify_log(&entries, &note, &origin, &key.public())?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{:<44} {:>8.2} s   ({:.0} entries/s, {} entries)",
+        "audit verify_log",
+        secs,
+        n as f64 / secs,
+        n
     );
     Ok(())
 }

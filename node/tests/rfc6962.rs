@@ -159,3 +159,13 @@ fn proofs_made_for_the_classic_leaves_verify_against_the_published_root() {
         }
     }
 }
+
+#[test]
+fn the_parallel_root_is_the_root() {
+    for n in [1usize, 2, 3, 65_535, 65_536, 65_537, 100_003] {
+        let leaves: Vec<Hash> = (0..n)
+            .map(|i| merkle::leaf_hash(&(i as u64).to_be_bytes()))
+            .collect();
+        assert_eq!(merkle::root_parallel(&leaves), merkle::root(&leaves), "{n}");
+    }
+}
