@@ -520,6 +520,18 @@ pub enum AuditCmd {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// The person's access report for a dossier, in French, from this
+    /// node's verified log (times in Europe/Paris).
+    Report {
+        /// Dossier id (DSU-…).
+        dossier: String,
+        /// The federation's genesis roster, as the auditor holds it.
+        #[arg(long)]
+        roster: PathBuf,
+        /// text, html (a printable page) or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "html", "json"])]
+        format: String,
+    },
     /// Print this node's log verifier key, in the C2SP note form
     /// (`<name>+<key id>+<base64 key>`), for other verifiers of that format.
     Vkey,

@@ -170,11 +170,13 @@ pub async fn verify_and_remember(
 
 pub use maillon_node::consent::receipt::section_fr;
 
+pub use maillon_node::types::paris;
+
 fn when(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
+    paris(t)
         .map(|d| {
             format!(
-                "le {:02}/{:02}/{} à {:02}h{:02} (UTC)",
+                "le {:02}/{:02}/{} à {:02}h{:02}",
                 d.day(),
                 u8::from(d.month()),
                 d.year(),
@@ -182,7 +184,7 @@ fn when(t: i64) -> String {
                 d.minute()
             )
         })
-        .unwrap_or_else(|_| format!("à l'instant {t}"))
+        .unwrap_or_else(|| format!("à l'instant {t}"))
 }
 
 fn date_fr(d: maillon_node::types::Date) -> String {
@@ -380,4 +382,87 @@ pub fn access_report(
         lines.push("Aucun accès ni consentement enregistré pour ce dossier.".into());
     }
     lines.join("\n")
+}
+
+/// The access report as a printable French HTML page (escaped; break-glass
+/// accesses stand out), from the text [`access_report`] writes.
+pub fn access_report_html(text: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut lines = text.lines();
+    let title = esc(lines.next().unwrap_or("Rapport d'accès"));
+    let mut head = Vec::new();
+    let mut items = Vec::new();
+    for line in lines {
+        match line.strip_prefix("- ") {
+            Some(item) => {
+                let urgent = item.contains("ACCÈS EN URGENCE");
+                items.push(format!(
+                    "<li{}>{}</li>",
+                    if urgent { " class=\"urgence\"" } else { "" },
+                    esc(item)
+                ));
+            }
+            None if !line.is_empty() => head.push(format!("<p>{}</p>", esc(line))),
+            None => {}
+        }
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+         <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5}}\
+         li{{margin:.5em 0}}.urgence{{border-left:4px solid #c00;padding-left:.5em;font-weight:bold}}\
+         @media print{{body{{margin:0}}}}</style>\n</head>\n<body>\n<h1>{title}</h1>\n{}\n<ol>\n{}\n</ol>\n\
+         <p>Chaque accès à votre dossier est inscrit dans un journal signé et vérifiable. Pour toute question, adressez-vous à l'accueil qui tient votre dossier ou à son délégué à la protection des données.</p>\n</body>\n</html>\n",
+        head.join("\n"),
+        items.join("\n")
+    )
+}
+
+/// The access report as JSON: its header lines and one item per entry,
+/// each flagged when it is a break-glass access.
+pub fn access_report_json(dossier: &DossierId, text: &str) -> serde_json::Value {
+    let mut lines = text.lines();
+    let title = lines.next().unwrap_or_default();
+    let mut header = Vec::new();
+    let mut entries = Vec::new();
+    for line in lines {
+        match line.strip_prefix("- ") {
+            Some(item) => entries.push(serde_json::json!({
+                "text": item,
+                "break_glass": item.contains("ACCÈS EN URGENCE"),
+            })),
+            None if !line.is_empty() => header.push(line),
+            None => {}
+        }
+    }
+    serde_json::json!({
+        "dossier": dossier.as_str(),
+        "title": title,
+        "header": header,
+        "entries": entries,
+        "time_zone": "Europe/Paris",
+        "language": "fr",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_told_in_paris_summer_and_winter() {
+        // 2026-03-29 00:59 UTC is still winter (01:59 in Paris); 01:00 UTC is 03:00.
+        let change = 1_774_746_000; // 2026-03-29T01:00:00Z
+        assert_eq!(when(change - 60), "le 29/03/2026 à 01h59");
+        assert_eq!(when(change), "le 29/03/2026 à 03h00");
+        // 2026-10-25 01:00 UTC: back to winter time.
+        let back = 1_792_890_000; // 2026-10-25T01:00:00Z
+        assert_eq!(when(back - 60), "le 25/10/2026 à 02h59");
+        assert_eq!(when(back), "le 25/10/2026 à 02h00");
+        assert_eq!(when(1_798_761_600), "le 01/01/2027 à 01h00"); // 2027-01-01T00:00:00Z
+    }
 }

@@ -656,6 +656,31 @@ impl Collection {
     }
 }
 
+/// The last Sunday of `month` in `year`, at 01:00 UTC (when France changes
+/// its clocks, as the whole EU does).
+fn last_sunday_1am_utc(year: i32, month: time::Month) -> Option<i64> {
+    let first_next = match month {
+        time::Month::December => time::Date::from_calendar_date(year + 1, time::Month::January, 1),
+        m => time::Date::from_calendar_date(year, m.next(), 1),
+    }
+    .ok()?;
+    let last = first_next.previous_day()?;
+    let back = i64::from(last.weekday().number_days_from_sunday());
+    let sunday = last - time::Duration::days(back);
+    Some(sunday.midnight().assume_utc().unix_timestamp() + 3600)
+}
+
+/// A Unix time in the person's time zone, Europe/Paris: UTC+2 from the last
+/// Sunday of March to the last Sunday of October (01:00 UTC), UTC+1 otherwise.
+pub fn paris(t: i64) -> Option<time::OffsetDateTime> {
+    let utc = time::OffsetDateTime::from_unix_timestamp(t).ok()?;
+    let year = utc.year();
+    let summer = last_sunday_1am_utc(year, time::Month::March)? <= t
+        && t < last_sunday_1am_utc(year, time::Month::October)?;
+    let offset = time::UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).ok()?;
+    Some(utc.to_offset(offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

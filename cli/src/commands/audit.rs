@@ -49,6 +49,33 @@ pub(super) async fn run(
                 None => say("  first verification of this node: its checkpoint is remembered"),
             }
         }
+        AuditCmd::Report {
+            dossier,
+            roster,
+            format,
+        } => {
+            let dossier: maillon_node::types::DossierId = super::arg("dossier", &dossier)?;
+            let roster = super::gov::load_roster(&roster)?;
+            let member = roster
+                .roster()
+                .member(&profile.member)
+                .cloned()
+                .ok_or_else(|| {
+                    CliError::Unexpected(format!("{} is not in that roster", profile.member))
+                })?;
+            let log = crate::audit::fetch_and_verify(conn, &member).await?;
+            let text = crate::audit::access_report(roster.roster(), &member, &dossier, &log);
+            match format.as_str() {
+                "html" => say_lines(&crate::audit::access_report_html(&text)),
+                "json" => say_lines(
+                    &serde_json::to_string_pretty(&crate::audit::access_report_json(
+                        &dossier, &text,
+                    ))
+                    .unwrap_or_default(),
+                ),
+                _ => say_lines(&text),
+            }
+        }
         AuditCmd::Vkey => {
             let r = conn
                 .api()

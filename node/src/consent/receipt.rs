@@ -236,9 +236,22 @@ impl ConsentReceipt {
             (Some(y), Some(m), Some(d)) => format!("{d}/{m}/{y}"),
             _ => d.to_owned(),
         };
-        let when = |t: &str| match t.get(0..10) {
-            Some(d) => format!("{} à {}", date(d), t.get(11..16).unwrap_or("")),
-            None => t.to_owned(),
+        // Told in the person's time zone, Europe/Paris.
+        let when = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|u| crate::types::paris(u.unix_timestamp()))
+                .map(|d| {
+                    format!(
+                        "{:02}/{:02}/{} à {:02}h{:02}",
+                        d.day(),
+                        u8::from(d.month()),
+                        d.year(),
+                        d.hour(),
+                        d.minute()
+                    )
+                })
+                .unwrap_or_else(|| t.to_owned())
         };
         let sections = |v: &[String]| {
             v.iter()

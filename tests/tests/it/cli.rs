@@ -866,3 +866,76 @@ async fn the_auditor_remembers_checkpoints_and_catches_a_log_cut_back() {
         .await
         .expect("witness");
 }
+
+/// `audit report`: the person's access report in French, as text, a
+/// printable HTML page (escaped) or JSON, with times in Europe/Paris.
+#[tokio::test]
+async fn the_access_report_is_a_printable_french_page() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("grant");
+    caf.conn
+        .read_share(
+            &d,
+            "housing",
+            "ccas-rodez",
+            "<script>alert(1)</script> aide au logement",
+        )
+        .await
+        .expect("read");
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let roster = c.running("ccas-rodez").node().roster();
+    let owner = roster
+        .active_member(&"ccas-rodez".parse().expect("id"))
+        .expect("member");
+    let log = maillon_cli::audit::fetch_and_verify(&dpo, owner)
+        .await
+        .expect("verified");
+    let text =
+        maillon_cli::audit::access_report(roster.roster(), owner, &d.parse().expect("id"), &log);
+    assert!(
+        !text.contains("UTC"),
+        "times are told in Europe/Paris: {text}"
+    );
+    let html = maillon_cli::audit::access_report_html(&text);
+    assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"));
+    assert!(html.contains("<h1>Rapport d&#x27;accès") || html.contains("<h1>Rapport d'accès"));
+    assert!(html.contains("CAF de l"), "{html}");
+    assert!(html.contains("« logement »"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "escaped: {html}");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("@media print"));
+    let json = maillon_cli::audit::access_report_json(&d.parse().expect("id"), &text);
+    assert_eq!(json["time_zone"], "Europe/Paris");
+    assert!(json["entries"].as_array().expect("entries").len() >= 2);
+    let dir = c.node("ccas-rodez").dir.clone();
+    let (dpo_p, roster_p) = (path(&dir, "dpo.profile.toml"), path(&dir, "roster.json"));
+    for format in ["text", "html", "json"] {
+        maillon(&[
+            "--profile",
+            &dpo_p,
+            "audit",
+            "report",
+            &d,
+            "--roster",
+            &roster_p,
+            "--format",
+            format,
+        ])
+        .await
+        .expect(format);
+    }
+    assert!(
+        Args::try_parse_from([
+            "maillon", "audit", "report", &d, "--roster", &roster_p, "--format", "pdf"
+        ])
+        .is_err()
+    );
+}
