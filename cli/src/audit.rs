@@ -17,6 +17,8 @@ pub struct VerifiedLog {
     pub checkpoint: Checkpoint,
     /// The signed note of that checkpoint.
     pub note: String,
+    /// The entries' bytes, as the node served them (the leaves hash these).
+    pub raw: Vec<Vec<u8>>,
     /// The entries, decoded.
     pub entries: Vec<AuditEntry>,
 }
@@ -67,6 +69,7 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
         checkpoint,
         note,
         entries,
+        raw,
     })
 }
 
@@ -148,9 +151,9 @@ pub async fn verify_and_remember(
                 },
             ));
         }
-        let leaves: Vec<maillon_node::audit::merkle::Hash> = log.entries[..b.size as usize]
+        let leaves: Vec<maillon_node::audit::merkle::Hash> = log.raw[..b.size as usize]
             .iter()
-            .map(|e| maillon_node::audit::merkle::leaf_hash(&e.to_bytes()))
+            .map(|e| maillon_node::audit::merkle::leaf_hash(e))
             .collect();
         if hex::encode(maillon_node::audit::merkle::root(&leaves)) != b.root {
             return Err(CliError::log(id, LogFault::Rewritten { before: b.size }));

@@ -438,7 +438,15 @@ async fn start_once(
                 tracing::warn!(error = %e, "signing a checkpoint failed");
             }
             if tokio::time::Instant::now() >= next_witness {
-                witness_node.witness_peers().await;
+                // Bounded, so that a peer that hangs never holds the
+                // checkpoints back for long.
+                let round = witness_node.witness_peers();
+                if tokio::time::timeout(service::WITNESS_PERIOD, round)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("a witness round did not finish in time; cut");
+                }
                 next_witness = tokio::time::Instant::now() + service::WITNESS_PERIOD;
             }
         }

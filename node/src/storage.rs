@@ -105,9 +105,9 @@ pub enum Tree {
     Outbox,
     /// The latest checkpoint of each peer this node witnessed, by member id.
     Witnessed,
-    /// Cosignatures of this node's checkpoints, by `size/root/witness`.
+    /// The latest cosignature of this node's log by each witness, by member id.
     Cosignatures,
-    /// Witness alarms with their evidence, by `member/time/sequence`.
+    /// Witness alarms with their evidence, by `member/witnessed size/kind`.
     Evidence,
     /// Dossiers erased here, by dossier id, with when: the log's entries
     /// about them are never applied again.

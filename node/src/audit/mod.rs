@@ -471,8 +471,10 @@ pub enum AuditEvent {
         break_glass: Option<GrantId>,
         /// The owner's signed receipt itself, base64 of its bytes: an owner
         /// that later rewrites its log without the read is caught by it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         receipt: String,
         /// The owner's signature over it (context `maillon/v1/receipt`), base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         receipt_signature: String,
     },
 }
@@ -512,6 +514,9 @@ struct Job {
     reply: oneshot::Sender<Result<u64, AuditError>>,
 }
 
+/// How many of its last checkpoints a log remembers for witnesses to cosign.
+pub const RECENT_CHECKPOINTS: usize = 64;
+
 /// Most appends queued for the writer; past it, appenders wait.
 const MAX_QUEUED: usize = 16 * 1024;
 
@@ -534,8 +539,9 @@ pub struct AuditLog {
     origin: String,
     state: Arc<RwLock<LogState>>,
     jobs: mpsc::Sender<Job>,
-    /// One checkpoint is signed and persisted at a time.
-    checkpointing: std::sync::Mutex<()>,
+    /// One checkpoint is signed and persisted at a time; the last ones
+    /// signed, newest last (witnesses cosign one of them).
+    checkpointing: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -765,7 +771,7 @@ impl AuditLog {
             origin,
             state,
             jobs,
-            checkpointing: std::sync::Mutex::new(()),
+            checkpointing: std::sync::Mutex::new(Default::default()),
         })
     }
 
@@ -842,6 +848,15 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// The checkpoints signed since the log was opened, the last
+    /// [`RECENT_CHECKPOINTS`] of them, newest last.
+    pub fn recent_checkpoints(&self) -> Vec<String> {
+        match self.checkpointing.lock() {
+            Ok(g) => g.iter().cloned().collect(),
+            Err(p) => p.into_inner().iter().cloned().collect(),
+        }
+    }
+
     /// The last checkpoint signed and persisted, as a signed note.
     pub fn latest_checkpoint(&self) -> Result<String, AuditError> {
         let path = self
@@ -903,7 +918,7 @@ impl AuditLog {
 
     /// Signs a checkpoint of the current tree, after persisting it as the last signed one.
     pub fn checkpoint(&self, key: &NodeKey) -> Result<String, AuditError> {
-        let _one_at_a_time = match self.checkpointing.lock() {
+        let mut _one_at_a_time = match self.checkpointing.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -916,6 +931,10 @@ impl AuditLog {
             }
         };
         let note = cp.sign(key);
+        _one_at_a_time.push_back(note.clone());
+        while _one_at_a_time.len() > RECENT_CHECKPOINTS {
+            _one_at_a_time.pop_front();
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = dir.join("checkpoint.tmp");
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;

@@ -138,11 +138,18 @@ impl Checkpoint {
             .and_then(|s| B64.decode(s).ok())
             .and_then(|b| b.try_into().ok())
             .ok_or(NoteError::Malformed("root hash"))?;
-        Ok(Self {
+        let cp = Self {
             origin: origin.to_owned(),
             size,
             root,
-        })
+        };
+        // The signed text is exactly the canonical body: no extension line,
+        // no other spelling of the size, so what a witness cosigns is what
+        // the log signed.
+        if text != cp.body() {
+            return Err(NoteError::Malformed("not a canonical checkpoint body"));
+        }
+        Ok(cp)
     }
 }
 
@@ -209,6 +216,9 @@ pub fn verify_cosignature(
     let mut time = [0u8; 8];
     time.copy_from_slice(&blob[4..12]);
     let time = u64::from_be_bytes(time);
+    if time > i64::MAX as u64 {
+        return Err(NoteError::Malformed("cosignature time out of range"));
+    }
     let mut sig = [0u8; 64];
     sig.copy_from_slice(&blob[12..]);
     key.verify_note_text(cosigned_message(body, time).as_bytes(), &sig)

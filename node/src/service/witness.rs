@@ -20,6 +20,9 @@ use crate::types::{MemberId, Role};
 /// How often a node witnesses its peers.
 pub const WITNESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The most pieces of evidence kept per peer (later alarms are counted only).
+pub const MAX_EVIDENCE_PER_MEMBER: usize = 16;
+
 /// The longest proof served or taken (hashes): a tree of 2^64 leaves needs 128.
 pub const MAX_PROOF: usize = 130;
 
@@ -46,6 +49,16 @@ pub struct WitnessView {
     pub alarms: Vec<Evidence>,
     /// This node's latest checkpoint with the cosignatures it gathered.
     pub cosigned: String,
+}
+
+/// A witness's latest cosignature of this node's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cosigned {
+    /// The checkpoint note it cosigned, as this node signed it.
+    note: String,
+    /// The cosignature line.
+    line: String,
 }
 
 /// An alarm and its evidence.
@@ -86,35 +99,50 @@ impl Node {
             .count()
     }
 
-    /// Witnesses one peer; `true` if a new checkpoint was accepted.
+    /// Every signing key `member` held in the roster versions this node
+    /// keeps, the one in force first: a checkpoint it signed before or just
+    /// after a rotation still verifies.
+    fn keys_held(&self, member: &RosterMember) -> Vec<crate::crypto::PublicKey> {
+        let mut keys = vec![member.card.signing_key];
+        let links = self
+            .store
+            .scan::<crate::roster::SignedRoster>(Tree::RosterChain, "")
+            .unwrap_or_default();
+        for (_, link) in links {
+            if let Some(m) = link.roster.member(&member.card.id)
+                && !keys.contains(&m.card.signing_key)
+            {
+                keys.push(m.card.signing_key);
+            }
+        }
+        keys
+    }
+
+    /// Witnesses one peer; `true` if a new checkpoint was accepted. Only
+    /// what the peer signed is held against it: a checkpoint that verifies
+    /// under none of its keys, or a proof it does not give (busy, down),
+    /// skips the round.
     async fn witness(&self, peer: &RosterMember) -> bool {
         let id = &peer.card.id;
-        let fetched = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            self.network.get_checkpoint(peer),
-        )
-        .await;
+        let within = std::time::Duration::from_secs(5);
+        let fetched = tokio::time::timeout(within, self.network.get_checkpoint(peer)).await;
         let Ok(Ok(note)) = fetched else {
             return false;
         };
-        let prev: Option<Witnessed> = self.store.get(Tree::Witnessed, id.as_str()).ok().flatten();
-        let first = prev
-            .as_ref()
-            .map(|p| p.checkpoint.clone())
-            .unwrap_or_default();
-        let cp = match Checkpoint::verify(&note, &origin(id), &peer.card.signing_key) {
-            Ok(cp) => cp,
+        let prev: Option<Witnessed> = match self.store.get(Tree::Witnessed, id.as_str()) {
+            Ok(prev) => prev,
             Err(e) => {
-                self.alarm(
-                    id,
-                    ("signature", prev.as_ref().map_or(0, |p| p.size)),
-                    format!("its checkpoint does not verify: {e}"),
-                    &first,
-                    &note,
-                )
-                .await;
+                tracing::warn!(member = %id, error = %e, "cannot read what this node witnessed; round skipped");
                 return false;
             }
+        };
+        let cp = self
+            .keys_held(peer)
+            .iter()
+            .find_map(|k| Checkpoint::verify(&note, &origin(id), k).ok());
+        let Some(cp) = cp else {
+            tracing::warn!(member = %id, "a peer's checkpoint verifies under none of its keys; round skipped");
+            return false;
         };
         if let Some(p) = &prev {
             let root = hex::encode(cp.root);
@@ -145,28 +173,38 @@ impl Node {
                 }
                 return false;
             }
-            let old_root: Option<Hash> = hex::decode(&p.root).ok().and_then(|b| b.try_into().ok());
-            let proof = self.network.get_consistency(peer, p.size, cp.size).await;
-            let consistent = match (old_root, proof) {
-                (Some(old), Ok(proof)) => {
-                    merkle::verify_consistency(p.size, cp.size, &old, &cp.root, &proof)
-                }
-                (_, Err(e)) if e.kind() == super::ErrorKind::Unavailable => return false,
-                _ => false,
-            };
-            if !consistent {
-                self.alarm(
-                    id,
-                    ("not_extended", p.size),
-                    format!(
-                        "its tree of {} does not extend the tree of {} it signed before",
-                        cp.size, p.size
-                    ),
-                    &p.checkpoint,
-                    &note,
-                )
-                .await;
+            let Some(old) = hex::decode(&p.root)
+                .ok()
+                .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
+            else {
                 return false;
+            };
+            if p.size > 0 {
+                let asked = self.network.get_consistency(peer, p.size, cp.size);
+                let proof = match tokio::time::timeout(within, asked).await {
+                    Ok(Ok(proof)) => Some(proof),
+                    // A proof that is not one (a hash of another length,
+                    // too many hashes) is the peer's own doing.
+                    Ok(Err(ServiceError::PeerMisbehaved { .. })) => None,
+                    _ => return false,
+                };
+                let consistent = proof.is_some_and(|proof| {
+                    merkle::verify_consistency(p.size, cp.size, &old, &cp.root, &proof)
+                });
+                if !consistent {
+                    self.alarm(
+                        id,
+                        ("not_extended", p.size),
+                        format!(
+                            "its tree of {} does not extend the tree of {} it signed before",
+                            cp.size, p.size
+                        ),
+                        &p.checkpoint,
+                        &note,
+                    )
+                    .await;
+                    return false;
+                }
             }
         }
         let now = self.clock.now();
@@ -176,19 +214,21 @@ impl Node {
             root: hex::encode(cp.root),
             at: now,
         };
-        if let Err(e) = self.store.put(Tree::Witnessed, id.as_str(), &witnessed) {
-            tracing::warn!(error = %e, "cannot keep a witnessed checkpoint");
+        let kept = self.store.put(Tree::Witnessed, id.as_str(), &witnessed);
+        if let Err(e) = kept.map_err(ServiceError::from).and(self.flush().await) {
+            tracing::warn!(error = %e, "cannot keep a witnessed checkpoint; not cosigned");
             return false;
         }
-        let _ = self.flush().await;
+        let body = cp.body();
         let line = note::cosign(
-            &cp.body(),
+            &body,
             u64::try_from(now).unwrap_or_default(),
             &origin(&self.me),
             &self.key,
         );
-        if let Err(e) = self.network.cosign(peer, &cp.body(), &line).await {
-            tracing::debug!(member = %id, error = %e, "cosignature not delivered");
+        let given = self.network.cosign(peer, &body, &line);
+        if let Ok(Err(e)) = tokio::time::timeout(within, given).await {
+            tracing::debug!(member = %id, error = %e, "cosignature not taken");
         }
         true
     }
@@ -205,17 +245,22 @@ impl Node {
         second: &str,
     ) {
         let key = format!("{member}/{at:020}/{kind}");
-        if self
+        self.witness_alarms
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let known = self
             .store
             .get::<Evidence>(Tree::Evidence, &key)
             .ok()
-            .flatten()
-            .is_some()
-        {
+            .flatten();
+        let kept = self
+            .store
+            .scan::<Evidence>(Tree::Evidence, &format!("{member}/"))
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if known.is_some() || kept >= MAX_EVIDENCE_PER_MEMBER {
+            // Counted, not kept again: the first pieces of evidence stand.
             return;
         }
-        self.witness_alarms
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(member = %member, reason = %reason, "witness alarm: a peer's log history does not hold");
         let evidence = Evidence {
             member: member.clone(),
@@ -251,48 +296,53 @@ impl Node {
         self.latest_checkpoint()
     }
 
-    /// This node's latest signed checkpoint, alone and with its cosignatures.
+    /// This node's latest signed checkpoint, alone; and the newest of its
+    /// recent checkpoints that witnesses cosigned, with their cosignatures.
     fn latest_checkpoint(&self) -> Result<(String, String)> {
         let note = self.audit.latest_checkpoint()?;
-        let Some(cp) = Checkpoint::parse_body(&note) else {
-            return Err(ServiceError::Internal(
-                "the persisted checkpoint is unreadable".into(),
-            ));
-        };
-        let prefix = format!("{}/{}/", cp.size, hex::encode(cp.root));
-        let lines: Vec<String> = self
-            .store
-            .scan::<String>(Tree::Cosignatures, &prefix)?
-            .into_iter()
-            .map(|(_, line)| line)
-            .collect();
-        let mut cosigned = note.clone();
-        for line in lines {
-            cosigned.push_str(&line);
-            cosigned.push('\n');
+        let mut by_note: std::collections::BTreeMap<(u64, String), Vec<String>> =
+            Default::default();
+        for (_, c) in self.store.scan::<Cosigned>(Tree::Cosignatures, "")? {
+            let size = Checkpoint::parse_body(&c.note).map_or(0, |cp| cp.size);
+            by_note.entry((size, c.note)).or_default().push(c.line);
         }
+        let cosigned = match by_note.into_iter().next_back() {
+            Some(((_, signed), lines)) => {
+                let mut out = signed;
+                for line in lines {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                out
+            }
+            None => note.clone(),
+        };
         Ok((note, cosigned))
     }
 
-    /// Peer side: a witness's cosignature of one of this node's checkpoints,
-    /// kept once checked against the witness's roster key.
+    /// Peer side: a witness's cosignature of one of this node's recent
+    /// checkpoints (the last ones it signed, compared by body: no tree is
+    /// recomputed for a peer), checked against the witness's roster key,
+    /// kept as that witness's latest.
     pub fn take_cosignature(&self, peer: &MemberId, body: &str, line: &str) -> Result<()> {
         let member = self.roster_member(peer)?;
-        let Some(cp) = Checkpoint::parse_body(body) else {
-            return Err(ServiceError::Invalid("not a checkpoint body".into()));
-        };
-        if cp.origin != origin(&self.me) || cp.size > self.audit.size() {
-            return Err(ServiceError::Invalid("not a checkpoint of this log".into()));
-        }
-        if self.audit.root_at(cp.size)? != cp.root {
-            return Err(ServiceError::Invalid(
-                "not a checkpoint of this log's history".into(),
-            ));
-        }
-        note::verify_cosignature(line, &cp.body(), &origin(peer), &member.card.signing_key)
+        note::verify_cosignature(line, body, &origin(peer), &member.card.signing_key)
             .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
-        let key = format!("{}/{}/{peer}", cp.size, hex::encode(cp.root));
-        self.store.put(Tree::Cosignatures, &key, &line.to_owned())?;
+        let Some(signed) = self
+            .audit
+            .recent_checkpoints()
+            .into_iter()
+            .find(|n| n.starts_with(body) && n.as_bytes().get(body.len()) == Some(&b'\n'))
+        else {
+            return Err(ServiceError::Invalid(
+                "not one of this log's recent checkpoints".into(),
+            ));
+        };
+        let kept = Cosigned {
+            note: signed,
+            line: line.to_owned(),
+        };
+        self.store.put(Tree::Cosignatures, peer.as_str(), &kept)?;
         Ok(())
     }
 

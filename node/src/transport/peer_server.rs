@@ -231,7 +231,6 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
-    #[tracing::instrument(skip_all)]
     async fn get_checkpoint(
         &self,
         req: Request<pb::GetCheckpointRequest>,
