@@ -401,3 +401,55 @@ async fn a_node_that_shows_another_history_raises_an_alarm_with_its_evidence() {
     assert_eq!(seen.alarms.len(), 3);
     assert!(seen.peers.iter().any(|p| p.member == "ccas-rodez"));
 }
+
+#[tokio::test]
+async fn a_log_takes_only_true_cosignatures_of_its_own_recent_checkpoints() {
+    use maillon_node::audit::note::{self, Checkpoint};
+    use maillon_node::service::PeerNetwork;
+    let c = Cluster::start().await;
+    let ccas = c.running("ccas-rodez").node().clone();
+    c.desk("ccas-rodez", "agent")
+        .await
+        .open()
+        .await
+        .expect("open");
+    ccas.checkpoint_if_grown().await.expect("checkpoint");
+    let note = ccas.audit_log().latest_checkpoint().expect("checkpoint");
+    let body = Checkpoint::parse_body(&note).expect("body").body();
+    let owner = c.member("ccas-rodez");
+    let cd = c.peer_as("cd12");
+    let cd_key = c.key("cd12");
+    // Signed by a key the roster does not list for cd12: refused.
+    let forged = note::cosign(&body, 1, "maillon/cd12", &NodeKey::generate());
+    let (got, _) = code(
+        cd.cosign(&owner, &body, &forged)
+            .await
+            .map_err(maillon_node::transport::status),
+    );
+    assert_eq!(got, Code::InvalidArgument);
+    // A true cosignature of a tree the log never signed: refused.
+    let other = Checkpoint {
+        origin: "maillon/ccas-rodez".into(),
+        size: 1,
+        root: [3; 32],
+    }
+    .body();
+    let line = note::cosign(&other, 1, "maillon/cd12", &cd_key);
+    let (got, _) = code(
+        cd.cosign(&owner, &other, &line)
+            .await
+            .map_err(maillon_node::transport::status),
+    );
+    assert_eq!(got, Code::InvalidArgument);
+    // A true one of its checkpoint: kept and served.
+    let line = note::cosign(&body, 1, "maillon/cd12", &cd_key);
+    cd.cosign(&owner, &body, &line).await.expect("taken");
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let own = dpo
+        .api()
+        .audit_witness(dpo.req(pb::AuditWitnessRequest {}))
+        .await
+        .expect("state")
+        .into_inner();
+    assert!(own.cosigned.contains(&line), "{}", own.cosigned);
+}
