@@ -52,7 +52,7 @@ pub use outbox::{
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
 pub use users::{Caller, NewUser, UserRecord, create_user};
-pub use witness::{Evidence, MAX_PROOF, WITNESS_PERIOD, WitnessView, Witnessed};
+pub use witness::{Evidence, MAX_PROOF, ProofKind, WITNESS_PERIOD, WitnessView, Witnessed};
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;

@@ -185,12 +185,8 @@ impl Node {
     /// break-glass access an owner tells the référent's member of.
     pub async fn receive_notice(&self, peer: &MemberId, notice: Notice) -> Result<()> {
         self.active_peer(peer)?;
-        if matches!(notice, Notice::Closed { .. } | Notice::Erased { .. }) {
-            return self.receive_end(peer, notice).await;
-        }
-        let record = self.dossier(notice.dossier())?;
         match notice {
-            Notice::Closed { .. } | Notice::Erased { .. } => Ok(()),
+            Notice::Closed { .. } | Notice::Erased { .. } => self.receive_end(peer, notice).await,
             Notice::Referent {
                 dossier,
                 member,
@@ -198,6 +194,7 @@ impl Node {
                 since,
                 partners,
             } => {
+                let record = self.dossier(&dossier)?;
                 if record.attached_from.as_ref() != Some(peer) {
                     return Err(ServiceError::NotEntitled(format!(
                         "{peer} does not hold {dossier} for this node"
@@ -238,6 +235,7 @@ impl Node {
                 granted_at,
                 until,
             } => {
+                self.dossier(&dossier)?;
                 let referent = self.referent(&dossier)?;
                 let Some(referent) = referent.filter(|r| r.member == self.me) else {
                     return Err(ServiceError::NotEntitled(format!(

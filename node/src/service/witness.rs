@@ -51,6 +51,15 @@ pub struct WitnessView {
     pub cosigned: String,
 }
 
+/// Which proof of a log is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProofKind {
+    /// A leaf's inclusion in a tree.
+    Inclusion,
+    /// One tree extending another.
+    Consistency,
+}
+
 /// A witness's latest cosignature of this node's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -346,47 +355,37 @@ impl Node {
         Ok(())
     }
 
-    /// Peer side: a consistency proof of this node's log.
-    pub async fn serve_consistency(
+    /// Peer side: a proof of this node's log, for any active member.
+    pub async fn serve_proof(
         &self,
         peer: &MemberId,
-        old: u64,
-        new: u64,
-    ) -> Result<Vec<Hash>> {
-        self.active_peer(peer)?;
-        let audit = self.audit.clone();
-        blocking(move || audit.consistency_proof(old, new)).await
-    }
-
-    /// Peer side: an inclusion proof of this node's log.
-    pub async fn serve_inclusion(
-        &self,
-        peer: &MemberId,
-        index: u64,
+        kind: ProofKind,
+        first: u64,
         size: u64,
     ) -> Result<Vec<Hash>> {
         self.active_peer(peer)?;
-        let audit = self.audit.clone();
-        blocking(move || audit.inclusion_proof(index, size)).await
+        self.proof(kind, first, size).await
     }
 
-    /// `audit` proofs for the node's own auditors: inclusion of `index` in
-    /// the tree of `size`, or consistency from `first` to `size`.
+    /// A proof of this node's log for its own auditors (and admin).
     pub async fn audit_proof(
         &self,
         caller: &Caller,
-        inclusion: bool,
+        kind: ProofKind,
         first: u64,
         size: u64,
     ) -> Result<Vec<Hash>> {
         require(caller, &[Role::Auditor, Role::Admin])?;
+        self.proof(kind, first, size).await
+    }
+
+    /// Inclusion of leaf `first` in the tree of `size`, or consistency from
+    /// `first` to `size`, computed on the blocking pool.
+    async fn proof(&self, kind: ProofKind, first: u64, size: u64) -> Result<Vec<Hash>> {
         let audit = self.audit.clone();
-        blocking(move || {
-            if inclusion {
-                audit.inclusion_proof(first, size)
-            } else {
-                audit.consistency_proof(first, size)
-            }
+        blocking(move || match kind {
+            ProofKind::Inclusion => audit.inclusion_proof(first, size),
+            ProofKind::Consistency => audit.consistency_proof(first, size),
         })
         .await
     }

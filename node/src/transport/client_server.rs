@@ -13,8 +13,8 @@ use super::status::{invalid, status};
 use crate::consent::{Collection, ConsentRecord, ConsentStatus, LegalBasis};
 use crate::roster::{Change, SignedRoster};
 use crate::service::{
-    BreakGlassGrant, Caller, GrantRequest, Node, OfferOutcome, PartnerFreshness, ProposalView,
-    SectionView, ServiceError, ViewedSection,
+    BreakGlassGrant, Caller, GrantRequest, Node, OfferOutcome, PartnerFreshness, ProofKind,
+    ProposalView, SectionView, ServiceError, ViewedSection,
 };
 use crate::types::{DossierId, ParseError, Section};
 
@@ -641,7 +641,7 @@ impl Client for ClientApi {
         let r = req.into_inner();
         let hashes = self
             .node
-            .audit_proof(&caller, true, r.first, r.size)
+            .audit_proof(&caller, ProofKind::Inclusion, r.first, r.size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AuditProofReply {
@@ -658,7 +658,7 @@ impl Client for ClientApi {
         let r = req.into_inner();
         let hashes = self
             .node
-            .audit_proof(&caller, false, r.first, r.size)
+            .audit_proof(&caller, ProofKind::Consistency, r.first, r.size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AuditProofReply {

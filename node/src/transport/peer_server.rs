@@ -12,8 +12,7 @@ use super::tls::ConnInfo;
 use crate::crypto::Signature;
 use crate::protocol::SignedBytes;
 use crate::roster::SignedRoster;
-use crate::service::OfferOutcome;
-use crate::service::{Node, ServiceError};
+use crate::service::{Node, OfferOutcome, ProofKind, ServiceError};
 use crate::types::{DossierId, MemberId, Section};
 
 /// The peer API handlers.
@@ -74,6 +73,26 @@ fn share_of(dossier: &str, section: &str) -> Result<(DossierId, Section), Status
         dossier.parse().map_err(invalid)?,
         section.parse().map_err(invalid)?,
     ))
+}
+
+impl PeerApi {
+    /// A proof of this node's log for a peer (the two proof RPCs).
+    async fn proof(
+        &self,
+        req: Request<pb::ProofRequest>,
+        kind: ProofKind,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let hashes = self
+            .node
+            .serve_proof(&peer, kind, r.first, r.size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ProofReply {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -248,16 +267,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::ProofRequest>,
     ) -> Result<Response<pb::ProofReply>, Status> {
-        let peer = self.peer_of(&req)?;
-        let r = req.into_inner();
-        let hashes = self
-            .node
-            .serve_consistency(&peer, r.first, r.size)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ProofReply {
-            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
-        }))
+        self.proof(req, ProofKind::Consistency).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -265,16 +275,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<pb::ProofRequest>,
     ) -> Result<Response<pb::ProofReply>, Status> {
-        let peer = self.peer_of(&req)?;
-        let r = req.into_inner();
-        let hashes = self
-            .node
-            .serve_inclusion(&peer, r.first, r.size)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ProofReply {
-            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
-        }))
+        self.proof(req, ProofKind::Inclusion).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -446,3 +446,81 @@ async fn a_member_that_attaches_after_the_referent_is_named_learns_it_and_only_t
     let noted = audit_events(&cd_dpo, "referent_noted").await;
     assert_eq!(noted[0]["partners"], serde_json::json!([]));
 }
+
+/// Notices and freshness taken only from the member entitled to each: a
+/// member that does not hold the dossier cannot name a référent, close it,
+/// report a break-glass access, or ask for freshness; nothing changes.
+#[tokio::test]
+async fn notices_and_freshness_from_a_member_not_entitled_are_refused() {
+    use maillon_node::protocol::Notice;
+    use maillon_node::service::PeerNetwork;
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", PERSON)
+        .await
+        .expect("the CAF attaches");
+    ccas.conn
+        .set_referent(&d, "agent-ccas@ccas-rodez", None)
+        .await
+        .expect("named");
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("upkeep");
+    let dossier: maillon_node::types::DossierId = d.parse().expect("id");
+    let cd = c.peer_as("cd12");
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&caf_dpo).await.len();
+    fn refused<T: std::fmt::Debug>(r: Result<T, maillon_node::service::ServiceError>) -> Code {
+        maillon_node::transport::status(r.expect_err("refused")).code()
+    }
+    let referent = Notice::Referent {
+        dossier: dossier.clone(),
+        member: "cd12".parse().expect("id"),
+        user: "agent-cd".parse().expect("user"),
+        since: c.clock.now() + 10,
+        partners: vec![],
+    };
+    assert_eq!(
+        refused(cd.notify(&c.member("caf12"), &referent).await),
+        Code::PermissionDenied
+    );
+    let closed = Notice::Closed {
+        dossier: dossier.clone(),
+        reason: maillon_node::types::ClosureReason::Other,
+        at: c.clock.now(),
+    };
+    assert_eq!(
+        refused(cd.notify(&c.member("caf12"), &closed).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        refused(cd.freshness(&c.member("caf12"), &dossier).await),
+        Code::PermissionDenied,
+        "only the référent's member"
+    );
+    let glass = Notice::BreakGlass {
+        grant: maillon_node::types::GrantId::random(),
+        dossier: dossier.clone(),
+        reader: "cd12".parse().expect("id"),
+        sections: vec!["housing".parse().expect("section")],
+        granted_at: c.clock.now(),
+        until: c.clock.now() + 3600,
+    };
+    assert_eq!(
+        refused(cd.notify(&c.member("ccas-rodez"), &glass).await),
+        Code::PermissionDenied,
+        "cd12 holds no part of the dossier"
+    );
+    assert_eq!(
+        audit_kinds(&caf_dpo).await.len(),
+        before,
+        "nothing logged at the CAF"
+    );
+    assert_eq!(view(&caf.conn, &d).await.referent, "agent-ccas@ccas-rodez");
+    caf.put(&d, "resources", r#"{"rsa":true}"#)
+        .await
+        .expect("not closed");
+}
