@@ -1,6 +1,8 @@
 //! The auditor's side: fetch a node's log, verify it with the node library's
 //! own verification code, and write a person's access report (in French).
 
+pub mod verify;
+
 use maillon_node::audit::note::Checkpoint;
 use maillon_node::audit::{AuditEntry, AuditEvent, verify_log};
 use maillon_node::roster::{Roster, RosterMember};
@@ -93,6 +95,10 @@ pub struct Remembered {
 pub struct AuditorState {
     /// By member id.
     pub nodes: std::collections::BTreeMap<String, Remembered>,
+    /// The leaf hashes verified of each node (kept beside the state file),
+    /// to name the first entry a rewritten log changed.
+    #[serde(skip)]
+    pub leaves: std::collections::BTreeMap<String, Vec<maillon_node::audit::merkle::Hash>>,
 }
 
 impl AuditorState {

@@ -79,6 +79,8 @@ pub enum Context {
     Receipt,
     /// A recorded consent.
     Consent,
+    /// A node's export of its log for auditors (the bundle's manifest).
+    AuditExport,
 }
 
 impl Context {
@@ -88,6 +90,7 @@ impl Context {
             Context::Request => b"maillon/v1/request",
             Context::Receipt => b"maillon/v1/receipt",
             Context::Consent => b"maillon/v1/consent",
+            Context::AuditExport => b"maillon/v1/audit-export",
         }
     }
 

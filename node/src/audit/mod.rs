@@ -5,6 +5,7 @@
 //! writes them, calls `fdatasync` once, and only then acknowledges each. A read
 //! is answered only after its event is acknowledged, so no access goes unlogged.
 
+pub mod bundle;
 pub mod merkle;
 pub mod note;
 
@@ -477,6 +478,94 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         receipt_signature: String,
     },
+}
+
+impl AuditEvent {
+    /// The dossier the event is about, if it is about one.
+    pub fn dossier(&self) -> Option<&DossierId> {
+        use AuditEvent as E;
+        match self {
+            E::DossierOpened { dossier, .. }
+            | E::DossierAttached { dossier, .. }
+            | E::DossierConfirmed { dossier, .. }
+            | E::ReferentSet { dossier, .. }
+            | E::ReferentNoted { dossier, .. }
+            | E::FreshnessAnswered { dossier, .. }
+            | E::DossierClosed { dossier, .. }
+            | E::DossierErased { dossier, .. }
+            | E::SectionWritten { dossier, .. }
+            | E::ConsentGranted { dossier, .. }
+            | E::ConsentShown { dossier, .. }
+            | E::SectionRead { dossier, .. }
+            | E::ConsentsListed { dossier, .. }
+            | E::ConsentRevoked { dossier, .. }
+            | E::GroupMemberAdded { dossier, .. }
+            | E::GroupMemberRemoved { dossier, .. }
+            | E::GroupRekeyed { dossier, .. }
+            | E::GroupJoined { dossier, .. }
+            | E::ReadGranted { dossier, .. }
+            | E::BreakGlassGranted { dossier, .. }
+            | E::BreakGlassEnded { dossier, .. }
+            | E::BreakGlassNotified { dossier, .. }
+            | E::ReadDenied { dossier, .. }
+            | E::ReceiptLogged { dossier, .. } => Some(dossier),
+            E::RosterAdopted { .. }
+            | E::RosterProposed { .. }
+            | E::RosterApproved { .. }
+            | E::RosterRejected { .. }
+            | E::RosterRefused { .. }
+            | E::RosterEquivocation { .. }
+            | E::UserCreated { .. }
+            | E::UserRemoved { .. }
+            | E::WitnessAlarm { .. }
+            | E::BreakGlassReviewed { .. } => None,
+        }
+    }
+
+    /// Whether the event names `member` as the other party of what happened
+    /// (the reader, the owner, the attacher or holder, a consent's recipient).
+    pub fn names(&self, member: &MemberId) -> bool {
+        use AuditEvent as E;
+        match self {
+            E::DossierAttached { from, .. } => from == member,
+            E::DossierConfirmed { to, .. } | E::FreshnessAnswered { to, .. } => to == member,
+            E::ReferentSet { member: m, .. } => m == member,
+            E::ReferentNoted {
+                member: m,
+                from,
+                partners,
+                ..
+            } => m == member || from == member || partners.contains(member),
+            E::ConsentGranted { audience, .. } => audience.contains(member),
+            E::GroupMemberAdded { member: m, .. } | E::GroupMemberRemoved { member: m, .. } => {
+                m == member
+            }
+            E::GroupJoined { owner, .. } | E::ReceiptLogged { owner, .. } => owner == member,
+            E::ReadGranted { reader, .. }
+            | E::ReadDenied { reader, .. }
+            | E::BreakGlassGranted { reader, .. } => reader == member,
+            E::BreakGlassNotified { owner, reader, .. } => owner == member || reader == member,
+            E::DossierClosed { from, .. } | E::DossierErased { from, .. } => {
+                from.as_ref() == Some(member)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every member may see the event in full, whoever asks: what
+    /// the federation's governance did. Everything else is about a dossier,
+    /// or about this node's own staff, and shown only where the charter
+    /// allows.
+    pub fn is_federation_business(&self) -> bool {
+        matches!(
+            self,
+            AuditEvent::RosterAdopted { .. }
+                | AuditEvent::RosterApproved { .. }
+                | AuditEvent::RosterRefused { .. }
+                | AuditEvent::RosterEquivocation { .. }
+                | AuditEvent::WitnessAlarm { .. }
+        )
+    }
 }
 
 /// One leaf of the log: an event and when it was recorded (Unix seconds).
@@ -1026,7 +1115,11 @@ pub fn verify_log(
             entries.len()
         )));
     }
-    let leaves = decode_and_hash(entries)?;
+    let leaves = decode_and_hash(
+        entries,
+        |e: &Vec<u8>| Some(e.as_slice()),
+        |e| merkle::leaf_hash(e),
+    )?;
     if !covers(&leaves, &cp) {
         return Err(AuditError::Verify(
             "root does not match the checkpoint".into(),
@@ -1035,23 +1128,58 @@ pub fn verify_log(
     Ok(cp)
 }
 
-/// Checks that every entry decodes and hashes it as a leaf, on every core:
-/// the entries are cut in one run per core, each run on its own thread.
-fn decode_and_hash(entries: &[Vec<u8>]) -> Result<Vec<Hash>, AuditError> {
+/// Verifies an exported log ([`bundle::Leaf`]s, some perhaps withheld)
+/// against a checkpoint: its size, every entry shown decodes, and the root of
+/// every leaf hash is the checkpoint's. Returns the leaf hashes. This is the
+/// code `maillon audit verify` runs, on every core.
+pub fn verify_leaves(leaves: &[bundle::Leaf], cp: &Checkpoint) -> Result<Vec<Hash>, AuditError> {
+    if cp.size != leaves.len() as u64 {
+        return Err(AuditError::Verify(format!(
+            "checkpoint covers {} leaves, {} given",
+            cp.size,
+            leaves.len()
+        )));
+    }
+    let hashes = decode_and_hash(
+        leaves,
+        |l: &bundle::Leaf| match l {
+            bundle::Leaf::Entry(e) => Some(e.as_slice()),
+            bundle::Leaf::Withheld(_) => None,
+        },
+        bundle::Leaf::hash,
+    )?;
+    if !covers(&hashes, cp) {
+        return Err(AuditError::Verify(
+            "root does not match the checkpoint".into(),
+        ));
+    }
+    Ok(hashes)
+}
+
+/// Checks that every entry shown decodes and hashes every leaf, on every
+/// core: the leaves are cut in one run per core, each run on its own thread.
+fn decode_and_hash<L: Sync>(
+    leaves: &[L],
+    shown: impl Fn(&L) -> Option<&[u8]> + Sync,
+    hash: impl Fn(&L) -> Hash + Sync,
+) -> Result<Vec<Hash>, AuditError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let run = entries.len().div_ceil(cores.max(1)).max(1024);
-    let chunk = |start: usize, part: &[Vec<u8>]| -> Result<Vec<Hash>, AuditError> {
+    let run = leaves.len().div_ceil(cores.max(1)).max(1024);
+    let (shown, hash) = (&shown, &hash);
+    let chunk = move |start: usize, part: &[L]| -> Result<Vec<Hash>, AuditError> {
         part.iter()
             .enumerate()
-            .map(|(i, e)| {
-                AuditEntry::from_bytes(e)
-                    .map_err(|err| AuditError::Verify(format!("leaf {}: {err}", start + i)))?;
-                Ok(merkle::leaf_hash(e))
+            .map(|(i, l)| {
+                if let Some(e) = shown(l) {
+                    AuditEntry::from_bytes(e)
+                        .map_err(|err| AuditError::Verify(format!("leaf {}: {err}", start + i)))?;
+                }
+                Ok(hash(l))
             })
             .collect()
     };
     let parts: Vec<Result<Vec<Hash>, AuditError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
+        let handles: Vec<_> = leaves
             .chunks(run)
             .enumerate()
             .map(|(n, part)| scope.spawn(move || chunk(n * run, part)))
@@ -1065,11 +1193,11 @@ fn decode_and_hash(entries: &[Vec<u8>]) -> Result<Vec<Hash>, AuditError> {
             })
             .collect()
     });
-    let mut leaves = Vec::with_capacity(entries.len());
+    let mut out = Vec::with_capacity(leaves.len());
     for part in parts {
-        leaves.extend(part?);
+        out.extend(part?);
     }
-    Ok(leaves)
+    Ok(out)
 }
 
 #[cfg(test)]

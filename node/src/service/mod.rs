@@ -14,6 +14,7 @@
 //! the store lacks: for these records the store is a cache of the log.
 
 mod audit_pages;
+mod auditors;
 mod break_glass;
 mod closing;
 mod consents;
@@ -33,6 +34,7 @@ mod witness;
 use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES};
+pub use auditors::{DossierPart, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{

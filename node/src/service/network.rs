@@ -87,6 +87,25 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         old: u64,
         new: u64,
     ) -> BoxFuture<'a, Result<Vec<crate::audit::merkle::Hash>>>;
+    /// Fetches `member`'s signed manifest (not verified: the auditor does).
+    fn get_manifest<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<crate::audit::bundle::SignedManifest>>;
+    /// Fetches leaves of `member`'s log from `from`, as it shows them to this node.
+    fn get_leaves<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        from: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<super::LeafPage>>;
+    /// Fetches `member`'s entries about `dossier` from `from`, with their proofs.
+    fn get_dossier_audit<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+        from: u64,
+    ) -> BoxFuture<'a, Result<super::DossierPart>>;
     /// Gives `member` this node's cosignature of its checkpoint `body`.
     fn cosign<'a>(
         &'a self,

@@ -111,7 +111,7 @@ impl Node {
     /// Every signing key `member` held in the roster versions this node
     /// keeps, the one in force first: a checkpoint it signed before or just
     /// after a rotation still verifies.
-    fn keys_held(&self, member: &RosterMember) -> Vec<crate::crypto::PublicKey> {
+    pub(super) fn keys_held(&self, member: &RosterMember) -> Vec<crate::crypto::PublicKey> {
         let mut keys = vec![member.card.signing_key];
         let links = self
             .store
@@ -307,7 +307,7 @@ impl Node {
 
     /// This node's latest signed checkpoint, alone; and the newest of its
     /// recent checkpoints that witnesses cosigned, with their cosignatures.
-    fn latest_checkpoint(&self) -> Result<(String, String)> {
+    pub(super) fn latest_checkpoint(&self) -> Result<(String, String)> {
         let note = self.audit.latest_checkpoint()?;
         let mut by_note: std::collections::BTreeMap<(u64, String), Vec<String>> =
             Default::default();

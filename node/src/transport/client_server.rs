@@ -261,6 +261,14 @@ fn viewed_to_pb(v: ViewedSection) -> pb::ViewedSection {
 }
 
 /// Parses repeated, comma-separated items into a set.
+/// A member id, or none when empty.
+fn optional_member(s: &str) -> Result<Option<crate::types::MemberId>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(invalid)
+}
+
 fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(
     items: &[String],
 ) -> Result<BTreeSet<T>, Status> {
@@ -752,6 +760,57 @@ impl Client for ClientApi {
                 })
                 .collect(),
             tree_size: page.tree_size,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_manifest(
+        &self,
+        req: Request<pb::AuditManifestRequest>,
+    ) -> Result<Response<pb::SignedAuditManifest>, Status> {
+        let caller = self.caller(&req)?;
+        let member = optional_member(&req.into_inner().member)?;
+        let m = self
+            .node
+            .audit_manifest(&caller, member.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(super::audit_wire::manifest_to_pb(m)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_leaves(
+        &self,
+        req: Request<pb::AuditLeavesRequest>,
+    ) -> Result<Response<pb::LeavesPage>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let member = optional_member(&r.member)?;
+        let page = self
+            .node
+            .audit_leaves(&caller, member.as_ref(), r.from, r.limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(super::audit_wire::leaves_to_pb(page)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_dossier(
+        &self,
+        req: Request<pb::AuditDossierRequest>,
+    ) -> Result<Response<pb::AuditDossierReply>, Status> {
+        let caller = self.caller(&req)?;
+        let dossier: DossierId = req.into_inner().dossier.parse().map_err(invalid)?;
+        let parts = self
+            .node
+            .audit_dossier(&caller, &dossier)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AuditDossierReply {
+            parts: parts
+                .into_iter()
+                .map(super::audit_wire::part_to_pb)
+                .collect(),
         }))
     }
 

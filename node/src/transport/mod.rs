@@ -10,6 +10,7 @@
 //! domain errors to gRPC codes; `peer_client` implements the service's
 //! `PeerNetwork`.
 
+mod audit_wire;
 mod client_server;
 mod detach;
 mod peer_client;

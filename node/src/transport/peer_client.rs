@@ -346,6 +346,58 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn get_manifest<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<crate::audit::bundle::SignedManifest, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(member, pb::GetManifestRequest {}, |mut c, r| async move {
+                    c.get_manifest(r).await
+                })
+                .await?;
+            super::audit_wire::manifest_from_pb(&member.card.id, r)
+        })
+    }
+
+    fn get_leaves<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        from: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<crate::service::LeafPage, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(
+                    member,
+                    pb::GetLeavesRequest { from, limit },
+                    |mut c, r| async move { c.get_leaves(r).await },
+                )
+                .await?;
+            super::audit_wire::leaves_from_pb(&member.card.id, r, from, limit)
+        })
+    }
+
+    fn get_dossier_audit<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        dossier: &'a crate::types::DossierId,
+        from: u64,
+    ) -> BoxFuture<'a, Result<crate::service::DossierPart, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::GetDossierAuditRequest {
+                dossier: dossier.to_string(),
+                from,
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.get_dossier_audit(r).await
+                })
+                .await?;
+            super::audit_wire::part_from_pb(&member.card.id, r)
+        })
+    }
+
     fn cosign<'a>(
         &'a self,
         member: &'a RosterMember,

@@ -279,6 +279,47 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::SignedAuditManifest>, Status> {
+        let peer = self.peer_of(&req)?;
+        let m = self.node.serve_manifest(&peer).map_err(status)?;
+        Ok(Response::new(super::audit_wire::manifest_to_pb(m)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_leaves(
+        &self,
+        req: Request<pb::GetLeavesRequest>,
+    ) -> Result<Response<pb::LeavesPage>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let page = self
+            .node
+            .serve_leaves(&peer, r.from, r.limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(super::audit_wire::leaves_to_pb(page)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_dossier_audit(
+        &self,
+        req: Request<pb::GetDossierAuditRequest>,
+    ) -> Result<Response<pb::DossierAuditPart>, Status> {
+        let peer = self.peer_of(&req)?;
+        let r = req.into_inner();
+        let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
+        let part = self
+            .node
+            .serve_dossier_audit(&peer, &dossier, r.from)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(super::audit_wire::part_to_pb(part)))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn cosign(
         &self,
         req: Request<pb::CosignRequest>,

@@ -142,6 +142,24 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::ProofReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn get_manifest(
+        &self,
+        _: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::SignedAuditManifest>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn get_leaves(
+        &self,
+        _: Request<pb::GetLeavesRequest>,
+    ) -> Result<Response<pb::LeavesPage>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn get_dossier_audit(
+        &self,
+        _: Request<pb::GetDossierAuditRequest>,
+    ) -> Result<Response<pb::DossierAuditPart>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn cosign(
         &self,
         _: Request<pb::CosignRequest>,

@@ -1,0 +1,789 @@
+//! `maillon audit verify`, online or offline: the same checks over a set of
+//! exported logs ([`Bundle`]s), whether fetched from nodes a moment ago or
+//! read from files. Nothing here trusts any one node: every key comes from
+//! the roster chain verified from the genesis the auditor holds.
+//!
+//! Per log: the roster chain, the manifest's signature, the checkpoint's
+//! signature, every cosignature, every leaf against the root, the cosigned
+//! checkpoint as a prefix of the log, and the log against what this auditor
+//! verified of it before. Across logs: what each node witnessed of the
+//! others, their alarms, every granted read against a consent active at
+//! that moment or a break-glass, every receipt a reader logged against the
+//! owner's leaf (by inclusion proof against the owner's checkpoint), and
+//! every break-glass reviewed or listed as pending.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use maillon_node::audit::bundle::{Bundle, Leaf, Manifest};
+use maillon_node::audit::merkle::{self, Hash};
+use maillon_node::audit::note::{self, Checkpoint};
+use maillon_node::audit::{AuditEntry, AuditEvent, origin, verify_leaves};
+use maillon_node::crypto::PublicKey;
+use maillon_node::protocol::{Receipt, SignedBytes};
+use maillon_node::roster::{SignedRoster, VerifiedRoster};
+use maillon_node::types::{ConsentId, DossierId, GrantId, MemberId, Section};
+
+use super::{AuditorState, Remembered};
+
+/// One thing that does not hold, where it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The node whose log or statement is at fault.
+    pub node: MemberId,
+    /// The leaf concerned, when one is.
+    pub index: Option<u64>,
+    /// What does not hold, in one line.
+    pub reason: String,
+}
+
+/// What was verified of one node's log.
+#[derive(Clone, Debug)]
+pub struct NodeSummary {
+    /// The node.
+    pub member: MemberId,
+    /// Its checkpoint's size (the leaves verified).
+    pub size: u64,
+    /// Leaves that came as their hash only (about dossiers the asker does not hold).
+    pub withheld: usize,
+    /// The members whose cosignature of its log verified, and the size they cosigned.
+    pub cosigners: Vec<MemberId>,
+    /// The size its cosigned checkpoint covers.
+    pub witnessed_size: u64,
+    /// The size this auditor verified of it before, if it had.
+    pub extends: Option<u64>,
+    /// Whether its log verified (signatures and root).
+    pub verified: bool,
+}
+
+/// A break-glass access no auditor reviewed yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The member that granted it.
+    pub owner: MemberId,
+    /// The access.
+    pub grant: GrantId,
+    /// Its leaf in the owner's log.
+    pub index: u64,
+}
+
+/// Everything `audit verify` found.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// One per log, in the order given.
+    pub nodes: Vec<NodeSummary>,
+    /// Every failure.
+    pub findings: Vec<Finding>,
+    /// Break-glass accesses waiting for review.
+    pub pending: Vec<Pending>,
+    /// Granted reads checked against their basis.
+    pub reads_checked: usize,
+    /// Receipts checked against the owner's log.
+    pub receipts_checked: usize,
+    /// Checks that could not be made (an entry withheld, a log not given, a
+    /// read later than the owner's export).
+    pub unchecked: usize,
+}
+
+impl Outcome {
+    fn fail(&mut self, node: &MemberId, index: Option<u64>, reason: impl Into<String>) {
+        self.findings.push(Finding {
+            node: node.clone(),
+            index,
+            reason: reason.into(),
+        });
+    }
+}
+
+/// One log, once its own checks passed.
+struct Checked<'a> {
+    member: MemberId,
+    manifest: Manifest,
+    cp: Checkpoint,
+    leaves: &'a [Leaf],
+    hashes: Vec<Hash>,
+    entries: Vec<Option<AuditEntry>>,
+}
+
+/// Every key each member held in a verified roster chain, the newest first.
+type KeyHistory = HashMap<MemberId, Vec<PublicKey>>;
+
+/// Verifies a chain from the auditor's genesis; returns its last version
+/// and every key each member held along it.
+fn verify_chain(
+    genesis: &SignedRoster,
+    chain: &[SignedRoster],
+) -> Result<(VerifiedRoster, KeyHistory), String> {
+    let mut at = genesis
+        .clone()
+        .verify_genesis()
+        .map_err(|e| format!("the auditor's genesis roster: {e}"))?;
+    let mut links = chain.iter();
+    match links.next() {
+        Some(first) if first.roster.hash_hex() == at.hash_hex() => {}
+        Some(_) => {
+            return Err("its roster chain does not start at this federation's genesis".into());
+        }
+        None => return Err("its manifest holds no roster chain".into()),
+    }
+    let mut keys: KeyHistory = HashMap::new();
+    let mut remember = |r: &VerifiedRoster| {
+        for m in &r.roster().members {
+            let held = keys.entry(m.card.id.clone()).or_default();
+            if !held.contains(&m.card.signing_key) {
+                held.insert(0, m.card.signing_key);
+            }
+        }
+    };
+    remember(&at);
+    for link in links {
+        let version = link.roster.version;
+        at = at
+            .verify_successor(link.clone())
+            .map_err(|e| format!("its roster chain does not verify at v{version}: {e}"))?;
+        remember(&at);
+    }
+    Ok((at, keys))
+}
+
+/// The member a note signature or cosignature line names, if it is one of ours.
+fn member_of_name(name: &str) -> Option<MemberId> {
+    name.strip_prefix("maillon/")?.parse().ok()
+}
+
+/// Every cosignature line of a note: `(name, line)` for signature lines
+/// not by `own` (the log's own origin).
+fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
+    let Some((_, sigs)) = note.split_once("\n\n") else {
+        return Vec::new();
+    };
+    sigs.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("\u{2014} ")?;
+            let (name, _) = rest.rsplit_once(' ')?;
+            (name != own).then_some((name, line))
+        })
+        .collect()
+}
+
+/// The body of a note (its text up to the blank line), with its final newline.
+fn body_of(note: &str) -> Option<String> {
+    note.split_once("\n\n").map(|(b, _)| format!("{b}\n"))
+}
+
+/// Verifies `bundles` against the auditor's `genesis`, and against what
+/// `state` remembers of each node (then remembers what verified).
+pub fn verify_bundles(
+    genesis: &SignedRoster,
+    bundles: &[Bundle],
+    mut state: Option<&mut AuditorState>,
+    now: i64,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut keys: KeyHistory = HashMap::new();
+    let mut checked: Vec<Checked<'_>> = Vec::new();
+    for bundle in bundles {
+        let Ok(member) = bundle.manifest.claimed_member() else {
+            if let Some(first) = genesis.roster.members.first() {
+                out.fail(
+                    &first.card.id,
+                    None,
+                    "a bundle whose manifest names no member was given",
+                );
+            }
+            continue;
+        };
+        let mut summary = NodeSummary {
+            member: member.clone(),
+            size: bundle.leaves.len() as u64,
+            withheld: bundle
+                .leaves
+                .iter()
+                .filter(|l| matches!(l, Leaf::Withheld(_)))
+                .count(),
+            cosigners: Vec::new(),
+            witnessed_size: 0,
+            extends: None,
+            verified: false,
+        };
+        match check_one(genesis, bundle, &member, &mut keys, &mut out, &mut summary) {
+            Some(c) => {
+                if let Some(state) = state.as_deref_mut() {
+                    summary.extends = against_state(state, &c, &mut out, now);
+                }
+                summary.verified = true;
+                checked.push(c);
+            }
+            None => {
+                if let Some(state) = state.as_deref_mut()
+                    && let Some(b) = state.nodes.get(member.as_str())
+                {
+                    summary.extends = Some(b.size);
+                }
+            }
+        }
+        out.nodes.push(summary);
+    }
+    // Cosignatures, now that every chain's keys are known.
+    for (c, summary) in checked
+        .iter()
+        .zip(out.nodes.iter_mut().filter(|n| n.verified))
+    {
+        let own = origin(&c.member);
+        let Some(body) = body_of(&c.manifest.cosigned) else {
+            continue;
+        };
+        for (name, line) in cosignature_lines(&c.manifest.cosigned, &own) {
+            let Some(w) = member_of_name(name) else {
+                continue; // Another ecosystem's witness: not ours to judge.
+            };
+            let held = keys.get(&w).cloned().unwrap_or_default();
+            if held
+                .iter()
+                .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
+            {
+                summary.cosigners.push(w);
+            } else {
+                out.findings.push(Finding {
+                    node: c.member.clone(),
+                    index: None,
+                    reason: format!(
+                        "its checkpoint carries a cosignature by {w} that does not verify under {w}'s keys (forged)"
+                    ),
+                });
+            }
+        }
+    }
+    cross_witnesses(&checked, &keys, &mut out);
+    cross_reads(&checked, &keys, &mut out);
+    out
+}
+
+/// The checks of one log on its own; `None` when it does not verify.
+fn check_one<'a>(
+    genesis: &SignedRoster,
+    bundle: &'a Bundle,
+    member: &MemberId,
+    keys: &mut KeyHistory,
+    out: &mut Outcome,
+    summary: &mut NodeSummary,
+) -> Option<Checked<'a>> {
+    let claimed = match bundle.manifest.unverified() {
+        Ok(m) => m,
+        Err(e) => {
+            out.fail(member, None, format!("its manifest: {e}"));
+            return None;
+        }
+    };
+    let (_, history) = match verify_chain(genesis, &claimed.roster_chain) {
+        Ok(v) => v,
+        Err(e) => {
+            out.fail(member, None, e);
+            return None;
+        }
+    };
+    for (m, ks) in &history {
+        let held = keys.entry(m.clone()).or_default();
+        for k in ks {
+            if !held.contains(k) {
+                held.push(*k);
+            }
+        }
+    }
+    let Some(own_keys) = history.get(member).cloned() else {
+        out.fail(
+            member,
+            None,
+            "it is not a member of the federation its roster chain describes",
+        );
+        return None;
+    };
+    let manifest = match bundle.manifest.open(member, &own_keys) {
+        Ok(m) => m,
+        Err(e) => {
+            out.fail(member, None, format!("its manifest: {e}"));
+            return None;
+        }
+    };
+    let own = origin(member);
+    let cp = match own_keys
+        .iter()
+        .map(|k| Checkpoint::verify(&manifest.checkpoint, &own, k))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| Checkpoint::verify(&manifest.checkpoint, &own, &own_keys[0]))
+    {
+        Ok(cp) => cp,
+        Err(e) => {
+            out.fail(member, None, format!("its checkpoint: {e}"));
+            return None;
+        }
+    };
+    summary.size = cp.size;
+    if (bundle.leaves.len() as u64) < cp.size {
+        out.fail(
+            member,
+            Some(bundle.leaves.len() as u64),
+            format!(
+                "its log holds {} entries, fewer than the {} its checkpoint covers: it was truncated",
+                bundle.leaves.len(),
+                cp.size
+            ),
+        );
+        return None;
+    }
+    let leaves = &bundle.leaves[..cp.size as usize];
+    let hashes = match verify_leaves(leaves, &cp) {
+        Ok(h) => h,
+        Err(e) => {
+            out.fail(member, None, format!("its entries: {e}"));
+            return None;
+        }
+    };
+    if bundle.leaves.len() as u64 > cp.size {
+        out.unchecked += bundle.leaves.len() - cp.size as usize;
+    }
+    // The cosigned checkpoint: signed by the node, a prefix of this log.
+    let cosigned = own_keys
+        .iter()
+        .map(|k| Checkpoint::verify(&manifest.cosigned, &own, k))
+        .find_map(Result::ok);
+    match cosigned {
+        Some(w) if w.size <= cp.size && merkle::root(&hashes[..w.size as usize]) == w.root => {
+            summary.witnessed_size = w.size;
+        }
+        Some(w) => out.fail(
+            member,
+            None,
+            format!(
+                "the checkpoint of {} entries its witnesses cosigned is not a prefix of its log",
+                w.size
+            ),
+        ),
+        None => out.fail(
+            member,
+            None,
+            "its cosigned checkpoint is not signed by its key",
+        ),
+    }
+    let entries = leaves
+        .iter()
+        .map(|l| match l {
+            Leaf::Entry(b) => AuditEntry::from_bytes(b).ok(),
+            Leaf::Withheld(_) => None,
+        })
+        .collect();
+    Some(Checked {
+        member: member.clone(),
+        manifest,
+        cp,
+        leaves,
+        hashes,
+        entries,
+    })
+}
+
+/// The log against what this auditor verified of it before; remembers the
+/// new checkpoint when it extends the old one. Returns the old size.
+fn against_state(
+    state: &mut AuditorState,
+    c: &Checked<'_>,
+    out: &mut Outcome,
+    now: i64,
+) -> Option<u64> {
+    let before = state.nodes.get(c.member.as_str()).cloned();
+    if let Some(b) = &before {
+        if c.cp.size < b.size {
+            out.fail(
+                &c.member,
+                Some(c.cp.size),
+                format!(
+                    "its log holds {} entries, fewer than the {} of a checkpoint verified before: it was cut",
+                    c.cp.size, b.size
+                ),
+            );
+            return Some(b.size);
+        }
+        if hex::encode(merkle::root(&c.hashes[..b.size as usize])) != b.root {
+            let first = state
+                .leaves
+                .get(c.member.as_str())
+                .and_then(|old| old.iter().zip(&c.hashes).position(|(a, b)| a != b));
+            out.fail(
+                &c.member,
+                first.map(|i| i as u64),
+                match first {
+                    Some(i) => format!(
+                        "entry {i} is not the one verified before (in a checkpoint of {} entries): the log was rewritten",
+                        b.size
+                    ),
+                    None => format!(
+                        "its first {} entries are not the ones of the checkpoint verified before: the log was rewritten",
+                        b.size
+                    ),
+                },
+            );
+            return Some(b.size);
+        }
+    }
+    state.nodes.insert(
+        c.member.to_string(),
+        Remembered {
+            size: c.cp.size,
+            root: hex::encode(c.cp.root),
+            checkpoint: c.manifest.checkpoint.clone(),
+            verified_at: now,
+        },
+    );
+    state.leaves.insert(c.member.to_string(), c.hashes.clone());
+    before.map(|b| b.size)
+}
+
+/// What each node witnessed of the others, and their alarms.
+fn cross_witnesses(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
+    let by_member: HashMap<&MemberId, &Checked<'_>> =
+        checked.iter().map(|c| (&c.member, c)).collect();
+    // (peer, size) -> (root, witness) of every checkpoint a witness kept.
+    let mut seen: BTreeMap<(MemberId, u64), (Hash, MemberId)> = BTreeMap::new();
+    for w in checked {
+        for kept in &w.manifest.witnessed {
+            let p = &kept.member;
+            let held = keys.get(p).cloned().unwrap_or_default();
+            let Some(cp) = held
+                .iter()
+                .find_map(|k| Checkpoint::verify(&kept.checkpoint, &origin(p), k).ok())
+            else {
+                out.fail(
+                    &w.member,
+                    None,
+                    format!("it keeps as witnessed a checkpoint of {p} that {p} did not sign"),
+                );
+                continue;
+            };
+            if let Some((root, other)) = seen.get(&(p.clone(), cp.size))
+                && *root != cp.root
+            {
+                out.fail(
+                    p,
+                    None,
+                    format!(
+                        "it showed two histories: {other} and {} each cosigned a different tree of {} entries",
+                        w.member, cp.size
+                    ),
+                );
+            }
+            seen.insert((p.clone(), cp.size), (cp.root, w.member.clone()));
+            if let Some(pc) = by_member.get(p) {
+                let extends = cp.size <= pc.cp.size
+                    && merkle::root(&pc.hashes[..cp.size as usize]) == cp.root;
+                if !extends {
+                    out.fail(
+                        p,
+                        None,
+                        format!(
+                            "its log does not extend the tree of {} entries {} witnessed: it showed another history",
+                            cp.size, w.member
+                        ),
+                    );
+                }
+            }
+        }
+        for a in &w.manifest.alarms {
+            out.fail(
+                &a.member,
+                None,
+                format!("{} raised an alarm against it: {}", w.member, a.reason),
+            );
+        }
+    }
+}
+
+/// A consent as the owner's log recorded it.
+struct ConsentSeen {
+    dossier: DossierId,
+    sections: Vec<Section>,
+    masked: Vec<Section>,
+    audience: Vec<MemberId>,
+    from: i64,
+    until: i64,
+    revoked: Option<i64>,
+}
+
+/// A break-glass access as the owner's log recorded it.
+struct GrantSeen {
+    dossier: DossierId,
+    reader: MemberId,
+    sections: Vec<Section>,
+    until: i64,
+    ended: Option<i64>,
+}
+
+/// Every granted read against its basis; every receipt against the owner's
+/// log; every break-glass reviewed or pending.
+fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
+    let by_member: HashMap<&MemberId, &Checked<'_>> =
+        checked.iter().map(|c| (&c.member, c)).collect();
+    let reviewed: BTreeSet<(MemberId, GrantId)> = checked
+        .iter()
+        .flat_map(|c| c.entries.iter().flatten())
+        .filter_map(|e| match &e.event {
+            AuditEvent::BreakGlassReviewed { grant, owner, .. } => {
+                Some((owner.clone(), grant.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for c in checked {
+        let hidden = c.leaves.iter().any(|l| matches!(l, Leaf::Withheld(_)));
+        let mut consents: HashMap<ConsentId, ConsentSeen> = HashMap::new();
+        let mut grants: HashMap<GrantId, GrantSeen> = HashMap::new();
+        for (i, e) in c.entries.iter().enumerate() {
+            let Some(e) = e else { continue };
+            let index = Some(i as u64);
+            match &e.event {
+                AuditEvent::ConsentGranted {
+                    consent,
+                    dossier,
+                    sections,
+                    audience,
+                    valid_from,
+                    until,
+                    masked,
+                    ..
+                } => {
+                    consents.insert(
+                        consent.clone(),
+                        ConsentSeen {
+                            dossier: dossier.clone(),
+                            sections: sections.clone(),
+                            masked: masked.clone(),
+                            audience: audience.clone(),
+                            from: valid_from.start_unix(),
+                            until: until.end_unix(),
+                            revoked: None,
+                        },
+                    );
+                }
+                AuditEvent::ConsentRevoked { consent, .. } => {
+                    if let Some(s) = consents.get_mut(consent) {
+                        s.revoked.get_or_insert(e.time);
+                    }
+                }
+                AuditEvent::BreakGlassGranted {
+                    grant,
+                    dossier,
+                    reader,
+                    sections,
+                    until,
+                    ..
+                } => {
+                    grants.insert(
+                        grant.clone(),
+                        GrantSeen {
+                            dossier: dossier.clone(),
+                            reader: reader.clone(),
+                            sections: sections.clone(),
+                            until: *until,
+                            ended: None,
+                        },
+                    );
+                    if !reviewed.contains(&(c.member.clone(), grant.clone())) {
+                        out.pending.push(Pending {
+                            owner: c.member.clone(),
+                            grant: grant.clone(),
+                            index: i as u64,
+                        });
+                    }
+                }
+                AuditEvent::BreakGlassEnded { grant, .. } => {
+                    if let Some(g) = grants.get_mut(grant) {
+                        g.ended.get_or_insert(e.time);
+                    }
+                }
+                AuditEvent::ReadGranted {
+                    reader,
+                    dossier,
+                    section,
+                    consent,
+                    break_glass,
+                    ..
+                } => {
+                    let t = e.time;
+                    let verdict = match (break_glass, consent) {
+                        (Some(g), _) => match grants.get(g) {
+                            None => Err(format!(
+                                "a read by {reader} names break-glass {g}, which this log never granted"
+                            )),
+                            Some(s)
+                                if &s.dossier != dossier
+                                    || &s.reader != reader
+                                    || !s.sections.contains(section) =>
+                            {
+                                Err(format!(
+                                    "a read by {reader} names break-glass {g}, which does not open this section to it"
+                                ))
+                            }
+                            Some(s) if t > s.until || s.ended.is_some_and(|end| end <= t) => {
+                                Err(format!(
+                                    "a read by {reader} under break-glass {g} came after it ended"
+                                ))
+                            }
+                            Some(_) => Ok(()),
+                        },
+                        (None, Some(k)) => match consents.get(k) {
+                            None => Err(format!(
+                                "a read by {reader} names consent {k}, which this log never recorded"
+                            )),
+                            Some(s)
+                                if &s.dossier != dossier
+                                    || !s.audience.contains(reader)
+                                    || !s.sections.contains(section) =>
+                            {
+                                Err(format!(
+                                    "a read by {reader} names consent {k}, which does not cover it"
+                                ))
+                            }
+                            Some(s) if t < s.from || t >= s.until => Err(format!(
+                                "a read by {reader} names consent {k}, which was not in force at that moment"
+                            )),
+                            Some(s) if s.revoked.is_some_and(|r| r <= t) => Err(format!(
+                                "a read by {reader} names consent {k}, revoked before it"
+                            )),
+                            Some(_) => {
+                                let masked = consents.values().any(|m| {
+                                    &m.dossier == dossier
+                                        && m.masked.contains(section)
+                                        && t >= m.from
+                                        && t < m.until
+                                        && m.revoked.is_none_or(|r| r > t)
+                                });
+                                if masked {
+                                    Err(format!(
+                                        "a read by {reader} was granted while the person masked that section"
+                                    ))
+                                } else {
+                                    Ok(())
+                                }
+                            }
+                        },
+                        (None, None) => Err(format!(
+                            "a read by {reader} was granted on no consent and no break-glass"
+                        )),
+                    };
+                    match verdict {
+                        Ok(()) => out.reads_checked += 1,
+                        Err(_) if hidden => out.unchecked += 1,
+                        Err(reason) => out.fail(&c.member, index, reason),
+                    }
+                }
+                AuditEvent::ReceiptLogged {
+                    owner,
+                    dossier,
+                    section,
+                    request,
+                    owner_leaf,
+                    receipt,
+                    receipt_signature,
+                    ..
+                } => {
+                    // The receipt itself, signed by the owner.
+                    if !receipt.is_empty() {
+                        let signed = B64.decode(receipt).ok().zip(
+                            B64.decode(receipt_signature)
+                                .ok()
+                                .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
+                        );
+                        let held = keys.get(owner).cloned().unwrap_or_default();
+                        let ok = signed.is_some_and(|(bytes, signature)| {
+                            let sb = SignedBytes { bytes, signature };
+                            held.iter().any(|k| {
+                                receipt_names(&sb, k, owner, request, *section, *owner_leaf)
+                            })
+                        });
+                        if !ok {
+                            out.fail(
+                                &c.member,
+                                index,
+                                format!("the receipt it kept for a read from {owner} is not one {owner} signed for that leaf"),
+                            );
+                            continue;
+                        }
+                    }
+                    let Some(o) = by_member.get(owner) else {
+                        out.unchecked += 1;
+                        continue;
+                    };
+                    if *owner_leaf >= o.cp.size {
+                        out.unchecked += 1; // Later than the owner's export.
+                        continue;
+                    }
+                    let k = *owner_leaf as usize;
+                    let proof = merkle::inclusion_proof(&o.hashes, k).unwrap_or_default();
+                    let included = merkle::verify_inclusion(
+                        *owner_leaf,
+                        o.cp.size,
+                        &o.hashes[k],
+                        &proof,
+                        &o.cp.root,
+                    );
+                    let matches = match &o.entries[k] {
+                        Some(AuditEntry {
+                            event:
+                                AuditEvent::ReadGranted {
+                                    request: r,
+                                    reader,
+                                    dossier: d,
+                                    section: s,
+                                    ..
+                                },
+                            ..
+                        }) => r == request && reader == &c.member && d == dossier && s == section,
+                        Some(_) => false,
+                        None => {
+                            out.unchecked += 1;
+                            continue;
+                        }
+                    };
+                    if included && matches {
+                        out.receipts_checked += 1;
+                    } else {
+                        out.fail(
+                            owner,
+                            Some(*owner_leaf),
+                            format!(
+                                "{} logged a read it answered (the reader's entry {i}, with {owner}'s signed receipt), but its leaf {owner_leaf} is not that read: it is missing from its log",
+                                c.member
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether a receipt of several sections, signed by `owner`, names `leaf`
+/// for `section` of `request`.
+fn receipt_names(
+    sb: &SignedBytes,
+    key: &PublicKey,
+    owner: &MemberId,
+    request: &str,
+    section: Section,
+    leaf: u64,
+) -> bool {
+    if sb
+        .verify(maillon_node::crypto::Context::Receipt, key, "receipt")
+        .is_err()
+    {
+        return false;
+    }
+    serde_json::from_slice::<Receipt>(&sb.bytes).is_ok_and(|r| {
+        &r.owner == owner
+            && r.request == request
+            && r.items
+                .iter()
+                .any(|it| it.section == section && it.leaf == leaf)
+    })
+}

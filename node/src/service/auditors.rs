@@ -1,0 +1,481 @@
+//! What auditors ask of logs beyond their own node's page of entries: a
+//! log's signed manifest and its leaves (for `audit export` and `audit
+//! verify`), and a dossier's entries with their inclusion proofs (for the
+//! person's access report), from this node or, through it, from a peer.
+//!
+//! Across members only what the charter allows is answered: only a node's
+//! auditors may ask, and a member is shown an entry about a dossier only if
+//! it holds that dossier in this node's records (it attached here, or this
+//! node attached from it) or is the other party of the entry (the reader,
+//! the owner, a recipient). Every other entry travels as its leaf hash
+//! alone, so the tree still verifies; the federation's governance entries
+//! are shown to every member.
+
+use super::{Caller, Node, Result, ServiceError, blocking, require};
+use crate::audit::bundle::{Alarm, BUNDLE_FORMAT, Leaf, MAX_MANIFEST, Manifest, SignedManifest};
+use crate::audit::merkle::Hash;
+use crate::audit::note::Checkpoint;
+use crate::audit::{AuditEntry, AuditEvent};
+use crate::storage::Tree;
+use crate::types::{DossierId, MemberId, Role};
+
+/// Most leaves in one page.
+pub const MAX_LEAVES_PAGE: u32 = 10_000;
+
+/// Most bytes of entries and proofs in one page of leaves or of a dossier's
+/// entries: well under the 1 MiB message limit.
+const MAX_PART_BYTES: usize = 512 * 1024;
+
+/// A page of a log's leaves, as the asker may see them.
+#[derive(Clone, Debug)]
+pub struct LeafPage {
+    /// `(index, leaf)`, in order from the index asked.
+    pub leaves: Vec<(u64, Leaf)>,
+    /// The log's size when read.
+    pub tree_size: u64,
+}
+
+/// One entry about a dossier, with its inclusion proof in the tree of
+/// [`DossierPart::checkpoint`].
+#[derive(Clone, Debug)]
+pub struct ProvenEntry {
+    /// Its leaf index.
+    pub index: u64,
+    /// The entry's bytes, as the log holds them.
+    pub entry: Vec<u8>,
+    /// Its inclusion proof.
+    pub proof: Vec<Hash>,
+}
+
+/// What one member's log says of a dossier, proven.
+#[derive(Clone, Debug)]
+pub struct DossierPart {
+    /// The member.
+    pub member: MemberId,
+    /// Its latest signed checkpoint: every proof is against this tree.
+    pub checkpoint: String,
+    /// The newest of its checkpoints witnesses cosigned, with their cosignatures.
+    pub cosigned: String,
+    /// A consistency proof from the cosigned tree to the checkpoint's
+    /// (empty when they are the same tree).
+    pub consistency: Vec<Hash>,
+    /// Its entries about the dossier, from the index asked.
+    pub entries: Vec<ProvenEntry>,
+    /// The members it knows to hold the dossier (to ask them too).
+    pub holders: Vec<MemberId>,
+    /// Where to ask again from, when the answer stopped early.
+    pub next: Option<u64>,
+    /// Why the member did not answer, when it did not (the others still count).
+    pub error: Option<String>,
+}
+
+impl Node {
+    /// This node's signed manifest: its latest checkpoint, the newest one
+    /// witnesses cosigned, what it witnessed of each peer, its alarms, and
+    /// the roster chain it adopted.
+    fn manifest(&self) -> Result<SignedManifest> {
+        let (checkpoint, cosigned) = self.latest_checkpoint()?;
+        let witnessed = self
+            .store
+            .scan::<super::Witnessed>(Tree::Witnessed, "")?
+            .into_iter()
+            .filter_map(|(id, w)| {
+                Some(crate::audit::bundle::WitnessedPeer {
+                    member: id.parse().ok()?,
+                    checkpoint: w.checkpoint,
+                    at: w.at,
+                })
+            })
+            .collect();
+        let alarms = self
+            .store
+            .scan::<super::Evidence>(Tree::Evidence, "")?
+            .into_iter()
+            .map(|(_, e)| Alarm {
+                member: e.member,
+                reason: e.reason,
+                at: e.at,
+                first: e.first,
+                second: e.second,
+            })
+            .collect();
+        let roster_chain = self
+            .store
+            .scan::<crate::roster::SignedRoster>(Tree::RosterChain, "")?
+            .into_iter()
+            .map(|(_, link)| link)
+            .collect();
+        let manifest = Manifest {
+            format: BUNDLE_FORMAT.into(),
+            member: self.me.clone(),
+            exported_at: self.clock.now(),
+            checkpoint,
+            cosigned,
+            witnessed,
+            alarms,
+            roster_chain,
+        };
+        let signed = SignedManifest::sign(&manifest, &self.key);
+        if signed.manifest.len() > MAX_MANIFEST {
+            return Err(ServiceError::State(format!(
+                "this node's manifest is {} bytes, past the {MAX_MANIFEST} a message carries",
+                signed.manifest.len()
+            )));
+        }
+        Ok(signed)
+    }
+
+    /// `audit export` / `audit verify`: the signed manifest of this node's
+    /// log, or of `member`'s (asked of it by this node); auditors only.
+    pub async fn audit_manifest(
+        &self,
+        caller: &Caller,
+        member: Option<&MemberId>,
+    ) -> Result<SignedManifest> {
+        require(caller, &[Role::Auditor])?;
+        match member.filter(|m| **m != self.me) {
+            None => self.manifest(),
+            Some(m) => {
+                let peer = self.roster_member(m)?;
+                self.network.get_manifest(&peer).await
+            }
+        }
+    }
+
+    /// Peer side: this node's signed manifest, for any active member.
+    pub fn serve_manifest(&self, peer: &MemberId) -> Result<SignedManifest> {
+        self.active_peer(peer)?;
+        self.manifest()
+    }
+
+    /// `audit export` / `audit verify`: leaves of this node's log (every
+    /// entry shown), or of `member`'s as it shows them to this node.
+    pub async fn audit_leaves(
+        &self,
+        caller: &Caller,
+        member: Option<&MemberId>,
+        from: u64,
+        limit: u32,
+    ) -> Result<LeafPage> {
+        require(caller, &[Role::Auditor])?;
+        check_limit(limit)?;
+        match member.filter(|m| **m != self.me) {
+            None => self.leaves(None, from, limit).await,
+            Some(m) => {
+                let peer = self.roster_member(m)?;
+                self.network.get_leaves(&peer, from, limit).await
+            }
+        }
+    }
+
+    /// Peer side: leaves of this node's log as `peer` may see them.
+    pub async fn serve_leaves(&self, peer: &MemberId, from: u64, limit: u32) -> Result<LeafPage> {
+        self.active_peer(peer)?;
+        check_limit(limit)?;
+        self.leaves(Some(peer), from, limit).await
+    }
+
+    /// Leaves from `from`, everything shown to this node's own auditors
+    /// (`viewer` none) and to a peer what the charter lets it see.
+    async fn leaves(&self, viewer: Option<&MemberId>, from: u64, limit: u32) -> Result<LeafPage> {
+        let tree_size = self.audit.size();
+        let audit = self.audit.clone();
+        let raw =
+            blocking(move || audit.entries_within(from, limit.max(1) as usize, MAX_PART_BYTES))
+                .await?;
+        let mut held = std::collections::HashMap::new();
+        let mut leaves = Vec::with_capacity(raw.len());
+        for (index, bytes) in raw {
+            let shown = match viewer {
+                None => true,
+                Some(v) => match AuditEntry::from_bytes(&bytes) {
+                    Ok(e) => self.may_see(v, &e.event, &mut held),
+                    Err(_) => false,
+                },
+            };
+            leaves.push((
+                index,
+                if shown {
+                    Leaf::Entry(bytes)
+                } else {
+                    Leaf::Withheld(crate::audit::merkle::leaf_hash(&bytes))
+                },
+            ));
+        }
+        Ok(LeafPage { leaves, tree_size })
+    }
+
+    /// Whether `viewer` may see `event` of this node's log in full.
+    fn may_see(
+        &self,
+        viewer: &MemberId,
+        event: &AuditEvent,
+        held: &mut std::collections::HashMap<DossierId, bool>,
+    ) -> bool {
+        if event.is_federation_business() || event.names(viewer) {
+            return true;
+        }
+        match event.dossier() {
+            Some(d) => *held
+                .entry(d.clone())
+                .or_insert_with(|| self.holds_by_record(viewer, d)),
+            None => false,
+        }
+    }
+
+    /// Whether this node's record of `dossier` says `member` holds it.
+    fn holds_by_record(&self, member: &MemberId, dossier: &DossierId) -> bool {
+        self.store
+            .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())
+            .ok()
+            .flatten()
+            .is_some_and(|r| {
+                r.partners.contains(member) || r.attached_from.as_ref() == Some(member)
+            })
+    }
+
+    /// `audit report`: what every member that holds `dossier` logged of it,
+    /// proven; this node's part first. A member that does not answer is a
+    /// part with its error (the report says so).
+    pub async fn audit_dossier(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+    ) -> Result<Vec<DossierPart>> {
+        require(caller, &[Role::Auditor])?;
+        let own = self.dossier_part_all(None, dossier).await?;
+        let mut asked: std::collections::BTreeSet<MemberId> = [self.me.clone()].into();
+        let mut queue: Vec<MemberId> = own.holders.clone();
+        let mut parts = vec![own];
+        while let Some(m) = queue.pop() {
+            if !asked.insert(m.clone()) {
+                continue;
+            }
+            let part = match self.roster_member(&m) {
+                Ok(peer) => self.peer_dossier_part(&peer, dossier).await,
+                Err(e) => Err(e),
+            };
+            let part = part.unwrap_or_else(|e| DossierPart {
+                member: m.clone(),
+                checkpoint: String::new(),
+                cosigned: String::new(),
+                consistency: Vec::new(),
+                entries: Vec::new(),
+                holders: Vec::new(),
+                next: None,
+                error: Some(e.to_string()),
+            });
+            queue.extend(part.holders.iter().filter(|h| !asked.contains(*h)).cloned());
+            parts.push(part);
+        }
+        Ok(parts)
+    }
+
+    /// Every page of a peer's part, joined; each page must be against the
+    /// same checkpoint (a log that moved on between pages is asked again
+    /// from the start, once).
+    async fn peer_dossier_part(
+        &self,
+        peer: &crate::roster::RosterMember,
+        dossier: &DossierId,
+    ) -> Result<DossierPart> {
+        let within = std::time::Duration::from_secs(10);
+        for _ in 0..2 {
+            let mut first =
+                tokio::time::timeout(within, self.network.get_dossier_audit(peer, dossier, 0))
+                    .await
+                    .map_err(|_| late(peer))??;
+            let mut moved = false;
+            while let Some(from) = first.next.take() {
+                let page = tokio::time::timeout(
+                    within,
+                    self.network.get_dossier_audit(peer, dossier, from),
+                )
+                .await
+                .map_err(|_| late(peer))??;
+                if page.checkpoint != first.checkpoint {
+                    moved = true;
+                    break;
+                }
+                first.entries.extend(page.entries);
+                first.next = page.next;
+            }
+            if !moved {
+                return Ok(first);
+            }
+        }
+        Err(ServiceError::Unreachable {
+            peer: peer.card.id.clone(),
+            reason: "its log kept moving while it was asked".into(),
+        })
+    }
+
+    /// Peer side: this node's entries about `dossier` from `from`, proven,
+    /// if `peer` holds the dossier (by this node's records, or by being
+    /// the other party of one of those entries).
+    pub async fn serve_dossier_audit(
+        &self,
+        peer: &MemberId,
+        dossier: &DossierId,
+        from: u64,
+    ) -> Result<DossierPart> {
+        self.active_peer(peer)?;
+        self.dossier_part(Some(peer), dossier, from).await
+    }
+
+    /// This node's own part, every page joined.
+    async fn dossier_part_all(
+        &self,
+        viewer: Option<&MemberId>,
+        dossier: &DossierId,
+    ) -> Result<DossierPart> {
+        let mut part = self.dossier_part(viewer, dossier, 0).await?;
+        while let Some(from) = part.next.take() {
+            let page = self
+                .dossier_part_at(viewer, dossier, from, &part.checkpoint)
+                .await?;
+            part.entries.extend(page.entries);
+            part.next = page.next;
+        }
+        Ok(part)
+    }
+
+    async fn dossier_part(
+        &self,
+        viewer: Option<&MemberId>,
+        dossier: &DossierId,
+        from: u64,
+    ) -> Result<DossierPart> {
+        let (checkpoint, _) = self.latest_checkpoint()?;
+        self.dossier_part_at(viewer, dossier, from, &checkpoint)
+            .await
+    }
+
+    /// The part against the tree of `checkpoint` (a note this node signed).
+    async fn dossier_part_at(
+        &self,
+        viewer: Option<&MemberId>,
+        dossier: &DossierId,
+        from: u64,
+        checkpoint: &str,
+    ) -> Result<DossierPart> {
+        let (_, cosigned) = self.latest_checkpoint()?;
+        let size = Checkpoint::parse_body(checkpoint)
+            .map(|c| c.size)
+            .ok_or_else(|| ServiceError::State("this node's checkpoint does not parse".into()))?;
+        let witnessed = Checkpoint::parse_body(&cosigned).map_or(size, |c| c.size.min(size));
+        let (audit, wanted, viewer_owned) = (self.audit.clone(), dossier.clone(), viewer.cloned());
+        let record_holds = viewer.is_some_and(|v| self.holds_by_record(v, dossier));
+        let (entries, next, named, holders) = blocking(move || {
+            let mut out = Vec::new();
+            let mut holders = std::collections::BTreeSet::new();
+            let mut named = false;
+            let mut bytes = 0usize;
+            let mut at = from;
+            let mut next = None;
+            'scan: while at < size {
+                let page = audit.entries(at, ((size - at) as usize).min(4096))?;
+                if page.is_empty() {
+                    break;
+                }
+                for (index, raw) in page {
+                    at = index + 1;
+                    let Ok(e) = AuditEntry::from_bytes(&raw) else {
+                        continue;
+                    };
+                    if e.event.dossier() != Some(&wanted) {
+                        continue;
+                    }
+                    if let Some(v) = &viewer_owned {
+                        named |= e.event.names(v);
+                    }
+                    holders.extend(holders_named(&e.event));
+                    let proof = audit.inclusion_proof(index, size)?;
+                    bytes += raw.len() + 32 * proof.len() + 16;
+                    out.push(ProvenEntry {
+                        index,
+                        entry: raw,
+                        proof,
+                    });
+                    if bytes > MAX_PART_BYTES {
+                        next = Some(at);
+                        break 'scan;
+                    }
+                }
+            }
+            Ok::<_, crate::audit::AuditError>((out, next, named, holders))
+        })
+        .await?;
+        if viewer.is_some() && !record_holds && !named {
+            return Err(ServiceError::NotEntitled(format!(
+                "this node does not know you to hold dossier {dossier}"
+            )));
+        }
+        let mut holders: Vec<MemberId> = holders.into_iter().collect();
+        if let Ok(r) = self.dossier(dossier) {
+            holders.extend(r.partners.iter().cloned());
+            holders.extend(r.attached_from.iter().cloned());
+        }
+        holders.retain(|h| *h != self.me);
+        holders.sort();
+        holders.dedup();
+        let consistency = if witnessed < size && witnessed > 0 {
+            let audit = self.audit.clone();
+            blocking(move || audit.consistency_proof(witnessed, size)).await?
+        } else {
+            Vec::new()
+        };
+        Ok(DossierPart {
+            member: self.me.clone(),
+            checkpoint: checkpoint.to_owned(),
+            cosigned,
+            consistency,
+            entries,
+            holders,
+            next,
+            error: None,
+        })
+    }
+}
+
+/// The members an entry about a dossier shows to hold it.
+fn holders_named(event: &AuditEvent) -> Vec<MemberId> {
+    match event {
+        AuditEvent::DossierAttached { from, .. } => vec![from.clone()],
+        AuditEvent::DossierConfirmed { to, .. } => vec![to.clone()],
+        AuditEvent::ReferentNoted {
+            member,
+            from,
+            partners,
+            ..
+        } => {
+            let mut v = partners.clone();
+            v.push(member.clone());
+            v.push(from.clone());
+            v
+        }
+        AuditEvent::ReadGranted { reader, .. } => vec![reader.clone()],
+        AuditEvent::ReceiptLogged { owner, .. } | AuditEvent::GroupJoined { owner, .. } => {
+            vec![owner.clone()]
+        }
+        AuditEvent::BreakGlassGranted { reader, .. } => vec![reader.clone()],
+        AuditEvent::BreakGlassNotified { owner, reader, .. } => vec![owner.clone(), reader.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn late(peer: &crate::roster::RosterMember) -> ServiceError {
+    ServiceError::Unreachable {
+        peer: peer.card.id.clone(),
+        reason: "no answer within 10 s".into(),
+    }
+}
+
+fn check_limit(limit: u32) -> Result<()> {
+    if limit > MAX_LEAVES_PAGE {
+        return Err(ServiceError::Invalid(format!(
+            "limit is at most {MAX_LEAVES_PAGE}"
+        )));
+    }
+    Ok(())
+}
