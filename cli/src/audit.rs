@@ -75,6 +75,59 @@ pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<Veri
     })
 }
 
+/// Fetches a log as a [`Bundle`](maillon_node::audit::bundle::Bundle): the
+/// signed manifest of this node's log (`member` none) or of a member's
+/// (asked through this node), then every leaf its checkpoint covers, in
+/// pages. Nothing is verified here: [`verify::verify_bundles`] does.
+pub async fn fetch_bundle(
+    conn: &Conn,
+    member: Option<&maillon_node::types::MemberId>,
+) -> Result<maillon_node::audit::bundle::Bundle, CliError> {
+    use maillon_node::audit::bundle::{Bundle, Leaf};
+    let name = member.map(ToString::to_string).unwrap_or_default();
+    let mut api = conn.api();
+    let m = api
+        .audit_manifest(conn.req(pb::AuditManifestRequest {
+            member: name.clone(),
+        }))
+        .await?
+        .into_inner();
+    let who: maillon_node::types::MemberId = match member {
+        Some(m) => m.clone(),
+        None => serde_json::from_str::<serde_json::Value>(&m.manifest)
+            .ok()
+            .and_then(|v| v.get("member")?.as_str()?.parse().ok())
+            .ok_or_else(|| CliError::Unexpected("the node's manifest names no member".into()))?,
+    };
+    let manifest = maillon_node::transport::manifest_from_pb(&who, m)
+        .map_err(|e| CliError::Unexpected(e.to_string()))?;
+    let size = manifest
+        .unverified()
+        .ok()
+        .and_then(|m| Checkpoint::parse_body(&m.checkpoint))
+        .map_or(0, |cp| cp.size);
+    let mut leaves: Vec<Leaf> = Vec::new();
+    while (leaves.len() as u64) < size {
+        let from = leaves.len() as u64;
+        let limit = (size - from).min(u64::from(maillon_node::service::MAX_LEAVES_PAGE)) as u32;
+        let page = api
+            .audit_leaves(conn.req(pb::AuditLeavesRequest {
+                member: name.clone(),
+                from,
+                limit,
+            }))
+            .await?
+            .into_inner();
+        let page = maillon_node::transport::leaves_from_pb(&who, page, from, limit)
+            .map_err(|e| CliError::log(&who, LogFault::Unexpected(e.to_string())))?;
+        if page.leaves.is_empty() {
+            return Err(CliError::log(&who, LogFault::Short));
+        }
+        leaves.extend(page.leaves.into_iter().map(|(_, l)| l));
+    }
+    Ok(Bundle { manifest, leaves })
+}
+
 /// A checkpoint an auditor verified, remembered for the next run.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remembered {

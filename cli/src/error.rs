@@ -171,6 +171,9 @@ pub enum LogFault {
     /// An entry does not match the checkpoint's Merkle root, or does not decode.
     #[error(transparent)]
     Entries(AuditError),
+    /// The node served something that is not a page of its log.
+    #[error("{0}")]
+    Unexpected(String),
     /// The node served fewer entries than its checkpoint covers.
     #[error("it served fewer entries than its checkpoint covers")]
     Short,

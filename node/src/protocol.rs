@@ -232,15 +232,7 @@ impl Receipt {
         request_hash: &str,
         sections: &[Section],
     ) -> Result<Self, ProtocolError> {
-        signed.verify(Context::Receipt, owner_key, "receipt")?;
-        let receipt: Receipt =
-            serde_json::from_slice(&signed.bytes).map_err(|e| ProtocolError::Malformed {
-                what: "receipt",
-                reason: json_reason(&e),
-            })?;
-        if receipt.request != request_hash || &receipt.owner != owner {
-            return Err(ProtocolError::OtherRequest);
-        }
+        let receipt = Self::open(signed, owner, owner_key, request_hash)?;
         let asked = receipt
             .items
             .iter()
@@ -252,6 +244,28 @@ impl Receipt {
             .all(|i| i.basis.is_some() != i.refused.is_some());
         if !asked || !whole {
             return Err(ProtocolError::OtherSections);
+        }
+        Ok(receipt)
+    }
+
+    /// Opens an owner's signed receipt: signed by `owner_key` (context
+    /// `maillon/v1/receipt`), naming `owner` and `request_hash`. What an
+    /// auditor checks of a receipt a reader kept; [`Self::verify`] also
+    /// checks its items against the sections asked.
+    pub fn open(
+        signed: &SignedBytes,
+        owner: &MemberId,
+        owner_key: &PublicKey,
+        request_hash: &str,
+    ) -> Result<Self, ProtocolError> {
+        signed.verify(Context::Receipt, owner_key, "receipt")?;
+        let receipt: Receipt =
+            serde_json::from_slice(&signed.bytes).map_err(|e| ProtocolError::Malformed {
+                what: "receipt",
+                reason: json_reason(&e),
+            })?;
+        if receipt.request != request_hash || &receipt.owner != owner {
+            return Err(ProtocolError::OtherRequest);
         }
         Ok(receipt)
     }

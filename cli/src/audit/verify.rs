@@ -30,8 +30,9 @@ use super::{AuditorState, Remembered};
 /// One thing that does not hold, where it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// The node whose log or statement is at fault.
-    pub node: MemberId,
+    /// The node whose log or statement is at fault (or the bundle, when it
+    /// names none).
+    pub node: String,
     /// The leaf concerned, when one is.
     pub index: Option<u64>,
     /// What does not hold, in one line.
@@ -89,7 +90,7 @@ pub struct Outcome {
 impl Outcome {
     fn fail(&mut self, node: &MemberId, index: Option<u64>, reason: impl Into<String>) {
         self.findings.push(Finding {
-            node: node.clone(),
+            node: node.to_string(),
             index,
             reason: reason.into(),
         });
@@ -97,11 +98,12 @@ impl Outcome {
 }
 
 /// One log, once its own checks passed.
-struct Checked<'a> {
+struct Checked {
+    /// Its place in [`Outcome::nodes`].
+    summary: usize,
     member: MemberId,
     manifest: Manifest,
     cp: Checkpoint,
-    leaves: &'a [Leaf],
     hashes: Vec<Hash>,
     entries: Vec<Option<AuditEntry>>,
 }
@@ -182,16 +184,14 @@ pub fn verify_bundles(
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut keys: KeyHistory = HashMap::new();
-    let mut checked: Vec<Checked<'_>> = Vec::new();
-    for bundle in bundles {
+    let mut checked: Vec<Checked> = Vec::new();
+    for (n, bundle) in bundles.iter().enumerate() {
         let Ok(member) = bundle.manifest.claimed_member() else {
-            if let Some(first) = genesis.roster.members.first() {
-                out.fail(
-                    &first.card.id,
-                    None,
-                    "a bundle whose manifest names no member was given",
-                );
-            }
+            out.findings.push(Finding {
+                node: format!("bundle #{}", n + 1),
+                index: None,
+                reason: "its manifest names no member".into(),
+            });
             continue;
         };
         let mut summary = NodeSummary {
@@ -208,7 +208,8 @@ pub fn verify_bundles(
             verified: false,
         };
         match check_one(genesis, bundle, &member, &mut keys, &mut out, &mut summary) {
-            Some(c) => {
+            Some(mut c) => {
+                c.summary = out.nodes.len();
                 if let Some(state) = state.as_deref_mut() {
                     summary.extends = against_state(state, &c, &mut out, now);
                 }
@@ -226,10 +227,7 @@ pub fn verify_bundles(
         out.nodes.push(summary);
     }
     // Cosignatures, now that every chain's keys are known.
-    for (c, summary) in checked
-        .iter()
-        .zip(out.nodes.iter_mut().filter(|n| n.verified))
-    {
+    for c in &checked {
         let own = origin(&c.member);
         let Some(body) = body_of(&c.manifest.cosigned) else {
             continue;
@@ -243,10 +241,10 @@ pub fn verify_bundles(
                 .iter()
                 .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
             {
-                summary.cosigners.push(w);
+                out.nodes[c.summary].cosigners.push(w);
             } else {
                 out.findings.push(Finding {
-                    node: c.member.clone(),
+                    node: c.member.to_string(),
                     index: None,
                     reason: format!(
                         "its checkpoint carries a cosignature by {w} that does not verify under {w}'s keys (forged)"
@@ -261,14 +259,14 @@ pub fn verify_bundles(
 }
 
 /// The checks of one log on its own; `None` when it does not verify.
-fn check_one<'a>(
+fn check_one(
     genesis: &SignedRoster,
-    bundle: &'a Bundle,
+    bundle: &Bundle,
     member: &MemberId,
     keys: &mut KeyHistory,
     out: &mut Outcome,
     summary: &mut NodeSummary,
-) -> Option<Checked<'a>> {
+) -> Option<Checked> {
     let claimed = match bundle.manifest.unverified() {
         Ok(m) => m,
         Err(e) => {
@@ -374,10 +372,10 @@ fn check_one<'a>(
         })
         .collect();
     Some(Checked {
+        summary: 0,
         member: member.clone(),
         manifest,
         cp,
-        leaves,
         hashes,
         entries,
     })
@@ -387,7 +385,7 @@ fn check_one<'a>(
 /// new checkpoint when it extends the old one. Returns the old size.
 fn against_state(
     state: &mut AuditorState,
-    c: &Checked<'_>,
+    c: &Checked,
     out: &mut Outcome,
     now: i64,
 ) -> Option<u64> {
@@ -440,9 +438,8 @@ fn against_state(
 }
 
 /// What each node witnessed of the others, and their alarms.
-fn cross_witnesses(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
-    let by_member: HashMap<&MemberId, &Checked<'_>> =
-        checked.iter().map(|c| (&c.member, c)).collect();
+fn cross_witnesses(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
+    let by_member: HashMap<&MemberId, &Checked> = checked.iter().map(|c| (&c.member, c)).collect();
     // (peer, size) -> (root, witness) of every checkpoint a witness kept.
     let mut seen: BTreeMap<(MemberId, u64), (Hash, MemberId)> = BTreeMap::new();
     for w in checked {
@@ -520,9 +517,8 @@ struct GrantSeen {
 
 /// Every granted read against its basis; every receipt against the owner's
 /// log; every break-glass reviewed or pending.
-fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
-    let by_member: HashMap<&MemberId, &Checked<'_>> =
-        checked.iter().map(|c| (&c.member, c)).collect();
+fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
+    let by_member: HashMap<&MemberId, &Checked> = checked.iter().map(|c| (&c.member, c)).collect();
     let reviewed: BTreeSet<(MemberId, GrantId)> = checked
         .iter()
         .flat_map(|c| c.entries.iter().flatten())
@@ -534,11 +530,15 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
         })
         .collect();
     for c in checked {
-        let hidden = c.leaves.iter().any(|l| matches!(l, Leaf::Withheld(_)));
+        // A basis missing from the log may be in a leaf withheld before the read.
+        let mut withheld_before = false;
         let mut consents: HashMap<ConsentId, ConsentSeen> = HashMap::new();
         let mut grants: HashMap<GrantId, GrantSeen> = HashMap::new();
         for (i, e) in c.entries.iter().enumerate() {
-            let Some(e) = e else { continue };
+            let Some(e) = e else {
+                withheld_before = true;
+                continue;
+            };
             let index = Some(i as u64);
             match &e.event {
                 AuditEvent::ConsentGranted {
@@ -611,44 +611,44 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
                     let t = e.time;
                     let verdict = match (break_glass, consent) {
                         (Some(g), _) => match grants.get(g) {
-                            None => Err(format!(
+                            None => Err(Missing(format!(
                                 "a read by {reader} names break-glass {g}, which this log never granted"
-                            )),
+                            ))),
                             Some(s)
                                 if &s.dossier != dossier
                                     || &s.reader != reader
                                     || !s.sections.contains(section) =>
                             {
-                                Err(format!(
+                                Err(Wrong(format!(
                                     "a read by {reader} names break-glass {g}, which does not open this section to it"
-                                ))
+                                )))
                             }
                             Some(s) if t > s.until || s.ended.is_some_and(|end| end <= t) => {
-                                Err(format!(
+                                Err(Wrong(format!(
                                     "a read by {reader} under break-glass {g} came after it ended"
-                                ))
+                                )))
                             }
                             Some(_) => Ok(()),
                         },
                         (None, Some(k)) => match consents.get(k) {
-                            None => Err(format!(
+                            None => Err(Missing(format!(
                                 "a read by {reader} names consent {k}, which this log never recorded"
-                            )),
+                            ))),
                             Some(s)
                                 if &s.dossier != dossier
                                     || !s.audience.contains(reader)
                                     || !s.sections.contains(section) =>
                             {
-                                Err(format!(
+                                Err(Wrong(format!(
                                     "a read by {reader} names consent {k}, which does not cover it"
-                                ))
+                                )))
                             }
-                            Some(s) if t < s.from || t >= s.until => Err(format!(
+                            Some(s) if t < s.from || t >= s.until => Err(Wrong(format!(
                                 "a read by {reader} names consent {k}, which was not in force at that moment"
-                            )),
-                            Some(s) if s.revoked.is_some_and(|r| r <= t) => Err(format!(
+                            ))),
+                            Some(s) if s.revoked.is_some_and(|r| r <= t) => Err(Wrong(format!(
                                 "a read by {reader} names consent {k}, revoked before it"
-                            )),
+                            ))),
                             Some(_) => {
                                 let masked = consents.values().any(|m| {
                                     &m.dossier == dossier
@@ -658,22 +658,22 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
                                         && m.revoked.is_none_or(|r| r > t)
                                 });
                                 if masked {
-                                    Err(format!(
+                                    Err(Wrong(format!(
                                         "a read by {reader} was granted while the person masked that section"
-                                    ))
+                                    )))
                                 } else {
                                     Ok(())
                                 }
                             }
                         },
-                        (None, None) => Err(format!(
+                        (None, None) => Err(Wrong(format!(
                             "a read by {reader} was granted on no consent and no break-glass"
-                        )),
+                        ))),
                     };
                     match verdict {
                         Ok(()) => out.reads_checked += 1,
-                        Err(_) if hidden => out.unchecked += 1,
-                        Err(reason) => out.fail(&c.member, index, reason),
+                        Err(Missing(_)) if withheld_before => out.unchecked += 1,
+                        Err(Missing(reason) | Wrong(reason)) => out.fail(&c.member, index, reason),
                     }
                 }
                 AuditEvent::ReceiptLogged {
@@ -717,15 +717,9 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
                         out.unchecked += 1; // Later than the owner's export.
                         continue;
                     }
+                    // The leaf is in the owner's tree: its root was verified
+                    // against the owner's signed checkpoint above.
                     let k = *owner_leaf as usize;
-                    let proof = merkle::inclusion_proof(&o.hashes, k).unwrap_or_default();
-                    let included = merkle::verify_inclusion(
-                        *owner_leaf,
-                        o.cp.size,
-                        &o.hashes[k],
-                        &proof,
-                        &o.cp.root,
-                    );
                     let matches = match &o.entries[k] {
                         Some(AuditEntry {
                             event:
@@ -744,7 +738,7 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
                             continue;
                         }
                     };
-                    if included && matches {
+                    if matches {
                         out.receipts_checked += 1;
                     } else {
                         out.fail(
@@ -763,8 +757,8 @@ fn cross_reads(checked: &[Checked<'_>], keys: &KeyHistory, out: &mut Outcome) {
     }
 }
 
-/// Whether a receipt of several sections, signed by `owner`, names `leaf`
-/// for `section` of `request`.
+/// Whether a receipt signed by `owner` (any number of sections) names
+/// `leaf` for `section` of `request`.
 fn receipt_names(
     sb: &SignedBytes,
     key: &PublicKey,
@@ -773,17 +767,18 @@ fn receipt_names(
     section: Section,
     leaf: u64,
 ) -> bool {
-    if sb
-        .verify(maillon_node::crypto::Context::Receipt, key, "receipt")
-        .is_err()
-    {
-        return false;
-    }
-    serde_json::from_slice::<Receipt>(&sb.bytes).is_ok_and(|r| {
-        &r.owner == owner
-            && r.request == request
-            && r.items
-                .iter()
-                .any(|it| it.section == section && it.leaf == leaf)
+    Receipt::open(sb, owner, key, request).is_ok_and(|r| {
+        r.items
+            .iter()
+            .any(|it| it.section == section && it.leaf == leaf)
     })
 }
+
+/// Why a granted read does not stand.
+enum Verdict {
+    /// Its basis is not in the log (perhaps in a leaf withheld from the asker).
+    Missing(String),
+    /// Its basis is in the log and does not allow it.
+    Wrong(String),
+}
+use Verdict::{Missing, Wrong};

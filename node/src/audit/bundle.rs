@@ -26,8 +26,9 @@ use crate::types::MemberId;
 /// The first line of a bundle file, and the manifest's `format`.
 pub const BUNDLE_FORMAT: &str = "maillon-audit-bundle/v1";
 
-/// Largest signed manifest taken from a node or a file (bytes of JSON).
-pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Largest signed manifest served, or taken from a node or a file (bytes of
+/// JSON): it travels in one gRPC message (1 MiB) with room to spare.
+pub const MAX_MANIFEST: usize = 960 * 1024;
 
 /// The latest checkpoint a node accepted and cosigned of one of its peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,20 +42,21 @@ pub struct WitnessedPeer {
     pub at: i64,
 }
 
-/// An alarm a node raised against a peer, with the two signed checkpoints
-/// that disagree (the second empty when the peer's answer was not one).
+/// An alarm a node raised against a peer, with its evidence: the two signed
+/// checkpoints that disagree (the second empty when the peer's answer was
+/// not a valid checkpoint). Kept by the witness, exported in its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Alarm {
+pub struct Evidence {
     /// The peer.
     pub member: MemberId,
     /// What it did, in one line.
     pub reason: String,
     /// When (Unix seconds).
     pub at: i64,
-    /// The checkpoint the node had accepted.
+    /// The checkpoint the witness had accepted, signed by the peer.
     pub first: String,
-    /// The one that disagrees with it.
+    /// The one that disagrees with it, signed by the peer.
     pub second: String,
 }
 
@@ -76,7 +78,7 @@ pub struct Manifest {
     /// The latest checkpoint it accepted of each peer.
     pub witnessed: Vec<WitnessedPeer>,
     /// Every alarm it raised.
-    pub alarms: Vec<Alarm>,
+    pub alarms: Vec<Evidence>,
     /// The roster chain it adopted, genesis first.
     pub roster_chain: Vec<SignedRoster>,
 }

@@ -522,34 +522,38 @@ impl AuditEvent {
         }
     }
 
-    /// Whether the event names `member` as the other party of what happened
-    /// (the reader, the owner, the attacher or holder, a consent's recipient).
-    pub fn names(&self, member: &MemberId) -> bool {
+    /// The members the event names as the other party of what happened
+    /// (the reader, the owner, the attacher or holder, a consent's
+    /// recipient, a group's member): who else holds the dossier, or may.
+    pub fn parties(&self) -> Vec<&MemberId> {
         use AuditEvent as E;
         match self {
-            E::DossierAttached { from, .. } => from == member,
-            E::DossierConfirmed { to, .. } | E::FreshnessAnswered { to, .. } => to == member,
-            E::ReferentSet { member: m, .. } => m == member,
+            E::DossierAttached { from, .. } => vec![from],
+            E::DossierConfirmed { to, .. } | E::FreshnessAnswered { to, .. } => vec![to],
+            E::ReferentSet { member, .. } => vec![member],
             E::ReferentNoted {
-                member: m,
+                member,
                 from,
                 partners,
                 ..
-            } => m == member || from == member || partners.contains(member),
-            E::ConsentGranted { audience, .. } => audience.contains(member),
-            E::GroupMemberAdded { member: m, .. } | E::GroupMemberRemoved { member: m, .. } => {
-                m == member
+            } => partners.iter().chain([member, from]).collect(),
+            E::ConsentGranted { audience, .. } => audience.iter().collect(),
+            E::GroupMemberAdded { member, .. } | E::GroupMemberRemoved { member, .. } => {
+                vec![member]
             }
-            E::GroupJoined { owner, .. } | E::ReceiptLogged { owner, .. } => owner == member,
+            E::GroupJoined { owner, .. } | E::ReceiptLogged { owner, .. } => vec![owner],
             E::ReadGranted { reader, .. }
             | E::ReadDenied { reader, .. }
-            | E::BreakGlassGranted { reader, .. } => reader == member,
-            E::BreakGlassNotified { owner, reader, .. } => owner == member || reader == member,
-            E::DossierClosed { from, .. } | E::DossierErased { from, .. } => {
-                from.as_ref() == Some(member)
-            }
-            _ => false,
+            | E::BreakGlassGranted { reader, .. } => vec![reader],
+            E::BreakGlassNotified { owner, reader, .. } => vec![owner, reader],
+            E::DossierClosed { from, .. } | E::DossierErased { from, .. } => from.iter().collect(),
+            _ => Vec::new(),
         }
+    }
+
+    /// Whether the event names `member` among its [`parties`](Self::parties).
+    pub fn names(&self, member: &MemberId) -> bool {
+        self.parties().contains(&member)
     }
 
     /// Whether every member may see the event in full, whoever asks: what

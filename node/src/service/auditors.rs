@@ -12,7 +12,9 @@
 //! are shown to every member.
 
 use super::{Caller, Node, Result, ServiceError, blocking, require};
-use crate::audit::bundle::{Alarm, BUNDLE_FORMAT, Leaf, MAX_MANIFEST, Manifest, SignedManifest};
+use crate::audit::bundle::{
+    BUNDLE_FORMAT, Leaf, MAX_MANIFEST, Manifest, SignedManifest, WitnessedPeer,
+};
 use crate::audit::merkle::Hash;
 use crate::audit::note::Checkpoint;
 use crate::audit::{AuditEntry, AuditEvent};
@@ -76,29 +78,15 @@ impl Node {
     fn manifest(&self) -> Result<SignedManifest> {
         let (checkpoint, cosigned) = self.latest_checkpoint()?;
         let witnessed = self
-            .store
-            .scan::<super::Witnessed>(Tree::Witnessed, "")?
+            .witnessed()?
             .into_iter()
-            .filter_map(|(id, w)| {
-                Some(crate::audit::bundle::WitnessedPeer {
-                    member: id.parse().ok()?,
-                    checkpoint: w.checkpoint,
-                    at: w.at,
-                })
+            .map(|(member, w)| WitnessedPeer {
+                member,
+                checkpoint: w.checkpoint,
+                at: w.at,
             })
             .collect();
-        let alarms = self
-            .store
-            .scan::<super::Evidence>(Tree::Evidence, "")?
-            .into_iter()
-            .map(|(_, e)| Alarm {
-                member: e.member,
-                reason: e.reason,
-                at: e.at,
-                first: e.first,
-                second: e.second,
-            })
-            .collect();
+        let alarms = self.alarms()?;
         let roster_chain = self
             .store
             .scan::<crate::roster::SignedRoster>(Tree::RosterChain, "")?
@@ -225,13 +213,7 @@ impl Node {
 
     /// Whether this node's record of `dossier` says `member` holds it.
     fn holds_by_record(&self, member: &MemberId, dossier: &DossierId) -> bool {
-        self.store
-            .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())
-            .ok()
-            .flatten()
-            .is_some_and(|r| {
-                r.partners.contains(member) || r.attached_from.as_ref() == Some(member)
-            })
+        self.dossier(dossier).is_ok_and(|r| holds(&r, member))
     }
 
     /// `audit report`: what every member that holds `dossier` logged of it,
@@ -352,6 +334,7 @@ impl Node {
     }
 
     /// The part against the tree of `checkpoint` (a note this node signed).
+    /// A peer is refused before any proof is made, whichever page it asks.
     async fn dossier_part_at(
         &self,
         viewer: Option<&MemberId>,
@@ -364,55 +347,41 @@ impl Node {
             .map(|c| c.size)
             .ok_or_else(|| ServiceError::State("this node's checkpoint does not parse".into()))?;
         let witnessed = Checkpoint::parse_body(&cosigned).map_or(size, |c| c.size.min(size));
-        let (audit, wanted, viewer_owned) = (self.audit.clone(), dossier.clone(), viewer.cloned());
-        let record_holds = viewer.is_some_and(|v| self.holds_by_record(v, dossier));
-        let (entries, next, named, holders) = blocking(move || {
-            let mut out = Vec::new();
-            let mut holders = std::collections::BTreeSet::new();
-            let mut named = false;
-            let mut bytes = 0usize;
-            let mut at = from;
-            let mut next = None;
-            'scan: while at < size {
-                let page = audit.entries(at, ((size - at) as usize).min(4096))?;
-                if page.is_empty() {
-                    break;
-                }
-                for (index, raw) in page {
-                    at = index + 1;
-                    let Ok(e) = AuditEntry::from_bytes(&raw) else {
-                        continue;
-                    };
-                    if e.event.dossier() != Some(&wanted) {
-                        continue;
-                    }
-                    if let Some(v) = &viewer_owned {
-                        named |= e.event.names(v);
-                    }
-                    holders.extend(holders_named(&e.event));
-                    let proof = audit.inclusion_proof(index, size)?;
-                    bytes += raw.len() + 32 * proof.len() + 16;
-                    out.push(ProvenEntry {
-                        index,
-                        entry: raw,
-                        proof,
-                    });
-                    if bytes > MAX_PART_BYTES {
-                        next = Some(at);
-                        break 'scan;
-                    }
-                }
-            }
-            Ok::<_, crate::audit::AuditError>((out, next, named, holders))
-        })
-        .await?;
-        if viewer.is_some() && !record_holds && !named {
+        let record = self.dossier(dossier).ok();
+        if let Some(v) = viewer
+            && !record.as_ref().is_some_and(|r| holds(r, v))
+            && !self.named_about(v, dossier, size).await?
+        {
             return Err(ServiceError::NotEntitled(format!(
                 "this node does not know you to hold dossier {dossier}"
             )));
         }
+        let (audit, wanted) = (self.audit.clone(), dossier.clone());
+        let (entries, next, holders) = blocking(move || {
+            let mut out = Vec::new();
+            let mut holders = std::collections::BTreeSet::new();
+            let mut bytes = 0usize;
+            let mut next = None;
+            for found in about(&audit, &wanted, from, size) {
+                let (index, raw, event) = found?;
+                holders.extend(event.parties().into_iter().cloned());
+                let proof = audit.inclusion_proof(index, size)?;
+                bytes += raw.len() + 32 * proof.len() + 16;
+                out.push(ProvenEntry {
+                    index,
+                    entry: raw,
+                    proof,
+                });
+                if bytes > MAX_PART_BYTES {
+                    next = Some(index + 1).filter(|&n| n < size);
+                    break;
+                }
+            }
+            Ok::<_, crate::audit::AuditError>((out, next, holders))
+        })
+        .await?;
         let mut holders: Vec<MemberId> = holders.into_iter().collect();
-        if let Ok(r) = self.dossier(dossier) {
+        if let Some(r) = &record {
             holders.extend(r.partners.iter().cloned());
             holders.extend(r.attached_from.iter().cloned());
         }
@@ -436,32 +405,67 @@ impl Node {
             error: None,
         })
     }
+
+    /// Whether an entry about `dossier` among the first `size` names `member`.
+    async fn named_about(&self, member: &MemberId, dossier: &DossierId, size: u64) -> Result<bool> {
+        let (audit, wanted, member) = (self.audit.clone(), dossier.clone(), member.clone());
+        blocking(move || {
+            for found in about(&audit, &wanted, 0, size) {
+                if found?.2.names(&member) {
+                    return Ok(true);
+                }
+            }
+            Ok::<_, crate::audit::AuditError>(false)
+        })
+        .await
+    }
 }
 
-/// The members an entry about a dossier shows to hold it.
-fn holders_named(event: &AuditEvent) -> Vec<MemberId> {
-    match event {
-        AuditEvent::DossierAttached { from, .. } => vec![from.clone()],
-        AuditEvent::DossierConfirmed { to, .. } => vec![to.clone()],
-        AuditEvent::ReferentNoted {
-            member,
-            from,
-            partners,
-            ..
-        } => {
-            let mut v = partners.clone();
-            v.push(member.clone());
-            v.push(from.clone());
-            v
+/// The entries about `dossier` in `[from, size)`, in order, read in pages:
+/// `(index, bytes, event)`. Entries that do not decode are skipped (the
+/// node checked its log at start).
+fn about<'a>(
+    audit: &'a crate::audit::AuditLog,
+    dossier: &'a DossierId,
+    from: u64,
+    size: u64,
+) -> impl Iterator<Item = std::result::Result<(u64, Vec<u8>, AuditEvent), crate::audit::AuditError>> + 'a
+{
+    let mut at = from;
+    let mut page = std::collections::VecDeque::new();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some((index, raw)) = page.pop_front() {
+                let (index, raw): (u64, Vec<u8>) = (index, raw);
+                match AuditEntry::from_bytes(&raw) {
+                    Ok(e) if e.event.dossier() == Some(dossier) => {
+                        return Some(Ok((index, raw, e.event)));
+                    }
+                    _ => continue,
+                }
+            }
+            if at >= size {
+                return None;
+            }
+            match audit.entries(at, ((size - at) as usize).min(4096)) {
+                Ok(p) if p.is_empty() => return None,
+                Ok(p) => {
+                    at = p.last().map_or(size, |(i, _)| i + 1);
+                    page.extend(p);
+                }
+                Err(e) => {
+                    at = size;
+                    return Some(Err(e));
+                }
+            }
         }
-        AuditEvent::ReadGranted { reader, .. } => vec![reader.clone()],
-        AuditEvent::ReceiptLogged { owner, .. } | AuditEvent::GroupJoined { owner, .. } => {
-            vec![owner.clone()]
-        }
-        AuditEvent::BreakGlassGranted { reader, .. } => vec![reader.clone()],
-        AuditEvent::BreakGlassNotified { owner, reader, .. } => vec![owner.clone(), reader.clone()],
-        _ => Vec::new(),
-    }
+    })
+}
+
+/// Whether a dossier's record says `member` holds it (it attached here, or
+/// this node attached from it).
+fn holds(record: &super::DossierRecord, member: &MemberId) -> bool {
+    record.partners.contains(member) || record.attached_from.as_ref() == Some(member)
 }
 
 fn late(peer: &crate::roster::RosterMember) -> ServiceError {

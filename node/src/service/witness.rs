@@ -70,22 +70,7 @@ struct Cosigned {
     line: String,
 }
 
-/// An alarm and its evidence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evidence {
-    /// The peer.
-    pub member: MemberId,
-    /// What it did, in one line.
-    pub reason: String,
-    /// When (Unix seconds).
-    pub at: i64,
-    /// The checkpoint this node had accepted, signed by the peer.
-    pub first: String,
-    /// The one that disagrees with it, signed by the peer (empty when the
-    /// peer's answer was not a valid checkpoint).
-    pub second: String,
-}
+pub use crate::audit::bundle::Evidence;
 
 impl Node {
     /// Upkeep: witnesses every active peer once; returns how many
@@ -394,22 +379,30 @@ impl Node {
     /// with its evidence, and its own checkpoint with its cosignatures.
     pub fn audit_witness(&self, caller: &Caller) -> Result<WitnessView> {
         require(caller, &[Role::Auditor])?;
-        let mut peers = Vec::new();
-        for (id, w) in self.store.scan::<Witnessed>(Tree::Witnessed, "")? {
-            if let Ok(member) = id.parse() {
-                peers.push((member, w));
-            }
-        }
-        let alarms = self
+        Ok(WitnessView {
+            peers: self.witnessed()?,
+            alarms: self.alarms()?,
+            cosigned: self.latest_checkpoint()?.1,
+        })
+    }
+
+    /// The latest checkpoint this node accepted of each peer.
+    pub(super) fn witnessed(&self) -> Result<Vec<(MemberId, Witnessed)>> {
+        Ok(self
+            .store
+            .scan::<Witnessed>(Tree::Witnessed, "")?
+            .into_iter()
+            .filter_map(|(id, w)| Some((id.parse().ok()?, w)))
+            .collect())
+    }
+
+    /// Every alarm this node raised, with its evidence.
+    pub(super) fn alarms(&self) -> Result<Vec<Evidence>> {
+        Ok(self
             .store
             .scan::<Evidence>(Tree::Evidence, "")?
             .into_iter()
             .map(|(_, e)| e)
-            .collect();
-        Ok(WitnessView {
-            peers,
-            alarms,
-            cosigned: self.latest_checkpoint()?.1,
-        })
+            .collect())
     }
 }

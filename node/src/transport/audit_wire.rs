@@ -104,7 +104,8 @@ fn hashes(hs: Vec<Hash>) -> Vec<Vec<u8>> {
     hs.into_iter().map(|h| h.to_vec()).collect()
 }
 
-fn hashes_from(from: &MemberId, hs: Vec<Vec<u8>>) -> Result<Vec<Hash>, ServiceError> {
+/// A proof from the wire: at most [`MAX_PROOF`] hashes of 32 bytes each.
+pub fn hashes_from(from: &MemberId, hs: Vec<Vec<u8>>) -> Result<Vec<Hash>, ServiceError> {
     let bad = |what: &str| ServiceError::PeerMisbehaved {
         peer: from.clone(),
         what: what.into(),
@@ -142,7 +143,7 @@ pub fn part_to_pb(p: DossierPart) -> pb::DossierAuditPart {
     }
 }
 
-/// A dossier's part from the wire; `from` must be the member it is of.
+/// A dossier's part from a peer; `from` must be the member it is of.
 pub fn part_from_pb(from: &MemberId, p: pb::DossierAuditPart) -> Result<DossierPart, ServiceError> {
     let bad = |what: String| ServiceError::PeerMisbehaved {
         peer: from.clone(),
@@ -152,7 +153,7 @@ pub fn part_from_pb(from: &MemberId, p: pb::DossierAuditPart) -> Result<DossierP
         .member
         .parse()
         .map_err(|_| bad("its part names no member".into()))?;
-    if &member != from && p.error.is_empty() {
+    if &member != from {
         return Err(bad(format!("its part claims to be {member}'s")));
     }
     if p.checkpoint.len() > 4096 || p.cosigned.len() > 64 * 1024 || p.holders.len() > 1024 {
@@ -183,6 +184,7 @@ pub fn part_from_pb(from: &MemberId, p: pb::DossierAuditPart) -> Result<DossierP
         entries,
         holders,
         next: p.next,
-        error: (!p.error.is_empty()).then(|| crate::types::escape_controls(&p.error)),
+        // A peer answers for itself; only the asking node notes a failure.
+        error: None,
     })
 }

@@ -342,7 +342,7 @@ impl PeerNetwork for PeerClients {
                     c.get_consistency(r).await
                 })
                 .await?;
-            proof_hashes(&member.card.id, r.hashes)
+            super::audit_wire::hashes_from(&member.card.id, r.hashes)
         })
     }
 
@@ -483,26 +483,4 @@ impl PeerNetwork for PeerClients {
             Ok(())
         })
     }
-}
-
-/// A peer's proof hashes, each 32 bytes, at most [`crate::service::MAX_PROOF`].
-fn proof_hashes(
-    peer: &crate::types::MemberId,
-    hashes: Vec<Vec<u8>>,
-) -> Result<Vec<crate::audit::merkle::Hash>, ServiceError> {
-    if hashes.len() > crate::service::MAX_PROOF {
-        return Err(ServiceError::PeerMisbehaved {
-            peer: peer.clone(),
-            what: "its proof is too long".into(),
-        });
-    }
-    hashes
-        .into_iter()
-        .map(|h| {
-            h.try_into().map_err(|_| ServiceError::PeerMisbehaved {
-                peer: peer.clone(),
-                what: "its proof holds a hash that is not 32 bytes".into(),
-            })
-        })
-        .collect()
 }

@@ -1,0 +1,362 @@
+//! Auditing across nodes: what a member's log shows another member, a
+//! dossier's entries proven from every member holding it, and the auditor's
+//! engine catching what a node hides (a rewritten log, a read missing at
+//! the owner, a forged cosignature, a truncated log).
+
+use maillon_cli::audit::verify::{Outcome, verify_bundles};
+use maillon_cli::audit::{AuditorState, fetch_bundle};
+use maillon_node::audit::bundle::{Bundle, Leaf, SignedManifest};
+use maillon_node::audit::merkle;
+use maillon_node::audit::note::Checkpoint;
+use maillon_node::audit::{AuditEntry, AuditEvent};
+use maillon_node::service::PeerNetwork as _;
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
+use maillon_tests::{Cluster, refusal};
+use tonic::Code;
+
+/// Checkpoints every log, then lets every node witness every other.
+async fn checkpoint_and_witness(c: &Cluster) {
+    for id in ["cd12", "ccas-rodez", "caf12"] {
+        c.running(id)
+            .node()
+            .checkpoint_if_grown()
+            .await
+            .expect("checkpoint");
+    }
+    for id in ["cd12", "ccas-rodez", "caf12"] {
+        c.running(id).node().witness_peers().await;
+    }
+}
+
+#[tokio::test]
+async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
+    let c = Cluster::start().await;
+    let (ccas, _caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let other = ccas.open().await.expect("a dossier the CAF has no part in");
+    ccas.put(&other, "housing", r#"{"situation":"hébergé"}"#)
+        .await
+        .expect("put");
+    checkpoint_and_witness(&c).await;
+
+    // Only auditors ask.
+    let worker = c.user("ccas-rodez", "agent-2", Role::Caseworker).await;
+    let denied = [
+        refusal(
+            worker
+                .api()
+                .audit_manifest(worker.req(pb::AuditManifestRequest::default()))
+                .await,
+        ),
+        refusal(
+            worker
+                .api()
+                .audit_leaves(worker.req(pb::AuditLeavesRequest::default()))
+                .await,
+        ),
+        refusal(
+            worker
+                .api()
+                .audit_dossier(worker.req(pb::AuditDossierRequest { dossier: d.clone() }))
+                .await,
+        ),
+    ];
+    for (code, _) in denied {
+        assert_eq!(code, Code::PermissionDenied);
+    }
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let (code, _) = refusal(
+        dpo.api()
+            .audit_leaves(dpo.req(pb::AuditLeavesRequest {
+                member: String::new(),
+                from: 0,
+                limit: 10_001,
+            }))
+            .await,
+    );
+    assert_eq!(
+        code,
+        Code::InvalidArgument,
+        "a page is at most 10,000 leaves"
+    );
+    let (code, _) = refusal(
+        dpo.api()
+            .audit_dossier(dpo.req(pb::AuditDossierRequest {
+                dossier: "not-a-dossier".into(),
+            }))
+            .await,
+    );
+    assert_eq!(code, Code::InvalidArgument);
+
+    // The CAF's auditor sees the CCAS's entries about the dossier it read,
+    // and only the hash of everything else about the CCAS's other dossier.
+    let caf_dpo = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    let ccas_id = "ccas-rodez".parse().expect("id");
+    let seen = fetch_bundle(&caf_dpo, Some(&ccas_id))
+        .await
+        .expect("bundle");
+    let own = fetch_bundle(&dpo, None).await.expect("own bundle");
+    assert_eq!(seen.leaves.len(), own.leaves.len(), "the same tree");
+    let mut shown_about_d = 0;
+    let mut withheld = 0;
+    for (theirs, mine) in seen.leaves.iter().zip(&own.leaves) {
+        assert_eq!(theirs.hash(), mine.hash(), "every leaf hashes the same");
+        let Leaf::Entry(mine) = mine else {
+            panic!("the own auditor sees every entry")
+        };
+        let entry = AuditEntry::from_bytes(mine).expect("entry");
+        match theirs {
+            Leaf::Entry(_) => {
+                assert_ne!(
+                    entry.event.dossier().map(|x| x.to_string()),
+                    Some(other.clone()),
+                    "nothing about a dossier the CAF does not hold"
+                );
+                assert!(
+                    !matches!(entry.event, AuditEvent::UserCreated { .. }),
+                    "nothing about the CCAS's staff"
+                );
+                if entry.event.dossier().map(|x| x.to_string()) == Some(d.clone()) {
+                    shown_about_d += 1;
+                }
+            }
+            Leaf::Withheld(_) => withheld += 1,
+        }
+    }
+    assert!(
+        shown_about_d >= 2,
+        "the consent naming the CAF and its read"
+    );
+    assert!(withheld >= 3, "the other dossier and the staff");
+
+    // A member with no part in the dossier is refused its entries.
+    let cd12 = c.peer_as("cd12");
+    let err = cd12
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0)
+        .await
+        .expect_err("cd12 holds no part of it");
+    assert!(
+        err.to_string().contains("does not know you to hold"),
+        "{err}"
+    );
+    let caf = c.peer_as("caf12");
+    let part = caf
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0)
+        .await
+        .expect("the CAF read it");
+    assert!(!part.entries.is_empty());
+
+    // The report's parts: the CCAS's own and the CAF's, each entry proven
+    // against its member's signed checkpoint.
+    let parts = dpo
+        .api()
+        .audit_dossier(dpo.req(pb::AuditDossierRequest { dossier: d.clone() }))
+        .await
+        .expect("parts")
+        .into_inner()
+        .parts;
+    let members: Vec<&str> = parts.iter().map(|p| p.member.as_str()).collect();
+    assert_eq!(members, ["ccas-rodez", "caf12"]);
+    for p in &parts {
+        assert!(p.error.is_empty(), "{}: {}", p.member, p.error);
+        let cp = Checkpoint::verify(
+            &p.checkpoint,
+            &maillon_node::audit::origin(&p.member.parse().expect("id")),
+            &c.member(&p.member).card.signing_key,
+        )
+        .expect("signed by the member");
+        for e in &p.entries {
+            let proof: Vec<merkle::Hash> = e
+                .proof
+                .iter()
+                .map(|h| h.as_slice().try_into().expect("32 bytes"))
+                .collect();
+            assert!(merkle::verify_inclusion(
+                e.index,
+                cp.size,
+                &merkle::leaf_hash(&e.entry),
+                &proof,
+                &cp.root
+            ));
+            let entry = AuditEntry::from_bytes(&e.entry).expect("entry");
+            assert_eq!(
+                entry.event.dossier().map(|x| x.to_string()),
+                Some(d.clone())
+            );
+        }
+    }
+    assert!(
+        parts[1].entries.iter().any(|e| matches!(
+            AuditEntry::from_bytes(&e.entry).map(|x| x.event),
+            Ok(AuditEvent::ReceiptLogged { .. })
+        )),
+        "the CAF's receipt of its read"
+    );
+}
+
+/// The auditor's summary, failing the test with every finding.
+fn clean(o: &Outcome) {
+    assert!(o.findings.is_empty(), "{:#?}", o.findings);
+}
+
+/// `bundle`'s manifest, edited and signed again with `key` (an owner
+/// rewriting what it exports; it holds its own key).
+fn resign(
+    bundle: &Bundle,
+    key: &maillon_node::crypto::NodeKey,
+    edit: impl FnOnce(&mut maillon_node::audit::bundle::Manifest),
+) -> SignedManifest {
+    let mut m = bundle.manifest.unverified().expect("manifest");
+    edit(&mut m);
+    SignedManifest::sign(&m, key)
+}
+
+#[tokio::test]
+async fn the_auditors_engine_catches_what_a_node_hides() {
+    let c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    checkpoint_and_witness(&c).await;
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let ccas = fetch_bundle(&dpo, None).await.expect("CCAS bundle");
+    let caf = fetch_bundle(&caf_dpo, None).await.expect("CAF bundle");
+    let genesis = c.genesis().signed().clone();
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+
+    // Everything holds: the read has its consent, the CAF's receipt is the
+    // CCAS's leaf, the CCAS's checkpoint is cosigned by its peers.
+    let mut state = AuditorState::default();
+    let o = verify_bundles(
+        &genesis,
+        &[ccas.clone(), caf.clone()],
+        Some(&mut state),
+        now,
+    );
+    clean(&o);
+    assert_eq!(o.reads_checked, 1);
+    assert_eq!(o.receipts_checked, 1);
+    let ccas_summary = &o.nodes[0];
+    assert!(ccas_summary.cosigners.iter().any(|m| m.as_str() == "caf12"));
+    assert!(state.nodes.contains_key("ccas-rodez"));
+
+    // The CCAS rewrites its log without the read, and signs it all again.
+    let key = c.key("ccas-rodez");
+    let read_at = ccas
+        .leaves
+        .iter()
+        .position(|l| {
+            matches!(l, Leaf::Entry(b) if matches!(
+                AuditEntry::from_bytes(b).map(|e| e.event),
+                Ok(AuditEvent::ReadGranted { .. })
+            ))
+        })
+        .expect("the read") as u64;
+    let mut rewritten = ccas.clone();
+    let filler = AuditEntry {
+        time: 0,
+        event: AuditEvent::RosterAdopted {
+            version: 1,
+            hash: "0".repeat(64),
+        },
+    };
+    rewritten.leaves[read_at as usize] = Leaf::Entry(filler.to_bytes());
+    let hashes: Vec<merkle::Hash> = rewritten.leaves.iter().map(Leaf::hash).collect();
+    let cp = Checkpoint {
+        origin: maillon_node::audit::origin(&"ccas-rodez".parse().expect("id")),
+        size: hashes.len() as u64,
+        root: merkle::root(&hashes),
+    };
+    let note = cp.sign(&key);
+    rewritten.manifest = resign(&ccas, &key, |m| {
+        m.checkpoint = note.clone();
+        m.cosigned = note.clone();
+    });
+    let o = verify_bundles(&genesis, &[rewritten, caf.clone()], Some(&mut state), now);
+    let about_ccas: Vec<_> = o
+        .findings
+        .iter()
+        .filter(|f| f.node == "ccas-rodez")
+        .collect();
+    assert!(
+        about_ccas
+            .iter()
+            .any(|f| f.index == Some(read_at) && f.reason.contains("rewritten")),
+        "the auditor's memory names the entry: {about_ccas:#?}"
+    );
+    assert!(
+        about_ccas
+            .iter()
+            .any(|f| f.index == Some(read_at) && f.reason.contains("missing from its log")),
+        "the CAF's receipt names it too: {about_ccas:#?}"
+    );
+    assert!(
+        about_ccas
+            .iter()
+            .any(|f| f.reason.contains("caf12 witnessed")),
+        "and the CAF witnessed the other history: {about_ccas:#?}"
+    );
+
+    // A forged cosignature: the CAF's line, its signature bytes changed.
+    let mut forged = ccas.clone();
+    let signed = ccas.manifest.unverified().expect("manifest").cosigned;
+    let line = signed
+        .lines()
+        .find(|l| l.starts_with("\u{2014} maillon/caf12 "))
+        .expect("the CAF cosigned")
+        .to_owned();
+    let mut blob = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(line.rsplit_once(' ').expect("sig").1)
+            .expect("b64")
+    };
+    blob[20] ^= 1;
+    let bad = format!("\u{2014} maillon/caf12 {}", {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    });
+    forged.manifest = resign(&ccas, &key, |m| m.cosigned = signed.replace(&line, &bad));
+    let o = verify_bundles(&genesis, &[forged], None, now);
+    assert!(
+        o.findings.iter().any(|f| f.node == "ccas-rodez"
+            && f.reason.contains("cosignature by caf12")
+            && f.reason.contains("forged")),
+        "{:#?}",
+        o.findings
+    );
+
+    // A truncated log, and a checkpoint signed by another key.
+    let mut cut = ccas.clone();
+    cut.leaves.pop();
+    let o = verify_bundles(&genesis, &[cut], None, now);
+    assert!(
+        o.findings.iter().any(|f| f.reason.contains("truncated")),
+        "{:#?}",
+        o.findings
+    );
+    let mut unsigned = ccas.clone();
+    let stranger = maillon_node::crypto::NodeKey::generate();
+    unsigned.manifest = resign(&ccas, &key, |m| {
+        let cp = Checkpoint::parse_body(&m.checkpoint).expect("body");
+        m.checkpoint = cp.sign(&stranger);
+    });
+    let o = verify_bundles(&genesis, &[unsigned], None, now);
+    assert!(
+        o.findings
+            .iter()
+            .any(|f| f.node == "ccas-rodez" && f.reason.starts_with("its checkpoint")),
+        "{:#?}",
+        o.findings
+    );
+    // A manifest signed by another key is not the node's.
+    let mut impostor = ccas.clone();
+    impostor.manifest = resign(&ccas, &stranger, |_| {});
+    let o = verify_bundles(&genesis, &[impostor], None, now);
+    assert!(
+        o.findings
+            .iter()
+            .any(|f| f.reason.contains("not signed by ccas-rodez's key")),
+        "{:#?}",
+        o.findings
+    );
+}
