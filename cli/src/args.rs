@@ -507,28 +507,65 @@ pub enum AuditCmd {
     },
     /// Print a checkpoint of this node's log, signed by the node key.
     Checkpoint,
-    /// Verify this node's whole log against its signed checkpoint and the
-    /// roster's key, and against the checkpoint verified on the last run
-    /// (remembered in the state file): a log cut or rewritten since is caught.
+    /// Verify audit logs without trusting any one node: every checkpoint
+    /// signature and cosignature, every entry against the roots, each log
+    /// against what this auditor verified of it before (remembered in the
+    /// state file); then across logs, what each node witnessed of the
+    /// others, every granted read against a consent in force or a
+    /// break-glass, every receipt a reader kept against the owner's log, and
+    /// break-glass accesses not yet reviewed. Prints a summary, then each
+    /// failure with its node, entry and reason; exits 1 on any failure.
     Verify {
-        /// The federation's genesis roster, as the auditor holds it (the
-        /// node's key is taken from it, not from the node).
+        /// The federation's genesis roster, as the auditor holds it (every
+        /// key is taken from the roster chain verified from it, never from
+        /// a node).
         #[arg(long)]
         roster: PathBuf,
         /// The auditor's memory of verified checkpoints (default:
-        /// audit-state.json beside the profile).
+        /// audit-state.json beside the profile, or in the current folder
+        /// with --offline and no profile).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Verify this member's log, as it shows it to this node (default:
+        /// this node's own).
+        #[arg(long, conflicts_with_all = ["all", "offline"])]
+        node: Option<String>,
+        /// Verify every active member's log, and each against the others.
+        #[arg(long, conflicts_with = "offline")]
+        all: bool,
+        /// Verify exported bundles (`audit export`) with no node running.
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        offline: Vec<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// The person's access report for a dossier, in French, from this
-    /// node's verified log (times in Europe/Paris).
+    /// Export a log as a bundle file for offline verification: the node's
+    /// signed manifest (checkpoints, cosignatures, what it witnessed, its
+    /// alarms, its roster chain) and every leaf. The file is written 0600:
+    /// the entries name users and purposes.
+    Export {
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Export this member's log, as it shows it to this node (entries
+        /// about dossiers this node does not hold come as their hash only).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// The person's access report for a dossier, in French, gathered from
+    /// every member that holds a part of it, each entry proven by inclusion
+    /// in its member's signed, witnessed log (times in Europe/Paris). Exits 1
+    /// after printing it when a member did not answer or its answer does
+    /// not hold.
     Report {
         /// Dossier id (DSU-…).
         dossier: String,
         /// The federation's genesis roster, as the auditor holds it.
         #[arg(long)]
         roster: PathBuf,
-        /// text, html (a printable page) or json.
+        /// text, html (a printable page) or json (with a C2SP tlog-proof
+        /// for each entry).
         #[arg(long, default_value = "text", value_parser = ["text", "html", "json"])]
         format: String,
     },

@@ -10,7 +10,8 @@ use maillon_node::types::{DossierId, MemberId, MemberKind, Role, Section};
 use maillon_proto::v1 as pb;
 use tonic::Code;
 
-use crate::audit::{access_report, fetch_and_verify};
+use crate::audit::fetch_bundles;
+use crate::audit::verify::verify_bundles;
 use crate::client::Conn;
 use crate::commands::gov::load_roster;
 use crate::error::CliError;
@@ -196,7 +197,6 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
         "The partnership widens: the GIP admits the charity Relais Solidaire by vote.",
     );
     admit_the_charity(&mut fed).await?;
-    let roster = fed.node("cd12").running_node()?.node().roster();
 
     step(
         3,
@@ -515,50 +515,45 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
 
     step(
         10,
-        "The auditors verify every node's log: signed checkpoint, every leaf against the Merkle root.",
+        "Every node checkpoints its log and witnesses its peers (cosigning their checkpoints); the CCAS's auditor verifies every member's log and each against the others (audit verify --all):",
     );
-    let (mut ccas_log, mut caf_log) = (None, None);
-    for (id, conn) in &auditors {
-        let member = roster
-            .active_member(id)
-            .ok_or_else(|| CliError::Unexpected(format!("{id} is not an active member")))?;
-        let log = fetch_and_verify(conn, member).await?;
-        say(format!(
-            "{:<17} {:>3} events, checkpoint verified",
-            id.as_str(),
-            log.checkpoint.size
-        ));
-        match id.as_str() {
-            "ccas-rodez" => ccas_log = Some(log),
-            "caf12" => caf_log = Some(log),
-            _ => {}
-        }
+    for n in &fed.nodes {
+        n.running_node()?.node().checkpoint_if_grown().await?;
     }
-    let ccas_log = ccas_log.ok_or_else(|| CliError::Unexpected("no log of ccas-rodez".into()))?;
-    let caf_log = caf_log.ok_or_else(|| CliError::Unexpected("no log of caf12".into()))?;
+    for n in &fed.nodes {
+        n.running_node()?.node().witness_peers().await;
+    }
+    let genesis = load_roster(&fed.dir.join("roster.json"))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (bundles, unfetched) = fetch_bundles(ccas_dpo, genesis.signed(), None, true).await?;
+    let mut outcome = verify_bundles(genesis.signed(), &bundles, None, now);
+    outcome.findings.extend(unfetched);
+    for line in outcome.text() {
+        // Reasons quote what nodes served.
+        say(escape_controls(&line));
+    }
+    if outcome.failed() {
+        return Err(CliError::AuditFailed {
+            findings: outcome.findings.len(),
+            what: "the demo's logs do not all verify",
+        });
+    }
 
     step(
         11,
-        "The person asks « qui a consulté mon dossier ? » — the access report of each partner, from its verified log:",
+        "The person asks « qui a consulté mon dossier ? » — the access report, gathered from every partner holding a part of the dossier, each entry proven in its signed and witnessed log (audit report):",
     );
-    for (id, log) in [
-        (&ccas_id, &ccas_log),
-        (
-            &"caf12".parse().map_err(|source| CliError::BadReply {
-                what: "member id",
-                source,
-            })?,
-            &caf_log,
-        ),
-    ] {
-        let owner = roster
-            .active_member(id)
-            .ok_or_else(|| CliError::Unexpected(format!("{id} is not an active member")))?;
-        println!();
-        for line in access_report(roster.roster(), owner, &dossier_id, log).lines() {
-            // The report quotes readers' user names and purposes.
-            println!("   | {}", escape_controls(line));
-        }
+    let report = crate::audit::report::gather(ccas_dpo, genesis.signed(), &dossier_id, now).await?;
+    println!();
+    for line in report.text().lines() {
+        // The report quotes readers' purposes.
+        println!("   | {}", escape_controls(line));
+    }
+    if !report.anomalies.is_empty() {
+        return Err(CliError::AuditFailed {
+            findings: report.anomalies.len(),
+            what: "the demo's access report has anomalies",
+        });
     }
 
     if keep {

@@ -46,6 +46,15 @@ pub enum CliError {
         #[source]
         source: serde_json::Error,
     },
+    /// A file given to `audit verify --offline` that is not an audit bundle.
+    #[error("{} is not a maillon audit bundle", path.display())]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// Why, naming the line.
+        #[source]
+        source: AuditError,
+    },
     /// A command that talks to a node was given no profile.
     #[error("this command talks to a node: give --profile FILE (or set MAILLON_PROFILE)")]
     NoProfile,
@@ -59,8 +68,8 @@ pub enum CliError {
         /// The hash of the file.
         found: String,
     },
-    /// The output file exists; a roster is never overwritten.
-    #[error("{} exists; not overwriting a roster", path.display())]
+    /// The output file exists; a roster or an exported log is never overwritten.
+    #[error("{} exists; not overwriting it", path.display())]
     Exists {
         /// The file or folder concerned.
         path: PathBuf,
@@ -118,6 +127,16 @@ pub enum CliError {
         /// What failed.
         #[source]
         source: LogFault,
+    },
+
+    /// `audit verify` found failures (each printed), or `audit report`
+    /// found anomalies (printed in the report) (exit 1).
+    #[error("{findings} finding(s): {what}")]
+    AuditFailed {
+        /// How many.
+        findings: usize,
+        /// What does not hold, in a few words.
+        what: &'static str,
     },
 
     // ----- the operator -----
@@ -180,23 +199,6 @@ pub enum LogFault {
     /// The node served an entry at another index than asked.
     #[error("it served entry {0} out of order")]
     OutOfOrder(u64),
-    /// The log is smaller than a checkpoint this auditor verified before.
-    #[error("its log holds {now} entries, fewer than the {before} of a checkpoint verified before")]
-    Shrank {
-        /// The size verified before.
-        before: u64,
-        /// The size now.
-        now: u64,
-    },
-    /// The log does not extend the tree of a checkpoint verified before:
-    /// its first entries were rewritten.
-    #[error(
-        "its first {before} entries are not the ones of the checkpoint verified before: the log was rewritten"
-    )]
-    Rewritten {
-        /// The size verified before.
-        before: u64,
-    },
 }
 
 impl From<Status> for CliError {

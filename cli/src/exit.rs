@@ -26,6 +26,7 @@ pub fn exit_code(e: &CliError) -> u8 {
         CliError::BadArgument { .. }
         | CliError::BadQuorum(_)
         | CliError::BadFile { .. }
+        | CliError::NotABundle { .. }
         | CliError::NoProfile
         | CliError::Exists { .. }
         | CliError::GenesisMismatch { .. }
@@ -45,6 +46,7 @@ pub fn exit_code(e: &CliError) -> u8 {
         CliError::NotSigned | CliError::NothingRead => REFUSED,
         CliError::Io { .. }
         | CliError::LogNotVerified { .. }
+        | CliError::AuditFailed { .. }
         | CliError::Store(_)
         | CliError::Sharing(_)
         | CliError::Audit(_)

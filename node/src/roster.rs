@@ -254,6 +254,11 @@ pub struct Charter {
     /// every kind when empty (absent from the signed bytes then).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub consent_recorders: BTreeSet<MemberKind>,
+    /// Whether the person's access report names the agents who read (their
+    /// user names); by default it names only their institution, as Finland's
+    /// Kanta withholds professionals' names (absent from the signed bytes then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_agent_names: bool,
 }
 
 /// The charter's break-glass rule: which users of which kinds of member may
@@ -375,6 +380,7 @@ impl Default for Charter {
             break_glass: None,
             retention_days: None,
             consent_recorders: BTreeSet::new(),
+            report_agent_names: false,
         }
     }
 }
@@ -1022,6 +1028,16 @@ pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
             "charter: {}",
             describe_recorders(&new.charter.consent_recorders)
         ));
+    }
+    if new.charter.report_agent_names != old.charter.report_agent_names {
+        out.push(
+            if new.charter.report_agent_names {
+                "charter: the person's access report names the agents who read"
+            } else {
+                "charter: the person's access report names only the agents' institutions"
+            }
+            .into(),
+        );
     }
     if out.is_empty() {
         out.push("changes nothing but the version".into());

@@ -88,6 +88,98 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether anything failed.
+    pub fn failed(&self) -> bool {
+        !self.findings.is_empty()
+    }
+
+    /// The summary, the break-glass accesses pending review, then each
+    /// failure with its node, entry and reason: one line each.
+    pub fn text(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            if !n.verified {
+                out.push(format!("{}: DOES NOT VERIFY (see below)", n.member));
+                continue;
+            }
+            let mut line = format!("{}: {} entries verified", n.member, n.size);
+            if n.withheld > 0 {
+                line.push_str(&format!(
+                    " ({} shown to this node as their hash only)",
+                    n.withheld
+                ));
+            }
+            if n.cosigners.is_empty() {
+                line.push_str("; no witness cosigned its checkpoint yet");
+            } else {
+                let names: Vec<&str> = n.cosigners.iter().map(MemberId::as_str).collect();
+                line.push_str(&format!(
+                    "; its tree of {} entries cosigned by {}",
+                    n.witnessed_size,
+                    names.join(", ")
+                ));
+            }
+            match n.extends {
+                Some(before) => {
+                    line.push_str(&format!("; extends the {before} entries verified before"))
+                }
+                None => line.push_str("; first verification, remembered"),
+            }
+            out.push(line);
+        }
+        out.push(format!(
+            "{} granted read(s) checked against a consent in force or a break-glass; {} receipt(s) checked against the owner's log; {} check(s) could not be made (entries shown as their hash, logs not given, or newer than an export)",
+            self.reads_checked, self.receipts_checked, self.unchecked
+        ));
+        for p in &self.pending {
+            out.push(format!(
+                "break-glass {} granted by {} (entry {}): NOT REVIEWED yet",
+                p.grant, p.owner, p.index
+            ));
+        }
+        for f in &self.findings {
+            out.push(match f.index {
+                Some(i) => format!("FAIL {} entry {i}: {}", f.node, f.reason),
+                None => format!("FAIL {}: {}", f.node, f.reason),
+            });
+        }
+        out.push(if self.findings.is_empty() {
+            format!("verified: {} log(s), no failure", self.nodes.len())
+        } else {
+            format!("{} failure(s)", self.findings.len())
+        });
+        out
+    }
+
+    /// The same as JSON, with stable field names.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "verified": !self.failed(),
+            "nodes": self.nodes.iter().map(|n| serde_json::json!({
+                "member": n.member.as_str(),
+                "verified": n.verified,
+                "size": n.size,
+                "withheld": n.withheld,
+                "witnessed_size": n.witnessed_size,
+                "cosigners": n.cosigners.iter().map(MemberId::as_str).collect::<Vec<_>>(),
+                "extends": n.extends,
+            })).collect::<Vec<_>>(),
+            "reads_checked": self.reads_checked,
+            "receipts_checked": self.receipts_checked,
+            "unchecked": self.unchecked,
+            "pending_break_glass": self.pending.iter().map(|p| serde_json::json!({
+                "owner": p.owner.as_str(),
+                "grant": p.grant.to_string(),
+                "index": p.index,
+            })).collect::<Vec<_>>(),
+            "findings": self.findings.iter().map(|f| serde_json::json!({
+                "node": f.node,
+                "index": f.index,
+                "reason": f.reason,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     fn fail(&mut self, node: &MemberId, index: Option<u64>, reason: impl Into<String>) {
         self.findings.push(Finding {
             node: node.to_string(),
@@ -109,11 +201,11 @@ struct Checked {
 }
 
 /// Every key each member held in a verified roster chain, the newest first.
-type KeyHistory = HashMap<MemberId, Vec<PublicKey>>;
+pub(crate) type KeyHistory = HashMap<MemberId, Vec<PublicKey>>;
 
 /// Verifies a chain from the auditor's genesis; returns its last version
 /// and every key each member held along it.
-fn verify_chain(
+pub(crate) fn verify_chain(
     genesis: &SignedRoster,
     chain: &[SignedRoster],
 ) -> Result<(VerifiedRoster, KeyHistory), String> {
@@ -150,13 +242,13 @@ fn verify_chain(
 }
 
 /// The member a note signature or cosignature line names, if it is one of ours.
-fn member_of_name(name: &str) -> Option<MemberId> {
+pub(crate) fn member_of_name(name: &str) -> Option<MemberId> {
     name.strip_prefix("maillon/")?.parse().ok()
 }
 
 /// Every cosignature line of a note: `(name, line)` for signature lines
 /// not by `own` (the log's own origin).
-fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
     let Some((_, sigs)) = note.split_once("\n\n") else {
         return Vec::new();
     };
@@ -170,7 +262,7 @@ fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
 }
 
 /// The body of a note (its text up to the blank line), with its final newline.
-fn body_of(note: &str) -> Option<String> {
+pub(crate) fn body_of(note: &str) -> Option<String> {
     note.split_once("\n\n").map(|(b, _)| format!("{b}\n"))
 }
 
@@ -207,7 +299,16 @@ pub fn verify_bundles(
             extends: None,
             verified: false,
         };
-        match check_one(genesis, bundle, &member, &mut keys, &mut out, &mut summary) {
+        let before = state.as_deref();
+        match check_one(
+            genesis,
+            bundle,
+            &member,
+            &mut keys,
+            &mut out,
+            &mut summary,
+            before,
+        ) {
             Some(mut c) => {
                 c.summary = out.nodes.len();
                 if let Some(state) = state.as_deref_mut() {
@@ -266,6 +367,7 @@ fn check_one(
     keys: &mut KeyHistory,
     out: &mut Outcome,
     summary: &mut NodeSummary,
+    state: Option<&AuditorState>,
 ) -> Option<Checked> {
     let claimed = match bundle.manifest.unverified() {
         Ok(m) => m,
@@ -334,7 +436,24 @@ fn check_one(
     let hashes = match verify_leaves(leaves, &cp) {
         Ok(h) => h,
         Err(e) => {
-            out.fail(member, None, format!("its entries: {e}"));
+            // What this auditor verified of the node before names the entry.
+            let changed = state
+                .and_then(|s| s.old_leaves(member.as_str()))
+                .and_then(|old| {
+                    old.iter()
+                        .zip(leaves)
+                        .position(|(before, now)| *before != now.hash())
+                });
+            match changed {
+                Some(i) => out.fail(
+                    member,
+                    Some(i as u64),
+                    format!(
+                        "entry {i} was changed: it is not the entry verified before, and the log no longer hashes to its signed checkpoint"
+                    ),
+                ),
+                None => out.fail(member, None, format!("its entries: {e}")),
+            }
             return None;
         }
     };
@@ -404,8 +523,7 @@ fn against_state(
         }
         if hex::encode(merkle::root(&c.hashes[..b.size as usize])) != b.root {
             let first = state
-                .leaves
-                .get(c.member.as_str())
+                .old_leaves(c.member.as_str())
                 .and_then(|old| old.iter().zip(&c.hashes).position(|(a, b)| a != b));
             out.fail(
                 &c.member,
@@ -759,7 +877,7 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
 
 /// Whether a receipt signed by `owner` (any number of sections) names
 /// `leaf` for `section` of `request`.
-fn receipt_names(
+pub(crate) fn receipt_names(
     sb: &SignedBytes,
     key: &PublicKey,
     owner: &MemberId,

@@ -1,79 +1,114 @@
-//! `maillon audit …`: this node's audit log and checkpoint (auditor).
+//! `maillon audit …`: verifying logs online or from exported bundles, the
+//! export, the person's access report, this node's log, checkpoint,
+//! witnesses and break-glass reviews (auditor).
 
+use std::path::Path;
+
+use maillon_node::audit::bundle::{Bundle, Leaf};
+use maillon_node::types::{DossierId, MemberId};
 use maillon_proto::v1 as pb;
 
 use super::{say, say_lines};
 use crate::args::AuditCmd;
-use crate::client::Conn;
 use crate::error::CliError;
 use crate::escape::escape_controls;
 
-/// Runs `maillon audit …`.
-pub(super) async fn run(
-    conn: &Conn,
-    profile: &maillon_node::config::Profile,
-    profile_path: Option<&std::path::Path>,
-    cmd: AuditCmd,
-) -> Result<(), CliError> {
+/// Runs `maillon audit …`; only `verify --offline` needs no node.
+pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<(), CliError> {
+    if let AuditCmd::Verify {
+        roster,
+        state,
+        offline,
+        json,
+        ..
+    } = &cmd
+        && !offline.is_empty()
+    {
+        let mut bundles = Vec::new();
+        for path in offline {
+            let file = std::fs::File::open(path)
+                .map_err(CliError::io(format!("reading {}", path.display())))?;
+            let bundle = Bundle::read(std::io::BufReader::new(file)).map_err(|source| {
+                CliError::NotABundle {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            bundles.push(bundle);
+        }
+        return verify(
+            roster,
+            state.as_deref(),
+            profile_path,
+            bundles,
+            Vec::new(),
+            *json,
+        );
+    }
+    let (_, conn) = super::connect(profile_path)?;
     match cmd {
-        AuditCmd::Verify { roster, state } => {
-            let roster = super::gov::load_roster(&roster)?;
-            let member = roster
-                .roster()
-                .member(&profile.member)
-                .cloned()
-                .ok_or_else(|| {
-                    CliError::Unexpected(format!("{} is not in that roster", profile.member))
-                })?;
-            let state_path = state.unwrap_or_else(|| {
-                profile_path
-                    .and_then(|p| p.parent())
-                    .unwrap_or(std::path::Path::new("."))
-                    .join("audit-state.json")
-            });
-            let mut memory = crate::audit::AuditorState::load(&state_path)?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let (log, before) =
-                crate::audit::verify_and_remember(conn, &member, &mut memory, now).await?;
-            memory.save(&state_path)?;
+        AuditCmd::Verify {
+            roster,
+            state,
+            node,
+            all,
+            json,
+            ..
+        } => {
+            let genesis = super::gov::load_roster(&roster)?;
+            let node: Option<MemberId> = node.map(|n| super::arg("node", &n)).transpose()?;
+            let (bundles, unfetched) =
+                crate::audit::fetch_bundles(&conn, genesis.signed(), node.as_ref(), all).await?;
+            verify(
+                &roster,
+                state.as_deref(),
+                profile_path,
+                bundles,
+                unfetched,
+                json,
+            )?;
+        }
+        AuditCmd::Export { out, node } => {
+            let node: Option<MemberId> = node.map(|n| super::arg("node", &n)).transpose()?;
+            let bundle = crate::audit::fetch_bundle(&conn, node.as_ref()).await?;
+            let who = bundle
+                .manifest
+                .claimed_member()
+                .map_err(|e| CliError::Unexpected(e.to_string()))?;
+            write_new_private(&out, |f| bundle.write(f))?;
+            let withheld = bundle
+                .leaves
+                .iter()
+                .filter(|l| matches!(l, Leaf::Withheld(_)))
+                .count();
             say(&format!(
-                "{}: {} entries verified against its checkpoint, signed by the key the roster lists",
-                member.card.id, log.checkpoint.size
+                "{who}'s log exported to {}: {} entries ({withheld} as their hash only), its signed manifest, checkpoints, cosignatures and roster chain",
+                out.display(),
+                bundle.leaves.len()
             ));
-            match before {
-                Some(b) => say(&format!(
-                    "  extends the checkpoint of {} entries verified on {}",
-                    b.size,
-                    super::utc(b.verified_at)
-                )),
-                None => say("  first verification of this node: its checkpoint is remembered"),
-            }
         }
         AuditCmd::Report {
             dossier,
             roster,
             format,
         } => {
-            let dossier: maillon_node::types::DossierId = super::arg("dossier", &dossier)?;
-            let roster = super::gov::load_roster(&roster)?;
-            let member = roster
-                .roster()
-                .member(&profile.member)
-                .cloned()
-                .ok_or_else(|| {
-                    CliError::Unexpected(format!("{} is not in that roster", profile.member))
-                })?;
-            let log = crate::audit::fetch_and_verify(conn, &member).await?;
-            let text = crate::audit::access_report(roster.roster(), &member, &dossier, &log);
+            let dossier: DossierId = super::arg("dossier", &dossier)?;
+            let genesis = super::gov::load_roster(&roster)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let report =
+                crate::audit::report::gather(&conn, genesis.signed(), &dossier, now).await?;
             match format.as_str() {
-                "html" => say_lines(&crate::audit::access_report_html(&text)),
-                "json" => say_lines(
-                    &serde_json::to_string_pretty(&crate::audit::access_report_json(
-                        &dossier, &text,
-                    ))
-                    .unwrap_or_default(),
-                ),
-                _ => say_lines(&text),
+                "html" => say_lines(&report.html()),
+                "json" => {
+                    say_lines(&serde_json::to_string_pretty(&report.json()).unwrap_or_default())
+                }
+                _ => say_lines(&report.text()),
+            }
+            if !report.anomalies.is_empty() {
+                return Err(CliError::AuditFailed {
+                    findings: report.anomalies.len(),
+                    what: "the report's sources do not all answer or hold (see the report)",
+                });
             }
         }
         AuditCmd::Vkey => {
@@ -237,4 +272,72 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// Verifies `bundles` (and counts `unfetched` logs as failures) against the
+/// genesis at `roster` and the auditor's state; prints the outcome.
+fn verify(
+    roster: &Path,
+    state: Option<&Path>,
+    profile_path: Option<&Path>,
+    bundles: Vec<Bundle>,
+    unfetched: Vec<crate::audit::verify::Finding>,
+    json: bool,
+) -> Result<(), CliError> {
+    let genesis = super::gov::load_roster(roster)?;
+    let state_path = state.map(Path::to_path_buf).unwrap_or_else(|| {
+        profile_path
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .join("audit-state.json")
+    });
+    let mut memory = crate::audit::AuditorState::load(&state_path)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut outcome =
+        crate::audit::verify::verify_bundles(genesis.signed(), &bundles, Some(&mut memory), now);
+    outcome.findings.extend(unfetched);
+    memory.save(&state_path)?;
+    if json {
+        say_lines(&serde_json::to_string_pretty(&outcome.json()).unwrap_or_default());
+    } else {
+        // Reasons quote what nodes served: escaped by `say`.
+        for line in outcome.text() {
+            say(&line);
+        }
+    }
+    if outcome.failed() {
+        return Err(CliError::AuditFailed {
+            findings: outcome.findings.len(),
+            what: "the logs do not all verify",
+        });
+    }
+    Ok(())
+}
+
+/// Creates `path` (0600, never over an existing file), writes it with
+/// `write`, and syncs it.
+fn write_new_private(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                CliError::Exists {
+                    path: path.to_owned(),
+                }
+            } else {
+                CliError::io(format!("writing {}", path.display()))(e)
+            }
+        })?;
+    let mut w = std::io::BufWriter::new(&file);
+    write(&mut w)
+        .and_then(|()| w.into_inner().map_err(|e| e.into_error()).map(|_| ()))
+        .and_then(|()| file.sync_all())
+        .map_err(CliError::io(format!("writing {}", path.display())))
 }

@@ -42,10 +42,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Section(cmd) => dossiers::section(&connect(profile)?.1, cmd).await,
         Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd).await,
         Command::Share(cmd) => share::run(&connect(profile)?.1, cmd).await,
-        Command::Audit(cmd) => {
-            let (p, conn) = connect(profile)?;
-            audit::run(&conn, &p, profile, cmd).await
-        }
+        Command::Audit(cmd) => audit::run(profile, cmd).await,
     }
 }
 

@@ -415,6 +415,10 @@ pub enum AuditEvent {
         grant: GrantId,
         /// The member that granted it (this node, or the one that told it).
         owner: MemberId,
+        /// The dossier the access was to (absent in entries written before
+        /// the person's report gathered reviews from every member).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dossier: Option<DossierId>,
         /// The auditor.
         by: UserName,
         /// The auditor's comment.
@@ -509,6 +513,7 @@ impl AuditEvent {
             | E::BreakGlassNotified { dossier, .. }
             | E::ReadDenied { dossier, .. }
             | E::ReceiptLogged { dossier, .. } => Some(dossier),
+            E::BreakGlassReviewed { dossier, .. } => dossier.as_ref(),
             E::RosterAdopted { .. }
             | E::RosterProposed { .. }
             | E::RosterApproved { .. }
@@ -517,8 +522,7 @@ impl AuditEvent {
             | E::RosterEquivocation { .. }
             | E::UserCreated { .. }
             | E::UserRemoved { .. }
-            | E::WitnessAlarm { .. }
-            | E::BreakGlassReviewed { .. } => None,
+            | E::WitnessAlarm { .. } => None,
         }
     }
 
@@ -546,6 +550,7 @@ impl AuditEvent {
             | E::ReadDenied { reader, .. }
             | E::BreakGlassGranted { reader, .. } => vec![reader],
             E::BreakGlassNotified { owner, reader, .. } => vec![owner, reader],
+            E::BreakGlassReviewed { owner, .. } => vec![owner],
             E::DossierClosed { from, .. } | E::DossierErased { from, .. } => from.iter().collect(),
             _ => Vec::new(),
         }

@@ -226,6 +226,116 @@ pub fn verify_cosignature(
     Ok(time)
 }
 
+/// The first line of a C2SP `tlog-proof` (an offline-verifiable proof that
+/// an entry is in a log, with the checkpoint and its cosignatures).
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// Most hashes an inclusion proof holds (a tree of 2^63 leaves).
+const MAX_PROOF_HASHES: usize = 63;
+
+/// A C2SP `tlog-proof`: the entry's index, its inclusion proof, and the
+/// signed checkpoint (with its cosignatures) the proof is against. Nothing
+/// in it is trusted until [`Self::verify`] checks it against a leaf and the
+/// log's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlogProof {
+    /// Opaque extra data, when the proof carries some.
+    pub extra: Option<Vec<u8>>,
+    /// The entry's leaf index.
+    pub index: u64,
+    /// Its inclusion proof, leaf to root.
+    pub hashes: Vec<Hash>,
+    /// The checkpoint note, signature and cosignature lines included.
+    pub checkpoint: String,
+}
+
+impl TlogProof {
+    /// The proof as text: the header, `extra` when present, `index N`, one
+    /// base64 hash a line, a blank line, then the checkpoint note.
+    pub fn encode(&self) -> String {
+        let mut out = format!("{TLOG_PROOF_HEADER}\n");
+        if let Some(extra) = &self.extra {
+            out.push_str(&format!("extra {}\n", B64.encode(extra)));
+        }
+        out.push_str(&format!("index {}\n", self.index));
+        for h in &self.hashes {
+            out.push_str(&B64.encode(h));
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.checkpoint);
+        out
+    }
+
+    /// Parses a proof's text; nothing is verified.
+    pub fn parse(text: &str) -> Result<Self, NoteError> {
+        let (head, checkpoint) = text
+            .split_once("\n\n")
+            .ok_or(NoteError::Malformed("no blank line before the checkpoint"))?;
+        let mut lines = head.lines();
+        if lines.next() != Some(TLOG_PROOF_HEADER) {
+            return Err(NoteError::Malformed("not a c2sp.org/tlog-proof@v1"));
+        }
+        let mut line = lines.next();
+        let extra = match line.and_then(|l| l.strip_prefix("extra ")) {
+            Some(b) => {
+                line = lines.next();
+                Some(
+                    B64.decode(b)
+                        .map_err(|_| NoteError::Malformed("extra is not base64"))?,
+                )
+            }
+            None => None,
+        };
+        let index = line
+            .and_then(|l| l.strip_prefix("index "))
+            .filter(|n| !n.starts_with('0') || *n == "0")
+            .and_then(|n| n.parse().ok())
+            .ok_or(NoteError::Malformed("index line"))?;
+        let hashes = lines
+            .map(|l| {
+                B64.decode(l)
+                    .ok()
+                    .and_then(|b| Hash::try_from(b).ok())
+                    .ok_or(NoteError::Malformed("proof hash"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if hashes.len() > MAX_PROOF_HASHES {
+            return Err(NoteError::Malformed("too many proof hashes"));
+        }
+        Ok(Self {
+            extra,
+            index,
+            hashes,
+            checkpoint: checkpoint.to_owned(),
+        })
+    }
+
+    /// Checks the proof: the checkpoint signed by `origin`/`key`, and
+    /// `leaf` (the entry's bytes) at the proof's index in its tree.
+    /// Returns the checkpoint.
+    pub fn verify(
+        &self,
+        leaf: &[u8],
+        origin: &str,
+        key: &PublicKey,
+    ) -> Result<Checkpoint, NoteError> {
+        let cp = Checkpoint::verify(&self.checkpoint, origin, key)?;
+        if !super::merkle::verify_inclusion(
+            self.index,
+            cp.size,
+            &super::merkle::leaf_hash(leaf),
+            &self.hashes,
+            &cp.root,
+        ) {
+            return Err(NoteError::Malformed(
+                "the entry is not at that index in the checkpoint's tree",
+            ));
+        }
+        Ok(cp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +401,51 @@ mod tests {
             key_id("maillon/caf12", &witness.public())
         );
         assert_eq!(Checkpoint::parse_body(&cp.sign(&log)), Some(cp));
+    }
+    #[test]
+    fn a_tlog_proof_round_trips_and_proves_only_its_entry() {
+        let key = NodeKey::generate();
+        let entries: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+        let leaves: Vec<Hash> = entries
+            .iter()
+            .map(|e| super::super::merkle::leaf_hash(e))
+            .collect();
+        let cp = Checkpoint {
+            origin: "maillon/ccas-rodez".into(),
+            size: 5,
+            root: super::super::merkle::root(&leaves),
+        };
+        let proof = TlogProof {
+            extra: Some(b"maillon".to_vec()),
+            index: 3,
+            hashes: super::super::merkle::inclusion_proof(&leaves, 3).expect("proof"),
+            checkpoint: cp.sign(&key),
+        };
+        let text = proof.encode();
+        assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra bWFpbGxvbg==\nindex 3\n"));
+        let back = TlogProof::parse(&text).expect("parses");
+        assert_eq!(back, proof);
+        assert_eq!(
+            back.verify(&entries[3], &cp.origin, &key.public()),
+            Ok(cp.clone())
+        );
+        assert!(back.verify(&entries[2], &cp.origin, &key.public()).is_err());
+        assert!(
+            back.verify(&entries[3], &cp.origin, &NodeKey::generate().public())
+                .is_err()
+        );
+        let without = TlogProof {
+            extra: None,
+            ..proof
+        };
+        assert_eq!(TlogProof::parse(&without.encode()), Ok(without));
+        for bad in [
+            "c2sp.org/tlog-proof@v2\nindex 1\n\nx\n",
+            "c2sp.org/tlog-proof@v1\nindex 01\n\nx\n",
+            "c2sp.org/tlog-proof@v1\nindex 1\nnot-a-hash\n\nx\n",
+            "c2sp.org/tlog-proof@v1\nindex 1\n",
+        ] {
+            assert!(TlogProof::parse(bad).is_err(), "{bad}");
+        }
     }
 }

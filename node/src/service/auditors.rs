@@ -72,10 +72,12 @@ pub struct DossierPart {
 }
 
 impl Node {
-    /// This node's signed manifest: its latest checkpoint, the newest one
-    /// witnesses cosigned, what it witnessed of each peer, its alarms, and
-    /// the roster chain it adopted.
-    fn manifest(&self) -> Result<SignedManifest> {
+    /// This node's signed manifest: its latest checkpoint (signed now if
+    /// the log grew since the last one), the newest one witnesses cosigned,
+    /// what it witnessed of each peer, its alarms, and the roster chain it
+    /// adopted.
+    async fn manifest(&self) -> Result<SignedManifest> {
+        self.checkpoint_if_grown().await?;
         let (checkpoint, cosigned) = self.latest_checkpoint()?;
         let witnessed = self
             .witnessed()?
@@ -122,7 +124,7 @@ impl Node {
     ) -> Result<SignedManifest> {
         require(caller, &[Role::Auditor])?;
         match member.filter(|m| **m != self.me) {
-            None => self.manifest(),
+            None => self.manifest().await,
             Some(m) => {
                 let peer = self.roster_member(m)?;
                 self.network.get_manifest(&peer).await
@@ -131,9 +133,9 @@ impl Node {
     }
 
     /// Peer side: this node's signed manifest, for any active member.
-    pub fn serve_manifest(&self, peer: &MemberId) -> Result<SignedManifest> {
+    pub async fn serve_manifest(&self, peer: &MemberId) -> Result<SignedManifest> {
         self.active_peer(peer)?;
-        self.manifest()
+        self.manifest().await
     }
 
     /// `audit export` / `audit verify`: leaves of this node's log (every
@@ -225,6 +227,7 @@ impl Node {
         dossier: &DossierId,
     ) -> Result<Vec<DossierPart>> {
         require(caller, &[Role::Auditor])?;
+        self.checkpoint_if_grown().await?;
         let own = self.dossier_part_all(None, dossier).await?;
         let mut asked: std::collections::BTreeSet<MemberId> = [self.me.clone()].into();
         let mut queue: Vec<MemberId> = own.holders.clone();
@@ -302,6 +305,11 @@ impl Node {
         from: u64,
     ) -> Result<DossierPart> {
         self.active_peer(peer)?;
+        if from == 0 {
+            // A first page covers the log as it is now; later pages stay
+            // against the same checkpoint.
+            self.checkpoint_if_grown().await?;
+        }
         self.dossier_part(Some(peer), dossier, from).await
     }
 

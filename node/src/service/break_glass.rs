@@ -347,6 +347,7 @@ impl Node {
         let event = AuditEvent::BreakGlassReviewed {
             grant: id.clone(),
             owner: grant.owner.clone(),
+            dossier: Some(grant.dossier.clone()),
             by: caller.name.clone(),
             comment: review.comment.clone(),
         };

@@ -27,7 +27,7 @@ use pb::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use audit_wire::{leaves_from_pb, manifest_from_pb};
+pub use audit_wire::{leaves_from_pb, manifest_from_pb, part_from_pb, part_to_pb};
 pub use client_server::ClientApi;
 pub use detach::{Detach, DetachLayer, MAX_CALLS, MAX_CALLS_PER_CALLER};
 pub use peer_client::PeerClients;

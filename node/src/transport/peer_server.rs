@@ -284,7 +284,7 @@ impl Peer for PeerApi {
         req: Request<pb::GetManifestRequest>,
     ) -> Result<Response<pb::SignedAuditManifest>, Status> {
         let peer = self.peer_of(&req)?;
-        let m = self.node.serve_manifest(&peer).map_err(status)?;
+        let m = self.node.serve_manifest(&peer).await.map_err(status)?;
         Ok(Response::new(super::audit_wire::manifest_to_pb(m)))
     }
 

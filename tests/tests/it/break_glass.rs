@@ -128,17 +128,19 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
     assert_eq!(granted[1]["justification"], other_why);
 
     // The person's access report shows it.
-    let roster = c.running("ccas-rodez").node().roster();
-    let owner = roster
-        .active_member(&"ccas-rodez".parse().expect("id"))
-        .expect("member");
-    let log = maillon_cli::audit::fetch_and_verify(&owner_dpo, owner)
-        .await
-        .expect("verified");
-    let report =
-        maillon_cli::audit::access_report(roster.roster(), owner, &d.parse().expect("id"), &log);
-    assert!(report.contains("ACCÈS EN URGENCE"), "{report}");
-    assert!(report.contains(WHY), "{report}");
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let report = maillon_cli::audit::report::gather(
+        &owner_dpo,
+        c.genesis().signed(),
+        &d.parse().expect("id"),
+        now,
+    )
+    .await
+    .expect("report");
+    let text = report.text();
+    assert!(text.contains("ACCÈS EN URGENCE"), "{text}");
+    assert!(text.contains(WHY), "{text}");
+    assert!(report.lines.iter().any(|l| l.break_glass), "{text}");
 
     // At the end of the charter's 24 h, upkeep logs the end and removes the reader.
     c.clock.advance(25 * 3600);

@@ -849,14 +849,28 @@ async fn the_auditor_remembers_checkpoints_and_catches_a_log_cut_back() {
         .expect("restart on the old copy");
     let cut = verify().await.expect_err("the log was cut back");
     assert!(
-        matches!(
-            &cut,
-            CliError::LogNotVerified {
-                source: LogFault::Shrank { .. },
-                ..
-            }
-        ),
+        matches!(&cut, CliError::AuditFailed { findings: 1, .. }),
         "{cut:?}"
+    );
+    // The same check through the library names it: the memory was kept.
+    let mut memory =
+        maillon_cli::audit::AuditorState::load(std::path::Path::new(&state)).expect("state");
+    let dpo = c.user("ccas-rodez", "dpo-2", Role::Auditor).await;
+    let (bundles, _) = maillon_cli::audit::fetch_bundles(&dpo, c.genesis().signed(), None, false)
+        .await
+        .expect("bundles");
+    let o = maillon_cli::audit::verify::verify_bundles(
+        c.genesis().signed(),
+        &bundles,
+        Some(&mut memory),
+        0,
+    );
+    assert!(
+        o.findings
+            .iter()
+            .any(|f| f.node == "ccas-rodez" && f.reason.contains("it was cut")),
+        "{:#?}",
+        o.findings
     );
     assert_eq!(exit_code(&cut), exit::FAILURE);
     maillon(&["--profile", &dpo_p, "audit", "vkey"])
@@ -891,28 +905,32 @@ async fn the_access_report_is_a_printable_french_page() {
         .await
         .expect("read");
     let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let roster = c.running("ccas-rodez").node().roster();
-    let owner = roster
-        .active_member(&"ccas-rodez".parse().expect("id"))
-        .expect("member");
-    let log = maillon_cli::audit::fetch_and_verify(&dpo, owner)
-        .await
-        .expect("verified");
-    let text =
-        maillon_cli::audit::access_report(roster.roster(), owner, &d.parse().expect("id"), &log);
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let report = maillon_cli::audit::report::gather(
+        &dpo,
+        c.genesis().signed(),
+        &d.parse().expect("id"),
+        now,
+    )
+    .await
+    .expect("report");
+    let text = report.text();
     assert!(
         !text.contains("UTC"),
         "times are told in Europe/Paris: {text}"
     );
-    let html = maillon_cli::audit::access_report_html(&text);
+    let html = report.html();
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"));
-    assert!(html.contains("<h1>Rapport d&#x27;accès") || html.contains("<h1>Rapport d'accès"));
+    assert!(
+        html.contains("<h1>Rapport d'accès au dossier DSU-"),
+        "{html}"
+    );
     assert!(html.contains("CAF de l"), "{html}");
     assert!(html.contains("« logement »"), "{html}");
     assert!(html.contains("&lt;script&gt;"), "escaped: {html}");
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("@media print"));
-    let json = maillon_cli::audit::access_report_json(&d.parse().expect("id"), &text);
+    let json = report.json();
     assert_eq!(json["time_zone"], "Europe/Paris");
     assert!(json["entries"].as_array().expect("entries").len() >= 2);
     let dir = c.node("ccas-rodez").dir.clone();

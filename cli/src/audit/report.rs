@@ -1,0 +1,960 @@
+//! The person's access report (« qui a consulté mon dossier ? »), in French,
+//! gathered from every member that holds a part of the dossier.
+//!
+//! Each member's part comes with its signed checkpoint, the newest checkpoint
+//! its witnesses cosigned and a consistency proof between the two, and an
+//! inclusion proof for every entry: the report keeps only entries proven in
+//! a log signed by the key the roster chain (verified from the auditor's own
+//! genesis) lists for that member. A member cannot leave out a read without
+//! it showing: the reader keeps the owner's signed receipt in its own log,
+//! and a receipt whose read is missing from the owner's part is an anomaly
+//! the report states. A member that does not answer is stated too.
+//!
+//! Times are told in Europe/Paris. The agents' names appear only where the
+//! charter allows it (`report_agent_names`); otherwise only their institution.
+
+use std::collections::{BTreeMap, HashMap};
+
+use maillon_node::audit::merkle::{self, Hash};
+use maillon_node::audit::note::{self, Checkpoint, TlogProof};
+use maillon_node::audit::{AuditEntry, AuditEvent, origin};
+use maillon_node::protocol::SignedBytes;
+use maillon_node::roster::{SignedRoster, VerifiedRoster};
+use maillon_node::service::DossierPart;
+use maillon_node::types::{ConsentId, DossierId, LegalBasis, MemberId, Section};
+use maillon_proto::v1 as pb;
+
+use super::section_fr;
+use super::verify::{self, KeyHistory};
+use crate::client::Conn;
+use crate::error::CliError;
+
+/// What one member's part of the report rests on.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The member.
+    pub member: MemberId,
+    /// Its name in the roster.
+    pub name: String,
+    /// The size of its signed log the proofs are against (0 when it did not answer).
+    pub size: u64,
+    /// How much of that log its witnesses cosigned.
+    pub witnessed_size: u64,
+    /// The members whose cosignature of its log verified.
+    pub cosigners: Vec<MemberId>,
+    /// Its entries about the dossier, each proven.
+    pub entries: usize,
+    /// Why its part is missing or does not hold (French), when it is.
+    pub problem: Option<String>,
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The member whose log holds the entry.
+    pub member: MemberId,
+    /// The entry's leaf index in that log.
+    pub index: u64,
+    /// When it was logged (Unix seconds).
+    pub time: i64,
+    /// What happened, in French.
+    pub text: String,
+    /// An access without consent.
+    pub break_glass: bool,
+    /// Whether the entry lies in a tree the member's witnesses cosigned.
+    pub witnessed: bool,
+    /// The readers whose kept receipt confirms this read.
+    pub confirmed_by: Vec<MemberId>,
+    /// The entry's bytes, as logged.
+    pub entry: String,
+    /// Its C2SP tlog-proof against the member's signed checkpoint.
+    pub proof: String,
+}
+
+/// Something the report cannot vouch for: a member that did not answer, an
+/// answer that does not verify, a read a receipt proves but the owner left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    /// The member concerned.
+    pub member: String,
+    /// The entry concerned in its log, when one is.
+    pub index: Option<u64>,
+    /// What, in French.
+    pub text: String,
+}
+
+/// The person's access report.
+#[derive(Clone, Debug)]
+pub struct AccessReport {
+    /// The dossier.
+    pub dossier: DossierId,
+    /// When it was made (Unix seconds).
+    pub generated_at: i64,
+    /// Whether agents are named (the charter's `report_agent_names`).
+    pub agent_names: bool,
+    /// One per member asked, this node's first.
+    pub sources: Vec<Source>,
+    /// In time order.
+    pub lines: Vec<Line>,
+    /// What does not hold.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Asks this node for every member's part of `dossier` and assembles the
+/// report, with keys from the roster chain this node adopted, verified from
+/// the auditor's `genesis`.
+pub async fn gather(
+    conn: &Conn,
+    genesis: &SignedRoster,
+    dossier: &DossierId,
+    now: i64,
+) -> Result<AccessReport, CliError> {
+    let manifest = super::fetch_manifest(conn, None).await?;
+    let me = manifest
+        .claimed_member()
+        .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?;
+    let chain = manifest
+        .unverified()
+        .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?
+        .roster_chain;
+    let (roster, keys) = verify::verify_chain(genesis, &chain)
+        .map_err(|e| CliError::log(&me, crate::error::LogFault::Unexpected(e)))?;
+    let parts = conn
+        .api()
+        .audit_dossier(conn.req(pb::AuditDossierRequest {
+            dossier: dossier.to_string(),
+        }))
+        .await?
+        .into_inner()
+        .parts;
+    let parts: Vec<Result<DossierPart, (String, String)>> = parts
+        .into_iter()
+        .map(|p| {
+            let who = p.member.clone();
+            if !p.error.is_empty() {
+                return Err((who, p.error));
+            }
+            let member: MemberId = who
+                .parse()
+                .map_err(|_| (who.clone(), "its part names no member".to_owned()))?;
+            maillon_node::transport::part_from_pb(&member, p).map_err(|e| (who, e.to_string()))
+        })
+        .collect();
+    Ok(assemble(&roster, &keys, dossier, &parts, now))
+}
+
+/// One member's part, once its proofs held.
+struct Checked {
+    member: MemberId,
+    size: u64,
+    /// The note proofs are given against (with cosignatures when they cover it).
+    note: String,
+    witnessed: u64,
+    entries: Vec<(u64, Vec<u8>, AuditEntry, Vec<Hash>)>,
+}
+
+/// Verifies each part and writes the report. A part that did not come
+/// (`Err((member, why))`) or does not hold is a source with its problem,
+/// and an anomaly.
+pub fn assemble(
+    roster: &VerifiedRoster,
+    keys: &KeyHistory,
+    dossier: &DossierId,
+    parts: &[Result<DossierPart, (String, String)>],
+    now: i64,
+) -> AccessReport {
+    let mut report = AccessReport {
+        dossier: dossier.clone(),
+        generated_at: now,
+        agent_names: roster.roster().charter.report_agent_names,
+        sources: Vec::new(),
+        lines: Vec::new(),
+        anomalies: Vec::new(),
+    };
+    let names = Names { roster };
+    let mut checked: Vec<Checked> = Vec::new();
+    for part in parts {
+        match part {
+            Err((who, why)) => {
+                let name = who
+                    .parse()
+                    .map(|m: MemberId| names.of(&m))
+                    .unwrap_or_else(|_| who.clone());
+                let why = maillon_node::types::escape_controls(why);
+                report.anomalies.push(Anomaly {
+                    member: who.clone(),
+                    index: None,
+                    text: format!(
+                        "{name} n'a pas fourni sa part du rapport ({why}) : les accès qu'il a enregistrés n'y figurent pas."
+                    ),
+                });
+                if let Ok(member) = who.parse() {
+                    report.sources.push(Source {
+                        member,
+                        name,
+                        size: 0,
+                        witnessed_size: 0,
+                        cosigners: Vec::new(),
+                        entries: 0,
+                        problem: Some(format!("n'a pas répondu ({why})")),
+                    });
+                }
+            }
+            Ok(p) => match check_part(p, keys, dossier, &mut report.anomalies, &names) {
+                Ok((c, cosigners)) => {
+                    report.sources.push(Source {
+                        member: c.member.clone(),
+                        name: names.of(&c.member),
+                        size: c.size,
+                        witnessed_size: c.witnessed,
+                        cosigners,
+                        entries: c.entries.len(),
+                        problem: None,
+                    });
+                    checked.push(c);
+                }
+                Err(why) => {
+                    report.anomalies.push(Anomaly {
+                        member: p.member.to_string(),
+                        index: None,
+                        text: format!(
+                            "La part de {} ne tient pas ({why}) : elle n'est pas retenue.",
+                            names.of(&p.member)
+                        ),
+                    });
+                    report.sources.push(Source {
+                        member: p.member.clone(),
+                        name: names.of(&p.member),
+                        size: 0,
+                        witnessed_size: 0,
+                        cosigners: Vec::new(),
+                        entries: 0,
+                        problem: Some(format!("part non vérifiable ({why})")),
+                    });
+                }
+            },
+        }
+    }
+    lines(&mut report, &checked, keys, &names);
+    // In time order; within one second, the asking node's part first (it
+    // holds the dossier when the person asks where it was opened), each
+    // part in its log's order.
+    let rank: HashMap<MemberId, usize> = report
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.member.clone(), i))
+        .collect();
+    let rank = |m: &MemberId| rank.get(m).copied().unwrap_or(usize::MAX);
+    report.lines.sort_by(|a, b| {
+        (a.time, rank(&a.member), a.index).cmp(&(b.time, rank(&b.member), b.index))
+    });
+    report
+}
+
+/// Checks a part's checkpoint, its cosigned checkpoint and the consistency
+/// between them, and every entry's inclusion proof. An entry that does not
+/// hold is left out, as an anomaly.
+fn check_part(
+    p: &DossierPart,
+    keys: &KeyHistory,
+    dossier: &DossierId,
+    anomalies: &mut Vec<Anomaly>,
+    names: &Names<'_>,
+) -> Result<(Checked, Vec<MemberId>), String> {
+    let held = keys
+        .get(&p.member)
+        .ok_or("ce n'est pas un membre du groupement")?;
+    let own = origin(&p.member);
+    let signed = |n: &str| {
+        held.iter()
+            .find_map(|k| Checkpoint::verify(n, &own, k).ok())
+    };
+    let cp = signed(&p.checkpoint).ok_or("son point de contrôle n'est pas signé de sa clé")?;
+    let mut note = p.checkpoint.clone();
+    let mut witnessed = 0;
+    let mut cosigners = Vec::new();
+    if let Some(w) = signed(&p.cosigned) {
+        let consistent = match w.size.cmp(&cp.size) {
+            std::cmp::Ordering::Equal => w.root == cp.root && p.consistency.is_empty(),
+            std::cmp::Ordering::Less => {
+                merkle::verify_consistency(w.size, cp.size, &w.root, &cp.root, &p.consistency)
+            }
+            std::cmp::Ordering::Greater => false,
+        };
+        if !consistent {
+            return Err(
+                "son journal ne prolonge pas le point de contrôle que ses témoins ont contresigné"
+                    .into(),
+            );
+        }
+        let body = verify::body_of(&p.cosigned).unwrap_or_default();
+        for (name, line) in verify::cosignature_lines(&p.cosigned, &own) {
+            let Some(witness) = verify::member_of_name(name) else {
+                continue;
+            };
+            let ok = keys.get(&witness).is_some_and(|ks| {
+                ks.iter()
+                    .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
+            });
+            if ok && !cosigners.contains(&witness) {
+                cosigners.push(witness);
+            }
+        }
+        if !cosigners.is_empty() {
+            witnessed = w.size;
+            if w.size == cp.size {
+                note = p.cosigned.clone();
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(p.entries.len());
+    let mut last = None;
+    for e in &p.entries {
+        let holds = e.index < cp.size
+            && last.is_none_or(|l| e.index > l)
+            && merkle::verify_inclusion(
+                e.index,
+                cp.size,
+                &merkle::leaf_hash(&e.entry),
+                &e.proof,
+                &cp.root,
+            );
+        let entry = AuditEntry::from_bytes(&e.entry)
+            .ok()
+            .filter(|x| x.event.dossier() == Some(dossier));
+        match entry {
+            Some(entry) if holds => {
+                last = Some(e.index);
+                entries.push((e.index, e.entry.clone(), entry, e.proof.clone()));
+            }
+            _ => anomalies.push(Anomaly {
+                member: p.member.to_string(),
+                index: Some(e.index),
+                text: format!(
+                    "{} a fourni une entrée {} qui n'est pas prouvée dans son journal signé, ou qui ne concerne pas ce dossier : elle n'est pas retenue.",
+                    names.of(&p.member),
+                    e.index
+                ),
+            }),
+        }
+    }
+    Ok((
+        Checked {
+            member: p.member.clone(),
+            size: cp.size,
+            note,
+            witnessed,
+            entries,
+        },
+        cosigners,
+    ))
+}
+
+/// Members' names from the roster.
+struct Names<'a> {
+    roster: &'a VerifiedRoster,
+}
+
+impl Names<'_> {
+    fn of(&self, id: &MemberId) -> String {
+        self.roster
+            .roster()
+            .member(id)
+            .map(|m| m.card.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// A read as its owner logged it.
+struct Read<'a> {
+    reader: &'a MemberId,
+    request: &'a str,
+    section: Section,
+}
+
+/// Writes the report's lines from the checked parts: one per event the
+/// person is concerned by, reads confirmed by the reader's receipt, and a
+/// line and an anomaly for every receipt whose read its owner left out.
+fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, names: &Names<'_>) {
+    let by_member: HashMap<&MemberId, &Checked> = checked.iter().map(|c| (&c.member, c)).collect();
+    // Every consent recorded, by id: its audience and legal basis.
+    let consents: HashMap<&ConsentId, (&[MemberId], &LegalBasis)> = checked
+        .iter()
+        .flat_map(|c| &c.entries)
+        .filter_map(|(_, _, e, _)| match &e.event {
+            AuditEvent::ConsentGranted {
+                consent,
+                audience,
+                basis,
+                ..
+            } => Some((consent, (audience.as_slice(), basis))),
+            _ => None,
+        })
+        .collect();
+    let mut confirmed: BTreeMap<(MemberId, u64), Vec<MemberId>> = BTreeMap::new();
+    // Receipts first: each either confirms its owner's read or is an omission.
+    for c in checked {
+        for (index, raw, e, proof) in &c.entries {
+            let AuditEvent::ReceiptLogged {
+                owner,
+                section,
+                request,
+                owner_leaf,
+                break_glass,
+                receipt,
+                receipt_signature,
+                ..
+            } = &e.event
+            else {
+                continue;
+            };
+            if !receipt.is_empty()
+                && !receipt_holds(
+                    keys,
+                    owner,
+                    request,
+                    *section,
+                    *owner_leaf,
+                    receipt,
+                    receipt_signature,
+                )
+            {
+                report.anomalies.push(Anomaly {
+                    member: c.member.to_string(),
+                    index: Some(*index),
+                    text: format!(
+                        "{} a enregistré un reçu de lecture qui n'est pas signé par {} : il n'est pas retenu.",
+                        names.of(&c.member),
+                        names.of(owner)
+                    ),
+                });
+                continue;
+            }
+            let at_owner = by_member.get(owner).map(|o| {
+                let read = o.entries.iter().find_map(|(i, _, oe, _)| match &oe.event {
+                    AuditEvent::ReadGranted {
+                        reader,
+                        request,
+                        section,
+                        ..
+                    } if i == owner_leaf => Some(Read {
+                        reader,
+                        request,
+                        section: *section,
+                    }),
+                    _ => None,
+                });
+                (o.size, read)
+            });
+            let kept = |text: String| Line {
+                member: c.member.clone(),
+                index: *index,
+                time: e.time,
+                text,
+                break_glass: break_glass.is_some(),
+                witnessed: *index < c.witnessed,
+                confirmed_by: Vec::new(),
+                entry: String::from_utf8_lossy(raw).into_owned(),
+                proof: tlog_proof(*index, proof, &c.note),
+            };
+            let from_receipt = format!(
+                "{}{} a consulté la section « {} » tenue par {} (d'après le reçu signé par {} que {} conserve).",
+                if break_glass.is_some() {
+                    "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
+                } else {
+                    ""
+                },
+                names.of(&c.member),
+                section_fr(*section),
+                names.of(owner),
+                names.of(owner),
+                names.of(&c.member)
+            );
+            match at_owner {
+                Some((_, Some(read)))
+                    if read.reader == &c.member
+                        && read.request == request
+                        && read.section == *section =>
+                {
+                    confirmed
+                        .entry((owner.clone(), *owner_leaf))
+                        .or_default()
+                        .push(c.member.clone());
+                }
+                Some((size, _)) if *owner_leaf < size => {
+                    report.anomalies.push(Anomaly {
+                        member: owner.to_string(),
+                        index: Some(*owner_leaf),
+                        text: format!(
+                            "{} conserve le reçu signé par {} d'une lecture de la section « {} » ({}), que {} n'a pas fait figurer dans sa part du rapport (entrée {} de son journal) : une omission.",
+                            names.of(&c.member),
+                            names.of(owner),
+                            section_fr(*section),
+                            when(e.time),
+                            names.of(owner),
+                            owner_leaf
+                        ),
+                    });
+                    report.lines.push(kept(from_receipt));
+                }
+                // The owner did not answer, or the read is newer than its checkpoint.
+                _ => report.lines.push(kept(from_receipt)),
+            }
+        }
+    }
+    for c in checked {
+        for (index, raw, e, proof) in &c.entries {
+            let Some((text, break_glass)) =
+                describe(&c.member, e, names, report.agent_names, &consents)
+            else {
+                continue;
+            };
+            let confirmed_by = confirmed
+                .remove(&(c.member.clone(), *index))
+                .unwrap_or_default();
+            let text = if confirmed_by.is_empty() {
+                text
+            } else {
+                let who: Vec<String> = confirmed_by.iter().map(|m| names.of(m)).collect();
+                format!(
+                    "{text} Confirmé par le reçu que conserve {}.",
+                    who.join(" et ")
+                )
+            };
+            report.lines.push(Line {
+                member: c.member.clone(),
+                index: *index,
+                time: e.time,
+                text,
+                break_glass,
+                witnessed: *index < c.witnessed,
+                confirmed_by,
+                entry: String::from_utf8_lossy(raw).into_owned(),
+                proof: tlog_proof(*index, proof, &c.note),
+            });
+        }
+    }
+}
+
+/// Whether a receipt a reader kept is signed by `owner` and names `leaf`.
+fn receipt_holds(
+    keys: &KeyHistory,
+    owner: &MemberId,
+    request: &str,
+    section: Section,
+    leaf: u64,
+    receipt: &str,
+    signature: &str,
+) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let Some(sb) = B64.decode(receipt).ok().zip(
+        B64.decode(signature)
+            .ok()
+            .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
+    ) else {
+        return false;
+    };
+    let sb = SignedBytes {
+        bytes: sb.0,
+        signature: sb.1,
+    };
+    keys.get(owner).is_some_and(|ks| {
+        ks.iter()
+            .any(|k| verify::receipt_names(&sb, k, owner, request, section, leaf))
+    })
+}
+
+fn tlog_proof(index: u64, hashes: &[Hash], checkpoint: &str) -> String {
+    TlogProof {
+        extra: None,
+        index,
+        hashes: hashes.to_vec(),
+        checkpoint: checkpoint.to_owned(),
+    }
+    .encode()
+}
+
+/// One entry in French, and whether it is an access without consent; none
+/// for what the person is not concerned by (MLS groups, mirrors of entries
+/// another member's part tells, receipts: told with the owner's read).
+fn describe(
+    at: &MemberId,
+    e: &AuditEntry,
+    names: &Names<'_>,
+    agent_names: bool,
+    consents: &HashMap<&ConsentId, (&[MemberId], &LegalBasis)>,
+) -> Option<(String, bool)> {
+    use AuditEvent as E;
+    let inst = names.of(at);
+    let agent = |user: &str| {
+        if agent_names {
+            format!(" (agent « {user} »)")
+        } else {
+            String::new()
+        }
+    };
+    let list = |v: Vec<String>| v.join(" et ");
+    let sections = |s: &[Section]| list(s.iter().map(|s| section_fr(*s).to_owned()).collect());
+    let t = when(e.time);
+    let text = match &e.event {
+        E::DossierOpened { by, .. } => {
+            format!("{t} : {inst}{} a ouvert votre dossier.", agent(by.as_str()))
+        }
+        E::DossierAttached { from, by, .. } => format!(
+            "{t} : {inst}{} s'est rattaché à votre dossier, tenu par {}.",
+            agent(by.as_str()),
+            names.of(from)
+        ),
+        E::ReferentSet {
+            member, user, by, ..
+        } => format!(
+            "{t} : {inst}{} a désigné votre référent de parcours : {}{}.",
+            agent(by.as_str()),
+            if agent_names {
+                format!("« {user} », de ")
+            } else {
+                "un agent de ".to_owned()
+            },
+            names.of(member)
+        ),
+        E::DossierClosed { by: Some(by), .. } => {
+            format!(
+                "{t} : {inst}{} a clôturé votre dossier.",
+                agent(by.as_str())
+            )
+        }
+        E::DossierErased { .. } => {
+            format!("{t} : {inst} a effacé ce qu'il conservait de votre dossier.")
+        }
+        E::SectionWritten { section, by, .. } => format!(
+            "{t} : {inst}{} a mis à jour la section « {} ».",
+            agent(by.as_str()),
+            section_fr(*section)
+        ),
+        E::ConsentGranted {
+            sections: shared,
+            audience,
+            until,
+            basis,
+            masked,
+            ..
+        } => {
+            let to = list(audience.iter().map(|m| names.of(m)).collect());
+            let mut parts = Vec::new();
+            if !shared.is_empty() {
+                parts.push(match basis {
+                    LegalBasis::Consent => format!(
+                        "vous avez consenti à ce que {inst} partage {} avec {to}, jusqu'au {}",
+                        sections(shared),
+                        date_fr(*until)
+                    ),
+                    LegalBasis::LegalMission { provision } => format!(
+                        "{inst} partage {} avec {to} au titre d'une mission prévue par la loi ({provision}), jusqu'au {}",
+                        sections(shared),
+                        date_fr(*until)
+                    ),
+                });
+            }
+            if !masked.is_empty() {
+                parts.push(format!(
+                    "vous avez masqué {} à tous les partenaires, jusqu'au {}",
+                    sections(masked),
+                    date_fr(*until)
+                ));
+            }
+            format!("{t} : {}.", parts.join(" ; "))
+        }
+        E::ConsentRevoked { consent, .. } => match consents.get(consent) {
+            Some((audience, _)) => format!(
+                "{t} : vous avez retiré votre consentement au partage par {inst} avec {}.",
+                list(audience.iter().map(|m| names.of(m)).collect())
+            ),
+            None => format!("{t} : vous avez retiré un consentement enregistré par {inst}."),
+        },
+        E::ConsentShown { by, .. } => format!(
+            "{t} : {inst}{} a imprimé le reçu d'un de vos consentements.",
+            agent(by.as_str())
+        ),
+        E::ReadGranted {
+            reader,
+            user,
+            section,
+            purpose,
+            consent,
+            break_glass,
+            ..
+        } => {
+            let basis = match (break_glass, consent) {
+                (Some(g), _) => format!("accès en urgence {g}, sans votre consentement"),
+                (None, Some(k)) => match consents.get(k) {
+                    Some((_, LegalBasis::LegalMission { provision })) => {
+                        format!("mission prévue par la loi ({provision})")
+                    }
+                    _ => format!("votre consentement {k}"),
+                },
+                (None, None) => "aucune".into(),
+            };
+            return Some((
+                format!(
+                    "{t} : {}{inst} a communiqué la section « {} » à {}{}. Motif : {purpose}. Base : {basis}.",
+                    if break_glass.is_some() {
+                        "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
+                    } else {
+                        ""
+                    },
+                    section_fr(*section),
+                    names.of(reader),
+                    agent(user.as_str()),
+                ),
+                break_glass.is_some(),
+            ));
+        }
+        E::BreakGlassGranted {
+            grant,
+            reader,
+            user,
+            sections: opened,
+            justification,
+            until,
+            ..
+        } => {
+            return Some((
+                format!(
+                    "{t} : ACCÈS EN URGENCE (bris de glace {grant}) ouvert par {inst} à {}{} pour {}, sans votre consentement, jusqu'{}. Justification déclarée : {justification}. Cet accès est contrôlé par un auditeur.",
+                    names.of(reader),
+                    agent(user.as_str()),
+                    sections(opened),
+                    when(*until).replacen("le ", "au ", 1),
+                ),
+                true,
+            ));
+        }
+        E::BreakGlassEnded { grant, .. } => {
+            format!("{t} : l'accès en urgence {grant} a pris fin.")
+        }
+        E::BreakGlassReviewed { grant, .. } => {
+            format!("{t} : un auditeur de {inst} a contrôlé l'accès en urgence {grant}.")
+        }
+        E::ReadDenied {
+            reader,
+            user,
+            section,
+            ..
+        } => format!(
+            "{t} : {}{} a demandé la section « {} » à {inst} ; l'accès a été refusé.",
+            names.of(reader),
+            agent(user.as_str()),
+            section_fr(*section)
+        ),
+        E::SectionRead { section, by, .. } => format!(
+            "{t} : {inst}{} a consulté la section « {} » dans son propre dossier.",
+            agent(by.as_str()),
+            section_fr(*section)
+        ),
+        E::ConsentsListed { by, .. } => format!(
+            "{t} : {inst}{} a consulté la liste de vos consentements.",
+            agent(by.as_str())
+        ),
+        _ => return None,
+    };
+    Some((text, false))
+}
+
+impl AccessReport {
+    /// The header lines: the dossier, when, the sources and what they rest on.
+    fn header(&self) -> (String, Vec<String>) {
+        let title = format!("Rapport d'accès au dossier {}", self.dossier);
+        let mut head = vec![format!(
+            "Établi {} (heure de Paris), à partir des journaux de {} partenaire(s) qui en détiennent une partie.",
+            when(self.generated_at),
+            self.sources.len()
+        )];
+        for s in &self.sources {
+            head.push(match &s.problem {
+                Some(p) => format!("{} : {p}.", s.name),
+                None => {
+                    let witnesses = if s.cosigners.is_empty() {
+                        "pas encore contresigné par un autre partenaire".to_owned()
+                    } else {
+                        format!(
+                            "contresigné par {} autre(s) partenaire(s) jusqu'à l'événement {}",
+                            s.cosigners.len(),
+                            s.witnessed_size
+                        )
+                    };
+                    format!(
+                        "{} : {} entrée(s) sur ce dossier, chacune prouvée dans son journal signé de {} événements, {witnesses}.",
+                        s.name, s.entries, s.size
+                    )
+                }
+            });
+        }
+        head.push(if self.agent_names {
+            "Les agents sont nommés par l'identifiant que leur donne leur institution.".into()
+        } else {
+            "Les noms des agents ne sont pas communiqués (la charte du groupement ne le prévoit pas) : chaque accès reste attribué, dans le journal de l'institution, à un agent identifié.".into()
+        });
+        (title, head)
+    }
+
+    /// The report as text: a title, the sources, one line per entry, the anomalies.
+    pub fn text(&self) -> String {
+        let (title, head) = self.header();
+        let mut out = vec![title];
+        out.extend(head);
+        out.push(String::new());
+        if self.lines.is_empty() {
+            out.push("Aucun accès ni consentement enregistré pour ce dossier.".into());
+        }
+        for l in &self.lines {
+            out.push(format!("- {}", l.text));
+        }
+        if !self.anomalies.is_empty() {
+            out.push(String::new());
+            out.push("ANOMALIES (signalées au délégué à la protection des données) :".into());
+            for a in &self.anomalies {
+                out.push(format!("! {}", a.text));
+            }
+        }
+        out.join("\n")
+    }
+
+    /// The report as a printable French HTML page: escaped, break-glass
+    /// accesses and anomalies standing out.
+    pub fn html(&self) -> String {
+        let (title, head) = self.header();
+        let items: Vec<String> = self
+            .lines
+            .iter()
+            .map(|l| {
+                format!(
+                    "<li{}>{}</li>",
+                    if l.break_glass {
+                        " class=\"urgence\""
+                    } else {
+                        ""
+                    },
+                    esc(&l.text)
+                )
+            })
+            .collect();
+        let anomalies = if self.anomalies.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<section class=\"anomalies\">\n<h2>Anomalies</h2>\n<p>Ces points ont été signalés au délégué à la protection des données.</p>\n<ul>\n{}\n</ul>\n</section>\n",
+                self.anomalies
+                    .iter()
+                    .map(|a| format!("<li>{}</li>", esc(&a.text)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
+        let body = if items.is_empty() {
+            "<p>Aucun accès ni consentement enregistré pour ce dossier.</p>".to_owned()
+        } else {
+            format!("<ol>\n{}\n</ol>", items.join("\n"))
+        };
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+             <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5;color:#161616}}\
+             li{{margin:.5em 0}}.urgence{{border-left:4px solid #c00;padding-left:.5em;font-weight:bold}}\
+             .anomalies{{border:2px solid #c00;padding:0 1em}}.sources{{font-size:.9em;color:#3a3a3a}}\
+             @media print{{body{{margin:0}}}}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<div class=\"sources\">\n{}\n</div>\n{body}\n{anomalies}\
+             <p>Chaque accès à votre dossier est inscrit dans le journal signé et vérifiable de l'institution qui l'a accordé, et contresigné par les autres partenaires. Pour toute question, adressez-vous à l'accueil qui tient votre dossier ou à son délégué à la protection des données.</p>\n</body>\n</html>\n",
+            head.iter()
+                .map(|h| format!("<p>{}</p>", esc(h)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            title = esc(&title),
+        )
+    }
+
+    /// The report as JSON, with stable field names: each entry with its
+    /// bytes and its C2SP tlog-proof.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dossier": self.dossier.as_str(),
+            "generated_at": self.generated_at,
+            "time_zone": "Europe/Paris",
+            "language": "fr",
+            "agent_names": self.agent_names,
+            "sources": self.sources.iter().map(|s| serde_json::json!({
+                "member": s.member.as_str(),
+                "name": s.name,
+                "size": s.size,
+                "witnessed_size": s.witnessed_size,
+                "cosigners": s.cosigners.iter().map(MemberId::as_str).collect::<Vec<_>>(),
+                "entries": s.entries,
+                "problem": s.problem,
+            })).collect::<Vec<_>>(),
+            "entries": self.lines.iter().map(|l| serde_json::json!({
+                "member": l.member.as_str(),
+                "index": l.index,
+                "time": l.time,
+                "text": l.text,
+                "break_glass": l.break_glass,
+                "witnessed": l.witnessed,
+                "confirmed_by": l.confirmed_by.iter().map(MemberId::as_str).collect::<Vec<_>>(),
+                "entry": l.entry,
+                "proof": l.proof,
+            })).collect::<Vec<_>>(),
+            "anomalies": self.anomalies.iter().map(|a| serde_json::json!({
+                "member": a.member,
+                "index": a.index,
+                "text": a.text,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A time as the person reads it: `le 07/12/2026 à 14h05`, in Europe/Paris.
+pub fn when(t: i64) -> String {
+    super::paris(t)
+        .map(|d| {
+            format!(
+                "le {:02}/{:02}/{} à {:02}h{:02}",
+                d.day(),
+                u8::from(d.month()),
+                d.year(),
+                d.hour(),
+                d.minute()
+            )
+        })
+        .unwrap_or_else(|| format!("à l'instant {t}"))
+}
+
+fn date_fr(d: maillon_node::types::Date) -> String {
+    let s = d.to_string();
+    match (s.get(0..4), s.get(5..7), s.get(8..10)) {
+        (Some(y), Some(m), Some(d)) => format!("{d}/{m}/{y}"),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_told_in_paris_summer_and_winter() {
+        // 2026-03-29 00:59 UTC is still winter (01:59 in Paris); 01:00 UTC is 03:00.
+        let change = 1_774_746_000; // 2026-03-29T01:00:00Z
+        assert_eq!(when(change - 60), "le 29/03/2026 à 01h59");
+        assert_eq!(when(change), "le 29/03/2026 à 03h00");
+        // 2026-10-25 01:00 UTC: back to winter time.
+        let back = 1_792_890_000; // 2026-10-25T01:00:00Z
+        assert_eq!(when(back - 60), "le 25/10/2026 à 02h59");
+        assert_eq!(when(back), "le 25/10/2026 à 02h00");
+        assert_eq!(when(1_798_761_600), "le 01/01/2027 à 01h00"); // 2027-01-01T00:00:00Z
+    }
+}
