@@ -16,7 +16,7 @@ use maillon_tests::{Cluster, refusal};
 use tonic::Code;
 
 /// Checkpoints every log, then lets every node witness every other.
-async fn checkpoint_and_witness(c: &Cluster) {
+pub(crate) async fn checkpoint_and_witness(c: &Cluster) {
     for id in ["cd12", "ccas-rodez", "caf12"] {
         c.running(id)
             .node()
@@ -201,7 +201,7 @@ fn clean(o: &Outcome) {
 
 /// `bundle`'s manifest, edited and signed again with `key` (an owner
 /// rewriting what it exports; it holds its own key).
-fn resign(
+pub(crate) fn resign(
     bundle: &Bundle,
     key: &maillon_node::crypto::NodeKey,
     edit: impl FnOnce(&mut maillon_node::audit::bundle::Manifest),
@@ -358,5 +358,207 @@ async fn the_auditors_engine_catches_what_a_node_hides() {
             .any(|f| f.reason.contains("not signed by ccas-rodez's key")),
         "{:#?}",
         o.findings
+    );
+}
+
+/// `audit report`: the person's access report gathered from every member
+/// holding the dossier, each entry proven by a C2SP tlog-proof in its
+/// member's signed, witnessed log; the CAF's read confirmed by its receipt;
+/// agents unnamed by default; a member that does not answer is stated and
+/// the command exits 1; bad input and a caseworker are refused.
+#[tokio::test]
+async fn the_access_report_gathers_every_holder_and_proves_each_entry() {
+    use maillon_node::audit::note::TlogProof;
+    let mut c = Cluster::start().await;
+    let (_ccas, _caf, d, _consent) = c.housing_read_by_the_caf().await;
+    checkpoint_and_witness(&c).await;
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    drop(c.user("ccas-rodez", "agent-2", Role::Caseworker).await);
+    let dossier: maillon_node::types::DossierId = d.parse().expect("id");
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let genesis = c.genesis().signed().clone();
+    let report = maillon_cli::audit::report::gather(&dpo, &genesis, &dossier, now)
+        .await
+        .expect("report");
+    assert!(report.anomalies.is_empty(), "{:#?}", report.anomalies);
+    let sources: Vec<&str> = report.sources.iter().map(|s| s.member.as_str()).collect();
+    assert_eq!(sources, ["ccas-rodez", "caf12"]);
+    for s in &report.sources {
+        assert!(s.problem.is_none() && s.entries > 0, "{s:?}");
+        assert!(!s.cosigners.is_empty(), "{} was witnessed", s.member);
+    }
+    for line in &report.lines {
+        let proof = TlogProof::parse(&line.proof).expect("a C2SP tlog-proof");
+        assert_eq!(proof.index, line.index);
+        let member = c.member(line.member.as_str());
+        proof
+            .verify(
+                line.entry.as_bytes(),
+                &maillon_node::audit::origin(&line.member),
+                &member.card.signing_key,
+            )
+            .expect("the entry is in its member's signed log");
+        assert!(line.witnessed, "{}", line.text);
+        assert!(line.time > 0);
+    }
+    let read = report
+        .lines
+        .iter()
+        .find(|l| {
+            l.text
+                .contains("a communiqué la section « logement » à CAF de l'Aveyron")
+        })
+        .expect("the CAF's read");
+    assert_eq!(read.member.as_str(), "ccas-rodez");
+    assert_eq!(
+        read.confirmed_by
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>(),
+        ["caf12"]
+    );
+    assert!(
+        read.text.contains("Base : votre consentement CNS-"),
+        "{}",
+        read.text
+    );
+    let text = report.text();
+    for name in ["agent-ccas", "agent-caf"] {
+        assert!(
+            !text.contains(name),
+            "agents are not named by default: {text}"
+        );
+    }
+    let json = report.json();
+    assert_eq!(json["agent_names"], false);
+    assert!(
+        json["entries"][0]["proof"]
+            .as_str()
+            .expect("proof")
+            .starts_with("c2sp.org/tlog-proof@v1\n")
+    );
+
+    // The command: printed in each format; refused to a caseworker and on a bad id.
+    let dir = c.node("ccas-rodez").dir.clone();
+    let (dpo_p, roster_p) = (
+        super::cli::path(&dir, "dpo.profile.toml"),
+        super::cli::path(&dir, "roster.json"),
+    );
+    let worker_p = super::cli::path(&dir, "agent-2.profile.toml");
+    for format in ["text", "html", "json"] {
+        super::cli::maillon(&[
+            "--profile",
+            &dpo_p,
+            "audit",
+            "report",
+            &d,
+            "--roster",
+            &roster_p,
+            "--format",
+            format,
+        ])
+        .await
+        .expect(format);
+    }
+    let err = super::cli::maillon(&[
+        "--profile",
+        &worker_p,
+        "audit",
+        "report",
+        &d,
+        "--roster",
+        &roster_p,
+    ])
+    .await
+    .expect_err("a caseworker");
+    assert_eq!(
+        maillon_cli::exit::exit_code(&err),
+        maillon_cli::exit::REFUSED
+    );
+    let err = super::cli::maillon(&[
+        "--profile",
+        &dpo_p,
+        "audit",
+        "report",
+        "DSU-nope",
+        "--roster",
+        &roster_p,
+    ])
+    .await
+    .expect_err("a bad id");
+    assert_eq!(
+        maillon_cli::exit::exit_code(&err),
+        maillon_cli::exit::BAD_INPUT
+    );
+
+    // The CAF down: its part is stated missing, the CCAS's entries stay.
+    c.fed.node_mut("caf12").stop().await;
+    let report = maillon_cli::audit::report::gather(&dpo, &genesis, &dossier, now)
+        .await
+        .expect("report");
+    let missing = report
+        .anomalies
+        .iter()
+        .find(|a| a.member == "caf12")
+        .expect("the CAF's silence is stated");
+    assert!(
+        missing.text.contains("n'a pas fourni sa part"),
+        "{}",
+        missing.text
+    );
+    assert!(
+        report
+            .sources
+            .iter()
+            .any(|s| s.member.as_str() == "caf12" && s.problem.is_some())
+    );
+    let read = report
+        .lines
+        .iter()
+        .find(|l| l.text.contains("à CAF de l'Aveyron"))
+        .expect("the read, from the CCAS's log");
+    assert!(read.confirmed_by.is_empty());
+    let err = super::cli::maillon(&[
+        "--profile",
+        &dpo_p,
+        "audit",
+        "report",
+        &d,
+        "--roster",
+        &roster_p,
+    ])
+    .await
+    .expect_err("printed, then exit 1");
+    assert_eq!(
+        maillon_cli::exit::exit_code(&err),
+        maillon_cli::exit::FAILURE
+    );
+}
+
+/// Where the charter allows it (`report_agent_names`), the report names the
+/// agents who read, beside their institution.
+#[tokio::test]
+async fn the_charter_may_let_the_report_name_agents() {
+    let c = Cluster::start_with(|r| r.charter.report_agent_names = true).await;
+    let (_ccas, _caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let report = maillon_cli::audit::report::gather(
+        &dpo,
+        c.genesis().signed(),
+        &d.parse().expect("id"),
+        now,
+    )
+    .await
+    .expect("report");
+    assert!(report.agent_names);
+    let text = report.text();
+    assert!(
+        text.contains("à CAF de l'Aveyron (agent « agent-caf »)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CCAS de Rodez (agent « agent-ccas ») a ouvert votre dossier"),
+        "{text}"
     );
 }

@@ -16,7 +16,7 @@ use maillon_node::types::Role;
 use maillon_tests::Cluster;
 use tonic::Status;
 
-async fn maillon(args: &[&str]) -> Result<(), CliError> {
+pub(crate) async fn maillon(args: &[&str]) -> Result<(), CliError> {
     let mut argv = vec!["maillon"];
     argv.extend_from_slice(args);
     run(Args::try_parse_from(argv).expect("the arguments parse")).await
@@ -30,7 +30,7 @@ fn free() -> String {
         .to_string()
 }
 
-fn path(dir: &Path, name: &str) -> String {
+pub(crate) fn path(dir: &Path, name: &str) -> String {
     dir.join(name).to_string_lossy().into_owned()
 }
 

@@ -38,11 +38,25 @@ enum Lie {
 struct HostileOwner {
     lie: Lie,
     key: NodeKey,
+    /// Its part of a dossier's report, as it chooses to give it.
+    part: Option<pb::DossierAuditPart>,
 }
 
 impl HostileOwner {
     fn new(lie: Lie, key: NodeKey) -> Self {
-        Self { lie, key }
+        Self {
+            lie,
+            key,
+            part: None,
+        }
+    }
+
+    /// Answers every request for a dossier's entries with `part`.
+    fn giving(part: pb::DossierAuditPart, key: NodeKey) -> Self {
+        Self {
+            part: Some(part),
+            ..Self::new(Lie::Garbage, key)
+        }
     }
 }
 
@@ -158,7 +172,10 @@ impl Peer for HostileOwner {
         &self,
         _: Request<pb::GetDossierAuditRequest>,
     ) -> Result<Response<pb::DossierAuditPart>, Status> {
-        Err(Status::unimplemented("hostile"))
+        self.part
+            .clone()
+            .map(Response::new)
+            .ok_or_else(|| Status::unimplemented("hostile"))
     }
     async fn cosign(
         &self,
@@ -470,4 +487,128 @@ async fn a_log_takes_only_true_cosignatures_of_its_own_recent_checkpoints() {
         .expect("state")
         .into_inner();
     assert!(own.cosigned.contains(&line), "{}", own.cosigned);
+}
+
+/// An owner that shows the CAF one history and the département another
+/// (each witness alone sees nothing wrong) is caught by the auditor, who
+/// holds what both witnessed.
+#[tokio::test]
+async fn an_owner_showing_two_histories_to_two_witnesses_is_named_by_the_auditor() {
+    let mut c = Cluster::start().await;
+    let _parcours = c.housing_read_by_the_caf().await;
+    let ccas = c.running("ccas-rodez").node().clone();
+    ccas.checkpoint_if_grown().await.expect("checkpoint");
+    let size = ccas.audit_log().size();
+    drop(ccas); // Its store must be free when the node starts again.
+    c.running("caf12").node().witness_peers().await;
+    let impostor = c
+        .impersonate("ccas-rodez", |key| {
+            HostileOwner::new(Lie::TwoTrees(size), key)
+        })
+        .await;
+    c.running("cd12").node().witness_peers().await;
+    impostor.stop().await;
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    c.fed
+        .node_mut("ccas-rodez")
+        .start(clock)
+        .await
+        .expect("the CCAS back");
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let genesis = c.genesis().signed().clone();
+    let (bundles, unfetched) = maillon_cli::audit::fetch_bundles(&dpo, &genesis, None, true)
+        .await
+        .expect("every log");
+    assert!(unfetched.is_empty(), "{unfetched:?}");
+    let o = maillon_cli::audit::verify::verify_bundles(&genesis, &bundles, None, 0);
+    // Whether the département had already witnessed the true log (then it
+    // raised an alarm) or saw the CCAS first through the lie (then the two
+    // witnesses hold two trees), the CCAS is named, with the département.
+    assert!(
+        o.findings.iter().any(|f| f.node == "ccas-rodez"
+            && f.reason.contains("cd12")
+            && (f.reason.contains("two histories")
+                || f.reason.contains("another history")
+                || f.reason.contains("two different trees"))),
+        "{:#?}",
+        o.findings
+    );
+    assert!(
+        o.findings.iter().all(|f| f.node == "ccas-rodez"),
+        "nobody else is blamed: {:#?}",
+        o.findings
+    );
+}
+
+/// An owner that leaves a read out of its part of the person's access
+/// report is caught by the receipt the reader kept: the report states the
+/// omission, shows the read from the receipt, and the command exits 1.
+#[tokio::test]
+async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_receipt() {
+    use maillon_node::service::PeerNetwork as _;
+    let mut c = Cluster::start().await;
+    let (_ccas, _caf, d, _) = c.housing_read_by_the_caf().await;
+    let dossier: maillon_node::types::DossierId = d.parse().expect("id");
+    c.running("ccas-rodez")
+        .node()
+        .checkpoint_if_grown()
+        .await
+        .expect("checkpoint");
+    // What the CCAS truly answers the CAF, less the CAF's read.
+    let mut part = c
+        .peer_as("caf12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0)
+        .await
+        .expect("the CCAS's part");
+    let read_at = part
+        .entries
+        .iter()
+        .find(|e| {
+            matches!(
+                maillon_node::audit::AuditEntry::from_bytes(&e.entry).map(|x| x.event),
+                Ok(maillon_node::audit::AuditEvent::ReadGranted { .. })
+            )
+        })
+        .expect("the read")
+        .index;
+    part.entries.retain(|e| e.index != read_at);
+    let lying = maillon_node::transport::part_to_pb(part);
+    let impostor = c
+        .impersonate("ccas-rodez", |key| HostileOwner::giving(lying, key))
+        .await;
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let report = maillon_cli::audit::report::gather(&caf_dpo, c.genesis().signed(), &dossier, now)
+        .await
+        .expect("the report");
+    let omission = report
+        .anomalies
+        .iter()
+        .find(|a| a.member == "ccas-rodez")
+        .expect("the omission is stated");
+    assert_eq!(omission.index, Some(read_at));
+    assert!(omission.text.contains("omission"), "{}", omission.text);
+    let text = report.text();
+    assert!(
+        text.contains("d'après le reçu signé par CCAS de Rodez"),
+        "the read is still told: {text}"
+    );
+    assert!(text.contains("ANOMALIES"), "{text}");
+    let dir = c.node("caf12").dir.clone();
+    let err = super::cli::maillon(&[
+        "--profile",
+        &super::cli::path(&dir, "dpo.profile.toml"),
+        "audit",
+        "report",
+        &d,
+        "--roster",
+        &super::cli::path(&dir, "roster.json"),
+    ])
+    .await
+    .expect_err("printed, then exit 1");
+    assert_eq!(
+        maillon_cli::exit::exit_code(&err),
+        maillon_cli::exit::FAILURE
+    );
+    impostor.stop().await;
 }
