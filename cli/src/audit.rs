@@ -222,10 +222,14 @@ impl AuditorState {
     pub fn save(&mut self, path: &std::path::Path) -> Result<(), CliError> {
         let dir = leaves_dir(path);
         if !self.leaves.is_empty() {
-            use std::os::unix::fs::DirBuilderExt as _;
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Kept private even if someone loosened it.
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                        .map_err(CliError::io(format!("securing {}", dir.display())))?;
+                }
                 Err(e) => return Err(CliError::io(format!("creating {}", dir.display()))(e)),
             }
         }
@@ -276,17 +280,15 @@ pub async fn fetch_bundles(
     node: Option<&MemberId>,
     all: bool,
 ) -> Result<(Vec<Bundle>, Vec<verify::Finding>), CliError> {
-    let own = fetch_bundle(conn, None).await?;
-    let me = own
-        .manifest
+    let own_manifest = fetch_manifest(conn, None).await?;
+    let me = own_manifest
         .claimed_member()
         .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?;
     let others: Vec<MemberId> = match (node, all) {
         (Some(m), _) if *m != me => vec![m.clone()],
         (_, false) => Vec::new(),
         (_, true) => {
-            let chain = own
-                .manifest
+            let chain = own_manifest
                 .unverified()
                 .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?
                 .roster_chain;
@@ -305,7 +307,7 @@ pub async fn fetch_bundles(
     };
     let mut bundles = Vec::new();
     if node.is_none_or(|m| *m == me) {
-        bundles.push(own);
+        bundles.push(fetch_bundle(conn, None).await?);
     }
     let mut unfetched = Vec::new();
     for m in others {

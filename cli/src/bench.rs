@@ -187,11 +187,12 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         owner.share_state_bytes(&share).await?,
         reader.share_state_bytes(&share).await?
     );
-    dossier_view(&mut fed, &ccas, reads.clamp(1, 500)).await?;
+    let held = dossier_view(&mut fed, &ccas, reads.clamp(1, 500)).await?;
     // The view stopped a partner; every peer answers the witness.
     fed.node_mut("ccas-millau")
         .start(Arc::new(SystemClock))
         .await?;
+    audit_across(&fed, &held, 50).await?;
     witness_rounds(&fed, 50).await?;
     fed.stop().await;
     verify_entries(1_000_000)?;
@@ -400,7 +401,11 @@ fn verify_entries(n: usize) -> Result<(), CliError> {
 /// second CCAS and the département itself attach), sequential; then again
 /// with one partner stopped, whose source must come back as unreachable
 /// within its deadline.
-async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Result<(), CliError> {
+async fn dossier_view(
+    fed: &mut LocalFederation,
+    ccas: &Conn,
+    n: usize,
+) -> Result<String, CliError> {
     let d = open_with_housing(ccas).await?;
     let person = ("Camille", "Martin", "1984-03-12");
     let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(30)).to_string();
@@ -462,6 +467,71 @@ async fn dossier_view(fed: &mut LocalFederation, ccas: &Conn, n: usize) -> Resul
         samples.push(t);
     }
     report("dossier view, one of the 5 partners down", samples);
+    Ok(d)
+}
+
+/// The auditors' work across the five nodes, as the CCAS's auditor runs it
+/// once every log was checkpointed and witnessed: `audit report` of the
+/// dossier the five partners hold (each part fetched through the CCAS,
+/// every proof and cosignature checked, the parts merged), and `audit
+/// verify --all` (every log fetched, verified and checked against the others).
+async fn audit_across(fed: &LocalFederation, d: &str, n: usize) -> Result<(), CliError> {
+    let dpo = Conn::new(
+        &fed.node("ccas-rodez")
+            .add_user("dpo-bench", Role::Auditor)
+            .await?,
+    )?;
+    for node in &fed.nodes {
+        node.running_node()?.node().checkpoint_if_grown().await?;
+    }
+    for node in &fed.nodes {
+        node.running_node()?.node().witness_peers().await;
+    }
+    let genesis = crate::commands::gov::load_roster(&fed.dir.join("roster.json"))?;
+    let dossier: DossierId = d.parse().map_err(|source| CliError::BadReply {
+        what: "dossier id",
+        source,
+    })?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (mut samples, mut entries) = (Vec::with_capacity(n), 0);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = crate::audit::report::gather(&dpo, genesis.signed(), &dossier, now).await?;
+        samples.push(t.elapsed());
+        if r.sources.len() != 5 || !r.anomalies.is_empty() {
+            return Err(CliError::Unexpected(format!(
+                "the report has {} sources and {} anomalies",
+                r.sources.len(),
+                r.anomalies.len()
+            )));
+        }
+        entries = r.lines.len();
+    }
+    report(
+        &format!("audit report, 5 holders, {entries} entries proven"),
+        samples,
+    );
+    let (mut samples, mut leaves) = (Vec::with_capacity(n), 0);
+    for _ in 0..n.min(20) {
+        let t = Instant::now();
+        let (bundles, unfetched) =
+            crate::audit::fetch_bundles(&dpo, genesis.signed(), None, true).await?;
+        let o = crate::audit::verify::verify_bundles(genesis.signed(), &bundles, None, now);
+        samples.push(t.elapsed());
+        if o.failed() || !unfetched.is_empty() || o.nodes.len() != 5 {
+            return Err(CliError::Unexpected(format!(
+                "audit verify --all: {} logs, {} failures, {} not fetched",
+                o.nodes.len(),
+                o.findings.len(),
+                unfetched.len()
+            )));
+        }
+        leaves = o.nodes.iter().map(|n| n.size).sum::<u64>();
+    }
+    report(
+        &format!("audit verify --all, 5 logs, {leaves} leaves"),
+        samples,
+    );
     Ok(())
 }
 

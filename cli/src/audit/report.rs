@@ -13,12 +13,11 @@
 //! Times are told in Europe/Paris. The agents' names appear only where the
 //! charter allows it (`report_agent_names`); otherwise only their institution.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use maillon_node::audit::merkle::{self, Hash};
-use maillon_node::audit::note::{self, Checkpoint, TlogProof};
+use maillon_node::audit::note::{Checkpoint, TlogProof};
 use maillon_node::audit::{AuditEntry, AuditEvent, origin};
-use maillon_node::protocol::SignedBytes;
 use maillon_node::roster::{SignedRoster, VerifiedRoster};
 use maillon_node::service::DossierPart;
 use maillon_node::types::{ConsentId, DossierId, LegalBasis, MemberId, Section};
@@ -28,6 +27,7 @@ use super::section_fr;
 use super::verify::{self, KeyHistory};
 use crate::client::Conn;
 use crate::error::CliError;
+use crate::escape::escape_controls;
 
 /// What one member's part of the report rests on.
 #[derive(Clone, Debug)]
@@ -67,6 +67,9 @@ pub struct Line {
     pub confirmed_by: Vec<MemberId>,
     /// The entry's bytes, as logged.
     pub entry: String,
+    /// Its RFC 6962 leaf hash (what the JSON gives instead of the entry
+    /// when the charter withholds agents' names).
+    pub leaf_hash: Hash,
     /// Its C2SP tlog-proof against the member's signed checkpoint.
     pub proof: String,
 }
@@ -100,9 +103,97 @@ pub struct AccessReport {
     pub anomalies: Vec<Anomaly>,
 }
 
-/// Asks this node for every member's part of `dossier` and assembles the
-/// report, with keys from the roster chain this node adopted, verified from
-/// the auditor's `genesis`.
+/// One member's part as the auditor's tools got it: every page joined, or
+/// why it did not come.
+#[derive(Clone, Debug)]
+pub enum Fetched {
+    /// The part, not verified yet.
+    Part(DossierPart),
+    /// No part.
+    Missing {
+        /// The member asked.
+        member: MemberId,
+        /// Why, in one line (as the node said it).
+        why: String,
+        /// The member refused it: it does not know the asking node to hold
+        /// the dossier (it holds something of it, then).
+        not_entitled: bool,
+    },
+}
+
+/// Most pages of one member's part the tools ask for (each under one
+/// message, 512 KiB of entries and proofs).
+const MAX_PAGES: usize = 4096;
+
+/// Every page of `member`'s part of `dossier` (this node's when none),
+/// asked through this node: the first against the member's latest
+/// checkpoint, the others against the same tree. Pages must advance and
+/// keep to one checkpoint.
+pub async fn fetch_part(
+    conn: &Conn,
+    dossier: &DossierId,
+    member: Option<&MemberId>,
+) -> Result<DossierPart, CliError> {
+    let asked = member.map(ToString::to_string).unwrap_or_default();
+    let page = |from: u64, size: u64| {
+        let asked = asked.clone();
+        async move {
+            let reply = conn
+                .api()
+                .audit_dossier(conn.req(pb::AuditDossierRequest {
+                    dossier: dossier.to_string(),
+                    member: asked,
+                    from,
+                    size,
+                }))
+                .await?
+                .into_inner();
+            let part = reply
+                .part
+                .ok_or_else(|| CliError::Unexpected("the node answered no part".into()))?;
+            let who: MemberId = part.member.parse().map_err(|source| CliError::BadReply {
+                what: "member id of a part",
+                source,
+            })?;
+            if member.is_some_and(|m| *m != who) {
+                return Err(CliError::Unexpected(format!(
+                    "the part of {} was asked, {who}'s came",
+                    member.map(ToString::to_string).unwrap_or_default()
+                )));
+            }
+            maillon_node::transport::part_from_pb(&who, part)
+                .map_err(|e| CliError::Unexpected(e.to_string()))
+        }
+    };
+    let mut part = page(0, 0).await?;
+    let size = Checkpoint::parse_body(&part.checkpoint).map_or(0, |c| c.size);
+    let (mut from, mut pages) = (0, 1);
+    while let Some(next) = part.next.take() {
+        if next <= from || pages >= MAX_PAGES {
+            return Err(CliError::Unexpected(format!(
+                "the pages of {}'s part do not advance",
+                part.member
+            )));
+        }
+        let more = page(next, size).await?;
+        if more.checkpoint != part.checkpoint || more.member != part.member {
+            return Err(CliError::Unexpected(format!(
+                "a page of {}'s part is against another checkpoint",
+                part.member
+            )));
+        }
+        part.entries.extend(more.entries);
+        part.holders.extend(more.holders);
+        part.next = more.next;
+        (from, pages) = (next, pages + 1);
+    }
+    Ok(part)
+}
+
+/// Asks this node, then every active member through it, for its part of
+/// `dossier`, and assembles the report, with keys from the roster chain
+/// this node adopted, verified from the auditor's `genesis`, and the sizes
+/// this node witnessed of each member's log.
 pub async fn gather(
     conn: &Conn,
     genesis: &SignedRoster,
@@ -119,48 +210,75 @@ pub async fn gather(
         .roster_chain;
     let (roster, keys) = verify::verify_chain(genesis, &chain)
         .map_err(|e| CliError::log(&me, crate::error::LogFault::Unexpected(e)))?;
-    let parts = conn
-        .api()
-        .audit_dossier(conn.req(pb::AuditDossierRequest {
-            dossier: dossier.to_string(),
-        }))
-        .await?
-        .into_inner()
-        .parts;
-    let parts: Vec<Result<DossierPart, (String, String)>> = parts
-        .into_iter()
-        .map(|p| {
-            let who = p.member.clone();
-            if !p.error.is_empty() {
-                return Err((who, p.error));
-            }
-            let member: MemberId = who
-                .parse()
-                .map_err(|_| (who.clone(), "its part names no member".to_owned()))?;
-            maillon_node::transport::part_from_pb(&member, p).map_err(|e| (who, e.to_string()))
+    let own_keys = keys.get(&me).cloned().unwrap_or_default();
+    let manifest = manifest
+        .open(&me, &own_keys)
+        .map_err(|e| CliError::log(&me, crate::error::LogFault::Unexpected(e.to_string())))?;
+    // The sizes this node accepted of each peer's log, each signed by the peer.
+    let witnessed: HashMap<MemberId, u64> = manifest
+        .witnessed
+        .iter()
+        .filter_map(|w| {
+            let held = keys.get(&w.member)?;
+            let cp = held
+                .iter()
+                .find_map(|k| Checkpoint::verify(&w.checkpoint, &origin(&w.member), k).ok())?;
+            Some((w.member.clone(), cp.size))
         })
         .collect();
-    Ok(assemble(&roster, &keys, dossier, &parts, now))
+    let mut members = vec![me.clone()];
+    members.extend(
+        roster
+            .roster()
+            .members
+            .iter()
+            .filter(|m| m.status == maillon_node::types::MemberStatus::Active && m.card.id != me)
+            .map(|m| m.card.id.clone()),
+    );
+    let mut fetched = Vec::with_capacity(members.len());
+    for m in &members {
+        let asked = (*m != me).then_some(m);
+        fetched.push(match fetch_part(conn, dossier, asked).await {
+            Ok(part) => Fetched::Part(part),
+            Err(e) => Fetched::Missing {
+                member: m.clone(),
+                not_entitled: matches!(&e, CliError::Refused(s)
+                    if maillon_node::transport::reason_of(s).as_deref() == Some("not_entitled")),
+                why: crate::exit::one_line(&e),
+            },
+        });
+    }
+    let report = assemble(&roster, &keys, dossier, &fetched, &witnessed, now);
+    if report.sources.is_empty() && report.anomalies.is_empty() {
+        return Err(CliError::NotFound(tonic::Status::not_found(format!(
+            "no member holds anything of dossier {dossier}"
+        ))));
+    }
+    Ok(report)
 }
 
 /// One member's part, once its proofs held.
 struct Checked {
     member: MemberId,
     size: u64,
-    /// The note proofs are given against (with cosignatures when they cover it).
+    /// The note proofs are given against (with the cosignatures that
+    /// verified, when they cover it).
     note: String,
     witnessed: u64,
     entries: Vec<(u64, Vec<u8>, AuditEntry, Vec<Hash>)>,
 }
 
-/// Verifies each part and writes the report. A part that did not come
-/// (`Err((member, why))`) or does not hold is a source with its problem,
-/// and an anomaly.
+/// Verifies each part and writes the report. A part that did not come, or
+/// does not hold, is a source with its problem and an anomaly; a member
+/// that holds nothing of the dossier is left out; a member that refused and
+/// that no proven entry names is left out too (what it holds is no part of
+/// the dossier as its members know it).
 pub fn assemble(
     roster: &VerifiedRoster,
     keys: &KeyHistory,
     dossier: &DossierId,
-    parts: &[Result<DossierPart, (String, String)>],
+    fetched: &[Fetched],
+    witnessed: &HashMap<MemberId, u64>,
     now: i64,
 ) -> AccessReport {
     let mut report = AccessReport {
@@ -173,77 +291,130 @@ pub fn assemble(
     };
     let names = Names { roster };
     let mut checked: Vec<Checked> = Vec::new();
-    for part in parts {
-        match part {
-            Err((who, why)) => {
-                let name = who
-                    .parse()
-                    .map(|m: MemberId| names.of(&m))
-                    .unwrap_or_else(|_| who.clone());
-                let why = maillon_node::types::escape_controls(why);
-                report.anomalies.push(Anomaly {
-                    member: who.clone(),
-                    index: None,
-                    text: format!(
-                        "{name} n'a pas fourni sa part du rapport ({why}) : les accès qu'il a enregistrés n'y figurent pas."
-                    ),
-                });
-                if let Ok(member) = who.parse() {
-                    report.sources.push(Source {
-                        member,
-                        name,
-                        size: 0,
-                        witnessed_size: 0,
-                        cosigners: Vec::new(),
-                        entries: 0,
-                        problem: Some(format!("n'a pas répondu ({why})")),
-                    });
-                }
+    let mut missing: Vec<(&MemberId, &str, bool)> = Vec::new();
+    let mut seen: BTreeSet<&MemberId> = BTreeSet::new();
+    for f in fetched {
+        let member = match f {
+            Fetched::Part(p) => &p.member,
+            Fetched::Missing { member, .. } => member,
+        };
+        if !seen.insert(member) {
+            report.anomalies.push(Anomaly {
+                member: member.to_string(),
+                index: None,
+                text: format!(
+                    "{} a fourni plus d'une part : seule la première est retenue.",
+                    names.of(member)
+                ),
+            });
+            continue;
+        }
+        let p = match f {
+            Fetched::Missing {
+                member,
+                why,
+                not_entitled,
+            } => {
+                missing.push((member, why, *not_entitled));
+                continue;
             }
-            Ok(p) => match check_part(p, keys, dossier, &mut report.anomalies, &names) {
-                Ok((c, cosigners)) => {
-                    report.sources.push(Source {
-                        member: c.member.clone(),
-                        name: names.of(&c.member),
-                        size: c.size,
-                        witnessed_size: c.witnessed,
-                        cosigners,
-                        entries: c.entries.len(),
-                        problem: None,
-                    });
-                    checked.push(c);
-                }
-                Err(why) => {
+            Fetched::Part(p) => p,
+        };
+        let mut problems = Vec::new();
+        match check_part(p, keys, dossier, &mut problems) {
+            Ok((c, cosigners)) => {
+                for (index, text) in problems {
                     report.anomalies.push(Anomaly {
                         member: p.member.to_string(),
-                        index: None,
-                        text: format!(
-                            "La part de {} ne tient pas ({why}) : elle n'est pas retenue.",
-                            names.of(&p.member)
-                        ),
-                    });
-                    report.sources.push(Source {
-                        member: p.member.clone(),
-                        name: names.of(&p.member),
-                        size: 0,
-                        witnessed_size: 0,
-                        cosigners: Vec::new(),
-                        entries: 0,
-                        problem: Some(format!("part non vérifiable ({why})")),
+                        index,
+                        text: format!("{} : {text}", names.of(&p.member)),
                     });
                 }
-            },
+                if let Some(w) = witnessed.get(&c.member).filter(|w| **w > c.size) {
+                    report.anomalies.push(Anomaly {
+                        member: c.member.to_string(),
+                        index: None,
+                        text: format!(
+                            "la part de {} repose sur un journal de {} événements, plus court que les {w} que d'autres partenaires ont déjà contresignés : elle peut taire des accès récents.",
+                            names.of(&c.member),
+                            c.size
+                        ),
+                    });
+                }
+                if c.entries.is_empty() {
+                    continue; // It holds nothing of the dossier.
+                }
+                report.sources.push(Source {
+                    member: c.member.clone(),
+                    name: names.of(&c.member),
+                    size: c.size,
+                    witnessed_size: c.witnessed,
+                    cosigners,
+                    entries: c.entries.len(),
+                    problem: None,
+                });
+                checked.push(c);
+            }
+            Err(why) => {
+                report.anomalies.push(Anomaly {
+                    member: p.member.to_string(),
+                    index: None,
+                    text: format!(
+                        "la part de {} ne tient pas ({why}) : elle n'est pas retenue.",
+                        names.of(&p.member)
+                    ),
+                });
+                report.sources.push(Source {
+                    member: p.member.clone(),
+                    name: names.of(&p.member),
+                    size: 0,
+                    witnessed_size: 0,
+                    cosigners: Vec::new(),
+                    entries: 0,
+                    problem: Some(format!("part non vérifiable ({why})")),
+                });
+            }
         }
+    }
+    // Every member a proven entry names, or whose receipt a reader kept.
+    let named: BTreeSet<MemberId> = checked
+        .iter()
+        .flat_map(|c| &c.entries)
+        .flat_map(|(_, _, e, _)| e.event.parties().into_iter().cloned())
+        .collect();
+    for (member, why, not_entitled) in missing {
+        if not_entitled && !named.contains(member) {
+            continue;
+        }
+        let name = names.of(member);
+        report.anomalies.push(Anomaly {
+            member: member.to_string(),
+            index: None,
+            text: format!(
+                "{name} n'a pas fourni sa part du rapport ({why}) : les accès qu'il aurait enregistrés n'y figurent pas."
+            ),
+        });
+        report.sources.push(Source {
+            member: member.clone(),
+            name,
+            size: 0,
+            witnessed_size: 0,
+            cosigners: Vec::new(),
+            entries: 0,
+            problem: Some(format!("n'a pas répondu ({why})")),
+        });
     }
     lines(&mut report, &checked, keys, &names);
     // In time order; within one second, the asking node's part first (it
     // holds the dossier when the person asks where it was opened), each
     // part in its log's order.
-    let rank: HashMap<MemberId, usize> = report
-        .sources
+    let rank: HashMap<MemberId, usize> = fetched
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.member.clone(), i))
+        .map(|(i, f)| match f {
+            Fetched::Part(p) => (p.member.clone(), i),
+            Fetched::Missing { member, .. } => (member.clone(), i),
+        })
         .collect();
     let rank = |m: &MemberId| rank.get(m).copied().unwrap_or(usize::MAX);
     report.lines.sort_by(|a, b| {
@@ -252,15 +423,16 @@ pub fn assemble(
     report
 }
 
-/// Checks a part's checkpoint, its cosigned checkpoint and the consistency
-/// between them, and every entry's inclusion proof. An entry that does not
-/// hold is left out, as an anomaly.
+/// Checks a part's checkpoint, its cosigned checkpoint, the consistency
+/// between them and every cosignature, and every entry's inclusion proof.
+/// What does not hold in a part that otherwise does is a problem (entry
+/// left out, or cosignature not counted); a part whose checkpoint does not
+/// verify is refused whole.
 fn check_part(
     p: &DossierPart,
     keys: &KeyHistory,
     dossier: &DossierId,
-    anomalies: &mut Vec<Anomaly>,
-    names: &Names<'_>,
+    problems: &mut Vec<(Option<u64>, String)>,
 ) -> Result<(Checked, Vec<MemberId>), String> {
     let held = keys
         .get(&p.member)
@@ -274,38 +446,44 @@ fn check_part(
     let mut note = p.checkpoint.clone();
     let mut witnessed = 0;
     let mut cosigners = Vec::new();
-    if let Some(w) = signed(&p.cosigned) {
-        let consistent = match w.size.cmp(&cp.size) {
-            std::cmp::Ordering::Equal => w.root == cp.root && p.consistency.is_empty(),
-            std::cmp::Ordering::Less => {
-                merkle::verify_consistency(w.size, cp.size, &w.root, &cp.root, &p.consistency)
-            }
-            std::cmp::Ordering::Greater => false,
-        };
-        if !consistent {
-            return Err(
-                "son journal ne prolonge pas le point de contrôle que ses témoins ont contresigné"
-                    .into(),
-            );
-        }
-        let body = verify::body_of(&p.cosigned).unwrap_or_default();
-        for (name, line) in verify::cosignature_lines(&p.cosigned, &own) {
-            let Some(witness) = verify::member_of_name(name) else {
-                continue;
+    match signed(&p.cosigned) {
+        None => problems.push((
+            None,
+            "le point de contrôle contresigné qu'il présente n'est pas signé de sa clé : ses témoins ne sont pas comptés".into(),
+        )),
+        Some(w) => {
+            let consistent = match w.size.cmp(&cp.size) {
+                std::cmp::Ordering::Equal => w.root == cp.root && p.consistency.is_empty(),
+                std::cmp::Ordering::Less => merkle::verify_consistency(
+                    w.size,
+                    cp.size,
+                    &w.root,
+                    &cp.root,
+                    &p.consistency,
+                ),
+                std::cmp::Ordering::Greater => false,
             };
-            let ok = keys.get(&witness).is_some_and(|ks| {
-                ks.iter()
-                    .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
-            });
-            if ok && !cosigners.contains(&witness) {
-                cosigners.push(witness);
+            if !consistent {
+                return Err(
+                    "son journal ne prolonge pas le point de contrôle que ses témoins ont contresigné"
+                        .into(),
+                );
             }
-        }
-        if !cosigners.is_empty() {
-            witnessed = w.size;
-            if w.size == cp.size {
-                note = p.cosigned.clone();
+            let (valid, forged) = verify::cosigners(&p.cosigned, &p.member, keys);
+            for f in forged {
+                problems.push((
+                    None,
+                    format!("son point de contrôle porte une contresignature de {f} qui ne vérifie pas : elle n'est pas comptée"),
+                ));
             }
+            if !valid.is_empty() {
+                witnessed = w.size;
+                // The proofs' note carries only cosignatures that verified.
+                if w.size == cp.size {
+                    note = with_cosignatures(&p.checkpoint, &p.cosigned, &valid);
+                }
+            }
+            cosigners = valid;
         }
     }
     let mut entries = Vec::with_capacity(p.entries.len());
@@ -328,15 +506,13 @@ fn check_part(
                 last = Some(e.index);
                 entries.push((e.index, e.entry.clone(), entry, e.proof.clone()));
             }
-            _ => anomalies.push(Anomaly {
-                member: p.member.to_string(),
-                index: Some(e.index),
-                text: format!(
-                    "{} a fourni une entrée {} qui n'est pas prouvée dans son journal signé, ou qui ne concerne pas ce dossier : elle n'est pas retenue.",
-                    names.of(&p.member),
+            _ => problems.push((
+                Some(e.index),
+                format!(
+                    "son entrée {} n'est pas prouvée dans son journal signé, n'est pas dans l'ordre, ou ne concerne pas ce dossier : elle n'est pas retenue",
                     e.index
                 ),
-            }),
+            )),
         }
     }
     Ok((
@@ -349,6 +525,25 @@ fn check_part(
         },
         cosigners,
     ))
+}
+
+/// The member's checkpoint note with the cosignature lines of `cosigned`
+/// (the same tree) by `valid` witnesses appended.
+fn with_cosignatures(checkpoint: &str, cosigned: &str, valid: &[MemberId]) -> String {
+    let mut note = checkpoint.to_owned();
+    let wanted: Vec<String> = valid
+        .iter()
+        .map(|w| format!("\u{2014} {} ", origin(w)))
+        .collect();
+    if let Some((_, sigs)) = cosigned.split_once("\n\n") {
+        for line in sigs.lines() {
+            if wanted.iter().any(|p| line.starts_with(p.as_str())) && !note.contains(line) {
+                note.push_str(line);
+                note.push('\n');
+            }
+        }
+    }
+    note
 }
 
 /// Members' names from the roster.
@@ -373,27 +568,32 @@ struct Read<'a> {
     section: Section,
 }
 
+/// The consents each member's part recorded: `(member, consent)` to its
+/// audience and legal basis (a member speaks only of its own consents).
+type Consents<'a> = HashMap<(&'a MemberId, &'a ConsentId), (&'a [MemberId], &'a LegalBasis)>;
+
 /// Writes the report's lines from the checked parts: one per event the
 /// person is concerned by, reads confirmed by the reader's receipt, and a
-/// line and an anomaly for every receipt whose read its owner left out.
+/// line and an anomaly for every receipt whose read its owner's part does
+/// not hold.
 fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, names: &Names<'_>) {
     let by_member: HashMap<&MemberId, &Checked> = checked.iter().map(|c| (&c.member, c)).collect();
-    // Every consent recorded, by id: its audience and legal basis.
-    let consents: HashMap<&ConsentId, (&[MemberId], &LegalBasis)> = checked
+    let consents: Consents<'_> = checked
         .iter()
-        .flat_map(|c| &c.entries)
-        .filter_map(|(_, _, e, _)| match &e.event {
+        .flat_map(|c| c.entries.iter().map(move |e| (&c.member, e)))
+        .filter_map(|(m, (_, _, e, _))| match &e.event {
             AuditEvent::ConsentGranted {
                 consent,
                 audience,
                 basis,
                 ..
-            } => Some((consent, (audience.as_slice(), basis))),
+            } => Some(((m, consent), (audience.as_slice(), basis))),
             _ => None,
         })
         .collect();
     let mut confirmed: BTreeMap<(MemberId, u64), Vec<MemberId>> = BTreeMap::new();
-    // Receipts first: each either confirms its owner's read or is an omission.
+    // Receipts first: each confirms its owner's read, or the owner's part
+    // does not hold that read.
     for c in checked {
         for (index, raw, e, proof) in &c.entries {
             let AuditEvent::ReceiptLogged {
@@ -409,8 +609,8 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
             else {
                 continue;
             };
-            if !receipt.is_empty()
-                && !receipt_holds(
+            let signed = !receipt.is_empty()
+                && verify::receipt_signed(
                     keys,
                     owner,
                     request,
@@ -418,8 +618,8 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                     *owner_leaf,
                     receipt,
                     receipt_signature,
-                )
-            {
+                );
+            if !receipt.is_empty() && !signed {
                 report.anomalies.push(Anomaly {
                     member: c.member.to_string(),
                     index: Some(*index),
@@ -447,60 +647,75 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                 });
                 (o.size, read)
             });
-            let kept = |text: String| Line {
+            if let Some((_, Some(read))) = &at_owner
+                && read.reader == &c.member
+                && read.request == request
+                && read.section == *section
+            {
+                confirmed
+                    .entry((owner.clone(), *owner_leaf))
+                    .or_default()
+                    .push(c.member.clone());
+                continue;
+            }
+            // Not confirmed: the read is told from the reader's entry.
+            let (reader, owner_name) = (names.of(&c.member), names.of(owner));
+            let sec = section_fr(*section);
+            let told = if signed {
+                format!(
+                    "{} : {}{reader} a consulté la section « {sec} » tenue par {owner_name} (d'après le reçu signé par {owner_name} que {reader} conserve).",
+                    when(e.time),
+                    if break_glass.is_some() {
+                        "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
+                    } else {
+                        ""
+                    },
+                )
+            } else {
+                format!(
+                    "{} : {reader} déclare avoir consulté la section « {sec} » tenue par {owner_name}, sans en conserver de reçu signé.",
+                    when(e.time)
+                )
+            };
+            report.lines.push(Line {
                 member: c.member.clone(),
                 index: *index,
                 time: e.time,
-                text,
+                text: told,
                 break_glass: break_glass.is_some(),
                 witnessed: *index < c.witnessed,
                 confirmed_by: Vec::new(),
                 entry: String::from_utf8_lossy(raw).into_owned(),
+                leaf_hash: merkle::leaf_hash(raw),
                 proof: tlog_proof(*index, proof, &c.note),
+            });
+            let anomaly = match (&at_owner, signed) {
+                // An old entry without its receipt: the reader's word only.
+                (_, false) => format!(
+                    "{reader} déclare une lecture chez {owner_name} ({}) sans en conserver le reçu signé, et {owner_name} ne la mentionne pas.",
+                    when(e.time)
+                ),
+                (Some((size, _)), true) if owner_leaf < size => format!(
+                    "{reader} conserve le reçu signé par {owner_name} d'une lecture de la section « {sec} » ({}), entrée {owner_leaf} du journal de {owner_name}, que {owner_name} n'a pas fait figurer dans sa part de ce dossier : une omission de {owner_name}, ou un reçu que {reader} a classé sous le mauvais dossier.",
+                    when(e.time)
+                ),
+                (Some((size, _)), true) => format!(
+                    "la part de {owner_name} s'arrête à {size} événements, avant la lecture dont {reader} conserve le reçu signé (entrée {owner_leaf}) : elle est incomplète, ou la lecture a eu lieu pendant que le rapport était établi."
+                ),
+                (None, true) => format!(
+                    "{owner_name} n'a fourni aucune part, alors que {reader} conserve son reçu signé d'une lecture de la section « {sec} » ({}).",
+                    when(e.time)
+                ),
             };
-            let from_receipt = format!(
-                "{}{} a consulté la section « {} » tenue par {} (d'après le reçu signé par {} que {} conserve).",
-                if break_glass.is_some() {
-                    "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
+            report.anomalies.push(Anomaly {
+                member: if signed {
+                    owner.to_string()
                 } else {
-                    ""
+                    c.member.to_string()
                 },
-                names.of(&c.member),
-                section_fr(*section),
-                names.of(owner),
-                names.of(owner),
-                names.of(&c.member)
-            );
-            match at_owner {
-                Some((_, Some(read)))
-                    if read.reader == &c.member
-                        && read.request == request
-                        && read.section == *section =>
-                {
-                    confirmed
-                        .entry((owner.clone(), *owner_leaf))
-                        .or_default()
-                        .push(c.member.clone());
-                }
-                Some((size, _)) if *owner_leaf < size => {
-                    report.anomalies.push(Anomaly {
-                        member: owner.to_string(),
-                        index: Some(*owner_leaf),
-                        text: format!(
-                            "{} conserve le reçu signé par {} d'une lecture de la section « {} » ({}), que {} n'a pas fait figurer dans sa part du rapport (entrée {} de son journal) : une omission.",
-                            names.of(&c.member),
-                            names.of(owner),
-                            section_fr(*section),
-                            when(e.time),
-                            names.of(owner),
-                            owner_leaf
-                        ),
-                    });
-                    report.lines.push(kept(from_receipt));
-                }
-                // The owner did not answer, or the read is newer than its checkpoint.
-                _ => report.lines.push(kept(from_receipt)),
-            }
+                index: signed.then_some(*owner_leaf),
+                text: anomaly,
+            });
         }
     }
     for c in checked {
@@ -531,39 +746,11 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                 witnessed: *index < c.witnessed,
                 confirmed_by,
                 entry: String::from_utf8_lossy(raw).into_owned(),
+                leaf_hash: merkle::leaf_hash(raw),
                 proof: tlog_proof(*index, proof, &c.note),
             });
         }
     }
-}
-
-/// Whether a receipt a reader kept is signed by `owner` and names `leaf`.
-fn receipt_holds(
-    keys: &KeyHistory,
-    owner: &MemberId,
-    request: &str,
-    section: Section,
-    leaf: u64,
-    receipt: &str,
-    signature: &str,
-) -> bool {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as B64;
-    let Some(sb) = B64.decode(receipt).ok().zip(
-        B64.decode(signature)
-            .ok()
-            .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
-    ) else {
-        return false;
-    };
-    let sb = SignedBytes {
-        bytes: sb.0,
-        signature: sb.1,
-    };
-    keys.get(owner).is_some_and(|ks| {
-        ks.iter()
-            .any(|k| verify::receipt_names(&sb, k, owner, request, section, leaf))
-    })
 }
 
 fn tlog_proof(index: u64, hashes: &[Hash], checkpoint: &str) -> String {
@@ -584,7 +771,7 @@ fn describe(
     e: &AuditEntry,
     names: &Names<'_>,
     agent_names: bool,
-    consents: &HashMap<&ConsentId, (&[MemberId], &LegalBasis)>,
+    consents: &Consents<'_>,
 ) -> Option<(String, bool)> {
     use AuditEvent as E;
     let inst = names.of(at);
@@ -666,7 +853,7 @@ fn describe(
             }
             format!("{t} : {}.", parts.join(" ; "))
         }
-        E::ConsentRevoked { consent, .. } => match consents.get(consent) {
+        E::ConsentRevoked { consent, .. } => match consents.get(&(at, consent)) {
             Some((audience, _)) => format!(
                 "{t} : vous avez retiré votre consentement au partage par {inst} avec {}.",
                 list(audience.iter().map(|m| names.of(m)).collect())
@@ -688,7 +875,7 @@ fn describe(
         } => {
             let basis = match (break_glass, consent) {
                 (Some(g), _) => format!("accès en urgence {g}, sans votre consentement"),
-                (None, Some(k)) => match consents.get(k) {
+                (None, Some(k)) => match consents.get(&(at, k)) {
                     Some((_, LegalBasis::LegalMission { provision })) => {
                         format!("mission prévue par la loi ({provision})")
                     }
@@ -799,7 +986,9 @@ impl AccessReport {
         (title, head)
     }
 
-    /// The report as text: a title, the sources, one line per entry, the anomalies.
+    /// The report as text: a title, the sources, one line per entry, the
+    /// anomalies; each line with its control characters escaped (what a
+    /// node logged, a purpose or a justification, cannot start a line).
     pub fn text(&self) -> String {
         let (title, head) = self.header();
         let mut out = vec![title];
@@ -818,7 +1007,10 @@ impl AccessReport {
                 out.push(format!("! {}", a.text));
             }
         }
-        out.join("\n")
+        out.iter()
+            .map(|l| escape_controls(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The report as a printable French HTML page: escaped, break-glass
@@ -898,7 +1090,10 @@ impl AccessReport {
                 "break_glass": l.break_glass,
                 "witnessed": l.witnessed,
                 "confirmed_by": l.confirmed_by.iter().map(MemberId::as_str).collect::<Vec<_>>(),
-                "entry": l.entry,
+                // The entry names the agents: given only where the charter
+                // allows; its leaf hash, which the proof covers, always.
+                "entry": self.agent_names.then_some(&l.entry),
+                "leaf_hash": hex::encode(l.leaf_hash),
                 "proof": l.proof,
             })).collect::<Vec<_>>(),
             "anomalies": self.anomalies.iter().map(|a| serde_json::json!({
@@ -910,8 +1105,10 @@ impl AccessReport {
     }
 }
 
+/// HTML-escaped, control characters escaped too.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    escape_controls(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

@@ -56,6 +56,9 @@ pub struct NodeSummary {
     pub extends: Option<u64>,
     /// Whether its log verified (signatures and root).
     pub verified: bool,
+    /// Whether it is an export made before a larger log this auditor
+    /// verified, and a prefix of it (an archived file, not a cut log).
+    pub older_export: bool,
 }
 
 /// A break-glass access no auditor reviewed yet.
@@ -120,6 +123,9 @@ impl Outcome {
                 ));
             }
             match n.extends {
+                Some(before) if n.older_export => line.push_str(&format!(
+                    "; an older export, a prefix of the {before} entries verified since"
+                )),
                 Some(before) => {
                     line.push_str(&format!("; extends the {before} entries verified before"))
                 }
@@ -163,6 +169,7 @@ impl Outcome {
                 "witnessed_size": n.witnessed_size,
                 "cosigners": n.cosigners.iter().map(MemberId::as_str).collect::<Vec<_>>(),
                 "extends": n.extends,
+                "older_export": n.older_export,
             })).collect::<Vec<_>>(),
             "reads_checked": self.reads_checked,
             "receipts_checked": self.receipts_checked,
@@ -201,11 +208,11 @@ struct Checked {
 }
 
 /// Every key each member held in a verified roster chain, the newest first.
-pub(crate) type KeyHistory = HashMap<MemberId, Vec<PublicKey>>;
+pub type KeyHistory = HashMap<MemberId, Vec<PublicKey>>;
 
 /// Verifies a chain from the auditor's genesis; returns its last version
 /// and every key each member held along it.
-pub(crate) fn verify_chain(
+pub fn verify_chain(
     genesis: &SignedRoster,
     chain: &[SignedRoster],
 ) -> Result<(VerifiedRoster, KeyHistory), String> {
@@ -242,13 +249,13 @@ pub(crate) fn verify_chain(
 }
 
 /// The member a note signature or cosignature line names, if it is one of ours.
-pub(crate) fn member_of_name(name: &str) -> Option<MemberId> {
+fn member_of_name(name: &str) -> Option<MemberId> {
     name.strip_prefix("maillon/")?.parse().ok()
 }
 
 /// Every cosignature line of a note: `(name, line)` for signature lines
 /// not by `own` (the log's own origin).
-pub(crate) fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
+fn cosignature_lines<'a>(note: &'a str, own: &str) -> Vec<(&'a str, &'a str)> {
     let Some((_, sigs)) = note.split_once("\n\n") else {
         return Vec::new();
     };
@@ -266,13 +273,37 @@ pub(crate) fn body_of(note: &str) -> Option<String> {
     note.split_once("\n\n").map(|(b, _)| format!("{b}\n"))
 }
 
-/// Verifies `bundles` against the auditor's `genesis`, and against what
-/// `state` remembers of each node (then remembers what verified).
+/// Verifies `bundles` a node served just now against the auditor's
+/// `genesis`, and against what `state` remembers of each node (then
+/// remembers what verified): a log smaller than one verified before was cut.
 pub fn verify_bundles(
+    genesis: &SignedRoster,
+    bundles: &[Bundle],
+    state: Option<&mut AuditorState>,
+    now: i64,
+) -> Outcome {
+    verify_with(genesis, bundles, state, now, false)
+}
+
+/// [`verify_bundles`] for exported files (`audit verify --offline`): a file
+/// may be older than what the auditor verified since; a prefix of it is
+/// then said to be an older export, not a cut log (anything else still
+/// fails).
+pub fn verify_exports(
+    genesis: &SignedRoster,
+    bundles: &[Bundle],
+    state: Option<&mut AuditorState>,
+    now: i64,
+) -> Outcome {
+    verify_with(genesis, bundles, state, now, true)
+}
+
+fn verify_with(
     genesis: &SignedRoster,
     bundles: &[Bundle],
     mut state: Option<&mut AuditorState>,
     now: i64,
+    archived: bool,
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut keys: KeyHistory = HashMap::new();
@@ -298,6 +329,7 @@ pub fn verify_bundles(
             witnessed_size: 0,
             extends: None,
             verified: false,
+            older_export: false,
         };
         let before = state.as_deref();
         match check_one(
@@ -312,7 +344,13 @@ pub fn verify_bundles(
             Some(mut c) => {
                 c.summary = out.nodes.len();
                 if let Some(state) = state.as_deref_mut() {
-                    summary.extends = against_state(state, &c, &mut out, now);
+                    summary.extends = against_state(
+                        state,
+                        &c,
+                        &mut out,
+                        now,
+                        archived.then_some(&mut summary.older_export),
+                    );
                 }
                 summary.verified = true;
                 checked.push(c);
@@ -329,29 +367,16 @@ pub fn verify_bundles(
     }
     // Cosignatures, now that every chain's keys are known.
     for c in &checked {
-        let own = origin(&c.member);
-        let Some(body) = body_of(&c.manifest.cosigned) else {
-            continue;
-        };
-        for (name, line) in cosignature_lines(&c.manifest.cosigned, &own) {
-            let Some(w) = member_of_name(name) else {
-                continue; // Another ecosystem's witness: not ours to judge.
-            };
-            let held = keys.get(&w).cloned().unwrap_or_default();
-            if held
-                .iter()
-                .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
-            {
-                out.nodes[c.summary].cosigners.push(w);
-            } else {
-                out.findings.push(Finding {
-                    node: c.member.to_string(),
-                    index: None,
-                    reason: format!(
-                        "its checkpoint carries a cosignature by {w} that does not verify under {w}'s keys (forged)"
-                    ),
-                });
-            }
+        let (valid, forged) = cosigners(&c.manifest.cosigned, &c.member, &keys);
+        out.nodes[c.summary].cosigners = valid;
+        for w in forged {
+            out.findings.push(Finding {
+                node: c.member.to_string(),
+                index: None,
+                reason: format!(
+                    "its checkpoint carries a cosignature by {w} that does not verify under {w}'s keys (forged)"
+                ),
+            });
         }
     }
     cross_witnesses(&checked, &keys, &mut out);
@@ -507,10 +532,23 @@ fn against_state(
     c: &Checked,
     out: &mut Outcome,
     now: i64,
+    older: Option<&mut bool>,
 ) -> Option<u64> {
     let before = state.nodes.get(c.member.as_str()).cloned();
     if let Some(b) = &before {
         if c.cp.size < b.size {
+            // An export made before the last verification (an archived
+            // file) is no cut if it is a prefix of what was verified.
+            let prefix = state.old_leaves(c.member.as_str()).is_some_and(|old| {
+                old.len() as u64 >= c.cp.size && old[..c.cp.size as usize] == c.hashes[..]
+            });
+            if let Some(older) = older
+                && c.manifest.exported_at < b.verified_at
+                && prefix
+            {
+                *older = true;
+                return Some(b.size);
+            }
             out.fail(
                 &c.member,
                 Some(c.cp.size),
@@ -806,18 +844,15 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
                 } => {
                     // The receipt itself, signed by the owner.
                     if !receipt.is_empty() {
-                        let signed = B64.decode(receipt).ok().zip(
-                            B64.decode(receipt_signature)
-                                .ok()
-                                .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
+                        let ok = receipt_signed(
+                            keys,
+                            owner,
+                            request,
+                            *section,
+                            *owner_leaf,
+                            receipt,
+                            receipt_signature,
                         );
-                        let held = keys.get(owner).cloned().unwrap_or_default();
-                        let ok = signed.is_some_and(|(bytes, signature)| {
-                            let sb = SignedBytes { bytes, signature };
-                            held.iter().any(|k| {
-                                receipt_names(&sb, k, owner, request, *section, *owner_leaf)
-                            })
-                        });
                         if !ok {
                             out.fail(
                                 &c.member,
@@ -875,9 +910,64 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
     }
 }
 
+/// The members whose cosignature of `note` (a checkpoint of `member`'s log)
+/// verifies under a key they held, and those whose does not (forged);
+/// cosignatures by names outside the federation are left aside.
+pub(crate) fn cosigners(
+    note: &str,
+    member: &MemberId,
+    keys: &KeyHistory,
+) -> (Vec<MemberId>, Vec<MemberId>) {
+    let own = origin(member);
+    let (mut valid, mut forged) = (Vec::new(), Vec::new());
+    let Some(body) = body_of(note) else {
+        return (valid, forged);
+    };
+    for (name, line) in cosignature_lines(note, &own) {
+        let Some(w) = member_of_name(name) else {
+            continue; // Another ecosystem's witness: not ours to judge.
+        };
+        let ok = keys.get(&w).is_some_and(|held| {
+            held.iter()
+                .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
+        });
+        let list = if ok { &mut valid } else { &mut forged };
+        if !list.contains(&w) {
+            list.push(w);
+        }
+    }
+    (valid, forged)
+}
+
+/// Whether a receipt a reader kept (base64 bytes and signature, as its
+/// entry holds them) is signed by `owner` under a key it held and names
+/// `leaf` for `section` of `request`.
+pub(crate) fn receipt_signed(
+    keys: &KeyHistory,
+    owner: &MemberId,
+    request: &str,
+    section: Section,
+    leaf: u64,
+    receipt: &str,
+    signature: &str,
+) -> bool {
+    let signed = B64.decode(receipt).ok().zip(
+        B64.decode(signature)
+            .ok()
+            .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
+    );
+    signed.is_some_and(|(bytes, signature)| {
+        let sb = SignedBytes { bytes, signature };
+        keys.get(owner).is_some_and(|held| {
+            held.iter()
+                .any(|k| receipt_names(&sb, k, owner, request, section, leaf))
+        })
+    })
+}
+
 /// Whether a receipt signed by `owner` (any number of sections) names
 /// `leaf` for `section` of `request`.
-pub(crate) fn receipt_names(
+fn receipt_names(
     sb: &SignedBytes,
     key: &PublicKey,
     owner: &MemberId,

@@ -40,8 +40,7 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
             roster,
             state.as_deref(),
             profile_path,
-            bundles,
-            Vec::new(),
+            (bundles, Vec::new(), true),
             *json,
         );
     }
@@ -63,8 +62,7 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                 &roster,
                 state.as_deref(),
                 profile_path,
-                bundles,
-                unfetched,
+                (bundles, unfetched, false),
                 json,
             )?;
         }
@@ -280,8 +278,7 @@ fn verify(
     roster: &Path,
     state: Option<&Path>,
     profile_path: Option<&Path>,
-    bundles: Vec<Bundle>,
-    unfetched: Vec<crate::audit::verify::Finding>,
+    (bundles, unfetched, offline): (Vec<Bundle>, Vec<crate::audit::verify::Finding>, bool),
     json: bool,
 ) -> Result<(), CliError> {
     let genesis = super::gov::load_roster(roster)?;
@@ -293,10 +290,15 @@ fn verify(
     });
     let mut memory = crate::audit::AuditorState::load(&state_path)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut outcome =
-        crate::audit::verify::verify_bundles(genesis.signed(), &bundles, Some(&mut memory), now);
+    let check = if offline {
+        crate::audit::verify::verify_exports
+    } else {
+        crate::audit::verify::verify_bundles
+    };
+    let mut outcome = check(genesis.signed(), &bundles, Some(&mut memory), now);
     outcome.findings.extend(unfetched);
-    memory.save(&state_path)?;
+    // What was found is printed first: a state that cannot be saved loses
+    // the memory of this run, not its findings.
     if json {
         say_lines(&serde_json::to_string_pretty(&outcome.json()).unwrap_or_default());
     } else {
@@ -305,6 +307,7 @@ fn verify(
             say(&line);
         }
     }
+    memory.save(&state_path)?;
     if outcome.failed() {
         return Err(CliError::AuditFailed {
             findings: outcome.findings.len(),
@@ -336,8 +339,13 @@ fn write_new_private(
             }
         })?;
     let mut w = std::io::BufWriter::new(&file);
-    write(&mut w)
+    let written = write(&mut w)
         .and_then(|()| w.into_inner().map_err(|e| e.into_error()).map(|_| ()))
-        .and_then(|()| file.sync_all())
-        .map_err(CliError::io(format!("writing {}", path.display())))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // No half-written export is left to be taken for a whole one.
+        let _ = std::fs::remove_file(path);
+        return Err(CliError::io(format!("writing {}", path.display()))(e));
+    }
+    Ok(())
 }

@@ -289,10 +289,12 @@ impl TlogProof {
         };
         let index = line
             .and_then(|l| l.strip_prefix("index "))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
             .filter(|n| !n.starts_with('0') || *n == "0")
             .and_then(|n| n.parse().ok())
             .ok_or(NoteError::Malformed("index line"))?;
         let hashes = lines
+            .take(MAX_PROOF_HASHES + 1)
             .map(|l| {
                 B64.decode(l)
                     .ok()
@@ -320,14 +322,19 @@ impl TlogProof {
         origin: &str,
         key: &PublicKey,
     ) -> Result<Checkpoint, NoteError> {
+        self.verify_hash(&super::merkle::leaf_hash(leaf), origin, key)
+    }
+
+    /// [`Self::verify`] for an entry known only by its RFC 6962 leaf hash.
+    pub fn verify_hash(
+        &self,
+        leaf_hash: &Hash,
+        origin: &str,
+        key: &PublicKey,
+    ) -> Result<Checkpoint, NoteError> {
         let cp = Checkpoint::verify(&self.checkpoint, origin, key)?;
-        if !super::merkle::verify_inclusion(
-            self.index,
-            cp.size,
-            &super::merkle::leaf_hash(leaf),
-            &self.hashes,
-            &cp.root,
-        ) {
+        if !super::merkle::verify_inclusion(self.index, cp.size, leaf_hash, &self.hashes, &cp.root)
+        {
             return Err(NoteError::Malformed(
                 "the entry is not at that index in the checkpoint's tree",
             ));
@@ -442,6 +449,7 @@ mod tests {
         for bad in [
             "c2sp.org/tlog-proof@v2\nindex 1\n\nx\n",
             "c2sp.org/tlog-proof@v1\nindex 01\n\nx\n",
+            "c2sp.org/tlog-proof@v1\nindex +1\n\nx\n",
             "c2sp.org/tlog-proof@v1\nindex 1\nnot-a-hash\n\nx\n",
             "c2sp.org/tlog-proof@v1\nindex 1\n",
         ] {

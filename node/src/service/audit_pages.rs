@@ -8,6 +8,9 @@ use crate::types::Role;
 /// with room for the framing of each entry.
 pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
+/// Shortest time between two checkpoints signed because someone asked.
+pub const ON_DEMAND_CHECKPOINT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Most entries one page may ask for.
 const MAX_PAGE_ENTRIES: u32 = 10_000;
 
@@ -59,6 +62,23 @@ impl Node {
     pub async fn checkpoint_if_grown(&self) -> Result<bool> {
         let (audit, key) = (self.audit.clone(), self.key.clone());
         blocking(move || audit.checkpoint_if_grown(&key)).await
+    }
+
+    /// Signs a checkpoint if the log grew, for a query that wants the log
+    /// as it is now (an auditor's export or report, a peer's first page):
+    /// at most one per [`ON_DEMAND_CHECKPOINT`] whoever asks, so a peer
+    /// cannot make this node sign (and sync) at will; between them the
+    /// keeper signs one every second while the log grows.
+    pub async fn checkpoint_on_demand(&self) -> Result<()> {
+        {
+            let mut last = self.on_demand.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < ON_DEMAND_CHECKPOINT) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        self.checkpoint_if_grown().await.map(drop)
     }
 
     /// Signs and persists a checkpoint on the blocking pool (a write and two

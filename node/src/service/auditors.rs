@@ -77,7 +77,7 @@ impl Node {
     /// what it witnessed of each peer, its alarms, and the roster chain it
     /// adopted.
     async fn manifest(&self) -> Result<SignedManifest> {
-        self.checkpoint_if_grown().await?;
+        self.checkpoint_on_demand().await?;
         let (checkpoint, cosigned) = self.latest_checkpoint()?;
         let witnessed = self
             .witnessed()?
@@ -218,152 +218,99 @@ impl Node {
         self.dossier(dossier).is_ok_and(|r| holds(&r, member))
     }
 
-    /// `audit report`: what every member that holds `dossier` logged of it,
-    /// proven; this node's part first. A member that does not answer is a
-    /// part with its error (the report says so).
+    /// `audit report`: one page of what `member` (this node when none)
+    /// logged of `dossier`, each entry proven against its tree of `size`
+    /// leaves (its latest checkpoint, signed now if its log grew, when 0);
+    /// the auditor's tools ask every member, page by page.
     pub async fn audit_dossier(
         &self,
         caller: &Caller,
         dossier: &DossierId,
-    ) -> Result<Vec<DossierPart>> {
-        require(caller, &[Role::Auditor])?;
-        self.checkpoint_if_grown().await?;
-        let own = self.dossier_part_all(None, dossier).await?;
-        let mut asked: std::collections::BTreeSet<MemberId> = [self.me.clone()].into();
-        let mut queue: Vec<MemberId> = own.holders.clone();
-        let mut parts = vec![own];
-        while let Some(m) = queue.pop() {
-            if !asked.insert(m.clone()) {
-                continue;
-            }
-            let part = match self.roster_member(&m) {
-                Ok(peer) => self.peer_dossier_part(&peer, dossier).await,
-                Err(e) => Err(e),
-            };
-            let part = part.unwrap_or_else(|e| DossierPart {
-                member: m.clone(),
-                checkpoint: String::new(),
-                cosigned: String::new(),
-                consistency: Vec::new(),
-                entries: Vec::new(),
-                holders: Vec::new(),
-                next: None,
-                error: Some(e.to_string()),
-            });
-            queue.extend(part.holders.iter().filter(|h| !asked.contains(*h)).cloned());
-            parts.push(part);
-        }
-        Ok(parts)
-    }
-
-    /// Every page of a peer's part, joined; each page must be against the
-    /// same checkpoint (a log that moved on between pages is asked again
-    /// from the start, once).
-    async fn peer_dossier_part(
-        &self,
-        peer: &crate::roster::RosterMember,
-        dossier: &DossierId,
+        member: Option<&MemberId>,
+        from: u64,
+        size: u64,
     ) -> Result<DossierPart> {
-        let within = std::time::Duration::from_secs(10);
-        for _ in 0..2 {
-            let mut first =
-                tokio::time::timeout(within, self.network.get_dossier_audit(peer, dossier, 0))
-                    .await
-                    .map_err(|_| late(peer))??;
-            let mut moved = false;
-            while let Some(from) = first.next.take() {
-                let page = tokio::time::timeout(
+        require(caller, &[Role::Auditor])?;
+        match member.filter(|m| **m != self.me) {
+            None => {
+                if size == 0 {
+                    self.checkpoint_on_demand().await?;
+                }
+                self.dossier_part(dossier, from, size).await
+            }
+            Some(m) => {
+                let peer = self.roster_member(m)?;
+                let within = std::time::Duration::from_secs(10);
+                tokio::time::timeout(
                     within,
-                    self.network.get_dossier_audit(peer, dossier, from),
+                    self.network.get_dossier_audit(&peer, dossier, from, size),
                 )
                 .await
-                .map_err(|_| late(peer))??;
-                if page.checkpoint != first.checkpoint {
-                    moved = true;
-                    break;
-                }
-                first.entries.extend(page.entries);
-                first.next = page.next;
-            }
-            if !moved {
-                return Ok(first);
+                .map_err(|_| late(&peer))?
             }
         }
-        Err(ServiceError::Unreachable {
-            peer: peer.card.id.clone(),
-            reason: "its log kept moving while it was asked".into(),
-        })
     }
 
-    /// Peer side: this node's entries about `dossier` from `from`, proven,
-    /// if `peer` holds the dossier (by this node's records, or by being
-    /// the other party of one of those entries).
+    /// Peer side: a page of this node's entries about `dossier`, proven, if
+    /// `peer` holds the dossier (by this node's records, or by being the
+    /// other party of one of those entries); an empty part when this node
+    /// holds nothing of it. Refused before any checkpoint or proof is made.
     pub async fn serve_dossier_audit(
         &self,
         peer: &MemberId,
         dossier: &DossierId,
         from: u64,
+        size: u64,
     ) -> Result<DossierPart> {
         self.active_peer(peer)?;
-        if from == 0 {
-            // A first page covers the log as it is now; later pages stay
-            // against the same checkpoint.
-            self.checkpoint_if_grown().await?;
+        let (latest, _) = self.latest_checkpoint()?;
+        let known = Checkpoint::parse_body(&latest)
+            .map_or(0, |c| c.size)
+            .max(size);
+        let record = self.dossier(dossier).ok();
+        if !record.as_ref().is_some_and(|r| holds(r, peer)) {
+            let (any, named) = self.about_dossier(peer, dossier, known).await?;
+            if !any && record.is_none() {
+                return self.empty_part(size);
+            }
+            if !named {
+                return Err(ServiceError::NotEntitled(format!(
+                    "this node does not know you to hold dossier {dossier}"
+                )));
+            }
         }
-        self.dossier_part(Some(peer), dossier, from).await
-    }
-
-    /// This node's own part, every page joined.
-    async fn dossier_part_all(
-        &self,
-        viewer: Option<&MemberId>,
-        dossier: &DossierId,
-    ) -> Result<DossierPart> {
-        let mut part = self.dossier_part(viewer, dossier, 0).await?;
-        while let Some(from) = part.next.take() {
-            let page = self
-                .dossier_part_at(viewer, dossier, from, &part.checkpoint)
-                .await?;
-            part.entries.extend(page.entries);
-            part.next = page.next;
+        if size == 0 {
+            // A first page covers the log as it is now; later pages name
+            // the first page's tree.
+            self.checkpoint_on_demand().await?;
         }
-        Ok(part)
+        self.dossier_part(dossier, from, size).await
     }
 
-    async fn dossier_part(
-        &self,
-        viewer: Option<&MemberId>,
-        dossier: &DossierId,
-        from: u64,
-    ) -> Result<DossierPart> {
-        let (checkpoint, _) = self.latest_checkpoint()?;
-        self.dossier_part_at(viewer, dossier, from, &checkpoint)
-            .await
+    /// The part of a node that holds nothing of `dossier`: its checkpoint, no entry.
+    fn empty_part(&self, size: u64) -> Result<DossierPart> {
+        let (checkpoint, cosigned) = self.checkpoint_at((size > 0).then_some(size))?;
+        Ok(DossierPart {
+            member: self.me.clone(),
+            checkpoint,
+            cosigned,
+            consistency: Vec::new(),
+            entries: Vec::new(),
+            holders: Vec::new(),
+            next: None,
+            error: None,
+        })
     }
 
-    /// The part against the tree of `checkpoint` (a note this node signed).
-    /// A peer is refused before any proof is made, whichever page it asks.
-    async fn dossier_part_at(
-        &self,
-        viewer: Option<&MemberId>,
-        dossier: &DossierId,
-        from: u64,
-        checkpoint: &str,
-    ) -> Result<DossierPart> {
-        let (_, cosigned) = self.latest_checkpoint()?;
-        let size = Checkpoint::parse_body(checkpoint)
+    /// A page of the part against the tree of `size` leaves (the latest
+    /// checkpoint when 0, else a recent one this node signed).
+    async fn dossier_part(&self, dossier: &DossierId, from: u64, size: u64) -> Result<DossierPart> {
+        let (checkpoint, cosigned) = self.checkpoint_at((size > 0).then_some(size))?;
+        let size = Checkpoint::parse_body(&checkpoint)
             .map(|c| c.size)
             .ok_or_else(|| ServiceError::State("this node's checkpoint does not parse".into()))?;
         let witnessed = Checkpoint::parse_body(&cosigned).map_or(size, |c| c.size.min(size));
         let record = self.dossier(dossier).ok();
-        if let Some(v) = viewer
-            && !record.as_ref().is_some_and(|r| holds(r, v))
-            && !self.named_about(v, dossier, size).await?
-        {
-            return Err(ServiceError::NotEntitled(format!(
-                "this node does not know you to hold dossier {dossier}"
-            )));
-        }
         let (audit, wanted) = (self.audit.clone(), dossier.clone());
         let (entries, next, holders) = blocking(move || {
             let mut out = Vec::new();
@@ -404,7 +351,7 @@ impl Node {
         };
         Ok(DossierPart {
             member: self.me.clone(),
-            checkpoint: checkpoint.to_owned(),
+            checkpoint,
             cosigned,
             consistency,
             entries,
@@ -414,16 +361,24 @@ impl Node {
         })
     }
 
-    /// Whether an entry about `dossier` among the first `size` names `member`.
-    async fn named_about(&self, member: &MemberId, dossier: &DossierId, size: u64) -> Result<bool> {
+    /// Whether an entry about `dossier` lies among the first `size`, and
+    /// whether one names `member`.
+    async fn about_dossier(
+        &self,
+        member: &MemberId,
+        dossier: &DossierId,
+        size: u64,
+    ) -> Result<(bool, bool)> {
         let (audit, wanted, member) = (self.audit.clone(), dossier.clone(), member.clone());
         blocking(move || {
+            let mut any = false;
             for found in about(&audit, &wanted, 0, size) {
+                any = true;
                 if found?.2.names(&member) {
-                    return Ok(true);
+                    return Ok((true, true));
                 }
             }
-            Ok::<_, crate::audit::AuditError>(false)
+            Ok::<_, crate::audit::AuditError>((any, false))
         })
         .await
     }

@@ -99,12 +99,15 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         from: u64,
         limit: u32,
     ) -> BoxFuture<'a, Result<super::LeafPage>>;
-    /// Fetches `member`'s entries about `dossier` from `from`, with their proofs.
+    /// Fetches a page of `member`'s entries about `dossier` from `from`,
+    /// with their proofs against its tree of `size` leaves (its latest
+    /// checkpoint when 0).
     fn get_dossier_audit<'a>(
         &'a self,
         member: &'a RosterMember,
         dossier: &'a crate::types::DossierId,
         from: u64,
+        size: u64,
     ) -> BoxFuture<'a, Result<super::DossierPart>>;
     /// Gives `member` this node's cosignature of its checkpoint `body`.
     fn cosign<'a>(

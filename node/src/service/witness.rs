@@ -293,12 +293,34 @@ impl Node {
     /// This node's latest signed checkpoint, alone; and the newest of its
     /// recent checkpoints that witnesses cosigned, with their cosignatures.
     pub(super) fn latest_checkpoint(&self) -> Result<(String, String)> {
-        let note = self.audit.latest_checkpoint()?;
+        self.checkpoint_at(None)
+    }
+
+    /// This node's signed checkpoint of `size` leaves (its latest when none,
+    /// else its latest or one of its recent ones), and the newest of its
+    /// checkpoints no larger that witnesses cosigned, with their
+    /// cosignatures (the checkpoint alone when none was).
+    pub(super) fn checkpoint_at(&self, size: Option<u64>) -> Result<(String, String)> {
+        let latest = self.audit.latest_checkpoint()?;
+        let note = match size {
+            None => latest,
+            Some(n) => std::iter::once(latest)
+                .chain(self.audit.recent_checkpoints())
+                .find(|c| Checkpoint::parse_body(c).is_some_and(|cp| cp.size == n))
+                .ok_or_else(|| {
+                    ServiceError::Invalid(format!(
+                        "no recent checkpoint of this node covers {n} entries; ask again from the first page"
+                    ))
+                })?,
+        };
+        let bound = Checkpoint::parse_body(&note).map_or(0, |cp| cp.size);
         let mut by_note: std::collections::BTreeMap<(u64, String), Vec<String>> =
             Default::default();
         for (_, c) in self.store.scan::<Cosigned>(Tree::Cosignatures, "")? {
             let size = Checkpoint::parse_body(&c.note).map_or(0, |cp| cp.size);
-            by_note.entry((size, c.note)).or_default().push(c.line);
+            if size <= bound {
+                by_note.entry((size, c.note)).or_default().push(c.line);
+            }
         }
         let cosigned = match by_note.into_iter().next_back() {
             Some(((_, signed), lines)) => {

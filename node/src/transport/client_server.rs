@@ -800,17 +800,16 @@ impl Client for ClientApi {
         req: Request<pb::AuditDossierRequest>,
     ) -> Result<Response<pb::AuditDossierReply>, Status> {
         let caller = self.caller(&req)?;
-        let dossier: DossierId = req.into_inner().dossier.parse().map_err(invalid)?;
-        let parts = self
+        let r = req.into_inner();
+        let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
+        let member = optional_member(&r.member)?;
+        let part = self
             .node
-            .audit_dossier(&caller, &dossier)
+            .audit_dossier(&caller, &dossier, member.as_ref(), r.from, r.size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AuditDossierReply {
-            parts: parts
-                .into_iter()
-                .map(super::audit_wire::part_to_pb)
-                .collect(),
+            part: Some(super::audit_wire::part_to_pb(part)),
         }))
     }
 

@@ -383,11 +383,13 @@ impl PeerNetwork for PeerClients {
         member: &'a RosterMember,
         dossier: &'a crate::types::DossierId,
         from: u64,
+        size: u64,
     ) -> BoxFuture<'a, Result<crate::service::DossierPart, ServiceError>> {
         Box::pin(async move {
             let request = pb::GetDossierAuditRequest {
                 dossier: dossier.to_string(),
                 from,
+                size,
             };
             let r = self
                 .call(member, request, |mut c, r| async move {

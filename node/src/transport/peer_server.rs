@@ -313,7 +313,7 @@ impl Peer for PeerApi {
         let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
         let part = self
             .node
-            .serve_dossier_audit(&peer, &dossier, r.from)
+            .serve_dossier_audit(&peer, &dossier, r.from, r.size)
             .await
             .map_err(status)?;
         Ok(Response::new(super::audit_wire::part_to_pb(part)))

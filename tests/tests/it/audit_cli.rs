@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use maillon_cli::CliError;
 use maillon_cli::audit::AuditorState;
-use maillon_cli::audit::verify::{Outcome, verify_bundles};
+use maillon_cli::audit::verify::{Outcome, verify_exports};
 use maillon_cli::exit::{self, exit_code};
 use maillon_node::audit::bundle::{Bundle, Leaf};
 use maillon_node::audit::merkle;
@@ -85,7 +85,7 @@ async fn offline(
     let genesis = maillon_node::daemon::load_roster(Path::new(roster)).expect("genesis");
     let bundles: Vec<Bundle> = files.iter().map(|f| read_bundle(f)).collect();
     let mut memory = AuditorState::load(&lib_state).expect("state");
-    let outcome = verify_bundles(genesis.signed(), &bundles, Some(&mut memory), 0);
+    let outcome = verify_exports(genesis.signed(), &bundles, Some(&mut memory), 0);
     (result, outcome)
 }
 
@@ -403,4 +403,44 @@ async fn audit_verify_online_and_offline_names_what_a_node_hides() {
         found.iter().any(|(_, r)| r.contains("caf12 witnessed")),
         "{found:#?}"
     );
+
+    // An archived export, older than a log verified since, is a prefix of
+    // it: no failure offline, and said to be older.
+    c.desk("ccas-rodez", "agent-3")
+        .await
+        .open()
+        .await
+        .expect("the log grows");
+    let newer = work.path().join("ccas-newer.bundle");
+    maillon(&[
+        "--profile",
+        &dpo,
+        "audit",
+        "export",
+        "--out",
+        &newer.to_string_lossy(),
+    ])
+    .await
+    .expect("export");
+    let (cli, o) = offline(
+        &roster,
+        &off_state,
+        work.path(),
+        "newer",
+        &[newer, caf_file.clone()],
+    )
+    .await;
+    cli.expect("the newer export extends the older one");
+    assert!(o.nodes.iter().all(|n| !n.older_export));
+    let after = work.path().join("newer-cli.json");
+    let (cli, o) = offline(
+        &roster,
+        &after,
+        work.path(),
+        "older",
+        std::slice::from_ref(&ccas_file),
+    )
+    .await;
+    cli.expect("an older export is no failure offline");
+    assert!(o.nodes[0].older_export, "{:#?}", o.nodes);
 }

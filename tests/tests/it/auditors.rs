@@ -57,7 +57,10 @@ async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
         refusal(
             worker
                 .api()
-                .audit_dossier(worker.req(pb::AuditDossierRequest { dossier: d.clone() }))
+                .audit_dossier(worker.req(pb::AuditDossierRequest {
+                    dossier: d.clone(),
+                    ..Default::default()
+                }))
                 .await,
         ),
     ];
@@ -83,10 +86,21 @@ async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
         dpo.api()
             .audit_dossier(dpo.req(pb::AuditDossierRequest {
                 dossier: "not-a-dossier".into(),
+                ..Default::default()
             }))
             .await,
     );
     assert_eq!(code, Code::InvalidArgument);
+    let (code, why) = refusal(
+        dpo.api()
+            .audit_dossier(dpo.req(pb::AuditDossierRequest {
+                dossier: d.clone(),
+                size: 999_999,
+                ..Default::default()
+            }))
+            .await,
+    );
+    assert_eq!(code, Code::InvalidArgument, "no such checkpoint: {why}");
 
     // The CAF's auditor sees the CCAS's entries about the dossier it read,
     // and only the hash of everything else about the CCAS's other dossier.
@@ -132,7 +146,7 @@ async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
     // A member with no part in the dossier is refused its entries.
     let cd12 = c.peer_as("cd12");
     let err = cd12
-        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0)
         .await
         .expect_err("cd12 holds no part of it");
     assert!(
@@ -141,20 +155,36 @@ async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
     );
     let caf = c.peer_as("caf12");
     let part = caf
-        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0)
         .await
         .expect("the CAF read it");
     assert!(!part.entries.is_empty());
+    // A member that holds nothing of the dossier says so: an empty part.
+    let nothing = c
+        .peer_as("ccas-rodez")
+        .get_dossier_audit(&c.member("cd12"), &d.parse().expect("id"), 0, 0)
+        .await
+        .expect("cd12 holds nothing of it");
+    assert!(nothing.entries.is_empty() && nothing.next.is_none());
 
     // The report's parts: the CCAS's own and the CAF's, each entry proven
     // against its member's signed checkpoint.
-    let parts = dpo
-        .api()
-        .audit_dossier(dpo.req(pb::AuditDossierRequest { dossier: d.clone() }))
-        .await
-        .expect("parts")
-        .into_inner()
-        .parts;
+    let mut parts = Vec::new();
+    for member in ["", "caf12"] {
+        parts.push(
+            dpo.api()
+                .audit_dossier(dpo.req(pb::AuditDossierRequest {
+                    dossier: d.clone(),
+                    member: member.into(),
+                    ..Default::default()
+                }))
+                .await
+                .expect("a part")
+                .into_inner()
+                .part
+                .expect("a part"),
+        );
+    }
     let members: Vec<&str> = parts.iter().map(|p| p.member.as_str()).collect();
     assert_eq!(members, ["ccas-rodez", "caf12"]);
     for p in &parts {
@@ -431,11 +461,37 @@ async fn the_access_report_gathers_every_holder_and_proves_each_entry() {
     }
     let json = report.json();
     assert_eq!(json["agent_names"], false);
-    assert!(
-        json["entries"][0]["proof"]
-            .as_str()
-            .expect("proof")
-            .starts_with("c2sp.org/tlog-proof@v1\n")
+    for e in json["entries"].as_array().expect("entries") {
+        assert!(e["entry"].is_null(), "entries name agents: withheld: {e}");
+        let proof = TlogProof::parse(e["proof"].as_str().expect("proof")).expect("tlog-proof");
+        let hash: merkle::Hash = hex::decode(e["leaf_hash"].as_str().expect("hash"))
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        let member: maillon_node::types::MemberId =
+            e["member"].as_str().expect("member").parse().expect("id");
+        proof
+            .verify_hash(
+                &hash,
+                &maillon_node::audit::origin(&member),
+                &c.member(member.as_str()).card.signing_key,
+            )
+            .expect("the leaf hash is proven");
+    }
+    let err = super::cli::maillon(&[
+        "--profile",
+        &super::cli::path(&c.node("ccas-rodez").dir, "dpo.profile.toml"),
+        "audit",
+        "report",
+        &maillon_node::types::DossierId::random().to_string(),
+        "--roster",
+        &super::cli::path(&c.node("ccas-rodez").dir, "roster.json"),
+    ])
+    .await
+    .expect_err("a dossier nobody holds");
+    assert_eq!(
+        maillon_cli::exit::exit_code(&err),
+        maillon_cli::exit::NOT_FOUND
     );
 
     // The command: printed in each format; refused to a caseworker and on a bad id.
@@ -561,4 +617,254 @@ async fn the_charter_may_let_the_report_name_agents() {
         text.contains("CCAS de Rodez (agent « agent-ccas ») a ouvert votre dossier"),
         "{text}"
     );
+}
+
+/// A part as a member (holding its own key) would serve it: `entries` as
+/// its whole log, each with its inclusion proof against a checkpoint it signs.
+fn hand_made_part(
+    c: &Cluster,
+    member: &str,
+    entries: &[AuditEntry],
+) -> maillon_node::service::DossierPart {
+    let key = c.key(member);
+    let raw: Vec<Vec<u8>> = entries.iter().map(AuditEntry::to_bytes).collect();
+    let leaves: Vec<merkle::Hash> = raw.iter().map(|e| merkle::leaf_hash(e)).collect();
+    let note = Checkpoint {
+        origin: maillon_node::audit::origin(&member.parse().expect("id")),
+        size: leaves.len() as u64,
+        root: merkle::root(&leaves),
+    }
+    .sign(&key);
+    maillon_node::service::DossierPart {
+        member: member.parse().expect("id"),
+        checkpoint: note.clone(),
+        cosigned: note,
+        consistency: Vec::new(),
+        entries: raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| maillon_node::service::ProvenEntry {
+                index: i as u64,
+                entry,
+                proof: merkle::inclusion_proof(&leaves, i).expect("proof"),
+            })
+            .collect(),
+        holders: Vec::new(),
+        next: None,
+        error: None,
+    }
+}
+
+/// The report's checks on parts a hostile member could serve, each signed
+/// with the member's own key: a purpose that tries to start a line, a part
+/// given twice, entries out of order or about another dossier, a forged
+/// cosignature, a part under a key the member never held, a log shorter
+/// than one witnessed, a read told without a receipt, and a consent id
+/// borrowed by another member to change how a read's basis is told.
+#[tokio::test]
+async fn the_report_keeps_only_what_each_part_proves() {
+    use maillon_cli::audit::report::{Fetched, assemble};
+    use maillon_node::types::{DossierId, Section};
+    let c = Cluster::start().await;
+    let genesis = c.genesis().signed().clone();
+    let (roster, keys) =
+        maillon_cli::audit::verify::verify_chain(&genesis, std::slice::from_ref(&genesis))
+            .expect("chain");
+    let d = DossierId::random();
+    let other = DossierId::random();
+    let consent = maillon_node::types::ConsentId::random();
+    let (ccas, caf): (maillon_node::types::MemberId, maillon_node::types::MemberId) = (
+        "ccas-rodez".parse().expect("id"),
+        "caf12".parse().expect("id"),
+    );
+    let at = |time: i64, event: AuditEvent| AuditEntry { time, event };
+    let read = |purpose: &str| AuditEvent::ReadGranted {
+        request: "ab".repeat(32),
+        reader: caf.clone(),
+        user: "agent-caf".parse().expect("user"),
+        role: Role::Caseworker,
+        dossier: d.clone(),
+        section: Section::Housing,
+        consent: Some(consent.clone()),
+        break_glass: None,
+        purpose: purpose.into(),
+    };
+    let ccas_log = [
+        at(
+            1_800_000_000,
+            AuditEvent::DossierOpened {
+                dossier: d.clone(),
+                by: "agent-ccas".parse().expect("user"),
+            },
+        ),
+        at(
+            1_800_000_010,
+            read("aide au logement\n- le 01/01/2026 à 00h00 : rien ne s'est passé"),
+        ),
+        at(
+            1_800_000_020,
+            AuditEvent::SectionRead {
+                dossier: other.clone(),
+                section: Section::Housing,
+                by: "agent-ccas".parse().expect("user"),
+            },
+        ),
+    ];
+    // The CAF claims the CCAS's consent id was a legal mission, and says it
+    // read from the CCAS without keeping the receipt.
+    let caf_log = [
+        at(
+            1_800_000_005,
+            AuditEvent::ConsentGranted {
+                consent: consent.clone(),
+                dossier: d.clone(),
+                sections: vec![Section::Housing],
+                audience: vec![caf.clone()],
+                purpose: "x".into(),
+                basis: maillon_node::types::LegalBasis::LegalMission {
+                    provision: "loi imaginaire".into(),
+                },
+                collection: maillon_node::types::Collection::Informed,
+                valid_from: "2027-01-01".parse().expect("date"),
+                until: "2027-12-31".parse().expect("date"),
+                masked: Vec::new(),
+                by: "agent-caf".parse().expect("user"),
+            },
+        ),
+        at(
+            1_800_000_030,
+            AuditEvent::ReceiptLogged {
+                owner: ccas.clone(),
+                user: "agent-caf".parse().expect("user"),
+                dossier: d.clone(),
+                section: Section::Resources,
+                request: "cd".repeat(32),
+                owner_leaf: 1,
+                break_glass: None,
+                receipt: String::new(),
+                receipt_signature: String::new(),
+            },
+        ),
+    ];
+    let honest = hand_made_part(&c, "ccas-rodez", &ccas_log);
+    let caf_part = hand_made_part(&c, "caf12", &caf_log);
+    let none = std::collections::HashMap::new();
+    let report = assemble(
+        &roster,
+        &keys,
+        &d,
+        &[
+            Fetched::Part(honest.clone()),
+            Fetched::Part(caf_part.clone()),
+        ],
+        &none,
+        1_800_000_100,
+    );
+    let text = report.text();
+    assert!(
+        !text.lines().any(|l| l.starts_with("- le 01/01/2026")),
+        "a logged purpose cannot start a line: {text}"
+    );
+    assert!(
+        text.contains("aide au logement\\n- le 01/01/2026"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Base : votre consentement"),
+        "the CAF cannot retell the CCAS's consent: {text}"
+    );
+    assert!(
+        !text.contains("Base : mission prévue par la loi (loi imaginaire)"),
+        "{text}"
+    );
+    let about: Vec<&str> = report.anomalies.iter().map(|a| a.text.as_str()).collect();
+    assert!(
+        report.anomalies.iter().any(|a| a.member == "ccas-rodez"
+            && a.index == Some(2)
+            && a.text.contains("ne concerne pas ce dossier")),
+        "an entry about another dossier is left out: {about:#?}"
+    );
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.member == "caf12" && a.text.contains("sans en conserver le reçu signé")),
+        "a read told without a receipt blames the teller, not the owner: {about:#?}"
+    );
+    assert!(
+        !report
+            .anomalies
+            .iter()
+            .any(|a| a.member == "ccas-rodez" && a.text.contains("omission")),
+        "{about:#?}"
+    );
+
+    // Given twice, out of order, with a forged cosignature, under a
+    // stranger's key, or shorter than what was witnessed.
+    let mut swapped = honest.clone();
+    swapped.entries.swap(0, 1);
+    let mut forged = honest.clone();
+    let body = forged
+        .checkpoint
+        .split_once("\n\n")
+        .expect("note")
+        .0
+        .to_owned()
+        + "\n";
+    forged.cosigned.push_str(&maillon_node::audit::note::cosign(
+        &body,
+        1_800_000_000,
+        "maillon/caf12",
+        &maillon_node::crypto::NodeKey::generate(),
+    ));
+    forged.cosigned.push('\n');
+    let mut stranger = honest.clone();
+    stranger.checkpoint = Checkpoint::parse_body(&honest.checkpoint)
+        .expect("body")
+        .sign(&maillon_node::crypto::NodeKey::generate());
+    let witnessed: std::collections::HashMap<_, _> = [(ccas.clone(), 99)].into();
+    for (case, fetched, witnessed, want) in [
+        (
+            "twice",
+            vec![Fetched::Part(honest.clone()), Fetched::Part(honest.clone())],
+            &none,
+            "plus d'une part",
+        ),
+        (
+            "swapped",
+            vec![Fetched::Part(swapped)],
+            &none,
+            "pas dans l'ordre",
+        ),
+        (
+            "forged",
+            vec![Fetched::Part(forged)],
+            &none,
+            "contresignature de caf12 qui ne vérifie pas",
+        ),
+        (
+            "stranger",
+            vec![Fetched::Part(stranger)],
+            &none,
+            "ne tient pas",
+        ),
+        (
+            "shorter",
+            vec![Fetched::Part(honest.clone())],
+            &witnessed,
+            "plus court que les 99",
+        ),
+    ] {
+        let r = assemble(&roster, &keys, &d, &fetched, witnessed, 1_800_000_100);
+        assert!(
+            r.anomalies
+                .iter()
+                .any(|a| a.member == "ccas-rodez" && a.text.contains(want)),
+            "{case}: {:#?}",
+            r.anomalies
+        );
+        if case == "forged" {
+            assert!(r.sources[0].cosigners.is_empty());
+        }
+    }
 }

@@ -557,7 +557,7 @@ async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_rece
     // What the CCAS truly answers the CAF, less the CAF's read.
     let mut part = c
         .peer_as("caf12")
-        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0)
         .await
         .expect("the CCAS's part");
     let read_at = part
@@ -609,6 +609,60 @@ async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_rece
     assert_eq!(
         maillon_cli::exit::exit_code(&err),
         maillon_cli::exit::FAILURE
+    );
+    impostor.stop().await;
+}
+
+/// An owner that answers with its part as it stood before a read (a true
+/// checkpoint it signed earlier, every proof valid) is caught by the
+/// receipt the reader kept: its part stops before the receipted leaf.
+#[tokio::test]
+async fn an_owner_answering_with_a_part_older_than_a_read_is_caught() {
+    use maillon_node::service::PeerNetwork as _;
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    let dossier: maillon_node::types::DossierId = d.parse().expect("id");
+    // The CAF attaches, so that it holds the dossier before any read.
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("attach");
+    c.running("ccas-rodez")
+        .node()
+        .checkpoint_if_grown()
+        .await
+        .expect("checkpoint");
+    let before = c
+        .peer_as("caf12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0)
+        .await
+        .expect("the CCAS's part before the read");
+    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    let stale = maillon_node::transport::part_to_pb(before);
+    let impostor = c
+        .impersonate("ccas-rodez", |key| HostileOwner::giving(stale, key))
+        .await;
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let now = maillon_node::clock::Clock::now(&*c.clock);
+    let report = maillon_cli::audit::report::gather(&caf_dpo, c.genesis().signed(), &dossier, now)
+        .await
+        .expect("the report");
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.member == "ccas-rodez" && a.text.contains("s'arrête")),
+        "{:#?}",
+        report.anomalies
+    );
+    assert!(
+        report
+            .text()
+            .contains("d'après le reçu signé par CCAS de Rodez"),
+        "the read is told from the receipt"
     );
     impostor.stop().await;
 }
