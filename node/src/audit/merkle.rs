@@ -88,6 +88,74 @@ fn path_rec(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
     }
 }
 
+/// A tree's complete levels, hashed once: level `k` holds the hash of every
+/// aligned run of `2^k` leaves. Any subtree hash is then a lookup, or a few
+/// node hashes along the right edge; an inclusion proof costs `O(log² n)`
+/// instead of rehashing the tree (for answers proving many entries at once).
+#[derive(Clone, Debug)]
+pub struct Levels {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Levels {
+    /// Hashes the levels over `leaves` (`n - 1` node hashes at most).
+    pub fn new(leaves: &[Hash]) -> Self {
+        let mut levels = vec![leaves.to_vec()];
+        loop {
+            let next: Vec<Hash> = levels[levels.len() - 1]
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+            if next.is_empty() {
+                break;
+            }
+            levels.push(next);
+        }
+        Self { levels }
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    /// The hash of leaves `lo..hi` (`lo < hi`), as [`root`] computes it.
+    fn subtree(&self, lo: usize, hi: usize) -> Hash {
+        let n = hi - lo;
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
+            // Complete and aligned: its level holds it.
+            let k = n.trailing_zeros() as usize;
+            return self.levels[k][lo >> k];
+        }
+        let k = split(n);
+        node_hash(&self.subtree(lo, lo + k), &self.subtree(lo + k, hi))
+    }
+
+    /// The audit path of leaf `index`, the same as [`inclusion_proof`]'s.
+    pub fn inclusion_proof(&self, index: usize) -> Option<Vec<Hash>> {
+        (index < self.size()).then(|| {
+            let mut path = Vec::new();
+            self.path(index, 0, self.size(), &mut path);
+            path
+        })
+    }
+
+    fn path(&self, m: usize, lo: usize, hi: usize, out: &mut Vec<Hash>) {
+        let n = hi - lo;
+        if n <= 1 {
+            return;
+        }
+        let k = split(n);
+        if m < k {
+            self.path(m, lo, lo + k, out);
+            out.push(self.subtree(lo + k, hi));
+        } else {
+            self.path(m - k, lo + k, hi, out);
+            out.push(self.subtree(lo, lo + k));
+        }
+    }
+}
+
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
     if index >= size {
@@ -259,6 +327,25 @@ mod tests {
                     assert!(!verify_consistency(m as u64, n as u64, &r, &r, &p));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn levels_give_the_same_proofs_as_the_recursion() {
+        for n in 1..=70usize {
+            let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let levels = Levels::new(&leaves);
+            let r = root(&leaves);
+            for i in 0..n {
+                let proof = levels.inclusion_proof(i).expect("in range");
+                assert_eq!(
+                    Some(&proof),
+                    inclusion_proof(&leaves, i).as_ref(),
+                    "{n} {i}"
+                );
+                assert!(verify_inclusion(i as u64, n as u64, &leaves[i], &proof, &r));
+            }
+            assert!(levels.inclusion_proof(n).is_none());
         }
     }
 }

@@ -979,6 +979,33 @@ impl AuditLog {
             .ok_or_else(|| AuditError::Range(format!("no leaf {index} in a tree of {size}")))
     }
 
+    /// The inclusion proofs of leaves `indices` in the tree of `size`
+    /// leaves, the tree's levels hashed once for them all.
+    pub fn inclusion_proofs(
+        &self,
+        indices: &[u64],
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, AuditError> {
+        let levels = {
+            let st = self.read_state();
+            let have = st.leaves.len() as u64;
+            if size > have {
+                return Err(AuditError::Range(format!(
+                    "no tree of {size} (the log holds {have})"
+                )));
+            }
+            merkle::Levels::new(&st.leaves[..size as usize])
+        };
+        indices
+            .iter()
+            .map(|&i| {
+                levels
+                    .inclusion_proof(i as usize)
+                    .ok_or_else(|| AuditError::Range(format!("no leaf {i} in a tree of {size}")))
+            })
+            .collect()
+    }
+
     /// A consistency proof from the tree of the first `old` leaves to that
     /// of the first `new` (RFC 6962 §2.1.2); empty when they are equal.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {

@@ -313,25 +313,37 @@ impl Node {
         let record = self.dossier(dossier).ok();
         let (audit, wanted) = (self.audit.clone(), dossier.clone());
         let (entries, next, holders) = blocking(move || {
-            let mut out = Vec::new();
+            let mut found = Vec::new();
             let mut holders = std::collections::BTreeSet::new();
             let mut bytes = 0usize;
             let mut next = None;
-            for found in about(&audit, &wanted, from, size) {
-                let (index, raw, event) = found?;
+            // A proof holds at most this many hashes in a tree of `size`.
+            let depth = (u64::BITS - size.leading_zeros()) as usize;
+            for item in about(&audit, &wanted, from, size) {
+                let (index, raw, event) = item?;
                 holders.extend(event.parties().into_iter().cloned());
-                let proof = audit.inclusion_proof(index, size)?;
-                bytes += raw.len() + 32 * proof.len() + 16;
-                out.push(ProvenEntry {
-                    index,
-                    entry: raw,
-                    proof,
-                });
+                bytes += raw.len() + 32 * depth + 16;
+                found.push((index, raw));
                 if bytes > MAX_PART_BYTES {
                     next = Some(index + 1).filter(|&n| n < size);
                     break;
                 }
             }
+            let indices: Vec<u64> = found.iter().map(|(i, _)| *i).collect();
+            let proofs = if indices.is_empty() {
+                Vec::new()
+            } else {
+                audit.inclusion_proofs(&indices, size)?
+            };
+            let out = found
+                .into_iter()
+                .zip(proofs)
+                .map(|((index, entry), proof)| ProvenEntry {
+                    index,
+                    entry,
+                    proof,
+                })
+                .collect::<Vec<_>>();
             Ok::<_, crate::audit::AuditError>((out, next, holders))
         })
         .await?;

@@ -91,7 +91,7 @@ async fn offline(
 
 #[tokio::test]
 async fn audit_verify_online_and_offline_names_what_a_node_hides() {
-    let c = Cluster::start().await;
+    let mut c = Cluster::start().await;
     let _parcours = c.housing_read_by_the_caf().await;
     checkpoint_and_witness(&c).await;
     drop(c.user("ccas-rodez", "dpo", Role::Auditor).await);
@@ -335,6 +335,28 @@ async fn audit_verify_online_and_offline_names_what_a_node_hides() {
         "{:#?}",
         o.findings
     );
+    // As the command prints it: one line per failure, and the summary.
+    let lines = o.text();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "FAIL ccas-rodez entry {read_at}: entry {read_at} was changed"
+        ))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "ccas-rodez: DOES NOT VERIFY (see below)")
+    );
+    let json = o.json();
+    assert_eq!(json["verified"], false);
+    assert!(
+        json["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["node"] == "ccas-rodez" && f["index"] == read_at)
+    );
 
     // The log truncated below its checkpoint.
     let mut cut = ccas.clone();
@@ -443,4 +465,32 @@ async fn audit_verify_online_and_offline_names_what_a_node_hides() {
     .await;
     cli.expect("an older export is no failure offline");
     assert!(o.nodes[0].older_export, "{:#?}", o.nodes);
+
+    // A member down: its log cannot be fetched, and --all fails.
+    c.fed.node_mut("cd12").stop().await;
+    let err = maillon(&[
+        "--profile",
+        &dpo,
+        "audit",
+        "verify",
+        "--all",
+        "--roster",
+        &roster,
+        "--state",
+        &state_s,
+    ])
+    .await
+    .expect_err("cd12 is down");
+    assert!(matches!(err, CliError::AuditFailed { .. }), "{err:?}");
+    let (_, unfetched) = maillon_cli::audit::fetch_bundles(
+        &c.user("ccas-rodez", "dpo-2", Role::Auditor).await,
+        c.genesis().signed(),
+        None,
+        true,
+    )
+    .await
+    .expect("the others");
+    assert_eq!(unfetched.len(), 1);
+    assert_eq!(unfetched[0].node, "cd12");
+    assert!(unfetched[0].reason.contains("could not be fetched"));
 }
