@@ -161,6 +161,23 @@ impl Cluster {
         (ccas, caf, d, consent)
     }
 
+    /// The person's access report of `dossier`, as `auditor`'s `maillon
+    /// audit report` gathers it, dated by the cluster's clock.
+    pub async fn access_report(
+        &self,
+        auditor: &Conn,
+        dossier: &str,
+    ) -> maillon_cli::audit::report::AccessReport {
+        maillon_cli::audit::report::gather(
+            auditor,
+            self.genesis().signed(),
+            &dossier.parse().expect("a dossier id"),
+            maillon_node::clock::Clock::now(&*self.clock),
+        )
+        .await
+        .expect("the report")
+    }
+
     /// A caseworker's desk at a member.
     pub async fn desk(&self, id: &str, name: &str) -> Desk {
         Desk {

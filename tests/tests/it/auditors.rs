@@ -598,15 +598,7 @@ async fn the_charter_may_let_the_report_name_agents() {
     let c = Cluster::start_with(|r| r.charter.report_agent_names = true).await;
     let (_ccas, _caf, d, _consent) = c.housing_read_by_the_caf().await;
     let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(
-        &dpo,
-        c.genesis().signed(),
-        &d.parse().expect("id"),
-        now,
-    )
-    .await
-    .expect("report");
+    let report = c.access_report(&dpo, &d).await;
     assert!(report.agent_names);
     let text = report.text();
     assert!(

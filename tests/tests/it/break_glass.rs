@@ -128,15 +128,7 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
     assert_eq!(granted[1]["justification"], other_why);
 
     // The person's access report shows it.
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(
-        &owner_dpo,
-        c.genesis().signed(),
-        &d.parse().expect("id"),
-        now,
-    )
-    .await
-    .expect("report");
+    let report = c.access_report(&owner_dpo, &d).await;
     let text = report.text();
     assert!(text.contains("ACCÈS EN URGENCE"), "{text}");
     assert!(text.contains(WHY), "{text}");

@@ -905,15 +905,7 @@ async fn the_access_report_is_a_printable_french_page() {
         .await
         .expect("read");
     let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(
-        &dpo,
-        c.genesis().signed(),
-        &d.parse().expect("id"),
-        now,
-    )
-    .await
-    .expect("report");
+    let report = c.access_report(&dpo, &d).await;
     let text = report.text();
     assert!(
         !text.contains("UTC"),

@@ -577,10 +577,7 @@ async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_rece
         .impersonate("ccas-rodez", |key| HostileOwner::giving(lying, key))
         .await;
     let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(&caf_dpo, c.genesis().signed(), &dossier, now)
-        .await
-        .expect("the report");
+    let report = c.access_report(&caf_dpo, &d).await;
     let omission = report
         .anomalies
         .iter()
@@ -646,10 +643,7 @@ async fn an_owner_answering_with_a_part_older_than_a_read_is_caught() {
         .impersonate("ccas-rodez", |key| HostileOwner::giving(stale, key))
         .await;
     let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(&caf_dpo, c.genesis().signed(), &dossier, now)
-        .await
-        .expect("the report");
+    let report = c.access_report(&caf_dpo, &d).await;
     assert!(
         report
             .anomalies

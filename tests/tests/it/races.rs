@@ -159,16 +159,7 @@ async fn local_reads_of_personal_data_are_logged_where_they_happen() {
     assert_eq!(code, Code::NotFound);
     assert_eq!(audit_kinds(&auditor).await.len(), kinds.len());
     // And the person's access report tells both, in French.
-    let now = maillon_node::clock::Clock::now(&*c.clock);
-    let report = maillon_cli::audit::report::gather(
-        &auditor,
-        c.genesis().signed(),
-        &d.parse().expect("id"),
-        now,
-    )
-    .await
-    .expect("report")
-    .text();
+    let report = c.access_report(&auditor, &d).await.text();
     assert!(
         report.contains("CCAS de Rodez a consulté la section « logement » dans son propre dossier"),
         "{report}"
