@@ -1,81 +1,17 @@
-//! The auditor's side: fetch a node's log, verify it with the node library's
-//! own verification code, and write a person's access report (in French).
+//! The auditor's side: fetch a node's log as a signed bundle, remember what
+//! was verified of each node, verify the logs with the node library's own
+//! code (`verify`), and write a person's access report in French (`report`).
 
 pub mod report;
 pub mod verify;
 
 use maillon_node::audit::bundle::Bundle;
 use maillon_node::audit::note::Checkpoint;
-use maillon_node::audit::{AuditEntry, verify_log};
-use maillon_node::roster::RosterMember;
 use maillon_node::types::{MemberId, MemberStatus};
 use maillon_proto::v1 as pb;
 
 use crate::client::Conn;
 use crate::error::{CliError, LogFault};
-
-/// A node's log as fetched and verified.
-#[derive(Debug)]
-pub struct VerifiedLog {
-    /// The checkpoint that covers the entries.
-    pub checkpoint: Checkpoint,
-    /// The signed note of that checkpoint.
-    pub note: String,
-    /// The entries' bytes, as the node served them (the leaves hash these).
-    pub raw: Vec<Vec<u8>>,
-    /// The entries, decoded.
-    pub entries: Vec<AuditEntry>,
-}
-
-/// Fetches a signed checkpoint and every entry it covers, and verifies both
-/// against the key the roster lists for the node. A log that does not verify
-/// is [`CliError::LogNotVerified`].
-pub async fn fetch_and_verify(conn: &Conn, member: &RosterMember) -> Result<VerifiedLog, CliError> {
-    let id = &member.card.id;
-    let mut api = conn.api();
-    let note = api
-        .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
-        .await?
-        .into_inner()
-        .checkpoint;
-    let origin = maillon_node::audit::origin(id);
-    let cp = Checkpoint::verify(&note, &origin, &member.card.signing_key)
-        .map_err(|e| CliError::log(id, LogFault::Checkpoint(e)))?;
-    let mut raw = Vec::new();
-    while (raw.len() as u64) < cp.size {
-        let want = (cp.size - raw.len() as u64).min(10_000) as u32;
-        let reply = api
-            .audit_tail(conn.req(pb::AuditTailRequest {
-                limit: want,
-                from: Some(raw.len() as u64),
-            }))
-            .await?
-            .into_inner();
-        if reply.events.is_empty() {
-            return Err(CliError::log(id, LogFault::Short));
-        }
-        for e in reply.events {
-            if e.index != raw.len() as u64 {
-                return Err(CliError::log(id, LogFault::OutOfOrder(e.index)));
-            }
-            raw.push(e.json.into_bytes());
-        }
-    }
-    raw.truncate(cp.size as usize);
-    let checkpoint = verify_log(&raw, &note, &origin, &member.card.signing_key)
-        .map_err(|e| CliError::log(id, LogFault::Entries(e)))?;
-    let entries = raw
-        .iter()
-        .map(|r| AuditEntry::from_bytes(r))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CliError::log(id, LogFault::Entries(e)))?;
-    Ok(VerifiedLog {
-        checkpoint,
-        note,
-        entries,
-        raw,
-    })
-}
 
 /// Fetches a log as a [`Bundle`](maillon_node::audit::bundle::Bundle): the
 /// signed manifest of this node's log (`member` none) or of a member's

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use maillon_node::audit::AuditError;
-use maillon_node::audit::note::NoteError;
 use maillon_node::config::ConfigError;
 use maillon_node::crypto::CryptoError;
 use maillon_node::daemon::StartError;
@@ -184,21 +183,13 @@ pub enum CliError {
 /// Why a node's log did not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum LogFault {
-    /// The checkpoint is not signed by the node's key, or is malformed.
-    #[error("its checkpoint: {0}")]
-    Checkpoint(#[source] NoteError),
-    /// An entry does not match the checkpoint's Merkle root, or does not decode.
-    #[error(transparent)]
-    Entries(AuditError),
-    /// The node served something that is not a page of its log.
+    /// The node served something that is not its log, a page of it, or a
+    /// roster chain that verifies from the auditor's genesis.
     #[error("{0}")]
     Unexpected(String),
     /// The node served fewer entries than its checkpoint covers.
     #[error("it served fewer entries than its checkpoint covers")]
     Short,
-    /// The node served an entry at another index than asked.
-    #[error("it served entry {0} out of order")]
-    OutOfOrder(u64),
 }
 
 impl From<Status> for CliError {

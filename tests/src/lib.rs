@@ -178,6 +178,19 @@ impl Cluster {
         .expect("the report")
     }
 
+    /// The log of `auditor`'s node as `maillon audit verify` fetches and
+    /// checks it (against the genesis, every key from the roster chain):
+    /// its size; any finding fails the test.
+    pub async fn verified_log_size(&self, auditor: &Conn) -> u64 {
+        let genesis = self.genesis().signed().clone();
+        let (bundles, _) = maillon_cli::audit::fetch_bundles(auditor, &genesis, None, false)
+            .await
+            .expect("the node's log");
+        let o = maillon_cli::audit::verify::verify_bundles(&genesis, &bundles, None, 0);
+        assert!(o.findings.is_empty(), "{:#?}", o.findings);
+        o.nodes[0].size
+    }
+
     /// A caseworker's desk at a member.
     pub async fn desk(&self, id: &str, name: &str) -> Desk {
         Desk {
