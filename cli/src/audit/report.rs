@@ -101,6 +101,9 @@ pub struct AccessReport {
     pub lines: Vec<Line>,
     /// What does not hold.
     pub anomalies: Vec<Anomaly>,
+    /// Members that did not answer and that nothing names in the dossier
+    /// (a member down that holds nothing of it): said, not an anomaly.
+    pub unanswered: Vec<(MemberId, String)>,
 }
 
 /// One member's part as the auditor's tools got it: every page joined, or
@@ -121,19 +124,44 @@ pub enum Fetched {
     },
 }
 
-/// Most pages of one member's part the tools ask for (each under one
-/// message, 512 KiB of entries and proofs).
+/// Most pages of one member's part the tools ask for.
 const MAX_PAGES: usize = 4096;
+
+/// Most bytes of entries and proofs taken of one member's part.
+const MAX_PART_BYTES: usize = 64 * 1024 * 1024;
 
 /// Every page of `member`'s part of `dossier` (this node's when none),
 /// asked through this node: the first against the member's latest
-/// checkpoint, the others against the same tree. Pages must advance and
-/// keep to one checkpoint.
+/// checkpoint, the others against the same tree. Pages must advance, keep
+/// to one checkpoint and stay within bounds; a part whose tree the member
+/// no longer keeps between pages is asked again from the start (twice).
 pub async fn fetch_part(
     conn: &Conn,
     dossier: &DossierId,
     member: Option<&MemberId>,
 ) -> Result<DossierPart, CliError> {
+    let mut tries = 0;
+    loop {
+        match fetch_part_once(conn, dossier, member).await {
+            Err(Restart) if tries < 2 => tries += 1,
+            Err(Restart) => {
+                return Err(CliError::Unexpected(
+                    "the member's log kept moving while its part was asked".into(),
+                ));
+            }
+            Ok(part) => return part,
+        }
+    }
+}
+
+/// A part whose pinned tree is gone: ask again from the first page.
+struct Restart;
+
+async fn fetch_part_once(
+    conn: &Conn,
+    dossier: &DossierId,
+    member: Option<&MemberId>,
+) -> Result<Result<DossierPart, CliError>, Restart> {
     let asked = member.map(ToString::to_string).unwrap_or_default();
     let page = |from: u64, size: u64| {
         let asked = asked.clone();
@@ -165,35 +193,63 @@ pub async fn fetch_part(
                 .map_err(|e| CliError::Unexpected(e.to_string()))
         }
     };
-    let mut part = page(0, 0).await?;
+    let mut part = match page(0, 0).await {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
     let size = Checkpoint::parse_body(&part.checkpoint).map_or(0, |c| c.size);
-    let (mut from, mut pages) = (0, 1);
+    let bad = |what: &str| {
+        Ok(Err(CliError::Unexpected(format!(
+            "{}'s part: {what}",
+            part.member
+        ))))
+    };
+    let mut bytes: usize = part
+        .entries
+        .iter()
+        .map(|e| e.entry.len() + 32 * e.proof.len())
+        .sum();
+    let mut pages = 1;
     while let Some(next) = part.next.take() {
-        if next <= from || pages >= MAX_PAGES {
-            return Err(CliError::Unexpected(format!(
-                "the pages of {}'s part do not advance",
-                part.member
-            )));
+        let last = part.entries.last().map_or(0, |e| e.index);
+        if next <= last || next >= size || pages >= MAX_PAGES || bytes > MAX_PART_BYTES {
+            return bad("its pages do not advance within its tree, or exceed what is taken");
         }
-        let more = page(next, size).await?;
+        let more = match page(next, size).await {
+            Ok(p) => p,
+            Err(CliError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
+                return Err(Restart);
+            }
+            Err(e) => return Ok(Err(e)),
+        };
         if more.checkpoint != part.checkpoint || more.member != part.member {
-            return Err(CliError::Unexpected(format!(
-                "a page of {}'s part is against another checkpoint",
-                part.member
-            )));
+            return bad("a page is against another checkpoint");
         }
+        if more.entries.first().is_some_and(|e| e.index < next) {
+            return bad("a page starts before where it was asked");
+        }
+        bytes += more
+            .entries
+            .iter()
+            .map(|e| e.entry.len() + 32 * e.proof.len())
+            .sum::<usize>();
         part.entries.extend(more.entries);
         part.holders.extend(more.holders);
         part.next = more.next;
-        (from, pages) = (next, pages + 1);
+        pages += 1;
     }
-    Ok(part)
+    if bytes > MAX_PART_BYTES {
+        return bad("it exceeds what is taken");
+    }
+    Ok(Ok(part))
 }
 
 /// Asks this node, then every active member through it, for its part of
 /// `dossier`, and assembles the report, with keys from the roster chain
 /// this node adopted, verified from the auditor's `genesis`, and the sizes
-/// this node witnessed of each member's log.
+/// this node witnessed of each member's log. A member whose part stops
+/// before a leaf some reader holds a receipt for is asked once more (the
+/// read may have come while the parts were asked).
 pub async fn gather(
     conn: &Conn,
     genesis: &SignedRoster,
@@ -235,18 +291,28 @@ pub async fn gather(
             .filter(|m| m.status == maillon_node::types::MemberStatus::Active && m.card.id != me)
             .map(|m| m.card.id.clone()),
     );
+    let ask = |m: MemberId| {
+        let asked = (m != me).then_some(m.clone());
+        async move {
+            match fetch_part(conn, dossier, asked.as_ref()).await {
+                Ok(part) => Fetched::Part(part),
+                Err(e) => Fetched::Missing {
+                    member: m,
+                    not_entitled: matches!(&e, CliError::Refused(s)
+                        if maillon_node::transport::reason_of(s).as_deref() == Some("not_entitled")),
+                    why: crate::exit::one_line(&e),
+                },
+            }
+        }
+    };
     let mut fetched = Vec::with_capacity(members.len());
     for m in &members {
-        let asked = (*m != me).then_some(m);
-        fetched.push(match fetch_part(conn, dossier, asked).await {
-            Ok(part) => Fetched::Part(part),
-            Err(e) => Fetched::Missing {
-                member: m.clone(),
-                not_entitled: matches!(&e, CliError::Refused(s)
-                    if maillon_node::transport::reason_of(s).as_deref() == Some("not_entitled")),
-                why: crate::exit::one_line(&e),
-            },
-        });
+        fetched.push(ask(m.clone()).await);
+    }
+    for owner in behind_a_receipt(&fetched) {
+        if let Some(i) = fetched.iter().position(|f| f.member() == &owner) {
+            fetched[i] = ask(owner).await;
+        }
     }
     let report = assemble(&roster, &keys, dossier, &fetched, &witnessed, now);
     if report.sources.is_empty() && report.anomalies.is_empty() {
@@ -255,6 +321,50 @@ pub async fn gather(
         ))));
     }
     Ok(report)
+}
+
+impl Fetched {
+    /// The member asked.
+    pub fn member(&self) -> &MemberId {
+        match self {
+            Fetched::Part(p) => &p.member,
+            Fetched::Missing { member, .. } => member,
+        }
+    }
+}
+
+/// The members whose part stops at or before a leaf that a reader's
+/// receipt, in another part, names.
+fn behind_a_receipt(fetched: &[Fetched]) -> BTreeSet<MemberId> {
+    let sizes: HashMap<&MemberId, u64> = fetched
+        .iter()
+        .filter_map(|f| match f {
+            Fetched::Part(p) => Some((
+                &p.member,
+                Checkpoint::parse_body(&p.checkpoint).map_or(0, |c| c.size),
+            )),
+            Fetched::Missing { .. } => None,
+        })
+        .collect();
+    fetched
+        .iter()
+        .filter_map(|f| match f {
+            Fetched::Part(p) => Some(p),
+            Fetched::Missing { .. } => None,
+        })
+        .flat_map(|p| &p.entries)
+        .filter_map(
+            |e| match AuditEntry::from_bytes(&e.entry).map(|x| x.event) {
+                Ok(AuditEvent::ReceiptLogged {
+                    owner, owner_leaf, ..
+                }) => sizes
+                    .get(&owner)
+                    .is_some_and(|size| owner_leaf >= *size)
+                    .then_some(owner),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 /// One member's part, once its proofs held.
@@ -288,6 +398,7 @@ pub fn assemble(
         sources: Vec::new(),
         lines: Vec::new(),
         anomalies: Vec::new(),
+        unanswered: Vec::new(),
     };
     let names = Names { roster };
     let mut checked: Vec<Checked> = Vec::new();
@@ -342,7 +453,10 @@ pub fn assemble(
                     });
                 }
                 if c.entries.is_empty() {
-                    continue; // It holds nothing of the dossier.
+                    // It holds nothing of the dossier (kept, to check
+                    // receipts against its tree and holders named).
+                    checked.push(c);
+                    continue;
                 }
                 report.sources.push(Source {
                     member: c.member.clone(),
@@ -382,8 +496,35 @@ pub fn assemble(
         .flat_map(|c| &c.entries)
         .flat_map(|(_, _, e, _)| e.event.parties().into_iter().cloned())
         .collect();
+    // Every member a proven entry names as holding the dossier: it logged
+    // its opening of it or its attachment to it.
+    let holders: BTreeSet<&MemberId> = checked
+        .iter()
+        .flat_map(|c| &c.entries)
+        .filter_map(|(_, _, e, _)| match &e.event {
+            AuditEvent::DossierConfirmed { to, .. } => Some(to),
+            AuditEvent::DossierAttached { from, .. } => Some(from),
+            _ => None,
+        })
+        .collect();
+    for c in checked.iter().filter(|c| c.entries.is_empty()) {
+        if holders.contains(&c.member) {
+            report.anomalies.push(Anomaly {
+                member: c.member.to_string(),
+                index: None,
+                text: format!(
+                    "{} détient ce dossier d'après les journaux des autres partenaires, mais n'a fourni aucune de ses entrées.",
+                    names.of(&c.member)
+                ),
+            });
+        }
+    }
     for (member, why, not_entitled) in missing {
-        if not_entitled && !named.contains(member) {
+        if !named.contains(member) {
+            // Nothing says it holds a part: not an anomaly, but said.
+            if !not_entitled {
+                report.unanswered.push((member.clone(), why.to_owned()));
+            }
             continue;
         }
         let name = names.of(member);
@@ -480,10 +621,10 @@ fn check_part(
                 witnessed = w.size;
                 // The proofs' note carries only cosignatures that verified.
                 if w.size == cp.size {
-                    note = with_cosignatures(&p.checkpoint, &p.cosigned, &valid);
+                    note = with_cosignatures(&p.checkpoint, &valid);
                 }
             }
-            cosigners = valid;
+            cosigners = valid.into_iter().map(|(w, _)| w).collect();
         }
     }
     let mut entries = Vec::with_capacity(p.entries.len());
@@ -527,21 +668,13 @@ fn check_part(
     ))
 }
 
-/// The member's checkpoint note with the cosignature lines of `cosigned`
-/// (the same tree) by `valid` witnesses appended.
-fn with_cosignatures(checkpoint: &str, cosigned: &str, valid: &[MemberId]) -> String {
+/// The member's checkpoint note with the cosignature `lines` that verified
+/// (of the same tree) appended: a tlog-proof carries no other.
+fn with_cosignatures(checkpoint: &str, lines: &[(MemberId, String)]) -> String {
     let mut note = checkpoint.to_owned();
-    let wanted: Vec<String> = valid
-        .iter()
-        .map(|w| format!("\u{2014} {} ", origin(w)))
-        .collect();
-    if let Some((_, sigs)) = cosigned.split_once("\n\n") {
-        for line in sigs.lines() {
-            if wanted.iter().any(|p| line.starts_with(p.as_str())) && !note.contains(line) {
-                note.push_str(line);
-                note.push('\n');
-            }
-        }
+    for (_, line) in lines {
+        note.push_str(line);
+        note.push('\n');
     }
     note
 }
@@ -559,6 +692,22 @@ impl Names<'_> {
             .map(|m| m.card.name.clone())
             .unwrap_or_else(|| id.to_string())
     }
+}
+
+/// What the owner's part says of the leaf a reader's receipt names.
+enum Found<'a> {
+    /// That read, by that reader.
+    Confirmed,
+    /// That read, granted to another member.
+    OtherReader(&'a MemberId),
+    /// Another read of this dossier.
+    Contradicts,
+    /// Nothing at that leaf about this dossier.
+    Lacks,
+    /// The part's tree stops before that leaf (its size).
+    Behind(u64),
+    /// The owner gave no part.
+    NoPart,
 }
 
 /// A read as its owner logged it.
@@ -647,24 +796,85 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                 });
                 (o.size, read)
             });
-            if let Some((_, Some(read))) = &at_owner
-                && read.reader == &c.member
-                && read.request == request
-                && read.section == *section
-            {
+            // The owner signed (request, section, leaf); the reader and the
+            // dossier are the reader's word.
+            let found = match &at_owner {
+                Some((_, Some(read))) if read.request == request && read.section == *section => {
+                    if read.reader == &c.member {
+                        Found::Confirmed
+                    } else {
+                        Found::OtherReader(read.reader)
+                    }
+                }
+                Some((_, Some(_))) => Found::Contradicts,
+                Some((size, None)) if owner_leaf < size => Found::Lacks,
+                Some((size, None)) => Found::Behind(*size),
+                None => Found::NoPart,
+            };
+            if let Found::Confirmed = found {
                 confirmed
                     .entry((owner.clone(), *owner_leaf))
                     .or_default()
                     .push(c.member.clone());
                 continue;
             }
-            // Not confirmed: the read is told from the reader's entry.
             let (reader, owner_name) = (names.of(&c.member), names.of(owner));
             let sec = section_fr(*section);
+            let t = when(e.time);
+            let (blamed, anomaly) = match (signed, &found) {
+                // An old entry without its receipt: the reader's word only.
+                (false, _) => (
+                    &c.member,
+                    format!(
+                        "{reader} déclare une lecture de la section « {sec} » chez {owner_name} ({t}) sans en conserver le reçu signé, et {owner_name} ne la mentionne pas pour ce dossier."
+                    ),
+                ),
+                (true, Found::OtherReader(other)) => (
+                    &c.member,
+                    format!(
+                        "{reader} présente comme sienne, pour ce dossier, la lecture que {owner_name} a accordée à {} (entrée {owner_leaf} de son journal).",
+                        names.of(other)
+                    ),
+                ),
+                (true, Found::Contradicts) => (
+                    owner,
+                    format!(
+                        "l'entrée {owner_leaf} du journal de {owner_name}, que son reçu signé (conservé par {reader}) désigne pour une lecture de la section « {sec} » ({t}), est une autre lecture : {owner_name} a réécrit son journal."
+                    ),
+                ),
+                (true, Found::Lacks) => (
+                    owner,
+                    format!(
+                        "{reader} conserve le reçu signé par {owner_name} d'une lecture de la section « {sec} » ({t}), entrée {owner_leaf} du journal de {owner_name}, que {owner_name} n'a pas fait figurer dans sa part de ce dossier : une omission de {owner_name}, ou un reçu que {reader} a classé sous le mauvais dossier."
+                    ),
+                ),
+                (true, Found::Behind(size)) => (
+                    owner,
+                    format!(
+                        "la part de {owner_name} s'arrête à {size} événements, avant la lecture dont {reader} conserve le reçu signé (entrée {owner_leaf}) : elle est incomplète."
+                    ),
+                ),
+                (true, _) => (
+                    owner,
+                    format!(
+                        "{owner_name} n'a fourni aucune part, alors que {reader} conserve son reçu signé d'une lecture de la section « {sec} » ({t})."
+                    ),
+                ),
+            };
+            // The owner's leaf when the owner is blamed, the reader's entry else.
+            let at = if blamed == owner { *owner_leaf } else { *index };
+            report.anomalies.push(Anomaly {
+                member: blamed.to_string(),
+                index: Some(at),
+                text: anomaly,
+            });
+            if let (true, Found::OtherReader(_)) = (signed, &found) {
+                continue; // That read is told once, from its owner's entry.
+            }
+            // Not confirmed: told as what the reader holds, not as a fact.
             let told = if signed {
                 format!(
-                    "{} : {}{reader} a consulté la section « {sec} » tenue par {owner_name} (d'après le reçu signé par {owner_name} que {reader} conserve).",
-                    when(e.time),
+                    "{t} : {}{reader} détient le reçu signé par {owner_name} d'une lecture de la section « {sec} », que {owner_name} ne mentionne pas pour ce dossier (voir les anomalies).",
                     if break_glass.is_some() {
                         "ACCÈS EN URGENCE, SANS CONSENTEMENT : "
                     } else {
@@ -673,8 +883,7 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                 )
             } else {
                 format!(
-                    "{} : {reader} déclare avoir consulté la section « {sec} » tenue par {owner_name}, sans en conserver de reçu signé.",
-                    when(e.time)
+                    "{t} : {reader} déclare avoir consulté la section « {sec} » tenue par {owner_name}, sans en conserver de reçu signé (voir les anomalies)."
                 )
             };
             report.lines.push(Line {
@@ -688,33 +897,6 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                 entry: String::from_utf8_lossy(raw).into_owned(),
                 leaf_hash: merkle::leaf_hash(raw),
                 proof: tlog_proof(*index, proof, &c.note),
-            });
-            let anomaly = match (&at_owner, signed) {
-                // An old entry without its receipt: the reader's word only.
-                (_, false) => format!(
-                    "{reader} déclare une lecture chez {owner_name} ({}) sans en conserver le reçu signé, et {owner_name} ne la mentionne pas.",
-                    when(e.time)
-                ),
-                (Some((size, _)), true) if owner_leaf < size => format!(
-                    "{reader} conserve le reçu signé par {owner_name} d'une lecture de la section « {sec} » ({}), entrée {owner_leaf} du journal de {owner_name}, que {owner_name} n'a pas fait figurer dans sa part de ce dossier : une omission de {owner_name}, ou un reçu que {reader} a classé sous le mauvais dossier.",
-                    when(e.time)
-                ),
-                (Some((size, _)), true) => format!(
-                    "la part de {owner_name} s'arrête à {size} événements, avant la lecture dont {reader} conserve le reçu signé (entrée {owner_leaf}) : elle est incomplète, ou la lecture a eu lieu pendant que le rapport était établi."
-                ),
-                (None, true) => format!(
-                    "{owner_name} n'a fourni aucune part, alors que {reader} conserve son reçu signé d'une lecture de la section « {sec} » ({}).",
-                    when(e.time)
-                ),
-            };
-            report.anomalies.push(Anomaly {
-                member: if signed {
-                    owner.to_string()
-                } else {
-                    c.member.to_string()
-                },
-                index: signed.then_some(*owner_leaf),
-                text: anomaly,
             });
         }
     }
@@ -978,6 +1160,17 @@ impl AccessReport {
                 }
             });
         }
+        if !self.unanswered.is_empty() {
+            let who: Vec<String> = self
+                .unanswered
+                .iter()
+                .map(|(m, why)| format!("{m} ({why})"))
+                .collect();
+            head.push(format!(
+                "Sans réponse, et rien n'indique qu'ils détiennent une partie de ce dossier : {}.",
+                who.join(", ")
+            ));
+        }
         head.push(if self.agent_names {
             "Les agents sont nommés par l'identifiant que leur donne leur institution.".into()
         } else {
@@ -1095,6 +1288,10 @@ impl AccessReport {
                 "entry": self.agent_names.then_some(&l.entry),
                 "leaf_hash": hex::encode(l.leaf_hash),
                 "proof": l.proof,
+            })).collect::<Vec<_>>(),
+            "unanswered": self.unanswered.iter().map(|(m, why)| serde_json::json!({
+                "member": m.as_str(),
+                "why": why,
             })).collect::<Vec<_>>(),
             "anomalies": self.anomalies.iter().map(|a| serde_json::json!({
                 "member": a.member,

@@ -368,7 +368,7 @@ fn verify_with(
     // Cosignatures, now that every chain's keys are known.
     for c in &checked {
         let (valid, forged) = cosigners(&c.manifest.cosigned, &c.member, &keys);
-        out.nodes[c.summary].cosigners = valid;
+        out.nodes[c.summary].cosigners = valid.into_iter().map(|(w, _)| w).collect();
         for w in forged {
             out.findings.push(Finding {
                 node: c.member.to_string(),
@@ -627,9 +627,13 @@ fn cross_witnesses(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
             }
             seen.insert((p.clone(), cp.size), (cp.root, w.member.clone()));
             if let Some(pc) = by_member.get(p) {
-                let extends = cp.size <= pc.cp.size
-                    && merkle::root(&pc.hashes[..cp.size as usize]) == cp.root;
-                if !extends {
+                if cp.size > pc.cp.size {
+                    // The witness saw a newer tree than the export given:
+                    // nothing to compare it with here.
+                    out.unchecked += 1;
+                    continue;
+                }
+                if merkle::root(&pc.hashes[..cp.size as usize]) != cp.root {
                     out.fail(
                         p,
                         None,
@@ -873,7 +877,9 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
                     // The leaf is in the owner's tree: its root was verified
                     // against the owner's signed checkpoint above.
                     let k = *owner_leaf as usize;
-                    let matches = match &o.entries[k] {
+                    // The owner signed (request, section, leaf); the receipt
+                    // names neither reader nor dossier: those are the reader's.
+                    let (same_read, same_reader) = match &o.entries[k] {
                         Some(AuditEntry {
                             event:
                                 AuditEvent::ReadGranted {
@@ -884,24 +890,40 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
                                     ..
                                 },
                             ..
-                        }) => r == request && reader == &c.member && d == dossier && s == section,
-                        Some(_) => false,
+                        }) => (
+                            r == request && s == section,
+                            reader == &c.member && d == dossier,
+                        ),
+                        Some(_) => (false, false),
                         None => {
                             out.unchecked += 1;
                             continue;
                         }
                     };
-                    if matches {
-                        out.receipts_checked += 1;
-                    } else {
-                        out.fail(
+                    match (same_read, same_reader) {
+                        (true, true) => out.receipts_checked += 1,
+                        (true, false) => out.fail(
+                            &c.member,
+                            index,
+                            format!(
+                                "it keeps {owner}'s receipt for leaf {owner_leaf}, a read by another member or of another dossier, as its own read of this one"
+                            ),
+                        ),
+                        (false, _) if receipt.is_empty() => out.fail(
+                            &c.member,
+                            index,
+                            format!(
+                                "it logged a read from {owner} without its signed receipt, and {owner}'s leaf {owner_leaf} is not that read"
+                            ),
+                        ),
+                        (false, _) => out.fail(
                             owner,
                             Some(*owner_leaf),
                             format!(
                                 "{} logged a read it answered (the reader's entry {i}, with {owner}'s signed receipt), but its leaf {owner_leaf} is not that read: it is missing from its log",
                                 c.member
                             ),
-                        );
+                        ),
                     }
                 }
                 _ => {}
@@ -910,16 +932,17 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
     }
 }
 
-/// The members whose cosignature of `note` (a checkpoint of `member`'s log)
-/// verifies under a key they held, and those whose does not (forged);
-/// cosignatures by names outside the federation are left aside.
+/// The cosignatures of `note` (a checkpoint of `member`'s log): those that
+/// verify under a key their witness held, one line per witness, and the
+/// witnesses with a line that does not (forged); cosignatures by names
+/// outside the federation are left aside.
 pub(crate) fn cosigners(
     note: &str,
     member: &MemberId,
     keys: &KeyHistory,
-) -> (Vec<MemberId>, Vec<MemberId>) {
+) -> (Vec<(MemberId, String)>, Vec<MemberId>) {
     let own = origin(member);
-    let (mut valid, mut forged) = (Vec::new(), Vec::new());
+    let (mut valid, mut forged) = (Vec::<(MemberId, String)>::new(), Vec::new());
     let Some(body) = body_of(note) else {
         return (valid, forged);
     };
@@ -931,9 +954,12 @@ pub(crate) fn cosigners(
             held.iter()
                 .any(|k| note::verify_cosignature(line, &body, name, k).is_ok())
         });
-        let list = if ok { &mut valid } else { &mut forged };
-        if !list.contains(&w) {
-            list.push(w);
+        if ok {
+            if !valid.iter().any(|(v, _)| *v == w) {
+                valid.push((w, line.to_owned()));
+            }
+        } else if !forged.contains(&w) {
+            forged.push(w);
         }
     }
     (valid, forged)

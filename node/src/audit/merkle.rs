@@ -100,7 +100,12 @@ pub struct Levels {
 impl Levels {
     /// Hashes the levels over `leaves` (`n - 1` node hashes at most).
     pub fn new(leaves: &[Hash]) -> Self {
-        let mut levels = vec![leaves.to_vec()];
+        Self::from_vec(leaves.to_vec())
+    }
+
+    /// [`Self::new`], taking the leaves it keeps.
+    pub fn from_vec(leaves: Vec<Hash>) -> Self {
+        let mut levels = vec![leaves];
         loop {
             let next: Vec<Hash> = levels[levels.len() - 1]
                 .chunks_exact(2)

@@ -556,6 +556,31 @@ impl AuditEvent {
         }
     }
 
+    /// Whether, by this event, the node that logged it let `member` in on
+    /// the dossier: a read or break-glass access granted to it, a consent
+    /// naming it, a group it was added to, its attachment confirmed, the
+    /// référent named at it. (A refusal names a member and grants nothing.)
+    pub fn grants_to(&self, member: &MemberId) -> bool {
+        use AuditEvent as E;
+        match self {
+            E::ReadGranted { reader, .. } | E::BreakGlassGranted { reader, .. } => reader == member,
+            E::ConsentGranted { audience, .. } => audience.contains(member),
+            E::GroupMemberAdded { member: m, .. } | E::ReferentSet { member: m, .. } => m == member,
+            E::DossierConfirmed { to, .. } => to == member,
+            _ => false,
+        }
+    }
+
+    /// Whether the event is the logging node's own opening of, or
+    /// attachment to, a dossier: what makes it hold it.
+    pub fn holds(&self) -> Option<&DossierId> {
+        match self {
+            AuditEvent::DossierOpened { dossier, .. }
+            | AuditEvent::DossierAttached { dossier, .. } => Some(dossier),
+            _ => None,
+        }
+    }
+
     /// Whether the event names `member` among its [`parties`](Self::parties).
     pub fn names(&self, member: &MemberId) -> bool {
         self.parties().contains(&member)
@@ -986,7 +1011,8 @@ impl AuditLog {
         indices: &[u64],
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, AuditError> {
-        let levels = {
+        // Copied under the lock, hashed outside it: appends do not wait.
+        let leaves = {
             let st = self.read_state();
             let have = st.leaves.len() as u64;
             if size > have {
@@ -994,8 +1020,9 @@ impl AuditLog {
                     "no tree of {size} (the log holds {have})"
                 )));
             }
-            merkle::Levels::new(&st.leaves[..size as usize])
+            st.leaves[..size as usize].to_vec()
         };
+        let levels = merkle::Levels::from_vec(leaves);
         indices
             .iter()
             .map(|&i| {

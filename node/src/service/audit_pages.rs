@@ -64,20 +64,26 @@ impl Node {
         blocking(move || audit.checkpoint_if_grown(&key)).await
     }
 
-    /// Signs a checkpoint if the log grew, for a query that wants the log
-    /// as it is now (an auditor's export or report, a peer's first page):
-    /// at most one per [`ON_DEMAND_CHECKPOINT`] whoever asks, so a peer
-    /// cannot make this node sign (and sync) at will; between them the
-    /// keeper signs one every second while the log grows.
+    /// Makes sure a checkpoint covers the log as it was when asked, for a
+    /// query that wants it so (an auditor's export or report, a peer's
+    /// first page): at most one is signed per [`ON_DEMAND_CHECKPOINT`]
+    /// whoever asks, so a peer cannot make this node sign (and sync) at
+    /// will. Callers queue; one that finds a checkpoint signed since it
+    /// asked returns at once, the others wait for the next turn.
     pub async fn checkpoint_on_demand(&self) -> Result<()> {
-        {
-            let mut last = self.on_demand.lock().unwrap_or_else(|p| p.into_inner());
-            let now = std::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < ON_DEMAND_CHECKPOINT) {
-                return Ok(());
-            }
-            *last = Some(now);
+        let asked = std::time::Instant::now();
+        let mut last = self.on_demand.lock().await;
+        if last.is_some_and(|t| t >= asked) {
+            return Ok(());
         }
+        if let Some(t) = *last {
+            let turn = t + ON_DEMAND_CHECKPOINT;
+            let now = std::time::Instant::now();
+            if turn > now {
+                tokio::time::sleep(turn - now).await;
+            }
+        }
+        *last = Some(std::time::Instant::now());
         self.checkpoint_if_grown().await.map(drop)
     }
 

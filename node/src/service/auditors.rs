@@ -71,6 +71,30 @@ pub struct DossierPart {
     pub error: Option<String>,
 }
 
+/// The asking node's proof that it holds a dossier: its own entry opening
+/// or attaching to it, with a C2SP tlog-proof of that entry in its signed
+/// log. A member that holds the dossier shows its part whole to a holder
+/// that proves itself so, even one it never dealt with.
+#[derive(Clone, Debug)]
+pub struct Holding {
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// Its tlog-proof, as text.
+    pub proof: String,
+}
+
+/// Largest tlog-proof taken as a proof of holding.
+const MAX_HOLDING_PROOF: usize = 16 * 1024;
+
+/// What of its part a node shows an asker.
+enum Scope {
+    /// Every entry about the dossier: the asker holds it.
+    All,
+    /// Only the entries naming the asker: this node let it in on the
+    /// dossier (a read, a consent, a group), without its holding it.
+    Naming(MemberId),
+}
+
 impl Node {
     /// This node's signed manifest: its latest checkpoint (signed now if
     /// the log grew since the last one), the newest one witnesses cosigned,
@@ -221,7 +245,8 @@ impl Node {
     /// `audit report`: one page of what `member` (this node when none)
     /// logged of `dossier`, each entry proven against its tree of `size`
     /// leaves (its latest checkpoint, signed now if its log grew, when 0);
-    /// the auditor's tools ask every member, page by page.
+    /// the auditor's tools ask every member, page by page. A peer is asked
+    /// with this node's proof that it holds the dossier, when it does.
     pub async fn audit_dossier(
         &self,
         caller: &Caller,
@@ -236,14 +261,16 @@ impl Node {
                 if size == 0 {
                     self.checkpoint_on_demand().await?;
                 }
-                self.dossier_part(dossier, from, size).await
+                self.dossier_part(dossier, from, size, Scope::All).await
             }
             Some(m) => {
                 let peer = self.roster_member(m)?;
+                let holding = self.holding(dossier).await?;
                 let within = std::time::Duration::from_secs(10);
                 tokio::time::timeout(
                     within,
-                    self.network.get_dossier_audit(&peer, dossier, from, size),
+                    self.network
+                        .get_dossier_audit(&peer, dossier, from, size, holding.as_ref()),
                 )
                 .await
                 .map_err(|_| late(&peer))?
@@ -251,40 +278,94 @@ impl Node {
         }
     }
 
-    /// Peer side: a page of this node's entries about `dossier`, proven, if
-    /// `peer` holds the dossier (by this node's records, or by being the
-    /// other party of one of those entries); an empty part when this node
-    /// holds nothing of it. Refused before any checkpoint or proof is made.
+    /// This node's proof that it holds `dossier`: its first entry opening
+    /// or attaching to it, proven against its latest checkpoint (none when
+    /// it holds nothing of it, or the checkpoint does not cover it yet).
+    async fn holding(&self, dossier: &DossierId) -> Result<Option<Holding>> {
+        let (note, _) = self.latest_checkpoint()?;
+        let size = Checkpoint::parse_body(&note).map_or(0, |c| c.size);
+        let (audit, wanted) = (self.audit.clone(), dossier.clone());
+        blocking(move || {
+            for item in about(&audit, &wanted, 0, size) {
+                let (index, entry, event) = item?;
+                if event.holds() == Some(&wanted) {
+                    let hashes = audit
+                        .inclusion_proofs(&[index], size)?
+                        .pop()
+                        .unwrap_or_default();
+                    let proof = crate::audit::note::TlogProof {
+                        extra: None,
+                        index,
+                        hashes,
+                        checkpoint: note,
+                    }
+                    .encode();
+                    return Ok(Some(Holding { entry, proof }));
+                }
+            }
+            Ok::<_, crate::audit::AuditError>(None)
+        })
+        .await
+    }
+
+    /// Whether `h` proves that `peer` holds `dossier`: an entry opening or
+    /// attaching to it, in a tree `peer` signed under a key it held.
+    fn proves_holding(&self, peer: &MemberId, dossier: &DossierId, h: &Holding) -> bool {
+        if h.entry.len() > crate::audit::MAX_EVENT || h.proof.len() > MAX_HOLDING_PROOF {
+            return false;
+        }
+        let (Ok(member), Ok(proof)) = (
+            self.roster_member(peer),
+            crate::audit::note::TlogProof::parse(&h.proof),
+        ) else {
+            return false;
+        };
+        let origin = crate::audit::origin(peer);
+        AuditEntry::from_bytes(&h.entry).is_ok_and(|e| e.event.holds() == Some(dossier))
+            && self
+                .keys_held(&member)
+                .iter()
+                .any(|k| proof.verify(&h.entry, &origin, k).is_ok())
+    }
+
+    /// Peer side: a page of this node's entries about `dossier`, proven.
+    /// A peer that holds the dossier (by this node's records, or by a proof
+    /// of holding) sees every entry; one this node let in on it without its
+    /// holding it (a read, a consent, a group) sees the entries naming it;
+    /// any other gets the part of a node holding nothing, so that asking
+    /// tells it nothing. Decided before any checkpoint or proof is made.
     pub async fn serve_dossier_audit(
         &self,
         peer: &MemberId,
         dossier: &DossierId,
         from: u64,
         size: u64,
+        holding: Option<Holding>,
     ) -> Result<DossierPart> {
         self.active_peer(peer)?;
-        let (latest, _) = self.latest_checkpoint()?;
-        let known = Checkpoint::parse_body(&latest)
-            .map_or(0, |c| c.size)
-            .max(size);
         let record = self.dossier(dossier).ok();
-        if !record.as_ref().is_some_and(|r| holds(r, peer)) {
-            let (any, named) = self.about_dossier(peer, dossier, known).await?;
-            if !any && record.is_none() {
+        let scope = if record.as_ref().is_some_and(|r| holds(r, peer))
+            || holding
+                .as_ref()
+                .is_some_and(|h| self.proves_holding(peer, dossier, h))
+        {
+            Scope::All
+        } else {
+            let (latest, _) = self.latest_checkpoint()?;
+            let known = Checkpoint::parse_body(&latest)
+                .map_or(0, |c| c.size)
+                .max(size);
+            if !self.granted_to(peer, dossier, known).await? {
                 return self.empty_part(size);
             }
-            if !named {
-                return Err(ServiceError::NotEntitled(format!(
-                    "this node does not know you to hold dossier {dossier}"
-                )));
-            }
-        }
+            Scope::Naming(peer.clone())
+        };
         if size == 0 {
             // A first page covers the log as it is now; later pages name
             // the first page's tree.
             self.checkpoint_on_demand().await?;
         }
-        self.dossier_part(dossier, from, size).await
+        self.dossier_part(dossier, from, size, scope).await
     }
 
     /// The part of a node that holds nothing of `dossier`: its checkpoint, no entry.
@@ -304,13 +385,22 @@ impl Node {
 
     /// A page of the part against the tree of `size` leaves (the latest
     /// checkpoint when 0, else a recent one this node signed).
-    async fn dossier_part(&self, dossier: &DossierId, from: u64, size: u64) -> Result<DossierPart> {
+    async fn dossier_part(
+        &self,
+        dossier: &DossierId,
+        from: u64,
+        size: u64,
+        scope: Scope,
+    ) -> Result<DossierPart> {
         let (checkpoint, cosigned) = self.checkpoint_at((size > 0).then_some(size))?;
         let size = Checkpoint::parse_body(&checkpoint)
             .map(|c| c.size)
             .ok_or_else(|| ServiceError::State("this node's checkpoint does not parse".into()))?;
         let witnessed = Checkpoint::parse_body(&cosigned).map_or(size, |c| c.size.min(size));
-        let record = self.dossier(dossier).ok();
+        let (record, only) = match scope {
+            Scope::All => (self.dossier(dossier).ok(), None),
+            Scope::Naming(m) => (None, Some(m)),
+        };
         let (audit, wanted) = (self.audit.clone(), dossier.clone());
         let (entries, next, holders) = blocking(move || {
             let mut found = Vec::new();
@@ -321,7 +411,12 @@ impl Node {
             let depth = (u64::BITS - size.leading_zeros()) as usize;
             for item in about(&audit, &wanted, from, size) {
                 let (index, raw, event) = item?;
-                holders.extend(event.parties().into_iter().cloned());
+                if only.as_ref().is_some_and(|m| !event.names(m)) {
+                    continue;
+                }
+                if only.is_none() {
+                    holders.extend(event.parties().into_iter().cloned());
+                }
                 bytes += raw.len() + 32 * depth + 16;
                 found.push((index, raw));
                 if bytes > MAX_PART_BYTES {
@@ -373,24 +468,17 @@ impl Node {
         })
     }
 
-    /// Whether an entry about `dossier` lies among the first `size`, and
-    /// whether one names `member`.
-    async fn about_dossier(
-        &self,
-        member: &MemberId,
-        dossier: &DossierId,
-        size: u64,
-    ) -> Result<(bool, bool)> {
+    /// Whether an entry about `dossier` among the first `size` shows this
+    /// node let `member` in on it ([`AuditEvent::grants_to`]).
+    async fn granted_to(&self, member: &MemberId, dossier: &DossierId, size: u64) -> Result<bool> {
         let (audit, wanted, member) = (self.audit.clone(), dossier.clone(), member.clone());
         blocking(move || {
-            let mut any = false;
             for found in about(&audit, &wanted, 0, size) {
-                any = true;
-                if found?.2.names(&member) {
-                    return Ok((true, true));
+                if found?.2.grants_to(&member) {
+                    return Ok(true);
                 }
             }
-            Ok::<_, crate::audit::AuditError>((any, false))
+            Ok::<_, crate::audit::AuditError>(false)
         })
         .await
     }

@@ -34,7 +34,7 @@ mod witness;
 use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT};
-pub use auditors::{DossierPart, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
+pub use auditors::{DossierPart, Holding, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{
@@ -117,7 +117,7 @@ pub struct Node {
     witness_alarms: std::sync::atomic::AtomicU64,
     /// When a checkpoint was last signed because someone asked (auditors'
     /// queries, peers' first pages): at most one per [`ON_DEMAND_CHECKPOINT`].
-    on_demand: std::sync::Mutex<Option<std::time::Instant>>,
+    on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -176,7 +176,7 @@ impl Node {
             changes: tokio::sync::RwLock::new(()),
             replay_needed: std::sync::atomic::AtomicBool::new(false),
             witness_alarms: std::sync::atomic::AtomicU64::new(0),
-            on_demand: std::sync::Mutex::new(None),
+            on_demand: tokio::sync::Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),

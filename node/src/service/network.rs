@@ -108,6 +108,7 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         dossier: &'a crate::types::DossierId,
         from: u64,
         size: u64,
+        holding: Option<&'a super::Holding>,
     ) -> BoxFuture<'a, Result<super::DossierPart>>;
     /// Gives `member` this node's cosignature of its checkpoint `body`.
     fn cosign<'a>(

@@ -384,12 +384,15 @@ impl PeerNetwork for PeerClients {
         dossier: &'a crate::types::DossierId,
         from: u64,
         size: u64,
+        holding: Option<&'a crate::service::Holding>,
     ) -> BoxFuture<'a, Result<crate::service::DossierPart, ServiceError>> {
         Box::pin(async move {
             let request = pb::GetDossierAuditRequest {
                 dossier: dossier.to_string(),
                 from,
                 size,
+                holding_entry: holding.map(|h| h.entry.clone()).unwrap_or_default(),
+                holding_proof: holding.map(|h| h.proof.clone()).unwrap_or_default(),
             };
             let r = self
                 .call(member, request, |mut c, r| async move {

@@ -313,7 +313,16 @@ impl Peer for PeerApi {
         let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
         let part = self
             .node
-            .serve_dossier_audit(&peer, &dossier, r.from, r.size)
+            .serve_dossier_audit(
+                &peer,
+                &dossier,
+                r.from,
+                r.size,
+                (!r.holding_entry.is_empty()).then_some(crate::service::Holding {
+                    entry: r.holding_entry,
+                    proof: r.holding_proof,
+                }),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(super::audit_wire::part_to_pb(part)))

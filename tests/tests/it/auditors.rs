@@ -143,26 +143,37 @@ async fn audit_queries_across_nodes_answer_only_what_the_charter_allows() {
     );
     assert!(withheld >= 3, "the other dossier and the staff");
 
-    // A member with no part in the dossier is refused its entries.
-    let cd12 = c.peer_as("cd12");
-    let err = cd12
-        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0)
+    // A member with no part in the dossier, or one only refused a read of
+    // it, is answered as by a node holding nothing: asking tells it nothing.
+    let empty = c
+        .peer_as("cd12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0, None)
         .await
-        .expect_err("cd12 holds no part of it");
+        .expect("an empty part");
+    assert!(empty.entries.is_empty() && empty.holders.is_empty());
+    let cd = c.desk("cd12", "agent-cd").await;
+    let (code, _) = refusal(cd.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(code, Code::PermissionDenied, "no consent names cd12");
+    let still = c
+        .peer_as("cd12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0, None)
+        .await
+        .expect("an empty part");
     assert!(
-        err.to_string().contains("does not know you to hold"),
-        "{err}"
+        still.entries.is_empty() && still.holders.is_empty(),
+        "a refusal names cd12 and grants it nothing: {:?}",
+        still.entries.len()
     );
     let caf = c.peer_as("caf12");
     let part = caf
-        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0, None)
         .await
         .expect("the CAF read it");
     assert!(!part.entries.is_empty());
     // A member that holds nothing of the dossier says so: an empty part.
     let nothing = c
         .peer_as("ccas-rodez")
-        .get_dossier_audit(&c.member("cd12"), &d.parse().expect("id"), 0, 0)
+        .get_dossier_audit(&c.member("cd12"), &d.parse().expect("id"), 0, 0, None)
         .await
         .expect("cd12 holds nothing of it");
     assert!(nothing.entries.is_empty() && nothing.next.is_none());
@@ -859,4 +870,111 @@ async fn the_report_keeps_only_what_each_part_proves() {
             assert!(r.sources[0].cosigners.is_empty());
         }
     }
+}
+
+/// The holder's auditor is shown the part of a reader that never attached
+/// to the dossier: its node asks with a proof that it holds the dossier
+/// (its own opening entry, proven in its signed log). A member presenting
+/// another's proof is answered as by a node holding nothing.
+#[tokio::test]
+async fn a_reader_that_never_attached_answers_a_holder_that_proves_it_holds_the_dossier() {
+    let c = Cluster::start().await;
+    let (_ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("the CAF attaches");
+    caf.put(&d, "resources", r#"{"rsa":"versé"}"#)
+        .await
+        .expect("the CAF writes its section");
+    caf.grant(
+        &d,
+        &["resources"],
+        &["cd12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent to the département");
+    let cd = c.desk("cd12", "agent-cd").await;
+    cd.read(&d, "resources", "caf12")
+        .await
+        .expect("the département reads, never attached");
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let report = c.access_report(&dpo, &d).await;
+    assert!(report.anomalies.is_empty(), "{:#?}", report.anomalies);
+    let sources: Vec<&str> = report.sources.iter().map(|s| s.member.as_str()).collect();
+    assert!(sources.contains(&"cd12"), "{sources:?}");
+    let read = report
+        .lines
+        .iter()
+        .find(|l| {
+            l.member.as_str() == "caf12"
+                && l.text.contains("a communiqué la section « ressources »")
+        })
+        .expect("the CAF's read");
+    assert_eq!(
+        read.confirmed_by
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>(),
+        ["cd12"],
+        "confirmed by the receipt the département kept"
+    );
+
+    // The CCAS's proof of holding, presented by cd12: refused as not its own.
+    let own = c
+        .peer_as("caf12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0, None)
+        .await
+        .expect("the CCAS's part, to the CAF that attached");
+    let opened = own
+        .entries
+        .iter()
+        .find(|e| {
+            matches!(
+                AuditEntry::from_bytes(&e.entry).map(|x| x.event),
+                Ok(AuditEvent::DossierOpened { .. })
+            )
+        })
+        .expect("the opening");
+    let stolen = maillon_node::service::Holding {
+        entry: opened.entry.clone(),
+        proof: maillon_node::audit::note::TlogProof {
+            extra: None,
+            index: opened.index,
+            hashes: opened.proof.clone(),
+            checkpoint: own.checkpoint.clone(),
+        }
+        .encode(),
+    };
+    let refused = c
+        .peer_as("cd12")
+        .get_dossier_audit(
+            &c.member("ccas-rodez"),
+            &d.parse().expect("id"),
+            0,
+            0,
+            Some(&stolen),
+        )
+        .await
+        .expect("an empty part");
+    assert!(
+        refused.entries.is_empty(),
+        "another member's proof proves nothing"
+    );
+    let shown = c
+        .peer_as("ccas-rodez")
+        .get_dossier_audit(
+            &c.member("cd12"),
+            &d.parse().expect("id"),
+            0,
+            0,
+            Some(&stolen),
+        )
+        .await
+        .expect("the holder's own proof");
+    assert!(
+        !shown.entries.is_empty(),
+        "the holder's own proof opens the reader's part"
+    );
 }

@@ -557,7 +557,7 @@ async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_rece
     // What the CCAS truly answers the CAF, less the CAF's read.
     let mut part = c
         .peer_as("caf12")
-        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0, None)
         .await
         .expect("the CCAS's part");
     let read_at = part
@@ -587,7 +587,7 @@ async fn an_owner_leaving_a_read_out_of_the_report_is_caught_by_the_readers_rece
     assert!(omission.text.contains("omission"), "{}", omission.text);
     let text = report.text();
     assert!(
-        text.contains("d'après le reçu signé par CCAS de Rodez"),
+        text.contains("détient le reçu signé par CCAS de Rodez"),
         "the read is still told: {text}"
     );
     assert!(text.contains("ANOMALIES"), "{text}");
@@ -634,7 +634,7 @@ async fn an_owner_answering_with_a_part_older_than_a_read_is_caught() {
         .expect("checkpoint");
     let before = c
         .peer_as("caf12")
-        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0)
+        .get_dossier_audit(&c.member("ccas-rodez"), &dossier, 0, 0, None)
         .await
         .expect("the CCAS's part before the read");
     caf.read(&d, "housing", "ccas-rodez").await.expect("read");
@@ -655,7 +655,7 @@ async fn an_owner_answering_with_a_part_older_than_a_read_is_caught() {
     assert!(
         report
             .text()
-            .contains("d'après le reçu signé par CCAS de Rodez"),
+            .contains("détient le reçu signé par CCAS de Rodez"),
         "the read is told from the receipt"
     );
     impostor.stop().await;
