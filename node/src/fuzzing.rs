@@ -72,6 +72,7 @@ pub fn read_request(data: &[u8]) {
             dossier: req.dossier.clone(),
             section: *section,
             reason: "replayed request".into(),
+            nonce: req.nonce.clone(),
         });
     }
     if NOW.abs_diff(req.time) > REQUEST_WINDOW.unsigned_abs() {
@@ -100,6 +101,7 @@ pub fn read_request(data: &[u8]) {
             consent: req.break_glass.is_none().then(ConsentId::random),
             break_glass: req.break_glass.is_some().then(GrantId::random),
             purpose: req.purpose.clone(),
+            nonce: req.nonce.clone(),
         });
     }
 }
@@ -849,6 +851,7 @@ fn seed_audit_logs() -> Result<Vec<Vec<u8>>, String> {
             dossier,
             section: Section::Health,
             reason: "no consent covers this read".into(),
+            nonce: String::new(),
         },
     ];
     let mut seeds = Vec::new();

@@ -381,6 +381,10 @@ pub enum AuditEvent {
         break_glass: Option<GrantId>,
         /// The stated purpose.
         purpose: String,
+        /// The request's nonce (hex), remembered from the log across a
+        /// restart to refuse its replay.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        nonce: String,
     },
     /// The owner let a reader in without consent, for a grave and imminent
     /// danger the charter names, until a time the charter sets.
@@ -456,6 +460,10 @@ pub enum AuditEvent {
         section: Section,
         /// Why, in one line (what the refused party was told).
         reason: String,
+        /// The request's nonce (hex), remembered from the log across a
+        /// restart to refuse its replay.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        nonce: String,
     },
     /// A reader logged the owner's receipt for a section it read.
     ReceiptLogged {

@@ -24,6 +24,7 @@ mod governance;
 mod membership;
 mod mls_peer;
 mod network;
+mod nonces;
 mod outbox;
 mod reads;
 mod referent;
@@ -118,6 +119,8 @@ pub struct Node {
     /// When a checkpoint was last signed because someone asked (auditors'
     /// queries, peers' first pages): at most one per [`ON_DEMAND_CHECKPOINT`].
     on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// The read requests' nonces seen lately (rebuilt from the log at start).
+    nonces: std::sync::Mutex<nonces::Nonces>,
 }
 
 impl std::fmt::Debug for Node {
@@ -177,6 +180,7 @@ impl Node {
             replay_needed: std::sync::atomic::AtomicBool::new(false),
             witness_alarms: std::sync::atomic::AtomicU64::new(0),
             on_demand: tokio::sync::Mutex::new(None),
+            nonces: std::sync::Mutex::new(nonces::Nonces::default()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),
@@ -191,6 +195,7 @@ impl Node {
         let genesis = (*node.roster.get()).clone();
         node.load_chain(&genesis).await?;
         node.replay_log().await?;
+        node.rebuild_nonces().await?;
         node.log_adoption_if_new().await?;
         Ok(node)
     }

@@ -14,7 +14,6 @@ use crate::crypto::Context;
 use crate::protocol::{Basis, ReadAnswer, ReadRequest, Receipt, ReceiptItem, SignedBytes};
 use crate::roster::RosterMember;
 use crate::sharing::{ShareError, ShareId};
-use crate::storage::{StoreError, Tree};
 use crate::types::{DossierId, MemberId, Role, Section};
 
 /// How far a request's time may be from the owner's clock (seconds).
@@ -349,6 +348,7 @@ impl Node {
             dossier: req.dossier.clone(),
             section,
             reason: error.to_string(),
+            nonce: req.nonce.clone(),
         };
         let refuse_all = |error: ServiceError| async {
             let events = req.sections.iter().map(|s| self.audit(denied(*s, &error)));
@@ -360,14 +360,15 @@ impl Node {
         if now.abs_diff(req.time) > REQUEST_WINDOW.unsigned_abs() {
             return refuse_all(ServiceError::OutOfWindow(REQUEST_WINDOW)).await;
         }
-        let nonce_key = format!("{peer}/{}", req.nonce);
-        match self
-            .store
-            .insert_new(Tree::Nonces, &nonce_key, &req.time, "nonce")
-        {
-            Ok(()) => {}
-            Err(StoreError::Exists(_)) => return refuse_all(ServiceError::Replayed).await,
-            Err(e) => return Err(e.into()),
+        // Remembered in memory; the entries this request writes carry its
+        // nonce, from which a restart remembers it again (`nonces`).
+        let first = self
+            .nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_time(peer, &req.nonce, now);
+        if !first {
+            return refuse_all(ServiceError::Replayed).await;
         }
         if self.is_closed(&req.dossier)? {
             return refuse_all(ServiceError::Denied(DenyReason::Closed)).await;
@@ -454,6 +455,7 @@ impl Node {
                         Basis::Consent(_) => None,
                     },
                     purpose: req.purpose.clone(),
+                    nonce: req.nonce.clone(),
                 },
                 Err(e) => denied(*section, e),
             })
@@ -508,11 +510,13 @@ impl Node {
         })
     }
 
-    /// Drops remembered nonces older than the request window.
+    /// Forgets the nonces of requests too old to be answered again.
     pub fn prune_nonces(&self) -> Result<usize> {
-        let horizon = self.clock.now() - 2 * REQUEST_WINDOW;
+        let now = self.clock.now();
         Ok(self
-            .store
-            .remove_where::<i64>(Tree::Nonces, "", |t| *t < horizon)?)
+            .nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_before(now))
     }
 }

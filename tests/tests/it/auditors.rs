@@ -691,6 +691,7 @@ async fn the_report_keeps_only_what_each_part_proves() {
         consent: Some(consent.clone()),
         break_glass: None,
         purpose: purpose.into(),
+        nonce: "00".repeat(16),
     };
     let ccas_log = [
         at(

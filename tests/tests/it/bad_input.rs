@@ -349,3 +349,44 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         "not an MLS message"
     );
 }
+
+/// Replay protection lives in memory and is read back from the log at
+/// start: a request answered before the owner restarted is refused after
+/// it, a fresh one is answered, and nonces too old to be replayed are
+/// forgotten (nothing of them grows in the store).
+#[tokio::test]
+async fn a_replay_is_refused_after_the_owner_restarts() {
+    let mut c = Cluster::start().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    let (mut peer, caf_key) = as_caf(&c);
+    let genuine = signed(&request(&c, &d, "caf12", 40), &caf_key);
+    peer.read_share(genuine.clone())
+        .await
+        .expect("genuine request answered");
+    let denied = signed(&request(&c, &d, "caf12", 41), &NodeKey::generate());
+    assert_eq!(code(peer.read_share(denied).await).0, Code::Unauthenticated);
+    drop(peer);
+    c.restart("ccas-rodez").await;
+    let (mut peer, _) = as_caf(&c);
+    let (status, why) = refusal(peer.read_share(genuine.clone()).await);
+    assert_eq!(status, Code::PermissionDenied);
+    assert_eq!(why, "replayed", "the nonce came back from the log");
+    peer.read_share(signed(&request(&c, &d, "caf12", 42), &caf_key))
+        .await
+        .expect("a fresh request is answered");
+    let node = c.running("ccas-rodez").node().clone();
+    assert_eq!(
+        node.prune_nonces().expect("prune"),
+        0,
+        "all still in the window"
+    );
+    c.clock
+        .advance(2 * maillon_node::service::REQUEST_WINDOW + 1);
+    assert_eq!(node.prune_nonces().expect("prune"), 2, "both forgotten");
+    // Past its window the old request is refused as stale, not answered.
+    let (_, why) = refusal(peer.read_share(genuine).await);
+    assert_eq!(why, "out_of_window");
+}

@@ -147,6 +147,7 @@ async fn an_auditor_verifies_a_log_of_fifty_thousand_entries_page_by_page() {
                     dossier: dossier.clone(),
                     section: maillon_node::types::Section::Housing,
                     reason: "no consent covers this reader for this dossier ".repeat(4),
+                    nonce: String::new(),
                 };
                 node.audit_log().append(0, event).await.expect("append");
             }
