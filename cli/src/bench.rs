@@ -33,6 +33,20 @@ fn temp(e: std::io::Error) -> CliError {
     CliError::io("creating a temporary folder")(e)
 }
 
+/// Bytes of the files under `dir` (0 where it cannot be read).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -119,6 +133,13 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
     )
     .await?;
     read(&caf, &d).await?; // warm the connections
+    let owner_store = fed.node("ccas-rodez").dir.join("store");
+    fed.node("ccas-rodez")
+        .running_node()?
+        .node()
+        .flush()
+        .await?;
+    let store_before = dir_bytes(&owner_store);
     let mut samples = Vec::with_capacity(reads);
     for _ in 0..reads {
         let t = Instant::now();
@@ -148,6 +169,19 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         "consented read, concurrent",
         (per_task * concurrency) as f64 / secs,
         concurrency
+    );
+    fed.node("ccas-rodez")
+        .running_node()?
+        .node()
+        .flush()
+        .await?;
+    let n = reads + per_task * concurrency;
+    let grown = dir_bytes(&owner_store).saturating_sub(store_before);
+    println!(
+        "{:<44} {:>8} bytes   ({:.0} per read, {n} reads; sled files on disk)",
+        "owner store growth over the reads",
+        grown,
+        grown as f64 / n as f64
     );
 
     let (mut to_first_read, mut to_refusal) = (Vec::new(), Vec::new());

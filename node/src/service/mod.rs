@@ -289,7 +289,7 @@ impl Node {
     }
 
     /// Flushes the store off the async workers.
-    async fn flush(&self) -> Result<()> {
+    pub async fn flush(&self) -> Result<()> {
         let store = self.store.clone();
         blocking(move || store.flush()).await?;
         Ok(())
