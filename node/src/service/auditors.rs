@@ -83,6 +83,9 @@ pub struct Holding {
     pub proof: String,
 }
 
+/// Proofs of holding kept at most (the cache starts again past it).
+const MAX_HOLDINGS_KEPT: usize = 1024;
+
 /// Largest tlog-proof taken as a proof of holding.
 const MAX_HOLDING_PROOF: usize = 16 * 1024;
 
@@ -282,6 +285,28 @@ impl Node {
     /// or attaching to it, proven against its latest checkpoint (none when
     /// it holds nothing of it, or the checkpoint does not cover it yet).
     async fn holding(&self, dossier: &DossierId) -> Result<Option<Holding>> {
+        let cached = self
+            .holdings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dossier)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = self.prove_holding(dossier).await?;
+        if let Some(h) = &found {
+            let mut cache = self.holdings.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_HOLDINGS_KEPT {
+                cache.clear();
+            }
+            cache.insert(dossier.clone(), h.clone());
+        }
+        Ok(found)
+    }
+
+    /// Makes [`Self::holding`]'s proof: a scan of the log.
+    async fn prove_holding(&self, dossier: &DossierId) -> Result<Option<Holding>> {
         let (note, _) = self.latest_checkpoint()?;
         let size = Checkpoint::parse_body(&note).map_or(0, |c| c.size);
         let (audit, wanted) = (self.audit.clone(), dossier.clone());

@@ -121,6 +121,9 @@ pub struct Node {
     on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// The read requests' nonces seen lately (rebuilt from the log at start).
     nonces: std::sync::Mutex<nonces::Nonces>,
+    /// This node's proofs that it holds dossiers, once made (a proof
+    /// against a checkpoint stays true: the log only grows).
+    holdings: std::sync::Mutex<std::collections::HashMap<DossierId, auditors::Holding>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -181,6 +184,7 @@ impl Node {
             witness_alarms: std::sync::atomic::AtomicU64::new(0),
             on_demand: tokio::sync::Mutex::new(None),
             nonces: std::sync::Mutex::new(nonces::Nonces::default()),
+            holdings: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             governance: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),
