@@ -88,6 +88,66 @@ fn path_rec(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
     }
 }
 
+/// The right edge of a growing tree: the roots of its complete subtrees,
+/// largest first, one per bit set in its size. A leaf is added in
+/// amortised O(1) and the root is O(log n), where [`root`] rehashes the
+/// whole tree (a log signs a checkpoint every second while it grows).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    /// `(height, root)` of each complete subtree, largest first.
+    peaks: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// The frontier of a tree of `leaves`: each complete subtree's root
+    /// computed as [`root_parallel`] does.
+    pub fn of(leaves: &[Hash]) -> Self {
+        let n = leaves.len();
+        let mut peaks = Vec::new();
+        let mut start = 0;
+        for height in (0..usize::BITS).rev() {
+            let width = 1usize << height;
+            if n & width != 0 {
+                peaks.push((height, root_parallel(&leaves[start..start + width])));
+                start += width;
+            }
+        }
+        Self {
+            peaks,
+            size: n as u64,
+        }
+    }
+
+    /// Adds one leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carry = (0u32, leaf);
+        while let Some(&(height, left)) = self.peaks.last() {
+            if height != carry.0 {
+                break;
+            }
+            self.peaks.pop();
+            carry = (height + 1, node_hash(&left, &carry.1));
+        }
+        self.peaks.push(carry);
+        self.size += 1;
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree's root, the same as [`root`] of all its leaves.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some((_, last)) = peaks.next() else {
+            return empty_root();
+        };
+        peaks.fold(*last, |right, (_, left)| node_hash(left, &right))
+    }
+}
+
 /// A tree's complete levels, hashed once: level `k` holds the hash of every
 /// aligned run of `2^k` leaves. Any subtree hash is then a lookup, or a few
 /// node hashes along the right edge; an inclusion proof costs `O(log² n)`
@@ -351,6 +411,19 @@ mod tests {
                 assert!(verify_inclusion(i as u64, n as u64, &leaves[i], &proof, &r));
             }
             assert!(levels.inclusion_proof(n).is_none());
+        }
+    }
+
+    #[test]
+    fn a_frontier_gives_the_root_of_every_size() {
+        let leaves: Vec<Hash> = (0..300u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut grown = Frontier::default();
+        assert_eq!(grown.root(), empty_root());
+        for n in 1..=leaves.len() {
+            grown.push(leaves[n - 1]);
+            assert_eq!(grown.root(), root(&leaves[..n]), "{n}");
+            assert_eq!(grown, Frontier::of(&leaves[..n]), "{n}");
+            assert_eq!(grown.size(), n as u64);
         }
     }
 }
