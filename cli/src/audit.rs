@@ -21,10 +21,19 @@ pub async fn fetch_bundle(
     conn: &Conn,
     member: Option<&maillon_node::types::MemberId>,
 ) -> Result<maillon_node::audit::bundle::Bundle, CliError> {
-    use maillon_node::audit::bundle::{Bundle, Leaf};
+    let manifest = fetch_manifest(conn, member).await?;
+    fetch_leaves(conn, member, manifest).await
+}
+
+/// [`fetch_bundle`] for a manifest already fetched: every leaf it covers.
+async fn fetch_leaves(
+    conn: &Conn,
+    member: Option<&MemberId>,
+    manifest: maillon_node::audit::bundle::SignedManifest,
+) -> Result<Bundle, CliError> {
+    use maillon_node::audit::bundle::Leaf;
     let name = member.map(ToString::to_string).unwrap_or_default();
     let mut api = conn.api();
-    let manifest = fetch_manifest(conn, member).await?;
     let who = manifest
         .claimed_member()
         .map_err(|e| CliError::Unexpected(e.to_string()))?;
@@ -216,34 +225,18 @@ pub async fn fetch_bundles(
     node: Option<&MemberId>,
     all: bool,
 ) -> Result<(Vec<Bundle>, Vec<verify::Finding>), CliError> {
-    let own_manifest = fetch_manifest(conn, None).await?;
-    let me = own_manifest
-        .claimed_member()
-        .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?;
+    let own = OwnNode::fetch(conn, genesis).await?;
+    let me = own.member.clone();
     let others: Vec<MemberId> = match (node, all) {
         (Some(m), _) if *m != me => vec![m.clone()],
         (_, false) => Vec::new(),
-        (_, true) => {
-            let chain = own_manifest
-                .unverified()
-                .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?
-                .roster_chain;
-            // The list only decides whom to ask: every log is verified
-            // against keys from the chain, checked from the genesis.
-            let (roster, _) = verify::verify_chain(genesis, &chain)
-                .map_err(|e| CliError::log(&me, LogFault::Unexpected(e)))?;
-            roster
-                .roster()
-                .members
-                .iter()
-                .filter(|m| m.status == MemberStatus::Active && m.card.id != me)
-                .map(|m| m.card.id.clone())
-                .collect()
-        }
+        // The list only decides whom to ask: every log is verified against
+        // keys from the chain, checked from the genesis.
+        (_, true) => own.active_peers(),
     };
     let mut bundles = Vec::new();
     if node.is_none_or(|m| *m == me) {
-        bundles.push(fetch_bundle(conn, None).await?);
+        bundles.push(fetch_leaves(conn, None, own.manifest).await?);
     }
     let mut unfetched = Vec::new();
     for m in others {
@@ -261,6 +254,56 @@ pub async fn fetch_bundles(
         }
     }
     Ok((bundles, unfetched))
+}
+
+/// The auditor's own node as its signed manifest shows it, and the roster
+/// chain in it verified from the auditor's genesis: who it is, every key
+/// each member held, and the members in force.
+pub struct OwnNode {
+    /// Its member id.
+    pub member: MemberId,
+    /// Its signed manifest, as served (not opened yet).
+    pub manifest: maillon_node::audit::bundle::SignedManifest,
+    /// The last roster of its chain.
+    pub roster: maillon_node::roster::VerifiedRoster,
+    /// Every key each member held along the chain.
+    pub keys: verify::KeyHistory,
+}
+
+impl OwnNode {
+    /// Fetches this node's manifest and verifies its roster chain from `genesis`.
+    pub async fn fetch(
+        conn: &Conn,
+        genesis: &maillon_node::roster::SignedRoster,
+    ) -> Result<Self, CliError> {
+        let manifest = fetch_manifest(conn, None).await?;
+        let member = manifest
+            .claimed_member()
+            .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?;
+        let chain = manifest
+            .unverified()
+            .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?
+            .roster_chain;
+        let (roster, keys) = verify::verify_chain(genesis, &chain)
+            .map_err(|e| CliError::log(&member, LogFault::Unexpected(e)))?;
+        Ok(Self {
+            member,
+            manifest,
+            roster,
+            keys,
+        })
+    }
+
+    /// The other members active in the last roster.
+    pub fn active_peers(&self) -> Vec<MemberId> {
+        self.roster
+            .roster()
+            .members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Active && m.card.id != self.member)
+            .map(|m| m.card.id.clone())
+            .collect()
+    }
 }
 
 pub use maillon_node::consent::receipt::section_fr;

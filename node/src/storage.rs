@@ -76,7 +76,9 @@ pub enum Tree {
     Consents,
     /// Dossier of each consent, by consent id.
     ConsentIndex,
-    /// Seen request nonces by `reader/nonce`, with their time.
+    /// Seen request nonces by `reader/nonce`, with their time: written by
+    /// versions before replay protection moved to memory; read once at
+    /// start and emptied.
     Nonces,
     /// Members to bring back into a share group, by `scope|member`.
     Resync,

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use maillon_node::audit::merkle::{self, Hash};
 use maillon_node::audit::note::{Checkpoint, TlogProof};
-use maillon_node::audit::{AuditEntry, AuditEvent, origin};
+use maillon_node::audit::{AuditEntry, AuditEvent};
 use maillon_node::roster::{SignedRoster, VerifiedRoster};
 use maillon_node::service::DossierPart;
 use maillon_node::types::{ConsentId, DossierId, LegalBasis, MemberId, Section};
@@ -46,6 +46,21 @@ pub struct Source {
     pub entries: usize,
     /// Why its part is missing or does not hold (French), when it is.
     pub problem: Option<String>,
+}
+
+impl Source {
+    /// A member whose part is missing or does not hold, and why.
+    fn without_part(member: &MemberId, names: &Names<'_>, problem: String) -> Self {
+        Self {
+            member: member.clone(),
+            name: names.of(member),
+            size: 0,
+            witnessed_size: 0,
+            cosigners: Vec::new(),
+            entries: 0,
+            problem: Some(problem),
+        }
+    }
 }
 
 /// One line of the report.
@@ -112,15 +127,12 @@ pub struct AccessReport {
 pub enum Fetched {
     /// The part, not verified yet.
     Part(DossierPart),
-    /// No part.
+    /// No part: the member did not answer, or its answer did not hold.
     Missing {
         /// The member asked.
         member: MemberId,
         /// Why, in one line (as the node said it).
         why: String,
-        /// The member refused it: it does not know the asking node to hold
-        /// the dossier (it holds something of it, then).
-        not_entitled: bool,
     },
 }
 
@@ -256,16 +268,15 @@ pub async fn gather(
     dossier: &DossierId,
     now: i64,
 ) -> Result<AccessReport, CliError> {
-    let manifest = super::fetch_manifest(conn, None).await?;
-    let me = manifest
-        .claimed_member()
-        .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?;
-    let chain = manifest
-        .unverified()
-        .map_err(|e| CliError::Unexpected(format!("this node's manifest: {e}")))?
-        .roster_chain;
-    let (roster, keys) = verify::verify_chain(genesis, &chain)
-        .map_err(|e| CliError::log(&me, crate::error::LogFault::Unexpected(e)))?;
+    let own = super::OwnNode::fetch(conn, genesis).await?;
+    let mut members = vec![own.member.clone()];
+    members.extend(own.active_peers());
+    let super::OwnNode {
+        member: me,
+        manifest,
+        roster,
+        keys,
+    } = own;
     let own_keys = keys.get(&me).cloned().unwrap_or_default();
     let manifest = manifest
         .open(&me, &own_keys)
@@ -275,22 +286,10 @@ pub async fn gather(
         .witnessed
         .iter()
         .filter_map(|w| {
-            let held = keys.get(&w.member)?;
-            let cp = held
-                .iter()
-                .find_map(|k| Checkpoint::verify(&w.checkpoint, &origin(&w.member), k).ok())?;
+            let cp = verify::checkpoint_of(&w.checkpoint, &w.member, keys.get(&w.member)?).ok()?;
             Some((w.member.clone(), cp.size))
         })
         .collect();
-    let mut members = vec![me.clone()];
-    members.extend(
-        roster
-            .roster()
-            .members
-            .iter()
-            .filter(|m| m.status == maillon_node::types::MemberStatus::Active && m.card.id != me)
-            .map(|m| m.card.id.clone()),
-    );
     let ask = |m: MemberId| {
         let asked = (m != me).then_some(m.clone());
         async move {
@@ -298,8 +297,6 @@ pub async fn gather(
                 Ok(part) => Fetched::Part(part),
                 Err(e) => Fetched::Missing {
                     member: m,
-                    not_entitled: matches!(&e, CliError::Refused(s)
-                        if maillon_node::transport::reason_of(s).as_deref() == Some("not_entitled")),
                     why: crate::exit::one_line(&e),
                 },
             }
@@ -402,13 +399,10 @@ pub fn assemble(
     };
     let names = Names { roster };
     let mut checked: Vec<Checked> = Vec::new();
-    let mut missing: Vec<(&MemberId, &str, bool)> = Vec::new();
+    let mut missing: Vec<(&MemberId, &str)> = Vec::new();
     let mut seen: BTreeSet<&MemberId> = BTreeSet::new();
     for f in fetched {
-        let member = match f {
-            Fetched::Part(p) => &p.member,
-            Fetched::Missing { member, .. } => member,
-        };
+        let member = f.member();
         if !seen.insert(member) {
             report.anomalies.push(Anomaly {
                 member: member.to_string(),
@@ -421,12 +415,8 @@ pub fn assemble(
             continue;
         }
         let p = match f {
-            Fetched::Missing {
-                member,
-                why,
-                not_entitled,
-            } => {
-                missing.push((member, why, *not_entitled));
+            Fetched::Missing { member, why } => {
+                missing.push((member, why));
                 continue;
             }
             Fetched::Part(p) => p,
@@ -478,15 +468,11 @@ pub fn assemble(
                         names.of(&p.member)
                     ),
                 });
-                report.sources.push(Source {
-                    member: p.member.clone(),
-                    name: names.of(&p.member),
-                    size: 0,
-                    witnessed_size: 0,
-                    cosigners: Vec::new(),
-                    entries: 0,
-                    problem: Some(format!("part non vérifiable ({why})")),
-                });
+                report.sources.push(Source::without_part(
+                    &p.member,
+                    &names,
+                    format!("part non vérifiable ({why})"),
+                ));
             }
         }
     }
@@ -519,12 +505,10 @@ pub fn assemble(
             });
         }
     }
-    for (member, why, not_entitled) in missing {
+    for (member, why) in missing {
         if !named.contains(member) {
             // Nothing says it holds a part: not an anomaly, but said.
-            if !not_entitled {
-                report.unanswered.push((member.clone(), why.to_owned()));
-            }
+            report.unanswered.push((member.clone(), why.to_owned()));
             continue;
         }
         let name = names.of(member);
@@ -535,27 +519,20 @@ pub fn assemble(
                 "{name} n'a pas fourni sa part du rapport ({why}) : les accès qu'il aurait enregistrés n'y figurent pas."
             ),
         });
-        report.sources.push(Source {
-            member: member.clone(),
-            name,
-            size: 0,
-            witnessed_size: 0,
-            cosigners: Vec::new(),
-            entries: 0,
-            problem: Some(format!("n'a pas répondu ({why})")),
-        });
+        report.sources.push(Source::without_part(
+            member,
+            &names,
+            format!("n'a pas répondu ({why})"),
+        ));
     }
     lines(&mut report, &checked, keys, &names);
     // In time order; within one second, the asking node's part first (it
     // holds the dossier when the person asks where it was opened), each
     // part in its log's order.
-    let rank: HashMap<MemberId, usize> = fetched
+    let rank: HashMap<&MemberId, usize> = fetched
         .iter()
         .enumerate()
-        .map(|(i, f)| match f {
-            Fetched::Part(p) => (p.member.clone(), i),
-            Fetched::Missing { member, .. } => (member.clone(), i),
-        })
+        .map(|(i, f)| (f.member(), i))
         .collect();
     let rank = |m: &MemberId| rank.get(m).copied().unwrap_or(usize::MAX);
     report.lines.sort_by(|a, b| {
@@ -578,11 +555,7 @@ fn check_part(
     let held = keys
         .get(&p.member)
         .ok_or("ce n'est pas un membre du groupement")?;
-    let own = origin(&p.member);
-    let signed = |n: &str| {
-        held.iter()
-            .find_map(|k| Checkpoint::verify(n, &own, k).ok())
-    };
+    let signed = |n: &str| verify::checkpoint_of(n, &p.member, held).ok();
     let cp = signed(&p.checkpoint).ok_or("son point de contrôle n'est pas signé de sa clé")?;
     let mut note = p.checkpoint.clone();
     let mut witnessed = 0;
@@ -886,18 +859,12 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                     "{t} : {reader} déclare avoir consulté la section « {sec} » tenue par {owner_name}, sans en conserver de reçu signé (voir les anomalies)."
                 )
             };
-            report.lines.push(Line {
-                member: c.member.clone(),
-                index: *index,
-                time: e.time,
-                text: told,
-                break_glass: break_glass.is_some(),
-                witnessed: *index < c.witnessed,
-                confirmed_by: Vec::new(),
-                entry: String::from_utf8_lossy(raw).into_owned(),
-                leaf_hash: merkle::leaf_hash(raw),
-                proof: tlog_proof(*index, proof, &c.note),
-            });
+            report.lines.push(c.line(
+                (*index, raw, e, proof),
+                told,
+                break_glass.is_some(),
+                Vec::new(),
+            ));
         }
     }
     for c in checked {
@@ -919,30 +886,41 @@ fn lines(report: &mut AccessReport, checked: &[Checked], keys: &KeyHistory, name
                     who.join(" et ")
                 )
             };
-            report.lines.push(Line {
-                member: c.member.clone(),
-                index: *index,
-                time: e.time,
-                text,
-                break_glass,
-                witnessed: *index < c.witnessed,
-                confirmed_by,
-                entry: String::from_utf8_lossy(raw).into_owned(),
-                leaf_hash: merkle::leaf_hash(raw),
-                proof: tlog_proof(*index, proof, &c.note),
-            });
+            report
+                .lines
+                .push(c.line((*index, raw, e, proof), text, break_glass, confirmed_by));
         }
     }
 }
 
-fn tlog_proof(index: u64, hashes: &[Hash], checkpoint: &str) -> String {
-    TlogProof {
-        extra: None,
-        index,
-        hashes: hashes.to_vec(),
-        checkpoint: checkpoint.to_owned(),
+impl Checked {
+    /// The report's line for one of this part's entries, with its proof.
+    fn line(
+        &self,
+        (index, raw, e, proof): (u64, &[u8], &AuditEntry, &[Hash]),
+        text: String,
+        break_glass: bool,
+        confirmed_by: Vec<MemberId>,
+    ) -> Line {
+        Line {
+            member: self.member.clone(),
+            index,
+            time: e.time,
+            text,
+            break_glass,
+            witnessed: index < self.witnessed,
+            confirmed_by,
+            entry: String::from_utf8_lossy(raw).into_owned(),
+            leaf_hash: merkle::leaf_hash(raw),
+            proof: TlogProof {
+                extra: None,
+                index,
+                hashes: proof.to_vec(),
+                checkpoint: self.note.clone(),
+            }
+            .encode(),
+        }
     }
-    .encode()
 }
 
 /// One entry in French, and whether it is an access without consent; none

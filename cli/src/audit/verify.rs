@@ -431,13 +431,7 @@ fn check_one(
             return None;
         }
     };
-    let own = origin(member);
-    let cp = match own_keys
-        .iter()
-        .map(|k| Checkpoint::verify(&manifest.checkpoint, &own, k))
-        .find(Result::is_ok)
-        .unwrap_or_else(|| Checkpoint::verify(&manifest.checkpoint, &own, &own_keys[0]))
-    {
+    let cp = match checkpoint_of(&manifest.checkpoint, member, &own_keys) {
         Ok(cp) => cp,
         Err(e) => {
             out.fail(member, None, format!("its checkpoint: {e}"));
@@ -486,10 +480,7 @@ fn check_one(
         out.unchecked += bundle.leaves.len() - cp.size as usize;
     }
     // The cosigned checkpoint: signed by the node, a prefix of this log.
-    let cosigned = own_keys
-        .iter()
-        .map(|k| Checkpoint::verify(&manifest.cosigned, &own, k))
-        .find_map(Result::ok);
+    let cosigned = checkpoint_of(&manifest.cosigned, member, &own_keys).ok();
     match cosigned {
         Some(w) if w.size <= cp.size && merkle::root(&hashes[..w.size as usize]) == w.root => {
             summary.witnessed_size = w.size;
@@ -601,11 +592,8 @@ fn cross_witnesses(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
     for w in checked {
         for kept in &w.manifest.witnessed {
             let p = &kept.member;
-            let held = keys.get(p).cloned().unwrap_or_default();
-            let Some(cp) = held
-                .iter()
-                .find_map(|k| Checkpoint::verify(&kept.checkpoint, &origin(p), k).ok())
-            else {
+            let held = keys.get(p).map(Vec::as_slice).unwrap_or_default();
+            let Ok(cp) = checkpoint_of(&kept.checkpoint, p, held) else {
                 out.fail(
                     &w.member,
                     None,
@@ -930,6 +918,26 @@ fn cross_reads(checked: &[Checked], keys: &KeyHistory, out: &mut Outcome) {
             }
         }
     }
+}
+
+/// `note` as a checkpoint of `member`'s log signed under one of `keys`
+/// (every key it held); the first key's error when none verifies.
+pub(crate) fn checkpoint_of(
+    note: &str,
+    member: &MemberId,
+    keys: &[PublicKey],
+) -> Result<Checkpoint, note::NoteError> {
+    let own = origin(member);
+    let mut first = None;
+    for k in keys {
+        match Checkpoint::verify(note, &own, k) {
+            Ok(cp) => return Ok(cp),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or(note::NoteError::Unsigned(own)))
 }
 
 /// The cosignatures of `note` (a checkpoint of `member`'s log): those that

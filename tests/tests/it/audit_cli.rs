@@ -129,6 +129,22 @@ async fn audit_verify_online_and_offline_names_what_a_node_hides() {
     for m in ["ccas-rodez", "caf12", "cd12"] {
         assert_eq!(mode(&leaves.join(m)), 0o600, "{m}'s leaf hashes are kept");
     }
+    // A leaf folder someone loosened is made private again on the next run.
+    std::fs::set_permissions(&leaves, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    maillon(&[
+        "--profile",
+        &dpo,
+        "audit",
+        "verify",
+        "--all",
+        "--roster",
+        &roster,
+        "--state",
+        &state_s,
+    ])
+    .await
+    .expect("verifies again");
+    assert_eq!(mode(&leaves), 0o700);
     let memory = AuditorState::load(&state).expect("state");
     assert_eq!(
         memory.nodes.keys().map(String::as_str).collect::<Vec<_>>(),

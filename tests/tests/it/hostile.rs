@@ -660,3 +660,38 @@ async fn an_owner_answering_with_a_part_older_than_a_read_is_caught() {
     );
     impostor.stop().await;
 }
+
+/// A member whose pages of a part do not advance (a `next` that goes back)
+/// is not followed: its part is refused and stated, the report still made.
+#[tokio::test]
+async fn a_member_whose_pages_do_not_advance_is_not_followed() {
+    use maillon_node::service::PeerNetwork as _;
+    let mut c = Cluster::start().await;
+    let (_ccas, _caf, d, _) = c.housing_read_by_the_caf().await;
+    c.running("ccas-rodez")
+        .node()
+        .checkpoint_if_grown()
+        .await
+        .expect("checkpoint");
+    let mut part = c
+        .peer_as("caf12")
+        .get_dossier_audit(&c.member("ccas-rodez"), &d.parse().expect("id"), 0, 0, None)
+        .await
+        .expect("the CCAS's part");
+    part.next = Some(0);
+    let looping = maillon_node::transport::part_to_pb(part);
+    let impostor = c
+        .impersonate("ccas-rodez", |key| HostileOwner::giving(looping, key))
+        .await;
+    let caf_dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    let report = c.access_report(&caf_dpo, &d).await;
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.member == "ccas-rodez" && a.text.contains("do not advance")),
+        "{:#?}",
+        report.anomalies
+    );
+    impostor.stop().await;
+}
