@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/maillon/v1/peer.proto",
         "proto/maillon/v1/client.proto",
+        "proto/maillon/v1/bench.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -69,6 +69,29 @@ pub enum Command {
         /// Versions voted per federation size in the adoption measure.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Instead, a soak: this many consented reads (64 in flight), then
+        /// the owner's and the reader's store and memory, before and after.
+        #[arg(long)]
+        soak: Option<usize>,
+    },
+    /// One hop of the bench's bare relay (started by `maillon bench`).
+    #[command(hide = true)]
+    BenchRelayHop {
+        /// Listen address, ip:port.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The folder holding this hop's `tls.key` and `tls.crt`.
+        #[arg(long)]
+        identity: PathBuf,
+        /// A last hop: the first hop's pin, required of its callers.
+        #[arg(long)]
+        client_pin: Option<String>,
+        /// A first hop: the last hop's address.
+        #[arg(long, requires = "next_pin")]
+        next: Option<String>,
+        /// A first hop: the last hop's pin.
+        #[arg(long)]
+        next_pin: Option<String>,
     },
     /// Play the parcours of the design on a federation started on loopback.
     Demo {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use maillon_node::audit::{AuditEvent, AuditLog};
 use maillon_node::clock::SystemClock;
+use maillon_node::config::Profile;
 use maillon_node::crypto::NodeKey;
 use maillon_node::sharing::{ShareId, Sharing};
 use maillon_node::storage::Store;
@@ -17,6 +18,11 @@ use maillon_proto::v1 as pb;
 use crate::client::Conn;
 use crate::error::CliError;
 use crate::federation::{Founder, LocalFederation};
+
+mod floor;
+
+use floor::Floor;
+pub use floor::relay_hop;
 
 /// The demo's four founders and a second CCAS: a share of five members.
 fn founders() -> Vec<Founder> {
@@ -84,20 +90,18 @@ async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String, CliErr
         .await?)
 }
 
-/// Runs every measurement and prints the figures.
-pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
+/// The federation of the bench, its caseworkers at the owner and at a
+/// reader, and a dossier whose 1 KiB housing section is shared with four
+/// partners (a share of five members).
+async fn federation(
+    tmp: &std::path::Path,
+) -> Result<(LocalFederation, Conn, Conn, String), CliError> {
     if cfg!(debug_assertions) {
         println!(
-            "warning: a debug build; run `cargo run --release --bin maillon -- bench` for real figures"
+            "warning: a debug build; build in release (`cargo build --release`) for real figures"
         );
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("maillon-bench-")
-        .tempdir()
-        .map_err(temp)?;
-    let mut fed =
-        LocalFederation::create(tmp.path(), "gip-bench", &founders(), Arc::new(SystemClock))
-            .await?;
+    let fed = LocalFederation::create(tmp, "gip-bench", &founders(), Arc::new(SystemClock)).await?;
     let ccas = Conn::new(
         &fed.node("ccas-rodez")
             .add_user("agent", Role::Caseworker)
@@ -108,23 +112,6 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
             .add_user("agent", Role::Caseworker)
             .await?,
     )?;
-    println!(
-        "five nodes on loopback, one process, {} cores",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
-
-    // The floor: one client-API round trip over TLS that does no work.
-    let mut samples = Vec::with_capacity(reads);
-    for _ in 0..reads {
-        let t = Instant::now();
-        caf.api().who_am_i(caf.req(pb::WhoAmIRequest {})).await?;
-        samples.push(t.elapsed());
-    }
-    report("bare TLS round trip (WhoAmI), sequential", samples);
-
-    // A share of five members: the owner and four readers.
     let d = open_with_housing(&ccas).await?;
     grant(
         &ccas,
@@ -132,57 +119,61 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         &["caf12", "cd12", "relais-solidaire", "ccas-millau"],
     )
     .await?;
-    read(&caf, &d).await?; // warm the connections
-    let owner_store = fed.node("ccas-rodez").dir.join("store");
-    fed.node("ccas-rodez")
-        .running_node()?
-        .node()
-        .flush()
-        .await?;
-    let store_before = dir_bytes(&owner_store);
-    let mut samples = Vec::with_capacity(reads);
-    for _ in 0..reads {
-        let t = Instant::now();
-        read(&caf, &d).await?;
-        samples.push(t.elapsed());
-    }
-    report("consented read (1 KiB), sequential", samples);
+    read(&caf, &d).await?;
+    Ok((fed, ccas, caf, d))
+}
 
-    let started = Instant::now();
-    let per_task = reads.div_ceil(concurrency);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (caf, d) = (caf.clone(), d.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                read(&caf, &d).await?;
-            }
-            Ok::<(), tonic::Status>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let secs = started.elapsed().as_secs_f64();
+/// A new connection as the caseworker `agent` of a node (after it was
+/// started again, in this process or in another).
+fn agent(fed: &LocalFederation, id: &str) -> Result<Conn, CliError> {
+    let profile = Profile::read(&fed.node(id).dir.join("agent.profile.toml"))?;
+    Ok(Conn::new(&profile)?)
+}
+
+/// `maillon bench --soak N`: N consented reads between two `maillond`
+/// processes, then their stores and memory.
+pub async fn soak(reads: usize, concurrency: usize) -> Result<(), CliError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("maillon-bench-")
+        .tempdir()
+        .map_err(temp)?;
+    let (mut fed, _, _, d) = federation(tmp.path()).await?;
+    let floor = Floor::start(&mut fed, tmp.path()).await?;
+    let reader_store = fed.node("caf12").dir.join("store");
+    let soaked = floor
+        .soak(
+            &agent(&fed, "caf12")?,
+            &d,
+            reads,
+            concurrency,
+            &reader_store,
+        )
+        .await;
+    floor.stop(&mut fed).await?;
+    fed.stop().await;
+    soaked
+}
+
+/// Runs every measurement and prints the figures.
+pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("maillon-bench-")
+        .tempdir()
+        .map_err(temp)?;
+    let (mut fed, _, _, d) = federation(tmp.path()).await?;
     println!(
-        "{:<44} {:>8.0} reads/s   ({} in flight)",
-        "consented read, concurrent",
-        (per_task * concurrency) as f64 / secs,
-        concurrency
+        "five nodes on loopback, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
-    fed.node("ccas-rodez")
-        .running_node()?
-        .node()
-        .flush()
-        .await?;
-    let n = reads + per_task * concurrency;
-    let grown = dir_bytes(&owner_store).saturating_sub(store_before);
-    println!(
-        "{:<44} {:>8} bytes   ({:.0} per read, {n} reads; sled files on disk)",
-        "owner store growth over the reads",
-        grown,
-        grown as f64 / n as f64
-    );
+    let floor = Floor::start(&mut fed, tmp.path()).await?;
+    let measured = floor
+        .measure(&agent(&fed, "caf12")?, &d, reads, concurrency)
+        .await;
+    floor.stop(&mut fed).await?;
+    measured?;
+    let (ccas, caf) = (agent(&fed, "ccas-rodez")?, agent(&fed, "caf12")?);
 
     let (mut to_first_read, mut to_refusal) = (Vec::new(), Vec::new());
     for _ in 0..20 {

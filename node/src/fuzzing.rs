@@ -579,6 +579,7 @@ impl MlsMember {
         self.store
             .mls_replace_many(&writes)
             .unwrap_or_else(|e| panic!("fixture store: {e}"));
+        self.sharing.drop_kept();
     }
 }
 

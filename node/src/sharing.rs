@@ -8,16 +8,16 @@
 //! half-updated. A KeyPackage handed to an owner gets a snapshot of its own
 //! until the matching Welcome arrives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
-use openmls_basic_credential::SignatureKeyPair;
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::OpenMlsProvider;
+use openmls_traits::signatures::{Signer, SignerError};
 
 use crate::crypto::{NodeKey, PublicKey};
 use crate::locks::KeyedLocks;
@@ -29,6 +29,18 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_
 
 /// Most KeyPackages handed to one owner and not yet used by a Welcome.
 pub const MAX_KEY_PACKAGES: usize = 64;
+
+/// Most groups kept decoded in memory between operations; beyond it the
+/// least recently used is dropped (its state is in the store).
+pub const CACHED_GROUPS: usize = 1024;
+
+/// Messages an owner may seal, or a member open, beyond the state its store
+/// holds of a group. An owner writes its sealing ratchet (flushed) once every
+/// this many messages, before the next one; a group it decodes from the
+/// store (after a restart, or once out of memory) first moves its ratchet
+/// this many generations on, so that no generation sealed before a crash is
+/// ever sealed again. A member writes what it opened as often, unflushed.
+pub const SEAL_RESERVE: u32 = 128;
 
 /// Largest MLS message accepted from a peer (bytes).
 pub const MAX_MLS_MESSAGE: usize = 512 * 1024;
@@ -173,6 +185,15 @@ impl Provider {
         (upserts, removals)
     }
 
+    /// Records changes written back: the snapshot as loaded is now the
+    /// store's.
+    fn settle(&mut self, (upserts, removals): SnapshotChanges) {
+        for k in removals {
+            self.loaded.remove(&k);
+        }
+        self.loaded.extend(upserts);
+    }
+
     fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let map = match self.storage.values.read() {
             Ok(map) => map,
@@ -195,14 +216,75 @@ pub struct GroupChange {
     pub recipients: Vec<MemberId>,
 }
 
+/// The node's key as openmls signs with it: decoded once, not per signature.
+struct NodeSigner(ed25519_dalek::SigningKey);
+
+impl Signer for NodeSigner {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        use ed25519_dalek::Signer as _;
+        Ok(self.0.sign(payload).to_bytes().to_vec())
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// A group decoded, with the provider holding its state.
+struct Loaded {
+    provider: Provider,
+    group: MlsGroup,
+    /// When it was last used, on the cache's own count.
+    used: u64,
+    /// At the owner, messages sealed since its state was last flushed; at
+    /// a member, messages opened since its state was last written.
+    unwritten: u32,
+    /// Whether its sealing ratchet is past every generation that may have
+    /// been used (see [`SEAL_RESERVE`]): false when decoded from the store.
+    ratchet_clear: bool,
+}
+
+/// Groups kept decoded between operations, by scope. An operation takes its
+/// group out (under the group's lock) and puts it back only when it
+/// succeeded and its changes are written: a failed operation leaves nothing
+/// in memory that the store does not hold.
+#[derive(Default)]
+struct GroupCache {
+    groups: HashMap<String, Loaded>,
+    uses: u64,
+}
+
+impl GroupCache {
+    fn take(&mut self, scope: &str) -> Option<Loaded> {
+        self.groups.remove(scope)
+    }
+
+    fn keep(&mut self, scope: String, mut loaded: Loaded) {
+        self.uses += 1;
+        loaded.used = self.uses;
+        if self.groups.len() >= CACHED_GROUPS
+            && let Some(oldest) = self
+                .groups
+                .iter()
+                .min_by_key(|(_, l)| l.used)
+                .map(|(s, _)| s.clone())
+        {
+            self.groups.remove(&oldest);
+        }
+        self.groups.insert(scope, loaded);
+    }
+}
+
 /// This node's MLS groups. Not `Debug`: it holds the node's signing key.
 pub struct Sharing {
     store: Store,
     /// One lock per group (and per owner's KeyPackages): operations on one
     /// group are serialized, different groups proceed in parallel.
     locks: KeyedLocks<std::sync::Mutex<()>>,
+    /// Groups decoded once and kept (see [`GroupCache`]).
+    cache: Mutex<GroupCache>,
     me: MemberId,
-    signer: SignatureKeyPair,
+    signer: NodeSigner,
     credential: CredentialWithKey,
 }
 
@@ -295,11 +377,7 @@ impl Sharing {
     /// MLS for member `me`, signing with the node key, state in `store`.
     pub fn new(store: Store, me: MemberId, key: &NodeKey) -> Self {
         let public = key.public().to_bytes().to_vec();
-        let signer = SignatureKeyPair::from_raw(
-            SignatureScheme::ED25519,
-            key.seed().to_vec(),
-            public.clone(),
-        );
+        let signer = NodeSigner(ed25519_dalek::SigningKey::from_bytes(&key.seed()));
         let credential = CredentialWithKey {
             credential: BasicCredential::new(me.as_str().as_bytes().to_vec()).into(),
             signature_key: public.into(),
@@ -307,6 +385,7 @@ impl Sharing {
         Self {
             store,
             locks: KeyedLocks::default(),
+            cache: Mutex::default(),
             me,
             signer,
             credential,
@@ -329,20 +408,62 @@ impl Sharing {
         Ok(self.store.flush()?)
     }
 
-    /// Writes back what the operation changed, as one sled batch, leaving the
-    /// flush to the caller (see [`Sharing::seal`] and [`Sharing::open`]).
-    fn save_unflushed(&self, scope: &str, provider: &Provider) -> Result<(), ShareError> {
-        let (upserts, removals) = provider.changes();
-        Ok(self.store.mls_apply(scope, &upserts, &removals)?)
+    fn cache(&self) -> std::sync::MutexGuard<'_, GroupCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn load_group(&self, share: &ShareId) -> Result<(Provider, MlsGroup), ShareError> {
-        let provider = self.load(&share.scope())?;
-        let group_id = GroupId::from_slice(share.scope().as_bytes());
+    /// Under the group's lock: the group, kept from an earlier operation or
+    /// decoded from the store. Give it back with [`Sharing::put_back`].
+    fn take_group(&self, share: &ShareId) -> Result<Loaded, ShareError> {
+        let scope = share.scope();
+        if let Some(loaded) = self.cache().take(&scope) {
+            return Ok(loaded);
+        }
+        let provider = self.load(&scope)?;
+        let group_id = GroupId::from_slice(scope.as_bytes());
         let group = MlsGroup::load(provider.storage(), &group_id)
             .map_err(mls)?
             .ok_or(ShareError::NoGroup)?;
-        Ok((provider, group))
+        Ok(Loaded {
+            provider,
+            group,
+            used: 0,
+            unwritten: 0,
+            ratchet_clear: false,
+        })
+    }
+
+    /// Under the group's lock: writes back what the operation changed, as
+    /// one sled batch (flushed if `flush`), and keeps the group for the next
+    /// operation. A group whose operation failed is not given back: the
+    /// next one decodes it again from the store.
+    fn put_back(&self, share: &ShareId, mut loaded: Loaded, flush: bool) -> Result<(), ShareError> {
+        let scope = share.scope();
+        let changes = loaded.provider.changes();
+        self.store.mls_apply(&scope, &changes.0, &changes.1)?;
+        if flush {
+            self.store.flush()?;
+        }
+        loaded.provider.settle(changes);
+        // An owner counts the generations it sealed since its ratchet was
+        // last flushed; a member, what it opened since it last wrote.
+        if flush || share.owner != self.me {
+            loaded.unwritten = 0;
+        }
+        self.cache().keep(scope, loaded);
+        Ok(())
+    }
+
+    /// Under the group's lock: keeps the group for the next operation
+    /// without writing what changed (see [`SEAL_RESERVE`]).
+    fn keep(&self, share: &ShareId, loaded: Loaded) {
+        self.cache().keep(share.scope(), loaded);
+    }
+
+    /// Under the group's lock: drops the kept group (its state changed in
+    /// the store, or is gone).
+    fn forget_kept(&self, share: &ShareId) {
+        self.cache().take(&share.scope());
     }
 
     /// Whether this node holds state for the share's group.
@@ -352,8 +473,8 @@ impl Sharing {
     }
 
     fn has_group_unlocked(&self, share: &ShareId) -> Result<bool, ShareError> {
-        match self.load_group(share) {
-            Ok(_) => Ok(true),
+        match self.take_group(share) {
+            Ok(loaded) => self.put_back(share, loaded, false).map(|()| true),
             Err(ShareError::NoGroup) => Ok(false),
             Err(e) => Err(e),
         }
@@ -368,7 +489,9 @@ impl Sharing {
         }
         let provider = self.load(&share.scope())?;
         self.new_group(share, &provider)?;
-        self.save(&share.scope(), &provider)
+        self.save(&share.scope(), &provider)?;
+        self.forget_kept(share);
+        Ok(())
     }
 
     /// Creates the share's group in `provider`, with this node's credential.
@@ -397,11 +520,14 @@ impl Sharing {
     /// one's leaf (its credential's key), as this node sees it.
     pub fn member_keys(&self, share: &ShareId) -> Result<Vec<(MemberId, Vec<u8>)>, ShareError> {
         hold!(self, share.scope());
-        let (_, group) = self.load_group(share)?;
-        group
+        let loaded = self.take_group(share)?;
+        let members = loaded
+            .group
             .members()
             .map(|m| Ok((parse_member(&identity_of(&m.credential)?)?, m.signature_key)))
-            .collect()
+            .collect();
+        self.put_back(share, loaded, false)?;
+        members
     }
 
     /// The signature key of this node's credential (its signing key).
@@ -415,6 +541,7 @@ impl Sharing {
     pub fn reset_group(&self, share: &ShareId) -> Result<(), ShareError> {
         hold!(self, share.scope());
         debug_assert_eq!(share.owner, self.me);
+        self.forget_kept(share);
         let provider = Provider::from_snapshot(BTreeMap::new());
         self.new_group(share, &provider)?;
         self.store
@@ -422,10 +549,26 @@ impl Sharing {
         Ok(self.store.flush()?)
     }
 
+    /// Drops every group kept in memory: for a caller that wrote the
+    /// store's MLS state itself (the fuzz targets put a fixture back).
+    pub fn drop_kept(&self) {
+        self.cache().groups.clear();
+    }
+
+    /// Erases the share's group state at this node (its dossier is erased).
+    pub fn erase_group(&self, share: &ShareId) -> Result<(), ShareError> {
+        hold!(self, share.scope());
+        self.forget_kept(share);
+        Ok(self.store.mls_replace(&share.scope(), &BTreeMap::new())?)
+    }
+
     /// The group's current epoch.
     pub fn epoch(&self, share: &ShareId) -> Result<u64, ShareError> {
         hold!(self, share.scope());
-        Ok(self.load_group(share)?.1.epoch().as_u64())
+        let loaded = self.take_group(share)?;
+        let epoch = loaded.group.epoch().as_u64();
+        self.put_back(share, loaded, false)?;
+        Ok(epoch)
     }
 
     /// Bytes of MLS state this node keeps for the share.
@@ -500,28 +643,37 @@ impl Sharing {
     ) -> Result<Option<GroupChange>, ShareError> {
         hold!(self, share.scope());
         let kp = Self::check_key_package(key_package, member, roster_key)?;
-        let (provider, mut group) = self.load_group(share)?;
+        let mut loaded = self.take_group(share)?;
         let mut recipients = Vec::new();
-        for m in group.members() {
+        let mut already = false;
+        for m in loaded.group.members() {
             let id = identity_of(&m.credential)?;
-            if id == member.as_str() {
-                return Ok(None);
-            }
-            if id != self.me.as_str() {
+            already |= id == member.as_str();
+            if id != self.me.as_str() && id != member.as_str() {
                 recipients.push(parse_member(&id)?);
             }
         }
+        if already {
+            self.put_back(share, loaded, false)?;
+            return Ok(None);
+        }
+        let Loaded {
+            provider, group, ..
+        } = &mut loaded;
         let (commit, welcome, _) = group
-            .add_members(&provider, &self.signer, &[kp])
+            .add_members(provider, &self.signer, &[kp])
             .map_err(mls)?;
-        group.merge_pending_commit(&provider).map_err(mls)?;
-        self.save(&share.scope(), &provider)?;
-        Ok(Some(GroupChange {
+        group.merge_pending_commit(provider).map_err(mls)?;
+        let change = GroupChange {
             commit: encode(&commit)?,
             welcome: Some(encode(&welcome)?),
             epoch: group.epoch().as_u64(),
             recipients,
-        }))
+        };
+        // A new epoch: its ratchets start afresh, and are written.
+        loaded.ratchet_clear = true;
+        self.put_back(share, loaded, true)?;
+        Ok(Some(change))
     }
 
     /// Owner: removes `member`; `None` if it was not in the group.
@@ -531,10 +683,10 @@ impl Sharing {
         member: &MemberId,
     ) -> Result<Option<GroupChange>, ShareError> {
         hold!(self, share.scope());
-        let (provider, mut group) = self.load_group(share)?;
+        let mut loaded = self.take_group(share)?;
         let mut leaves = Vec::new();
         let mut recipients = Vec::new();
-        for m in group.members() {
+        for m in loaded.group.members() {
             let id = identity_of(&m.credential)?;
             if id == member.as_str() {
                 leaves.push(m.index);
@@ -543,33 +695,64 @@ impl Sharing {
             }
         }
         if leaves.is_empty() {
+            self.put_back(share, loaded, false)?;
             return Ok(None);
         }
+        let Loaded {
+            provider, group, ..
+        } = &mut loaded;
         let (commit, _, _) = group
-            .remove_members(&provider, &self.signer, &leaves)
+            .remove_members(provider, &self.signer, &leaves)
             .map_err(mls)?;
-        group.merge_pending_commit(&provider).map_err(mls)?;
-        self.save(&share.scope(), &provider)?;
-        Ok(Some(GroupChange {
+        group.merge_pending_commit(provider).map_err(mls)?;
+        let change = GroupChange {
             commit: encode(&commit)?,
             welcome: None,
             epoch: group.epoch().as_u64(),
             recipients,
-        }))
+        };
+        // A new epoch: its ratchets start afresh, and are written.
+        loaded.ratchet_clear = true;
+        self.put_back(share, loaded, true)?;
+        Ok(Some(change))
     }
 
-    /// Owner: seals `plaintext` as an application message for the group. The
-    /// advanced ratchet is written but not flushed: the caller must flush the
-    /// store (`Store::flush`) before the message leaves the node, so that a
-    /// crash cannot make it seal again under the same key.
+    /// Owner: seals `plaintext` as an application message for the group.
+    /// The ratchet advances in memory; the store holds a state at most
+    /// [`SEAL_RESERVE`] generations behind, written and flushed here before
+    /// a generation beyond it is used, so that a crash cannot make the owner
+    /// seal again under the same key.
     pub fn seal(&self, share: &ShareId, plaintext: &[u8]) -> Result<Vec<u8>, ShareError> {
         hold!(self, share.scope());
-        let (provider, mut group) = self.load_group(share)?;
-        let msg = group
-            .create_message(&provider, &self.signer, plaintext)
+        let mut loaded = self.take_group(share)?;
+        if !loaded.ratchet_clear {
+            // Decoded from the store: generations up to SEAL_RESERVE past
+            // its state may have been sealed before a crash. Move past them.
+            for _ in 0..SEAL_RESERVE {
+                loaded
+                    .group
+                    .create_message(&loaded.provider, &self.signer, &[])
+                    .map_err(mls)?;
+            }
+            loaded.unwritten = SEAL_RESERVE;
+            loaded.ratchet_clear = true;
+        }
+        if loaded.unwritten >= SEAL_RESERVE {
+            let changes = loaded.provider.changes();
+            self.store
+                .mls_apply(&share.scope(), &changes.0, &changes.1)?;
+            self.store.flush()?;
+            loaded.provider.settle(changes);
+            loaded.unwritten = 0;
+        }
+        let msg = loaded
+            .group
+            .create_message(&loaded.provider, &self.signer, plaintext)
             .map_err(mls)?;
-        self.save_unflushed(&share.scope(), &provider)?;
-        encode(&msg)
+        loaded.unwritten += 1;
+        let sealed = encode(&msg)?;
+        self.keep(share, loaded);
+        Ok(sealed)
     }
 
     /// Member side: joins the share's group from the owner's Welcome, after
@@ -619,6 +802,7 @@ impl Sharing {
         // and the used key package goes, in one batch.
         let state = provider.snapshot();
         let used = BTreeMap::new();
+        self.forget_kept(share);
         self.store
             .mls_replace_many(&[(&share.scope(), &state), (&kp_scope, &used)])?;
         Ok(group.epoch().as_u64())
@@ -629,15 +813,19 @@ impl Sharing {
         share: &ShareId,
         bytes: &[u8],
         owner_key: &PublicKey,
-    ) -> Result<(Provider, MlsGroup, ProcessedMessage), ShareError> {
+    ) -> Result<(Loaded, ProcessedMessage), ShareError> {
         let protocol = decode_message(bytes)?
             .try_into_protocol_message()
             .map_err(|e| ShareError::Malformed(e.to_string()))?;
-        let (provider, mut group) = self.load_group(share)?;
-        let processed = group.process_message(&provider, protocol).map_err(mls)?;
+        let mut loaded = self.take_group(share)?;
+        let processed = loaded
+            .group
+            .process_message(&loaded.provider, protocol)
+            .map_err(mls)?;
         let from_owner = identity_of(processed.credential())? == share.owner.as_str()
             && match processed.sender() {
-                Sender::Member(index) => group
+                Sender::Member(index) => loaded
+                    .group
                     .member_at(*index)
                     .is_some_and(|m| m.signature_key == owner_key.to_bytes()),
                 _ => false,
@@ -647,7 +835,7 @@ impl Sharing {
                 "only the share's owner sends in its group".into(),
             ));
         }
-        Ok((provider, group, processed))
+        Ok((loaded, processed))
     }
 
     /// Member side: applies a commit from the owner, after checking every
@@ -660,7 +848,7 @@ impl Sharing {
     ) -> Result<u64, ShareError> {
         hold!(self, share.scope());
         let owner_key = owner_key(share, roster_key)?;
-        let (provider, mut group, processed) = self.process(share, commit, &owner_key)?;
+        let (mut loaded, processed) = self.process(share, commit, &owner_key)?;
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(ShareError::Malformed("expected a commit".into()));
         };
@@ -672,9 +860,13 @@ impl Sharing {
                 roster_key,
             )?;
         }
-        group.merge_staged_commit(&provider, *staged).map_err(mls)?;
-        self.save(&share.scope(), &provider)?;
-        Ok(group.epoch().as_u64())
+        loaded
+            .group
+            .merge_staged_commit(&loaded.provider, *staged)
+            .map_err(mls)?;
+        let epoch = loaded.group.epoch().as_u64();
+        self.put_back(share, loaded, true)?;
+        Ok(epoch)
     }
 
     /// Member side: opens an application message sealed by the owner.
@@ -685,15 +877,22 @@ impl Sharing {
         owner_key: &PublicKey,
     ) -> Result<Vec<u8>, ShareError> {
         hold!(self, share.scope());
-        let (provider, _group, processed) = self.process(share, sealed, owner_key)?;
+        let (loaded, processed) = self.process(share, sealed, owner_key)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(ShareError::Malformed(
                 "expected an application message".into(),
             ));
         };
-        // A reader that loses this write in a crash can open the message
-        // again, nothing worse: no flush on this path.
-        self.save_unflushed(&share.scope(), &provider)?;
+        // A reader that loses what it opened in a crash can open those
+        // messages again, nothing worse: written once in SEAL_RESERVE
+        // messages, never flushed on this path.
+        let mut loaded = loaded;
+        loaded.unwritten += 1;
+        if loaded.unwritten >= SEAL_RESERVE {
+            self.put_back(share, loaded, false)?;
+        } else {
+            self.keep(share, loaded);
+        }
         Ok(app.into_bytes())
     }
 }
@@ -1003,6 +1202,68 @@ mod tests {
             caf.sharing
                 .open(&s, &sealed[0], &ccas.key.public())
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn an_owner_that_lost_its_memory_never_seals_a_generation_again() {
+        let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &[&ccas, &caf]);
+        let owner_key = ccas.key.public();
+        let stored = || ccas.sharing.store.mls_load(&s.scope()).expect("load");
+        // Around and past a reserve: the store is written once per reserve,
+        // before a generation beyond it is sealed.
+        for round in 0..3 {
+            let before = stored();
+            let count = if round == 1 { SEAL_RESERVE + 5 } else { 7 };
+            for i in 0..count {
+                let sealed = ccas.sharing.seal(&s, &i.to_be_bytes()).expect("seal");
+                assert_eq!(
+                    caf.sharing.open(&s, &sealed, &owner_key).expect("open"),
+                    i.to_be_bytes()
+                );
+            }
+            assert_eq!(
+                stored() != before,
+                round == 1,
+                "written only when decoded again (round 1) and past a reserve"
+            );
+            // The owner's process dies: what it kept in memory is gone. A
+            // generation sealed again would not open at the member, which
+            // consumed its key.
+            let restarted = Sharing::new(ccas.sharing.store.clone(), ccas.id.clone(), &ccas.key);
+            let sealed = restarted.seal(&s, b"after").expect("seal");
+            assert_eq!(
+                caf.sharing
+                    .open(&s, &sealed, &owner_key)
+                    .expect("a new generation"),
+                b"after"
+            );
+            if round == 0 {
+                // Out of memory: the next round decodes it from the store.
+                ccas.sharing.drop_kept();
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_that_lost_its_memory_still_opens_what_comes_next() {
+        let (ccas, caf) = (node("ccas-rodez"), node("caf12"));
+        let s = share(&ccas);
+        ccas.sharing.ensure_group(&s).expect("group");
+        add(&ccas, &s, &caf, &[&ccas, &caf]);
+        let owner_key = ccas.key.public();
+        for _ in 0..SEAL_RESERVE * 2 + 3 {
+            let sealed = ccas.sharing.seal(&s, b"x").expect("seal");
+            caf.sharing.open(&s, &sealed, &owner_key).expect("open");
+        }
+        let restarted = Sharing::new(caf.sharing.store.clone(), caf.id.clone(), &caf.key);
+        let sealed = ccas.sharing.seal(&s, b"next").expect("seal");
+        assert_eq!(
+            restarted.open(&s, &sealed, &owner_key).expect("open"),
+            b"next"
         );
     }
 

@@ -13,8 +13,14 @@ use serde::de::DeserializeOwned;
 /// The raw key-value entries of one MLS state snapshot.
 pub type MlsSnapshot = BTreeMap<Vec<u8>, Vec<u8>>;
 
+mod compact;
+
 /// The on-disk schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// The schema before MLS state was kept in its compact form; opened
+/// stores of it are brought to [`SCHEMA_VERSION`] (see [`Store::open`]).
+const SCHEMA_BEFORE_COMPACT_MLS: u32 = 3;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,9 @@ pub enum StoreError {
         /// The version on disk.
         found: u32,
     },
+    /// An MLS state entry is not in the compact form (see `storage::compact`).
+    #[error("store: a damaged mls state entry in scope {0}")]
+    Compact(String),
     /// Another process (or a node not yet stopped) holds the store.
     #[error("store {0} is in use by another process")]
     Locked(String),
@@ -230,6 +239,11 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let store = Self { db, mls, trees };
         match store.meta::<u32>(MetaKey::Schema)? {
+            Some(SCHEMA_BEFORE_COMPACT_MLS) => {
+                store.compact_mls()?;
+                store.set_meta(MetaKey::Schema, &SCHEMA_VERSION)?;
+                store.flush()?;
+            }
             Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
             Some(_) => {}
             None => {
@@ -379,15 +393,54 @@ impl Store {
         Ok(removed)
     }
 
-    /// The raw key-value entries of one MLS state snapshot.
+    /// Rewrites every MLS state entry in the compact form, in one batch
+    /// (a crash leaves the old schema, and the next start does it again).
+    fn compact_mls(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in self.mls.iter() {
+            let (k, v) = item?;
+            let Some(end) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let damaged = || StoreError::Compact(String::from_utf8_lossy(&k[..end]).into_owned());
+            let (key, value) = (
+                compact::expand(&k[end + 1..]).ok_or_else(damaged)?,
+                compact::expand(&v).ok_or_else(damaged)?,
+            );
+            let mut new_key = k[..=end].to_vec();
+            new_key.extend_from_slice(&compact::compact(&key));
+            if new_key != k.as_ref() {
+                batch.remove(k);
+            }
+            batch.insert(new_key, compact::compact(&value));
+        }
+        self.mls.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The key-value entries of one MLS state snapshot, as openmls wrote them.
     pub fn mls_load(&self, scope: &str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
         let prefix = mls_prefix(scope);
+        let damaged = || StoreError::Compact(scope.to_owned());
         let mut out = BTreeMap::new();
         for item in self.mls.scan_prefix(&prefix) {
             let (k, v) = item?;
-            out.insert(k[prefix.len()..].to_vec(), v.to_vec());
+            out.insert(
+                compact::expand(&k[prefix.len()..]).ok_or_else(damaged)?,
+                compact::expand(&v).ok_or_else(damaged)?,
+            );
         }
         Ok(out)
+    }
+
+    /// Bytes of one MLS state snapshot as stored (keys and values, compact).
+    pub fn mls_size(&self, scope: &str) -> Result<usize, StoreError> {
+        let mut size = 0;
+        for item in self.mls.scan_prefix(mls_prefix(scope)) {
+            let (k, v) = item?;
+            size += k.len() + v.len();
+        }
+        Ok(size)
     }
 
     /// Replaces one MLS state snapshot atomically (one sled batch) and flushes.
@@ -401,16 +454,16 @@ impl Store {
         let mut batch = sled::Batch::default();
         for (scope, entries) in snapshots {
             let prefix = mls_prefix(scope);
+            let kept: std::collections::BTreeSet<Vec<u8>> =
+                entries.keys().map(|k| mls_key(&prefix, k)).collect();
             for item in self.mls.scan_prefix(&prefix) {
                 let (k, _) = item?;
-                if !entries.contains_key(&k[prefix.len()..]) {
+                if !kept.contains(k.as_ref()) {
                     batch.remove(k);
                 }
             }
             for (k, v) in entries.iter() {
-                let mut key = prefix.clone();
-                key.extend_from_slice(k);
-                batch.insert(key, v.as_slice());
+                batch.insert(mls_key(&prefix, k), compact::compact(v));
             }
         }
         self.mls.apply_batch(batch)?;
@@ -441,29 +494,21 @@ impl Store {
             return Ok(());
         }
         let prefix = mls_prefix(scope);
-        let key = |k: &[u8]| {
-            let mut full = prefix.clone();
-            full.extend_from_slice(k);
-            full
-        };
+        if let ([(k, v)], []) = (upserts, removals) {
+            // One entry (what a seal or an open changes): a plain insert,
+            // which spares sled's batch lock.
+            self.mls.insert(mls_key(&prefix, k), compact::compact(v))?;
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
         for k in removals {
-            batch.remove(key(k));
+            batch.remove(mls_key(&prefix, k));
         }
         for (k, v) in upserts {
-            batch.insert(key(k), v.as_slice());
+            batch.insert(mls_key(&prefix, k), compact::compact(v));
         }
         self.mls.apply_batch(batch)?;
         Ok(())
-    }
-
-    /// Total bytes of one MLS state snapshot (keys and values).
-    pub fn mls_size(&self, scope: &str) -> Result<usize, StoreError> {
-        Ok(self
-            .mls_load(scope)?
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum())
     }
 
     /// A fresh identifier, increasing across restarts (for ordering records).
@@ -508,6 +553,14 @@ fn mls_prefix(scope: &str) -> Vec<u8> {
     p
 }
 
+/// The stored key of an openmls key in a snapshot: the scope's prefix, then
+/// the key in the compact form.
+fn mls_key(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut full = prefix.to_vec();
+    full.extend_from_slice(&compact::compact(key));
+    full
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +590,43 @@ mod tests {
             "the removed entry stays removed, g10 is separate"
         );
         assert_eq!(g1.get(b"b".as_slice()), Some(&b"2".to_vec()));
+    }
+
+    #[test]
+    fn a_store_of_the_previous_schema_gets_its_mls_state_compacted_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = br#"GroupState{"value":{"vec":[115,104,97,114,101]}}"#.to_vec();
+        let value = br#"{"secret":[1,2,3,200,255,0],"n":7}"#.to_vec();
+        {
+            // What schema 3 wrote: openmls's JSON as it is.
+            let s = Store::open(dir.path()).expect("open");
+            let mut raw_key = mls_prefix("g1");
+            raw_key.extend_from_slice(&key);
+            s.mls.insert(raw_key, value.clone()).expect("insert");
+            s.set_meta(MetaKey::Schema, &SCHEMA_BEFORE_COMPACT_MLS)
+                .expect("schema");
+            s.flush().expect("flush");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(
+            s.meta::<u32>(MetaKey::Schema).expect("schema"),
+            Some(SCHEMA_VERSION)
+        );
+        let g1 = s.mls_load("g1").expect("load");
+        assert_eq!(g1, BTreeMap::from([(key.clone(), value.clone())]));
+        assert!(s.mls_size("g1").expect("size") < key.len() + value.len());
+        // One entry, not the old one beside the new: a removal removes it.
+        s.mls_apply("g1", &[], &[key]).expect("remove");
+        assert!(s.mls_load("g1").expect("load").is_empty());
+        // A store of a schema this build does not know is refused.
+        s.set_meta(MetaKey::Schema, &(SCHEMA_VERSION + 1))
+            .expect("schema");
+        s.flush().expect("flush");
+        drop(s);
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Schema { .. })
+        ));
     }
 
     #[test]

@@ -30,8 +30,20 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             adoption, rounds, ..
         } if !adoption.is_empty() => crate::bench::adoption(&adoption, rounds.max(1)).await,
         Command::Bench {
+            soak: Some(reads),
+            concurrency,
+            ..
+        } => crate::bench::soak(reads, concurrency.max(1)).await,
+        Command::Bench {
             reads, concurrency, ..
         } => crate::bench::run(reads, concurrency.max(1)).await,
+        Command::BenchRelayHop {
+            listen,
+            identity,
+            client_pin,
+            next,
+            next_pin,
+        } => crate::bench::relay_hop(listen, &identity, client_pin, next.zip(next_pin)).await,
         Command::Whoami => users::whoami(&connect(profile)?.1).await,
         Command::Outbox { json } => users::outbox(&connect(profile)?.1, json).await,
         Command::User(cmd) => {

@@ -268,7 +268,10 @@ impl Node {
         for m in members {
             let scopes = self.store.mls_scopes(&format!("share/{m}/{dossier}/"))?;
             for scope in &scopes {
-                self.store.mls_replace(scope, &Default::default())?;
+                match ShareId::from_scope(scope) {
+                    Some(share) => self.sharing.erase_group(&share)?,
+                    None => self.store.mls_replace(scope, &Default::default())?,
+                }
                 if let Some(share) = ShareId::from_scope(scope) {
                     self.store.remove_where::<serde_json::Value>(
                         Tree::Resync,

@@ -15,6 +15,7 @@ mod client_server;
 mod detach;
 mod peer_client;
 mod peer_server;
+pub mod relay;
 mod status;
 mod tls;
 
