@@ -511,6 +511,19 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes of every key and value the store holds, in every tree: the
+    /// state itself, whatever sled's files take on disk.
+    pub fn state_bytes(&self) -> Result<u64, StoreError> {
+        let mut size = 0;
+        for tree in self.trees.iter().chain([&self.mls]) {
+            for item in tree.iter() {
+                let (k, v) = item?;
+                size += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(size)
+    }
+
     /// A fresh identifier, increasing across restarts (for ordering records).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)

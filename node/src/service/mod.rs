@@ -292,6 +292,13 @@ impl Node {
         applied
     }
 
+    /// Bytes of every key and value this node's store holds (its state,
+    /// not sled's files).
+    pub async fn store_bytes(&self) -> Result<u64> {
+        let store = self.store.clone();
+        blocking(move || store.state_bytes()).await
+    }
+
     /// Flushes the store off the async workers.
     pub async fn flush(&self) -> Result<()> {
         let store = self.store.clone();

@@ -553,3 +553,62 @@ async fn the_reader_keeps_the_owners_signed_receipt_in_its_log() {
     assert_eq!(receipt.request, entry["request"].as_str().expect("hash"));
     assert_eq!(Some(receipt.items[0].leaf), entry["owner_leaf"].as_u64());
 }
+
+#[tokio::test]
+async fn reads_of_a_share_that_does_not_change_leave_both_stores_as_they_were() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    // The first read decodes the group and writes its sealing reserve.
+    caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+    let sizes = || async {
+        let mut out = Vec::new();
+        for id in ["ccas-rodez", "caf12"] {
+            let node = c.running(id).node();
+            node.flush().await.expect("flush");
+            let dir = c.node(id).dir.join("store");
+            out.push((node.store_bytes().await.expect("state"), dir_bytes(&dir)));
+        }
+        out
+    };
+    let before = sizes().await;
+    // More reads than the sealing reserve: the owner writes its ratchet
+    // once or twice, the reader what it opened as often.
+    for _ in 0..300 {
+        let got = caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+        assert_eq!(got.json, HOUSING);
+    }
+    let after = sizes().await;
+    for ((id, (state, disk)), (state_after, disk_after)) in
+        ["ccas-rodez", "caf12"].iter().zip(&before).zip(&after)
+    {
+        // The state stays the size it was: ratchets replaced, nothing per
+        // read. Within 4 KB: the witness's first round lands meanwhile
+        // (one checkpoint and cosignature per peer), and a reader keeps the
+        // keys of the generations an owner skipped (at most 256).
+        assert!(
+            state_after.abs_diff(*state) < 4096,
+            "{id}'s store state went from {state} to {state_after} bytes over 300 reads"
+        );
+        // sled's files, generously: a quarter of what 2 KB a read would take.
+        assert!(
+            disk_after.saturating_sub(*disk) < 150_000,
+            "{id}'s store files went from {disk} to {disk_after} bytes over 300 reads"
+        );
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("store folder")
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
