@@ -293,7 +293,10 @@ pub struct Sharing {
 /// A reader skips every message the owner sealed for the others (forward
 /// distance), and the answers to its own concurrent reads can arrive out of
 /// order (out-of-order tolerance: one generation per call a connection may
-/// have in flight). Skipped keys are kept only within that window.
+/// have in flight). Skipped keys are kept only within that window. The
+/// forward distance also absorbs the generations an owner skips each time
+/// it decodes a group again ([`SEAL_RESERVE`] each): a member out of step
+/// past it asks for a fresh Welcome.
 fn ratchet_config() -> SenderRatchetConfiguration {
     SenderRatchetConfiguration::new(256, 100_000)
 }
@@ -454,6 +457,16 @@ impl Sharing {
         Ok(())
     }
 
+    /// Under the group's lock, after a query that changed nothing: a group
+    /// that was kept goes back; one decoded for the query is dropped, so
+    /// that upkeep's passes over every group do not push the groups in use
+    /// out of memory (an owner's group decoded again costs a reserve).
+    fn after_query(&self, share: &ShareId, loaded: Loaded) {
+        if loaded.used > 0 {
+            self.keep(share, loaded);
+        }
+    }
+
     /// Under the group's lock: keeps the group for the next operation
     /// without writing what changed (see [`SEAL_RESERVE`]).
     fn keep(&self, share: &ShareId, loaded: Loaded) {
@@ -474,7 +487,10 @@ impl Sharing {
 
     fn has_group_unlocked(&self, share: &ShareId) -> Result<bool, ShareError> {
         match self.take_group(share) {
-            Ok(loaded) => self.put_back(share, loaded, false).map(|()| true),
+            Ok(loaded) => {
+                self.after_query(share, loaded);
+                Ok(true)
+            }
             Err(ShareError::NoGroup) => Ok(false),
             Err(e) => Err(e),
         }
@@ -526,7 +542,7 @@ impl Sharing {
             .members()
             .map(|m| Ok((parse_member(&identity_of(&m.credential)?)?, m.signature_key)))
             .collect();
-        self.put_back(share, loaded, false)?;
+        self.after_query(share, loaded);
         members
     }
 
@@ -567,7 +583,7 @@ impl Sharing {
         hold!(self, share.scope());
         let loaded = self.take_group(share)?;
         let epoch = loaded.group.epoch().as_u64();
-        self.put_back(share, loaded, false)?;
+        self.after_query(share, loaded);
         Ok(epoch)
     }
 
