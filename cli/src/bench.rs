@@ -221,6 +221,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
     witness_rounds(&fed, 50).await?;
     fed.stop().await;
     verify_entries(1_000_000)?;
+    reopen_log(1_000_000).await?;
 
     // The MLS part of a read on its own: seal at the owner, open at a reader,
     // each loading the group's state from sled and writing back its changes
@@ -392,6 +393,69 @@ async fn witness_rounds(fed: &LocalFederation, n: usize) -> Result<(), CliError>
 }
 
 /// `audit::verify_log`, which `maillon audit verify` runs, over a log of
+/// A node's start-up with a log of `n` entries: the log opened from its
+/// leaf index and saved frontier (its check then runs in the background,
+/// timed too), beside the same log read whole and checked before it opens.
+async fn reopen_log(n: usize) -> Result<(), CliError> {
+    use maillon_node::audit::{AuditLog, CHECKED_AT_OPEN, Integrity};
+    let dir = tempfile::tempdir().map_err(temp)?;
+    let key = NodeKey::generate();
+    let origin = "maillon/bench".to_owned();
+    {
+        let log = Arc::new(AuditLog::open(dir.path(), origin.clone(), &key.public())?);
+        let writers = 256;
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (w..n).step_by(writers) {
+                    log.append(
+                        1_800_000_000 + i as i64,
+                        AuditEvent::RosterAdopted {
+                            version: i as u64,
+                            hash: "0".repeat(64),
+                        },
+                    )
+                    .await?;
+                }
+                Ok::<(), maillon_node::audit::AuditError>(())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|e| CliError::Unexpected(format!("a bench task failed: {e}")))??;
+        }
+        log.checkpoint(&key)?;
+    }
+    // The writer indexes its last batch after answering it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = [key.public()];
+    let t = Instant::now();
+    let log = AuditLog::open_checking(dir.path(), origin.clone(), &keys, CHECKED_AT_OPEN)?;
+    let opened = t.elapsed();
+    while log.integrity() == Integrity::Checking {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let checked = t.elapsed();
+    if let Integrity::Failed(why) = log.integrity() {
+        return Err(CliError::Unexpected(format!(
+            "the log failed its check: {why}"
+        )));
+    }
+    drop(log);
+    let t = Instant::now();
+    AuditLog::open_checking(dir.path(), origin, &keys, usize::MAX)?;
+    let whole = t.elapsed();
+    println!(
+        "{:<44} {:>8.3} s   (checked in the background by {:.2} s; read whole: {:.2} s; {n} entries)",
+        "audit log reopened from its index",
+        opened.as_secs_f64(),
+        checked.as_secs_f64(),
+        whole.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// `n` entries in memory: each decoded and hashed (on every core), the root
 /// computed and checked against a signed checkpoint.
 fn verify_entries(n: usize) -> Result<(), CliError> {

@@ -400,39 +400,64 @@ impl Floor {
         for _ in 0..50 {
             read(caf, dossier).await?;
         }
-        let bytes = self.owner_bytes().await;
-        let reader_bytes = dir_bytes(reader_store);
-        let rss = (self.owner.rss(), self.reader.rss());
-        let before = self.cpu();
-        let (conn, d) = (caf.clone(), dossier.to_owned());
-        let rate = concurrent(reads, concurrency, move || {
-            let (conn, d) = (conn.clone(), d.clone());
-            async move { read(&conn, &d).await.map(drop) }
-        })
-        .await?;
-        let cpu = self.per_call(before, reads);
-        let bytes_after = self.owner_bytes().await;
         let mb = |b: u64| b as f64 / 1e6;
+        let sizes = |bytes: (u64, u64)| {
+            [
+                bytes.0,
+                dir_bytes(reader_store),
+                bytes.1,
+                self.owner.rss(),
+                self.reader.rss(),
+            ]
+        };
         println!(
-            "soak: {reads} consented reads of one 1 KiB section, {concurrency} in flight, {rate:.0} reads/s"
+            "soak: {reads} consented reads of one 1 KiB section, {concurrency} in flight (MB)"
         );
-        let line = |what: &str, before: u64, after: u64| {
+        println!(
+            "{:>8} {:>10} {:>13} {:>13} {:>10} {:>11} {:>10}",
+            "reads",
+            "reads/s",
+            "owner store",
+            "reader store",
+            "owner log",
+            "owner RSS",
+            "reader RSS"
+        );
+        let row = |done: usize, rate: f64, s: [u64; 5]| {
             println!(
-                "{what:<36} {:>8.1} MB -> {:>8.1} MB   ({:+.1} %)",
-                mb(before),
-                mb(after),
-                (after as f64 / before.max(1) as f64 - 1.0) * 100.0
+                "{done:>8} {rate:>10.0} {:>13.1} {:>13.1} {:>10.1} {:>11.1} {:>10.1}",
+                mb(s[0]),
+                mb(s[1]),
+                mb(s[2]),
+                mb(s[3]),
+                mb(s[4])
             );
         };
-        line("owner store (sled files)", bytes.0, bytes_after.0);
-        line("owner audit log", bytes.1, bytes_after.1);
-        line(
-            "reader store (sled files)",
-            reader_bytes,
-            dir_bytes(reader_store),
+        let first = sizes(self.owner_bytes().await);
+        row(0, 0.0, first);
+        let before = self.cpu();
+        let rounds = 10;
+        let mut last = first;
+        for round in 1..=rounds {
+            let (conn, d) = (caf.clone(), dossier.to_owned());
+            let rate = concurrent(reads / rounds, concurrency, move || {
+                let (conn, d) = (conn.clone(), d.clone());
+                async move { read(&conn, &d).await.map(drop) }
+            })
+            .await?;
+            last = sizes(self.owner_bytes().await);
+            row(round * (reads / rounds), rate, last);
+        }
+        let cpu = self.per_call(before, reads);
+        let change = |i: usize| (last[i] as f64 / first[i].max(1) as f64 - 1.0) * 100.0;
+        println!(
+            "{:<36} owner store {:+.0} %, reader store {:+.0} %, owner RSS {:+.1} MB, reader RSS {:+.1} MB",
+            "over the soak",
+            change(0),
+            change(1),
+            mb(last[3]) - mb(first[3]),
+            mb(last[4]) - mb(first[4]),
         );
-        line("owner resident memory", rss.0, self.owner.rss());
-        line("reader resident memory", rss.1, self.reader.rss());
         println!(
             "{:<36} owner {:>4.0} µs   reader {:>4.0} µs",
             "CPU per read (user + system, /proc)",

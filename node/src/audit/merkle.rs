@@ -138,6 +138,33 @@ impl Frontier {
         self.size
     }
 
+    /// Its bytes: the size (8 bytes, big-endian), then each peak's hash,
+    /// largest first (their heights are the size's bits).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 32 * self.peaks.len());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        for (_, hash) in &self.peaks {
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+
+    /// A frontier read back from [`Frontier::to_bytes`]; `None` if the bytes
+    /// are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let hashes = &bytes[8..];
+        if hashes.len() != 32 * size.count_ones() as usize {
+            return None;
+        }
+        let heights = (0..u64::BITS).rev().filter(|h| size & (1 << h) != 0);
+        let peaks = heights
+            .zip(hashes.chunks_exact(32))
+            .map(|(h, c)| c.try_into().ok().map(|hash| (h, hash)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { peaks, size })
+    }
+
     /// The tree's root, the same as [`root`] of all its leaves.
     pub fn root(&self) -> Hash {
         let mut peaks = self.peaks.iter().rev();
@@ -424,6 +451,10 @@ mod tests {
             assert_eq!(grown.root(), root(&leaves[..n]), "{n}");
             assert_eq!(grown, Frontier::of(&leaves[..n]), "{n}");
             assert_eq!(grown.size(), n as u64);
+            assert_eq!(Frontier::from_bytes(&grown.to_bytes()), Some(grown.clone()));
         }
+        let bytes = grown.to_bytes();
+        assert_eq!(Frontier::from_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Frontier::from_bytes(&[0; 7]), None);
     }
 }

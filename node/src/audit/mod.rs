@@ -6,6 +6,7 @@
 //! is answered only after its event is acknowledged, so no access goes unlogged.
 
 pub mod bundle;
+mod index;
 pub mod merkle;
 pub mod note;
 
@@ -654,6 +655,14 @@ pub const RECENT_CHECKPOINTS: usize = 64;
 /// Most appends queued for the writer; past it, appenders wait.
 const MAX_QUEUED: usize = 16 * 1024;
 
+/// Logs shorter than this are read whole and checked at open; longer ones
+/// open from their leaf index and are checked in the background.
+pub const CHECKED_AT_OPEN: usize = 50_000;
+
+/// The frontier of the last checkpoint, saved beside it (not synced: one
+/// that does not match the checkpoint is hashed again from the leaves).
+const FRONTIER_FILE: &str = "checkpoint.frontier";
+
 /// The first bytes of a log file: its format.
 const FILE_MAGIC: &[u8; 16] = b"maillon-audit-2\n";
 
@@ -676,6 +685,24 @@ pub struct AuditLog {
     /// One checkpoint is signed and persisted at a time; the last ones
     /// signed, newest last (witnesses cosign one of them).
     checkpointing: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// The check of a log opened from its leaf index.
+    integrity: Arc<std::sync::Mutex<Integrity>>,
+}
+
+/// Where the check of a log's every entry stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Opened from its leaf index; the whole log is being read again.
+    Checking,
+    /// Every entry decodes, matches the index, and the last checkpoint
+    /// covers them; `entries` were checked.
+    Verified {
+        /// How many entries were checked.
+        entries: u64,
+    },
+    /// The log does not match its index or its checkpoint: the log refuses
+    /// every append.
+    Failed(String),
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -751,8 +778,22 @@ fn decode_frames(all: &[u8]) -> Result<Frames, AuditError> {
             "not a maillon audit log (or another format version)",
         ));
     }
-    let mut pos = FILE_MAGIC.len();
-    frames.valid_len = pos as u64;
+    frames.valid_len = FILE_MAGIC.len() as u64;
+    decode_batches(
+        &all[FILE_MAGIC.len()..],
+        FILE_MAGIC.len() as u64,
+        &mut frames,
+    )?;
+    Ok(frames)
+}
+
+/// Decodes the batches in `bytes`, which start at byte `base` of the log
+/// file, into `frames`: up to the end, or up to a torn last batch.
+fn decode_batches(bytes: &[u8], base: u64, frames: &mut Frames) -> Result<(), AuditError> {
+    let corrupt =
+        |at: usize, what: &str| AuditError::Corrupt(format!("{what} at byte {}", base + at as u64));
+    let all = bytes;
+    let mut pos = 0usize;
     while pos < all.len() {
         let rest = &all[pos..];
         if rest.len() < BATCH_HEADER {
@@ -786,7 +827,7 @@ fn decode_frames(all: &[u8]) -> Result<Frames, AuditError> {
             }
             let data = &payload[at + 4..at + 4 + n];
             AuditEntry::from_bytes(data)?;
-            frames.offsets.push((pos + BATCH_HEADER + at) as u64);
+            frames.offsets.push(base + (pos + BATCH_HEADER + at) as u64);
             frames.entries.push(data.to_vec());
             at += 4 + n;
         }
@@ -794,9 +835,111 @@ fn decode_frames(all: &[u8]) -> Result<Frames, AuditError> {
             return Err(corrupt(pos, "batch holds more bytes than its entries"));
         }
         pos += BATCH_HEADER + len;
-        frames.valid_len = pos as u64;
+        frames.valid_len = base + pos as u64;
     }
-    Ok(frames)
+    Ok(())
+}
+
+/// Where a log's entries after its leaf index start, and the bytes from
+/// there to the end of the file; `None` when the index does not fit the
+/// log (it starts elsewhere, goes backwards, or runs past the file).
+fn tail_after_index(
+    file: &mut File,
+    file_len: u64,
+    offsets: &[u64],
+) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+    let first = (FILE_MAGIC.len() + BATCH_HEADER) as u64;
+    let (Some(&start), Some(&last)) = (offsets.first(), offsets.last()) else {
+        return Ok(None);
+    };
+    if start != first || !offsets.windows(2).all(|w| w[0] < w[1]) || last + 4 > file_len {
+        return Ok(None);
+    }
+    let mut magic = [0u8; FILE_MAGIC.len()];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut magic)?;
+    let mut len = [0u8; 4];
+    file.seek(SeekFrom::Start(last))?;
+    file.read_exact(&mut len)?;
+    let end = last + 4 + u64::from(u32::from_be_bytes(len));
+    if &magic != FILE_MAGIC || end > file_len {
+        return Ok(None);
+    }
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(end))?;
+    file.read_to_end(&mut tail)?;
+    Ok(Some((end, tail)))
+}
+
+/// Reads the first `len` bytes of the log again and checks that their first
+/// `known` entries decode and are the ones the log opened with (offsets and
+/// leaf hashes), and that the last checkpoint covers them. A log that fails
+/// refuses every append, and says why.
+fn check_in_background(
+    path: &Path,
+    len: u64,
+    known: usize,
+    covered: Option<Checkpoint>,
+    state: &RwLock<LogState>,
+    integrity: &std::sync::Mutex<Integrity>,
+) {
+    let started = std::time::Instant::now();
+    let checked = (|| -> Result<u64, String> {
+        let mut all = Vec::new();
+        File::open(path)
+            .and_then(|f| f.take(len).read_to_end(&mut all))
+            .map_err(|e| format!("reading the log: {e}"))?;
+        let frames = decode_frames(&all).map_err(|e| e.to_string())?;
+        if frames.entries.len() < known {
+            return Err(format!(
+                "the log holds {} entries, its index {known}",
+                frames.entries.len()
+            ));
+        }
+        let hashes: Vec<Hash> = frames.entries[..known]
+            .iter()
+            .map(|e| merkle::leaf_hash(e))
+            .collect();
+        {
+            let st = match state.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(i) = (0..known)
+                .find(|&i| st.leaves[i] != hashes[i] || st.offsets[i] != frames.offsets[i])
+            {
+                return Err(format!("entry {i} is not the one its index holds"));
+            }
+        }
+        if let Some(cp) = covered
+            && !covers(&hashes, &cp)
+        {
+            return Err("the log does not match its last signed checkpoint".into());
+        }
+        Ok(known as u64)
+    })();
+    let outcome = match checked {
+        Ok(entries) => {
+            tracing::info!(
+                entries,
+                ms = started.elapsed().as_millis() as u64,
+                "audit log checked in the background"
+            );
+            Integrity::Verified { entries }
+        }
+        Err(why) => {
+            tracing::error!(path = %path.display(), %why, "the audit log fails its check: refusing every append");
+            match state.write() {
+                Ok(mut g) => g.failed = true,
+                Err(p) => p.into_inner().failed = true,
+            }
+            Integrity::Failed(why)
+        }
+    };
+    match integrity.lock() {
+        Ok(mut g) => *g = outcome,
+        Err(p) => *p.into_inner() = outcome,
+    }
 }
 
 /// Whether a checkpoint covers a prefix of `leaves` with the right root.
@@ -823,6 +966,20 @@ impl AuditLog {
         origin: String,
         keys: &[PublicKey],
     ) -> Result<Self, AuditError> {
+        Self::open_checking(dir, origin, keys, CHECKED_AT_OPEN)
+    }
+
+    /// [`AuditLog::open_with_keys`]: a log of fewer than `checked_at_open`
+    /// entries is read whole and checked before it opens; a longer one with
+    /// a leaf index that fits it opens from the index, its last checkpoint
+    /// checked against the frontier saved with it, and the whole log is
+    /// checked in the background ([`AuditLog::integrity`]).
+    pub fn open_checking(
+        dir: &Path,
+        origin: String,
+        keys: &[PublicKey],
+        checked_at_open: usize,
+    ) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join("audit.log");
         let mut file = OpenOptions::new()
@@ -831,18 +988,69 @@ impl AuditLog {
             .create(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let mut all = Vec::new();
-        file.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
-        file.read_to_end(&mut all).map_err(io_err(&path))?;
-        let Frames {
-            entries,
-            offsets,
-            valid_len,
-        } = decode_frames(&all)?;
-        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let file_len = file.metadata().map_err(io_err(&path))?.len();
+        let indexed = index::read(dir);
+        let from_index = if indexed.offsets.len() >= checked_at_open.max(1) {
+            tail_after_index(&mut file, file_len, &indexed.offsets).map_err(io_err(&path))?
+        } else {
+            None
+        };
+        // The entries after the index; a tail that does not decode from
+        // where the index ends means the index does not fit: read it all.
+        let from_index = from_index.and_then(|(end, tail)| {
+            let mut frames = Frames {
+                entries: Vec::new(),
+                offsets: Vec::new(),
+                valid_len: end,
+            };
+            match decode_batches(&tail, end, &mut frames) {
+                Ok(()) => Some(frames),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the leaf index does not fit the audit log; reading the whole log");
+                    None
+                }
+            }
+        });
+        let (offsets, leaves, valid_len, mut leaf_index) = match from_index {
+            Some(frames) => {
+                let known = indexed.offsets.len();
+                let mut leaf_index = index::LeafIndex::open(dir, known);
+                let tail_leaves: Vec<Hash> = frames
+                    .entries
+                    .iter()
+                    .map(|e| merkle::leaf_hash(e))
+                    .collect();
+                leaf_index.append(
+                    frames
+                        .offsets
+                        .iter()
+                        .copied()
+                        .zip(tail_leaves.iter().copied()),
+                );
+                let (mut offsets, mut leaves) = (indexed.offsets, indexed.leaves);
+                offsets.extend(frames.offsets);
+                leaves.extend(tail_leaves);
+                (offsets, leaves, frames.valid_len, Some(leaf_index))
+            }
+            None => {
+                let mut all = Vec::new();
+                file.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
+                file.read_to_end(&mut all).map_err(io_err(&path))?;
+                let Frames {
+                    entries,
+                    offsets,
+                    valid_len,
+                } = decode_frames(&all)?;
+                let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+                (offsets, leaves, valid_len, None)
+            }
+        };
+        let checked = leaf_index.is_none();
         // The tree is hashed once: the frontier of the checkpoint's prefix
-        // checks it, the leaves after it are pushed on.
+        // checks it, the leaves after it are pushed on. Opened from the
+        // index, the frontier saved with the checkpoint stands for it.
         let mut frontier = merkle::Frontier::default();
+        let mut covered = None;
         let cp_path = dir.join("checkpoint");
         match std::fs::read_to_string(&cp_path) {
             Ok(note) => {
@@ -859,13 +1067,18 @@ impl AuditLog {
                     .ok()
                     .filter(|&size| size <= leaves.len());
                 if let Some(size) = prefix {
-                    frontier = merkle::Frontier::of(&leaves[..size]);
+                    let saved = std::fs::read(dir.join(FRONTIER_FILE))
+                        .ok()
+                        .and_then(|b| merkle::Frontier::from_bytes(&b))
+                        .filter(|f| !checked && f.size() == cp.size && f.root() == cp.root);
+                    frontier = saved.unwrap_or_else(|| merkle::Frontier::of(&leaves[..size]));
                 }
                 if prefix.is_none() || frontier.root() != cp.root {
                     return Err(AuditError::Corrupt(
                         "the log does not match its last signed checkpoint".into(),
                     ));
                 }
+                covered = Some(cp);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && leaves.is_empty() => {}
             Err(e) => {
@@ -878,7 +1091,6 @@ impl AuditLog {
         for leaf in &leaves[frontier.size() as usize..] {
             frontier.push(*leaf);
         }
-        let file_len = all.len() as u64;
         let magic_len = FILE_MAGIC.len() as u64;
         let len = if valid_len < magic_len {
             // A new file, or one whose first write was torn: it holds no entry.
@@ -900,18 +1112,37 @@ impl AuditLog {
         } else {
             file_len
         };
+        let leaf_index = match leaf_index.take() {
+            Some(index) => index,
+            None => index::LeafIndex::rewrite(dir, &offsets, &leaves),
+        };
+        let integrity = Arc::new(std::sync::Mutex::new(if checked {
+            Integrity::Verified {
+                entries: leaves.len() as u64,
+            }
+        } else {
+            Integrity::Checking
+        }));
+        let known = leaves.len();
         let state = Arc::new(RwLock::new(LogState {
             leaves,
             frontier,
             offsets,
             failed: false,
         }));
+        if !checked {
+            let (state, integrity, path) = (state.clone(), integrity.clone(), path.clone());
+            std::thread::Builder::new()
+                .name("audit-check".into())
+                .spawn(move || check_in_background(&path, len, known, covered, &state, &integrity))
+                .map_err(io_err(dir))?;
+        }
         let (jobs, rx) = mpsc::channel(MAX_QUEUED);
         let writer_state = state.clone();
         let writer_path = path.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(file, len, writer_path, rx, writer_state))
+            .spawn(move || writer(file, len, writer_path, rx, writer_state, leaf_index))
             .map_err(io_err(&path))?;
         Ok(Self {
             path,
@@ -919,7 +1150,18 @@ impl AuditLog {
             state,
             jobs,
             checkpointing: std::sync::Mutex::new(Default::default()),
+            integrity,
         })
+    }
+
+    /// Where the check of the log against its index and its last
+    /// checkpoint stands (a log opened from its index is checked in the
+    /// background; one that fails it refuses every append).
+    pub fn integrity(&self) -> Integrity {
+        match self.integrity.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// The log's origin (checkpoint key name).
@@ -1098,20 +1340,25 @@ impl AuditLog {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let cp = {
+        let (cp, frontier) = {
             let st = self.read_state();
-            Checkpoint {
+            let cp = Checkpoint {
                 origin: self.origin.clone(),
                 size: st.frontier.size(),
                 root: st.frontier.root(),
-            }
+            };
+            (cp, st.frontier.clone())
         };
         let note = cp.sign(key);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let saved = dir.join("checkpoint.frontier.tmp");
+        std::fs::write(&saved, frontier.to_bytes())
+            .and_then(|()| std::fs::rename(&saved, dir.join(FRONTIER_FILE)))
+            .map_err(io_err(&saved))?;
         _one_at_a_time.push_back(note.clone());
         while _one_at_a_time.len() > RECENT_CHECKPOINTS {
             _one_at_a_time.pop_front();
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = dir.join("checkpoint.tmp");
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(note.as_bytes()).map_err(io_err(&tmp))?;
@@ -1130,6 +1377,7 @@ fn writer(
     path: PathBuf,
     mut rx: mpsc::Receiver<Job>,
     state: Arc<RwLock<LogState>>,
+    mut leaf_index: index::LeafIndex,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -1166,13 +1414,22 @@ fn writer(
             Ok(()) => {
                 len += buf.len() as u64;
                 let first_index = st.leaves.len() as u64;
+                let mut indexed = Vec::with_capacity(batch.len());
+                let mut replies = Vec::with_capacity(batch.len());
                 for (i, (job, off)) in batch.into_iter().zip(offsets).enumerate() {
                     let leaf = merkle::leaf_hash(&job.data);
                     st.leaves.push(leaf);
                     st.frontier.push(leaf);
                     st.offsets.push(off);
-                    let _ = job.reply.send(Ok(first_index + i as u64));
+                    indexed.push((off, leaf));
+                    replies.push((job.reply, first_index + i as u64));
                 }
+                drop(st);
+                for (reply, leaf) in replies {
+                    let _ = reply.send(Ok(leaf));
+                }
+                leaf_index.append(indexed.into_iter());
+                continue;
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "audit log write failed; refusing further appends");
@@ -1357,6 +1614,109 @@ mod tests {
 
     fn reopen(dir: &Path, key: &NodeKey) -> Result<AuditLog, AuditError> {
         AuditLog::open(dir, "maillon/cd12".into(), &key.public())
+    }
+
+    fn reopen_from_index(dir: &Path, key: &NodeKey) -> Result<AuditLog, AuditError> {
+        AuditLog::open_checking(dir, "maillon/cd12".into(), &[key.public()], 1)
+    }
+
+    /// The log's check once the background is done with it.
+    async fn checked(log: &AuditLog) -> Integrity {
+        for _ in 0..500 {
+            match log.integrity() {
+                Integrity::Checking => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                done => return done,
+            }
+        }
+        panic!("the background check did not end");
+    }
+
+    #[tokio::test]
+    async fn a_long_log_opens_from_its_index_and_is_checked_in_the_background() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let bytes = log_with(dir.path(), &key, 40, 30).await;
+        let whole = reopen(dir.path(), &key).expect("read whole");
+        assert_eq!(whole.integrity(), Integrity::Verified { entries: 40 });
+        let root = whole.root_at(40).expect("root");
+        drop(whole);
+
+        let log = reopen_from_index(dir.path(), &key).expect("from the index");
+        assert_eq!(log.size(), 40);
+        assert_eq!(log.root_at(40).expect("root"), root);
+        assert_eq!(checked(&log).await, Integrity::Verified { entries: 40 });
+        assert_eq!(log.append(0, event(40)).await.expect("append"), 40);
+        drop(log);
+
+        // The index lost its last records (the node died before writing
+        // them): the entries after it are read from the log, and indexed.
+        let index = dir.path().join(index::INDEX_FILE);
+        let full = std::fs::metadata(&index).expect("index").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .and_then(|f| f.set_len(full - 3 * 40 - 7))
+            .expect("cut");
+        let log = reopen_from_index(dir.path(), &key).expect("from a short index");
+        assert_eq!(log.size(), 41);
+        assert_eq!(checked(&log).await, Integrity::Verified { entries: 41 });
+        drop(log);
+        assert_eq!(std::fs::metadata(&index).expect("index").len(), full);
+
+        // An index that does not fit the log (garbage, or gone): the log is
+        // read whole, and the index made again.
+        for damage in [Some(b"garbage".to_vec()), None] {
+            match &damage {
+                Some(b) => std::fs::write(&index, b).expect("write"),
+                None => std::fs::remove_file(&index).expect("rm"),
+            }
+            let log = reopen_from_index(dir.path(), &key).expect("read whole");
+            assert_eq!(log.integrity(), Integrity::Verified { entries: 41 });
+            drop(log);
+            assert_eq!(std::fs::metadata(&index).expect("index").len(), full);
+        }
+        // A saved frontier that is not the checkpoint's is hashed again.
+        std::fs::write(dir.path().join(FRONTIER_FILE), [0u8; 8 + 32]).expect("write");
+        let log = reopen_from_index(dir.path(), &key).expect("frontier hashed again");
+        assert_eq!(log.root_at(40).expect("root"), root);
+        drop(log);
+        let _ = bytes;
+    }
+
+    #[tokio::test]
+    async fn a_log_that_does_not_match_its_index_refuses_appends_once_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let bytes = log_with(dir.path(), &key, 20, 20).await;
+        // Let the writer index the last batch, then take the index as it is.
+        reopen(dir.path(), &key).expect("whole");
+        let index = std::fs::read(dir.path().join(index::INDEX_FILE)).expect("index");
+
+        // A leaf hash in the index changed; then an entry of the log.
+        let mut wrong_index = index.clone();
+        let at = index.len() - 40 * 5 + 8 + 3;
+        wrong_index[at] ^= 0x01;
+        let mut wrong_log = bytes.clone();
+        let middle = bytes.len() / 2;
+        wrong_log[middle] ^= 0x01;
+        for (log_bytes, index_bytes) in [(&bytes, &wrong_index), (&wrong_log, &index)] {
+            std::fs::write(dir.path().join("audit.log"), log_bytes).expect("write");
+            std::fs::write(dir.path().join(index::INDEX_FILE), index_bytes).expect("write");
+            let log = reopen_from_index(dir.path(), &key).expect("opens from the index");
+            let Integrity::Failed(why) = checked(&log).await else {
+                panic!("the check must fail");
+            };
+            assert!(!why.is_empty());
+            assert!(matches!(
+                log.append(0, event(99)).await,
+                Err(AuditError::Unavailable)
+            ));
+            drop(log);
+            // Read whole, it is refused at open.
+            assert!(reopen(dir.path(), &key).is_err() || log_bytes == &bytes);
+        }
     }
 
     #[tokio::test]
