@@ -733,6 +733,16 @@ impl Sharing {
         Ok(Some(change))
     }
 
+    /// Owner: whether the next [`Sharing::seal`] of the share runs in memory
+    /// only (its group is kept, and within its reserve), or writes to the
+    /// store first. A hint: another seal may come in between.
+    pub fn seals_in_memory(&self, share: &ShareId) -> bool {
+        self.cache()
+            .groups
+            .get(&share.scope())
+            .is_some_and(|l| l.ratchet_clear && l.unwritten < SEAL_RESERVE)
+    }
+
     /// Owner: seals `plaintext` as an application message for the group.
     /// The ratchet advances in memory; the store holds a state at most
     /// [`SEAL_RESERVE`] generations behind, written and flushed here before

@@ -173,6 +173,8 @@ pub struct Floor {
     hops: [Proc; 2],
     relay: pb::relay_client::RelayClient<tonic::transport::Channel>,
     owner_dir: PathBuf,
+    reader_dir: PathBuf,
+    work: PathBuf,
 }
 
 impl Floor {
@@ -247,6 +249,8 @@ impl Floor {
             hops: [hop1, hop2],
             relay,
             owner_dir: fed.node("ccas-rodez").dir.clone(),
+            reader_dir: fed.node("caf12").dir.clone(),
+            work: work.to_owned(),
         })
     }
 
@@ -384,6 +388,28 @@ impl Floor {
             rss_before as f64 / 1e6,
             self.owner.rss() as f64 / 1e6
         );
+        let profile = Profile::read(&self.reader_dir.join("agent.profile.toml"))?;
+        let python = super::python::measure(
+            &self.work,
+            &profile,
+            &self.reader_dir,
+            dossier,
+            calls,
+            concurrency,
+        );
+        match python {
+            Ok(m) => {
+                println!(
+                    "{:<44} p50 {:>8.3} ms   p99 {:>8.3} ms   (n = {calls})",
+                    "consented read from Python (grpcio)", m.p50_ms, m.p99_ms
+                );
+                println!(
+                    "{:<44} {:>8.0} reads/s  ({concurrency} in flight)",
+                    "consented read from Python, concurrent", m.reads_per_s
+                );
+            }
+            Err(why) => println!("{:<44} skipped: {why}", "consented read from Python"),
+        }
         Ok(())
     }
 

@@ -6,7 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{
-    Caller, ErrorKind, Node, Result, SectionView, ServiceError, check_section_json, require,
+    Caller, ErrorKind, Node, Result, SectionView, ServiceError, blocking, check_section_json,
+    require,
 };
 use crate::audit::AuditEvent;
 use crate::consent::{self, Decision, DenyReason};
@@ -426,7 +427,14 @@ impl Node {
             let outcome = match (basis, record) {
                 (Ok(basis), Some(record)) => {
                     let share = self.own_share(&req.dossier, *section);
-                    let sealed = self.sharing.seal(&share, record.json.as_bytes())?;
+                    let sealed = if self.sharing.seals_in_memory(&share) {
+                        self.sharing.seal(&share, record.json.as_bytes())?
+                    } else {
+                        // Its ratchet is written and flushed, or moved past
+                        // a reserve first: off the async workers.
+                        let sharing = self.sharing.clone();
+                        blocking(move || sharing.seal(&share, record.json.as_bytes())).await?
+                    };
                     Ok((basis, record.written_at, sealed))
                 }
                 (Ok(_), None) => Err(ServiceError::Denied(DenyReason::NoSuchSection)),

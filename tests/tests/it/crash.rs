@@ -397,3 +397,51 @@ async fn each_decision_of_the_dossier_killed_between_its_log_and_its_store_holds
         "and at the CAF, told from the replayed outbox"
     );
 }
+
+/// The owner keeps its sealing ratchet in memory and writes it once per
+/// reserve: killed with SIGKILL between two writes, while answers are in
+/// flight, it must never seal a generation again. A reader that met a
+/// generation twice could not open it (its key is spent) and would ask for
+/// a fresh Welcome: it never has to.
+#[tokio::test]
+async fn an_owner_killed_between_reads_never_seals_a_generation_twice() {
+    let mut c = Cluster::start().await;
+    let (_ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    let reader_auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let joined = || async { count(&audit_kinds(&reader_auditor).await, "group_joined") };
+    assert_eq!(joined().await, 1);
+    for round in 0..3u64 {
+        let mut child = in_a_process(&mut c, "ccas-rodez", None).await;
+        // Across a reserve (128 generations) or not, then killed while
+        // eight more answers are in flight.
+        for _ in 0..(60 + round * 70 + rand::random::<u64>() % 40) {
+            let got = caf.read(&d, "housing", "ccas-rodez").await.expect("read");
+            assert_eq!(got.json, maillon_tests::HOUSING);
+        }
+        let in_flight =
+            futures_util::future::join_all((0..8).map(|_| caf.read(&d, "housing", "ccas-rodez")));
+        let delay = Duration::from_micros(rand::random::<u64>() % 3_000);
+        let (answers, ()) = tokio::join!(in_flight, async {
+            tokio::time::sleep(delay).await;
+            child.kill().expect("SIGKILL");
+        });
+        assert_eq!(died(child).await, Some(9), "killed by SIGKILL");
+        for answer in answers {
+            match answer {
+                Ok(got) => assert_eq!(got.json, maillon_tests::HOUSING),
+                Err(status) => assert!(broken(status.code()), "round {round}: {status:?}"),
+            }
+        }
+        back_in_process(&mut c, "ccas-rodez").await;
+        let got = caf
+            .read(&d, "housing", "ccas-rodez")
+            .await
+            .expect("read after restart");
+        assert_eq!(got.json, maillon_tests::HOUSING);
+        assert_eq!(
+            joined().await,
+            1,
+            "round {round}: the reader opened every answer without a fresh Welcome"
+        );
+    }
+}
