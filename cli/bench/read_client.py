@@ -77,4 +77,13 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as e:  # one line on standard error, for the bench
+        code = getattr(e, "code", None)
+        details = getattr(e, "details", None)
+        if callable(code) and callable(details):
+            print(f"{code()}: {details()}", file=sys.stderr)
+        else:
+            print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)

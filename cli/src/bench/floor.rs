@@ -343,8 +343,12 @@ impl Floor {
         let read_cpu = self.per_call(before, calls * 2);
         let bytes_after = self.owner_bytes().await;
 
-        let ratio = percentile(&read_seq, 0.5).as_secs_f64()
-            / percentile(&relay_seq, 0.5).as_secs_f64().max(1e-9);
+        let median = |samples: &[Duration]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort_unstable();
+            percentile(&sorted, 0.5).as_secs_f64()
+        };
+        let ratio = median(&read_seq) / median(&relay_seq).max(1e-9);
         report("bare two-hop TLS relay (1 KiB), sequential", relay_seq);
         report("consented read (1 KiB), sequential", read_seq);
         println!(

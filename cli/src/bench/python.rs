@@ -10,8 +10,10 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use maillon_node::config::Profile;
 
-/// The client API's definition, as this build serves it.
+/// The client API's definition, as this build serves it, and the peer
+/// API's, which it imports.
 const CLIENT_PROTO: &str = include_str!("../../../proto/proto/maillon/v1/client.proto");
+const PEER_PROTO: &str = include_str!("../../../proto/proto/maillon/v1/peer.proto");
 
 /// The Python client.
 const SCRIPT: &str = include_str!("../../bench/read_client.py");
@@ -82,13 +84,14 @@ fn environment() -> Result<(PathBuf, PathBuf), String> {
     std::fs::create_dir_all(&proto).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&stubs).map_err(|e| e.to_string())?;
     std::fs::write(proto.join("client.proto"), CLIENT_PROTO).map_err(|e| e.to_string())?;
+    std::fs::write(proto.join("peer.proto"), PEER_PROTO).map_err(|e| e.to_string())?;
     run(
         Command::new(&python)
             .args(["-m", "grpc_tools.protoc", "-I"])
             .arg(venv.join("proto"))
             .arg(format!("--python_out={}", stubs.display()))
             .arg(format!("--grpc_python_out={}", stubs.display()))
-            .arg("maillon/v1/client.proto"),
+            .args(["maillon/v1/client.proto", "maillon/v1/peer.proto"]),
         "generating the Python stubs",
     )?;
     Ok((python, stubs))
