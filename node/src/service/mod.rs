@@ -49,6 +49,7 @@ pub use governance::{
 };
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
+pub use nonces::NONCE_BUCKET;
 pub use outbox::{
     FINAL_ATTEMPTS, OUTBOX_RETRY_BASE, OUTBOX_RETRY_MAX, OUTBOX_ROUND, OutboxItem, Waiting,
 };

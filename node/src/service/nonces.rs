@@ -13,7 +13,7 @@
 //! never reached the log (a crash in between) was never answered: taking
 //! it again after the restart is its first answer, not a replay.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use super::{Node, REQUEST_WINDOW, Result, blocking};
 use crate::audit::{AuditEntry, AuditEvent};
@@ -27,13 +27,18 @@ const REMEMBERED: i64 = 2 * REQUEST_WINDOW;
 /// Entries read per page when rebuilding from the log's tail.
 const TAIL_PAGE: u64 = 1024;
 
-/// The nonces of read requests seen in the last [`REMEMBERED`] seconds:
-/// 16 bytes a request (a hash of the reader and its nonce) and its expiry.
+/// Seconds of the owner's clock one bucket of nonces covers: a nonce is
+/// remembered `2 × REQUEST_WINDOW` seconds, and at most this many more.
+pub const NONCE_BUCKET: i64 = 30;
+
+/// The nonces of read requests seen in the last [`REMEMBERED`] seconds (and
+/// up to one [`NONCE_BUCKET`] more), 16 bytes a request (a hash of the reader and
+/// its nonce) in one set per bucket: a bucket is forgotten whole, so nothing
+/// per request is kept but its key.
 #[derive(Debug, Default)]
 pub(super) struct Nonces {
-    seen: HashMap<[u8; 16], i64>,
-    /// Expiries in the order seen, to forget in order.
-    order: VecDeque<(i64, [u8; 16])>,
+    /// `(start, keys)`, oldest first; `start` is a multiple of [`NONCE_BUCKET`].
+    buckets: VecDeque<(i64, HashSet<[u8; 16]>)>,
 }
 
 fn key(reader: &MemberId, nonce: &str) -> [u8; 16] {
@@ -53,33 +58,38 @@ impl Nonces {
     pub(super) fn first_time(&mut self, reader: &MemberId, nonce: &str, now: i64) -> bool {
         self.forget_before(now);
         let k = key(reader, nonce);
-        if self.seen.contains_key(&k) {
+        if self.buckets.iter().any(|(_, keys)| keys.contains(&k)) {
             return false;
         }
-        self.seen.insert(k, now + REMEMBERED);
-        self.order.push_back((now + REMEMBERED, k));
+        let start = now - now.rem_euclid(NONCE_BUCKET);
+        match self.buckets.back_mut() {
+            // The clock may step back a little: the newest bucket takes it,
+            // and keeps it longer rather than shorter.
+            Some((last, keys)) if *last >= start => {
+                keys.insert(k);
+            }
+            _ => self.buckets.push_back((start, HashSet::from([k]))),
+        }
         true
     }
 
-    /// Forgets what expired before `now`; returns how many.
+    /// Forgets the buckets wholly older than [`REMEMBERED`] before `now`;
+    /// returns how many nonces went.
     pub(super) fn forget_before(&mut self, now: i64) -> usize {
         let mut forgotten = 0;
-        while let Some((expiry, k)) = self.order.front().copied() {
-            if expiry >= now {
+        while let Some((start, keys)) = self.buckets.front() {
+            if start + NONCE_BUCKET + REMEMBERED >= now {
                 break;
             }
-            self.order.pop_front();
-            if self.seen.get(&k) == Some(&expiry) {
-                self.seen.remove(&k);
-                forgotten += 1;
-            }
+            forgotten += keys.len();
+            self.buckets.pop_front();
         }
         forgotten
     }
 
     /// How many are remembered.
     pub(super) fn len(&self) -> usize {
-        self.seen.len()
+        self.buckets.iter().map(|(_, keys)| keys.len()).sum()
     }
 }
 
@@ -163,8 +173,17 @@ mod tests {
             !n.first_time(&caf, "aa", 1000 + REMEMBERED),
             "still remembered"
         );
-        assert_eq!(n.forget_before(1001 + REMEMBERED + 1), 2);
+        // Kept at least REMEMBERED, at most one bucket more.
+        assert!(!n.first_time(&caf, "aa", 1001 + REMEMBERED + NONCE_BUCKET - 21));
+        assert_eq!(n.forget_before(1001 + REMEMBERED + NONCE_BUCKET), 2);
         assert_eq!(n.len(), 0);
-        assert!(n.first_time(&caf, "aa", 1002 + REMEMBERED), "forgotten");
+        assert!(
+            n.first_time(&caf, "aa", 1001 + REMEMBERED + NONCE_BUCKET),
+            "forgotten"
+        );
+        // A clock that steps back: the newest bucket keeps the nonce.
+        assert!(n.first_time(&cd, "bb", 1001 + REMEMBERED + NONCE_BUCKET - 40));
+        assert!(!n.first_time(&cd, "bb", 1001 + REMEMBERED + NONCE_BUCKET + REMEMBERED));
+        assert_eq!(n.len(), 2);
     }
 }

@@ -383,8 +383,9 @@ async fn a_replay_is_refused_after_the_owner_restarts() {
         0,
         "all still in the window"
     );
-    c.clock
-        .advance(2 * maillon_node::service::REQUEST_WINDOW + 1);
+    c.clock.advance(
+        2 * maillon_node::service::REQUEST_WINDOW + maillon_node::service::NONCE_BUCKET + 1,
+    );
     assert_eq!(node.prune_nonces().expect("prune"), 2, "both forgotten");
     // Past its window the old request is refused as stale, not answered.
     let (_, why) = refusal(peer.read_share(genuine).await);
