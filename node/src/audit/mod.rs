@@ -1256,18 +1256,27 @@ impl AuditLog {
         std::fs::read_to_string(&path).map_err(io_err(&path))
     }
 
+    /// The first `size` leaf hashes, copied under the lock so that the
+    /// O(n) hashing of a proof runs outside it and appends do not wait.
+    fn leaves_upto(&self, size: u64) -> Result<Vec<Hash>, AuditError> {
+        let st = self.read_state();
+        let have = st.leaves.len() as u64;
+        if size > have {
+            return Err(AuditError::Range(format!(
+                "no tree of {size} (the log holds {have})"
+            )));
+        }
+        Ok(st.leaves[..size as usize].to_vec())
+    }
+
     /// An inclusion proof of leaf `index` in the tree of the first `size`
     /// leaves (RFC 6962 §2.1.1).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
-        let st = self.read_state();
-        let have = st.leaves.len() as u64;
-        if size > have || index >= size {
-            return Err(AuditError::Range(format!(
-                "no leaf {index} in a tree of {size} (the log holds {have})"
-            )));
+        let no_leaf = || AuditError::Range(format!("no leaf {index} in a tree of {size}"));
+        if index >= size {
+            return Err(no_leaf());
         }
-        merkle::inclusion_proof(&st.leaves[..size as usize], index as usize)
-            .ok_or_else(|| AuditError::Range(format!("no leaf {index} in a tree of {size}")))
+        merkle::inclusion_proof(&self.leaves_upto(size)?, index as usize).ok_or_else(no_leaf)
     }
 
     /// The inclusion proofs of leaves `indices` in the tree of `size`
@@ -1277,18 +1286,7 @@ impl AuditLog {
         indices: &[u64],
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, AuditError> {
-        // Copied under the lock, hashed outside it: appends do not wait.
-        let leaves = {
-            let st = self.read_state();
-            let have = st.leaves.len() as u64;
-            if size > have {
-                return Err(AuditError::Range(format!(
-                    "no tree of {size} (the log holds {have})"
-                )));
-            }
-            st.leaves[..size as usize].to_vec()
-        };
-        let levels = merkle::Levels::from_vec(leaves);
+        let levels = merkle::Levels::from_vec(self.leaves_upto(size)?);
         indices
             .iter()
             .map(|&i| {
@@ -1302,27 +1300,16 @@ impl AuditLog {
     /// A consistency proof from the tree of the first `old` leaves to that
     /// of the first `new` (RFC 6962 §2.1.2); empty when they are equal.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
-        let st = self.read_state();
-        let have = st.leaves.len() as u64;
-        if old == 0 || old > new || new > have {
-            return Err(AuditError::Range(format!(
-                "no consistency proof from {old} to {new} (the log holds {have})"
-            )));
+        let none = || AuditError::Range(format!("no consistency proof from {old} to {new}"));
+        if old == 0 || old > new {
+            return Err(none());
         }
-        merkle::consistency_proof(&st.leaves[..new as usize], old as usize)
-            .ok_or_else(|| AuditError::Range(format!("no consistency proof from {old} to {new}")))
+        merkle::consistency_proof(&self.leaves_upto(new)?, old as usize).ok_or_else(none)
     }
 
     /// The root of the tree of the first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
-        let st = self.read_state();
-        if size > st.leaves.len() as u64 {
-            return Err(AuditError::Range(format!(
-                "no tree of {size} (the log holds {})",
-                st.leaves.len()
-            )));
-        }
-        Ok(merkle::root(&st.leaves[..size as usize]))
+        Ok(merkle::root(&self.leaves_upto(size)?))
     }
 
     /// Signs a checkpoint if the log grew since the last one; returns whether it did.
