@@ -41,7 +41,7 @@ fn temp(e: std::io::Error) -> CliError {
 }
 
 /// Bytes of the files under `dir` (0 where it cannot be read).
-fn dir_bytes(dir: &std::path::Path) -> u64 {
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -91,12 +91,10 @@ async fn grant(ccas: &Conn, dossier: &str, to: &[&str]) -> Result<String, CliErr
         .await?)
 }
 
-/// The federation of the bench, its caseworkers at the owner and at a
-/// reader, and a dossier whose 1 KiB housing section is shared with four
-/// partners (a share of five members).
-async fn federation(
-    tmp: &std::path::Path,
-) -> Result<(LocalFederation, Conn, Conn, String), CliError> {
+/// The federation of the bench, with a caseworker `agent` at the owner and
+/// at a reader, and a dossier whose 1 KiB housing section is shared with
+/// four partners (a share of five members).
+async fn federation(tmp: &std::path::Path) -> Result<(LocalFederation, String), CliError> {
     if cfg!(debug_assertions) {
         println!(
             "warning: a debug build; build in release (`cargo build --release`) for real figures"
@@ -121,7 +119,7 @@ async fn federation(
     )
     .await?;
     read(&caf, &d).await?;
-    Ok((fed, ccas, caf, d))
+    Ok((fed, d))
 }
 
 /// A new connection as the caseworker `agent` of a node (after it was
@@ -138,7 +136,7 @@ pub async fn soak(reads: usize, concurrency: usize) -> Result<(), CliError> {
         .prefix("maillon-bench-")
         .tempdir()
         .map_err(temp)?;
-    let (mut fed, _, _, d) = federation(tmp.path()).await?;
+    let (mut fed, d) = federation(tmp.path()).await?;
     let floor = Floor::start(&mut fed, tmp.path()).await?;
     let reader_store = fed.node("caf12").dir.join("store");
     let soaked = floor
@@ -161,7 +159,7 @@ pub async fn run(reads: usize, concurrency: usize) -> Result<(), CliError> {
         .prefix("maillon-bench-")
         .tempdir()
         .map_err(temp)?;
-    let (mut fed, _, _, d) = federation(tmp.path()).await?;
+    let (mut fed, d) = federation(tmp.path()).await?;
     println!(
         "five nodes on loopback, {} cores",
         std::thread::available_parallelism()

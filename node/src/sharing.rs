@@ -441,9 +441,22 @@ impl Sharing {
     /// operation. A group whose operation failed is not given back: the
     /// next one decodes it again from the store.
     fn put_back(&self, share: &ShareId, mut loaded: Loaded, flush: bool) -> Result<(), ShareError> {
-        let scope = share.scope();
+        self.write_back(share, &mut loaded, flush)?;
+        self.keep(share, loaded);
+        Ok(())
+    }
+
+    /// Under the group's lock: writes what changed since the group was
+    /// decoded or last written, as one sled batch, flushed if `flush`.
+    fn write_back(
+        &self,
+        share: &ShareId,
+        loaded: &mut Loaded,
+        flush: bool,
+    ) -> Result<(), ShareError> {
         let changes = loaded.provider.changes();
-        self.store.mls_apply(&scope, &changes.0, &changes.1)?;
+        self.store
+            .mls_apply(&share.scope(), &changes.0, &changes.1)?;
         if flush {
             self.store.flush()?;
         }
@@ -453,7 +466,6 @@ impl Sharing {
         if flush || share.owner != self.me {
             loaded.unwritten = 0;
         }
-        self.cache().keep(scope, loaded);
         Ok(())
     }
 
@@ -505,9 +517,7 @@ impl Sharing {
         }
         let provider = self.load(&share.scope())?;
         self.new_group(share, &provider)?;
-        self.save(&share.scope(), &provider)?;
-        self.forget_kept(share);
-        Ok(())
+        self.save(&share.scope(), &provider)
     }
 
     /// Creates the share's group in `provider`, with this node's credential.
@@ -764,12 +774,7 @@ impl Sharing {
             loaded.ratchet_clear = true;
         }
         if loaded.unwritten >= SEAL_RESERVE {
-            let changes = loaded.provider.changes();
-            self.store
-                .mls_apply(&share.scope(), &changes.0, &changes.1)?;
-            self.store.flush()?;
-            loaded.provider.settle(changes);
-            loaded.unwritten = 0;
+            self.write_back(share, &mut loaded, true)?;
         }
         let msg = loaded
             .group
@@ -903,7 +908,7 @@ impl Sharing {
         owner_key: &PublicKey,
     ) -> Result<Vec<u8>, ShareError> {
         hold!(self, share.scope());
-        let (loaded, processed) = self.process(share, sealed, owner_key)?;
+        let (mut loaded, processed) = self.process(share, sealed, owner_key)?;
         let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() else {
             return Err(ShareError::Malformed(
                 "expected an application message".into(),
@@ -912,7 +917,6 @@ impl Sharing {
         // A reader that loses what it opened in a crash can open those
         // messages again, nothing worse: written once in SEAL_RESERVE
         // messages, never flushed on this path.
-        let mut loaded = loaded;
         loaded.unwritten += 1;
         if loaded.unwritten >= SEAL_RESERVE {
             self.put_back(share, loaded, false)?;

@@ -643,6 +643,17 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_mls_entry_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let mut key = mls_prefix("g1");
+        key.extend_from_slice(b"GroupState");
+        // A compact token cut short: 3 bytes announced, 1 present.
+        s.mls.insert(key, &[0xFF, 3, 7][..]).expect("insert");
+        assert!(matches!(s.mls_load("g1"), Err(StoreError::Compact(scope)) if scope == "g1"));
+    }
+
+    #[test]
     fn insert_new_refuses_duplicates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");

@@ -49,6 +49,12 @@ pub(super) fn read(dir: &Path) -> Indexed {
     out
 }
 
+/// One record: the offset, big-endian, then the leaf hash.
+fn push_record(bytes: &mut Vec<u8>, offset: u64, leaf: &Hash) {
+    bytes.extend_from_slice(&offset.to_be_bytes());
+    bytes.extend_from_slice(leaf);
+}
+
 /// The index a log's writer appends to. A write that fails removes the
 /// file: the next start makes it again from the log.
 #[derive(Debug)]
@@ -83,8 +89,7 @@ impl LeafIndex {
         let mut bytes = Vec::with_capacity(MAGIC.len() + offsets.len() * RECORD);
         bytes.extend_from_slice(MAGIC);
         for (offset, leaf) in offsets.iter().zip(leaves) {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-            bytes.extend_from_slice(leaf);
+            push_record(&mut bytes, *offset, leaf);
         }
         let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path));
         match written {
@@ -104,8 +109,7 @@ impl LeafIndex {
         };
         let mut bytes = Vec::new();
         for (offset, leaf) in records {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-            bytes.extend_from_slice(&leaf);
+            push_record(&mut bytes, offset, &leaf);
         }
         if let Err(e) = file.write_all(&bytes) {
             self.give_up(&e);

@@ -787,12 +787,11 @@ fn decode_frames(all: &[u8]) -> Result<Frames, AuditError> {
     Ok(frames)
 }
 
-/// Decodes the batches in `bytes`, which start at byte `base` of the log
+/// Decodes the batches in `all`, which start at byte `base` of the log
 /// file, into `frames`: up to the end, or up to a torn last batch.
-fn decode_batches(bytes: &[u8], base: u64, frames: &mut Frames) -> Result<(), AuditError> {
+fn decode_batches(all: &[u8], base: u64, frames: &mut Frames) -> Result<(), AuditError> {
     let corrupt =
         |at: usize, what: &str| AuditError::Corrupt(format!("{what} at byte {}", base + at as u64));
-    let all = bytes;
     let mut pos = 0usize;
     while pos < all.len() {
         let rest = &all[pos..];
@@ -1011,7 +1010,8 @@ impl AuditLog {
                 }
             }
         });
-        let (offsets, leaves, valid_len, mut leaf_index) = match from_index {
+        // `kept`: how many records of the index a whole read confirmed.
+        let (offsets, leaves, valid_len, mut leaf_index, kept) = match from_index {
             Some(frames) => {
                 let known = indexed.offsets.len();
                 let mut leaf_index = index::LeafIndex::open(dir, known);
@@ -1030,7 +1030,7 @@ impl AuditLog {
                 let (mut offsets, mut leaves) = (indexed.offsets, indexed.leaves);
                 offsets.extend(frames.offsets);
                 leaves.extend(tail_leaves);
-                (offsets, leaves, frames.valid_len, Some(leaf_index))
+                (offsets, leaves, frames.valid_len, Some(leaf_index), known)
             }
             None => {
                 let mut all = Vec::new();
@@ -1042,7 +1042,17 @@ impl AuditLog {
                     valid_len,
                 } = decode_frames(&all)?;
                 let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
-                (offsets, leaves, valid_len, None)
+                let known = indexed.offsets.len();
+                let fits = known <= offsets.len()
+                    && indexed.offsets[..] == offsets[..known]
+                    && indexed.leaves[..] == leaves[..known];
+                (
+                    offsets,
+                    leaves,
+                    valid_len,
+                    None,
+                    if fits { known } else { 0 },
+                )
             }
         };
         let checked = leaf_index.is_none();
@@ -1114,6 +1124,18 @@ impl AuditLog {
         };
         let leaf_index = match leaf_index.take() {
             Some(index) => index,
+            // Read whole: an index that fits is kept and completed, any
+            // other made again.
+            None if kept > 0 => {
+                let mut index = index::LeafIndex::open(dir, kept);
+                index.append(
+                    offsets[kept..]
+                        .iter()
+                        .copied()
+                        .zip(leaves[kept..].iter().copied()),
+                );
+                index
+            }
             None => index::LeafIndex::rewrite(dir, &offsets, &leaves),
         };
         let integrity = Arc::new(std::sync::Mutex::new(if checked {
@@ -1650,6 +1672,14 @@ mod tests {
         assert_eq!(log.size(), 41);
         assert_eq!(checked(&log).await, Integrity::Verified { entries: 41 });
         drop(log);
+        assert_eq!(std::fs::metadata(&index).expect("index").len(), full);
+        // Read whole (a short log), a short index that fits is completed.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .and_then(|f| f.set_len(full - 2 * 40))
+            .expect("cut");
+        drop(reopen(dir.path(), &key).expect("read whole"));
         assert_eq!(std::fs::metadata(&index).expect("index").len(), full);
 
         // An index that does not fit the log (garbage, or gone): the log is

@@ -268,17 +268,16 @@ impl Node {
         for m in members {
             let scopes = self.store.mls_scopes(&format!("share/{m}/{dossier}/"))?;
             for scope in &scopes {
-                match ShareId::from_scope(scope) {
-                    Some(share) => self.sharing.erase_group(&share)?,
-                    None => self.store.mls_replace(scope, &Default::default())?,
-                }
-                if let Some(share) = ShareId::from_scope(scope) {
-                    self.store.remove_where::<serde_json::Value>(
-                        Tree::Resync,
-                        &format!("{}|", share.scope()),
-                        |_| true,
-                    )?;
-                }
+                let Some(share) = ShareId::from_scope(scope) else {
+                    self.store.mls_replace(scope, &Default::default())?;
+                    continue;
+                };
+                self.sharing.erase_group(&share)?;
+                self.store.remove_where::<serde_json::Value>(
+                    Tree::Resync,
+                    &format!("{}|", share.scope()),
+                    |_| true,
+                )?;
             }
         }
         self.store.remove(Tree::Dossiers, dossier.as_str())?;

@@ -135,7 +135,7 @@ impl Node {
         .await?;
         let legacy: Vec<(String, i64)> = self.store.scan::<i64>(Tree::Nonces, "")?;
         let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        // Oldest first, so that expiries stay mostly in order.
+        // Oldest first: each lands in its own time's bucket.
         found.sort_by_key(|(_, _, time)| *time);
         for (reader, nonce, time) in found {
             nonces.first_time(&reader, &nonce, time);

@@ -569,7 +569,10 @@ async fn reads_of_a_share_that_does_not_change_leave_both_stores_as_they_were() 
             let node = c.running(id).node();
             node.flush().await.expect("flush");
             let dir = c.node(id).dir.join("store");
-            out.push((node.store_bytes().await.expect("state"), dir_bytes(&dir)));
+            out.push((
+                node.store_bytes().await.expect("state"),
+                maillon_cli::bench::dir_bytes(&dir),
+            ));
         }
         out
     };
@@ -598,17 +601,4 @@ async fn reads_of_a_share_that_does_not_change_leave_both_stores_as_they_were() 
             "{id}'s store files went from {disk} to {disk_after} bytes over 300 reads"
         );
     }
-}
-
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .expect("store folder")
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
