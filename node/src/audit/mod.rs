@@ -1434,10 +1434,14 @@ fn writer(
                     replies.push((job.reply, first_index + i as u64));
                 }
                 drop(st);
+                // Indexed before the replies: once an append is answered,
+                // its record is in the index file, so a log reopened right
+                // after (a restart in the same process) finds it there and
+                // no writer of the closed log still appends behind it.
+                leaf_index.append(indexed.into_iter());
                 for (reply, leaf) in replies {
                     let _ = reply.send(Ok(leaf));
                 }
-                leaf_index.append(indexed.into_iter());
                 continue;
             }
             Err(e) => {
