@@ -175,76 +175,273 @@ impl Frontier {
     }
 }
 
-/// A tree's complete levels, hashed once: level `k` holds the hash of every
-/// aligned run of `2^k` leaves. Any subtree hash is then a lookup, or a few
-/// node hashes along the right edge; an inclusion proof costs `O(log² n)`
-/// instead of rehashing the tree (for answers proving many entries at once).
-#[derive(Clone, Debug)]
-pub struct Levels {
-    levels: Vec<Vec<Hash>>,
+/// The leaves under one tile: the bottom [`TILE_HEIGHT`] levels of a
+/// [`Tiled`] tree are not kept in memory but read again, a tile at a time.
+pub const TILE_HEIGHT: u32 = 8;
+
+/// A growing tree that keeps in memory only the hashes of its complete
+/// tiles (aligned runs of `2^TILE_HEIGHT` leaves) and the levels above
+/// them, plus the leaves of its last, incomplete tile: `2 × 32 / 256`
+/// bytes per leaf. The leaves of a complete tile are asked for when a
+/// proof needs them (a log reads them from its leaf index), and checked
+/// against the tile's hash. Any subtree hash is then a lookup or a few
+/// node hashes, and a proof costs `O(log n)` hashes and at most two tiles
+/// read, where [`inclusion_proof`] rehashes the whole tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tiled {
+    /// `log2` of the leaves in a tile.
+    height: u32,
+    /// `upper[h][j]`: the hash of the `j`th aligned run of `2^(height + h)`
+    /// leaves; `upper[0]` holds the tiles.
+    upper: Vec<Vec<Hash>>,
+    /// The leaves of the last, incomplete tile.
+    last: Vec<Hash>,
+    size: u64,
 }
 
-impl Levels {
-    /// Hashes the levels over `leaves` (`n - 1` node hashes at most).
-    pub fn new(leaves: &[Hash]) -> Self {
-        Self::from_vec(leaves.to_vec())
+impl Default for Tiled {
+    fn default() -> Self {
+        Self::with_height(TILE_HEIGHT)
+    }
+}
+
+/// What a [`Tiled`] tree's proof could not be made from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TileError<E> {
+    /// The tree has no such leaf or size.
+    Range,
+    /// The leaves given for tile `tile` do not hash to its hash.
+    Mismatch {
+        /// The tile's number.
+        tile: u64,
+    },
+    /// Reading a tile's leaves failed.
+    Read(E),
+}
+
+/// The leaves of one tile read for a proof, kept while it is built.
+struct TileLeaves<F> {
+    fetch: F,
+    kept: Option<(u64, Vec<Hash>)>,
+}
+
+impl Tiled {
+    /// An empty tree of tiles of `2^height` leaves (tests use small ones).
+    pub fn with_height(height: u32) -> Self {
+        Self {
+            height,
+            upper: Vec::new(),
+            last: Vec::new(),
+            size: 0,
+        }
     }
 
-    /// [`Self::new`], taking the leaves it keeps.
-    pub fn from_vec(leaves: Vec<Hash>) -> Self {
-        let mut levels = vec![leaves];
-        loop {
-            let next: Vec<Hash> = levels[levels.len() - 1]
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-            if next.is_empty() {
-                break;
-            }
-            levels.push(next);
+    /// The tree of `tiles` (complete tiles' hashes, in order) followed by
+    /// the leaves `last` of an incomplete tile (fewer than a tile's).
+    pub fn from_tiles(tiles: &[Hash], last: Vec<Hash>) -> Option<Self> {
+        let mut tree = Self::default();
+        if last.len() as u64 >= tree.tile() {
+            return None;
         }
-        Self { levels }
+        for tile in tiles {
+            tree.push_tile(*tile);
+        }
+        tree.size = tiles.len() as u64 * tree.tile() + last.len() as u64;
+        tree.last = last;
+        Some(tree)
+    }
+
+    /// The hashes of every tile of `leaves` and the leaves after the last
+    /// complete one: what [`Tiled::from_tiles`] takes.
+    pub fn tiles_of(leaves: &[Hash]) -> (Vec<Hash>, Vec<Hash>) {
+        let tile = 1usize << TILE_HEIGHT;
+        let chunks = leaves.chunks_exact(tile);
+        let last = chunks.remainder().to_vec();
+        (chunks.map(root).collect(), last)
+    }
+
+    fn tile(&self) -> u64 {
+        1 << self.height
     }
 
     /// The number of leaves.
-    pub fn size(&self) -> usize {
-        self.levels[0].len()
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
-    /// The hash of leaves `lo..hi` (`lo < hi`), as [`root`] computes it.
-    fn subtree(&self, lo: usize, hi: usize) -> Hash {
-        let n = hi - lo;
-        if n.is_power_of_two() && lo.is_multiple_of(n) {
-            // Complete and aligned: its level holds it.
-            let k = n.trailing_zeros() as usize;
-            return self.levels[k][lo >> k];
+    /// The hashes of the complete tiles, in order.
+    pub fn tiles(&self) -> &[Hash] {
+        self.upper.first().map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds a leaf; returns the hash of the tile it completes, if it does.
+    pub fn push(&mut self, leaf: Hash) -> Option<Hash> {
+        self.last.push(leaf);
+        self.size += 1;
+        if (self.last.len() as u64) < self.tile() {
+            return None;
         }
-        let k = split(n);
-        node_hash(&self.subtree(lo, lo + k), &self.subtree(lo + k, hi))
+        let tile = root(&self.last);
+        self.last.clear();
+        self.push_tile(tile);
+        Some(tile)
     }
 
-    /// The audit path of leaf `index`, the same as [`inclusion_proof`]'s.
-    pub fn inclusion_proof(&self, index: usize) -> Option<Vec<Hash>> {
-        (index < self.size()).then(|| {
-            let mut path = Vec::new();
-            self.path(index, 0, self.size(), &mut path);
-            path
-        })
+    fn push_tile(&mut self, tile: Hash) {
+        let mut carry = tile;
+        for level in 0.. {
+            if self.upper.len() == level {
+                self.upper.push(Vec::new());
+            }
+            let row = &mut self.upper[level];
+            row.push(carry);
+            if row.len() % 2 == 1 {
+                break;
+            }
+            carry = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
+        }
     }
 
-    fn path(&self, m: usize, lo: usize, hi: usize, out: &mut Vec<Hash>) {
+    /// The root of the tree of the first `size` leaves.
+    pub fn root_at<E>(
+        &self,
+        size: u64,
+        fetch: impl FnMut(u64) -> Result<Vec<Hash>, E>,
+    ) -> Result<Hash, TileError<E>> {
+        if size > self.size {
+            return Err(TileError::Range);
+        }
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        self.subtree(0, size, &mut self.leaves(fetch))
+    }
+
+    /// The audit path of leaf `index` in the tree of the first `size`
+    /// leaves, the same as [`inclusion_proof`]'s.
+    pub fn inclusion_proof<E>(
+        &self,
+        index: u64,
+        size: u64,
+        fetch: impl FnMut(u64) -> Result<Vec<Hash>, E>,
+    ) -> Result<Vec<Hash>, TileError<E>> {
+        if index >= size || size > self.size {
+            return Err(TileError::Range);
+        }
+        let mut leaves = self.leaves(fetch);
+        let mut out = Vec::new();
+        self.path(index, 0, size, &mut leaves, &mut out)?;
+        Ok(out)
+    }
+
+    /// A consistency proof from the tree of the first `old` leaves to that
+    /// of the first `new`, the same as [`consistency_proof`]'s.
+    pub fn consistency_proof<E>(
+        &self,
+        old: u64,
+        new: u64,
+        fetch: impl FnMut(u64) -> Result<Vec<Hash>, E>,
+    ) -> Result<Vec<Hash>, TileError<E>> {
+        if old == 0 || old > new || new > self.size {
+            return Err(TileError::Range);
+        }
+        let mut leaves = self.leaves(fetch);
+        let mut out = Vec::new();
+        self.subproof(old, 0, new, true, &mut leaves, &mut out)?;
+        Ok(out)
+    }
+
+    fn leaves<F>(&self, fetch: F) -> TileLeaves<F> {
+        TileLeaves { fetch, kept: None }
+    }
+
+    /// The hash of leaves `lo..hi` (`lo < hi <= size`), as [`root`]
+    /// computes it.
+    fn subtree<E, F: FnMut(u64) -> Result<Vec<Hash>, E>>(
+        &self,
+        lo: u64,
+        hi: u64,
+        leaves: &mut TileLeaves<F>,
+    ) -> Result<Hash, TileError<E>> {
+        let n = hi - lo;
+        let tile = self.tile();
+        if n.is_power_of_two() && lo.is_multiple_of(n) && n >= tile {
+            // Complete, aligned, and at least a tile: a level holds it.
+            let level = (n.trailing_zeros() - self.height) as usize;
+            return Ok(self.upper[level][(lo / n) as usize]);
+        }
+        let t = lo / tile;
+        if t == (hi - 1) / tile {
+            // Within one tile: its leaves, in memory or read again.
+            let (a, b) = ((lo - t * tile) as usize, (hi - t * tile) as usize);
+            if t == self.size / tile {
+                return Ok(root(&self.last[a..b]));
+            }
+            if leaves.kept.as_ref().is_none_or(|(k, _)| *k != t) {
+                let read = (leaves.fetch)(t).map_err(TileError::Read)?;
+                if read.len() as u64 != tile || root(&read) != self.upper[0][t as usize] {
+                    return Err(TileError::Mismatch { tile: t });
+                }
+                leaves.kept = Some((t, read));
+            }
+            let kept = leaves.kept.as_ref().map_or(&[][..], |(_, l)| l.as_slice());
+            return Ok(root(&kept[a..b]));
+        }
+        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
+        Ok(node_hash(
+            &self.subtree(lo, lo + k, leaves)?,
+            &self.subtree(lo + k, hi, leaves)?,
+        ))
+    }
+
+    fn path<E, F: FnMut(u64) -> Result<Vec<Hash>, E>>(
+        &self,
+        m: u64,
+        lo: u64,
+        hi: u64,
+        leaves: &mut TileLeaves<F>,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), TileError<E>> {
         let n = hi - lo;
         if n <= 1 {
-            return;
+            return Ok(());
         }
-        let k = split(n);
+        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
         if m < k {
-            self.path(m, lo, lo + k, out);
-            out.push(self.subtree(lo + k, hi));
+            self.path(m, lo, lo + k, leaves, out)?;
+            out.push(self.subtree(lo + k, hi, leaves)?);
         } else {
-            self.path(m - k, lo + k, hi, out);
-            out.push(self.subtree(lo, lo + k));
+            self.path(m - k, lo + k, hi, leaves, out)?;
+            out.push(self.subtree(lo, lo + k, leaves)?);
         }
+        Ok(())
+    }
+
+    fn subproof<E, F: FnMut(u64) -> Result<Vec<Hash>, E>>(
+        &self,
+        m: u64,
+        lo: u64,
+        hi: u64,
+        complete: bool,
+        leaves: &mut TileLeaves<F>,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), TileError<E>> {
+        let n = hi - lo;
+        if m == n {
+            if !complete {
+                out.push(self.subtree(lo, hi, leaves)?);
+            }
+            return Ok(());
+        }
+        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
+        if m <= k {
+            self.subproof(m, lo, lo + k, complete, leaves, out)?;
+            out.push(self.subtree(lo + k, hi, leaves)?);
+        } else {
+            self.subproof(m - k, lo + k, hi, false, leaves, out)?;
+            out.push(self.subtree(lo, lo + k, leaves)?);
+        }
+        Ok(())
     }
 }
 
@@ -422,23 +619,124 @@ mod tests {
         }
     }
 
-    #[test]
-    fn levels_give_the_same_proofs_as_the_recursion() {
-        for n in 1..=70usize {
-            let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
-            let levels = Levels::new(&leaves);
-            let r = root(&leaves);
-            for i in 0..n {
-                let proof = levels.inclusion_proof(i).expect("in range");
-                assert_eq!(
-                    Some(&proof),
-                    inclusion_proof(&leaves, i).as_ref(),
-                    "{n} {i}"
-                );
-                assert!(verify_inclusion(i as u64, n as u64, &leaves[i], &proof, &r));
-            }
-            assert!(levels.inclusion_proof(n).is_none());
+    /// A tiled tree of `height` over `leaves`, and what reads its tiles.
+    fn tiled(height: u32, leaves: &[Hash]) -> Tiled {
+        let mut tree = Tiled::with_height(height);
+        let mut tiles = Vec::new();
+        for leaf in leaves {
+            tiles.extend(tree.push(*leaf));
         }
+        assert_eq!(tree.tiles(), &tiles[..]);
+        assert_eq!(tree.size(), leaves.len() as u64);
+        tree
+    }
+
+    #[test]
+    fn a_tiled_tree_gives_the_same_roots_and_proofs_as_the_recursion() {
+        for height in [0, 1, 2, 3] {
+            let tile = 1usize << height;
+            for n in 1..=40usize {
+                let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+                let tree = tiled(height, &leaves);
+                let mut reads = 0;
+                let mut fetch = |t: u64| -> Result<Vec<Hash>, ()> {
+                    reads += 1;
+                    Ok(leaves[t as usize * tile..(t as usize + 1) * tile].to_vec())
+                };
+                for size in 1..=n {
+                    let r = root(&leaves[..size]);
+                    assert_eq!(
+                        tree.root_at(size as u64, &mut fetch),
+                        Ok(r),
+                        "{height} {n} {size}"
+                    );
+                    for i in 0..size {
+                        let proof = tree.inclusion_proof(i as u64, size as u64, &mut fetch);
+                        assert_eq!(
+                            proof.ok(),
+                            inclusion_proof(&leaves[..size], i),
+                            "{height} {size} {i}"
+                        );
+                    }
+                    for old in 1..=size {
+                        let proof = tree.consistency_proof(old as u64, size as u64, &mut fetch);
+                        assert_eq!(proof.ok(), consistency_proof(&leaves[..size], old));
+                    }
+                }
+                assert_eq!(
+                    tree.inclusion_proof(n as u64, n as u64, &mut fetch),
+                    Err(TileError::Range)
+                );
+                assert_eq!(
+                    tree.inclusion_proof(0, n as u64 + 1, &mut fetch),
+                    Err(TileError::Range)
+                );
+                assert_eq!(
+                    tree.consistency_proof(0, n as u64, &mut fetch),
+                    Err(TileError::Range)
+                );
+                assert_eq!(
+                    tree.consistency_proof(2, 1, &mut fetch),
+                    Err(TileError::Range)
+                );
+                assert_eq!(
+                    tree.root_at(n as u64 + 1, &mut fetch),
+                    Err(TileError::Range)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_proof_reads_at_most_two_tiles_and_refuses_leaves_that_are_not_the_tile() {
+        let leaves: Vec<Hash> = (0..5000u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let (tiles, last) = Tiled::tiles_of(&leaves);
+        let tree = Tiled::from_tiles(&tiles, last).expect("tiles");
+        assert_eq!(tree, tiled(TILE_HEIGHT, &leaves));
+        let tile = 1usize << TILE_HEIGHT;
+        let mut read = Vec::new();
+        let mut fetch = |t: u64| -> Result<Vec<Hash>, ()> {
+            read.push(t);
+            Ok(leaves[t as usize * tile..(t as usize + 1) * tile].to_vec())
+        };
+        let proof = tree.inclusion_proof(1234, 4321, &mut fetch).expect("proof");
+        assert!(verify_inclusion(
+            1234,
+            4321,
+            &leaves[1234],
+            &proof,
+            &root(&leaves[..4321])
+        ));
+        let proof = tree
+            .consistency_proof(1000, 4500, &mut fetch)
+            .expect("proof");
+        assert_eq!(Some(proof), consistency_proof(&leaves[..4500], 1000));
+        // The last tile, incomplete, is in memory: nothing read for it.
+        let proof = tree
+            .consistency_proof(1000, 4999, &mut fetch)
+            .expect("proof");
+        assert_eq!(Some(proof), consistency_proof(&leaves[..4999], 1000));
+        assert_eq!(
+            read,
+            [1234 / 256, 4321 / 256, 1000 / 256, 4500 / 256, 1000 / 256]
+        );
+
+        // Leaves that are not the tile's (a damaged index) are refused.
+        let mut wrong = |t: u64| -> Result<Vec<Hash>, ()> {
+            let mut l = leaves[t as usize * tile..(t as usize + 1) * tile].to_vec();
+            l[7][0] ^= 1;
+            Ok(l)
+        };
+        assert_eq!(
+            tree.inclusion_proof(3, 4000, &mut wrong),
+            Err(TileError::Mismatch { tile: 0 })
+        );
+        assert_eq!(
+            tree.inclusion_proof(3, 4000, |_| Err("gone")),
+            Err(TileError::Read("gone"))
+        );
+        // A full tile of leaves is not a last tile.
+        assert_eq!(Tiled::from_tiles(&[], leaves[..tile].to_vec()), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{NodeKey, PublicKey};
 use crate::types::{ConsentId, DossierId, GrantId, MemberId, Role, Section, UserName};
-use merkle::Hash;
+use merkle::{Hash, Tiled};
 use note::Checkpoint;
 
 /// Largest event accepted in the log (bytes of JSON).
@@ -635,12 +635,11 @@ impl AuditEntry {
 }
 
 struct LogState {
-    leaves: Vec<Hash>,
-    /// The tree's right edge, kept with the leaves: a checkpoint's root
-    /// without rehashing the tree.
+    /// The tree above its tiles; the leaves and each entry's offset are
+    /// in the leaf index, read when a proof or a page needs them.
+    tree: merkle::Tiled,
+    /// The tree's right edge: a checkpoint's root without reading a tile.
     frontier: merkle::Frontier,
-    /// Offset of each entry's frame in the file.
-    offsets: Vec<u64>,
     failed: bool,
 }
 
@@ -681,6 +680,8 @@ pub struct AuditLog {
     path: PathBuf,
     origin: String,
     state: Arc<RwLock<LogState>>,
+    /// The leaf index, read in place.
+    records: Arc<index::Records>,
     jobs: mpsc::Sender<Job>,
     /// One checkpoint is signed and persisted at a time; the last ones
     /// signed, newest last (witnesses cosign one of them).
@@ -870,9 +871,10 @@ fn tail_after_index(
     Ok(Some((end, tail)))
 }
 
-/// Reads the first `len` bytes of the log again and checks that their first
-/// `known` entries decode and are the ones the log opened with (offsets and
-/// leaf hashes), and that the last checkpoint covers them. A log that fails
+/// Reads the first `len` bytes of the log again and checks that their
+/// `known` entries decode and are the ones the index holds (offsets and leaf
+/// hashes), that the saved tiles are theirs, and that the last checkpoint
+/// covers them. A log that fails
 /// refuses every append, and says why.
 fn check_in_background(
     path: &Path,
@@ -880,6 +882,7 @@ fn check_in_background(
     known: usize,
     covered: Option<Checkpoint>,
     state: &RwLock<LogState>,
+    records: &index::Records,
     integrity: &std::sync::Mutex<Integrity>,
 ) {
     let started = std::time::Instant::now();
@@ -899,15 +902,20 @@ fn check_in_background(
             .iter()
             .map(|e| merkle::leaf_hash(e))
             .collect();
+        let indexed = records
+            .read(0, known as u64)
+            .map_err(|e| format!("reading the leaf index: {e}"))?;
+        if let Some(i) = (0..known).find(|&i| indexed[i] != (frames.offsets[i], hashes[i])) {
+            return Err(format!("entry {i} is not the one its index holds"));
+        }
+        let (tiles, _) = merkle::Tiled::tiles_of(&hashes);
         {
             let st = match state.read() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if let Some(i) = (0..known)
-                .find(|&i| st.leaves[i] != hashes[i] || st.offsets[i] != frames.offsets[i])
-            {
-                return Err(format!("entry {i} is not the one its index holds"));
+            if let Some(t) = (0..tiles.len()).find(|&t| st.tree.tiles().get(t) != Some(&tiles[t])) {
+                return Err(format!("tile {t} is not the one the log's entries hash to"));
             }
         }
         if let Some(cp) = covered
@@ -1011,26 +1019,13 @@ impl AuditLog {
             }
         });
         // `kept`: how many records of the index a whole read confirmed.
-        let (offsets, leaves, valid_len, mut leaf_index, kept) = match from_index {
+        let (offsets, leaves, valid_len, checked, kept) = match from_index {
             Some(frames) => {
                 let known = indexed.offsets.len();
-                let mut leaf_index = index::LeafIndex::open(dir, known);
-                let tail_leaves: Vec<Hash> = frames
-                    .entries
-                    .iter()
-                    .map(|e| merkle::leaf_hash(e))
-                    .collect();
-                leaf_index.append(
-                    frames
-                        .offsets
-                        .iter()
-                        .copied()
-                        .zip(tail_leaves.iter().copied()),
-                );
                 let (mut offsets, mut leaves) = (indexed.offsets, indexed.leaves);
+                leaves.extend(frames.entries.iter().map(|e| merkle::leaf_hash(e)));
                 offsets.extend(frames.offsets);
-                leaves.extend(tail_leaves);
-                (offsets, leaves, frames.valid_len, Some(leaf_index), known)
+                (offsets, leaves, frames.valid_len, false, known)
             }
             None => {
                 let mut all = Vec::new();
@@ -1050,12 +1045,11 @@ impl AuditLog {
                     offsets,
                     leaves,
                     valid_len,
-                    None,
+                    true,
                     if fits { known } else { 0 },
                 )
             }
         };
-        let checked = leaf_index.is_none();
         // The tree is hashed once: the frontier of the checkpoint's prefix
         // checks it, the leaves after it are pushed on. Opened from the
         // index, the frontier saved with the checkpoint stands for it.
@@ -1122,22 +1116,35 @@ impl AuditLog {
         } else {
             file_len
         };
-        let leaf_index = match leaf_index.take() {
-            Some(index) => index,
-            // Read whole: an index that fits is kept and completed, any
-            // other made again.
-            None if kept > 0 => {
-                let mut index = index::LeafIndex::open(dir, kept);
-                index.append(
-                    offsets[kept..]
-                        .iter()
-                        .copied()
-                        .zip(leaves[kept..].iter().copied()),
-                );
-                index
+        // The tiles: read whole, hashed from the leaves; opened from the
+        // index, the tiles saved with it (checked in the background), and
+        // those it lacks hashed from the leaves.
+        let width = 1usize << merkle::TILE_HEIGHT;
+        let complete = leaves.len() / width;
+        let tiles = if checked {
+            Tiled::tiles_of(&leaves).0
+        } else {
+            let mut tiles = index::read_tiles(dir).unwrap_or_default();
+            tiles.truncate(complete);
+            for t in tiles.len()..complete {
+                tiles.push(merkle::root(&leaves[t * width..(t + 1) * width]));
             }
-            None => index::LeafIndex::rewrite(dir, &offsets, &leaves),
+            tiles
         };
+        let tree = Tiled::from_tiles(&tiles, leaves[complete * width..].to_vec())
+            .ok_or_else(|| AuditError::Corrupt("the log's tiles do not fit it".into()))?;
+        // An index that fits is kept and completed, any other made again.
+        let leaf_index = if kept > 0 {
+            index::LeafIndex::open(dir, kept, &tiles).and_then(|mut index| {
+                let rest = offsets[kept..].iter().copied();
+                index.append(rest.zip(leaves[kept..].iter().copied()))?;
+                Ok(index)
+            })
+        } else {
+            index::LeafIndex::rewrite(dir, &offsets, &leaves, &tiles)
+        }
+        .map_err(io_err(dir))?;
+        let records = Arc::new(index::Records::open(dir).map_err(io_err(dir))?);
         let integrity = Arc::new(std::sync::Mutex::new(if checked {
             Integrity::Verified {
                 entries: leaves.len() as u64,
@@ -1145,18 +1152,23 @@ impl AuditLog {
         } else {
             Integrity::Checking
         }));
+        // The background check covers every entry the log opened with: the
+        // index holds all of them by now.
         let known = leaves.len();
+        drop((offsets, leaves));
         let state = Arc::new(RwLock::new(LogState {
-            leaves,
+            tree,
             frontier,
-            offsets,
             failed: false,
         }));
         if !checked {
             let (state, integrity, path) = (state.clone(), integrity.clone(), path.clone());
+            let records = records.clone();
             std::thread::Builder::new()
                 .name("audit-check".into())
-                .spawn(move || check_in_background(&path, len, known, covered, &state, &integrity))
+                .spawn(move || {
+                    check_in_background(&path, len, known, covered, &state, &records, &integrity)
+                })
                 .map_err(io_err(dir))?;
         }
         let (jobs, rx) = mpsc::channel(MAX_QUEUED);
@@ -1170,6 +1182,7 @@ impl AuditLog {
             path,
             origin,
             state,
+            records,
             jobs,
             checkpointing: std::sync::Mutex::new(Default::default()),
             integrity,
@@ -1208,7 +1221,7 @@ impl AuditLog {
 
     /// The number of durable leaves.
     pub fn size(&self) -> u64 {
-        self.read_state().leaves.len() as u64
+        self.read_state().tree.size()
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, LogState> {
@@ -1231,18 +1244,19 @@ impl AuditLog {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
-        let offsets: Vec<u64> = {
-            let st = self.read_state();
-            let start = usize::try_from(from)
-                .unwrap_or(usize::MAX)
-                .min(st.offsets.len());
-            let end = start.saturating_add(limit).min(st.offsets.len());
-            st.offsets[start..end].to_vec()
-        };
+        let size = self.size();
+        let start = from.min(size);
+        let end = start
+            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+            .min(size);
+        let offsets = self
+            .records
+            .read(start, end)
+            .map_err(io_err(self.records.path()))?;
         let mut file = File::open(&self.path).map_err(io_err(&self.path))?;
         let mut out = Vec::with_capacity(offsets.len());
         let mut bytes = 0usize;
-        for (i, off) in offsets.into_iter().enumerate() {
+        for (i, (off, _)) in offsets.into_iter().enumerate() {
             file.seek(SeekFrom::Start(off))
                 .map_err(io_err(&self.path))?;
             let mut len = [0u8; 4];
@@ -1278,60 +1292,68 @@ impl AuditLog {
         std::fs::read_to_string(&path).map_err(io_err(&path))
     }
 
-    /// The first `size` leaf hashes, copied under the lock so that the
-    /// O(n) hashing of a proof runs outside it and appends do not wait.
-    fn leaves_upto(&self, size: u64) -> Result<Vec<Hash>, AuditError> {
+    /// What a proof over the tree needs, under the lock: the tree above
+    /// its tiles, and the leaves of at most two tiles read from the index
+    /// and checked against their hashes (`O(log n)` hashes, no copy).
+    fn over_tree<T>(
+        &self,
+        what: impl FnOnce(
+            &Tiled,
+            &mut dyn FnMut(u64) -> std::io::Result<Vec<Hash>>,
+        ) -> Result<T, merkle::TileError<std::io::Error>>,
+        range: impl FnOnce(u64) -> String,
+    ) -> Result<T, AuditError> {
         let st = self.read_state();
-        let have = st.leaves.len() as u64;
-        if size > have {
-            return Err(AuditError::Range(format!(
-                "no tree of {size} (the log holds {have})"
-            )));
-        }
-        Ok(st.leaves[..size as usize].to_vec())
+        let mut fetch = |t: u64| self.records.tile(t);
+        what(&st.tree, &mut fetch).map_err(|e| match e {
+            merkle::TileError::Range => AuditError::Range(range(st.tree.size())),
+            merkle::TileError::Mismatch { tile } => AuditError::Corrupt(format!(
+                "the leaf index does not match tile {tile} of the log"
+            )),
+            merkle::TileError::Read(source) => AuditError::Io {
+                path: self.records.path().to_owned(),
+                source,
+            },
+        })
     }
 
     /// An inclusion proof of leaf `index` in the tree of the first `size`
     /// leaves (RFC 6962 §2.1.1).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
-        let no_leaf = || AuditError::Range(format!("no leaf {index} in a tree of {size}"));
-        if index >= size {
-            return Err(no_leaf());
-        }
-        merkle::inclusion_proof(&self.leaves_upto(size)?, index as usize).ok_or_else(no_leaf)
+        self.over_tree(
+            |tree, fetch| tree.inclusion_proof(index, size, fetch),
+            |have| format!("no leaf {index} in a tree of {size} (the log holds {have})"),
+        )
     }
 
     /// The inclusion proofs of leaves `indices` in the tree of `size`
-    /// leaves, the tree's levels hashed once for them all.
+    /// leaves.
     pub fn inclusion_proofs(
         &self,
         indices: &[u64],
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, AuditError> {
-        let levels = merkle::Levels::from_vec(self.leaves_upto(size)?);
         indices
             .iter()
-            .map(|&i| {
-                levels
-                    .inclusion_proof(i as usize)
-                    .ok_or_else(|| AuditError::Range(format!("no leaf {i} in a tree of {size}")))
-            })
+            .map(|&i| self.inclusion_proof(i, size))
             .collect()
     }
 
     /// A consistency proof from the tree of the first `old` leaves to that
     /// of the first `new` (RFC 6962 §2.1.2); empty when they are equal.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
-        let none = || AuditError::Range(format!("no consistency proof from {old} to {new}"));
-        if old == 0 || old > new {
-            return Err(none());
-        }
-        merkle::consistency_proof(&self.leaves_upto(new)?, old as usize).ok_or_else(none)
+        self.over_tree(
+            |tree, fetch| tree.consistency_proof(old, new, fetch),
+            |have| format!("no consistency proof from {old} to {new} (the log holds {have})"),
+        )
     }
 
     /// The root of the tree of the first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
-        Ok(merkle::root(&self.leaves_upto(size)?))
+        self.over_tree(
+            |tree, fetch| tree.root_at(size, fetch),
+            |have| format!("no tree of {size} (the log holds {have})"),
+        )
     }
 
     /// Signs a checkpoint if the log grew since the last one; returns whether it did.
@@ -1415,36 +1437,44 @@ fn writer(
             at += 4 + job.data.len() as u64;
         }
         let written = file.write_all(&buf).and_then(|()| file.sync_data());
-        let mut st = match state.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
         match written {
             Ok(()) => {
                 len += buf.len() as u64;
-                let first_index = st.leaves.len() as u64;
-                let mut indexed = Vec::with_capacity(batch.len());
-                let mut replies = Vec::with_capacity(batch.len());
-                for (i, (job, off)) in batch.into_iter().zip(offsets).enumerate() {
-                    let leaf = merkle::leaf_hash(&job.data);
-                    st.leaves.push(leaf);
-                    st.frontier.push(leaf);
-                    st.offsets.push(off);
-                    indexed.push((off, leaf));
-                    replies.push((job.reply, first_index + i as u64));
+                let leaves: Vec<Hash> = batch.iter().map(|j| merkle::leaf_hash(&j.data)).collect();
+                // Indexed before the tree grows and before the replies: a
+                // page or a proof of any leaf the tree holds finds its
+                // record, and a log reopened right after an answer (a
+                // restart in the same process) finds it too, with no writer
+                // of the closed log still appending behind it.
+                let indexed = leaf_index.append(offsets.into_iter().zip(leaves.iter().copied()));
+                let mut st = match state.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                let first_index = st.tree.size();
+                let mut tiles = Vec::new();
+                for leaf in &leaves {
+                    tiles.extend(st.tree.push(*leaf));
+                    st.frontier.push(*leaf);
+                }
+                let kept = indexed.and_then(|()| leaf_index.append_tiles(&tiles));
+                if let Err(e) = &kept {
+                    // The entries are durable and answered; what follows is
+                    // refused until a restart makes the index again.
+                    tracing::error!(path = %path.display(), error = %e, "audit leaf index write failed; refusing further appends");
+                    st.failed = true;
                 }
                 drop(st);
-                // Indexed before the replies: once an append is answered,
-                // its record is in the index file, so a log reopened right
-                // after (a restart in the same process) finds it there and
-                // no writer of the closed log still appends behind it.
-                leaf_index.append(indexed.into_iter());
-                for (reply, leaf) in replies {
-                    let _ = reply.send(Ok(leaf));
+                for (i, job) in batch.into_iter().enumerate() {
+                    let _ = job.reply.send(Ok(first_index + i as u64));
                 }
                 continue;
             }
             Err(e) => {
+                let mut st = match state.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
                 tracing::error!(path = %path.display(), error = %e, "audit log write failed; refusing further appends");
                 st.failed = true;
                 let _ = file.set_len(len);
@@ -1738,6 +1768,70 @@ mod tests {
             // Read whole, it is refused at open.
             assert!(reopen(dir.path(), &key).is_err() || log_bytes == &bytes);
         }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_tile_is_found_and_an_index_that_does_not_fit_is_read_around() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = NodeKey::generate();
+        let n = 2 * (1u64 << merkle::TILE_HEIGHT) + 30;
+        let log = reopen(dir.path(), &key).expect("open");
+        let appends = (0..n).map(|i| log.append(i as i64, event(i)));
+        for r in futures_util::future::join_all(appends).await {
+            r.expect("append");
+        }
+        log.checkpoint(&key).expect("checkpoint");
+        let root = log.root_at(n).expect("root");
+        let proof = log.inclusion_proof(3, n).expect("proof");
+        drop(log);
+        let tiles = std::fs::read(dir.path().join(index::TILES_FILE)).expect("tiles");
+        assert_eq!(tiles.len(), 16 + 2 * 32, "two complete tiles are saved");
+
+        // A saved tile hash changed: the background check names it, the
+        // log refuses appends and a proof through it is refused.
+        let mut wrong = tiles.clone();
+        wrong[16 + 32 + 5] ^= 0x01;
+        std::fs::write(dir.path().join(index::TILES_FILE), &wrong).expect("write");
+        let log = reopen_from_index(dir.path(), &key).expect("opens from the index");
+        let Integrity::Failed(why) = checked(&log).await else {
+            panic!("the check must fail");
+        };
+        assert!(why.contains("tile 1"), "{why}");
+        assert!(matches!(
+            log.append(0, event(99)).await,
+            Err(AuditError::Unavailable)
+        ));
+        assert!(log.inclusion_proof(300, n).is_err());
+        drop(log);
+        // Read whole, the tiles are made again from the entries.
+        let log = reopen(dir.path(), &key).expect("read whole");
+        assert_eq!(log.root_at(n).expect("root"), root);
+        drop(log);
+        assert_eq!(
+            std::fs::read(dir.path().join(index::TILES_FILE)).expect("tiles"),
+            tiles
+        );
+
+        // The index's last record points inside an entry: its tail does
+        // not decode, the log is read whole and opens with every entry.
+        let index = std::fs::read(dir.path().join(index::INDEX_FILE)).expect("index");
+        let mut off_by_one = index.clone();
+        let last_offset = off_by_one.len() - 40 + 7;
+        off_by_one[last_offset] ^= 0x01;
+        std::fs::write(dir.path().join(index::INDEX_FILE), &off_by_one).expect("write");
+        let log = reopen_from_index(dir.path(), &key).expect("read around the index");
+        assert_eq!(log.size(), n);
+        assert_eq!(log.integrity(), Integrity::Verified { entries: n });
+        assert_eq!(log.root_at(n).expect("root"), root);
+        assert_eq!(log.inclusion_proof(3, n).expect("proof"), proof);
+        log.append(n as i64, event(n)).await.expect("appends go on");
+        drop(log);
+        let index_after = std::fs::read(dir.path().join(index::INDEX_FILE)).expect("index");
+        assert_eq!(
+            &index_after[..index.len()],
+            &index[..],
+            "the index is made again"
+        );
     }
 
     #[tokio::test]
