@@ -536,6 +536,10 @@ impl Store {
     }
 }
 
+/// The bound on sled's page cache (sled's own default is 1 GiB, more than a
+/// small partner's host should give a store that mostly holds its dossiers).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long [`Store::open`] waits for another handle to release the store.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -544,7 +548,11 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(dir).open() {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")

@@ -13,8 +13,26 @@ struct Args {
     dir: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Threads for blocking work (file syncs, MLS state written back): enough
+/// for a small host's cores, few enough that a burst of reads waiting on one
+/// share's write-back does not start a thread (and a malloc arena) each.
+const BLOCKING_THREADS: usize = 16;
+
+fn main() -> std::process::ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("maillond: cannot start the runtime: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
