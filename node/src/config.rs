@@ -3,7 +3,9 @@
 //! ```text
 //! DIR/node.toml          configuration (this module parses and validates it)
 //! DIR/signing.key        Ed25519 signing key, 0600
-//! DIR/tls.key, tls.crt   TLS key (0600) and self-signed certificate
+//! DIR/tls.key, tls.crt   the peer API's TLS key (Ed25519, 0600) and self-signed certificate
+//! DIR/client-tls.key, client-tls.crt
+//!                        the client API's TLS key (ECDSA P-256, 0600) and certificate
 //! DIR/card.json          the public member card founders put in the roster
 //! DIR/admin.profile.toml the first admin's client profile (holds a token), 0600
 //! DIR/roster.json        the federation's genesis roster, placed by the operator
@@ -174,6 +176,26 @@ impl Config {
     /// Path of the TLS certificate.
     pub fn tls_cert_path(&self) -> PathBuf {
         self.dir.join("tls.crt")
+    }
+    /// Path of the client API's TLS key.
+    pub fn client_tls_key_path(&self) -> PathBuf {
+        self.dir.join("client-tls.key")
+    }
+    /// Path of the client API's TLS certificate.
+    pub fn client_tls_cert_path(&self) -> PathBuf {
+        self.dir.join("client-tls.crt")
+    }
+    /// The client API's TLS identity; a node directory made before it
+    /// existed gets one here (and its users' profiles a new pin).
+    pub fn client_tls_identity(&self) -> Result<TlsIdentity, CryptoError> {
+        let (key, cert) = (self.client_tls_key_path(), self.client_tls_cert_path());
+        if !key.exists() && !cert.exists() {
+            let identity = TlsIdentity::generate_for_clients(&self.member)?;
+            identity.write_new(&key, &cert)?;
+            tracing::info!("created the client API's ECDSA P-256 TLS identity");
+            return Ok(identity);
+        }
+        TlsIdentity::read(&key, &cert)
     }
     /// Path of the signed roster.
     pub fn roster_path(&self) -> PathBuf {
@@ -387,6 +409,10 @@ impl Config {
         key.write_new(&config.signing_key_path())?;
         let tls = TlsIdentity::generate(&config.member)?;
         tls.write_new(&config.tls_key_path(), &config.tls_cert_path())?;
+        TlsIdentity::generate_for_clients(&config.member)?.write_new(
+            &config.client_tls_key_path(),
+            &config.client_tls_cert_path(),
+        )?;
 
         let card = MemberCard {
             id: config.member.clone(),

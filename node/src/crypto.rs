@@ -545,8 +545,9 @@ impl<'de> Deserialize<'de> for SpkiHash {
     }
 }
 
-/// A node's TLS identity: an Ed25519 key and a self-signed certificate.
-/// Deliberately not `Debug`.
+/// A node's TLS identity: a key and a self-signed certificate (Ed25519 on
+/// the peer API, ECDSA P-256 on the client API, which every stock gRPC
+/// stack accepts). Deliberately not `Debug`.
 #[derive(Clone)]
 pub struct TlsIdentity {
     cert: CertificateDer<'static>,
@@ -554,10 +555,26 @@ pub struct TlsIdentity {
 }
 
 impl TlsIdentity {
-    /// A fresh key and a self-signed certificate naming the member.
+    /// A fresh Ed25519 key and a self-signed certificate naming the member:
+    /// the peer API's identity, pinned by the roster.
     pub fn generate(member: &MemberId) -> Result<Self, CryptoError> {
+        Self::generate_with(member, &rcgen::PKCS_ED25519)
+    }
+
+    /// A fresh ECDSA P-256 key and a self-signed certificate naming the
+    /// member: the client API's identity, pinned by the users' profiles.
+    /// Stock gRPC clients (grpcio, grpc-go, grpc-java, grpcurl) do not offer
+    /// Ed25519 in their TLS handshakes; every one of them offers P-256.
+    pub fn generate_for_clients(member: &MemberId) -> Result<Self, CryptoError> {
+        Self::generate_with(member, &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    fn generate_with(
+        member: &MemberId,
+        algorithm: &'static rcgen::SignatureAlgorithm,
+    ) -> Result<Self, CryptoError> {
         let tls = |e: rcgen::Error| CryptoError::Tls(e.to_string());
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(tls)?;
+        let key = rcgen::KeyPair::generate_for(algorithm).map_err(tls)?;
         let mut params =
             rcgen::CertificateParams::new(vec![format!("{member}.maillon")]).map_err(tls)?;
         params
@@ -861,11 +878,24 @@ mod tests {
     #[test]
     fn tls_identity_round_trips_with_a_stable_pin() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let id = TlsIdentity::generate(&"cd12".parse().expect("id")).expect("gen");
-        let (k, c) = (dir.path().join("tls.key"), dir.path().join("tls.crt"));
-        id.write_new(&k, &c).expect("write");
-        let back = TlsIdentity::read(&k, &c).expect("read");
-        assert_eq!(back.spki_hash().expect("pin"), id.spki_hash().expect("pin"));
+        let member = "cd12".parse().expect("id");
+        for (name, id) in [
+            ("peer", TlsIdentity::generate(&member).expect("gen")),
+            (
+                "client",
+                TlsIdentity::generate_for_clients(&member).expect("gen"),
+            ),
+        ] {
+            let k = dir.path().join(format!("{name}.key"));
+            let c = dir.path().join(format!("{name}.crt"));
+            id.write_new(&k, &c).expect("write");
+            let mode = fs::metadata(&k).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let back = TlsIdentity::read(&k, &c).expect("read");
+            assert_eq!(back.spki_hash().expect("pin"), id.spki_hash().expect("pin"));
+            // Each serves, and a pinned client of ours accepts it.
+            client_api_server_config(&back).expect("serves");
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     audit.checkpoint(&key)?;
     let admin_profile = Profile {
         endpoint: config.client_listen.to_string(),
-        server_spki_sha256: card.tls_spki_sha256,
+        server_spki_sha256: config.client_tls_identity()?.spki_hash()?,
         member: config.member.clone(),
         user: user.name.to_string(),
         token: user.token,
@@ -294,7 +294,8 @@ async fn start_once(
     let key = NodeKey::read(&config.signing_key_path())?;
     let public = key.public();
     let tls = TlsIdentity::read(&config.tls_key_path(), &config.tls_cert_path())?;
-    repin_admin_profile(&config, tls.spki_hash()?);
+    let client_tls = config.client_tls_identity()?;
+    repin_admin_profile(&config, client_tls.spki_hash()?);
     // The log's last checkpoint may be signed by a key this node held before a rotation.
     let mut keys = vec![public];
     for (_, link) in store.scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")? {
@@ -386,6 +387,7 @@ async fn start_once(
         if let Err(e) = transport::serve(
             serving,
             &tls,
+            &client_tls,
             roster,
             peer_listener,
             client_listener,
@@ -508,8 +510,8 @@ async fn start_once(
     })
 }
 
-/// Points the first admin's profile at the certificate this node presents
-/// (a TLS key rotation changed it); a profile that cannot be read or
+/// Points the first admin's profile at the certificate the client API
+/// presents (made after the profile, or replaced); a profile that cannot be read or
 /// written is left as it is, with a warning.
 fn repin_admin_profile(config: &Config, pin: crate::crypto::SpkiHash) {
     let path = config.admin_profile_path();
@@ -525,7 +527,7 @@ fn repin_admin_profile(config: &Config, pin: crate::crypto::SpkiHash) {
     }
     profile.server_spki_sha256 = pin;
     match profile.replace(&path) {
-        Ok(()) => tracing::info!("the admin profile now pins this node's new TLS key"),
+        Ok(()) => tracing::info!("the admin profile now pins the client API's TLS key"),
         Err(e) => tracing::warn!(error = %e, "cannot update the admin profile's pin"),
     }
 }

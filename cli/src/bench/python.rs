@@ -108,7 +108,8 @@ pub fn measure(
     concurrency: usize,
 ) -> Result<Measured, String> {
     let (python, stubs) = environment()?;
-    let der = std::fs::read_to_string(node_dir.join("tls.crt")).map_err(|e| e.to_string())?;
+    let der =
+        std::fs::read_to_string(node_dir.join("client-tls.crt")).map_err(|e| e.to_string())?;
     let der = base64::engine::general_purpose::STANDARD
         .decode(der.trim())
         .map_err(|e| e.to_string())?;

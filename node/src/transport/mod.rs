@@ -53,10 +53,13 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Most concurrent calls (HTTP/2 streams) on one connection.
 const MAX_STREAMS: u32 = 256;
 
-/// Serves both APIs until `shutdown` resolves.
+/// Serves both APIs until `shutdown` resolves: the peer API with `identity`
+/// (pinned by the roster), the client API with `client_identity` (pinned by
+/// the users' profiles).
 pub async fn serve(
     node: Arc<Node>,
     identity: &TlsIdentity,
+    client_identity: &TlsIdentity,
     pins: Arc<dyn PinLookup>,
     peer_listener: TcpListener,
     client_listener: TcpListener,
@@ -79,7 +82,7 @@ pub async fn serve(
     );
     let client = serve_client_api(
         ClientApi::new(node),
-        identity,
+        client_identity,
         client_listener,
         stopped(stop_rx),
     );

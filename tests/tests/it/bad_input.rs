@@ -122,7 +122,7 @@ fn as_caf(c: &Cluster) -> (PeerClient<Channel>, NodeKey) {
     let caf = c.node("caf12");
     let tls = TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("tls");
     let key = NodeKey::read(&caf.dir.join("signing.key")).expect("key");
-    let cfg = peer_client_config(&tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
+    let cfg = peer_client_config(&tls, c.member("ccas-rodez").card.tls_spki_sha256).expect("cfg");
     let target = c.running("ccas-rodez").peer_addr().to_string();
     (
         PeerClient::new(tls_channel(&target, cfg).expect("channel")),

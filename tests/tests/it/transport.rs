@@ -18,13 +18,13 @@ fn refused_by_tls(status: Code) -> bool {
 #[tokio::test]
 async fn a_peer_whose_certificate_is_not_in_the_roster_fails_the_handshake() {
     let c = Cluster::start().await;
-    let ccas = c.node("ccas-rodez");
+    let ccas_pin = c.member("ccas-rodez").card.tls_spki_sha256;
     let target = c.running("ccas-rodez").peer_addr().to_string();
     let size_before = c.running("ccas-rodez").node().audit_log().size();
 
     // An outsider with its own key, even knowing the right server pin.
     let outsider = TlsIdentity::generate(&"intrus".parse().expect("id")).expect("identity");
-    let cfg = peer_client_config(&outsider, ccas.admin.server_spki_sha256).expect("cfg");
+    let cfg = peer_client_config(&outsider, ccas_pin).expect("cfg");
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
     let (status, msg) = code(
         client
@@ -34,7 +34,7 @@ async fn a_peer_whose_certificate_is_not_in_the_roster_fails_the_handshake() {
     assert!(refused_by_tls(status), "{status:?}: {msg}");
 
     // A client without any certificate.
-    let cfg = pinned_client_config(ccas.admin.server_spki_sha256).expect("cfg");
+    let cfg = pinned_client_config(ccas_pin).expect("cfg");
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
     assert!(refused_by_tls(
         code(
@@ -73,7 +73,7 @@ async fn a_roster_member_passes_the_handshake() {
     let caf_tls =
         TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
     let cfg =
-        peer_client_config(&caf_tls, c.node("ccas-rodez").admin.server_spki_sha256).expect("cfg");
+        peer_client_config(&caf_tls, c.member("ccas-rodez").card.tls_spki_sha256).expect("cfg");
     let target = c.running("ccas-rodez").peer_addr().to_string();
     let mut client = PeerClient::new(tls_channel(&target, cfg).expect("channel"));
     let kp = client
@@ -210,4 +210,56 @@ async fn idle_connections_from_one_address_cannot_lock_members_out() {
         .await
         .expect("an idle connection is dropped at the handshake deadline");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn the_client_api_presents_its_own_p256_certificate_and_an_older_node_gets_one() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut c = Cluster::start().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let peer_pin = c.member("ccas-rodez").card.tls_spki_sha256;
+    let admin = c.node("ccas-rodez").admin.clone();
+    assert_ne!(admin.server_spki_sha256, peer_pin, "two identities");
+    // An ECDSA P-256 key (id-ecPublicKey, prime256v1) behind the pin, 0600.
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            std::fs::read_to_string(dir.join("client-tls.crt"))
+                .expect("certificate")
+                .trim(),
+        )
+        .expect("base64");
+    let p256 = [
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+        0x3d, 0x03, 0x01, 0x07,
+    ];
+    assert!(der.windows(p256.len()).any(|w| w == p256));
+    let mode = std::fs::metadata(dir.join("client-tls.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A client pinning the peer API's certificate is refused by the client API.
+    let mut peer_pinned = admin.clone();
+    peer_pinned.server_spki_sha256 = peer_pin;
+    let conn = Conn::new(&peer_pinned).expect("conn");
+    let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
+    assert_eq!(status, Code::Unavailable);
+
+    // A node folder made before the client API had its own identity gets
+    // one at start, and its first admin's profile the new pin.
+    std::fs::remove_file(dir.join("client-tls.key")).expect("rm");
+    std::fs::remove_file(dir.join("client-tls.crt")).expect("rm");
+    c.restart("ccas-rodez").await;
+    let repinned = Profile::read(&dir.join("admin.profile.toml")).expect("profile");
+    assert_ne!(repinned.server_spki_sha256, admin.server_spki_sha256);
+    let conn = Conn::new(&repinned).expect("conn");
+    conn.api()
+        .who_am_i(conn.req(pb::WhoAmIRequest {}))
+        .await
+        .expect("the re-pinned profile connects");
+    let conn = Conn::new(&admin).expect("conn");
+    let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
+    assert_eq!(status, Code::Unavailable, "the old pin is refused");
 }
