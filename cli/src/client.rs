@@ -30,9 +30,10 @@ impl Conn {
         // instead of the token (and h2 never indexes it in HPACK tables).
         auth.set_sensitive(true);
         Ok(Self {
-            api: ClientClient::new(channel)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+            // No limit on what it sends: the node refuses an oversized
+            // message with a clear ResourceExhausted, where tonic's own
+            // limit would cut the upload into an opaque h2 error.
+            api: ClientClient::new(channel).max_decoding_message_size(MAX_GRPC_MESSAGE),
             auth,
         })
     }

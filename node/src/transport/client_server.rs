@@ -56,7 +56,7 @@ impl ClientApi {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(super::bearer_token)
             .ok_or_else(|| {
                 status(ServiceError::Unauthenticated(
                     "authorization must be 'Bearer <token>'",

@@ -82,8 +82,11 @@ fn caller_key<B>(req: &http::Request<B>) -> String {
     if let Some(member) = info.and_then(|i| i.member.as_ref()) {
         return format!("member:{member}");
     }
-    if let Some(token) = req.headers().get("authorization") {
-        return format!("token:{}", hex::encode(&sha256(token.as_bytes())[..16]));
+    if let Some(header) = req.headers().get("authorization") {
+        // The token, whatever the scheme's case: one token, one count.
+        let token = header.to_str().ok().and_then(super::bearer_token);
+        let bytes = token.map_or(header.as_bytes(), str::as_bytes);
+        return format!("token:{}", hex::encode(&sha256(bytes)[..16]));
     }
     match info.and_then(|i| i.remote) {
         Some(addr) => format!("address:{}", addr.ip()),
@@ -101,6 +104,30 @@ impl Limits {
             .ok()?;
         Some((all, mine))
     }
+}
+
+/// tonic answers a request over the decoding limit `OutOfRange`; gRPC's
+/// status-code guide (and the clients that back off on it) want
+/// `ResourceExhausted`. Only that refusal is changed: `OutOfRange` for a
+/// range a caller asked stays.
+fn too_large_is_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("decoded%20message%20length%20too%20large")
+                    || m.contains("decoded message length too large")
+            });
+    if too_large {
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Detach<S>
@@ -130,7 +157,7 @@ where
         });
         Box::pin(async move {
             match running.await {
-                Ok(result) => result,
+                Ok(result) => result.map(too_large_is_exhausted),
                 // A handler panicked: let it unwind as it would have in place.
                 Err(e) => match e.try_into_panic() {
                     Ok(payload) => std::panic::resume_unwind(payload),

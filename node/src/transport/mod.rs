@@ -42,7 +42,8 @@ use crate::service::Node;
 /// The request metadata in which every peer call tells the caller's roster version.
 pub const ROSTER_VERSION_KEY: &str = "maillon-roster-version";
 
-/// Largest gRPC message either API decodes; larger ones fail with `OutOfRange`.
+/// Largest gRPC message either API decodes; larger ones fail with
+/// `ResourceExhausted`, as gRPC's status-code guide has it.
 /// Domain limits below it (sections, requests, MLS messages) answer `ResourceExhausted`.
 pub const MAX_GRPC_MESSAGE: usize = 1024 * 1024;
 
@@ -88,6 +89,15 @@ pub async fn serve(
     );
     let (a, b) = tokio::join!(peer, client);
     a.and(b)
+}
+
+/// The token of an `authorization` header value in the `Bearer` scheme,
+/// whose name is case-insensitive (RFC 6750, RFC 9110 §11.1) and followed by
+/// one or more spaces; `None` for another scheme or an empty token.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = rest.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The server settings both listeners share.
@@ -153,4 +163,31 @@ async fn serve_client_api(
     }
     let _ = accepting.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_is_a_token() {
+        for ok in [
+            "Bearer mlt_x",
+            "bearer mlt_x",
+            "BEARER mlt_x",
+            "bEaReR   mlt_x",
+        ] {
+            assert_eq!(bearer_token(ok), Some("mlt_x"), "{ok}");
+        }
+        for refused in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic mlt_x",
+            "Bearermlt_x",
+            "Token mlt_x",
+        ] {
+            assert_eq!(bearer_token(refused), None, "{refused}");
+        }
+    }
 }

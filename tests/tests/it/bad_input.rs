@@ -30,6 +30,12 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
             Code::ResourceExhausted,
         ),
         (
+            &d,
+            "housing",
+            format!(r#"{{"x":"{}"}}"#, "a".repeat(1024 * 1024)),
+            Code::ResourceExhausted,
+        ),
+        (
             "DSU-0000000000000000000000000Z",
             "housing",
             "{}".into(),
@@ -184,6 +190,13 @@ async fn forged_replayed_stale_and_malformed_peer_requests_are_refused() {
         signature: vec![0; 64],
     };
     assert_eq!(code(peer.read_share(big).await).0, Code::ResourceExhausted);
+    // Over the transport's 1 MiB: the same status, as gRPC's guide has it.
+    let huge = pb::SignedReadRequest {
+        request: vec![b' '; 1024 * 1024 + 1],
+        signature: vec![0; 64],
+    };
+    let (status, msg) = code(peer.read_share(huge).await);
+    assert_eq!(status, Code::ResourceExhausted, "{msg}");
 
     // Signed by another key than the roster's for caf12.
     let stranger = NodeKey::generate();
@@ -390,4 +403,65 @@ async fn a_replay_is_refused_after_the_owner_restarts() {
     // Past its window the old request is refused as stale, not answered.
     let (_, why) = refusal(peer.read_share(genuine).await);
     assert_eq!(why, "out_of_window");
+}
+
+/// A client of the client API as a stock gRPC stack makes it: no size limit
+/// of its own on what it sends, and the `authorization` header as given.
+fn stock_client(
+    profile: &maillon_node::config::Profile,
+) -> maillon_proto::v1::client_client::ClientClient<Channel> {
+    let cfg = maillon_node::crypto::pinned_client_config(profile.server_spki_sha256).expect("cfg");
+    maillon_proto::v1::client_client::ClientClient::new(
+        tls_channel(&profile.endpoint, cfg).expect("channel"),
+    )
+}
+
+fn with_auth<T>(msg: T, value: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", value.parse().expect("ascii"));
+    req
+}
+
+#[tokio::test]
+async fn stock_clients_get_resource_exhausted_over_the_limit_and_any_case_of_bearer() {
+    let c = Cluster::start().await;
+    let admin = c.node("ccas-rodez").admin.clone();
+    let mut api = stock_client(&admin);
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&auditor).await;
+
+    // The scheme's name in any case (RFC 6750); another scheme is refused.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let me = api
+            .who_am_i(with_auth(
+                pb::WhoAmIRequest {},
+                &format!("{scheme} {}", admin.token),
+            ))
+            .await
+            .expect("the token is taken whatever the scheme's case")
+            .into_inner();
+        assert_eq!(me.user, "admin");
+    }
+    for value in [format!("Basic {}", admin.token), admin.token.clone()] {
+        let (status, msg) = code(api.who_am_i(with_auth(pb::WhoAmIRequest {}, &value)).await);
+        assert_eq!(status, Code::Unauthenticated, "{msg}");
+    }
+
+    // Over the transport's 1 MiB: ResourceExhausted, as gRPC's guide has it.
+    let huge = pb::PutSectionRequest {
+        dossier: "DSU-0000000000000000000000000Z".into(),
+        section: "housing".into(),
+        json: format!(r#"{{"x":"{}"}}"#, "a".repeat(1024 * 1024)),
+    };
+    let (status, msg) = code(
+        api.put_section(with_auth(huge, &format!("Bearer {}", admin.token)))
+            .await,
+    );
+    assert_eq!(status, Code::ResourceExhausted, "{msg}");
+    assert_eq!(
+        audit_kinds(&auditor).await,
+        before,
+        "nothing logged, nothing changed"
+    );
 }
