@@ -4,4 +4,8 @@
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("maillon.v1");
+
+    /// The encoded `FileDescriptorSet` of `maillon.v1`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/maillon_descriptor.bin"));
 }

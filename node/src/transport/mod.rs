@@ -54,6 +54,55 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Most concurrent calls (HTTP/2 streams) on one connection.
 const MAX_STREAMS: u32 = 256;
 
+/// The standard gRPC health service (`grpc.health.v1.Health`), served on
+/// both listeners.
+pub type Health =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+/// How often the health service looks at the audit log's state.
+const HEALTH_PERIOD: Duration = Duration::from_secs(2);
+
+/// Keeps the health statuses true until `stopped`: every service serving
+/// while the audit log takes appends, none once it refuses them (its check
+/// failed, or it cannot write its index) or the node stops.
+async fn report_health(
+    node: Arc<Node>,
+    reporter: tonic_health::server::HealthReporter,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    use tonic_health::ServingStatus;
+    let names = [
+        "",
+        <PeerServer<PeerApi> as tonic::server::NamedService>::NAME,
+        <ClientServer<ClientApi> as tonic::server::NamedService>::NAME,
+    ];
+    let set = |status: ServingStatus| {
+        let reporter = reporter.clone();
+        async move {
+            for name in names {
+                reporter.set_service_status(name, status).await;
+            }
+        }
+    };
+    tokio::pin!(stopped);
+    let mut last = None;
+    loop {
+        let status = match node.audit_log().integrity() {
+            crate::audit::Integrity::Failed(_) => ServingStatus::NotServing,
+            _ => ServingStatus::Serving,
+        };
+        if last != Some(status) {
+            set(status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            () = &mut stopped => break,
+            () = tokio::time::sleep(HEALTH_PERIOD) => {}
+        }
+    }
+    set(ServingStatus::NotServing).await;
+}
+
 /// Serves both APIs until `shutdown` resolves: the peer API with `identity`
 /// (pinned by the roster), the client API with `client_identity` (pinned by
 /// the users' profiles).
@@ -74,20 +123,32 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let peer = serve_peer_api(
+    let reporter = tonic_health::server::HealthReporter::new();
+    let health = Health::new(tonic_health::server::HealthService::from_health_reporter(
+        reporter.clone(),
+    ));
+    let reporting = tokio::spawn(report_health(
+        node.clone(),
+        reporter,
+        stopped(stop_rx.clone()),
+    ));
+    let peer = serve_peer_api_with(
         PeerApi::new(node.clone()),
         identity,
         pins,
         peer_listener,
         stopped(stop_rx.clone()),
+        Some(health.clone()),
     );
     let client = serve_client_api(
         ClientApi::new(node),
         client_identity,
         client_listener,
         stopped(stop_rx),
+        health,
     );
     let (a, b) = tokio::join!(peer, client);
+    let _ = reporting.await;
     a.and(b)
 }
 
@@ -122,6 +183,18 @@ pub async fn serve_peer_api<P: Peer>(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CryptoError> {
+    serve_peer_api_with(api, identity, pins, listener, shutdown, None).await
+}
+
+/// [`serve_peer_api`], with the health service beside it.
+async fn serve_peer_api_with<P: Peer>(
+    api: P,
+    identity: &TlsIdentity,
+    pins: Arc<dyn PinLookup>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    health: Option<Health>,
+) -> Result<(), CryptoError> {
     let tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
         identity,
         pins.clone(),
@@ -132,6 +205,7 @@ pub async fn serve_peer_api<P: Peer>(
     let (incoming, accepting) = tls::tls_incoming(listener, tls, Some(pins));
     let served = server()
         .add_service(svc)
+        .add_optional_service(health)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Err(e) = served {
@@ -142,20 +216,37 @@ pub async fn serve_peer_api<P: Peer>(
 }
 
 /// Serves the client API over TLS until `shutdown` resolves, and closes the
-/// listener before returning.
+/// listener before returning; with it, the health service and gRPC server
+/// reflection (v1 and v1alpha, for `grpcurl` and the other stock tools),
+/// which advertise the client API and the health service only.
 async fn serve_client_api(
     api: ClientApi,
     identity: &TlsIdentity,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
+    health: Health,
 ) -> Result<(), CryptoError> {
     let tls = TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
     let svc = ClientServer::new(api)
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(<ClientServer<ClientApi> as tonic::server::NamedService>::NAME)
+            .with_service_name(<Health as tonic::server::NamedService>::NAME)
+    };
+    let reflection_error =
+        |e: tonic_reflection::server::Error| CryptoError::Tls(format!("reflection: {e}"));
+    let v1 = reflection().build_v1().map_err(reflection_error)?;
+    let v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let (incoming, accepting) = tls::tls_incoming(listener, tls, None);
     let served = server()
         .add_service(svc)
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Err(e) = served {

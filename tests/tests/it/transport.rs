@@ -263,3 +263,100 @@ async fn the_client_api_presents_its_own_p256_certificate_and_an_older_node_gets
     let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
     assert_eq!(status, Code::Unavailable, "the old pin is refused");
 }
+
+#[tokio::test]
+async fn both_listeners_serve_health_and_the_client_api_serves_reflection() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let c = Cluster::start().await;
+    let admin = &c.node("ccas-rodez").admin;
+    let ask = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    // The client API, with no token: health is not a user's call.
+    let channel = tls_channel(
+        &admin.endpoint,
+        pinned_client_config(admin.server_spki_sha256).expect("cfg"),
+    )
+    .expect("channel");
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "maillon.v1.Client", "maillon.v1.Peer"] {
+        let status = health
+            .check(ask(service))
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let (code_unknown, _) = code(health.check(ask("maillon.v1.Nothing")).await);
+    assert_eq!(code_unknown, Code::NotFound);
+
+    // The peer API: only a member's certificate gets there, and it is served.
+    let caf = c.node("caf12");
+    let caf_tls =
+        TlsIdentity::read(&caf.dir.join("tls.key"), &caf.dir.join("tls.crt")).expect("caf tls");
+    let cfg =
+        peer_client_config(&caf_tls, c.member("ccas-rodez").card.tls_spki_sha256).expect("cfg");
+    let peer = tls_channel(&c.running("ccas-rodez").peer_addr().to_string(), cfg).expect("ch");
+    let status = HealthClient::new(peer)
+        .check(ask(""))
+        .await
+        .expect("peer health")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    // Reflection lists the client API and health, not the peer API.
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(one_message(request))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("an answer")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("a list of services");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["grpc.health.v1.Health", "maillon.v1.Client"]);
+    // And describes the client API's messages, for grpcurl.
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "maillon.v1.Client".into(),
+        )),
+    };
+    let answer = reflection
+        .server_reflection_info(one_message(request))
+        .await
+        .expect("reflection")
+        .into_inner()
+        .message()
+        .await
+        .expect("an answer")
+        .expect("one message");
+    assert!(matches!(
+        answer.message_response,
+        Some(MessageResponse::FileDescriptorResponse(ref files)) if !files.file_descriptor_proto.is_empty()
+    ));
+}
+
+/// A request stream of one message.
+fn one_message<T: Send + 'static>(item: T) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::iter([item])
+}
