@@ -10,6 +10,7 @@
 //! DIR/admin.profile.toml the first admin's client profile (holds a token), 0600
 //! DIR/roster.json        the federation's genesis roster, placed by the operator
 //! DIR/store/, DIR/audit/ the sled store (with the later roster versions) and the audit log
+//! DIR/maillond.lock      held by the process serving the folder; holds its id
 //! DIR/sponsor.json       a newcomer's sponsor's card: whom to fetch the chain from first
 //! DIR/*.next             keys staged by `maillon node rotate-keys`, and card.next.json:
 //!                        put in force at the start that follows their adoption

@@ -79,6 +79,14 @@ pub enum StartError {
     /// The service refused to start.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// Another process serves this node folder.
+    #[error("{dir} is served by another maillond ({holder}): stop it first")]
+    InUse {
+        /// The node folder.
+        dir: String,
+        /// Who holds it, as its lock file tells.
+        holder: String,
+    },
     /// The roster in force lists staged keys for this node: it must start again.
     #[error("the roster in force lists this node's new keys: start it again to put them in force")]
     KeysRotated,
@@ -154,6 +162,8 @@ pub fn load_roster(path: &Path) -> Result<crate::roster::VerifiedRoster, StartEr
 
 /// A node serving on loopback or elsewhere; stop it with [`RunningNode::stop`].
 pub struct RunningNode {
+    /// The folder's lock, held while the node runs.
+    _lock: std::fs::File,
     node: Arc<Node>,
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
@@ -225,7 +235,11 @@ impl RunningNode {
         if let Err(e) = self.node.advance_replay_mark().await {
             tracing::warn!(error = %e, "moving the replay mark at stop failed");
         }
-        // Dropping the last handle closes sled and ends the audit writer.
+        if let Err(e) = self.node.flush().await {
+            tracing::warn!(error = %e, "flushing the store at stop failed");
+        }
+        // Dropping the last handle closes sled and ends the audit writer;
+        // the folder's lock goes with this value.
     }
 }
 
@@ -275,6 +289,7 @@ async fn start_once(
     for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
         crate::crypto::check_private_dir(&dir)?;
     }
+    let lock = lock_folder(&config.dir)?;
     let store_dir = config.store_dir();
     // Opening may wait for a just-stopped node to let go of the store.
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
@@ -497,8 +512,16 @@ async fn start_once(
             }
         }
     });
-    tracing::info!(member = %config.member, %peer_addr, %client_addr, "node serving");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        member = %config.member,
+        roster = node.roster().roster().version,
+        %peer_addr,
+        %client_addr,
+        "node serving"
+    );
     Ok(RunningNode {
+        _lock: lock,
         node,
         peer_addr,
         client_addr,
@@ -508,6 +531,48 @@ async fn start_once(
         gossip,
         witness,
     })
+}
+
+/// The lock file in a node folder, held by the process that serves it.
+pub const LOCK_FILE: &str = "maillond.lock";
+
+/// Takes the folder's lock (an advisory lock on `maillond.lock`, released
+/// with the file when the node stops or its process dies) and writes this
+/// process's id in it; a folder another process holds is refused, naming it.
+fn lock_folder(dir: &Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = dir.join(LOCK_FILE);
+    let io = |source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not written its id yet".to_owned(),
+                pid => format!("process {pid}"),
+            };
+            return Err(StartError::InUse {
+                dir: dir.display().to_string(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e).into()),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
 }
 
 /// Points the first admin's profile at the certificate the client API

@@ -159,3 +159,33 @@ async fn an_auditor_verifies_a_log_of_fifty_thousand_entries_page_by_page() {
     let size = c.verified_log_size(&auditor).await;
     assert!(size > 50_000, "the whole log verifies: {size}");
 }
+
+#[tokio::test]
+async fn a_second_instance_on_a_served_folder_is_refused_and_names_the_first() {
+    let mut c = Cluster::start().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let lock = dir.join(maillon_node::daemon::LOCK_FILE);
+    assert_eq!(
+        std::fs::read_to_string(&lock).expect("lock file").trim(),
+        std::process::id().to_string()
+    );
+    let size = c.running("ccas-rodez").node().audit_log().size();
+    let err = maillon_node::daemon::start(&dir)
+        .await
+        .expect_err("the folder is served");
+    assert!(matches!(err, StartError::InUse { .. }), "{err}");
+    let pid = std::process::id().to_string();
+    assert!(err.to_string().contains(&pid), "{err}");
+    // Nothing was touched: the first node goes on, and its log did not move.
+    assert_eq!(c.running("ccas-rodez").node().audit_log().size(), size);
+    c.admin("ccas-rodez")
+        .api()
+        .who_am_i(
+            c.admin("ccas-rodez")
+                .req(maillon_proto::v1::WhoAmIRequest {}),
+        )
+        .await
+        .expect("the first node still serves");
+    // Once it stops, the folder is free again.
+    c.restart("ccas-rodez").await;
+}
