@@ -12,6 +12,15 @@ pub struct Args {
     /// Client profile (endpoint, certificate pin, token) for commands that talk to a node.
     #[arg(long, global = true, env = "MAILLON_PROFILE")]
     pub profile: Option<PathBuf>,
+    /// How log lines are written on standard error (filtered by `MAILLON_LOG`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MAILLON_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: maillon_node::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

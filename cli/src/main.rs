@@ -7,14 +7,9 @@ use maillon_cli::exit::{exit_code, one_line};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAILLON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openmls=off")),
-        )
-        .init();
-    match maillon_cli::run(maillon_cli::Args::parse()).await {
+    let args = maillon_cli::Args::parse();
+    maillon_node::logging::init(args.log_format, "MAILLON_LOG", "warn,openmls=off");
+    match maillon_cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("maillon: {}", one_line(&e));

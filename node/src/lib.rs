@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod failpoint;
 pub mod fuzzing;
 pub mod locks;
+pub mod logging;
 pub mod protocol;
 pub mod roster;
 pub mod service;

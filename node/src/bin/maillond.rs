@@ -11,6 +11,9 @@ struct Args {
     /// The node directory created by `maillon node init`.
     #[arg(long)]
     dir: PathBuf,
+    /// How log lines are written on standard error (filtered by `RUST_LOG`).
+    #[arg(long, value_enum, env = "MAILLON_LOG_FORMAT", default_value = "text")]
+    log_format: maillon_node::logging::LogFormat,
 }
 
 /// Threads for blocking work (file syncs, MLS state written back): enough
@@ -33,15 +36,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openmls=off")),
-        )
-        .init();
     let args = Args::parse();
+    maillon_node::logging::init(args.log_format, "RUST_LOG", "info,openmls=off");
     loop {
         let node = match maillon_node::daemon::start(&args.dir).await {
             Ok(n) => n,

@@ -12,6 +12,7 @@ mod crash;
 mod dossier;
 mod governance;
 mod hostile;
+mod logs;
 mod races;
 mod read_path;
 mod referent;
