@@ -334,6 +334,21 @@ pub enum UserCmd {
         /// Also write a ready-to-use profile (0600) here.
         #[arg(long)]
         profile_out: Option<PathBuf>,
+        /// Days its token is valid (default 365, at most 1825).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        valid_days: u32,
+    },
+    /// Give a user a new token (before the old one expires, or when it may
+    /// have leaked): the old one stops working at once; prints it once.
+    Rotate {
+        /// User name.
+        name: String,
+        /// Also write a ready-to-use profile (0600) here.
+        #[arg(long)]
+        profile_out: Option<PathBuf>,
+        /// Days the new token is valid (default 365, at most 1825).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        valid_days: u32,
     },
 }
 

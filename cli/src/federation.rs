@@ -98,6 +98,7 @@ impl LocalNode {
             .add_user(admin.req(pb::AddUserRequest {
                 name: name.into(),
                 role: role.to_string(),
+                valid_days: 0,
             }))
             .await?
             .into_inner();

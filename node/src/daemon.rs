@@ -124,7 +124,8 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, StartError> {
     // The log has a signed checkpoint from its first day: a log that holds
     // entries and no checkpoint is refused at start.
     audit.checkpoint(&key)?;
-    let user = service::create_user(&store, &audit, clock.now(), None, admin, Role::Admin).await?;
+    let user =
+        service::create_user(&store, &audit, clock.now(), None, admin, Role::Admin, 0).await?;
     audit.checkpoint(&key)?;
     let admin_profile = Profile {
         endpoint: config.client_listen.to_string(),

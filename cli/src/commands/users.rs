@@ -27,6 +27,7 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
             name,
             role,
             profile_out,
+            valid_days,
         } => {
             let name: UserName = arg("name", &name)?;
             let role: Role = arg("role", &role)?;
@@ -35,28 +36,32 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 .add_user(conn.req(pb::AddUserRequest {
                     name: name.to_string(),
                     role: role.to_string(),
+                    valid_days,
                 }))
                 .await?
                 .into_inner();
-            if let Some(out) = profile_out {
-                let new = Profile {
-                    user: r.name.clone(),
-                    token: r.token.clone(),
-                    ..profile.clone()
-                };
-                new.write_new(&out)?;
-                say(&format!(
-                    "user {} ({}) created; profile written to {}",
-                    r.name,
-                    r.role,
-                    out.display()
-                ));
-            } else {
-                say(&format!(
-                    "user {} ({}) created; token (shown once): {}",
-                    r.name, r.role, r.token
-                ));
-            }
+            hand_over(profile, &r, "created", profile_out)?;
+        }
+        UserCmd::Rotate {
+            name,
+            profile_out,
+            valid_days,
+        } => {
+            let name: UserName = arg("name", &name)?;
+            let r = conn
+                .api()
+                .rotate_user_token(conn.req(pb::RotateUserTokenRequest {
+                    name: name.to_string(),
+                    valid_days,
+                }))
+                .await?
+                .into_inner();
+            hand_over(
+                profile,
+                &r,
+                "given a new token (the old one no longer works)",
+                profile_out,
+            )?;
         }
         UserCmd::Remove { name } => {
             let name: UserName = arg("name", &name)?;
@@ -67,6 +72,37 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 .await?;
             println!("user {name} removed; its token no longer works");
         }
+    }
+    Ok(())
+}
+
+/// Gives a new token to whoever runs the command: in a profile written 0600
+/// at `out`, or printed once.
+fn hand_over(
+    profile: &Profile,
+    r: &pb::AddUserReply,
+    done: &str,
+    out: Option<std::path::PathBuf>,
+) -> Result<(), CliError> {
+    let until = super::utc(r.expires_at);
+    if let Some(out) = out {
+        let new = Profile {
+            user: r.name.clone(),
+            token: r.token.clone(),
+            ..profile.clone()
+        };
+        new.write_new(&out)?;
+        say(&format!(
+            "user {} ({}) {done}; valid until {until}; profile written to {}",
+            r.name,
+            r.role,
+            out.display()
+        ));
+    } else {
+        say(&format!(
+            "user {} ({}) {done}; valid until {until}; token (shown once): {}",
+            r.name, r.role, r.token
+        ));
     }
     Ok(())
 }

@@ -143,6 +143,17 @@ pub enum AuditEvent {
         /// Who created it (`None` at node initialisation).
         by: Option<UserName>,
     },
+    /// A node-local user got a new token; the old one no longer works.
+    UserTokenRotated {
+        /// The node-local user concerned.
+        user: UserName,
+        /// The admin who rotated it.
+        by: UserName,
+        /// Hex SHA-256 of the new token (what a restart puts in force).
+        token_sha256: String,
+        /// When the new token stops working (Unix seconds).
+        expires_at: i64,
+    },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
         /// The node-local user concerned.
@@ -531,6 +542,7 @@ impl AuditEvent {
             | E::RosterEquivocation { .. }
             | E::UserCreated { .. }
             | E::UserRemoved { .. }
+            | E::UserTokenRotated { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }

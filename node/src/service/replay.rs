@@ -33,6 +33,7 @@ impl Node {
         let mut applied = 0;
         // A removal stands unless the same name was created again after it.
         let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
+        let mut rotations: BTreeMap<UserName, (String, i64)> = BTreeMap::new();
         let mut pos = from;
         while pos < size {
             let page = self.audit.entries_within(pos, REPLAY_PAGE, usize::MAX)?;
@@ -281,10 +282,20 @@ impl Node {
                         applied += 1;
                     }
                     AuditEvent::UserRemoved { user, .. } => {
+                        rotations.remove(&user);
                         removals.insert(user, true);
                     }
                     AuditEvent::UserCreated { user, .. } => {
+                        rotations.remove(&user);
                         removals.insert(user, false);
+                    }
+                    AuditEvent::UserTokenRotated {
+                        user,
+                        token_sha256,
+                        expires_at,
+                        ..
+                    } => {
+                        rotations.insert(user, (token_sha256, expires_at));
                     }
                     _ => {}
                 }
@@ -292,6 +303,13 @@ impl Node {
         }
         for (user, removed) in removals {
             if removed && self.apply_user_removal(&user)? {
+                applied += 1;
+            }
+        }
+        // The last rotation of each user still there: a token the log gave
+        // and the store lacks is put in force (the old one goes).
+        for (user, (token, expires_at)) in rotations {
+            if self.apply_token_rotation(&user, &token, expires_at)? {
                 applied += 1;
             }
         }

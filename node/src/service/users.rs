@@ -1,5 +1,6 @@
-//! Node-local users: creation (token shown once, stored hashed), removal,
-//! and the bearer-token check every client call starts with.
+//! Node-local users: creation (token shown once, stored hashed, valid for a
+//! bounded number of days), token rotation, removal, and the bearer-token
+//! check every client call starts with.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -15,6 +16,23 @@ use crate::types::{Role, UserName};
 /// Longest bearer token looked up (ours are 47 bytes).
 const MAX_TOKEN: usize = 128;
 
+/// Days a token is valid when its creator names none.
+pub const DEFAULT_TOKEN_DAYS: u32 = 365;
+
+/// Most days a token may be valid.
+pub const MAX_TOKEN_DAYS: u32 = 5 * 365;
+
+/// When a token made at `now` for `days` (0: the default) stops working.
+fn expiry(now: i64, days: u32) -> Result<i64> {
+    let days = if days == 0 { DEFAULT_TOKEN_DAYS } else { days };
+    if days > MAX_TOKEN_DAYS {
+        return Err(ServiceError::Invalid(format!(
+            "a token is valid for at most {MAX_TOKEN_DAYS} days"
+        )));
+    }
+    Ok(now + i64::from(days) * 86_400)
+}
+
 /// A node-local user, as stored (the token only as a hash).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +45,10 @@ pub struct UserRecord {
     pub token_sha256: String,
     /// When it was created (Unix seconds).
     pub created_at: i64,
+    /// When its token stops working (Unix seconds); `None` for a user made
+    /// before tokens expired, whose token works until it is rotated.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// An authenticated client-API caller.
@@ -47,6 +69,8 @@ pub struct NewUser {
     pub role: Role,
     /// The bearer token (shown once, stored hashed).
     pub token: String,
+    /// When the token stops working (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// Hashes a bearer token for storage and lookup.
@@ -60,8 +84,9 @@ fn new_token() -> String {
     format!("mlt_{}", B64URL.encode(bytes))
 }
 
-/// Logs and then stores a new user with a fresh token; `by` is `None` when
-/// `maillon node init` creates the first admin.
+/// Logs and then stores a new user with a fresh token valid `valid_days`
+/// (0: [`DEFAULT_TOKEN_DAYS`]); `by` is `None` when `maillon node init`
+/// creates the first admin.
 pub async fn create_user(
     store: &Store,
     audit: &AuditLog,
@@ -69,7 +94,9 @@ pub async fn create_user(
     by: Option<&Caller>,
     name: UserName,
     role: Role,
+    valid_days: u32,
 ) -> Result<NewUser> {
+    let expires_at = expiry(now, valid_days)?;
     if store
         .get::<UserRecord>(Tree::Users, name.as_str())?
         .is_some()
@@ -82,6 +109,7 @@ pub async fn create_user(
         role,
         token_sha256: token_hash(&token),
         created_at: now,
+        expires_at: Some(expires_at),
     };
     audit
         .append(
@@ -97,16 +125,23 @@ pub async fn create_user(
     store.put(Tree::Tokens, &record.token_sha256, &name)?;
     let flushing = store.clone();
     super::blocking(move || flushing.flush()).await?;
-    Ok(NewUser { name, role, token })
+    Ok(NewUser {
+        name,
+        role,
+        token,
+        expires_at,
+    })
 }
 
 impl Node {
-    /// Creates a user (admin only); the token is returned once.
+    /// Creates a user (admin only) whose token is valid `valid_days` (0:
+    /// the default); the token is returned once.
     pub async fn create_user(
         &self,
         caller: &Caller,
         name: UserName,
         role: Role,
+        valid_days: u32,
     ) -> Result<NewUser> {
         require(caller, &[Role::Admin])?;
         let _change = self.changes.read().await;
@@ -117,8 +152,68 @@ impl Node {
             Some(caller),
             name,
             role,
+            valid_days,
         )
         .await
+    }
+
+    /// Gives a user a new token valid `valid_days` (0: the default; admin
+    /// only, an admin's own included): logged with the new token's hash,
+    /// then the old token stops working at once. Returned once.
+    pub async fn rotate_user_token(
+        &self,
+        caller: &Caller,
+        name: &UserName,
+        valid_days: u32,
+    ) -> Result<NewUser> {
+        require(caller, &[Role::Admin])?;
+        let now = self.clock.now();
+        let expires_at = expiry(now, valid_days)?;
+        let Some(user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
+            return Err(ServiceError::NotFound(format!("user {name}")));
+        };
+        let token = new_token();
+        let token_sha256 = token_hash(&token);
+        let rotated = AuditEvent::UserTokenRotated {
+            user: name.clone(),
+            by: caller.name.clone(),
+            token_sha256: token_sha256.clone(),
+            expires_at,
+        };
+        self.log_then_apply(now, rotated, "rotation_logged", || {
+            self.apply_token_rotation(name, &token_sha256, expires_at)
+                .map(drop)
+        })
+        .await?;
+        Ok(NewUser {
+            name: name.clone(),
+            role: user.role,
+            token,
+            expires_at,
+        })
+    }
+
+    /// Puts a rotated token in force (not flushed): the user's old token
+    /// goes, the new hash and expiry come; `false` if there was no such user
+    /// or it already holds that token.
+    pub(super) fn apply_token_rotation(
+        &self,
+        name: &UserName,
+        token_sha256: &str,
+        expires_at: i64,
+    ) -> Result<bool> {
+        let Some(mut user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
+            return Ok(false);
+        };
+        if user.token_sha256 == token_sha256 {
+            return Ok(false);
+        }
+        self.store.remove(Tree::Tokens, &user.token_sha256)?;
+        user.token_sha256 = token_sha256.to_owned();
+        user.expires_at = Some(expires_at);
+        self.store.put(Tree::Users, name.as_str(), &user)?;
+        self.store.put(Tree::Tokens, token_sha256, name)?;
+        Ok(true)
     }
 
     /// Removes a user (admin only, never oneself): logged, then its token
@@ -172,6 +267,11 @@ impl Node {
             .ok_or_else(denied)?;
         if !bool::from(user.token_sha256.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(denied());
+        }
+        if user.expires_at.is_some_and(|t| self.clock.now() >= t) {
+            return Err(ServiceError::Unauthenticated(
+                "expired token: an admin gives a new one with `maillon user rotate`",
+            ));
         }
         Ok(Caller {
             name: user.name,

@@ -66,6 +66,15 @@ impl ClientApi {
     }
 }
 
+fn new_user_to_pb(user: crate::service::NewUser) -> pb::AddUserReply {
+    pb::AddUserReply {
+        name: user.name.to_string(),
+        role: user.role.to_string(),
+        token: user.token,
+        expires_at: user.expires_at,
+    }
+}
+
 fn consent_to_pb(c: ConsentRecord, now: i64) -> pb::Consent {
     let status = match c.status(now) {
         ConsentStatus::Active => "active",
@@ -306,14 +315,26 @@ impl Client for ClientApi {
         );
         let user = self
             .node
-            .create_user(&caller, name, role)
+            .create_user(&caller, name, role, r.valid_days)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::AddUserReply {
-            name: user.name.to_string(),
-            role: user.role.to_string(),
-            token: user.token,
-        }))
+        Ok(Response::new(new_user_to_pb(user)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_user_token(
+        &self,
+        req: Request<pb::RotateUserTokenRequest>,
+    ) -> Result<Response<pb::AddUserReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let name = r.name.parse().map_err(invalid)?;
+        let user = self
+            .node
+            .rotate_user_token(&caller, &name, r.valid_days)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(new_user_to_pb(user)))
     }
 
     #[tracing::instrument(skip_all)]

@@ -96,6 +96,7 @@ async fn malformed_and_oversized_client_requests_are_refused_and_change_nothing(
             .add_user(admin.req(pb::AddUserRequest {
                 name: name.into(),
                 role: role.into(),
+                valid_days: 0,
             }))
             .await;
         assert_eq!(code(r).0, want, "{name} {role}");

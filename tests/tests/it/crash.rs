@@ -170,6 +170,52 @@ async fn a_user_removal_logged_but_not_stored_when_the_node_dies_holds_after_res
 }
 
 #[tokio::test]
+async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
+    let mut c = Cluster::start().await;
+    let agent = c.desk("ccas-rodez", "agent-rotated").await;
+    agent.open().await.expect("works before");
+    let child = in_a_process(&mut c, "ccas-rodez", Some("rotation_logged")).await;
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    let rotated = admin
+        .api()
+        .rotate_user_token(admin.req(pb::RotateUserTokenRequest {
+            name: "agent-rotated".into(),
+            valid_days: 0,
+        }))
+        .await;
+    assert!(broken(rotated.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+
+    // The log holds the rotation: at restart its token hash is put in
+    // force, so the old token is refused (the new one never left the node:
+    // an admin rotates again, and that works).
+    back_in_process(&mut c, "ccas-rodez").await;
+    assert_eq!(
+        refusal(agent.open().await),
+        (Code::Unauthenticated, "unauthenticated".into()),
+        "the rotated user's old token no longer works"
+    );
+    let again = admin
+        .api()
+        .rotate_user_token(admin.req(pb::RotateUserTokenRequest {
+            name: "agent-rotated".into(),
+            valid_days: 0,
+        }))
+        .await
+        .expect("rotated again")
+        .into_inner();
+    let profile = maillon_node::config::Profile {
+        user: again.name,
+        token: again.token,
+        ..c.node("ccas-rodez").admin.clone()
+    };
+    let desk = Desk {
+        conn: maillon_cli::client::Conn::new(&profile).expect("conn"),
+    };
+    desk.open().await.expect("the new token works");
+}
+
+#[tokio::test]
 async fn grants_killed_at_random_moments_leave_store_and_log_in_agreement() {
     let mut c = Cluster::start().await;
     let (ccas, _caf, d) = c.housing_at_the_ccas().await;

@@ -154,6 +154,7 @@ async fn only_caseworkers_read_shares_and_only_admins_create_users() {
         .add_user(ccas.conn.req(maillon_proto::v1::AddUserRequest {
             name: "intrus".into(),
             role: "admin".into(),
+            valid_days: 0,
         }))
         .await;
     assert_eq!(code(add).0, Code::PermissionDenied);

@@ -47,6 +47,7 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
             .add_user(conn.req(pb::AddUserRequest {
                 name: format!("new-{serial}"),
                 role: "caseworker".into(),
+                valid_days: 0,
             }))
             .await
             .map(drop),

@@ -6,7 +6,7 @@ use maillon_node::crypto::{SpkiHash, TlsIdentity, peer_client_config, pinned_cli
 use maillon_node::transport::tls_channel;
 use maillon_proto::v1 as pb;
 use maillon_proto::v1::peer_client::PeerClient;
-use maillon_tests::{Cluster, code};
+use maillon_tests::{Cluster, audit_kinds, code};
 use tonic::Code;
 
 /// A refused TLS 1.3 client certificate surfaces after the client's side of
@@ -359,4 +359,102 @@ async fn both_listeners_serve_health_and_the_client_api_serves_reflection() {
 /// A request stream of one message.
 fn one_message<T: Send + 'static>(item: T) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::iter([item])
+}
+
+#[tokio::test]
+async fn tokens_expire_and_a_rotation_replaces_the_old_one_at_once() {
+    use maillon_node::clock::Clock;
+    use maillon_node::types::Role;
+    let c = Cluster::start().await;
+    let admin = c.admin("ccas-rodez");
+    let add = |name: &str, valid_days: u32| {
+        let (mut api, req) = (
+            admin.api(),
+            admin.req(pb::AddUserRequest {
+                name: name.into(),
+                role: "caseworker".into(),
+                valid_days,
+            }),
+        );
+        async move { api.add_user(req).await }
+    };
+    let rotate = |conn: &Conn, name: &str, valid_days: u32| {
+        let (mut api, req) = (
+            conn.api(),
+            conn.req(pb::RotateUserTokenRequest {
+                name: name.into(),
+                valid_days,
+            }),
+        );
+        async move { api.rotate_user_token(req).await }
+    };
+    let as_user = |r: &pb::AddUserReply| {
+        Conn::new(&Profile {
+            user: r.name.clone(),
+            token: r.token.clone(),
+            ..c.node("ccas-rodez").admin.clone()
+        })
+        .expect("conn")
+    };
+    // The call's status, and its message when refused.
+    let whoami = |r: &pb::AddUserReply| {
+        let conn = as_user(r);
+        async move {
+            match conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await {
+                Ok(_) => (Code::Ok, String::new()),
+                Err(s) => (s.code(), s.message().to_owned()),
+            }
+        }
+    };
+
+    // At most five years; the default is one.
+    assert_eq!(
+        code(add("agent-long", 5 * 365 + 1).await).0,
+        Code::InvalidArgument
+    );
+    let now = c.clock.now();
+    let short = add("agent-court", 2).await.expect("add").into_inner();
+    assert_eq!(short.expires_at, now + 2 * 86_400);
+    assert_eq!(whoami(&short).await.0, Code::Ok, "a fresh token works");
+
+    // Only an admin rotates, a user that exists, within the bound.
+    let agent = as_user(&short);
+    assert_eq!(
+        code(rotate(&agent, "agent-court", 0).await).0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(rotate(&admin, "agent-nope", 0).await).0,
+        Code::NotFound
+    );
+    assert_eq!(
+        code(rotate(&admin, "agent-court", 5 * 365 + 1).await).0,
+        Code::InvalidArgument
+    );
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let before = audit_kinds(&auditor).await;
+
+    let rotated = rotate(&admin, "agent-court", 0)
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert_eq!(rotated.expires_at, c.clock.now() + 365 * 86_400);
+    assert_ne!(rotated.token, short.token);
+    assert_eq!(
+        whoami(&short).await.0,
+        Code::Unauthenticated,
+        "the old token"
+    );
+    assert_eq!(whoami(&rotated).await.0, Code::Ok, "the new token");
+    let after = audit_kinds(&auditor).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after.last().map(String::as_str), Some("user_token_rotated"));
+
+    // A day before its end it works; at its end it is refused, and says why.
+    c.clock.advance(364 * 86_400);
+    assert_eq!(whoami(&rotated).await.0, Code::Ok);
+    c.clock.advance(86_400);
+    let (status, msg) = whoami(&rotated).await;
+    assert_eq!(status, Code::Unauthenticated);
+    assert!(msg.contains("expired"), "{msg}");
 }
