@@ -102,6 +102,19 @@ pub enum Command {
         #[arg(long)]
         next_pin: Option<String>,
     },
+    /// Print a shell completion script (e.g. `maillon completions bash >
+    /// /etc/bash_completion.d/maillon`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (maillon.1, maillon-user.1, maillon-user-add.1…)
+    /// into a folder.
+    Man {
+        /// The folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Play the parcours of the design on a federation started on loopback.
     Demo {
         /// Leave the nodes running afterwards, to explore with the CLI.

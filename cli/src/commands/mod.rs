@@ -19,6 +19,25 @@ use crate::client::Conn;
 use crate::error::CliError;
 use crate::escape::escape_controls;
 
+/// The completion script of `maillon` for `shell`, generated from the
+/// argument definitions.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "maillon", &mut script);
+    script
+}
+
+/// Writes a manual page for `maillon` and one for each of its commands, all
+/// generated from the argument definitions, into `out`.
+fn man_pages(out: &std::path::Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(out).map_err(CliError::io("creating the manual pages' folder"))?;
+    let cmd = <Args as clap::CommandFactory>::command();
+    clap_mangen::generate_to(cmd, out).map_err(CliError::io("writing the manual pages"))?;
+    say(&format!("manual pages written to {}", out.display()));
+    Ok(())
+}
+
 /// Runs one command.
 pub async fn run(args: Args) -> Result<(), CliError> {
     let profile = args.profile.as_deref();
@@ -26,6 +45,13 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Node(cmd) => node::run(cmd).await,
         Command::Gov(cmd) => gov::run(cmd, profile).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
+        Command::Completions { shell } => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&completion_script(shell))
+                .map_err(CliError::io("writing the completion script"))
+        }
+        Command::Man { out } => man_pages(&out),
         Command::Bench {
             adoption, rounds, ..
         } if !adoption.is_empty() => crate::bench::adoption(&adoption, rounds.max(1)).await,

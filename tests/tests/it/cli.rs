@@ -920,3 +920,42 @@ async fn the_access_report_is_a_printable_french_page() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn completions_and_manual_pages_come_from_the_argument_definitions() {
+    use clap_complete::Shell;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let script =
+            String::from_utf8(maillon_cli::commands::completion_script(shell)).expect("utf-8");
+        for word in ["maillon", "rotate", "valid-days", "log-format"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("man/man1");
+    run(Args::parse_from([
+        "maillon",
+        "man",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]))
+    .await
+    .expect("manual pages");
+    let page =
+        std::fs::read_to_string(out.join("maillon-user-rotate.1")).expect("a page per command");
+    assert!(page.contains(".TH"), "roff");
+    assert!(page.contains("valid"), "{page}");
+    assert!(out.join("maillon.1").exists());
+    // A folder that cannot be made is an error with a reason, not a panic.
+    let blocked = tmp.path().join("file");
+    std::fs::write(&blocked, "").expect("file");
+    let err = run(Args::parse_from([
+        "maillon",
+        "man",
+        "--out",
+        blocked.join("sub").to_str().expect("utf-8"),
+    ]))
+    .await
+    .expect_err("not a folder");
+    assert!(!one_line(&err).is_empty());
+}
