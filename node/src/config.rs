@@ -190,6 +190,15 @@ impl Config {
     /// existed gets one here (and its users' profiles a new pin).
     pub fn client_tls_identity(&self) -> Result<TlsIdentity, CryptoError> {
         let (key, cert) = (self.client_tls_key_path(), self.client_tls_cert_path());
+        if key.exists() != cert.exists() {
+            // Stopped between writing the two: neither was ever used.
+            let half = if key.exists() { &key } else { &cert };
+            tracing::warn!(file = %half.display(), "the client API's TLS identity is half written: making it again");
+            std::fs::remove_file(half).map_err(|source| CryptoError::Io {
+                path: half.clone(),
+                source,
+            })?;
+        }
         if !key.exists() && !cert.exists() {
             let identity = TlsIdentity::generate_for_clients(&self.member)?;
             identity.write_new(&key, &cert)?;

@@ -163,8 +163,6 @@ pub fn load_roster(path: &Path) -> Result<crate::roster::VerifiedRoster, StartEr
 
 /// A node serving on loopback or elsewhere; stop it with [`RunningNode::stop`].
 pub struct RunningNode {
-    /// The folder's lock, held while the node runs.
-    _lock: std::fs::File,
     node: Arc<Node>,
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
@@ -173,6 +171,9 @@ pub struct RunningNode {
     upkeep: JoinHandle<()>,
     gossip: JoinHandle<()>,
     witness: JoinHandle<()>,
+    /// The folder's lock, held while the node runs; the last field, so that
+    /// it goes after the node's store and log.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -290,7 +291,7 @@ async fn start_once(
     for dir in [config.dir.clone(), config.store_dir(), config.audit_dir()] {
         crate::crypto::check_private_dir(&dir)?;
     }
-    let lock = lock_folder(&config.dir)?;
+    let lock = lock_folder(&config.dir).await?;
     let store_dir = config.store_dir();
     // Opening may wait for a just-stopped node to let go of the store.
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
@@ -513,6 +514,14 @@ async fn start_once(
             }
         }
     });
+    match node.admin_tokens_ending_within(30) {
+        Ok(ending) => {
+            for (admin, end) in ending {
+                tracing::warn!(%admin, ends = end, "an admin token ends within 30 days: rotate it (`maillon user rotate`)");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot check the admins' tokens"),
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         member = %config.member,
@@ -522,7 +531,6 @@ async fn start_once(
         "node serving"
     );
     Ok(RunningNode {
-        _lock: lock,
         node,
         peer_addr,
         client_addr,
@@ -531,6 +539,7 @@ async fn start_once(
         upkeep,
         gossip,
         witness,
+        _lock: lock,
     })
 }
 
@@ -539,8 +548,9 @@ pub const LOCK_FILE: &str = "maillond.lock";
 
 /// Takes the folder's lock (an advisory lock on `maillond.lock`, released
 /// with the file when the node stops or its process dies) and writes this
-/// process's id in it; a folder another process holds is refused, naming it.
-fn lock_folder(dir: &Path) -> Result<std::fs::File, StartError> {
+/// process's id in it; a folder another process holds (still, after 5 s) is
+/// refused, naming it.
+async fn lock_folder(dir: &Path) -> Result<std::fs::File, StartError> {
     use std::io::{Read as _, Seek as _, Write as _};
     let path = dir.join(LOCK_FILE);
     let io = |source| ConfigError::Io {
@@ -554,7 +564,17 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StartError> {
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
+    // A node that just stopped in this process (a restart) may still be
+    // letting go of it: wait a little, as for the store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut taken = file.try_lock();
+    while matches!(taken, Err(std::fs::TryLockError::WouldBlock))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        taken = file.try_lock();
+    }
+    match taken {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

@@ -74,6 +74,10 @@ async fn init(
         "  admin profile (0600, holds a token):   {}",
         init.config.admin_profile_path().display()
     );
+    println!(
+        "  the admin's token is valid {} days: rotate it before its end (`maillon user rotate admin --profile-out …`)",
+        maillon_node::service::DEFAULT_TOKEN_DAYS
+    );
     println!("  TLS pin: {}", init.card.tls_spki_sha256);
     println!(
         "next: once the roster is signed by every founder, copy it to {}",
@@ -105,7 +109,7 @@ fn rotate_keys(dir: &std::path::Path, signing: bool, tls: bool) -> Result<(), Cl
     );
     if tls {
         println!(
-            "  the client API's certificate changes too: this node's admin profile is updated; other users put the new pin in their profile"
+            "  the peer API's certificate changes; the client API keeps its own (client-tls.key), and the users' profiles their pin"
         );
     }
     Ok(())

@@ -16,7 +16,14 @@ pub(super) async fn whoami(conn: &Conn) -> Result<(), CliError> {
         .who_am_i(conn.req(pb::WhoAmIRequest {}))
         .await?
         .into_inner();
-    say(&format!("{} at {} ({})", r.user, r.member, r.role));
+    let until = match r.token_expires_at {
+        0 => "without an end (rotate it to give it one)".to_owned(),
+        t => format!("valid until {}", super::utc(t)),
+    };
+    say(&format!(
+        "{} at {} ({}); token {until}",
+        r.user, r.member, r.role
+    ));
     Ok(())
 }
 
@@ -40,7 +47,7 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 }))
                 .await?
                 .into_inner();
-            hand_over(profile, &r, "created", profile_out)?;
+            hand_over(profile, &r, "created", profile_out, false)?;
         }
         UserCmd::Rotate {
             name,
@@ -61,6 +68,7 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 &r,
                 "given a new token (the old one no longer works)",
                 profile_out,
+                true,
             )?;
         }
         UserCmd::Remove { name } => {
@@ -77,12 +85,15 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
 }
 
 /// Gives a new token to whoever runs the command: in a profile written 0600
-/// at `out`, or printed once.
+/// at `out` (replacing the one there when `replace`: a rotation renews the
+/// user's profile), or printed once. The node already changed: a profile
+/// that cannot be written prints the token rather than lose it.
 fn hand_over(
     profile: &Profile,
     r: &pb::AddUserReply,
     done: &str,
     out: Option<std::path::PathBuf>,
+    replace: bool,
 ) -> Result<(), CliError> {
     let until = super::utc(r.expires_at);
     if let Some(out) = out {
@@ -91,13 +102,26 @@ fn hand_over(
             token: r.token.clone(),
             ..profile.clone()
         };
-        new.write_new(&out)?;
-        say(&format!(
-            "user {} ({}) {done}; valid until {until}; profile written to {}",
-            r.name,
-            r.role,
-            out.display()
-        ));
+        let written = if replace {
+            new.replace(&out)
+        } else {
+            new.write_new(&out)
+        };
+        match written {
+            Ok(()) => say(&format!(
+                "user {} ({}) {done}; valid until {until}; profile written to {}",
+                r.name,
+                r.role,
+                out.display()
+            )),
+            Err(e) => {
+                say(&format!(
+                    "user {} ({}) {done}; valid until {until}; the profile could not be written ({e}); token (shown once): {}",
+                    r.name, r.role, r.token
+                ));
+                return Err(e.into());
+            }
+        }
     } else {
         say(&format!(
             "user {} ({}) {done}; valid until {until}; token (shown once): {}",

@@ -1143,8 +1143,28 @@ impl AuditLog {
             }
             tiles
         };
-        let tree = Tiled::from_tiles(&tiles, leaves[complete * width..].to_vec())
+        let last = leaves[complete * width..].to_vec();
+        let tree = Tiled::from_tiles(&tiles, last.clone())
             .ok_or_else(|| AuditError::Corrupt("the log's tiles do not fit it".into()))?;
+        // Saved tiles that do not give the root of the leaves (whose
+        // frontier the signed checkpoint vouches for) are made again from
+        // the leaves, and saved again below: a damaged `tiles.idx` costs a
+        // slower start, never a refused log.
+        let in_memory = |t: u64| -> Result<Vec<Hash>, std::convert::Infallible> {
+            let t = t as usize;
+            Ok(leaves[t * width..(t + 1) * width].to_vec())
+        };
+        let (tree, tiles) = if tree.root_at(leaves.len() as u64, in_memory).ok()
+            == Some(frontier.root())
+        {
+            (tree, tiles)
+        } else {
+            tracing::warn!(path = %dir.display(), "the saved tiles do not fit the log: making them again");
+            let tiles = Tiled::tiles_of(&leaves).0;
+            let tree = Tiled::from_tiles(&tiles, last)
+                .ok_or_else(|| AuditError::Corrupt("the log's tiles do not fit it".into()))?;
+            (tree, tiles)
+        };
         // An index that fits is kept and completed, any other made again.
         let leaf_index = if kept > 0 {
             index::LeafIndex::open(dir, kept, &tiles).and_then(|mut index| {
@@ -1199,6 +1219,12 @@ impl AuditLog {
             checkpointing: std::sync::Mutex::new(Default::default()),
             integrity,
         })
+    }
+
+    /// Whether the log takes appends: not once its check failed, nor once
+    /// a write of it or of its index failed.
+    pub fn accepts_appends(&self) -> bool {
+        !self.read_state().failed && !matches!(self.integrity(), Integrity::Failed(_))
     }
 
     /// Where the check of the log against its index and its last
@@ -1772,6 +1798,7 @@ mod tests {
                 panic!("the check must fail");
             };
             assert!(!why.is_empty());
+            assert!(!log.accepts_appends());
             assert!(matches!(
                 log.append(0, event(99)).await,
                 Err(AuditError::Unavailable)
@@ -1783,7 +1810,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_damaged_tile_is_found_and_an_index_that_does_not_fit_is_read_around() {
+    async fn a_damaged_tile_is_made_again_and_an_index_that_does_not_fit_is_read_around() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = NodeKey::generate();
         let n = 2 * (1u64 << merkle::TILE_HEIGHT) + 30;
@@ -1799,30 +1826,26 @@ mod tests {
         let tiles = std::fs::read(dir.path().join(index::TILES_FILE)).expect("tiles");
         assert_eq!(tiles.len(), 16 + 2 * 32, "two complete tiles are saved");
 
-        // A saved tile hash changed: the background check names it, the
-        // log refuses appends and a proof through it is refused.
+        // A saved tile hash changed, or the file cut: opened from the
+        // index, the tiles do not give the leaves' root, so they are made
+        // again from the leaves and saved; proofs and appends go on.
         let mut wrong = tiles.clone();
         wrong[16 + 32 + 5] ^= 0x01;
-        std::fs::write(dir.path().join(index::TILES_FILE), &wrong).expect("write");
-        let log = reopen_from_index(dir.path(), &key).expect("opens from the index");
-        let Integrity::Failed(why) = checked(&log).await else {
-            panic!("the check must fail");
-        };
-        assert!(why.contains("tile 1"), "{why}");
-        assert!(matches!(
-            log.append(0, event(99)).await,
-            Err(AuditError::Unavailable)
-        ));
-        assert!(log.inclusion_proof(300, n).is_err());
-        drop(log);
-        // Read whole, the tiles are made again from the entries.
-        let log = reopen(dir.path(), &key).expect("read whole");
-        assert_eq!(log.root_at(n).expect("root"), root);
-        drop(log);
-        assert_eq!(
-            std::fs::read(dir.path().join(index::TILES_FILE)).expect("tiles"),
-            tiles
-        );
+        for damaged in [wrong, tiles[..16 + 32 + 7].to_vec(), b"nonsense".to_vec()] {
+            std::fs::write(dir.path().join(index::TILES_FILE), &damaged).expect("write");
+            let log = reopen_from_index(dir.path(), &key).expect("opens from the index");
+            assert_eq!(log.root_at(n).expect("root"), root);
+            assert_eq!(log.inclusion_proof(3, n).expect("proof"), proof);
+            assert!(log.inclusion_proof(300, n).is_ok());
+            assert_eq!(checked(&log).await, Integrity::Verified { entries: n });
+            assert!(log.accepts_appends());
+            drop(log);
+            assert_eq!(
+                std::fs::read(dir.path().join(index::TILES_FILE)).expect("tiles"),
+                tiles,
+                "saved again"
+            );
+        }
 
         // The index's last record points inside an entry: its tail does
         // not decode, the log is read whole and opens with every entry.

@@ -55,7 +55,7 @@ pub use outbox::{
 };
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
-pub use users::{Caller, NewUser, UserRecord, create_user};
+pub use users::{Caller, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, NewUser, UserRecord, create_user};
 pub use witness::{Evidence, MAX_PROOF, ProofKind, WITNESS_PERIOD, WitnessView, Witnessed};
 
 use crate::audit::{AuditEvent, AuditLog};
@@ -100,6 +100,10 @@ pub struct Node {
     stopping: std::sync::atomic::AtomicBool,
     /// Serializes roster changes at this node: proposals, merges, adoptions.
     governance: tokio::sync::Mutex<()>,
+    /// Serializes changes of users (creation, rotation, removal): each is
+    /// checked, logged and applied before the next is checked, so the store
+    /// ends as the log's order says.
+    users: tokio::sync::Mutex<()>,
     /// The last refusals of roster versions logged, by peer, hash and reason.
     recent_refusals: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// Set while a catch-up from a peer runs.
@@ -188,6 +192,7 @@ impl Node {
             holdings: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             governance: tokio::sync::Mutex::new(()),
+            users: tokio::sync::Mutex::new(()),
             peer_versions: std::sync::Mutex::new(Default::default()),
             catching_up: std::sync::atomic::AtomicBool::new(false),
             recent_refusals: std::sync::Mutex::new(Default::default()),

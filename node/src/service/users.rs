@@ -58,6 +58,8 @@ pub struct Caller {
     pub name: UserName,
     /// The user's role.
     pub role: Role,
+    /// When the token it called with stops working (Unix seconds).
+    pub token_expires_at: Option<i64>,
 }
 
 /// A new user and its token, shown once. Not `Debug`: it holds the token.
@@ -144,6 +146,7 @@ impl Node {
         valid_days: u32,
     ) -> Result<NewUser> {
         require(caller, &[Role::Admin])?;
+        let _users = self.users.lock().await;
         let _change = self.changes.read().await;
         create_user(
             &self.store,
@@ -167,6 +170,7 @@ impl Node {
         valid_days: u32,
     ) -> Result<NewUser> {
         require(caller, &[Role::Admin])?;
+        let _users = self.users.lock().await;
         let now = self.clock.now();
         let expires_at = expiry(now, valid_days)?;
         let Some(user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
@@ -225,6 +229,7 @@ impl Node {
                 "an admin cannot remove itself; another admin can".into(),
             ));
         }
+        let _users = self.users.lock().await;
         if self
             .store
             .get::<UserRecord>(Tree::Users, name.as_str())?
@@ -253,6 +258,22 @@ impl Node {
         Ok(true)
     }
 
+    /// The admins whose token ends within `days` (name, end), for the
+    /// warning a node logs at start: a node whose every admin token expired
+    /// has no way back in.
+    pub fn admin_tokens_ending_within(&self, days: i64) -> Result<Vec<(UserName, i64)>> {
+        let horizon = self.clock.now() + days * 86_400;
+        Ok(self
+            .store
+            .scan::<UserRecord>(Tree::Users, "")?
+            .into_iter()
+            .filter_map(|(_, u)| match (u.role, u.expires_at) {
+                (Role::Admin, Some(end)) if end <= horizon => Some((u.name, end)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Resolves a bearer token to its user.
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
         let denied = || ServiceError::Unauthenticated("unknown or revoked token");
@@ -276,6 +297,7 @@ impl Node {
         Ok(Caller {
             name: user.name,
             role: user.role,
+            token_expires_at: user.expires_at,
         })
     }
 }

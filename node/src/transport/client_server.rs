@@ -299,6 +299,7 @@ impl Client for ClientApi {
             member: self.node.member().to_string(),
             user: caller.name.to_string(),
             role: caller.role.to_string(),
+            token_expires_at: caller.token_expires_at.unwrap_or(0),
         }))
     }
 

@@ -87,9 +87,10 @@ async fn report_health(
     tokio::pin!(stopped);
     let mut last = None;
     loop {
-        let status = match node.audit_log().integrity() {
-            crate::audit::Integrity::Failed(_) => ServingStatus::NotServing,
-            _ => ServingStatus::Serving,
+        let status = if node.audit_log().accepts_appends() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         };
         if last != Some(status) {
             set(status).await;

@@ -959,3 +959,67 @@ async fn completions_and_manual_pages_come_from_the_argument_definitions() {
     .expect_err("not a folder");
     assert!(!one_line(&err).is_empty());
 }
+
+#[tokio::test]
+async fn a_rotation_renews_the_users_profile_in_place() {
+    let c = Cluster::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let admin = c.node("ccas-rodez").dir.join("admin.profile.toml");
+    let out = tmp.path().join("dupont.profile.toml");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["maillon", "--profile", admin.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        run(Args::parse_from(all))
+    };
+    let path = out.to_str().expect("utf-8");
+    cli(&[
+        "user",
+        "add",
+        "agent-dupont",
+        "--role",
+        "caseworker",
+        "--profile-out",
+        path,
+    ])
+    .await
+    .expect("added");
+    let first = maillon_node::config::Profile::read(&out).expect("profile");
+    // Adding again to the same file is refused (a profile is never overwritten by an add).
+    assert!(
+        cli(&[
+            "user",
+            "add",
+            "agent-autre",
+            "--role",
+            "caseworker",
+            "--profile-out",
+            path
+        ])
+        .await
+        .is_err()
+    );
+    cli(&["user", "rotate", "agent-dupont", "--profile-out", path])
+        .await
+        .expect("rotated into the same file");
+    let second = maillon_node::config::Profile::read(&out).expect("profile");
+    assert_ne!(first.token, second.token);
+    let mode = std::fs::metadata(&out).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let conn = |p: &maillon_node::config::Profile| maillon_cli::client::Conn::new(p).expect("conn");
+    let old = conn(&first);
+    assert!(
+        old.api()
+            .who_am_i(old.req(maillon_proto::v1::WhoAmIRequest {}))
+            .await
+            .is_err()
+    );
+    let new = conn(&second);
+    let me = new
+        .api()
+        .who_am_i(new.req(maillon_proto::v1::WhoAmIRequest {}))
+        .await
+        .expect("the renewed profile works")
+        .into_inner();
+    assert_eq!(me.user, "agent-dupont");
+    assert!(me.token_expires_at > 0);
+}

@@ -20,9 +20,10 @@ use tonic::Code;
 async fn in_a_process(c: &mut Cluster, id: &str, crash_at: Option<&str>) -> Child {
     c.fed.node_mut(id).stop().await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crash-node"));
+    let errors = c.node(id).dir.with_extension("stderr");
     cmd.arg(&c.node(id).dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(&errors).expect("stderr file"));
     match crash_at {
         Some(point) => cmd.env(CRASH_AT_VAR, point),
         None => cmd.env_remove(CRASH_AT_VAR),
@@ -36,7 +37,8 @@ async fn in_a_process(c: &mut Cluster, id: &str, crash_at: Option<&str>) -> Chil
             return child;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("the node process exited at start: {status}");
+            let said = std::fs::read_to_string(&errors).unwrap_or_default();
+            panic!("the node process exited at start: {status}: {said}");
         }
         assert!(
             tokio::time::Instant::now() < deadline,
