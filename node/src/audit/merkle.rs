@@ -29,8 +29,13 @@ pub fn empty_root() -> Hash {
 
 /// The largest power of two strictly below `n` (`n >= 2`).
 fn split(n: usize) -> usize {
+    split_u64(n as u64) as usize
+}
+
+/// [`split`] over tree sizes as the log counts them.
+fn split_u64(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
 
 /// The Merkle tree hash of the given leaf hashes (RFC 6962 §2.1).
@@ -387,7 +392,7 @@ impl Tiled {
             let kept = leaves.kept.as_ref().map_or(&[][..], |(_, l)| l.as_slice());
             return Ok(root(&kept[a..b]));
         }
-        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
+        let k = split_u64(n);
         Ok(node_hash(
             &self.subtree(lo, lo + k, leaves)?,
             &self.subtree(lo + k, hi, leaves)?,
@@ -406,7 +411,7 @@ impl Tiled {
         if n <= 1 {
             return Ok(());
         }
-        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
+        let k = split_u64(n);
         if m < k {
             self.path(m, lo, lo + k, leaves, out)?;
             out.push(self.subtree(lo + k, hi, leaves)?);
@@ -433,7 +438,7 @@ impl Tiled {
             }
             return Ok(());
         }
-        let k = 1u64 << (u64::BITS - 1 - (n - 1).leading_zeros());
+        let k = split_u64(n);
         if m <= k {
             self.subproof(m, lo, lo + k, complete, leaves, out)?;
             out.push(self.subtree(lo + k, hi, leaves)?);

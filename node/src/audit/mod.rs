@@ -10,6 +10,7 @@ mod index;
 pub mod merkle;
 pub mod note;
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -665,6 +666,9 @@ pub const RECENT_CHECKPOINTS: usize = 64;
 
 /// Most appends queued for the writer; past it, appenders wait.
 const MAX_QUEUED: usize = 16 * 1024;
+
+/// Tiles' leaves kept while one answer's proofs are made (8 KiB each).
+const TILES_KEPT: usize = 64;
 
 /// Logs shorter than this are read whole and checked at open; longer ones
 /// open from their leaf index and are checked in the background.
@@ -1333,8 +1337,12 @@ impl AuditLog {
     /// What a proof over the tree needs, under the lock: the tree above
     /// its tiles, and the leaves of at most two tiles read from the index
     /// and checked against their hashes (`O(log n)` hashes, no copy).
+    /// Tiles read for earlier proofs of the same answer are taken from
+    /// `read` (a complete tile never changes), which keeps at most
+    /// [`TILES_KEPT`] of them.
     fn over_tree<T>(
         &self,
+        read: &mut HashMap<u64, Vec<Hash>>,
         what: impl FnOnce(
             &Tiled,
             &mut dyn FnMut(u64) -> std::io::Result<Vec<Hash>>,
@@ -1342,7 +1350,17 @@ impl AuditLog {
         range: impl FnOnce(u64) -> String,
     ) -> Result<T, AuditError> {
         let st = self.read_state();
-        let mut fetch = |t: u64| self.records.tile(t);
+        let mut fetch = |t: u64| {
+            if let Some(leaves) = read.get(&t) {
+                return Ok(leaves.clone());
+            }
+            let leaves = self.records.tile(t)?;
+            if read.len() >= TILES_KEPT {
+                read.clear();
+            }
+            read.insert(t, leaves.clone());
+            Ok(leaves)
+        };
         what(&st.tree, &mut fetch).map_err(|e| match e {
             merkle::TileError::Range => AuditError::Range(range(st.tree.size())),
             merkle::TileError::Mismatch { tile } => AuditError::Corrupt(format!(
@@ -1358,22 +1376,34 @@ impl AuditLog {
     /// An inclusion proof of leaf `index` in the tree of the first `size`
     /// leaves (RFC 6962 §2.1.1).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        self.inclusion_proof_reading(index, size, &mut HashMap::new())
+    }
+
+    fn inclusion_proof_reading(
+        &self,
+        index: u64,
+        size: u64,
+        read: &mut HashMap<u64, Vec<Hash>>,
+    ) -> Result<Vec<Hash>, AuditError> {
         self.over_tree(
+            read,
             |tree, fetch| tree.inclusion_proof(index, size, fetch),
             |have| format!("no leaf {index} in a tree of {size} (the log holds {have})"),
         )
     }
 
     /// The inclusion proofs of leaves `indices` in the tree of `size`
-    /// leaves.
+    /// leaves: each under the lock on its own (appends go on between them),
+    /// the tiles they share read once.
     pub fn inclusion_proofs(
         &self,
         indices: &[u64],
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, AuditError> {
+        let mut read = HashMap::new();
         indices
             .iter()
-            .map(|&i| self.inclusion_proof(i, size))
+            .map(|&i| self.inclusion_proof_reading(i, size, &mut read))
             .collect()
     }
 
@@ -1381,6 +1411,7 @@ impl AuditLog {
     /// of the first `new` (RFC 6962 §2.1.2); empty when they are equal.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
         self.over_tree(
+            &mut HashMap::new(),
             |tree, fetch| tree.consistency_proof(old, new, fetch),
             |have| format!("no consistency proof from {old} to {new} (the log holds {have})"),
         )
@@ -1389,6 +1420,7 @@ impl AuditLog {
     /// The root of the tree of the first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
         self.over_tree(
+            &mut HashMap::new(),
             |tree, fetch| tree.root_at(size, fetch),
             |have| format!("no tree of {size} (the log holds {have})"),
         )

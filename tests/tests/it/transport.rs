@@ -262,6 +262,18 @@ async fn the_client_api_presents_its_own_p256_certificate_and_an_older_node_gets
     let conn = Conn::new(&admin).expect("conn");
     let (status, _) = code(conn.api().who_am_i(conn.req(pb::WhoAmIRequest {})).await);
     assert_eq!(status, Code::Unavailable, "the old pin is refused");
+
+    // Half written (a stop between its two files): made again at start.
+    std::fs::remove_file(dir.join("client-tls.crt")).expect("rm");
+    c.restart("ccas-rodez").await;
+    let again = Profile::read(&dir.join("admin.profile.toml")).expect("profile");
+    assert_ne!(again.server_spki_sha256, repinned.server_spki_sha256);
+    assert!(dir.join("client-tls.crt").exists());
+    let conn = Conn::new(&again).expect("conn");
+    conn.api()
+        .who_am_i(conn.req(pb::WhoAmIRequest {}))
+        .await
+        .expect("the identity made again serves");
 }
 
 #[tokio::test]
