@@ -150,6 +150,26 @@ pub enum NodeCmd {
         #[arg(long)]
         client_addr: SocketAddr,
     },
+    /// Check a node folder before (or while) it runs: configuration and its
+    /// environment overrides, folder and key permissions, keys, the roster
+    /// and this node's place in it, listen addresses, and every peer (a real
+    /// handshake with this node's key, its health and its clock). Prints
+    /// what is wrong and how to fix it; exit 1 if anything is.
+    Check {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// As JSON: `{"dir", "ok", "findings": [{"check", "ok", "detail", "fix"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running node (the profile's) how it is: version, member, roster
+    /// version, listeners, its audit log, its peers, what waits (admin, auditor).
+    Status {
+        /// As JSON (the fields of `NodeStatusReply` in `client.proto`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Stage new keys (signing, TLS, or both) and the card that lists them,
     /// for a `gov propose update-member … --card card.next.json`; the node
     /// puts them in force once the federation adopts that version.

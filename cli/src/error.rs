@@ -138,6 +138,13 @@ pub enum CliError {
         what: &'static str,
     },
 
+    /// `node check` found problems (each printed, with its fix) (exit 1).
+    #[error("{problems} problem(s) found")]
+    CheckFailed {
+        /// How many.
+        problems: usize,
+    },
+
     // ----- the operator -----
     /// The operator did not confirm `gov sign` (exit 3).
     #[error("not signed")]

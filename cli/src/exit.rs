@@ -47,6 +47,7 @@ pub fn exit_code(e: &CliError) -> u8 {
         CliError::Io { .. }
         | CliError::LogNotVerified { .. }
         | CliError::AuditFailed { .. }
+        | CliError::CheckFailed { .. }
         | CliError::Store(_)
         | CliError::Sharing(_)
         | CliError::Audit(_)

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{CryptoError, NodeKey, SpkiHash, TlsIdentity, write_secret_file};
+use crate::limits::Limits;
 use crate::roster::MemberCard;
 use crate::types::{MemberId, MemberKind, ParseError};
 
@@ -63,6 +64,51 @@ struct RawConfig {
     peer_listen: String,
     client_listen: String,
     peer_endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    limits: Limits,
+}
+
+fn is_default(limits: &Limits) -> bool {
+    *limits == Limits::default()
+}
+
+/// The type of a setting's value, for reading it from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+}
+
+/// Every setting of `node.toml`, by its path (`table.key`), with its type.
+/// Each can be given by the environment instead: `MAILLON_` and the path in
+/// capitals, dots as underscores (`MAILLON_LIMITS_USER_READS_PER_SECOND`).
+const SETTINGS: &[(&str, Kind)] = &[
+    ("member", Kind::Text),
+    ("name", Kind::Text),
+    ("kind", Kind::Text),
+    ("peer_listen", Kind::Text),
+    ("client_listen", Kind::Text),
+    ("peer_endpoint", Kind::Text),
+    ("metrics_listen", Kind::Text),
+    ("limits.user_reads_per_second", Kind::Number),
+    ("limits.user_reads_burst", Kind::Number),
+    ("limits.peer_reads_per_second", Kind::Number),
+    ("limits.peer_reads_burst", Kind::Number),
+    ("limits.peer_mls_per_second", Kind::Number),
+    ("limits.peer_mls_burst", Kind::Number),
+    ("limits.groups_per_peer", Kind::Number),
+];
+
+/// The environment variable that overrides the setting at `path`.
+pub fn env_name(path: &str) -> String {
+    format!("MAILLON_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The paths of every setting `node.toml` takes (what a deployment may name).
+pub fn setting_paths() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().map(|(path, _)| *path)
 }
 
 /// A validated node configuration.
@@ -82,6 +128,12 @@ pub struct Config {
     pub client_listen: SocketAddr,
     /// The peer endpoint other members dial (`host:port`).
     pub peer_endpoint: String,
+    /// Where the Prometheus metrics are served over plain HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Rate limits and caps.
+    pub limits: Limits,
+    /// The environment variables that overrode `node.toml`, by name.
+    pub from_env: Vec<String>,
 }
 
 /// What `maillon node init` is asked for.
@@ -341,32 +393,132 @@ impl Config {
         Ok(promoted)
     }
 
-    /// Loads and validates `DIR/node.toml`.
+    /// Loads and validates `DIR/node.toml`, with the overrides the
+    /// process's environment gives (`MAILLON_PEER_LISTEN`…).
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(dir, |name| std::env::var(name).ok())
+    }
+
+    /// Loads and validates `DIR/node.toml`, each setting overridden by
+    /// `env(name)` when it gives a value (see [`env_name`]).
+    pub fn load_with_env(
+        dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let path = Self::file(dir);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
             path: path.clone(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let invalid = |reason: String| ConfigError::Invalid {
             path: path.clone(),
-            reason: e.message().to_owned(),
+            reason,
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+        let mut from_env = Vec::new();
+        for &(setting, kind) in SETTINGS {
+            let name = env_name(setting);
+            let Some(value) = env(&name) else { continue };
+            let value = match kind {
+                Kind::Text => toml::Value::String(value),
+                Kind::Number => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                    invalid(format!("{name}: expected a whole number, found {value:?}"))
+                })?),
+            };
+            let (table_name, key) = match setting.split_once('.') {
+                Some((t, k)) => (Some(t), k),
+                None => (None, setting),
+            };
+            let target = match table_name {
+                None => &mut table,
+                Some(t) => match table
+                    .entry(t)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(inner) => inner,
+                    _ => return Err(invalid(format!("{t}: expected a table"))),
+                },
+            };
+            target.insert(key.to_owned(), value);
+            from_env.push(name);
+        }
+        let origin = |field: &str| -> String {
+            let name = env_name(field);
+            if from_env.contains(&name) {
+                format!("{field} (from {name})")
+            } else {
+                field.to_owned()
+            }
+        };
+        let raw: RawConfig = table.try_into().map_err(|e: toml::de::Error| {
+            let mut reason = e.message().to_owned();
+            if !from_env.is_empty() {
+                reason.push_str(&format!(
+                    " (with {} from the environment)",
+                    from_env.join(", ")
+                ));
+            }
+            invalid(reason)
         })?;
         let addr = |field: &str, s: &str| -> Result<SocketAddr, ConfigError> {
-            s.parse().map_err(|_| ConfigError::Invalid {
-                path: path.clone(),
-                reason: format!("{field}: expected ip:port, found {s:?}"),
-            })
+            s.parse()
+                .map_err(|_| invalid(format!("{}: expected ip:port, found {s:?}", origin(field))))
         };
+        if let Some(problem) = raw.limits.problem() {
+            return Err(invalid(format!("limits: {problem}")));
+        }
+        crate::types::check_endpoint(&raw.peer_endpoint)
+            .map_err(|e| invalid(format!("{}: {e}", origin("peer_endpoint"))))?;
         Ok(Self {
             dir: dir.to_owned(),
-            member: raw.member.parse()?,
+            member: raw
+                .member
+                .parse()
+                .map_err(|e: ParseError| invalid(format!("{}: {e}", origin("member"))))?,
             name: raw.name,
-            kind: raw.kind.parse()?,
+            kind: raw
+                .kind
+                .parse()
+                .map_err(|e: ParseError| invalid(format!("{}: {e}", origin("kind"))))?,
             peer_listen: addr("peer_listen", &raw.peer_listen)?,
             client_listen: addr("client_listen", &raw.client_listen)?,
             peer_endpoint: raw.peer_endpoint,
+            metrics_listen: raw
+                .metrics_listen
+                .as_deref()
+                .map(|s| addr("metrics_listen", s))
+                .transpose()?,
+            limits: raw.limits,
+            from_env,
         })
+    }
+
+    /// Sets the `[limits]` table of `DIR/node.toml` (the rest of the file is
+    /// kept; comments are not), written whole or not at all.
+    pub fn write_limits(dir: &Path, limits: &Limits) -> Result<(), ConfigError> {
+        let path = Self::file(dir);
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let io = |source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        };
+        let text = std::fs::read_to_string(&path).map_err(io)?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+        if is_default(limits) {
+            table.remove("limits");
+        } else {
+            let value = toml::Value::try_from(limits).map_err(|e| invalid(e.to_string()))?;
+            table.insert("limits".into(), value);
+        }
+        let text = toml::to_string(&table).map_err(|e| invalid(e.to_string()))?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
     }
 
     /// Creates a node directory: keys (0600), configuration and public card.
@@ -406,6 +558,8 @@ impl Config {
                 .peer_endpoint
                 .clone()
                 .unwrap_or_else(|| opts.peer_addr.to_string()),
+            metrics_listen: None,
+            limits: Limits::default(),
         };
         let cfg_path = Self::file(dir);
         let text = toml::to_string(&raw).map_err(|e| ConfigError::Invalid {
@@ -435,5 +589,130 @@ impl Config {
         let card_json = serde_json::to_string_pretty(&card).unwrap_or_default();
         std::fs::write(config.card_path(), card_json + "\n").map_err(io(&config.card_path()))?;
         Ok((config, card))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+member = "ccas-rodez"
+name = "CCAS de Rodez"
+kind = "ccas"
+peer_listen = "127.0.0.1:7401"
+client_listen = "127.0.0.1:7402"
+peer_endpoint = "maillon.ccas-rodez.example:7401"
+"#;
+
+    fn folder(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(Config::file(dir.path()), text).expect("write");
+        dir
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn refusal(dir: &Path, pairs: &[(&str, &str)]) -> String {
+        match Config::load_with_env(dir, env(pairs)) {
+            Err(ConfigError::Invalid { reason, .. }) => reason,
+            other => panic!("refused expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_environment_and_says_so() {
+        let dir = folder(TOML);
+        let plain = Config::load_with_env(dir.path(), env(&[])).expect("loads");
+        assert_eq!(plain.limits, Limits::default());
+        assert_eq!(plain.metrics_listen, None);
+        assert!(plain.from_env.is_empty());
+        let c = Config::load_with_env(
+            dir.path(),
+            env(&[
+                ("MAILLON_PEER_LISTEN", "0.0.0.0:9401"),
+                ("MAILLON_METRICS_LISTEN", "127.0.0.1:9403"),
+                ("MAILLON_LIMITS_USER_READS_PER_SECOND", "5"),
+                ("MAILLON_LIMITS_USER_READS_BURST", " 10 "),
+                ("MAILLON_NAME", "CCAS de Rodez (secours)"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.peer_listen.to_string(), "0.0.0.0:9401");
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9403")
+        );
+        assert_eq!(c.limits.user_reads_per_second, 5);
+        assert_eq!(c.limits.user_reads_burst, 10);
+        assert_eq!(
+            c.limits.peer_reads_per_second,
+            Limits::default().peer_reads_per_second
+        );
+        assert_eq!(c.name, "CCAS de Rodez (secours)");
+        assert_eq!(c.from_env.len(), 5);
+        // Every setting has its variable, and each is one the file takes.
+        for path in setting_paths() {
+            assert!(env_name(path).starts_with("MAILLON_"));
+        }
+        assert_eq!(
+            env_name("limits.groups_per_peer"),
+            "MAILLON_LIMITS_GROUPS_PER_PEER"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_where_it_came_from() {
+        let dir = folder(TOML);
+        let r = refusal(dir.path(), &[("MAILLON_PEER_LISTEN", "partout")]);
+        assert!(r.contains("peer_listen (from MAILLON_PEER_LISTEN)"), "{r}");
+        let r = refusal(dir.path(), &[("MAILLON_LIMITS_PEER_MLS_BURST", "beaucoup")]);
+        assert!(
+            r.contains("MAILLON_LIMITS_PEER_MLS_BURST: expected a whole number"),
+            "{r}"
+        );
+        let r = refusal(dir.path(), &[("MAILLON_MEMBER", "CCAS Rodez!")]);
+        assert!(r.contains("member (from MAILLON_MEMBER)"), "{r}");
+        let r = refusal(dir.path(), &[("MAILLON_PEER_ENDPOINT", "no-port")]);
+        assert!(
+            r.contains("peer_endpoint (from MAILLON_PEER_ENDPOINT)"),
+            "{r}"
+        );
+        let r = refusal(
+            dir.path(),
+            &[
+                ("MAILLON_LIMITS_USER_READS_PER_SECOND", "100"),
+                ("MAILLON_LIMITS_USER_READS_BURST", "10"),
+            ],
+        );
+        assert!(r.contains("user_reads_burst"), "{r}");
+        let r = refusal(dir.path(), &[("MAILLON_LIMITS_GROUPS_PER_PEER", "-1")]);
+        assert!(
+            r.contains("groups_per_peer") || r.contains("invalid value"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn the_file_refuses_unknown_settings_and_limits_are_written_back() {
+        let dir = folder(&format!("{TOML}metrics_port = 9\n"));
+        assert!(refusal(dir.path(), &[]).contains("metrics_port"));
+        let dir = folder(&format!("{TOML}[limits]\nreads = 3\n"));
+        assert!(refusal(dir.path(), &[]).contains("reads"));
+        let dir = folder(TOML);
+        Config::write_limits(dir.path(), &Limits::OFF).expect("written");
+        let c = Config::load_with_env(dir.path(), env(&[])).expect("loads");
+        assert_eq!(c.limits, Limits::OFF);
+        assert_eq!(c.peer_endpoint, "maillon.ccas-rodez.example:7401");
+        Config::write_limits(dir.path(), &Limits::default()).expect("written");
+        let text = std::fs::read_to_string(Config::file(dir.path())).expect("read");
+        assert!(!text.contains("limits"), "defaults are not written: {text}");
     }
 }

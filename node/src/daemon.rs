@@ -354,6 +354,7 @@ async fn start_once(
             tls_pin: tls.spki_hash()?,
             staged_key: Some(config.staged_signing_key_path()),
             vault: crate::crypto::DossierKeys::open(&config.dossier_keys_dir())?,
+            limits: config.limits,
         })
         .await?,
     );
@@ -394,6 +395,22 @@ async fn start_once(
             addr: config.client_listen,
             source,
         })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(bind(addr, None).await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: config.metrics_listen.unwrap_or(client_addr),
+            source,
+        })?),
+        None => None,
+    };
+    node.set_listening(service::Listening {
+        peer: peer_addr,
+        client: client_addr,
+        metrics: metrics_addr,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let serving = node.clone();
     let mut server_stop = stop_rx.clone();
@@ -408,6 +425,7 @@ async fn start_once(
             roster,
             peer_listener,
             client_listener,
+            metrics_listener,
             shutdown,
         )
         .await
@@ -522,12 +540,15 @@ async fn start_once(
         }
         Err(e) => tracing::warn!(error = %e, "cannot check the admins' tokens"),
     }
+    let metrics_at = metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         member = %config.member,
         roster = node.roster().roster().version,
         %peer_addr,
         %client_addr,
+        metrics = %metrics_at,
+        overrides = %config.from_env.join(","),
         "node serving"
     );
     Ok(RunningNode {
@@ -545,6 +566,25 @@ async fn start_once(
 
 /// The lock file in a node folder, held by the process that serves it.
 pub const LOCK_FILE: &str = "maillond.lock";
+
+/// Who serves the node folder `dir` now (`process PID`), if a process
+/// holds its lock; `None` if none does (or the folder has no lock file).
+pub fn folder_holder(dir: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Some(match holder.trim() {
+                "" => "a process that has not written its id yet".to_owned(),
+                pid => format!("process {pid}"),
+            })
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
 
 /// Takes the folder's lock (an advisory lock on `maillond.lock`, released
 /// with the file when the node stops or its process dies) and writes this

@@ -375,6 +375,11 @@ impl Store {
         Ok(out)
     }
 
+    /// How many keys `tree` holds (it walks the tree).
+    pub fn count(&self, tree: Tree) -> usize {
+        self.tree(tree).len()
+    }
+
     /// Removes keys of `tree` starting with `prefix` for which `stale` holds.
     pub fn remove_where<T: DeserializeOwned>(
         &self,

@@ -1,6 +1,7 @@
 //! What each command does, one file per command family; `run` dispatches.
 
 mod audit;
+pub mod check;
 mod consent;
 mod dossiers;
 pub mod gov;
@@ -42,7 +43,7 @@ fn man_pages(out: &std::path::Path) -> Result<(), CliError> {
 pub async fn run(args: Args) -> Result<(), CliError> {
     let profile = args.profile.as_deref();
     match args.command {
-        Command::Node(cmd) => node::run(cmd).await,
+        Command::Node(cmd) => node::run(cmd, profile).await,
         Command::Gov(cmd) => gov::run(cmd, profile).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Completions { shell } => {

@@ -1,16 +1,22 @@
 //! `maillon node init`: a new node folder; `maillon node join`: the genesis
-//! roster for a newly admitted partner's node.
+//! roster for a newly admitted partner's node; `maillon node status`: a
+//! running node at a glance (`node check` is in `check`).
 
 use maillon_node::config::InitOptions;
 use maillon_node::types::MemberId;
 
-use super::arg;
+use maillon_proto::v1 as pb;
+
+use super::{arg, say};
 use crate::args::NodeCmd;
+use crate::client::Conn;
 use crate::error::CliError;
 
 /// Runs `maillon node …`.
-pub(super) async fn run(cmd: NodeCmd) -> Result<(), CliError> {
+pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Result<(), CliError> {
     match cmd {
+        NodeCmd::Check { dir, json } => super::check::check(&dir, json).await,
+        NodeCmd::Status { json } => status(&super::connect(profile)?.1, json).await,
         NodeCmd::Init {
             dir,
             member,
@@ -173,5 +179,100 @@ fn join(
         "next: once a quorum has adopted the version that admits {}, start the node: it fetches that version from the members and verifies the chain from this genesis",
         config.member
     );
+    Ok(())
+}
+
+/// `maillon node status`: the running node at a glance.
+async fn status(conn: &Conn, json: bool) -> Result<(), CliError> {
+    let r = conn
+        .api()
+        .node_status(conn.req(pb::NodeStatusRequest {}))
+        .await?
+        .into_inner();
+    if json {
+        let peers: Vec<serde_json::Value> = r
+            .peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "member": p.member,
+                    "status": p.status,
+                    "told": p.told,
+                    "told_version": p.told_version,
+                    "told_at": p.told_at,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "version": r.version,
+            "member": r.member,
+            "roster_version": r.roster_version,
+            "peer_listen": r.peer_listen,
+            "client_listen": r.client_listen,
+            "metrics_listen": r.metrics_listen,
+            "started_at": r.started_at,
+            "audit_entries": r.audit_entries,
+            "audit_bytes": r.audit_bytes,
+            "audit_integrity": r.audit_integrity,
+            "audit_appending": r.audit_appending,
+            "peers": peers,
+            "outbox": r.outbox,
+            "witness_alarms": r.witness_alarms,
+            "consents_active": r.consents_active,
+            "break_glass_pending": r.break_glass_pending,
+            "users": r.users,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let metrics = if r.metrics_listen.is_empty() {
+        "off".to_owned()
+    } else {
+        r.metrics_listen.clone()
+    };
+    say(&format!(
+        "maillond {} serving {} at roster v{}, since {}",
+        r.version,
+        r.member,
+        r.roster_version,
+        super::utc(r.started_at)
+    ));
+    say(&format!(
+        "  listeners: peer {}, client {}, metrics {metrics}",
+        r.peer_listen, r.client_listen
+    ));
+    say(&format!(
+        "  audit log: {} entries, {} bytes, {}{}",
+        r.audit_entries,
+        r.audit_bytes,
+        r.audit_integrity,
+        if r.audit_appending {
+            ""
+        } else {
+            " — REFUSING APPENDS: every change is refused until the log is repaired"
+        }
+    ));
+    say(&format!(
+        "  consents in force: {}; break-glass accesses to review: {}; users: {}",
+        r.consents_active, r.break_glass_pending, r.users
+    ));
+    say(&format!(
+        "  outbox: {} notice(s) waiting; witness alarms since start: {}",
+        r.outbox, r.witness_alarms
+    ));
+    println!("  peers:");
+    for p in &r.peers {
+        let told = if !p.told {
+            "not heard from since start".to_owned()
+        } else if p.told_version < r.roster_version {
+            format!("BEHIND at v{}", p.told_version)
+        } else {
+            format!("v{} (last told {})", p.told_version, super::utc(p.told_at))
+        };
+        say(&format!("    {:<18} {:<9} {told}", p.member, p.status));
+    }
     Ok(())
 }

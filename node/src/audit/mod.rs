@@ -704,6 +704,8 @@ pub struct AuditLog {
     checkpointing: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// The check of a log opened from its leaf index.
     integrity: Arc<std::sync::Mutex<Integrity>>,
+    /// How long appends take, submission to `fdatasync`.
+    append_latency: crate::metrics::LatencyHistogram,
 }
 
 /// Where the check of a log's every entry stands.
@@ -1222,6 +1224,7 @@ impl AuditLog {
             jobs,
             checkpointing: std::sync::Mutex::new(Default::default()),
             integrity,
+            append_latency: crate::metrics::LatencyHistogram::default(),
         })
     }
 
@@ -1253,12 +1256,27 @@ impl AuditLog {
         if data.len() > MAX_EVENT {
             return Err(AuditError::TooLarge(data.len()));
         }
+        let started = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job { data, reply })
             .await
             .map_err(|_| AuditError::Unavailable)?;
-        rx.await.map_err(|_| AuditError::Unavailable)?
+        let appended = rx.await.map_err(|_| AuditError::Unavailable)?;
+        if appended.is_ok() {
+            self.append_latency.observe(started.elapsed());
+        }
+        appended
+    }
+
+    /// How long appends take (for the metrics).
+    pub fn append_latency(&self) -> crate::metrics::LatencyHistogram {
+        self.append_latency.clone()
+    }
+
+    /// The bytes of the log file (0 if it cannot be read).
+    pub fn bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// The number of durable leaves.

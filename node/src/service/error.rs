@@ -79,6 +79,12 @@ pub enum ServiceError {
     /// Too many requests of this kind, too soon, or too many at once.
     #[error("{0}")]
     Busy(String),
+    /// A caller reached its rate limit for this kind of call.
+    #[error("rate limit reached for {0}; try again shortly")]
+    RateLimited(&'static str),
+    /// A cap on what a peer may create here is reached.
+    #[error("{0}")]
+    Capped(String),
     /// A signed peer message (request, receipt) is refused.
     #[error("{peer}: {source}")]
     Protocol {
@@ -194,7 +200,10 @@ impl ServiceError {
         use ErrorKind as K;
         match self {
             ServiceError::Invalid(_) => K::Invalid,
-            ServiceError::TooLarge { .. } | ServiceError::Busy(_) => K::TooLarge,
+            ServiceError::TooLarge { .. }
+            | ServiceError::Busy(_)
+            | ServiceError::RateLimited(_)
+            | ServiceError::Capped(_) => K::TooLarge,
             ServiceError::Unauthenticated(_) => K::Unauthenticated,
             ServiceError::Role { .. }
             | ServiceError::Charter { .. }
@@ -246,6 +255,8 @@ impl ServiceError {
             ServiceError::Invalid(_) => "invalid".into(),
             ServiceError::TooLarge { .. } => "too_large".into(),
             ServiceError::Busy(_) => "busy".into(),
+            ServiceError::RateLimited(_) => "rate_limited".into(),
+            ServiceError::Capped(_) => "capped".into(),
             ServiceError::Unauthenticated(_) => "unauthenticated".into(),
             ServiceError::Role { .. } => "role".into(),
             ServiceError::Denied(r) => r.code().into(),

@@ -53,9 +53,21 @@ impl Node {
         welcome: Vec<u8>,
     ) -> Result<u64> {
         let share = self.peer_share(peer, dossier, section)?;
+        let new_group = !self.sharing.has_group(&share)?;
+        if new_group {
+            self.check_group_cap(peer).await?;
+        }
         let (sharing, joining, roster_key) =
             (self.sharing.clone(), share.clone(), self.roster_key());
         let epoch = blocking(move || sharing.join(&joining, &welcome, &roster_key)).await?;
+        if new_group {
+            *self
+                .groups_joined
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(peer.clone())
+                .or_default() += 1;
+        }
         self.audit(AuditEvent::GroupJoined {
             dossier: share.dossier,
             section: share.section,
@@ -64,6 +76,42 @@ impl Node {
         })
         .await?;
         Ok(epoch)
+    }
+
+    /// Refuses a Welcome into a new group once `peer` has this node in
+    /// `limits.groups_per_peer` groups: counted from the store the first
+    /// time, and again whenever the count reaches the cap (groups closed
+    /// since then are not counted).
+    async fn check_group_cap(&self, peer: &MemberId) -> Result<()> {
+        let cap = self.limits.groups_per_peer as usize;
+        if cap == 0 {
+            return Ok(());
+        }
+        let known = self
+            .groups_joined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(peer)
+            .copied();
+        let count = match known {
+            Some(n) if n < cap => n,
+            _ => {
+                let (store, prefix) = (self.store.clone(), format!("share/{peer}/"));
+                let n = blocking(move || store.mls_scopes(&prefix).map(|s| s.len())).await?;
+                self.groups_joined
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(peer.clone(), n);
+                n
+            }
+        };
+        if count >= cap {
+            self.metrics.limited("peer", "groups_per_peer");
+            return Err(ServiceError::Capped(format!(
+                "{peer} already has this node in {count} share groups, the cap (limits.groups_per_peer)"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies a commit from the owner of a share group.

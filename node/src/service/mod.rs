@@ -29,6 +29,7 @@ mod outbox;
 mod reads;
 mod referent;
 mod replay;
+mod status;
 mod users;
 mod witness;
 
@@ -55,6 +56,7 @@ pub use outbox::{
 };
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
+pub use status::{Listening, NodeStatus, PeerState};
 pub use users::{Caller, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, NewUser, UserRecord, create_user};
 pub use witness::{Evidence, MAX_PROOF, ProofKind, WITNESS_PERIOD, WitnessView, Witnessed};
 
@@ -126,6 +128,19 @@ pub struct Node {
     on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// The read requests' nonces seen lately (rebuilt from the log at start).
     nonces: std::sync::Mutex<nonces::Nonces>,
+    /// The node's metrics (calls, limits, the audit log's appends).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The rate limits and caps in force.
+    limits: crate::limits::Limits,
+    /// Where the node listens, once its listeners are bound.
+    listening: std::sync::OnceLock<status::Listening>,
+    /// When the node started (Unix seconds).
+    started_at: i64,
+    /// Share groups each peer had this node join, counted once from the
+    /// store and kept up as Welcomes come (for `limits.groups_per_peer`).
+    groups_joined: std::sync::Mutex<std::collections::HashMap<MemberId, usize>>,
+    /// The last state read for the metrics, and when.
+    snapshot: tokio::sync::Mutex<Option<(std::time::Instant, crate::metrics::Snapshot)>>,
     /// This node's proofs that it holds dossiers, once made (a proof
     /// against a checkpoint stays true: the log only grows).
     holdings: std::sync::Mutex<std::collections::HashMap<DossierId, auditors::Holding>>,
@@ -164,6 +179,8 @@ pub struct NodeParts {
     pub staged_key: Option<std::path::PathBuf>,
     /// The per-dossier keys that seal sections and identities at rest.
     pub vault: crate::crypto::DossierKeys,
+    /// The rate limits and caps in force.
+    pub limits: crate::limits::Limits,
 }
 
 impl Node {
@@ -174,6 +191,10 @@ impl Node {
             parts.store.clone(),
             parts.me.clone(),
             &parts.key,
+        ));
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &parts.audit.append_latency(),
+            parts.me.as_str(),
         ));
         let node = Self {
             me: parts.me,
@@ -198,6 +219,12 @@ impl Node {
             recent_refusals: std::sync::Mutex::new(Default::default()),
             tls_pin: parts.tls_pin,
             staged_key: parts.staged_key,
+            metrics,
+            limits: parts.limits,
+            listening: std::sync::OnceLock::new(),
+            started_at: parts.clock.now(),
+            groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
+            snapshot: tokio::sync::Mutex::new(None),
             keys_rotated: tokio::sync::watch::Sender::new(false),
             clock: parts.clock,
             network: parts.network,

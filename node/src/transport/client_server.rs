@@ -934,6 +934,55 @@ impl Client for ClientApi {
         }))
     }
 
+    async fn node_status(
+        &self,
+        req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusReply>, Status> {
+        let caller = self.caller(&req)?;
+        let st = self.node.status(&caller).await.map_err(status)?;
+        let (peer_listen, client_listen, metrics_listen) = match st.listening {
+            Some(l) => (
+                l.peer.to_string(),
+                l.client.to_string(),
+                l.metrics.map(|m| m.to_string()).unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        Ok(Response::new(pb::NodeStatusReply {
+            version: st.version.to_owned(),
+            member: st.member.to_string(),
+            roster_version: st.roster_version,
+            peer_listen,
+            client_listen,
+            metrics_listen,
+            started_at: st.started_at,
+            audit_entries: st.audit_entries,
+            audit_bytes: st.audit_bytes,
+            audit_integrity: match st.audit_integrity {
+                crate::audit::Integrity::Checking => "checking".into(),
+                crate::audit::Integrity::Verified { .. } => "verified".into(),
+                crate::audit::Integrity::Failed(reason) => format!("failed: {reason}"),
+            },
+            audit_appending: st.audit_appending,
+            peers: st
+                .peers
+                .into_iter()
+                .map(|p| pb::NodePeer {
+                    member: p.member.to_string(),
+                    status: p.status.to_string(),
+                    told: p.told.is_some(),
+                    told_version: p.told.map_or(0, |(v, _)| v),
+                    told_at: p.told.map_or(0, |(_, at)| at),
+                })
+                .collect(),
+            outbox: st.outbox,
+            witness_alarms: st.witness_alarms,
+            consents_active: st.consents_active,
+            break_glass_pending: st.break_glass_pending,
+            users: st.users,
+        }))
+    }
+
     async fn gov_status(
         &self,
         req: Request<pb::GovStatusRequest>,

@@ -8,16 +8,24 @@
 //! caller (a member on the peer API, a token on the client API, else an
 //! address) and a slot of the listener, both held by the task until it ends.
 //! A call that finds no slot is refused at once with `ResourceExhausted`.
+//!
+//! The same layer counts every call by method and status, with its latency,
+//! in the node's metrics, and refuses with `ResourceExhausted` the expensive
+//! calls (reads, KeyPackage requests, Welcomes) of a caller over its rate.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use std::time::Instant;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::tls::ConnInfo;
 use crate::crypto::sha256;
+use crate::limits::{Limited, Limits, RateLimiter};
 use crate::locks::KeyedLocks;
+use crate::metrics::Metrics;
 use crate::service::ServiceError;
 
 /// Most calls running at once on one listener.
@@ -27,28 +35,64 @@ pub const MAX_CALLS_PER_CALLER: usize = 256;
 
 /// The slots of one listener.
 #[derive(Debug)]
-struct Limits {
+struct Slots {
     all: Arc<Semaphore>,
     per_caller: KeyedLocks<Semaphore>,
     per_caller_max: usize,
 }
 
+/// What a listener counts and limits: its name in the metrics, the metrics,
+/// and the rates of its callers.
+#[derive(Debug)]
+pub struct Watch {
+    /// `peer` or `client`.
+    pub api: &'static str,
+    /// Where calls are counted.
+    pub metrics: Arc<Metrics>,
+    /// The rates enforced.
+    pub limits: Limits,
+    /// The callers' buckets.
+    pub limiter: RateLimiter,
+}
+
+/// The rate limit a call of `path` falls under, if any.
+fn limited(path: &str) -> Option<Limited> {
+    match path {
+        "/maillon.v1.Client/ReadShare"
+        | "/maillon.v1.Client/ReadShares"
+        | "/maillon.v1.Client/ViewDossier" => Some(Limited::UserReads),
+        "/maillon.v1.Peer/ReadShare" => Some(Limited::PeerReads),
+        "/maillon.v1.Peer/FetchKeyPackage"
+        | "/maillon.v1.Peer/DeliverWelcome"
+        | "/maillon.v1.Peer/RequestWelcome" => Some(Limited::PeerMls),
+        _ => None,
+    }
+}
+
 /// The layer that detaches calls; one per listener.
 #[derive(Clone, Debug)]
 pub struct DetachLayer {
-    limits: Arc<Limits>,
+    slots: Arc<Slots>,
+    watch: Option<Arc<Watch>>,
 }
 
 impl DetachLayer {
     /// Bounds calls to `max` at once on the listener and `per_caller` per caller.
     pub fn new(max: usize, per_caller: usize) -> Self {
         Self {
-            limits: Arc::new(Limits {
+            slots: Arc::new(Slots {
                 all: Arc::new(Semaphore::new(max)),
                 per_caller: KeyedLocks::default(),
                 per_caller_max: per_caller,
             }),
+            watch: None,
         }
+    }
+
+    /// The same layer, counting calls and enforcing rates as `watch` says.
+    pub fn watched(mut self, watch: Watch) -> Self {
+        self.watch = Some(Arc::new(watch));
+        self
     }
 }
 
@@ -63,7 +107,8 @@ impl<S> tower::Layer<S> for DetachLayer {
     fn layer(&self, inner: S) -> Detach<S> {
         Detach {
             inner,
-            limits: self.limits.clone(),
+            slots: self.slots.clone(),
+            watch: self.watch.clone(),
         }
     }
 }
@@ -72,7 +117,8 @@ impl<S> tower::Layer<S> for DetachLayer {
 #[derive(Clone, Debug)]
 pub struct Detach<S> {
     inner: S,
-    limits: Arc<Limits>,
+    slots: Arc<Slots>,
+    watch: Option<Arc<Watch>>,
 }
 
 /// Who a call counts against: the member proved at handshake, else the
@@ -94,7 +140,7 @@ fn caller_key<B>(req: &http::Request<B>) -> String {
     }
 }
 
-impl Limits {
+impl Slots {
     fn take(&self, key: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
         let all = self.all.clone().try_acquire_owned().ok()?;
         let mine = self
@@ -145,10 +191,31 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let Some(slots) = self.limits.take(&caller_key(&req)) else {
-            let busy = ServiceError::Busy("too many calls in flight; try again shortly".into());
-            let response = super::status(busy).into_http();
-            return Box::pin(async move { Ok(response) });
+        let started = Instant::now();
+        let caller = caller_key(&req);
+        let path = req.uri().path().to_owned();
+        let watch = self.watch.clone();
+        let refuse = |e: ServiceError| {
+            let response = observed(
+                super::status(e).into_http(),
+                watch.clone(),
+                path.clone(),
+                started,
+            );
+            Box::pin(async move { Ok(response) })
+        };
+        if let Some(w) = &watch
+            && let Some(kind) = limited(&path)
+            && let Some(rate) = w.limits.rate(kind)
+            && !w.limiter.take(&caller, kind, rate, started)
+        {
+            w.metrics.limited(w.api, kind.name());
+            return refuse(ServiceError::RateLimited(kind.name()));
+        }
+        let Some(slots) = self.slots.take(&caller) else {
+            return refuse(ServiceError::Busy(
+                "too many calls in flight; try again shortly".into(),
+            ));
         };
         let call = self.inner.call(req);
         let running = tokio::spawn(async move {
@@ -157,7 +224,9 @@ where
         });
         Box::pin(async move {
             match running.await {
-                Ok(result) => result.map(too_large_is_exhausted),
+                Ok(result) => result
+                    .map(too_large_is_exhausted)
+                    .map(|r| observed(r, watch, path, started)),
                 // A handler panicked: let it unwind as it would have in place.
                 Err(e) => match e.try_into_panic() {
                     Ok(payload) => std::panic::resume_unwind(payload),
@@ -166,6 +235,133 @@ where
                 },
             }
         })
+    }
+}
+
+/// The name of a gRPC status code, as the metrics label it.
+fn code_name(code: &[u8]) -> &'static str {
+    match code {
+        b"0" => "ok",
+        b"1" => "cancelled",
+        b"2" => "unknown",
+        b"3" => "invalid_argument",
+        b"4" => "deadline_exceeded",
+        b"5" => "not_found",
+        b"6" => "already_exists",
+        b"7" => "permission_denied",
+        b"8" => "resource_exhausted",
+        b"9" => "failed_precondition",
+        b"10" => "aborted",
+        b"11" => "out_of_range",
+        b"12" => "unimplemented",
+        b"13" => "internal",
+        b"14" => "unavailable",
+        b"15" => "data_loss",
+        b"16" => "unauthenticated",
+        _ => "unknown",
+    }
+}
+
+/// `response`, counted in the metrics once its status is known: from its
+/// headers when the call failed at once, else from its trailers at the end
+/// of its body (a streamed answer is timed to its last message).
+fn observed(
+    response: http::Response<tonic::body::Body>,
+    watch: Option<Arc<Watch>>,
+    path: String,
+    started: Instant,
+) -> http::Response<tonic::body::Body> {
+    let Some(watch) = watch else {
+        return response;
+    };
+    let mut pending = Some(Pending {
+        watch,
+        path,
+        started,
+    });
+    if let Some(code) = response.headers().get("grpc-status") {
+        if let Some(p) = pending.take() {
+            p.record(code_name(code.as_bytes()));
+        }
+        return response;
+    }
+    response.map(|body| tonic::body::Body::new(Observed { body, pending }))
+}
+
+/// A call whose status is not known yet.
+struct Pending {
+    watch: Arc<Watch>,
+    path: String,
+    started: Instant,
+}
+
+impl Pending {
+    fn record(self, code: &'static str) {
+        // A path the listener does not serve is one series, whatever it is.
+        let method = if code == "unimplemented" {
+            "other"
+        } else {
+            &self.path
+        };
+        self.watch
+            .metrics
+            .call(self.watch.api, method, code, self.started.elapsed());
+    }
+}
+
+/// A response body that records its call when its trailers pass.
+struct Observed {
+    body: tonic::body::Body,
+    pending: Option<Pending>,
+}
+
+impl http_body::Body for Observed {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status"))
+                    && let Some(p) = self.pending.take()
+                {
+                    p.record(code_name(code.as_bytes()));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(p) = self.pending.take() {
+                    p.record("internal");
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(p) = self.pending.take() {
+                    p.record("ok");
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        // The caller went away before the end.
+        if let Some(p) = self.pending.take() {
+            p.record("cancelled");
+        }
     }
 }
 

@@ -13,8 +13,10 @@
 mod audit_wire;
 mod client_server;
 mod detach;
+mod metrics_http;
 mod peer_client;
 mod peer_server;
+mod probe;
 pub mod relay;
 mod status;
 mod tls;
@@ -30,9 +32,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use audit_wire::{leaves_from_pb, manifest_from_pb, part_from_pb, part_to_pb};
 pub use client_server::ClientApi;
-pub use detach::{Detach, DetachLayer, MAX_CALLS, MAX_CALLS_PER_CALLER};
+pub use detach::{Detach, DetachLayer, MAX_CALLS, MAX_CALLS_PER_CALLER, Watch};
 pub use peer_client::PeerClients;
 pub use peer_server::PeerApi;
+pub use probe::{Probe, parse_http_date, probe_peer};
 pub use status::{REASON_KEY, from_status, reason_of, status};
 pub use tls::{ConnInfo, TlsConn, tls_channel};
 
@@ -106,7 +109,9 @@ async fn report_health(
 
 /// Serves both APIs until `shutdown` resolves: the peer API with `identity`
 /// (pinned by the roster), the client API with `client_identity` (pinned by
-/// the users' profiles).
+/// the users' profiles), and the metrics over plain HTTP on
+/// `metrics_listener` when given.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     node: Arc<Node>,
     identity: &TlsIdentity,
@@ -114,6 +119,7 @@ pub async fn serve(
     pins: Arc<dyn PinLookup>,
     peer_listener: TcpListener,
     client_listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CryptoError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -133,6 +139,19 @@ pub async fn serve(
         reporter,
         stopped(stop_rx.clone()),
     ));
+    let metrics = metrics_listener.map(|listener| {
+        tokio::spawn(metrics_http::serve_metrics(
+            node.clone(),
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let watch = |api: &'static str| Watch {
+        api,
+        metrics: node.metrics().clone(),
+        limits: node.limits(),
+        limiter: crate::limits::RateLimiter::default(),
+    };
     let peer = serve_peer_api_with(
         PeerApi::new(node.clone()),
         identity,
@@ -140,16 +159,21 @@ pub async fn serve(
         peer_listener,
         stopped(stop_rx.clone()),
         Some(health.clone()),
+        Some(watch("peer")),
     );
     let client = serve_client_api(
-        ClientApi::new(node),
+        ClientApi::new(node.clone()),
         client_identity,
         client_listener,
         stopped(stop_rx),
         health,
+        watch("client"),
     );
     let (a, b) = tokio::join!(peer, client);
     let _ = reporting.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     a.and(b)
 }
 
@@ -162,16 +186,23 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The server settings both listeners share.
-fn server()
--> tonic::transport::Server<tower::layer::util::Stack<DetachLayer, tower::layer::util::Identity>> {
+/// The server settings both listeners share; calls counted and limited as
+/// `watch` says, if given.
+fn server(
+    watch: Option<Watch>,
+) -> tonic::transport::Server<tower::layer::util::Stack<DetachLayer, tower::layer::util::Identity>>
+{
+    let detach = match watch {
+        Some(w) => DetachLayer::default().watched(w),
+        None => DetachLayer::default(),
+    };
     tonic::transport::Server::builder()
         .timeout(tls::PEER_CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS)
         .max_connection_age(MAX_CONNECTION_AGE)
         .http2_keepalive_interval(Some(tls::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(tls::KEEPALIVE_TIMEOUT))
-        .layer(DetachLayer::default())
+        .layer(detach)
 }
 
 /// Serves a peer API over mutual TLS pinned by `pins` until `shutdown`
@@ -184,7 +215,7 @@ pub async fn serve_peer_api<P: Peer>(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CryptoError> {
-    serve_peer_api_with(api, identity, pins, listener, shutdown, None).await
+    serve_peer_api_with(api, identity, pins, listener, shutdown, None, None).await
 }
 
 /// [`serve_peer_api`], with the health service beside it.
@@ -195,6 +226,7 @@ async fn serve_peer_api_with<P: Peer>(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
     health: Option<Health>,
+    watch: Option<Watch>,
 ) -> Result<(), CryptoError> {
     let tls = TlsAcceptor::from(Arc::new(crate::crypto::peer_server_config(
         identity,
@@ -204,7 +236,7 @@ async fn serve_peer_api_with<P: Peer>(
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let (incoming, accepting) = tls::tls_incoming(listener, tls, Some(pins));
-    let served = server()
+    let served = server(watch)
         .add_service(svc)
         .add_optional_service(health)
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -226,6 +258,7 @@ async fn serve_client_api(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
     health: Health,
+    watch: Watch,
 ) -> Result<(), CryptoError> {
     let tls = TlsAcceptor::from(Arc::new(crate::crypto::client_api_server_config(identity)?));
     let svc = ClientServer::new(api)
@@ -243,7 +276,7 @@ async fn serve_client_api(
     let v1 = reflection().build_v1().map_err(reflection_error)?;
     let v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let (incoming, accepting) = tls::tls_incoming(listener, tls, None);
-    let served = server()
+    let served = server(Some(watch))
         .add_service(svc)
         .add_service(health)
         .add_service(v1)

@@ -95,7 +95,7 @@ pub async fn serve_relay_hop(
     };
     let (incoming, accepting) =
         super::tls::tls_incoming(listener, TlsAcceptor::from(Arc::new(config)), pins);
-    let served = super::server()
+    let served = super::server(None)
         .add_service(RelayServer::new(Hop { next }))
         .serve_with_incoming(incoming)
         .await;
