@@ -715,4 +715,24 @@ peer_endpoint = "maillon.ccas-rodez.example:7401"
         let text = std::fs::read_to_string(Config::file(dir.path())).expect("read");
         assert!(!text.contains("limits"), "defaults are not written: {text}");
     }
+
+    #[test]
+    fn the_example_in_deploy_loads_and_documents_every_setting() {
+        let example = include_str!("../../deploy/node.toml.example");
+        let dir = folder(example);
+        let c = Config::load_with_env(dir.path(), env(&[])).expect("the example loads");
+        assert_eq!(
+            c.limits,
+            Limits::default(),
+            "the example shows the defaults"
+        );
+        assert!(c.metrics_listen.is_some());
+        for path in setting_paths() {
+            let key = path.rsplit('.').next().expect("a key");
+            assert!(
+                example.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "{path} is not in deploy/node.toml.example"
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod dossier;
 mod governance;
 mod hostile;
 mod logs;
+mod operations;
 mod races;
 mod read_path;
 mod referent;

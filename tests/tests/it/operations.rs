@@ -1,0 +1,409 @@
+//! Hosting a node: its metrics, `maillon node status`, rate limits, the
+//! group cap and `maillon node check`, on real nodes.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use maillon_node::clock::Clock;
+use maillon_node::config::Config;
+use maillon_node::limits::Limits;
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
+use maillon_tests::{Cluster, HOUSING, next_year, refusal};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// Stops `id`'s node, lets `edit` change its folder, and starts it again.
+async fn reconfigure(c: &mut Cluster, id: &str, edit: impl FnOnce(&std::path::Path)) {
+    let clock: Arc<dyn Clock> = c.clock.clone();
+    let node = c.fed.node_mut(id);
+    node.stop().await;
+    edit(&node.dir);
+    node.start(clock).await.expect("the node starts again");
+}
+
+/// Serves the metrics of `dir`'s node on a free loopback port.
+fn with_metrics(dir: &std::path::Path) {
+    let path = Config::file(dir);
+    let text = std::fs::read_to_string(&path).expect("node.toml");
+    std::fs::write(&path, format!("metrics_listen = \"127.0.0.1:0\"\n{text}")).expect("written");
+}
+
+/// One plain HTTP/1.1 request: the status code and the body.
+async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn metrics_addr(c: &Cluster, id: &str) -> SocketAddr {
+    c.running(id)
+        .node()
+        .listening()
+        .and_then(|l| l.metrics)
+        .expect("metrics served")
+}
+
+/// The value of the first sample line starting with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_status_and_show_the_state_without_personal_data() {
+    let mut c = Cluster::start().await;
+    for id in ["ccas-rodez", "caf12"] {
+        reconfigure(&mut c, id, with_metrics).await;
+    }
+    let (_ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
+    // A section no consent covers: refused.
+    let (code, _) = refusal(caf.read(&d, "health", "ccas-rodez").await);
+    assert_eq!(code, Code::PermissionDenied);
+
+    let (status, owner) = http(metrics_addr(&c, "ccas-rodez"), "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    let read_ok =
+        r#"maillon_grpc_calls_total{api="peer",method="/maillon.v1.Peer/ReadShare",code="ok"}"#;
+    assert!(sample(&owner, read_ok).is_some_and(|n| n >= 1.0), "{owner}");
+    assert!(
+        sample(
+            &owner,
+            r#"maillon_grpc_call_seconds_count{api="peer",method="/maillon.v1.Peer/ReadShare"}"#
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{owner}"
+    );
+    assert!(sample(&owner, "maillon_audit_entries ").is_some_and(|n| n > 0.0));
+    assert!(sample(&owner, "maillon_audit_append_seconds_count ").is_some_and(|n| n > 0.0));
+    assert_eq!(sample(&owner, "maillon_consents_active "), Some(1.0));
+    assert_eq!(sample(&owner, "maillon_roster_version "), Some(1.0));
+    assert_eq!(sample(&owner, "maillon_audit_appending "), Some(1.0));
+    assert!(owner.contains(r#"maillon_build{version=""#), "{owner}");
+    assert!(owner.trim_end().ends_with("# EOF"));
+
+    let (_, reader) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    let denied = r#"maillon_grpc_calls_total{api="client",method="/maillon.v1.Client/ReadShare",code="permission_denied"}"#;
+    assert_eq!(sample(&reader, denied), Some(1.0), "{reader}");
+    let ok =
+        r#"maillon_grpc_calls_total{api="client",method="/maillon.v1.Client/ReadShare",code="ok"}"#;
+    assert_eq!(sample(&reader, ok), Some(1.0), "{reader}");
+    // Counts only: no dossier, no person, no user, no section content.
+    for text in [&owner, &reader] {
+        for secret in [d.as_str(), "Camille", "Martin", "agent-caf", "hébergée"] {
+            assert!(!text.contains(secret), "{secret} in the metrics");
+        }
+    }
+    // A method nobody serves is one series, whatever its name.
+    // (the peer API's methods, asked of the client API, which does not serve them)
+    let admin = &c.node("caf12").admin;
+    let channel = maillon_node::transport::tls_channel(
+        &admin.endpoint,
+        maillon_node::crypto::pinned_client_config(admin.server_spki_sha256).expect("cfg"),
+    )
+    .expect("channel");
+    let unknown = pb::peer_client::PeerClient::new(channel)
+        .fetch_chain(pb::FetchChainRequest::default())
+        .await;
+    assert_eq!(
+        unknown.expect_err("unimplemented").code(),
+        Code::Unimplemented
+    );
+    let (_, reader) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert!(!reader.contains("FetchChain"), "{reader}");
+    assert!(
+        reader.contains(r#"method="other",code="unimplemented""#),
+        "{reader}"
+    );
+
+    // Health for probes that speak HTTP only; nothing else is served.
+    assert_eq!(
+        http(metrics_addr(&c, "caf12"), "GET", "/healthz").await,
+        (200, "serving\n".into())
+    );
+    assert_eq!(
+        http(metrics_addr(&c, "caf12"), "GET", "/dossiers").await.0,
+        404
+    );
+    assert_eq!(
+        http(metrics_addr(&c, "caf12"), "POST", "/metrics").await.0,
+        405
+    );
+}
+
+#[tokio::test]
+async fn node_status_tells_admins_and_auditors_and_refuses_caseworkers() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", with_metrics).await;
+    let _ = c.housing_read_by_the_caf().await;
+    let listening = c.running("caf12").node().listening().expect("bound");
+    for role in [Role::Admin, Role::Auditor] {
+        let conn = c.user("caf12", &format!("someone-{role}"), role).await;
+        let st = conn
+            .api()
+            .node_status(conn.req(pb::NodeStatusRequest {}))
+            .await
+            .expect("status")
+            .into_inner();
+        assert_eq!(st.member, "caf12");
+        assert_eq!(st.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(st.roster_version, 1);
+        assert_eq!(st.peer_listen, listening.peer.to_string());
+        assert_eq!(st.client_listen, listening.client.to_string());
+        assert_eq!(
+            st.metrics_listen,
+            listening.metrics.expect("metrics").to_string()
+        );
+        assert!(st.audit_entries > 0 && st.audit_bytes > 0);
+        assert!(st.audit_appending);
+        let peers: Vec<&str> = st.peers.iter().map(|p| p.member.as_str()).collect();
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        assert!(!peers.contains(&"caf12"));
+        assert!(st.peers.iter().all(|p| p.status == "active"));
+    }
+    let caseworker = c.user("caf12", "agent-status", Role::Caseworker).await;
+    let (code, reason) = refusal(
+        caseworker
+            .api()
+            .node_status(caseworker.req(pb::NodeStatusRequest {}))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (Code::PermissionDenied, "role"));
+}
+
+#[tokio::test]
+async fn a_user_over_its_read_rate_is_refused_and_counted_and_another_user_is_not() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", |dir| {
+        with_metrics(dir);
+        let limits = Limits {
+            user_reads_per_second: 1,
+            user_reads_burst: 2,
+            ..Limits::default()
+        };
+        Config::write_limits(dir, &limits).expect("limits");
+    })
+    .await;
+    let (_ccas, caf, d) = c.housing_at_the_ccas().await;
+    _ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("first read");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("second read");
+    let (code, reason) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "rate_limited")
+    );
+    let other = c.desk("caf12", "agent-caf-2").await;
+    let answer = other
+        .read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("another user reads");
+    assert_eq!(answer.json, HOUSING);
+    let (_, text) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"maillon_rate_limited_total{api="client",limit="user_reads"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_over_its_read_rate_is_refused_by_the_owner() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "ccas-rodez", |dir| {
+        let limits = Limits {
+            peer_reads_per_second: 1,
+            peer_reads_burst: 1,
+            ..Limits::default()
+        };
+        Config::write_limits(dir, &limits).expect("limits");
+    })
+    .await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(&d, &["housing"], &["caf12", "cd12"], &next_year(&c.clock))
+        .await
+        .expect("grant");
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("the CAF's one read");
+    let (code, reason) = refusal(caf.read(&d, "housing", "ccas-rodez").await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "rate_limited"),
+        "the owner's refusal comes back as it is"
+    );
+    // Another peer has its own bucket.
+    let cd = c.desk("cd12", "agent-cd").await;
+    let answer = cd
+        .read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("the CD reads");
+    assert_eq!(answer.json, HOUSING);
+}
+
+#[tokio::test]
+async fn a_peer_past_its_group_cap_is_refused_its_welcome_and_the_grant_still_holds() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", |dir| {
+        with_metrics(dir);
+        let limits = Limits {
+            groups_per_peer: 1,
+            ..Limits::default()
+        };
+        Config::write_limits(dir, &limits).expect("limits");
+    })
+    .await;
+    let (ccas, caf, d, _) = c.housing_read_by_the_caf().await;
+    ccas.put(&d, "resources", r#"{"rsa":true}"#)
+        .await
+        .expect("put");
+    ccas.grant(&d, &["resources"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("the grant takes effect at the owner; the CAF is brought in later");
+    let refused = caf.read(&d, "resources", "ccas-rodez").await;
+    assert!(refused.is_err(), "the CAF never joined the second group");
+    // The first group still works.
+    caf.read(&d, "housing", "ccas-rodez")
+        .await
+        .expect("the first share still reads");
+    let (_, text) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert!(
+        sample(
+            &text,
+            r#"maillon_rate_limited_total{api="peer",limit="groups_per_peer"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn node_check_passes_a_healthy_folder_and_names_each_problem_with_its_fix() {
+    let mut c = Cluster::start().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let check = || maillon_cli::commands::check::findings(&dir);
+    let failures = |f: &[maillon_cli::commands::check::Finding]| -> Vec<String> {
+        f.iter()
+            .filter(|f| !f.ok)
+            .map(|f| {
+                format!(
+                    "{}: {} (fix: {})",
+                    f.check,
+                    f.detail,
+                    f.fix.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    // Running: the store is not opened, the peers are dialled.
+    let running = check().await;
+    assert!(failures(&running).is_empty(), "{:#?}", failures(&running));
+    assert!(
+        running
+            .iter()
+            .any(|f| f.check == "roster" && f.detail.contains("serves this folder"))
+    );
+    let peers: Vec<&str> = running
+        .iter()
+        .filter(|f| f.check == "peer")
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.contains("handshake pinned, serving"))
+    );
+    assert!(running.iter().any(|f| f.check == "clock" && f.ok));
+
+    // Stopped: the roster in force from the store, the addresses free.
+    c.fed.node_mut("ccas-rodez").stop().await;
+    let stopped = check().await;
+    assert!(failures(&stopped).is_empty(), "{:#?}", failures(&stopped));
+    assert!(
+        stopped
+            .iter()
+            .any(|f| f.check == "roster" && f.detail.contains("chain verified"))
+    );
+    assert_eq!(
+        stopped
+            .iter()
+            .filter(|f| f.check == "listen" && f.ok)
+            .count(),
+        2
+    );
+    assert!(cli_check(&dir).await.is_ok());
+
+    // A key others can read.
+    let key = dir.join("signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let loose = failures(&check().await);
+    assert_eq!(loose.len(), 1, "{loose:#?}");
+    assert!(
+        loose[0].starts_with("signing key") && loose[0].contains("chmod 600"),
+        "{loose:?}"
+    );
+    let e = cli_check(&dir).await.expect_err("a problem");
+    assert_eq!(maillon_cli::exit::exit_code(&e), 1);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // A peer down.
+    c.fed.node_mut("caf12").stop().await;
+    let down = failures(&check().await);
+    assert_eq!(down.len(), 1, "{down:#?}");
+    assert!(
+        down[0].starts_with("peer: caf12") && down[0].contains("reachable from this host"),
+        "{down:?}"
+    );
+
+    // A folder others can enter.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let open = failures(&check().await);
+    assert!(
+        open.iter()
+            .any(|f| f.starts_with("folder") && f.contains("chmod 700")),
+        "{open:#?}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+
+    // A configuration that does not parse stops the check there.
+    let toml = Config::file(&dir);
+    let text = std::fs::read_to_string(&toml).expect("read");
+    std::fs::write(&toml, text.replace("peer_listen", "peer_listen_typo")).expect("write");
+    let broken = check().await;
+    assert_eq!(broken.len(), 1, "{broken:#?}");
+    assert_eq!(broken[0].check, "config");
+    assert!(
+        !broken[0].ok && broken[0].detail.contains("peer_listen_typo"),
+        "{broken:?}"
+    );
+}
+
+async fn cli_check(dir: &std::path::Path) -> Result<(), maillon_cli::CliError> {
+    crate::cli::maillon(&["node", "check", "--dir", &dir.to_string_lossy(), "--json"]).await
+}
