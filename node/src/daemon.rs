@@ -92,6 +92,19 @@ pub enum StartError {
     KeysRotated,
 }
 
+/// `maillond`'s command line (here, so that deployments' arguments are
+/// checked against it by the tests).
+#[derive(clap::Parser, Debug)]
+#[command(name = "maillond", version)]
+pub struct MaillondArgs {
+    /// The node directory created by `maillon node init`.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// How log lines are written on standard error (filtered by `RUST_LOG`).
+    #[arg(long, value_enum, env = "MAILLON_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
+}
+
 /// What `maillon node init` produced.
 #[derive(Debug)]
 pub struct Initialised {

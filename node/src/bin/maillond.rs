@@ -1,20 +1,8 @@
 //! `maillond`: serves one Maillon node from its directory.
 
-use std::path::PathBuf;
-
 use clap::Parser;
 
-/// Serves a Maillon node: the peer API (mutual TLS pinned by the roster) and the client API.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// The node directory created by `maillon node init`.
-    #[arg(long)]
-    dir: PathBuf,
-    /// How log lines are written on standard error (filtered by `RUST_LOG`).
-    #[arg(long, value_enum, env = "MAILLON_LOG_FORMAT", default_value = "text")]
-    log_format: maillon_node::logging::LogFormat,
-}
+use maillon_node::daemon::MaillondArgs as Args;
 
 /// Threads for blocking work (file syncs, MLS state written back): enough
 /// for a small host's cores, few enough that a burst of reads waiting on one

@@ -9,6 +9,7 @@ mod cli;
 mod closing;
 mod consent;
 mod crash;
+mod deploy;
 mod dossier;
 mod governance;
 mod hostile;
