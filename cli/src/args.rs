@@ -163,6 +163,55 @@ pub enum NodeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Back up the whole node (store, audit log, keys) as one age-encrypted
+    /// archive: from the running node (its admin profile) or, when none
+    /// serves the folder, from the folder itself. The backup is logged.
+    Backup {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The archive to write (created 0600; never over an existing file).
+        #[arg(long)]
+        out: PathBuf,
+        /// Encrypt to this age recipient (`age1…`, from `node backup-key`); repeat for several.
+        #[arg(
+            long = "recipient",
+            required_unless_present = "passphrase_file",
+            conflicts_with = "passphrase_file"
+        )]
+        recipients: Vec<String>,
+        /// Encrypt with the passphrase on this file's first line (12 characters or more).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Bring a node back from a backup into a new folder (on a new host):
+    /// its first start asks every peer what it witnessed of the node's log,
+    /// and signs nothing if one witnessed more than the backup holds.
+    Restore {
+        /// The archive (`maillon node backup --out`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The folder to restore into (absent or empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The age identity file that decrypts it (from `node backup-key`).
+        #[arg(
+            long,
+            required_unless_present = "passphrase_file",
+            conflicts_with = "passphrase_file"
+        )]
+        identity: Option<PathBuf>,
+        /// The file holding the passphrase it was made with.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Make an age key pair for backups: the identity (0600) to keep off the
+    /// node's host, and the recipient to back up to.
+    BackupKey {
+        /// Where to write the identity.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Ask a running node (the profile's) how it is: version, member, roster
     /// version, listeners, its audit log, its peers, what waits (admin, auditor).
     Status {

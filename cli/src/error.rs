@@ -31,6 +31,14 @@ pub enum CliError {
         #[source]
         source: ParseError,
     },
+    /// A backup key, passphrase or recipient that cannot be used.
+    #[error("--{arg}: {reason}")]
+    BadKey {
+        /// The argument, without its dashes.
+        arg: &'static str,
+        /// Why, in one line.
+        reason: String,
+    },
     /// `--quorum` is not `N/D` with `0 < N <= D`.
     #[error("bad --quorum")]
     BadQuorum(#[source] RosterError),
@@ -138,6 +146,18 @@ pub enum CliError {
         what: &'static str,
     },
 
+    /// A backup could not be made or read (exit 1).
+    #[error("{0}")]
+    Backup(String),
+    /// A node folder could not be backed up or restored.
+    #[error("{dir}")]
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: StartError,
+    },
     /// `node check` found problems (each printed, with its fix) (exit 1).
     #[error("{problems} problem(s) found")]
     CheckFailed {

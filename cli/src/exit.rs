@@ -30,11 +30,12 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::NoProfile
         | CliError::Exists { .. }
         | CliError::GenesisMismatch { .. }
-        | CliError::NotConfirmed(_) => BAD_INPUT,
+        | CliError::NotConfirmed(_)
+        | CliError::BadKey { .. } => BAD_INPUT,
         CliError::Config(c) => config_code(c),
         CliError::Key(c) => crypto_code(c),
         CliError::Roster(r) => roster_code(r),
-        CliError::Node { source, .. } => match source {
+        CliError::Node { source, .. } | CliError::Folder { source, .. } => match source {
             StartError::Config(c) => config_code(c),
             StartError::Crypto(c) => crypto_code(c),
             _ => FAILURE,
@@ -48,6 +49,7 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::LogNotVerified { .. }
         | CliError::AuditFailed { .. }
         | CliError::CheckFailed { .. }
+        | CliError::Backup(_)
         | CliError::Store(_)
         | CliError::Sharing(_)
         | CliError::Audit(_)

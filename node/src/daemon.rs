@@ -3,7 +3,7 @@
 //! start nodes through here.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, InitOptions, Profile};
 use crate::crypto::{CryptoError, NodeKey, TlsIdentity};
 use crate::roster::{CurrentRoster, MemberCard, RosterError, RosterMember, SignedRoster};
-use crate::service::{self, Node, NodeParts, ServiceError};
+use crate::service::{self, Node, NodeParts, PeerNetwork as _, ServiceError};
 use crate::storage::{Store, StoreError};
 use crate::transport::{self, PeerClients};
 use crate::types::{Role, UserName};
@@ -87,6 +87,10 @@ pub enum StartError {
         /// Who holds it, as its lock file tells.
         holder: String,
     },
+    /// A node restored from a backup may not sign on: its peers witnessed
+    /// more of its log than it holds, or another log, or could not be asked.
+    #[error("{0}")]
+    RestoreRefused(String),
     /// The roster in force lists staged keys for this node: it must start again.
     #[error("the roster in force lists this node's new keys: start it again to put them in force")]
     KeysRotated,
@@ -340,6 +344,9 @@ async fn start_once(
         crate::audit::origin(&config.member),
         &keys,
     )?;
+    // Restored from a backup: nothing is signed before every peer says it
+    // witnessed no more of this log than the log holds.
+    confirm_restore(&config, &genesis, &store, &tls, &audit).await?;
     audit.checkpoint(&key)?;
     if store
         .get::<SignedRoster>(crate::storage::Tree::RosterChain, &service::chain_key(1))?
@@ -368,6 +375,7 @@ async fn start_once(
             staged_key: Some(config.staged_signing_key_path()),
             vault: crate::crypto::DossierKeys::open(&config.dossier_keys_dir())?,
             limits: config.limits,
+            dir: Some(config.dir.clone()),
         })
         .await?,
     );
@@ -575,6 +583,313 @@ async fn start_once(
         witness,
         _lock: lock,
     })
+}
+
+/// How long a restored node waits for each peer's answer.
+const RESTORE_CHECK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// At the first start after a restore (the folder holds
+/// [`service::RESTORED_MARKER`]): asks every active peer which checkpoint of
+/// this node's log it witnessed last, and refuses to go on if one witnessed
+/// a larger log (signing on would fork the log the federation saw), a root
+/// this log does not have, or could not be asked. Once all agree, the
+/// marker goes and the node starts as usual.
+async fn confirm_restore(
+    config: &Config,
+    genesis: &crate::roster::VerifiedRoster,
+    store: &Store,
+    tls: &TlsIdentity,
+    audit: &AuditLog,
+) -> Result<(), StartError> {
+    let marker = config.dir.join(service::RESTORED_MARKER);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let links: Vec<SignedRoster> = store
+        .scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")?
+        .into_iter()
+        .map(|(_, link)| link)
+        .filter(|link| link.roster.version > genesis.roster().version)
+        .collect();
+    let roster = crate::roster::VerifiedRoster::verify_chain(genesis.signed().clone(), links)
+        .map_err(|source| StartError::Roster {
+            path: "the store's roster chain".into(),
+            source,
+        })?;
+    let peers: Vec<RosterMember> = roster
+        .roster()
+        .members
+        .iter()
+        .filter(|m| m.card.id != config.member && m.status == crate::types::MemberStatus::Active)
+        .cloned()
+        .collect();
+    let network = PeerClients::new(tls.clone(), Arc::new(CurrentRoster::new(roster)));
+    let have = audit.size();
+    let asked = futures_util::future::join_all(peers.iter().map(|p| {
+        let network = &network;
+        async move {
+            let answer =
+                tokio::time::timeout(RESTORE_CHECK_DEADLINE, network.get_witnessed(p)).await;
+            (p, answer)
+        }
+    }))
+    .await;
+    let mut unreachable = Vec::new();
+    for (peer, answer) in asked {
+        let id = &peer.card.id;
+        match answer {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some((size, _)))) if size > have => {
+                return Err(StartError::RestoreRefused(format!(
+                    "{id} witnessed this node's log at {size} entries and the restored log holds {have}: signing on would fork the log the federation saw. Restore a newer backup (or the failed host's audit folder), or ask the auditors; nothing was signed"
+                )));
+            }
+            Ok(Ok(Some((size, root)))) => {
+                let ours = hex::encode(audit.root_at(size)?);
+                if ours != root {
+                    return Err(StartError::RestoreRefused(format!(
+                        "{id} witnessed this node's log at {size} entries with another root: this is not the log the federation saw; nothing was signed"
+                    )));
+                }
+            }
+            Ok(Err(e)) => unreachable.push(format!("{id} ({e})")),
+            Err(_) => unreachable.push(format!(
+                "{id} (no answer within {} s)",
+                RESTORE_CHECK_DEADLINE.as_secs()
+            )),
+        }
+    }
+    if !unreachable.is_empty() {
+        return Err(StartError::RestoreRefused(format!(
+            "restored from a backup: {} could not be asked what they witnessed of this node's log; start again once they are reachable (a member gone for good: propose its suspension); nothing was signed",
+            unreachable.join(", ")
+        )));
+    }
+    std::fs::remove_file(&marker).map_err(|source| ConfigError::Io {
+        path: marker.clone(),
+        source,
+    })?;
+    tracing::info!(
+        entries = have,
+        peers = peers.len(),
+        "restore confirmed: no peer witnessed more of this log"
+    );
+    Ok(())
+}
+
+/// What `maillon node restore` did.
+#[derive(Debug)]
+pub struct Restored {
+    /// The restored node's configuration.
+    pub config: Config,
+    /// The archive's manifest.
+    pub manifest: service::BackupManifest,
+    /// Records written into the new store.
+    pub store_records: u64,
+}
+
+/// Brings a node back from a backup archive (decrypted) into `dir`, absent
+/// or empty: its files, keys (0600), per-dossier keys, audit log and store.
+/// Leaves [`service::RESTORED_MARKER`], so that the first start asks the
+/// peers before signing anything. On failure, removes what it wrote.
+pub async fn restore(
+    dir: &Path,
+    archive: impl std::io::Read + Send + 'static,
+) -> Result<Restored, StartError> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|source| ConfigError::Io {
+                path: dir.to_owned(),
+                source,
+            })?
+            .next()
+            .is_some()
+    {
+        return Err(ConfigError::Invalid {
+            path: dir.to_owned(),
+            reason: "a node is restored into an absent or empty folder".into(),
+        }
+        .into());
+    }
+    let target = dir.to_owned();
+    let restored = tokio::task::spawn_blocking(move || unpack(&target, archive))
+        .await
+        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))?;
+    if restored.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    restored
+}
+
+fn unpack(dir: &Path, archive: impl std::io::Read) -> Result<Restored, StartError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::crypto::create_private_dir(dir)?;
+    let bad = |reason: String| ConfigError::Invalid {
+        path: dir.to_owned(),
+        reason,
+    };
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ConfigError::Io { path, source }
+    };
+    let mut manifest: Option<service::BackupManifest> = None;
+    let mut store_records = None;
+    let mut tar = tar::Archive::new(archive);
+    let entries = tar
+        .entries()
+        .map_err(|e| bad(format!("not a backup archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("the archive is damaged: {e}")))?;
+        if manifest.is_some() {
+            return Err(bad("the archive goes on after its manifest".into()).into());
+        }
+        let name = entry
+            .path()
+            .map_err(|e| bad(format!("the archive is damaged: {e}")))?
+            .to_string_lossy()
+            .into_owned();
+        let simple = |f: &str| {
+            !f.is_empty() && !f.contains('/') && f != "." && f != ".." && !f.starts_with('.')
+        };
+        let file_in = |folder: PathBuf, file: &str| -> Result<PathBuf, StartError> {
+            if !simple(file) {
+                return Err(bad(format!("unexpected entry {name:?} in the archive")).into());
+            }
+            crate::crypto::create_private_dir(&folder)?;
+            Ok(folder.join(file))
+        };
+        let path = match name.as_str() {
+            "manifest.json" => {
+                let mut json = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut entry, 1 << 16),
+                    &mut json,
+                )
+                .map_err(io(dir))?;
+                manifest = Some(
+                    serde_json::from_slice(&json)
+                        .map_err(|e| bad(format!("the archive's manifest: {e}")))?,
+                );
+                continue;
+            }
+            "store.dump" => {
+                let store_dir = dir.join("store");
+                crate::crypto::create_private_dir(&store_dir)?;
+                let store = Store::open(&store_dir)?;
+                store_records = Some(store.import(&mut entry)?);
+                continue;
+            }
+            other => match other.split_once('/') {
+                Some(("audit", f)) if f == "audit.log" || f == "checkpoint" => {
+                    file_in(dir.join("audit"), f)?
+                }
+                Some(("dossier-keys", f)) => file_in(dir.join("dossier-keys"), f)?,
+                Some(("node", f)) => file_in(dir.to_owned(), f)?,
+                _ => return Err(bad(format!("unexpected entry {name:?} in the archive")).into()),
+            },
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        std::io::copy(&mut entry, &mut file).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        drop(file.flush());
+    }
+    let manifest =
+        manifest.ok_or_else(|| bad("the archive has no manifest: it was cut short".into()))?;
+    if manifest.format != service::BACKUP_FORMAT {
+        return Err(bad(format!(
+            "archive format {:?}; this build restores {:?}",
+            manifest.format,
+            service::BACKUP_FORMAT
+        ))
+        .into());
+    }
+    let store_records = store_records.ok_or_else(|| bad("the archive holds no store".into()))?;
+    let config = Config::load(dir)?;
+    if config.member.as_str() != manifest.member {
+        return Err(bad(format!(
+            "the archive's manifest names {} but its node.toml {}",
+            manifest.member, config.member
+        ))
+        .into());
+    }
+    crate::crypto::create_private_dir(&config.audit_dir())?;
+    let marker = dir.join(service::RESTORED_MARKER);
+    let note = serde_json::json!({
+        "backup_created_at": manifest.created_at,
+        "log_bytes": manifest.log_bytes,
+    });
+    std::fs::write(&marker, note.to_string()).map_err(io(&marker))?;
+    Ok(Restored {
+        config,
+        manifest,
+        store_records,
+    })
+}
+
+/// Backs up the node folder `dir` while no node serves it (the folder is
+/// locked meanwhile): the same archive as an online backup, into `out`.
+pub async fn backup_offline(
+    dir: &Path,
+    out: impl std::io::Write + Send + 'static,
+) -> Result<service::BackupManifest, StartError> {
+    let config = Config::load(dir)?;
+    let lock = lock_folder(&config.dir).await?;
+    let store_dir = config.store_dir();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        .await
+        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
+    let made =
+        tokio::task::spawn_blocking(move || -> Result<service::BackupManifest, StartError> {
+            use std::io::Write as _;
+            let dump = service::dump_file(&config.dir);
+            let written = (|| -> Result<service::BackupManifest, StartError> {
+                let file = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&dump)
+                        .map_err(|source| ConfigError::Io {
+                            path: dump.clone(),
+                            source,
+                        })?
+                };
+                let mut w = std::io::BufWriter::new(file);
+                let mut records = store.dump_trees(&mut w)?;
+                for scope in store.mls_scopes("")? {
+                    records += store.dump_mls_scope(&scope, &mut w)?;
+                }
+                w.flush().map_err(|source| ConfigError::Io {
+                    path: dump.clone(),
+                    source,
+                })?;
+                let entries = crate::audit::AuditLog::count_entries(&config.audit_dir());
+                Ok(service::write_archive(
+                    &config.dir,
+                    &config.audit_dir(),
+                    &dump,
+                    records,
+                    config.member.as_str(),
+                    SystemClock.now(),
+                    entries,
+                    out,
+                )?)
+            })();
+            let _ = std::fs::remove_file(&dump);
+            written
+        })
+        .await
+        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))?;
+    drop(lock);
+    made
 }
 
 /// The lock file in a node folder, held by the process that serves it.

@@ -491,6 +491,18 @@ impl Sharing {
         self.cache().take(&share.scope());
     }
 
+    /// Writes the stored state of every group and KeyPackage scope as dump
+    /// records, each group under its lock so that none is caught halfway
+    /// through a write-back; returns how many records.
+    pub fn dump(&self, out: &mut dyn std::io::Write) -> Result<u64, ShareError> {
+        let mut n = 0;
+        for scope in self.store.mls_scopes("")? {
+            hold!(self, scope);
+            n += self.store.dump_mls_scope(&scope, out)?;
+        }
+        Ok(n)
+    }
+
     /// Whether this node holds state for the share's group.
     pub fn has_group(&self, share: &ShareId) -> Result<bool, ShareError> {
         hold!(self, share.scope());

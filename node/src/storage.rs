@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A record that must be unique already exists.
     #[error("{0} already exists")]
     Exists(&'static str),
+    /// A store dump (a backup's) could not be read or written.
+    #[error("store dump: {0}")]
+    Dump(String),
 }
 
 /// A named sled tree holding JSON values.
@@ -375,6 +378,58 @@ impl Store {
         Ok(out)
     }
 
+    /// Writes every tree but the MLS state as dump records (see
+    /// [`Store::import`]); returns how many.
+    pub fn dump_trees(&self, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (i, tree) in self.trees.iter().enumerate() {
+            let name = Tree::ALL[i].name();
+            for item in tree.iter() {
+                let (k, v) = item?;
+                write_record(out, name, &k, &v)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes one MLS state snapshot as dump records; returns how many.
+    pub fn dump_mls_scope(
+        &self,
+        scope: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.mls.scan_prefix(mls_prefix(scope)) {
+            let (k, v) = item?;
+            write_record(out, "mls", &k, &v)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Writes the records of a dump into this store (a new one, at a
+    /// restore), then flushes; returns how many. A record of a tree this
+    /// build does not know, or one cut short, fails the import.
+    pub fn import(&self, input: &mut dyn std::io::Read) -> Result<u64, StoreError> {
+        let mut n = 0;
+        while let Some((name, k, v)) = read_record(input)? {
+            let tree = if name == "mls" {
+                &self.mls
+            } else {
+                let t = Tree::ALL
+                    .iter()
+                    .position(|t| t.name() == name)
+                    .ok_or_else(|| StoreError::Dump(format!("unknown tree {name:?}")))?;
+                &self.trees[t]
+            };
+            tree.insert(k, v)?;
+            n += 1;
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
     /// How many keys `tree` holds (it walks the tree).
     pub fn count(&self, tree: Tree) -> usize {
         self.tree(tree).len()
@@ -571,6 +626,65 @@ fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, StoreError> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Longest key or value a dump record may carry.
+const MAX_DUMP_FIELD: usize = 64 * 1024 * 1024;
+
+/// One dump record: the tree's name (a byte of length), then the key and
+/// the value, each after its length as a big-endian `u32`.
+fn write_record(
+    out: &mut dyn std::io::Write,
+    tree: &str,
+    k: &[u8],
+    v: &[u8],
+) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Dump(e.to_string());
+    let field = |len: usize| {
+        u32::try_from(len)
+            .map(u32::to_be_bytes)
+            .map_err(|_| StoreError::Dump("a record over 4 GiB".into()))
+    };
+    out.write_all(&[tree.len() as u8]).map_err(io)?;
+    out.write_all(tree.as_bytes()).map_err(io)?;
+    out.write_all(&field(k.len())?).map_err(io)?;
+    out.write_all(k).map_err(io)?;
+    out.write_all(&field(v.len())?).map_err(io)?;
+    out.write_all(v).map_err(io)
+}
+
+/// A dump record: the tree's name, the key, the value.
+type DumpRecord = (String, Vec<u8>, Vec<u8>);
+
+/// The next dump record, `None` at the end.
+fn read_record(
+    input: &mut dyn std::io::Read,
+) -> Result<Option<DumpRecord>, StoreError> {
+    let short = |e: std::io::Error| StoreError::Dump(format!("cut short: {e}"));
+    let mut len = [0u8; 1];
+    match input.read(&mut len) {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(short(e)),
+    }
+    let mut name = vec![0u8; usize::from(len[0])];
+    input.read_exact(&mut name).map_err(short)?;
+    let name =
+        String::from_utf8(name).map_err(|_| StoreError::Dump("a tree name is not UTF-8".into()))?;
+    let mut field = || -> Result<Vec<u8>, StoreError> {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len).map_err(short)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_DUMP_FIELD {
+            return Err(StoreError::Dump(format!("a field of {len} bytes")));
+        }
+        let mut bytes = vec![0u8; len];
+        input.read_exact(&mut bytes).map_err(short)?;
+        Ok(bytes)
+    };
+    let k = field()?;
+    let v = field()?;
+    Ok(Some((name, k, v)))
 }
 
 fn mls_prefix(scope: &str) -> Vec<u8> {

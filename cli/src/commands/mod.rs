@@ -1,6 +1,7 @@
 //! What each command does, one file per command family; `run` dispatches.
 
 mod audit;
+mod backup;
 pub mod check;
 mod consent;
 mod dossiers;

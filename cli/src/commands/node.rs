@@ -17,6 +17,32 @@ pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Resu
     match cmd {
         NodeCmd::Check { dir, json } => super::check::check(&dir, json).await,
         NodeCmd::Status { json } => status(&super::connect(profile)?.1, json).await,
+        NodeCmd::Backup {
+            dir,
+            out,
+            recipients,
+            passphrase_file,
+        } => {
+            let key = match passphrase_file {
+                Some(p) => super::backup::passphrase(&p)?,
+                None => super::backup::recipients(&recipients)?,
+            };
+            super::backup::backup(&dir, &out, key, profile).await
+        }
+        NodeCmd::Restore {
+            from,
+            dir,
+            identity,
+            passphrase_file,
+        } => {
+            let key = match (passphrase_file, identity) {
+                (Some(p), _) => super::backup::passphrase(&p)?,
+                (None, Some(i)) => super::backup::identities(&i)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            super::backup::restore(&from, &dir, key).await
+        }
+        NodeCmd::BackupKey { out } => super::backup::new_key(&out),
         NodeCmd::Init {
             dir,
             member,

@@ -155,6 +155,11 @@ pub enum AuditEvent {
         /// When the new token stops working (Unix seconds).
         expires_at: i64,
     },
+    /// An admin took a backup of the whole node (its store, log and keys).
+    BackupMade {
+        /// The admin (`None`: taken offline from the folder, the node stopped).
+        by: Option<UserName>,
+    },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
         /// The node-local user concerned.
@@ -544,6 +549,7 @@ impl AuditEvent {
             | E::UserCreated { .. }
             | E::UserRemoved { .. }
             | E::UserTokenRotated { .. }
+            | E::BackupMade { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }
@@ -1242,6 +1248,17 @@ impl AuditLog {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// How many entries the leaf index of the log in `dir` records (the log
+    /// itself may hold a few more), without opening the log.
+    pub fn count_entries(dir: &Path) -> u64 {
+        index::read(dir).offsets.len() as u64
+    }
+
+    /// The log file (`audit.log` in the log's folder).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The log's origin (checkpoint key name).

@@ -15,6 +15,7 @@
 
 mod audit_pages;
 mod auditors;
+mod backup;
 mod break_glass;
 mod closing;
 mod consents;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT};
 pub use auditors::{DossierPart, Holding, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
+pub use backup::{BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, dump_file, write_archive};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{
@@ -114,6 +116,8 @@ pub struct Node {
     tls_pin: crate::crypto::SpkiHash,
     /// Where a staged signing key would be.
     staged_key: Option<std::path::PathBuf>,
+    /// The node folder (what a backup archives), if the node has one.
+    dir: Option<std::path::PathBuf>,
     /// Set once the roster in force lists keys for this node other than the
     /// ones it runs with: the node must start again to put them in force.
     keys_rotated: tokio::sync::watch::Sender<bool>,
@@ -177,6 +181,8 @@ pub struct NodeParts {
     /// Where `maillon node rotate-keys` stages a new signing key, which this
     /// node signs its own `update-member` with (proof of possession).
     pub staged_key: Option<std::path::PathBuf>,
+    /// The node folder, which backups archive.
+    pub dir: Option<std::path::PathBuf>,
     /// The per-dossier keys that seal sections and identities at rest.
     pub vault: crate::crypto::DossierKeys,
     /// The rate limits and caps in force.
@@ -219,6 +225,7 @@ impl Node {
             recent_refusals: std::sync::Mutex::new(Default::default()),
             tls_pin: parts.tls_pin,
             staged_key: parts.staged_key,
+            dir: parts.dir,
             metrics,
             limits: parts.limits,
             listening: std::sync::OnceLock::new(),

@@ -277,6 +277,12 @@ impl Node {
         }
     }
 
+    /// Peer side: the checkpoint of `peer`'s log this node last witnessed.
+    pub fn witnessed_of(&self, peer: &MemberId) -> Result<Option<Witnessed>> {
+        self.active_peer(peer)?;
+        Ok(self.store.get(Tree::Witnessed, peer.as_str())?)
+    }
+
     /// How many witness alarms this node raised since it started (for metrics).
     pub fn witness_alarm_count(&self) -> u64 {
         self.witness_alarms

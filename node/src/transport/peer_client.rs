@@ -326,6 +326,29 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn get_witnessed<'a>(
+        &'a self,
+        member: &'a RosterMember,
+    ) -> BoxFuture<'a, Result<Option<(u64, String)>, ServiceError>> {
+        Box::pin(async move {
+            let r = self
+                .call(member, pb::GetWitnessedRequest {}, |mut c, r| async move {
+                    c.get_witnessed(r).await
+                })
+                .await?;
+            if !r.witnessed {
+                return Ok(None);
+            }
+            if r.root.len() != 64 || !r.root.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ServiceError::PeerMisbehaved {
+                    peer: member.card.id.clone(),
+                    what: "the root it witnessed is not 32 bytes of hex".into(),
+                });
+            }
+            Ok(Some((r.size, r.root.to_ascii_lowercase())))
+        })
+    }
+
     fn get_consistency<'a>(
         &'a self,
         member: &'a RosterMember,

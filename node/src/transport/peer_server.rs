@@ -262,6 +262,22 @@ impl Peer for PeerApi {
         }))
     }
 
+    async fn get_witnessed(
+        &self,
+        req: Request<pb::GetWitnessedRequest>,
+    ) -> Result<Response<pb::GetWitnessedReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let seen = self.node.witnessed_of(&peer).map_err(status)?;
+        Ok(Response::new(match seen {
+            Some(w) => pb::GetWitnessedReply {
+                witnessed: true,
+                size: w.size,
+                root: w.root,
+            },
+            None => pb::GetWitnessedReply::default(),
+        }))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn get_consistency(
         &self,

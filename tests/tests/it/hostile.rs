@@ -120,6 +120,13 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::ConfirmDossierReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn get_witnessed(
+        &self,
+        _: Request<pb::GetWitnessedRequest>,
+    ) -> Result<Response<pb::GetWitnessedReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+
     async fn get_checkpoint(
         &self,
         _: Request<pb::GetCheckpointRequest>,

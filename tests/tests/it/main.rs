@@ -3,6 +3,7 @@
 
 mod audit_cli;
 mod auditors;
+mod backup;
 mod bad_input;
 mod break_glass;
 mod cli;
