@@ -21,6 +21,10 @@ pub struct Args {
         default_value = "text"
     )]
     pub log_format: maillon_node::logging::LogFormat,
+    /// Print what a command shows as JSON instead of text: one object (or a
+    /// list), with the stable field names `cli/JSON.md` documents.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -42,11 +46,7 @@ pub enum Command {
     Whoami,
     /// Deliveries waiting for members that could not be reached: notices
     /// and members to bring back into share groups (admin).
-    Outbox {
-        /// As JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Outbox,
     /// Open dossiers (caseworker).
     #[command(subcommand)]
     Dossier(DossierCmd),
@@ -159,9 +159,6 @@ pub enum NodeCmd {
         /// The node directory.
         #[arg(long)]
         dir: PathBuf,
-        /// As JSON: `{"dir", "ok", "findings": [{"check", "ok", "detail", "fix"}]}`.
-        #[arg(long)]
-        json: bool,
     },
     /// Back up the whole node (store, audit log, keys) as one age-encrypted
     /// archive: from the running node (its admin profile) or, when none
@@ -214,11 +211,7 @@ pub enum NodeCmd {
     },
     /// Ask a running node (the profile's) how it is: version, member, roster
     /// version, listeners, its audit log, its peers, what waits (admin, auditor).
-    Status {
-        /// As JSON (the fields of `NodeStatusReply` in `client.proto`).
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Stage new keys (signing, TLS, or both) and the card that lists them,
     /// for a `gov propose update-member … --card card.next.json`; the node
     /// puts them in force once the federation adopts that version.
@@ -457,9 +450,6 @@ pub enum DossierCmd {
         /// Why you read it (logged by each owner and shown to the person).
         #[arg(long, default_value = "coordination du parcours")]
         purpose: String,
-        /// Print JSON (one object per section) instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Attach to a dossier another member holds, from the id the person gives;
     /// the person's identity is typed here and stays at this node.
@@ -582,9 +572,6 @@ pub enum ConsentCmd {
     Show {
         /// Consent id.
         consent: String,
-        /// The receipt as JSON (maillon/consent-receipt/v1).
-        #[arg(long)]
-        json: bool,
     },
     /// Revoke a consent.
     Revoke {
@@ -619,9 +606,6 @@ pub enum ShareCmd {
         /// characters); the access is flagged, notified and reviewed.
         #[arg(long, value_name = "JUSTIFICATION")]
         break_glass: Option<String>,
-        /// As JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -665,9 +649,6 @@ pub enum AuditCmd {
         /// Verify exported bundles (`audit export`) with no node running.
         #[arg(long, num_args = 1.., value_name = "FILE")]
         offline: Vec<PathBuf>,
-        /// As JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Export a log as a bundle file for offline verification: the node's
     /// signed manifest (checkpoints, cosignatures, what it witnessed, its
@@ -704,20 +685,13 @@ pub enum AuditCmd {
     /// What this node witnessed of its peers: the latest checkpoint it
     /// cosigned of each, every alarm with its evidence, and its own
     /// checkpoint with the cosignatures it gathered.
-    Witness {
-        /// As JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Witness,
     /// List every break-glass access granted here, or told of here as the
     /// référent's member, for review.
     BreakGlass {
         /// Only those not reviewed yet.
         #[arg(long)]
         pending: bool,
-        /// As JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Mark a break-glass access reviewed, with your comment.
     Review {

@@ -657,9 +657,7 @@ fn write_record(
 type DumpRecord = (String, Vec<u8>, Vec<u8>);
 
 /// The next dump record, `None` at the end.
-fn read_record(
-    input: &mut dyn std::io::Read,
-) -> Result<Option<DumpRecord>, StoreError> {
+fn read_record(input: &mut dyn std::io::Read) -> Result<Option<DumpRecord>, StoreError> {
     let short = |e: std::io::Error| StoreError::Dump(format!("cut short: {e}"));
     let mut len = [0u8; 1];
     match input.read(&mut len) {

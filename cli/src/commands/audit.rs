@@ -14,12 +14,15 @@ use crate::error::CliError;
 use crate::escape::escape_controls;
 
 /// Runs `maillon audit …`; only `verify --offline` needs no node.
-pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<(), CliError> {
+pub(super) async fn run(
+    profile_path: Option<&Path>,
+    cmd: AuditCmd,
+    json: bool,
+) -> Result<(), CliError> {
     if let AuditCmd::Verify {
         roster,
         state,
         offline,
-        json,
         ..
     } = &cmd
         && !offline.is_empty()
@@ -41,7 +44,7 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
             state.as_deref(),
             profile_path,
             (bundles, Vec::new(), true),
-            *json,
+            json,
         );
     }
     let (_, conn) = super::connect(profile_path)?;
@@ -51,7 +54,6 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
             state,
             node,
             all,
-            json,
             ..
         } => {
             let genesis = super::gov::load_roster(&roster)?;
@@ -79,11 +81,20 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                 .iter()
                 .filter(|l| matches!(l, Leaf::Withheld(_)))
                 .count();
-            say(&format!(
-                "{who}'s log exported to {}: {} entries ({withheld} as their hash only), its signed manifest, checkpoints, cosignatures and roster chain",
-                out.display(),
-                bundle.leaves.len()
-            ));
+            super::done(
+                json,
+                serde_json::json!({
+                    "member": who.to_string(),
+                    "file": out.display().to_string(),
+                    "entries": bundle.leaves.len(),
+                    "withheld": withheld,
+                }),
+                &format!(
+                    "{who}'s log exported to {}: {} entries ({withheld} as their hash only), its signed manifest, checkpoints, cosignatures and roster chain",
+                    out.display(),
+                    bundle.leaves.len()
+                ),
+            );
         }
         AuditCmd::Report {
             dossier,
@@ -95,7 +106,8 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let report =
                 crate::audit::report::gather(&conn, genesis.signed(), &dossier, now).await?;
-            match format.as_str() {
+            let format = if json { "json" } else { format.as_str() };
+            match format {
                 "html" => say_lines(&report.html()),
                 "json" => {
                     say_lines(&serde_json::to_string_pretty(&report.json()).unwrap_or_default())
@@ -115,9 +127,13 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                 .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
                 .await?
                 .into_inner();
-            say(&r.verifier_key);
+            super::done(
+                json,
+                serde_json::json!({ "verifier_key": r.verifier_key }),
+                &r.verifier_key,
+            );
         }
-        AuditCmd::Witness { json } => {
+        AuditCmd::Witness => {
             let r = conn
                 .api()
                 .audit_witness(conn.req(pb::AuditWitnessRequest {}))
@@ -172,6 +188,19 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                 .audit_tail(conn.req(pb::AuditTailRequest { limit, from: None }))
                 .await?
                 .into_inner();
+            if json {
+                let events: Vec<serde_json::Value> = r
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let entry = serde_json::from_str::<serde_json::Value>(&e.json)
+                            .unwrap_or(serde_json::Value::String(e.json.clone()));
+                        serde_json::json!({ "index": e.index, "entry": entry })
+                    })
+                    .collect();
+                super::print_value(&serde_json::json!({ "size": r.tree_size, "events": events }));
+                return Ok(());
+            }
             for e in r.events {
                 // Entries quote readers' purposes and user names.
                 say(&format!("{:>6}  {}", e.index, e.json));
@@ -184,10 +213,17 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                 .audit_checkpoint(conn.req(pb::AuditCheckpointRequest {}))
                 .await?
                 .into_inner();
+            if json {
+                super::print_value(&serde_json::json!({
+                    "checkpoint": r.checkpoint,
+                    "verifier_key": r.verifier_key,
+                }));
+                return Ok(());
+            }
             say_lines(&r.checkpoint);
             eprintln!("verifier key: {}", escape_controls(&r.verifier_key));
         }
-        AuditCmd::BreakGlass { pending, json } => {
+        AuditCmd::BreakGlass { pending } => {
             let r = conn
                 .api()
                 .list_break_glass(conn.req(pb::ListBreakGlassRequest { pending }))
@@ -266,7 +302,11 @@ pub(super) async fn run(profile_path: Option<&Path>, cmd: AuditCmd) -> Result<()
                     comment,
                 }))
                 .await?;
-            println!("break-glass access {id} reviewed");
+            super::done(
+                json,
+                serde_json::json!({ "id": id.to_string(), "reviewed": true }),
+                &format!("break-glass access {id} reviewed"),
+            );
         }
     }
     Ok(())

@@ -124,7 +124,7 @@ pub fn identities(path: &Path) -> Result<Key, CliError> {
 /// `maillon node backup-key --out FILE`: a new age identity (0600) and its
 /// recipient, printed: encrypt backups to the recipient, keep the identity
 /// off the node's host.
-pub fn new_key(out: &Path) -> Result<(), CliError> {
+pub fn new_key(out: &Path, json: bool) -> Result<(), CliError> {
     // Post-quantum (ML-KEM-768 with X25519), age's recommended kind.
     let identity = age::pq::Identity::generate();
     let recipient = identity.to_public();
@@ -133,6 +133,13 @@ pub fn new_key(out: &Path) -> Result<(), CliError> {
         identity.to_string().expose_secret()
     );
     maillon_node::crypto::write_secret_file(out, text.as_bytes())?;
+    if json {
+        super::print_value(&serde_json::json!({
+            "identity_file": out.display().to_string(),
+            "recipient": recipient.to_string(),
+        }));
+        return Ok(());
+    }
     say(&format!(
         "backup key written to {} (0600): keep it off the node's host",
         out.display()
@@ -185,6 +192,7 @@ pub async fn backup(
     out: &Path,
     key: Key,
     profile: Option<&Path>,
+    json: bool,
 ) -> Result<(), CliError> {
     let mut writer = encrypted_file(out, &key)?;
     let made = match maillon_node::daemon::folder_holder(dir) {
@@ -193,10 +201,12 @@ pub async fn backup(
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| dir.join("admin.profile.toml"));
             let conn = Conn::new(&Profile::read(&profile_path)?)?;
-            say(&format!(
-                "maillond ({holder}) serves {}: it makes the archive",
-                dir.display()
-            ));
+            if !json {
+                say(&format!(
+                    "maillond ({holder}) serves {}: it makes the archive",
+                    dir.display()
+                ));
+            }
             online(&conn, &mut writer).await
         }
         None => {
@@ -231,6 +241,12 @@ pub async fn backup(
         Ok(manifest) => {
             let m: maillon_node::service::BackupManifest = serde_json::from_str(&manifest)
                 .map_err(|e| CliError::Backup(format!("the archive's manifest: {e}")))?;
+            if json {
+                let mut value = serde_json::to_value(&m).unwrap_or_default();
+                value["file"] = serde_json::Value::String(out.display().to_string());
+                super::print_value(&value);
+                return Ok(());
+            }
             say(&format!(
                 "backup of {} written to {} (age-encrypted, 0600): {} store records, {} log entries or more, {} log bytes",
                 m.member,
@@ -289,7 +305,7 @@ impl std::io::Write for PipeWriter {
 
 /// `maillon node restore`: decrypts the archive and brings the node back in
 /// `dir`; the node's first start then asks its peers before signing.
-pub async fn restore(from: &Path, dir: &Path, key: Key) -> Result<(), CliError> {
+pub async fn restore(from: &Path, dir: &Path, key: Key, json: bool) -> Result<(), CliError> {
     let file =
         std::fs::File::open(from).map_err(CliError::io(format!("opening {}", from.display())))?;
     let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file)).map_err(|e| {
@@ -323,6 +339,13 @@ pub async fn restore(from: &Path, dir: &Path, key: Key) -> Result<(), CliError> 
             dir: dir.to_owned(),
             source,
         })?;
+    if json {
+        let mut value = serde_json::to_value(&restored.manifest).unwrap_or_default();
+        value["dir"] = serde_json::Value::String(dir.display().to_string());
+        value["restored_records"] = serde_json::Value::from(restored.store_records);
+        super::print_value(&value);
+        return Ok(());
+    }
     say(&format!(
         "node {} restored in {}: {} store records, {} log bytes, backup of {}",
         restored.config.member,

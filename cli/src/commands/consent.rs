@@ -9,7 +9,7 @@ use crate::client::Conn;
 use crate::error::CliError;
 
 /// Runs `maillon consent …`.
-pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
+pub(super) async fn run(conn: &Conn, cmd: ConsentCmd, json: bool) -> Result<(), CliError> {
     match cmd {
         ConsentCmd::Grant {
             dossier,
@@ -67,9 +67,13 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
                 }))
                 .await?
                 .into_inner();
-            say(&r.consent);
+            super::done(
+                json,
+                serde_json::json!({ "consent": r.consent }),
+                &r.consent,
+            );
         }
-        ConsentCmd::Show { consent, json } => {
+        ConsentCmd::Show { consent } => {
             let consent: ConsentId = arg("consent", &consent)?;
             let r = conn
                 .api()
@@ -88,7 +92,11 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
         ConsentCmd::Revoke { consent } => {
             let consent: ConsentId = arg("consent", &consent)?;
             conn.revoke_consent(consent.as_str()).await?;
-            println!("consent {consent} revoked");
+            super::done(
+                json,
+                serde_json::json!({ "consent": consent.to_string(), "revoked": true }),
+                &format!("consent {consent} revoked"),
+            );
         }
         ConsentCmd::List { dossier } => {
             let dossier: DossierId = arg("dossier", &dossier)?;
@@ -99,6 +107,27 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd) -> Result<(), CliError> {
                 }))
                 .await?
                 .into_inner();
+            if json {
+                let list: Vec<serde_json::Value> = r
+                    .consents
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id,
+                            "sections": c.sections,
+                            "audience": c.audience,
+                            "masked": c.masked,
+                            "valid_from": c.valid_from,
+                            "until": c.until,
+                            "status": c.status,
+                            "basis": c.basis,
+                            "purpose": c.purpose,
+                        })
+                    })
+                    .collect();
+                super::print_value(&serde_json::Value::Array(list));
+                return Ok(());
+            }
             for c in r.consents {
                 let shares = if c.sections.is_empty() {
                     String::new()

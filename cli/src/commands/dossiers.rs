@@ -11,7 +11,7 @@ use crate::client::Conn;
 use crate::error::{CliError, read_file};
 
 /// Runs `maillon dossier …`.
-pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError> {
+pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd, json: bool) -> Result<(), CliError> {
     match cmd {
         DossierCmd::Open {
             given_name,
@@ -22,13 +22,9 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
             let id = conn
                 .open_dossier(&given_name, &family_name, &birth_date.to_string())
                 .await?;
-            say(&id);
+            super::done(json, serde_json::json!({ "dossier": id }), &id);
         }
-        DossierCmd::View {
-            dossier,
-            purpose,
-            json,
-        } => {
+        DossierCmd::View { dossier, purpose } => {
             let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
             let view = conn.view_dossier_whole(dossier.as_str(), &purpose).await?;
             if json {
@@ -80,9 +76,11 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
                     reason: reason.to_string(),
                 }))
                 .await?;
-            say(&format!(
-                "{dossier} closed ({reason}): every share of it ends at every member"
-            ));
+            super::done(
+                json,
+                serde_json::json!({ "dossier": dossier.to_string(), "closed": reason.to_string() }),
+                &format!("{dossier} closed ({reason}): every share of it ends at every member"),
+            );
         }
         DossierCmd::Erase { dossier, confirm } => {
             let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
@@ -96,9 +94,11 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
                     dossier: dossier.to_string(),
                 }))
                 .await?;
-            say(&format!(
-                "{dossier} erased here; every member holding it is told to erase it"
-            ));
+            super::done(
+                json,
+                serde_json::json!({ "dossier": dossier.to_string(), "erased": true }),
+                &format!("{dossier} erased here; every member holding it is told to erase it"),
+            );
         }
         DossierCmd::Referent {
             dossier,
@@ -112,7 +112,11 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
             };
             conn.set_referent(dossier.as_str(), &set, consent.as_ref().map(|c| c.as_str()))
                 .await?;
-            say(&format!("{set} is the référent de parcours of {dossier}"));
+            super::done(
+                json,
+                serde_json::json!({ "dossier": dossier.to_string(), "referent": set }),
+                &format!("{set} is the référent de parcours of {dossier}"),
+            );
         }
         DossierCmd::Attach {
             dossier,
@@ -130,16 +134,20 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd) -> Result<(), CliError
                 (&given_name, &family_name, &birth_date.to_string()),
             )
             .await?;
-            say(&format!(
-                "attached to {dossier}, held by {from}: this node now writes its own sections of it"
-            ));
+            super::done(
+                json,
+                serde_json::json!({ "dossier": dossier.to_string(), "attached_from": from.to_string() }),
+                &format!(
+                    "attached to {dossier}, held by {from}: this node now writes its own sections of it"
+                ),
+            );
         }
     }
     Ok(())
 }
 
 /// Runs `maillon section …`.
-pub(super) async fn section(conn: &Conn, cmd: SectionCmd) -> Result<(), CliError> {
+pub(super) async fn section(conn: &Conn, cmd: SectionCmd, json: bool) -> Result<(), CliError> {
     match cmd {
         SectionCmd::Put {
             dossier,
@@ -147,12 +155,26 @@ pub(super) async fn section(conn: &Conn, cmd: SectionCmd) -> Result<(), CliError
             file,
         } => {
             let (dossier, section) = ids(&dossier, &section)?;
-            let json = read_input(&file)?;
-            conn.put_section(&dossier, &section, &json).await?;
+            let content = read_input(&file)?;
+            conn.put_section(&dossier, &section, &content).await?;
+            if json {
+                super::print_value(
+                    &serde_json::json!({ "dossier": dossier, "section": section, "written": true }),
+                );
+            }
         }
         SectionCmd::Get { dossier, section } => {
             let (dossier, section) = ids(&dossier, &section)?;
-            print_json(&conn.get_section(&dossier, &section).await?);
+            let content = conn.get_section(&dossier, &section).await?;
+            if json {
+                let value = serde_json::from_str::<serde_json::Value>(&content)
+                    .unwrap_or(serde_json::Value::String(content));
+                super::print_value(
+                    &serde_json::json!({ "dossier": dossier, "section": section, "content": value }),
+                );
+            } else {
+                print_json(&content);
+            }
         }
     }
     Ok(())

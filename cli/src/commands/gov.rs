@@ -23,22 +23,22 @@ use crate::escape::escape_controls;
 
 /// Runs `maillon gov …`; `gov sign` asks on standard input unless `--yes`.
 /// The commands on later versions talk to this member's node (`profile`).
-pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliError> {
+pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>, json: bool) -> Result<(), CliError> {
     match cmd {
         GovCmd::Propose(change) => {
             let (change, reason) = change_of(change)?;
             let conn = connect(profile)?.1;
-            let json =
+            let change =
                 serde_json::to_string(&change).map_err(|e| CliError::Unexpected(e.to_string()))?;
             let r = conn
                 .api()
                 .gov_propose(conn.req(pb::GovProposeRequest {
-                    change: json,
+                    change,
                     reason: reason.unwrap_or_default(),
                 }))
                 .await?
                 .into_inner();
-            report(&r);
+            report(&r, json);
             Ok(())
         }
         GovCmd::List => {
@@ -48,6 +48,13 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliEr
                 .gov_list(conn.req(pb::GovListRequest {}))
                 .await?
                 .into_inner();
+            if json {
+                super::print_value(&serde_json::json!({
+                    "version": r.version,
+                    "proposals": r.proposals.iter().map(proposal_json).collect::<Vec<_>>(),
+                }));
+                return Ok(());
+            }
             if r.proposals.is_empty() {
                 println!("no open proposal; roster v{} is in force", r.version);
             }
@@ -66,7 +73,11 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliEr
             let p = r
                 .proposal
                 .ok_or_else(|| CliError::Unexpected("no proposal in the reply".into()))?;
-            print!("{}", details(&p));
+            if json {
+                super::print_value(&proposal_json(&p));
+            } else {
+                print!("{}", details(&p));
+            }
             if let Some(out) = out {
                 let signed = SignedRoster::decode(&p.signed)?;
                 write_new(&out, &roster_json(&signed)?)?;
@@ -91,7 +102,7 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliEr
                 .gov_approve(conn.req(pb::GovApproveRequest { proposal, signed }))
                 .await?
                 .into_inner();
-            report(&r);
+            report(&r, json);
             Ok(())
         }
         GovCmd::Reject { proposal, reason } => {
@@ -101,7 +112,11 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliEr
                 .gov_reject(conn.req(pb::GovRejectRequest { proposal, reason }))
                 .await?
                 .into_inner();
-            if let Some(p) = &r.proposal {
+            if let Some(p) = &r.proposal
+                && json
+            {
+                super::print_value(&proposal_json(p));
+            } else if let Some(p) = &r.proposal {
                 println!(
                     "you declined to sign proposal {} (v{})",
                     short(&p.id),
@@ -110,7 +125,7 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>) -> Result<(), CliEr
             }
             Ok(())
         }
-        GovCmd::Status => status(&connect(profile)?.1).await,
+        GovCmd::Status => status(&connect(profile)?.1, json).await,
         GovCmd::Genesis {
             federation,
             quorum,
@@ -237,11 +252,40 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// A proposal as JSON (`--json`), with stable field names.
+fn proposal_json(p: &pb::GovProposal) -> serde_json::Value {
+    let side = |s: &Option<pb::GovQuorumSide>| {
+        s.as_ref()
+            .map(|s| serde_json::json!({ "have": s.have, "need": s.need, "missing": s.missing }))
+    };
+    serde_json::json!({
+        "id": p.id,
+        "version": p.version,
+        "proposer": p.proposer,
+        "signers": p.signers,
+        "changes": p.changes,
+        "current": p.current,
+        "outgoing": side(&p.outgoing),
+        "incoming": side(&p.incoming),
+        "unproven": p.unproven,
+        "not_counted": p.not_counted,
+        "rejected_by": (!p.rejected_by.is_empty()).then_some(&p.rejected_by),
+        "rejected_reason": (!p.rejected_reason.is_empty()).then_some(&p.rejected_reason),
+    })
+}
+
 /// What became of a proposal after `propose` or `approve`.
-fn report(r: &pb::GovProposalReply) {
+fn report(r: &pb::GovProposalReply, json: bool) {
     let Some(p) = &r.proposal else {
         return;
     };
+    if json {
+        let mut value = proposal_json(p);
+        value["outcome"] = serde_json::Value::String(r.outcome.clone());
+        value["version_in_force"] = serde_json::Value::from(r.version);
+        super::print_value(&value);
+        return;
+    }
     print!("{}", details(p));
     match r.outcome.as_str() {
         "adopted" => println!(
@@ -338,12 +382,34 @@ fn details(p: &pb::GovProposal) -> String {
 }
 
 /// `maillon gov status`.
-async fn status(conn: &Conn) -> Result<(), CliError> {
+async fn status(conn: &Conn, json: bool) -> Result<(), CliError> {
     let r = conn
         .api()
         .gov_status(conn.req(pb::GovStatusRequest {}))
         .await?
         .into_inner();
+    if json {
+        super::print_value(&serde_json::json!({
+            "federation": r.federation,
+            "version": r.version,
+            "hash": r.hash,
+            "quorum": r.quorum,
+            "members": r.members.iter().map(|m| serde_json::json!({
+                "id": m.id,
+                "name": m.name,
+                "kind": m.kind,
+                "status": m.status,
+                "voting": m.voting,
+                "endpoint": m.endpoint,
+            })).collect::<Vec<_>>(),
+            "peers": r.peers.iter().map(|p| serde_json::json!({
+                "member": p.member,
+                "version": p.version,
+                "seen_at": p.seen_at,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     say(&format!(
         "{} roster v{} ({}), quorum {}",
         r.federation, r.version, r.hash, r.quorum

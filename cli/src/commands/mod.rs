@@ -43,9 +43,10 @@ fn man_pages(out: &std::path::Path) -> Result<(), CliError> {
 /// Runs one command.
 pub async fn run(args: Args) -> Result<(), CliError> {
     let profile = args.profile.as_deref();
+    let json = args.json;
     match args.command {
-        Command::Node(cmd) => node::run(cmd, profile).await,
-        Command::Gov(cmd) => gov::run(cmd, profile).await,
+        Command::Node(cmd) => node::run(cmd, profile, json).await,
+        Command::Gov(cmd) => gov::run(cmd, profile, json).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Completions { shell } => {
             use std::io::Write as _;
@@ -72,17 +73,17 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             next,
             next_pin,
         } => crate::bench::relay_hop(listen, &identity, client_pin, next.zip(next_pin)).await,
-        Command::Whoami => users::whoami(&connect(profile)?.1).await,
-        Command::Outbox { json } => users::outbox(&connect(profile)?.1, json).await,
+        Command::Whoami => users::whoami(&connect(profile)?.1, json).await,
+        Command::Outbox => users::outbox(&connect(profile)?.1, json).await,
         Command::User(cmd) => {
             let (profile, conn) = connect(profile)?;
-            users::run(&profile, &conn, cmd).await
+            users::run(&profile, &conn, cmd, json).await
         }
-        Command::Dossier(cmd) => dossiers::dossier(&connect(profile)?.1, cmd).await,
-        Command::Section(cmd) => dossiers::section(&connect(profile)?.1, cmd).await,
-        Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd).await,
-        Command::Share(cmd) => share::run(&connect(profile)?.1, cmd).await,
-        Command::Audit(cmd) => audit::run(profile, cmd).await,
+        Command::Dossier(cmd) => dossiers::dossier(&connect(profile)?.1, cmd, json).await,
+        Command::Section(cmd) => dossiers::section(&connect(profile)?.1, cmd, json).await,
+        Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd, json).await,
+        Command::Share(cmd) => share::run(&connect(profile)?.1, cmd, json).await,
+        Command::Audit(cmd) => audit::run(profile, cmd, json).await,
     }
 }
 
@@ -97,6 +98,24 @@ pub(crate) fn connect(path: Option<&Path>) -> Result<(Profile, Conn), CliError> 
 /// Parses the value of the command-line argument `--name`.
 fn arg<T: FromStr<Err = ParseError>>(name: &'static str, value: &str) -> Result<T, CliError> {
     value.parse().map_err(CliError::bad_arg(name))
+}
+
+/// Prints `value` as pretty JSON (`--json`): serde_json escapes every
+/// control character inside strings.
+pub(crate) fn print_value(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// What an action did: `value` as JSON with `--json`, else `text` on one line.
+pub(crate) fn done(json: bool, value: serde_json::Value, text: &str) {
+    if json {
+        print_value(&value);
+    } else {
+        say(text);
+    }
 }
 
 /// Prints one line of text that came from a node, control characters escaped.

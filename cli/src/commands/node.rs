@@ -13,10 +13,14 @@ use crate::client::Conn;
 use crate::error::CliError;
 
 /// Runs `maillon node …`.
-pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Result<(), CliError> {
+pub(super) async fn run(
+    cmd: NodeCmd,
+    profile: Option<&std::path::Path>,
+    json: bool,
+) -> Result<(), CliError> {
     match cmd {
-        NodeCmd::Check { dir, json } => super::check::check(&dir, json).await,
-        NodeCmd::Status { json } => status(&super::connect(profile)?.1, json).await,
+        NodeCmd::Check { dir } => super::check::check(&dir, json).await,
+        NodeCmd::Status => status(&super::connect(profile)?.1, json).await,
         NodeCmd::Backup {
             dir,
             out,
@@ -27,7 +31,7 @@ pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Resu
                 Some(p) => super::backup::passphrase(&p)?,
                 None => super::backup::recipients(&recipients)?,
             };
-            super::backup::backup(&dir, &out, key, profile).await
+            super::backup::backup(&dir, &out, key, profile, json).await
         }
         NodeCmd::Restore {
             from,
@@ -40,9 +44,9 @@ pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Resu
                 (None, Some(i)) => super::backup::identities(&i)?,
                 (None, None) => unreachable!("clap requires one"),
             };
-            super::backup::restore(&from, &dir, key).await
+            super::backup::restore(&from, &dir, key, json).await
         }
-        NodeCmd::BackupKey { out } => super::backup::new_key(&out),
+        NodeCmd::BackupKey { out } => super::backup::new_key(&out, json),
         NodeCmd::Init {
             dir,
             member,
@@ -53,7 +57,7 @@ pub(super) async fn run(cmd: NodeCmd, profile: Option<&std::path::Path>) -> Resu
             client_addr,
         } => {
             let addrs = (peer_addr, peer_endpoint, client_addr);
-            init(dir, &member, name, &kind, addrs).await
+            init(dir, &member, name, &kind, addrs, json).await
         }
         NodeCmd::Join {
             dir,
@@ -80,6 +84,7 @@ async fn init(
         Option<String>,
         std::net::SocketAddr,
     ),
+    json: bool,
 ) -> Result<(), CliError> {
     let member: MemberId = arg("member", member)?;
     let init = maillon_node::daemon::init(&InitOptions {
@@ -93,6 +98,17 @@ async fn init(
     })
     .await
     .map_err(|source| CliError::Node { member, source })?;
+    if json {
+        super::print_value(&serde_json::json!({
+            "member": init.config.member.to_string(),
+            "dir": dir.display().to_string(),
+            "card": init.config.card_path().display().to_string(),
+            "admin_profile": init.config.admin_profile_path().display().to_string(),
+            "tls_pin": init.card.tls_spki_sha256.to_string(),
+            "admin_token_days": maillon_node::service::DEFAULT_TOKEN_DAYS,
+        }));
+        return Ok(());
+    }
     println!(
         "node {} initialised in {}",
         init.config.member,

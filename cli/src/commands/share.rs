@@ -9,14 +9,13 @@ use crate::client::Conn;
 use crate::error::CliError;
 
 /// Runs `maillon share …`.
-pub(super) async fn run(conn: &Conn, cmd: ShareCmd) -> Result<(), CliError> {
+pub(super) async fn run(conn: &Conn, cmd: ShareCmd, json: bool) -> Result<(), CliError> {
     let ShareCmd::Read {
         dossier,
         sections,
         from,
         purpose,
         break_glass,
-        json,
     } = cmd;
     let dossier: DossierId = arg("dossier", &dossier)?;
     let mut parsed = sections

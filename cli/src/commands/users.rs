@@ -10,12 +10,21 @@ use crate::client::Conn;
 use crate::error::CliError;
 
 /// `maillon whoami`.
-pub(super) async fn whoami(conn: &Conn) -> Result<(), CliError> {
+pub(super) async fn whoami(conn: &Conn, json: bool) -> Result<(), CliError> {
     let r = conn
         .api()
         .who_am_i(conn.req(pb::WhoAmIRequest {}))
         .await?
         .into_inner();
+    if json {
+        super::print_value(&serde_json::json!({
+            "user": r.user,
+            "member": r.member,
+            "role": r.role,
+            "token_expires_at": (r.token_expires_at != 0).then_some(r.token_expires_at),
+        }));
+        return Ok(());
+    }
     let until = match r.token_expires_at {
         0 => "without an end (rotate it to give it one)".to_owned(),
         t => format!("valid until {}", super::utc(t)),
@@ -28,7 +37,12 @@ pub(super) async fn whoami(conn: &Conn) -> Result<(), CliError> {
 }
 
 /// Runs `maillon user …` with the admin's `profile` and connection.
-pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<(), CliError> {
+pub(super) async fn run(
+    profile: &Profile,
+    conn: &Conn,
+    cmd: UserCmd,
+    json: bool,
+) -> Result<(), CliError> {
     match cmd {
         UserCmd::Add {
             name,
@@ -47,7 +61,7 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 }))
                 .await?
                 .into_inner();
-            hand_over(profile, &r, "created", profile_out, false)?;
+            hand_over(profile, &r, "created", profile_out, false, json)?;
         }
         UserCmd::Rotate {
             name,
@@ -69,6 +83,7 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                 "given a new token (the old one no longer works)",
                 profile_out,
                 true,
+                json,
             )?;
         }
         UserCmd::Remove { name } => {
@@ -78,7 +93,11 @@ pub(super) async fn run(profile: &Profile, conn: &Conn, cmd: UserCmd) -> Result<
                     name: name.to_string(),
                 }))
                 .await?;
-            println!("user {name} removed; its token no longer works");
+            if json {
+                super::print_value(&serde_json::json!({"user": name.to_string(), "removed": true}));
+            } else {
+                println!("user {name} removed; its token no longer works");
+            }
         }
     }
     Ok(())
@@ -94,8 +113,18 @@ fn hand_over(
     done: &str,
     out: Option<std::path::PathBuf>,
     replace: bool,
+    json: bool,
 ) -> Result<(), CliError> {
     let until = super::utc(r.expires_at);
+    let report = |token: Option<&str>, written: Option<&std::path::Path>| {
+        super::print_value(&serde_json::json!({
+            "user": r.name,
+            "role": r.role,
+            "expires_at": r.expires_at,
+            "token": token,
+            "profile": written.map(|p| p.display().to_string()),
+        }));
+    };
     if let Some(out) = out {
         let new = Profile {
             user: r.name.clone(),
@@ -108,12 +137,17 @@ fn hand_over(
             new.write_new(&out)
         };
         match written {
+            Ok(()) if json => report(None, Some(&out)),
             Ok(()) => say(&format!(
                 "user {} ({}) {done}; valid until {until}; profile written to {}",
                 r.name,
                 r.role,
                 out.display()
             )),
+            Err(e) if json => {
+                report(Some(&r.token), None);
+                return Err(e.into());
+            }
             Err(e) => {
                 say(&format!(
                     "user {} ({}) {done}; valid until {until}; the profile could not be written ({e}); token (shown once): {}",
@@ -122,6 +156,8 @@ fn hand_over(
                 return Err(e.into());
             }
         }
+    } else if json {
+        report(Some(&r.token), None);
     } else {
         say(&format!(
             "user {} ({}) {done}; valid until {until}; token (shown once): {}",

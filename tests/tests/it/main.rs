@@ -14,6 +14,7 @@ mod deploy;
 mod dossier;
 mod governance;
 mod hostile;
+mod json;
 mod logs;
 mod operations;
 mod races;
