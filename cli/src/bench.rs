@@ -20,7 +20,7 @@ use crate::error::CliError;
 use crate::federation::{Founder, LocalFederation};
 
 mod floor;
-mod python;
+pub mod python;
 
 use floor::Floor;
 pub use floor::relay_hop;

@@ -45,8 +45,12 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// The venv with grpcio and the client API's stubs, made if missing.
-fn environment() -> Result<(PathBuf, PathBuf), String> {
+/// What the bench's client needs: (package on PyPI, module it imports).
+const BENCH_PACKAGES: &[(&str, &str)] = &[("grpcio", "grpc"), ("grpcio-tools", "grpc_tools")];
+
+/// The venv with grpcio, `extra` packages ((name on PyPI, module)) and the
+/// client API's stubs, made if missing; its python and the stubs' folder.
+pub fn environment(extra: &[(&str, &str)]) -> Result<(PathBuf, PathBuf), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let target = exe
         .parent()
@@ -61,22 +65,20 @@ fn environment() -> Result<(PathBuf, PathBuf), String> {
             "python3 -m venv",
         )?;
     }
+    let packages: Vec<(&str, &str)> = BENCH_PACKAGES.iter().chain(extra).copied().collect();
+    let imports: Vec<&str> = packages.iter().map(|(_, m)| *m).collect();
     let ready = Command::new(&python)
-        .args(["-c", "import grpc, grpc_tools"])
+        .args(["-c", &format!("import {}", imports.join(", "))])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
+        let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
         run(
-            Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "grpcio",
-                "grpcio-tools",
-            ]),
-            "pip install grpcio grpcio-tools",
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(&names),
+            &format!("pip install {}", names.join(" ")),
         )?;
     }
     // The stubs of this build's proto, every time (it may have changed).
@@ -107,7 +109,7 @@ pub fn measure(
     reads: usize,
     concurrency: usize,
 ) -> Result<Measured, String> {
-    let (python, stubs) = environment()?;
+    let (python, stubs) = environment(&[])?;
     let der =
         std::fs::read_to_string(node_dir.join("client-tls.crt")).map_err(|e| e.to_string())?;
     let der = base64::engine::general_purpose::STANDARD

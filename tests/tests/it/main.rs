@@ -17,6 +17,7 @@ mod hostile;
 mod json;
 mod logs;
 mod operations;
+mod python;
 mod races;
 mod read_path;
 mod referent;
