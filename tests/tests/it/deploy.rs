@@ -208,6 +208,31 @@ fn the_compose_federation_parses_and_runs_each_node_locked_down() {
     assert!(containerfile.contains("COPY deploy/compose/setup.sh"));
 }
 
+#[test]
+fn the_systemd_unit_runs_maillond_with_arguments_it_takes() {
+    let path = "maillond.service";
+    let unit = read(path);
+    check_variables(path, &unit);
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let args: Vec<Value> = exec
+        .split_whitespace()
+        .skip(1)
+        .map(|a| Value::String(a.to_owned()))
+        .collect();
+    check_maillond_args(path, &Value::Sequence(args));
+    for hardening in [
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "UMask=0077",
+        "KillSignal=SIGTERM",
+    ] {
+        assert!(unit.contains(hardening), "{path} has {hardening}");
+    }
+}
+
 /// A service with its `<<` merge key applied (what compose does).
 fn merge(service: &Value) -> Value {
     let mut out = serde_yaml_ng::Mapping::new();
