@@ -202,6 +202,17 @@ pub enum NodeCmd {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Let a restored node's first start go on without some members'
+    /// answers (gone for good, or not answering a suspended member): it
+    /// cannot then know whether they witnessed more of its log.
+    RestoreWithout {
+        /// The restored node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The members not to wait for.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
     /// Make an age key pair for backups: the identity (0600) to keep off the
     /// node's host, and the recipient to back up to.
     BackupKey {

@@ -346,7 +346,7 @@ async fn start_once(
     )?;
     // Restored from a backup: nothing is signed before every peer says it
     // witnessed no more of this log than the log holds.
-    confirm_restore(&config, &genesis, &store, &tls, &audit).await?;
+    confirm_restore(&config, &genesis, &store, &tls, &audit, &keys).await?;
     audit.checkpoint(&key)?;
     if store
         .get::<SignedRoster>(crate::storage::Tree::RosterChain, &service::chain_key(1))?
@@ -588,43 +588,75 @@ async fn start_once(
 /// How long a restored node waits for each peer's answer.
 const RESTORE_CHECK_DEADLINE: Duration = Duration::from_secs(10);
 
+/// What a restore leaves in the folder until the peers confirm it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RestoreMarker {
+    /// When the backup was taken (Unix seconds).
+    pub backup_created_at: i64,
+    /// Bytes of the log it held.
+    pub log_bytes: u64,
+    /// Members the operator chose not to wait for (`maillon node restore
+    /// --without`): gone, or not answering a suspended member. Their
+    /// answer is still checked when they give one.
+    #[serde(default)]
+    pub without: Vec<String>,
+}
+
 /// At the first start after a restore (the folder holds
-/// [`service::RESTORED_MARKER`]): asks every active peer which checkpoint of
-/// this node's log it witnessed last, and refuses to go on if one witnessed
-/// a larger log (signing on would fork the log the federation saw), a root
-/// this log does not have, or could not be asked. Once all agree, the
-/// marker goes and the node starts as usual.
+/// [`service::RESTORED_MARKER`]): brings the roster up to date from the
+/// peers (each link verified), then asks every active member which
+/// checkpoint of this node's log it witnessed last (a note this node
+/// signed, verified with its keys), and refuses to go on if one witnessed a
+/// larger log (signing on would fork the log the federation saw), a root
+/// this log does not have, or could not be asked (unless the operator named
+/// it with `--without`). Once all agree, the marker goes and the node starts
+/// as usual. Nothing is signed or appended before.
 async fn confirm_restore(
     config: &Config,
     genesis: &crate::roster::VerifiedRoster,
     store: &Store,
     tls: &TlsIdentity,
     audit: &AuditLog,
+    keys: &[crate::crypto::PublicKey],
 ) -> Result<(), StartError> {
-    let marker = config.dir.join(service::RESTORED_MARKER);
-    if !marker.exists() {
+    let marker_path = config.dir.join(service::RESTORED_MARKER);
+    let Ok(text) = std::fs::read_to_string(&marker_path) else {
         return Ok(());
-    }
+    };
+    let marker: RestoreMarker = serde_json::from_str(&text).unwrap_or_default();
     let links: Vec<SignedRoster> = store
         .scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")?
         .into_iter()
         .map(|(_, link)| link)
         .filter(|link| link.roster.version > genesis.roster().version)
         .collect();
-    let roster = crate::roster::VerifiedRoster::verify_chain(genesis.signed().clone(), links)
+    let mut roster = crate::roster::VerifiedRoster::verify_chain(genesis.signed().clone(), links)
         .map_err(|source| StartError::Roster {
-            path: "the store's roster chain".into(),
-            source,
-        })?;
-    let peers: Vec<RosterMember> = roster
-        .roster()
-        .members
-        .iter()
-        .filter(|m| m.card.id != config.member && m.status == crate::types::MemberStatus::Active)
-        .cloned()
-        .collect();
+        path: "the store's roster chain".into(),
+        source,
+    })?;
+    // Members admitted since the backup are asked too: the versions the
+    // peers adopted since, each verified from the one before.
+    let asked_roster = roster.clone();
+    let network = PeerClients::new(tls.clone(), Arc::new(CurrentRoster::new(asked_roster)));
+    for peer in active_peers(&roster, &config.member) {
+        let from = roster.roster().version + 1;
+        let Ok(Ok((chain, _))) =
+            tokio::time::timeout(RESTORE_CHECK_DEADLINE, network.fetch_chain(&peer, from)).await
+        else {
+            continue;
+        };
+        for link in chain {
+            match roster.verify_successor(link) {
+                Ok(next) => roster = next,
+                Err(_) => break,
+            }
+        }
+    }
+    let peers = active_peers(&roster, &config.member);
     let network = PeerClients::new(tls.clone(), Arc::new(CurrentRoster::new(roster)));
     let have = audit.size();
+    let origin = crate::audit::origin(&config.member);
     let asked = futures_util::future::join_all(peers.iter().map(|p| {
         let network = &network;
         async move {
@@ -637,36 +669,61 @@ async fn confirm_restore(
     let mut unreachable = Vec::new();
     for (peer, answer) in asked {
         let id = &peer.card.id;
-        match answer {
-            Ok(Ok(None)) => {}
-            Ok(Ok(Some((size, _)))) if size > have => {
-                return Err(StartError::RestoreRefused(format!(
-                    "{id} witnessed this node's log at {size} entries and the restored log holds {have}: signing on would fork the log the federation saw. Restore a newer backup (or the failed host's audit folder), or ask the auditors; nothing was signed"
-                )));
+        let note = match answer {
+            Ok(Ok(None)) => continue,
+            Ok(Ok(Some(note))) => note,
+            Ok(Err(e)) => {
+                unreachable.push((id.to_string(), e.to_string()));
+                continue;
             }
-            Ok(Ok(Some((size, root)))) => {
-                let ours = hex::encode(audit.root_at(size)?);
-                if ours != root {
-                    return Err(StartError::RestoreRefused(format!(
-                        "{id} witnessed this node's log at {size} entries with another root: this is not the log the federation saw; nothing was signed"
-                    )));
-                }
+            Err(_) => {
+                let why = format!("no answer within {} s", RESTORE_CHECK_DEADLINE.as_secs());
+                unreachable.push((id.to_string(), why));
+                continue;
             }
-            Ok(Err(e)) => unreachable.push(format!("{id} ({e})")),
-            Err(_) => unreachable.push(format!(
-                "{id} (no answer within {} s)",
-                RESTORE_CHECK_DEADLINE.as_secs()
-            )),
+        };
+        // Only a checkpoint this node signed counts: a peer cannot make one up.
+        let Some(witnessed) = keys
+            .iter()
+            .find_map(|k| crate::audit::note::Checkpoint::verify(&note, &origin, k).ok())
+        else {
+            unreachable.push((
+                id.to_string(),
+                "it answered a checkpoint this node did not sign".into(),
+            ));
+            continue;
+        };
+        if witnessed.size > have {
+            return Err(StartError::RestoreRefused(format!(
+                "{id} witnessed this node's log at {} entries and the restored log holds {have}: signing on would fork the log the federation saw. Restore a newer backup (or the failed host's audit folder), or ask the auditors; nothing was signed",
+                witnessed.size
+            )));
+        }
+        if audit.root_at(witnessed.size)? != witnessed.root {
+            return Err(StartError::RestoreRefused(format!(
+                "{id} witnessed this node's log at {} entries with another root: this is not the log the federation saw; nothing was signed",
+                witnessed.size
+            )));
         }
     }
-    if !unreachable.is_empty() {
+    let (waived, missing): (Vec<_>, Vec<_>) = unreachable
+        .into_iter()
+        .partition(|(id, _)| marker.without.contains(id));
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect();
         return Err(StartError::RestoreRefused(format!(
-            "restored from a backup: {} could not be asked what they witnessed of this node's log; start again once they are reachable (a member gone for good: propose its suspension); nothing was signed",
-            unreachable.join(", ")
+            "restored from a backup: {} could not be asked what they witnessed of this node's log; start again once they answer, or, if one is gone for good or does not answer a suspended member, name it with `maillon node restore-without`; nothing was signed",
+            list.join(", ")
         )));
     }
-    std::fs::remove_file(&marker).map_err(|source| ConfigError::Io {
-        path: marker.clone(),
+    for (id, why) in &waived {
+        tracing::warn!(peer = %id, reason = %why, "restore confirmed without this member, as the operator asked");
+    }
+    std::fs::remove_file(&marker_path).map_err(|source| ConfigError::Io {
+        path: marker_path.clone(),
         source,
     })?;
     tracing::info!(
@@ -674,6 +731,59 @@ async fn confirm_restore(
         peers = peers.len(),
         "restore confirmed: no peer witnessed more of this log"
     );
+    Ok(())
+}
+
+/// The active members of `roster` but `me`.
+fn active_peers(
+    roster: &crate::roster::VerifiedRoster,
+    me: &crate::types::MemberId,
+) -> Vec<RosterMember> {
+    roster
+        .roster()
+        .members
+        .iter()
+        .filter(|m| &m.card.id != me && m.status == crate::types::MemberStatus::Active)
+        .cloned()
+        .collect()
+}
+
+/// `maillon node restore-without`: lets a restored node's first start go
+/// on without the answers of `members` (gone for good, or not answering a
+/// suspended member). Refused when the folder holds no restore to confirm.
+pub fn restore_without(
+    dir: &Path,
+    members: &[crate::types::MemberId],
+) -> Result<Vec<String>, StartError> {
+    let path = dir.join(service::RESTORED_MARKER);
+    let text = std::fs::read_to_string(&path).map_err(|_| ConfigError::Invalid {
+        path: path.clone(),
+        reason: "no restore waits for its peers in this folder".into(),
+    })?;
+    let mut marker: RestoreMarker =
+        serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    for m in members {
+        if !marker.without.contains(&m.to_string()) {
+            marker.without.push(m.to_string());
+        }
+    }
+    write_marker(&path, &marker)?;
+    Ok(marker.without)
+}
+
+/// Writes the restore marker, 0600.
+fn write_marker(path: &Path, marker: &RestoreMarker) -> Result<(), StartError> {
+    let text = serde_json::to_string_pretty(marker).unwrap_or_default();
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    crate::crypto::write_secret_file(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -711,12 +821,28 @@ pub async fn restore(
         }
         .into());
     }
+    let existed = dir.exists();
     let target = dir.to_owned();
-    let restored = tokio::task::spawn_blocking(move || unpack(&target, archive))
-        .await
-        .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))?;
+    let restored = match tokio::task::spawn_blocking(move || unpack(&target, archive)).await {
+        Ok(r) => r,
+        Err(e) => Err(StartError::Service(ServiceError::Internal(e.to_string()))),
+    };
     if restored.is_err() {
-        let _ = std::fs::remove_dir_all(dir);
+        // What this restore wrote goes; a folder the operator made stays.
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     restored
 }
@@ -819,12 +945,14 @@ fn unpack(dir: &Path, archive: impl std::io::Read) -> Result<Restored, StartErro
         .into());
     }
     crate::crypto::create_private_dir(&config.audit_dir())?;
-    let marker = dir.join(service::RESTORED_MARKER);
-    let note = serde_json::json!({
-        "backup_created_at": manifest.created_at,
-        "log_bytes": manifest.log_bytes,
-    });
-    std::fs::write(&marker, note.to_string()).map_err(io(&marker))?;
+    write_marker(
+        &dir.join(service::RESTORED_MARKER),
+        &RestoreMarker {
+            backup_created_at: manifest.created_at,
+            log_bytes: manifest.log_bytes,
+            without: Vec::new(),
+        },
+    )?;
     Ok(Restored {
         config,
         manifest,
@@ -841,7 +969,7 @@ pub async fn backup_offline(
     let config = Config::load(dir)?;
     let lock = lock_folder(&config.dir).await?;
     let store_dir = config.store_dir();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+    let store = tokio::task::spawn_blocking(move || Store::open_existing(&store_dir))
         .await
         .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
     let made =
@@ -872,11 +1000,15 @@ pub async fn backup_offline(
                     source,
                 })?;
                 let entries = crate::audit::AuditLog::count_entries(&config.audit_dir());
+                let sources = service::Sources {
+                    dir: &config.dir,
+                    audit_dir: &config.audit_dir(),
+                    dump: &dump,
+                    store_records: records,
+                    dossier_keys: service::read_keys(&config.dossier_keys_dir())?,
+                };
                 Ok(service::write_archive(
-                    &config.dir,
-                    &config.audit_dir(),
-                    &dump,
-                    records,
+                    &sources,
                     config.member.as_str(),
                     SystemClock.now(),
                     entries,

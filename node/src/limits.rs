@@ -138,6 +138,8 @@ const PRUNE_ABOVE: usize = 4096;
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// The rate it fills at (each kind of call has its own).
+    rate: Rate,
 }
 
 /// Token buckets per caller and kind of call.
@@ -152,26 +154,29 @@ impl RateLimiter {
     pub fn take(&self, caller: &str, kind: Limited, rate: Rate, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, b| refill(*b, rate, now) < rate.burst);
+            buckets.retain(|_, b| refill(*b, now) < b.rate.burst);
         }
         let bucket = buckets.entry((caller.to_owned(), kind)).or_insert(Bucket {
             tokens: rate.burst,
             at: now,
+            rate,
         });
-        let tokens = refill(*bucket, rate, now);
+        bucket.rate = rate;
+        let tokens = refill(*bucket, now);
         let taken = tokens >= 1.0;
         *bucket = Bucket {
             tokens: if taken { tokens - 1.0 } else { tokens },
             at: now.max(bucket.at),
+            rate,
         };
         taken
     }
 }
 
 /// The tokens `bucket` holds at `now`.
-fn refill(bucket: Bucket, rate: Rate, now: Instant) -> f64 {
+fn refill(bucket: Bucket, now: Instant) -> f64 {
     let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-    (bucket.tokens + elapsed * rate.per_second).min(rate.burst)
+    (bucket.tokens + elapsed * bucket.rate.per_second).min(bucket.rate.burst)
 }
 
 #[cfg(test)]

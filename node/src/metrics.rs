@@ -4,9 +4,9 @@
 //! The only module that names `prometheus_client`.
 //!
 //! Metrics carry counts and durations only: no dossier, no person, no user.
-//! A method's label is its gRPC path, and only for methods a listener serves
-//! (a path it does not know counts as `other`), so a caller cannot grow the
-//! number of series.
+//! A method's label is its gRPC path, and only for methods the node's
+//! listeners serve (any other path counts as `other`), so a caller cannot
+//! grow the number of series.
 
 use std::time::Duration;
 

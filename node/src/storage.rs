@@ -257,6 +257,34 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store as it is, for reading it (`maillon node
+    /// check`, a backup of a stopped folder): refused when the folder holds
+    /// no store or one of another schema version; nothing is created or
+    /// migrated.
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        if !dir.join("db").exists() {
+            return Err(StoreError::Dump(format!(
+                "{} holds no store",
+                dir.display()
+            )));
+        }
+        let db = open_waiting_for_lock(dir)?;
+        let mls = db.open_tree("mls")?;
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Self { db, mls, trees };
+        match store.meta::<u32>(MetaKey::Schema)? {
+            Some(SCHEMA_VERSION) => Ok(store),
+            Some(found) => Err(StoreError::Schema { found }),
+            None => Err(StoreError::Dump(format!(
+                "{} holds no store",
+                dir.display()
+            ))),
+        }
+    }
+
     /// The tree, opened once at start (sled's `open_tree` takes a lock).
     fn tree(&self, tree: Tree) -> &sled::Tree {
         &self.trees[tree as usize]

@@ -354,6 +354,15 @@ pub async fn restore(from: &Path, dir: &Path, key: Key, json: bool) -> Result<()
         restored.manifest.log_bytes,
         super::utc(restored.manifest.created_at)
     ));
+    // Anyone holding the recipient can make an archive: the genesis tells
+    // whose federation this is, to check against the one given out of band.
+    if let Ok(genesis) = maillon_node::daemon::load_roster(&restored.config.roster_path()) {
+        say(&format!(
+            "  federation {}, genesis roster {}: check it is yours",
+            genesis.roster().federation,
+            genesis.hash_hex()
+        ));
+    }
     println!(
         "next: start it (`maillond --dir {}`); its first start asks every peer what it witnessed of this node's log and signs nothing if one witnessed more",
         dir.display()

@@ -307,7 +307,7 @@ async fn roster_in_force(
     genesis: &VerifiedRoster,
 ) -> Result<VerifiedRoster, String> {
     let store_dir = config.store_dir();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+    let store = tokio::task::spawn_blocking(move || Store::open_existing(&store_dir))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("the store cannot be opened: {e}"))?;

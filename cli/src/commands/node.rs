@@ -47,6 +47,29 @@ pub(super) async fn run(
             super::backup::restore(&from, &dir, key, json).await
         }
         NodeCmd::BackupKey { out } => super::backup::new_key(&out, json),
+        NodeCmd::RestoreWithout { dir, members } => {
+            let members = members
+                .iter()
+                .map(|m| arg::<MemberId>("members", m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let without =
+                maillon_node::daemon::restore_without(&dir, &members).map_err(|source| {
+                    CliError::Folder {
+                        dir: dir.clone(),
+                        source,
+                    }
+                })?;
+            super::done(
+                json,
+                serde_json::json!({ "dir": dir.display().to_string(), "without": without }),
+                &format!(
+                    "the first start of {} goes on without the answers of {}: if one of them witnessed more of this node's log, the log forks at that member",
+                    dir.display(),
+                    without.join(", ")
+                ),
+            );
+            Ok(())
+        }
         NodeCmd::Init {
             dir,
             member,

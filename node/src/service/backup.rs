@@ -7,9 +7,11 @@
 //! lock held exclusively), and each MLS group under its own lock; the
 //! checkpoint is copied next, the audit log last: whatever the store holds
 //! is in the log copied after it, and a restored node re-applies at start
-//! what its log holds and its store lacks. Per-dossier keys are copied after
-//! the store, so every key a copied section needs is there (a dossier erased
-//! in between is erased again by the replay).
+//! what its log holds, its store lacks and its replay covers (consents,
+//! closings, erasures, roster versions, break-glass accesses, référents,
+//! users). The per-dossier keys are read while the store is dumped, under
+//! the same lock, so every key a copied section needs is there. One backup
+//! runs at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,30 +62,31 @@ impl Node {
             .dir
             .clone()
             .ok_or_else(|| ServiceError::State("this node has no folder to back up".into()))?;
+        let _one_at_a_time = self.backups.lock().await;
         self.audit(AuditEvent::BackupMade {
             by: Some(caller.name.clone()),
         })
         .await?;
         // No change between its log entry and its store write while the
-        // store is dumped; reads go on.
+        // store is dumped and the dossier keys read; reads go on.
         let changes = self.changes.write().await;
         self.flush().await?;
         let dump_path = dump_file(&dir);
         let (store, sharing) = (self.store.clone(), self.sharing.clone());
-        let dumping = dump_path.clone();
-        let records = super::blocking(move || -> Result<u64> {
+        let (dumping, keys_dir) = (dump_path.clone(), dir.join("dossier-keys"));
+        let dumped = super::blocking(move || -> Result<(u64, DossierKeyFiles)> {
             let file = private_file(&dumping)?;
             let mut w = std::io::BufWriter::new(file);
             let mut n = store.dump_trees(&mut w)?;
             n += sharing.dump(&mut w)?;
             w.flush().map_err(io)?;
             w.get_ref().sync_all().map_err(io)?;
-            Ok(n)
+            Ok((n, read_keys(&keys_dir)?))
         })
         .await;
         drop(changes);
-        let records = match records {
-            Ok(n) => n,
+        let (records, keys) = match dumped {
+            Ok(dumped) => dumped,
             Err(e) => {
                 let _ = std::fs::remove_file(&dump_path);
                 return Err(e);
@@ -97,9 +100,14 @@ impl Node {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         super::blocking(move || {
-            let written = write_archive(
-                &dir, &audit_dir, &dump_path, records, &member, now, entries, out,
-            );
+            let sources = Sources {
+                dir: &dir,
+                audit_dir: &audit_dir,
+                dump: &dump_path,
+                store_records: records,
+                dossier_keys: keys,
+            };
+            let written = write_archive(&sources, &member, now, entries, out);
             let _ = std::fs::remove_file(&dump_path);
             written
         })
@@ -117,6 +125,37 @@ pub fn dump_file(dir: &Path) -> PathBuf {
     dir.join(".backup-store.dump")
 }
 
+/// The per-dossier keys in `dir`, by file name (read while the store is
+/// dumped, so that they match it).
+pub fn read_keys(dir: &Path) -> Result<DossierKeyFiles> {
+    let mut keys = Vec::new();
+    if dir.is_dir() {
+        for entry in sorted(dir)? {
+            if entry.is_file() {
+                keys.push((file_name(&entry), std::fs::read(&entry).map_err(io)?));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The per-dossier key files, by name, with their bytes.
+pub type DossierKeyFiles = Vec<(String, Vec<u8>)>;
+
+/// What an archive is made of.
+pub struct Sources<'a> {
+    /// The node folder (its own files are archived from it).
+    pub dir: &'a Path,
+    /// The audit log's folder.
+    pub audit_dir: &'a Path,
+    /// The store dump already made.
+    pub dump: &'a Path,
+    /// Records in the dump.
+    pub store_records: u64,
+    /// The per-dossier keys, read with the dump.
+    pub dossier_keys: DossierKeyFiles,
+}
+
 fn private_file(path: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -128,20 +167,17 @@ fn private_file(path: &Path) -> Result<std::fs::File> {
         .map_err(io)
 }
 
-/// Writes the archive: the store dump already made at `dump`, then the
-/// audit folder's checkpoint and log (in that order), the per-dossier keys,
-/// the node's own files, and the manifest last.
-#[allow(clippy::too_many_arguments)]
+/// Writes the archive: the store dump, then the audit folder's checkpoint
+/// and log (in that order), the per-dossier keys, the node's own files, and
+/// the manifest last.
 pub fn write_archive(
-    dir: &Path,
-    audit_dir: &Path,
-    dump: &Path,
-    store_records: u64,
+    sources: &Sources<'_>,
     member: &str,
     now: i64,
     log_entries: u64,
     out: impl Write,
 ) -> Result<BackupManifest> {
+    let (dir, audit_dir, dump) = (sources.dir, sources.audit_dir, sources.dump);
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.append_path_with_name(dump, "store.dump").map_err(io)?;
@@ -164,19 +200,22 @@ pub fn write_archive(
         std::io::Read::take(file, log_bytes),
     )
     .map_err(io)?;
-    let keys = dir.join("dossier-keys");
-    if keys.is_dir() {
-        for entry in sorted(&keys)? {
-            if entry.is_file() {
-                let name = format!("dossier-keys/{}", file_name(&entry));
-                tar.append_path_with_name(&entry, name).map_err(io)?;
-            }
-        }
+    for (name, bytes) in &sources.dossier_keys {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(
+            &mut header,
+            format!("dossier-keys/{name}"),
+            bytes.as_slice(),
+        )
+        .map_err(io)?;
     }
     for entry in sorted(dir)? {
         let name = file_name(&entry);
         let skipped = name == "maillond.lock"
-            || name == super::backup::RESTORED_MARKER
+            || name == RESTORED_MARKER
             || name.starts_with('.')
             || name.ends_with(".tmp");
         if entry.is_file() && !skipped {
@@ -189,7 +228,7 @@ pub fn write_archive(
         version: env!("CARGO_PKG_VERSION").into(),
         member: member.into(),
         created_at: now,
-        store_records,
+        store_records: sources.store_records,
         log_bytes,
         log_entries,
     };

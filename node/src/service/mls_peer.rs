@@ -13,6 +13,10 @@ use crate::types::{DossierId, MemberId, Section};
 /// Least time between two fresh Welcomes a member may ask for, per share.
 pub const WELCOME_REQUEST_INTERVAL: i64 = 30;
 
+/// How often the groups a peer has this node in are counted again once
+/// it reached its cap.
+const GROUP_RECOUNT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Node {
     /// Refuses a peer that is not an active member.
     pub(super) fn active_peer(&self, peer: &MemberId) -> Result<()> {
@@ -53,6 +57,10 @@ impl Node {
         welcome: Vec<u8>,
     ) -> Result<u64> {
         let share = self.peer_share(peer, dossier, section)?;
+        // One Welcome of a peer at a time, from the count to the join, so
+        // that concurrent Welcomes cannot pass the cap together.
+        let capping = self.group_cap_locks.get(peer.as_str());
+        let _capping = capping.lock().await;
         let new_group = !self.sharing.has_group(&share)?;
         if new_group {
             self.check_group_cap(peer).await?;
@@ -60,13 +68,14 @@ impl Node {
         let (sharing, joining, roster_key) =
             (self.sharing.clone(), share.clone(), self.roster_key());
         let epoch = blocking(move || sharing.join(&joining, &welcome, &roster_key)).await?;
-        if new_group {
-            *self
+        if new_group
+            && let Some(counted) = self
                 .groups_joined
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(peer.clone())
-                .or_default() += 1;
+                .get_mut(peer)
+        {
+            counted.0 += 1;
         }
         self.audit(AuditEvent::GroupJoined {
             dossier: share.dossier,
@@ -80,8 +89,10 @@ impl Node {
 
     /// Refuses a Welcome into a new group once `peer` has this node in
     /// `limits.groups_per_peer` groups: counted from the store the first
-    /// time, and again whenever the count reaches the cap (groups closed
-    /// since then are not counted).
+    /// time, kept up as groups are joined, and counted again (groups closed
+    /// since are not counted) when the cap is reached, at most once per
+    /// [`GROUP_RECOUNT`]: a peer at the cap cannot make the node walk its
+    /// groups on every Welcome. The caller holds the peer's cap lock.
     async fn check_group_cap(&self, peer: &MemberId) -> Result<()> {
         let cap = self.limits.groups_per_peer as usize;
         if cap == 0 {
@@ -94,18 +105,20 @@ impl Node {
             .get(peer)
             .copied();
         let count = match known {
-            Some(n) if n < cap => n,
+            Some((n, _)) if n < cap => n,
+            Some((n, at)) if at.elapsed() < GROUP_RECOUNT => n,
             _ => {
                 let (store, prefix) = (self.store.clone(), format!("share/{peer}/"));
                 let n = blocking(move || store.mls_scopes(&prefix).map(|s| s.len())).await?;
                 self.groups_joined
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(peer.clone(), n);
+                    .insert(peer.clone(), (n, std::time::Instant::now()));
                 n
             }
         };
         if count >= cap {
+            tracing::debug!(%peer, count, "a Welcome past the group cap refused");
             self.metrics.limited("peer", "groups_per_peer");
             return Err(ServiceError::Capped(format!(
                 "{peer} already has this node in {count} share groups, the cap (limits.groups_per_peer)"

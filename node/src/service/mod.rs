@@ -38,7 +38,9 @@ use std::sync::Arc;
 
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT};
 pub use auditors::{DossierPart, Holding, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
-pub use backup::{BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, dump_file, write_archive};
+pub use backup::{
+    BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, Sources, dump_file, read_keys, write_archive,
+};
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
 pub use dossiers::{
@@ -140,9 +142,14 @@ pub struct Node {
     listening: std::sync::OnceLock<status::Listening>,
     /// When the node started (Unix seconds).
     started_at: i64,
+    /// One backup at a time.
+    backups: tokio::sync::Mutex<()>,
     /// Share groups each peer had this node join, counted once from the
     /// store and kept up as Welcomes come (for `limits.groups_per_peer`).
-    groups_joined: std::sync::Mutex<std::collections::HashMap<MemberId, usize>>,
+    groups_joined:
+        std::sync::Mutex<std::collections::HashMap<MemberId, (usize, std::time::Instant)>>,
+    /// One Welcome per peer at a time, from the cap's count to the join.
+    group_cap_locks: KeyedLocks<tokio::sync::Mutex<()>>,
     /// The last state read for the metrics, and when.
     snapshot: tokio::sync::Mutex<Option<(std::time::Instant, crate::metrics::Snapshot)>>,
     /// This node's proofs that it holds dossiers, once made (a proof
@@ -230,7 +237,9 @@ impl Node {
             limits: parts.limits,
             listening: std::sync::OnceLock::new(),
             started_at: parts.clock.now(),
+            backups: tokio::sync::Mutex::new(()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
+            group_cap_locks: KeyedLocks::default(),
             snapshot: tokio::sync::Mutex::new(None),
             keys_rotated: tokio::sync::watch::Sender::new(false),
             clock: parts.clock,

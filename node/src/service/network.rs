@@ -80,12 +80,12 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<(crate::types::Section, i64)>>>;
     /// Fetches `member`'s latest signed checkpoint note.
     fn get_checkpoint<'a>(&'a self, member: &'a RosterMember) -> BoxFuture<'a, Result<String>>;
-    /// The size and root (hex) of this node's checkpoint `member` last
-    /// witnessed, if it witnessed one.
+    /// This node's checkpoint `member` last witnessed (the signed note, not
+    /// verified here), if it witnessed one.
     fn get_witnessed<'a>(
         &'a self,
         member: &'a RosterMember,
-    ) -> BoxFuture<'a, Result<Option<(u64, String)>>>;
+    ) -> BoxFuture<'a, Result<Option<String>>>;
     /// Fetches a consistency proof of `member`'s log from `old` to `new`.
     fn get_consistency<'a>(
         &'a self,

@@ -210,6 +210,7 @@ where
             && !w.limiter.take(&caller, kind, rate, started)
         {
             w.metrics.limited(w.api, kind.name());
+            tracing::debug!(%caller, limit = kind.name(), "a call refused by its caller's rate limit");
             return refuse(ServiceError::RateLimited(kind.name()));
         }
         let Some(slots) = self.slots.take(&caller) else {
@@ -295,13 +296,48 @@ struct Pending {
     started: Instant,
 }
 
+/// Every method the node's listeners serve (`/package.Service/Method`),
+/// from the descriptor sets of its APIs, health and reflection.
+fn served_methods() -> &'static std::collections::HashSet<String> {
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        use prost::Message as _;
+        let mut methods = std::collections::HashSet::new();
+        for set in [
+            maillon_proto::v1::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let name = service.name.unwrap_or_default();
+                    for method in service.method {
+                        methods.insert(format!(
+                            "/{package}.{name}/{}",
+                            method.name.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        methods
+    })
+}
+
 impl Pending {
     fn record(self, code: &'static str) {
-        // A path the listener does not serve is one series, whatever it is.
-        let method = if code == "unimplemented" {
-            "other"
+        // A path no listener serves is one series, whatever it is (a
+        // caller cannot grow the metrics).
+        let method = if served_methods().contains(&self.path) {
+            self.path.as_str()
         } else {
-            &self.path
+            "other"
         };
         self.watch
             .metrics
@@ -428,5 +464,43 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_on_a_path_nobody_serves_is_counted_as_other() {
+        assert!(served_methods().contains("/maillon.v1.Client/ReadShare"));
+        assert!(served_methods().contains("/maillon.v1.Peer/GetWitnessed"));
+        assert!(served_methods().contains("/grpc.health.v1.Health/Check"));
+        assert!(
+            served_methods().contains("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+        );
+        assert!(!served_methods().contains("/maillon.v1.Client/Nope"));
+        let metrics = Arc::new(Metrics::new(
+            &crate::metrics::LatencyHistogram::default(),
+            "caf12",
+        ));
+        let inner = tower::service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        // No slot at all: every call is refused before it runs.
+        let mut svc = DetachLayer::new(0, 0)
+            .watched(Watch {
+                api: "peer",
+                metrics: metrics.clone(),
+                limits: Limits::default(),
+                limiter: RateLimiter::default(),
+            })
+            .layer(inner);
+        for i in 0..50 {
+            let mut req = from("caf12");
+            *req.uri_mut() = format!("/maillon.v1.Peer/Random{i}").parse().expect("uri");
+            assert!(busy(&svc.call(req).await.expect("answer")));
+        }
+        let text = metrics.encode(&crate::metrics::Snapshot::default());
+        assert!(!text.contains("Random"), "{text}");
+        assert!(
+            text.contains(r#"maillon_grpc_calls_total{api="peer",method="other",code="resource_exhausted"} 50"#),
+            "{text}"
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! text) and `GET /healthz` (200 while the node serves, 503 once its audit
 //! log refuses appends: what the gRPC health service says, for probes that
 //! speak HTTP only). Nothing else; no personal data is ever served here.
+//! One request per connection; a client that is slow to send its request
+//! is cut after 2 s, so that a few idle connections cannot starve probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,12 @@ use crate::service::Node;
 /// Most connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 16;
 
-/// How long one connection may last, from accept to close.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one connection may last, from accept to close (one request:
+/// connections are not kept alive).
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long a client may take to send its request's headers.
+const HEADER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Serves the metrics on `listener` until `stopped` resolves.
 pub(super) async fn serve_metrics(
@@ -55,7 +61,9 @@ pub(super) async fn serve_metrics(
                 async move { Ok::<_, std::convert::Infallible>(answer(&node, &req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_DEADLINE)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
         });

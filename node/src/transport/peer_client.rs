@@ -329,7 +329,7 @@ impl PeerNetwork for PeerClients {
     fn get_witnessed<'a>(
         &'a self,
         member: &'a RosterMember,
-    ) -> BoxFuture<'a, Result<Option<(u64, String)>, ServiceError>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ServiceError>> {
         Box::pin(async move {
             let r = self
                 .call(member, pb::GetWitnessedRequest {}, |mut c, r| async move {
@@ -339,13 +339,13 @@ impl PeerNetwork for PeerClients {
             if !r.witnessed {
                 return Ok(None);
             }
-            if r.root.len() != 64 || !r.root.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if r.checkpoint.len() > 4096 {
                 return Err(ServiceError::PeerMisbehaved {
                     peer: member.card.id.clone(),
-                    what: "the root it witnessed is not 32 bytes of hex".into(),
+                    what: "the checkpoint it witnessed is larger than 4 KiB".into(),
                 });
             }
-            Ok(Some((r.size, r.root.to_ascii_lowercase())))
+            Ok(Some(r.checkpoint))
         })
     }
 

@@ -273,6 +273,7 @@ impl Peer for PeerApi {
                 witnessed: true,
                 size: w.size,
                 root: w.root,
+                checkpoint: w.checkpoint,
             },
             None => pb::GetWitnessedReply::default(),
         }))

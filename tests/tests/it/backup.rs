@@ -488,3 +488,203 @@ async fn every_refusal_of_backup_and_restore_is_clear_and_changes_nothing() {
     .expect_err("not age");
     assert_eq!(exit_code(&e), 2);
 }
+
+#[tokio::test]
+async fn a_restore_waits_for_every_peer_unless_the_operator_names_those_gone() {
+    let mut c = Cluster::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (key, recipient) = backup_key(tmp.path()).await;
+    let (ccas, _caf, d, _) = c.housing_read_by_the_caf().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let archive = tmp.path().join("ccas.age");
+    maillon(&[
+        "node",
+        "backup",
+        "--dir",
+        &s(&dir),
+        "--out",
+        &s(&archive),
+        "--recipient",
+        &recipient,
+    ])
+    .await
+    .expect("backup");
+    c.fed.node_mut("ccas-rodez").stop().await;
+    // The département's node is down.
+    c.fed.node_mut("cd12").stop().await;
+    let new_dir = tmp.path().join("restored");
+    maillon(&[
+        "node",
+        "restore",
+        "--from",
+        &s(&archive),
+        "--dir",
+        &s(&new_dir),
+        "--identity",
+        &s(&key),
+    ])
+    .await
+    .expect("restored");
+    let e = start_from(&mut c, "ccas-rodez", &new_dir)
+        .await
+        .expect_err("cd12 was not asked");
+    let line = maillon_cli::exit::one_line(&e);
+    assert!(
+        line.contains("cd12") && line.contains("could not be asked"),
+        "{line}"
+    );
+    assert!(line.contains("restore-without"), "{line}");
+    // Only a folder with a restore to confirm takes the waiver.
+    let e = maillon(&["node", "restore-without", "--dir", &s(&dir), "cd12"])
+        .await
+        .expect_err("nothing to confirm");
+    assert_eq!(exit_code(&e), 2);
+    maillon(&["node", "restore-without", "--dir", &s(&new_dir), "cd12"])
+        .await
+        .expect("waived");
+    start_from(&mut c, "ccas-rodez", &new_dir)
+        .await
+        .expect("the CAF answered, the CD is waived");
+    assert!(!new_dir.join("restored.json").exists());
+    assert_eq!(ccas.get(&d, "housing").await.expect("served"), HOUSING);
+}
+
+#[tokio::test]
+async fn two_backups_at_once_are_both_whole() {
+    let c = Cluster::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (key, recipient) = backup_key(tmp.path()).await;
+    let _ = c.housing_read_by_the_caf().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let (a, b) = (tmp.path().join("a.age"), tmp.path().join("b.age"));
+    let (d, oa, ob) = (s(&dir), s(&a), s(&b));
+    let first = [
+        "node",
+        "backup",
+        "--dir",
+        &d,
+        "--out",
+        &oa,
+        "--recipient",
+        &recipient,
+    ];
+    let second = [
+        "node",
+        "backup",
+        "--dir",
+        &d,
+        "--out",
+        &ob,
+        "--recipient",
+        &recipient,
+    ];
+    let (ra, rb) = tokio::join!(maillon(&first), maillon(&second));
+    ra.expect("first");
+    rb.expect("second");
+    for (archive, target) in [(&a, "ra"), (&b, "rb")] {
+        let target = tmp.path().join(target);
+        maillon(&[
+            "node",
+            "restore",
+            "--from",
+            &s(archive),
+            "--dir",
+            &s(&target),
+            "--identity",
+            &s(&key),
+        ])
+        .await
+        .expect("each archive restores");
+        assert!(target.join("store").is_dir() && target.join("audit/audit.log").is_file());
+    }
+    assert!(!dir.join(".backup-store.dump").exists());
+}
+
+/// A plain (decrypted) archive holding `entries`, in order.
+fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        // Names a hostile archive would carry, written as they are.
+        let path = header.as_old_mut().name.as_mut();
+        path[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        tar.append(&header, *bytes).expect("entry");
+    }
+    tar.into_inner().expect("archive")
+}
+
+#[tokio::test]
+async fn a_hostile_archive_is_refused_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let manifest = br#"{"format":"maillon-backup/1","version":"0","member":"ccas-rodez","created_at":0,"store_records":0,"log_bytes":0,"log_entries":0}"#;
+    let other_format = br#"{"format":"maillon-backup/9","version":"0","member":"ccas-rodez","created_at":0,"store_records":0,"log_bytes":0,"log_entries":0}"#;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "escape",
+            archive(&[("node/../evil", b"x")]),
+            "unexpected entry",
+        ),
+        (
+            "absolute",
+            archive(&[("/tmp/evil", b"x")]),
+            "unexpected entry",
+        ),
+        (
+            "hidden",
+            archive(&[("node/.profile", b"x")]),
+            "unexpected entry",
+        ),
+        (
+            "audit",
+            archive(&[("audit/other", b"x")]),
+            "unexpected entry",
+        ),
+        (
+            "nested",
+            archive(&[("dossier-keys/a/b", b"x")]),
+            "unexpected entry",
+        ),
+        (
+            "after",
+            archive(&[("manifest.json", manifest), ("node/x", b"x")]),
+            "after its manifest",
+        ),
+        (
+            "format",
+            archive(&[("store.dump", b""), ("manifest.json", other_format)]),
+            "archive format",
+        ),
+        ("cut", archive(&[("store.dump", b"")]), "no manifest"),
+        (
+            "dump",
+            archive(&[("store.dump", b"\x03abc\x00\x00")]),
+            "store dump",
+        ),
+        (
+            "garbage",
+            b"not a tar archive at all, just words".to_vec(),
+            "",
+        ),
+    ];
+    for (name, bytes, reason) in cases {
+        let dir = tmp.path().join(name);
+        let e = maillon_node::daemon::restore(&dir, std::io::Cursor::new(bytes))
+            .await
+            .expect_err(name);
+        let line = maillon_cli::exit::one_line(&e);
+        assert!(line.contains(reason), "{name}: {line}");
+        assert!(!dir.exists(), "{name}: a failed restore leaves nothing");
+    }
+    assert!(!tmp.path().join("evil").exists() && !std::path::Path::new("/tmp/evil").exists());
+    // A folder the operator made stays, emptied.
+    let made = tmp.path().join("made");
+    std::fs::create_dir(&made).expect("dir");
+    maillon_node::daemon::restore(&made, std::io::Cursor::new(archive(&[("node/x", b"x")])))
+        .await
+        .expect_err("no manifest");
+    assert!(made.is_dir());
+    assert_eq!(std::fs::read_dir(&made).expect("dir").count(), 0);
+}

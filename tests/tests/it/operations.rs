@@ -109,8 +109,7 @@ async fn metrics_count_calls_by_method_and_status_and_show_the_state_without_per
             assert!(!text.contains(secret), "{secret} in the metrics");
         }
     }
-    // A method nobody serves is one series, whatever its name.
-    // (the peer API's methods, asked of the client API, which does not serve them)
+    // The peer API's methods, asked of the client API, which does not serve them.
     let admin = &c.node("caf12").admin;
     let channel = maillon_node::transport::tls_channel(
         &admin.endpoint,
@@ -124,10 +123,13 @@ async fn metrics_count_calls_by_method_and_status_and_show_the_state_without_per
         unknown.expect_err("unimplemented").code(),
         Code::Unimplemented
     );
+    // A method of the node's APIs keeps its name (the set is bounded);
+    // any other path is `other` (tested in `transport::detach`).
     let (_, reader) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
-    assert!(!reader.contains("FetchChain"), "{reader}");
     assert!(
-        reader.contains(r#"method="other",code="unimplemented""#),
+        reader.contains(
+            r#"maillon_grpc_calls_total{api="client",method="/maillon.v1.Peer/FetchChain",code="unimplemented"} 1"#
+        ),
         "{reader}"
     );
 
@@ -406,4 +408,42 @@ async fn node_check_passes_a_healthy_folder_and_names_each_problem_with_its_fix(
 
 async fn cli_check(dir: &std::path::Path) -> Result<(), maillon_cli::CliError> {
     crate::cli::maillon(&["node", "check", "--dir", &dir.to_string_lossy(), "--json"]).await
+}
+
+#[tokio::test]
+async fn a_peer_over_its_mls_rate_is_refused_and_counted_and_the_grant_still_holds() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", |dir| {
+        with_metrics(dir);
+        let limits = Limits {
+            peer_mls_per_second: 1,
+            peer_mls_burst: 1,
+            ..Limits::default()
+        };
+        Config::write_limits(dir, &limits).expect("limits");
+    })
+    .await;
+    // Bringing the CAF into a share takes a KeyPackage request and a
+    // Welcome: the second is over the rate of one.
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("the grant takes effect at the owner");
+    let (_, text) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert!(
+        sample(
+            &text,
+            r#"maillon_rate_limited_total{api="peer",limit="peer_mls"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            r#"maillon_grpc_calls_total{api="peer",method="/maillon.v1.Peer/DeliverWelcome",code="resource_exhausted"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
 }
