@@ -18,3 +18,18 @@ pub mod federation;
 pub use args::Args;
 pub use commands::run;
 pub use error::CliError;
+
+/// What `maillon`'s `main` does: parses the command line, sets up logging,
+/// runs the command, prints an error as one line and gives its exit code.
+pub async fn main_with_args() -> std::process::ExitCode {
+    use clap::Parser as _;
+    let args = Args::parse();
+    maillon_node::logging::init(args.log_format, "MAILLON_LOG", "warn,openmls=off");
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("maillon: {}", exit::one_line(&e));
+            std::process::ExitCode::from(exit::exit_code(&e))
+        }
+    }
+}

@@ -1,19 +1,6 @@
 //! `maillon`: the command line of a Maillon federation.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use maillon_cli::exit::{exit_code, one_line};
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let args = maillon_cli::Args::parse();
-    maillon_node::logging::init(args.log_format, "MAILLON_LOG", "warn,openmls=off");
-    match maillon_cli::run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("maillon: {}", one_line(&e));
-            ExitCode::from(exit_code(&e))
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    maillon_cli::main_with_args().await
 }

@@ -234,13 +234,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its schema version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = open_waiting_for_lock(dir)?;
-        let mls = db.open_tree("mls")?;
-        let trees = Tree::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let store = Self { db, mls, trees };
+        let store = Self::with_trees(open_waiting_for_lock(dir)?)?;
         match store.meta::<u32>(MetaKey::Schema)? {
             Some(SCHEMA_BEFORE_COMPACT_MLS) => {
                 store.compact_mls()?;
@@ -268,13 +262,7 @@ impl Store {
                 dir.display()
             )));
         }
-        let db = open_waiting_for_lock(dir)?;
-        let mls = db.open_tree("mls")?;
-        let trees = Tree::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let store = Self { db, mls, trees };
+        let store = Self::with_trees(open_waiting_for_lock(dir)?)?;
         match store.meta::<u32>(MetaKey::Schema)? {
             Some(SCHEMA_VERSION) => Ok(store),
             Some(found) => Err(StoreError::Schema { found }),
@@ -283,6 +271,16 @@ impl Store {
                 dir.display()
             ))),
         }
+    }
+
+    /// The store over `db`, its trees opened.
+    fn with_trees(db: sled::Db) -> Result<Self, StoreError> {
+        let mls = db.open_tree("mls")?;
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { db, mls, trees })
     }
 
     /// The tree, opened once at start (sled's `open_tree` takes a lock).

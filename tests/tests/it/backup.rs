@@ -40,6 +40,36 @@ async fn backup_key(dir: &Path) -> (PathBuf, String) {
     (key, recipient)
 }
 
+/// `maillon node backup` of `dir` into `out`, encrypted to `recipient`.
+async fn backup_to(dir: &Path, out: &Path, recipient: &str) -> Result<(), CliError> {
+    maillon(&[
+        "node",
+        "backup",
+        "--dir",
+        &s(dir),
+        "--out",
+        &s(out),
+        "--recipient",
+        recipient,
+    ])
+    .await
+}
+
+/// `maillon node restore` of `archive` into `dir` with the identity `key`.
+async fn restore_to(archive: &Path, dir: &Path, key: &Path) -> Result<(), CliError> {
+    maillon(&[
+        "node",
+        "restore",
+        "--from",
+        &s(archive),
+        "--dir",
+        &s(dir),
+        "--identity",
+        &s(key),
+    ])
+    .await
+}
+
 /// Starts `id`'s node from `dir` (a restored folder) with the cluster's clock.
 async fn start_from(c: &mut Cluster, id: &str, dir: &Path) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = c.clock.clone();
@@ -90,18 +120,9 @@ async fn a_backup_taken_under_load_brings_back_every_dossier_consent_group_and_e
     let before = audit_entries(&auditor).await;
     let archive = tmp.path().join("ccas.age");
     let dir = c.node("ccas-rodez").dir.clone();
-    maillon(&[
-        "node",
-        "backup",
-        "--dir",
-        &s(&dir),
-        "--out",
-        &s(&archive),
-        "--recipient",
-        &recipient,
-    ])
-    .await
-    .expect("a backup of the running node");
+    backup_to(&dir, &archive, &recipient)
+        .await
+        .expect("a backup of the running node");
     stop.store(true, Ordering::Relaxed);
     let (caf, reads) = reading.await.expect("reads");
     let writes = writing.await.expect("writes");
@@ -125,18 +146,9 @@ async fn a_backup_taken_under_load_brings_back_every_dossier_consent_group_and_e
     // The host is lost; a new one gets the archive.
     c.fed.node_mut("ccas-rodez").stop().await;
     let new_dir = tmp.path().join("new-host").join("ccas-rodez");
-    maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&archive),
-        "--dir",
-        &s(&new_dir),
-        "--identity",
-        &s(&key),
-    ])
-    .await
-    .expect("restored");
+    restore_to(&archive, &new_dir, &key)
+        .await
+        .expect("restored");
     for f in [
         "signing.key",
         "tls.key",
@@ -263,18 +275,7 @@ async fn an_old_backup_signs_nothing_once_a_peer_witnessed_more_of_the_log() {
     let (ccas, _caf, d, _) = c.housing_read_by_the_caf().await;
     let dir = c.node("ccas-rodez").dir.clone();
     let archive = tmp.path().join("old.age");
-    maillon(&[
-        "node",
-        "backup",
-        "--dir",
-        &s(&dir),
-        "--out",
-        &s(&archive),
-        "--recipient",
-        &recipient,
-    ])
-    .await
-    .expect("backup");
+    backup_to(&dir, &archive, &recipient).await.expect("backup");
     // Life goes on, and the CAF witnesses it.
     for n in 0..5 {
         ccas.put(&d, "employment", &format!(r#"{{"tour":{n}}}"#))
@@ -290,18 +291,9 @@ async fn an_old_backup_signs_nothing_once_a_peer_witnessed_more_of_the_log() {
     c.fed.node_mut("ccas-rodez").stop().await;
 
     let new_dir = tmp.path().join("restored");
-    maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&archive),
-        "--dir",
-        &s(&new_dir),
-        "--identity",
-        &s(&key),
-    ])
-    .await
-    .expect("restored");
+    restore_to(&archive, &new_dir, &key)
+        .await
+        .expect("restored");
     let log = std::fs::read(new_dir.join("audit/audit.log")).expect("log");
     let checkpoint = std::fs::read(new_dir.join("audit/checkpoint")).expect("checkpoint");
     let e = start_from(&mut c, "ccas-rodez", &new_dir)
@@ -361,18 +353,9 @@ async fn every_refusal_of_backup_and_restore_is_clear_and_changes_nothing() {
     // Never over an existing file; a short passphrase; a bad recipient.
     let taken = tmp.path().join("taken.age");
     std::fs::write(&taken, "not mine").expect("write");
-    let e = maillon(&[
-        "node",
-        "backup",
-        "--dir",
-        &s(&dir),
-        "--out",
-        &s(&taken),
-        "--recipient",
-        &recipient,
-    ])
-    .await
-    .expect_err("exists");
+    let e = backup_to(&dir, &taken, &recipient)
+        .await
+        .expect_err("exists");
     assert_eq!(exit_code(&e), 2);
     assert_eq!(std::fs::read_to_string(&taken).expect("kept"), "not mine");
     let short = tmp.path().join("short");
@@ -407,31 +390,13 @@ async fn every_refusal_of_backup_and_restore_is_clear_and_changes_nothing() {
     assert!(!out.exists(), "no file for a refused backup");
 
     // A good backup, to another key: this key cannot open it.
-    maillon(&[
-        "node",
-        "backup",
-        "--dir",
-        &s(&dir),
-        "--out",
-        &s(&out),
-        "--recipient",
-        &other_recipient,
-    ])
-    .await
-    .expect("backup");
+    backup_to(&dir, &out, &other_recipient)
+        .await
+        .expect("backup");
     let target = tmp.path().join("target");
-    let e = maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&out),
-        "--dir",
-        &s(&target),
-        "--identity",
-        &s(&key),
-    ])
-    .await
-    .expect_err("wrong key");
+    let e = restore_to(&out, &target, &key)
+        .await
+        .expect_err("wrong key");
     assert_eq!(exit_code(&e), 2);
     assert!(!target.exists(), "nothing written");
 
@@ -440,18 +405,9 @@ async fn every_refusal_of_backup_and_restore_is_clear_and_changes_nothing() {
     std::fs::create_dir(&full).expect("dir");
     std::fs::write(full.join("x"), "x").expect("write");
     let (other_key, _) = (tmp.path().join("other").join("backup.key"), ());
-    let e = maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&out),
-        "--dir",
-        &s(&full),
-        "--identity",
-        &s(&other_key),
-    ])
-    .await
-    .expect_err("not empty");
+    let e = restore_to(&out, &full, &other_key)
+        .await
+        .expect_err("not empty");
     assert_eq!(exit_code(&e), 2);
     assert_eq!(std::fs::read_dir(&full).expect("dir").count(), 1);
 
@@ -459,33 +415,15 @@ async fn every_refusal_of_backup_and_restore_is_clear_and_changes_nothing() {
     let bytes = std::fs::read(&out).expect("archive");
     let cut = tmp.path().join("cut.age");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
-    let e = maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&cut),
-        "--dir",
-        &s(&target),
-        "--identity",
-        &s(&other_key),
-    ])
-    .await
-    .expect_err("cut short");
+    let e = restore_to(&cut, &target, &other_key)
+        .await
+        .expect_err("cut short");
     assert_ne!(exit_code(&e), 0);
     assert!(!target.exists(), "a failed restore leaves nothing");
     // Not an age file at all.
-    let e = maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&taken),
-        "--dir",
-        &s(&target),
-        "--identity",
-        &s(&other_key),
-    ])
-    .await
-    .expect_err("not age");
+    let e = restore_to(&taken, &target, &other_key)
+        .await
+        .expect_err("not age");
     assert_eq!(exit_code(&e), 2);
 }
 
@@ -497,34 +435,14 @@ async fn a_restore_waits_for_every_peer_unless_the_operator_names_those_gone() {
     let (ccas, _caf, d, _) = c.housing_read_by_the_caf().await;
     let dir = c.node("ccas-rodez").dir.clone();
     let archive = tmp.path().join("ccas.age");
-    maillon(&[
-        "node",
-        "backup",
-        "--dir",
-        &s(&dir),
-        "--out",
-        &s(&archive),
-        "--recipient",
-        &recipient,
-    ])
-    .await
-    .expect("backup");
+    backup_to(&dir, &archive, &recipient).await.expect("backup");
     c.fed.node_mut("ccas-rodez").stop().await;
     // The département's node is down.
     c.fed.node_mut("cd12").stop().await;
     let new_dir = tmp.path().join("restored");
-    maillon(&[
-        "node",
-        "restore",
-        "--from",
-        &s(&archive),
-        "--dir",
-        &s(&new_dir),
-        "--identity",
-        &s(&key),
-    ])
-    .await
-    .expect("restored");
+    restore_to(&archive, &new_dir, &key)
+        .await
+        .expect("restored");
     let e = start_from(&mut c, "ccas-rodez", &new_dir)
         .await
         .expect_err("cd12 was not asked");
@@ -583,18 +501,9 @@ async fn two_backups_at_once_are_both_whole() {
     rb.expect("second");
     for (archive, target) in [(&a, "ra"), (&b, "rb")] {
         let target = tmp.path().join(target);
-        maillon(&[
-            "node",
-            "restore",
-            "--from",
-            &s(archive),
-            "--dir",
-            &s(&target),
-            "--identity",
-            &s(&key),
-        ])
-        .await
-        .expect("each archive restores");
+        restore_to(archive, &target, &key)
+            .await
+            .expect("each archive restores");
         assert!(target.join("store").is_dir() && target.join("audit/audit.log").is_file());
     }
     assert!(!dir.join(".backup-store.dump").exists());
