@@ -681,9 +681,51 @@ pub fn paris(t: i64) -> Option<time::OffsetDateTime> {
     Some(utc.to_offset(offset))
 }
 
+/// A Unix time as a French reader reads it, in Europe/Paris:
+/// `07/12/2026 à 14h05`; `None` for a time out of range.
+pub fn french_time(t: i64) -> Option<String> {
+    paris(t).map(|d| {
+        format!(
+            "{:02}/{:02}/{} à {:02}h{:02}",
+            d.day(),
+            u8::from(d.month()),
+            d.year(),
+            d.hour(),
+            d.minute()
+        )
+    })
+}
+
+/// A day written `YYYY-MM-DD` as a French reader reads it: `DD/MM/YYYY`
+/// (any other text is given back as it is).
+pub fn french_date(day: &str) -> String {
+    match (
+        day.get(0..4),
+        day.get(4..5),
+        day.get(5..7),
+        day.get(7..8),
+        day.get(8..10),
+    ) {
+        (Some(y), Some("-"), Some(m), Some("-"), Some(d)) => format!("{d}/{m}/{y}"),
+        _ => day.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn french_readers_read_days_and_times_their_way() {
+        assert_eq!(french_date("2026-12-07"), "07/12/2026");
+        assert_eq!(french_date("demain"), "demain");
+        // 2026-12-07T13:05:00Z is 14h05 in Paris (winter).
+        assert_eq!(
+            french_time(1_796_648_700).as_deref(),
+            Some("07/12/2026 à 14h05")
+        );
+        assert_eq!(french_time(i64::MAX), None);
+    }
 
     #[test]
     fn member_ids_are_slugs() {

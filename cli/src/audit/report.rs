@@ -1291,26 +1291,13 @@ fn esc(s: &str) -> String {
 
 /// A time as the person reads it: `le 07/12/2026 à 14h05`, in Europe/Paris.
 pub fn when(t: i64) -> String {
-    super::paris(t)
-        .map(|d| {
-            format!(
-                "le {:02}/{:02}/{} à {:02}h{:02}",
-                d.day(),
-                u8::from(d.month()),
-                d.year(),
-                d.hour(),
-                d.minute()
-            )
-        })
+    maillon_node::types::french_time(t)
+        .map(|d| format!("le {d}"))
         .unwrap_or_else(|| format!("à l'instant {t}"))
 }
 
 fn date_fr(d: maillon_node::types::Date) -> String {
-    let s = d.to_string();
-    match (s.get(0..4), s.get(5..7), s.get(8..10)) {
-        (Some(y), Some(m), Some(d)) => format!("{d}/{m}/{y}"),
-        _ => s,
-    }
+    maillon_node::types::french_date(&d.to_string())
 }
 
 #[cfg(test)]

@@ -389,3 +389,28 @@ fn write_new_private(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_new_private;
+
+    #[test]
+    fn an_export_that_fails_halfway_leaves_no_file_and_never_overwrites() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("log.bundle");
+        let failed = write_new_private(&path, |w| {
+            std::io::Write::write_all(w, b"the first half of an export")?;
+            Err(std::io::Error::other("the node went away"))
+        });
+        assert!(failed.is_err());
+        assert!(!path.exists(), "no half-written export is left");
+        write_new_private(&path, |w| std::io::Write::write_all(w, b"whole")).expect("written");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).expect("meta").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let again = write_new_private(&path, |w| std::io::Write::write_all(w, b"other"));
+        assert!(matches!(again, Err(crate::CliError::Exists { .. })));
+        assert_eq!(std::fs::read(&path).expect("kept"), b"whole");
+    }
+}

@@ -232,25 +232,12 @@ impl ConsentReceipt {
 
     /// The one-page French text handed to the person.
     pub fn to_french(&self) -> String {
-        let date = |d: &str| match (d.get(0..4), d.get(5..7), d.get(8..10)) {
-            (Some(y), Some(m), Some(d)) => format!("{d}/{m}/{y}"),
-            _ => d.to_owned(),
-        };
+        let date = crate::types::french_date;
         // Told in the person's time zone, Europe/Paris.
         let when = |t: &str| {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .ok()
-                .and_then(|u| crate::types::paris(u.unix_timestamp()))
-                .map(|d| {
-                    format!(
-                        "{:02}/{:02}/{} à {:02}h{:02}",
-                        d.day(),
-                        u8::from(d.month()),
-                        d.year(),
-                        d.hour(),
-                        d.minute()
-                    )
-                })
+                .and_then(|u| crate::types::french_time(u.unix_timestamp()))
                 .unwrap_or_else(|| t.to_owned())
         };
         let sections = |v: &[String]| {
