@@ -334,11 +334,9 @@ impl Pending {
     fn record(self, code: &'static str) {
         // A path no listener serves is one series, whatever it is (a
         // caller cannot grow the metrics).
-        let method = if served_methods().contains(&self.path) {
-            self.path.as_str()
-        } else {
-            "other"
-        };
+        let method: &'static str = served_methods()
+            .get(&self.path)
+            .map_or("other", String::as_str);
         self.watch
             .metrics
             .call(self.watch.api, method, code, self.started.elapsed());
