@@ -66,6 +66,8 @@ struct RawConfig {
     peer_endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    console_listen: Option<String>,
     #[serde(default, skip_serializing_if = "is_default")]
     limits: Limits,
 }
@@ -92,6 +94,7 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("client_listen", Kind::Text),
     ("peer_endpoint", Kind::Text),
     ("metrics_listen", Kind::Text),
+    ("console_listen", Kind::Text),
     ("limits.user_reads_per_second", Kind::Number),
     ("limits.user_reads_burst", Kind::Number),
     ("limits.peer_reads_per_second", Kind::Number),
@@ -130,6 +133,8 @@ pub struct Config {
     pub peer_endpoint: String,
     /// Where the Prometheus metrics are served over plain HTTP, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the web console is served over HTTPS, if anywhere.
+    pub console_listen: Option<SocketAddr>,
     /// Rate limits and caps.
     pub limits: Limits,
     /// The environment variables that overrode `node.toml`, by name.
@@ -489,6 +494,11 @@ impl Config {
                 .as_deref()
                 .map(|s| addr("metrics_listen", s))
                 .transpose()?,
+            console_listen: raw
+                .console_listen
+                .as_deref()
+                .map(|s| addr("console_listen", s))
+                .transpose()?,
             limits: raw.limits,
             from_env,
         })
@@ -559,6 +569,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| opts.peer_addr.to_string()),
             metrics_listen: None,
+            console_listen: None,
             limits: Limits::default(),
         };
         let cfg_path = Self::file(dir);

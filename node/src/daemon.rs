@@ -185,6 +185,7 @@ pub struct RunningNode {
     client_addr: SocketAddr,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    console: Option<JoinHandle<()>>,
     upkeep: JoinHandle<()>,
     gossip: JoinHandle<()>,
     witness: JoinHandle<()>,
@@ -223,6 +224,9 @@ impl RunningNode {
         self.node.begin_stop();
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
+        if let Some(console) = self.console.take() {
+            let _ = console.await;
+        }
         // Roster gossip takes no change halfway (each adoption is whole):
         // a round still waiting on slow peers is cut after a while.
         if tokio::time::timeout(Duration::from_secs(5), &mut self.gossip)
@@ -427,12 +431,36 @@ async fn start_once(
         })?),
         None => None,
     };
+    let console_listener = match config.console_listen {
+        Some(addr) => Some(bind(addr, None).await?),
+        None => None,
+    };
+    let console_addr = match &console_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: config.console_listen.unwrap_or(client_addr),
+            source,
+        })?),
+        None => None,
+    };
     node.set_listening(service::Listening {
         peer: peer_addr,
         client: client_addr,
         metrics: metrics_addr,
+        console: console_addr,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let console = console_listener.map(|listener| {
+        let (node, identity, mut stopped) = (node.clone(), client_tls.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = crate::console::serve_console(node, &identity, listener, stopped).await
+            {
+                tracing::error!(error = %e, "cannot serve the console");
+            }
+        })
+    });
     let serving = node.clone();
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -562,6 +590,7 @@ async fn start_once(
         Err(e) => tracing::warn!(error = %e, "cannot check the admins' tokens"),
     }
     let metrics_at = metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let console_at = console_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         member = %config.member,
@@ -569,6 +598,7 @@ async fn start_once(
         %peer_addr,
         %client_addr,
         metrics = %metrics_at,
+        console = %console_at,
         overrides = %config.from_env.join(","),
         "node serving"
     );
@@ -578,6 +608,7 @@ async fn start_once(
         client_addr,
         stop: stop_tx,
         server,
+        console,
         upkeep,
         gossip,
         witness,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod crypto;
 pub mod daemon;
 pub mod failpoint;

@@ -24,6 +24,8 @@ pub struct Listening {
     pub client: SocketAddr,
     /// The metrics over plain HTTP, if served.
     pub metrics: Option<SocketAddr>,
+    /// The web console over HTTPS, if served.
+    pub console: Option<SocketAddr>,
 }
 
 /// What one peer last told this node.

@@ -9,6 +9,7 @@ mod break_glass;
 mod cli;
 mod closing;
 mod consent;
+mod console;
 mod crash;
 mod deploy;
 mod dossier;
