@@ -423,6 +423,15 @@ pub enum UserCmd {
         /// Days its token is valid (default 365, at most 1825).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         valid_days: u32,
+        /// Also print a one-time link to log in to the web console.
+        #[arg(long)]
+        console: bool,
+    },
+    /// Print a one-time link for a user to log in to the web console
+    /// (it works once, for 15 minutes).
+    ConsoleLink {
+        /// User name.
+        name: String,
     },
     /// Give a user a new token (before the old one expires, or when it may
     /// have leaked): the old one stops working at once; prints it once.

@@ -67,6 +67,7 @@ impl Limits {
             Limited::UserReads => (self.user_reads_per_second, self.user_reads_burst),
             Limited::PeerReads => (self.peer_reads_per_second, self.peer_reads_burst),
             Limited::PeerMls => (self.peer_mls_per_second, self.peer_mls_burst),
+            Limited::ConsoleLogins => return None,
         };
         (per_second > 0).then(|| Rate {
             per_second: f64::from(per_second),
@@ -108,6 +109,8 @@ pub enum Limited {
     PeerReads,
     /// A peer's KeyPackage requests, Welcomes and Welcome requests (peer API).
     PeerMls,
+    /// Refused logins to the web console, per address (its own rate).
+    ConsoleLogins,
 }
 
 impl Limited {
@@ -117,6 +120,7 @@ impl Limited {
             Self::UserReads => "user_reads",
             Self::PeerReads => "peer_reads",
             Self::PeerMls => "peer_mls",
+            Self::ConsoleLogins => "console_logins",
         }
     }
 }
@@ -170,6 +174,17 @@ impl RateLimiter {
             rate,
         };
         taken
+    }
+}
+
+impl RateLimiter {
+    /// Whether `caller`'s bucket for `kind` holds a token at `now` (none
+    /// is taken).
+    pub fn peek(&self, caller: &str, kind: Limited, rate: Rate, now: Instant) -> bool {
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        buckets
+            .get(&(caller.to_owned(), kind))
+            .is_none_or(|b| refill(Bucket { rate, ..*b }, now) >= 1.0)
     }
 }
 

@@ -49,6 +49,7 @@ pub(super) async fn run(
             role,
             profile_out,
             valid_days,
+            console,
         } => {
             let name: UserName = arg("name", &name)?;
             let role: Role = arg("role", &role)?;
@@ -62,6 +63,13 @@ pub(super) async fn run(
                 .await?
                 .into_inner();
             hand_over(profile, &r, "created", profile_out, false, json)?;
+            if console {
+                console_link(conn, &name, json).await?;
+            }
+        }
+        UserCmd::ConsoleLink { name } => {
+            let name: UserName = arg("name", &name)?;
+            console_link(conn, &name, json).await?;
         }
         UserCmd::Rotate {
             name,
@@ -100,6 +108,27 @@ pub(super) async fn run(
             }
         }
     }
+    Ok(())
+}
+
+/// Prints a one-time console link for `name`.
+async fn console_link(conn: &Conn, name: &UserName, json: bool) -> Result<(), CliError> {
+    let r = conn
+        .api()
+        .issue_console_link(conn.req(pb::IssueConsoleLinkRequest {
+            name: name.to_string(),
+        }))
+        .await?
+        .into_inner();
+    super::done(
+        json,
+        serde_json::json!({ "user": name.to_string(), "console_link": r.url, "expires_at": r.expires_at }),
+        &format!(
+            "console link for {name} (works once, until {}): {}",
+            super::utc(r.expires_at),
+            r.url
+        ),
+    );
     Ok(())
 }
 

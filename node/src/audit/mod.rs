@@ -160,6 +160,27 @@ pub enum AuditEvent {
         /// The admin (`None`: taken offline from the folder, the node stopped).
         by: Option<UserName>,
     },
+    /// An admin gave a user a one-time link to log in to the web console.
+    ConsoleLinkIssued {
+        /// The user it logs in.
+        user: UserName,
+        /// The admin who gave it.
+        by: UserName,
+        /// When it stops working (Unix seconds).
+        expires_at: i64,
+    },
+    /// A user logged in to the web console.
+    ConsoleLogin {
+        /// The user.
+        user: UserName,
+        /// How: `link` (a one-time link).
+        method: String,
+    },
+    /// A login to the web console was refused.
+    ConsoleLoginRefused {
+        /// Why, in a few words (never the link itself).
+        reason: String,
+    },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
         /// The node-local user concerned.
@@ -550,6 +571,9 @@ impl AuditEvent {
             | E::UserRemoved { .. }
             | E::UserTokenRotated { .. }
             | E::BackupMade { .. }
+            | E::ConsoleLinkIssued { .. }
+            | E::ConsoleLogin { .. }
+            | E::ConsoleLoginRefused { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }

@@ -5,8 +5,14 @@
 //! Every answer carries a strict Content-Security-Policy (nothing but this
 //! origin; no script at all), HSTS, `nosniff` and no referrer. The console
 //! uses the same `Node` use cases as the client API; it holds no logic of
-//! its own. This first part serves the welcome page; the login (a one-time
-//! link, then OpenID Connect) and the pages of each use case come next.
+//! its own.
+//!
+//! Login is by a one-time link an admin gives (`maillon user console-link`):
+//! its page asks for a click (a POST, so that a link previewer does not
+//! spend it), which opens a session in a `__Host-` cookie (Secure,
+//! HttpOnly, SameSite=Strict). Every form carries the session's CSRF token,
+//! compared in constant time. Failed logins are limited per address.
+//! OpenID Connect and the pages of each use case come next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +48,58 @@ const STYLESHEET: &str = include_str!("maillon.css");
 struct Accueil<'a> {
     partner: &'a str,
     version: &'a str,
+    session: Option<crate::service::ConsoleSession>,
+    role: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "connexion.html")]
+struct Connexion<'a> {
+    partner: &'a str,
+    version: &'a str,
+    token: &'a str,
+}
+
+/// The address a request came from.
+#[derive(Clone, Copy, Debug)]
+struct Remote(std::net::SocketAddr);
+
+/// The session cookie's name (`__Host-`: Secure, this host, path `/`).
+pub const SESSION_COOKIE: &str = "__Host-maillon";
+
+/// Failed logins one address may make: a burst, then one every 6 s.
+const LOGIN_RATE: crate::limits::Rate = crate::limits::Rate {
+    per_second: 1.0 / 6.0,
+    burst: 10.0,
+};
+
+/// The French name of a role.
+fn role_fr(role: crate::types::Role) -> &'static str {
+    match role {
+        crate::types::Role::Admin => "administration",
+        crate::types::Role::Caseworker => "travail social",
+        crate::types::Role::Auditor => "contrôle",
+    }
+}
+
+/// The session cookie of a request, if any.
+fn session_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn redirect_home(cookie: Option<String>) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 #[derive(Template)]
@@ -57,6 +115,8 @@ struct Erreur<'a> {
 #[derive(Clone)]
 struct Console {
     partner: Arc<str>,
+    node: Arc<Node>,
+    failed_logins: Arc<crate::limits::RateLimiter>,
 }
 
 impl Console {
@@ -81,12 +141,99 @@ impl Console {
     }
 }
 
-async fn accueil(axum::extract::State(c): axum::extract::State<Console>) -> Response {
+async fn accueil(
+    axum::extract::State(c): axum::extract::State<Console>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let session = session_id(&headers).and_then(|id| c.node.console_session(&id));
     let page = Accueil {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),
+        role: session.as_ref().map_or("", |s| role_fr(s.role)),
+        session,
     };
     c.page(StatusCode::OK, page.render())
+}
+
+async fn connexion(
+    axum::extract::State(c): axum::extract::State<Console>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    let page = Connexion {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        token: &token,
+    };
+    c.page(StatusCode::OK, page.render())
+}
+
+async fn se_connecter(
+    axum::extract::State(c): axum::extract::State<Console>,
+    axum::Extension(Remote(from)): axum::Extension<Remote>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    let key = format!("console-login:{}", from.ip());
+    let logins = crate::limits::Limited::ConsoleLogins;
+    if !c
+        .failed_logins
+        .peek(&key, logins, LOGIN_RATE, std::time::Instant::now())
+    {
+        return c.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Trop de tentatives",
+            "Trop de connexions refusées depuis ce poste : réessayez dans quelques minutes.",
+        );
+    }
+    match c.node.console_login(&token).await {
+        Ok((id, _)) => redirect_home(Some(format!(
+            "{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict"
+        ))),
+        Err(crate::service::ServiceError::Unauthenticated(_)) => {
+            c.failed_logins
+                .take(&key, logins, LOGIN_RATE, std::time::Instant::now());
+            c.error(
+                StatusCode::UNAUTHORIZED,
+                "Lien de connexion refusé",
+                "Ce lien est inconnu, a déjà servi ou a expiré : demandez-en un nouveau à l'administrateur de la console.",
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a console login failed");
+            c.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Connexion impossible",
+                "La console ne peut pas vous connecter pour le moment : réessayez plus tard.",
+            )
+        }
+    }
+}
+
+async fn se_deconnecter(
+    axum::extract::State(c): axum::extract::State<Console>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let id = session_id(&headers);
+    let session = id.as_deref().and_then(|id| c.node.console_session(id));
+    let (Some(id), Some(session)) = (id, session) else {
+        return c.error(
+            StatusCode::UNAUTHORIZED,
+            "Session terminée",
+            "Votre session a pris fin : reconnectez-vous avec un nouveau lien.",
+        );
+    };
+    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes())) {
+        return c.error(
+            StatusCode::FORBIDDEN,
+            "Formulaire refusé",
+            "Ce formulaire a expiré ou ne vient pas de cette console : rechargez la page et recommencez.",
+        );
+    }
+    c.node.console_logout(&id);
+    redirect_home(Some(format!(
+        "{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
+    )))
 }
 
 async fn stylesheet() -> Response {
@@ -124,7 +271,7 @@ async fn secured(mut response: Response) -> Response {
 }
 
 /// The console's routes.
-fn router(node: &Node) -> axum::Router {
+fn router(node: Arc<Node>) -> axum::Router {
     let partner = node
         .roster()
         .roster()
@@ -133,10 +280,14 @@ fn router(node: &Node) -> axum::Router {
         .unwrap_or_else(|| node.member().to_string());
     let state = Console {
         partner: partner.into(),
+        node,
+        failed_logins: Arc::new(crate::limits::RateLimiter::default()),
     };
     let fallback_state = state.clone();
     axum::Router::new()
         .route("/", get(accueil))
+        .route("/connexion/{token}", get(connexion).post(se_connecter))
+        .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/static/maillon.css", get(stylesheet))
         .fallback(move || introuvable(axum::extract::State(fallback_state.clone())))
         .with_state(state)
@@ -153,7 +304,7 @@ pub async fn serve_console(
     let mut config = crate::crypto::client_api_server_config(identity)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tls = TlsAcceptor::from(Arc::new(config));
-    let app = router(&node);
+    let app = router(node);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stopped);
     loop {
@@ -164,7 +315,7 @@ pub async fn serve_console(
                 Err(_) => break,
             },
         };
-        let (tcp, _) = tokio::select! {
+        let (tcp, from) = tokio::select! {
             () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -182,6 +333,7 @@ pub async fn serve_console(
             else {
                 return;
             };
+            let app = app.layer(axum::Extension(Remote(from)));
             let service = TowerToHyperService::new(app);
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

@@ -19,6 +19,7 @@ mod backup;
 mod break_glass;
 mod closing;
 mod consents;
+mod console;
 mod dossiers;
 mod error;
 mod governance;
@@ -43,6 +44,9 @@ pub use backup::{
 };
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
+pub use console::{
+    CONSOLE_LINK_SECONDS, ConsoleSession, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS,
+};
 pub use dossiers::{
     Closure, DossierRecord, DossierView, Identity, MAX_NAME, SectionRecord, SectionView,
     VIEW_SOURCE_DEADLINE, ViewedSection,
@@ -144,6 +148,8 @@ pub struct Node {
     started_at: i64,
     /// One backup at a time.
     backups: tokio::sync::Mutex<()>,
+    /// The web console's one-time links and sessions.
+    console: std::sync::Mutex<console::ConsoleState>,
     /// Share groups each peer had this node join, counted once from the
     /// store and kept up as Welcomes come (for `limits.groups_per_peer`).
     groups_joined:
@@ -238,6 +244,7 @@ impl Node {
             listening: std::sync::OnceLock::new(),
             started_at: parts.clock.now(),
             backups: tokio::sync::Mutex::new(()),
+            console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),
             snapshot: tokio::sync::Mutex::new(None),

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use maillon_node::clock::Clock;
 use maillon_node::config::Config;
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
 use maillon_tests::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,6 +18,18 @@ async fn https(
     id: &str,
     method: &str,
     path: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    send(c, id, method, path, None, None).await
+}
+
+/// [`https`] with a session cookie and a form body.
+async fn send(
+    c: &Cluster,
+    id: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
 ) -> (u16, Vec<(String, String)>, String) {
     let addr = c
         .running(id)
@@ -33,7 +47,19 @@ async fn https(
         .connect(name, tcp)
         .await
         .expect("the pinned handshake");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    let body = form.unwrap_or("");
+    if form.is_some() || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     tls.write_all(request.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     let _ = tls.read_to_end(&mut raw).await;
@@ -59,16 +85,21 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-#[tokio::test]
-async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
-    let mut c = Cluster::start().await;
+/// Restarts `id`'s node with its console on a free loopback port.
+async fn with_console(c: &mut Cluster, id: &str) {
     let clock: Arc<dyn Clock> = c.clock.clone();
-    let node = c.fed.node_mut("caf12");
+    let node = c.fed.node_mut(id);
     node.stop().await;
     let toml = Config::file(&node.dir);
     let text = std::fs::read_to_string(&toml).expect("node.toml");
     std::fs::write(&toml, format!("console_listen = \"127.0.0.1:0\"\n{text}")).expect("write");
     node.start(clock).await.expect("starts with its console");
+}
+
+#[tokio::test]
+async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "caf12").await;
 
     let (status, headers, body) = https(&c, "caf12", "GET", "/").await;
     assert_eq!(status, 200, "{body}");
@@ -108,4 +139,174 @@ async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
             .and_then(|l| l.console)
             .is_none()
     );
+}
+
+/// A one-time console link for `user` at `id`, from its admin; the path of
+/// the link (`/connexion/…`).
+async fn link_for(c: &Cluster, id: &str, user: &str) -> String {
+    let admin = c.node(id).admin().expect("admin");
+    let r = admin
+        .api()
+        .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: user.into() }))
+        .await
+        .expect("a link")
+        .into_inner();
+    let path = r
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()));
+    path.expect("a path")
+}
+
+/// The session cookie a response sets (`name=value`).
+fn session_cookie(headers: &[(String, String)]) -> String {
+    let set = header(headers, "set-cookie").expect("a cookie");
+    set.split(';').next().expect("name=value").to_owned()
+}
+
+#[tokio::test]
+async fn a_one_time_link_opens_a_session_once_and_a_form_without_its_token_is_refused() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "caf12").await;
+    let _agent = c.user("caf12", "agent-console", Role::Caseworker).await;
+    let link = link_for(&c, "caf12", "agent-console").await;
+
+    // The link's page asks for a click; nothing is spent by reading it.
+    let (status, _, body) = https(&c, "caf12", "GET", &link).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"method="post""#) && body.contains("Se connecter"),
+        "{body}"
+    );
+    let (status, headers, _) = https(&c, "caf12", "POST", &link).await;
+    assert_eq!(status, 303);
+    let set = header(&headers, "set-cookie").expect("a session cookie");
+    for attribute in [
+        "__Host-maillon=",
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    ] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    let cookie = session_cookie(&headers);
+    let (_, _, home) = send(&c, "caf12", "GET", "/", Some(&cookie), None).await;
+    assert!(
+        home.contains("Bonjour agent-console (travail social)"),
+        "{home}"
+    );
+
+    // Once only.
+    let (status, _, body) = https(&c, "caf12", "POST", &link).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Lien de connexion refusé"), "{body}");
+
+    // A form without the session's token, or with another, is refused.
+    let (status, _, body) =
+        send(&c, "caf12", "POST", "/deconnexion", Some(&cookie), Some("")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Formulaire refusé"));
+    let (status, _, _) = send(
+        &c,
+        "caf12",
+        "POST",
+        "/deconnexion",
+        Some(&cookie),
+        Some("csrf=autre"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let csrf = home
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token");
+    let (status, headers, _) = send(
+        &c,
+        "caf12",
+        "POST",
+        "/deconnexion",
+        Some(&cookie),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(header(&headers, "set-cookie").is_some_and(|v| v.contains("Max-Age=0")));
+    let (_, _, home) = send(&c, "caf12", "GET", "/", Some(&cookie), None).await;
+    assert!(!home.contains("Bonjour"), "the session ended");
+
+    // Every step is in the log; the link itself is not.
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let entries = maillon_tests::audit_entries(&auditor).await;
+    let kinds: Vec<&str> = entries.iter().filter_map(|e| e["event"].as_str()).collect();
+    for kind in [
+        "console_link_issued",
+        "console_login",
+        "console_login_refused",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    let secret = link.rsplit('/').next().expect("secret");
+    assert!(
+        !serde_json::to_string(&entries)
+            .expect("json")
+            .contains(secret)
+    );
+}
+
+#[tokio::test]
+async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "caf12").await;
+    let agent = c.user("caf12", "agent-console", Role::Caseworker).await;
+    // A caseworker gives no link.
+    let (code, reason) = maillon_tests::refusal(
+        agent
+            .api()
+            .issue_console_link(agent.req(pb::IssueConsoleLinkRequest {
+                name: "agent-console".into(),
+            }))
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (tonic::Code::PermissionDenied, "role")
+    );
+    // Nor for a user that does not exist.
+    let admin = c.node("caf12").admin().expect("admin");
+    let (code, _) = maillon_tests::refusal(
+        admin
+            .api()
+            .issue_console_link(admin.req(pb::IssueConsoleLinkRequest {
+                name: "personne".into(),
+            }))
+            .await,
+    );
+    assert_eq!(code, tonic::Code::NotFound);
+
+    // A link past its 15 minutes is refused.
+    let late = link_for(&c, "caf12", "agent-console").await;
+    c.clock.advance(16 * 60);
+    let (status, _, _) = https(&c, "caf12", "POST", &late).await;
+    assert_eq!(status, 401);
+
+    // A session idle for 30 minutes ends.
+    let link = link_for(&c, "caf12", "agent-console").await;
+    let (_, headers, _) = https(&c, "caf12", "POST", &link).await;
+    let cookie = session_cookie(&headers);
+    let (_, _, home) = send(&c, "caf12", "GET", "/", Some(&cookie), None).await;
+    assert!(home.contains("Bonjour"));
+    c.clock.advance(31 * 60);
+    let (_, _, home) = send(&c, "caf12", "GET", "/", Some(&cookie), None).await;
+    assert!(!home.contains("Bonjour"), "idle too long");
+
+    // Too many refused logins from one place: told to wait.
+    let mut last = 0;
+    for i in 0..12 {
+        last = https(&c, "caf12", "POST", &format!("/connexion/faux{i}"))
+            .await
+            .0;
+    }
+    assert_eq!(last, 429);
 }

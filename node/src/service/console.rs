@@ -1,0 +1,191 @@
+//! The web console's logins and sessions: one-time links an admin gives a
+//! user, and the sessions they open. Both live in memory: a restart ends
+//! every session and every link not used yet (an admin gives a new one),
+//! which only ever takes access away. Each link given and each login, made
+//! or refused, is logged first.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
+use base64::Engine as _;
+
+use super::users::UserRecord;
+use super::{Caller, Node, Result, ServiceError, require};
+use crate::audit::AuditEvent;
+use crate::crypto::sha256;
+use crate::storage::Tree;
+use crate::types::{Role, UserName};
+
+/// How long a one-time link works (seconds).
+pub const CONSOLE_LINK_SECONDS: i64 = 15 * 60;
+/// How long a session lasts without a request (seconds).
+pub const SESSION_IDLE_SECONDS: i64 = 30 * 60;
+/// How long a session lasts at most (seconds).
+pub const SESSION_MAX_SECONDS: i64 = 12 * 3600;
+/// Most links waiting, and most sessions open, at once.
+const MAX_WAITING: usize = 10_000;
+
+/// A link given and not used yet.
+#[derive(Debug, Clone)]
+struct Link {
+    user: UserName,
+    expires_at: i64,
+}
+
+/// An open session of the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Who.
+    pub user: UserName,
+    /// Its role.
+    pub role: Role,
+    /// The token every form of this session carries.
+    pub csrf: String,
+    /// When it opened (Unix seconds).
+    pub opened_at: i64,
+    /// When it was last used (Unix seconds).
+    pub last_seen: i64,
+}
+
+/// The console's links and sessions, by the SHA-256 of their secret.
+#[derive(Debug, Default)]
+pub(super) struct ConsoleState {
+    links: HashMap<[u8; 32], Link>,
+    sessions: HashMap<[u8; 32], ConsoleSession>,
+}
+
+/// 32 random bytes, URL-safe base64.
+fn secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+impl Node {
+    fn console_state(&self) -> std::sync::MutexGuard<'_, ConsoleState> {
+        self.console.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `maillon user console-link NAME` (admin): a one-time link for `user`
+    /// to log in to the console, working for [`CONSOLE_LINK_SECONDS`];
+    /// logged before it works. Returns its secret and its end.
+    pub async fn issue_console_link(
+        &self,
+        caller: &Caller,
+        user: &UserName,
+    ) -> Result<(String, i64)> {
+        require(caller, &[Role::Admin])?;
+        if self
+            .store
+            .get::<UserRecord>(Tree::Users, user.as_str())?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(format!("user {user}")));
+        }
+        let expires_at = self.clock.now() + CONSOLE_LINK_SECONDS;
+        self.audit(AuditEvent::ConsoleLinkIssued {
+            user: user.clone(),
+            by: caller.name.clone(),
+            expires_at,
+        })
+        .await?;
+        let token = secret();
+        let mut state = self.console_state();
+        let now = self.clock.now();
+        state.links.retain(|_, l| l.expires_at > now);
+        if state.links.len() >= MAX_WAITING {
+            return Err(ServiceError::Busy("too many console links waiting".into()));
+        }
+        state.links.insert(
+            sha256(token.as_bytes()),
+            Link {
+                user: user.clone(),
+                expires_at,
+            },
+        );
+        Ok((token, expires_at))
+    }
+
+    /// The console's login by a one-time link: the link is spent, the login
+    /// logged, and a session opened; returns the session's secret and the
+    /// session. A link unknown, spent or past its end is refused, and the
+    /// refusal logged.
+    pub async fn console_login(&self, token: &str) -> Result<(String, ConsoleSession)> {
+        let now = self.clock.now();
+        let link = self.console_state().links.remove(&sha256(token.as_bytes()));
+        let refused = |reason: &str| AuditEvent::ConsoleLoginRefused {
+            reason: reason.to_owned(),
+        };
+        let link = match link {
+            Some(l) if l.expires_at > now => l,
+            Some(_) => {
+                self.audit(refused("link past its end")).await?;
+                return Err(ServiceError::Unauthenticated("this link has expired"));
+            }
+            None => {
+                self.audit(refused("link unknown or already used")).await?;
+                return Err(ServiceError::Unauthenticated(
+                    "this link is unknown or was already used",
+                ));
+            }
+        };
+        let Some(record) = self
+            .store
+            .get::<UserRecord>(Tree::Users, link.user.as_str())?
+        else {
+            self.audit(refused("user removed")).await?;
+            return Err(ServiceError::Unauthenticated("this user no longer exists"));
+        };
+        self.audit(AuditEvent::ConsoleLogin {
+            user: record.name.clone(),
+            method: "link".into(),
+        })
+        .await?;
+        let session = ConsoleSession {
+            user: record.name,
+            role: record.role,
+            csrf: secret(),
+            opened_at: now,
+            last_seen: now,
+        };
+        let id = secret();
+        let mut state = self.console_state();
+        state.sessions.retain(|_, s| alive(s, now));
+        if state.sessions.len() >= MAX_WAITING {
+            return Err(ServiceError::Busy("too many console sessions open".into()));
+        }
+        state
+            .sessions
+            .insert(sha256(id.as_bytes()), session.clone());
+        Ok((id, session))
+    }
+
+    /// The session of a console request, if it is open: not idle for more
+    /// than [`SESSION_IDLE_SECONDS`], not older than
+    /// [`SESSION_MAX_SECONDS`], and its user still there with its role.
+    pub fn console_session(&self, id: &str) -> Option<ConsoleSession> {
+        let now = self.clock.now();
+        let key = sha256(id.as_bytes());
+        let mut state = self.console_state();
+        let session = state.sessions.get_mut(&key)?;
+        let current = self
+            .store
+            .get::<UserRecord>(Tree::Users, session.user.as_str())
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.role == session.role);
+        if !alive(session, now) || !current {
+            state.sessions.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.clone())
+    }
+
+    /// Ends a console session.
+    pub fn console_logout(&self, id: &str) {
+        self.console_state().sessions.remove(&sha256(id.as_bytes()));
+    }
+}
+
+fn alive(s: &ConsoleSession, now: i64) -> bool {
+    now - s.last_seen < SESSION_IDLE_SECONDS && now - s.opened_at < SESSION_MAX_SECONDS
+}
