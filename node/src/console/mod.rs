@@ -50,6 +50,7 @@ struct Accueil<'a> {
     version: &'a str,
     session: Option<crate::service::ConsoleSession>,
     role: &'a str,
+    caseworker: bool,
 }
 
 #[derive(Template)]
@@ -58,6 +59,47 @@ struct Connexion<'a> {
     partner: &'a str,
     version: &'a str,
     token: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "ouvrir.html")]
+struct Ouvrir<'a> {
+    partner: &'a str,
+    version: &'a str,
+    csrf: &'a str,
+    prenom: &'a str,
+    nom: &'a str,
+    naissance: &'a str,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+impl Ouvrir<'_> {
+    /// The error shown beside `field`, if any.
+    fn erreur(&self, field: &str) -> Option<&str> {
+        self.erreurs
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dossier_ouvert.html")]
+struct DossierOuvert<'a> {
+    partner: &'a str,
+    version: &'a str,
+    dossier: &'a str,
+}
+
+/// A date as a person at the desk writes it (`12/03/1984`) or as the
+/// node does (`1984-03-12`).
+fn parse_date(text: &str) -> Option<crate::types::Date> {
+    let text = text.trim();
+    let iso = match text.split('/').collect::<Vec<_>>()[..] {
+        [d, m, y] if d.len() == 2 && m.len() == 2 && y.len() == 4 => format!("{y}-{m}-{d}"),
+        _ => text.to_owned(),
+    };
+    iso.parse().ok()
 }
 
 /// The address a request came from.
@@ -150,6 +192,9 @@ async fn accueil(
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),
         role: session.as_ref().map_or("", |s| role_fr(s.role)),
+        caseworker: session
+            .as_ref()
+            .is_some_and(|s| s.role == crate::types::Role::Caseworker),
         session,
     };
     c.page(StatusCode::OK, page.render())
@@ -206,6 +251,149 @@ async fn se_connecter(
             )
         }
     }
+}
+
+/// The open session of a request, if any.
+fn session_of(
+    c: &Console,
+    headers: &axum::http::HeaderMap,
+) -> Option<crate::service::ConsoleSession> {
+    session_id(headers).and_then(|id| c.node.console_session(&id))
+}
+
+/// The French page for a page that needs a session.
+fn login_required(c: &Console) -> Response {
+    c.error(
+        StatusCode::UNAUTHORIZED,
+        "Connexion requise",
+        "Cette page demande d'être connecté : ouvrez le lien de connexion que vous a remis l'administrateur de la console.",
+    )
+}
+
+/// The French page for a role that may not use a page.
+fn refused_role(c: &Console, who: &str) -> Response {
+    c.error(
+        StatusCode::FORBIDDEN,
+        "Accès réservé",
+        &format!("Cette page est réservée {who}. Votre rôle ne permet pas d'y accéder."),
+    )
+}
+
+/// Whether a form carries the session's token (compared in constant time).
+fn csrf_ok(
+    form: &std::collections::HashMap<String, String>,
+    session: &crate::service::ConsoleSession,
+) -> bool {
+    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+    bool::from(subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes()))
+}
+
+fn form_refused(c: &Console) -> Response {
+    c.error(
+        StatusCode::FORBIDDEN,
+        "Formulaire refusé",
+        "Ce formulaire a expiré ou ne vient pas de cette console : rechargez la page et recommencez.",
+    )
+}
+
+async fn ouvrir(
+    axum::extract::State(c): axum::extract::State<Console>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(session) = session_of(&c, &headers) else {
+        return login_required(&c);
+    };
+    if session.role != crate::types::Role::Caseworker {
+        return refused_role(&c, "aux travailleurs sociaux");
+    }
+    let page = Ouvrir {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
+        prenom: "",
+        nom: "",
+        naissance: "",
+        erreurs: Vec::new(),
+    };
+    c.page(StatusCode::OK, page.render())
+}
+
+async fn ouvrir_envoye(
+    axum::extract::State(c): axum::extract::State<Console>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(session) = session_of(&c, &headers) else {
+        return login_required(&c);
+    };
+    if !csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let field = |name: &str| form.get(name).map(|v| v.trim()).unwrap_or("");
+    let (prenom, nom, naissance) = (field("prenom"), field("nom"), field("naissance"));
+    let mut erreurs = Vec::new();
+    if prenom.is_empty() {
+        erreurs.push(("prenom", "Indiquez le prénom de la personne.".to_owned()));
+    }
+    if nom.is_empty() {
+        erreurs.push((
+            "nom",
+            "Indiquez le nom de famille de la personne.".to_owned(),
+        ));
+    }
+    let date = parse_date(naissance);
+    if date.is_none() {
+        erreurs.push((
+            "naissance",
+            "Indiquez une date de naissance réelle, par exemple 12/03/1984.".to_owned(),
+        ));
+    }
+    let caller = crate::service::Caller {
+        name: session.user.clone(),
+        role: session.role,
+        token_expires_at: None,
+    };
+    if let (true, Some(date)) = (erreurs.is_empty(), date) {
+        match c.node.open_dossier(&caller, prenom, nom, date).await {
+            Ok(id) => {
+                let page = DossierOuvert {
+                    partner: &c.partner,
+                    version: env!("CARGO_PKG_VERSION"),
+                    dossier: id.as_str(),
+                };
+                return c.page(StatusCode::OK, page.render());
+            }
+            Err(crate::service::ServiceError::Role { .. }) => {
+                return refused_role(&c, "aux travailleurs sociaux");
+            }
+            Err(crate::service::ServiceError::Invalid(reason)) => {
+                tracing::debug!(%reason, "a dossier the console asked for was refused");
+                erreurs.push((
+                    "nom",
+                    "Le prénom ou le nom est trop long ou contient des caractères refusés."
+                        .to_owned(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "opening a dossier from the console failed");
+                return c.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Dossier non ouvert",
+                    "Le dossier n'a pas pu être ouvert : réessayez dans un moment.",
+                );
+            }
+        }
+    }
+    let page = Ouvrir {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
+        prenom,
+        nom,
+        naissance,
+        erreurs,
+    };
+    c.page(StatusCode::UNPROCESSABLE_ENTITY, page.render())
 }
 
 async fn se_deconnecter(
@@ -288,6 +476,7 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/", get(accueil))
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
+        .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
         .route("/static/maillon.css", get(stylesheet))
         .fallback(move || introuvable(axum::extract::State(fallback_state.clone())))
         .with_state(state)

@@ -310,3 +310,113 @@ async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
     }
     assert_eq!(last, 429);
 }
+
+/// A session of `user` (made with `role`) at `id`'s console: its cookie and
+/// its forms' token.
+async fn logged_in(c: &Cluster, id: &str, user: &str, role: Role) -> (String, String) {
+    let _ = c.user(id, user, role).await;
+    let link = link_for(c, id, user).await;
+    let (_, headers, _) = https(c, id, "POST", &link).await;
+    let cookie = session_cookie(&headers);
+    let (_, _, home) = send(c, id, "GET", "/", Some(&cookie), None).await;
+    let csrf = home
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_owned();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn a_caseworker_opens_a_dossier_at_the_desk_and_every_refusal_is_in_french() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    let id = "ccas-rodez";
+    // Not logged in.
+    let (status, _, body) = https(&c, id, "GET", "/dossiers/ouvrir").await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Connexion requise"), "{body}");
+
+    let (cookie, csrf) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    let (status, _, form) = send(&c, id, "GET", "/dossiers/ouvrir", Some(&cookie), None).await;
+    assert_eq!(status, 200);
+    for label in [
+        r#"<label for="prenom">"#,
+        r#"<label for="nom">"#,
+        r#"<label for="naissance">"#,
+    ] {
+        assert!(form.contains(label), "{label}");
+    }
+    // Errors beside their fields, what was typed kept.
+    let (status, _, page) = send(
+        &c,
+        id,
+        "POST",
+        "/dossiers/ouvrir",
+        Some(&cookie),
+        Some(&format!(
+            "csrf={csrf}&prenom=Camille&nom=&naissance=31%2F02%2F1984"
+        )),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains(r#"id="nom-erreur""#) && page.contains(r#"id="naissance-erreur""#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"id="prenom-erreur""#));
+    assert!(page.contains(r#"value="Camille""#));
+    // Without the form's token.
+    let (status, _, _) = send(
+        &c,
+        id,
+        "POST",
+        "/dossiers/ouvrir",
+        Some(&cookie),
+        Some("prenom=Camille&nom=Martin&naissance=12%2F03%2F1984"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Opened, as the CLI would: the dossier is there for the caseworker's own calls.
+    let (status, _, page) = send(
+        &c,
+        id,
+        "POST",
+        "/dossiers/ouvrir",
+        Some(&cookie),
+        Some(&format!(
+            "csrf={csrf}&prenom=Camille&nom=Martin&naissance=12%2F03%2F1984"
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let dossier = page
+        .split(r#"class="reference">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the reference")
+        .to_owned();
+    assert!(dossier.starts_with("DSU-"), "{dossier}");
+    let desk = c.desk(id, "agent-cli").await;
+    desk.put(&dossier, "housing", maillon_tests::HOUSING)
+        .await
+        .expect("the dossier exists at the node");
+    let auditor = c.user(id, "dpo", Role::Auditor).await;
+    let entries = maillon_tests::audit_entries(&auditor).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"] == "dossier_opened" && e["by"] == "agent-accueil"),
+        "the opening is logged under the console user"
+    );
+
+    // An auditor may not open dossiers: told so in French.
+    let (cookie, _) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    let (status, _, body) = send(&c, id, "GET", "/dossiers/ouvrir", Some(&cookie), None).await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("Accès réservé") && body.contains("travailleurs sociaux"),
+        "{body}"
+    );
+}
