@@ -22,6 +22,25 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON text from outside made safe for a terminal while staying valid
+/// JSON: DEL, C1 controls and bidi marks (which serde_json writes as they
+/// are) become `\uXXXX` escapes; C0 controls are escaped by serde_json
+/// already, and these characters can stand only inside strings.
+pub fn json_text(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(is_unsafe) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(c),
+            c if is_unsafe(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -29,7 +48,22 @@ fn is_unsafe(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::{escape_controls, json_text};
+
+    #[test]
+    fn json_from_outside_stays_valid_json_without_controls_or_bidi_marks() {
+        let value = serde_json::json!({ "purpose": "a\u{202e}b\u{7f}c\u{85}d\ne" });
+        let pretty = serde_json::to_string_pretty(&value).expect("json");
+        let safe = json_text(&pretty);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c == '\u{202e}' || c == '\u{7f}' || c == '\u{85}')
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, value, "the same value");
+        assert!(safe.contains("\\u202e"), "{safe}");
+    }
 
     #[test]
     fn an_escape_sequence_and_a_newline_from_a_peer_come_out_escaped() {

@@ -295,6 +295,11 @@ impl std::fmt::Debug for DossierKeys {
 const AT_REST: &[u8] = b"maillon/v1/at-rest";
 
 impl DossierKeys {
+    /// The folder the keys are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Opens (creating it 0700 if needed) the folder of dossier keys.
     pub fn open(dir: &Path) -> Result<Self, CryptoError> {
         create_private_dir(dir)?;

@@ -655,17 +655,7 @@ async fn confirm_restore(
         return Ok(());
     };
     let marker: RestoreMarker = serde_json::from_str(&text).unwrap_or_default();
-    let links: Vec<SignedRoster> = store
-        .scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")?
-        .into_iter()
-        .map(|(_, link)| link)
-        .filter(|link| link.roster.version > genesis.roster().version)
-        .collect();
-    let mut roster = crate::roster::VerifiedRoster::verify_chain(genesis.signed().clone(), links)
-        .map_err(|source| StartError::Roster {
-        path: "the store's roster chain".into(),
-        source,
-    })?;
+    let mut roster = roster_in_store(store, genesis)?;
     // Members admitted since the backup are asked too: the versions the
     // peers adopted since, each verified from the one before.
     let asked_roster = roster.clone();
@@ -763,6 +753,26 @@ async fn confirm_restore(
         "restore confirmed: no peer witnessed more of this log"
     );
     Ok(())
+}
+
+/// The last roster version the store keeps, its chain verified link by
+/// link from `genesis`.
+pub fn roster_in_store(
+    store: &Store,
+    genesis: &crate::roster::VerifiedRoster,
+) -> Result<crate::roster::VerifiedRoster, StartError> {
+    let links: Vec<SignedRoster> = store
+        .scan::<SignedRoster>(crate::storage::Tree::RosterChain, "")?
+        .into_iter()
+        .map(|(_, link)| link)
+        .filter(|link| link.roster.version > genesis.roster().version)
+        .collect();
+    crate::roster::VerifiedRoster::verify_chain(genesis.signed().clone(), links).map_err(|source| {
+        StartError::Roster {
+            path: "the store's roster chain".into(),
+            source,
+        }
+    })
 }
 
 /// The active members of `roster` but `me`.
@@ -1005,31 +1015,9 @@ pub async fn backup_offline(
         .map_err(|e| StartError::Service(ServiceError::Internal(e.to_string())))??;
     let made =
         tokio::task::spawn_blocking(move || -> Result<service::BackupManifest, StartError> {
-            use std::io::Write as _;
             let dump = service::dump_file(&config.dir);
             let written = (|| -> Result<service::BackupManifest, StartError> {
-                let file = {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&dump)
-                        .map_err(|source| ConfigError::Io {
-                            path: dump.clone(),
-                            source,
-                        })?
-                };
-                let mut w = std::io::BufWriter::new(file);
-                let mut records = store.dump_trees(&mut w)?;
-                for scope in store.mls_scopes("")? {
-                    records += store.dump_mls_scope(&scope, &mut w)?;
-                }
-                w.flush().map_err(|source| ConfigError::Io {
-                    path: dump.clone(),
-                    source,
-                })?;
+                let records = service::dump_store(&dump, &store, |w| Ok(store.dump_mls(w)?))?;
                 let entries = crate::audit::AuditLog::count_entries(&config.audit_dir());
                 let sources = service::Sources {
                     dir: &config.dir,

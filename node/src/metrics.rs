@@ -78,7 +78,8 @@ pub struct Snapshot {
     pub roster_version: u64,
     /// Active peers in the roster.
     pub peers: u64,
-    /// Active peers that last told an older roster version than this node's.
+    /// Active peers that last told an older roster version than this node's,
+    /// or have told nothing since it started.
     pub peers_behind: u64,
     /// Consents in force now.
     pub consents_active: u64,
@@ -108,7 +109,6 @@ pub struct Metrics {
     break_glass_pending: Gauge,
     users: Gauge,
     started_at: Gauge,
-    info: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 impl Metrics {
@@ -171,7 +171,7 @@ impl Metrics {
         let peers = Family::<StateLabels, Gauge>::default();
         registry.register(
             "peers",
-            "Active peers, by whether they last told this node's roster version or an older one",
+            "Active peers: current (told this node's roster version) or behind (an older one, or nothing since start)",
             peers.clone(),
         );
         let consents_active = gauge(&mut registry, "consents_active", "Consents in force");
@@ -209,7 +209,6 @@ impl Metrics {
             break_glass_pending,
             users,
             started_at,
-            info,
         }
     }
 
@@ -261,7 +260,6 @@ impl Metrics {
         set(&self.break_glass_pending, now.break_glass_pending);
         set(&self.users, now.users);
         self.started_at.set(now.started_at);
-        let _ = &self.info;
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -419,6 +419,18 @@ impl Store {
         Ok(n)
     }
 
+    /// Writes every MLS state snapshot as dump records, as they are (a
+    /// stopped node's); returns how many.
+    pub fn dump_mls(&self, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.mls.iter() {
+            let (k, v) = item?;
+            write_record(out, "mls", &k, &v)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Writes one MLS state snapshot as dump records; returns how many.
     pub fn dump_mls_scope(
         &self,

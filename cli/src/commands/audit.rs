@@ -109,9 +109,7 @@ pub(super) async fn run(
             let format = if json { "json" } else { format.as_str() };
             match format {
                 "html" => say_lines(&report.html()),
-                "json" => {
-                    say_lines(&serde_json::to_string_pretty(&report.json()).unwrap_or_default())
-                }
+                "json" => super::print_value(&report.json()),
                 _ => say_lines(&report.text()),
             }
             if !report.anomalies.is_empty() {
@@ -150,14 +148,11 @@ pub(super) async fn run(
                     .iter()
                     .map(|a| serde_json::json!({"member": a.member, "reason": a.reason, "at": a.at, "first": a.first, "second": a.second}))
                     .collect();
-                say_lines(
-                    &serde_json::to_string_pretty(&serde_json::json!({
-                        "peers": peers,
-                        "alarms": alarms,
-                        "cosigned": r.cosigned,
-                    }))
-                    .unwrap_or_default(),
-                );
+                super::print_value(&serde_json::json!({
+                    "peers": peers,
+                    "alarms": alarms,
+                    "cosigned": r.cosigned,
+                }));
                 return Ok(());
             }
             for p in &r.peers {
@@ -251,7 +246,7 @@ pub(super) async fn run(
                         })
                     })
                     .collect();
-                say_lines(&serde_json::to_string_pretty(&items).unwrap_or_default());
+                super::print_value(&serde_json::Value::Array(items));
                 return Ok(());
             }
             if r.accesses.is_empty() {
@@ -340,7 +335,7 @@ fn verify(
     // What was found is printed first: a state that cannot be saved loses
     // the memory of this run, not its findings.
     if json {
-        say_lines(&serde_json::to_string_pretty(&outcome.json()).unwrap_or_default());
+        super::print_value(&outcome.json());
     } else {
         // Reasons quote what nodes served: escaped by `say`.
         for line in outcome.text() {

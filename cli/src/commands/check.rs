@@ -6,7 +6,7 @@ use std::path::Path;
 use maillon_node::config::Config;
 use maillon_node::crypto::{NodeKey, TlsIdentity};
 use maillon_node::roster::{SignedRoster, VerifiedRoster};
-use maillon_node::storage::{MetaKey, Store, Tree};
+use maillon_node::storage::{MetaKey, Store};
 use maillon_node::types::MemberStatus;
 use serde::Serialize;
 
@@ -67,10 +67,7 @@ impl Findings {
                 "ok": problems == 0,
                 "findings": self.0,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
+            super::print_value(&value);
         } else {
             for f in &self.0 {
                 let mark = if f.ok { "ok  " } else { "FAIL" };
@@ -311,14 +308,7 @@ async fn roster_in_force(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("the store cannot be opened: {e}"))?;
-    let links: Vec<SignedRoster> = store
-        .scan::<SignedRoster>(Tree::RosterChain, "")
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(_, link)| link)
-        .filter(|link| link.roster.version > genesis.roster().version)
-        .collect();
-    let verified = VerifiedRoster::verify_chain(genesis.signed().clone(), links)
+    let verified = maillon_node::daemon::roster_in_store(&store, genesis)
         .map_err(|e| format!("the store's roster chain does not verify: {e}"))?;
     if let Ok(Some(in_force)) = store.meta::<SignedRoster>(MetaKey::Roster)
         && in_force.roster.version > verified.roster().version
@@ -352,8 +342,13 @@ async fn check_peers(
     }
     let mut results = Vec::new();
     while let Some(done) = probes.join_next().await {
-        if let Ok(r) = done {
-            results.push(r);
+        match done {
+            Ok(r) => results.push(r),
+            Err(e) => f.fail(
+                "peer",
+                format!("a peer's check stopped before it answered: {e}"),
+                "run the check again; if it recurs, report it with this line",
+            ),
         }
     }
     results.sort_by(|a, b| a.0.card.id.cmp(&b.0.card.id));

@@ -83,11 +83,11 @@ pub(super) async fn run(conn: &Conn, cmd: ConsentCmd, json: bool) -> Result<(), 
                 .await?
                 .into_inner();
             // The receipt carries the purpose and names typed by people.
-            say(if json {
-                &r.receipt_json
+            if json {
+                println!("{}", crate::escape::json_text(&r.receipt_json));
             } else {
-                &r.receipt_text
-            });
+                say(&r.receipt_text);
+            }
         }
         ConsentCmd::Revoke { consent } => {
             let consent: ConsentId = arg("consent", &consent)?;

@@ -225,5 +225,5 @@ fn print_view_json(dossier: &str, view: &maillon_proto::v1::ViewDossierReply) {
         serde_json::Value::String(view.referent.clone())
     };
     object["partners"] = serde_json::Value::Array(partners);
-    super::say_lines(&serde_json::to_string_pretty(&object).unwrap_or_default());
+    super::print_value(&object);
 }

@@ -81,13 +81,21 @@ pub(super) async fn run(cmd: GovCmd, profile: Option<&Path>, json: bool) -> Resu
             if let Some(out) = out {
                 let signed = SignedRoster::decode(&p.signed)?;
                 write_new(&out, &roster_json(&signed)?)?;
-                println!(
+                // With --json, standard output holds the JSON alone.
+                let tell = |line: String| {
+                    if json {
+                        eprintln!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
+                };
+                tell(format!(
                     "candidate written to {}: a newcomer signs it with `maillon gov sign {} --dir ITS_NODE`, then you run `maillon gov approve {} --with {}`",
                     out.display(),
                     out.display(),
                     p.version,
                     out.display()
-                );
+                ));
             }
             Ok(())
         }

@@ -100,13 +100,12 @@ fn arg<T: FromStr<Err = ParseError>>(name: &'static str, value: &str) -> Result<
     value.parse().map_err(CliError::bad_arg(name))
 }
 
-/// Prints `value` as pretty JSON (`--json`): serde_json escapes every
-/// control character inside strings.
+/// Prints `value` as pretty JSON (`--json`): one value, still valid JSON,
+/// with no control character or bidi mark left raw (see
+/// [`crate::escape::json_text`]).
 pub(crate) fn print_value(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    println!("{}", crate::escape::json_text(&text));
 }
 
 /// What an action did: `value` as JSON with `--json`, else `text` on one line.
@@ -160,9 +159,7 @@ pub(crate) fn utc(secs: i64) -> String {
 /// read, or why not; `--json` as one object with stable field names.
 fn print_sections(dossier: &str, sections: &[maillon_proto::v1::ViewedSection], json: bool) {
     if json {
-        let text =
-            serde_json::to_string_pretty(&sections_json(dossier, sections)).unwrap_or_default();
-        say_lines(&text);
+        print_value(&sections_json(dossier, sections));
         return;
     }
     print_sections_text(sections);

@@ -287,10 +287,7 @@ async fn status(conn: &Conn, json: bool) -> Result<(), CliError> {
             "break_glass_pending": r.break_glass_pending,
             "users": r.users,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        super::print_value(&value);
         return Ok(());
     }
     let metrics = if r.metrics_listen.is_empty() {

@@ -62,14 +62,34 @@ pub(super) async fn run(
                 }))
                 .await?
                 .into_inner();
-            hand_over(profile, &r, "created", profile_out, false, json)?;
-            if console {
-                console_link(conn, &name, json).await?;
+            let handed = hand_over(profile, &r, "created", profile_out, false, json);
+            // The user exists now: its token is shown even if the link fails.
+            let link = match (&handed, console) {
+                (Ok(_), true) => Some(console_link(conn, &name).await),
+                _ => None,
+            };
+            if let Ok(Some(mut value)) = handed {
+                if let Some(Ok((url, expires_at))) = &link {
+                    value["console_link"] = serde_json::json!(url);
+                    value["console_link_expires_at"] = serde_json::json!(expires_at);
+                }
+                super::print_value(&value);
+            } else {
+                handed?;
+                if let Some(Ok((url, expires_at))) = &link {
+                    say(&link_line(&name, url, *expires_at));
+                }
             }
+            link.transpose()?;
         }
         UserCmd::ConsoleLink { name } => {
             let name: UserName = arg("name", &name)?;
-            console_link(conn, &name, json).await?;
+            let (url, expires_at) = console_link(conn, &name).await?;
+            super::done(
+                json,
+                serde_json::json!({ "user": name.to_string(), "console_link": url, "expires_at": expires_at }),
+                &link_line(&name, &url, expires_at),
+            );
         }
         UserCmd::Rotate {
             name,
@@ -85,14 +105,16 @@ pub(super) async fn run(
                 }))
                 .await?
                 .into_inner();
-            hand_over(
+            if let Some(value) = hand_over(
                 profile,
                 &r,
                 "given a new token (the old one no longer works)",
                 profile_out,
                 true,
                 json,
-            )?;
+            )? {
+                super::print_value(&value);
+            }
         }
         UserCmd::Remove { name } => {
             let name: UserName = arg("name", &name)?;
@@ -111,8 +133,8 @@ pub(super) async fn run(
     Ok(())
 }
 
-/// Prints a one-time console link for `name`.
-async fn console_link(conn: &Conn, name: &UserName, json: bool) -> Result<(), CliError> {
+/// A one-time console link for `name`, and when it ends.
+async fn console_link(conn: &Conn, name: &UserName) -> Result<(String, i64), CliError> {
     let r = conn
         .api()
         .issue_console_link(conn.req(pb::IssueConsoleLinkRequest {
@@ -120,22 +142,21 @@ async fn console_link(conn: &Conn, name: &UserName, json: bool) -> Result<(), Cl
         }))
         .await?
         .into_inner();
-    super::done(
-        json,
-        serde_json::json!({ "user": name.to_string(), "console_link": r.url, "expires_at": r.expires_at }),
-        &format!(
-            "console link for {name} (works once, until {}): {}",
-            super::utc(r.expires_at),
-            r.url
-        ),
-    );
-    Ok(())
+    Ok((r.url, r.expires_at))
+}
+
+fn link_line(name: &UserName, url: &str, expires_at: i64) -> String {
+    format!(
+        "console link for {name} (works once, until {}): {url}",
+        super::utc(expires_at)
+    )
 }
 
 /// Gives a new token to whoever runs the command: in a profile written 0600
 /// at `out` (replacing the one there when `replace`: a rotation renews the
 /// user's profile), or printed once. The node already changed: a profile
-/// that cannot be written prints the token rather than lose it.
+/// that cannot be written prints the token rather than lose it. With
+/// `json`, returns the JSON value for the caller to print (whole).
 fn hand_over(
     profile: &Profile,
     r: &pb::AddUserReply,
@@ -143,16 +164,16 @@ fn hand_over(
     out: Option<std::path::PathBuf>,
     replace: bool,
     json: bool,
-) -> Result<(), CliError> {
+) -> Result<Option<serde_json::Value>, CliError> {
     let until = super::utc(r.expires_at);
     let report = |token: Option<&str>, written: Option<&std::path::Path>| {
-        super::print_value(&serde_json::json!({
+        serde_json::json!({
             "user": r.name,
             "role": r.role,
             "expires_at": r.expires_at,
             "token": token,
             "profile": written.map(|p| p.display().to_string()),
-        }));
+        })
     };
     if let Some(out) = out {
         let new = Profile {
@@ -166,7 +187,7 @@ fn hand_over(
             new.write_new(&out)
         };
         match written {
-            Ok(()) if json => report(None, Some(&out)),
+            Ok(()) if json => return Ok(Some(report(None, Some(&out)))),
             Ok(()) => say(&format!(
                 "user {} ({}) {done}; valid until {until}; profile written to {}",
                 r.name,
@@ -174,7 +195,8 @@ fn hand_over(
                 out.display()
             )),
             Err(e) if json => {
-                report(Some(&r.token), None);
+                // The node already changed: the token is shown, not lost.
+                super::print_value(&report(Some(&r.token), None));
                 return Err(e.into());
             }
             Err(e) => {
@@ -186,14 +208,14 @@ fn hand_over(
             }
         }
     } else if json {
-        report(Some(&r.token), None);
+        return Ok(Some(report(Some(&r.token), None)));
     } else {
         say(&format!(
             "user {} ({}) {done}; valid until {until}; token (shown once): {}",
             r.name, r.role, r.token
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// `maillon outbox` (admin): every delivery waiting for a member.
@@ -217,7 +239,7 @@ pub(super) async fn outbox(conn: &Conn, json: bool) -> Result<(), CliError> {
                 })
             })
             .collect();
-        super::say_lines(&serde_json::to_string_pretty(&items).unwrap_or_default());
+        super::print_value(&serde_json::Value::Array(items));
         return Ok(());
     }
     if r.entries.is_empty() {

@@ -401,22 +401,11 @@ async fn se_deconnecter(
     headers: axum::http::HeaderMap,
     axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let id = session_id(&headers);
-    let session = id.as_deref().and_then(|id| c.node.console_session(id));
-    let (Some(id), Some(session)) = (id, session) else {
-        return c.error(
-            StatusCode::UNAUTHORIZED,
-            "Session terminée",
-            "Votre session a pris fin : reconnectez-vous avec un nouveau lien.",
-        );
+    let (Some(id), Some(session)) = (session_id(&headers), session_of(&c, &headers)) else {
+        return login_required(&c);
     };
-    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes())) {
-        return c.error(
-            StatusCode::FORBIDDEN,
-            "Formulaire refusé",
-            "Ce formulaire a expiré ou ne vient pas de cette console : rechargez la page et recommencez.",
-        );
+    if !csrf_ok(&form, &session) {
+        return form_refused(&c);
     }
     c.node.console_logout(&id);
     redirect_home(Some(format!(

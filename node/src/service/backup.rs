@@ -73,14 +73,9 @@ impl Node {
         self.flush().await?;
         let dump_path = dump_file(&dir);
         let (store, sharing) = (self.store.clone(), self.sharing.clone());
-        let (dumping, keys_dir) = (dump_path.clone(), dir.join("dossier-keys"));
+        let (dumping, keys_dir) = (dump_path.clone(), self.vault.dir().to_owned());
         let dumped = super::blocking(move || -> Result<(u64, DossierKeyFiles)> {
-            let file = private_file(&dumping)?;
-            let mut w = std::io::BufWriter::new(file);
-            let mut n = store.dump_trees(&mut w)?;
-            n += sharing.dump(&mut w)?;
-            w.flush().map_err(io)?;
-            w.get_ref().sync_all().map_err(io)?;
+            let n = dump_store(&dumping, &store, |w| Ok(sharing.dump(w)?))?;
             Ok((n, read_keys(&keys_dir)?))
         })
         .await;
@@ -156,15 +151,26 @@ pub struct Sources<'a> {
     pub dossier_keys: DossierKeyFiles,
 }
 
-fn private_file(path: &Path) -> Result<std::fs::File> {
+/// Dumps `store` into a new 0600 file at `path`, synced: its trees, then
+/// the MLS state as `mls` writes it; returns how many records.
+pub fn dump_store(
+    path: &Path,
+    store: &crate::storage::Store,
+    mls: impl FnOnce(&mut dyn Write) -> Result<u64>,
+) -> Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(io)
+        .map_err(io)?;
+    let mut w = std::io::BufWriter::new(file);
+    let n = store.dump_trees(&mut w)? + mls(&mut w)?;
+    w.flush().map_err(io)?;
+    w.get_ref().sync_all().map_err(io)?;
+    Ok(n)
 }
 
 /// Writes the archive: the store dump, then the audit folder's checkpoint

@@ -307,14 +307,7 @@ impl Node {
         pending: bool,
     ) -> Result<Vec<BreakGlassGrant>> {
         require(caller, &[Role::Auditor])?;
-        let mut all: Vec<BreakGlassGrant> = self
-            .store
-            .scan::<BreakGlassGrant>(Tree::BreakGlass, "")?
-            .into_iter()
-            .chain(self.store.scan::<BreakGlassGrant>(Tree::Notices, "")?)
-            .map(|(_, g)| g)
-            .filter(|g| !pending || g.review.is_none())
-            .collect();
+        let mut all = break_glass_accesses(&self.store, pending)?;
         all.sort_by(|a, b| (a.granted_at, &a.id).cmp(&(b.granted_at, &b.id)));
         Ok(all)
     }
@@ -399,4 +392,19 @@ impl Node {
         self.store.put(tree, &key, &grant)?;
         Ok(true)
     }
+}
+
+/// Every break-glass access granted here or told of here; only those not
+/// reviewed yet with `pending` (what the auditors list and the metrics count).
+pub(super) fn break_glass_accesses(
+    store: &crate::storage::Store,
+    pending: bool,
+) -> Result<Vec<BreakGlassGrant>> {
+    Ok(store
+        .scan::<BreakGlassGrant>(Tree::BreakGlass, "")?
+        .into_iter()
+        .chain(store.scan::<BreakGlassGrant>(Tree::Notices, "")?)
+        .map(|(_, g)| g)
+        .filter(|g| !pending || g.review.is_none())
+        .collect())
 }

@@ -65,14 +65,20 @@ impl Node {
     }
 
     /// `maillon user console-link NAME` (admin): a one-time link for `user`
-    /// to log in to the console, working for [`CONSOLE_LINK_SECONDS`];
-    /// logged before it works. Returns its secret and its end.
+    /// to log in to the console this node serves, working for
+    /// [`CONSOLE_LINK_SECONDS`]; logged before it works. Returns the link
+    /// (`https://CONSOLE/connexion/SECRET`) and its end.
     pub async fn issue_console_link(
         &self,
         caller: &Caller,
         user: &UserName,
     ) -> Result<(String, i64)> {
         require(caller, &[Role::Admin])?;
+        let Some(console) = self.listening().and_then(|l| l.console) else {
+            return Err(ServiceError::State(
+                "this node serves no console: set console_listen in node.toml".into(),
+            ));
+        };
         if self
             .store
             .get::<UserRecord>(Tree::Users, user.as_str())?
@@ -101,7 +107,7 @@ impl Node {
                 expires_at,
             },
         );
-        Ok((token, expires_at))
+        Ok((format!("https://{console}/connexion/{token}"), expires_at))
     }
 
     /// The console's login by a one-time link: the link is spent, the login

@@ -689,6 +689,11 @@ impl Node {
 
     /// `gov status`: the version in force and what each peer last told. Any role.
     pub fn roster_status(&self, _caller: &Caller) -> RosterStatus {
+        self.roster_status_now()
+    }
+
+    /// The version in force and what each peer last told (node status, metrics).
+    pub(super) fn roster_status_now(&self) -> RosterStatus {
         RosterStatus {
             roster: self.roster.get(),
             peers: self

@@ -40,7 +40,8 @@ use std::sync::Arc;
 pub use audit_pages::{AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT};
 pub use auditors::{DossierPart, Holding, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
 pub use backup::{
-    BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, Sources, dump_file, read_keys, write_archive,
+    BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, Sources, dump_file, dump_store, read_keys,
+    write_archive,
 };
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use consents::GrantRequest;
@@ -156,8 +157,8 @@ pub struct Node {
         std::sync::Mutex<std::collections::HashMap<MemberId, (usize, std::time::Instant)>>,
     /// One Welcome per peer at a time, from the cap's count to the join.
     group_cap_locks: KeyedLocks<tokio::sync::Mutex<()>>,
-    /// The last state read for the metrics, and when.
-    snapshot: tokio::sync::Mutex<Option<(std::time::Instant, crate::metrics::Snapshot)>>,
+    /// The counts last read for the metrics (they walk trees), and when.
+    snapshot: tokio::sync::Mutex<Option<(std::time::Instant, status::Counts)>>,
     /// This node's proofs that it holds dossiers, once made (a proof
     /// against a checkpoint stays true: the log only grows).
     holdings: std::sync::Mutex<std::collections::HashMap<DossierId, auditors::Holding>>,

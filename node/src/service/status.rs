@@ -98,14 +98,15 @@ impl Node {
     /// `maillon node status` (admins and auditors).
     pub async fn status(&self, caller: &Caller) -> Result<NodeStatus> {
         require(caller, &[Role::Admin, Role::Auditor])?;
+        self.state().await
+    }
+
+    /// The node's state now, for whoever may see it.
+    async fn state(&self) -> Result<NodeStatus> {
         let counts = self.counts().await?;
-        let roster = self.roster.get();
-        let told = self
-            .peer_versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let peers = roster
+        let seen = self.roster_status_now();
+        let peers = seen
+            .roster
             .roster()
             .members
             .iter()
@@ -113,13 +114,13 @@ impl Node {
             .map(|m| PeerState {
                 member: m.card.id.clone(),
                 status: m.status,
-                told: told.get(&m.card.id).copied(),
+                told: seen.peers.get(&m.card.id).copied(),
             })
             .collect();
         Ok(NodeStatus {
             version: env!("CARGO_PKG_VERSION"),
             member: self.me.clone(),
-            roster_version: roster.roster().version,
+            roster_version: seen.roster.roster().version,
             listening: self.listening(),
             started_at: self.started_at,
             audit_entries: self.audit.size(),
@@ -135,39 +136,34 @@ impl Node {
         })
     }
 
-    /// The state the metrics show, read at most once per [`SNAPSHOT_TTL`].
+    /// The state the metrics show: the counts that walk trees at most once
+    /// per [`SNAPSHOT_TTL`], the rest read at each scrape.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let mut cached = self.snapshot.lock().await;
-        if let Some((at, s)) = cached.as_ref()
-            && at.elapsed() < SNAPSHOT_TTL
-        {
-            let mut s = s.clone();
-            // What costs nothing to read is always fresh.
-            s.audit_entries = self.audit.size();
-            s.audit_appending = self.audit.accepts_appends();
-            s.witness_alarms = self.witness_alarm_count();
-            return Ok(s);
-        }
-        let counts = self.counts().await?;
-        let roster = self.roster.get();
-        let version = roster.roster().version;
-        let told = self
-            .peer_versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let active: Vec<&MemberId> = roster
+        let counts = match cached.as_ref() {
+            Some((at, c)) if at.elapsed() < SNAPSHOT_TTL => *c,
+            _ => {
+                let c = self.counts().await?;
+                *cached = Some((Instant::now(), c));
+                c
+            }
+        };
+        let seen = self.roster_status_now();
+        let version = seen.roster.roster().version;
+        let active: Vec<&MemberId> = seen
+            .roster
             .roster()
             .members
             .iter()
             .filter(|m| m.status == MemberStatus::Active && m.card.id != self.me)
             .map(|m| &m.card.id)
             .collect();
+        // Not heard from since start counts as behind: not known to be current.
         let behind = active
             .iter()
-            .filter(|m| told.get(**m).is_none_or(|(v, _)| *v < version))
+            .filter(|m| seen.peers.get(**m).is_none_or(|(v, _)| *v < version))
             .count();
-        let snapshot = Snapshot {
+        Ok(Snapshot {
             audit_entries: self.audit.size(),
             audit_bytes: self.audit.bytes(),
             audit_appending: self.audit.accepts_appends(),
@@ -180,9 +176,7 @@ impl Node {
             break_glass_pending: counts.break_glass_pending,
             users: counts.users,
             started_at: self.started_at,
-        };
-        *cached = Some((Instant::now(), snapshot.clone()));
-        Ok(snapshot)
+        })
     }
 
     /// The metrics as text, with the state read now (or lately).
@@ -195,31 +189,27 @@ impl Node {
     async fn counts(&self) -> Result<Counts> {
         let store = self.store.clone();
         let now = self.clock.now();
-        tokio::task::spawn_blocking(move || -> Result<Counts> {
+        super::blocking(move || -> Result<Counts> {
             let consents_active = store
                 .scan::<ConsentRecord>(Tree::Consents, "")?
                 .iter()
                 .filter(|(_, c)| c.status(now) == ConsentStatus::Active)
                 .count() as u64;
-            let break_glass_pending = store
-                .scan::<super::BreakGlassGrant>(Tree::BreakGlass, "")?
-                .iter()
-                .filter(|(_, g)| g.review.is_none())
-                .count() as u64;
             Ok(Counts {
                 consents_active,
-                break_glass_pending,
+                break_glass_pending: super::break_glass::break_glass_accesses(&store, true)?.len()
+                    as u64,
                 outbox: store.count(Tree::Outbox) as u64,
                 users: store.count(Tree::Users) as u64,
             })
         })
         .await
-        .map_err(|e| super::ServiceError::Internal(e.to_string()))?
     }
 }
 
 /// Counts read from the store.
-struct Counts {
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Counts {
     consents_active: u64,
     break_glass_pending: u64,
     outbox: u64,

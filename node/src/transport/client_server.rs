@@ -966,20 +966,12 @@ impl Client for ClientApi {
     ) -> Result<Response<pb::ConsoleLinkReply>, Status> {
         let caller = self.caller(&req)?;
         let name: crate::types::UserName = req.get_ref().name.parse().map_err(invalid)?;
-        let Some(console) = self.node.listening().and_then(|l| l.console) else {
-            return Err(status(crate::service::ServiceError::State(
-                "this node serves no console: set console_listen in node.toml".into(),
-            )));
-        };
-        let (token, expires_at) = self
+        let (url, expires_at) = self
             .node
             .issue_console_link(&caller, &name)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::ConsoleLinkReply {
-            url: format!("https://{console}/connexion/{token}"),
-            expires_at,
-        }))
+        Ok(Response::new(pb::ConsoleLinkReply { url, expires_at }))
     }
 
     async fn node_status(

@@ -193,19 +193,17 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let caller = caller_key(&req);
-        let path = req.uri().path().to_owned();
+        // A path no listener serves is one series, whatever it is (a
+        // caller cannot grow the metrics); the name is static, so counting
+        // allocates nothing.
+        let method = served_method(req.uri().path());
         let watch = self.watch.clone();
         let refuse = |e: ServiceError| {
-            let response = observed(
-                super::status(e).into_http(),
-                watch.clone(),
-                path.clone(),
-                started,
-            );
+            let response = observed(super::status(e).into_http(), watch.clone(), method, started);
             Box::pin(async move { Ok(response) })
         };
         if let Some(w) = &watch
-            && let Some(kind) = limited(&path)
+            && let Some(kind) = limited(method)
             && let Some(rate) = w.limits.rate(kind)
             && !w.limiter.take(&caller, kind, rate, started)
         {
@@ -227,7 +225,7 @@ where
             match running.await {
                 Ok(result) => result
                     .map(too_large_is_exhausted)
-                    .map(|r| observed(r, watch, path, started)),
+                    .map(|r| observed(r, watch, method, started)),
                 // A handler panicked: let it unwind as it would have in place.
                 Err(e) => match e.try_into_panic() {
                     Ok(payload) => std::panic::resume_unwind(payload),
@@ -269,7 +267,7 @@ fn code_name(code: &[u8]) -> &'static str {
 fn observed(
     response: http::Response<tonic::body::Body>,
     watch: Option<Arc<Watch>>,
-    path: String,
+    method: &'static str,
     started: Instant,
 ) -> http::Response<tonic::body::Body> {
     let Some(watch) = watch else {
@@ -277,7 +275,7 @@ fn observed(
     };
     let mut pending = Some(Pending {
         watch,
-        path,
+        method,
         started,
     });
     if let Some(code) = response.headers().get("grpc-status") {
@@ -292,7 +290,7 @@ fn observed(
 /// A call whose status is not known yet.
 struct Pending {
     watch: Arc<Watch>,
-    path: String,
+    method: &'static str,
     started: Instant,
 }
 
@@ -330,16 +328,16 @@ fn served_methods() -> &'static std::collections::HashSet<String> {
     })
 }
 
+/// `path` if it is one of the node's methods, else `other`.
+fn served_method(path: &str) -> &'static str {
+    served_methods().get(path).map_or("other", String::as_str)
+}
+
 impl Pending {
     fn record(self, code: &'static str) {
-        // A path no listener serves is one series, whatever it is (a
-        // caller cannot grow the metrics).
-        let method: &'static str = served_methods()
-            .get(&self.path)
-            .map_or("other", String::as_str);
         self.watch
             .metrics
-            .call(self.watch.api, method, code, self.started.elapsed());
+            .call(self.watch.api, self.method, code, self.started.elapsed());
     }
 }
 

@@ -420,3 +420,40 @@ async fn a_caseworker_opens_a_dossier_at_the_desk_and_every_refusal_is_in_french
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_node_without_a_console_gives_no_link_and_says_so_only_to_an_admin() {
+    let c = Cluster::start().await;
+    let _ = c.user("caf12", "agent-console", Role::Caseworker).await;
+    let admin = c.node("caf12").admin().expect("admin");
+    let (code, reason) = maillon_tests::refusal(
+        admin
+            .api()
+            .issue_console_link(admin.req(pb::IssueConsoleLinkRequest {
+                name: "agent-console".into(),
+            }))
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (tonic::Code::FailedPrecondition, "state")
+    );
+    // A caseworker learns nothing of the node's configuration.
+    let agent = c.user("caf12", "agent-2", Role::Caseworker).await;
+    let (code, reason) = maillon_tests::refusal(
+        agent
+            .api()
+            .issue_console_link(agent.req(pb::IssueConsoleLinkRequest {
+                name: "agent-console".into(),
+            }))
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (tonic::Code::PermissionDenied, "role")
+    );
+    // Nothing was logged as given.
+    let auditor = c.user("caf12", "dpo", Role::Auditor).await;
+    let entries = maillon_tests::audit_entries(&auditor).await;
+    assert!(!entries.iter().any(|e| e["event"] == "console_link_issued"));
+}
