@@ -361,6 +361,14 @@ async fn node_check_passes_a_healthy_folder_and_names_each_problem_with_its_fix(
     );
     assert!(cli_check(&dir).await.is_ok());
 
+    // Another process on the client API's address.
+    let client_listen = Config::load(&dir).expect("config").client_listen;
+    let squatter = std::net::TcpListener::bind(client_listen).expect("the address is free");
+    let taken = failures(&check().await);
+    assert_eq!(taken.len(), 1, "{taken:#?}");
+    assert!(taken[0].starts_with("listen: client_listen"), "{taken:?}");
+    drop(squatter);
+
     // A key others can read.
     let key = dir.join("signing.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
