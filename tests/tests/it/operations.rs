@@ -369,6 +369,23 @@ async fn node_check_passes_a_healthy_folder_and_names_each_problem_with_its_fix(
     assert!(taken[0].starts_with("listen: client_listen"), "{taken:?}");
     drop(squatter);
 
+    // A signing key that is not the one the roster lists.
+    let key = dir.join("signing.key");
+    let listed = std::fs::read(&key).expect("key");
+    std::fs::remove_file(&key).expect("rm");
+    maillon_node::crypto::NodeKey::generate()
+        .write_new(&key)
+        .expect("another key");
+    let other = failures(&check().await);
+    assert_eq!(other.len(), 1, "{other:#?}");
+    assert!(
+        other[0].starts_with("keys listed") && other[0].contains("rotate-keys"),
+        "{other:?}"
+    );
+    std::fs::remove_file(&key).expect("rm");
+    std::fs::write(&key, listed).expect("put back");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
     // A key others can read.
     let key = dir.join("signing.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
