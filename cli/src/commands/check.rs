@@ -390,6 +390,12 @@ async fn check_peers(
             ),
         }
     }
+    judge_clock(f, worst_skew);
+}
+
+/// The clock's finding from the largest difference (peer's clock minus this
+/// host's, in seconds) any peer's answer showed, and that peer's id.
+fn judge_clock(f: &mut Findings, worst_skew: Option<(i64, String)>) {
     match worst_skew {
         Some((skew, peer)) if skew.abs() > MAX_SKEW => f.fail(
             "clock",
@@ -401,5 +407,26 @@ async fn check_peers(
             format!("within {} s of every peer that answered (most: {peer})", skew.abs().max(1)),
         ),
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Findings, MAX_SKEW, judge_clock};
+
+    #[test]
+    fn a_clock_off_from_a_peer_by_more_than_the_bound_fails_and_says_which_way() {
+        let mut f = Findings::default();
+        judge_clock(&mut f, Some((95, "caf12".into())));
+        judge_clock(&mut f, Some((-95, "caf12".into())));
+        judge_clock(&mut f, Some((MAX_SKEW, "caf12".into())));
+        judge_clock(&mut f, None);
+        let [behind, ahead, within] = &f.0[..] else {
+            panic!("one finding per judged skew: {:?}", f.0);
+        };
+        assert!(!behind.ok && behind.detail == "this host's clock is 95 s behind caf12's");
+        assert!(!ahead.ok && ahead.detail == "this host's clock is 95 s ahead of caf12's");
+        assert!(behind.fix.as_deref().is_some_and(|x| x.contains("NTP")));
+        assert!(within.ok, "{within:?}");
     }
 }

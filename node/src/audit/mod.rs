@@ -53,8 +53,11 @@ pub enum AuditError {
     /// An event is larger than [`MAX_EVENT`].
     #[error("audit event is {0} bytes; the limit is {MAX_EVENT}")]
     TooLarge(usize),
-    /// An earlier write failed; the log refuses appends until the node restarts.
-    #[error("audit log is unavailable after a failed write")]
+    /// A write failed or the log failed its check: it refuses appends, and
+    /// so every change, until an operator mends it and restarts the node.
+    #[error(
+        "the audit log refuses appends (a write or its integrity check failed); the node's log says why"
+    )]
     Unavailable,
     /// A checkpoint or proof did not verify.
     #[error("audit verification failed: {0}")]

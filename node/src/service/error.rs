@@ -241,6 +241,7 @@ impl ServiceError {
             },
             ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => K::NotFound,
             ServiceError::Audit(AuditError::Range(_)) => K::Invalid,
+            ServiceError::Audit(AuditError::Unavailable) => K::Unavailable,
             ServiceError::Store(_)
             | ServiceError::Audit(_)
             | ServiceError::Vault(_)
@@ -293,6 +294,7 @@ impl ServiceError {
             },
             ServiceError::Vault(crate::crypto::CryptoError::NoDossierKey(_)) => "erased".into(),
             ServiceError::Audit(AuditError::Range(_)) => "out_of_range".into(),
+            ServiceError::Audit(AuditError::Unavailable) => "audit_unavailable".into(),
             ServiceError::Store(_)
             | ServiceError::Audit(_)
             | ServiceError::Vault(_)

@@ -134,6 +134,10 @@ pub struct Node {
     network: Arc<dyn PeerNetwork>,
     /// Witness alarms raised since start.
     witness_alarms: std::sync::atomic::AtomicU64,
+    /// Held through a witness round: two rounds at once could hold a
+    /// checkpoint fetched by one against a larger one the other just
+    /// accepted, and raise a false alarm.
+    witnessing: tokio::sync::Mutex<()>,
     /// When a checkpoint was last signed because someone asked (auditors'
     /// queries, peers' first pages): at most one per [`ON_DEMAND_CHECKPOINT`].
     on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
@@ -228,6 +232,7 @@ impl Node {
             changes: tokio::sync::RwLock::new(()),
             replay_needed: std::sync::atomic::AtomicBool::new(false),
             witness_alarms: std::sync::atomic::AtomicU64::new(0),
+            witnessing: tokio::sync::Mutex::new(()),
             on_demand: tokio::sync::Mutex::new(None),
             nonces: std::sync::Mutex::new(nonces::Nonces::default()),
             holdings: std::sync::Mutex::new(std::collections::HashMap::new()),

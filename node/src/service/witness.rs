@@ -75,7 +75,9 @@ pub use crate::audit::bundle::Evidence;
 impl Node {
     /// Upkeep: witnesses every active peer once; returns how many
     /// checkpoints were accepted (alarms are kept and logged, not errors).
+    /// One round at a time: a round waits for one under way.
     pub async fn witness_peers(&self) -> usize {
+        let _one_round = self.witnessing.lock().await;
         let peers: Vec<RosterMember> = self
             .roster
             .get()

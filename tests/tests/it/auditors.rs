@@ -979,3 +979,28 @@ async fn a_reader_that_never_attached_answers_a_holder_that_proves_it_holds_the_
         "the holder's own proof opens the reader's part"
     );
 }
+
+/// A guard, not a proof (the window is narrow): a round that fetched a
+/// checkpoint, then found a larger one another round had just accepted,
+/// raised a false "smaller tree" alarm in a loaded demo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_rounds_at_once_raise_no_false_alarm_while_a_log_grows() {
+    let c = Cluster::start().await;
+    let ccas = c.running("ccas-rodez").node().clone();
+    let caf = c.running("caf12").node().clone();
+    let desk = c.desk("ccas-rodez", "agent-ccas").await;
+    for _ in 0..30 {
+        desk.open().await.expect("opened");
+        // Upkeep's round and an asked-for one at once, while the peer signs
+        // a larger tree.
+        let (_, _, grown) = tokio::join!(
+            caf.witness_peers(),
+            caf.witness_peers(),
+            ccas.checkpoint_if_grown()
+        );
+        grown.expect("checkpoint");
+    }
+    caf.witness_peers().await;
+    let snapshot = caf.snapshot().await.expect("snapshot");
+    assert_eq!(snapshot.witness_alarms, 0);
+}

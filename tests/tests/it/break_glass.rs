@@ -134,6 +134,12 @@ async fn the_departement_breaks_the_glass_the_access_is_flagged_ends_and_is_revi
     assert!(text.contains(WHY), "{text}");
     assert!(report.lines.iter().any(|l| l.break_glass), "{text}");
 
+    // The metrics count what the owner's auditors have to review.
+    let pending = accesses(&owner_dpo, true).await.len();
+    assert_eq!(pending, 2);
+    let snapshot = c.running("ccas-rodez").node().snapshot().await;
+    assert_eq!(snapshot.expect("snapshot").break_glass_pending, 2);
+
     // At the end of the charter's 24 h, upkeep logs the end and removes the reader.
     c.clock.advance(25 * 3600);
     let node = c.running("ccas-rodez").node();

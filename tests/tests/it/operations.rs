@@ -472,3 +472,206 @@ async fn a_peer_over_its_mls_rate_is_refused_and_counted_and_the_grant_still_hol
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_live_node_whose_log_fails_its_check_says_not_serving_and_refuses_changes() {
+    use futures_util::StreamExt;
+    use maillon_node::audit::{AuditEvent, CHECKED_AT_OPEN, Integrity};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", with_metrics).await;
+    let desk = c.desk("caf12", "agent-caf").await;
+    // A log long enough to be checked in the background at start: the
+    // node serves at once and learns of damage while it runs.
+    let node = c.running("caf12").node().clone();
+    let appends = futures_util::stream::iter(0..CHECKED_AT_OPEN).map(|i| {
+        let node = node.clone();
+        async move {
+            let reason = format!("essai {i:06}");
+            node.audit_log()
+                .append(1_800_000_000, AuditEvent::ConsoleLoginRefused { reason })
+                .await
+        }
+    });
+    let results: Vec<_> = appends.buffer_unordered(256).collect().await;
+    assert!(results.iter().all(Result::is_ok));
+    drop(node);
+    // A clean restart moves the replay mark past those entries.
+    c.restart("caf12").await;
+    let log = c.node("caf12").dir.join("audit").join("audit.log");
+    reconfigure(&mut c, "caf12", |_| {
+        // One entry in the middle changed while the node was stopped.
+        let mut bytes = std::fs::read(&log).expect("log");
+        let needle = b"essai 025000";
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("the entry");
+        bytes[at + needle.len() - 1] = b'9';
+        std::fs::write(&log, bytes).expect("written");
+    })
+    .await;
+
+    let node = c.running("caf12").node().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while node.audit_log().integrity() == Integrity::Checking {
+        assert!(std::time::Instant::now() < deadline, "the check never ends");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(matches!(node.audit_log().integrity(), Integrity::Failed(_)));
+
+    // Plain HTTP probes see it at once.
+    let (status, body) = http(metrics_addr(&c, "caf12"), "GET", "/healthz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("refuses appends"), "{body}");
+    let (_, text) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert_eq!(
+        sample(&text, "maillon_audit_appending "),
+        Some(0.0),
+        "{text}"
+    );
+
+    // gRPC health on the client API turns NOT_SERVING within its period.
+    let admin = &c.node("caf12").admin;
+    let channel = maillon_node::transport::tls_channel(
+        &admin.endpoint,
+        maillon_node::crypto::pinned_client_config(admin.server_spki_sha256).expect("cfg"),
+    )
+    .expect("channel");
+    let mut health = HealthClient::new(channel);
+    loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: "maillon.v1.Client".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        if status == ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert_eq!(status, ServingStatus::Serving as i32);
+        assert!(std::time::Instant::now() < deadline, "health never turns");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A change, which must be logged first, is refused and nothing is kept.
+    let size = node.audit_log().size();
+    let (code, why) = refusal(desk.open().await);
+    assert_eq!(code, Code::Unavailable, "{why}");
+    assert_eq!(why, "audit_unavailable");
+    assert_eq!(node.audit_log().size(), size);
+    // The admin sees why in the node's status.
+    let admin = c.admin("caf12");
+    let st = admin
+        .api()
+        .node_status(admin.req(pb::NodeStatusRequest {}))
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(!st.audit_appending, "{st:?}");
+    assert!(st.audit_integrity.contains("fail"), "{st:?}");
+
+    // A partner's `node check` finds it up but not serving, and says whom to tell.
+    let dir = c.node("ccas-rodez").dir.clone();
+    let findings = maillon_cli::commands::check::findings(&dir).await;
+    let down: Vec<_> = findings.iter().filter(|f| !f.ok).collect();
+    assert_eq!(down.len(), 1, "{down:#?}");
+    assert!(down[0].check == "peer" && down[0].detail.contains("caf12"));
+    assert!(
+        down[0].detail.contains("reachable but not serving"),
+        "{down:?}"
+    );
+    assert!(
+        down[0]
+            .fix
+            .as_deref()
+            .is_some_and(|x| x.contains("NOT_SERVING"))
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_missed_a_roster_version_is_counted_behind_in_the_metrics() {
+    let mut c = Cluster::start().await;
+    reconfigure(&mut c, "caf12", with_metrics).await;
+    // The département's node is down while the others adopt a version.
+    c.fed.node_mut("cd12").stop().await;
+    let change = maillon_node::roster::Change::SetQuorum {
+        quorum: "3/5".parse().expect("quorum"),
+    };
+    assert_eq!(
+        c.vote(&change, "caf12", &["ccas-rodez"]).await.outcome,
+        "adopted"
+    );
+    c.wait_version(&["caf12", "ccas-rodez"], 2).await;
+
+    let (_, text) = http(metrics_addr(&c, "caf12"), "GET", "/metrics").await;
+    assert_eq!(
+        sample(&text, "maillon_roster_version "),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"maillon_peers{state="current"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"maillon_peers{state="behind"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    // The status names which.
+    let admin = c.admin("caf12");
+    let st = admin
+        .api()
+        .node_status(admin.req(pb::NodeStatusRequest {}))
+        .await
+        .expect("status")
+        .into_inner();
+    let peer = |id: &str| st.peers.iter().find(|p| p.member == id).expect("listed");
+    let ccas = peer("ccas-rodez");
+    assert!(ccas.told && ccas.told_version == 2, "{st:?}");
+    let cd = peer("cd12");
+    assert!(!cd.told || cd.told_version < 2, "{st:?}");
+}
+
+#[tokio::test]
+async fn admins_whose_token_ends_within_thirty_days_are_named_for_the_start_warning() {
+    let c = Cluster::start().await;
+    let admin = c.admin("caf12");
+    for (name, role, valid_days) in [
+        ("admin-court", "admin", 20),
+        ("admin-long", "admin", 365),
+        ("agent-court", "caseworker", 10),
+    ] {
+        admin
+            .api()
+            .add_user(admin.req(pb::AddUserRequest {
+                name: name.into(),
+                role: role.into(),
+                valid_days,
+            }))
+            .await
+            .expect("added");
+    }
+    let node = c.running("caf12").node();
+    let ending = || {
+        let mut names: Vec<String> = node
+            .admin_tokens_ending_within(30)
+            .expect("read")
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    // Only the admin's short token; a caseworker's is not a way back in.
+    assert_eq!(ending(), ["admin-court"]);
+    // Eleven months on, every admin's token is near its end (or past it).
+    c.clock.advance(340 * 86_400);
+    assert_eq!(ending(), ["admin", "admin-court", "admin-long"]);
+}
