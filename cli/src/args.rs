@@ -462,6 +462,13 @@ pub enum DossierCmd {
         #[arg(long)]
         birth_date: String,
     },
+    /// Find this node's dossiers by the person's names, birth date
+    /// (12/03/1984 or 1984-03-12) or the start of the id; every word must
+    /// answer. Only what this desk typed, the newest first, at most 50.
+    Search {
+        /// Words to look for; none lists the newest dossiers.
+        text: Vec<String>,
+    },
     /// The unified dossier: this node's sections and every section other
     /// members share with it, fetched at once, each with its status.
     View {

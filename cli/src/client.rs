@@ -71,6 +71,15 @@ impl Conn {
         Ok(r.into_inner().dossier)
     }
 
+    /// This node's dossiers answering `text`.
+    pub async fn search_dossiers(&self, text: &str) -> Result<Vec<pb::DossierSummary>, Status> {
+        let r = self
+            .api()
+            .search_dossiers(self.req(pb::SearchDossiersRequest { text: text.into() }))
+            .await?;
+        Ok(r.into_inner().dossiers)
+    }
+
     /// The unified dossier, source by source.
     pub async fn view_dossier(
         &self,

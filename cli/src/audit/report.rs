@@ -1100,6 +1100,10 @@ fn describe(
             agent(by.as_str()),
             section_fr(*section)
         ),
+        E::DossierConsulted { by, .. } => format!(
+            "{t} : {inst}{} a ouvert la fiche de votre dossier (identité, parties et consentements, sans leur contenu).",
+            agent(by.as_str())
+        ),
         E::ConsentsListed { by, .. } => format!(
             "{t} : {inst}{} a consulté la liste de vos consentements.",
             agent(by.as_str())

@@ -24,6 +24,42 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd, json: bool) -> Result<
                 .await?;
             super::done(json, serde_json::json!({ "dossier": id }), &id);
         }
+        DossierCmd::Search { text } => {
+            let found = conn.search_dossiers(&text.join(" ")).await?;
+            if json {
+                let list: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "dossier": d.dossier,
+                            "given_name": d.given_name,
+                            "family_name": d.family_name,
+                            "birth_date": d.birth_date,
+                            "opened_at": d.opened_at,
+                            "attached_from": (!d.attached_from.is_empty()).then_some(&d.attached_from),
+                            "closed": d.closed,
+                        })
+                    })
+                    .collect();
+                super::print_value(&serde_json::json!({ "dossiers": list }));
+            } else if found.is_empty() {
+                say("no dossier of this node answers");
+            } else {
+                for d in &found {
+                    let mut line = format!(
+                        "{}  {} {}  born {}",
+                        d.dossier, d.given_name, d.family_name, d.birth_date
+                    );
+                    if !d.attached_from.is_empty() {
+                        line.push_str(&format!("  (held by {})", d.attached_from));
+                    }
+                    if d.closed {
+                        line.push_str("  (closed)");
+                    }
+                    say(&line);
+                }
+            }
+        }
         DossierCmd::View { dossier, purpose } => {
             let dossier: maillon_node::types::DossierId = arg("dossier", &dossier)?;
             let view = conn.view_dossier_whole(dossier.as_str(), &purpose).await?;

@@ -344,6 +344,14 @@ pub enum AuditEvent {
         /// The user at this node who did it.
         by: UserName,
     },
+    /// A caseworker looked at a dossier's page: the identity typed at this
+    /// desk and which sections, consents and référent it has (no content).
+    DossierConsulted {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The user at this node who did it.
+        by: UserName,
+    },
     /// A caseworker or auditor listed the consents of a dossier.
     ConsentsListed {
         /// The dossier the entry is about (its opaque id only).
@@ -552,6 +560,7 @@ impl AuditEvent {
             | E::ConsentShown { dossier, .. }
             | E::SectionRead { dossier, .. }
             | E::ConsentsListed { dossier, .. }
+            | E::DossierConsulted { dossier, .. }
             | E::ConsentRevoked { dossier, .. }
             | E::GroupMemberAdded { dossier, .. }
             | E::GroupMemberRemoved { dossier, .. }

@@ -12,7 +12,15 @@
 //! spend it), which opens a session in a `__Host-` cookie (Secure,
 //! HttpOnly, SameSite=Strict). Every form carries the session's CSRF token,
 //! compared in constant time. Failed logins are limited per address.
-//! OpenID Connect and the pages of each use case come next.
+//!
+//! Pages: the caseworker's search, dossier page, unified view (read with
+//! a purpose), a form per section (`sections`), consent at the desk with
+//! its receipt and withdrawal (`consents`). OpenID Connect, the auditor's
+//! and the admin's pages come next.
+
+// A refused request's page is the early return of the handler that made it;
+// boxing it would buy nothing on a path that renders a page anyway.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +37,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::crypto::{CryptoError, TlsIdentity};
 use crate::service::Node;
+
+mod consents;
+mod dossiers;
+mod sections;
 
 /// Most connections served at once.
 const MAX_CONNECTIONS: usize = 256;
@@ -172,6 +184,26 @@ impl Console {
         }
     }
 
+    /// A member's display name in the roster in force (its id if unlisted).
+    fn member_name(&self, member: &crate::types::MemberId) -> String {
+        self.node
+            .roster()
+            .roster()
+            .member(member)
+            .map_or_else(|| member.to_string(), |m| m.card.name.clone())
+    }
+
+    /// The French page for a failure that is not the caller's doing.
+    fn unavailable(&self, e: &crate::service::ServiceError, title: &str) -> Response {
+        tracing::warn!(error = %e, "a console action failed");
+        let message = if e.kind() == crate::service::ErrorKind::Unavailable {
+            "Le nœud ne peut pas enregistrer d'action pour le moment (son journal d'audit est indisponible) : prévenez l'équipe informatique."
+        } else {
+            "Une erreur est survenue : réessayez dans un moment. Si elle revient, prévenez l'équipe informatique."
+        };
+        self.error(StatusCode::SERVICE_UNAVAILABLE, title, message)
+    }
+
     fn error(&self, status: StatusCode, title: &str, message: &str) -> Response {
         let page = Erreur {
             partner: &self.partner,
@@ -277,6 +309,58 @@ fn refused_role(c: &Console, who: &str) -> Response {
         "Accès réservé",
         &format!("Cette page est réservée {who}. Votre rôle ne permet pas d'y accéder."),
     )
+}
+
+/// The session and caller of a caseworker's request, or the French page
+/// that refuses it.
+fn caseworker(
+    c: &Console,
+    headers: &axum::http::HeaderMap,
+) -> Result<(crate::service::ConsoleSession, crate::service::Caller), Response> {
+    let Some(session) = session_of(c, headers) else {
+        return Err(login_required(c));
+    };
+    if session.role != crate::types::Role::Caseworker {
+        return Err(refused_role(c, "aux travailleurs sociaux"));
+    }
+    let caller = crate::service::Caller {
+        name: session.user.clone(),
+        role: session.role,
+        token_expires_at: None,
+    };
+    Ok((session, caller))
+}
+
+/// A redirect after a form (303: the browser asks the page with GET).
+fn see_other(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+        Err(_) => redirect_home(None),
+    }
+}
+
+/// A time as people in France read it.
+fn when_fr(t: i64) -> String {
+    crate::types::french_time(t).unwrap_or_else(|| t.to_string())
+}
+
+/// Why a section of the unified view could not be read, in French.
+fn refusal_fr(e: &crate::service::ServiceError) -> String {
+    match e.reason().as_str() {
+        "no_consent" => "aucun consentement de la personne ne couvre cette lecture".into(),
+        "masked" => "la personne a masqué cette partie".into(),
+        "section_not_covered" => "le consentement ne couvre pas cette partie".into(),
+        "revoked" => "le consentement a été retiré".into(),
+        "expired" => "le consentement a expiré".into(),
+        "not_yet_valid" => "le consentement n'est pas encore en vigueur".into(),
+        "charter" => "la charte du GIP ne permet pas cette lecture".into(),
+        "closed" => "le parcours est clos chez ce partenaire".into(),
+        "unreachable" => "le partenaire ne répond pas pour le moment".into(),
+        "erased" => "le dossier a été effacé chez ce partenaire".into(),
+        "rate_limited" => "trop de lectures en peu de temps : réessayez dans un moment".into(),
+        "not_found" | "no_such_section" => "cette partie n'existe plus chez ce partenaire".into(),
+        other => format!("lecture refusée ({other})"),
+    }
 }
 
 /// Whether a form carries the session's token (compared in constant time).
@@ -465,7 +549,30 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/", get(accueil))
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
+        .route("/dossiers", get(dossiers::recherche))
         .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
+        .route("/dossiers/{id}", get(dossiers::fiche))
+        .route("/dossiers/{id}/vue", axum::routing::post(dossiers::vue))
+        .route(
+            "/dossiers/{id}/sections/{section}",
+            get(dossiers::section).post(dossiers::section_envoyee),
+        )
+        .route(
+            "/dossiers/{id}/consentements/nouveau",
+            get(consents::nouveau),
+        )
+        .route(
+            "/dossiers/{id}/consentements",
+            axum::routing::post(consents::enregistrer),
+        )
+        .route(
+            "/dossiers/{id}/consentements/{consent}",
+            get(consents::recu),
+        )
+        .route(
+            "/dossiers/{id}/consentements/{consent}/retrait",
+            axum::routing::post(consents::retirer),
+        )
         .route("/static/maillon.css", get(stylesheet))
         .fallback(move || introuvable(axum::extract::State(fallback_state.clone())))
         .with_state(state)

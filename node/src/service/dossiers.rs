@@ -14,7 +14,7 @@ use crate::storage::Tree;
 use crate::types::{Date, DossierId, MemberId, Role, Section, UserName};
 
 /// The slot the identity record is sealed under (never a section's name).
-const IDENTITY_SLOT: &str = "record/identity";
+pub(super) const IDENTITY_SLOT: &str = "record/identity";
 
 /// The slot a section is sealed under.
 fn section_slot(section: Section) -> String {

@@ -31,6 +31,7 @@ mod outbox;
 mod reads;
 mod referent;
 mod replay;
+mod search;
 mod status;
 mod users;
 mod witness;
@@ -65,6 +66,7 @@ pub use outbox::{
 };
 pub use reads::REQUEST_WINDOW;
 pub use referent::{FRESHNESS_DEADLINE, PartnerFreshness, Referent};
+pub use search::{DossierPage, DossierSummary, MAX_SEARCH_RESULTS, MAX_SEARCH_TEXT};
 pub use status::{Listening, NodeStatus, PeerState};
 pub use users::{Caller, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, NewUser, UserRecord, create_user};
 pub use witness::{Evidence, MAX_PROOF, ProofKind, WITNESS_PERIOD, WitnessView, Witnessed};

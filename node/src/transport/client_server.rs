@@ -371,6 +371,30 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn search_dossiers(
+        &self,
+        req: Request<pb::SearchDossiersRequest>,
+    ) -> Result<Response<pb::SearchDossiersReply>, Status> {
+        let caller = self.caller(&req)?;
+        let text = req.into_inner().text;
+        let found = self.node.search_dossiers(&caller, &text).map_err(status)?;
+        Ok(Response::new(pb::SearchDossiersReply {
+            dossiers: found
+                .into_iter()
+                .map(|d| pb::DossierSummary {
+                    dossier: d.id.to_string(),
+                    given_name: d.given_name,
+                    family_name: d.family_name,
+                    birth_date: d.birth_date.to_string(),
+                    opened_at: d.opened_at,
+                    attached_from: d.attached_from.map(|m| m.to_string()).unwrap_or_default(),
+                    closed: d.closed,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn view_dossier(
         &self,
         req: Request<pb::ViewDossierRequest>,

@@ -124,7 +124,7 @@ async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
     assert!(header(&headers, "content-type").is_some_and(|v| v.starts_with("text/css")));
     assert!(css.contains(":focus"), "a visible focus");
 
-    let (status, headers, body) = https(&c, "caf12", "GET", "/dossiers/DSU-inconnu").await;
+    let (status, headers, body) = https(&c, "caf12", "GET", "/pas/une/page").await;
     assert_eq!(status, 404);
     assert!(body.contains("Page introuvable"), "{body}");
     assert!(header(&headers, "content-security-policy").is_some());
@@ -456,4 +456,254 @@ async fn a_node_without_a_console_gives_no_link_and_says_so_only_to_an_admin() {
     let auditor = c.user("caf12", "dpo", Role::Auditor).await;
     let entries = maillon_tests::audit_entries(&auditor).await;
     assert!(!entries.iter().any(|e| e["event"] == "console_link_issued"));
+}
+
+/// `s` as a form value.
+fn form_value(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_the_partner_reads_it()
+ {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    with_console(&mut c, "caf12").await;
+    let ccas = "ccas-rodez";
+    let (cookie, csrf) = logged_in(&c, ccas, "agent-accueil", Role::Caseworker).await;
+    let post = |path: String, body: String| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move { send(c, ccas, "POST", &path, Some(&cookie), Some(&body)).await }
+    };
+    let get = |path: String| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move { send(c, ccas, "GET", &path, Some(&cookie), None).await }
+    };
+    let (status, _, page) = post(
+        "/dossiers/ouvrir".into(),
+        format!("csrf={csrf}&prenom=H%C3%A9l%C3%A8ne&nom=Martin&naissance=12%2F03%2F1984"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let d = page
+        .split(r#"class="reference">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the reference")
+        .to_owned();
+
+    // Search: accents and case do not matter; a birth date as typed at the desk.
+    for q in ["helene", "MARTIN+h%C3%A9l", "12%2F03%2F1984"] {
+        let (status, _, page) = get(format!("/dossiers?q={q}")).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(&format!(r#"href="/dossiers/{d}""#)),
+            "{q}: {page}"
+        );
+    }
+    let (_, _, page) = get("/dossiers?q=dupont".into()).await;
+    assert!(page.contains("Aucun dossier ne correspond"), "{page}");
+    let long = "a".repeat(201);
+    let (status, _, page) = get(format!("/dossiers?q={long}")).await;
+    assert_eq!(status, 422);
+    assert!(page.contains(r#"id="q-erreur""#));
+
+    // The dossier's page is logged under the console user.
+    let (status, _, page) = get(format!("/dossiers/{d}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Dossier de Hélène Martin"), "{page}");
+    let auditor = c.user(ccas, "dpo", Role::Auditor).await;
+    let consulted = maillon_tests::audit_events(&auditor, "dossier_consulted").await;
+    assert_eq!(consulted.len(), 1);
+    assert_eq!(consulted[0]["by"], "agent-accueil");
+
+    // A section's form: each bad field is told beside itself, nothing written.
+    let housing = format!("/dossiers/{d}/sections/housing");
+    let (status, _, form) = get(housing.clone()).await;
+    assert_eq!(status, 200);
+    assert!(form.contains(r#"<label for="loyer">"#) && form.contains(r#"<select id="situation""#));
+    let (status, _, page) = post(
+        housing.clone(),
+        format!("csrf={csrf}&situation=ch%C3%A2teau&loyer=beaucoup&demande_logement_social=oui"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains(r#"id="situation-erreur""#) && page.contains(r#"id="loyer-erreur""#));
+    assert!(!page.contains(r#"id="demande_logement_social-erreur""#));
+    assert!(
+        page.contains(r#"value="beaucoup""#),
+        "what was typed is kept"
+    );
+    let desk = c.desk(ccas, "agent-cli").await;
+    assert!(desk.get(&d, "housing").await.is_err(), "nothing written");
+    let (status, headers, _) = post(
+        housing.clone(),
+        format!(
+            "csrf={csrf}&situation=h%C3%A9berg%C3%A9e+chez+un+tiers&loyer=412%2C50&demande_logement_social=oui"
+        ),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        header(&headers, "location"),
+        Some(format!("/dossiers/{d}?ecrit=housing").as_str())
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&desk.get(&d, "housing").await.expect("written")).expect("json");
+    assert_eq!(
+        written,
+        serde_json::json!({"situation": "hébergée chez un tiers", "loyer": 412.5, "demande_logement_social": true})
+    );
+    // Without the form's token, nothing is written.
+    let (status, _, _) = post(housing.clone(), "situation=sans+domicile".into()).await;
+    assert_eq!(status, 403);
+
+    // The consent form: what is missing is told beside its field.
+    let (status, _, form) = get(format!("/dossiers/{d}/consentements/nouveau")).await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains(r#"value="caf12""#),
+        "the partners are offered"
+    );
+    let (status, _, page) = post(
+        format!("/dossiers/{d}/consentements"),
+        format!("csrf={csrf}&partage=housing&masque=housing&motif=&recueil=informee&jusqu_au=01%2F01%2F2000"),
+    )
+    .await;
+    assert_eq!(status, 422);
+    for field in ["destinataire", "masque", "motif", "recueil", "jusqu_au"] {
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{field}: {page}"
+        );
+    }
+    let until = maillon_tests::next_year(&c.clock);
+    let (y, m, day) = (&until[0..4], &until[5..7], &until[8..10]);
+    let (status, headers, _) = post(
+        format!("/dossiers/{d}/consentements"),
+        format!(
+            "csrf={csrf}&partage=housing&destinataire=caf12&motif={}&fondement=consentement&recueil=oral&jusqu_au={day}%2F{m}%2F{y}",
+            form_value("instruction de la demande de logement")
+        ),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let receipt = header(&headers, "location")
+        .expect("the receipt")
+        .to_owned();
+    let (status, _, page) = get(receipt.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Récépissé de consentement"), "{page}");
+    assert!(page.contains("CAF de l&#39;Aveyron"), "{page}");
+    assert!(page.contains("Retirer ce consentement"));
+
+    // The CAF's caseworker, at its own console, reads it in the unified view.
+    let caf_cli = c.desk("caf12", "agent-caf-cli").await;
+    caf_cli
+        .conn
+        .attach_dossier(&d, ccas, ("Hélène", "Martin", "1984-03-12"))
+        .await
+        .expect("attached");
+    let (caf_cookie, caf_csrf) = logged_in(&c, "caf12", "agent-caf", Role::Caseworker).await;
+    let view = |purpose: &'static str| {
+        let (c, cookie, csrf, d) = (&c, caf_cookie.clone(), caf_csrf.clone(), d.clone());
+        async move {
+            send(
+                c,
+                "caf12",
+                "POST",
+                &format!("/dossiers/{d}/vue"),
+                Some(&cookie),
+                Some(&format!("csrf={csrf}&motif={}", form_value(purpose))),
+            )
+            .await
+        }
+    };
+    let (status, _, page) = view("ouverture des droits au logement").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Logement — CCAS de Rodez"), "{page}");
+    assert!(
+        page.contains("hébergée chez un tiers") && page.contains("412,5"),
+        "{page}"
+    );
+    assert!(page.contains("lue au titre du consentement CNS-"), "{page}");
+    let (status, _, page) = view("").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Motif requis"));
+
+    // Withdrawn at the CCAS: the receipt says so and the CAF's view is refused.
+    let consent = receipt.rsplit('/').next().expect("id").to_owned();
+    let (status, _, _) = post(format!("{receipt}/retrait"), "csrf=autre".into()).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = post(format!("{receipt}/retrait"), format!("csrf={csrf}")).await;
+    assert_eq!(status, 303);
+    let (_, _, page) = get(receipt.clone()).await;
+    assert!(
+        page.contains("a été retiré") && !page.contains("Retirer ce consentement"),
+        "{page}"
+    );
+    let (_, _, page) = get(format!("/dossiers/{d}")).await;
+    assert!(page.contains(&consent) && page.contains("retiré"), "{page}");
+    let (status, _, page) = view("ouverture des droits au logement").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Non lue"), "{page}");
+    assert!(!page.contains("412,5"), "{page}");
+}
+
+#[tokio::test]
+async fn the_dossier_pages_refuse_in_french_without_a_session_a_role_or_a_real_path() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    let id = "ccas-rodez";
+    let desk = c.desk(id, "agent-cli").await;
+    let d = desk.open().await.expect("opened");
+    for path in [
+        "/dossiers".to_owned(),
+        format!("/dossiers/{d}"),
+        format!("/dossiers/{d}/sections/housing"),
+        format!("/dossiers/{d}/consentements/nouveau"),
+    ] {
+        let (status, _, body) = https(&c, id, "GET", &path).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(body.contains("Connexion requise"), "{path}");
+    }
+    let (auditor, _) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    for path in ["/dossiers".to_owned(), format!("/dossiers/{d}")] {
+        let (status, _, body) = send(&c, id, "GET", &path, Some(&auditor), None).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(body.contains("Accès réservé"), "{path}");
+    }
+    let (cookie, _) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    for (path, title) in [
+        ("/dossiers/pas-un-dossier".to_owned(), "Dossier introuvable"),
+        (
+            "/dossiers/DSU-00000000000000000000000000".to_owned(),
+            "Dossier introuvable",
+        ),
+        (format!("/dossiers/{d}/sections/salaire"), "Partie inconnue"),
+        (
+            format!("/dossiers/{d}/consentements/CNS-00000000000000000000000000"),
+            "Consentement introuvable",
+        ),
+    ] {
+        let (status, _, body) = send(&c, id, "GET", &path, Some(&cookie), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains(title), "{path}: {body}");
+        assert!(!body.to_lowercase().contains("panic"), "{path}");
+    }
+    // Nothing of the refused requests reached the log.
+    let dpo = c.user(id, "dpo", Role::Auditor).await;
+    assert!(
+        maillon_tests::audit_events(&dpo, "dossier_consulted")
+            .await
+            .is_empty()
+    );
 }

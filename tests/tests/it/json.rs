@@ -156,6 +156,19 @@ async fn every_data_command_prints_one_json_value_with_its_documented_fields() {
             .is_some_and(|d| d.starts_with("DSU-")),
         "{opened}"
     );
+    // Search: this node's dossiers only, by names as typed, accents aside.
+    let found = json_of(&agent, &["dossier", "search", "lea", "roux"]).await;
+    let list = found["dossiers"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{found}");
+    assert_eq!(list[0]["dossier"], opened["dossier"]);
+    assert_eq!(list[0]["given_name"], "Léa");
+    assert!(list[0]["attached_from"].is_null());
+    has(
+        &list[0],
+        &["family_name", "birth_date", "opened_at", "closed"],
+    );
+    let none = json_of(&agent, &["dossier", "search", "dupont"]).await;
+    assert_eq!(none["dossiers"], serde_json::json!([]));
 
     let tail = json_of(&dpo, &["audit", "tail", "--limit", "5"]).await;
     has(&tail, &["size", "events"]);
