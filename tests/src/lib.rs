@@ -2,6 +2,8 @@
 //! real TLS, real sled stores in a temporary folder, real MLS groups, and a
 //! manual clock shared by every node.
 
+pub mod browser;
+
 use std::sync::Arc;
 
 use maillon_cli::client::Conn;

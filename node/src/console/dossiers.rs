@@ -284,12 +284,25 @@ pub(super) async fn vue(
             match v.outcome {
                 Ok(read) => {
                     source.champs = match serde_json::from_str::<serde_json::Value>(&read.json) {
-                        Ok(serde_json::Value::Object(map)) => map
-                            .iter()
-                            .map(|(k, value)| {
-                                (sections::label_of(v.section, k), sections::value_fr(value))
-                            })
-                            .collect(),
+                        Ok(serde_json::Value::Object(map)) => {
+                            // The form's order, then what the form does not know.
+                            let order = |k: &str| {
+                                sections::fields(v.section)
+                                    .iter()
+                                    .position(|f| f.key == k)
+                                    .unwrap_or(usize::MAX)
+                            };
+                            let mut keys: Vec<&String> = map.keys().collect();
+                            keys.sort_by_key(|k| order(k));
+                            keys.into_iter()
+                                .map(|k| {
+                                    (
+                                        sections::label_of(v.section, k),
+                                        sections::value_fr(&map[k]),
+                                    )
+                                })
+                                .collect()
+                        }
                         _ => vec![("contenu".into(), read.json.clone())],
                     };
                     source.ecrit = Some(when_fr(read.written_at));

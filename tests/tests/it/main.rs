@@ -6,6 +6,7 @@ mod auditors;
 mod backup;
 mod bad_input;
 mod break_glass;
+mod browser;
 mod cli;
 mod closing;
 mod consent;

@@ -1,0 +1,245 @@
+//! The console in a real browser (Debian's chromium, headless, through
+//! chromium-driver): a caseworker's day across two partners' consoles,
+//! keyboard only where it matters, every page checked by axe-core against
+//! the WCAG 2.1 A and AA rules, a screenshot of each main page under
+//! `target/console-screenshots/` for review.
+
+use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
+use maillon_tests::Cluster;
+use maillon_tests::browser::{Browser, Driver, ENTER, TAB, axe_script};
+
+/// Restarts `id`'s node with its console on a free loopback port.
+async fn with_console(c: &mut Cluster, id: &str) {
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    let node = c.fed.node_mut(id);
+    node.stop().await;
+    let toml = maillon_node::config::Config::file(&node.dir);
+    let text = std::fs::read_to_string(&toml).expect("node.toml");
+    std::fs::write(&toml, format!("console_listen = \"127.0.0.1:0\"\n{text}")).expect("write");
+    node.start(clock).await.expect("starts with its console");
+}
+
+/// The console's address at `id`.
+fn console(c: &Cluster, id: &str) -> String {
+    let addr = c
+        .running(id)
+        .node()
+        .listening()
+        .and_then(|l| l.console)
+        .expect("console served");
+    format!("https://{addr}")
+}
+
+/// Logs `user` (made with `role`) in at `id`'s console through a one-time
+/// link its admin gives, as a person would: open the link, click.
+async fn log_in(c: &Cluster, b: &Browser<'_>, id: &str, user: &str, role: Role) {
+    let _ = c.user(id, user, role).await;
+    let admin = c.node(id).admin().expect("admin");
+    let url = admin
+        .api()
+        .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: user.into() }))
+        .await
+        .expect("a link")
+        .into_inner()
+        .url;
+    let path = &url[url.find("/connexion/").expect("a login path")..];
+    b.goto(&format!("{}{path}", console(c, id))).await;
+    b.follow("button[type=submit]").await;
+    assert!(
+        b.text().await.contains(&format!("Bonjour {user}")),
+        "logged in"
+    );
+}
+
+/// Checks the page with axe-core, keeps what it finds under the page's
+/// name, and writes a screenshot of it.
+struct Review {
+    axe: String,
+    violations: Vec<String>,
+}
+
+impl Review {
+    async fn page(&mut self, b: &Browser<'_>, name: &str) {
+        for v in b.accessibility_violations(&self.axe).await {
+            self.violations.push(format!("{name}: {v}"));
+        }
+        b.screenshot(name).await;
+    }
+}
+
+#[test]
+fn a_caseworkers_day_in_a_real_browser_across_two_consoles() {
+    // The day is one large future: a debug build needs more than the test
+    // thread's 2 MiB of stack to poll it.
+    std::thread::Builder::new()
+        .stack_size(32 * 1024 * 1024)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(caseworkers_day())
+        })
+        .expect("a thread")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+async fn caseworkers_day() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    with_console(&mut c, "caf12").await;
+    let driver = Driver::start().await;
+    let pins = [
+        c.node("ccas-rodez").admin.server_spki_sha256,
+        c.node("caf12").admin.server_spki_sha256,
+    ];
+    let mut review = Review {
+        axe: axe_script(),
+        violations: Vec::new(),
+    };
+    let ccas = driver.session(&pins).await;
+    let at_ccas = console(&c, "ccas-rodez");
+
+    // The checker finds what it must: an image without a text alternative.
+    ccas.goto(&at_ccas).await;
+    ccas.script("document.body.appendChild(document.createElement('img')); return true")
+        .await;
+    let found = ccas.accessibility_violations(&review.axe).await;
+    assert!(
+        found.iter().any(|v| v.starts_with("image-alt")),
+        "{found:?}"
+    );
+
+    // Before login: the welcome page.
+    ccas.goto(&at_ccas).await;
+    review.page(&ccas, "accueil-anonyme").await;
+    log_in(&c, &ccas, "ccas-rodez", "agent-accueil", Role::Caseworker).await;
+    review.page(&ccas, "accueil").await;
+
+    // Opening a dossier with the keyboard only: Tab to the first field, type,
+    // Tab, type, Tab, type, Enter.
+    ccas.goto(&format!("{at_ccas}/dossiers/ouvrir")).await;
+    review.page(&ccas, "ouvrir").await;
+    for _ in 0..10 {
+        if ccas.focused_id().await == "prenom" {
+            break;
+        }
+        ccas.keys(TAB).await;
+    }
+    assert_eq!(
+        ccas.focused_id().await,
+        "prenom",
+        "the first field is reached by Tab"
+    );
+    ccas.keys("Hélène").await;
+    ccas.keys(TAB).await;
+    ccas.keys("Martin").await;
+    ccas.keys(TAB).await;
+    ccas.keys("12/03/1984").await;
+    ccas.keys_to_load(ENTER).await;
+    let page = ccas.text().await;
+    assert!(page.contains("Dossier ouvert"), "{page}");
+    review.page(&ccas, "dossier-ouvert").await;
+    let source = ccas.source().await;
+    let d = source
+        .split(r#"class="reference">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the reference")
+        .to_owned();
+
+    // Found by the search, its page, its housing section (an error first).
+    ccas.goto(&format!("{at_ccas}/dossiers?q=helene")).await;
+    review.page(&ccas, "recherche").await;
+    ccas.follow(&format!("a[href='/dossiers/{d}']")).await;
+    assert!(ccas.text().await.contains("Dossier de Hélène Martin"));
+    review.page(&ccas, "fiche").await;
+    ccas.follow(&format!("a[href='/dossiers/{d}/sections/housing']"))
+        .await;
+    ccas.click("#situation option[value='hébergée chez un tiers']")
+        .await;
+    ccas.fill("#loyer", "beaucoup").await;
+    ccas.follow("button[type=submit]").await;
+    assert!(ccas.text().await.contains("Indiquez un montant en euros"));
+    review.page(&ccas, "section-erreur").await;
+    ccas.fill("#loyer", "412,50").await;
+    ccas.click("#demande_logement_social option[value='oui']")
+        .await;
+    ccas.follow("button[type=submit]").await;
+    assert!(ccas.url().await.contains(&format!("/dossiers/{d}")));
+
+    // The person consents to share the housing with the CAF; the receipt.
+    ccas.goto(&format!("{at_ccas}/dossiers/{d}/consentements/nouveau"))
+        .await;
+    review.page(&ccas, "consentement").await;
+    ccas.click("#partage-housing").await;
+    ccas.click("#destinataire-caf12").await;
+    ccas.fill("#motif", "instruction de la demande de logement")
+        .await;
+    let until = maillon_tests::next_year(&c.clock);
+    ccas.fill(
+        "#jusqu_au",
+        &format!("{}/{}/{}", &until[8..10], &until[5..7], &until[0..4]),
+    )
+    .await;
+    ccas.follow("button[type=submit]").await;
+    let receipt = ccas.text().await;
+    assert!(
+        receipt.contains("Récépissé de consentement"),
+        "{} {receipt}",
+        ccas.url().await
+    );
+    assert!(receipt.contains("CAF de l'Aveyron"), "{receipt}");
+    review.page(&ccas, "recu").await;
+    let receipt_url = ccas.url().await;
+
+    // At the CAF's desk: attached (from the CLI, for now), then the unified view.
+    let caf_cli = c.desk("caf12", "agent-caf-cli").await;
+    caf_cli
+        .conn
+        .attach_dossier(&d, "ccas-rodez", ("Hélène", "Martin", "1984-03-12"))
+        .await
+        .expect("attached");
+    let caf = driver.session(&pins).await;
+    let at_caf = console(&c, "caf12");
+    log_in(&c, &caf, "caf12", "agent-caf", Role::Caseworker).await;
+    caf.goto(&format!("{at_caf}/dossiers/{d}")).await;
+    caf.fill("#motif", "ouverture des droits au logement").await;
+    caf.follow("form[action$='/vue'] button[type=submit]").await;
+    let view = caf.text().await;
+    assert!(view.contains("Logement — CCAS de Rodez"), "{view}");
+    assert!(view.contains("412,5"), "{view}");
+    review.page(&caf, "vue-unifiee").await;
+
+    // Withdrawn at the CCAS: the CAF's next view is refused, in French.
+    ccas.goto(&receipt_url).await;
+    ccas.follow("button.danger").await;
+    assert!(ccas.text().await.contains("a été retiré"));
+    review.page(&ccas, "recu-retire").await;
+    caf.goto(&format!("{at_caf}/dossiers/{d}")).await;
+    caf.fill("#motif", "ouverture des droits au logement").await;
+    caf.follow("form[action$='/vue'] button[type=submit]").await;
+    let view = caf.text().await;
+    assert!(view.contains("Non lue"), "{view}");
+    assert!(!view.contains("412,5"), "{view}");
+    review.page(&caf, "vue-refusee").await;
+
+    // A page for another role: a French refusal, checked too.
+    let auditor = driver.session(&pins).await;
+    log_in(&c, &auditor, "caf12", "dpo-console", Role::Auditor).await;
+    auditor.goto(&format!("{at_caf}/dossiers")).await;
+    assert!(auditor.text().await.contains("Accès réservé"));
+    review.page(&auditor, "acces-reserve").await;
+
+    for b in [ccas, caf, auditor] {
+        b.close().await;
+    }
+    assert!(
+        review.violations.is_empty(),
+        "accessibility violations:\n{}",
+        review.violations.join("\n")
+    );
+}
