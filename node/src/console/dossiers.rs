@@ -537,3 +537,160 @@ pub(super) async fn section_envoyee(
         }
     }
 }
+
+#[derive(Template)]
+#[template(path = "rattacher.html")]
+struct Rattacher<'a> {
+    partner: &'a str,
+    version: &'a str,
+    csrf: &'a str,
+    membres: Vec<(String, String)>,
+    valeurs: HashMap<String, String>,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+impl Rattacher<'_> {
+    /// The error shown beside `field`, if any.
+    fn erreur(&self, field: &str) -> Option<&str> {
+        self.erreurs
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+
+    /// What was typed in `field`.
+    fn valeur(&self, field: &str) -> &str {
+        self.valeurs.get(field).map_or("", |v| v.trim())
+    }
+}
+
+fn rattacher_page(
+    c: &Console,
+    status: StatusCode,
+    csrf: &str,
+    valeurs: HashMap<String, String>,
+    erreurs: Vec<(&'static str, String)>,
+) -> Response {
+    let membres = c
+        .node
+        .roster()
+        .roster()
+        .members
+        .iter()
+        .filter(|m| &m.card.id != c.node.member() && m.status == crate::types::MemberStatus::Active)
+        .map(|m| (m.card.id.to_string(), m.card.name.clone()))
+        .collect();
+    let page = Rattacher {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf,
+        membres,
+        valeurs,
+        erreurs,
+    };
+    c.page(status, page.render())
+}
+
+/// `GET /dossiers/rattacher`: attach to a dossier another partner holds,
+/// from the reference the person gives.
+pub(super) async fn rattacher(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match caseworker(&c, &headers) {
+        Ok((session, _)) => rattacher_page(
+            &c,
+            StatusCode::OK,
+            &session.csrf,
+            HashMap::new(),
+            Vec::new(),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `POST /dossiers/rattacher`: the holder confirms it holds the dossier,
+/// then this node keeps the identity typed here.
+pub(super) async fn rattacher_envoye(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller) = match caseworker(&c, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let field = |name: &str| form.get(name).map_or("", |v| v.trim());
+    let mut erreurs = Vec::new();
+    let dossier: Option<DossierId> = field("reference").parse().ok();
+    if dossier.is_none() {
+        erreurs.push((
+            "reference",
+            "Recopiez la référence que la personne vous donne, par exemple DSU-3M93KSGYVQ0DBQKAEBR23DSHBW.".to_owned(),
+        ));
+    }
+    let from: Option<crate::types::MemberId> = field("partenaire").parse().ok();
+    if from.is_none() {
+        erreurs.push((
+            "partenaire",
+            "Choisissez le partenaire qui détient le dossier.".to_owned(),
+        ));
+    }
+    if field("prenom").is_empty() {
+        erreurs.push(("prenom", "Indiquez le prénom de la personne.".to_owned()));
+    }
+    if field("nom").is_empty() {
+        erreurs.push((
+            "nom",
+            "Indiquez le nom de famille de la personne.".to_owned(),
+        ));
+    }
+    let naissance = super::parse_date(field("naissance"));
+    if naissance.is_none() {
+        erreurs.push((
+            "naissance",
+            "Indiquez une date de naissance réelle, par exemple 12/03/1984.".to_owned(),
+        ));
+    }
+    if let (true, Some(dossier), Some(from), Some(naissance)) =
+        (erreurs.is_empty(), &dossier, &from, naissance)
+    {
+        let identity = (field("prenom"), field("nom"), naissance);
+        match c.node.attach_dossier(&caller, dossier, from, identity).await {
+            Ok(()) => return super::see_other(&format!("/dossiers/{dossier}")),
+            Err(ServiceError::Exists(_)) => erreurs.push((
+                "reference",
+                "Ce dossier est déjà rattaché ici : retrouvez-le par la recherche.".to_owned(),
+            )),
+            Err(ServiceError::NotFound(_)) => erreurs.push((
+                "reference",
+                "Ce partenaire ne détient aucun dossier sous cette référence : vérifiez-la avec la personne.".to_owned(),
+            )),
+            Err(ServiceError::Remote { kind: crate::service::ErrorKind::NotFound, .. }) => {
+                erreurs.push((
+                    "reference",
+                    "Ce partenaire ne détient aucun dossier sous cette référence : vérifiez-la avec la personne.".to_owned(),
+                ))
+            }
+            Err(ServiceError::Invalid(_)) => erreurs.push((
+                "partenaire",
+                "Choisissez un autre partenaire que le vôtre, et des noms sans caractères spéciaux.".to_owned(),
+            )),
+            Err(e @ (ServiceError::Unreachable { .. } | ServiceError::Remote { .. })) => {
+                tracing::info!(error = %e, "attaching from the console could not reach the holder");
+                erreurs.push((
+                    "partenaire",
+                    "Ce partenaire ne répond pas pour le moment : réessayez dans un moment.".to_owned(),
+                ))
+            }
+            Err(e) => return dossier_refused(&c, &e),
+        }
+    }
+    rattacher_page(
+        &c,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &session.csrf,
+        form,
+        erreurs,
+    )
+}

@@ -551,6 +551,10 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/dossiers", get(dossiers::recherche))
         .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
+        .route(
+            "/dossiers/rattacher",
+            get(dossiers::rattacher).post(dossiers::rattacher_envoye),
+        )
         .route("/dossiers/{id}", get(dossiers::fiche))
         .route("/dossiers/{id}/vue", axum::routing::post(dossiers::vue))
         .route(

@@ -196,16 +196,20 @@ async fn caseworkers_day() {
     review.page(&ccas, "recu").await;
     let receipt_url = ccas.url().await;
 
-    // At the CAF's desk: attached (from the CLI, for now), then the unified view.
-    let caf_cli = c.desk("caf12", "agent-caf-cli").await;
-    caf_cli
-        .conn
-        .attach_dossier(&d, "ccas-rodez", ("Hélène", "Martin", "1984-03-12"))
-        .await
-        .expect("attached");
+    // At the CAF's desk: the person gives the reference; the CAF attaches
+    // to the dossier, then reads it in its unified view.
     let caf = driver.session(&pins).await;
     let at_caf = console(&c, "caf12");
     log_in(&c, &caf, "caf12", "agent-caf", Role::Caseworker).await;
+    caf.goto(&format!("{at_caf}/dossiers/rattacher")).await;
+    review.page(&caf, "rattacher").await;
+    caf.fill("#reference", &d).await;
+    caf.click("#partenaire option[value='ccas-rodez']").await;
+    caf.fill("#prenom", "Hélène").await;
+    caf.fill("#nom", "Martin").await;
+    caf.fill("#naissance", "12/03/1984").await;
+    caf.follow("button[type=submit]").await;
+    assert!(caf.text().await.contains("Dossier de Hélène Martin"));
     caf.goto(&format!("{at_caf}/dossiers/{d}")).await;
     caf.fill("#motif", "ouverture des droits au logement").await;
     caf.follow("form[action$='/vue'] button[type=submit]").await;

@@ -707,3 +707,92 @@ async fn the_dossier_pages_refuse_in_french_without_a_session_a_role_or_a_real_p
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn attaching_to_a_partners_dossier_from_the_console_tells_each_refusal_beside_its_field() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "caf12").await;
+    let ccas = c.desk("ccas-rodez", "agent-ccas").await;
+    let d = ccas.open().await.expect("opened at the CCAS");
+    let (cookie, csrf) = logged_in(&c, "caf12", "agent-caf", Role::Caseworker).await;
+    let attach = |form: String| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move {
+            send(
+                c,
+                "caf12",
+                "POST",
+                "/dossiers/rattacher",
+                Some(&cookie),
+                Some(&form),
+            )
+            .await
+        }
+    };
+    let person = "prenom=Camille&nom=Martin&naissance=12%2F03%2F1984";
+    for (form, field) in [
+        (
+            format!("csrf={csrf}&reference=DSU-faux&partenaire=ccas-rodez&{person}"),
+            "reference",
+        ),
+        (
+            format!("csrf={csrf}&reference={d}&partenaire=&{person}"),
+            "partenaire",
+        ),
+        (
+            format!("csrf={csrf}&reference={d}&partenaire=caf12&{person}"),
+            "partenaire",
+        ),
+        (
+            format!(
+                "csrf={csrf}&reference=DSU-3M93KSGYVQ0DBQKAEBR23DSHBW&partenaire=ccas-rodez&{person}"
+            ),
+            "reference",
+        ),
+        (
+            format!(
+                "csrf={csrf}&reference={d}&partenaire=ccas-rodez&prenom=&nom=Martin&naissance=12%2F03%2F1984"
+            ),
+            "prenom",
+        ),
+    ] {
+        let (status, _, page) = attach(form.clone()).await;
+        assert_eq!(status, 422, "{form}: {page}");
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{form}: {page}"
+        );
+    }
+    // Without the form's token: refused, nothing attached.
+    let (status, _, _) = attach(format!("reference={d}&partenaire=ccas-rodez&{person}")).await;
+    assert_eq!(status, 403);
+    let dpo = c.user("caf12", "dpo", Role::Auditor).await;
+    assert!(
+        maillon_tests::audit_events(&dpo, "dossier_attached")
+            .await
+            .is_empty()
+    );
+
+    let (status, headers, _) = attach(format!(
+        "csrf={csrf}&reference={d}&partenaire=ccas-rodez&{person}"
+    ))
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        header(&headers, "location"),
+        Some(format!("/dossiers/{d}").as_str())
+    );
+    assert_eq!(
+        maillon_tests::audit_events(&dpo, "dossier_attached")
+            .await
+            .len(),
+        1
+    );
+    // Twice: told it is here already.
+    let (status, _, page) = attach(format!(
+        "csrf={csrf}&reference={d}&partenaire=ccas-rodez&{person}"
+    ))
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("déjà rattaché"), "{page}");
+}
