@@ -645,6 +645,29 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The entries of this node's log a filter selects, the newest first:
+    /// by dossier, kind of event and day (every criterion must hold). Looks
+    /// at 50,000 entries at most per call and tells where to go on.
+    Search {
+        /// Entries about this dossier.
+        #[arg(long)]
+        dossier: Option<String>,
+        /// Entries of this kind (e.g. read_granted, consent_revoked).
+        #[arg(long)]
+        kind: Option<String>,
+        /// From this day on, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to this day included, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Entries before this index (the `next` a previous search gave).
+        #[arg(long)]
+        before: Option<u64>,
+        /// How many, 1 to 500.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Print a checkpoint of this node's log, signed by the node key.
     Checkpoint,
     /// Verify audit logs without trusting any one node: every checkpoint

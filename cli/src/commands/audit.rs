@@ -8,7 +8,7 @@ use maillon_node::audit::bundle::{Bundle, Leaf};
 use maillon_node::types::{DossierId, MemberId};
 use maillon_proto::v1 as pb;
 
-use super::{say, say_lines};
+use super::{arg, say, say_lines};
 use crate::args::AuditCmd;
 use crate::error::CliError;
 use crate::escape::escape_controls;
@@ -201,6 +201,61 @@ pub(super) async fn run(
                 say(&format!("{:>6}  {}", e.index, e.json));
             }
             eprintln!("({} events in the log)", r.tree_size);
+        }
+        AuditCmd::Search {
+            dossier,
+            kind,
+            since,
+            until,
+            before,
+            limit,
+        } => {
+            if let Some(d) = &dossier {
+                arg::<maillon_node::types::DossierId>("dossier", d)?;
+            }
+            let day = |name: &'static str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|d| arg::<maillon_node::types::Date>(name, d))
+                    .transpose()
+            };
+            let r = conn
+                .api()
+                .audit_search(conn.req(pb::AuditSearchRequest {
+                    dossier: dossier.unwrap_or_default(),
+                    kind: kind.unwrap_or_default(),
+                    since: day("since", &since)?.map(|d| d.start_unix()),
+                    until: day("until", &until)?.map(|d| d.end_unix()),
+                    before,
+                    limit,
+                }))
+                .await?
+                .into_inner();
+            if json {
+                let events: Vec<serde_json::Value> = r
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let entry = serde_json::from_str::<serde_json::Value>(&e.json)
+                            .unwrap_or(serde_json::Value::String(e.json.clone()));
+                        serde_json::json!({ "index": e.index, "entry": entry })
+                    })
+                    .collect();
+                super::print_value(
+                    &serde_json::json!({ "size": r.tree_size, "events": events, "next": r.next }),
+                );
+                return Ok(());
+            }
+            for e in &r.events {
+                // Entries quote readers' purposes and user names.
+                say(&format!("{:>6}  {}", e.index, e.json));
+            }
+            match r.next {
+                Some(next) => eprintln!(
+                    "({} found; older entries remain: --before {next})",
+                    r.events.len()
+                ),
+                None => eprintln!("({} found; the whole log was looked at)", r.events.len()),
+            }
         }
         AuditCmd::Checkpoint => {
             let r = conn

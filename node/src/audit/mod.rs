@@ -542,6 +542,50 @@ pub enum AuditEvent {
     },
 }
 
+/// Every kind of audit event, as entries name it (`"event"`).
+pub const EVENT_KINDS: &[&str] = &[
+    "roster_adopted",
+    "roster_proposed",
+    "roster_approved",
+    "roster_rejected",
+    "roster_refused",
+    "roster_equivocation",
+    "user_created",
+    "user_token_rotated",
+    "backup_made",
+    "console_link_issued",
+    "console_login",
+    "console_login_refused",
+    "user_removed",
+    "dossier_opened",
+    "dossier_attached",
+    "dossier_confirmed",
+    "referent_set",
+    "referent_noted",
+    "freshness_answered",
+    "dossier_closed",
+    "dossier_erased",
+    "witness_alarm",
+    "section_written",
+    "consent_granted",
+    "consent_shown",
+    "section_read",
+    "dossier_consulted",
+    "consents_listed",
+    "consent_revoked",
+    "group_member_added",
+    "group_member_removed",
+    "group_rekeyed",
+    "group_joined",
+    "read_granted",
+    "break_glass_granted",
+    "break_glass_ended",
+    "break_glass_reviewed",
+    "break_glass_notified",
+    "read_denied",
+    "receipt_logged",
+];
+
 impl AuditEvent {
     /// The dossier the event is about, if it is about one.
     pub fn dossier(&self) -> Option<&DossierId> {
@@ -2065,6 +2109,22 @@ mod tests {
         assert_eq!(
             log.entries_within(8, 10, usize::MAX).expect("page").len(),
             2
+        );
+    }
+
+    #[test]
+    fn every_listed_event_kind_is_one_the_log_writes() {
+        for kind in super::EVENT_KINDS {
+            let err =
+                serde_json::from_str::<AuditEntry>(&format!(r#"{{"time":0,"event":"{kind}"}}"#))
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+            assert!(!err.contains("unknown variant"), "{kind}: {err}");
+        }
+        assert!(
+            serde_json::from_str::<AuditEntry>(r#"{"time":0,"event":"no_such_kind"}"#)
+                .is_err_and(|e| e.to_string().contains("unknown variant"))
         );
     }
 }

@@ -40,6 +40,7 @@ use crate::service::Node;
 
 mod consents;
 mod dossiers;
+mod journal;
 mod sections;
 
 /// Most connections served at once.
@@ -549,6 +550,7 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/", get(accueil))
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
+        .route("/journal", get(journal::journal))
         .route("/dossiers", get(dossiers::recherche))
         .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
         .route(

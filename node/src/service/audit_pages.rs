@@ -2,7 +2,8 @@
 //! bytes so that every page fits one gRPC message, and signed checkpoints.
 
 use super::{Caller, Node, Result, ServiceError, blocking, require};
-use crate::types::Role;
+use crate::audit::AuditEntry;
+use crate::types::{DossierId, Role};
 
 /// Most bytes of entries in one page: well under the 1 MiB message limit,
 /// with room for the framing of each entry.
@@ -23,7 +24,111 @@ pub struct AuditPage {
     pub tree_size: u64,
 }
 
+/// What an auditor looks for in the log; every given criterion must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries about this dossier.
+    pub dossier: Option<DossierId>,
+    /// Entries of this kind (one of [`crate::audit::EVENT_KINDS`]).
+    pub kind: Option<String>,
+    /// Entries recorded at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Entries recorded before this time (Unix seconds).
+    pub until: Option<i64>,
+}
+
+/// A page of the entries a filter selects, the newest first.
+#[derive(Clone, Debug)]
+pub struct AuditMatches {
+    /// `(leaf index, entry)`, the newest first.
+    pub entries: Vec<(u64, AuditEntry)>,
+    /// The log's size when read.
+    pub tree_size: u64,
+    /// Where the next page starts (entries before this index), if the log
+    /// holds older entries not yet looked at.
+    pub next: Option<u64>,
+}
+
+/// Most entries one search page looks at: a filter that selects little
+/// answers a page with a `next` rather than reading the whole log.
+pub const SEARCH_BUDGET: u64 = 50_000;
+
+/// Entries read at a time while searching, from the newest back.
+const SEARCH_CHUNK: usize = 1024;
+
 impl Node {
+    /// The entries `filter` selects, the newest first, before `before`
+    /// (the log's end when none): at most `limit` (1 to 500), looking at
+    /// no more than [`SEARCH_BUDGET`] entries. Auditors and admins.
+    pub async fn search_audit(
+        &self,
+        caller: &Caller,
+        filter: AuditFilter,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<AuditMatches> {
+        require(caller, &[Role::Auditor, Role::Admin])?;
+        if !(1..=500).contains(&limit) {
+            return Err(ServiceError::Invalid(
+                "a search page holds 1 to 500 entries".into(),
+            ));
+        }
+        if let Some(kind) = &filter.kind
+            && !crate::audit::EVENT_KINDS.contains(&kind.as_str())
+        {
+            return Err(ServiceError::Invalid(format!(
+                "no event kind is called {kind:?}"
+            )));
+        }
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since >= until
+        {
+            return Err(ServiceError::Invalid(
+                "the search's start is not before its end".into(),
+            ));
+        }
+        let size = self.audit.size();
+        let mut end = before.unwrap_or(size).min(size);
+        let floor = end.saturating_sub(SEARCH_BUDGET);
+        let audit = self.audit.clone();
+        // An entry's kind is its one unescaped `"event":"…"` pair: matched
+        // on the bytes, before any decoding.
+        let needle = filter
+            .kind
+            .as_ref()
+            .map(|k| format!(r#""event":"{k}""#).into_bytes());
+        blocking(move || {
+            let mut entries = Vec::new();
+            while end > floor && entries.len() < limit as usize {
+                let start = end.saturating_sub(SEARCH_CHUNK as u64).max(floor);
+                let chunk = audit.entries_within(start, (end - start) as usize, usize::MAX)?;
+                let mut stopped_at = None;
+                for (index, bytes) in chunk.into_iter().rev() {
+                    if let Some(needle) = &needle
+                        && !bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+                    {
+                        continue;
+                    }
+                    let entry = AuditEntry::from_bytes(&bytes)?;
+                    if selects(&filter, &entry) {
+                        entries.push((index, entry));
+                        if entries.len() == limit as usize {
+                            stopped_at = Some(index);
+                            break;
+                        }
+                    }
+                }
+                end = stopped_at.unwrap_or(start);
+            }
+            Ok::<_, ServiceError>(AuditMatches {
+                entries,
+                tree_size: size,
+                next: (end > 0).then_some(end),
+            })
+        })
+        .await
+    }
+
     /// Audit entries from `from` (or the last `limit`), for auditors and
     /// admins; a page stops early rather than exceed [`MAX_PAGE_BYTES`], and
     /// the caller asks again from where it stopped.
@@ -112,4 +217,15 @@ impl Node {
         let vkey = crate::audit::note::verifier_key(self.audit.origin(), &self.key.public());
         Ok((note, vkey))
     }
+}
+
+/// Whether `entry` answers the filter's time and dossier (its kind was
+/// matched on its bytes).
+fn selects(filter: &AuditFilter, entry: &AuditEntry) -> bool {
+    filter.since.is_none_or(|t| entry.time >= t)
+        && filter.until.is_none_or(|t| entry.time < t)
+        && filter
+            .dossier
+            .as_ref()
+            .is_none_or(|d| entry.event.dossier() == Some(d))
 }

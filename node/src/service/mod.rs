@@ -38,7 +38,9 @@ mod witness;
 
 use std::sync::Arc;
 
-pub use audit_pages::{AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT};
+pub use audit_pages::{
+    AuditFilter, AuditMatches, AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT, SEARCH_BUDGET,
+};
 pub use auditors::{DossierPart, Holding, LeafPage, MAX_LEAVES_PAGE, ProvenEntry};
 pub use backup::{
     BACKUP_FORMAT, BackupManifest, RESTORED_MARKER, Sources, dump_file, dump_store, read_keys,

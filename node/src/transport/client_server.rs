@@ -810,6 +810,42 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn audit_search(
+        &self,
+        req: Request<pb::AuditSearchRequest>,
+    ) -> Result<Response<pb::AuditSearchReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let filter = crate::service::AuditFilter {
+            dossier: (!r.dossier.is_empty())
+                .then(|| r.dossier.parse())
+                .transpose()
+                .map_err(invalid)?,
+            kind: (!r.kind.is_empty()).then_some(r.kind),
+            since: r.since,
+            until: r.until,
+        };
+        let limit = if r.limit == 0 { 50 } else { r.limit };
+        let found = self
+            .node
+            .search_audit(&caller, filter, r.before, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AuditSearchReply {
+            events: found
+                .entries
+                .into_iter()
+                .map(|(index, entry)| pb::AuditEvent {
+                    index,
+                    json: String::from_utf8_lossy(&entry.to_bytes()).into_owned(),
+                })
+                .collect(),
+            tree_size: found.tree_size,
+            next: found.next,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn audit_manifest(
         &self,
         req: Request<pb::AuditManifestRequest>,

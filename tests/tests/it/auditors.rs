@@ -1004,3 +1004,60 @@ async fn witness_rounds_at_once_raise_no_false_alarm_while_a_log_grows() {
     let snapshot = caf.snapshot().await.expect("snapshot");
     assert_eq!(snapshot.witness_alarms, 0);
 }
+
+#[tokio::test]
+async fn the_audit_search_refuses_caseworkers_and_bad_filters_with_a_precise_status() {
+    let c = Cluster::start().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    let dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let search = |conn: &maillon_cli::client::Conn, r: pb::AuditSearchRequest| {
+        let conn = conn.clone();
+        async move { conn.api().audit_search(conn.req(r)).await }
+    };
+    let (code, _) = refusal(
+        search(
+            &ccas.conn,
+            pb::AuditSearchRequest {
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(code, Code::PermissionDenied);
+    for bad in [
+        pb::AuditSearchRequest {
+            kind: "no_such_kind".into(),
+            ..Default::default()
+        },
+        pb::AuditSearchRequest {
+            dossier: "DSU-faux".into(),
+            ..Default::default()
+        },
+        pb::AuditSearchRequest {
+            limit: 501,
+            ..Default::default()
+        },
+        pb::AuditSearchRequest {
+            since: Some(10),
+            until: Some(10),
+            ..Default::default()
+        },
+    ] {
+        let (code, _) = refusal(search(&dpo, bad.clone()).await);
+        assert_eq!(code, Code::InvalidArgument, "{bad:?}");
+    }
+    let found = search(
+        &dpo,
+        pb::AuditSearchRequest {
+            dossier: d.clone(),
+            kind: "section_written".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("search")
+    .into_inner();
+    assert_eq!(found.events.len(), 1);
+    assert!(found.events[0].json.contains(&d));
+}

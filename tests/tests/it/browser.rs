@@ -238,6 +238,21 @@ async fn caseworkers_day() {
     assert!(auditor.text().await.contains("Accès réservé"));
     review.page(&auditor, "acces-reserve").await;
 
+    // The CAF's auditor finds the CAF's read of the dossier in its log.
+    auditor.goto(&format!("{at_caf}/journal")).await;
+    auditor.fill("#dossier", &d).await;
+    auditor.click("#genre option[value='receipt_logged']").await;
+    auditor
+        .follow("form[role=search] button[type=submit]")
+        .await;
+    let log = auditor.text().await;
+    assert!(log.contains("Lecture chez un partenaire"), "{log}");
+    assert!(
+        log.contains("user : agent-caf") && log.contains(&d),
+        "{log}"
+    );
+    review.page(&auditor, "journal").await;
+
     for b in [ccas, caf, auditor] {
         b.close().await;
     }

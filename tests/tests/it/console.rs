@@ -796,3 +796,70 @@ async fn attaching_to_a_partners_dossier_from_the_console_tells_each_refusal_bes
     assert_eq!(status, 422);
     assert!(page.contains("déjà rattaché"), "{page}");
 }
+
+#[tokio::test]
+async fn an_auditor_reads_the_log_filtered_and_paged_and_others_are_refused() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    let id = "ccas-rodez";
+    let desk = c.desk(id, "agent-cli").await;
+    let d = desk.open().await.expect("opened");
+    desk.put(&d, "housing", maillon_tests::HOUSING)
+        .await
+        .expect("written");
+    for _ in 0..55 {
+        desk.open().await.expect("opened");
+    }
+    let (status, _, body) = https(&c, id, "GET", "/journal").await;
+    assert_eq!(status, 401, "{body}");
+    let (caseworker, _) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    let (status, _, body) = send(&c, id, "GET", "/journal", Some(&caseworker), None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("Accès réservé"), "{body}");
+
+    let (cookie, _) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    let get = |path: String| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move { send(c, id, "GET", &path, Some(&cookie), None).await }
+    };
+    // About one dossier: its opening and its section, nothing else.
+    let (status, _, page) = get(format!("/journal?dossier={d}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Dossier ouvert") && page.contains("Partie écrite"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<tr>").count(),
+        1 + 2,
+        "the header and two entries: {page}"
+    );
+    // One kind, paged: 50 of the 56 openings, then the 6 older ones.
+    let (_, _, page) = get("/journal?genre=dossier_opened".into()).await;
+    assert_eq!(page.matches("Dossier ouvert <span").count(), 50, "{page}");
+    let next = page
+        .split(r#"<a href="/journal?"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|q| format!("/journal?{}", q.replace("&#38;", "&").replace("&amp;", "&")))
+        .expect("a link to older entries");
+    let (_, _, older) = get(next).await;
+    assert_eq!(older.matches("Dossier ouvert <span").count(), 6, "{older}");
+    assert!(!older.contains("Entrées plus anciennes"));
+    // Bad filters are told beside their fields.
+    for (query, field) in [
+        ("dossier=DSU-faux", "dossier"),
+        ("genre=vol", "genre"),
+        ("du=31%2F02%2F2026", "du"),
+        ("du=07%2F12%2F2026&au=01%2F12%2F2026", "au"),
+    ] {
+        let (status, _, page) = get(format!("/journal?{query}")).await;
+        assert_eq!(status, 422, "{query}");
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{query}: {page}"
+        );
+    }
+    let (_, _, none) = get("/journal?au=01%2F01%2F2000".into()).await;
+    assert!(none.contains("Aucune entrée ne correspond"), "{none}");
+}

@@ -1,6 +1,7 @@
 //! `--json`: every command that prints data prints one JSON value with the
 //! field names `cli/JSON.md` documents, read from a real `maillon` process.
 
+use maillon_node::clock::Clock as _;
 use maillon_tests::Cluster;
 use serde_json::Value;
 
@@ -169,6 +170,56 @@ async fn every_data_command_prints_one_json_value_with_its_documented_fields() {
     );
     let none = json_of(&agent, &["dossier", "search", "dupont"]).await;
     assert_eq!(none["dossiers"], serde_json::json!([]));
+
+    // The auditor's search: the newest first, a page at a time.
+    let opened_here = json_of(
+        &dpo,
+        &[
+            "audit",
+            "search",
+            "--kind",
+            "dossier_opened",
+            "--limit",
+            "1",
+        ],
+    )
+    .await;
+    let first = &opened_here["events"][0];
+    assert_eq!(
+        first["entry"]["dossier"], opened["dossier"],
+        "{opened_here}"
+    );
+    let next = opened_here["next"].as_u64().expect("older entries remain");
+    let older = json_of(
+        &dpo,
+        &[
+            "audit",
+            "search",
+            "--kind",
+            "dossier_opened",
+            "--before",
+            &next.to_string(),
+        ],
+    )
+    .await;
+    let older: Vec<&Value> = older["events"].as_array().expect("events").iter().collect();
+    assert_eq!(older.len(), 1, "{older:?}");
+    assert_eq!(older[0]["entry"]["dossier"], d.as_str());
+    assert!(older[0]["index"].as_u64() < first["index"].as_u64());
+    let about = json_of(
+        &dpo,
+        &["audit", "search", "--dossier", &d, "--limit", "500"],
+    )
+    .await;
+    let about = about["events"].as_array().expect("events");
+    assert!(about.len() >= 3, "opened, written, granted: {about:?}");
+    assert!(about.iter().all(|e| e["entry"]["dossier"] == d.as_str()));
+    let today = maillon_node::types::Date::from_unix(c.clock.now()).to_string();
+    let none = json_of(&dpo, &["audit", "search", "--until", "2000-01-01"]).await;
+    assert_eq!(none["events"], serde_json::json!([]));
+    assert!(none["next"].is_null(), "the whole log was looked at");
+    let since_today = json_of(&dpo, &["audit", "search", "--since", &today]).await;
+    assert!(!since_today["events"].as_array().expect("events").is_empty());
 
     let tail = json_of(&dpo, &["audit", "tail", "--limit", "5"]).await;
     has(&tail, &["size", "events"]);
