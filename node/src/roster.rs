@@ -930,120 +930,247 @@ impl SignedRoster {
     }
 }
 
-/// What `new` changes from `old`, in plain words, one line a change.
-pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
-    use crate::types::escape_controls as esc;
+/// One thing a roster version changes from the one before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RosterChange {
+    /// A new member.
+    Admits {
+        /// Its id.
+        id: MemberId,
+        /// Its kind.
+        kind: MemberKind,
+        /// Its display name.
+        name: String,
+        /// Its peer endpoint.
+        endpoint: String,
+        /// Whether it votes.
+        voting: bool,
+        /// Its status.
+        status: MemberStatus,
+    },
+    /// A member suspended, excluded or reinstated.
+    Status {
+        /// The member.
+        id: MemberId,
+        /// Its new status.
+        status: MemberStatus,
+    },
+    /// A member given or denied a vote.
+    Vote {
+        /// The member.
+        id: MemberId,
+        /// Whether it votes now.
+        voting: bool,
+    },
+    /// A member's display name changed.
+    Renames {
+        /// The member.
+        id: MemberId,
+        /// Its name before.
+        from: String,
+        /// Its name now.
+        to: String,
+    },
+    /// A member's peer endpoint changed.
+    Moves {
+        /// The member.
+        id: MemberId,
+        /// The endpoint before.
+        from: String,
+        /// The endpoint now.
+        to: String,
+    },
+    /// A member's signing key replaced.
+    SigningKey(MemberId),
+    /// A member's TLS key replaced.
+    TlsKey(MemberId),
+    /// The quorum rule changed.
+    Quorum {
+        /// The rule before.
+        from: Quorum,
+        /// The rule now.
+        to: Quorum,
+    },
+    /// The charter lets a kind of member receive more sections.
+    MayReceive(MemberKind, Vec<Section>),
+    /// The charter lets a kind of member receive fewer sections.
+    MayNoLongerReceive(MemberKind, Vec<Section>),
+    /// The charter's break-glass rule changed.
+    BreakGlass(Option<BreakGlassRule>),
+    /// The charter's retention of closed dossiers changed.
+    Retention(Option<u32>),
+    /// The kinds of member that may record consents changed.
+    Recorders(BTreeSet<MemberKind>),
+    /// Whether the access report names the agents who read.
+    ReportNamesAgents(bool),
+}
+
+impl std::fmt::Display for RosterChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::types::escape_controls as esc;
+        let list = |s: &[Section]| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        match self {
+            RosterChange::Admits {
+                id,
+                kind,
+                name,
+                endpoint,
+                voting,
+                status,
+            } => write!(
+                f,
+                "admits {id} ({kind}, \"{}\") at {}, {}, {status}",
+                esc(name),
+                esc(endpoint),
+                if *voting {
+                    "with a vote"
+                } else {
+                    "without a vote"
+                }
+            ),
+            RosterChange::Status { id, status } => match status {
+                MemberStatus::Suspended => write!(f, "suspends {id}"),
+                MemberStatus::Excluded => write!(f, "excludes {id} for good"),
+                MemberStatus::Active => write!(f, "reinstates {id}"),
+            },
+            RosterChange::Vote { id, voting: true } => write!(f, "gives {id} a vote"),
+            RosterChange::Vote { id, voting: false } => write!(f, "takes away {id}'s vote"),
+            RosterChange::Renames { id, from, to } => {
+                write!(f, "renames {id} from \"{}\" to \"{}\"", esc(from), esc(to))
+            }
+            RosterChange::Moves { id, from, to } => {
+                write!(f, "moves {id} from {} to {}", esc(from), esc(to))
+            }
+            RosterChange::SigningKey(id) => write!(f, "replaces {id}'s signing key"),
+            RosterChange::TlsKey(id) => write!(f, "replaces {id}'s TLS key"),
+            RosterChange::Quorum { from, to } => {
+                write!(f, "changes the quorum from {from} to {to}")
+            }
+            RosterChange::MayReceive(kind, s) => {
+                write!(f, "charter: a {kind} may now receive {}", list(s))
+            }
+            RosterChange::MayNoLongerReceive(kind, s) => {
+                write!(f, "charter: a {kind} may no longer receive {}", list(s))
+            }
+            RosterChange::BreakGlass(rule) => {
+                write!(f, "charter: {}", describe_break_glass(rule.as_ref()))
+            }
+            RosterChange::Retention(days) => write!(f, "charter: {}", describe_retention(*days)),
+            RosterChange::Recorders(kinds) => write!(f, "charter: {}", describe_recorders(kinds)),
+            RosterChange::ReportNamesAgents(true) => {
+                write!(
+                    f,
+                    "charter: the person's access report names the agents who read"
+                )
+            }
+            RosterChange::ReportNamesAgents(false) => write!(
+                f,
+                "charter: the person's access report names only the agents' institutions"
+            ),
+        }
+    }
+}
+
+/// What `new` changes from `old`, one item a change.
+pub fn roster_changes(old: &Roster, new: &Roster) -> Vec<RosterChange> {
     let mut out = Vec::new();
     for m in &new.members {
         let id = &m.card.id;
         let Some(o) = old.member(id) else {
-            out.push(format!(
-                "admits {id} ({}, \"{}\") at {}, {}, {}",
-                m.card.kind,
-                esc(&m.card.name),
-                esc(&m.card.endpoint),
-                if m.voting {
-                    "with a vote"
-                } else {
-                    "without a vote"
-                },
-                m.status
-            ));
+            out.push(RosterChange::Admits {
+                id: id.clone(),
+                kind: m.card.kind,
+                name: m.card.name.clone(),
+                endpoint: m.card.endpoint.clone(),
+                voting: m.voting,
+                status: m.status,
+            });
             continue;
         };
         if o.status != m.status {
-            out.push(match m.status {
-                MemberStatus::Suspended => format!("suspends {id}"),
-                MemberStatus::Excluded => format!("excludes {id} for good"),
-                MemberStatus::Active => format!("reinstates {id}"),
+            out.push(RosterChange::Status {
+                id: id.clone(),
+                status: m.status,
             });
         }
         if o.voting != m.voting {
-            out.push(if m.voting {
-                format!("gives {id} a vote")
-            } else {
-                format!("takes away {id}'s vote")
+            out.push(RosterChange::Vote {
+                id: id.clone(),
+                voting: m.voting,
             });
         }
         if o.card.name != m.card.name {
-            out.push(format!(
-                "renames {id} from \"{}\" to \"{}\"",
-                esc(&o.card.name),
-                esc(&m.card.name)
-            ));
+            out.push(RosterChange::Renames {
+                id: id.clone(),
+                from: o.card.name.clone(),
+                to: m.card.name.clone(),
+            });
         }
         if o.card.endpoint != m.card.endpoint {
-            out.push(format!(
-                "moves {id} from {} to {}",
-                esc(&o.card.endpoint),
-                esc(&m.card.endpoint)
-            ));
+            out.push(RosterChange::Moves {
+                id: id.clone(),
+                from: o.card.endpoint.clone(),
+                to: m.card.endpoint.clone(),
+            });
         }
         if o.card.signing_key != m.card.signing_key {
-            out.push(format!("replaces {id}'s signing key"));
+            out.push(RosterChange::SigningKey(id.clone()));
         }
         if o.card.tls_spki_sha256 != m.card.tls_spki_sha256 {
-            out.push(format!("replaces {id}'s TLS key"));
+            out.push(RosterChange::TlsKey(id.clone()));
         }
     }
     if old.quorum != new.quorum {
-        out.push(format!(
-            "changes the quorum from {} to {}",
-            old.quorum, new.quorum
-        ));
+        out.push(RosterChange::Quorum {
+            from: old.quorum,
+            to: new.quorum,
+        });
     }
     for kind in MemberKind::ALL {
         let sections = |c: &Charter| c.receivable.get(kind).cloned().unwrap_or_default();
         let (before, after) = (sections(&old.charter), sections(&new.charter));
-        let list = |s: Vec<&Section>| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-        let gained: Vec<&Section> = after.difference(&before).collect();
-        let lost: Vec<&Section> = before.difference(&after).collect();
+        let gained: Vec<Section> = after.difference(&before).copied().collect();
+        let lost: Vec<Section> = before.difference(&after).copied().collect();
         if !gained.is_empty() {
-            out.push(format!(
-                "charter: a {kind} may now receive {}",
-                list(gained)
-            ));
+            out.push(RosterChange::MayReceive(*kind, gained));
         }
         if !lost.is_empty() {
-            out.push(format!(
-                "charter: a {kind} may no longer receive {}",
-                list(lost)
-            ));
+            out.push(RosterChange::MayNoLongerReceive(*kind, lost));
         }
     }
     if new.charter.break_glass != old.charter.break_glass {
-        out.push(format!(
-            "charter: {}",
-            describe_break_glass(new.charter.break_glass.as_ref())
-        ));
+        out.push(RosterChange::BreakGlass(new.charter.break_glass.clone()));
     }
     if new.charter.retention_days != old.charter.retention_days {
-        out.push(format!(
-            "charter: {}",
-            describe_retention(new.charter.retention_days)
-        ));
+        out.push(RosterChange::Retention(new.charter.retention_days));
     }
     if new.charter.consent_recorders != old.charter.consent_recorders {
-        out.push(format!(
-            "charter: {}",
-            describe_recorders(&new.charter.consent_recorders)
+        out.push(RosterChange::Recorders(
+            new.charter.consent_recorders.clone(),
         ));
     }
     if new.charter.report_agent_names != old.charter.report_agent_names {
-        out.push(
-            if new.charter.report_agent_names {
-                "charter: the person's access report names the agents who read"
-            } else {
-                "charter: the person's access report names only the agents' institutions"
-            }
-            .into(),
-        );
+        out.push(RosterChange::ReportNamesAgents(
+            new.charter.report_agent_names,
+        ));
     }
+    out
+}
+
+/// What `new` changes from `old`, in plain words, one line a change.
+pub fn describe_changes(old: &Roster, new: &Roster) -> Vec<String> {
+    let mut out: Vec<String> = roster_changes(old, new)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if out.is_empty() {
         out.push("changes nothing but the version".into());
     }
     if let Some(reason) = &new.reason {
-        out.push(format!("reason given: {}", esc(reason)));
+        out.push(format!(
+            "reason given: {}",
+            crate::types::escape_controls(reason)
+        ));
     }
     out
 }

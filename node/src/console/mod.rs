@@ -41,6 +41,7 @@ use crate::service::Node;
 mod consents;
 mod dossiers;
 mod journal;
+mod registre;
 mod sections;
 
 /// Most connections served at once.
@@ -551,6 +552,15 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/journal", get(journal::journal))
+        .route("/registre", get(registre::registre))
+        .route(
+            "/registre/propositions/{id}/approuver",
+            axum::routing::post(registre::approuver),
+        )
+        .route(
+            "/registre/propositions/{id}/rejeter",
+            axum::routing::post(registre::rejeter),
+        )
         .route("/dossiers", get(dossiers::recherche))
         .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
         .route(

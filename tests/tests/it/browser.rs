@@ -253,7 +253,25 @@ async fn caseworkers_day() {
     );
     review.page(&auditor, "journal").await;
 
-    for b in [ccas, caf, auditor] {
+    // The GIP votes: the CAF proposes, the CCAS's admin approves in its console.
+    let change = maillon_node::roster::Change::SetQuorum {
+        quorum: "3/5".parse().expect("quorum"),
+    };
+    c.admin("caf12")
+        .gov_propose(&change, "vote de l'assemblée du GIP")
+        .await
+        .expect("proposed");
+    let admin = driver.session(&pins).await;
+    log_in(&c, &admin, "ccas-rodez", "admin-console", Role::Admin).await;
+    admin.goto(&format!("{at_ccas}/registre")).await;
+    assert!(admin.text().await.contains("Propositions ouvertes"));
+    review.page(&admin, "registre").await;
+    admin.follow("form[action$='/approuver'] button").await;
+    let roster = admin.text().await;
+    assert!(roster.contains("La modification est adoptée"), "{roster}");
+    review.page(&admin, "registre-adopte").await;
+
+    for b in [ccas, caf, auditor, admin] {
         b.close().await;
     }
     assert!(

@@ -863,3 +863,97 @@ async fn an_auditor_reads_the_log_filtered_and_paged_and_others_are_refused() {
     let (_, _, none) = get("/journal?au=01%2F01%2F2000".into()).await;
     assert!(none.contains("Aucune entrée ne correspond"), "{none}");
 }
+
+#[tokio::test]
+async fn an_admin_approves_a_roster_proposal_in_french_and_others_may_only_look() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "ccas-rodez").await;
+    let id = "ccas-rodez";
+    let change = maillon_node::roster::Change::SetQuorum {
+        quorum: "3/5".parse().expect("quorum"),
+    };
+    let proposed = c
+        .admin("caf12")
+        .gov_propose(&change, "vote de l'assemblée du GIP")
+        .await
+        .expect("proposed");
+    let hash = proposed.proposal.expect("proposal").id;
+
+    let (caseworker, _) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    let (status, _, body) = send(&c, id, "GET", "/registre", Some(&caseworker), None).await;
+    assert_eq!(status, 403, "{body}");
+    // An auditor sees the proposal, with no button.
+    let (auditor, _) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    let (status, _, page) = send(&c, id, "GET", "/registre", Some(&auditor), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("change le quorum de ") && page.contains(" à 3/5"),
+        "{page}"
+    );
+    assert!(page.contains("proposée par CAF de l&#39;Aveyron"), "{page}");
+    assert!(!page.contains("Approuver"), "{page}");
+    let (status, _, _) = send(
+        &c,
+        id,
+        "POST",
+        &format!("/registre/propositions/{hash}/approuver"),
+        Some(&auditor),
+        Some("csrf=x"),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let (admin, csrf) = logged_in(&c, id, "admin-console", Role::Admin).await;
+    let (_, _, page) = send(&c, id, "GET", "/registre", Some(&admin), None).await;
+    assert!(page.contains("Approuver et signer la version v2"), "{page}");
+    assert!(page.contains("Signatures : 1 sur 2 requises"), "{page}");
+    let post = |path: String, body: String| {
+        let (c, admin) = (&c, admin.clone());
+        async move { send(c, id, "POST", &path, Some(&admin), Some(&body)).await }
+    };
+    // Refusals: no token, no reason, no such proposal.
+    let (status, _, _) = post(
+        format!("/registre/propositions/{hash}/approuver"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, page) = post(
+        format!("/registre/propositions/{hash}/rejeter"),
+        format!("csrf={csrf}&motif="),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Motif requis"), "{page}");
+    let (status, _, page) = post(
+        "/registre/propositions/0000000000000000/approuver".into(),
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("Proposition introuvable"));
+    assert_eq!(
+        c.admin(id).gov_status().await.expect("status").version,
+        1,
+        "nothing adopted"
+    );
+
+    // Approved: the quorum is reached, the version is in force.
+    let (status, headers, _) = post(
+        format!("/registre/propositions/{hash}/approuver"),
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/registre?fait=adoptee"));
+    let (_, _, page) = send(&c, id, "GET", "/registre?fait=adoptee", Some(&admin), None).await;
+    assert!(page.contains("La modification est adoptée"), "{page}");
+    assert!(page.contains("<strong>v2</strong>") && page.contains("Aucune proposition en attente"));
+    c.wait_version(&["ccas-rodez", "caf12", "cd12"], 2).await;
+    let dpo = c.user(id, "dpo", Role::Auditor).await;
+    let approved = maillon_tests::audit_events(&dpo, "roster_approved").await;
+    assert!(
+        approved.iter().any(|e| e["by"] == "admin-console"),
+        "{approved:?}"
+    );
+}
