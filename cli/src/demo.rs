@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use base64::Engine as _;
+
 use maillon_node::clock::SystemClock;
 use maillon_node::roster::{BreakGlassRule, Change, SignedRoster};
 use maillon_node::sharing::ShareId;
@@ -141,6 +143,55 @@ fn step(n: u32, text: &str) {
 
 fn say(text: impl AsRef<str>) {
     println!("   {}", text.as_ref());
+}
+
+/// Restarts every node with its web console on a free loopback port and
+/// prints each console's address, the certificate pin a browser must be
+/// told, and one-time login links (15 minutes) for its users.
+async fn consoles(fed: &mut LocalFederation) -> Result<(), CliError> {
+    println!("\nThe web consoles (French pages; each link works once, for 15 minutes):");
+    for n in &mut fed.nodes {
+        n.stop().await;
+        let toml = maillon_node::config::Config::file(&n.dir);
+        let text = crate::error::read_file(&toml)?;
+        if !text.contains("console_listen") {
+            let with_console = format!("console_listen = \"127.0.0.1:0\"\n{text}");
+            crate::error::write_file(&toml, &with_console)?;
+        }
+        n.start(Arc::new(SystemClock)).await?;
+        let admin = n.admin()?;
+        let pin = base64::engine::general_purpose::STANDARD.encode(n.admin.server_spki_sha256.0);
+        let address = n
+            .running_node()?
+            .node()
+            .listening()
+            .and_then(|l| l.console)
+            .map_or_else(|| "not served".to_owned(), |a| format!("https://{a}/"));
+        println!("   {} — {address}", n.id);
+        println!(
+            "      the browser must trust the node's own certificate: chromium --ignore-certificate-errors-spki-list={pin}"
+        );
+        // The demo's users; each node has some of them.
+        for name in [
+            "admin",
+            "agent-ccas",
+            "agent-caf",
+            "agent-cd",
+            "benevole-relais",
+            "dpo",
+        ] {
+            let issued = admin
+                .api()
+                .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: name.into() }))
+                .await;
+            match issued {
+                Ok(link) => println!("      {name}: {}", link.into_inner().url),
+                Err(s) if s.code() == Code::NotFound => {}
+                Err(s) => return Err(s.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plays the demo; with `keep`, leaves the nodes running until Ctrl-C.
@@ -578,6 +629,9 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             "   maillon --profile {} audit tail",
             profile("ccas-rodez", "dpo").display()
         );
+        // A node held here would keep its store open through the restart.
+        drop(ccas);
+        consoles(&mut fed).await?;
         println!(
             "Press Ctrl-C to stop them; the folder {} is kept.",
             dir.display()

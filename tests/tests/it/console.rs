@@ -957,3 +957,85 @@ async fn an_admin_approves_a_roster_proposal_in_french_and_others_may_only_look(
         "{approved:?}"
     );
 }
+
+#[tokio::test]
+async fn the_demo_kept_running_serves_each_partners_console_with_working_login_links() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maillon-cli"))
+        .args(["demo", "--keep"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Read to the end: the demo prints once more after Ctrl-C.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.expect("a line"));
+        }
+    });
+    let mut lines = Vec::new();
+    while let Some(line) = rx.recv().await {
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let consoles: Vec<&String> = lines.iter().filter(|l| l.contains(" — https://")).collect();
+    assert_eq!(consoles.len(), 4, "{lines:#?}");
+    // The CCAS's caseworker link, with the pin the demo prints.
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("ccas-rodez — "))
+        .expect("the CCAS's console");
+    let pin = lines[at + 1].split("spki-list=").nth(1).expect("a pin");
+    let pin = {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pin)
+            .expect("base64");
+        maillon_node::crypto::SpkiHash(bytes.try_into().expect("32 bytes"))
+    };
+    let link = lines[at..]
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("agent-ccas: "))
+        .expect("a caseworker link")
+        .to_owned();
+    let rest = link.strip_prefix("https://").expect("https");
+    let (addr, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut config = maillon_node::crypto::pinned_client_config(pin).expect("config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("console.maillon").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the pinned handshake");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(answer.contains("__Host-maillon="), "a session: {answer}");
+
+    // Ctrl-C stops every node.
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("joined")
+        .expect("waited");
+    assert!(status.success(), "{status:?}");
+    let mut rest = Vec::new();
+    while let Some(line) = rx.recv().await {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l == "Demo complete."), "{rest:?}");
+}
