@@ -43,6 +43,7 @@ mod dossiers;
 mod journal;
 mod registre;
 mod sections;
+mod urgence;
 
 /// Most connections served at once.
 const MAX_CONNECTIONS: usize = 256;
@@ -552,6 +553,15 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/journal", get(journal::journal))
+        .route("/controle/urgences", get(urgence::urgences))
+        .route(
+            "/controle/urgences/{id}",
+            axum::routing::post(urgence::controler),
+        )
+        .route(
+            "/dossiers/{id}/urgence",
+            get(urgence::urgence).post(urgence::urgence_envoyee),
+        )
         .route("/registre", get(registre::registre))
         .route(
             "/registre/propositions/{id}/approuver",

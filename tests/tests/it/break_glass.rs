@@ -322,3 +322,175 @@ async fn a_break_glass_access_and_its_review_the_store_lost_come_back_from_the_l
         1
     );
 }
+
+#[tokio::test]
+async fn break_glass_from_the_console_warns_requires_a_sentence_and_is_reviewed_there() {
+    use crate::console::{logged_in, send, with_console};
+    let mut c = cluster().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    let _ = ccas;
+    with_console(&mut c, "cd12").await;
+    with_console(&mut c, "ccas-rodez").await;
+    let (cookie, csrf) = logged_in(&c, "cd12", "agent-cd", Role::Caseworker).await;
+    let (status, _, page) = send(
+        &c,
+        "cd12",
+        "GET",
+        &format!("/dossiers/{d}/urgence"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Attention :") && page.contains("sans consentement"),
+        "{page}"
+    );
+    let post = |body: String| {
+        let (c, cookie, d) = (&c, cookie.clone(), d.clone());
+        async move {
+            send(
+                c,
+                "cd12",
+                "POST",
+                &format!("/dossiers/{d}/urgence"),
+                Some(&cookie),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    // Each missing piece is told beside its field; nothing is read.
+    let (status, _, page) = post(format!("csrf={csrf}&detenteur=&justification=urgent")).await;
+    assert_eq!(status, 422);
+    for field in ["detenteur", "partie", "justification"] {
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{field}: {page}"
+        );
+    }
+    let (status, _, _) = post(format!(
+        "detenteur=ccas-rodez&partie=housing&justification={}",
+        crate::console::form_value(WHY)
+    ))
+    .await;
+    assert_eq!(status, 403, "no form token");
+    let owner_dpo = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    assert!(
+        audit_events(&owner_dpo, "break_glass_granted")
+            .await
+            .is_empty()
+    );
+
+    // Read, with the justification logged at the owner.
+    let (status, _, page) = post(format!(
+        "csrf={csrf}&detenteur=ccas-rodez&partie=housing&justification={}",
+        crate::console::form_value(WHY)
+    ))
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Parties lues en urgence") && page.contains("hébergée chez un tiers"),
+        "{page}"
+    );
+    let granted = audit_events(&owner_dpo, "break_glass_granted").await;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["justification"], WHY);
+
+    // The owner's auditor reviews it in its console.
+    let (caseworker, _) = logged_in(&c, "ccas-rodez", "agent-ccas-console", Role::Caseworker).await;
+    let (status, _, _) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        "/controle/urgences",
+        Some(&caseworker),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (auditor, audit_csrf) = logged_in(&c, "ccas-rodez", "dpo-console", Role::Auditor).await;
+    let (_, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        "/controle/urgences",
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert!(
+        page.contains(WHY.split(':').next().expect("words")),
+        "{page}"
+    );
+    let grant = granted[0]["grant"].as_str().expect("grant id").to_owned();
+    let review = |comment: &str| {
+        let (c, auditor, grant) = (&c, auditor.clone(), grant.clone());
+        let body = format!(
+            "csrf={audit_csrf}&commentaire={}",
+            crate::console::form_value(comment)
+        );
+        async move {
+            send(
+                c,
+                "ccas-rodez",
+                "POST",
+                &format!("/controle/urgences/{grant}"),
+                Some(&auditor),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (status, _, page) = review("ok").await;
+    assert_eq!(status, 422, "{page}");
+    let (status, _, _) = review(
+        "Accès justifié : signalement de la gendarmerie confirmé le lendemain par le service",
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _, page) = review(
+        "Accès justifié : signalement de la gendarmerie confirmé le lendemain par le service",
+    )
+    .await;
+    assert_eq!(status, 409, "reviewed once: {page}");
+    assert_eq!(
+        audit_events(&owner_dpo, "break_glass_reviewed").await.len(),
+        1
+    );
+    let (_, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        "/controle/urgences",
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert!(page.contains("Aucun accès en urgence"), "{page}");
+}
+
+#[tokio::test]
+async fn break_glass_from_the_console_is_refused_in_french_where_the_charter_does_not_allow_it() {
+    use crate::console::{logged_in, send, with_console};
+    let mut c = cluster().await;
+    let (_ccas, _caf, d) = c.housing_at_the_ccas().await;
+    with_console(&mut c, "caf12").await;
+    let (cookie, csrf) = logged_in(&c, "caf12", "agent-caf-console", Role::Caseworker).await;
+    let body = format!(
+        "csrf={csrf}&detenteur=ccas-rodez&partie=housing&justification={}",
+        crate::console::form_value(WHY)
+    );
+    let (status, _, page) = send(
+        &c,
+        "caf12",
+        "POST",
+        &format!("/dossiers/{d}/urgence"),
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("La charte du GIP ne permet pas"), "{page}");
+    assert!(!page.contains("hébergée"));
+}

@@ -171,6 +171,11 @@ async fn caseworkers_day() {
     ccas.follow("button[type=submit]").await;
     assert!(ccas.url().await.contains(&format!("/dossiers/{d}")));
 
+    // The break-glass form and its warning (this charter allows none).
+    ccas.goto(&format!("{at_ccas}/dossiers/{d}/urgence")).await;
+    assert!(ccas.text().await.contains("Attention :"));
+    review.page(&ccas, "urgence").await;
+
     // The person consents to share the housing with the CAF; the receipt.
     ccas.goto(&format!("{at_ccas}/dossiers/{d}/consentements/nouveau"))
         .await;
@@ -237,6 +242,15 @@ async fn caseworkers_day() {
     auditor.goto(&format!("{at_caf}/dossiers")).await;
     assert!(auditor.text().await.contains("Accès réservé"));
     review.page(&auditor, "acces-reserve").await;
+
+    auditor.goto(&format!("{at_caf}/controle/urgences")).await;
+    assert!(
+        auditor
+            .text()
+            .await
+            .contains("Accès en urgence à contrôler")
+    );
+    review.page(&auditor, "controle-urgences").await;
 
     // The CAF's auditor finds the CAF's read of the dossier in its log.
     auditor.goto(&format!("{at_caf}/journal")).await;

@@ -23,7 +23,7 @@ async fn https(
 }
 
 /// [`https`] with a session cookie and a form body.
-async fn send(
+pub(crate) async fn send(
     c: &Cluster,
     id: &str,
     method: &str,
@@ -86,7 +86,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Restarts `id`'s node with its console on a free loopback port.
-async fn with_console(c: &mut Cluster, id: &str) {
+pub(crate) async fn with_console(c: &mut Cluster, id: &str) {
     let clock: Arc<dyn Clock> = c.clock.clone();
     let node = c.fed.node_mut(id);
     node.stop().await;
@@ -313,7 +313,7 @@ async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
 
 /// A session of `user` (made with `role`) at `id`'s console: its cookie and
 /// its forms' token.
-async fn logged_in(c: &Cluster, id: &str, user: &str, role: Role) -> (String, String) {
+pub(crate) async fn logged_in(c: &Cluster, id: &str, user: &str, role: Role) -> (String, String) {
     let _ = c.user(id, user, role).await;
     let link = link_for(c, id, user).await;
     let (_, headers, _) = https(c, id, "POST", &link).await;
@@ -459,7 +459,7 @@ async fn a_node_without_a_console_gives_no_link_and_says_so_only_to_an_admin() {
 }
 
 /// `s` as a form value.
-fn form_value(s: &str) -> String {
+pub(crate) fn form_value(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
