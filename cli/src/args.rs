@@ -405,6 +405,8 @@ pub enum ProposeCmd {
 /// `maillon user …`
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
+    /// Every user of this node: name, role, when its token ends.
+    List,
     /// Remove a user: its token stops working at once.
     Remove {
         /// User name.

@@ -116,6 +116,37 @@ pub(super) async fn run(
                 super::print_value(&value);
             }
         }
+        UserCmd::List => {
+            let users = conn
+                .api()
+                .list_users(conn.req(pb::ListUsersRequest {}))
+                .await?
+                .into_inner()
+                .users;
+            if json {
+                let list: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "user": u.name,
+                            "role": u.role,
+                            "created_at": u.created_at,
+                            "token_expires_at": (u.token_expires_at != 0).then_some(u.token_expires_at),
+                        })
+                    })
+                    .collect();
+                super::print_value(&serde_json::json!({ "users": list }));
+            } else {
+                for u in &users {
+                    let ends = if u.token_expires_at == 0 {
+                        "never (rotate it)".to_owned()
+                    } else {
+                        maillon_node::types::Date::from_unix(u.token_expires_at).to_string()
+                    };
+                    super::say(&format!("{:<24} {:<11} token ends {ends}", u.name, u.role));
+                }
+            }
+        }
         UserCmd::Remove { name } => {
             let name: UserName = arg("name", &name)?;
             conn.api()

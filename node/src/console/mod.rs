@@ -38,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::crypto::{CryptoError, TlsIdentity};
 use crate::service::Node;
 
+mod admin;
 mod consents;
 mod dossiers;
 mod journal;
@@ -66,6 +67,7 @@ struct Accueil<'a> {
     session: Option<crate::service::ConsoleSession>,
     role: &'a str,
     caseworker: bool,
+    auditor: bool,
 }
 
 #[derive(Template)]
@@ -230,6 +232,9 @@ async fn accueil(
         caseworker: session
             .as_ref()
             .is_some_and(|s| s.role == crate::types::Role::Caseworker),
+        auditor: session
+            .as_ref()
+            .is_some_and(|s| s.role == crate::types::Role::Auditor),
         session,
     };
     c.page(StatusCode::OK, page.render())
@@ -553,6 +558,13 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/journal", get(journal::journal))
+        .route(
+            "/utilisateurs",
+            get(admin::utilisateurs).post(admin::ajouter),
+        )
+        .route("/utilisateurs/lien", axum::routing::post(admin::lien))
+        .route("/utilisateurs/retrait", axum::routing::post(admin::retirer))
+        .route("/sante", get(admin::sante))
         .route("/controle/urgences", get(urgence::urgences))
         .route(
             "/controle/urgences/{id}",

@@ -220,6 +220,18 @@ impl Node {
         Ok(true)
     }
 
+    /// `user list`: every user of this node, by name (admins and auditors:
+    /// who may act here is theirs to know; tokens only as their expiry).
+    pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserRecord>> {
+        require(caller, &[Role::Admin, Role::Auditor])?;
+        Ok(self
+            .store
+            .scan::<UserRecord>(Tree::Users, "")?
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect())
+    }
+
     /// Removes a user (admin only, never oneself): logged, then its token
     /// stops working at once.
     pub async fn remove_user(&self, caller: &Caller, name: &UserName) -> Result<()> {

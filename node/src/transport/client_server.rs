@@ -353,6 +353,26 @@ impl Client for ClientApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersReply>, Status> {
+        let caller = self.caller(&req)?;
+        let users = self.node.list_users(&caller).map_err(status)?;
+        Ok(Response::new(pb::ListUsersReply {
+            users: users
+                .into_iter()
+                .map(|u| pb::UserEntry {
+                    name: u.name.to_string(),
+                    role: u.role.to_string(),
+                    created_at: u.created_at,
+                    token_expires_at: u.expires_at.unwrap_or(0),
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn open_dossier(
         &self,
         req: Request<pb::OpenDossierRequest>,

@@ -284,6 +284,12 @@ async fn caseworkers_day() {
     let roster = admin.text().await;
     assert!(roster.contains("La modification est adoptée"), "{roster}");
     review.page(&admin, "registre-adopte").await;
+    admin.goto(&format!("{at_ccas}/utilisateurs")).await;
+    assert!(admin.text().await.contains("agent-accueil"));
+    review.page(&admin, "utilisateurs").await;
+    admin.goto(&format!("{at_ccas}/sante")).await;
+    assert!(admin.text().await.contains("Registre en vigueur"));
+    review.page(&admin, "sante").await;
 
     for b in [ccas, caf, auditor, admin] {
         b.close().await;

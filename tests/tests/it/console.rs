@@ -1039,3 +1039,103 @@ async fn the_demo_kept_running_serves_each_partners_console_with_working_login_l
     }
     assert!(rest.iter().any(|l| l == "Demo complete."), "{rest:?}");
 }
+
+#[tokio::test]
+async fn an_admin_manages_users_and_reads_the_nodes_health_and_others_are_refused() {
+    let mut c = Cluster::start().await;
+    with_console(&mut c, "caf12").await;
+    let id = "caf12";
+    let (caseworker, _) = logged_in(&c, id, "agent-caf", Role::Caseworker).await;
+    for path in ["/utilisateurs", "/sante"] {
+        let (status, _, body) = send(&c, id, "GET", path, Some(&caseworker), None).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    // An auditor looks, without a button.
+    let (auditor, auditor_csrf) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    let (status, _, page) = send(&c, id, "GET", "/utilisateurs", Some(&auditor), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("agent-caf") && !page.contains("Retirer"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &c,
+        id,
+        "POST",
+        "/utilisateurs",
+        Some(&auditor),
+        Some(&format!(
+            "csrf={auditor_csrf}&nom=intrus&role=administration"
+        )),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, page) = send(&c, id, "GET", "/sante", Some(&auditor), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Registre en vigueur") && page.contains("v1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Conseil départemental de l&#39;Aveyron"),
+        "{page}"
+    );
+
+    let (admin, csrf) = logged_in(&c, id, "admin-console", Role::Admin).await;
+    let post = |path: &'static str, body: String| {
+        let (c, admin) = (&c, admin.clone());
+        async move { send(c, id, "POST", path, Some(&admin), Some(&body)).await }
+    };
+    // Bad names and roles are told beside their fields; nobody is added.
+    for (body, field) in [
+        (format!("csrf={csrf}&nom=Avec+Espace&role=controle"), "nom"),
+        (format!("csrf={csrf}&nom=agent-caf&role=controle"), "nom"),
+        (format!("csrf={csrf}&nom=nouvelle&role=roi"), "role"),
+    ] {
+        let (status, _, page) = post("/utilisateurs", body.clone()).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{body}: {page}"
+        );
+    }
+    let (status, _, _) = post("/utilisateurs", "nom=nouvelle&role=controle".into()).await;
+    assert_eq!(status, 403, "no form token");
+    // Added, with a login link that works once.
+    let (status, _, page) = post(
+        "/utilisateurs",
+        format!("csrf={csrf}&nom=nouvelle&role=controle"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let link = page
+        .split(r#"<code class="lien">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("a link");
+    let path = &link[link.find("/connexion/").expect("a login path")..];
+    let (status, _, _) = https(&c, id, "POST", path).await;
+    assert_eq!(status, 303, "the link logs in");
+    // Removed: its sessions and links stop; an admin cannot remove itself.
+    let (status, _, page) = post(
+        "/utilisateurs/retrait?nom=agent-caf",
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("agent-caf est retiré"), "{page}");
+    let (status, _, _) = send(&c, id, "GET", "/dossiers", Some(&caseworker), None).await;
+    assert_eq!(status, 401, "the removed user's session ended");
+    let (status, _, page) = post(
+        "/utilisateurs/retrait?nom=admin-console",
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    let (status, _, _) = post("/utilisateurs/retrait?nom=personne", format!("csrf={csrf}")).await;
+    assert_eq!(status, 404);
+    let dpo = c.user(id, "dpo", Role::Auditor).await;
+    let removed = maillon_tests::audit_events(&dpo, "user_removed").await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["by"], "admin-console");
+}

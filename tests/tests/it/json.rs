@@ -88,6 +88,15 @@ async fn every_data_command_prints_one_json_value_with_its_documented_fields() {
     )
     .await;
 
+    let users = json_of(&admin, &["user", "list"]).await;
+    let users = users["users"].as_array().expect("users");
+    let dpo_entry = users
+        .iter()
+        .find(|u| u["user"] == "dpo")
+        .expect("dpo listed");
+    assert_eq!(dpo_entry["role"], "auditor");
+    has(dpo_entry, &["created_at", "token_expires_at"]);
+
     let gov = json_of(&admin, &["gov", "status"]).await;
     has(
         &gov,

@@ -1,0 +1,350 @@
+//! The admin's pages: the node's users (add, give a login link, remove)
+//! and the node's health (peers, roster, outbox, witness alarms, the log).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::{Console, form_refused, login_required, refused_role, role_fr, when_fr};
+use crate::service::{Caller, ConsoleSession, ServiceError};
+use crate::types::{Role, UserName};
+
+/// The session of one of `roles`, or the page that refuses it.
+fn session_with(
+    c: &Console,
+    headers: &HeaderMap,
+    roles: &[Role],
+    who: &str,
+) -> Result<(ConsoleSession, Caller), Response> {
+    let Some(session) = super::session_of(c, headers) else {
+        return Err(login_required(c));
+    };
+    if !roles.contains(&session.role) {
+        return Err(refused_role(c, who));
+    }
+    let caller = Caller {
+        name: session.user.clone(),
+        role: session.role,
+        token_expires_at: None,
+    };
+    Ok((session, caller))
+}
+
+#[derive(Template)]
+#[template(path = "utilisateurs.html")]
+struct Utilisateurs<'a> {
+    partner: &'a str,
+    version: &'a str,
+    csrf: &'a str,
+    admin: bool,
+    moi: &'a str,
+    lignes: Vec<(String, &'static str, String)>,
+    lien: Option<(String, String, String)>,
+    retire: Option<String>,
+    nom: &'a str,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+impl Utilisateurs<'_> {
+    /// The error shown beside `field`, if any.
+    fn erreur(&self, field: &str) -> Option<&str> {
+        self.erreurs
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+}
+
+/// What a users page shows after an action.
+#[derive(Default)]
+struct After {
+    lien: Option<(String, String, String)>,
+    retire: Option<String>,
+    nom: String,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+fn users_page(
+    c: &Console,
+    status: StatusCode,
+    session: &ConsoleSession,
+    caller: &Caller,
+    after: After,
+) -> Response {
+    let users = match c.node.list_users(caller) {
+        Ok(u) => u,
+        Err(e) => return c.unavailable(&e, "Les utilisateurs n'ont pas pu être lus"),
+    };
+    let lignes = users
+        .into_iter()
+        .map(|u| {
+            let fin = u
+                .expires_at
+                .map_or_else(|| "jamais (à renouveler)".to_owned(), when_fr);
+            (u.name.to_string(), role_fr(u.role), fin)
+        })
+        .collect();
+    let page = Utilisateurs {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
+        admin: session.role == Role::Admin,
+        moi: session.user.as_str(),
+        lignes,
+        lien: after.lien,
+        retire: after.retire,
+        nom: &after.nom,
+        erreurs: after.erreurs,
+    };
+    c.page(status, page.render())
+}
+
+/// `GET /utilisateurs`: the node's users (admins act, auditors look).
+pub(super) async fn utilisateurs(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match session_with(
+        &c,
+        &headers,
+        &[Role::Admin, Role::Auditor],
+        "à l'administration et au contrôle",
+    ) {
+        Ok((session, caller)) => {
+            users_page(&c, StatusCode::OK, &session, &caller, After::default())
+        }
+        Err(r) => r,
+    }
+}
+
+/// The French role a form names.
+fn role_of(value: &str) -> Option<Role> {
+    match value {
+        "travail-social" => Some(Role::Caseworker),
+        "controle" => Some(Role::Auditor),
+        "administration" => Some(Role::Admin),
+        _ => None,
+    }
+}
+
+/// A one-time login link for `name`, as the page shows it.
+async fn link_for(
+    c: &Console,
+    caller: &Caller,
+    name: &UserName,
+) -> Result<(String, String, String), ServiceError> {
+    let (url, until) = c.node.issue_console_link(caller, name).await?;
+    Ok((name.to_string(), url, when_fr(until)))
+}
+
+/// `POST /utilisateurs`: adds a user (admin) and gives its first login link.
+pub(super) async fn ajouter(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let field = |name: &str| form.get(name).map_or("", |v| v.trim());
+    let mut after = After {
+        nom: field("nom").to_owned(),
+        ..After::default()
+    };
+    let name: Option<UserName> = field("nom").parse().ok();
+    if name.is_none() {
+        after.erreurs.push((
+            "nom",
+            "Choisissez un identifiant de 1 à 64 caractères : lettres minuscules, chiffres, tirets ou points.".to_owned(),
+        ));
+    }
+    let role = role_of(field("role"));
+    if role.is_none() {
+        after
+            .erreurs
+            .push(("role", "Choisissez un rôle proposé.".to_owned()));
+    }
+    let (Some(name), Some(role)) = (name, role) else {
+        return users_page(
+            &c,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &session,
+            &caller,
+            after,
+        );
+    };
+    match c.node.create_user(&caller, name.clone(), role, 0).await {
+        Ok(_) => {}
+        Err(ServiceError::Exists(_)) => {
+            after.erreurs.push((
+                "nom",
+                "Cet identifiant est déjà pris sur ce nœud.".to_owned(),
+            ));
+            return users_page(
+                &c,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                &caller,
+                after,
+            );
+        }
+        Err(e) => return c.unavailable(&e, "L'utilisateur n'a pas été créé"),
+    }
+    after.nom.clear();
+    match link_for(&c, &caller, &name).await {
+        Ok(link) => after.lien = Some(link),
+        Err(e) => return c.unavailable(&e, "Le lien de connexion n'a pas été créé"),
+    }
+    users_page(&c, StatusCode::OK, &session, &caller, after)
+}
+
+/// `POST /utilisateurs/lien?nom=…`: a new one-time login link (admin).
+pub(super) async fn lien(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
+        return c.error(
+            StatusCode::NOT_FOUND,
+            "Utilisateur inconnu",
+            "Ce nœud n'a pas d'utilisateur de ce nom.",
+        );
+    };
+    match link_for(&c, &caller, &name).await {
+        Ok(link) => {
+            let after = After {
+                lien: Some(link),
+                ..After::default()
+            };
+            users_page(&c, StatusCode::OK, &session, &caller, after)
+        }
+        Err(ServiceError::NotFound(_)) => c.error(
+            StatusCode::NOT_FOUND,
+            "Utilisateur inconnu",
+            "Ce nœud n'a pas d'utilisateur de ce nom.",
+        ),
+        Err(e) => c.unavailable(&e, "Le lien de connexion n'a pas été créé"),
+    }
+}
+
+/// `POST /utilisateurs/retrait?nom=…`: removes a user (admin, never oneself).
+pub(super) async fn retirer(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
+        return c.error(
+            StatusCode::NOT_FOUND,
+            "Utilisateur inconnu",
+            "Ce nœud n'a pas d'utilisateur de ce nom.",
+        );
+    };
+    match c.node.remove_user(&caller, &name).await {
+        Ok(()) => {
+            let after = After {
+                retire: Some(name.to_string()),
+                ..After::default()
+            };
+            users_page(&c, StatusCode::OK, &session, &caller, after)
+        }
+        Err(ServiceError::NotFound(_)) => c.error(
+            StatusCode::NOT_FOUND,
+            "Utilisateur inconnu",
+            "Ce nœud n'a pas d'utilisateur de ce nom.",
+        ),
+        Err(ServiceError::State(_)) => c.error(
+            StatusCode::CONFLICT,
+            "Action impossible",
+            "Un administrateur ne peut pas se retirer lui-même : un autre administrateur le peut.",
+        ),
+        Err(e) => c.unavailable(&e, "L'utilisateur n'a pas été retiré"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sante.html")]
+struct Sante<'a> {
+    partner: &'a str,
+    version: &'a str,
+    status: crate::service::NodeStatus,
+    demarre: String,
+    journal: &'static str,
+    pairs: Vec<(String, &'static str, String)>,
+}
+
+/// `GET /sante`: the node's health (admins and auditors).
+pub(super) async fn sante(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let (_, caller) = match session_with(
+        &c,
+        &headers,
+        &[Role::Admin, Role::Auditor],
+        "à l'administration et au contrôle",
+    ) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let status = match c.node.status(&caller).await {
+        Ok(s) => s,
+        Err(e) => return c.unavailable(&e, "L'état du nœud n'a pas pu être lu"),
+    };
+    let journal = match (&status.audit_integrity, status.audit_appending) {
+        (_, false) => {
+            "refuse toute écriture : prévenez l'équipe informatique (voir deploy/README.md)"
+        }
+        (crate::audit::Integrity::Checking, _) => "en cours de vérification",
+        (crate::audit::Integrity::Verified { .. }, _) => "vérifié",
+        (crate::audit::Integrity::Failed(_), _) => "en échec de vérification",
+    };
+    let version = status.roster_version;
+    let pairs = status
+        .peers
+        .iter()
+        .map(|p| {
+            let etat = match p.status {
+                crate::types::MemberStatus::Active => "actif",
+                crate::types::MemberStatus::Suspended => "suspendu",
+                crate::types::MemberStatus::Excluded => "exclu",
+            };
+            let annonce = match p.told {
+                None => "pas de nouvelles depuis le démarrage".to_owned(),
+                Some((v, at)) if v < version => format!("en retard : v{v}, le {}", when_fr(at)),
+                Some((v, at)) => format!("à jour : v{v}, le {}", when_fr(at)),
+            };
+            (c.member_name(&p.member), etat, annonce)
+        })
+        .collect();
+    let page = Sante {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        demarre: when_fr(status.started_at),
+        journal,
+        pairs,
+        status,
+    };
+    c.page(StatusCode::OK, page.render())
+}
