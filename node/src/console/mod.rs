@@ -42,6 +42,7 @@ mod admin;
 mod consents;
 mod dossiers;
 mod journal;
+mod referent;
 mod registre;
 mod sections;
 mod urgence;
@@ -569,6 +570,10 @@ fn router(node: Arc<Node>) -> axum::Router {
         .route(
             "/controle/urgences/{id}",
             axum::routing::post(urgence::controler),
+        )
+        .route(
+            "/dossiers/{id}/referent",
+            get(referent::referent).post(referent::referent_envoye),
         )
         .route(
             "/dossiers/{id}/urgence",

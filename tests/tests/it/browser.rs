@@ -171,6 +171,10 @@ async fn caseworkers_day() {
     ccas.follow("button[type=submit]").await;
     assert!(ccas.url().await.contains(&format!("/dossiers/{d}")));
 
+    // The référent form.
+    ccas.goto(&format!("{at_ccas}/dossiers/{d}/referent")).await;
+    review.page(&ccas, "referent").await;
+
     // The break-glass form and its warning (this charter allows none).
     ccas.goto(&format!("{at_ccas}/dossiers/{d}/urgence")).await;
     assert!(ccas.text().await.contains("Attention :"));

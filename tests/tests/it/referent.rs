@@ -524,3 +524,132 @@ async fn notices_and_freshness_from_a_member_not_entitled_are_refused() {
         .await
         .expect("not closed");
 }
+
+#[tokio::test]
+async fn the_referent_is_named_and_handed_over_from_the_console_with_each_refusal_beside_its_field()
+{
+    use crate::console::{logged_in, send, with_console};
+    let mut c = maillon_tests::Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("the CAF attaches");
+    with_console(&mut c, "ccas-rodez").await;
+    with_console(&mut c, "caf12").await;
+    let (cookie, csrf) = logged_in(
+        &c,
+        "ccas-rodez",
+        "agent-accueil",
+        maillon_node::types::Role::Caseworker,
+    )
+    .await;
+    let post = |body: String| {
+        let (c, cookie, d) = (&c, cookie.clone(), d.clone());
+        async move {
+            send(
+                c,
+                "ccas-rodez",
+                "POST",
+                &format!("/dossiers/{d}/referent"),
+                Some(&cookie),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (status, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        &format!("/dossiers/{d}/referent"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    for (body, field) in [
+        (
+            format!("csrf={csrf}&membre=ccas-rodez&agent=personne"),
+            "agent",
+        ),
+        (format!("csrf={csrf}&membre=ccas-rodez&agent="), "agent"),
+        (
+            format!("csrf={csrf}&membre=caf12&agent=agent-caf"),
+            "consentement",
+        ),
+        (
+            format!("csrf={csrf}&membre=caf12&agent=agent-caf&consentement=CNS-faux"),
+            "consentement",
+        ),
+        (
+            format!("csrf={csrf}&membre=cd12&agent=agent-cd&consentement="),
+            "membre",
+        ),
+    ] {
+        let (status, _, page) = post(body.clone()).await;
+        assert_eq!(status, 422, "{body}: {page}");
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{body}: {page}"
+        );
+    }
+    let (status, _, _) = post("membre=ccas-rodez&agent=agent-ccas".into()).await;
+    assert_eq!(status, 403, "no form token");
+    // Named here, then handed over to the CAF with the person's consent.
+    let (status, headers, _) =
+        post(format!("csrf={csrf}&membre=ccas-rodez&agent=agent-ccas")).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.as_str()),
+        Some(format!("/dossiers/{d}").as_str())
+    );
+    let (status, _, page) = post(format!("csrf={csrf}&membre=ccas-rodez&agent=agent-ccas")).await;
+    assert_eq!(status, 422, "already: {page}");
+    let consent = ccas
+        .grant(
+            &d,
+            &["housing"],
+            &["caf12"],
+            &maillon_tests::next_year(&c.clock),
+        )
+        .await
+        .expect("consent");
+    let (status, _, page) = post(format!(
+        "csrf={csrf}&membre=caf12&agent=agent-caf&consentement={consent}"
+    ))
+    .await;
+    assert_eq!(status, 303, "{page}");
+    let (_, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        &format!("/dossiers/{d}"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(page.contains("agent-caf (CAF de l&#39;Aveyron)"), "{page}");
+    // At the CAF, which does not hold the dossier: told where to do it.
+    let (caf_cookie, caf_csrf) = logged_in(
+        &c,
+        "caf12",
+        "agent-caf-console",
+        maillon_node::types::Role::Caseworker,
+    )
+    .await;
+    let (status, _, page) = send(
+        &c,
+        "caf12",
+        "POST",
+        &format!("/dossiers/{d}/referent"),
+        Some(&caf_cookie),
+        Some(&format!("csrf={caf_csrf}&membre=caf12&agent=agent-caf")),
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("Référent désigné ailleurs"), "{page}");
+}
