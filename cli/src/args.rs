@@ -465,10 +465,12 @@ pub enum DossierCmd {
         birth_date: String,
     },
     /// Find this node's dossiers by the person's names, birth date
-    /// (12/03/1984 or 1984-03-12) or the start of the id; every word must
-    /// answer. Only what this desk typed, the newest first, at most 50.
+    /// (12/03/1984 or 1984-03-12) or the start of the id (six characters or
+    /// more); every word must answer. Only what this desk typed, the newest
+    /// first, at most 50. Each search is logged (not its words).
     Search {
-        /// Words to look for; none lists the newest dossiers.
+        /// Words to look for, two characters at least in all.
+        #[arg(required = true)]
         text: Vec<String>,
     },
     /// The unified dossier: this node's sections and every section other

@@ -160,12 +160,26 @@ pub struct LocalFederation {
 
 /// Binds a loopback port below the kernel's ephemeral range, so that the
 /// local ends of outgoing connections never take it while a node restarts.
+/// A port handed to one node of this process is never handed to another,
+/// even while the first is stopped (its folder names the port; a restart
+/// binds it again).
 fn bind_loopback() -> Result<(TcpListener, SocketAddr), CliError> {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let mut last = None;
     for _ in 0..200 {
         let port = 20_000 + rand::random::<u16>() % 12_000;
+        let mut handed = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed.contains(&port) {
+            continue;
+        }
         match TcpListener::bind(("127.0.0.1", port)).and_then(|l| Ok((l.local_addr()?, l))) {
-            Ok((addr, l)) => return Ok((l, addr)),
+            Ok((addr, l)) => {
+                handed.insert(port);
+                return Ok((l, addr));
+            }
             Err(e) => last = Some(e),
         }
     }

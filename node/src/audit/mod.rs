@@ -344,6 +344,14 @@ pub enum AuditEvent {
         /// The user at this node who did it.
         by: UserName,
     },
+    /// A caseworker searched this node's dossiers (the words are not kept:
+    /// they name people).
+    DossiersSearched {
+        /// The user at this node who searched.
+        by: UserName,
+        /// How many dossiers the search showed.
+        found: u32,
+    },
     /// A caseworker looked at a dossier's page: the identity typed at this
     /// desk and which sections, consents and référent it has (no content).
     DossierConsulted {
@@ -570,6 +578,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "consent_granted",
     "consent_shown",
     "section_read",
+    "dossiers_searched",
     "dossier_consulted",
     "consents_listed",
     "consent_revoked",
@@ -630,6 +639,7 @@ impl AuditEvent {
             | E::ConsoleLinkIssued { .. }
             | E::ConsoleLogin { .. }
             | E::ConsoleLoginRefused { .. }
+            | E::DossiersSearched { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }

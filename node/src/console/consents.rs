@@ -385,9 +385,9 @@ pub(super) async fn recu(
         (Ok(d), Ok(k)) => (d, k),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let receipt = match c.node.show_consent(&caller, &consent).await {
-        Ok(r) if r.pii_principal_id == dossier.as_str() => r,
-        Ok(_) | Err(ServiceError::NotFound(_)) => {
+    let receipt = match c.node.show_consent_of(&caller, &dossier, &consent).await {
+        Ok(r) => r,
+        Err(ServiceError::NotFound(_)) => {
             return c.error(
                 StatusCode::NOT_FOUND,
                 "Consentement introuvable",
@@ -428,7 +428,7 @@ pub(super) async fn retirer(
         (Ok(d), Ok(k)) => (d, k),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match c.node.revoke_consent(&caller, &consent).await {
+    match c.node.revoke_consent_of(&caller, &dossier, &consent).await {
         Ok(()) => super::see_other(&format!("/dossiers/{dossier}/consentements/{consent}")),
         Err(ServiceError::NotFound(_)) => c.error(
             StatusCode::NOT_FOUND,

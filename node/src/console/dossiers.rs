@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
@@ -18,6 +18,7 @@ use crate::types::{DossierId, Section};
 struct Recherche<'a> {
     partner: &'a str,
     version: &'a str,
+    csrf: &'a str,
     texte: &'a str,
     cherche: bool,
     resultats: Vec<Ligne>,
@@ -47,22 +48,46 @@ impl Ligne {
     }
 }
 
-/// `GET /dossiers?q=…`: this node's dossiers answering the words typed.
-pub(super) async fn recherche(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let (_, caller) = match caseworker(&c, &headers) {
+/// `GET /dossiers`: the search form.
+pub(super) async fn recherche(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let (session, _) = match caseworker(&c, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let texte = query.get("q").map(|q| q.trim()).unwrap_or("");
-    let (resultats, erreur) = match c.node.search_dossiers(&caller, texte) {
+    let page = Recherche {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
+        texte: "",
+        cherche: false,
+        resultats: Vec::new(),
+        erreur: None,
+    };
+    c.page(StatusCode::OK, page.render())
+}
+
+/// `POST /dossiers`: this node's dossiers answering the words typed (sent
+/// in the body: names stay out of addresses and the browser's history).
+pub(super) async fn recherche_envoyee(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller) = match caseworker(&c, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let texte = form.get("q").map_or("", |q| q.trim());
+    let (resultats, erreur) = match c.node.search_dossiers(&caller, texte).await {
         Ok(found) => (found.into_iter().map(|d| Ligne::of(&c, d)).collect(), None),
         Err(ServiceError::Invalid(_)) => (
             Vec::new(),
-            Some("La recherche est trop longue : 200 caractères au plus."),
+            Some(
+                "Tapez de 2 à 200 caractères : un nom, une date de naissance ou le début de la référence.",
+            ),
         ),
         Err(e) => return c.unavailable(&e, "La recherche n'a pas abouti"),
     };
@@ -74,8 +99,9 @@ pub(super) async fn recherche(
     let page = Recherche {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
         texte,
-        cherche: query.contains_key("q"),
+        cherche: true,
         resultats,
         erreur,
     };
@@ -140,6 +166,32 @@ pub(super) fn dossier_refused(c: &Console, e: &ServiceError) -> Response {
             "Action impossible",
             "Le dossier ne le permet pas dans son état actuel (clos ou effacé).",
         ),
+        ServiceError::Unreachable { peer, .. } => c.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Partenaire injoignable",
+            &format!("{} ne répond pas pour le moment : réessayez dans un moment.", c.member_name(peer)),
+        ),
+        e if e.kind() == crate::service::ErrorKind::Refused => c.error(
+            StatusCode::FORBIDDEN,
+            "Action refusée",
+            "Cette action ne vous est pas permise sur ce dossier (par exemple, seul le référent de parcours écrit le plan d'accompagnement).",
+        ),
+        e if e.kind() == crate::service::ErrorKind::NotFound => c.error(
+            StatusCode::NOT_FOUND,
+            "Introuvable",
+            "Ce que vous demandez n'existe pas ou plus, ici ou chez le partenaire.",
+        ),
+        e if matches!(
+            e.kind(),
+            crate::service::ErrorKind::Invalid | crate::service::ErrorKind::TooLarge
+        ) =>
+        {
+            c.error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Données refusées",
+                "Les données envoyées sont trop longues ou mal formées : corrigez-les et recommencez.",
+            )
+        }
         e => c.unavailable(e, "L'action n'a pas abouti"),
     }
 }
@@ -661,6 +713,10 @@ pub(super) async fn rattacher_envoye(
             Err(ServiceError::Exists(_)) => erreurs.push((
                 "reference",
                 "Ce dossier est déjà rattaché ici : retrouvez-le par la recherche.".to_owned(),
+            )),
+            Err(ServiceError::NotFound(what)) if what.starts_with("active member") => erreurs.push((
+                "partenaire",
+                "Ce partenaire n'est pas un membre actif du GIP.".to_owned(),
             )),
             Err(ServiceError::NotFound(_)) => erreurs.push((
                 "reference",

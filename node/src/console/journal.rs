@@ -45,6 +45,7 @@ fn kind_fr(kind: &str) -> &'static str {
         "consent_shown" => "Récépissé affiché",
         "section_read" => "Partie lue ici",
         "dossier_consulted" => "Fiche du dossier consultée",
+        "dossiers_searched" => "Recherche de dossiers",
         "consents_listed" => "Consentements listés",
         "consent_revoked" => "Consentement retiré",
         "group_member_added" => "Partenaire ajouté au groupe chiffré",
@@ -144,8 +145,8 @@ pub(super) async fn journal(
             continue;
         }
         match super::parse_date(field(name)) {
-            Some(day) if is_start => filter.since = Some(day.start_unix()),
-            Some(day) => filter.until = Some(day.end_unix()),
+            Some(day) if is_start => filter.since = Some(paris_midnight(day.start_unix())),
+            Some(day) => filter.until = Some(paris_midnight(day.end_unix())),
             None => erreurs.push((
                 if is_start { "du" } else { "au" },
                 "Indiquez une date réelle, par exemple 07/12/2026.".to_owned(),
@@ -234,6 +235,14 @@ pub(super) async fn journal(
         format!("/journal?{query}")
     });
     c.page(StatusCode::OK, page.render())
+}
+
+/// Midnight in Paris on the day whose UTC midnight is `utc_midnight`: the
+/// page shows Paris times, so its days are Paris days.
+fn paris_midnight(utc_midnight: i64) -> i64 {
+    crate::types::paris(utc_midnight).map_or(utc_midnight, |t| {
+        utc_midnight - i64::from(t.offset().whole_seconds())
+    })
 }
 
 /// A value as a query string carries it.

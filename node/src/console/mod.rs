@@ -202,7 +202,10 @@ impl Console {
     /// The French page for a failure that is not the caller's doing.
     fn unavailable(&self, e: &crate::service::ServiceError, title: &str) -> Response {
         tracing::warn!(error = %e, "a console action failed");
-        let message = if e.kind() == crate::service::ErrorKind::Unavailable {
+        let message = if matches!(
+            e,
+            crate::service::ServiceError::Audit(crate::audit::AuditError::Unavailable)
+        ) {
             "Le nœud ne peut pas enregistrer d'action pour le moment (son journal d'audit est indisponible) : prévenez l'équipe informatique."
         } else {
             "Une erreur est survenue : réessayez dans un moment. Si elle revient, prévenez l'équipe informatique."
@@ -588,7 +591,10 @@ fn router(node: Arc<Node>) -> axum::Router {
             "/registre/propositions/{id}/rejeter",
             axum::routing::post(registre::rejeter),
         )
-        .route("/dossiers", get(dossiers::recherche))
+        .route(
+            "/dossiers",
+            get(dossiers::recherche).post(dossiers::recherche_envoyee),
+        )
         .route("/dossiers/ouvrir", get(ouvrir).post(ouvrir_envoye))
         .route(
             "/dossiers/rattacher",

@@ -162,7 +162,7 @@ pub(super) async fn referent_envoye(
             "agent",
             "Aucun travailleur social de ce nœud ne porte cet identifiant.",
         ),
-        Err(ServiceError::NotFound(_)) => refused(
+        Err(ServiceError::NotFound(what)) if what.starts_with("consent") => refused(
             "consentement",
             "Ce dossier n'a aucun consentement sous cette référence.",
         ),

@@ -99,7 +99,9 @@ impl Node {
             .map(|k| format!(r#""event":"{k}""#).into_bytes());
         blocking(move || {
             let mut entries = Vec::new();
-            while end > floor && entries.len() < limit as usize {
+            // A page stays within one gRPC message, as `audit tail`'s do.
+            let mut bytes_taken = 0usize;
+            while end > floor && entries.len() < limit as usize && bytes_taken < MAX_PAGE_BYTES {
                 let start = end.saturating_sub(SEARCH_CHUNK as u64).max(floor);
                 let chunk = audit.entries_within(start, (end - start) as usize, usize::MAX)?;
                 let mut stopped_at = None;
@@ -111,6 +113,13 @@ impl Node {
                     }
                     let entry = AuditEntry::from_bytes(&bytes)?;
                     if selects(&filter, &entry) {
+                        if bytes_taken + bytes.len() > MAX_PAGE_BYTES && !entries.is_empty() {
+                            // This one opens the next page.
+                            stopped_at = Some(index + 1);
+                            bytes_taken = MAX_PAGE_BYTES;
+                            break;
+                        }
+                        bytes_taken += bytes.len();
                         entries.push((index, entry));
                         if entries.len() == limit as usize {
                             stopped_at = Some(index);

@@ -179,6 +179,40 @@ impl Node {
         })
     }
 
+    /// A consent of `dossier` only, or [`ServiceError::NotFound`] (for the
+    /// console, whose addresses name both: nothing is logged or changed
+    /// for a pair that does not match).
+    fn check_consent_of(&self, dossier: &DossierId, id: &ConsentId) -> Result<()> {
+        match self.consent_record(id)? {
+            Some((_, r)) if &r.consent.dossier == dossier => Ok(()),
+            _ => Err(ServiceError::NotFound(format!("consent {id} of {dossier}"))),
+        }
+    }
+
+    /// [`Node::show_consent`], for a consent of `dossier` only.
+    pub async fn show_consent_of(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        id: &ConsentId,
+    ) -> Result<ConsentReceipt> {
+        require(caller, &[Role::Caseworker, Role::Auditor])?;
+        self.check_consent_of(dossier, id)?;
+        self.show_consent(caller, id).await
+    }
+
+    /// [`Node::revoke_consent`], for a consent of `dossier` only.
+    pub async fn revoke_consent_of(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        id: &ConsentId,
+    ) -> Result<()> {
+        require(caller, &[Role::Caseworker])?;
+        self.check_consent_of(dossier, id)?;
+        self.revoke_consent(caller, id).await
+    }
+
     /// `consent show`: the receipt of a consent recorded here, as handed to
     /// the person (the access is logged first).
     pub async fn show_consent(&self, caller: &Caller, id: &ConsentId) -> Result<ConsentReceipt> {

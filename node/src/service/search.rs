@@ -82,35 +82,49 @@ fn iso_date(word: &str) -> Option<String> {
     }
 }
 
-/// Whether `summary` answers every word of the search: a word is the start
-/// of a word of a name, a birth date (`12/03/1984` or `1984-03-12`), or
-/// the start of the dossier's id.
+/// Whether `summary` answers every word of the search: a word is a birth
+/// date (`12/03/1984` or `1984-03-12`), the start of the dossier's id (six
+/// characters or more), or names whose every part starts a word of the
+/// person's names (accents and case aside).
 fn matches(summary: &DossierSummary, words: &[String]) -> bool {
     let names = folded(&format!("{} {}", summary.given_name, summary.family_name));
     let birth = summary.birth_date.to_string();
     let id = summary.id.as_str().to_ascii_lowercase();
     words.iter().all(|w| {
-        names.split_whitespace().any(|n| n.starts_with(w.as_str()))
-            || *w == birth
+        *w == birth
             || iso_date(w).is_some_and(|iso| iso == birth)
             || (w.len() >= 6 && id.starts_with(w.as_str()))
+            || folded(w)
+                .split_whitespace()
+                .all(|part| names.split_whitespace().any(|n| n.starts_with(part)))
     })
 }
 
 impl Node {
     /// The dossiers of this node whose person answers `text` (names, birth
-    /// date, the start of the id; every word must answer), the newest
-    /// first, at most [`MAX_SEARCH_RESULTS`]. An empty text lists the
-    /// newest. Caseworkers only. Not logged: it shows no section, and each
-    /// dossier's page is logged when opened.
-    pub fn search_dossiers(&self, caller: &Caller, text: &str) -> Result<Vec<DossierSummary>> {
+    /// date, the start of the id; every word must answer; two characters at
+    /// least), the newest first, at most [`MAX_SEARCH_RESULTS`]. Caseworkers
+    /// only. Logged (who searched, how many were found: identities are
+    /// shown); each dossier's page is logged when opened.
+    pub async fn search_dossiers(
+        &self,
+        caller: &Caller,
+        text: &str,
+    ) -> Result<Vec<DossierSummary>> {
         require(caller, &[Role::Caseworker])?;
-        if text.chars().count() > MAX_SEARCH_TEXT {
+        let length = text.trim().chars().count();
+        if length > MAX_SEARCH_TEXT {
             return Err(ServiceError::Invalid(format!(
                 "a search is at most {MAX_SEARCH_TEXT} characters"
             )));
         }
-        let words: Vec<String> = folded(text)
+        if length < 2 {
+            return Err(ServiceError::Invalid(
+                "a search needs at least two characters".into(),
+            ));
+        }
+        let words: Vec<String> = text
+            .to_lowercase()
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|w| !w.is_empty())
             .map(str::to_owned)
@@ -131,6 +145,11 @@ impl Node {
         }
         found.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then(a.id.cmp(&b.id)));
         found.truncate(MAX_SEARCH_RESULTS);
+        self.audit(AuditEvent::DossiersSearched {
+            by: caller.name.clone(),
+            found: found.len() as u32,
+        })
+        .await?;
         Ok(found)
     }
 
@@ -138,6 +157,13 @@ impl Node {
     pub async fn dossier_page(&self, caller: &Caller, dossier: &DossierId) -> Result<DossierPage> {
         require(caller, &[Role::Caseworker])?;
         let record = self.dossier(dossier)?;
+        if self
+            .store
+            .get::<i64>(Tree::Erased, dossier.as_str())?
+            .is_some()
+        {
+            return Err(ServiceError::NotFound(format!("dossier {dossier}")));
+        }
         self.audit(AuditEvent::DossierConsulted {
             dossier: dossier.clone(),
             by: caller.name.clone(),

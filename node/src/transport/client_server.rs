@@ -397,7 +397,11 @@ impl Client for ClientApi {
     ) -> Result<Response<pb::SearchDossiersReply>, Status> {
         let caller = self.caller(&req)?;
         let text = req.into_inner().text;
-        let found = self.node.search_dossiers(&caller, &text).map_err(status)?;
+        let found = self
+            .node
+            .search_dossiers(&caller, &text)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::SearchDossiersReply {
             dossiers: found
                 .into_iter()

@@ -152,7 +152,9 @@ async fn caseworkers_day() {
         .to_owned();
 
     // Found by the search, its page, its housing section (an error first).
-    ccas.goto(&format!("{at_ccas}/dossiers?q=helene")).await;
+    ccas.goto(&format!("{at_ccas}/dossiers")).await;
+    ccas.fill("#q", "helene").await;
+    ccas.follow("form[role=search] button[type=submit]").await;
     review.page(&ccas, "recherche").await;
     ccas.follow(&format!("a[href='/dossiers/{d}']")).await;
     assert!(ccas.text().await.contains("Dossier de Hélène Martin"));

@@ -500,21 +500,38 @@ async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_
         .expect("the reference")
         .to_owned();
 
-    // Search: accents and case do not matter; a birth date as typed at the desk.
-    for q in ["helene", "MARTIN+h%C3%A9l", "12%2F03%2F1984"] {
-        let (status, _, page) = get(format!("/dossiers?q={q}")).await;
+    // Search (sent in the body): accents and case do not matter; a birth
+    // date as typed at the desk or as ISO; the start of the reference.
+    let (status, _, form) = get("/dossiers".into()).await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains(r#"<form method="post" action="/dossiers""#),
+        "{form}"
+    );
+    let prefix = d[..10].to_lowercase();
+    for q in [
+        "helene",
+        "MARTIN+h%C3%A9l",
+        "12%2F03%2F1984",
+        "1984-03-12",
+        prefix.as_str(),
+    ] {
+        let (status, _, page) = post("/dossiers".into(), format!("csrf={csrf}&q={q}")).await;
         assert_eq!(status, 200);
         assert!(
             page.contains(&format!(r#"href="/dossiers/{d}""#)),
             "{q}: {page}"
         );
     }
-    let (_, _, page) = get("/dossiers?q=dupont".into()).await;
+    let (_, _, page) = post("/dossiers".into(), format!("csrf={csrf}&q=dupont")).await;
     assert!(page.contains("Aucun dossier ne correspond"), "{page}");
-    let long = "a".repeat(201);
-    let (status, _, page) = get(format!("/dossiers?q={long}")).await;
-    assert_eq!(status, 422);
-    assert!(page.contains(r#"id="q-erreur""#));
+    for q in ["a".repeat(201), "h".into(), String::new()] {
+        let (status, _, page) = post("/dossiers".into(), format!("csrf={csrf}&q={q}")).await;
+        assert_eq!(status, 422, "{q}");
+        assert!(page.contains(r#"id="q-erreur""#));
+    }
+    let (status, _, _) = post("/dossiers".into(), "q=helene".into()).await;
+    assert_eq!(status, 403, "no form token");
 
     // The dossier's page is logged under the console user.
     let (status, _, page) = get(format!("/dossiers/{d}")).await;
@@ -524,6 +541,14 @@ async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_
     let consulted = maillon_tests::audit_events(&auditor, "dossier_consulted").await;
     assert_eq!(consulted.len(), 1);
     assert_eq!(consulted[0]["by"], "agent-accueil");
+    // Searches are logged, without their words.
+    let searched = maillon_tests::audit_events(&auditor, "dossiers_searched").await;
+    assert_eq!(searched.len(), 6, "the searches that ran: {searched:?}");
+    assert!(
+        searched
+            .iter()
+            .all(|e| e["by"] == "agent-accueil" && !e.to_string().contains("helene"))
+    );
 
     // A section's form: each bad field is told beside itself, nothing written.
     let housing = format!("/dossiers/{d}/sections/housing");
