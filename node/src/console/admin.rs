@@ -8,30 +8,9 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{Console, form_refused, login_required, refused_role, role_fr, when_fr};
+use super::{Champs as _, Console, form_refused, role_fr, when_fr};
 use crate::service::{Caller, ConsoleSession, ServiceError};
 use crate::types::{Role, UserName};
-
-/// The session of one of `roles`, or the page that refuses it.
-fn session_with(
-    c: &Console,
-    headers: &HeaderMap,
-    roles: &[Role],
-    who: &str,
-) -> Result<(ConsoleSession, Caller), Response> {
-    let Some(session) = super::session_of(c, headers) else {
-        return Err(login_required(c));
-    };
-    if !roles.contains(&session.role) {
-        return Err(refused_role(c, who));
-    }
-    let caller = Caller {
-        name: session.user.clone(),
-        role: session.role,
-        token_expires_at: None,
-    };
-    Ok((session, caller))
-}
 
 #[derive(Template)]
 #[template(path = "utilisateurs.html")]
@@ -48,13 +27,9 @@ struct Utilisateurs<'a> {
     erreurs: Vec<(&'static str, String)>,
 }
 
-impl Utilisateurs<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for Utilisateurs<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
 }
 
@@ -104,7 +79,7 @@ fn users_page(
 
 /// `GET /utilisateurs`: the node's users (admins act, auditors look).
 pub(super) async fn utilisateurs(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match session_with(
+    match super::session_with(
         &c,
         &headers,
         &[Role::Admin, Role::Auditor],
@@ -143,11 +118,11 @@ pub(super) async fn ajouter(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let (session, caller) =
+        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
     if !super::csrf_ok(&form, &session) {
         return form_refused(&c);
     }
@@ -210,11 +185,11 @@ pub(super) async fn lien(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let (session, caller) =
+        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
     if !super::csrf_ok(&form, &session) {
         return form_refused(&c);
     }
@@ -249,11 +224,11 @@ pub(super) async fn retirer(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match session_with(&c, &headers, &[Role::Admin], "à l'administration")
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let (session, caller) =
+        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
     if !super::csrf_ok(&form, &session) {
         return form_refused(&c);
     }
@@ -299,7 +274,7 @@ struct Sante<'a> {
 
 /// `GET /sante`: the node's health (admins and auditors).
 pub(super) async fn sante(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let (_, caller) = match session_with(
+    let (_, caller) = match super::session_with(
         &c,
         &headers,
         &[Role::Admin, Role::Auditor],

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::dossiers::{dossier_of, dossier_refused};
-use super::{Console, caseworker, form_refused, sections};
+use super::{Champs as _, Console, caseworker, form_refused, sections};
 use crate::service::{GrantRequest, ServiceError};
 use crate::types::{Collection, ConsentId, Date, LegalBasis, MemberId, Section};
 
@@ -31,13 +31,9 @@ struct Consentement<'a> {
     erreurs: Vec<(&'static str, String)>,
 }
 
-impl Consentement<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for Consentement<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
 }
 
@@ -78,16 +74,12 @@ fn render(
             )
         })
         .collect();
-    let roster = c.node.roster();
-    let membres = roster
-        .roster()
-        .members
-        .iter()
-        .filter(|m| &m.card.id != c.node.member() && m.status == crate::types::MemberStatus::Active)
-        .map(|m| {
-            let id = m.card.id.to_string();
+    let membres = c
+        .active_members(false)
+        .into_iter()
+        .map(|(id, name)| {
             let checked = audience.contains(&id);
-            (id, m.card.name.clone(), checked)
+            (id, name, checked)
         })
         .collect();
     let page = Consentement {

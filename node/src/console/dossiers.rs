@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::sections::{self, Field, Kind};
-use super::{Console, caseworker, form_refused, refusal_fr, when_fr};
+use super::{Champs as _, Console, caseworker, form_refused, refusal_fr, when_fr};
 use crate::service::{DossierPage, DossierSummary, ServiceError};
 use crate::types::{DossierId, Section};
 
@@ -335,28 +335,7 @@ pub(super) async fn vue(
             };
             match v.outcome {
                 Ok(read) => {
-                    source.champs = match serde_json::from_str::<serde_json::Value>(&read.json) {
-                        Ok(serde_json::Value::Object(map)) => {
-                            // The form's order, then what the form does not know.
-                            let order = |k: &str| {
-                                sections::fields(v.section)
-                                    .iter()
-                                    .position(|f| f.key == k)
-                                    .unwrap_or(usize::MAX)
-                            };
-                            let mut keys: Vec<&String> = map.keys().collect();
-                            keys.sort_by_key(|k| order(k));
-                            keys.into_iter()
-                                .map(|k| {
-                                    (
-                                        sections::label_of(v.section, k),
-                                        sections::value_fr(&map[k]),
-                                    )
-                                })
-                                .collect()
-                        }
-                        _ => vec![("contenu".into(), read.json.clone())],
-                    };
+                    source.champs = sections::shown_fields(v.section, &read.json);
                     source.ecrit = Some(when_fr(read.written_at));
                     source.fondement = read.basis.map(|b| match b {
                         crate::protocol::Basis::Consent(id) => format!("consentement {id}"),
@@ -601,18 +580,12 @@ struct Rattacher<'a> {
     erreurs: Vec<(&'static str, String)>,
 }
 
-impl Rattacher<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for Rattacher<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
-
-    /// What was typed in `field`.
-    fn valeur(&self, field: &str) -> &str {
-        self.valeurs.get(field).map_or("", |v| v.trim())
+    fn valeurs(&self) -> Option<&HashMap<String, String>> {
+        Some(&self.valeurs)
     }
 }
 
@@ -623,15 +596,7 @@ fn rattacher_page(
     valeurs: HashMap<String, String>,
     erreurs: Vec<(&'static str, String)>,
 ) -> Response {
-    let membres = c
-        .node
-        .roster()
-        .roster()
-        .members
-        .iter()
-        .filter(|m| &m.card.id != c.node.member() && m.status == crate::types::MemberStatus::Active)
-        .map(|m| (m.card.id.to_string(), m.card.name.clone()))
-        .collect();
+    let membres = c.active_members(false);
     let page = Rattacher {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{Console, login_required, refused_role, when_fr};
+use super::{Champs as _, Console, refused_role, when_fr};
 use crate::service::{AuditFilter, ServiceError};
 use crate::types::Role;
 
@@ -76,18 +76,12 @@ struct Journal<'a> {
     suite: Option<String>,
 }
 
-impl Journal<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for Journal<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
-
-    /// What was asked in `field`.
-    fn valeur(&self, field: &str) -> &str {
-        self.valeurs.get(field).map_or("", |v| v.trim())
+    fn valeurs(&self) -> Option<&HashMap<String, String>> {
+        Some(self.valeurs)
     }
 }
 
@@ -106,16 +100,14 @@ pub(super) async fn journal(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(session) = super::session_of(&c, &headers) else {
-        return login_required(&c);
-    };
-    if !matches!(session.role, Role::Auditor | Role::Admin) {
-        return refused_role(&c, "au contrôle et à l'administration");
-    }
-    let caller = crate::service::Caller {
-        name: session.user.clone(),
-        role: session.role,
-        token_expires_at: None,
+    let (_, caller) = match super::session_with(
+        &c,
+        &headers,
+        &[Role::Auditor, Role::Admin],
+        "au contrôle et à l'administration",
+    ) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let field = |name: &str| query.get(name).map_or("", |v| v.trim());
     let mut erreurs = Vec::new();

@@ -91,13 +91,9 @@ struct Ouvrir<'a> {
     erreurs: Vec<(&'static str, String)>,
 }
 
-impl Ouvrir<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl Champs for Ouvrir<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
 }
 
@@ -118,6 +114,33 @@ fn parse_date(text: &str) -> Option<crate::types::Date> {
         _ => text.to_owned(),
     };
     iso.parse().ok()
+}
+
+/// A form's page: the error beside each field and what was typed, for its
+/// template (`erreur("champ")`, `valeur("champ")`).
+trait Champs {
+    /// The errors, by field.
+    fn erreurs(&self) -> &[(&'static str, String)];
+
+    /// What was typed, by field (none for a form shown empty).
+    fn valeurs(&self) -> Option<&std::collections::HashMap<String, String>> {
+        None
+    }
+
+    /// The error shown beside `field`, if any.
+    fn erreur(&self, field: &str) -> Option<&str> {
+        self.erreurs()
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+
+    /// What was typed in `field`.
+    fn valeur(&self, field: &str) -> &str {
+        self.valeurs()
+            .and_then(|v| v.get(field))
+            .map_or("", |v| v.trim())
+    }
 }
 
 /// The address a request came from.
@@ -188,6 +211,20 @@ impl Console {
                 (StatusCode::INTERNAL_SERVER_ERROR, "erreur interne").into_response()
             }
         }
+    }
+
+    /// The active members of the roster in force, (id, display name), this
+    /// node among them when `with_self`.
+    fn active_members(&self, with_self: bool) -> Vec<(String, String)> {
+        self.node
+            .roster()
+            .roster()
+            .members
+            .iter()
+            .filter(|m| m.status == crate::types::MemberStatus::Active)
+            .filter(|m| with_self || &m.card.id != self.node.member())
+            .map(|m| (m.card.id.to_string(), m.card.name.clone()))
+            .collect()
     }
 
     /// A member's display name in the roster in force (its id if unlisted).
@@ -323,17 +360,19 @@ fn refused_role(c: &Console, who: &str) -> Response {
     )
 }
 
-/// The session and caller of a caseworker's request, or the French page
-/// that refuses it.
-fn caseworker(
+/// The session and caller of a request by one of `roles`, or the French
+/// page that refuses it (`who`: whom the page is for, as the refusal says).
+fn session_with(
     c: &Console,
     headers: &axum::http::HeaderMap,
+    roles: &[crate::types::Role],
+    who: &str,
 ) -> Result<(crate::service::ConsoleSession, crate::service::Caller), Response> {
     let Some(session) = session_of(c, headers) else {
         return Err(login_required(c));
     };
-    if session.role != crate::types::Role::Caseworker {
-        return Err(refused_role(c, "aux travailleurs sociaux"));
+    if !roles.contains(&session.role) {
+        return Err(refused_role(c, who));
     }
     let caller = crate::service::Caller {
         name: session.user.clone(),
@@ -341,6 +380,20 @@ fn caseworker(
         token_expires_at: None,
     };
     Ok((session, caller))
+}
+
+/// The session and caller of a caseworker's request, or the French page
+/// that refuses it.
+fn caseworker(
+    c: &Console,
+    headers: &axum::http::HeaderMap,
+) -> Result<(crate::service::ConsoleSession, crate::service::Caller), Response> {
+    session_with(
+        c,
+        headers,
+        &[crate::types::Role::Caseworker],
+        "aux travailleurs sociaux",
+    )
 }
 
 /// A redirect after a form (303: the browser asks the page with GET).

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::dossiers::{dossier_of, dossier_refused};
-use super::{Console, caseworker, form_refused, see_other};
+use super::{Champs as _, Console, caseworker, form_refused, see_other};
 use crate::service::ServiceError;
 use crate::types::{ConsentId, MemberId, UserName};
 
@@ -25,18 +25,12 @@ struct ReferentForm<'a> {
     erreurs: Vec<(&'static str, String)>,
 }
 
-impl ReferentForm<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for ReferentForm<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
-
-    /// What was typed in `field`.
-    fn valeur(&self, field: &str) -> &str {
-        self.valeurs.get(field).map_or("", |v| v.trim())
+    fn valeurs(&self) -> Option<&HashMap<String, String>> {
+        Some(&self.valeurs)
     }
 }
 
@@ -48,15 +42,7 @@ fn page(
     valeurs: HashMap<String, String>,
     erreurs: Vec<(&'static str, String)>,
 ) -> Response {
-    let membres = c
-        .node
-        .roster()
-        .roster()
-        .members
-        .iter()
-        .filter(|m| m.status == crate::types::MemberStatus::Active)
-        .map(|m| (m.card.id.to_string(), m.card.name.clone()))
-        .collect();
+    let membres = c.active_members(true);
     let form = ReferentForm {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),

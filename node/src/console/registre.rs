@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::sections::section_fr;
-use super::{Console, form_refused, login_required, refused_role, see_other, when_fr};
+use super::{Console, form_refused, refused_role, see_other, when_fr};
 use crate::roster::RosterChange;
 use crate::service::{Caller, ConsoleSession, OfferOutcome, ServiceError};
 use crate::types::{MemberKind, MemberStatus, Role};
@@ -167,18 +167,12 @@ struct Proposition {
 
 /// The session of an admin or auditor, or the page that refuses it.
 fn governing(c: &Console, headers: &HeaderMap) -> Result<(ConsoleSession, Caller), Response> {
-    let Some(session) = super::session_of(c, headers) else {
-        return Err(login_required(c));
-    };
-    if !matches!(session.role, Role::Admin | Role::Auditor) {
-        return Err(refused_role(c, "à l'administration et au contrôle"));
-    }
-    let caller = Caller {
-        name: session.user.clone(),
-        role: session.role,
-        token_expires_at: None,
-    };
-    Ok((session, caller))
+    super::session_with(
+        c,
+        headers,
+        &[Role::Admin, Role::Auditor],
+        "à l'administration et au contrôle",
+    )
 }
 
 /// `GET /registre`: the members and the open proposals.

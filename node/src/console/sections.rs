@@ -257,6 +257,26 @@ pub(super) fn label_of(section: Section, key: &str) -> String {
         .map_or_else(|| key.replace('_', " "), |f| f.label.to_owned())
 }
 
+/// A section's JSON as a page shows it: (label, value) in the form's
+/// order, then the keys the form does not know; a body that is not an
+/// object, whole.
+pub(super) fn shown_fields(section: Section, json: &str) -> Vec<(String, String)> {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
+        return vec![("contenu".into(), json.to_owned())];
+    };
+    let order = |k: &str| {
+        fields(section)
+            .iter()
+            .position(|f| f.key == k)
+            .unwrap_or(usize::MAX)
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| order(k));
+    keys.into_iter()
+        .map(|k| (label_of(section, k), value_fr(&map[k])))
+        .collect()
+}
+
 /// The section's JSON from a submitted form and the section as it was:
 /// each known field checked (an error in French per field), an empty
 /// field removed, every other key kept.

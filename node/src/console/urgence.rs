@@ -11,8 +11,7 @@ use axum::response::Response;
 
 use super::dossiers::{dossier_of, dossier_refused};
 use super::{
-    Console, caseworker, form_refused, login_required, refusal_fr, refused_role, sections,
-    see_other, when_fr,
+    Champs as _, Console, caseworker, form_refused, refusal_fr, sections, see_other, when_fr,
 };
 use crate::service::{Caller, ServiceError};
 use crate::types::{GrantId, MemberId, Role, Section};
@@ -35,18 +34,12 @@ struct Urgence<'a> {
     lues: Vec<Lue>,
 }
 
-impl Urgence<'_> {
-    /// The error shown beside `field`, if any.
-    fn erreur(&self, field: &str) -> Option<&str> {
-        self.erreurs
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, e)| e.as_str())
+impl super::Champs for Urgence<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
     }
-
-    /// What was typed in `field`.
-    fn valeur(&self, field: &str) -> &str {
-        self.valeurs.get(field).map_or("", |v| v.trim())
+    fn valeurs(&self) -> Option<&HashMap<String, String>> {
+        Some(&self.valeurs)
     }
 }
 
@@ -65,15 +58,7 @@ fn page(
         .filter(|(k, _)| k == "partie")
         .map(|(_, v)| v.as_str())
         .collect();
-    let membres = c
-        .node
-        .roster()
-        .roster()
-        .members
-        .iter()
-        .filter(|m| &m.card.id != c.node.member() && m.status == crate::types::MemberStatus::Active)
-        .map(|m| (m.card.id.to_string(), m.card.name.clone()))
-        .collect();
+    let membres = c.active_members(false);
     let page = Urgence {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),
@@ -199,16 +184,7 @@ pub(super) async fn urgence_envoyee(
                     let titre = sections::section_fr(section);
                     match outcome {
                         Ok(view) => {
-                            let champs = match serde_json::from_str::<serde_json::Value>(&view.json)
-                            {
-                                Ok(serde_json::Value::Object(map)) => map
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (sections::label_of(section, k), sections::value_fr(v))
-                                    })
-                                    .collect(),
-                                _ => vec![("contenu".into(), view.json.clone())],
-                            };
+                            let champs = sections::shown_fields(section, &view.json);
                             (titre, when_fr(view.written_at), champs, None)
                         }
                         Err(e) => (titre, String::new(), Vec::new(), Some(refusal_fr(&e))),
@@ -274,18 +250,7 @@ fn auditor(
     c: &Console,
     headers: &HeaderMap,
 ) -> Result<(crate::service::ConsoleSession, Caller), Response> {
-    let Some(session) = super::session_of(c, headers) else {
-        return Err(login_required(c));
-    };
-    if session.role != Role::Auditor {
-        return Err(refused_role(c, "au contrôle"));
-    }
-    let caller = Caller {
-        name: session.user.clone(),
-        role: session.role,
-        token_expires_at: None,
-    };
-    Ok((session, caller))
+    super::session_with(c, headers, &[Role::Auditor], "au contrôle")
 }
 
 /// `GET /controle/urgences[?toutes=1]`: the break-glass accesses to review
