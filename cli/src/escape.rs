@@ -24,8 +24,9 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 
 /// JSON text from outside made safe for a terminal while staying valid
 /// JSON: DEL, C1 controls and bidi marks (which serde_json writes as they
-/// are) become `\uXXXX` escapes; C0 controls are escaped by serde_json
-/// already, and these characters can stand only inside strings.
+/// are) become `\u` escapes of four hex digits (DEL is `\u007f`); C0
+/// controls are escaped by serde_json already, and these characters can
+/// stand only inside strings.
 pub fn json_text(json: &str) -> Cow<'_, str> {
     if !json.chars().any(is_unsafe) {
         return Cow::Borrowed(json);

@@ -74,10 +74,41 @@ impl Cluster {
 
     /// Stops and restarts a member's node from its folder.
     pub async fn restart(&mut self, id: &str) {
+        self.reconfigure(id, |_| {}).await;
+    }
+
+    /// Stops `id`'s node, lets `edit` change its folder, and starts it again.
+    pub async fn reconfigure(&mut self, id: &str, edit: impl FnOnce(&std::path::Path)) {
         let clock: Arc<dyn Clock> = self.clock.clone();
         let node = self.fed.node_mut(id);
         node.stop().await;
-        node.start(clock).await.expect("node restarts");
+        edit(&node.dir);
+        node.start(clock).await.expect("the node starts again");
+    }
+
+    /// Restarts `id`'s node with its web console on a free loopback port.
+    pub async fn with_console(&mut self, id: &str) {
+        self.reconfigure(id, |dir| {
+            let toml = maillon_node::config::Config::file(dir);
+            let text = std::fs::read_to_string(&toml).expect("node.toml");
+            std::fs::write(&toml, format!("console_listen = \"127.0.0.1:0\"\n{text}"))
+                .expect("node.toml written");
+        })
+        .await;
+    }
+
+    /// A one-time console login link for `user` at `id`, from its admin:
+    /// its path (`/connexion/…`).
+    pub async fn console_link(&self, id: &str, user: &str) -> String {
+        let admin = self.admin(id);
+        let url = admin
+            .api()
+            .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: user.into() }))
+            .await
+            .expect("a link")
+            .into_inner()
+            .url;
+        url[url.find("/connexion/").expect("a login path")..].to_owned()
     }
 }
 

@@ -178,6 +178,15 @@ pub(super) async fn ajouter(
     users_page(&c, StatusCode::OK, &session, &caller, after)
 }
 
+/// The French page for a user name that names nobody here.
+fn unknown_user(c: &Console) -> Response {
+    c.error(
+        StatusCode::NOT_FOUND,
+        "Utilisateur inconnu",
+        "Ce nœud n'a pas d'utilisateur de ce nom.",
+    )
+}
+
 /// `POST /utilisateurs/lien?nom=…`: a new one-time login link (admin).
 pub(super) async fn lien(
     State(c): State<Console>,
@@ -194,11 +203,7 @@ pub(super) async fn lien(
         return form_refused(&c);
     }
     let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
-        return c.error(
-            StatusCode::NOT_FOUND,
-            "Utilisateur inconnu",
-            "Ce nœud n'a pas d'utilisateur de ce nom.",
-        );
+        return unknown_user(&c);
     };
     match link_for(&c, &caller, &name).await {
         Ok(link) => {
@@ -208,11 +213,7 @@ pub(super) async fn lien(
             };
             users_page(&c, StatusCode::OK, &session, &caller, after)
         }
-        Err(ServiceError::NotFound(_)) => c.error(
-            StatusCode::NOT_FOUND,
-            "Utilisateur inconnu",
-            "Ce nœud n'a pas d'utilisateur de ce nom.",
-        ),
+        Err(ServiceError::NotFound(_)) => unknown_user(&c),
         Err(e) => c.unavailable(&e, "Le lien de connexion n'a pas été créé"),
     }
 }
@@ -233,11 +234,7 @@ pub(super) async fn retirer(
         return form_refused(&c);
     }
     let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
-        return c.error(
-            StatusCode::NOT_FOUND,
-            "Utilisateur inconnu",
-            "Ce nœud n'a pas d'utilisateur de ce nom.",
-        );
+        return unknown_user(&c);
     };
     match c.node.remove_user(&caller, &name).await {
         Ok(()) => {
@@ -247,11 +244,7 @@ pub(super) async fn retirer(
             };
             users_page(&c, StatusCode::OK, &session, &caller, after)
         }
-        Err(ServiceError::NotFound(_)) => c.error(
-            StatusCode::NOT_FOUND,
-            "Utilisateur inconnu",
-            "Ce nœud n'a pas d'utilisateur de ce nom.",
-        ),
+        Err(ServiceError::NotFound(_)) => unknown_user(&c),
         Err(ServiceError::State(_)) => c.error(
             StatusCode::CONFLICT,
             "Action impossible",

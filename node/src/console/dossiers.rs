@@ -256,9 +256,7 @@ pub(super) async fn fiche(
         ligne: Ligne::of(&c, page.summary),
         parties,
         consentements,
-        referent: page
-            .referent
-            .map(|r| format!("{} ({})", r.user, c.member_name(&r.member))),
+        referent: c.referent_fr(page.referent),
     };
     c.page(StatusCode::OK, fiche.render())
 }
@@ -355,9 +353,7 @@ pub(super) async fn vue(
         dossier: dossier.as_str(),
         motif,
         sources,
-        referent: view
-            .referent
-            .map(|r| format!("{} ({})", r.user, c.member_name(&r.member))),
+        referent: c.referent_fr(view.referent),
     };
     c.page(StatusCode::OK, page.render())
 }

@@ -248,3 +248,17 @@ fn form_encode(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::paris_midnight;
+
+    #[test]
+    fn a_day_of_the_journal_is_a_paris_day() {
+        // 8 December 2026 (winter, UTC+1) and 8 July 2026 (summer, UTC+2).
+        let winter = 1_796_688_000;
+        assert_eq!(paris_midnight(winter), winter - 3600);
+        let summer = 1_783_468_800;
+        assert_eq!(paris_midnight(summer), summer - 7200);
+    }
+}

@@ -227,6 +227,11 @@ impl Console {
             .collect()
     }
 
+    /// A dossier's référent as pages name it: the agent and its institution.
+    fn referent_fr(&self, referent: Option<crate::service::Referent>) -> Option<String> {
+        referent.map(|r| format!("{} ({})", r.user, self.member_name(&r.member)))
+    }
+
     /// A member's display name in the roster in force (its id if unlisted).
     fn member_name(&self, member: &crate::types::MemberId) -> String {
         self.node

@@ -325,12 +325,12 @@ async fn a_break_glass_access_and_its_review_the_store_lost_come_back_from_the_l
 
 #[tokio::test]
 async fn break_glass_from_the_console_warns_requires_a_sentence_and_is_reviewed_there() {
-    use crate::console::{logged_in, send, with_console};
+    use crate::console::{logged_in, send};
     let mut c = cluster().await;
     let (ccas, _caf, d) = c.housing_at_the_ccas().await;
     let _ = ccas;
-    with_console(&mut c, "cd12").await;
-    with_console(&mut c, "ccas-rodez").await;
+    c.with_console("cd12").await;
+    c.with_console("ccas-rodez").await;
     let (cookie, csrf) = logged_in(&c, "cd12", "agent-cd", Role::Caseworker).await;
     let (status, _, page) = send(
         &c,
@@ -472,10 +472,10 @@ async fn break_glass_from_the_console_warns_requires_a_sentence_and_is_reviewed_
 
 #[tokio::test]
 async fn break_glass_from_the_console_is_refused_in_french_where_the_charter_does_not_allow_it() {
-    use crate::console::{logged_in, send, with_console};
+    use crate::console::{logged_in, send};
     let mut c = cluster().await;
     let (_ccas, _caf, d) = c.housing_at_the_ccas().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
     let (cookie, csrf) = logged_in(&c, "caf12", "agent-caf-console", Role::Caseworker).await;
     let body = format!(
         "csrf={csrf}&detenteur=ccas-rodez&partie=housing&justification={}",

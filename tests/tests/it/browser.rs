@@ -5,20 +5,8 @@
 //! `target/console-screenshots/` for review.
 
 use maillon_node::types::Role;
-use maillon_proto::v1 as pb;
 use maillon_tests::Cluster;
 use maillon_tests::browser::{Browser, Driver, ENTER, TAB, axe_script};
-
-/// Restarts `id`'s node with its console on a free loopback port.
-async fn with_console(c: &mut Cluster, id: &str) {
-    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
-    let node = c.fed.node_mut(id);
-    node.stop().await;
-    let toml = maillon_node::config::Config::file(&node.dir);
-    let text = std::fs::read_to_string(&toml).expect("node.toml");
-    std::fs::write(&toml, format!("console_listen = \"127.0.0.1:0\"\n{text}")).expect("write");
-    node.start(clock).await.expect("starts with its console");
-}
 
 /// The console's address at `id`.
 fn console(c: &Cluster, id: &str) -> String {
@@ -35,15 +23,7 @@ fn console(c: &Cluster, id: &str) -> String {
 /// link its admin gives, as a person would: open the link, click.
 async fn log_in(c: &Cluster, b: &Browser<'_>, id: &str, user: &str, role: Role) {
     let _ = c.user(id, user, role).await;
-    let admin = c.node(id).admin().expect("admin");
-    let url = admin
-        .api()
-        .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: user.into() }))
-        .await
-        .expect("a link")
-        .into_inner()
-        .url;
-    let path = &url[url.find("/connexion/").expect("a login path")..];
+    let path = c.console_link(id, user).await;
     b.goto(&format!("{}{path}", console(c, id))).await;
     b.follow("button[type=submit]").await;
     assert!(
@@ -89,8 +69,8 @@ fn a_caseworkers_day_in_a_real_browser_across_two_consoles() {
 
 async fn caseworkers_day() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
     let driver = Driver::start().await;
     let pins = [
         c.node("ccas-rodez").admin.server_spki_sha256,

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use maillon_node::clock::Clock;
-use maillon_node::config::Config;
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
 use maillon_tests::Cluster;
@@ -85,21 +83,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Restarts `id`'s node with its console on a free loopback port.
-pub(crate) async fn with_console(c: &mut Cluster, id: &str) {
-    let clock: Arc<dyn Clock> = c.clock.clone();
-    let node = c.fed.node_mut(id);
-    node.stop().await;
-    let toml = Config::file(&node.dir);
-    let text = std::fs::read_to_string(&toml).expect("node.toml");
-    std::fs::write(&toml, format!("console_listen = \"127.0.0.1:0\"\n{text}")).expect("write");
-    node.start(clock).await.expect("starts with its console");
-}
-
 #[tokio::test]
 async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
 
     let (status, headers, body) = https(&c, "caf12", "GET", "/").await;
     assert_eq!(status, 200, "{body}");
@@ -141,23 +128,6 @@ async fn the_console_serves_french_pages_with_a_strict_policy_and_no_script() {
     );
 }
 
-/// A one-time console link for `user` at `id`, from its admin; the path of
-/// the link (`/connexion/…`).
-async fn link_for(c: &Cluster, id: &str, user: &str) -> String {
-    let admin = c.node(id).admin().expect("admin");
-    let r = admin
-        .api()
-        .issue_console_link(admin.req(pb::IssueConsoleLinkRequest { name: user.into() }))
-        .await
-        .expect("a link")
-        .into_inner();
-    let path = r
-        .url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()));
-    path.expect("a path")
-}
-
 /// The session cookie a response sets (`name=value`).
 fn session_cookie(headers: &[(String, String)]) -> String {
     let set = header(headers, "set-cookie").expect("a cookie");
@@ -167,9 +137,9 @@ fn session_cookie(headers: &[(String, String)]) -> String {
 #[tokio::test]
 async fn a_one_time_link_opens_a_session_once_and_a_form_without_its_token_is_refused() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
     let _agent = c.user("caf12", "agent-console", Role::Caseworker).await;
-    let link = link_for(&c, "caf12", "agent-console").await;
+    let link = c.console_link("caf12", "agent-console").await;
 
     // The link's page asks for a click; nothing is spent by reading it.
     let (status, _, body) = https(&c, "caf12", "GET", &link).await;
@@ -258,7 +228,7 @@ async fn a_one_time_link_opens_a_session_once_and_a_form_without_its_token_is_re
 #[tokio::test]
 async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
     let agent = c.user("caf12", "agent-console", Role::Caseworker).await;
     // A caseworker gives no link.
     let (code, reason) = maillon_tests::refusal(
@@ -286,13 +256,13 @@ async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
     assert_eq!(code, tonic::Code::NotFound);
 
     // A link past its 15 minutes is refused.
-    let late = link_for(&c, "caf12", "agent-console").await;
+    let late = c.console_link("caf12", "agent-console").await;
     c.clock.advance(16 * 60);
     let (status, _, _) = https(&c, "caf12", "POST", &late).await;
     assert_eq!(status, 401);
 
     // A session idle for 30 minutes ends.
-    let link = link_for(&c, "caf12", "agent-console").await;
+    let link = c.console_link("caf12", "agent-console").await;
     let (_, headers, _) = https(&c, "caf12", "POST", &link).await;
     let cookie = session_cookie(&headers);
     let (_, _, home) = send(&c, "caf12", "GET", "/", Some(&cookie), None).await;
@@ -315,7 +285,7 @@ async fn links_and_sessions_end_on_time_and_only_an_admin_gives_links() {
 /// its forms' token.
 pub(crate) async fn logged_in(c: &Cluster, id: &str, user: &str, role: Role) -> (String, String) {
     let _ = c.user(id, user, role).await;
-    let link = link_for(c, id, user).await;
+    let link = c.console_link(id, user).await;
     let (_, headers, _) = https(c, id, "POST", &link).await;
     let cookie = session_cookie(&headers);
     let (_, _, home) = send(c, id, "GET", "/", Some(&cookie), None).await;
@@ -331,7 +301,7 @@ pub(crate) async fn logged_in(c: &Cluster, id: &str, user: &str, role: Role) -> 
 #[tokio::test]
 async fn a_caseworker_opens_a_dossier_at_the_desk_and_every_refusal_is_in_french() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
+    c.with_console("ccas-rodez").await;
     let id = "ccas-rodez";
     // Not logged in.
     let (status, _, body) = https(&c, id, "GET", "/dossiers/ouvrir").await;
@@ -475,8 +445,8 @@ pub(crate) fn form_value(s: &str) -> String {
 async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_the_partner_reads_it()
  {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
     let ccas = "ccas-rodez";
     let (cookie, csrf) = logged_in(&c, ccas, "agent-accueil", Role::Caseworker).await;
     let post = |path: String, body: String| {
@@ -629,6 +599,32 @@ async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_
     assert!(page.contains("Récépissé de consentement"), "{page}");
     assert!(page.contains("CAF de l&#39;Aveyron"), "{page}");
     assert!(page.contains("Retirer ce consentement"));
+    // Named under another dossier, the consent is not found: nothing is
+    // shown, logged or withdrawn.
+    let other = desk.open().await.expect("another dossier");
+    let consent_id = receipt.rsplit('/').next().expect("id").to_owned();
+    let shown_before = maillon_tests::audit_events(&auditor, "consent_shown")
+        .await
+        .len();
+    let (status, _, _) = get(format!("/dossiers/{other}/consentements/{consent_id}")).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post(
+        format!("/dossiers/{other}/consentements/{consent_id}/retrait"),
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        maillon_tests::audit_events(&auditor, "consent_shown")
+            .await
+            .len(),
+        shown_before
+    );
+    assert!(
+        maillon_tests::audit_events(&auditor, "consent_revoked")
+            .await
+            .is_empty()
+    );
 
     // The CAF's caseworker, at its own console, reads it in the unified view.
     let caf_cli = c.desk("caf12", "agent-caf-cli").await;
@@ -686,7 +682,7 @@ async fn a_caseworker_finds_writes_shares_and_withdraws_through_the_console_and_
 #[tokio::test]
 async fn the_dossier_pages_refuse_in_french_without_a_session_a_role_or_a_real_path() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
+    c.with_console("ccas-rodez").await;
     let id = "ccas-rodez";
     let desk = c.desk(id, "agent-cli").await;
     let d = desk.open().await.expect("opened");
@@ -736,7 +732,7 @@ async fn the_dossier_pages_refuse_in_french_without_a_session_a_role_or_a_real_p
 #[tokio::test]
 async fn attaching_to_a_partners_dossier_from_the_console_tells_each_refusal_beside_its_field() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
     let d = ccas.open().await.expect("opened at the CCAS");
     let (cookie, csrf) = logged_in(&c, "caf12", "agent-caf", Role::Caseworker).await;
@@ -825,7 +821,7 @@ async fn attaching_to_a_partners_dossier_from_the_console_tells_each_refusal_bes
 #[tokio::test]
 async fn an_auditor_reads_the_log_filtered_and_paged_and_others_are_refused() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
+    c.with_console("ccas-rodez").await;
     let id = "ccas-rodez";
     let desk = c.desk(id, "agent-cli").await;
     let d = desk.open().await.expect("opened");
@@ -892,7 +888,7 @@ async fn an_auditor_reads_the_log_filtered_and_paged_and_others_are_refused() {
 #[tokio::test]
 async fn an_admin_approves_a_roster_proposal_in_french_and_others_may_only_look() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "ccas-rodez").await;
+    c.with_console("ccas-rodez").await;
     let id = "ccas-rodez";
     let change = maillon_node::roster::Change::SetQuorum {
         quorum: "3/5".parse().expect("quorum"),
@@ -981,6 +977,35 @@ async fn an_admin_approves_a_roster_proposal_in_french_and_others_may_only_look(
         approved.iter().any(|e| e["by"] == "admin-console"),
         "{approved:?}"
     );
+
+    // Another proposal, declined here with a reason: logged, shown, still open.
+    let change = maillon_node::roster::Change::SetQuorum {
+        quorum: "3/4".parse().expect("quorum"),
+    };
+    let hash = c
+        .admin("caf12")
+        .gov_propose(&change, "essai d'un quorum plus haut")
+        .await
+        .expect("proposed")
+        .proposal
+        .expect("proposal")
+        .id;
+    let (status, headers, _) = post(
+        format!("/registre/propositions/{hash}/rejeter"),
+        format!("csrf={csrf}&motif=le+quorum+doit+rester+aux+trois+cinquiemes"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/registre?fait=rejetee"));
+    let (_, _, page) = send(&c, id, "GET", "/registre?fait=rejetee", Some(&admin), None).await;
+    assert!(page.contains("Refusée ici par admin-console"), "{page}");
+    assert!(
+        page.contains("le quorum doit rester aux trois cinquiemes"),
+        "{page}"
+    );
+    let rejected = maillon_tests::audit_events(&dpo, "roster_rejected").await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(c.admin(id).gov_status().await.expect("status").version, 2);
 }
 
 #[tokio::test]
@@ -1068,7 +1093,7 @@ async fn the_demo_kept_running_serves_each_partners_console_with_working_login_l
 #[tokio::test]
 async fn an_admin_manages_users_and_reads_the_nodes_health_and_others_are_refused() {
     let mut c = Cluster::start().await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("caf12").await;
     let id = "caf12";
     let (caseworker, _) = logged_in(&c, id, "agent-caf", Role::Caseworker).await;
     for path in ["/utilisateurs", "/sante"] {
@@ -1157,6 +1182,8 @@ async fn an_admin_manages_users_and_reads_the_nodes_health_and_others_are_refuse
     )
     .await;
     assert_eq!(status, 409, "{page}");
+    let (status, _, _) = post("/utilisateurs/lien?nom=personne", format!("csrf={csrf}")).await;
+    assert_eq!(status, 404, "no link for nobody");
     let (status, _, _) = post("/utilisateurs/retrait?nom=personne", format!("csrf={csrf}")).await;
     assert_eq!(status, 404);
     let dpo = c.user(id, "dpo", Role::Auditor).await;

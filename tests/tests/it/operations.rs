@@ -3,9 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 
-use maillon_node::clock::Clock;
 use maillon_node::config::Config;
 use maillon_node::limits::Limits;
 use maillon_node::types::Role;
@@ -13,15 +11,6 @@ use maillon_proto::v1 as pb;
 use maillon_tests::{Cluster, HOUSING, next_year, refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-
-/// Stops `id`'s node, lets `edit` change its folder, and starts it again.
-async fn reconfigure(c: &mut Cluster, id: &str, edit: impl FnOnce(&std::path::Path)) {
-    let clock: Arc<dyn Clock> = c.clock.clone();
-    let node = c.fed.node_mut(id);
-    node.stop().await;
-    edit(&node.dir);
-    node.start(clock).await.expect("the node starts again");
-}
 
 /// Serves the metrics of `dir`'s node on a free loopback port.
 fn with_metrics(dir: &std::path::Path) {
@@ -69,7 +58,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn metrics_count_calls_by_method_and_status_and_show_the_state_without_personal_data() {
     let mut c = Cluster::start().await;
     for id in ["ccas-rodez", "caf12"] {
-        reconfigure(&mut c, id, with_metrics).await;
+        c.reconfigure(id, with_metrics).await;
     }
     let (_ccas, caf, d, _consent) = c.housing_read_by_the_caf().await;
     // A section no consent covers: refused.
@@ -151,7 +140,7 @@ async fn metrics_count_calls_by_method_and_status_and_show_the_state_without_per
 #[tokio::test]
 async fn node_status_tells_admins_and_auditors_and_refuses_caseworkers() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", with_metrics).await;
+    c.reconfigure("caf12", with_metrics).await;
     let _ = c.housing_read_by_the_caf().await;
     let listening = c.running("caf12").node().listening().expect("bound");
     for role in [Role::Admin, Role::Auditor] {
@@ -191,7 +180,7 @@ async fn node_status_tells_admins_and_auditors_and_refuses_caseworkers() {
 #[tokio::test]
 async fn a_user_over_its_read_rate_is_refused_and_counted_and_another_user_is_not() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", |dir| {
+    c.reconfigure("caf12", |dir| {
         with_metrics(dir);
         let limits = Limits {
             user_reads_per_second: 1,
@@ -237,7 +226,7 @@ async fn a_user_over_its_read_rate_is_refused_and_counted_and_another_user_is_no
 #[tokio::test]
 async fn a_peer_over_its_read_rate_is_refused_by_the_owner() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "ccas-rodez", |dir| {
+    c.reconfigure("ccas-rodez", |dir| {
         let limits = Limits {
             peer_reads_per_second: 1,
             peer_reads_burst: 1,
@@ -271,7 +260,7 @@ async fn a_peer_over_its_read_rate_is_refused_by_the_owner() {
 #[tokio::test]
 async fn a_peer_past_its_group_cap_is_refused_its_welcome_and_the_grant_still_holds() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", |dir| {
+    c.reconfigure("caf12", |dir| {
         with_metrics(dir);
         let limits = Limits {
             groups_per_peer: 1,
@@ -438,7 +427,7 @@ async fn cli_check(dir: &std::path::Path) -> Result<(), maillon_cli::CliError> {
 #[tokio::test]
 async fn a_peer_over_its_mls_rate_is_refused_and_counted_and_the_grant_still_holds() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", |dir| {
+    c.reconfigure("caf12", |dir| {
         with_metrics(dir);
         let limits = Limits {
             peer_mls_per_second: 1,
@@ -481,7 +470,7 @@ async fn a_live_node_whose_log_fails_its_check_says_not_serving_and_refuses_chan
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", with_metrics).await;
+    c.reconfigure("caf12", with_metrics).await;
     let desk = c.desk("caf12", "agent-caf").await;
     // A log long enough to be checked in the background at start: the
     // node serves at once and learns of damage while it runs.
@@ -501,7 +490,7 @@ async fn a_live_node_whose_log_fails_its_check_says_not_serving_and_refuses_chan
     // A clean restart moves the replay mark past those entries.
     c.restart("caf12").await;
     let log = c.node("caf12").dir.join("audit").join("audit.log");
-    reconfigure(&mut c, "caf12", |_| {
+    c.reconfigure("caf12", |_| {
         // One entry in the middle changed while the node was stopped.
         let mut bytes = std::fs::read(&log).expect("log");
         let needle = b"essai 025000";
@@ -596,7 +585,7 @@ async fn a_live_node_whose_log_fails_its_check_says_not_serving_and_refuses_chan
 #[tokio::test]
 async fn a_peer_that_missed_a_roster_version_is_counted_behind_in_the_metrics() {
     let mut c = Cluster::start().await;
-    reconfigure(&mut c, "caf12", with_metrics).await;
+    c.reconfigure("caf12", with_metrics).await;
     // The département's node is down while the others adopt a version.
     c.fed.node_mut("cd12").stop().await;
     let change = maillon_node::roster::Change::SetQuorum {

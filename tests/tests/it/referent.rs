@@ -528,15 +528,15 @@ async fn notices_and_freshness_from_a_member_not_entitled_are_refused() {
 #[tokio::test]
 async fn the_referent_is_named_and_handed_over_from_the_console_with_each_refusal_beside_its_field()
 {
-    use crate::console::{logged_in, send, with_console};
+    use crate::console::{logged_in, send};
     let mut c = maillon_tests::Cluster::start().await;
     let (ccas, caf, d) = c.housing_at_the_ccas().await;
     caf.conn
         .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
         .await
         .expect("the CAF attaches");
-    with_console(&mut c, "ccas-rodez").await;
-    with_console(&mut c, "caf12").await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
     let (cookie, csrf) = logged_in(
         &c,
         "ccas-rodez",
