@@ -180,8 +180,8 @@ pub(super) async fn journal(
     page.lignes = found
         .entries
         .into_iter()
-        .map(|(index, entry)| {
-            let value = serde_json::to_value(&entry).unwrap_or_default();
+        .map(|(index, json)| {
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
             let code = value["event"].as_str().unwrap_or_default().to_owned();
             let details = value
                 .as_object()
@@ -205,7 +205,7 @@ pub(super) async fn journal(
                 .unwrap_or_default();
             Ligne {
                 index,
-                quand: when_fr(entry.time),
+                quand: when_fr(value["time"].as_i64().unwrap_or_default()),
                 genre: kind_fr(&code),
                 code,
                 details,

@@ -40,8 +40,8 @@ pub struct AuditFilter {
 /// A page of the entries a filter selects, the newest first.
 #[derive(Clone, Debug)]
 pub struct AuditMatches {
-    /// `(leaf index, entry)`, the newest first.
-    pub entries: Vec<(u64, AuditEntry)>,
+    /// `(leaf index, entry JSON as logged)`, the newest first.
+    pub entries: Vec<(u64, Vec<u8>)>,
     /// The log's size when read.
     pub tree_size: u64,
     /// Where the next page starts (entries before this index), if the log
@@ -120,7 +120,7 @@ impl Node {
                             break;
                         }
                         bytes_taken += bytes.len();
-                        entries.push((index, entry));
+                        entries.push((index, bytes));
                         if entries.len() == limit as usize {
                             stopped_at = Some(index);
                             break;

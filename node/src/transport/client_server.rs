@@ -859,9 +859,9 @@ impl Client for ClientApi {
             events: found
                 .entries
                 .into_iter()
-                .map(|(index, entry)| pb::AuditEvent {
+                .map(|(index, json)| pb::AuditEvent {
                     index,
-                    json: String::from_utf8_lossy(&entry.to_bytes()).into_owned(),
+                    json: String::from_utf8_lossy(&json).into_owned(),
                 })
                 .collect(),
             tree_size: found.tree_size,
