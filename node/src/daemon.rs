@@ -1194,3 +1194,43 @@ fn check_listed(
     }
     Ok(())
 }
+
+/// What `maillond` runs: serves the node in `dir` until Ctrl-C or SIGTERM
+/// (what systemd and container runtimes send), then stops it cleanly (no
+/// new call, in-flight calls finished within a bound, the store flushed);
+/// starts it again when the roster puts this node's staged keys in force.
+pub async fn serve_until_stopped(dir: &Path) -> Result<(), StartError> {
+    loop {
+        let node = start(dir).await?;
+        let rotated = tokio::select! {
+            () = stop_signal() => false,
+            () = node.node().keys_rotated() => true,
+        };
+        if rotated {
+            // The roster in force lists this node's staged keys: start
+            // again, and the start puts them in force.
+            tracing::info!("keys rotated by the roster: starting again with the new keys");
+            node.stop().await;
+            continue;
+        }
+        tracing::info!("stopping");
+        node.stop().await;
+        return Ok(());
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

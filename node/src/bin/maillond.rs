@@ -26,43 +26,11 @@ fn main() -> std::process::ExitCode {
 async fn serve() -> std::process::ExitCode {
     let args = Args::parse();
     maillon_node::logging::init(args.log_format, "RUST_LOG", "info,openmls=off");
-    loop {
-        let node = match maillon_node::daemon::start(&args.dir).await {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("maillond: {e}");
-                return std::process::ExitCode::from(2);
-            }
-        };
-        let rotated = tokio::select! {
-            () = wait_for_stop_signal() => false,
-            () = node.node().keys_rotated() => true,
-        };
-        if rotated {
-            // The roster in force lists this node's staged keys: start
-            // again, and the start puts them in force.
-            tracing::info!("keys rotated by the roster: starting again with the new keys");
-            node.stop().await;
-            continue;
+    match maillon_node::daemon::serve_until_stopped(&args.dir).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("maillond: {e}");
+            std::process::ExitCode::from(2)
         }
-        tracing::info!("stopping");
-        node.stop().await;
-        return std::process::ExitCode::SUCCESS;
-    }
-}
-
-/// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).
-async fn wait_for_stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }

@@ -493,3 +493,58 @@ async fn an_owner_killed_between_reads_never_seals_a_generation_twice() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_node_stopped_by_sigterm_or_sigint_answers_what_it_took_and_starts_again_whole() {
+    for signal in ["-TERM", "-INT"] {
+        let mut c = Cluster::start().await;
+        let desk = c.desk("ccas-rodez", "agent-ccas").await;
+        let mut child = in_a_process(&mut c, "ccas-rodez", None).await;
+        let pid = child.id().to_string();
+        // Openings in flight when the signal comes: each is answered or
+        // refused (the listener closed), none hangs.
+        let opens = futures_util::future::join_all((0..20).map(|_| desk.open()));
+        let signalled = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill");
+        };
+        let (opened, ()) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(opens, signalled)
+        })
+        .await
+        .expect("every call ends");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{signal}: the node stops"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            status.success(),
+            "{signal}: a clean stop, not a crash: {status:?}"
+        );
+        // Started again from its folder: every opening it answered is there.
+        back_in_process(&mut c, "ccas-rodez").await;
+        let answered: Vec<String> = opened.into_iter().filter_map(Result::ok).collect();
+        for d in &answered {
+            desk.put(d, "housing", maillon_tests::HOUSING)
+                .await
+                .unwrap_or_else(|e| panic!("{signal}: {d} answered, then lost: {e}"));
+        }
+        let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+        let kinds = audit_kinds(&auditor).await;
+        // Each answered opening was logged (one cut off before its answer may be too).
+        assert!(
+            count(&kinds, "dossier_opened") >= answered.len(),
+            "{signal}"
+        );
+    }
+}
