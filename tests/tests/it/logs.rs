@@ -29,6 +29,31 @@ fn a_whole_demo_logs_json_lines_that_name_no_person_and_quote_no_section() {
         levels.insert(entry["level"].as_str().unwrap_or("?").to_owned());
     }
     assert!(levels.contains("INFO"), "{levels:?}");
+    // One clear line at each start: version, member, roster version, listeners.
+    let starts: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == "node serving")
+        .collect();
+    assert!(
+        starts.len() >= 4,
+        "one start line per node: {}",
+        starts.len()
+    );
+    for start in &starts {
+        let fields = &start["fields"];
+        assert_eq!(fields["version"], env!("CARGO_PKG_VERSION"), "{start}");
+        for name in [
+            "member",
+            "roster",
+            "peer_addr",
+            "client_addr",
+            "metrics",
+            "console",
+        ] {
+            assert!(!fields[name].is_null(), "{name} in {start}");
+        }
+    }
     // Everything the demo said about the person: names, birth date, the
     // sections' contents, the purposes and justifications given.
     for personal in [
