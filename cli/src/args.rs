@@ -429,6 +429,23 @@ pub enum UserCmd {
         #[arg(long)]
         console: bool,
     },
+    /// Change a user's role, or link it to its identity at the identity
+    /// provider the console logs staff in through.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["role", "identity", "no_identity"])))]
+    Update {
+        /// User name.
+        name: String,
+        /// Its new role: admin, caseworker or auditor.
+        #[arg(long)]
+        role: Option<String>,
+        /// Its identity at the identity provider: the value of the claim
+        /// `oidc.claim` names in node.toml (its `sub` by default).
+        #[arg(long, conflicts_with = "no_identity")]
+        identity: Option<String>,
+        /// Unlink it from the identity provider.
+        #[arg(long)]
+        no_identity: bool,
+    },
     /// Print a one-time link for a user to log in to the web console
     /// (it works once, for 15 minutes).
     ConsoleLink {

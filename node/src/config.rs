@@ -70,6 +70,112 @@ struct RawConfig {
     console_listen: Option<String>,
     #[serde(default, skip_serializing_if = "is_default")]
     limits: Limits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oidc: Option<RawOidc>,
+}
+
+/// The `[oidc]` table as written on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: String,
+    redirect_url: String,
+    #[serde(default)]
+    claim: Option<String>,
+    #[serde(default)]
+    scopes: Option<String>,
+    #[serde(default)]
+    ca_file: Option<String>,
+}
+
+/// Where the identity provider sends a browser back to, on the console.
+pub const OIDC_RETURN_PATH: &str = "/connexion/oidc/retour";
+
+/// How the console logs staff in through the institution's OpenID Connect
+/// identity provider (ProConnect, a Keycloak, an ADFS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (`https://…`), where its discovery document is.
+    pub issuer: String,
+    /// This console's client id at the provider.
+    pub client_id: String,
+    /// The file holding the client secret (0600), relative to the node directory.
+    pub client_secret_file: PathBuf,
+    /// The console's address the provider sends browsers back to
+    /// (`https://HOST[:PORT]/connexion/oidc/retour`), as registered there.
+    pub redirect_url: String,
+    /// The claim whose value names the node-local user (`sub` by default;
+    /// `email` or `uid` with ProConnect, `preferred_username` with Keycloak).
+    pub claim: String,
+    /// The scopes asked for, `openid` among them.
+    pub scopes: Vec<String>,
+    /// A PEM file of the authorities that vouch for the provider's
+    /// certificate, relative to the node directory; absent: the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RawOidc {
+    /// Validates the table; `origin` names a field and where it came from.
+    fn validate(self, dir: &Path, origin: impl Fn(&str) -> String) -> Result<OidcConfig, String> {
+        let https = |field: &str, text: &str| -> Result<url::Url, String> {
+            let parsed =
+                url::Url::parse(text).map_err(|e| format!("{}: not a URL ({e})", origin(field)))?;
+            if parsed.scheme() != "https" || parsed.host_str().is_none() {
+                return Err(format!(
+                    "{}: expected an https:// address, found {text:?}",
+                    origin(field)
+                ));
+            }
+            Ok(parsed)
+        };
+        https("oidc.issuer", &self.issuer)?;
+        let back = https("oidc.redirect_url", &self.redirect_url)?;
+        if back.path() != OIDC_RETURN_PATH || back.query().is_some() {
+            return Err(format!(
+                "{}: the console's return address ends in {OIDC_RETURN_PATH}, found {:?}",
+                origin("oidc.redirect_url"),
+                self.redirect_url
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(format!("{}: empty", origin("oidc.client_id")));
+        }
+        let claim = self.claim.unwrap_or_else(|| "sub".to_owned());
+        if claim.is_empty()
+            || !claim
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!(
+                "{}: a claim name such as sub, email or preferred_username, found {claim:?}",
+                origin("oidc.claim")
+            ));
+        }
+        let scopes: Vec<String> = self
+            .scopes
+            .as_deref()
+            .unwrap_or("openid")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(format!(
+                "{}: the scopes must include openid",
+                origin("oidc.scopes")
+            ));
+        }
+        Ok(OidcConfig {
+            issuer: self.issuer,
+            client_id: self.client_id,
+            client_secret_file: dir.join(self.client_secret_file),
+            redirect_url: self.redirect_url,
+            claim,
+            scopes,
+            ca_file: self.ca_file.map(|f| dir.join(f)),
+        })
+    }
 }
 
 fn is_default(limits: &Limits) -> bool {
@@ -102,6 +208,13 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("limits.peer_mls_per_second", Kind::Number),
     ("limits.peer_mls_burst", Kind::Number),
     ("limits.groups_per_peer", Kind::Number),
+    ("oidc.issuer", Kind::Text),
+    ("oidc.client_id", Kind::Text),
+    ("oidc.client_secret_file", Kind::Text),
+    ("oidc.redirect_url", Kind::Text),
+    ("oidc.claim", Kind::Text),
+    ("oidc.scopes", Kind::Text),
+    ("oidc.ca_file", Kind::Text),
 ];
 
 /// The environment variable that overrides the setting at `path`.
@@ -137,6 +250,8 @@ pub struct Config {
     pub console_listen: Option<SocketAddr>,
     /// Rate limits and caps.
     pub limits: Limits,
+    /// The console's login through an identity provider, if configured.
+    pub oidc: Option<OidcConfig>,
     /// The environment variables that overrode `node.toml`, by name.
     pub from_env: Vec<String>,
 }
@@ -475,6 +590,11 @@ impl Config {
         }
         crate::types::check_endpoint(&raw.peer_endpoint)
             .map_err(|e| invalid(format!("{}: {e}", origin("peer_endpoint"))))?;
+        let oidc = raw
+            .oidc
+            .map(|o| o.validate(dir, origin))
+            .transpose()
+            .map_err(invalid)?;
         Ok(Self {
             dir: dir.to_owned(),
             member: raw
@@ -500,6 +620,7 @@ impl Config {
                 .map(|s| addr("console_listen", s))
                 .transpose()?,
             limits: raw.limits,
+            oidc,
             from_env,
         })
     }
@@ -571,6 +692,7 @@ impl Config {
             metrics_listen: None,
             console_listen: None,
             limits: Limits::default(),
+            oidc: None,
         };
         let cfg_path = Self::file(dir);
         let text = toml::to_string(&raw).map_err(|e| ConfigError::Invalid {
@@ -727,6 +849,94 @@ peer_endpoint = "maillon.ccas-rodez.example:7401"
         assert!(!text.contains("limits"), "defaults are not written: {text}");
     }
 
+    const OIDC: &str = r#"
+[oidc]
+issuer = "https://auth.agentconnect.gouv.fr/api/v2"
+client_id = "maillon-ccas-rodez"
+client_secret_file = "oidc-client-secret"
+redirect_url = "https://console.ccas-rodez.example/connexion/oidc/retour"
+"#;
+
+    #[test]
+    fn the_identity_provider_is_checked_when_loaded_and_can_come_from_the_environment() {
+        let dir = folder(&format!("{TOML}{OIDC}"));
+        let c = Config::load_with_env(dir.path(), env(&[])).expect("loads");
+        let oidc = c.oidc.expect("an identity provider");
+        assert_eq!(oidc.claim, "sub", "the default claim");
+        assert_eq!(oidc.scopes, ["openid"]);
+        assert_eq!(
+            oidc.client_secret_file,
+            dir.path().join("oidc-client-secret")
+        );
+        assert_eq!(oidc.ca_file, None);
+        let c = Config::load_with_env(
+            dir.path(),
+            env(&[
+                ("MAILLON_OIDC_CLAIM", "uid"),
+                ("MAILLON_OIDC_SCOPES", "openid uid email"),
+                ("MAILLON_OIDC_CA_FILE", "ca.pem"),
+            ]),
+        )
+        .expect("loads");
+        let oidc = c.oidc.expect("an identity provider");
+        assert_eq!(oidc.claim, "uid");
+        assert_eq!(oidc.scopes, ["openid", "uid", "email"]);
+        assert_eq!(oidc.ca_file, Some(dir.path().join("ca.pem")));
+
+        // Every way to get it wrong is refused, naming the setting.
+        let plain = folder(TOML);
+        assert!(
+            refusal(
+                plain.path(),
+                &[("MAILLON_OIDC_ISSUER", "https://idp.example")]
+            )
+            .contains("missing field")
+        );
+        for (variable, value, expected) in [
+            (
+                "MAILLON_OIDC_ISSUER",
+                "http://idp.example",
+                "oidc.issuer (from MAILLON_OIDC_ISSUER): expected an https:// address",
+            ),
+            (
+                "MAILLON_OIDC_ISSUER",
+                "idp.example",
+                "oidc.issuer (from MAILLON_OIDC_ISSUER): not a URL",
+            ),
+            (
+                "MAILLON_OIDC_REDIRECT_URL",
+                "https://console.example/retour",
+                "ends in /connexion/oidc/retour",
+            ),
+            (
+                "MAILLON_OIDC_REDIRECT_URL",
+                "https://console.example/connexion/oidc/retour?x=1",
+                "ends in /connexion/oidc/retour",
+            ),
+            (
+                "MAILLON_OIDC_REDIRECT_URL",
+                "http://console.example/connexion/oidc/retour",
+                "expected an https:// address",
+            ),
+            (
+                "MAILLON_OIDC_CLIENT_ID",
+                " ",
+                "oidc.client_id (from MAILLON_OIDC_CLIENT_ID): empty",
+            ),
+            ("MAILLON_OIDC_CLAIM", "e-mail", "a claim name"),
+            (
+                "MAILLON_OIDC_SCOPES",
+                "email profile",
+                "the scopes must include openid",
+            ),
+        ] {
+            let r = refusal(dir.path(), &[(variable, value)]);
+            assert!(r.contains(expected), "{variable}={value}: {r}");
+        }
+        let unknown = folder(&format!("{TOML}{OIDC}secret = \"x\"\n"));
+        assert!(refusal(unknown.path(), &[]).contains("secret"));
+    }
+
     #[test]
     fn the_example_in_deploy_loads_and_documents_every_setting() {
         let example = include_str!("../../deploy/node.toml.example");
@@ -740,8 +950,12 @@ peer_endpoint = "maillon.ccas-rodez.example:7401"
         assert!(c.metrics_listen.is_some());
         for path in setting_paths() {
             let key = path.rsplit('.').next().expect("a key");
+            // A setting of a table the example leaves off is shown commented.
             assert!(
-                example.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                example.lines().any(|l| {
+                    let l = l.strip_prefix("# ").unwrap_or(l);
+                    l.starts_with(&format!("{key} = "))
+                }),
                 "{path} is not in deploy/node.toml.example"
             );
         }

@@ -449,13 +449,18 @@ async fn start_once(
         console: console_addr,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let oidc = match (&console_listener, config.oidc.clone()) {
+        (Some(_), Some(oidc)) => Some(crate::console::oidc::Oidc::new(oidc)?),
+        _ => None,
+    };
     let console = console_listener.map(|listener| {
         let (node, identity, mut stopped) = (node.clone(), client_tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = crate::console::serve_console(node, &identity, listener, stopped).await
+            if let Err(e) =
+                crate::console::serve_console(node, &identity, listener, oidc, stopped).await
             {
                 tracing::error!(error = %e, "cannot serve the console");
             }

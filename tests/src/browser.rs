@@ -355,6 +355,27 @@ impl Browser<'_> {
         panic!("no new page within 10 s");
     }
 
+    /// Waits until the page's text holds `needle` (pages that move on by
+    /// themselves: redirects, a refresh), and returns the text.
+    pub async fn wait_text(&self, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..200 {
+            if self
+                .script("return document.readyState === 'complete'")
+                .await
+                == Value::Bool(true)
+            {
+                text = self.text().await;
+                if text.contains(needle) {
+                    return text;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = self.url().await;
+        panic!("no page with {needle:?} within 10 s; the page at {url} says:\n{text}");
+    }
+
     /// Types `text` into the first element `css` selects, after clearing it.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;

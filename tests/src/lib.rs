@@ -3,6 +3,7 @@
 //! manual clock shared by every node.
 
 pub mod browser;
+pub mod idp;
 
 use std::sync::Arc;
 

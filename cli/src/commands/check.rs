@@ -173,6 +173,29 @@ pub async fn findings(dir: &Path) -> Vec<Finding> {
             "remove client-tls.key and client-tls.crt: the node makes a new pair at start and re-pins admin.profile.toml; give the users' profiles the new pin",
         ),
     }
+    if let Some(oidc) = config.oidc.clone() {
+        let issuer = oidc.issuer.clone();
+        match maillon_node::console::oidc::Oidc::new(oidc) {
+            Err(e) => f.fail(
+                "identity provider",
+                e.to_string(),
+                "the client secret file is 0600 and holds the secret the provider gave; oidc.ca_file, if set, holds the PEM certificates of the authorities that sign the provider's",
+            ),
+            Ok(provider) => match provider.discover().await {
+                Ok(()) => f.ok(
+                    "identity provider",
+                    format!("{issuer} answers its discovery document"),
+                ),
+                Err(e) => f.fail(
+                    "identity provider",
+                    e.to_string(),
+                    format!(
+                        "check oidc.issuer, that {issuer}/.well-known/openid-configuration answers from this host, and oidc.ca_file"
+                    ),
+                ),
+            },
+        }
+    }
     let profile = config.admin_profile_path();
     if profile.exists() {
         match maillon_node::config::Profile::read(&profile) {

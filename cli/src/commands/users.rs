@@ -124,17 +124,7 @@ pub(super) async fn run(
                 .into_inner()
                 .users;
             if json {
-                let list: Vec<serde_json::Value> = users
-                    .iter()
-                    .map(|u| {
-                        serde_json::json!({
-                            "user": u.name,
-                            "role": u.role,
-                            "created_at": u.created_at,
-                            "token_expires_at": (u.token_expires_at != 0).then_some(u.token_expires_at),
-                        })
-                    })
-                    .collect();
+                let list: Vec<serde_json::Value> = users.iter().map(user_json).collect();
                 super::print_value(&serde_json::json!({ "users": list }));
             } else {
                 for u in &users {
@@ -143,9 +133,50 @@ pub(super) async fn run(
                     } else {
                         maillon_node::types::Date::from_unix(u.token_expires_at).to_string()
                     };
-                    super::say(&format!("{:<24} {:<11} token ends {ends}", u.name, u.role));
+                    let identity = if u.identity.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  console identity {}", u.identity)
+                    };
+                    super::say(&format!(
+                        "{:<24} {:<11} token ends {ends}{identity}",
+                        u.name, u.role
+                    ));
                 }
             }
+        }
+        UserCmd::Update {
+            name,
+            role,
+            identity,
+            no_identity,
+        } => {
+            let name: UserName = arg("name", &name)?;
+            let role = role.map(|r| arg::<Role>("role", &r)).transpose()?;
+            let identity = if no_identity {
+                Some(String::new())
+            } else {
+                identity
+            };
+            let u = conn
+                .api()
+                .update_user(conn.req(pb::UpdateUserRequest {
+                    name: name.to_string(),
+                    role: role.map(|r| r.to_string()).unwrap_or_default(),
+                    identity,
+                }))
+                .await?
+                .into_inner();
+            let identity = if u.identity.is_empty() {
+                "no console identity".to_owned()
+            } else {
+                format!("console identity {}", u.identity)
+            };
+            super::done(
+                json,
+                user_json(&u),
+                &format!("user {} is {}; {identity}", u.name, u.role),
+            );
         }
         UserCmd::Remove { name } => {
             let name: UserName = arg("name", &name)?;
@@ -162,6 +193,17 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// A user as `--json` prints it.
+fn user_json(u: &pb::UserEntry) -> serde_json::Value {
+    serde_json::json!({
+        "user": u.name,
+        "role": u.role,
+        "created_at": u.created_at,
+        "token_expires_at": (u.token_expires_at != 0).then_some(u.token_expires_at),
+        "identity": (!u.identity.is_empty()).then_some(&u.identity),
+    })
 }
 
 /// A one-time console link for `name`, and when it ends.

@@ -176,13 +176,32 @@ pub enum AuditEvent {
     ConsoleLogin {
         /// The user.
         user: UserName,
-        /// How: `link` (a one-time link).
+        /// How: `link` (a one-time link) or `oidc` (the identity provider).
         method: String,
     },
     /// A login to the web console was refused.
     ConsoleLoginRefused {
         /// Why, in a few words (never the link itself).
         reason: String,
+    },
+    /// A node-local user was given another role.
+    UserRoleChanged {
+        /// The node-local user concerned.
+        user: UserName,
+        /// Its new role.
+        role: Role,
+        /// The admin who changed it.
+        by: UserName,
+    },
+    /// A node-local user's identity at the institution's identity provider
+    /// (the value of the console's configured claim) was set or cleared.
+    UserIdentityLinked {
+        /// The node-local user concerned.
+        user: UserName,
+        /// The identity that logs it in to the console (`None`: cleared).
+        identity: Option<String>,
+        /// The admin who set it.
+        by: UserName,
     },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
@@ -565,6 +584,8 @@ pub const EVENT_KINDS: &[&str] = &[
     "console_login",
     "console_login_refused",
     "user_removed",
+    "user_role_changed",
+    "user_identity_linked",
     "dossier_opened",
     "dossier_attached",
     "dossier_confirmed",
@@ -634,6 +655,8 @@ impl AuditEvent {
             | E::RosterEquivocation { .. }
             | E::UserCreated { .. }
             | E::UserRemoved { .. }
+            | E::UserRoleChanged { .. }
+            | E::UserIdentityLinked { .. }
             | E::UserTokenRotated { .. }
             | E::BackupMade { .. }
             | E::ConsoleLinkIssued { .. }

@@ -42,6 +42,7 @@ mod admin;
 mod consents;
 mod dossiers;
 mod journal;
+pub mod oidc;
 mod referent;
 mod registre;
 mod sections;
@@ -65,10 +66,28 @@ const STYLESHEET: &str = include_str!("maillon.css");
 struct Accueil<'a> {
     partner: &'a str,
     version: &'a str,
+    /// Whether staff may log in through the identity provider.
+    oidc: bool,
     session: Option<crate::service::ConsoleSession>,
     role: &'a str,
     caseworker: bool,
     auditor: bool,
+}
+
+#[derive(Template)]
+#[template(path = "connecte.html")]
+struct Connecte<'a> {
+    partner: &'a str,
+    version: &'a str,
+    user: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "deconnecte.html")]
+struct Deconnecte<'a> {
+    partner: &'a str,
+    version: &'a str,
+    provider: &'a str,
 }
 
 #[derive(Template)]
@@ -200,6 +219,7 @@ struct Console {
     partner: Arc<str>,
     node: Arc<Node>,
     failed_logins: Arc<crate::limits::RateLimiter>,
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Console {
@@ -274,6 +294,7 @@ async fn accueil(
     let page = Accueil {
         partner: &c.partner,
         version: env!("CARGO_PKG_VERSION"),
+        oidc: c.oidc.is_some(),
         role: session.as_ref().map_or("", |s| role_fr(s.role)),
         caseworker: session
             .as_ref()
@@ -298,30 +319,54 @@ async fn connexion(
     c.page(StatusCode::OK, page.render())
 }
 
+impl Console {
+    /// The French page that refuses a login from `from` when that address
+    /// has failed too many, if it has.
+    fn too_many_logins(&self, from: std::net::SocketAddr) -> Option<Response> {
+        let key = format!("console-login:{}", from.ip());
+        let logins = crate::limits::Limited::ConsoleLogins;
+        if self
+            .failed_logins
+            .peek(&key, logins, LOGIN_RATE, std::time::Instant::now())
+        {
+            return None;
+        }
+        Some(self.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Trop de tentatives",
+            "Trop de connexions refusées depuis ce poste : réessayez dans quelques minutes.",
+        ))
+    }
+
+    /// Counts a failed login from `from`.
+    fn login_failed(&self, from: std::net::SocketAddr) {
+        let key = format!("console-login:{}", from.ip());
+        self.failed_logins.take(
+            &key,
+            crate::limits::Limited::ConsoleLogins,
+            LOGIN_RATE,
+            std::time::Instant::now(),
+        );
+    }
+}
+
+/// The session cookie that opens session `id`.
+fn session_cookie(id: &str) -> String {
+    format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
 async fn se_connecter(
     axum::extract::State(c): axum::extract::State<Console>,
     axum::Extension(Remote(from)): axum::Extension<Remote>,
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Response {
-    let key = format!("console-login:{}", from.ip());
-    let logins = crate::limits::Limited::ConsoleLogins;
-    if !c
-        .failed_logins
-        .peek(&key, logins, LOGIN_RATE, std::time::Instant::now())
-    {
-        return c.error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Trop de tentatives",
-            "Trop de connexions refusées depuis ce poste : réessayez dans quelques minutes.",
-        );
+    if let Some(refused) = c.too_many_logins(from) {
+        return refused;
     }
     match c.node.console_login(&token).await {
-        Ok((id, _)) => redirect_home(Some(format!(
-            "{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict"
-        ))),
+        Ok((id, _)) => redirect_home(Some(session_cookie(&id))),
         Err(crate::service::ServiceError::Unauthenticated(_)) => {
-            c.failed_logins
-                .take(&key, logins, LOGIN_RATE, std::time::Instant::now());
+            c.login_failed(from);
             c.error(
                 StatusCode::UNAUTHORIZED,
                 "Lien de connexion refusé",
@@ -336,6 +381,159 @@ async fn se_connecter(
                 "La console ne peut pas vous connecter pour le moment : réessayez plus tard.",
             )
         }
+    }
+}
+
+/// `GET /connexion/oidc`: sends the browser to the identity provider, with
+/// the login's state in a cookie of its own.
+async fn connexion_oidc(
+    axum::extract::State(c): axum::extract::State<Console>,
+    axum::Extension(Remote(from)): axum::Extension<Remote>,
+) -> Response {
+    let Some(oidc) = c.oidc.clone() else {
+        return introuvable(axum::extract::State(c)).await;
+    };
+    if let Some(refused) = c.too_many_logins(from) {
+        return refused;
+    }
+    match oidc.start().await {
+        Ok((to, state)) => {
+            let mut response = see_other(&to);
+            let cookie = format!(
+                "{}={state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600",
+                oidc::STATE_COOKIE
+            );
+            if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a login through the identity provider could not start");
+            c.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Fournisseur d'identité injoignable",
+                "Le fournisseur d'identité de votre institution ne répond pas : réessayez dans un moment, ou demandez un lien de connexion à l'administrateur de la console.",
+            )
+        }
+    }
+}
+
+/// What the identity provider sends back.
+#[derive(serde::Deserialize)]
+struct Retour {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The value of cookie `name` in a request, if any.
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /connexion/oidc/retour`: the identity provider's answer; a login
+/// that verifies and names a user of this node opens its session.
+async fn retour_oidc(
+    axum::extract::State(c): axum::extract::State<Console>,
+    axum::Extension(Remote(from)): axum::Extension<Remote>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(retour): axum::extract::Query<Retour>,
+) -> Response {
+    let Some(oidc) = c.oidc.clone() else {
+        return introuvable(axum::extract::State(c)).await;
+    };
+    if let Some(refused) = c.too_many_logins(from) {
+        return refused;
+    }
+    let refused = |reason: &'static str| {
+        let c = c.clone();
+        async move {
+            c.login_failed(from);
+            if let Err(e) = c.node.console_login_refused(reason).await {
+                return c.unavailable(&e, "Connexion impossible");
+            }
+            c.error(
+                StatusCode::UNAUTHORIZED,
+                "Connexion refusée",
+                "Le fournisseur d'identité n'a pas confirmé votre connexion : recommencez depuis la page d'accueil de la console.",
+            )
+        }
+    };
+    let (Some(code), Some(state)) = (retour.code, retour.state) else {
+        tracing::info!(
+            error = retour.error.as_deref().unwrap_or("none"),
+            "the identity provider sent back no code"
+        );
+        return refused("identity provider: no code (login abandoned or refused there)").await;
+    };
+    let logged_in = match oidc
+        .finish(
+            &code,
+            &state,
+            cookie(&headers, oidc::STATE_COOKIE).as_deref(),
+        )
+        .await
+    {
+        Ok(l) => l,
+        Err(oidc::OidcError::Refused(reason)) => {
+            tracing::info!(reason, "a login through the identity provider was refused");
+            return refused(match reason {
+                "the login came back to a browser that did not start it" => {
+                    "identity provider: state not this browser's"
+                }
+                "the login is unknown, used or too old" => {
+                    "identity provider: login unknown, used or too old"
+                }
+                _ => "identity provider: its answer did not verify",
+            })
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a login through the identity provider failed");
+            return c.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Fournisseur d'identité injoignable",
+                "Le fournisseur d'identité de votre institution ne répond pas : réessayez dans un moment.",
+            );
+        }
+    };
+    match c.node.console_login_identity(&logged_in.identity).await {
+        Ok((id, session)) => {
+            oidc.remember(&id, logged_in.id_token);
+            let page = Connecte {
+                partner: &c.partner,
+                version: env!("CARGO_PKG_VERSION"),
+                user: session.user.as_str(),
+            };
+            let mut response = c.page(StatusCode::OK, page.render());
+            let cleared = format!(
+                "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+                oidc::STATE_COOKIE
+            );
+            for cookie in [session_cookie(&id), cleared] {
+                if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+            }
+            response
+        }
+        Err(crate::service::ServiceError::Unauthenticated(_)) => {
+            c.login_failed(from);
+            c.error(
+                StatusCode::FORBIDDEN,
+                "Compte inconnu",
+                "Votre identité est confirmée, mais aucun compte de cette console n'y est lié : demandez à l'administrateur de la console de vous en ouvrir un.",
+            )
+        }
+        Err(e) => c.unavailable(&e, "Connexion impossible"),
     }
 }
 
@@ -562,9 +760,25 @@ async fn se_deconnecter(
         return form_refused(&c);
     }
     c.node.console_logout(&id);
-    redirect_home(Some(format!(
-        "{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
-    )))
+    let cleared =
+        format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Some(oidc) = &c.oidc
+        && let Some(at_provider) = oidc.logout_url(&id, &oidc.home()).await
+    {
+        // A page that moves on by itself, not a redirect: the form's
+        // policy (`form-action 'self'`) would stop a redirect to the provider.
+        let page = Deconnecte {
+            partner: &c.partner,
+            version: env!("CARGO_PKG_VERSION"),
+            provider: &at_provider,
+        };
+        let mut response = c.page(StatusCode::OK, page.render());
+        if let Ok(cookie) = HeaderValue::from_str(&cleared) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        return response;
+    }
+    redirect_home(Some(cleared))
 }
 
 async fn stylesheet() -> Response {
@@ -601,8 +815,9 @@ async fn secured(mut response: Response) -> Response {
     response
 }
 
-/// The console's routes.
-fn router(node: Arc<Node>) -> axum::Router {
+/// The console's routes (`oidc`: the identity provider staff log in
+/// through, if any).
+fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
     let partner = node
         .roster()
         .roster()
@@ -613,10 +828,13 @@ fn router(node: Arc<Node>) -> axum::Router {
         partner: partner.into(),
         node,
         failed_logins: Arc::new(crate::limits::RateLimiter::default()),
+        oidc,
     };
     let fallback_state = state.clone();
     axum::Router::new()
         .route("/", get(accueil))
+        .route("/connexion/oidc", get(connexion_oidc))
+        .route(crate::config::OIDC_RETURN_PATH, get(retour_oidc))
         .route("/connexion/{token}", get(connexion).post(se_connecter))
         .route("/deconnexion", axum::routing::post(se_deconnecter))
         .route("/journal", get(journal::journal))
@@ -686,17 +904,19 @@ fn router(node: Arc<Node>) -> axum::Router {
         .layer(axum::middleware::map_response(secured))
 }
 
-/// Serves the console over TLS with `identity` until `stopped` resolves.
+/// Serves the console over TLS with `identity` until `stopped` resolves;
+/// staff log in through `oidc` when it is given, and by one-time links.
 pub async fn serve_console(
     node: Arc<Node>,
     identity: &TlsIdentity,
     listener: TcpListener,
+    oidc: Option<oidc::Oidc>,
     stopped: impl std::future::Future<Output = ()>,
 ) -> Result<(), CryptoError> {
     let mut config = crate::crypto::client_api_server_config(identity)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tls = TlsAcceptor::from(Arc::new(config));
-    let app = router(node);
+    let app = router(node, oidc.map(Arc::new));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stopped);
     loop {

@@ -140,11 +140,48 @@ impl Node {
             self.audit(refused("user removed")).await?;
             return Err(ServiceError::Unauthenticated("this user no longer exists"));
         };
+        self.open_console_session(record, "link").await
+    }
+
+    /// The console's login through the institution's identity provider,
+    /// once the console has checked the provider's signed answer:
+    /// `identity` (the configured claim's value) names the user whose
+    /// session opens; the login, made or refused, is logged first.
+    pub async fn console_login_identity(&self, identity: &str) -> Result<(String, ConsoleSession)> {
+        let Some(record) = self.user_by_identity(identity)? else {
+            self.audit(AuditEvent::ConsoleLoginRefused {
+                reason: "identity provider: no user linked to that identity".into(),
+            })
+            .await?;
+            return Err(ServiceError::Unauthenticated(
+                "no user of this node is linked to that identity",
+            ));
+        };
+        self.open_console_session(record, "oidc").await
+    }
+
+    /// Logs a refused console login (the console's own checks: an identity
+    /// provider's answer that did not verify, a login abandoned).
+    pub async fn console_login_refused(&self, reason: &str) -> Result<()> {
+        self.audit(AuditEvent::ConsoleLoginRefused {
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Logs `record`'s login by `method`, then opens its session.
+    async fn open_console_session(
+        &self,
+        record: UserRecord,
+        method: &str,
+    ) -> Result<(String, ConsoleSession)> {
         self.audit(AuditEvent::ConsoleLogin {
             user: record.name.clone(),
-            method: "link".into(),
+            method: method.into(),
         })
         .await?;
+        let now = self.clock.now();
         let session = ConsoleSession {
             user: record.name,
             role: record.role,

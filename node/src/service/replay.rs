@@ -10,7 +10,7 @@ use super::{Node, Result, ServiceError};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::consent::{Consent, ConsentRecord};
 use crate::storage::{MetaKey, Tree};
-use crate::types::UserName;
+use crate::types::{Role, UserName};
 
 /// Entries read from the log per page while replaying.
 const REPLAY_PAGE: usize = 4096;
@@ -34,6 +34,8 @@ impl Node {
         // A removal stands unless the same name was created again after it.
         let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
         let mut rotations: BTreeMap<UserName, (String, i64)> = BTreeMap::new();
+        let mut roles: BTreeMap<UserName, Role> = BTreeMap::new();
+        let mut identities: BTreeMap<UserName, Option<String>> = BTreeMap::new();
         let mut pos = from;
         while pos < size {
             let page = self.audit.entries_within(pos, REPLAY_PAGE, usize::MAX)?;
@@ -283,10 +285,14 @@ impl Node {
                     }
                     AuditEvent::UserRemoved { user, .. } => {
                         rotations.remove(&user);
+                        roles.remove(&user);
+                        identities.remove(&user);
                         removals.insert(user, true);
                     }
                     AuditEvent::UserCreated { user, .. } => {
                         rotations.remove(&user);
+                        roles.remove(&user);
+                        identities.remove(&user);
                         removals.insert(user, false);
                     }
                     AuditEvent::UserTokenRotated {
@@ -296,6 +302,12 @@ impl Node {
                         ..
                     } => {
                         rotations.insert(user, (token_sha256, expires_at));
+                    }
+                    AuditEvent::UserRoleChanged { user, role, .. } => {
+                        roles.insert(user, role);
+                    }
+                    AuditEvent::UserIdentityLinked { user, identity, .. } => {
+                        identities.insert(user, identity);
                     }
                     _ => {}
                 }
@@ -310,6 +322,17 @@ impl Node {
         // and the store lacks is put in force (the old one goes).
         for (user, (token, expires_at)) in rotations {
             if self.apply_token_rotation(&user, &token, expires_at)? {
+                applied += 1;
+            }
+        }
+        // The last role and identity the log gave each user still there.
+        for (user, role) in roles {
+            if self.apply_user_update(&user, Some(role), None)? {
+                applied += 1;
+            }
+        }
+        for (user, identity) in identities {
+            if self.apply_user_update(&user, None, Some(identity))? {
                 applied += 1;
             }
         }

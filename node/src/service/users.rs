@@ -49,7 +49,14 @@ pub struct UserRecord {
     /// before tokens expired, whose token works until it is rotated.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// Its identity at the institution's identity provider (the value of
+    /// the console's configured claim), if it logs in to the console there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
+
+/// Longest identity at an identity provider a user may be linked to.
+pub const MAX_IDENTITY: usize = 256;
 
 /// An authenticated client-API caller.
 #[derive(Clone, Debug)]
@@ -112,6 +119,7 @@ pub async fn create_user(
         token_sha256: token_hash(&token),
         created_at: now,
         expires_at: Some(expires_at),
+        identity: None,
     };
     audit
         .append(
@@ -218,6 +226,131 @@ impl Node {
         self.store.put(Tree::Users, name.as_str(), &user)?;
         self.store.put(Tree::Tokens, token_sha256, name)?;
         Ok(true)
+    }
+
+    /// `user update NAME --role ROLE` (admin only, never oneself): logged,
+    /// then the user acts with its new role at once (its open console
+    /// sessions end).
+    pub async fn change_user_role(
+        &self,
+        caller: &Caller,
+        name: &UserName,
+        role: Role,
+    ) -> Result<()> {
+        require(caller, &[Role::Admin])?;
+        if &caller.name == name {
+            return Err(ServiceError::State(
+                "an admin cannot change its own role; another admin can".into(),
+            ));
+        }
+        let _users = self.users.lock().await;
+        let Some(user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
+            return Err(ServiceError::NotFound(format!("user {name}")));
+        };
+        if user.role == role {
+            return Err(ServiceError::State(format!(
+                "{name} already has the role {role}"
+            )));
+        }
+        let changed = AuditEvent::UserRoleChanged {
+            user: name.clone(),
+            role,
+            by: caller.name.clone(),
+        };
+        self.log_then_apply(self.clock.now(), changed, "role_change_logged", || {
+            self.apply_user_update(name, Some(role), None).map(drop)
+        })
+        .await
+    }
+
+    /// `user update NAME --identity ID` (admin only): links the user to its
+    /// identity at the institution's identity provider, or clears it
+    /// (`None`); logged, then in force. One identity names one user.
+    pub async fn link_user_identity(
+        &self,
+        caller: &Caller,
+        name: &UserName,
+        identity: Option<String>,
+    ) -> Result<()> {
+        require(caller, &[Role::Admin])?;
+        if let Some(id) = &identity
+            && (id.is_empty()
+                || id.len() > MAX_IDENTITY
+                || id.trim() != id
+                || id.chars().any(char::is_control))
+        {
+            return Err(ServiceError::Invalid(format!(
+                "an identity is 1 to {MAX_IDENTITY} bytes, without spaces around it or control characters"
+            )));
+        }
+        let _users = self.users.lock().await;
+        let users = self.store.scan::<UserRecord>(Tree::Users, "")?;
+        let Some((_, user)) = users.iter().find(|(_, u)| &u.name == name) else {
+            return Err(ServiceError::NotFound(format!("user {name}")));
+        };
+        if user.identity == identity {
+            return Err(ServiceError::State(format!(
+                "{name} is already linked to that identity"
+            )));
+        }
+        if let Some(other) = users
+            .iter()
+            .find(|(_, u)| &u.name != name && identity.is_some() && u.identity == identity)
+        {
+            return Err(ServiceError::State(format!(
+                "that identity already logs in {}: clear it there first",
+                other.1.name
+            )));
+        }
+        let linked = AuditEvent::UserIdentityLinked {
+            user: name.clone(),
+            identity: identity.clone(),
+            by: caller.name.clone(),
+        };
+        self.log_then_apply(self.clock.now(), linked, "identity_logged", || {
+            self.apply_user_update(name, None, Some(identity.clone()))
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Puts a role or an identity in force (not flushed); `false` if there
+    /// was no such user or it already had them.
+    pub(super) fn apply_user_update(
+        &self,
+        name: &UserName,
+        role: Option<Role>,
+        identity: Option<Option<String>>,
+    ) -> Result<bool> {
+        let Some(mut user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
+            return Ok(false);
+        };
+        let before = (user.role, user.identity.clone());
+        if let Some(role) = role {
+            user.role = role;
+        }
+        if let Some(identity) = identity {
+            user.identity = identity;
+        }
+        if (user.role, user.identity.clone()) == before {
+            return Ok(false);
+        }
+        self.store.put(Tree::Users, name.as_str(), &user)?;
+        Ok(true)
+    }
+
+    /// The user an identity at the identity provider logs in, if one does.
+    pub fn user_by_identity(&self, identity: &str) -> Result<Option<UserRecord>> {
+        Ok(self
+            .store
+            .scan::<UserRecord>(Tree::Users, "")?
+            .into_iter()
+            .map(|(_, u)| u)
+            .find(|u| {
+                u.identity
+                    .as_deref()
+                    .is_some_and(|i| bool::from(i.as_bytes().ct_eq(identity.as_bytes())))
+            }))
     }
 
     /// `user list`: every user of this node, by name (admins and auditors:

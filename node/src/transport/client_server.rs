@@ -288,6 +288,17 @@ fn parse_set<T: std::str::FromStr<Err = ParseError> + Ord>(
         .collect()
 }
 
+/// A user as the client API lists it.
+fn user_entry(u: crate::service::UserRecord) -> pb::UserEntry {
+    pb::UserEntry {
+        name: u.name.to_string(),
+        role: u.role.to_string(),
+        created_at: u.created_at,
+        token_expires_at: u.expires_at.unwrap_or(0),
+        identity: u.identity.unwrap_or_default(),
+    }
+}
+
 #[tonic::async_trait]
 impl Client for ClientApi {
     async fn who_am_i(
@@ -360,16 +371,46 @@ impl Client for ClientApi {
         let caller = self.caller(&req)?;
         let users = self.node.list_users(&caller).map_err(status)?;
         Ok(Response::new(pb::ListUsersReply {
-            users: users
-                .into_iter()
-                .map(|u| pb::UserEntry {
-                    name: u.name.to_string(),
-                    role: u.role.to_string(),
-                    created_at: u.created_at,
-                    token_expires_at: u.expires_at.unwrap_or(0),
-                })
-                .collect(),
+            users: users.into_iter().map(user_entry).collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_user(
+        &self,
+        req: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UserEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let name = r.name.parse().map_err(invalid)?;
+        let role = match r.role.as_str() {
+            "" => None,
+            role => Some(role.parse().map_err(invalid)?),
+        };
+        if role.is_none() && r.identity.is_none() {
+            return Err(Status::invalid_argument(
+                "nothing to change: give a role, an identity, or both",
+            ));
+        }
+        if let Some(role) = role {
+            self.node
+                .change_user_role(&caller, &name, role)
+                .await
+                .map_err(status)?;
+        }
+        if let Some(identity) = r.identity {
+            let identity = Some(identity).filter(|i| !i.is_empty());
+            self.node
+                .link_user_identity(&caller, &name, identity)
+                .await
+                .map_err(status)?;
+        }
+        let users = self.node.list_users(&caller).map_err(status)?;
+        users
+            .into_iter()
+            .find(|u| u.name == name)
+            .map(|u| Response::new(user_entry(u)))
+            .ok_or_else(|| Status::not_found("the user was removed meanwhile"))
     }
 
     #[tracing::instrument(skip_all)]

@@ -5,6 +5,7 @@
 //! `target/console-screenshots/` for review.
 
 use maillon_node::types::Role;
+use maillon_proto::v1 as pb;
 use maillon_tests::Cluster;
 use maillon_tests::browser::{Browser, Driver, ENTER, TAB, axe_script};
 
@@ -50,8 +51,13 @@ impl Review {
 
 #[test]
 fn a_caseworkers_day_in_a_real_browser_across_two_consoles() {
-    // The day is one large future: a debug build needs more than the test
-    // thread's 2 MiB of stack to poll it.
+    in_a_large_thread(caseworkers_day());
+}
+
+/// Runs `day` on a runtime of its own, on a thread with room for it (a
+/// debug build needs more than the test thread's 2 MiB of stack to poll a
+/// day in the browser).
+fn in_a_large_thread<F: std::future::Future<Output = ()> + Send + 'static>(day: F) {
     std::thread::Builder::new()
         .stack_size(32 * 1024 * 1024)
         .spawn(|| {
@@ -60,11 +66,158 @@ fn a_caseworkers_day_in_a_real_browser_across_two_consoles() {
                 .enable_all()
                 .build()
                 .expect("a runtime")
-                .block_on(caseworkers_day())
+                .block_on(day)
         })
         .expect("a thread")
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Signs in as `login` on the provider's pages, and agrees to what it asks
+/// to share, if it asks.
+async fn sign_in_at_provider(b: &Browser<'_>, at_idp: &str, login: &str) {
+    b.fill("input[name=login]", login).await;
+    b.fill("input[name=password]", "n'importe lequel").await;
+    b.follow("button[type=submit]").await;
+    let consent = "return !!document.querySelector('input[name=prompt][value=consent]')";
+    if b.url().await.starts_with(at_idp) && b.script(consent).await == serde_json::json!(true) {
+        b.follow("button[type=submit]").await;
+    }
+}
+
+#[test]
+fn staff_log_in_through_a_real_openid_provider_and_out_of_it() {
+    in_a_large_thread(single_sign_on());
+}
+
+async fn single_sign_on() {
+    let mut c = Cluster::start().await;
+    // The console's address must be known before the provider registers it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let at_ccas = format!("https://127.0.0.1:{port}");
+    let provider = maillon_tests::idp::Provider::start(&at_ccas);
+    let at_idp = provider.issuer.clone();
+    let provider_ref = &provider;
+    let console = at_ccas.clone();
+    c.reconfigure("ccas-rodez", move |dir| {
+        let toml = maillon_node::config::Config::file(dir);
+        let text = std::fs::read_to_string(&toml).expect("node.toml");
+        let oidc = provider_ref.configure(dir, &console, "email");
+        std::fs::write(
+            &toml,
+            format!("console_listen = \"127.0.0.1:{port}\"\n{text}{oidc}"),
+        )
+        .expect("node.toml written");
+    })
+    .await;
+    // The admin links a caseworker to its identity at the provider.
+    let _ = c
+        .user("ccas-rodez", "agent-accueil", Role::Caseworker)
+        .await;
+    let admin = c.admin("ccas-rodez");
+    let linked = admin
+        .api()
+        .update_user(admin.req(pb::UpdateUserRequest {
+            name: "agent-accueil".into(),
+            role: String::new(),
+            identity: Some("camille.agent@ccas-rodez.example".into()),
+        }))
+        .await
+        .expect("linked")
+        .into_inner();
+    assert_eq!(linked.identity, "camille.agent@ccas-rodez.example");
+
+    let driver = Driver::start().await;
+    let pins = [c.node("ccas-rodez").admin.server_spki_sha256, provider.pin];
+    let mut review = Review {
+        axe: axe_script(),
+        violations: Vec::new(),
+    };
+    let b = driver.session(&pins).await;
+    b.goto(&at_ccas).await;
+    review.page(&b, "accueil-oidc").await;
+    b.follow("a[href='/connexion/oidc']").await;
+    assert!(b.url().await.starts_with(&at_idp), "at the provider");
+    sign_in_at_provider(&b, &at_idp, "camille.agent").await;
+    let home = b.wait_text("Bonjour agent-accueil").await;
+    assert!(home.contains("travail social"), "{home}");
+    assert!(b.url().await.starts_with(&at_ccas));
+    review.page(&b, "accueil-connecte-oidc").await;
+    b.goto(&format!("{at_ccas}/dossiers/ouvrir")).await;
+    assert!(b.text().await.contains("Ouvrir un dossier"));
+
+    // Logging out ends the session here, then at the provider, which
+    // sends the browser back to the console's home.
+    b.goto(&at_ccas).await;
+    b.follow("form[action='/deconnexion'] button").await;
+    assert!(
+        b.url().await.starts_with(&at_idp),
+        "logged out at the provider"
+    );
+    b.follow("button[autofocus], button[type=submit]").await;
+    let back = b
+        .wait_text("Se connecter avec le compte de votre institution")
+        .await;
+    assert!(!back.contains("Bonjour"), "{back}");
+    b.goto(&format!("{at_ccas}/dossiers/ouvrir")).await;
+    assert!(b.text().await.contains("Connexion requise"));
+
+    // Someone the provider knows and no user here is linked to: refused.
+    b.goto(&at_ccas).await;
+    b.follow("a[href='/connexion/oidc']").await;
+    sign_in_at_provider(&b, &at_idp, "quelqu-un").await;
+    let unknown = b.wait_text("Compte inconnu").await;
+    assert!(
+        unknown.contains("aucun compte de cette console"),
+        "{unknown}"
+    );
+    review.page(&b, "compte-inconnu").await;
+
+    // An answer that does not belong to a login this browser started.
+    b.goto(&format!(
+        "{at_ccas}/connexion/oidc/retour?code=forge&state=forge"
+    ))
+    .await;
+    assert!(b.text().await.contains("Connexion refusée"));
+    // A login the person cancelled at the provider.
+    b.goto(&format!(
+        "{at_ccas}/connexion/oidc/retour?error=access_denied&state=x"
+    ))
+    .await;
+    assert!(b.text().await.contains("Connexion refusée"));
+    b.close().await;
+
+    // The log holds each login made and refused.
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let entries = maillon_tests::audit_entries(&auditor).await;
+    let of = |kind: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| e.to_string())
+            .collect()
+    };
+    assert_eq!(of("user_identity_linked").len(), 1);
+    let logins = of("console_login");
+    assert!(
+        logins.len() == 1 && logins[0].contains("\"oidc\""),
+        "{logins:?}"
+    );
+    let refusals = of("console_login_refused");
+    for reason in ["no user linked", "state not this browser's", "no code"] {
+        assert!(
+            refusals.iter().any(|r| r.contains(reason)),
+            "{reason} in {refusals:?}"
+        );
+    }
+    assert!(
+        review.violations.is_empty(),
+        "accessibility violations:\n{}",
+        review.violations.join("\n")
+    );
 }
 
 async fn caseworkers_day() {

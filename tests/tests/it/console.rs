@@ -1191,3 +1191,145 @@ async fn an_admin_manages_users_and_reads_the_nodes_health_and_others_are_refuse
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0]["by"], "admin-console");
 }
+
+/// `UpdateUser` as `conn`: `user`'s new role (empty: unchanged) and identity.
+async fn update(
+    conn: &maillon_cli::client::Conn,
+    user: &str,
+    role: &str,
+    identity: Option<&str>,
+) -> Result<pb::UserEntry, tonic::Status> {
+    conn.api()
+        .update_user(conn.req(pb::UpdateUserRequest {
+            name: user.into(),
+            role: role.into(),
+            identity: identity.map(str::to_owned),
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn an_admin_changes_a_role_and_links_an_identity_and_every_refusal_changes_nothing() {
+    use tonic::Code;
+    let c = Cluster::start().await;
+    let agent = c
+        .user("ccas-rodez", "agent-accueil", Role::Caseworker)
+        .await;
+    let _ = c.user("ccas-rodez", "agent-caf", Role::Caseworker).await;
+    let admin = c.admin("ccas-rodez");
+    let code = |r: Result<pb::UserEntry, tonic::Status>| {
+        let s = r.expect_err("refused");
+        (s.code(), s.message().to_owned())
+    };
+
+    // A role changed: the user's token acts with it at once.
+    let changed = update(&admin, "agent-accueil", "auditor", None)
+        .await
+        .expect("changed");
+    assert_eq!(
+        (changed.role.as_str(), changed.identity.as_str()),
+        ("auditor", "")
+    );
+    let who = agent
+        .api()
+        .who_am_i(agent.req(pb::WhoAmIRequest {}))
+        .await
+        .expect("who")
+        .into_inner();
+    assert_eq!(who.role, "auditor");
+    // An identity linked, then the same identity refused for another user.
+    let linked = update(
+        &admin,
+        "agent-accueil",
+        "",
+        Some("camille@ccas-rodez.example"),
+    )
+    .await
+    .expect("linked");
+    assert_eq!(linked.identity, "camille@ccas-rodez.example");
+    let taken = code(update(&admin, "agent-caf", "", Some("camille@ccas-rodez.example")).await);
+    assert_eq!(taken.0, Code::FailedPrecondition, "{taken:?}");
+    assert!(
+        taken.1.contains("already logs in agent-accueil"),
+        "{taken:?}"
+    );
+
+    // Every refusal, and what it answers.
+    let me = c.node("ccas-rodez").admin.user.clone();
+    for (user, role, identity, expected) in [
+        (me.as_str(), "caseworker", None, Code::FailedPrecondition),
+        ("agent-accueil", "auditor", None, Code::FailedPrecondition),
+        ("personne", "auditor", None, Code::NotFound),
+        ("agent-accueil", "chef", None, Code::InvalidArgument),
+        ("agent-accueil", "", None, Code::InvalidArgument),
+        (
+            "agent-accueil",
+            "",
+            Some(" camille "),
+            Code::InvalidArgument,
+        ),
+        ("agent-accueil", "", Some("a\u{7}b"), Code::InvalidArgument),
+        (
+            "agent-accueil",
+            "",
+            Some(&"x".repeat(300)),
+            Code::InvalidArgument,
+        ),
+        (
+            "agent-accueil",
+            "",
+            Some("camille@ccas-rodez.example"),
+            Code::FailedPrecondition,
+        ),
+        ("Agent Accueil", "auditor", None, Code::InvalidArgument),
+    ] {
+        let (got, message) = code(update(&admin, user, role, identity).await);
+        assert_eq!(got, expected, "{user} {role} {identity:?}: {message}");
+    }
+    // Only an admin changes users.
+    let (got, _) = code(update(&agent, "agent-caf", "admin", None).await);
+    assert_eq!(got, Code::PermissionDenied);
+
+    // Nothing refused changed anything: the list says what the two
+    // accepted changes made, and the log holds those two alone.
+    let users = admin
+        .api()
+        .list_users(admin.req(pb::ListUsersRequest {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .users;
+    let of = |name: &str| users.iter().find(|u| u.name == name).expect("listed");
+    assert_eq!(of("agent-accueil").role, "auditor");
+    assert_eq!(of("agent-accueil").identity, "camille@ccas-rodez.example");
+    assert_eq!(of("agent-caf").role, "caseworker");
+    assert_eq!(of("agent-caf").identity, "");
+    assert_eq!(of(&me).role, "admin");
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let kinds = maillon_tests::audit_kinds(&auditor).await;
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(
+        (count("user_role_changed"), count("user_identity_linked")),
+        (1, 1)
+    );
+
+    // Cleared: the identity logs nobody in any more.
+    let cleared = update(&admin, "agent-accueil", "", Some(""))
+        .await
+        .expect("cleared");
+    assert_eq!(cleared.identity, "");
+    let node = c.running("ccas-rodez").node();
+    assert!(
+        node.user_by_identity("camille@ccas-rodez.example")
+            .expect("store")
+            .is_none()
+    );
+    let refused = node
+        .console_login_identity("camille@ccas-rodez.example")
+        .await;
+    assert!(matches!(
+        refused,
+        Err(maillon_node::service::ServiceError::Unauthenticated(_))
+    ));
+}

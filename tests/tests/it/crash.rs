@@ -172,6 +172,32 @@ async fn a_user_removal_logged_but_not_stored_when_the_node_dies_holds_after_res
 }
 
 #[tokio::test]
+async fn a_role_change_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
+    let mut c = Cluster::start().await;
+    let agent = c.desk("ccas-rodez", "agent-promoted").await;
+    agent.open().await.expect("a caseworker opens dossiers");
+    let child = in_a_process(&mut c, "ccas-rodez", Some("role_change_logged")).await;
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    let changed = admin
+        .api()
+        .update_user(admin.req(pb::UpdateUserRequest {
+            name: "agent-promoted".into(),
+            role: "auditor".into(),
+            identity: None,
+        }))
+        .await;
+    assert!(broken(changed.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+
+    back_in_process(&mut c, "ccas-rodez").await;
+    assert_eq!(
+        refusal(agent.open().await),
+        (Code::PermissionDenied, "role".into()),
+        "the log's role is in force: an auditor opens no dossier"
+    );
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

@@ -13,6 +13,7 @@ enum Rpc {
     WhoAmI,
     AddUser,
     RemoveUser,
+    UpdateUser,
     OpenDossier,
     PutSection,
     GetSection,
@@ -62,6 +63,14 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
                 .await
                 .map(drop)
         }
+        Rpc::UpdateUser => api
+            .update_user(conn.req(pb::UpdateUserRequest {
+                name: "agent-ccas".into(),
+                role: String::new(),
+                identity: Some(format!("agent-{serial}@ccas-rodez.example")),
+            }))
+            .await
+            .map(drop),
         Rpc::OpenDossier => api
             .open_dossier(conn.req(pb::OpenDossierRequest {
                 given_name: "Camille".into(),
@@ -162,6 +171,7 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::WhoAmI, [Yes, Yes, Yes, Who]),
         (Rpc::AddUser, [Yes, No, No, Who]),
         (Rpc::RemoveUser, [Yes, No, No, Who]),
+        (Rpc::UpdateUser, [Yes, No, No, Who]),
         (Rpc::OpenDossier, [No, Yes, No, Who]),
         (Rpc::PutSection, [No, Yes, No, Who]),
         (Rpc::GetSection, [No, Yes, No, Who]),
