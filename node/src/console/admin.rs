@@ -1,4 +1,5 @@
-//! The admin's pages: the node's users (add, give a login link, remove)
+//! The admin's pages: the node's users (add, give a login link, change a
+//! role or an identity at the identity provider, renew a token, remove)
 //! and the node's health (peers, roster, outbox, witness alarms, the log).
 
 use std::collections::HashMap;
@@ -251,6 +252,251 @@ pub(super) async fn retirer(
             "Un administrateur ne peut pas se retirer lui-même : un autre administrateur le peut.",
         ),
         Err(e) => c.unavailable(&e, "L'utilisateur n'a pas été retiré"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "utilisateur.html")]
+struct Utilisateur<'a> {
+    partner: &'a str,
+    version: &'a str,
+    csrf: &'a str,
+    nom: &'a str,
+    moi: bool,
+    roles: [(&'static str, &'static str); 3],
+    role: &'a str,
+    identite: &'a str,
+    fait: Option<&'static str>,
+    jeton: Option<(String, String)>,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+impl super::Champs for Utilisateur<'_> {
+    fn erreurs(&self) -> &[(&'static str, String)] {
+        &self.erreurs
+    }
+}
+
+/// The roles a form offers: (value, French name).
+const ROLES: [(&str, &str); 3] = [
+    ("travail-social", "Travail social"),
+    ("controle", "Contrôle"),
+    ("administration", "Administration"),
+];
+
+/// The form value of a role.
+fn role_value(role: Role) -> &'static str {
+    match role {
+        Role::Caseworker => "travail-social",
+        Role::Auditor => "controle",
+        Role::Admin => "administration",
+    }
+}
+
+/// What a user's page shows besides the user as stored.
+#[derive(Default)]
+struct Shown<'a> {
+    role: Option<&'a str>,
+    identite: Option<&'a str>,
+    fait: Option<&'static str>,
+    jeton: Option<(String, String)>,
+    erreurs: Vec<(&'static str, String)>,
+}
+
+/// The admin's page of user `name`: its role and identity, as stored or as
+/// typed (`shown`).
+fn user_page(
+    c: &Console,
+    status: StatusCode,
+    session: &ConsoleSession,
+    caller: &Caller,
+    name: &UserName,
+    shown: Shown<'_>,
+) -> Response {
+    let user = match c.node.list_users(caller) {
+        Ok(users) => users.into_iter().find(|u| &u.name == name),
+        Err(e) => return c.unavailable(&e, "L'utilisateur n'a pas pu être lu"),
+    };
+    let Some(user) = user else {
+        return unknown_user(c);
+    };
+    let page = Utilisateur {
+        partner: &c.partner,
+        version: env!("CARGO_PKG_VERSION"),
+        csrf: &session.csrf,
+        nom: user.name.as_str(),
+        moi: &session.user == name,
+        roles: ROLES,
+        role: shown.role.unwrap_or(role_value(user.role)),
+        identite: shown
+            .identite
+            .unwrap_or(user.identity.as_deref().unwrap_or("")),
+        fait: shown.fait,
+        jeton: shown.jeton,
+        erreurs: shown.erreurs,
+    };
+    c.page(status, page.render())
+}
+
+/// The admin's session and the user a `?nom=` names, or the refusal.
+fn admin_and_user(
+    c: &Console,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(ConsoleSession, Caller, UserName), Response> {
+    let (session, caller) = super::session_with(c, headers, &[Role::Admin], "à l'administration")?;
+    let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
+        return Err(unknown_user(c));
+    };
+    Ok((session, caller, name))
+}
+
+/// `GET /utilisateurs/modifier?nom=…`: a user's role and identity (admin).
+pub(super) async fn utilisateur(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match admin_and_user(&c, &headers, &query) {
+        Ok((session, caller, name)) => user_page(
+            &c,
+            StatusCode::OK,
+            &session,
+            &caller,
+            &name,
+            Shown::default(),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `POST /utilisateurs/modifier?nom=…`: changes a user's role, its identity
+/// at the identity provider, or both (admin; never one's own role).
+pub(super) async fn modifier(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller, name) = match admin_and_user(&c, &headers, &query) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    let users = match c.node.list_users(&caller) {
+        Ok(u) => u,
+        Err(e) => return c.unavailable(&e, "L'utilisateur n'a pas pu être lu"),
+    };
+    let Some(user) = users.into_iter().find(|u| u.name == name) else {
+        return unknown_user(&c);
+    };
+    let typed_role = form.get("role").map(|r| r.trim());
+    let typed_identity = form.get("identite").map_or("", |v| v.trim());
+    let mut shown = Shown {
+        role: typed_role,
+        identite: Some(typed_identity),
+        ..Shown::default()
+    };
+    // A disabled field is not sent: one's own role stays as it is.
+    let role = match typed_role {
+        None => Some(user.role),
+        Some(r) => role_of(r),
+    };
+    let Some(role) = role else {
+        shown
+            .erreurs
+            .push(("role", "Choisissez un rôle proposé.".to_owned()));
+        return user_page(
+            &c,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &session,
+            &caller,
+            &name,
+            shown,
+        );
+    };
+    let identity = Some(typed_identity.to_owned()).filter(|i| !i.is_empty());
+    if role == user.role && identity == user.identity {
+        shown.fait = Some("Rien n'a changé.");
+        return user_page(&c, StatusCode::OK, &session, &caller, &name, shown);
+    }
+    if role != user.role {
+        match c.node.change_user_role(&caller, &name, role).await {
+            Ok(()) => {}
+            Err(ServiceError::State(_)) => {
+                shown.erreurs.push((
+                    "role",
+                    "Un administrateur ne change pas son propre rôle : un autre administrateur le peut.".to_owned(),
+                ));
+                return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
+            }
+            Err(ServiceError::NotFound(_)) => return unknown_user(&c),
+            Err(e) => return c.unavailable(&e, "Le rôle n'a pas été changé"),
+        }
+    }
+    if identity != user.identity {
+        match c.node.link_user_identity(&caller, &name, identity).await {
+            Ok(()) => {}
+            Err(ServiceError::Invalid(_)) => {
+                shown.erreurs.push((
+                    "identite",
+                    "Indiquez l'identité sans espace autour ni caractère de contrôle, en 256 octets au plus.".to_owned(),
+                ));
+                return user_page(
+                    &c,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &session,
+                    &caller,
+                    &name,
+                    shown,
+                );
+            }
+            Err(ServiceError::State(_)) => {
+                shown.erreurs.push((
+                    "identite",
+                    "Cette identité connecte déjà un autre utilisateur : retirez-la-lui d'abord."
+                        .to_owned(),
+                ));
+                return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
+            }
+            Err(ServiceError::NotFound(_)) => return unknown_user(&c),
+            Err(e) => return c.unavailable(&e, "L'identité n'a pas été enregistrée"),
+        }
+    }
+    let done = Shown {
+        fait: Some("Modification enregistrée : elle vaut dès maintenant."),
+        ..Shown::default()
+    };
+    user_page(&c, StatusCode::OK, &session, &caller, &name, done)
+}
+
+/// `POST /utilisateurs/jeton?nom=…`: a new token for the command line,
+/// shown once (admin); the old one stops working.
+pub(super) async fn jeton(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (session, caller, name) = match admin_and_user(&c, &headers, &query) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !super::csrf_ok(&form, &session) {
+        return form_refused(&c);
+    }
+    match c.node.rotate_user_token(&caller, &name, 0).await {
+        Ok(new) => {
+            let shown = Shown {
+                jeton: Some((new.token, when_fr(new.expires_at))),
+                ..Shown::default()
+            };
+            user_page(&c, StatusCode::OK, &session, &caller, &name, shown)
+        }
+        Err(ServiceError::NotFound(_)) => unknown_user(&c),
+        Err(e) => c.unavailable(&e, "Le jeton n'a pas été renouvelé"),
     }
 }
 

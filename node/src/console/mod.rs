@@ -843,6 +843,11 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
             get(admin::utilisateurs).post(admin::ajouter),
         )
         .route("/utilisateurs/lien", axum::routing::post(admin::lien))
+        .route(
+            "/utilisateurs/modifier",
+            get(admin::utilisateur).post(admin::modifier),
+        )
+        .route("/utilisateurs/jeton", axum::routing::post(admin::jeton))
         .route("/utilisateurs/retrait", axum::routing::post(admin::retirer))
         .route("/sante", get(admin::sante))
         .route("/controle/urgences", get(urgence::urgences))

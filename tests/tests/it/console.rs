@@ -1333,3 +1333,150 @@ async fn an_admin_changes_a_role_and_links_an_identity_and_every_refusal_changes
         Err(maillon_node::service::ServiceError::Unauthenticated(_))
     ));
 }
+
+#[tokio::test]
+async fn an_admin_changes_a_users_role_identity_and_token_in_the_console_and_others_are_refused() {
+    let mut c = Cluster::start().await;
+    let id = "ccas-rodez";
+    c.with_console(id).await;
+    let (agent, _) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    let _ = c.user(id, "agent-caf", Role::Caseworker).await;
+    let (admin, csrf) = logged_in(&c, id, "admin-console", Role::Admin).await;
+    let get = |path: String, cookie: String| {
+        let c = &c;
+        async move { send(c, id, "GET", &path, Some(&cookie), None).await }
+    };
+    let post = |path: &'static str, body: String| {
+        let (c, admin) = (&c, admin.clone());
+        async move { send(c, id, "POST", path, Some(&admin), Some(&body)).await }
+    };
+
+    // A caseworker may not open the page, nor send its form.
+    let (status, _, page) = get("/utilisateurs/modifier?nom=agent-caf".into(), agent.clone()).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Accès réservé"), "{page}");
+    // The page shows the role in force; one's own role cannot be changed.
+    let (status, _, page) = get(
+        "/utilisateurs/modifier?nom=agent-accueil".into(),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"<option value="travail-social" selected>"#),
+        "{page}"
+    );
+    let (_, _, own) = get(
+        "/utilisateurs/modifier?nom=admin-console".into(),
+        admin.clone(),
+    )
+    .await;
+    assert!(own.contains(r#"name="role" disabled"#), "{own}");
+    let (status, _, _) = get("/utilisateurs/modifier?nom=personne".into(), admin.clone()).await;
+    assert_eq!(status, 404);
+
+    // Refused: no form token, a role not offered, an identity with a control
+    // character, one's own role sent anyway.
+    let (status, _, _) = post(
+        "/utilisateurs/modifier?nom=agent-accueil",
+        "role=controle&identite=".into(),
+    )
+    .await;
+    assert_eq!(status, 403, "no form token");
+    for (path, body, status_expected, field) in [
+        (
+            "/utilisateurs/modifier?nom=agent-accueil",
+            format!("csrf={csrf}&role=roi&identite="),
+            422,
+            "role",
+        ),
+        (
+            "/utilisateurs/modifier?nom=agent-accueil",
+            format!("csrf={csrf}&role=travail-social&identite=a%07b"),
+            422,
+            "identite",
+        ),
+        (
+            "/utilisateurs/modifier?nom=admin-console",
+            format!("csrf={csrf}&role=controle&identite="),
+            409,
+            "role",
+        ),
+    ] {
+        let (status, _, page) = post(path, body.clone()).await;
+        assert_eq!(status, status_expected, "{body}: {page}");
+        assert!(
+            page.contains(&format!(r#"id="{field}-erreur""#)),
+            "{body}: {page}"
+        );
+    }
+
+    // The caseworker becomes an auditor, linked to its identity: its
+    // session (opened as a caseworker) ends at once.
+    let (status, _, page) = post(
+        "/utilisateurs/modifier?nom=agent-accueil",
+        format!("csrf={csrf}&role=controle&identite=camille%40ccas-rodez.example"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Modification enregistrée"), "{page}");
+    assert!(
+        page.contains(r#"<option value="controle" selected>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"value="camille@ccas-rodez.example""#),
+        "{page}"
+    );
+    let (status, _, _) = get("/".into(), agent.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = get("/dossiers".into(), agent).await;
+    assert_eq!(status, 401, "the session with the old role ended");
+    // The same identity for another user: told beside the field.
+    let (status, _, page) = post(
+        "/utilisateurs/modifier?nom=agent-caf",
+        format!("csrf={csrf}&role=travail-social&identite=camille%40ccas-rodez.example"),
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("connecte déjà un autre utilisateur"),
+        "{page}"
+    );
+
+    // A new token, shown once; the old one no longer works.
+    let before = c.user(id, "agent-cli", Role::Caseworker).await;
+    let (status, _, page) = post("/utilisateurs/jeton?nom=agent-cli", format!("csrf={csrf}")).await;
+    assert_eq!(status, 200, "{page}");
+    let token = page
+        .split(r#"<code class="lien">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token shown");
+    assert!(token.starts_with("mlt_"), "{token}");
+    let refused = before
+        .api()
+        .who_am_i(before.req(pb::WhoAmIRequest {}))
+        .await;
+    assert_eq!(
+        refused.expect_err("old token").code(),
+        tonic::Code::Unauthenticated
+    );
+    let (status, _, _) = post("/utilisateurs/jeton?nom=personne", format!("csrf={csrf}")).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post("/utilisateurs/jeton?nom=agent-cli", String::new()).await;
+    assert_eq!(status, 403, "no form token");
+
+    let dpo = c.user(id, "dpo", Role::Auditor).await;
+    for (kind, count) in [
+        ("user_role_changed", 1),
+        ("user_identity_linked", 1),
+        ("user_token_rotated", 1),
+    ] {
+        assert_eq!(
+            maillon_tests::audit_events(&dpo, kind).await.len(),
+            count,
+            "{kind}"
+        );
+    }
+}
