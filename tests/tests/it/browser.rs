@@ -426,7 +426,9 @@ async fn caseworkers_day() {
     admin.goto(&format!("{at_ccas}/utilisateurs")).await;
     assert!(admin.text().await.contains("agent-accueil"));
     review.page(&admin, "utilisateurs").await;
-    admin.follow("a[href='/utilisateurs/modifier?nom=agent-accueil']").await;
+    admin
+        .follow("a[href='/utilisateurs/modifier?nom=agent-accueil']")
+        .await;
     assert!(admin.text().await.contains("Modifier agent-accueil"));
     review.page(&admin, "utilisateur").await;
     admin.goto(&format!("{at_ccas}/sante")).await;

@@ -664,3 +664,62 @@ async fn admins_whose_token_ends_within_thirty_days_are_named_for_the_start_warn
     c.clock.advance(340 * 86_400);
     assert_eq!(ending(), ["admin", "admin-court", "admin-long"]);
 }
+
+#[tokio::test]
+async fn node_check_reaches_the_identity_provider_and_names_what_keeps_it_from_logging_staff_in() {
+    let c = Cluster::start().await;
+    let dir = c.node("ccas-rodez").dir.clone();
+    let console = "https://127.0.0.1:7404";
+    let provider = maillon_tests::idp::Provider::start(console);
+    let toml = maillon_node::config::Config::file(&dir);
+    let plain = std::fs::read_to_string(&toml).expect("node.toml");
+    let table = provider.configure(&dir, console, "email");
+    let with = |table: &str| std::fs::write(&toml, format!("{plain}{table}")).expect("written");
+    let provider_finding = || async {
+        maillon_cli::commands::check::findings(&dir)
+            .await
+            .into_iter()
+            .find(|f| f.check == "identity provider")
+            .expect("the provider is checked")
+    };
+
+    with(&table);
+    let found = provider_finding().await;
+    assert!(
+        found.ok && found.detail.contains(&provider.issuer),
+        "{found:?}"
+    );
+
+    // Nobody answers at the issuer.
+    with(&table.replace(&provider.issuer, "https://127.0.0.1:9"));
+    let found = provider_finding().await;
+    assert!(!found.ok && found.detail.contains("discovery"), "{found:?}");
+    assert!(
+        found
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains(".well-known/openid-configuration"))
+    );
+    // The provider's certificate is not one the system's authorities sign.
+    with(&table.replace("ca_file = \"oidc-ca.pem\"\n", ""));
+    let found = provider_finding().await;
+    assert!(!found.ok && found.detail.contains("TLS"), "{found:?}");
+    // The secret is readable by others.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = dir.join("oidc-client-secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        with(&table);
+        let found = provider_finding().await;
+        assert!(!found.ok && found.detail.contains("0600"), "{found:?}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    // An authority file with no certificate in it.
+    std::fs::write(dir.join("oidc-ca.pem"), "pas un certificat\n").expect("written");
+    let found = provider_finding().await;
+    assert!(
+        !found.ok && found.detail.contains("no certificate"),
+        "{found:?}"
+    );
+    std::fs::write(&toml, plain).expect("restored");
+}
