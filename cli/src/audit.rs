@@ -3,7 +3,8 @@
 //! code (`verify`), and write a person's access report in French (`report`).
 
 pub mod report;
-pub mod verify;
+pub use maillon_node::audit::verify;
+pub use maillon_node::audit::verify::{AuditorState, Remembered};
 
 use maillon_node::audit::bundle::Bundle;
 use maillon_node::audit::note::Checkpoint;
@@ -94,100 +95,46 @@ pub async fn fetch_manifest(
     Ok(manifest)
 }
 
-/// A checkpoint an auditor verified, remembered for the next run.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Remembered {
-    /// Its tree size.
-    pub size: u64,
-    /// Its root, hex.
-    pub root: String,
-    /// The signed note.
-    pub checkpoint: String,
-    /// When it was verified (Unix seconds).
-    pub verified_at: i64,
+/// Reads an auditor's state file; an absent file is an empty state.
+pub fn load_state(path: &std::path::Path) -> Result<AuditorState, CliError> {
+    let mut state: AuditorState = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CliError::BadFile {
+            path: path.to_owned(),
+            what: "auditor state",
+            source,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditorState::default(),
+        Err(e) => return Err(CliError::io(format!("reading {}", path.display()))(e)),
+    };
+    state.leaves_dir = Some(leaves_dir(path));
+    Ok(state)
 }
 
-/// What an auditor's tools remember between runs: the last checkpoint
-/// verified of each node, so that a node that rewrote or cut its log (and
-/// signed a fresh checkpoint of the new one) is caught on the next run; and
-/// the leaf hashes verified of each node, in files beside the state
-/// (`<state>.leaves/<member>`, 0600), so that the first entry a rewritten
-/// log changed is named.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditorState {
-    /// By member id.
-    pub nodes: std::collections::BTreeMap<String, Remembered>,
-    /// The leaf hashes verified in this run, by member id (written by
-    /// [`Self::save`]); earlier runs' are read from the files on demand.
-    #[serde(skip)]
-    pub leaves: std::collections::BTreeMap<String, Vec<Hash>>,
-    /// The folder of the leaf files, once loaded from or saved to a path.
-    #[serde(skip)]
-    leaves_dir: Option<std::path::PathBuf>,
-}
-
-use maillon_node::audit::merkle::Hash;
-
-impl AuditorState {
-    /// Reads the state file; an absent file is an empty state.
-    pub fn load(path: &std::path::Path) -> Result<Self, CliError> {
-        let mut state = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CliError::BadFile {
-                path: path.to_owned(),
-                what: "auditor state",
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-            Err(e) => return Err(CliError::io(format!("reading {}", path.display()))(e)),
-        };
-        state.leaves_dir = Some(leaves_dir(path));
-        Ok(state)
-    }
-
-    /// The leaf hashes verified of `member` before: this run's, or those
-    /// an earlier run saved (none when no file holds them, or it is damaged).
-    pub fn old_leaves(&self, member: &str) -> Option<Vec<Hash>> {
-        if let Some(l) = self.leaves.get(member) {
-            return Some(l.clone());
-        }
-        let bytes = std::fs::read(self.leaves_dir.as_ref()?.join(member)).ok()?;
-        if bytes.len() % 32 != 0 {
-            return None;
-        }
-        Some(
-            bytes
-                .chunks_exact(32)
-                .filter_map(|c| Hash::try_from(c).ok())
-                .collect(),
-        )
-    }
-
-    /// Writes the state file and this run's leaf files (0600, in a 0700
-    /// folder), each replaced whole.
-    pub fn save(&mut self, path: &std::path::Path) -> Result<(), CliError> {
-        let dir = leaves_dir(path);
-        if !self.leaves.is_empty() {
-            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // Kept private even if someone loosened it.
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                        .map_err(CliError::io(format!("securing {}", dir.display())))?;
-                }
-                Err(e) => return Err(CliError::io(format!("creating {}", dir.display()))(e)),
+/// Writes an auditor's state file and this run's leaf files (0600, in a
+/// 0700 folder), each replaced whole.
+pub fn save_state(state: &mut AuditorState, path: &std::path::Path) -> Result<(), CliError> {
+    let dir = leaves_dir(path);
+    if !state.leaves.is_empty() {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Kept private even if someone loosened it.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(CliError::io(format!("securing {}", dir.display())))?;
             }
+            Err(e) => return Err(CliError::io(format!("creating {}", dir.display()))(e)),
         }
-        for (member, hashes) in &self.leaves {
-            // Member ids are slugs: a file name, never a path.
-            let bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
-            write_private(&dir.join(member), &bytes)?;
-        }
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        write_private(path, &json)?;
-        self.leaves_dir = Some(dir);
-        Ok(())
     }
+    for (member, hashes) in &state.leaves {
+        // Member ids are slugs: a file name, never a path.
+        let bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
+        write_private(&dir.join(member), &bytes)?;
+    }
+    let json = serde_json::to_vec_pretty(state).unwrap_or_default();
+    write_private(path, &json)?;
+    state.leaves_dir = Some(dir);
+    Ok(())
 }
 
 /// Where the leaf files of the state at `path` live.

@@ -11,7 +11,7 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod error;
-pub mod escape;
+pub use maillon_node::escape;
 pub mod exit;
 pub mod federation;
 

@@ -11,6 +11,7 @@ pub mod consent;
 pub mod console;
 pub mod crypto;
 pub mod daemon;
+pub mod escape;
 pub mod failpoint;
 pub mod fuzzing;
 pub mod limits;

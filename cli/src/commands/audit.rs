@@ -378,7 +378,7 @@ fn verify(
             .unwrap_or(Path::new("."))
             .join("audit-state.json")
     });
-    let mut memory = crate::audit::AuditorState::load(&state_path)?;
+    let mut memory = crate::audit::load_state(&state_path)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let check = if offline {
         crate::audit::verify::verify_exports
@@ -397,7 +397,7 @@ fn verify(
             say(&line);
         }
     }
-    memory.save(&state_path)?;
+    crate::audit::save_state(&mut memory, &state_path)?;
     if outcome.failed() {
         return Err(CliError::AuditFailed {
             findings: outcome.findings.len(),

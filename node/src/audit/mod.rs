@@ -9,6 +9,8 @@ pub mod bundle;
 mod index;
 pub mod merkle;
 pub mod note;
+pub mod report;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

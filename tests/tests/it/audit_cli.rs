@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use maillon_cli::CliError;
-use maillon_cli::audit::AuditorState;
 use maillon_cli::audit::verify::{Outcome, verify_exports};
 use maillon_cli::exit::{self, exit_code};
 use maillon_node::audit::bundle::{Bundle, Leaf};
@@ -84,7 +83,7 @@ async fn offline(
     let result = maillon(&args).await;
     let genesis = maillon_node::daemon::load_roster(Path::new(roster)).expect("genesis");
     let bundles: Vec<Bundle> = files.iter().map(|f| read_bundle(f)).collect();
-    let mut memory = AuditorState::load(&lib_state).expect("state");
+    let mut memory = maillon_cli::audit::load_state(&lib_state).expect("state");
     let outcome = verify_exports(genesis.signed(), &bundles, Some(&mut memory), 0);
     (result, outcome)
 }
@@ -145,7 +144,7 @@ async fn audit_verify_online_and_offline_names_what_a_node_hides() {
     .await
     .expect("verifies again");
     assert_eq!(mode(&leaves), 0o700);
-    let memory = AuditorState::load(&state).expect("state");
+    let memory = maillon_cli::audit::load_state(&state).expect("state");
     assert_eq!(
         memory.nodes.keys().map(String::as_str).collect::<Vec<_>>(),
         ["caf12", "ccas-rodez", "cd12"]

@@ -824,8 +824,7 @@ async fn the_auditor_remembers_checkpoints_and_catches_a_log_cut_back() {
         "{cut:?}"
     );
     // The same check through the library names it: the memory was kept.
-    let mut memory =
-        maillon_cli::audit::AuditorState::load(std::path::Path::new(&state)).expect("state");
+    let mut memory = maillon_cli::audit::load_state(std::path::Path::new(&state)).expect("state");
     let dpo = c.user("ccas-rodez", "dpo-2", Role::Auditor).await;
     let (bundles, _) = maillon_cli::audit::fetch_bundles(&dpo, c.genesis().signed(), None, false)
         .await

@@ -14,18 +14,68 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::audit::bundle::{Bundle, Leaf, Manifest};
+use crate::audit::merkle::{self, Hash};
+use crate::audit::note::{self, Checkpoint};
+use crate::audit::{AuditEntry, AuditEvent, origin, verify_leaves};
+use crate::crypto::PublicKey;
+use crate::protocol::{Receipt, SignedBytes};
+use crate::roster::{SignedRoster, VerifiedRoster};
+use crate::types::{ConsentId, DossierId, GrantId, MemberId, Section};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use maillon_node::audit::bundle::{Bundle, Leaf, Manifest};
-use maillon_node::audit::merkle::{self, Hash};
-use maillon_node::audit::note::{self, Checkpoint};
-use maillon_node::audit::{AuditEntry, AuditEvent, origin, verify_leaves};
-use maillon_node::crypto::PublicKey;
-use maillon_node::protocol::{Receipt, SignedBytes};
-use maillon_node::roster::{SignedRoster, VerifiedRoster};
-use maillon_node::types::{ConsentId, DossierId, GrantId, MemberId, Section};
 
-use super::{AuditorState, Remembered};
+/// A checkpoint an auditor verified, remembered for the next run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    /// Its tree size.
+    pub size: u64,
+    /// Its root, hex.
+    pub root: String,
+    /// The signed note.
+    pub checkpoint: String,
+    /// When it was verified (Unix seconds).
+    pub verified_at: i64,
+}
+
+/// What an auditor's tools remember between runs: the last checkpoint
+/// verified of each node, so that a node that rewrote or cut its log (and
+/// signed a fresh checkpoint of the new one) is caught on the next run; and
+/// the leaf hashes verified of each node, in files of a folder beside the
+/// state (`<state>.leaves/<member>`), so that the first entry a rewritten
+/// log changed is named. (Reading and writing the state is the CLI's.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditorState {
+    /// By member id.
+    pub nodes: BTreeMap<String, Remembered>,
+    /// The leaf hashes verified in this run, by member id; earlier runs'
+    /// are read from the files on demand.
+    #[serde(skip)]
+    pub leaves: BTreeMap<String, Vec<Hash>>,
+    /// The folder of the leaf files, once loaded from or saved to a path.
+    #[serde(skip)]
+    pub leaves_dir: Option<std::path::PathBuf>,
+}
+
+impl AuditorState {
+    /// The leaf hashes verified of `member` before: this run's, or those
+    /// an earlier run saved (none when no file holds them, or it is damaged).
+    pub fn old_leaves(&self, member: &str) -> Option<Vec<Hash>> {
+        if let Some(l) = self.leaves.get(member) {
+            return Some(l.clone());
+        }
+        let bytes = std::fs::read(self.leaves_dir.as_ref()?.join(member)).ok()?;
+        if bytes.len() % 32 != 0 {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(32)
+                .filter_map(|c| Hash::try_from(c).ok())
+                .collect(),
+        )
+    }
+}
 
 /// One thing that does not hold, where it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -988,7 +1038,7 @@ pub(crate) fn receipt_signed(
     let signed = B64.decode(receipt).ok().zip(
         B64.decode(signature)
             .ok()
-            .and_then(|s| maillon_node::crypto::Signature::from_bytes(&s).ok()),
+            .and_then(|s| crate::crypto::Signature::from_bytes(&s).ok()),
     );
     signed.is_some_and(|(bytes, signature)| {
         let sb = SignedBytes { bytes, signature };
