@@ -944,7 +944,7 @@ fn describe(
 
 impl AccessReport {
     /// The header lines: the dossier, when, the sources and what they rest on.
-    fn header(&self) -> (String, Vec<String>) {
+    pub fn header(&self) -> (String, Vec<String>) {
         let title = format!("Rapport d'accès au dossier {}", self.dossier);
         let mut head = vec![format!(
             "Établi {} (heure de Paris), à partir des journaux de {} partenaire(s) qui en détiennent une partie.",

@@ -40,6 +40,7 @@ use crate::service::Node;
 
 mod admin;
 mod consents;
+mod controle;
 mod dossiers;
 mod journal;
 pub mod oidc;
@@ -851,6 +852,8 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
         .route("/utilisateurs/retrait", axum::routing::post(admin::retirer))
         .route("/sante", get(admin::sante))
         .route("/controle/urgences", get(urgence::urgences))
+        .route("/controle/verification", get(controle::verification))
+        .route("/controle/releve", get(controle::releve))
         .route(
             "/controle/urgences/{id}",
             axum::routing::post(urgence::controler),

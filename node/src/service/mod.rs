@@ -34,6 +34,7 @@ mod replay;
 mod search;
 mod status;
 mod users;
+mod verification;
 mod witness;
 
 use std::sync::Arc;
@@ -90,6 +91,9 @@ pub const MAX_SECTION: usize = 64 * 1024;
 pub struct Node {
     me: MemberId,
     key: Arc<NodeKey>,
+    /// The genesis this node started from: what the auditors' checks in
+    /// the console verify the roster chain from.
+    genesis: crate::roster::SignedRoster,
     roster: Arc<CurrentRoster>,
     store: Store,
     /// The per-dossier keys of what the store keeps sealed at rest.
@@ -224,9 +228,11 @@ impl Node {
             &parts.audit.append_latency(),
             parts.me.as_str(),
         ));
+        let genesis = parts.roster.get().signed().clone();
         let node = Self {
             me: parts.me,
             key: parts.key,
+            genesis,
             roster: parts.roster,
             store: parts.store,
             vault: parts.vault,

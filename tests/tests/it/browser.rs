@@ -405,6 +405,18 @@ async fn caseworkers_day() {
         "{log}"
     );
     review.page(&auditor, "journal").await;
+    auditor.goto(&format!("{at_caf}/controle/verification")).await;
+    assert!(
+        auditor.text().await.contains("Tous les journaux sont vérifiés"),
+        "{}",
+        auditor.text().await
+    );
+    review.page(&auditor, "verification").await;
+    auditor.goto(&format!("{at_caf}/controle/releve")).await;
+    auditor.fill("#dossier", &d).await;
+    auditor.keys_to_load(ENTER).await;
+    assert!(auditor.text().await.contains("Rapport d'accès au dossier"));
+    review.page(&auditor, "releve").await;
 
     // The GIP votes: the CAF proposes, the CCAS's admin approves in its console.
     let change = maillon_node::roster::Change::SetQuorum {

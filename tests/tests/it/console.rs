@@ -1480,3 +1480,87 @@ async fn an_admin_changes_a_users_role_identity_and_token_in_the_console_and_oth
         );
     }
 }
+
+/// `text` as the console's templates escape it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn an_auditor_verifies_every_log_and_prints_the_access_report_the_cli_would_give() {
+    let mut c = Cluster::start().await;
+    let id = "ccas-rodez";
+    c.with_console(id).await;
+    let (_, _, d, _) = c.housing_read_by_the_caf().await;
+
+    // Only auditors: no session, a caseworker, an admin are refused.
+    for path in ["/controle/verification", "/controle/releve"] {
+        let (status, _, _) = https(&c, id, "GET", path).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let (caseworker, _) = logged_in(&c, id, "agent-accueil", Role::Caseworker).await;
+    let (admin, _) = logged_in(&c, id, "admin-console", Role::Admin).await;
+    for cookie in [&caseworker, &admin] {
+        for path in ["/controle/verification", "/controle/releve"] {
+            let (status, _, page) = send(&c, id, "GET", path, Some(cookie), None).await;
+            assert_eq!(status, 403, "{path}: {page}");
+            assert!(page.contains("Accès réservé"), "{page}");
+        }
+    }
+
+    let (cookie, _) = logged_in(&c, id, "dpo-console", Role::Auditor).await;
+    let get = |path: String| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move { send(c, id, "GET", &path, Some(&cookie), None).await }
+    };
+    // Every log verifies: one row per member, the read checked.
+    let (status, _, page) = get("/controle/verification".into()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Tous les journaux sont vérifiés"), "{page}");
+    for name in [
+        "CCAS de Rodez",
+        "CAF de l&#39;Aveyron",
+        "Conseil départemental de l&#39;Aveyron",
+    ] {
+        assert!(
+            page.contains(&format!("<td>{name}</td><td>vérifié</td>")),
+            "{name}: {page}"
+        );
+    }
+    assert!(page.contains("1 lecture(s) rapprochée(s)"), "{page}");
+
+    // The report: every line the CLI's `audit report` gave a moment
+    // before (the logs grew since: the page may tell more).
+    let dpo = c.user(id, "dpo-cli", Role::Auditor).await;
+    let report = c.access_report(&dpo, &d).await;
+    let (status, _, page) = get(format!("/controle/releve?dossier={d}")).await;
+    assert_eq!(status, 200, "{page}");
+    let (title, _) = report.header();
+    assert!(page.contains(&escaped(&title)), "{page}");
+    assert!(!report.lines.is_empty());
+    for line in report.lines.iter().map(|l| &l.text) {
+        assert!(page.contains(&escaped(line)), "{line}\n{page}");
+    }
+    // Refusals: not a dossier reference, a dossier nobody holds.
+    let (status, _, page) = get("/controle/releve?dossier=pas-un-dossier".into()).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("commence par DSU-"), "{page}");
+    let nobody = maillon_node::types::DossierId::random();
+    let (status, _, page) = get(format!("/controle/releve?dossier={nobody}")).await;
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("Aucun membre ne détient"), "{page}");
+
+    // A member down: its log cannot be fetched, which the page says.
+    c.fed.node_mut("cd12").stop().await;
+    let (status, _, page) =
+        send(&c, id, "GET", "/controle/verification", Some(&cookie), None).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("anomalie(s)") && page.contains("could not be fetched"),
+        "{page}"
+    );
+}
