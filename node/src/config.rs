@@ -68,6 +68,10 @@ struct RawConfig {
     metrics_listen: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     console_listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    console_tls_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    console_tls_key: Option<String>,
     #[serde(default, skip_serializing_if = "is_default")]
     limits: Limits,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +205,8 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("peer_endpoint", Kind::Text),
     ("metrics_listen", Kind::Text),
     ("console_listen", Kind::Text),
+    ("console_tls_cert", Kind::Text),
+    ("console_tls_key", Kind::Text),
     ("limits.user_reads_per_second", Kind::Number),
     ("limits.user_reads_burst", Kind::Number),
     ("limits.peer_reads_per_second", Kind::Number),
@@ -248,6 +254,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where the web console is served over HTTPS, if anywhere.
     pub console_listen: Option<SocketAddr>,
+    /// The certificate chain and key (PEM files) the operator gives the
+    /// console, if any; otherwise it serves the client API's certificate.
+    pub console_tls: Option<(PathBuf, PathBuf)>,
     /// Rate limits and caps.
     pub limits: Limits,
     /// The console's login through an identity provider, if configured.
@@ -590,6 +599,23 @@ impl Config {
         }
         crate::types::check_endpoint(&raw.peer_endpoint)
             .map_err(|e| invalid(format!("{}: {e}", origin("peer_endpoint"))))?;
+        let console_tls = match (&raw.console_tls_cert, &raw.console_tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) if raw.console_listen.is_some() => {
+                Some((dir.join(cert), dir.join(key)))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "{}: a certificate for a console that is not served: set console_listen too",
+                    origin("console_tls_cert")
+                )));
+            }
+            _ => {
+                return Err(invalid(
+                    "console_tls_cert and console_tls_key go together: set both, or neither".into(),
+                ));
+            }
+        };
         let oidc = raw
             .oidc
             .map(|o| o.validate(dir, origin))
@@ -619,6 +645,7 @@ impl Config {
                 .as_deref()
                 .map(|s| addr("console_listen", s))
                 .transpose()?,
+            console_tls,
             limits: raw.limits,
             oidc,
             from_env,
@@ -691,6 +718,8 @@ impl Config {
                 .unwrap_or_else(|| opts.peer_addr.to_string()),
             metrics_listen: None,
             console_listen: None,
+            console_tls_cert: None,
+            console_tls_key: None,
             limits: Limits::default(),
             oidc: None,
         };
@@ -935,6 +964,28 @@ redirect_url = "https://console.ccas-rodez.example/connexion/oidc/retour"
         }
         let unknown = folder(&format!("{TOML}{OIDC}secret = \"x\"\n"));
         assert!(refusal(unknown.path(), &[]).contains("secret"));
+    }
+
+    #[test]
+    fn the_consoles_certificate_needs_its_key_and_a_console() {
+        let both = "console_tls_cert = \"console.crt\"\nconsole_tls_key = \"console.key\"\n";
+        let dir = folder(&format!(
+            "console_listen = \"127.0.0.1:7404\"\n{both}{TOML}"
+        ));
+        let c = Config::load_with_env(dir.path(), env(&[])).expect("loads");
+        assert_eq!(
+            c.console_tls,
+            Some((
+                dir.path().join("console.crt"),
+                dir.path().join("console.key")
+            ))
+        );
+        let alone = folder(&format!(
+            "console_listen = \"127.0.0.1:7404\"\nconsole_tls_cert = \"c.crt\"\n{TOML}"
+        ));
+        assert!(refusal(alone.path(), &[]).contains("go together"));
+        let no_console = folder(&format!("{both}{TOML}"));
+        assert!(refusal(no_console.path(), &[]).contains("set console_listen too"));
     }
 
     #[test]

@@ -820,6 +820,79 @@ pub fn client_api_server_config(me: &TlsIdentity) -> Result<rustls::ServerConfig
     Ok(cfg)
 }
 
+/// A certificate the operator gives the web console, so that the staff's
+/// browsers trust it as they trust the partner's other sites (its internal
+/// authority, or a public one): a PEM chain, the server's first, and its key
+/// (PEM, PKCS#8, SEC1 or PKCS#1), in a file only its owner may read.
+pub struct OperatorCertificate {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for OperatorCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorCertificate")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorCertificate {
+    /// Reads the chain at `cert` and the key at `key` (refused when others
+    /// may read it), and checks that they go together.
+    pub fn read(cert: &Path, key: &Path) -> Result<Self, CryptoError> {
+        use rustls::pki_types::pem::PemObject;
+        let pem = fs::read(cert).map_err(|source| CryptoError::Io {
+            path: cert.to_owned(),
+            source,
+        })?;
+        let chain = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CryptoError::Tls(format!("{}: {e}", cert.display())))?;
+        if chain.is_empty() {
+            return Err(CryptoError::Tls(format!(
+                "{}: no PEM certificate in it",
+                cert.display()
+            )));
+        }
+        let key_pem = read_secret_file(key)?;
+        let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| CryptoError::Tls(format!("{}: {e}", key.display())))?;
+        let this = Self {
+            chain,
+            key: key_der,
+        };
+        console_server_config(&this).map_err(|e| {
+            CryptoError::Tls(format!(
+                "{} and {} do not make a usable certificate: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        Ok(this)
+    }
+}
+
+/// Server side of the web console with the operator's certificate: TLS 1.3,
+/// HTTP/2 or HTTP/1.1.
+pub fn console_server_config(
+    certificate: &OperatorCertificate,
+) -> Result<rustls::ServerConfig, CryptoError> {
+    let key = certificate.key.clone_key();
+    let signing = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(tls_error)?;
+    let certified = rustls::sign::CertifiedKey::new(certificate.chain.clone(), signing);
+    certified.keys_match().map_err(tls_error)?;
+    let mut cfg = tls13_server_builder()?
+        .with_no_client_auth()
+        .with_single_cert(certificate.chain.clone(), key)
+        .map_err(tls_error)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// Client side of the peer API: presents our certificate, pins the server's to
 /// the one the roster lists for the member we dial.
 pub fn peer_client_config(

@@ -453,14 +453,24 @@ async fn start_once(
         (Some(_), Some(oidc)) => Some(crate::console::oidc::Oidc::new(oidc)?),
         _ => None,
     };
-    let console = console_listener.map(|listener| {
-        let (node, identity, mut stopped) = (node.clone(), client_tls.clone(), stop_rx.clone());
+    let console_tls = match &console_listener {
+        Some(_) => {
+            let operator = config
+                .console_tls
+                .as_ref()
+                .map(|(cert, key)| crate::crypto::OperatorCertificate::read(cert, key))
+                .transpose()?;
+            Some(crate::console::tls_config(&client_tls, operator.as_ref())?)
+        }
+        None => None,
+    };
+    let console = console_listener.zip(console_tls).map(|(listener, tls)| {
+        let (node, mut stopped) = (node.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(e) =
-                crate::console::serve_console(node, &identity, listener, oidc, stopped).await
+            if let Err(e) = crate::console::serve_console(node, tls, listener, oidc, stopped).await
             {
                 tracing::error!(error = %e, "cannot serve the console");
             }

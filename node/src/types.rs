@@ -554,6 +554,22 @@ pub fn escape_controls(s: &str) -> String {
     out
 }
 
+/// A section's name in French, as the person reads it.
+pub fn section_fr(s: Section) -> &'static str {
+    match s {
+        Section::Identity => "identité",
+        Section::Household => "composition du foyer",
+        Section::Housing => "logement",
+        Section::Resources => "ressources",
+        Section::Employment => "emploi et insertion",
+        Section::Health => "santé",
+        Section::Disability => "handicap",
+        Section::Autonomy => "autonomie",
+        Section::ChildProtection => "protection de l'enfance",
+        Section::SupportPlan => "plan d'accompagnement",
+    }
+}
+
 /// The ground on which sections are shared (RGPD art. 6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -64,23 +64,10 @@ impl Provider {
     pub fn start(console: &str) -> Self {
         let prefix = install();
         let files = tempfile::tempdir().expect("a folder");
-        let authority_key = rcgen::KeyPair::generate().expect("a key");
-        let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        authority
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Autorité de test du fournisseur");
-        let authority =
-            rcgen::CertifiedIssuer::self_signed(authority, authority_key).expect("an authority");
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .expect("params")
-            .signed_by(&key, &authority)
-            .expect("a certificate");
-        let pin = SpkiHash::of_certificate(cert.der()).expect("a pin");
+        let issued = crate::authority::issue("127.0.0.1");
         let (key_path, cert_path) = (files.path().join("key.pem"), files.path().join("cert.pem"));
-        std::fs::write(&key_path, key.serialize_pem()).expect("written");
-        std::fs::write(&cert_path, cert.pem()).expect("written");
+        std::fs::write(&key_path, &issued.key_pem).expect("written");
+        std::fs::write(&cert_path, &issued.cert_pem).expect("written");
         let secret = hex::encode(rand::random::<[u8; 24]>());
         // Beside its node_modules: an ES module finds its packages there.
         let script = prefix.join("maillon-idp.mjs");
@@ -118,8 +105,8 @@ impl Provider {
         Self {
             child,
             issuer: format!("https://127.0.0.1:{port}"),
-            ca_pem: authority.pem(),
-            pin,
+            ca_pem: issued.authority_pem,
+            pin: issued.pin,
             secret,
             _files: files,
         }

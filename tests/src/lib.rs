@@ -2,6 +2,7 @@
 //! real TLS, real sled stores in a temporary folder, real MLS groups, and a
 //! manual clock shared by every node.
 
+pub mod authority;
 pub mod browser;
 pub mod idp;
 

@@ -173,6 +173,19 @@ pub async fn findings(dir: &Path) -> Vec<Finding> {
             "remove client-tls.key and client-tls.crt: the node makes a new pair at start and re-pins admin.profile.toml; give the users' profiles the new pin",
         ),
     }
+    if let Some((cert, key)) = &config.console_tls {
+        match maillon_node::crypto::OperatorCertificate::read(cert, key) {
+            Ok(_) => f.ok(
+                "console certificate",
+                format!("{} and its key go together", cert.display()),
+            ),
+            Err(e) => f.fail(
+                "console certificate",
+                e.to_string(),
+                "console_tls_cert is the PEM chain (the console's certificate first), console_tls_key its PEM key, 0600 and owned by the node's user",
+            ),
+        }
+    }
     if let Some(oidc) = config.oidc.clone() {
         let issuer = oidc.issuer.clone();
         match maillon_node::console::oidc::Oidc::new(oidc) {

@@ -253,6 +253,40 @@ impl Bundle {
     }
 }
 
+/// One entry about a dossier, with its inclusion proof in the tree of
+/// [`DossierPart::checkpoint`].
+#[derive(Clone, Debug)]
+pub struct ProvenEntry {
+    /// Its leaf index.
+    pub index: u64,
+    /// The entry's bytes, as the log holds them.
+    pub entry: Vec<u8>,
+    /// Its inclusion proof.
+    pub proof: Vec<Hash>,
+}
+
+/// What one member's log says of a dossier, proven.
+#[derive(Clone, Debug)]
+pub struct DossierPart {
+    /// The member.
+    pub member: MemberId,
+    /// Its latest signed checkpoint: every proof is against this tree.
+    pub checkpoint: String,
+    /// The newest of its checkpoints witnesses cosigned, with their cosignatures.
+    pub cosigned: String,
+    /// A consistency proof from the cosigned tree to the checkpoint's
+    /// (empty when they are the same tree).
+    pub consistency: Vec<Hash>,
+    /// Its entries about the dossier, from the index asked.
+    pub entries: Vec<ProvenEntry>,
+    /// The members it knows to hold the dossier (to ask them too).
+    pub holders: Vec<MemberId>,
+    /// Where to ask again from, when the answer stopped early.
+    pub next: Option<u64>,
+    /// Why the member did not answer, when it did not (the others still count).
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

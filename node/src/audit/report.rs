@@ -15,15 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::bundle::DossierPart;
 use super::merkle::{self, Hash};
 use crate::audit::note::{Checkpoint, TlogProof};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::roster::VerifiedRoster;
-use crate::service::DossierPart;
-use crate::types::{ConsentId, DossierId, LegalBasis, MemberId, Section};
+use crate::types::{ConsentId, DossierId, LegalBasis, MemberId, Section, section_fr};
 
 use super::verify::{self, KeyHistory};
-use crate::consent::receipt::section_fr;
 use crate::escape::escape_controls;
 
 /// What one member's part of the report rests on.

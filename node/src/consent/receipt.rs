@@ -339,18 +339,4 @@ impl ConsentReceipt {
     }
 }
 
-/// A section's name in French, as the person reads it.
-pub fn section_fr(s: Section) -> &'static str {
-    match s {
-        Section::Identity => "identité",
-        Section::Household => "composition du foyer",
-        Section::Housing => "logement",
-        Section::Resources => "ressources",
-        Section::Employment => "emploi et insertion",
-        Section::Health => "santé",
-        Section::Disability => "handicap",
-        Section::Autonomy => "autonomie",
-        Section::ChildProtection => "protection de l'enfance",
-        Section::SupportPlan => "plan d'accompagnement",
-    }
-}
+pub use crate::types::section_fr;

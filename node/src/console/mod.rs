@@ -912,18 +912,30 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
         .layer(axum::middleware::map_response(secured))
 }
 
-/// Serves the console over TLS with `identity` until `stopped` resolves;
-/// staff log in through `oidc` when it is given, and by one-time links.
+/// The console's TLS: the operator's certificate when it gives one, else
+/// the client API's (`identity`), which the users' profiles pin.
+pub fn tls_config(
+    identity: &TlsIdentity,
+    operator: Option<&crate::crypto::OperatorCertificate>,
+) -> Result<rustls::ServerConfig, CryptoError> {
+    if let Some(certificate) = operator {
+        return crate::crypto::console_server_config(certificate);
+    }
+    let mut config = crate::crypto::client_api_server_config(identity)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves the console over TLS with `tls` until `stopped` resolves; staff
+/// log in through `oidc` when it is given, and by one-time links.
 pub async fn serve_console(
     node: Arc<Node>,
-    identity: &TlsIdentity,
+    tls: rustls::ServerConfig,
     listener: TcpListener,
     oidc: Option<oidc::Oidc>,
     stopped: impl std::future::Future<Output = ()>,
 ) -> Result<(), CryptoError> {
-    let mut config = crate::crypto::client_api_server_config(identity)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tls = TlsAcceptor::from(Arc::new(config));
+    let tls = TlsAcceptor::from(Arc::new(tls));
     let app = router(node, oidc.map(Arc::new));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stopped);

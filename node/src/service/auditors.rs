@@ -15,7 +15,6 @@ use super::{Caller, Node, Result, ServiceError, blocking, require};
 use crate::audit::bundle::{
     BUNDLE_FORMAT, Leaf, MAX_MANIFEST, Manifest, SignedManifest, WitnessedPeer,
 };
-use crate::audit::merkle::Hash;
 use crate::audit::note::Checkpoint;
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::storage::Tree;
@@ -37,39 +36,7 @@ pub struct LeafPage {
     pub tree_size: u64,
 }
 
-/// One entry about a dossier, with its inclusion proof in the tree of
-/// [`DossierPart::checkpoint`].
-#[derive(Clone, Debug)]
-pub struct ProvenEntry {
-    /// Its leaf index.
-    pub index: u64,
-    /// The entry's bytes, as the log holds them.
-    pub entry: Vec<u8>,
-    /// Its inclusion proof.
-    pub proof: Vec<Hash>,
-}
-
-/// What one member's log says of a dossier, proven.
-#[derive(Clone, Debug)]
-pub struct DossierPart {
-    /// The member.
-    pub member: MemberId,
-    /// Its latest signed checkpoint: every proof is against this tree.
-    pub checkpoint: String,
-    /// The newest of its checkpoints witnesses cosigned, with their cosignatures.
-    pub cosigned: String,
-    /// A consistency proof from the cosigned tree to the checkpoint's
-    /// (empty when they are the same tree).
-    pub consistency: Vec<Hash>,
-    /// Its entries about the dossier, from the index asked.
-    pub entries: Vec<ProvenEntry>,
-    /// The members it knows to hold the dossier (to ask them too).
-    pub holders: Vec<MemberId>,
-    /// Where to ask again from, when the answer stopped early.
-    pub next: Option<u64>,
-    /// Why the member did not answer, when it did not (the others still count).
-    pub error: Option<String>,
-}
+pub use crate::audit::bundle::{DossierPart, ProvenEntry};
 
 /// The asking node's proof that it holds a dossier: its own entry opening
 /// or attaching to it, with a C2SP tlog-proof of that entry in its signed

@@ -405,9 +405,14 @@ async fn caseworkers_day() {
         "{log}"
     );
     review.page(&auditor, "journal").await;
-    auditor.goto(&format!("{at_caf}/controle/verification")).await;
+    auditor
+        .goto(&format!("{at_caf}/controle/verification"))
+        .await;
     assert!(
-        auditor.text().await.contains("Tous les journaux sont vérifiés"),
+        auditor
+            .text()
+            .await
+            .contains("Tous les journaux sont vérifiés"),
         "{}",
         auditor.text().await
     );

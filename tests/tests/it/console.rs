@@ -1564,3 +1564,116 @@ async fn an_auditor_verifies_every_log_and_prints_the_access_report_the_cli_woul
         "{page}"
     );
 }
+
+/// `GET /` at `addr` over TLS, trusting only the authority `authority_pem`
+/// (as a staff browser trusts the partner's internal authority): the status
+/// line, or why the handshake failed.
+async fn get_trusting(addr: std::net::SocketAddr, authority_pem: &str) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(authority_pem.as_bytes()) {
+        roots.add(cert.expect("pem")).expect("a root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sent");
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn the_console_serves_the_operators_certificate_and_refuses_to_start_with_a_bad_one() {
+    let mut c = Cluster::start().await;
+    let id = "ccas-rodez";
+    c.with_console(id).await;
+    let issued = maillon_tests::authority::issue("127.0.0.1");
+    let addr = |c: &Cluster| {
+        c.running(id)
+            .node()
+            .listening()
+            .and_then(|l| l.console)
+            .expect("console served")
+    };
+    // Without it, a browser that trusts the partner's authority is refused.
+    let refused = get_trusting(addr(&c), &issued.authority_pem).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    let write = |dir: &std::path::Path, key_mode: u32, key_pem: &str, settings: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.join("console.crt"), &issued.cert_pem).expect("written");
+        let key = dir.join("console.key");
+        let _ = std::fs::remove_file(&key);
+        std::fs::write(&key, key_pem).expect("written");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(key_mode)).expect("chmod");
+        let toml = maillon_node::config::Config::file(dir);
+        let text = std::fs::read_to_string(&toml).expect("node.toml");
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("console_tls_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&toml, format!("{settings}{text}")).expect("written");
+    };
+    let both = "console_tls_cert = \"console.crt\"\nconsole_tls_key = \"console.key\"\n";
+    c.reconfigure(id, |dir| write(dir, 0o600, &issued.key_pem, both))
+        .await;
+    let status = get_trusting(addr(&c), &issued.authority_pem)
+        .await
+        .expect("the operator's certificate is served");
+    assert!(status.contains("200"), "{status}");
+
+    // Each bad certificate keeps the node from starting, saying why.
+    let other = maillon_tests::authority::issue("127.0.0.1");
+    let clock: Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    for (mode, key, settings, expected) in [
+        (0o644, issued.key_pem.as_str(), both, "0600"),
+        (
+            0o600,
+            other.key_pem.as_str(),
+            both,
+            "do not make a usable certificate",
+        ),
+        (0o600, "pas une clé", both, "console.key"),
+        (
+            0o600,
+            issued.key_pem.as_str(),
+            "console_tls_cert = \"console.crt\"\n",
+            "go together",
+        ),
+    ] {
+        let node = c.fed.node_mut(id);
+        node.stop().await;
+        write(&node.dir, mode, key, settings);
+        let refused = node.start(clock.clone()).await.expect_err("refused");
+        let mut said = refused.to_string();
+        let mut source = std::error::Error::source(&refused);
+        while let Some(e) = source {
+            said.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        assert!(said.contains(expected), "{expected}: {said}");
+        let findings = maillon_cli::commands::check::findings(&node.dir).await;
+        assert!(
+            findings.iter().any(|f| !f.ok
+                && (f.check == "console certificate" || f.check == "config")
+                && f.detail.contains(expected)),
+            "{expected}: {findings:?}"
+        );
+    }
+}
