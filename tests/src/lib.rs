@@ -99,6 +99,51 @@ impl Cluster {
         .await;
     }
 
+    /// Restarts `id`'s node with its web console on a free loopback port,
+    /// logging staff in through a real OpenID provider started for it,
+    /// which names users by `claim`; returns the provider and the console's
+    /// address (`https://127.0.0.1:PORT`).
+    pub async fn with_console_and_provider(
+        &mut self,
+        id: &str,
+        claim: &str,
+    ) -> (idp::Provider, String) {
+        // The console's address must be known before the provider registers it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let console = format!("https://127.0.0.1:{port}");
+        let provider = idp::Provider::start(&console);
+        let table = |dir: &std::path::Path| provider.configure(dir, &console, claim);
+        self.reconfigure(id, |dir| {
+            let toml = maillon_node::config::Config::file(dir);
+            let text = std::fs::read_to_string(&toml).expect("node.toml");
+            let oidc = table(dir);
+            std::fs::write(
+                &toml,
+                format!("console_listen = \"127.0.0.1:{port}\"\n{text}{oidc}"),
+            )
+            .expect("node.toml written");
+        })
+        .await;
+        (provider, console)
+    }
+
+    /// Links `user` at `id` to its `identity` at the console's provider.
+    pub async fn link_identity(&self, id: &str, user: &str, identity: &str) {
+        let admin = self.admin(id);
+        admin
+            .api()
+            .update_user(admin.req(pb::UpdateUserRequest {
+                name: user.into(),
+                role: String::new(),
+                identity: Some(identity.into()),
+            }))
+            .await
+            .expect("linked");
+    }
+
     /// A one-time console login link for `user` at `id`, from its admin:
     /// its path (`/connexion/…`).
     pub async fn console_link(&self, id: &str, user: &str) -> String {

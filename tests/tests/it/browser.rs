@@ -92,43 +92,31 @@ fn staff_log_in_through_a_real_openid_provider_and_out_of_it() {
 
 async fn single_sign_on() {
     let mut c = Cluster::start().await;
-    // The console's address must be known before the provider registers it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let at_ccas = format!("https://127.0.0.1:{port}");
-    let provider = maillon_tests::idp::Provider::start(&at_ccas);
+    let (provider, at_ccas) = c.with_console_and_provider("ccas-rodez", "email").await;
     let at_idp = provider.issuer.clone();
-    let provider_ref = &provider;
-    let console = at_ccas.clone();
-    c.reconfigure("ccas-rodez", move |dir| {
-        let toml = maillon_node::config::Config::file(dir);
-        let text = std::fs::read_to_string(&toml).expect("node.toml");
-        let oidc = provider_ref.configure(dir, &console, "email");
-        std::fs::write(
-            &toml,
-            format!("console_listen = \"127.0.0.1:{port}\"\n{text}{oidc}"),
-        )
-        .expect("node.toml written");
-    })
-    .await;
     // The admin links a caseworker to its identity at the provider.
     let _ = c
         .user("ccas-rodez", "agent-accueil", Role::Caseworker)
         .await;
+    c.link_identity(
+        "ccas-rodez",
+        "agent-accueil",
+        "camille.agent@ccas-rodez.example",
+    )
+    .await;
     let admin = c.admin("ccas-rodez");
-    let linked = admin
+    let listed = admin
         .api()
-        .update_user(admin.req(pb::UpdateUserRequest {
-            name: "agent-accueil".into(),
-            role: String::new(),
-            identity: Some("camille.agent@ccas-rodez.example".into()),
-        }))
+        .list_users(admin.req(pb::ListUsersRequest {}))
         .await
-        .expect("linked")
-        .into_inner();
-    assert_eq!(linked.identity, "camille.agent@ccas-rodez.example");
+        .expect("listed")
+        .into_inner()
+        .users;
+    assert!(
+        listed
+            .iter()
+            .any(|u| u.name == "agent-accueil" && u.identity == "camille.agent@ccas-rodez.example")
+    );
 
     let driver = Driver::start().await;
     let pins = [c.node("ccas-rodez").admin.server_spki_sha256, provider.pin];
@@ -222,12 +210,14 @@ async fn single_sign_on() {
 
 async fn caseworkers_day() {
     let mut c = Cluster::start().await;
-    c.with_console("ccas-rodez").await;
+    // The CCAS's staff log in through their institution's provider.
+    let (provider, _) = c.with_console_and_provider("ccas-rodez", "email").await;
     c.with_console("caf12").await;
     let driver = Driver::start().await;
     let pins = [
         c.node("ccas-rodez").admin.server_spki_sha256,
         c.node("caf12").admin.server_spki_sha256,
+        provider.pin,
     ];
     let mut review = Review {
         axe: axe_script(),
@@ -246,10 +236,22 @@ async fn caseworkers_day() {
         "{found:?}"
     );
 
-    // Before login: the welcome page.
+    // Before login: the welcome page; then the caseworker logs in through
+    // the CCAS's identity provider.
     ccas.goto(&at_ccas).await;
     review.page(&ccas, "accueil-anonyme").await;
-    log_in(&c, &ccas, "ccas-rodez", "agent-accueil", Role::Caseworker).await;
+    let _ = c
+        .user("ccas-rodez", "agent-accueil", Role::Caseworker)
+        .await;
+    c.link_identity(
+        "ccas-rodez",
+        "agent-accueil",
+        "hugo.accueil@ccas-rodez.example",
+    )
+    .await;
+    ccas.follow("a[href='/connexion/oidc']").await;
+    sign_in_at_provider(&ccas, &provider.issuer, "hugo.accueil").await;
+    ccas.wait_text("Bonjour agent-accueil").await;
     review.page(&ccas, "accueil").await;
 
     // Opening a dossier with the keyboard only: Tab to the first field, type,
