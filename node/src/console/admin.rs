@@ -351,6 +351,20 @@ fn admin_and_user(
     Ok((session, caller, name))
 }
 
+/// [`admin_and_user`] for a form, which must carry the session's token.
+fn admin_form(
+    c: &Console,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    form: &HashMap<String, String>,
+) -> Result<(ConsoleSession, Caller, UserName), Response> {
+    let (session, caller, name) = admin_and_user(c, headers, query)?;
+    if !super::csrf_ok(form, &session) {
+        return Err(form_refused(c));
+    }
+    Ok((session, caller, name))
+}
+
 /// `GET /utilisateurs/modifier?nom=…`: a user's role and identity (admin).
 pub(super) async fn utilisateur(
     State(c): State<Console>,
@@ -378,13 +392,10 @@ pub(super) async fn modifier(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller, name) = match admin_and_user(&c, &headers, &query) {
+    let (session, caller, name) = match admin_form(&c, &headers, &query, &form) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let users = match c.node.list_users(&caller) {
         Ok(u) => u,
         Err(e) => return c.unavailable(&e, "L'utilisateur n'a pas pu être lu"),
@@ -480,13 +491,10 @@ pub(super) async fn jeton(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller, name) = match admin_and_user(&c, &headers, &query) {
+    let (session, caller, name) = match admin_form(&c, &headers, &query, &form) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     match c.node.rotate_user_token(&caller, &name, 0).await {
         Ok(new) => {
             let shown = Shown {

@@ -187,14 +187,7 @@ fn role_fr(role: crate::types::Role) -> &'static str {
 
 /// The session cookie of a request, if any.
 fn session_id(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned())
+    cookie(headers, SESSION_COOKIE)
 }
 
 fn redirect_home(cookie: Option<String>) -> Response {

@@ -968,8 +968,12 @@ impl Node {
 
     /// The active members of the roster in force, but this node.
     fn active_peers(&self) -> Vec<MemberId> {
-        self.roster
-            .get()
+        self.active_peers_in(&self.roster.get())
+    }
+
+    /// The active members of `roster`, but this node.
+    pub(super) fn active_peers_in(&self, roster: &crate::roster::VerifiedRoster) -> Vec<MemberId> {
+        roster
             .roster()
             .members
             .iter()

@@ -17,7 +17,7 @@ use crate::audit::note::Checkpoint;
 use crate::audit::report::{self, AccessReport, Fetched};
 use crate::audit::verify::{self, Finding, KeyHistory, Outcome};
 use crate::roster::VerifiedRoster;
-use crate::types::{DossierId, MemberId, MemberStatus, Role};
+use crate::types::{DossierId, MemberId, Role};
 
 /// Most pages of one member's part asked for.
 const MAX_PAGES: usize = 4096;
@@ -44,17 +44,6 @@ impl Node {
             roster,
             keys,
         })
-    }
-
-    /// The members active in `roster` other than this node.
-    fn active_peers_in(&self, roster: &VerifiedRoster) -> Vec<MemberId> {
-        roster
-            .roster()
-            .members
-            .iter()
-            .filter(|m| m.status == MemberStatus::Active && m.card.id != self.me)
-            .map(|m| m.card.id.clone())
-            .collect()
     }
 
     /// Every leaf `manifest`'s checkpoint covers, of this node's log
