@@ -1677,3 +1677,44 @@ async fn the_console_serves_the_operators_certificate_and_refuses_to_start_with_
         );
     }
 }
+
+/// The CAF's unified view of `d`, asked with a purpose.
+async fn unified_view(
+    c: &Cluster,
+    cookie: &str,
+    csrf: &str,
+    d: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let form = format!(
+        "csrf={csrf}&motif={}",
+        form_value("ouverture des droits au logement")
+    );
+    let path = format!("/dossiers/{d}/vue");
+    send(c, "caf12", "POST", &path, Some(cookie), Some(&form)).await
+}
+
+#[tokio::test]
+async fn the_unified_view_says_plainly_when_a_partner_does_not_answer() {
+    let mut c = Cluster::start().await;
+    c.with_console("caf12").await;
+    let (_, caf, d, _) = c.housing_read_by_the_caf().await;
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("attached");
+    let (cookie, csrf) = logged_in(&c, "caf12", "agent-caf-console", Role::Caseworker).await;
+    let (status, _, page) = unified_view(&c, &cookie, &csrf, &d).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Logement — CCAS de Rodez"), "{page}");
+    assert!(page.contains("hébergée chez un tiers"), "{page}");
+
+    // The CCAS's node is down: the view still answers, and says so.
+    c.fed.node_mut("ccas-rodez").stop().await;
+    let (status, _, page) = unified_view(&c, &cookie, &csrf, &d).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("le partenaire ne répond pas pour le moment"),
+        "{page}"
+    );
+    assert!(!page.contains("hébergée chez un tiers"), "{page}");
+}
