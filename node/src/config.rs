@@ -616,6 +616,11 @@ impl Config {
                 ));
             }
         };
+        if raw.oidc.is_some() && raw.console_listen.is_none() {
+            return Err(invalid(
+                "oidc: a login for a console that is not served: set console_listen too".into(),
+            ));
+        }
         let oidc = raw
             .oidc
             .map(|o| o.validate(dir, origin))
@@ -888,7 +893,11 @@ redirect_url = "https://console.ccas-rodez.example/connexion/oidc/retour"
 
     #[test]
     fn the_identity_provider_is_checked_when_loaded_and_can_come_from_the_environment() {
-        let dir = folder(&format!("{TOML}{OIDC}"));
+        let without_console = folder(&format!("{TOML}{OIDC}"));
+        assert!(refusal(without_console.path(), &[]).contains("set console_listen too"));
+        let dir = folder(&format!(
+            "console_listen = \"127.0.0.1:7404\"\n{TOML}{OIDC}"
+        ));
         let c = Config::load_with_env(dir.path(), env(&[])).expect("loads");
         let oidc = c.oidc.expect("an identity provider");
         assert_eq!(oidc.claim, "sub", "the default claim");
@@ -962,7 +971,9 @@ redirect_url = "https://console.ccas-rodez.example/connexion/oidc/retour"
             let r = refusal(dir.path(), &[(variable, value)]);
             assert!(r.contains(expected), "{variable}={value}: {r}");
         }
-        let unknown = folder(&format!("{TOML}{OIDC}secret = \"x\"\n"));
+        let unknown = folder(&format!(
+            "console_listen = \"127.0.0.1:7404\"\n{TOML}{OIDC}secret = \"x\"\n"
+        ));
         assert!(refusal(unknown.path(), &[]).contains("secret"));
     }
 

@@ -433,48 +433,45 @@ pub(super) async fn modifier(
         shown.fait = Some("Rien n'a changé.");
         return user_page(&c, StatusCode::OK, &session, &caller, &name, shown);
     }
-    if role != user.role {
-        match c.node.change_user_role(&caller, &name, role).await {
-            Ok(()) => {}
-            Err(ServiceError::State(_)) => {
-                shown.erreurs.push((
-                    "role",
-                    "Un administrateur ne change pas son propre rôle : un autre administrateur le peut.".to_owned(),
-                ));
-                return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
-            }
-            Err(ServiceError::NotFound(_)) => return unknown_user(&c),
-            Err(e) => return c.unavailable(&e, "Le rôle n'a pas été changé"),
-        }
+    if role != user.role && session.user == name {
+        shown.erreurs.push((
+            "role",
+            "Un administrateur ne change pas son propre rôle : un autre administrateur le peut."
+                .to_owned(),
+        ));
+        return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
     }
-    if identity != user.identity {
-        match c.node.link_user_identity(&caller, &name, identity).await {
-            Ok(()) => {}
-            Err(ServiceError::Invalid(_)) => {
-                shown.erreurs.push((
-                    "identite",
-                    "Indiquez l'identité sans espace autour ni caractère de contrôle, en 256 octets au plus.".to_owned(),
-                ));
-                return user_page(
-                    &c,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &session,
-                    &caller,
-                    &name,
-                    shown,
-                );
-            }
-            Err(ServiceError::State(_)) => {
-                shown.erreurs.push((
-                    "identite",
-                    "Cette identité connecte déjà un autre utilisateur : retirez-la-lui d'abord."
-                        .to_owned(),
-                ));
-                return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
-            }
-            Err(ServiceError::NotFound(_)) => return unknown_user(&c),
-            Err(e) => return c.unavailable(&e, "L'identité n'a pas été enregistrée"),
+    let identity_change = (identity != user.identity).then_some(identity);
+    match c
+        .node
+        .update_user(&caller, &name, Some(role), identity_change)
+        .await
+    {
+        Ok(()) => {}
+        Err(ServiceError::Invalid(_)) => {
+            shown.erreurs.push((
+                "identite",
+                "Indiquez l'identité sans espace autour ni caractère de contrôle, en 256 octets au plus.".to_owned(),
+            ));
+            return user_page(
+                &c,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                &caller,
+                &name,
+                shown,
+            );
         }
+        Err(ServiceError::State(_)) => {
+            shown.erreurs.push((
+                "identite",
+                "Cette identité connecte déjà un autre utilisateur : retirez-la-lui d'abord."
+                    .to_owned(),
+            ));
+            return user_page(&c, StatusCode::CONFLICT, &session, &caller, &name, shown);
+        }
+        Err(ServiceError::NotFound(_)) => return unknown_user(&c),
+        Err(e) => return c.unavailable(&e, "La modification n'a pas été enregistrée"),
     }
     let done = Shown {
         fait: Some("Modification enregistrée : elle vaut dès maintenant."),

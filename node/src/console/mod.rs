@@ -176,6 +176,13 @@ const LOGIN_RATE: crate::limits::Rate = crate::limits::Rate {
     burst: 10.0,
 };
 
+/// Logins one address may start at the identity provider: a burst, then
+/// one every 2 s (each holds a little memory until it comes back or ends).
+const LOGIN_START_RATE: crate::limits::Rate = crate::limits::Rate {
+    per_second: 0.5,
+    burst: 30.0,
+};
+
 /// The French name of a role.
 fn role_fr(role: crate::types::Role) -> &'static str {
     match role {
@@ -390,6 +397,22 @@ async fn connexion_oidc(
     if let Some(refused) = c.too_many_logins(from) {
         return refused;
     }
+    let started = c.failed_logins.take(
+        &format!("console-login-start:{}", from.ip()),
+        crate::limits::Limited::ConsoleLogins,
+        LOGIN_START_RATE,
+        std::time::Instant::now(),
+    );
+    let too_many = || {
+        c.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Trop de tentatives",
+            "Trop de connexions commencées depuis ce poste : réessayez dans quelques minutes.",
+        )
+    };
+    if !started {
+        return too_many();
+    }
     match oidc.start().await {
         Ok((to, state)) => {
             let mut response = see_other(&to);
@@ -402,6 +425,7 @@ async fn connexion_oidc(
             }
             response
         }
+        Err(oidc::OidcError::Busy) => too_many(),
         Err(e) => {
             tracing::warn!(error = %e, "a login through the identity provider could not start");
             c.error(
@@ -447,11 +471,15 @@ async fn retour_oidc(
     if let Some(refused) = c.too_many_logins(from) {
         return refused;
     }
-    let refused = |reason: &'static str| {
+    // `counted`: whether the refusal counts against the address (a login
+    // cancelled at the provider does not).
+    let refused = |reason: String, counted: bool| {
         let c = c.clone();
         async move {
-            c.login_failed(from);
-            if let Err(e) = c.node.console_login_refused(reason).await {
+            if counted {
+                c.login_failed(from);
+            }
+            if let Err(e) = c.node.console_login_refused(&reason).await {
                 return c.unavailable(&e, "Connexion impossible");
             }
             c.error(
@@ -466,7 +494,8 @@ async fn retour_oidc(
             error = retour.error.as_deref().unwrap_or("none"),
             "the identity provider sent back no code"
         );
-        return refused("identity provider: no code (login abandoned or refused there)").await;
+        let reason = "identity provider: no code (login abandoned or refused there)";
+        return refused(reason.into(), false).await;
     };
     let logged_in = match oidc
         .finish(
@@ -479,16 +508,7 @@ async fn retour_oidc(
         Ok(l) => l,
         Err(oidc::OidcError::Refused(reason)) => {
             tracing::info!(reason, "a login through the identity provider was refused");
-            return refused(match reason {
-                "the login came back to a browser that did not start it" => {
-                    "identity provider: state not this browser's"
-                }
-                "the login is unknown, used or too old" => {
-                    "identity provider: login unknown, used or too old"
-                }
-                _ => "identity provider: its answer did not verify",
-            })
-            .await;
+            return refused(format!("identity provider: {reason}"), true).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "a login through the identity provider failed");
@@ -757,7 +777,7 @@ async fn se_deconnecter(
     let cleared =
         format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Some(oidc) = &c.oidc
-        && let Some(at_provider) = oidc.logout_url(&id, &oidc.home()).await
+        && let Some(at_provider) = oidc.logout_url(&id, &oidc.home())
     {
         // A page that moves on by itself, not a redirect: the form's
         // policy (`form-action 'self'`) would stop a redirect to the provider.

@@ -3,13 +3,17 @@
 //! PKCE (S256), a nonce and a state bound to the browser by a cookie.
 //!
 //! The provider is found by its discovery document, fetched on the first
-//! login and again an hour later (or after a failure). Its ID token is
-//! checked by `openidconnect` (signature against the provider's published
-//! keys, issuer, audience, expiry, nonce); the configured claim is read from
-//! it, or from the provider's userinfo answer when the token lacks it (as
-//! ProConnect's do), and names the node-local user whose session opens.
-//! Logging out ends the session here, then at the provider (RP-initiated
-//! logout) when it offers an end-session endpoint.
+//! login and again an hour later, after a failed fetch, and once more when
+//! an ID token's signature does not verify against the keys it published
+//! (the provider may have rotated them). Its ID token is checked by
+//! `openidconnect` (signature against the provider's published keys,
+//! issuer, audience, expiry, nonce); the configured claim is read from it,
+//! or from the provider's userinfo answer when the token lacks it (as
+//! ProConnect's do), and names the node-local user whose session opens. An
+//! `email` the provider says it has not verified names nobody. Logging out
+//! ends the session here, then at the provider (RP-initiated logout) when
+//! its discovery document, as already fetched, offers an end-session
+//! endpoint.
 //!
 //! The provider is reached over HTTPS only, with rustls: the system's
 //! authorities, or only those of `oidc.ca_file`. Its answers are bounded
@@ -52,6 +56,9 @@ const DISCOVERY_FOR: Duration = Duration::from_secs(3600);
 
 /// Most logins waiting for the provider at once.
 const MAX_PENDING: usize = 10_000;
+
+/// Most sessions whose ID token is kept for logout at the provider.
+const MAX_ID_TOKENS: usize = 10_000;
 
 /// The cookie that binds a login to the browser that started it (`Lax`:
 /// the provider's redirect back is a top-level navigation from its site).
@@ -111,7 +118,7 @@ struct OtherClaims(HashMap<String, serde_json::Value>);
 impl openidconnect::AdditionalClaims for OtherClaims {}
 
 /// Why a login through the provider failed, in one line for the log (never
-/// a token or a claim's value).
+/// a token or a claim's value: the provider's answers are not quoted).
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     /// The provider could not be reached or answered outside the protocol.
@@ -120,6 +127,29 @@ pub enum OidcError {
     /// The login's answer did not verify or did not belong to a login here.
     #[error("{0}")]
     Refused(&'static str),
+    /// Too many logins wait for the provider: try again in a while.
+    #[error("too many logins waiting for the identity provider")]
+    Busy,
+}
+
+/// A token request's failure, in words that quote nothing the provider sent.
+fn token_failure<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+    e: &openidconnect::RequestTokenError<RE, T>,
+) -> OidcError {
+    match e {
+        openidconnect::RequestTokenError::ServerResponse(_) => {
+            OidcError::Refused("the provider refused the code")
+        }
+        openidconnect::RequestTokenError::Request(e) => {
+            OidcError::Provider(format!("token: {}", chain(e)))
+        }
+        openidconnect::RequestTokenError::Parse(..) => {
+            OidcError::Refused("the provider's token answer did not parse")
+        }
+        openidconnect::RequestTokenError::Other(_) => {
+            OidcError::Provider("token: an unexpected answer".into())
+        }
+    }
 }
 
 /// A login sent to the provider and not back yet.
@@ -218,7 +248,7 @@ pub struct Oidc {
     config: OidcConfig,
     secret: ClientSecret,
     http: Http,
-    discovered: tokio::sync::Mutex<Option<(Metadata, Instant)>>,
+    discovered: Mutex<Option<(Metadata, Instant)>>,
     pending: Mutex<HashMap<[u8; 32], Pending>>,
     /// Each session's ID token, by the SHA-256 of the session's secret, to
     /// name it at logout (`id_token_hint`).
@@ -300,19 +330,29 @@ impl Oidc {
             http: Http {
                 tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             },
-            discovered: tokio::sync::Mutex::new(None),
+            discovered: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             id_tokens: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The provider's discovery document (fetched at most once an hour).
+    /// The provider's discovery document as last fetched, if it is fresh.
+    fn cached(&self) -> Option<Metadata> {
+        let discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        discovered
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < DISCOVERY_FOR)
+            .map(|(m, _)| m.clone())
+    }
+
+    /// The provider's discovery document (fetched at most once an hour;
+    /// no lock is held while it is fetched).
     async fn metadata(&self) -> Result<Metadata, OidcError> {
-        let mut discovered = self.discovered.lock().await;
-        if let Some((metadata, at)) = discovered.as_ref()
-            && at.elapsed() < DISCOVERY_FOR
-        {
-            return Ok(metadata.clone());
+        if let Some(metadata) = self.cached() {
+            return Ok(metadata);
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|e| OidcError::Provider(e.to_string()))?;
@@ -324,14 +364,25 @@ impl Oidc {
         let metadata = Metadata::discover_async(issuer, &client)
             .await
             .map_err(|e| OidcError::Provider(format!("discovery: {}", chain(&e))))?;
-        *discovered = Some((metadata.clone(), Instant::now()));
+        *self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((metadata.clone(), Instant::now()));
         Ok(metadata)
     }
 
     /// Fetches the provider's discovery document (`maillon node check`).
     pub async fn discover(&self) -> Result<(), OidcError> {
-        *self.discovered.lock().await = None;
+        self.forget_discovery();
         self.metadata().await.map(drop)
+    }
+
+    /// Drops the discovery document kept: the next login fetches it again.
+    fn forget_discovery(&self) {
+        *self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Starts a login: the provider's address to send the browser to, and
@@ -354,7 +405,7 @@ impl Oidc {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         pending.retain(|_, p| p.started.elapsed() < PENDING_FOR);
         if pending.len() >= MAX_PENDING {
-            return Err(OidcError::Refused("too many logins waiting"));
+            return Err(OidcError::Busy);
         }
         pending.insert(
             sha256(state.secret().as_bytes()),
@@ -408,29 +459,51 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
             .request_async(&http_client)
             .await
-            .map_err(|e| OidcError::Provider(format!("token: {}", chain(&e))))?;
+            .map_err(|e| token_failure(&e))?;
         let id_token = tokens
             .id_token()
             .ok_or(OidcError::Refused("the provider gave no ID token"))?;
+        let nonce = Nonce::new(pending.nonce);
+        let signature_failed = matches!(
+            id_token.claims(&client.id_token_verifier(), &nonce),
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_))
+        );
+        let client = if signature_failed {
+            // The provider may have rotated its keys: fetch them again, once.
+            self.forget_discovery();
+            self.client(&self.metadata().await?)?
+        } else {
+            client
+        };
+        let verifier = client.id_token_verifier();
         let claims = id_token
-            .claims(&client.id_token_verifier(), &Nonce::new(pending.nonce))
-            .map_err(|e| {
-                tracing::warn!(error = %e, "an ID token did not verify");
-                OidcError::Refused("the ID token did not verify")
-            })?;
+            .claims(&verifier, &nonce)
+            .map_err(|_| OidcError::Refused("the ID token did not verify"))?;
         let wanted = self.config.claim.as_str();
-        let mut identity = claim_of(&serde_json::to_value(claims).ok(), wanted);
+        let mut identity = claim_of(&serde_json::to_value(claims).ok(), wanted)?;
         if identity.is_none() {
             let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = client
                 .user_info(
                     tokens.access_token().to_owned(),
                     Some(claims.subject().clone()),
                 )
-                .map_err(|e| OidcError::Provider(format!("userinfo: {e}")))?
+                .map_err(|_| OidcError::Provider("it offers no userinfo endpoint".into()))?
                 .request_async(&http_client)
                 .await
-                .map_err(|e| OidcError::Provider(format!("userinfo: {}", chain(&e))))?;
-            identity = claim_of(&serde_json::to_value(&info).ok(), wanted);
+                .map_err(|e| match e {
+                    openidconnect::UserInfoError::ClaimsVerification(_)
+                    | openidconnect::UserInfoError::Parse(_) => {
+                        OidcError::Refused("the userinfo answer did not verify")
+                    }
+                    openidconnect::UserInfoError::Request(e) => {
+                        OidcError::Provider(format!("userinfo: {}", chain(&e)))
+                    }
+                    openidconnect::UserInfoError::Response(status, ..) => {
+                        OidcError::Provider(format!("userinfo: HTTP {status}"))
+                    }
+                    _ => OidcError::Provider("userinfo: an unexpected answer".into()),
+                })?;
+            identity = claim_of(&serde_json::to_value(&info).ok(), wanted)?;
         }
         let identity = identity.ok_or(OidcError::Refused(
             "the provider did not give the claim that names users (oidc.claim)",
@@ -451,7 +524,7 @@ impl Oidc {
             u64::try_from(crate::service::SESSION_MAX_SECONDS).unwrap_or(u64::MAX),
         );
         kept.retain(|_, (_, at)| at.elapsed() < max_age);
-        if kept.len() < MAX_PENDING {
+        if kept.len() < MAX_ID_TOKENS {
             kept.insert(sha256(session.as_bytes()), (id_token, Instant::now()));
         }
     }
@@ -459,14 +532,16 @@ impl Oidc {
     /// Where to send the browser of the session whose secret is `session`
     /// after it logs out here: the provider's end-session endpoint, naming
     /// the session's ID token and coming back to `home`; `None` when the
-    /// session did not come from the provider or it has no such endpoint.
-    pub async fn logout_url(&self, session: &str, home: &str) -> Option<String> {
+    /// session did not come from the provider, or its document (as fetched
+    /// within the hour) names no such endpoint.
+    pub fn logout_url(&self, session: &str, home: &str) -> Option<String> {
         let (id_token, _) = self
             .id_tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&sha256(session.as_bytes()))?;
-        let metadata = self.metadata().await.ok()?;
+        // The document as already fetched: logging out never waits on the provider.
+        let metadata = self.cached()?;
         let end = metadata
             .additional_metadata()
             .end_session_endpoint
@@ -504,13 +579,24 @@ impl Oidc {
     }
 }
 
-/// The string value of claim `name` in `claims`, if it has one.
-fn claim_of(claims: &Option<serde_json::Value>, name: &str) -> Option<String> {
-    match claims.as_ref()?.get(name)? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// The string value of claim `name` in `claims`, if it has one; an `email`
+/// the provider says it has not verified is refused (a user who may edit
+/// their own address at the provider must not take another's account).
+fn claim_of(claims: &Option<serde_json::Value>, name: &str) -> Result<Option<String>, OidcError> {
+    let Some(claims) = claims.as_ref() else {
+        return Ok(None);
+    };
+    let value = match claims.get(name) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Ok(None),
+    };
+    if name == "email" && claims.get("email_verified") == Some(&serde_json::Value::Bool(false)) {
+        return Err(OidcError::Refused(
+            "the provider has not verified the email that names users",
+        ));
     }
+    Ok(Some(value))
 }
 
 /// An error and its causes, in one line.
@@ -523,4 +609,38 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OidcError, claim_of};
+
+    #[test]
+    fn an_email_the_provider_has_not_verified_names_nobody() {
+        let claims = |v: serde_json::Value| Some(v);
+        let found = claim_of(
+            &claims(serde_json::json!({"email": "a@b.fr", "email_verified": true})),
+            "email",
+        );
+        assert_eq!(found.ok().flatten().as_deref(), Some("a@b.fr"));
+        // ProConnect says nothing of it: its addresses are the institutions'.
+        let found = claim_of(&claims(serde_json::json!({"email": "a@b.fr"})), "email");
+        assert_eq!(found.ok().flatten().as_deref(), Some("a@b.fr"));
+        let refused = claim_of(
+            &claims(serde_json::json!({"email": "a@b.fr", "email_verified": false})),
+            "email",
+        );
+        assert!(matches!(refused, Err(OidcError::Refused(_))));
+        // Other claims, absent or empty ones.
+        let found = claim_of(
+            &claims(serde_json::json!({"preferred_username": "jdupont", "email_verified": false})),
+            "preferred_username",
+        );
+        assert_eq!(found.ok().flatten().as_deref(), Some("jdupont"));
+        assert!(matches!(
+            claim_of(&claims(serde_json::json!({"sub": ""})), "sub"),
+            Ok(None)
+        ));
+        assert!(matches!(claim_of(&None, "sub"), Ok(None)));
+    }
 }

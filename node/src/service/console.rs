@@ -45,6 +45,9 @@ pub struct ConsoleSession {
     pub opened_at: i64,
     /// When it was last used (Unix seconds).
     pub last_seen: i64,
+    /// The identity at the identity provider it was opened with, if it was:
+    /// the session ends when the user's identity changes.
+    pub identity: Option<String>,
 }
 
 /// The console's links and sessions, by the SHA-256 of their secret.
@@ -140,7 +143,7 @@ impl Node {
             self.audit(refused("user removed")).await?;
             return Err(ServiceError::Unauthenticated("this user no longer exists"));
         };
-        self.open_console_session(record, "link").await
+        self.open_console_session(record, "link", None).await
     }
 
     /// The console's login through the institution's identity provider,
@@ -157,7 +160,8 @@ impl Node {
                 "no user of this node is linked to that identity",
             ));
         };
-        self.open_console_session(record, "oidc").await
+        let identity = record.identity.clone();
+        self.open_console_session(record, "oidc", identity).await
     }
 
     /// Logs a refused console login (the console's own checks: an identity
@@ -170,11 +174,13 @@ impl Node {
         .map(drop)
     }
 
-    /// Logs `record`'s login by `method`, then opens its session.
+    /// Logs `record`'s login by `method`, then opens its session (tied to
+    /// `identity` when the provider vouched for it).
     async fn open_console_session(
         &self,
         record: UserRecord,
         method: &str,
+        identity: Option<String>,
     ) -> Result<(String, ConsoleSession)> {
         self.audit(AuditEvent::ConsoleLogin {
             user: record.name.clone(),
@@ -188,6 +194,7 @@ impl Node {
             csrf: secret(),
             opened_at: now,
             last_seen: now,
+            identity,
         };
         let id = secret();
         let mut state = self.console_state();
@@ -203,7 +210,8 @@ impl Node {
 
     /// The session of a console request, if it is open: not idle for more
     /// than [`SESSION_IDLE_SECONDS`], not older than
-    /// [`SESSION_MAX_SECONDS`], and its user still there with its role.
+    /// [`SESSION_MAX_SECONDS`], and its user still there with its role (and
+    /// the identity it logged in with, if it came through the provider).
     pub fn console_session(&self, id: &str) -> Option<ConsoleSession> {
         let now = self.clock.now();
         let key = sha256(id.as_bytes());
@@ -214,7 +222,10 @@ impl Node {
             .get::<UserRecord>(Tree::Users, session.user.as_str())
             .ok()
             .flatten()
-            .is_some_and(|u| u.role == session.role);
+            .is_some_and(|u| {
+                u.role == session.role
+                    && (session.identity.is_none() || u.identity == session.identity)
+            });
         if !alive(session, now) || !current {
             state.sessions.remove(&key);
             return None;

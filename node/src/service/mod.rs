@@ -174,6 +174,8 @@ pub struct Node {
     /// This node's proofs that it holds dossiers, once made (a proof
     /// against a checkpoint stays true: the log only grows).
     holdings: std::sync::Mutex<std::collections::HashMap<DossierId, auditors::Holding>>,
+    /// Held while the console verifies every log: one at a time.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -260,6 +262,7 @@ impl Node {
             listening: std::sync::OnceLock::new(),
             started_at: parts.clock.now(),
             backups: tokio::sync::Mutex::new(()),
+            verifying: tokio::sync::Mutex::new(()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

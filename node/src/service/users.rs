@@ -228,52 +228,23 @@ impl Node {
         Ok(true)
     }
 
-    /// `user update NAME --role ROLE` (admin only, never oneself): logged,
-    /// then the user acts with its new role at once (its open console
-    /// sessions end).
-    pub async fn change_user_role(
+    /// `user update NAME [--role ROLE] [--identity ID | --no-identity]`
+    /// (admin only): a new role (never one's own) and the user's identity at
+    /// the institution's identity provider (`Some(None)` clears it; one
+    /// identity names one user). Everything is checked first, so a refused
+    /// update changes nothing; then each change is logged and applied, the
+    /// user's console sessions opened under its old role or identity end.
+    /// A role or identity given as it already is counts as no change; no
+    /// change at all is refused.
+    pub async fn update_user(
         &self,
         caller: &Caller,
         name: &UserName,
-        role: Role,
+        role: Option<Role>,
+        identity: Option<Option<String>>,
     ) -> Result<()> {
         require(caller, &[Role::Admin])?;
-        if &caller.name == name {
-            return Err(ServiceError::State(
-                "an admin cannot change its own role; another admin can".into(),
-            ));
-        }
-        let _users = self.users.lock().await;
-        let Some(user) = self.store.get::<UserRecord>(Tree::Users, name.as_str())? else {
-            return Err(ServiceError::NotFound(format!("user {name}")));
-        };
-        if user.role == role {
-            return Err(ServiceError::State(format!(
-                "{name} already has the role {role}"
-            )));
-        }
-        let changed = AuditEvent::UserRoleChanged {
-            user: name.clone(),
-            role,
-            by: caller.name.clone(),
-        };
-        self.log_then_apply(self.clock.now(), changed, "role_change_logged", || {
-            self.apply_user_update(name, Some(role), None).map(drop)
-        })
-        .await
-    }
-
-    /// `user update NAME --identity ID` (admin only): links the user to its
-    /// identity at the institution's identity provider, or clears it
-    /// (`None`); logged, then in force. One identity names one user.
-    pub async fn link_user_identity(
-        &self,
-        caller: &Caller,
-        name: &UserName,
-        identity: Option<String>,
-    ) -> Result<()> {
-        require(caller, &[Role::Admin])?;
-        if let Some(id) = &identity
+        if let Some(Some(id)) = &identity
             && (id.is_empty()
                 || id.len() > MAX_IDENTITY
                 || id.trim() != id
@@ -288,30 +259,52 @@ impl Node {
         let Some((_, user)) = users.iter().find(|(_, u)| &u.name == name) else {
             return Err(ServiceError::NotFound(format!("user {name}")));
         };
-        if user.identity == identity {
-            return Err(ServiceError::State(format!(
-                "{name} is already linked to that identity"
-            )));
+        let role = role.filter(|r| *r != user.role);
+        let identity = identity.filter(|i| *i != user.identity);
+        if role.is_some() && &caller.name == name {
+            return Err(ServiceError::State(
+                "an admin cannot change its own role; another admin can".into(),
+            ));
         }
-        if let Some(other) = users
-            .iter()
-            .find(|(_, u)| &u.name != name && identity.is_some() && u.identity == identity)
+        if let Some(Some(id)) = &identity
+            && let Some((_, other)) = users
+                .iter()
+                .find(|(_, u)| &u.name != name && u.identity.as_ref() == Some(id))
         {
             return Err(ServiceError::State(format!(
                 "that identity already logs in {}: clear it there first",
-                other.1.name
+                other.name
             )));
         }
-        let linked = AuditEvent::UserIdentityLinked {
-            user: name.clone(),
-            identity: identity.clone(),
-            by: caller.name.clone(),
-        };
-        self.log_then_apply(self.clock.now(), linked, "identity_logged", || {
-            self.apply_user_update(name, None, Some(identity.clone()))
-                .map(drop)
-        })
-        .await
+        if role.is_none() && identity.is_none() {
+            return Err(ServiceError::State(format!(
+                "{name} already has that role and identity: nothing to change"
+            )));
+        }
+        if let Some(role) = role {
+            let changed = AuditEvent::UserRoleChanged {
+                user: name.clone(),
+                role,
+                by: caller.name.clone(),
+            };
+            self.log_then_apply(self.clock.now(), changed, "role_change_logged", || {
+                self.apply_user_update(name, Some(role), None).map(drop)
+            })
+            .await?;
+        }
+        if let Some(identity) = identity {
+            let linked = AuditEvent::UserIdentityLinked {
+                user: name.clone(),
+                identity: identity.clone(),
+                by: caller.name.clone(),
+            };
+            self.log_then_apply(self.clock.now(), linked, "identity_logged", || {
+                self.apply_user_update(name, None, Some(identity.clone()))
+                    .map(drop)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Puts a role or an identity in force (not flushed); `false` if there

@@ -25,6 +25,10 @@ const MAX_PAGES: usize = 4096;
 /// Most bytes of entries and proofs taken of one member's part.
 const MAX_PART_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most bytes of leaves held at once by a verification of every log (one
+/// runs at a time on a node).
+const MAX_VERIFY_BYTES: usize = 256 * 1024 * 1024;
+
 /// This node's manifest and the roster chain in it, verified from the genesis.
 struct Own {
     manifest: SignedManifest,
@@ -53,6 +57,7 @@ impl Node {
         caller: &Caller,
         member: Option<&MemberId>,
         manifest: SignedManifest,
+        held: &mut usize,
     ) -> Result<Bundle> {
         let size = manifest
             .unverified()
@@ -69,7 +74,19 @@ impl Node {
                     "the log is shorter than its checkpoint".into(),
                 ));
             }
-            leaves.extend(page.leaves.into_iter().map(|(_, l)| l));
+            for (_, leaf) in page.leaves {
+                *held += match &leaf {
+                    Leaf::Entry(bytes) => bytes.len(),
+                    Leaf::Withheld(_) => 32,
+                };
+                leaves.push(leaf);
+            }
+            if *held > MAX_VERIFY_BYTES {
+                return Err(ServiceError::Busy(format!(
+                    "the logs exceed the {} MiB a verification in the console holds: use maillon audit verify",
+                    MAX_VERIFY_BYTES >> 20
+                )));
+            }
         }
         Ok(Bundle { manifest, leaves })
     }
@@ -79,13 +96,25 @@ impl Node {
     /// together; a log that could not be fetched is a finding.
     pub async fn verify_federation(&self, caller: &Caller) -> Result<Outcome> {
         require(caller, &[Role::Auditor])?;
+        let Ok(_one_at_a_time) = self.verifying.try_lock() else {
+            return Err(ServiceError::Busy(
+                "a verification of every log is already running on this node".into(),
+            ));
+        };
         let own = self.own_for_audit(caller).await?;
         let peers = self.active_peers_in(&own.roster);
-        let mut bundles = vec![self.bundle_of(caller, None, own.manifest).await?];
+        let mut held = 0;
+        let mut bundles = vec![
+            self.bundle_of(caller, None, own.manifest, &mut held)
+                .await?,
+        ];
         let mut unfetched = Vec::new();
         for member in peers {
             let fetched = match self.audit_manifest(caller, Some(&member)).await {
-                Ok(manifest) => self.bundle_of(caller, Some(&member), manifest).await,
+                Ok(manifest) => {
+                    self.bundle_of(caller, Some(&member), manifest, &mut held)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match fetched {

@@ -392,19 +392,11 @@ impl Client for ClientApi {
                 "nothing to change: give a role, an identity, or both",
             ));
         }
-        if let Some(role) = role {
-            self.node
-                .change_user_role(&caller, &name, role)
-                .await
-                .map_err(status)?;
-        }
-        if let Some(identity) = r.identity {
-            let identity = Some(identity).filter(|i| !i.is_empty());
-            self.node
-                .link_user_identity(&caller, &name, identity)
-                .await
-                .map_err(status)?;
-        }
+        let identity = r.identity.map(|i| Some(i).filter(|i| !i.is_empty()));
+        self.node
+            .update_user(&caller, &name, role, identity)
+            .await
+            .map_err(status)?;
         let users = self.node.list_users(&caller).map_err(status)?;
         users
             .into_iter()

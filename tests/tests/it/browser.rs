@@ -79,6 +79,11 @@ async fn sign_in_at_provider(b: &Browser<'_>, at_idp: &str, login: &str) {
     b.fill("input[name=login]", login).await;
     b.fill("input[name=password]", "n'importe lequel").await;
     b.follow("button[type=submit]").await;
+    agree_at_provider(b, at_idp).await;
+}
+
+/// Agrees to what the provider asks to share, if it asks.
+async fn agree_at_provider(b: &Browser<'_>, at_idp: &str) {
     let consent = "return !!document.querySelector('input[name=prompt][value=consent]')";
     if b.url().await.starts_with(at_idp) && b.script(consent).await == serde_json::json!(true) {
         b.follow("button[type=submit]").await;
@@ -153,10 +158,29 @@ async fn single_sign_on() {
     b.goto(&format!("{at_ccas}/dossiers/ouvrir")).await;
     assert!(b.text().await.contains("Connexion requise"));
 
-    // Someone the provider knows and no user here is linked to: refused.
+    // Logged in again, then unlinked by the admin: the session ends at once.
     b.goto(&at_ccas).await;
     b.follow("a[href='/connexion/oidc']").await;
-    sign_in_at_provider(&b, &at_idp, "quelqu-un").await;
+    sign_in_at_provider(&b, &at_idp, "camille.agent").await;
+    b.wait_text("Bonjour agent-accueil").await;
+    let admin = c.admin("ccas-rodez");
+    admin
+        .api()
+        .update_user(admin.req(pb::UpdateUserRequest {
+            name: "agent-accueil".into(),
+            role: String::new(),
+            identity: Some(String::new()),
+        }))
+        .await
+        .expect("unlinked");
+    b.goto(&format!("{at_ccas}/dossiers/ouvrir")).await;
+    assert!(b.text().await.contains("Connexion requise"));
+
+    // The provider still knows the person, whom no user here is linked to
+    // now: its login goes through there and is refused here.
+    b.goto(&at_ccas).await;
+    b.follow("a[href='/connexion/oidc']").await;
+    agree_at_provider(&b, &at_idp).await;
     let unknown = b.wait_text("Compte inconnu").await;
     assert!(
         unknown.contains("aucun compte de cette console"),
@@ -188,14 +212,14 @@ async fn single_sign_on() {
             .map(|e| e.to_string())
             .collect()
     };
-    assert_eq!(of("user_identity_linked").len(), 1);
+    assert_eq!(of("user_identity_linked").len(), 2, "linked, then cleared");
     let logins = of("console_login");
     assert!(
-        logins.len() == 1 && logins[0].contains("\"oidc\""),
+        logins.len() == 2 && logins.iter().all(|l| l.contains("\"oidc\"")),
         "{logins:?}"
     );
     let refusals = of("console_login_refused");
-    for reason in ["no user linked", "state not this browser's", "no code"] {
+    for reason in ["no user linked", "did not start it", "no code"] {
         assert!(
             refusals.iter().any(|r| r.contains(reason)),
             "{reason} in {refusals:?}"

@@ -1248,6 +1248,18 @@ async fn an_admin_changes_a_role_and_links_an_identity_and_every_refusal_changes
     .await
     .expect("linked");
     assert_eq!(linked.identity, "camille@ccas-rodez.example");
+    // Refused whole: a new role with an identity another user has changes
+    // neither (the list below still shows agent-caf a caseworker).
+    let (got, _) = code(
+        update(
+            &admin,
+            "agent-caf",
+            "auditor",
+            Some("camille@ccas-rodez.example"),
+        )
+        .await,
+    );
+    assert_eq!(got, Code::FailedPrecondition);
     let taken = code(update(&admin, "agent-caf", "", Some("camille@ccas-rodez.example")).await);
     assert_eq!(taken.0, Code::FailedPrecondition, "{taken:?}");
     assert!(

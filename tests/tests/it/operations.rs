@@ -674,7 +674,13 @@ async fn node_check_reaches_the_identity_provider_and_names_what_keeps_it_from_l
     let toml = maillon_node::config::Config::file(&dir);
     let plain = std::fs::read_to_string(&toml).expect("node.toml");
     let table = provider.configure(&dir, console, "email");
-    let with = |table: &str| std::fs::write(&toml, format!("{plain}{table}")).expect("written");
+    let with = |table: &str| {
+        std::fs::write(
+            &toml,
+            format!("console_listen = \"127.0.0.1:0\"\n{plain}{table}"),
+        )
+        .expect("written")
+    };
     let provider_finding = || async {
         maillon_cli::commands::check::findings(&dir)
             .await
