@@ -81,6 +81,8 @@ pub enum Context {
     Consent,
     /// A node's export of its log for auditors (the bundle's manifest).
     AuditExport,
+    /// A member's entry in the shared census of aids.
+    Census,
 }
 
 impl Context {
@@ -91,6 +93,7 @@ impl Context {
             Context::Receipt => b"maillon/v1/receipt",
             Context::Consent => b"maillon/v1/consent",
             Context::AuditExport => b"maillon/v1/audit-export",
+            Context::Census => b"maillon/v1/census",
         }
     }
 

@@ -5,6 +5,7 @@
 //! rules between them.
 
 pub mod audit;
+pub mod census;
 pub mod clock;
 pub mod config;
 pub mod consent;

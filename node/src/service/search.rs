@@ -10,7 +10,7 @@ use super::{Caller, Node, Result, ServiceError, require};
 use crate::audit::AuditEvent;
 use crate::consent::ConsentRecord;
 use crate::storage::Tree;
-use crate::types::{Date, DossierId, MemberId, Role, Section};
+use crate::types::{Date, DossierId, MemberId, Role, Section, fold_for_search as folded};
 
 /// Most dossiers a search lists (the newest first).
 pub const MAX_SEARCH_RESULTS: usize = 50;
@@ -48,28 +48,6 @@ pub struct DossierPage {
     pub consents: Vec<ConsentRecord>,
     /// The référent de parcours, if one is named.
     pub referent: Option<super::Referent>,
-}
-
-/// Lower case without accents, for matching names as people type them.
-fn folded(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars().flat_map(char::to_lowercase) {
-        match c {
-            'à' | 'â' | 'ä' | 'á' | 'ã' => out.push('a'),
-            'é' | 'è' | 'ê' | 'ë' => out.push('e'),
-            'î' | 'ï' | 'í' | 'ì' => out.push('i'),
-            'ô' | 'ö' | 'ó' | 'ò' | 'õ' => out.push('o'),
-            'ù' | 'û' | 'ü' | 'ú' => out.push('u'),
-            'ÿ' | 'ý' => out.push('y'),
-            'ç' => out.push('c'),
-            'ñ' => out.push('n'),
-            'œ' => out.push_str("oe"),
-            'æ' => out.push_str("ae"),
-            '-' | '\'' | '’' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `12/03/1984` as `1984-03-12`.
