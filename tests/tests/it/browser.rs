@@ -345,17 +345,35 @@ async fn caseworkers_day() {
     ccas.goto(&format!("{at_ccas}/dossiers/{d}/consentements/nouveau"))
         .await;
     review.page(&ccas, "consentement").await;
-    ccas.click("#partage-housing").await;
-    ccas.click("#destinataire-caf12").await;
-    ccas.fill("#motif", "instruction de la demande de logement")
-        .await;
+    // With the keyboard only: Tab through the form, Space on the boxes,
+    // type in the fields, Enter on the button.
     let until = maillon_tests::next_year(&c.clock);
-    ccas.fill(
-        "#jusqu_au",
-        &format!("{}/{}/{}", &until[8..10], &until[5..7], &until[0..4]),
-    )
-    .await;
-    ccas.follow("button[type=submit]").await;
+    let until = format!("{}/{}/{}", &until[8..10], &until[5..7], &until[0..4]);
+    let mut filled = Vec::new();
+    for _ in 0..80 {
+        let focused = ccas.focused_id().await;
+        match focused.as_str() {
+            "partage-housing" | "destinataire-caf12" => ccas.keys(" ").await,
+            "motif" => ccas.keys("instruction de la demande de logement").await,
+            "jusqu_au" => ccas.keys(&until).await,
+            _ => {}
+        }
+        if ["partage-housing", "destinataire-caf12", "motif", "jusqu_au"]
+            .contains(&focused.as_str())
+        {
+            filled.push(focused.clone());
+        }
+        ccas.keys(TAB).await;
+        if focused == "jusqu_au" {
+            break;
+        }
+    }
+    assert_eq!(
+        filled,
+        ["partage-housing", "destinataire-caf12", "motif", "jusqu_au"],
+        "each field is reached by Tab, in order"
+    );
+    ccas.keys_to_load(ENTER).await;
     let receipt = ccas.text().await;
     assert!(
         receipt.contains("Récépissé de consentement"),
