@@ -38,31 +38,48 @@ pub fn screenshots_dir() -> PathBuf {
     dir
 }
 
-/// axe-core's script, installed from the npm registry into `target/` once.
-pub fn axe_script() -> String {
+/// The packages the browser tests take from the npm registry, at fixed
+/// versions: axe-core, and the OpenID provider (`crate::idp`).
+fn npm_packages() -> [(&'static str, &'static str); 2] {
+    [
+        ("axe-core", AXE_VERSION),
+        ("oidc-provider", crate::idp::OIDC_PROVIDER_VERSION),
+    ]
+}
+
+/// Installs the npm packages into `target/browser-tools` once (tests run
+/// in parallel: one installs while the others wait), and returns the folder.
+pub fn npm_tools() -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let prefix = target_dir().join("browser-tools");
-    let script = prefix
-        .join("node_modules")
-        .join("axe-core")
-        .join("axe.min.js");
-    let installed = prefix
-        .join("node_modules")
-        .join("axe-core")
-        .join("package.json");
-    let right_version = std::fs::read_to_string(&installed)
-        .is_ok_and(|p| p.contains(&format!("\"version\": \"{AXE_VERSION}\"")));
-    if !right_version {
+    let installed = |(name, version): &(&str, &str)| {
+        let manifest = prefix.join("node_modules").join(name).join("package.json");
+        std::fs::read_to_string(manifest)
+            .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")))
+    };
+    let packages = npm_packages();
+    if !packages.iter().all(installed) {
+        let specs: Vec<String> = packages.iter().map(|(n, v)| format!("{n}@{v}")).collect();
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
             .arg(&prefix)
-            .arg(format!("axe-core@{AXE_VERSION}"))
+            .args(&specs)
             .status()
             .expect("npm (Node.js) runs: install it, as .ci/run does");
-        assert!(
-            status.success(),
-            "npm install axe-core@{AXE_VERSION} failed"
-        );
+        assert!(status.success(), "npm install {} failed", specs.join(" "));
     }
+    prefix
+}
+
+/// axe-core's script, installed from the npm registry into `target/` once.
+pub fn axe_script() -> String {
+    let script = npm_tools()
+        .join("node_modules")
+        .join("axe-core")
+        .join("axe.min.js");
     std::fs::read_to_string(&script).expect("axe.min.js")
 }
 

@@ -3,7 +3,6 @@
 //! Node.js over HTTPS, with a certificate from a test authority.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use maillon_node::crypto::SpkiHash;
@@ -13,30 +12,6 @@ pub const OIDC_PROVIDER_VERSION: &str = "9.13.3";
 
 /// The client the console is registered as.
 pub const CLIENT_ID: &str = "maillon-console";
-
-/// `oidc-provider`, installed from the npm registry into `target/` once.
-fn install() -> PathBuf {
-    let prefix = crate::browser::target_dir().join("browser-tools");
-    let installed = prefix
-        .join("node_modules")
-        .join("oidc-provider")
-        .join("package.json");
-    let right_version = std::fs::read_to_string(&installed)
-        .is_ok_and(|p| p.contains(&format!("\"version\": \"{OIDC_PROVIDER_VERSION}\"")));
-    if !right_version {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&prefix)
-            .arg(format!("oidc-provider@{OIDC_PROVIDER_VERSION}"))
-            .status()
-            .expect("npm (Node.js) runs: install it, as .ci/run does");
-        assert!(
-            status.success(),
-            "npm install oidc-provider@{OIDC_PROVIDER_VERSION} failed"
-        );
-    }
-    prefix
-}
 
 /// A running provider, stopped when dropped.
 pub struct Provider {
@@ -62,7 +37,7 @@ impl Drop for Provider {
 impl Provider {
     /// Starts a provider that knows the console at `console` (`https://HOST:PORT`).
     pub fn start(console: &str) -> Self {
-        let prefix = install();
+        let prefix = crate::browser::npm_tools();
         let files = tempfile::tempdir().expect("a folder");
         let issued = crate::authority::issue("127.0.0.1");
         let (key_path, cert_path) = (files.path().join("key.pem"), files.path().join("cert.pem"));
