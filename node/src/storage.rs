@@ -126,6 +126,9 @@ pub enum Tree {
     /// Dossiers erased here, by dossier id, with when: the log's entries
     /// about them are never applied again.
     Erased,
+    /// The census of aids, by `member/service`: each entry as its member's
+    /// node signed it (bytes and signature).
+    Census,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -161,7 +164,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 23] = [
+    const ALL: [Tree; 24] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -184,6 +187,7 @@ impl Tree {
         Tree::Cosignatures,
         Tree::Evidence,
         Tree::Erased,
+        Tree::Census,
         Tree::Meta,
     ];
 
@@ -211,6 +215,7 @@ impl Tree {
             Tree::Cosignatures => "cosignatures",
             Tree::Evidence => "evidence",
             Tree::Erased => "erased",
+            Tree::Census => "census",
             Tree::Meta => "meta",
         }
     }

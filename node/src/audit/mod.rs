@@ -205,6 +205,23 @@ pub enum AuditEvent {
         /// The admin who set it.
         by: UserName,
     },
+    /// This member published a service of the census of aids (or withdrew
+    /// it): the entry its node signed, which a restart puts in force if the
+    /// store lacks it. No personal data.
+    AidPublished {
+        /// The service's id.
+        service: String,
+        /// The entry's version.
+        version: u64,
+        /// Whether the service was withdrawn.
+        withdrawn: bool,
+        /// The admin who published it.
+        by: UserName,
+        /// The signed entry, base64 of its bytes.
+        entry: String,
+        /// Its signature, base64.
+        signature: String,
+    },
     /// A node-local user was removed; its token no longer works.
     UserRemoved {
         /// The node-local user concerned.
@@ -588,6 +605,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "user_removed",
     "user_role_changed",
     "user_identity_linked",
+    "aid_published",
     "dossier_opened",
     "dossier_attached",
     "dossier_confirmed",
@@ -659,6 +677,7 @@ impl AuditEvent {
             | E::UserRemoved { .. }
             | E::UserRoleChanged { .. }
             | E::UserIdentityLinked { .. }
+            | E::AidPublished { .. }
             | E::UserTokenRotated { .. }
             | E::BackupMade { .. }
             | E::ConsoleLinkIssued { .. }

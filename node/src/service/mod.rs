@@ -17,6 +17,7 @@ mod audit_pages;
 mod auditors;
 mod backup;
 mod break_glass;
+mod census;
 mod closing;
 mod consents;
 mod console;
@@ -176,6 +177,8 @@ pub struct Node {
     holdings: std::sync::Mutex<std::collections::HashMap<DossierId, auditors::Holding>>,
     /// Held while the console verifies every log: one at a time.
     verifying: tokio::sync::Mutex<()>,
+    /// Held while this member publishes a census entry: versions in order.
+    census: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -263,6 +266,7 @@ impl Node {
             started_at: parts.clock.now(),
             backups: tokio::sync::Mutex::new(()),
             verifying: tokio::sync::Mutex::new(()),
+            census: tokio::sync::Mutex::new(()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

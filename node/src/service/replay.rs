@@ -303,6 +303,11 @@ impl Node {
                     } => {
                         rotations.insert(user, (token_sha256, expires_at));
                     }
+                    AuditEvent::AidPublished {
+                        entry, signature, ..
+                    } if self.replay_aid(&entry, &signature)? => {
+                        applied += 1;
+                    }
                     AuditEvent::UserRoleChanged { user, role, .. } => {
                         roles.insert(user, role);
                     }

@@ -7,6 +7,7 @@ mod backup;
 mod bad_input;
 mod break_glass;
 mod browser;
+mod census;
 mod cli;
 mod closing;
 mod consent;
