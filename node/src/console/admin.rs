@@ -119,14 +119,14 @@ pub(super) async fn ajouter(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) =
-        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
+    let (session, caller) = match super::with_token(
+        &c,
+        &form,
+        super::session_with(&c, &headers, &[Role::Admin], "à l'administration"),
+    ) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let field = |name: &str| form.get(name).map_or("", |v| v.trim());
     let mut after = After {
         nom: field("nom").to_owned(),
@@ -195,14 +195,14 @@ pub(super) async fn lien(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) =
-        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
+    let (session, caller) = match super::with_token(
+        &c,
+        &form,
+        super::session_with(&c, &headers, &[Role::Admin], "à l'administration"),
+    ) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
         return unknown_user(&c);
     };
@@ -226,14 +226,14 @@ pub(super) async fn retirer(
     Query(query): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) =
-        match super::session_with(&c, &headers, &[Role::Admin], "à l'administration") {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
+    let (session, caller) = match super::with_token(
+        &c,
+        &form,
+        super::session_with(&c, &headers, &[Role::Admin], "à l'administration"),
+    ) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let Some(name) = query.get("nom").and_then(|n| n.parse::<UserName>().ok()) else {
         return unknown_user(&c);
     };

@@ -409,13 +409,10 @@ pub(super) async fn retirer(
     Path((id, consent)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (_, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let (dossier, consent) = match (dossier_of(&c, &id), consent_of(&c, &consent)) {
         (Ok(d), Ok(k)) => (d, k),
         (Err(r), _) | (_, Err(r)) => return r,

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::sections::{self, Field, Kind};
-use super::{Champs as _, Console, caseworker, form_refused, refusal_fr, when_fr};
+use super::{Champs as _, Console, caseworker, refusal_fr, when_fr};
 use crate::service::{DossierPage, DossierSummary, ServiceError};
 use crate::types::{DossierId, Section};
 
@@ -73,13 +73,10 @@ pub(super) async fn recherche_envoyee(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (session, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let texte = form.get("q").map_or("", |q| q.trim());
     let (resultats, erreur) = match c.node.search_dossiers(&caller, texte).await {
         Ok(found) => (found.into_iter().map(|d| Ligne::of(&c, d)).collect(), None),
@@ -294,13 +291,10 @@ pub(super) async fn vue(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (_, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let dossier = match dossier_of(&c, &id) {
         Ok(d) => d,
         Err(r) => return r,
@@ -522,13 +516,10 @@ pub(super) async fn section_envoyee(
     Path((id, name)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (session, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let (dossier, section) = match (dossier_of(&c, &id), section_of(&c, &name)) {
         (Ok(d), Ok(s)) => (d, s),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -626,13 +617,10 @@ pub(super) async fn rattacher_envoye(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (session, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let field = |name: &str| form.get(name).map_or("", |v| v.trim());
     let mut erreurs = Vec::new();
     let dossier: Option<DossierId> = field("reference").parse().ok();

@@ -654,6 +654,21 @@ fn csrf_ok(
     bool::from(subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes()))
 }
 
+/// The session and caller of a form's request, once `checked` (its
+/// session and role) holds and the form carries the session's token; or
+/// the French page that refuses it.
+fn with_token(
+    c: &Console,
+    form: &std::collections::HashMap<String, String>,
+    checked: Result<(crate::service::ConsoleSession, crate::service::Caller), Response>,
+) -> Result<(crate::service::ConsoleSession, crate::service::Caller), Response> {
+    let (session, caller) = checked?;
+    if !csrf_ok(form, &session) {
+        return Err(form_refused(c));
+    }
+    Ok((session, caller))
+}
+
 fn form_refused(c: &Console) -> Response {
     c.error(
         StatusCode::FORBIDDEN,

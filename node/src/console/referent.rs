@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::dossiers::{dossier_of, dossier_refused};
-use super::{Champs as _, Console, caseworker, form_refused, see_other};
+use super::{Champs as _, Console, caseworker, see_other};
 use crate::service::ServiceError;
 use crate::types::{ConsentId, MemberId, UserName};
 
@@ -90,13 +90,10 @@ pub(super) async fn referent_envoye(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match caseworker(&c, &headers) {
+    let (session, caller) = match super::with_token(&c, &form, caseworker(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let dossier = match dossier_of(&c, &id) {
         Ok(d) => d,
         Err(r) => return r,

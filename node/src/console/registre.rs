@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::sections::section_fr;
-use super::{Console, form_refused, refused_role, see_other, when_fr};
+use super::{Console, refused_role, see_other, when_fr};
 use crate::roster::RosterChange;
 use crate::service::{Caller, ConsoleSession, OfferOutcome, ServiceError};
 use crate::types::{MemberKind, MemberStatus, Role};
@@ -307,13 +307,10 @@ pub(super) async fn approuver(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match governing(&c, &headers) {
+    let (_, caller) = match super::with_token(&c, &form, governing(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     match c.node.approve(&caller, &id, None).await {
         Ok((_, OfferOutcome::Adopted)) => see_other("/registre?fait=adoptee"),
         Ok(_) => see_other("/registre?fait=approuvee"),
@@ -328,13 +325,10 @@ pub(super) async fn rejeter(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match governing(&c, &headers) {
+    let (_, caller) = match super::with_token(&c, &form, governing(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let reason = form.get("motif").map_or("", |m| m.trim());
     match c.node.reject(&caller, &id, reason).await {
         Ok(_) => see_other("/registre?fait=rejetee"),

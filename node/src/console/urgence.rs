@@ -311,13 +311,10 @@ pub(super) async fn controler(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (session, caller) = match auditor(&c, &headers) {
+    let (_, caller) = match super::with_token(&c, &form, auditor(&c, &headers)) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !super::csrf_ok(&form, &session) {
-        return form_refused(&c);
-    }
     let Ok(grant) = id.parse::<GrantId>() else {
         return c.error(
             StatusCode::NOT_FOUND,
