@@ -1730,3 +1730,26 @@ async fn the_unified_view_says_plainly_when_a_partner_does_not_answer() {
     );
     assert!(!page.contains("hébergée chez un tiers"), "{page}");
 }
+
+#[tokio::test]
+async fn logins_started_at_the_provider_are_limited_per_address() {
+    let mut c = Cluster::start().await;
+    let id = "ccas-rodez";
+    let (_provider, _) = c.with_console_and_provider(id, "email").await;
+    // A burst of 30 starts, each sent to the provider with its state cookie.
+    for _ in 0..30 {
+        let (status, headers, _) = https(&c, id, "GET", "/connexion/oidc").await;
+        assert_eq!(status, 303);
+        assert!(header(&headers, "set-cookie").is_some_and(
+            |v| v.starts_with("__Host-maillon-oidc=")
+                && v.contains("SameSite=Lax")
+                && v.contains("HttpOnly")
+                && v.contains("Secure")
+        ));
+    }
+    // The next one from the same address is refused, in French.
+    let (status, headers, page) = https(&c, id, "GET", "/connexion/oidc").await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("Trop de connexions commencées"), "{page}");
+    assert!(header(&headers, "set-cookie").is_none());
+}
