@@ -62,6 +62,10 @@ pub enum Command {
     /// Read and verify audit logs (auditor).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The census of aids the members offer on the territory: search it,
+    /// show or export it (every role); publish this member's (admin).
+    #[command(subcommand)]
+    Aids(AidsCmd),
     /// Measure the read path, or roster adoption, on nodes started on loopback (run in release mode).
     Bench {
         /// Reads measured sequentially, and in total with concurrency.
@@ -571,6 +575,63 @@ pub enum SectionCmd {
         /// The section (housing, resources, …).
         section: String,
     },
+}
+
+/// `maillon aids …`
+#[derive(Subcommand, Debug)]
+pub enum AidsCmd {
+    /// The services in force that answer every filter given (none: all).
+    Search {
+        /// Words found in the name, description, organization or eligibility
+        /// (accents and case aside).
+        #[arg(long)]
+        text: Option<String>,
+        /// A category (e.g. logement, alimentation, microcredit).
+        #[arg(long)]
+        category: Option<String>,
+        /// A commune where it is given.
+        #[arg(long)]
+        near: Option<String>,
+        /// Only what is open now (Europe/Paris).
+        #[arg(long)]
+        open_now: bool,
+    },
+    /// One service, withdrawn or not: MEMBER/ID (e.g. caf12/aide-logement).
+    Show {
+        /// The member and the service's id, MEMBER/ID.
+        service: String,
+    },
+    /// Publish one of this member's services, or a new version of it, from
+    /// a JSON file shaped on Open Referral HSDS 3 (see README, "The census
+    /// of aids") (admin).
+    Publish {
+        /// The service's JSON file (at most 16 KiB).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Withdraw one of this member's services (admin).
+    Withdraw {
+        /// The service's id.
+        service: String,
+    },
+    /// The whole census in force, as HSDS 3 JSON or as CSV.
+    Export {
+        /// hsds (JSON) or csv.
+        #[arg(long, default_value = "hsds")]
+        format: ExportFormat,
+        /// Write it to this file (never overwritten) instead of the standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The census export's format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A JSON list of HSDS 3 services.
+    Hsds,
+    /// One service a line, comma-separated, no cell read as a formula.
+    Csv,
 }
 
 /// `maillon consent …`

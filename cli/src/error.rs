@@ -39,6 +39,14 @@ pub enum CliError {
         /// Why, in one line.
         reason: String,
     },
+    /// A service file that is not a census service (`aids publish`).
+    #[error("{}: {reason}", path.display())]
+    BadService {
+        /// The file.
+        path: PathBuf,
+        /// Why, in one line.
+        reason: String,
+    },
     /// `--quorum` is not `N/D` with `0 < N <= D`.
     #[error("bad --quorum")]
     BadQuorum(#[source] RosterError),

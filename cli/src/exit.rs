@@ -31,7 +31,8 @@ pub fn exit_code(e: &CliError) -> u8 {
         | CliError::Exists { .. }
         | CliError::GenesisMismatch { .. }
         | CliError::NotConfirmed(_)
-        | CliError::BadKey { .. } => BAD_INPUT,
+        | CliError::BadKey { .. }
+        | CliError::BadService { .. } => BAD_INPUT,
         CliError::Config(c) => config_code(c),
         CliError::Key(c) => crypto_code(c),
         CliError::Roster(r) => roster_code(r),

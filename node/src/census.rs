@@ -106,6 +106,32 @@ pub struct Criteria {
     pub situations: Vec<String>,
 }
 
+impl Criteria {
+    /// Each criterion given, in plain English words.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match (self.min_age, self.max_age) {
+            (Some(min), Some(max)) => out.push(format!("aged {min} to {max}")),
+            (Some(min), None) => out.push(format!("aged {min} or more")),
+            (None, Some(max)) => out.push(format!("aged {max} or less")),
+            (None, None) => {}
+        }
+        if !self.households.is_empty() {
+            out.push(format!("household: {}", self.households.join(" or ")));
+        }
+        if let Some(ceiling) = self.resources_ceiling {
+            out.push(format!("resources at most {ceiling} € a month"));
+        }
+        if !self.territory.is_empty() {
+            out.push(format!("living in {}", self.territory.join(" or ")));
+        }
+        if !self.situations.is_empty() {
+            out.push(format!("situation: {}", self.situations.join(" or ")));
+        }
+        out
+    }
+}
+
 /// An address where the service is given.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +207,24 @@ fn slug(text: &str, min: usize, max: usize) -> bool {
 }
 
 impl Service {
+    /// Reads a service from its JSON (a file an admin wrote): size first,
+    /// then the exact fields, then its checks.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CensusError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(CensusError::TooLarge);
+        }
+        let service: Service = serde_json::from_slice(bytes).map_err(|e| {
+            CensusError::Invalid(format!(
+                "not a census service: {}",
+                crate::escape::escape_controls(&e.to_string())
+            ))
+        })?;
+        match service.problem() {
+            Some(problem) => Err(CensusError::Invalid(problem)),
+            None => Ok(service),
+        }
+    }
+
     /// Why the entry cannot be published, if it cannot: one line.
     pub fn problem(&self) -> Option<String> {
         if !slug(&self.id, 2, 64) {
@@ -326,6 +370,19 @@ pub struct Query {
     pub near: Option<String>,
     /// Open on this day (0: Monday) at this minute after midnight.
     pub open_at: Option<(usize, u32)>,
+}
+
+impl Query {
+    /// The day (0: Monday) and minute of Unix time `t` in Europe/Paris, for
+    /// [`Query::open_at`] ("open now").
+    pub fn paris_minute(t: i64) -> Option<(usize, u32)> {
+        let local = crate::types::paris(t)?;
+        let day = usize::from(local.weekday().number_days_from_monday());
+        Some((
+            day,
+            u32::from(local.hour()) * 60 + u32::from(local.minute()),
+        ))
+    }
 }
 
 /// What a member's node signs of one of its services.

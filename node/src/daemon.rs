@@ -506,6 +506,7 @@ async fn start_once(
         if gossip_node.catch_up_from_any().await > 0 {
             gossip_node.after_adoption();
         }
+        gossip_node.census_round().await;
         let offset = ROSTER_GOSSIP_PERIOD.mul_f64(rand::random::<f64>());
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + offset, ROSTER_GOSSIP_PERIOD);
@@ -518,6 +519,7 @@ async fn start_once(
             if gossip_node.gossip_round().await > 0 {
                 gossip_node.after_adoption();
             }
+            gossip_node.census_round().await;
         }
     });
     // The log's keeper: a new checkpoint at least every second while the

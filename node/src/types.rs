@@ -19,7 +19,8 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(what: &'static str, reason: impl Into<String>) -> Self {
+    /// A refusal of a `what`, for `reason`.
+    pub fn new(what: &'static str, reason: impl Into<String>) -> Self {
         Self {
             what,
             reason: reason.into(),

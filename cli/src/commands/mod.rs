@@ -1,5 +1,6 @@
 //! What each command does, one file per command family; `run` dispatches.
 
+mod aids;
 mod audit;
 mod backup;
 pub mod check;
@@ -84,6 +85,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Consent(cmd) => consent::run(&connect(profile)?.1, cmd, json).await,
         Command::Share(cmd) => share::run(&connect(profile)?.1, cmd, json).await,
         Command::Audit(cmd) => audit::run(profile, cmd, json).await,
+        Command::Aids(cmd) => aids::run(&connect(profile)?.1, cmd, json).await,
     }
 }
 

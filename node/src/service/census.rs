@@ -1,18 +1,38 @@
 //! The census of aids at this node: publishing this member's services
 //! (admins; each entry signed by the node, logged before it is kept) and
-//! searching the census (every role: it holds no personal data).
-//! Replication to the other members comes with the peer protocol's census
-//! messages.
+//! searching the census (every role: it holds no personal data), and
+//! replicating it: a publication is offered at once to every active member,
+//! and every gossip round asks each active member for its own entries
+//! newer than those kept here (a member that was down, or joined late,
+//! catches up). A member's entries come only from that member's node,
+//! signed by the key the roster lists for it; received entries are kept,
+//! not logged: the publisher's log holds them.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use super::{Caller, Node, Result, ServiceError, require};
 use crate::audit::AuditEvent;
 use crate::census::{CensusError, Entry, Query, Service, SignedEntry};
 use crate::protocol::SignedBytes;
 use crate::storage::Tree;
-use crate::types::Role;
+use crate::types::{MemberId, Role};
+
+/// Most services one member keeps in the census.
+pub const MAX_SERVICES_PER_MEMBER: usize = 256;
+
+/// Most entries in one offer or one answer of the peer API (each at most
+/// 16 KiB: a page stays under the gRPC message limit).
+pub const CENSUS_PAGE: usize = 32;
+
+/// How long one member may take to take an offer or answer a fetch.
+const CENSUS_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Most pages asked of one member in one round.
+const CENSUS_PAGES_PER_ROUND: usize = MAX_SERVICES_PER_MEMBER / CENSUS_PAGE + 1;
 
 /// A census entry as the store keeps it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -32,6 +52,7 @@ impl From<CensusError> for ServiceError {
                 size: crate::census::MAX_ENTRY_BYTES + 1,
                 limit: crate::census::MAX_ENTRY_BYTES,
             },
+            CensusError::BadSignature(_) => ServiceError::NotEntitled(e.to_string()),
             other => ServiceError::Invalid(other.to_string()),
         }
     }
@@ -89,6 +110,11 @@ impl Node {
                 service.id
             )));
         }
+        if current.is_none() && self.own_services()? >= MAX_SERVICES_PER_MEMBER {
+            return Err(ServiceError::Invalid(format!(
+                "this member already publishes {MAX_SERVICES_PER_MEMBER} services: withdraw one first"
+            )));
+        }
         let version = current.as_ref().map_or(0, |c| c.entry.version) + 1;
         let now = self.clock.now();
         let signed = SignedEntry::sign(
@@ -113,7 +139,197 @@ impl Node {
             self.apply_census_entry(&signed).map(drop)
         })
         .await?;
+        self.offer_census(std::slice::from_ref(&signed)).await;
         Ok(signed)
+    }
+
+    /// `maillon aids withdraw` (admins): withdraws this member's service
+    /// `id` (the next version of its entry, marked withdrawn).
+    pub async fn withdraw_aid(&self, caller: &Caller, id: &str) -> Result<SignedEntry> {
+        require(caller, &[Role::Admin])?;
+        let key = format!("{}/{id}", self.me);
+        let current = self
+            .kept_entry(&key)?
+            .filter(|c| !c.entry.withdrawn)
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("service {id} published by this member"))
+            })?;
+        self.publish_aid(caller, current.entry.service, true).await
+    }
+
+    /// `maillon aids show` (every role): the entry of `member`'s service
+    /// `id`, withdrawn or not.
+    pub fn get_aid(&self, caller: &Caller, member: &MemberId, id: &str) -> Result<SignedEntry> {
+        require(caller, &[Role::Admin, Role::Caseworker, Role::Auditor])?;
+        self.kept_entry(&format!("{member}/{id}"))?
+            .ok_or_else(|| ServiceError::NotFound(format!("service {member}/{id} in the census")))
+    }
+
+    /// How many services this member has in the census, withdrawn or not.
+    fn own_services(&self) -> Result<usize> {
+        Ok(self
+            .store
+            .scan::<Kept>(Tree::Census, &format!("{}/", self.me))?
+            .len())
+    }
+
+    /// The entries kept for `member`'s services, by id.
+    fn entries_of(&self, member: &MemberId) -> Result<Vec<SignedEntry>> {
+        let mut entries = Vec::new();
+        for (key, _) in self
+            .store
+            .scan::<Kept>(Tree::Census, &format!("{member}/"))?
+        {
+            if let Some(e) = self.kept_entry(&key)? {
+                entries.push(e);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Offers `entries` (this member's) to every active member, all at
+    /// once, each within a deadline; a member that does not take them
+    /// catches up at its next gossip round.
+    async fn offer_census(&self, entries: &[SignedEntry]) {
+        let roster = self.roster.get();
+        let signed: Vec<SignedBytes> = entries.iter().map(|e| e.signed.clone()).collect();
+        let offers = self.active_peers_in(&roster).into_iter().filter_map(|id| {
+            let member = roster.roster().member(&id)?.clone();
+            let signed = &signed;
+            Some(async move {
+                let offer = self.network.offer_census(&member, signed);
+                match tokio::time::timeout(CENSUS_DEADLINE, offer).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::info!(member = %id, error = %e, "census offer not taken")
+                    }
+                    Err(_) => tracing::info!(member = %id, "census offer: no answer in time"),
+                }
+            })
+        });
+        futures_util::future::join_all(offers).await;
+    }
+
+    /// Takes census entries `peer` offers or sends back: all of them are
+    /// checked first (each signed by the key the roster lists for `peer`,
+    /// about `peer`'s own services, within the limits), and one that fails
+    /// refuses the whole offer; then each that is newer than what is kept
+    /// replaces it. Returns how many were kept.
+    pub async fn receive_census(
+        &self,
+        peer: &MemberId,
+        entries: Vec<SignedBytes>,
+    ) -> Result<usize> {
+        if entries.len() > CENSUS_PAGE {
+            return Err(ServiceError::TooLarge {
+                what: "census offer (entries)",
+                size: entries.len(),
+                limit: CENSUS_PAGE,
+            });
+        }
+        let roster = self.roster.get();
+        let keys_of = |m: &MemberId| {
+            roster
+                .roster()
+                .member(m)
+                .map(|m| vec![m.card.signing_key])
+                .unwrap_or_default()
+        };
+        let mut opened = Vec::with_capacity(entries.len());
+        for signed in entries {
+            let entry = SignedEntry::open(signed, keys_of)?;
+            if &entry.entry.member != peer {
+                return Err(ServiceError::NotEntitled(format!(
+                    "a census entry of {} offered by {peer}: a member offers only its own",
+                    entry.entry.member
+                )));
+            }
+            opened.push(entry);
+        }
+        let _one_at_a_time = self.census.lock().await;
+        let mut known = self.entries_of(peer)?.len();
+        let mut kept = 0;
+        for entry in &opened {
+            let new = self.kept_entry(&entry.key())?.is_none();
+            if new && known >= MAX_SERVICES_PER_MEMBER {
+                continue;
+            }
+            if self.apply_census_entry(entry)? {
+                kept += 1;
+                known += usize::from(new);
+            }
+        }
+        if kept > 0 {
+            self.flush().await?;
+        }
+        Ok(kept)
+    }
+
+    /// This member's own entries whose version is above what the caller
+    /// says it `known`s of each (by service id), at most a page; and
+    /// whether more remain.
+    pub fn census_since(&self, known: &HashMap<String, u64>) -> Result<(Vec<SignedEntry>, bool)> {
+        let mut newer: Vec<SignedEntry> = self
+            .entries_of(&self.me)?
+            .into_iter()
+            .filter(|e| {
+                known
+                    .get(&e.entry.service.id)
+                    .is_none_or(|v| e.entry.version > *v)
+            })
+            .collect();
+        let more = newer.len() > CENSUS_PAGE;
+        newer.truncate(CENSUS_PAGE);
+        Ok((newer, more))
+    }
+
+    /// Timer: asks every active member for its entries newer than those
+    /// kept here, all at once, each within a deadline; returns how many
+    /// were kept.
+    pub async fn census_round(&self) -> usize {
+        let roster = self.roster.get();
+        let rounds = self.active_peers_in(&roster).into_iter().filter_map(|id| {
+            let member = roster.roster().member(&id)?.clone();
+            Some(async move {
+                let mut kept = 0;
+                for _ in 0..CENSUS_PAGES_PER_ROUND {
+                    let known: HashMap<String, u64> = match self.entries_of(&id) {
+                        Ok(entries) => entries
+                            .into_iter()
+                            .map(|e| (e.entry.service.id, e.entry.version))
+                            .collect(),
+                        Err(_) => return kept,
+                    };
+                    let fetch = self.network.fetch_census(&member, &known);
+                    let (entries, more) = match tokio::time::timeout(CENSUS_DEADLINE, fetch).await {
+                        Ok(Ok(page)) => page,
+                        Ok(Err(e)) => {
+                            tracing::info!(member = %id, error = %e, "census not fetched");
+                            return kept;
+                        }
+                        Err(_) => {
+                            tracing::info!(member = %id, "census fetch: no answer in time");
+                            return kept;
+                        }
+                    };
+                    match self.receive_census(&id, entries).await {
+                        Ok(n) => kept += n,
+                        Err(e) => {
+                            tracing::warn!(member = %id, error = %e, "census entries refused");
+                            return kept;
+                        }
+                    }
+                    if !more {
+                        break;
+                    }
+                }
+                kept
+            })
+        });
+        futures_util::future::join_all(rounds)
+            .await
+            .into_iter()
+            .sum()
     }
 
     /// `maillon aids search` (every role): the services in force that answer

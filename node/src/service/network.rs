@@ -129,4 +129,19 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         &'a self,
         member: &'a RosterMember,
     ) -> BoxFuture<'a, Result<Vec<SignedRoster>>>;
+    /// Offers census entries (this node's own) to `member`; returns how
+    /// many it kept.
+    fn offer_census<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        entries: &'a [SignedBytes],
+    ) -> BoxFuture<'a, Result<usize>>;
+    /// Fetches `member`'s own census entries newer than `known` (its
+    /// services' versions kept here, by id), decoded but not verified, and
+    /// whether more remain.
+    fn fetch_census<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        known: &'a std::collections::HashMap<String, u64>,
+    ) -> BoxFuture<'a, Result<(Vec<SignedBytes>, bool)>>;
 }

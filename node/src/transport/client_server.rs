@@ -1091,6 +1091,82 @@ impl Client for ClientApi {
         Ok(Response::new(pb::ConsoleLinkReply { url, expires_at }))
     }
 
+    async fn publish_aid(
+        &self,
+        req: Request<pb::PublishAidRequest>,
+    ) -> Result<Response<pb::CensusEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let signed = match (r.service.is_empty(), r.withdraw.is_empty()) {
+            (false, true) => {
+                let service =
+                    crate::census::Service::from_json(&r.service).map_err(|e| status(e.into()))?;
+                self.node.publish_aid(&caller, service, false).await
+            }
+            (true, false) => self.node.withdraw_aid(&caller, &r.withdraw).await,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "give either a service to publish or the id of one to withdraw",
+                ));
+            }
+        }
+        .map_err(status)?;
+        Ok(Response::new(super::peer_client::census_entry(
+            &signed.signed,
+        )))
+    }
+
+    async fn search_aids(
+        &self,
+        req: Request<pb::SearchAidsRequest>,
+    ) -> Result<Response<pb::SearchAidsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let given = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+        if [&r.text, &r.category, &r.near]
+            .iter()
+            .any(|s| s.len() > 200)
+        {
+            return Err(Status::invalid_argument(
+                "a search's text, category or commune is at most 200 bytes",
+            ));
+        }
+        let open_at = if r.open_now {
+            crate::census::Query::paris_minute(self.node.now())
+        } else {
+            None
+        };
+        let query = crate::census::Query {
+            text: given(r.text),
+            category: given(r.category),
+            near: given(r.near),
+            open_at,
+        };
+        let found = self.node.search_aids(&caller, &query).map_err(status)?;
+        Ok(Response::new(pb::SearchAidsReply {
+            entries: found
+                .iter()
+                .map(|e| super::peer_client::census_entry(&e.signed))
+                .collect(),
+        }))
+    }
+
+    async fn get_aid(
+        &self,
+        req: Request<pb::GetAidRequest>,
+    ) -> Result<Response<pb::CensusEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let member = r.member.parse().map_err(invalid)?;
+        let found = self
+            .node
+            .get_aid(&caller, &member, &r.service)
+            .map_err(status)?;
+        Ok(Response::new(super::peer_client::census_entry(
+            &found.signed,
+        )))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,

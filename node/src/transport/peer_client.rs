@@ -274,6 +274,60 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn offer_census<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        entries: &'a [SignedBytes],
+    ) -> BoxFuture<'a, Result<usize, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::OfferCensusRequest {
+                entries: entries.iter().map(census_entry).collect(),
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.offer_census(r).await
+                })
+                .await?;
+            Ok(r.kept as usize)
+        })
+    }
+
+    fn fetch_census<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        known: &'a std::collections::HashMap<String, u64>,
+    ) -> BoxFuture<'a, Result<(Vec<SignedBytes>, bool), ServiceError>> {
+        Box::pin(async move {
+            let request = pb::FetchCensusRequest {
+                known: known.clone(),
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.fetch_census(r).await
+                })
+                .await?;
+            let misbehaved = |what: String| ServiceError::PeerMisbehaved {
+                peer: member.card.id.clone(),
+                what,
+            };
+            if r.entries.len() > crate::service::CENSUS_PAGE {
+                return Err(misbehaved(format!(
+                    "it sent {} census entries at once",
+                    r.entries.len()
+                )));
+            }
+            let entries = r
+                .entries
+                .into_iter()
+                .map(|e| {
+                    signed_census_entry(e)
+                        .map_err(|_| misbehaved("a census signature is not 64 bytes".into()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((entries, r.more))
+        })
+    }
+
     fn fetch_proposals<'a>(
         &'a self,
         member: &'a RosterMember,
@@ -511,4 +565,21 @@ impl PeerNetwork for PeerClients {
             Ok(())
         })
     }
+}
+
+/// A census entry as the wire carries it.
+pub(crate) fn census_entry(signed: &SignedBytes) -> pb::CensusEntry {
+    pb::CensusEntry {
+        entry: signed.bytes.clone(),
+        signature: signed.signature.to_bytes().to_vec(),
+    }
+}
+
+/// A census entry from the wire (its signature 64 bytes; not verified).
+pub(crate) fn signed_census_entry(e: pb::CensusEntry) -> Result<SignedBytes, ()> {
+    let signature = Signature::from_bytes(&e.signature).map_err(drop)?;
+    Ok(SignedBytes {
+        bytes: e.entry,
+        signature,
+    })
 }

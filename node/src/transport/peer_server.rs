@@ -250,6 +250,52 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn offer_census(
+        &self,
+        req: Request<pb::OfferCensusRequest>,
+    ) -> Result<Response<pb::OfferCensusReply>, Status> {
+        let peer = self.peer_of(&req)?;
+        let entries = req
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(super::peer_client::signed_census_entry)
+            .collect::<Result<Vec<_>, ()>>()
+            .map_err(|()| Status::invalid_argument("a census signature is 64 bytes"))?;
+        let kept = self
+            .node
+            .receive_census(&peer, entries)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OfferCensusReply {
+            kept: u32::try_from(kept).unwrap_or(u32::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn fetch_census(
+        &self,
+        req: Request<pb::FetchCensusRequest>,
+    ) -> Result<Response<pb::FetchCensusReply>, Status> {
+        let _peer = self.peer_of(&req)?;
+        let known = req.into_inner().known;
+        if known.len() > crate::service::MAX_SERVICES_PER_MEMBER {
+            return Err(Status::invalid_argument(format!(
+                "a member keeps at most {} services in the census",
+                crate::service::MAX_SERVICES_PER_MEMBER
+            )));
+        }
+        let (entries, more) = self.node.census_since(&known).map_err(status)?;
+        Ok(Response::new(pb::FetchCensusReply {
+            entries: entries
+                .iter()
+                .map(|e| super::peer_client::census_entry(&e.signed))
+                .collect(),
+            more,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get_checkpoint(
         &self,
         req: Request<pb::GetCheckpointRequest>,

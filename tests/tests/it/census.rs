@@ -150,3 +150,374 @@ async fn an_admin_publishes_and_withdraws_a_service_every_role_finds_it_and_it_s
     assert_eq!(published.len(), 3, "each publication logged, no refusal");
     assert_eq!(published[2]["withdrawn"], true);
 }
+
+/// The microcredit service of the tests, with another name.
+fn renamed(name: &str) -> Service {
+    let mut s: Service = serde_json::from_str(MICROCREDIT).expect("a service");
+    s.name = name.into();
+    s
+}
+
+/// The version of `member/service` kept at `at`'s node, if any, and whether withdrawn.
+fn kept_at(c: &Cluster, at: &str, member: &str, service: &str) -> Option<(u64, bool)> {
+    let reader = caller("lecteur", Role::Caseworker);
+    c.running(at)
+        .node()
+        .get_aid(&reader, &member.parse().expect("member"), service)
+        .ok()
+        .map(|e| (e.entry.version, e.entry.withdrawn))
+}
+
+#[tokio::test]
+async fn a_publication_reaches_every_member_and_a_member_that_was_down_catches_up() {
+    let mut c = Cluster::start().await;
+    let admin = caller(&c.node("ccas-rodez").admin.user, Role::Admin);
+    let ccas = c.running("ccas-rodez").node().clone();
+
+    // Offered at once to every active member.
+    ccas.publish_aid(&admin, renamed("Microcrédit personnel"), false)
+        .await
+        .expect("published");
+    for at in ["caf12", "cd12"] {
+        assert_eq!(
+            kept_at(&c, at, "ccas-rodez", "microcredit"),
+            Some((1, false))
+        );
+    }
+    let found = c
+        .running("caf12")
+        .node()
+        .search_aids(
+            &caller("agent-caf", Role::Caseworker),
+            &query(Some("microcredit"), None, Some("Rodez")),
+        )
+        .expect("search");
+    assert_eq!(
+        found.len(),
+        1,
+        "the CAF's caseworkers find the CCAS's service"
+    );
+
+    // The CAF is down while the CCAS republishes and withdraws.
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+    c.fed.node_mut("caf12").stop().await;
+    ccas.publish_aid(&admin, renamed("Microcrédit social"), false)
+        .await
+        .expect("republished while the CAF is down");
+    ccas.withdraw_aid(&admin, "microcredit")
+        .await
+        .expect("withdrawn while the CAF is down");
+    let mut other = renamed("Épicerie solidaire");
+    other.id = "epicerie".into();
+    other.categories = vec!["alimentation".into()];
+    ccas.publish_aid(&admin, other, false)
+        .await
+        .expect("another");
+    assert_eq!(
+        kept_at(&c, "cd12", "ccas-rodez", "microcredit"),
+        Some((3, true))
+    );
+
+    // Started again, it asks every member for what it lacks.
+    c.fed
+        .node_mut("caf12")
+        .start(clock)
+        .await
+        .expect("the CAF starts again");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while kept_at(&c, "caf12", "ccas-rodez", "epicerie").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CAF did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        kept_at(&c, "caf12", "ccas-rodez", "microcredit"),
+        Some((3, true))
+    );
+    let found = c
+        .running("caf12")
+        .node()
+        .search_aids(&caller("agent-caf", Role::Caseworker), &Query::default())
+        .expect("search");
+    assert_eq!(
+        found.iter().map(|e| e.key()).collect::<Vec<_>>(),
+        ["ccas-rodez/epicerie"],
+        "a withdrawn service is found by nobody"
+    );
+    // A round with nothing new keeps nothing.
+    assert_eq!(c.running("caf12").node().census_round().await, 0);
+}
+
+#[tokio::test]
+async fn a_census_entry_signed_or_offered_by_another_member_is_refused_and_changes_nothing() {
+    use maillon_node::census::{Entry, SignedEntry};
+    use maillon_node::service::PeerNetwork as _;
+
+    let c = Cluster::start().await;
+    let admin = caller(&c.node("ccas-rodez").admin.user, Role::Admin);
+    let ccas = c.running("ccas-rodez").node().clone();
+    let v1 = ccas
+        .publish_aid(&admin, renamed("Microcrédit personnel"), false)
+        .await
+        .expect("v1");
+    let v2 = ccas
+        .publish_aid(&admin, renamed("Microcrédit social"), false)
+        .await
+        .expect("v2");
+    let caf = c.member("caf12");
+    let as_cd12 = c.peer_as("cd12");
+    let as_ccas = c.peer_as("ccas-rodez");
+    let forged = |member: &str, version: u64, key: &maillon_node::crypto::NodeKey| {
+        SignedEntry::sign(
+            Entry {
+                member: member.parse().expect("member"),
+                version,
+                published_at: maillon_node::clock::Clock::now(&*c.clock),
+                withdrawn: true,
+                service: renamed("Fermé"),
+            },
+            key,
+        )
+        .expect("signed")
+        .signed
+    };
+
+    // The département's node signs an entry naming the CCAS: refused.
+    let r = as_cd12
+        .offer_census(&caf, &[forged("ccas-rodez", 9, &c.key("cd12"))])
+        .await;
+    assert!(
+        matches!(&r, Err(maillon_node::service::ServiceError::Remote { kind: maillon_node::service::ErrorKind::Refused, message, .. }) if message.contains("not signed by the node of ccas-rodez")),
+        "{r:?}"
+    );
+    // It relays the CCAS's own, genuine entry: refused, a member offers only its own.
+    let r = as_cd12
+        .offer_census(&caf, std::slice::from_ref(&v2.signed))
+        .await;
+    assert!(
+        matches!(&r, Err(maillon_node::service::ServiceError::Remote { kind: maillon_node::service::ErrorKind::Refused, message, .. }) if message.contains("offered by cd12")),
+        "{r:?}"
+    );
+    // A signed entry whose bytes were changed after signing: refused.
+    let mut tampered = v2.signed.clone();
+    let at = tampered.bytes.len() / 2;
+    tampered.bytes[at] ^= 1;
+    let r = as_ccas.offer_census(&caf, &[tampered]).await;
+    assert!(r.is_err(), "{r:?}");
+    // One bad entry among good ones refuses the whole offer.
+    let r = as_ccas
+        .offer_census(
+            &caf,
+            &[v2.signed.clone(), forged("ccas-rodez", 9, &c.key("cd12"))],
+        )
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    // More than a page: refused.
+    let many = vec![v2.signed.clone(); maillon_node::service::CENSUS_PAGE + 1];
+    let r = as_ccas.offer_census(&caf, &many).await;
+    assert!(
+        matches!(
+            &r,
+            Err(maillon_node::service::ServiceError::Remote {
+                kind: maillon_node::service::ErrorKind::TooLarge,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        kept_at(&c, "caf12", "ccas-rodez", "microcredit"),
+        Some((2, false)),
+        "nothing refused was kept"
+    );
+
+    // The CCAS's older version offered again: taken, and changes nothing.
+    let kept = as_ccas
+        .offer_census(&caf, std::slice::from_ref(&v1.signed))
+        .await
+        .expect("an old version is not an error");
+    assert_eq!(kept, 0);
+    assert_eq!(
+        kept_at(&c, "caf12", "ccas-rodez", "microcredit"),
+        Some((2, false))
+    );
+    let found = c
+        .running("caf12")
+        .node()
+        .get_aid(
+            &caller("agent", Role::Caseworker),
+            &"ccas-rodez".parse().expect("id"),
+            "microcredit",
+        )
+        .expect("kept");
+    assert_eq!(found.entry.service.name, "Microcrédit social");
+}
+
+#[tokio::test]
+async fn the_census_from_the_command_line_publish_search_show_export_withdraw_and_each_refusal() {
+    use maillon_cli::exit::exit_code;
+
+    use crate::cli::{maillon, path};
+    use crate::json::json_of;
+
+    let c = Cluster::start().await;
+    c.desk("caf12", "agent-caf").await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let admin = c.node("ccas-rodez").dir.join("admin.profile.toml");
+    let admin_s = admin.to_str().expect("utf-8").to_owned();
+    let agent = path(&c.node("caf12").dir, "agent-caf.profile.toml");
+    let file = tmp.path().join("microcredit.json");
+    std::fs::write(&file, MICROCREDIT).expect("written");
+    let file_s = file.to_str().expect("utf-8").to_owned();
+
+    let published = json_of(&admin, &["aids", "publish", "--file", &file_s]).await;
+    assert_eq!(
+        (
+            published["member"].as_str(),
+            published["id"].as_str(),
+            published["version"].as_u64()
+        ),
+        (Some("ccas-rodez"), Some("microcredit"), Some(1))
+    );
+    assert_eq!(published["withdrawn"], false);
+
+    // The CAF's caseworker finds it at its own node.
+    let found = json_of(
+        std::path::Path::new(&agent),
+        &[
+            "aids",
+            "search",
+            "--text",
+            "pret",
+            "--near",
+            "rodez",
+            "--category",
+            "microcredit",
+        ],
+    )
+    .await;
+    let services = found["services"].as_array().expect("a list");
+    assert_eq!(services.len(), 1);
+    for field in [
+        "member",
+        "id",
+        "version",
+        "published_at",
+        "withdrawn",
+        "service",
+    ] {
+        assert!(services[0].get(field).is_some(), "no {field}");
+    }
+    assert_eq!(
+        services[0]["service"]["criteria"]["resources_ceiling"],
+        1500
+    );
+    let none = json_of(
+        std::path::Path::new(&agent),
+        &["aids", "search", "--near", "Millau"],
+    )
+    .await;
+    assert_eq!(none["services"].as_array().map(Vec::len), Some(0));
+    let shown = json_of(
+        std::path::Path::new(&agent),
+        &["aids", "show", "ccas-rodez/microcredit"],
+    )
+    .await;
+    assert_eq!(shown["service"]["name"], "Microcrédit personnel");
+
+    // Exports: HSDS JSON and CSV, never over an existing file.
+    let hsds = tmp.path().join("census.json");
+    let hsds_s = hsds.to_str().expect("utf-8").to_owned();
+    let written = json_of(
+        std::path::Path::new(&agent),
+        &["aids", "export", "--out", &hsds_s],
+    )
+    .await;
+    assert_eq!(written["services"], 1);
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&hsds).expect("read")).expect("json");
+    assert_eq!(exported[0]["id"], "ccas-rodez/microcredit");
+    assert_eq!(
+        exported[0]["service_at_locations"][0]["location"]["addresses"][0]["city"],
+        "Rodez"
+    );
+    let again = maillon(&["--profile", &agent, "aids", "export", "--out", &hsds_s]).await;
+    assert_eq!(exit_code(&again.expect_err("never overwritten")), 2);
+    let csv = tmp.path().join("census.csv");
+    let csv_s = csv.to_str().expect("utf-8").to_owned();
+    maillon(&[
+        "--profile",
+        &agent,
+        "aids",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        &csv_s,
+    ])
+    .await
+    .expect("csv");
+    let text = std::fs::read_to_string(&csv).expect("read");
+    assert!(text.starts_with("member,id,name"), "{text}");
+    assert!(
+        text.contains("ccas-rodez,microcredit,Microcrédit personnel"),
+        "{text}"
+    );
+
+    // Refusals, each with its exit code, and nothing published.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"id":"Pas Bon","name":"x","description":"","organization":{"name":"y"}}"#,
+    )
+    .expect("written");
+    let r = maillon(&[
+        "--profile",
+        &admin_s,
+        "aids",
+        "publish",
+        "--file",
+        bad.to_str().expect("utf-8"),
+    ])
+    .await;
+    let e = r.expect_err("a bad id");
+    assert_eq!(exit_code(&e), 2, "{e}");
+    assert!(e.to_string().contains("id: 2 to 64"), "{e}");
+    let r = maillon(&["--profile", &agent, "aids", "publish", "--file", &file_s]).await;
+    assert_eq!(
+        exit_code(&r.expect_err("a caseworker publishes nothing")),
+        3
+    );
+    let r = maillon(&["--profile", &agent, "aids", "show", "ccas-rodez/nothing"]).await;
+    assert_eq!(exit_code(&r.expect_err("unknown")), 4);
+    let r = maillon(&["--profile", &agent, "aids", "show", "no-slash"]).await;
+    assert_eq!(exit_code(&r.expect_err("not MEMBER/ID")), 2);
+    let r = maillon(&["--profile", &admin_s, "aids", "withdraw", "nothing"]).await;
+    assert_eq!(exit_code(&r.expect_err("never published")), 4);
+    let shown = json_of(
+        std::path::Path::new(&agent),
+        &["aids", "show", "ccas-rodez/microcredit"],
+    )
+    .await;
+    assert_eq!(shown["version"], 1, "no refusal published anything");
+
+    // Withdrawn: shown as such, found by nobody.
+    let withdrawn = json_of(&admin, &["aids", "withdraw", "microcredit"]).await;
+    assert_eq!(
+        (
+            withdrawn["version"].as_u64(),
+            withdrawn["withdrawn"].as_bool()
+        ),
+        (Some(2), Some(true))
+    );
+    let found = json_of(std::path::Path::new(&agent), &["aids", "search"]).await;
+    assert_eq!(found["services"].as_array().map(Vec::len), Some(0));
+    let shown = json_of(
+        std::path::Path::new(&agent),
+        &["aids", "show", "ccas-rodez/microcredit"],
+    )
+    .await;
+    assert_eq!(shown["withdrawn"], true);
+}

@@ -198,6 +198,64 @@ async fn a_role_change_logged_but_not_stored_when_the_node_dies_holds_after_rest
 }
 
 #[tokio::test]
+async fn a_census_publication_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
+    let mut c = Cluster::start().await;
+    let child = in_a_process(&mut c, "ccas-rodez", Some("aid_logged")).await;
+    let admin = c.node("ccas-rodez").admin().expect("admin");
+    let service = r#"{"id":"epicerie","name":"Épicerie solidaire","description":"Des courses à 10 % du prix.","organization":{"name":"CCAS de Rodez"},"categories":["alimentation"]}"#.as_bytes();
+    let published = admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: service.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await;
+    assert!(broken(
+        published.expect_err("the node died mid-call").code()
+    ));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+
+    // The log holds version 1: it is kept at restart, and the next
+    // publication is version 2, never a second version 1.
+    back_in_process(&mut c, "ccas-rodez").await;
+    let shown = admin
+        .api()
+        .get_aid(admin.req(pb::GetAidRequest {
+            member: "ccas-rodez".into(),
+            service: "epicerie".into(),
+        }))
+        .await
+        .expect("the logged publication holds")
+        .into_inner();
+    let entry: serde_json::Value = serde_json::from_slice(&shown.entry).expect("json");
+    assert_eq!(entry["version"], 1);
+    let again = admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: service.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published again")
+        .into_inner();
+    let entry: serde_json::Value = serde_json::from_slice(&again.entry).expect("json");
+    assert_eq!(entry["version"], 2);
+    // Every member has it: offered with version 2, or fetched at the next round.
+    c.running("caf12").node().census_round().await;
+    let reader = maillon_node::service::Caller {
+        name: "lecteur".parse().expect("name"),
+        role: maillon_node::types::Role::Caseworker,
+        token_expires_at: None,
+    };
+    let at_caf = c
+        .running("caf12")
+        .node()
+        .get_aid(&reader, &"ccas-rodez".parse().expect("id"), "epicerie")
+        .expect("the CAF has it");
+    assert_eq!(at_caf.entry.version, 2);
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

@@ -114,6 +114,18 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::FetchProposalsReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn offer_census(
+        &self,
+        _: Request<pb::OfferCensusRequest>,
+    ) -> Result<Response<pb::OfferCensusReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
+    async fn fetch_census(
+        &self,
+        _: Request<pb::FetchCensusRequest>,
+    ) -> Result<Response<pb::FetchCensusReply>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn confirm_dossier(
         &self,
         _: Request<pb::ConfirmDossierRequest>,

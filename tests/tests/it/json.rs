@@ -6,7 +6,7 @@ use maillon_tests::Cluster;
 use serde_json::Value;
 
 /// Runs `maillon --json ARGS` with `profile`; its standard output as JSON.
-async fn json_of(profile: &std::path::Path, args: &[&str]) -> Value {
+pub(crate) async fn json_of(profile: &std::path::Path, args: &[&str]) -> Value {
     let mut argv = vec!["--profile", profile.to_str().expect("utf-8"), "--json"];
     argv.extend_from_slice(args);
     let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();

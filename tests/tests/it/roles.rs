@@ -28,6 +28,9 @@ enum Rpc {
     AuditWitness,
     ListBreakGlass,
     Outbox,
+    PublishAid,
+    SearchAids,
+    GetAid,
 }
 
 /// What the calls need: a dossier with a section at the CCAS, consents to
@@ -156,6 +159,27 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
             .await
             .map(drop),
         Rpc::Outbox => api.outbox(conn.req(pb::OutboxRequest {})).await.map(drop),
+        Rpc::PublishAid => api
+            .publish_aid(conn.req(pb::PublishAidRequest {
+                service: format!(
+                    r#"{{"id":"aide-{serial}","name":"Aide","description":"","organization":{{"name":"CCAS"}}}}"#
+                )
+                .into_bytes(),
+                withdraw: String::new(),
+            }))
+            .await
+            .map(drop),
+        Rpc::SearchAids => api
+            .search_aids(conn.req(pb::SearchAidsRequest::default()))
+            .await
+            .map(drop),
+        Rpc::GetAid => api
+            .get_aid(conn.req(pb::GetAidRequest {
+                member: "ccas-rodez".into(),
+                service: "aide-first".into(),
+            }))
+            .await
+            .map(drop),
     };
     match result {
         Ok(()) => Code::Ok,
@@ -186,6 +210,9 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::AuditWitness, [No, No, Yes, Who]),
         (Rpc::ListBreakGlass, [No, No, Yes, Who]),
         (Rpc::Outbox, [Yes, No, No, Who]),
+        (Rpc::PublishAid, [Yes, No, No, Who]),
+        (Rpc::SearchAids, [Yes, Yes, Yes, Who]),
+        (Rpc::GetAid, [Yes, Yes, Yes, Who]),
     ];
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
@@ -202,6 +229,14 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
                 .expect("grant"),
         );
     }
+    c.admin("ccas-rodez")
+        .api()
+        .publish_aid(c.admin("ccas-rodez").req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-first","name":"Aide","description":"","organization":{"name":"CCAS"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("a service to show");
     let mut spare_users = Vec::new();
     for i in 0..4 {
         let name = format!("spare-{i}");
