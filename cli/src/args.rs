@@ -596,6 +596,17 @@ pub enum AidsCmd {
         #[arg(long)]
         open_now: bool,
     },
+    /// The services whose criteria the sections of a dossier you may read
+    /// satisfy, each with the criteria met and those that could not be
+    /// checked: rules, never a score (caseworker; each section read is
+    /// logged, as in `dossier view`).
+    Match {
+        /// Dossier id.
+        dossier: String,
+        /// Why the sections are read (logged with each read).
+        #[arg(long, default_value = "recherche des aides et droits (non-recours)")]
+        purpose: String,
+    },
     /// One service, withdrawn or not: MEMBER/ID (e.g. caf12/aide-logement).
     Show {
         /// The member and the service's id, MEMBER/ID.

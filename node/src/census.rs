@@ -543,6 +543,308 @@ pub fn hsds_json(entries: &[SignedEntry]) -> serde_json::Value {
     )
 }
 
+/// What a caseworker's readable sections tell of the person, for
+/// [`check`]: each fact `None` (or absent) when no section read tells it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Age in full years (from the birth date typed at the desk).
+    pub age: Option<u32>,
+    /// The households the person's is (`isolated`, `single_parent`,
+    /// `couple`, `with_children`), from the household section.
+    pub households: Option<Vec<&'static str>>,
+    /// The household's monthly resources in euros, from the resources section.
+    pub resources: Option<u32>,
+    /// The commune of residence (INSEE code), from the identity section's
+    /// `code_commune`.
+    pub commune: Option<String>,
+    /// Each situation a section tells, and whether it holds.
+    pub situations: Vec<(&'static str, bool)>,
+}
+
+/// The situations [`Facts`] can tell, each with the section that tells it.
+pub const SITUATIONS: [(&str, crate::types::Section); 9] = {
+    use crate::types::Section as S;
+    [
+        ("job_seeker", S::Employment),
+        ("retired", S::Employment),
+        ("homeless", S::Housing),
+        ("poorly_housed", S::Housing),
+        ("rsa", S::Resources),
+        ("disability", S::Disability),
+        ("no_health_cover", S::Health),
+        ("loss_of_autonomy", S::Autonomy),
+        ("child_protection", S::ChildProtection),
+    ]
+};
+
+impl Facts {
+    /// What `sections` (each section read, as JSON) tell, with the age.
+    pub fn read(age: Option<u32>, sections: &[(crate::types::Section, serde_json::Value)]) -> Self {
+        use crate::types::Section as S;
+        use serde_json::Value;
+        let get = |section: S, key: &str| -> Option<&Value> {
+            sections
+                .iter()
+                .filter(|(s, _)| *s == section)
+                .find_map(|(_, v)| v.get(key).filter(|v| !v.is_null()))
+        };
+        let text = |section: S, key: &str| get(section, key).and_then(Value::as_str);
+        let yes = |section: S, key: &str| get(section, key).and_then(Value::as_bool);
+        let number = |section: S, key: &str| get(section, key).and_then(Value::as_f64);
+
+        let households = {
+            let family = text(S::Household, "situation_familiale");
+            let adults = number(S::Household, "adultes");
+            let children = number(S::Household, "enfants");
+            let single_parent = yes(S::Household, "parent_isole");
+            if family.is_none() && adults.is_none() && children.is_none() && single_parent.is_none()
+            {
+                None
+            } else {
+                let mut h = Vec::new();
+                let alone = matches!(family, Some("seul" | "séparé" | "veuf"));
+                let kids = children.is_some_and(|n| n > 0.0);
+                if alone && adults.is_none_or(|n| n <= 1.0) && !kids {
+                    h.push("isolated");
+                }
+                if single_parent == Some(true) || (alone && kids) {
+                    h.push("single_parent");
+                }
+                if family == Some("couple") || adults.is_some_and(|n| n >= 2.0) {
+                    h.push("couple");
+                }
+                if kids {
+                    h.push("with_children");
+                }
+                Some(h)
+            }
+        };
+        let resources = number(S::Resources, "montant_mensuel")
+            .filter(|n| *n >= 0.0)
+            .map(|n| n.ceil() as u32);
+        let commune = text(S::Identity, "code_commune")
+            .map(str::trim)
+            .filter(|c| c.len() == 5 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .map(str::to_ascii_uppercase);
+
+        let mut situations = Vec::new();
+        let mut tell = |name: &'static str, holds: Option<bool>| {
+            if let Some(holds) = holds {
+                situations.push((name, holds));
+            }
+        };
+        let work = text(S::Employment, "emploi");
+        let registered = yes(S::Employment, "inscrit_france_travail");
+        tell(
+            "job_seeker",
+            match (work, registered) {
+                (None, None) => None,
+                (w, r) => Some(w == Some("recherche") || r == Some(true)),
+            },
+        );
+        tell("retired", work.map(|w| w == "retraite"));
+        let housing = text(S::Housing, "situation");
+        tell(
+            "homeless",
+            housing.map(|h| matches!(h, "sans domicile" | "hébergement d'urgence")),
+        );
+        tell(
+            "poorly_housed",
+            housing.map(|h| {
+                matches!(
+                    h,
+                    "sans domicile"
+                        | "hébergement d'urgence"
+                        | "hébergée chez un tiers"
+                        | "hébergé chez un tiers"
+                        | "foyer ou résidence sociale"
+                )
+            }),
+        );
+        tell("rsa", yes(S::Resources, "rsa"));
+        let rate = text(S::Disability, "taux_incapacite");
+        let rqth = yes(S::Disability, "rqth");
+        let aah = yes(S::Resources, "aah");
+        tell(
+            "disability",
+            match (rate, rqth, aah) {
+                (None, None, None | Some(false)) => None,
+                _ => Some(
+                    matches!(rate, Some("50 à 79 %" | "80 % et plus"))
+                        || rqth == Some(true)
+                        || aah == Some(true),
+                ),
+            },
+        );
+        tell(
+            "no_health_cover",
+            text(S::Health, "couverture").map(|c| c == "aucune"),
+        );
+        tell(
+            "loss_of_autonomy",
+            number(S::Autonomy, "gir").map(|g| (1.0..=4.0).contains(&g)),
+        );
+        tell(
+            "child_protection",
+            text(S::ChildProtection, "mesure").map(|m| m != "aucune"),
+        );
+        Self {
+            age,
+            households,
+            resources,
+            commune,
+            situations,
+        }
+    }
+}
+
+/// One criterion of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// `min_age` and `max_age`.
+    Age,
+    /// `households`.
+    Household,
+    /// `resources_ceiling`.
+    Resources,
+    /// `territory`.
+    Territory,
+    /// `situations`.
+    Situation,
+}
+
+/// How one criterion fared against the facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It holds; what showed it (`42`, `isolated`, `820`, `12202`, `rsa`).
+    Met(String),
+    /// It could not be checked: no section read tells it; the sections
+    /// that would.
+    Unchecked(Vec<crate::types::Section>),
+    /// It does not hold; what showed it.
+    Failed(String),
+}
+
+/// One criterion checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// Which criterion.
+    pub criterion: Criterion,
+    /// What it asks, in plain English words ([`Criteria::describe`]).
+    pub wanted: String,
+    /// How it fared.
+    pub outcome: Outcome,
+}
+
+/// Checks every criterion `criteria` gives against `facts`, in the order
+/// of [`Criteria::describe`]. A service is proposed when none failed: rules
+/// only, each explained, never a score.
+pub fn check(criteria: &Criteria, facts: &Facts) -> Vec<Check> {
+    use crate::types::Section as S;
+    let mut checks = Vec::new();
+    let wanted = criteria.describe();
+    let mut wanted = wanted.into_iter();
+    let mut push = |criterion, outcome| {
+        checks.push(Check {
+            criterion,
+            wanted: wanted.next().unwrap_or_default(),
+            outcome,
+        })
+    };
+    if criteria.min_age.is_some() || criteria.max_age.is_some() {
+        push(
+            Criterion::Age,
+            match facts.age {
+                None => Outcome::Unchecked(vec![S::Identity]),
+                Some(age)
+                    if criteria.min_age.is_none_or(|m| age >= m)
+                        && criteria.max_age.is_none_or(|m| age <= m) =>
+                {
+                    Outcome::Met(age.to_string())
+                }
+                Some(age) => Outcome::Failed(age.to_string()),
+            },
+        );
+    }
+    if !criteria.households.is_empty() {
+        push(
+            Criterion::Household,
+            match &facts.households {
+                None => Outcome::Unchecked(vec![S::Household]),
+                Some(h) => match criteria.households.iter().find(|w| h.contains(&w.as_str())) {
+                    Some(w) => Outcome::Met(w.clone()),
+                    None => Outcome::Failed(h.join(", ")),
+                },
+            },
+        );
+    }
+    if let Some(ceiling) = criteria.resources_ceiling {
+        push(
+            Criterion::Resources,
+            match facts.resources {
+                None => Outcome::Unchecked(vec![S::Resources]),
+                Some(r) if r <= ceiling => Outcome::Met(r.to_string()),
+                Some(r) => Outcome::Failed(r.to_string()),
+            },
+        );
+    }
+    if !criteria.territory.is_empty() {
+        push(
+            Criterion::Territory,
+            match &facts.commune {
+                None => Outcome::Unchecked(vec![S::Identity]),
+                Some(c) => {
+                    let inside = criteria.territory.iter().any(|t| {
+                        let t = t.to_ascii_uppercase();
+                        if t.len() == 5 {
+                            *c == t
+                        } else {
+                            c.starts_with(&t)
+                        }
+                    });
+                    if inside {
+                        Outcome::Met(c.clone())
+                    } else {
+                        Outcome::Failed(c.clone())
+                    }
+                }
+            },
+        );
+    }
+    if !criteria.situations.is_empty() {
+        let known = |w: &str| {
+            facts
+                .situations
+                .iter()
+                .find(|(s, _)| *s == w)
+                .map(|(_, h)| *h)
+        };
+        let outcome = if let Some(w) = criteria.situations.iter().find(|w| known(w) == Some(true)) {
+            Outcome::Met(w.clone())
+        } else if criteria.situations.iter().all(|w| known(w) == Some(false)) {
+            Outcome::Failed(criteria.situations.join(", "))
+        } else {
+            let mut needs: Vec<S> = criteria
+                .situations
+                .iter()
+                .filter(|w| known(w).is_none())
+                .filter_map(|w| {
+                    SITUATIONS
+                        .iter()
+                        .find(|(s, _)| s == w)
+                        .map(|(_, section)| *section)
+                })
+                .collect();
+            needs.sort_by_key(|s| s.to_string());
+            needs.dedup();
+            Outcome::Unchecked(needs)
+        };
+        push(Criterion::Situation, outcome);
+    }
+    checks
+}
+
 /// One CSV field, quoted when it must be, and never read as a formula by
 /// a spreadsheet (a leading `=`, `+`, `-`, `@` is prefixed with `'`).
 fn csv_field(text: &str) -> String {
@@ -806,5 +1108,98 @@ mod tests {
             lines[1].contains("\"'=1+1, \"\"frais\"\" de dossier\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_sections_read_tell_facts_and_each_criterion_is_met_failed_or_unchecked_with_why() {
+        use crate::types::Section as S;
+        let sections = vec![
+            (
+                S::Household,
+                serde_json::json!({"situation_familiale": "séparé", "adultes": 1, "enfants": 2}),
+            ),
+            (
+                S::Resources,
+                serde_json::json!({"rsa": true, "montant_mensuel": 820.5}),
+            ),
+            (S::Identity, serde_json::json!({"code_commune": "12202"})),
+            (
+                S::Housing,
+                serde_json::json!({"situation": "hébergée chez un tiers"}),
+            ),
+        ];
+        let facts = Facts::read(Some(34), &sections);
+        assert_eq!(
+            facts.households,
+            Some(vec!["single_parent", "with_children"])
+        );
+        assert_eq!(facts.resources, Some(821));
+        assert_eq!(facts.commune.as_deref(), Some("12202"));
+        assert!(facts.situations.contains(&("rsa", true)));
+        assert!(facts.situations.contains(&("poorly_housed", true)));
+        assert!(facts.situations.contains(&("homeless", false)));
+        assert!(!facts.situations.iter().any(|(s, _)| *s == "job_seeker"));
+
+        let criteria = Criteria {
+            min_age: Some(18),
+            max_age: None,
+            households: vec!["single_parent".into(), "isolated".into()],
+            resources_ceiling: Some(1000),
+            territory: vec!["12".into()],
+            situations: vec!["job_seeker".into(), "disability".into()],
+        };
+        let checks = check(&criteria, &facts);
+        let outcomes: Vec<_> = checks
+            .iter()
+            .map(|c| (c.criterion, c.outcome.clone()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (Criterion::Age, Outcome::Met("34".into())),
+                (Criterion::Household, Outcome::Met("single_parent".into())),
+                (Criterion::Resources, Outcome::Met("821".into())),
+                (Criterion::Territory, Outcome::Met("12202".into())),
+                (
+                    Criterion::Situation,
+                    Outcome::Unchecked(vec![S::Disability, S::Employment])
+                ),
+            ]
+        );
+        assert_eq!(checks[2].wanted, "resources at most 1000 € a month");
+
+        // Above the ceiling, out of the territory, too young: each fails.
+        let strict = Criteria {
+            max_age: Some(25),
+            resources_ceiling: Some(800),
+            territory: vec!["12145".into(), "81".into()],
+            situations: vec!["homeless".into()],
+            ..Criteria::default()
+        };
+        let failed: Vec<_> = check(&strict, &facts)
+            .into_iter()
+            .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+            .map(|c| c.criterion)
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                Criterion::Age,
+                Criterion::Resources,
+                Criterion::Territory,
+                Criterion::Situation
+            ]
+        );
+
+        // Nothing read: every criterion unchecked, naming the section that would tell.
+        let blind = check(&criteria, &Facts::default());
+        assert!(
+            blind
+                .iter()
+                .all(|c| matches!(c.outcome, Outcome::Unchecked(_)))
+        );
+        assert_eq!(blind[2].outcome, Outcome::Unchecked(vec![S::Resources]));
+        // No criterion: nothing to check, the service stands for anyone.
+        assert!(check(&Criteria::default(), &facts).is_empty());
     }
 }

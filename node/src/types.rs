@@ -397,6 +397,15 @@ impl Date {
     pub fn end_unix(self) -> i64 {
         self.0.midnight().assume_utc().unix_timestamp() + 86_400
     }
+    /// Full years from this date (a birth date) to `on`; `None` before it.
+    pub fn years_to(self, on: Date) -> Option<u32> {
+        let (b, o) = (self.0, on.0);
+        let mut years = o.year() - b.year();
+        if (o.month() as u8, o.day()) < (b.month() as u8, b.day()) {
+            years -= 1;
+        }
+        u32::try_from(years).ok()
+    }
     /// The day containing the given Unix time (UTC).
     pub fn from_unix(secs: i64) -> Self {
         let dt = time::OffsetDateTime::from_unix_timestamp(secs)

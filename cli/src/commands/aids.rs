@@ -34,6 +34,18 @@ pub(super) async fn run(conn: &Conn, cmd: AidsCmd, json: bool) -> Result<(), Cli
                 }
             }
         }
+        AidsCmd::Match { dossier, purpose } => {
+            let dossier: maillon_node::types::DossierId = super::arg("dossier", &dossier)?;
+            let r = conn
+                .api()
+                .match_aids(conn.req(pb::MatchAidsRequest {
+                    dossier: dossier.to_string(),
+                    purpose,
+                }))
+                .await?
+                .into_inner();
+            print_match(&dossier, r, json)?;
+        }
         AidsCmd::Show { service } => {
             let (member, id) = service
                 .split_once('/')
@@ -290,4 +302,95 @@ fn details(e: &SignedEntry) -> Vec<String> {
         lines.push(format!("  {url}"));
     }
     lines
+}
+
+/// What `aids match` prints.
+fn print_match(
+    dossier: &maillon_node::types::DossierId,
+    r: pb::MatchAidsReply,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut proposed = Vec::new();
+    for p in r.proposed {
+        let entry = decode(p.entry.unwrap_or_default())?;
+        proposed.push((entry, p.checks));
+    }
+    let sources = |list: &[pb::SectionSource]| {
+        list.iter()
+            .map(|s| {
+                serde_json::json!({
+                    "owner": s.owner,
+                    "section": s.section,
+                    "reason": (!s.reason.is_empty()).then_some(&s.reason),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    if json {
+        print_value(&serde_json::json!({
+            "dossier": dossier.to_string(),
+            "proposed": proposed.iter().map(|(e, checks)| {
+                let mut value = entry_json(e);
+                value["checks"] = checks.iter().map(|c| serde_json::json!({
+                    "criterion": c.criterion,
+                    "wanted": c.wanted,
+                    "outcome": c.outcome,
+                    "found": (!c.found.is_empty()).then_some(&c.found),
+                    "needs": c.needs,
+                })).collect();
+                value
+            }).collect::<Vec<_>>(),
+            "excluded": r.excluded,
+            "read": sources(&r.read),
+            "unread": sources(&r.unread),
+        }));
+        return Ok(());
+    }
+    let named = |list: &[pb::SectionSource]| {
+        list.iter()
+            .map(|s| format!("{} ({})", s.section, s.owner))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    say(&format!(
+        "sections read: {}",
+        if r.read.is_empty() {
+            "none".to_owned()
+        } else {
+            named(&r.read)
+        }
+    ));
+    for s in &r.unread {
+        say(&format!(
+            "not readable: {} ({}): {}",
+            s.section, s.owner, s.reason
+        ));
+    }
+    say(&format!(
+        "{} service{} proposed; {} left out, a criterion not met",
+        proposed.len(),
+        if proposed.len() == 1 { "" } else { "s" },
+        r.excluded
+    ));
+    for (e, checks) in &proposed {
+        say(&summary(e));
+        if checks.is_empty() {
+            say("    no criterion: open to anyone");
+        }
+        for c in checks {
+            match c.outcome.as_str() {
+                "met" => say(&format!("    met: {} ({})", c.wanted, c.found)),
+                _ if c.needs.is_empty() => say(&format!(
+                    "    not checked: {} (no section tells it)",
+                    c.wanted
+                )),
+                _ => say(&format!(
+                    "    not checked: {} (needs {})",
+                    c.wanted,
+                    c.needs.join(" or ")
+                )),
+            }
+        }
+    }
+    Ok(())
 }

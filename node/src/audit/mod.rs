@@ -398,6 +398,17 @@ pub enum AuditEvent {
         /// The user at this node who did it.
         by: UserName,
     },
+    /// A caseworker looked for the aids of the census the person may be
+    /// entitled to, from the sections of the dossier it may read (each
+    /// section's read is logged on its own).
+    AidsMatched {
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The user at this node who did it.
+        by: UserName,
+        /// How many services were proposed.
+        proposed: u32,
+    },
     /// A caseworker or auditor listed the consents of a dossier.
     ConsentsListed {
         /// The dossier the entry is about (its opaque id only).
@@ -655,6 +666,7 @@ impl AuditEvent {
             | E::SectionRead { dossier, .. }
             | E::ConsentsListed { dossier, .. }
             | E::DossierConsulted { dossier, .. }
+            | E::AidsMatched { dossier, .. }
             | E::ConsentRevoked { dossier, .. }
             | E::GroupMemberAdded { dossier, .. }
             | E::GroupMemberRemoved { dossier, .. }

@@ -932,6 +932,12 @@ fn describe(
             "{t} : {inst}{} a ouvert la fiche de votre dossier (identité, parties et consentements, sans leur contenu).",
             agent(by.as_str())
         ),
+        E::AidsMatched { by, proposed, .. } => format!(
+            "{t} : {inst}{} a recherché les aides auxquelles vous pourriez avoir droit, à partir des sections de votre dossier qu'il peut lire ({proposed} aide{} proposée{}).",
+            agent(by.as_str()),
+            if *proposed > 1 { "s" } else { "" },
+            if *proposed > 1 { "s" } else { "" },
+        ),
         E::ConsentsListed { by, .. } => format!(
             "{t} : {inst}{} a consulté la liste de vos consentements.",
             agent(by.as_str())

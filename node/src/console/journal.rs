@@ -48,6 +48,7 @@ fn kind_fr(kind: &str) -> &'static str {
         "consent_shown" => "Récépissé affiché",
         "section_read" => "Partie lue ici",
         "dossier_consulted" => "Fiche du dossier consultée",
+        "aids_matched" => "Aides recherchées pour un dossier",
         "dossiers_searched" => "Recherche de dossiers",
         "consents_listed" => "Consentements listés",
         "consent_revoked" => "Consentement retiré",

@@ -94,6 +94,11 @@ pub(super) fn fields(section: Section) -> &'static [Field] {
         Section::Identity => {
             const F: &[Field] = &[
                 f("adresse", "Adresse", Text),
+                f(
+                    "code_commune",
+                    "Code INSEE de la commune de résidence",
+                    Text,
+                ),
                 f("telephone", "Téléphone", Text),
                 f("langue", "Langue parlée", Text),
                 f("nationalite", "Nationalité", Text),

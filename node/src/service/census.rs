@@ -16,10 +16,34 @@ use std::time::Duration;
 
 use super::{Caller, Node, Result, ServiceError, require};
 use crate::audit::AuditEvent;
-use crate::census::{CensusError, Entry, Query, Service, SignedEntry};
+use crate::census::{CensusError, Check, Entry, Facts, Outcome, Query, Service, SignedEntry};
 use crate::protocol::SignedBytes;
 use crate::storage::Tree;
-use crate::types::{MemberId, Role};
+use crate::types::{DossierId, MemberId, Role, Section};
+
+/// A service of the census proposed for a dossier, with each criterion
+/// checked.
+#[derive(Clone, Debug)]
+pub struct AidMatch {
+    /// The service's entry.
+    pub entry: SignedEntry,
+    /// Each criterion it gives: met, or not checked (none failed).
+    pub checks: Vec<Check>,
+}
+
+/// What `maillon aids match` finds for a dossier.
+#[derive(Clone, Debug)]
+pub struct AidsMatch {
+    /// The services none of whose criteria failed: those whose every
+    /// criterion was checked first, then the others, each by member and id.
+    pub proposed: Vec<AidMatch>,
+    /// How many services in force were left out, a criterion failing.
+    pub excluded: usize,
+    /// The sections read for it, by owner.
+    pub read: Vec<(MemberId, Section)>,
+    /// The sections that could not be read, by owner, and why.
+    pub unread: Vec<(MemberId, Section, String)>,
+}
 
 /// Most services one member keeps in the census.
 pub const MAX_SERVICES_PER_MEMBER: usize = 256;
@@ -346,6 +370,68 @@ impl Node {
             }
         }
         Ok(found)
+    }
+
+    /// `maillon aids match` (caseworkers): the services of the census whose
+    /// criteria the sections of `dossier` this caseworker may read satisfy,
+    /// each with the criteria met and those that could not be checked.
+    /// The sections are read as the unified view reads them (each read
+    /// logged where it happens, with `purpose`); the match itself is logged
+    /// before it is shown. Rules only, never a score.
+    pub async fn match_aids(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        purpose: &str,
+    ) -> Result<AidsMatch> {
+        require(caller, &[Role::Caseworker])?;
+        let birth_date = self.summary_of(&self.dossier(dossier)?)?.birth_date;
+        let view = self.view_dossier(caller, dossier, purpose).await?;
+        let mut sections = Vec::new();
+        let (mut read, mut unread) = (Vec::new(), Vec::new());
+        for v in view.sections {
+            match v.outcome {
+                Ok(section) => {
+                    if let Ok(json) = serde_json::from_str(&section.json) {
+                        sections.push((v.section, json));
+                    }
+                    read.push((v.owner, v.section));
+                }
+                Err(e) => unread.push((v.owner, v.section, e.to_string())),
+            }
+        }
+        let today = crate::types::Date::from_unix(self.clock.now());
+        let facts = Facts::read(birth_date.years_to(today), &sections);
+        let (mut complete, mut partial, mut excluded) = (Vec::new(), Vec::new(), 0);
+        for (key, _) in self.store.scan::<Kept>(Tree::Census, "")? {
+            let Some(entry) = self.kept_entry(&key)?.filter(|e| !e.entry.withdrawn) else {
+                continue;
+            };
+            let checks = crate::census::check(&entry.entry.service.criteria, &facts);
+            if checks
+                .iter()
+                .any(|c| matches!(c.outcome, Outcome::Failed(_)))
+            {
+                excluded += 1;
+            } else if checks.iter().all(|c| matches!(c.outcome, Outcome::Met(_))) {
+                complete.push(AidMatch { entry, checks });
+            } else {
+                partial.push(AidMatch { entry, checks });
+            }
+        }
+        complete.extend(partial);
+        self.audit(AuditEvent::AidsMatched {
+            dossier: dossier.clone(),
+            by: caller.name.clone(),
+            proposed: u32::try_from(complete.len()).unwrap_or(u32::MAX),
+        })
+        .await?;
+        Ok(AidsMatch {
+            proposed: complete,
+            excluded,
+            read,
+            unread,
+        })
     }
 
     /// Re-applies a publication the log holds and the store lacks (start).

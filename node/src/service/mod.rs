@@ -49,7 +49,7 @@ pub use backup::{
     write_archive,
 };
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
-pub use census::{CENSUS_PAGE, MAX_SERVICES_PER_MEMBER};
+pub use census::{AidMatch, AidsMatch, CENSUS_PAGE, MAX_SERVICES_PER_MEMBER};
 pub use consents::GrantRequest;
 pub use console::{
     CONSOLE_LINK_SECONDS, ConsoleSession, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS,

@@ -156,7 +156,7 @@ impl Node {
     }
 
     /// The identity a record holds, unsealed.
-    fn summary_of(&self, record: &DossierRecord) -> Result<DossierSummary> {
+    pub(super) fn summary_of(&self, record: &DossierRecord) -> Result<DossierSummary> {
         let id = &record.id;
         let sealed = B64
             .decode(&record.identity)

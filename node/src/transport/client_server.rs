@@ -1167,6 +1167,47 @@ impl Client for ClientApi {
         )))
     }
 
+    async fn match_aids(
+        &self,
+        req: Request<pb::MatchAidsRequest>,
+    ) -> Result<Response<pb::MatchAidsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
+        let found = self
+            .node
+            .match_aids(&caller, &dossier, &r.purpose)
+            .await
+            .map_err(status)?;
+        let source =
+            |owner: &crate::types::MemberId, section: &Section, reason: String| pb::SectionSource {
+                owner: owner.to_string(),
+                section: section.to_string(),
+                reason,
+            };
+        Ok(Response::new(pb::MatchAidsReply {
+            proposed: found
+                .proposed
+                .iter()
+                .map(|m| pb::AidProposal {
+                    entry: Some(super::peer_client::census_entry(&m.entry.signed)),
+                    checks: m.checks.iter().map(aid_check).collect(),
+                })
+                .collect(),
+            excluded: u32::try_from(found.excluded).unwrap_or(u32::MAX),
+            read: found
+                .read
+                .iter()
+                .map(|(o, s)| source(o, s, String::new()))
+                .collect(),
+            unread: found
+                .unread
+                .iter()
+                .map(|(o, s, why)| source(o, s, why.clone()))
+                .collect(),
+        }))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
@@ -1277,5 +1318,33 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// One criterion checked, as the client API gives it.
+fn aid_check(c: &crate::census::Check) -> pb::AidCheck {
+    use crate::census::{Criterion, Outcome};
+    let criterion = match c.criterion {
+        Criterion::Age => "age",
+        Criterion::Household => "household",
+        Criterion::Resources => "resources",
+        Criterion::Territory => "territory",
+        Criterion::Situation => "situation",
+    };
+    let (outcome, found, needs) = match &c.outcome {
+        Outcome::Met(found) => ("met", found.clone(), Vec::new()),
+        Outcome::Unchecked(needs) => (
+            "unchecked",
+            String::new(),
+            needs.iter().map(ToString::to_string).collect(),
+        ),
+        Outcome::Failed(found) => ("failed", found.clone(), Vec::new()),
+    };
+    pb::AidCheck {
+        criterion: criterion.into(),
+        wanted: c.wanted.clone(),
+        outcome: outcome.into(),
+        found,
+        needs,
     }
 }

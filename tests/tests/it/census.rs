@@ -521,3 +521,227 @@ async fn the_census_from_the_command_line_publish_search_show_export_withdraw_an
     .await;
     assert_eq!(shown["withdrawn"], true);
 }
+
+/// Publishes `json` as `member`'s admin.
+async fn publish(c: &Cluster, member: &str, json: &str) {
+    let admin = c.admin(member);
+    admin
+        .api()
+        .publish_aid(admin.req(maillon_proto::v1::PublishAidRequest {
+            service: json.as_bytes().to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+}
+
+/// `aids match` of `d` as `desk`: each proposed service's key with its
+/// checks as (criterion, outcome, found or needs).
+async fn matched(
+    desk: &maillon_tests::Desk,
+    d: &str,
+) -> Result<
+    (
+        Vec<(String, Vec<(String, String, String)>)>,
+        maillon_proto::v1::MatchAidsReply,
+    ),
+    tonic::Status,
+> {
+    let r = desk
+        .conn
+        .api()
+        .match_aids(desk.conn.req(maillon_proto::v1::MatchAidsRequest {
+            dossier: d.into(),
+            purpose: "recherche des aides et droits".into(),
+        }))
+        .await?
+        .into_inner();
+    let proposed = r
+        .proposed
+        .iter()
+        .map(|p| {
+            let entry: serde_json::Value =
+                serde_json::from_slice(&p.entry.as_ref().expect("entry").entry).expect("json");
+            let key = format!(
+                "{}/{}",
+                entry["member"].as_str().unwrap_or(""),
+                entry["service"]["id"].as_str().unwrap_or("")
+            );
+            let checks = p
+                .checks
+                .iter()
+                .map(|c| {
+                    let what = if c.outcome == "met" {
+                        c.found.clone()
+                    } else {
+                        c.needs.join(",")
+                    };
+                    (c.criterion.clone(), c.outcome.clone(), what)
+                })
+                .collect();
+            (key, checks)
+        })
+        .collect();
+    Ok((proposed, r))
+}
+
+fn check(criterion: &str, outcome: &str, what: &str) -> (String, String, String) {
+    (criterion.into(), outcome.into(), what.into())
+}
+
+#[tokio::test]
+async fn aids_match_proposes_what_the_readable_sections_satisfy_and_says_what_it_could_not_check() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.put(
+        &d,
+        "household",
+        r#"{"situation_familiale":"séparé","adultes":1,"enfants":2}"#,
+    )
+    .await
+    .expect("household");
+    ccas.put(
+        &d,
+        "identity",
+        r#"{"code_commune":"12202","langue":"français"}"#,
+    )
+    .await
+    .expect("identity");
+    let consent = ccas
+        .grant(
+            &d,
+            &["housing", "household"],
+            &["caf12"],
+            &maillon_tests::next_year(&c.clock),
+        )
+        .await
+        .expect("consent");
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("attached");
+    caf.put(&d, "resources", r#"{"montant_mensuel":820,"rsa":true}"#)
+        .await
+        .expect("resources");
+    publish(&c, "caf12", r#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF de l'Aveyron"},"criteria":{"resources_ceiling":1000,"territory":["12"],"situations":["poorly_housed"]}}"#).await;
+    publish(&c, "ccas-rodez", r#"{"id":"epicerie","name":"Épicerie solidaire","description":"","organization":{"name":"CCAS de Rodez"},"criteria":{"households":["single_parent","isolated"],"resources_ceiling":900}}"#).await;
+    publish(&c, "cd12", r#"{"id":"jeunes","name":"Fonds d'aide aux jeunes","description":"","organization":{"name":"Département de l'Aveyron"},"criteria":{"max_age":25}}"#).await;
+    publish(&c, "cd12", r#"{"id":"accueil","name":"Accueil inconditionnel","description":"","organization":{"name":"Département de l'Aveyron"}}"#).await;
+
+    // At the CAF: what the CCAS shares and its own resources. The identity
+    // is not shared: the territory cannot be checked there.
+    let (proposed, reply) = matched(&caf, &d).await.expect("matched at the CAF");
+    assert_eq!(
+        proposed,
+        [
+            (
+                "ccas-rodez/epicerie".into(),
+                vec![
+                    check("household", "met", "single_parent"),
+                    check("resources", "met", "820")
+                ]
+            ),
+            ("cd12/accueil".into(), vec![]),
+            (
+                "caf12/aide-logement".into(),
+                vec![
+                    check("resources", "met", "820"),
+                    check("territory", "unchecked", "identity"),
+                    check("situation", "met", "poorly_housed"),
+                ]
+            ),
+        ],
+        "fully checked first; the young people's fund left out (42 years old)"
+    );
+    assert_eq!(reply.excluded, 1);
+    let read: Vec<(String, String)> = reply
+        .read
+        .iter()
+        .map(|s| (s.owner.clone(), s.section.clone()))
+        .collect();
+    assert!(
+        read.contains(&("ccas-rodez".into(), "household".into())),
+        "{read:?}"
+    );
+    assert!(
+        read.contains(&("caf12".into(), "resources".into())),
+        "{read:?}"
+    );
+    assert!(
+        !read.iter().any(|(_, s)| s == "identity"),
+        "not shared, not read"
+    );
+
+    // At the CCAS: its own sections; the CAF shares nothing.
+    let (proposed, _) = matched(&ccas, &d).await.expect("matched at the CCAS");
+    let logement = proposed
+        .iter()
+        .find(|(k, _)| k == "caf12/aide-logement")
+        .expect("proposed");
+    assert_eq!(
+        logement.1,
+        [
+            check("resources", "unchecked", "resources"),
+            check("territory", "met", "12202"),
+            check("situation", "met", "poorly_housed"),
+        ]
+    );
+
+    // Once the person withdraws the consent, the CAF no longer reads the
+    // household: that criterion is no longer checked there.
+    ccas.revoke(&consent).await.expect("revoked");
+    let (proposed, reply) = matched(&caf, &d).await.expect("matched after revocation");
+    let epicerie = proposed
+        .iter()
+        .find(|(k, _)| k == "ccas-rodez/epicerie")
+        .expect("still proposed");
+    assert_eq!(epicerie.1[0], check("household", "unchecked", "household"));
+    assert!(
+        !reply.read.iter().any(|s| s.owner == "ccas-rodez"),
+        "{:?}",
+        reply.read
+    );
+
+    // Refusals: an admin or an auditor, a dossier this node does not hold,
+    // no purpose; none is logged as a match.
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    let before = maillon_tests::audit_events(&auditor, "aids_matched")
+        .await
+        .len();
+    assert_eq!(before, 2);
+    for who in [c.admin("caf12"), auditor.clone()] {
+        let desk = maillon_tests::Desk { conn: who };
+        assert_eq!(
+            maillon_tests::code(matched(&desk, &d).await).0,
+            tonic::Code::PermissionDenied
+        );
+    }
+    let cd = c.desk("cd12", "agent-cd").await;
+    assert_eq!(
+        maillon_tests::code(matched(&cd, &d).await).0,
+        tonic::Code::NotFound
+    );
+    let no_purpose = caf
+        .conn
+        .api()
+        .match_aids(caf.conn.req(maillon_proto::v1::MatchAidsRequest {
+            dossier: d.clone(),
+            purpose: String::new(),
+        }))
+        .await;
+    assert_eq!(
+        maillon_tests::code(no_purpose).0,
+        tonic::Code::InvalidArgument
+    );
+    let logged = maillon_tests::audit_events(&auditor, "aids_matched").await;
+    assert_eq!(logged.len(), 2, "refusals log no match");
+    assert_eq!(logged[0]["proposed"], 3);
+
+    // The person's access report tells it, in French.
+    let report = c.access_report(&auditor, &d).await;
+    let text = format!("{report:?}");
+    assert!(
+        text.contains("a recherché les aides auxquelles vous pourriez avoir droit"),
+        "{text}"
+    );
+}
