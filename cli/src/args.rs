@@ -66,6 +66,11 @@ pub enum Command {
     /// show or export it (every role); publish this member's (admin).
     #[command(subcommand)]
     Aids(AidsCmd),
+    /// Orient the person to another member for one of its services, with
+    /// the person's consent naming it (`maillon orient DSU-… --to caf12
+    /// --service aide-logement --reason "…"`); follow and answer
+    /// orientations (caseworker).
+    Orient(OrientArgs),
     /// Measure the read path, or roster adoption, on nodes started on loopback (run in release mode).
     Bench {
         /// Reads measured sequentially, and in total with concurrency.
@@ -643,6 +648,71 @@ pub enum ExportFormat {
     Hsds,
     /// One service a line, comma-separated, no cell read as a formula.
     Csv,
+}
+
+/// `maillon orient …`: send one, or a subcommand.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct OrientArgs {
+    /// List or answer orientations.
+    #[command(subcommand)]
+    pub cmd: Option<OrientCmd>,
+    /// Dossier id (held here, open).
+    #[arg(required = true)]
+    pub dossier: Option<String>,
+    /// The receiving member.
+    #[arg(long, required = true)]
+    pub to: Option<String>,
+    /// The service's id in that member's census (`maillon aids search`).
+    #[arg(long, required = true)]
+    pub service: Option<String>,
+    /// Why, in a few words (at most 500 bytes; no section content).
+    #[arg(long, required = true)]
+    pub reason: Option<String>,
+    /// The consent it rests on (default: the one in force that names the member).
+    #[arg(long)]
+    pub consent: Option<String>,
+}
+
+/// `maillon orient list|accept|decline|complete`
+#[derive(Subcommand, Debug)]
+pub enum OrientCmd {
+    /// The orientations sent or received here, newest first, each step.
+    List {
+        /// Only those this node sent.
+        #[arg(long, conflicts_with = "received")]
+        sent: bool,
+        /// Only those this node received.
+        #[arg(long)]
+        received: bool,
+        /// Only those in this status: sent, accepted, declined, completed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Take in a person oriented here.
+    Accept {
+        /// Orientation id.
+        orientation: String,
+        /// A note for the sender.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Decline an orientation received here, saying why.
+    Decline {
+        /// Orientation id.
+        orientation: String,
+        /// Why (told to the sender).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Mark an orientation received here completed: the person has the service.
+    Complete {
+        /// Orientation id.
+        orientation: String,
+        /// A note for the sender.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
 }
 
 /// `maillon consent …`

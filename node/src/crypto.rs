@@ -83,6 +83,8 @@ pub enum Context {
     AuditExport,
     /// A member's entry in the shared census of aids.
     Census,
+    /// An orientation of a person to another member, or a step of it.
+    Orientation,
 }
 
 impl Context {
@@ -94,6 +96,7 @@ impl Context {
             Context::Consent => b"maillon/v1/consent",
             Context::AuditExport => b"maillon/v1/audit-export",
             Context::Census => b"maillon/v1/census",
+            Context::Orientation => b"maillon/v1/orientation",
         }
     }
 

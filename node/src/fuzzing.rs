@@ -168,7 +168,34 @@ pub fn notice(data: &[u8]) {
             by: None,
             from: Some(from),
         }),
+        Notice::Orientation {
+            orientation,
+            signature,
+        } => round_trips(AuditEvent::OrientationReceived {
+            orientation: orientation.id.clone(),
+            dossier: orientation.dossier.clone(),
+            from,
+            service: orientation.service.clone(),
+            message: base64_of(&serde_json::to_vec(&orientation).unwrap_or_default()),
+            signature: base64_of(&signature.to_bytes()),
+        }),
+        Notice::OrientationStep { step, signature } => {
+            round_trips(AuditEvent::OrientationStepped {
+                orientation: step.id.clone(),
+                dossier: step.dossier.clone(),
+                status: step.status,
+                by: None,
+                from: Some(from),
+                message: base64_of(&serde_json::to_vec(&step).unwrap_or_default()),
+                signature: base64_of(&signature.to_bytes()),
+            })
+        }
     }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Panics unless an event built from a peer's fields reads back from the log

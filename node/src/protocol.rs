@@ -276,6 +276,60 @@ impl Receipt {
     }
 }
 
+/// Longest reason or note of an orientation (bytes).
+pub const MAX_ORIENTATION_TEXT: usize = 500;
+
+/// An orientation: a caseworker at `from` sends the person to `to` for one
+/// of `to`'s services in the census, with the person's consent. It is
+/// minimal: the dossier's opaque id, the service, the reason, the consent it
+/// rests on and the sections that consent lets `to` read; nothing of their
+/// content. Signed by `from`'s node (`maillon/v1/orientation`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Orientation {
+    /// Its id.
+    pub id: crate::types::OrientationId,
+    /// The dossier (its opaque id only).
+    pub dossier: DossierId,
+    /// The sending member.
+    pub from: MemberId,
+    /// The receiving member.
+    pub to: MemberId,
+    /// The service's id in `to`'s census.
+    pub service: String,
+    /// Why, in the caseworker's words (at most 500 bytes).
+    pub reason: String,
+    /// The consent, recorded at `from`, that names `to`.
+    pub consent: crate::types::ConsentId,
+    /// The sections that consent lets `to` read.
+    pub sections: Vec<Section>,
+    /// When it was sent (Unix seconds, `from`'s clock).
+    pub sent_at: i64,
+}
+
+/// A step the receiving member took on an orientation, signed by its node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrientationStep {
+    /// The orientation.
+    pub id: crate::types::OrientationId,
+    /// The dossier (its opaque id only).
+    pub dossier: DossierId,
+    /// The member that took it: the orientation's `to`.
+    pub by: MemberId,
+    /// Where it stands now.
+    pub status: crate::types::OrientationStatus,
+    /// The reason of a refusal, or a note (at most 500 bytes; may be empty).
+    pub note: String,
+    /// When (Unix seconds, `by`'s clock).
+    pub at: i64,
+}
+
+/// Whether an orientation's or a step's text is within its limits.
+fn orientation_text_ok(text: &str) -> bool {
+    text.len() <= MAX_ORIENTATION_TEXT && !text.chars().any(|c| c.is_control() && c != '\n')
+}
+
 /// Largest notice accepted from a peer (bytes).
 pub const MAX_NOTICE: usize = 16 * 1024;
 
@@ -329,6 +383,20 @@ pub enum Notice {
         /// The dossier (its opaque id only).
         dossier: DossierId,
     },
+    /// From the sending member: an orientation, with its signature.
+    Orientation {
+        /// The orientation.
+        orientation: Orientation,
+        /// Its sender's node's signature (`maillon/v1/orientation`).
+        signature: crate::crypto::Signature,
+    },
+    /// From the receiving member: a step it took, with its signature.
+    OrientationStep {
+        /// The step.
+        step: OrientationStep,
+        /// The receiving node's signature (`maillon/v1/orientation`).
+        signature: crate::crypto::Signature,
+    },
 }
 
 impl Notice {
@@ -339,6 +407,8 @@ impl Notice {
             | Notice::BreakGlass { dossier, .. }
             | Notice::Closed { dossier, .. }
             | Notice::Erased { dossier } => dossier,
+            Notice::Orientation { orientation, .. } => &orientation.dossier,
+            Notice::OrientationStep { step, .. } => &step.dossier,
         }
     }
 
@@ -349,6 +419,8 @@ impl Notice {
             Notice::BreakGlass { .. } => "break_glass",
             Notice::Closed { .. } => "closed",
             Notice::Erased { .. } => "erased",
+            Notice::Orientation { .. } => "orientation",
+            Notice::OrientationStep { .. } => "orientation_step",
         }
     }
 
@@ -376,11 +448,18 @@ impl Notice {
                 !sections.is_empty() && sections.len() <= Section::ALL.len()
             }
             Notice::Closed { .. } | Notice::Erased { .. } => true,
+            Notice::Orientation { orientation: o, .. } => {
+                o.sections.len() <= Section::ALL.len()
+                    && orientation_text_ok(&o.reason)
+                    && !o.reason.trim().is_empty()
+                    && o.service.len() <= 64
+            }
+            Notice::OrientationStep { step, .. } => orientation_text_ok(&step.note),
         };
         if !sizes_ok {
             return Err(ProtocolError::Malformed {
                 what: "notice",
-                reason: "too many or too few members or sections".into(),
+                reason: "too many or too few members or sections, or a text over its limit".into(),
             });
         }
         Ok(notice)

@@ -129,6 +129,8 @@ pub enum Tree {
     /// The census of aids, by `member/service`: each entry as its member's
     /// node signed it (bytes and signature).
     Census,
+    /// Orientations sent and received, by id.
+    Orientations,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -164,7 +166,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 24] = [
+    const ALL: [Tree; 25] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -188,6 +190,7 @@ impl Tree {
         Tree::Evidence,
         Tree::Erased,
         Tree::Census,
+        Tree::Orientations,
         Tree::Meta,
     ];
 
@@ -216,6 +219,7 @@ impl Tree {
             Tree::Evidence => "evidence",
             Tree::Erased => "erased",
             Tree::Census => "census",
+            Tree::Orientations => "orientations",
             Tree::Meta => "meta",
         }
     }

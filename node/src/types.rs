@@ -214,6 +214,35 @@ impl fmt::Display for GrantId {
 }
 string_serde!(GrantId);
 
+/// An orientation of a person from one member to another (`ORI-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct OrientationId(String);
+
+impl OrientationId {
+    /// A fresh random orientation id.
+    pub fn random() -> Self {
+        Self(random_id("ORI-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for OrientationId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "ORI-", "orientation id").map(Self)
+    }
+}
+
+impl fmt::Display for OrientationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+string_serde!(OrientationId);
+
 macro_rules! word_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -299,6 +328,33 @@ word_enum!(
         Association => "association",
     }
 );
+
+word_enum!(
+    /// Where an orientation stands.
+    OrientationStatus, "orientation status", {
+        /// Sent, not answered yet.
+        Sent => "sent",
+        /// The receiving member takes the person in.
+        Accepted => "accepted",
+        /// The receiving member declined, with a reason.
+        Declined => "declined",
+        /// The receiving member completed it (the person has the service).
+        Completed => "completed",
+    }
+);
+
+impl OrientationStatus {
+    /// Whether an orientation may go from this status to `next`: a sent
+    /// one is accepted, declined or completed; an accepted one completed
+    /// or declined; declined and completed are final.
+    pub fn may_become(self, next: OrientationStatus) -> bool {
+        use OrientationStatus::*;
+        matches!(
+            (self, next),
+            (Sent, Accepted | Declined | Completed) | (Accepted, Completed | Declined)
+        )
+    }
+}
 
 word_enum!(
     /// What a node-local user may do through the client API.

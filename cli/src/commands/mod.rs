@@ -8,6 +8,7 @@ mod consent;
 mod dossiers;
 pub mod gov;
 mod node;
+mod orient;
 mod share;
 mod users;
 
@@ -86,6 +87,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Share(cmd) => share::run(&connect(profile)?.1, cmd, json).await,
         Command::Audit(cmd) => audit::run(profile, cmd, json).await,
         Command::Aids(cmd) => aids::run(&connect(profile)?.1, cmd, json).await,
+        Command::Orient(args) => orient::run(&connect(profile)?.1, args, json).await,
     }
 }
 

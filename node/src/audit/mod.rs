@@ -409,6 +409,69 @@ pub enum AuditEvent {
         /// How many services were proposed.
         proposed: u32,
     },
+    /// A caseworker oriented the person to another member for one of its
+    /// services (at the sender, with the signed orientation).
+    OrientationSent {
+        /// The orientation.
+        orientation: crate::types::OrientationId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The receiving member.
+        to: MemberId,
+        /// The service's id at `to`.
+        service: String,
+        /// The consent it rests on.
+        consent: ConsentId,
+        /// The user at this node who did it.
+        by: UserName,
+        /// The signed orientation, base64 of its bytes.
+        message: String,
+        /// Its signature, base64.
+        signature: String,
+    },
+    /// An orientation came from another member (at the receiver).
+    OrientationReceived {
+        /// The orientation.
+        orientation: crate::types::OrientationId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The sending member.
+        from: MemberId,
+        /// The service's id at this node.
+        service: String,
+        /// The signed orientation, base64 of its bytes.
+        message: String,
+        /// Its signature, base64.
+        signature: String,
+    },
+    /// A step of an orientation: taken here by a caseworker (at the
+    /// receiving member, `by`), or told by the receiving member (at the
+    /// sender, `from`).
+    OrientationStepped {
+        /// The orientation.
+        orientation: crate::types::OrientationId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// Where it stands now.
+        status: crate::types::OrientationStatus,
+        /// The user at this node who took it, if it was taken here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserName>,
+        /// The member that took it, if it was told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<MemberId>,
+        /// The signed step, base64 of its bytes.
+        message: String,
+        /// Its signature, base64.
+        signature: String,
+    },
+    /// A caseworker or auditor listed this node's orientations.
+    OrientationsListed {
+        /// The user at this node who did it.
+        by: UserName,
+        /// How many it showed.
+        shown: u32,
+    },
     /// A caseworker or auditor listed the consents of a dossier.
     ConsentsListed {
         /// The dossier the entry is about (its opaque id only).
@@ -667,6 +730,9 @@ impl AuditEvent {
             | E::ConsentsListed { dossier, .. }
             | E::DossierConsulted { dossier, .. }
             | E::AidsMatched { dossier, .. }
+            | E::OrientationSent { dossier, .. }
+            | E::OrientationReceived { dossier, .. }
+            | E::OrientationStepped { dossier, .. }
             | E::ConsentRevoked { dossier, .. }
             | E::GroupMemberAdded { dossier, .. }
             | E::GroupMemberRemoved { dossier, .. }
@@ -696,6 +762,7 @@ impl AuditEvent {
             | E::ConsoleLogin { .. }
             | E::ConsoleLoginRefused { .. }
             | E::DossiersSearched { .. }
+            | E::OrientationsListed { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }
@@ -720,6 +787,9 @@ impl AuditEvent {
                 vec![member]
             }
             E::GroupJoined { owner, .. } | E::ReceiptLogged { owner, .. } => vec![owner],
+            E::OrientationSent { to, .. } => vec![to],
+            E::OrientationReceived { from, .. } => vec![from],
+            E::OrientationStepped { from, .. } => from.iter().collect(),
             E::ReadGranted { reader, .. }
             | E::ReadDenied { reader, .. }
             | E::BreakGlassGranted { reader, .. } => vec![reader],

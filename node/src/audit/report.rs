@@ -938,6 +938,32 @@ fn describe(
             if *proposed > 1 { "s" } else { "" },
             if *proposed > 1 { "s" } else { "" },
         ),
+        E::OrientationSent {
+            to, service, by, ..
+        } => format!(
+            "{t} : {inst}{} vous a orienté vers {} pour le service « {service} », avec votre consentement.",
+            agent(by.as_str()),
+            names.of(to)
+        ),
+        E::OrientationReceived { from, service, .. } => format!(
+            "{t} : {inst} a reçu votre orientation de la part de {} pour le service « {service} ».",
+            names.of(from)
+        ),
+        E::OrientationStepped { status, by, .. } => {
+            let done = match status {
+                crate::types::OrientationStatus::Sent => "envoyée",
+                crate::types::OrientationStatus::Accepted => "acceptée",
+                crate::types::OrientationStatus::Declined => "déclinée",
+                crate::types::OrientationStatus::Completed => "menée à son terme",
+            };
+            match by {
+                Some(by) => format!(
+                    "{t} : {inst}{} a noté votre orientation comme {done}.",
+                    agent(by.as_str())
+                ),
+                None => format!("{t} : {inst} a appris que votre orientation était {done}."),
+            }
+        }
         E::ConsentsListed { by, .. } => format!(
             "{t} : {inst}{} a consulté la liste de vos consentements.",
             agent(by.as_str())

@@ -181,6 +181,20 @@ impl Node {
         self.publish_aid(caller, current.entry.service, true).await
     }
 
+    /// The entry kept for `member`'s service `id`, if any.
+    pub(super) fn kept_aid(&self, member: &MemberId, id: &str) -> Result<Option<SignedEntry>> {
+        self.kept_entry(&format!("{member}/{id}"))
+    }
+
+    /// The name of `member`'s service `id` in the census kept here, if any
+    /// (to name it beside an orientation).
+    pub fn aid_name(&self, member: &MemberId, id: &str) -> Option<String> {
+        self.kept_aid(member, id)
+            .ok()
+            .flatten()
+            .map(|e| e.entry.service.name)
+    }
+
     /// `maillon aids show` (every role): the entry of `member`'s service
     /// `id`, withdrawn or not.
     pub fn get_aid(&self, caller: &Caller, member: &MemberId, id: &str) -> Result<SignedEntry> {

@@ -257,6 +257,10 @@ impl Node {
         self.store
             .remove_where::<super::BreakGlassGrant>(Tree::Notices, "", |g| &g.dossier == dossier)?;
         self.store.remove(Tree::Referents, dossier.as_str())?;
+        self.store
+            .remove_where::<super::OrientationRecord>(Tree::Orientations, "", |r| {
+                &r.orientation.dossier == dossier
+            })?;
         let members: Vec<MemberId> = self
             .roster
             .get()

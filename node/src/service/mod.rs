@@ -28,6 +28,7 @@ mod membership;
 mod mls_peer;
 mod network;
 mod nonces;
+mod orientations;
 mod outbox;
 mod reads;
 mod referent;
@@ -66,6 +67,7 @@ pub use governance::{
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
 pub use nonces::NONCE_BUCKET;
+pub use orientations::{Direction, OrientationRecord, StepRecord};
 pub use outbox::{
     FINAL_ATTEMPTS, OUTBOX_RETRY_BASE, OUTBOX_RETRY_MAX, OUTBOX_ROUND, OutboxItem, Waiting,
 };
@@ -180,6 +182,8 @@ pub struct Node {
     verifying: tokio::sync::Mutex<()>,
     /// Held while this member publishes a census entry: versions in order.
     census: tokio::sync::Mutex<()>,
+    /// Held while an orientation is received or steps: one at a time.
+    orientations: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -268,6 +272,7 @@ impl Node {
             backups: tokio::sync::Mutex::new(()),
             verifying: tokio::sync::Mutex::new(()),
             census: tokio::sync::Mutex::new(()),
+            orientations: tokio::sync::Mutex::new(()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

@@ -187,6 +187,13 @@ impl Node {
         self.active_peer(peer)?;
         match notice {
             Notice::Closed { .. } | Notice::Erased { .. } => self.receive_end(peer, notice).await,
+            Notice::Orientation {
+                orientation,
+                signature,
+            } => self.receive_orientation(peer, orientation, signature).await,
+            Notice::OrientationStep { step, signature } => {
+                self.receive_orientation_step(peer, step, signature).await
+            }
             Notice::Referent {
                 dossier,
                 member,

@@ -308,6 +308,27 @@ impl Node {
                     } if self.replay_aid(&entry, &signature)? => {
                         applied += 1;
                     }
+                    AuditEvent::OrientationSent {
+                        by,
+                        message,
+                        signature,
+                        ..
+                    } if self.replay_orientation_sent(&by, &message, &signature)? => {
+                        applied += 1;
+                    }
+                    AuditEvent::OrientationReceived {
+                        message, signature, ..
+                    } if self.replay_orientation_received(&message, &signature)? => {
+                        applied += 1;
+                    }
+                    AuditEvent::OrientationStepped {
+                        by,
+                        message,
+                        signature,
+                        ..
+                    } if self.replay_orientation_step(by.as_ref(), &message, &signature)? => {
+                        applied += 1;
+                    }
                     AuditEvent::UserRoleChanged { user, role, .. } => {
                         roles.insert(user, role);
                     }
@@ -405,7 +426,10 @@ fn creates_for(event: &AuditEvent) -> Option<&crate::types::DossierId> {
         | AuditEvent::ReferentSet { dossier, .. }
         | AuditEvent::ReferentNoted { dossier, .. }
         | AuditEvent::DossierConfirmed { dossier, .. }
-        | AuditEvent::DossierClosed { dossier, .. } => Some(dossier),
+        | AuditEvent::DossierClosed { dossier, .. }
+        | AuditEvent::OrientationSent { dossier, .. }
+        | AuditEvent::OrientationReceived { dossier, .. }
+        | AuditEvent::OrientationStepped { dossier, .. } => Some(dossier),
         _ => None,
     }
 }

@@ -1208,6 +1208,84 @@ impl Client for ClientApi {
         }))
     }
 
+    async fn orient(
+        &self,
+        req: Request<pb::OrientRequest>,
+    ) -> Result<Response<pb::OrientationEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
+        let to: crate::types::MemberId = r.to.parse().map_err(invalid)?;
+        let consent: Option<crate::types::ConsentId> = match r.consent.as_str() {
+            "" => None,
+            c => Some(c.parse().map_err(invalid)?),
+        };
+        let record = self
+            .node
+            .orient(
+                &caller,
+                &dossier,
+                &to,
+                &r.service,
+                &r.reason,
+                consent.as_ref(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.orientation_entry(&record)))
+    }
+
+    async fn step_orientation(
+        &self,
+        req: Request<pb::StepOrientationRequest>,
+    ) -> Result<Response<pb::OrientationEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let id: crate::types::OrientationId = r.orientation.parse().map_err(invalid)?;
+        let next: crate::types::OrientationStatus = r.status.parse().map_err(invalid)?;
+        if next == crate::types::OrientationStatus::Sent {
+            return Err(Status::invalid_argument(
+                "a step is accepted, declined or completed",
+            ));
+        }
+        let record = self
+            .node
+            .step_orientation(&caller, &id, next, &r.note)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.orientation_entry(&record)))
+    }
+
+    async fn list_orientations(
+        &self,
+        req: Request<pb::ListOrientationsRequest>,
+    ) -> Result<Response<pb::ListOrientationsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let direction = match r.direction.as_str() {
+            "" => None,
+            "sent" => Some(crate::service::Direction::Sent),
+            "received" => Some(crate::service::Direction::Received),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "direction: sent, received, or nothing for both",
+                ));
+            }
+        };
+        let wanted = match r.status.as_str() {
+            "" => None,
+            s => Some(s.parse().map_err(invalid)?),
+        };
+        let records = self
+            .node
+            .list_orientations(&caller, direction, wanted)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListOrientationsReply {
+            orientations: records.iter().map(|r| self.orientation_entry(r)).collect(),
+        }))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
@@ -1346,5 +1424,46 @@ fn aid_check(c: &crate::census::Check) -> pb::AidCheck {
         outcome: outcome.into(),
         found,
         needs,
+    }
+}
+
+impl ClientApi {
+    /// An orientation as the client API gives it, with its service's name
+    /// when this node's census has it.
+    fn orientation_entry(&self, r: &crate::service::OrientationRecord) -> pb::OrientationEntry {
+        let o = &r.orientation;
+        let service_name = self.node.aid_name(&o.to, &o.service).unwrap_or_default();
+        pb::OrientationEntry {
+            id: o.id.to_string(),
+            dossier: o.dossier.to_string(),
+            from: o.from.to_string(),
+            to: o.to.to_string(),
+            service: o.service.clone(),
+            service_name,
+            reason: o.reason.clone(),
+            consent: o.consent.to_string(),
+            sections: o.sections.iter().map(ToString::to_string).collect(),
+            sent_at: o.sent_at,
+            sent_by: r
+                .sent_by
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            status: r.status.to_string(),
+            steps: r
+                .steps
+                .iter()
+                .map(|s| pb::OrientationStepEntry {
+                    status: s.step.status.to_string(),
+                    note: s.step.note.clone(),
+                    at: s.step.at,
+                    by: s
+                        .taken_by
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
     }
 }

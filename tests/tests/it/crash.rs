@@ -256,6 +256,96 @@ async fn a_census_publication_logged_but_not_stored_when_the_node_dies_holds_aft
 }
 
 #[tokio::test]
+async fn an_orientation_logged_but_not_stored_when_either_node_dies_holds_and_reaches_the_other() {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    let orient = pb::OrientRequest {
+        dossier: d.clone(),
+        to: "caf12".into(),
+        service: "aide-logement".into(),
+        reason: "Aide au loyer".into(),
+        consent: String::new(),
+    };
+    let list = |conn: &maillon_cli::client::Conn, direction: &str| {
+        let conn = conn.clone();
+        let direction = direction.to_owned();
+        async move {
+            conn.api()
+                .list_orientations(conn.req(pb::ListOrientationsRequest {
+                    direction,
+                    status: String::new(),
+                }))
+                .await
+                .expect("listed")
+                .into_inner()
+                .orientations
+        }
+    };
+
+    // The CCAS dies between the orientation's log entry and its store write.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("orientation_logged")).await;
+    let sent = ccas.conn.api().orient(ccas.conn.req(orient.clone())).await;
+    assert!(broken(sent.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    let kept = list(&ccas.conn, "sent").await;
+    assert_eq!(kept.len(), 1, "the logged orientation is kept at restart");
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    let received = list(&caf.conn, "received").await;
+    assert_eq!(received.len(), 1, "and queued for the CAF again");
+    assert_eq!(received[0].id, kept[0].id);
+
+    // The CAF dies between its step's log entry and its store write.
+    let child = in_a_process(&mut c, "caf12", Some("orientation_step_logged")).await;
+    let stepped = caf
+        .conn
+        .api()
+        .step_orientation(caf.conn.req(pb::StepOrientationRequest {
+            orientation: kept[0].id.clone(),
+            status: "accepted".into(),
+            note: String::new(),
+        }))
+        .await;
+    assert!(broken(stepped.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+    assert_eq!(list(&caf.conn, "received").await[0].status, "accepted");
+    c.clock.advance(3600);
+    c.running("caf12")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    assert_eq!(
+        list(&ccas.conn, "sent").await[0].status,
+        "accepted",
+        "the step reaches the CCAS"
+    );
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

@@ -20,6 +20,7 @@ mod hostile;
 mod json;
 mod logs;
 mod operations;
+mod orientations;
 mod python;
 mod races;
 mod read_path;

@@ -31,6 +31,9 @@ enum Rpc {
     PublishAid,
     SearchAids,
     GetAid,
+    MatchAids,
+    Orient,
+    ListOrientations,
 }
 
 /// What the calls need: a dossier with a section at the CCAS, consents to
@@ -180,6 +183,27 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
             }))
             .await
             .map(drop),
+        Rpc::MatchAids => api
+            .match_aids(conn.req(pb::MatchAidsRequest {
+                dossier: d,
+                purpose: "recherche des aides".into(),
+            }))
+            .await
+            .map(drop),
+        Rpc::Orient => api
+            .orient(conn.req(pb::OrientRequest {
+                dossier: d,
+                to: "caf12".into(),
+                service: "aide-caf".into(),
+                reason: "aide au loyer".into(),
+                consent: String::new(),
+            }))
+            .await
+            .map(drop),
+        Rpc::ListOrientations => api
+            .list_orientations(conn.req(pb::ListOrientationsRequest::default()))
+            .await
+            .map(drop),
     };
     match result {
         Ok(()) => Code::Ok,
@@ -213,6 +237,9 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::PublishAid, [Yes, No, No, Who]),
         (Rpc::SearchAids, [Yes, Yes, Yes, Who]),
         (Rpc::GetAid, [Yes, Yes, Yes, Who]),
+        (Rpc::MatchAids, [No, Yes, No, Who]),
+        (Rpc::Orient, [No, Yes, No, Who]),
+        (Rpc::ListOrientations, [No, Yes, Yes, Who]),
     ];
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
@@ -237,6 +264,14 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         }))
         .await
         .expect("a service to show");
+    c.admin("caf12")
+        .api()
+        .publish_aid(c.admin("caf12").req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-caf","name":"Aide","description":"","organization":{"name":"CAF"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("a service to orient to");
     let mut spare_users = Vec::new();
     for i in 0..4 {
         let name = format!("spare-{i}");

@@ -1,0 +1,521 @@
+//! Orientations with a closed loop, across real nodes: a caseworker at the
+//! CCAS orients the person to the CAF for a service of its census, on the
+//! person's consent; the CAF accepts and completes it; the CCAS sees each
+//! step; every step is logged on both sides; each refusal changes nothing;
+//! an orientation survives a member down and a restart.
+
+use maillon_cli::client::Conn;
+use maillon_node::crypto::Context;
+use maillon_node::protocol::{Notice, Orientation, OrientationStep, SignedBytes};
+use maillon_node::service::PeerNetwork as _;
+use maillon_node::types::{OrientationStatus, Role};
+use maillon_proto::v1 as pb;
+use maillon_tests::{Cluster, Desk, audit_events, code, next_year};
+use tonic::{Code, Status};
+
+const AIDE_LOGEMENT: &str = r#"{"id":"aide-logement","name":"Aide au logement","description":"Une aide au paiement du loyer.","organization":{"name":"CAF de l'Aveyron"},"categories":["logement"],"criteria":{"resources_ceiling":1000}}"#;
+
+/// The CAF publishes its housing aid (the CCAS has it at once).
+async fn caf_publishes(c: &Cluster) {
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: AIDE_LOGEMENT.as_bytes().to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+}
+
+async fn orient(
+    desk: &Desk,
+    d: &str,
+    to: &str,
+    service: &str,
+    reason: &str,
+    consent: &str,
+) -> Result<pb::OrientationEntry, Status> {
+    desk.conn
+        .api()
+        .orient(desk.conn.req(pb::OrientRequest {
+            dossier: d.into(),
+            to: to.into(),
+            service: service.into(),
+            reason: reason.into(),
+            consent: consent.into(),
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn step(
+    conn: &Conn,
+    id: &str,
+    status: &str,
+    note: &str,
+) -> Result<pb::OrientationEntry, Status> {
+    conn.api()
+        .step_orientation(conn.req(pb::StepOrientationRequest {
+            orientation: id.into(),
+            status: status.into(),
+            note: note.into(),
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn list(conn: &Conn, direction: &str, status: &str) -> Vec<pb::OrientationEntry> {
+    conn.api()
+        .list_orientations(conn.req(pb::ListOrientationsRequest {
+            direction: direction.into(),
+            status: status.into(),
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .orientations
+}
+
+const REASON: &str = "Loyer en retard de deux mois, droits à l'aide au logement non ouverts";
+
+#[tokio::test]
+async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_ccas_sees_each_step()
+{
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf_publishes(&c).await;
+    let ccas_auditor = c.user("ccas-rodez", "dpo-ccas", Role::Auditor).await;
+    let caf_auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+
+    // Refused, and nothing sent nor logged: without the person's consent,
+    // with a consent that names another member, or one withdrawn; an
+    // unknown service; itself; a stranger; no reason, a reason too long;
+    // an admin; a dossier the département does not hold.
+    let (code_, message) = code(orient(&ccas, &d, "caf12", "aide-logement", REASON, "").await);
+    assert_eq!(code_, Code::FailedPrecondition, "{message}");
+    assert!(
+        message.contains("no consent of the person in force here names caf12"),
+        "{message}"
+    );
+    let for_cd12 = ccas
+        .grant(&d, &["housing"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("a consent naming the département");
+    assert_eq!(
+        code(orient(&ccas, &d, "caf12", "aide-logement", REASON, &for_cd12).await).0,
+        Code::FailedPrecondition
+    );
+    let withdrawn = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("a consent naming the CAF");
+    ccas.revoke(&withdrawn).await.expect("withdrawn");
+    assert_eq!(
+        code(orient(&ccas, &d, "caf12", "aide-logement", REASON, &withdrawn).await).0,
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        code(orient(&ccas, &d, "caf12", "aide-logement", REASON, "").await).0,
+        Code::FailedPrecondition,
+        "a withdrawn consent is not found either"
+    );
+    let consent = ccas
+        .grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("the person consents");
+    for (to, service, reason, want) in [
+        ("caf12", "rsa", REASON, Code::NotFound),
+        ("ccas-rodez", "aide-logement", REASON, Code::InvalidArgument),
+        ("cpam12", "aide-logement", REASON, Code::FailedPrecondition),
+        ("caf12", "aide-logement", "  ", Code::InvalidArgument),
+        (
+            "caf12",
+            "aide-logement",
+            &"x".repeat(501),
+            Code::InvalidArgument,
+        ),
+    ] {
+        let (got, message) = code(orient(&ccas, &d, to, service, reason, "").await);
+        assert_eq!(got, want, "{to} {service}: {message}");
+    }
+    let admin = Desk {
+        conn: c.admin("ccas-rodez"),
+    };
+    assert_eq!(
+        code(orient(&admin, &d, "caf12", "aide-logement", REASON, "").await).0,
+        Code::PermissionDenied
+    );
+    let cd = c.desk("cd12", "agent-cd").await;
+    assert_eq!(
+        code(orient(&cd, &d, "caf12", "aide-logement", REASON, "").await).0,
+        Code::NotFound
+    );
+    assert!(
+        audit_events(&ccas_auditor, "orientation_sent")
+            .await
+            .is_empty()
+    );
+
+    // Sent on the consent in force naming the CAF; the CAF has it at once.
+    let sent = orient(&ccas, &d, "caf12", "aide-logement", REASON, "")
+        .await
+        .expect("oriented");
+    assert_eq!(
+        (
+            sent.status.as_str(),
+            sent.consent.as_str(),
+            sent.sections.clone()
+        ),
+        ("sent", consent.as_str(), vec!["housing".to_owned()])
+    );
+    assert_eq!(sent.service_name, "Aide au logement");
+    let received = list(&caf.conn, "received", "").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        (
+            received[0].id.as_str(),
+            received[0].dossier.as_str(),
+            received[0].from.as_str(),
+            received[0].reason.as_str()
+        ),
+        (sent.id.as_str(), d.as_str(), "ccas-rodez", REASON)
+    );
+    assert!(
+        received[0].sent_by.is_empty(),
+        "the sender's agent stays at the sender"
+    );
+    assert!(list(&caf.conn, "sent", "").await.is_empty());
+
+    // Only the receiving member steps, in order, a decline with its reason.
+    assert_eq!(
+        code(step(&ccas.conn, &sent.id, "accepted", "").await).0,
+        Code::NotFound
+    );
+    assert_eq!(
+        code(step(&caf.conn, &sent.id, "declined", "").await).0,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(step(&caf.conn, &sent.id, "sent", "").await).0,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(step(&caf_auditor, &sent.id, "accepted", "").await).0,
+        Code::PermissionDenied
+    );
+
+    let accepted = step(
+        &caf.conn,
+        &sent.id,
+        "accepted",
+        "Rendez-vous le 12/12 à 10h",
+    )
+    .await
+    .expect("accepted");
+    assert_eq!(accepted.status, "accepted");
+    let at_ccas = list(&ccas.conn, "sent", "accepted").await;
+    assert_eq!(at_ccas.len(), 1, "the CCAS sees the step at once");
+    assert_eq!(at_ccas[0].steps[0].note, "Rendez-vous le 12/12 à 10h");
+    assert!(
+        at_ccas[0].steps[0].by.is_empty(),
+        "the CAF's agent stays at the CAF"
+    );
+    step(&caf.conn, &sent.id, "completed", "Droits ouverts")
+        .await
+        .expect("completed");
+    assert_eq!(
+        code(step(&caf.conn, &sent.id, "accepted", "").await).0,
+        Code::FailedPrecondition,
+        "completed is final"
+    );
+    let at_ccas = list(&ccas.conn, "", "").await;
+    assert_eq!(at_ccas[0].status, "completed");
+    assert_eq!(
+        at_ccas[0]
+            .steps
+            .iter()
+            .map(|s| s.status.as_str())
+            .collect::<Vec<_>>(),
+        ["accepted", "completed"]
+    );
+    assert!(list(&ccas.conn, "", "declined").await.is_empty());
+
+    // Every step logged on both sides.
+    assert_eq!(
+        audit_events(&ccas_auditor, "orientation_sent").await.len(),
+        1
+    );
+    let noted = audit_events(&ccas_auditor, "orientation_stepped").await;
+    assert_eq!(
+        noted
+            .iter()
+            .map(|e| (e["status"].as_str(), e["from"].as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (Some("accepted"), Some("caf12")),
+            (Some("completed"), Some("caf12"))
+        ]
+    );
+    assert_eq!(
+        audit_events(&caf_auditor, "orientation_received")
+            .await
+            .len(),
+        1
+    );
+    let taken = audit_events(&caf_auditor, "orientation_stepped").await;
+    assert_eq!(
+        taken.iter().map(|e| e["by"].as_str()).collect::<Vec<_>>(),
+        [Some("agent-caf"), Some("agent-caf")]
+    );
+    assert!(
+        !audit_events(&caf_auditor, "orientations_listed")
+            .await
+            .is_empty()
+    );
+
+    // A member that is neither side cannot speak for them: a step signed
+    // by the département, or claiming to be the CAF's; an orientation the
+    // département says the CCAS sent.
+    let as_cd12 = c.peer_as("cd12");
+    let ccas_member = c.member("ccas-rodez");
+    let forged_step = |by: &str| OrientationStep {
+        id: sent.id.parse().expect("id"),
+        dossier: d.parse().expect("dossier"),
+        by: by.parse().expect("member"),
+        status: OrientationStatus::Declined,
+        note: "faux".into(),
+        at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    for by in ["cd12", "caf12"] {
+        let step = forged_step(by);
+        let signed = SignedBytes::sign(&step, Context::Orientation, &c.key("cd12"));
+        let r = as_cd12
+            .notify(
+                &ccas_member,
+                &Notice::OrientationStep {
+                    step,
+                    signature: signed.signature,
+                },
+            )
+            .await;
+        assert!(r.is_err(), "a step by {by} told by cd12 was taken");
+    }
+    let forged = Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "ccas-rodez".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: "faux".into(),
+        consent: consent.parse().expect("consent"),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    let signed = SignedBytes::sign(&forged, Context::Orientation, &c.key("cd12"));
+    let r = as_cd12
+        .notify(
+            &c.member("caf12"),
+            &Notice::Orientation {
+                orientation: forged,
+                signature: signed.signature,
+            },
+        )
+        .await;
+    assert!(
+        r.is_err(),
+        "an orientation from the CCAS told by cd12 was taken"
+    );
+    assert_eq!(list(&caf.conn, "received", "").await.len(), 1);
+    assert_eq!(list(&ccas.conn, "", "completed").await.len(), 1);
+    assert_eq!(
+        audit_events(&ccas_auditor, "orientation_stepped")
+            .await
+            .len(),
+        2
+    );
+
+    // The person's access report tells the orientation, in French.
+    let report = c.access_report(&ccas_auditor, &d).await;
+    let text = format!("{report:?}");
+    assert!(text.contains("vous a orienté vers"), "{text}");
+}
+
+#[tokio::test]
+async fn an_orientation_waits_for_a_member_down_and_survives_restarts_on_both_sides() {
+    let mut c = Cluster::start().await;
+    let (ccas, _, d) = c.housing_at_the_ccas().await;
+    caf_publishes(&c).await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("consent");
+    let clock: std::sync::Arc<dyn maillon_node::clock::Clock> = c.clock.clone();
+
+    // The CAF is down: the orientation is sent all the same, and waits.
+    c.fed.node_mut("caf12").stop().await;
+    let sent = orient(&ccas, &d, "caf12", "aide-logement", REASON, "")
+        .await
+        .expect("sent while the CAF is down");
+    let admin = c.admin("ccas-rodez");
+    let waiting = admin
+        .api()
+        .outbox(admin.req(pb::OutboxRequest {}))
+        .await
+        .expect("outbox")
+        .into_inner();
+    assert!(
+        waiting
+            .entries
+            .iter()
+            .any(|w| w.kind == "orientation" && w.to == "caf12"),
+        "{waiting:?}"
+    );
+    // The CCAS restarts; the CAF comes back; the outbox delivers it.
+    c.restart("ccas-rodez").await;
+    c.fed
+        .node_mut("caf12")
+        .start(clock.clone())
+        .await
+        .expect("the CAF starts");
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("delivered");
+    let caf = Desk {
+        conn: Conn::new(
+            &maillon_node::config::Profile::read(
+                &c.node("caf12").dir.join("agent-caf.profile.toml"),
+            )
+            .expect("profile"),
+        )
+        .expect("conn"),
+    };
+    let received = list(&caf.conn, "received", "").await;
+    assert_eq!(received.len(), 1, "delivered after both restarts");
+
+    // The CCAS is down when the CAF accepts: the step waits at the CAF.
+    c.fed.node_mut("ccas-rodez").stop().await;
+    step(&caf.conn, &sent.id, "accepted", "")
+        .await
+        .expect("accepted");
+    c.restart("caf12").await;
+    c.fed
+        .node_mut("ccas-rodez")
+        .start(clock)
+        .await
+        .expect("the CCAS starts");
+    c.clock.advance(3600);
+    c.running("caf12")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("delivered");
+    let ccas = Desk {
+        conn: Conn::new(
+            &maillon_node::config::Profile::read(
+                &c.node("ccas-rodez").dir.join("agent-ccas.profile.toml"),
+            )
+            .expect("profile"),
+        )
+        .expect("conn"),
+    };
+    assert_eq!(list(&ccas.conn, "sent", "accepted").await.len(), 1);
+    drop(caf);
+}
+
+#[tokio::test]
+async fn orientations_from_the_command_line_send_list_and_answer_and_each_refusal_exits_with_its_code()
+ {
+    use maillon_cli::exit::exit_code;
+
+    use crate::cli::{maillon, path};
+    use crate::json::json_of;
+
+    let c = Cluster::start().await;
+    let (ccas, _caf, d) = c.housing_at_the_ccas().await;
+    caf_publishes(&c).await;
+    let ccas_p = path(&c.node("ccas-rodez").dir, "agent-ccas.profile.toml");
+    let caf_p = path(&c.node("caf12").dir, "agent-caf.profile.toml");
+    let send = [
+        "orient",
+        &d,
+        "--to",
+        "caf12",
+        "--service",
+        "aide-logement",
+        "--reason",
+        REASON,
+    ];
+    let mut argv = vec!["--profile", ccas_p.as_str()];
+    argv.extend_from_slice(&send);
+    let e = maillon(&argv).await.expect_err("no consent yet");
+    assert_eq!(exit_code(&e), 1, "{e}");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("consent");
+    let sent = json_of(std::path::Path::new(&ccas_p), &send).await;
+    for field in [
+        "id",
+        "dossier",
+        "from",
+        "to",
+        "service",
+        "service_name",
+        "reason",
+        "consent",
+        "sections",
+        "sent_at",
+        "sent_by",
+        "status",
+        "steps",
+    ] {
+        assert!(sent.get(field).is_some(), "no {field} in {sent}");
+    }
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let listed = json_of(
+        std::path::Path::new(&caf_p),
+        &["orient", "list", "--received", "--status", "sent"],
+    )
+    .await;
+    assert_eq!(listed["orientations"][0]["id"], id.as_str());
+    let parsed = <maillon_cli::Args as clap::Parser>::try_parse_from([
+        "maillon",
+        "--profile",
+        &caf_p,
+        "orient",
+        "decline",
+        &id,
+    ]);
+    assert!(parsed.is_err(), "clap asks for the reason");
+    let declined = json_of(
+        std::path::Path::new(&caf_p),
+        &[
+            "orient",
+            "decline",
+            &id,
+            "--reason",
+            "Hors de notre territoire",
+        ],
+    )
+    .await;
+    assert_eq!(declined["status"], "declined");
+    let e = maillon(&["--profile", &caf_p, "orient", "complete", &id])
+        .await
+        .expect_err("final");
+    assert_eq!(exit_code(&e), 1, "{e}");
+    let e = maillon(&["--profile", &ccas_p, "orient", "accept", &id])
+        .await
+        .expect_err("not received there");
+    assert_eq!(exit_code(&e), 4, "{e}");
+    let e = maillon(&["--profile", &ccas_p, "orient", "list", "--status", "lost"])
+        .await
+        .expect_err("bad status");
+    assert_eq!(exit_code(&e), 2, "{e}");
+    let mine = json_of(std::path::Path::new(&ccas_p), &["orient", "list", "--sent"]).await;
+    assert_eq!(
+        mine["orientations"][0]["steps"][0]["note"],
+        "Hors de notre territoire"
+    );
+}
