@@ -46,6 +46,7 @@ mod journal;
 pub mod oidc;
 mod referent;
 mod registre;
+mod reseau;
 mod sections;
 mod urgence;
 
@@ -895,6 +896,21 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
             get(urgence::urgence).post(urgence::urgence_envoyee),
         )
         .route("/registre", get(registre::registre))
+        .route("/aides", get(reseau::aides))
+        .route("/aides/{membre}/{service}", get(reseau::aide))
+        .route("/orientations", get(reseau::orientations))
+        .route(
+            "/orientations/{id}",
+            axum::routing::post(reseau::orientation_etape),
+        )
+        .route(
+            "/dossiers/{id}/aides",
+            axum::routing::post(reseau::aides_dossier),
+        )
+        .route(
+            "/dossiers/{id}/orienter",
+            get(reseau::orienter).post(reseau::orienter_envoye),
+        )
         .route(
             "/registre/propositions/{id}/approuver",
             axum::routing::post(registre::approuver),

@@ -1753,3 +1753,219 @@ async fn logins_started_at_the_provider_are_limited_per_address() {
     assert!(page.contains("Trop de connexions commencées"), "{page}");
     assert!(header(&headers, "set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn the_network_pages_search_the_census_match_a_dossier_orient_and_answer_and_refuse_in_french()
+ {
+    let mut c = Cluster::start().await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: r#"{"id":"aide-logement","name":"Aide au logement","description":"Une aide au paiement du loyer.","organization":{"name":"CAF de l'Aveyron"},"categories":["logement"],"criteria":{"resources_ceiling":1000},"locations":[{"name":"Accueil","city":"Rodez"}],"schedules":[{"byday":["MO"],"opens_at":"09:00","closes_at":"12:00"}]}"#.as_bytes().to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    let (ccas_desk, _, d) = c.housing_at_the_ccas().await;
+    ccas_desk
+        .put(&d, "resources", r#"{"montant_mensuel":820}"#)
+        .await
+        .expect("resources");
+    let (cookie, csrf) = logged_in(&c, "ccas-rodez", "agent-accueil", Role::Caseworker).await;
+    let at = |id: &'static str, cookie: String| {
+        let c = &c;
+        move |method: &'static str, path: String, body: Option<String>| {
+            let cookie = cookie.clone();
+            async move { send(c, id, method, &path, Some(&cookie), body.as_deref()).await }
+        }
+    };
+    let ccas = at("ccas-rodez", cookie.clone());
+
+    // The census, searched and shown; refused without a session.
+    let (status, _, page) = ccas("GET", "/aides?texte=loyer&commune=rodez".into(), None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"href="/aides/caf12/aide-logement""#),
+        "{page}"
+    );
+    let (_, _, page) = ccas("GET", "/aides?commune=Millau".into(), None).await;
+    assert!(page.contains("Aucun service ne répond"), "{page}");
+    let (status, _, page) = ccas("GET", "/aides/caf12/aide-logement".into(), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("ressources du foyer au plus 1000 € par mois"),
+        "{page}"
+    );
+    assert!(page.contains("lundi : 09:00 – 12:00"), "{page}");
+    let (status, _, page) = ccas("GET", "/aides/caf12/rien".into(), None).await;
+    assert_eq!((status, page.contains("Service introuvable")), (404, true));
+    let (status, _, _) = send(&c, "ccas-rodez", "GET", "/aides", None, None).await;
+    assert_eq!(status, 401);
+
+    // The aids the dossier's readable sections may open, explained.
+    let (status, _, page) = ccas(
+        "POST",
+        format!("/dossiers/{d}/aides"),
+        Some(format!("csrf={csrf}&motif=recherche+des+aides")),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(
+            "Condition remplie : ressources du foyer au plus 1000 € par mois (820 € par mois)"
+        ),
+        "{page}"
+    );
+    let orient_link = format!("/dossiers/{d}/orienter?membre=caf12&amp;service=aide-logement");
+    assert!(page.contains(&orient_link), "{page}");
+    let (status, _, _) = ccas(
+        "POST",
+        format!("/dossiers/{d}/aides"),
+        Some(format!("csrf={csrf}&motif=")),
+    )
+    .await;
+    assert_eq!(status, 422, "a purpose is needed");
+    let (status, _, _) = ccas(
+        "POST",
+        format!("/dossiers/{d}/aides"),
+        Some("motif=recherche".into()),
+    )
+    .await;
+    assert_eq!(status, 403, "no form token");
+    let (dpo_cookie, dpo_csrf) = logged_in(&c, "ccas-rodez", "dpo", Role::Auditor).await;
+    let (status, _, _) = send(
+        &c,
+        "ccas-rodez",
+        "POST",
+        &format!("/dossiers/{d}/aides"),
+        Some(&dpo_cookie),
+        Some(&format!("csrf={dpo_csrf}&motif=recherche")),
+    )
+    .await;
+    assert_eq!(status, 403, "an auditor reads no dossier");
+
+    // Orienting: refused without the person's consent, then sent.
+    let (status, _, page) = ccas(
+        "GET",
+        format!("/dossiers/{d}/orienter?membre=caf12&service=aide-logement"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Pour le service « Aide au logement »"),
+        "{page}"
+    );
+    let form = format!("csrf={csrf}&membre=caf12&service=aide-logement&motif=Loyer+en+retard");
+    let (status, _, page) = ccas(
+        "POST",
+        format!("/dossiers/{d}/orienter"),
+        Some(form.clone()),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("Aucun consentement de la personne en vigueur ne nomme ce partenaire"),
+        "{page}"
+    );
+    ccas_desk
+        .grant(
+            &d,
+            &["housing"],
+            &["caf12"],
+            &maillon_tests::next_year(&c.clock),
+        )
+        .await
+        .expect("consent");
+    let (status, _, page) = ccas(
+        "POST",
+        format!("/dossiers/{d}/orienter"),
+        Some(format!(
+            "csrf={csrf}&membre=caf12&service=aide-logement&motif="
+        )),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Indiquez le motif"), "{page}");
+    let (status, headers, _) = ccas("POST", format!("/dossiers/{d}/orienter"), Some(form)).await;
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/orientations"));
+
+    // At the CAF: the orientation received, declined without a reason
+    // refused, accepted, then completed; an auditor only looks.
+    let (caf_cookie, caf_csrf) =
+        logged_in(&c, "caf12", "agent-caf-console", Role::Caseworker).await;
+    let caf = at("caf12", caf_cookie);
+    let (status, _, page) = caf("GET", "/orientations".into(), None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Aide au logement, de la part de"), "{page}");
+    let id = page
+        .split("Référence ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the reference")
+        .to_owned();
+    let step = |action: &str, note: &str| format!("csrf={caf_csrf}&action={action}&note={note}");
+    let (status, _, page) = caf(
+        "POST",
+        format!("/orientations/{id}"),
+        Some(step("decliner", "")),
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    let (caf_dpo, caf_dpo_csrf) = logged_in(&c, "caf12", "dpo-caf", Role::Auditor).await;
+    let (status, _, page) = send(&c, "caf12", "GET", "/orientations", Some(&caf_dpo), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("Accepter"),
+        "an auditor has no answer to give: {page}"
+    );
+    let (status, _, _) = send(
+        &c,
+        "caf12",
+        "POST",
+        &format!("/orientations/{id}"),
+        Some(&caf_dpo),
+        Some(&format!("csrf={caf_dpo_csrf}&action=accepter")),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = caf(
+        "POST",
+        format!("/orientations/{id}"),
+        Some(step("accepter", "Rendez-vous+lundi")),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _, _) = caf(
+        "POST",
+        format!("/orientations/{id}"),
+        Some(step("accepter", "")),
+    )
+    .await;
+    assert_eq!(status, 409, "accepted already");
+    let (status, _, _) = caf(
+        "POST",
+        format!("/orientations/{id}"),
+        Some(step("terminer", "Droits+ouverts")),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _, _) = caf(
+        "POST",
+        "/orientations/ORI-rien".into(),
+        Some(step("accepter", "")),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The CCAS sees each step.
+    let (_, _, page) = ccas("GET", "/orientations".into(), None).await;
+    assert!(page.contains("Aide au logement, vers"), "{page}");
+    assert!(page.contains("menée à son terme"), "{page}");
+    assert!(page.contains("acceptée le"), "{page}");
+    assert!(page.contains("Rendez-vous lundi"), "{page}");
+}
