@@ -71,6 +71,11 @@ pub enum Command {
     /// --service aide-logement --reason "…"`); follow and answer
     /// orientations (caseworker).
     Orient(OrientArgs),
+    /// Vigilance alerts: raise one about someone who seems isolated or in
+    /// danger (volunteer, caseworker); take them into account and close
+    /// them at the member the charter names (caseworker).
+    #[command(subcommand)]
+    Alert(AlertCmd),
     /// Measure the read path, or roster adoption, on nodes started on loopback (run in release mode).
     Bench {
         /// Reads measured sequentially, and in total with concurrency.
@@ -425,7 +430,7 @@ pub enum UserCmd {
     Add {
         /// User name.
         name: String,
-        /// admin, caseworker or auditor.
+        /// admin, caseworker, auditor or volunteer (alerts only).
         #[arg(long)]
         role: String,
         /// Also write a ready-to-use profile (0600) here.
@@ -444,7 +449,7 @@ pub enum UserCmd {
     Update {
         /// User name.
         name: String,
-        /// Its new role: admin, caseworker or auditor.
+        /// Its new role: admin, caseworker, auditor or volunteer (alerts only).
         #[arg(long)]
         role: Option<String>,
         /// Its identity at the identity provider: the value of the claim
@@ -648,6 +653,48 @@ pub enum ExportFormat {
     Hsds,
     /// One service a line, comma-separated, no cell read as a formula.
     Csv,
+}
+
+/// `maillon alert …`
+#[derive(Subcommand, Debug)]
+pub enum AlertCmd {
+    /// Raise an alert to the member the charter names (the CCAS, say): it
+    /// carries only these few words; you will see that it was received and
+    /// taken into account, never what was done.
+    Raise {
+        /// Whom it is about and where to find them, in a few words (at most 300 bytes).
+        #[arg(long)]
+        about: String,
+        /// The commune.
+        #[arg(long = "where")]
+        place: String,
+        /// isolation, health, housing, danger or other.
+        #[arg(long)]
+        concern: String,
+        /// The recipient, if you name it: it must be the one the charter names.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// The alerts you raised and where each stands; at the recipient, every
+    /// alert received, with its words (caseworker).
+    List {
+        /// Only those in this status: raised, received, taken, closed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Take an alert received here into account (caseworker).
+    Take {
+        /// Alert id.
+        alert: String,
+    },
+    /// Close an alert received here with its outcome (caseworker).
+    Close {
+        /// Alert id.
+        alert: String,
+        /// contacted, dossier_opened, referred, unreachable or no_action.
+        #[arg(long)]
+        outcome: String,
+    },
 }
 
 /// `maillon orient …`: send one, or a subcommand.

@@ -85,6 +85,8 @@ pub enum Context {
     Census,
     /// An orientation of a person to another member, or a step of it.
     Orientation,
+    /// A vigilance alert, or its recipient's acknowledgement.
+    Alert,
 }
 
 impl Context {
@@ -97,6 +99,7 @@ impl Context {
             Context::AuditExport => b"maillon/v1/audit-export",
             Context::Census => b"maillon/v1/census",
             Context::Orientation => b"maillon/v1/orientation",
+            Context::Alert => b"maillon/v1/alert",
         }
     }
 

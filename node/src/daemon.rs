@@ -587,6 +587,9 @@ async fn start_once(
             if let Err(e) = upkeep_node.resync_members().await {
                 tracing::warn!(error = %e, "bringing members back failed");
             }
+            if let Err(e) = upkeep_node.purge_alerts().await {
+                tracing::warn!(error = %e, "alerts not purged yet");
+            }
             if let Err(e) = upkeep_node.prune_nonces() {
                 tracing::warn!(error = %e, "pruning nonces failed");
             }

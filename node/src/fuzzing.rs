@@ -179,6 +179,17 @@ pub fn notice(data: &[u8]) {
             message: base64_of(&serde_json::to_vec(&orientation).unwrap_or_default()),
             signature: base64_of(&signature.to_bytes()),
         }),
+        Notice::Alert { alert, .. } => round_trips(AuditEvent::AlertReceived {
+            alert: alert.id.clone(),
+            from,
+            concern: alert.concern,
+            sealed: base64_of(alert.about.as_bytes()),
+        }),
+        Notice::AlertAck { ack, .. } => round_trips(AuditEvent::AlertAcknowledged {
+            alert: ack.id,
+            status: ack.status,
+            from,
+        }),
         Notice::OrientationStep { step, signature } => {
             round_trips(AuditEvent::OrientationStepped {
                 orientation: step.id.clone(),

@@ -325,6 +325,48 @@ pub struct OrientationStep {
     pub at: i64,
 }
 
+/// Longest description of whom an alert is about (bytes).
+pub const MAX_ALERT_ABOUT: usize = 300;
+
+/// A vigilance alert: a volunteer or caseworker at `from` tells `to` (the
+/// member the charter names) of someone who seems isolated or in danger.
+/// It carries as little as it can: a few words to find the person, the
+/// commune, the concern. Signed by `from`'s node (`maillon/v1/alert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Its id.
+    pub id: crate::types::AlertId,
+    /// The member where it was raised.
+    pub from: MemberId,
+    /// The member the charter names as alert recipient.
+    pub to: MemberId,
+    /// Whom it is about and where to find them, in a few words (at most 300 bytes).
+    pub about: String,
+    /// The commune.
+    pub place: String,
+    /// What worries.
+    pub concern: crate::types::AlertConcern,
+    /// When it was raised (Unix seconds, `from`'s clock).
+    pub raised_at: i64,
+}
+
+/// The recipient's word on an alert, for the member where it was raised:
+/// received, or taken into account; never what was done. Signed by the
+/// recipient's node (`maillon/v1/alert`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertAck {
+    /// The alert.
+    pub id: crate::types::AlertId,
+    /// The recipient.
+    pub by: MemberId,
+    /// `received` or `taken`.
+    pub status: crate::types::AlertStatus,
+    /// When (Unix seconds, the recipient's clock).
+    pub at: i64,
+}
+
 /// Whether an orientation's or a step's text is within its limits.
 fn orientation_text_ok(text: &str) -> bool {
     text.len() <= MAX_ORIENTATION_TEXT && !text.chars().any(|c| c.is_control() && c != '\n')
@@ -397,18 +439,43 @@ pub enum Notice {
         /// The receiving node's signature (`maillon/v1/orientation`).
         signature: crate::crypto::Signature,
     },
+    /// From the member where it was raised: a vigilance alert.
+    Alert {
+        /// The alert.
+        alert: Alert,
+        /// Its raiser's node's signature (`maillon/v1/alert`).
+        signature: crate::crypto::Signature,
+    },
+    /// From the alert's recipient: received, or taken into account.
+    AlertAck {
+        /// The acknowledgement.
+        ack: AlertAck,
+        /// The recipient's node's signature (`maillon/v1/alert`).
+        signature: crate::crypto::Signature,
+    },
 }
 
 impl Notice {
-    /// The dossier it is about.
-    pub fn dossier(&self) -> &DossierId {
+    /// The dossier it is about, if it is about one.
+    pub fn dossier(&self) -> Option<&DossierId> {
         match self {
             Notice::Referent { dossier, .. }
             | Notice::BreakGlass { dossier, .. }
             | Notice::Closed { dossier, .. }
-            | Notice::Erased { dossier } => dossier,
-            Notice::Orientation { orientation, .. } => &orientation.dossier,
-            Notice::OrientationStep { step, .. } => &step.dossier,
+            | Notice::Erased { dossier } => Some(dossier),
+            Notice::Orientation { orientation, .. } => Some(&orientation.dossier),
+            Notice::OrientationStep { step, .. } => Some(&step.dossier),
+            Notice::Alert { .. } | Notice::AlertAck { .. } => None,
+        }
+    }
+
+    /// What it is about, as the admin's outbox shows it: a dossier's id,
+    /// or an alert's.
+    pub fn about(&self) -> String {
+        match self {
+            Notice::Alert { alert, .. } => alert.id.to_string(),
+            Notice::AlertAck { ack, .. } => ack.id.to_string(),
+            other => other.dossier().map(ToString::to_string).unwrap_or_default(),
         }
     }
 
@@ -421,6 +488,8 @@ impl Notice {
             Notice::Erased { .. } => "erased",
             Notice::Orientation { .. } => "orientation",
             Notice::OrientationStep { .. } => "orientation_step",
+            Notice::Alert { .. } => "alert",
+            Notice::AlertAck { .. } => "alert_ack",
         }
     }
 
@@ -455,6 +524,15 @@ impl Notice {
                     && o.service.len() <= 64
             }
             Notice::OrientationStep { step, .. } => orientation_text_ok(&step.note),
+            Notice::Alert { alert, .. } => {
+                alert.about.len() <= MAX_ALERT_ABOUT
+                    && alert.place.len() <= 100
+                    && !alert.about.trim().is_empty()
+                    && !alert.place.trim().is_empty()
+                    && orientation_text_ok(&alert.about)
+                    && orientation_text_ok(&alert.place)
+            }
+            Notice::AlertAck { .. } => true,
         };
         if !sizes_ok {
             return Err(ProtocolError::Malformed {

@@ -259,7 +259,25 @@ pub struct Charter {
     /// Kanta withholds professionals' names (absent from the signed bytes then).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub report_agent_names: bool,
+    /// Where vigilance alerts go and how long they are kept; no alerts
+    /// when none (absent from the signed bytes then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertRule>,
 }
+
+/// The charter's rule for vigilance alerts: the member that receives them
+/// (the CCAS, say) and how long an alert is kept before it is purged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// The member alerts are raised to.
+    pub recipient: MemberId,
+    /// Days an alert is kept after it was raised (1 to [`MAX_ALERT_DAYS`]).
+    pub retention_days: u32,
+}
+
+/// Longest an alert may be kept (days).
+pub const MAX_ALERT_DAYS: u32 = 365;
 
 /// The charter's break-glass rule: which users of which kinds of member may
 /// read without consent, for how long. A break-glass read never reaches
@@ -306,6 +324,13 @@ impl Charter {
             .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
         {
             return Err(format!("a retention lasts 1 to {MAX_RETENTION_DAYS} days"));
+        }
+        if self
+            .alerts
+            .as_ref()
+            .is_some_and(|a| !(1..=MAX_ALERT_DAYS).contains(&a.retention_days))
+        {
+            return Err(format!("an alert is kept 1 to {MAX_ALERT_DAYS} days"));
         }
         Ok(())
     }
@@ -381,6 +406,7 @@ impl Default for Charter {
             retention_days: None,
             consent_recorders: BTreeSet::new(),
             report_agent_names: false,
+            alerts: None,
         }
     }
 }
@@ -1003,6 +1029,8 @@ pub enum RosterChange {
     Recorders(BTreeSet<MemberKind>),
     /// Whether the access report names the agents who read.
     ReportNamesAgents(bool),
+    /// Where alerts go and how long they are kept (none: no alerts).
+    Alerts(Option<AlertRule>),
 }
 
 impl std::fmt::Display for RosterChange {
@@ -1066,6 +1094,12 @@ impl std::fmt::Display for RosterChange {
             RosterChange::ReportNamesAgents(false) => write!(
                 f,
                 "charter: the person's access report names only the agents' institutions"
+            ),
+            RosterChange::Alerts(None) => write!(f, "charter: no vigilance alerts"),
+            RosterChange::Alerts(Some(rule)) => write!(
+                f,
+                "charter: vigilance alerts go to {}, kept {} days",
+                rule.recipient, rule.retention_days
             ),
         }
     }
@@ -1153,6 +1187,9 @@ pub fn roster_changes(old: &Roster, new: &Roster) -> Vec<RosterChange> {
         out.push(RosterChange::ReportNamesAgents(
             new.charter.report_agent_names,
         ));
+    }
+    if new.charter.alerts != old.charter.alerts {
+        out.push(RosterChange::Alerts(new.charter.alerts.clone()));
     }
     out
 }

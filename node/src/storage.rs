@@ -131,6 +131,9 @@ pub enum Tree {
     Census,
     /// Orientations sent and received, by id.
     Orientations,
+    /// Vigilance alerts raised here (`raised/ALR-…`) and received here
+    /// (`received/ALR-…`, their words sealed at rest).
+    Alerts,
     /// Singletons, by [`MetaKey`].
     Meta,
 }
@@ -166,7 +169,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 25] = [
+    const ALL: [Tree; 26] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -191,6 +194,7 @@ impl Tree {
         Tree::Erased,
         Tree::Census,
         Tree::Orientations,
+        Tree::Alerts,
         Tree::Meta,
     ];
 
@@ -220,6 +224,7 @@ impl Tree {
             Tree::Erased => "erased",
             Tree::Census => "census",
             Tree::Orientations => "orientations",
+            Tree::Alerts => "alerts",
             Tree::Meta => "meta",
         }
     }

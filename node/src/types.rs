@@ -214,6 +214,35 @@ impl fmt::Display for GrantId {
 }
 string_serde!(GrantId);
 
+/// A vigilance alert (`ALR-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct AlertId(String);
+
+impl AlertId {
+    /// A fresh random alert id.
+    pub fn random() -> Self {
+        Self(random_id("ALR-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AlertId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "ALR-", "alert id").map(Self)
+    }
+}
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+string_serde!(AlertId);
+
 /// An orientation of a person from one member to another (`ORI-…`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct OrientationId(String);
@@ -330,6 +359,53 @@ word_enum!(
 );
 
 word_enum!(
+    /// What a vigilance alert is about.
+    AlertConcern, "alert concern", {
+        /// Someone who seems isolated.
+        Isolation => "isolation",
+        /// Someone whose health seems at risk.
+        Health => "health",
+        /// Someone whose home seems unfit or lost.
+        Housing => "housing",
+        /// Someone who seems in danger from others.
+        Danger => "danger",
+        /// Anything else worrying.
+        Other => "other",
+    }
+);
+
+word_enum!(
+    /// Where a vigilance alert stands.
+    AlertStatus, "alert status", {
+        /// Raised, not delivered to the recipient yet.
+        Raised => "raised",
+        /// Received by the recipient.
+        Received => "received",
+        /// Taken into account by a caseworker of the recipient.
+        Taken => "taken",
+        /// Closed by the recipient, with an outcome (its raiser sees it
+        /// as taken into account).
+        Closed => "closed",
+    }
+);
+
+word_enum!(
+    /// How the recipient closed an alert.
+    AlertOutcome, "alert outcome", {
+        /// The person was contacted; nothing more was needed.
+        Contacted => "contacted",
+        /// A dossier was opened for the person.
+        DossierOpened => "dossier_opened",
+        /// The person was directed to another service or member.
+        Referred => "referred",
+        /// The person could not be reached.
+        Unreachable => "unreachable",
+        /// Nothing was needed.
+        NoAction => "no_action",
+    }
+);
+
+word_enum!(
     /// Where an orientation stands.
     OrientationStatus, "orientation status", {
         /// Sent, not answered yet.
@@ -365,6 +441,10 @@ word_enum!(
         Caseworker => "caseworker",
         /// Reads the audit log.
         Auditor => "auditor",
+        /// A neighbourhood référent or a partner association's volunteer:
+        /// raises vigilance alerts and sees only that they were received
+        /// and taken into account.
+        Volunteer => "volunteer",
     }
 );
 

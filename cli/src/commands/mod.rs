@@ -1,6 +1,7 @@
 //! What each command does, one file per command family; `run` dispatches.
 
 mod aids;
+mod alert;
 mod audit;
 mod backup;
 pub mod check;
@@ -88,6 +89,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Audit(cmd) => audit::run(profile, cmd, json).await,
         Command::Aids(cmd) => aids::run(&connect(profile)?.1, cmd, json).await,
         Command::Orient(args) => orient::run(&connect(profile)?.1, args, json).await,
+        Command::Alert(cmd) => alert::run(&connect(profile)?.1, cmd, json).await,
     }
 }
 

@@ -465,6 +465,68 @@ pub enum AuditEvent {
         /// Its signature, base64.
         signature: String,
     },
+    /// A vigilance alert raised here (the alert's words sealed with a key of
+    /// its own, destroyed when it is purged: the entry then keeps only its
+    /// id, recipient and concern).
+    AlertRaised {
+        /// The alert.
+        alert: crate::types::AlertId,
+        /// The member it goes to.
+        to: MemberId,
+        /// What worries.
+        concern: crate::types::AlertConcern,
+        /// The user at this node who raised it.
+        by: UserName,
+        /// The signed alert and its signature, sealed at rest, base64.
+        sealed: String,
+    },
+    /// A vigilance alert received from the member where it was raised
+    /// (sealed likewise).
+    AlertReceived {
+        /// The alert.
+        alert: crate::types::AlertId,
+        /// The member where it was raised.
+        from: MemberId,
+        /// What worries.
+        concern: crate::types::AlertConcern,
+        /// The signed alert and its signature, sealed at rest, base64.
+        sealed: String,
+    },
+    /// A caseworker took an alert received here into account, or closed it.
+    AlertHandled {
+        /// The alert.
+        alert: crate::types::AlertId,
+        /// `taken` or `closed`.
+        status: crate::types::AlertStatus,
+        /// The outcome, when closed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<crate::types::AlertOutcome>,
+        /// The user at this node who did it.
+        by: UserName,
+    },
+    /// The recipient said an alert raised here was received, or taken into
+    /// account.
+    AlertAcknowledged {
+        /// The alert.
+        alert: crate::types::AlertId,
+        /// `received` or `taken`.
+        status: crate::types::AlertStatus,
+        /// The recipient.
+        from: MemberId,
+    },
+    /// An alert's time ran out: its words' key was destroyed and it was
+    /// removed here.
+    AlertPurged {
+        /// The alert.
+        alert: crate::types::AlertId,
+    },
+    /// Someone listed the alerts kept here.
+    AlertsListed {
+        /// The user at this node who did it.
+        by: UserName,
+        /// How many it showed.
+        shown: u32,
+    },
     /// A caseworker or auditor listed this node's orientations.
     OrientationsListed {
         /// The user at this node who did it.
@@ -763,6 +825,12 @@ impl AuditEvent {
             | E::ConsoleLoginRefused { .. }
             | E::DossiersSearched { .. }
             | E::OrientationsListed { .. }
+            | E::AlertRaised { .. }
+            | E::AlertReceived { .. }
+            | E::AlertHandled { .. }
+            | E::AlertAcknowledged { .. }
+            | E::AlertPurged { .. }
+            | E::AlertsListed { .. }
             | E::WitnessAlarm { .. } => None,
         }
     }
@@ -790,6 +858,8 @@ impl AuditEvent {
             E::OrientationSent { to, .. } => vec![to],
             E::OrientationReceived { from, .. } => vec![from],
             E::OrientationStepped { from, .. } => from.iter().collect(),
+            E::AlertRaised { to, .. } => vec![to],
+            E::AlertReceived { from, .. } | E::AlertAcknowledged { from, .. } => vec![from],
             E::ReadGranted { reader, .. }
             | E::ReadDenied { reader, .. }
             | E::BreakGlassGranted { reader, .. } => vec![reader],

@@ -99,6 +99,7 @@ fn role_of(value: &str) -> Option<Role> {
         "travail-social" => Some(Role::Caseworker),
         "controle" => Some(Role::Auditor),
         "administration" => Some(Role::Admin),
+        "benevole" => Some(Role::Volunteer),
         _ => None,
     }
 }
@@ -263,7 +264,7 @@ struct Utilisateur<'a> {
     csrf: &'a str,
     nom: &'a str,
     moi: bool,
-    roles: [(&'static str, &'static str); 3],
+    roles: [(&'static str, &'static str); 4],
     role: &'a str,
     identite: &'a str,
     fait: Option<&'static str>,
@@ -278,8 +279,12 @@ impl super::Champs for Utilisateur<'_> {
 }
 
 /// The roles a form offers: (value, French name).
-const ROLES: [(&str, &str); 3] = [
+const ROLES: [(&str, &str); 4] = [
     ("travail-social", "Travail social"),
+    (
+        "benevole",
+        "Bénévole ou référent de quartier (alertes seulement)",
+    ),
     ("controle", "Contrôle"),
     ("administration", "Administration"),
 ];
@@ -290,6 +295,7 @@ fn role_value(role: Role) -> &'static str {
         Role::Caseworker => "travail-social",
         Role::Auditor => "controle",
         Role::Admin => "administration",
+        Role::Volunteer => "benevole",
     }
 }
 

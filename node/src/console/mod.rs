@@ -39,6 +39,7 @@ use crate::crypto::{CryptoError, TlsIdentity};
 use crate::service::Node;
 
 mod admin;
+mod alertes;
 mod consents;
 mod controle;
 mod dossiers;
@@ -74,6 +75,7 @@ struct Accueil<'a> {
     role: &'a str,
     caseworker: bool,
     auditor: bool,
+    volunteer: bool,
 }
 
 #[derive(Template)]
@@ -190,6 +192,7 @@ fn role_fr(role: crate::types::Role) -> &'static str {
         crate::types::Role::Admin => "administration",
         crate::types::Role::Caseworker => "travail social",
         crate::types::Role::Auditor => "contrôle",
+        crate::types::Role::Volunteer => "bénévolat",
     }
 }
 
@@ -304,6 +307,9 @@ async fn accueil(
         auditor: session
             .as_ref()
             .is_some_and(|s| s.role == crate::types::Role::Auditor),
+        volunteer: session
+            .as_ref()
+            .is_some_and(|s| s.role == crate::types::Role::Volunteer),
         session,
     };
     c.page(StatusCode::OK, page.render())
@@ -899,6 +905,8 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
         .route("/aides", get(reseau::aides))
         .route("/aides/{membre}/{service}", get(reseau::aide))
         .route("/orientations", get(reseau::orientations))
+        .route("/alertes", get(alertes::alertes).post(alertes::signaler))
+        .route("/alertes/{id}", axum::routing::post(alertes::traiter))
         .route(
             "/orientations/{id}",
             axum::routing::post(reseau::orientation_etape),

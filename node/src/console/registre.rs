@@ -122,6 +122,11 @@ fn change_fr(c: &Console, change: &RosterChange) -> String {
         RosterChange::ReportNamesAgents(false) => {
             "charte : le relevé des accès ne nomme que les institutions".into()
         }
+        RosterChange::Alerts(None) => "charte : pas d'alertes de vigilance".into(),
+        RosterChange::Alerts(Some(rule)) => format!(
+            "charte : les alertes de vigilance vont à {}, gardées {} jours",
+            rule.recipient, rule.retention_days
+        ),
     }
 }
 

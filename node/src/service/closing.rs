@@ -165,7 +165,9 @@ impl Node {
 
     /// A notice from the dossier's holder: it closed or erased the dossier.
     pub(super) async fn receive_end(&self, peer: &MemberId, notice: Notice) -> Result<()> {
-        let dossier = notice.dossier().clone();
+        let Some(dossier) = notice.dossier().cloned() else {
+            return Err(ServiceError::Invalid("not a closing or an erasure".into()));
+        };
         if self
             .store
             .get::<i64>(Tree::Erased, dossier.as_str())?

@@ -13,6 +13,7 @@
 //! is touched, and [`Node::new`] re-applies at start what the log holds and
 //! the store lacks: for these records the store is a cache of the log.
 
+mod alerts;
 mod audit_pages;
 mod auditors;
 mod backup;
@@ -41,6 +42,7 @@ mod witness;
 
 use std::sync::Arc;
 
+pub use alerts::{AlertsView, RaisedAlert, ReceivedAlert};
 pub use audit_pages::{
     AuditFilter, AuditMatches, AuditPage, MAX_PAGE_BYTES, ON_DEMAND_CHECKPOINT, SEARCH_BUDGET,
 };
@@ -184,6 +186,8 @@ pub struct Node {
     census: tokio::sync::Mutex<()>,
     /// Held while an orientation is received or steps: one at a time.
     orientations: tokio::sync::Mutex<()>,
+    /// Held while an alert is received, acknowledged or handled.
+    alerts: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -273,6 +277,7 @@ impl Node {
             verifying: tokio::sync::Mutex::new(()),
             census: tokio::sync::Mutex::new(()),
             orientations: tokio::sync::Mutex::new(()),
+            alerts: tokio::sync::Mutex::new(()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

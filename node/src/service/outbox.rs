@@ -169,7 +169,10 @@ impl Node {
         if !matches!(item.notice, Notice::BreakGlass { .. }) {
             return false;
         }
-        let Ok(Some(referent)) = self.referent(item.notice.dossier()) else {
+        let Some(dossier) = item.notice.dossier() else {
+            return false;
+        };
+        let Ok(Some(referent)) = self.referent(dossier) else {
             return false;
         };
         if referent.member == item.to || referent.member == self.me {
@@ -206,7 +209,7 @@ impl Node {
             .map(|(_, i)| Waiting {
                 to: i.to,
                 kind: i.notice.kind().into(),
-                about: i.notice.dossier().to_string(),
+                about: i.notice.about(),
                 attempts: i.attempts,
                 next_at: i.next_at,
             })

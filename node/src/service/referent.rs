@@ -194,6 +194,10 @@ impl Node {
             Notice::OrientationStep { step, signature } => {
                 self.receive_orientation_step(peer, step, signature).await
             }
+            Notice::Alert { alert, signature } => self.receive_alert(peer, alert, signature).await,
+            Notice::AlertAck { ack, signature } => {
+                self.receive_alert_ack(peer, ack, signature).await
+            }
             Notice::Referent {
                 dossier,
                 member,

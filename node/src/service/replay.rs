@@ -329,6 +329,15 @@ impl Node {
                     } if self.replay_orientation_step(by.as_ref(), &message, &signature)? => {
                         applied += 1;
                     }
+                    ref alert @ (AuditEvent::AlertRaised { .. }
+                    | AuditEvent::AlertReceived { .. }
+                    | AuditEvent::AlertHandled { .. }
+                    | AuditEvent::AlertAcknowledged { .. }
+                    | AuditEvent::AlertPurged { .. })
+                        if self.replay_alert(alert)? =>
+                    {
+                        applied += 1;
+                    }
                     AuditEvent::UserRoleChanged { user, role, .. } => {
                         roles.insert(user, role);
                     }

@@ -1286,6 +1286,72 @@ impl Client for ClientApi {
         }))
     }
 
+    async fn raise_alert(
+        &self,
+        req: Request<pb::RaiseAlertRequest>,
+    ) -> Result<Response<pb::AlertEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let concern = r.concern.parse().map_err(invalid)?;
+        let to: Option<crate::types::MemberId> = match r.to.as_str() {
+            "" => None,
+            t => Some(t.parse().map_err(invalid)?),
+        };
+        let raised = self
+            .node
+            .raise_alert(&caller, &r.about, &r.place, concern, to.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(raised_entry(&raised, self.node.member())))
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let wanted = match req.get_ref().status.as_str() {
+            "" => None,
+            s => Some(s.parse().map_err(invalid)?),
+        };
+        let view = self
+            .node
+            .list_alerts(&caller, wanted)
+            .await
+            .map_err(status)?;
+        let me = self.node.member();
+        Ok(Response::new(pb::ListAlertsReply {
+            raised: view.raised.iter().map(|r| raised_entry(r, me)).collect(),
+            received: view.received.iter().map(received_entry).collect(),
+        }))
+    }
+
+    async fn handle_alert(
+        &self,
+        req: Request<pb::HandleAlertRequest>,
+    ) -> Result<Response<pb::AlertEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let id: crate::types::AlertId = r.alert.parse().map_err(invalid)?;
+        let next: crate::types::AlertStatus = r.status.parse().map_err(invalid)?;
+        if !matches!(
+            next,
+            crate::types::AlertStatus::Taken | crate::types::AlertStatus::Closed
+        ) {
+            return Err(Status::invalid_argument("an alert is taken or closed"));
+        }
+        let outcome = match r.outcome.as_str() {
+            "" => None,
+            o => Some(o.parse().map_err(invalid)?),
+        };
+        let handled = self
+            .node
+            .handle_alert(&caller, &id, next, outcome)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(received_entry(&handled)))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
@@ -1465,5 +1531,44 @@ impl ClientApi {
                 })
                 .collect(),
         }
+    }
+}
+
+/// An alert raised here, as its raiser sees it.
+fn raised_entry(r: &crate::service::RaisedAlert, me: &crate::types::MemberId) -> pb::AlertEntry {
+    pb::AlertEntry {
+        id: r.id.to_string(),
+        from: me.to_string(),
+        to: r.to.to_string(),
+        concern: r.concern.to_string(),
+        place: r.place.clone(),
+        raised_at: r.raised_at,
+        status: r.status.to_string(),
+        purge_at: r.purge_at,
+        raised_by: r.raised_by.to_string(),
+        ..Default::default()
+    }
+}
+
+/// An alert received here, as its caseworkers see it.
+fn received_entry(r: &crate::service::ReceivedAlert) -> pb::AlertEntry {
+    pb::AlertEntry {
+        id: r.alert.id.to_string(),
+        from: r.alert.from.to_string(),
+        to: r.alert.to.to_string(),
+        concern: r.alert.concern.to_string(),
+        place: r.alert.place.clone(),
+        raised_at: r.alert.raised_at,
+        status: r.status.to_string(),
+        about: r.alert.about.clone(),
+        taken_by: r
+            .taken_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        outcome: r.outcome.map(|o| o.to_string()).unwrap_or_default(),
+        closed_at: r.closed_at.unwrap_or_default(),
+        purge_at: r.purge_at,
+        raised_by: String::new(),
     }
 }

@@ -1969,3 +1969,103 @@ async fn the_network_pages_search_the_census_match_a_dossier_orient_and_answer_a
     assert!(page.contains("acceptée le"), "{page}");
     assert!(page.contains("Rendez-vous lundi"), "{page}");
 }
+
+#[tokio::test]
+async fn a_volunteer_raises_an_alert_in_the_console_the_ccas_handles_it_and_the_volunteer_sees_only_its_state()
+ {
+    let mut c = crate::alerts::with_alerts().await;
+    c.with_console("cd12").await;
+    c.with_console("ccas-rodez").await;
+    let (vol, vol_csrf) = logged_in(&c, "cd12", "voisine", Role::Volunteer).await;
+    let (_, _, home) = send(&c, "cd12", "GET", "/", Some(&vol), None).await;
+    assert!(home.contains(r#"href="/alertes""#), "{home}");
+    assert!(
+        !home.contains(r#"href="/dossiers""#),
+        "a volunteer is offered no file: {home}"
+    );
+    for path in ["/dossiers", "/aides", "/orientations", "/journal"] {
+        let (status, _, _) = send(&c, "cd12", "GET", path, Some(&vol), None).await;
+        assert_eq!(status, 403, "a volunteer at {path}");
+    }
+    let (status, _, page) = send(&c, "cd12", "GET", "/alertes", Some(&vol), None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Votre signalement va à"), "{page}");
+
+    let (status, _, page) = send(
+        &c,
+        "cd12",
+        "POST",
+        "/alertes",
+        Some(&vol),
+        Some(&format!(
+            "csrf={vol_csrf}&personne=&commune=Rodez&objet=isolation"
+        )),
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    let (status, _, _) = send(
+        &c,
+        "cd12",
+        "POST",
+        "/alertes",
+        Some(&vol),
+        Some("personne=Monsieur+seul&commune=Rodez&objet=isolation"),
+    )
+    .await;
+    assert_eq!(status, 403, "no form token");
+    let (status, _, page) = send(
+        &c,
+        "cd12",
+        "POST",
+        "/alertes",
+        Some(&vol),
+        Some(&format!(
+            "csrf={vol_csrf}&personne=Monsieur+seul%2C+4+rue+des+Lilas&commune=Rodez&objet=isolation"
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Votre signalement a été transmis"), "{page}");
+    assert!(page.contains("<td>reçue</td>"), "{page}");
+
+    // The CCAS's caseworker reads it, takes it into account, closes it.
+    let (agent, agent_csrf) = logged_in(&c, "ccas-rodez", "agent-ccas", Role::Caseworker).await;
+    let (_, _, page) = send(&c, "ccas-rodez", "GET", "/alertes", Some(&agent), None).await;
+    assert!(page.contains("Monsieur seul, 4 rue des Lilas"), "{page}");
+    let id = page
+        .split(r#"action="/alertes/"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an alert's form")
+        .to_owned();
+    let post = |body: String| {
+        let (c, agent, id) = (&c, agent.clone(), id.clone());
+        async move {
+            send(
+                c,
+                "ccas-rodez",
+                "POST",
+                &format!("/alertes/{id}"),
+                Some(&agent),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (status, _, _) = post(format!("csrf={agent_csrf}&action=clore")).await;
+    assert_eq!(status, 422, "closing says what was done");
+    let (status, _, _) = post(format!("csrf={agent_csrf}&action=prendre")).await;
+    assert_eq!(status, 303);
+    let (status, _, _) = post(format!("csrf={agent_csrf}&action=prendre")).await;
+    assert_eq!(status, 409);
+    let (status, _, _) = post(format!("csrf={agent_csrf}&action=clore&issue=contacted")).await;
+    assert_eq!(status, 303);
+    let (_, _, page) = send(&c, "ccas-rodez", "GET", "/alertes", Some(&agent), None).await;
+    assert!(page.contains("close : Personne contactée"), "{page}");
+
+    // The volunteer sees it taken into account, never the outcome.
+    let (_, _, page) = send(&c, "cd12", "GET", "/alertes", Some(&vol), None).await;
+    assert!(page.contains("reçue et prise en compte"), "{page}");
+    assert!(!page.contains("contactée"), "{page}");
+    assert!(!page.contains("Lilas"), "the raiser keeps no words: {page}");
+}

@@ -346,6 +346,68 @@ async fn an_orientation_logged_but_not_stored_when_either_node_dies_holds_and_re
 }
 
 #[tokio::test]
+async fn an_alert_logged_but_not_stored_when_the_recipient_dies_holds_and_its_raiser_learns_it() {
+    let mut c = crate::alerts::with_alerts().await;
+    let volunteer = c
+        .user("cd12", "voisine", maillon_node::types::Role::Volunteer)
+        .await;
+    let ccas = c
+        .user(
+            "ccas-rodez",
+            "agent-ccas",
+            maillon_node::types::Role::Caseworker,
+        )
+        .await;
+    let child = in_a_process(&mut c, "ccas-rodez", Some("alert_received_logged")).await;
+    let raised = volunteer
+        .api()
+        .raise_alert(volunteer.req(pb::RaiseAlertRequest {
+            about: "Voisin âgé, 3 rue Haute".into(),
+            place: "Rodez".into(),
+            concern: "isolation".into(),
+            to: String::new(),
+        }))
+        .await
+        .expect("raised at the département: the CCAS's death is its own")
+        .into_inner();
+    assert_eq!(raised.status, "raised", "not received yet");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    let list = |conn: &maillon_cli::client::Conn| {
+        let conn = conn.clone();
+        async move {
+            conn.api()
+                .list_alerts(conn.req(pb::ListAlertsRequest::default()))
+                .await
+                .expect("listed")
+                .into_inner()
+        }
+    };
+    let at_ccas = list(&ccas).await;
+    assert_eq!(
+        at_ccas.received.len(),
+        1,
+        "the logged alert is kept at restart"
+    );
+    assert_eq!(at_ccas.received[0].about, "Voisin âgé, 3 rue Haute");
+    // Both outboxes deliver: the département's alert again (taken once),
+    // the CCAS's word back.
+    c.clock.advance(3600);
+    c.running("cd12")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    assert_eq!(list(&ccas).await.received.len(), 1);
+    assert_eq!(list(&volunteer).await.raised[0].status, "received");
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

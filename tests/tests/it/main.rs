@@ -1,6 +1,7 @@
 //! Integration tests: real nodes on loopback, real TLS, sled and MLS. One test
 //! binary, one module per area.
 
+mod alerts;
 mod audit_cli;
 mod auditors;
 mod backup;
