@@ -76,6 +76,17 @@ pub enum Command {
     /// them at the member the charter names (caseworker).
     #[command(subcommand)]
     Alert(AlertCmd),
+    /// The federation's indicators for a period, summed from every member's
+    /// signed counts with small cells suppressed, for the GIP's assembly
+    /// (admin, auditor).
+    Indicators {
+        /// 2026, 2026-Q4 or 2026-12.
+        #[arg(long)]
+        period: String,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Measure the read path, or roster adoption, on nodes started on loopback (run in release mode).
     Bench {
         /// Reads measured sequentially, and in total with concurrency.

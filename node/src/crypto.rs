@@ -87,6 +87,8 @@ pub enum Context {
     Orientation,
     /// A vigilance alert, or its recipient's acknowledgement.
     Alert,
+    /// A member's counts for the federation's indicators.
+    Indicators,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             Context::Census => b"maillon/v1/census",
             Context::Orientation => b"maillon/v1/orientation",
             Context::Alert => b"maillon/v1/alert",
+            Context::Indicators => b"maillon/v1/indicators",
         }
     }
 

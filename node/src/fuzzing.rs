@@ -195,6 +195,7 @@ pub fn notice(data: &[u8]) {
                 orientation: step.id.clone(),
                 dossier: step.dossier.clone(),
                 status: step.status,
+                service: String::new(),
                 by: None,
                 from: Some(from),
                 message: base64_of(&serde_json::to_vec(&step).unwrap_or_default()),

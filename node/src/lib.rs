@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod escape;
 pub mod failpoint;
 pub mod fuzzing;
+pub mod indicators;
 pub mod limits;
 pub mod locks;
 pub mod logging;

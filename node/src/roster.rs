@@ -263,6 +263,10 @@ pub struct Charter {
     /// when none (absent from the signed bytes then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertRule>,
+    /// The federation's indicators show a count under this as "< N"; 5
+    /// when none (absent from the signed bytes then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_cell_threshold: Option<u32>,
 }
 
 /// The charter's rule for vigilance alerts: the member that receives them
@@ -275,6 +279,9 @@ pub struct AlertRule {
     /// Days an alert is kept after it was raised (1 to [`MAX_ALERT_DAYS`]).
     pub retention_days: u32,
 }
+
+/// The indicators' small-cell threshold when the charter sets none.
+pub const DEFAULT_SMALL_CELL: u32 = 5;
 
 /// Longest an alert may be kept (days).
 pub const MAX_ALERT_DAYS: u32 = 365;
@@ -331,6 +338,12 @@ impl Charter {
             .is_some_and(|a| !(1..=MAX_ALERT_DAYS).contains(&a.retention_days))
         {
             return Err(format!("an alert is kept 1 to {MAX_ALERT_DAYS} days"));
+        }
+        if self
+            .small_cell_threshold
+            .is_some_and(|n| !(1..=100).contains(&n))
+        {
+            return Err("the small-cell threshold is 1 to 100".into());
         }
         Ok(())
     }
@@ -406,6 +419,7 @@ impl Default for Charter {
             retention_days: None,
             consent_recorders: BTreeSet::new(),
             report_agent_names: false,
+            small_cell_threshold: None,
             alerts: None,
         }
     }
@@ -1031,6 +1045,8 @@ pub enum RosterChange {
     ReportNamesAgents(bool),
     /// Where alerts go and how long they are kept (none: no alerts).
     Alerts(Option<AlertRule>),
+    /// The indicators' small-cell threshold (none: the default).
+    SmallCells(Option<u32>),
 }
 
 impl std::fmt::Display for RosterChange {
@@ -1096,6 +1112,11 @@ impl std::fmt::Display for RosterChange {
                 "charter: the person's access report names only the agents' institutions"
             ),
             RosterChange::Alerts(None) => write!(f, "charter: no vigilance alerts"),
+            RosterChange::SmallCells(n) => write!(
+                f,
+                "charter: the indicators show counts under {} as \"< {0}\"",
+                n.unwrap_or(DEFAULT_SMALL_CELL)
+            ),
             RosterChange::Alerts(Some(rule)) => write!(
                 f,
                 "charter: vigilance alerts go to {}, kept {} days",
@@ -1190,6 +1211,9 @@ pub fn roster_changes(old: &Roster, new: &Roster) -> Vec<RosterChange> {
     }
     if new.charter.alerts != old.charter.alerts {
         out.push(RosterChange::Alerts(new.charter.alerts.clone()));
+    }
+    if new.charter.small_cell_threshold != old.charter.small_cell_threshold {
+        out.push(RosterChange::SmallCells(new.charter.small_cell_threshold));
     }
     out
 }

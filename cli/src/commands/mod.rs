@@ -8,6 +8,7 @@ pub mod check;
 mod consent;
 mod dossiers;
 pub mod gov;
+mod indicators;
 mod node;
 mod orient;
 mod share;
@@ -90,6 +91,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Aids(cmd) => aids::run(&connect(profile)?.1, cmd, json).await,
         Command::Orient(args) => orient::run(&connect(profile)?.1, args, json).await,
         Command::Alert(cmd) => alert::run(&connect(profile)?.1, cmd, json).await,
+        Command::Indicators { period, csv } => {
+            indicators::run(&connect(profile)?.1, &period, csv, json).await
+        }
     }
 }
 

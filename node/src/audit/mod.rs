@@ -454,6 +454,8 @@ pub enum AuditEvent {
         dossier: DossierId,
         /// Where it stands now.
         status: crate::types::OrientationStatus,
+        /// The service's id at the receiving member.
+        service: String,
         /// The user at this node who took it, if it was taken here.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<UserName>,

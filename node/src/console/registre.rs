@@ -123,6 +123,10 @@ fn change_fr(c: &Console, change: &RosterChange) -> String {
             "charte : le relevé des accès ne nomme que les institutions".into()
         }
         RosterChange::Alerts(None) => "charte : pas d'alertes de vigilance".into(),
+        RosterChange::SmallCells(n) => format!(
+            "charte : les indicateurs montrent « < {0} » pour un effectif inférieur à {0}",
+            n.unwrap_or(crate::roster::DEFAULT_SMALL_CELL)
+        ),
         RosterChange::Alerts(Some(rule)) => format!(
             "charte : les alertes de vigilance vont à {}, gardées {} jours",
             rule.recipient, rule.retention_days

@@ -25,6 +25,7 @@ mod console;
 mod dossiers;
 mod error;
 mod governance;
+mod indicators;
 mod membership;
 mod mls_peer;
 mod network;

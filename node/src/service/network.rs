@@ -144,4 +144,10 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
         member: &'a RosterMember,
         known: &'a std::collections::HashMap<String, u64>,
     ) -> BoxFuture<'a, Result<(Vec<SignedBytes>, bool)>>;
+    /// Fetches `member`'s signed counts for `period` (not verified here).
+    fn get_indicators<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        period: &'a str,
+    ) -> BoxFuture<'a, Result<SignedBytes>>;
 }

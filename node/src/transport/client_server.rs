@@ -1352,6 +1352,34 @@ impl Client for ClientApi {
         Ok(Response::new(received_entry(&handled)))
     }
 
+    async fn indicators(
+        &self,
+        req: Request<pb::IndicatorsRequest>,
+    ) -> Result<Response<pb::IndicatorsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let t = self
+            .node
+            .federation_indicators(&caller, &req.get_ref().period)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::IndicatorsReply {
+            period: t.period,
+            threshold: t.threshold,
+            members: t.members.iter().map(ToString::to_string).collect(),
+            missing: t.missing.iter().map(ToString::to_string).collect(),
+            rows: t
+                .rows
+                .into_iter()
+                .map(|r| pb::IndicatorRow {
+                    indicator: r.indicator,
+                    by: r.by,
+                    members: r.members.iter().map(ToString::to_string).collect(),
+                    total: r.total.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,

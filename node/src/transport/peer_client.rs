@@ -328,6 +328,32 @@ impl PeerNetwork for PeerClients {
         })
     }
 
+    fn get_indicators<'a>(
+        &'a self,
+        member: &'a RosterMember,
+        period: &'a str,
+    ) -> BoxFuture<'a, Result<SignedBytes, ServiceError>> {
+        Box::pin(async move {
+            let request = pb::GetIndicatorsRequest {
+                period: period.to_owned(),
+            };
+            let r = self
+                .call(member, request, |mut c, r| async move {
+                    c.get_indicators(r).await
+                })
+                .await?;
+            let signature =
+                Signature::from_bytes(&r.signature).map_err(|_| ServiceError::PeerMisbehaved {
+                    peer: member.card.id.clone(),
+                    what: "its counts' signature is not 64 bytes".into(),
+                })?;
+            Ok(SignedBytes {
+                bytes: r.counts,
+                signature,
+            })
+        })
+    }
+
     fn fetch_proposals<'a>(
         &'a self,
         member: &'a RosterMember,

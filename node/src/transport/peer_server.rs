@@ -296,6 +296,23 @@ impl Peer for PeerApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_indicators(
+        &self,
+        req: Request<pb::GetIndicatorsRequest>,
+    ) -> Result<Response<pb::SignedIndicators>, Status> {
+        let peer = self.peer_of(&req)?;
+        let signed = self
+            .node
+            .serve_indicators(&peer, &req.get_ref().period)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SignedIndicators {
+            counts: signed.bytes,
+            signature: signed.signature.to_bytes().to_vec(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get_checkpoint(
         &self,
         req: Request<pb::GetCheckpointRequest>,

@@ -126,6 +126,12 @@ impl Peer for HostileOwner {
     ) -> Result<Response<pb::FetchCensusReply>, Status> {
         Err(Status::unimplemented("hostile"))
     }
+    async fn get_indicators(
+        &self,
+        _: Request<pb::GetIndicatorsRequest>,
+    ) -> Result<Response<pb::SignedIndicators>, Status> {
+        Err(Status::unimplemented("hostile"))
+    }
     async fn confirm_dossier(
         &self,
         _: Request<pb::ConfirmDossierRequest>,

@@ -18,6 +18,7 @@ mod deploy;
 mod dossier;
 mod governance;
 mod hostile;
+mod indicators;
 mod json;
 mod logs;
 mod operations;

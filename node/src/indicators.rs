@@ -1,0 +1,446 @@
+//! Indicators without pooling personal data: each node counts, from its
+//! own audit log, what the federation reports on (orientations sent,
+//! accepted, completed per scheme; alerts raised and handled; consents
+//! given and withdrawn; break-glass; référents named; aids matched and
+//! proposed) for a period, signs the counts (`maillon/v1/indicators`), and
+//! serves them to members. Summed across the federation, every count under
+//! the charter's threshold is shown as "< N", and a total that such a cell
+//! enters is shown only as "at least" what the others add up to, so no
+//! suppressed count can be subtracted back out. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEvent;
+use crate::crypto::{Context, NodeKey, PublicKey};
+use crate::protocol::SignedBytes;
+use crate::types::{AlertStatus, MemberId, OrientationStatus};
+
+pub use crate::roster::DEFAULT_SMALL_CELL;
+
+/// Largest signed set of counts.
+pub const MAX_INDICATORS_BYTES: usize = 64 * 1024;
+
+/// A reporting period: a year (`2026`), a quarter (`2026-Q4`) or a month
+/// (`2026-12`), in UTC days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Period {
+    /// As written.
+    pub name: String,
+    /// Its first second (Unix).
+    pub start: i64,
+    /// The first second after it (Unix).
+    pub end: i64,
+}
+
+impl std::str::FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a period: 2026, 2026-Q4 or 2026-12");
+        let day = |y: i32, m: u8| -> Result<i64, String> {
+            let month = time::Month::try_from(m).map_err(|_| bad())?;
+            Ok(time::Date::from_calendar_date(y, month, 1)
+                .map_err(|_| bad())?
+                .midnight()
+                .assume_utc()
+                .unix_timestamp())
+        };
+        let (year, rest) = s.split_once('-').map_or((s, None), |(y, r)| (y, Some(r)));
+        if year.len() != 4 {
+            return Err(bad());
+        }
+        let y: i32 = year.parse().map_err(|_| bad())?;
+        if !(2000..=2999).contains(&y) {
+            return Err(bad());
+        }
+        let (first, months): (u8, u8) = match rest {
+            None => (1, 12),
+            Some(q) if q.len() == 2 && q.starts_with('Q') => {
+                let n: u8 = q[1..].parse().map_err(|_| bad())?;
+                if !(1..=4).contains(&n) {
+                    return Err(bad());
+                }
+                ((n - 1) * 3 + 1, 3)
+            }
+            Some(m) if m.len() == 2 => {
+                let n: u8 = m.parse().map_err(|_| bad())?;
+                if !(1..=12).contains(&n) {
+                    return Err(bad());
+                }
+                (n, 1)
+            }
+            Some(_) => return Err(bad()),
+        };
+        let last = first + months;
+        let end = if last > 12 {
+            day(y + 1, 1)?
+        } else {
+            day(y, last)?
+        };
+        Ok(Self {
+            name: s.to_owned(),
+            start: day(y, first)?,
+            end,
+        })
+    }
+}
+
+/// One count: an indicator, and what it is broken down by (a scheme, an
+/// outcome, a concern; empty when nothing).
+pub type Cell = (String, String);
+
+/// The counts one node signs for one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// The member that counted.
+    pub member: MemberId,
+    /// The period, as asked.
+    pub period: String,
+    /// When it counted (Unix seconds).
+    pub computed_at: i64,
+    /// How far its log was read (entries).
+    pub log_size: u64,
+    /// Each count, by indicator and breakdown; zero counts are left out.
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Counts {
+    /// Counts what one log entry of the period adds.
+    pub fn add(&mut self, event: &AuditEvent) {
+        let mut one = |indicator: &str, by: &str| {
+            *self
+                .counts
+                .entry(indicator.to_owned())
+                .or_default()
+                .entry(by.to_owned())
+                .or_default() += 1;
+        };
+        match event {
+            AuditEvent::OrientationSent { service, .. } => one("orientations_sent", service),
+            AuditEvent::OrientationReceived { service, .. } => {
+                one("orientations_received", service)
+            }
+            AuditEvent::OrientationStepped {
+                status,
+                by: Some(_),
+                service,
+                ..
+            } => match status {
+                OrientationStatus::Accepted => one("orientations_accepted", service),
+                OrientationStatus::Declined => one("orientations_declined", service),
+                OrientationStatus::Completed => one("orientations_completed", service),
+                OrientationStatus::Sent => {}
+            },
+            AuditEvent::AlertRaised { concern, .. } => one("alerts_raised", &concern.to_string()),
+            AuditEvent::AlertReceived { concern, .. } => {
+                one("alerts_received", &concern.to_string())
+            }
+            AuditEvent::AlertHandled {
+                status: AlertStatus::Closed,
+                outcome,
+                ..
+            } => one(
+                "alerts_closed",
+                &outcome.map(|o| o.to_string()).unwrap_or_default(),
+            ),
+            AuditEvent::ConsentGranted { .. } => one("consents_given", ""),
+            AuditEvent::ConsentRevoked { .. } => one("consents_withdrawn", ""),
+            AuditEvent::BreakGlassGranted { .. } => one("break_glass", ""),
+            AuditEvent::ReferentSet { .. } => one("referents_named", ""),
+            AuditEvent::DossierOpened { .. } => one("dossiers_opened", ""),
+            AuditEvent::AidsMatched { proposed, .. } => {
+                one("aids_matches", "");
+                for _ in 0..*proposed {
+                    one("aids_proposed", "");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a member's counts are refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IndicatorsError {
+    /// Too large, or not counts.
+    #[error("not a member's signed counts")]
+    Malformed,
+    /// Not signed by the member it names, or not the member asked.
+    #[error("counts not signed by the node of {0}")]
+    BadSignature(MemberId),
+    /// Not the period asked.
+    #[error("counts for another period than the one asked")]
+    OtherPeriod,
+}
+
+/// Signs a node's counts.
+pub fn sign(counts: &Counts, key: &NodeKey) -> SignedBytes {
+    SignedBytes::sign(counts, Context::Indicators, key)
+}
+
+/// Opens `member`'s signed counts for `period`: size, the signature by
+/// `key` (the roster's key for `member`), the member and the period.
+pub fn open(
+    signed: &SignedBytes,
+    member: &MemberId,
+    key: &PublicKey,
+    period: &str,
+) -> Result<Counts, IndicatorsError> {
+    if signed.bytes.len() > MAX_INDICATORS_BYTES {
+        return Err(IndicatorsError::Malformed);
+    }
+    signed
+        .verify(Context::Indicators, key, "indicators")
+        .map_err(|_| IndicatorsError::BadSignature(member.clone()))?;
+    let counts: Counts =
+        serde_json::from_slice(&signed.bytes).map_err(|_| IndicatorsError::Malformed)?;
+    if &counts.member != member {
+        return Err(IndicatorsError::BadSignature(member.clone()));
+    }
+    if counts.period != period {
+        return Err(IndicatorsError::OtherPeriod);
+    }
+    Ok(counts)
+}
+
+/// A count as the federation's table shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Shown {
+    /// The exact count.
+    Exact(u64),
+    /// Under the threshold: shown as "< N".
+    Under(u32),
+    /// A total a suppressed cell enters: at least this.
+    AtLeast(u64),
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Exact(n) => write!(f, "{n}"),
+            Shown::Under(n) => write!(f, "< {n}"),
+            Shown::AtLeast(n) => write!(f, ">= {n}"),
+        }
+    }
+}
+
+/// One line of the federation's table: a cell, each member's count, and
+/// the total.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// The indicator.
+    pub indicator: String,
+    /// What it is broken down by (may be empty).
+    pub by: String,
+    /// Each member's count, in the order of [`Table::members`].
+    pub members: Vec<Shown>,
+    /// The total across the federation.
+    pub total: Shown,
+}
+
+/// The federation's table for a period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Table {
+    /// The period.
+    pub period: String,
+    /// The threshold under which a count is suppressed.
+    pub threshold: u32,
+    /// The members whose counts it sums, in order.
+    pub members: Vec<MemberId>,
+    /// The members that did not answer (their counts are missing).
+    pub missing: Vec<MemberId>,
+    /// Every cell any member counted.
+    pub rows: Vec<Row>,
+}
+
+/// Shows one count: under the threshold (and not zero) as "< N".
+fn show(n: u64, threshold: u32) -> Shown {
+    if n > 0 && n < u64::from(threshold) {
+        Shown::Under(threshold)
+    } else {
+        Shown::Exact(n)
+    }
+}
+
+/// Sums members' counts into the federation's table, with small-cell
+/// suppression: a member's count under `threshold` is "< N"; a total under
+/// it too; a total a suppressed member's count enters is shown as at least
+/// what the others add up to, never exactly.
+pub fn table(period: &str, threshold: u32, all: &[Counts], missing: Vec<MemberId>) -> Table {
+    let members: Vec<MemberId> = all.iter().map(|c| c.member.clone()).collect();
+    let mut cells: std::collections::BTreeSet<Cell> = std::collections::BTreeSet::new();
+    for c in all {
+        for (indicator, by) in &c.counts {
+            for key in by.keys() {
+                cells.insert((indicator.clone(), key.clone()));
+            }
+        }
+    }
+    let rows = cells
+        .into_iter()
+        .map(|(indicator, by)| {
+            let counts: Vec<u64> = all
+                .iter()
+                .map(|c| {
+                    c.counts
+                        .get(&indicator)
+                        .and_then(|m| m.get(&by))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let shown: Vec<Shown> = counts.iter().map(|n| show(*n, threshold)).collect();
+            let sum: u64 = counts.iter().sum();
+            let suppressed = shown.iter().any(|s| matches!(s, Shown::Under(_)));
+            let total = if sum < u64::from(threshold) {
+                show(sum, threshold)
+            } else if suppressed {
+                let visible: u64 = counts
+                    .iter()
+                    .zip(&shown)
+                    .filter(|(_, s)| matches!(s, Shown::Exact(_)))
+                    .map(|(n, _)| n)
+                    .sum();
+                Shown::AtLeast(visible.max(u64::from(threshold)))
+            } else {
+                Shown::Exact(sum)
+            };
+            Row {
+                indicator,
+                by,
+                members: shown,
+                total,
+            }
+        })
+        .collect();
+    Table {
+        period: period.to_owned(),
+        threshold,
+        members,
+        missing,
+        rows,
+    }
+}
+
+/// The table as CSV: one line a cell, a column a member, then the total.
+pub fn csv(table: &Table) -> String {
+    let mut out = String::from("indicator,by");
+    for m in &table.members {
+        out.push(',');
+        out.push_str(m.as_str());
+    }
+    out.push_str(",total\n");
+    for r in &table.rows {
+        out.push_str(&format!("{},{}", r.indicator, r.by));
+        for s in &r.members {
+            out.push_str(&format!(",{s}"));
+        }
+        out.push_str(&format!(",{}\n", r.total));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(member: &str, pairs: &[(&str, &str, u64)]) -> Counts {
+        let mut c = Counts {
+            member: member.parse().expect("id"),
+            period: "2026-Q4".into(),
+            computed_at: 0,
+            log_size: 0,
+            counts: BTreeMap::new(),
+        };
+        for (i, by, n) in pairs {
+            c.counts
+                .entry((*i).into())
+                .or_default()
+                .insert((*by).into(), *n);
+        }
+        c
+    }
+
+    #[test]
+    fn periods_are_years_quarters_and_months() {
+        let q: Period = "2026-Q4".parse().expect("a quarter");
+        assert_eq!((q.start, q.end), (1_790_812_800, 1_798_761_600));
+        let m: Period = "2026-12".parse().expect("a month");
+        assert_eq!((m.start, m.end), (1_796_083_200, 1_798_761_600));
+        let y: Period = "2026".parse().expect("a year");
+        assert_eq!(y.end, q.end);
+        for bad in ["2026-Q5", "2026-13", "26-Q1", "2026-q4", "", "2026-Q4x"] {
+            assert!(bad.parse::<Period>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn small_cells_are_suppressed_and_never_recoverable_from_a_total() {
+        let all = [
+            counts(
+                "ccas-rodez",
+                &[
+                    ("orientations_sent", "aide-logement", 12),
+                    ("alerts_raised", "isolation", 2),
+                ],
+            ),
+            counts(
+                "caf12",
+                &[
+                    ("orientations_sent", "aide-logement", 3),
+                    ("alerts_raised", "isolation", 1),
+                ],
+            ),
+            counts("cd12", &[("orientations_sent", "aide-logement", 20)]),
+        ];
+        let t = table("2026-Q4", 5, &all, vec![]);
+        let row = |i: &str| t.rows.iter().find(|r| r.indicator == i).expect("row");
+        let sent = row("orientations_sent");
+        assert_eq!(
+            sent.members,
+            [Shown::Exact(12), Shown::Under(5), Shown::Exact(20)]
+        );
+        assert_eq!(sent.total, Shown::AtLeast(32), "35 would give the 3 away");
+        let alerts = row("alerts_raised");
+        assert_eq!(
+            alerts.members,
+            [Shown::Under(5), Shown::Under(5), Shown::Exact(0)]
+        );
+        assert_eq!(alerts.total, Shown::Under(5));
+        let exact = table("2026-Q4", 2, &all, vec![]);
+        assert_eq!(
+            exact
+                .rows
+                .iter()
+                .find(|r| r.indicator == "orientations_sent")
+                .expect("row")
+                .total,
+            Shown::Exact(35)
+        );
+        let text = csv(&t);
+        assert!(
+            text.contains("orientations_sent,aide-logement,12,< 5,20,>= 32\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counts_are_signed_by_their_member_for_their_period() {
+        let key = NodeKey::generate();
+        let c = counts("ccas-rodez", &[("consents_given", "", 7)]);
+        let signed = sign(&c, &key);
+        let me: MemberId = "ccas-rodez".parse().expect("id");
+        assert_eq!(open(&signed, &me, &key.public(), "2026-Q4"), Ok(c));
+        let other = NodeKey::generate();
+        assert!(open(&signed, &me, &other.public(), "2026-Q4").is_err());
+        let caf: MemberId = "caf12".parse().expect("id");
+        assert!(open(&signed, &caf, &key.public(), "2026-Q4").is_err());
+        assert_eq!(
+            open(&signed, &me, &key.public(), "2026-Q3"),
+            Err(IndicatorsError::OtherPeriod)
+        );
+    }
+}

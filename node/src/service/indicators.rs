@@ -1,0 +1,108 @@
+//! The federation's indicators: this node's counts for a period, from its
+//! own log, signed and served to active members; and the federation's
+//! table, gathered from every active member and summed with small-cell
+//! suppression. No personal data leaves a node for it: only counts.
+
+use std::time::Duration;
+
+use super::{Caller, Node, Result, ServiceError, require};
+use crate::audit::AuditEntry;
+use crate::indicators::{Counts, Period, Table};
+use crate::protocol::SignedBytes;
+use crate::types::{MemberId, Role};
+
+/// How long one member may take to send its counts.
+const INDICATORS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Entries read from the log per page while counting.
+const COUNT_PAGE: usize = 4096;
+
+impl Node {
+    /// This node's counts for `period`, from the log entries dated within it.
+    pub async fn count_indicators(&self, period: &Period) -> Result<Counts> {
+        let size = self.audit.size();
+        let mut counts = Counts {
+            member: self.me.clone(),
+            period: period.name.clone(),
+            computed_at: self.clock.now(),
+            log_size: size,
+            counts: Default::default(),
+        };
+        let mut pos = 0;
+        while pos < size {
+            let page = self.audit.entries_within(pos, COUNT_PAGE, usize::MAX)?;
+            if page.is_empty() {
+                break;
+            }
+            for (index, bytes) in page {
+                pos = index + 1;
+                let entry = AuditEntry::from_bytes(&bytes)?;
+                if (period.start..period.end).contains(&entry.time) {
+                    counts.add(&entry.event);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(counts)
+    }
+
+    /// Peer API: this node's signed counts for `period`, for an active member.
+    pub async fn serve_indicators(&self, peer: &MemberId, period: &str) -> Result<SignedBytes> {
+        self.active_peer(peer)?;
+        let period: Period = period.parse().map_err(ServiceError::Invalid)?;
+        let counts = self.count_indicators(&period).await?;
+        Ok(crate::indicators::sign(&counts, &self.key))
+    }
+
+    /// `maillon indicators --period` (admins and auditors): every active
+    /// member's signed counts (this node's own included), each checked
+    /// against the roster's key, summed with the charter's small-cell
+    /// threshold. A member that does not answer in time is listed missing.
+    pub async fn federation_indicators(&self, caller: &Caller, period: &str) -> Result<Table> {
+        require(caller, &[Role::Admin, Role::Auditor])?;
+        let parsed: Period = period.parse().map_err(ServiceError::Invalid)?;
+        let roster = self.roster.get();
+        let threshold = roster
+            .roster()
+            .charter
+            .small_cell_threshold
+            .unwrap_or(crate::indicators::DEFAULT_SMALL_CELL);
+        let mut all = vec![self.count_indicators(&parsed).await?];
+        let peers = self.active_peers_in(&roster);
+        let asks = peers.iter().filter_map(|id| {
+            let member = roster.roster().member(id)?.clone();
+            let period = parsed.name.clone();
+            Some(async move {
+                let asked = self.network.get_indicators(&member, &period);
+                let answer = match tokio::time::timeout(INDICATORS_DEADLINE, asked).await {
+                    Ok(Ok(signed)) => crate::indicators::open(
+                        &signed,
+                        &member.card.id,
+                        &member.card.signing_key,
+                        &period,
+                    )
+                    .map_err(|e| e.to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_owned()),
+                };
+                (member.card.id, answer)
+            })
+        });
+        let mut missing = Vec::new();
+        for (id, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(counts) => all.push(counts),
+                Err(e) => {
+                    tracing::info!(member = %id, error = %e, "indicators not counted");
+                    missing.push(id);
+                }
+            }
+        }
+        Ok(crate::indicators::table(
+            &parsed.name,
+            threshold,
+            &all,
+            missing,
+        ))
+    }
+}
