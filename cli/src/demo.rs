@@ -137,6 +137,270 @@ async fn admit_the_charity(fed: &mut LocalFederation) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The aids the demo's partners publish in the census.
+const AIDS: [(&str, &str); 3] = [
+    (
+        "caf12",
+        r#"{"id":"aide-logement","name":"Aide personnalisée au logement","description":"Une aide au paiement du loyer, selon les ressources du foyer.","organization":{"name":"CAF de l'Aveyron"},"categories":["logement"],"eligibility_description":"Locataires et personnes hébergées qui entrent dans un logement, sous conditions de ressources.","criteria":{"resources_ceiling":1200,"territory":["12"],"situations":["poorly_housed","homeless"]},"locations":[{"name":"Accueil CAF","address":"Rue de la Barrière","city":"Rodez","postal_code":"12000"}],"schedules":[{"byday":["MO","TU","WE","TH","FR"],"opens_at":"08:30","closes_at":"16:30"}],"languages":["fr"],"cost":{"free":true}}"#,
+    ),
+    (
+        CHARITY,
+        r#"{"id":"epicerie-solidaire","name":"Épicerie solidaire","description":"Des courses à 10 % du prix, pour trois mois renouvelables.","organization":{"name":"Association Relais Solidaire"},"categories":["alimentation"],"criteria":{"households":["single_parent","isolated"],"resources_ceiling":900},"locations":[{"name":"Local du Faubourg","city":"Rodez"}],"schedules":[{"byday":["WE","SA"],"opens_at":"14:00","closes_at":"18:00"}],"languages":["fr","ar"],"cost":{"free":false,"description":"10 % du prix des produits"}}"#,
+    ),
+    (
+        "cd12",
+        r#"{"id":"fonds-jeunes","name":"Fonds d'aide aux jeunes","description":"Une aide ponctuelle pour un projet d'insertion.","organization":{"name":"Conseil départemental de l'Aveyron"},"categories":["insertion"],"criteria":{"min_age":18,"max_age":25,"territory":["12"]},"cost":{"free":true}}"#,
+    ),
+];
+
+/// The demo's second act (steps 12 to 16): the network at work.
+async fn second_act(
+    fed: &LocalFederation,
+    ccas_cw: &Conn,
+    caf_cw: &Conn,
+    ccas_dpo: &Conn,
+    dossier: &str,
+) -> Result<(), CliError> {
+    step(
+        12,
+        "Second act, the network at work. The CAF, the charity and the département publish aids in the census: signed by their nodes, offered to every member at once.",
+    );
+    for (member, service) in AIDS {
+        let admin = fed.node(member).admin()?;
+        admin
+            .api()
+            .publish_aid(admin.req(pb::PublishAidRequest {
+                service: service.as_bytes().to_vec(),
+                withdraw: String::new(),
+            }))
+            .await?;
+    }
+    let found = ccas_cw
+        .api()
+        .search_aids(ccas_cw.req(pb::SearchAidsRequest::default()))
+        .await?
+        .into_inner();
+    say(format!(
+        "The CCAS's census now holds {} services from its partners (aids search, aids export --format csv).",
+        found.entries.len()
+    ));
+
+    step(
+        13,
+        "A volunteer of Relais Solidaire, a neighbourhood référent, raises a vigilance alert; the charter sends it to the CCAS.",
+    );
+    let volunteer = Conn::new(
+        &fed.node(CHARITY)
+            .add_user("voisine-faubourg", Role::Volunteer)
+            .await?,
+    )?;
+    let raised = volunteer
+        .api()
+        .raise_alert(volunteer.req(pb::RaiseAlertRequest {
+            about: "Jeune mère hébergée chez une amie, rue du Faubourg, semble à bout".into(),
+            place: "Rodez".into(),
+            concern: "isolation".into(),
+            to: String::new(),
+        }))
+        .await?
+        .into_inner();
+    say(format!(
+        "Alert {} ({}, {}) is {} at the CCAS; its words travel only there, sealed at rest.",
+        raised.id, raised.concern, raised.place, raised.status
+    ));
+    let taken = ccas_cw
+        .api()
+        .handle_alert(ccas_cw.req(pb::HandleAlertRequest {
+            alert: raised.id.clone(),
+            status: "taken".into(),
+            outcome: String::new(),
+        }))
+        .await?
+        .into_inner();
+    ccas_cw
+        .api()
+        .handle_alert(ccas_cw.req(pb::HandleAlertRequest {
+            alert: taken.id.clone(),
+            status: "closed".into(),
+            outcome: "contacted".into(),
+        }))
+        .await?;
+    let mine = volunteer
+        .api()
+        .list_alerts(volunteer.req(pb::ListAlertsRequest::default()))
+        .await?
+        .into_inner();
+    say(format!(
+        "The CCAS's caseworker recognises the person of {dossier}, calls her, and closes the alert (contacted). The volunteer sees only: {}.",
+        mine.raised
+            .first()
+            .map_or("nothing", |a| if a.status == "taken" {
+                "received and taken into account"
+            } else {
+                "received"
+            })
+    ));
+
+    step(
+        14,
+        "Against non-recours: the CCAS's caseworker asks which aids the sections it may read make possible (aids match); rules, never a score.",
+    );
+    let matched = ccas_cw
+        .api()
+        .match_aids(ccas_cw.req(pb::MatchAidsRequest {
+            dossier: dossier.to_owned(),
+            purpose: "recherche des aides et droits (non-recours)".into(),
+        }))
+        .await?
+        .into_inner();
+    say(format!(
+        "{} services proposed; {} left out, a criterion not met:",
+        matched.proposed.len(),
+        matched.excluded
+    ));
+    for p in &matched.proposed {
+        let entry: serde_json::Value = p
+            .entry
+            .as_ref()
+            .and_then(|e| serde_json::from_slice(&e.entry).ok())
+            .unwrap_or_default();
+        say(format!(
+            "  {}/{}  {}",
+            entry["member"].as_str().unwrap_or(""),
+            entry["service"]["id"].as_str().unwrap_or(""),
+            entry["service"]["name"].as_str().unwrap_or("")
+        ));
+        for c in &p.checks {
+            if c.outcome == "met" {
+                say(format!("      met: {} ({})", c.wanted, c.found));
+            } else {
+                say(format!(
+                    "      not checked: {} (needs {})",
+                    c.wanted,
+                    c.needs.join(" or ")
+                ));
+            }
+        }
+    }
+
+    step(
+        15,
+        "The person agrees to be oriented to the CAF for the housing aid; the orientation travels signed, with no section's content, and the CAF closes the loop.",
+    );
+    let until = (time::OffsetDateTime::now_utc().date() + time::Duration::days(90)).to_string();
+    let consent = ccas_cw
+        .api()
+        .grant_consent(ccas_cw.req(pb::GrantConsentRequest {
+            dossier: dossier.to_owned(),
+            sections: vec!["housing".into()],
+            audience: vec!["caf12".into()],
+            purpose: "orientation vers l'aide au logement".into(),
+            until,
+            collection: "oral".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .consent;
+    let sent = ccas_cw
+        .api()
+        .orient(ccas_cw.req(pb::OrientRequest {
+            dossier: dossier.to_owned(),
+            to: "caf12".into(),
+            service: "aide-logement".into(),
+            reason: "Hébergée chez un tiers, droits au logement non ouverts".into(),
+            consent: consent.clone(),
+        }))
+        .await?
+        .into_inner();
+    say(format!(
+        "Orientation {} sent to the CAF on consent {consent}.",
+        sent.id
+    ));
+    for (status, note) in [
+        ("accepted", "Rendez-vous mardi 10 h"),
+        ("completed", "Droits ouverts"),
+    ] {
+        caf_cw
+            .api()
+            .step_orientation(caf_cw.req(pb::StepOrientationRequest {
+                orientation: sent.id.clone(),
+                status: status.into(),
+                note: note.into(),
+            }))
+            .await?;
+    }
+    let seen = ccas_cw
+        .api()
+        .list_orientations(ccas_cw.req(pb::ListOrientationsRequest {
+            direction: "sent".into(),
+            status: String::new(),
+        }))
+        .await?
+        .into_inner();
+    if let Some(o) = seen.orientations.first() {
+        let steps: Vec<String> = o
+            .steps
+            .iter()
+            .map(|s| format!("{} ({})", s.status, s.note))
+            .collect();
+        say(format!(
+            "The CCAS sees each step: {} — logged on both sides.",
+            steps.join(", then ")
+        ));
+    }
+
+    step(
+        16,
+        "The GIP's assembly: the indicators for the quarter, summed from every member's signed counts; counts under 5 are shown « < 5 » and never subtracted back out (indicators).",
+    );
+    let today = time::OffsetDateTime::now_utc();
+    let period = format!(
+        "{}-Q{}",
+        today.year(),
+        (u8::from(today.month()) - 1) / 3 + 1
+    );
+    let t = ccas_dpo
+        .api()
+        .indicators(ccas_dpo.req(pb::IndicatorsRequest {
+            period: period.clone(),
+        }))
+        .await?
+        .into_inner();
+    let cells = |values: &[String]| {
+        values
+            .iter()
+            .zip(&t.members)
+            .map(|(v, m)| format!("{v:>w$}", w = m.len().max(5)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let head: Vec<String> = t.members.clone();
+    say(format!(
+        "{:<24} {:<20} {}  {:>6}",
+        "indicator",
+        "by",
+        cells(&head),
+        "total"
+    ));
+    for r in &t.rows {
+        say(format!(
+            "{:<24} {:<20} {}  {:>6}",
+            r.indicator,
+            r.by,
+            cells(&r.members),
+            r.total
+        ));
+    }
+    if !t.missing.is_empty() {
+        return Err(CliError::Unexpected(format!(
+            "members did not send their counts: {}",
+            t.missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
@@ -224,6 +488,11 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
                 hours: 24,
             });
             r.charter.retention_days = Some(3 * 365);
+            // Vigilance alerts go to the CCAS, kept three months.
+            r.charter.alerts = Some(maillon_node::roster::AlertRule {
+                recipient: "ccas-rodez".parse().expect("a member id"),
+                retention_days: 90,
+            });
         },
     )
     .await?;
@@ -606,6 +875,8 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
             what: "the demo's access report has anomalies",
         });
     }
+
+    second_act(&fed, &ccas_cw, &caf_cw, ccas_dpo, &dossier).await?;
 
     if keep {
         println!("\nThe nodes keep running. Profiles (0600) are in each node folder, for example:");

@@ -71,6 +71,14 @@ fn a_whole_demo_logs_json_lines_that_name_no_person_and_quote_no_section() {
         "coordination du parcours",
         "droit aux aides au logement",
         "enfant de quatre ans",
+        // The second act: an alert's words, an orientation's reason and
+        // steps' notes, the census match's purpose.
+        "Jeune mère",
+        "rue du Faubourg",
+        "droits au logement non ouverts",
+        "Rendez-vous mardi",
+        "Droits ouverts",
+        "non-recours",
     ] {
         let found: Vec<&&str> = lines.iter().filter(|l| l.contains(personal)).collect();
         assert!(found.is_empty(), "{personal:?} logged: {found:?}");
