@@ -505,3 +505,129 @@ async fn caseworkers_day() {
         review.violations.join("\n")
     );
 }
+
+#[test]
+fn the_network_at_work_in_a_real_browser_alerts_census_match_and_orientations() {
+    in_a_large_thread(network_at_work());
+}
+
+async fn network_at_work() {
+    let mut c = crate::alerts::with_alerts().await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: r#"{"id":"aide-logement","name":"Aide au logement","description":"Une aide au paiement du loyer.","organization":{"name":"CAF de l'Aveyron"},"categories":["logement"],"criteria":{"resources_ceiling":1000,"territory":["12"]},"locations":[{"name":"Accueil","city":"Rodez"}],"schedules":[{"byday":["MO","TU"],"opens_at":"09:00","closes_at":"12:00"}],"cost":{"free":true}}"#.as_bytes().to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    let (desk, _, d) = c.housing_at_the_ccas().await;
+    desk.put(&d, "resources", r#"{"montant_mensuel":820}"#)
+        .await
+        .expect("resources");
+    desk.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    let driver = Driver::start().await;
+    let pins = [
+        c.node("ccas-rodez").admin.server_spki_sha256,
+        c.node("caf12").admin.server_spki_sha256,
+    ];
+    let mut review = Review {
+        axe: axe_script(),
+        violations: Vec::new(),
+    };
+    let (at_ccas, at_caf) = (console(&c, "ccas-rodez"), console(&c, "caf12"));
+
+    // A neighbourhood volunteer signals someone; the page says it went.
+    let volunteer = driver.session(&pins).await;
+    log_in(&c, &volunteer, "ccas-rodez", "voisine", Role::Volunteer).await;
+    volunteer.goto(&format!("{at_ccas}/alertes")).await;
+    review.page(&volunteer, "alertes-benevole").await;
+    volunteer
+        .fill("#personne", "Monsieur seul au 3e, 4 rue des Lilas")
+        .await;
+    volunteer.fill("#commune", "Rodez").await;
+    volunteer.click("#objet option[value='isolation']").await;
+    volunteer.follow("form[action='/alertes'] button").await;
+    assert!(
+        volunteer
+            .text()
+            .await
+            .contains("Votre signalement a été transmis"),
+        "{}",
+        volunteer.text().await
+    );
+    review.page(&volunteer, "alertes-benevole-transmise").await;
+
+    // The CCAS's caseworker takes it into account, then finds an aid for
+    // the dossier and orients the person to the CAF.
+    let ccas = driver.session(&pins).await;
+    log_in(&c, &ccas, "ccas-rodez", "agent-console", Role::Caseworker).await;
+    ccas.goto(&format!("{at_ccas}/alertes")).await;
+    assert!(ccas.text().await.contains("4 rue des Lilas"));
+    review.page(&ccas, "alertes-recues").await;
+    ccas.follow("form input[value='prendre'] ~ button").await;
+    assert!(
+        ccas.text()
+            .await
+            .contains("prise en compte par agent-console")
+    );
+    ccas.goto(&format!("{at_ccas}/aides?commune=Rodez")).await;
+    review.page(&ccas, "aides").await;
+    ccas.follow("a[href='/aides/caf12/aide-logement']").await;
+    assert!(ccas.text().await.contains("lundi, mardi : 09:00 – 12:00"));
+    review.page(&ccas, "aide").await;
+    ccas.goto(&format!("{at_ccas}/dossiers/{d}")).await;
+    ccas.follow("form[action$='/aides'] button").await;
+    let proposals = ccas.text().await;
+    assert!(
+        proposals.contains("Condition remplie : ressources du foyer au plus 1000 € par mois"),
+        "{proposals}"
+    );
+    assert!(
+        proposals.contains("Non vérifiée : habiter : 12"),
+        "{proposals}"
+    );
+    review.page(&ccas, "aides-dossier").await;
+    ccas.follow("a[href*='/orienter?membre=caf12']").await;
+    review.page(&ccas, "orienter").await;
+    ccas.fill("#motif", "Loyer en retard, droits non ouverts")
+        .await;
+    ccas.follow("form[action$='/orienter'] button").await;
+    assert!(
+        ccas.text().await.contains("vers CAF de l'Aveyron"),
+        "{}",
+        ccas.text().await
+    );
+    review.page(&ccas, "orientations-envoyees").await;
+
+    // The CAF accepts it in its console; the CCAS sees it.
+    let caf = driver.session(&pins).await;
+    log_in(&c, &caf, "caf12", "agent-caf-console", Role::Caseworker).await;
+    caf.goto(&format!("{at_caf}/orientations")).await;
+    review.page(&caf, "orientations-recues").await;
+    caf.fill("input[id^='note-accepter']", "Rendez-vous lundi")
+        .await;
+    caf.follow("form input[value='accepter'] ~ button").await;
+    assert!(caf.text().await.contains("acceptée"));
+    ccas.goto(&format!("{at_ccas}/orientations")).await;
+    assert!(ccas.text().await.contains("Rendez-vous lundi"));
+
+    for b in [volunteer, ccas, caf] {
+        b.close().await;
+    }
+    assert!(
+        review.violations.is_empty(),
+        "accessibility violations:\n{}",
+        review.violations.join("\n")
+    );
+}
