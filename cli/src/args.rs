@@ -76,6 +76,10 @@ pub enum Command {
     /// them at the member the charter names (caseworker).
     #[command(subcommand)]
     Alert(AlertCmd),
+    /// The coordination commission on a dossier: convene partners, close it
+    /// with its decisions (the dossier's référent); list them.
+    #[command(subcommand)]
+    Commission(CommissionCmd),
     /// The federation's indicators for a period, summed from every member's
     /// signed counts with small cells suppressed, for the GIP's assembly
     /// (admin, auditor).
@@ -664,6 +668,40 @@ pub enum ExportFormat {
     Hsds,
     /// One service a line, comma-separated, no cell read as a formula.
     Csv,
+}
+
+/// `maillon commission …`
+#[derive(Subcommand, Debug)]
+pub enum CommissionCmd {
+    /// Convene partners on a dossier, with the person's consent naming every
+    /// one of them (you must be its référent de parcours).
+    Convene {
+        /// Dossier id.
+        dossier: String,
+        /// The members invited, comma-separated.
+        #[arg(long = "with", value_delimiter = ',', required = true)]
+        participants: Vec<String>,
+        /// What it will decide on.
+        #[arg(long)]
+        agenda: String,
+        /// The day it meets, YYYY-MM-DD.
+        #[arg(long)]
+        on: String,
+        /// The consent naming every participant (default: the one in force).
+        #[arg(long)]
+        consent: Option<String>,
+    },
+    /// Close a commission convened here: each decision is written into the
+    /// support plan, and the signed minutes go to every participant.
+    Close {
+        /// Commission id.
+        commission: String,
+        /// A decision, "MEMBER|what|YYYY-MM-DD" (who does what by when); repeat it.
+        #[arg(long = "decision")]
+        decisions: Vec<String>,
+    },
+    /// The commissions convened here or to which this node was invited.
+    List,
 }
 
 /// `maillon alert …`

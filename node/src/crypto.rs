@@ -89,6 +89,8 @@ pub enum Context {
     Alert,
     /// A member's counts for the federation's indicators.
     Indicators,
+    /// A coordination commission's convocation, or its minutes.
+    Commission,
 }
 
 impl Context {
@@ -103,6 +105,7 @@ impl Context {
             Context::Orientation => b"maillon/v1/orientation",
             Context::Alert => b"maillon/v1/alert",
             Context::Indicators => b"maillon/v1/indicators",
+            Context::Commission => b"maillon/v1/commission",
         }
     }
 

@@ -179,6 +179,25 @@ pub fn notice(data: &[u8]) {
             message: base64_of(&serde_json::to_vec(&orientation).unwrap_or_default()),
             signature: base64_of(&signature.to_bytes()),
         }),
+        Notice::Commission {
+            commission,
+            signature,
+        } => round_trips(AuditEvent::CommissionInvited {
+            commission: commission.id.clone(),
+            dossier: commission.dossier.clone(),
+            from,
+            message: base64_of(&serde_json::to_vec(&commission).unwrap_or_default()),
+            signature: base64_of(&signature.to_bytes()),
+        }),
+        Notice::Minutes { minutes, signature } => round_trips(AuditEvent::CommissionMinutes {
+            commission: minutes.commission.clone(),
+            dossier: minutes.dossier.clone(),
+            decisions: u32::try_from(minutes.decisions.len()).unwrap_or(u32::MAX),
+            by: None,
+            from: Some(from),
+            message: base64_of(&serde_json::to_vec(&minutes).unwrap_or_default()),
+            signature: base64_of(&signature.to_bytes()),
+        }),
         Notice::Alert { alert, .. } => round_trips(AuditEvent::AlertReceived {
             alert: alert.id.clone(),
             from,

@@ -367,6 +367,67 @@ pub struct AlertAck {
     pub at: i64,
 }
 
+/// Longest agenda of a commission (bytes).
+pub const MAX_AGENDA: usize = 1000;
+
+/// Most participants of a commission.
+pub const MAX_PARTICIPANTS: usize = 16;
+
+/// A coordination commission on a dossier, convened by the référent's
+/// member with the person's consent to share `sections` with every
+/// participant. Signed by the convener's node (`maillon/v1/commission`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commission {
+    /// Its id.
+    pub id: crate::types::CommissionId,
+    /// The dossier (its opaque id only).
+    pub dossier: DossierId,
+    /// The convening member.
+    pub convener: MemberId,
+    /// The members invited.
+    pub participants: Vec<MemberId>,
+    /// What it will decide on (at most 1000 bytes).
+    pub agenda: String,
+    /// The day it meets.
+    pub meets_on: crate::types::Date,
+    /// The consent, recorded at the convener, that names every participant.
+    pub consent: crate::types::ConsentId,
+    /// The sections that consent lets the participants read.
+    pub sections: Vec<Section>,
+    /// When it was convened (Unix seconds).
+    pub convened_at: i64,
+}
+
+/// One decision of a commission: who does what by when (an action of the
+/// support plan).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommissionAction {
+    /// The member that does it.
+    pub who: MemberId,
+    /// What (at most 300 bytes).
+    pub what: String,
+    /// By when.
+    pub by: crate::types::Date,
+}
+
+/// A commission's minutes, signed by the convener's node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Minutes {
+    /// The commission.
+    pub commission: crate::types::CommissionId,
+    /// The dossier (its opaque id only).
+    pub dossier: DossierId,
+    /// The convening member.
+    pub convener: MemberId,
+    /// The decisions.
+    pub decisions: Vec<CommissionAction>,
+    /// When they were closed (Unix seconds).
+    pub closed_at: i64,
+}
+
 /// Whether an orientation's or a step's text is within its limits.
 fn orientation_text_ok(text: &str) -> bool {
     text.len() <= MAX_ORIENTATION_TEXT && !text.chars().any(|c| c.is_control() && c != '\n')
@@ -446,6 +507,20 @@ pub enum Notice {
         /// Its raiser's node's signature (`maillon/v1/alert`).
         signature: crate::crypto::Signature,
     },
+    /// From a commission's convener: the convocation.
+    Commission {
+        /// The commission.
+        commission: Commission,
+        /// The convener's node's signature (`maillon/v1/commission`).
+        signature: crate::crypto::Signature,
+    },
+    /// From a commission's convener: its minutes.
+    Minutes {
+        /// The minutes.
+        minutes: Minutes,
+        /// The convener's node's signature (`maillon/v1/commission`).
+        signature: crate::crypto::Signature,
+    },
     /// From the alert's recipient: received, or taken into account.
     AlertAck {
         /// The acknowledgement.
@@ -465,6 +540,8 @@ impl Notice {
             | Notice::Erased { dossier } => Some(dossier),
             Notice::Orientation { orientation, .. } => Some(&orientation.dossier),
             Notice::OrientationStep { step, .. } => Some(&step.dossier),
+            Notice::Commission { commission, .. } => Some(&commission.dossier),
+            Notice::Minutes { minutes, .. } => Some(&minutes.dossier),
             Notice::Alert { .. } | Notice::AlertAck { .. } => None,
         }
     }
@@ -490,6 +567,8 @@ impl Notice {
             Notice::OrientationStep { .. } => "orientation_step",
             Notice::Alert { .. } => "alert",
             Notice::AlertAck { .. } => "alert_ack",
+            Notice::Commission { .. } => "commission",
+            Notice::Minutes { .. } => "minutes",
         }
     }
 
@@ -533,6 +612,19 @@ impl Notice {
                     && orientation_text_ok(&alert.place)
             }
             Notice::AlertAck { .. } => true,
+            Notice::Commission { commission: c, .. } => {
+                !c.participants.is_empty()
+                    && c.participants.len() <= MAX_PARTICIPANTS
+                    && c.agenda.len() <= MAX_AGENDA
+                    && c.sections.len() <= Section::ALL.len()
+            }
+            Notice::Minutes { minutes, .. } => {
+                minutes.decisions.len() <= 64
+                    && minutes
+                        .decisions
+                        .iter()
+                        .all(|d| d.what.len() <= 300 && orientation_text_ok(&d.what))
+            }
         };
         if !sizes_ok {
             return Err(ProtocolError::Malformed {

@@ -131,6 +131,9 @@ pub enum Tree {
     Census,
     /// Orientations sent and received, by id.
     Orientations,
+    /// Coordination commissions convened here or to which this node was
+    /// invited, by id, with their minutes once closed.
+    Commissions,
     /// Vigilance alerts raised here (`raised/ALR-…`) and received here
     /// (`received/ALR-…`, their words sealed at rest).
     Alerts,
@@ -169,7 +172,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 26] = [
+    const ALL: [Tree; 27] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -194,6 +197,7 @@ impl Tree {
         Tree::Erased,
         Tree::Census,
         Tree::Orientations,
+        Tree::Commissions,
         Tree::Alerts,
         Tree::Meta,
     ];
@@ -225,6 +229,7 @@ impl Tree {
             Tree::Census => "census",
             Tree::Orientations => "orientations",
             Tree::Alerts => "alerts",
+            Tree::Commissions => "commissions",
             Tree::Meta => "meta",
         }
     }

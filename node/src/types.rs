@@ -214,6 +214,35 @@ impl fmt::Display for GrantId {
 }
 string_serde!(GrantId);
 
+/// A coordination commission on a dossier (`COM-…`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct CommissionId(String);
+
+impl CommissionId {
+    /// A fresh random commission id.
+    pub fn random() -> Self {
+        Self(random_id("COM-"))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CommissionId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse_random_id(s, "COM-", "commission id").map(Self)
+    }
+}
+
+impl fmt::Display for CommissionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+string_serde!(CommissionId);
+
 /// A vigilance alert (`ALR-…`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct AlertId(String);

@@ -5,6 +5,7 @@ mod alert;
 mod audit;
 mod backup;
 pub mod check;
+mod commission;
 mod consent;
 mod dossiers;
 pub mod gov;
@@ -91,6 +92,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         Command::Aids(cmd) => aids::run(&connect(profile)?.1, cmd, json).await,
         Command::Orient(args) => orient::run(&connect(profile)?.1, args, json).await,
         Command::Alert(cmd) => alert::run(&connect(profile)?.1, cmd, json).await,
+        Command::Commission(cmd) => commission::run(&connect(profile)?.1, cmd, json).await,
         Command::Indicators { period, csv } => {
             indicators::run(&connect(profile)?.1, &period, csv, json).await
         }

@@ -467,6 +467,55 @@ pub enum AuditEvent {
         /// Its signature, base64.
         signature: String,
     },
+    /// The référent convened a coordination commission on a dossier (at the
+    /// convener, with the signed convocation).
+    CommissionConvened {
+        /// The commission.
+        commission: crate::types::CommissionId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The members invited.
+        participants: Vec<MemberId>,
+        /// The user at this node who convened it.
+        by: UserName,
+        /// The signed convocation, base64 of its bytes.
+        message: String,
+        /// Its signature, base64.
+        signature: String,
+    },
+    /// A convocation to another member's commission (at a participant).
+    CommissionInvited {
+        /// The commission.
+        commission: crate::types::CommissionId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// The convening member.
+        from: MemberId,
+        /// The signed convocation, base64 of its bytes.
+        message: String,
+        /// Its signature, base64.
+        signature: String,
+    },
+    /// A commission's minutes: closed here by its convener (`by`), or
+    /// received from it (`from`).
+    CommissionMinutes {
+        /// The commission.
+        commission: crate::types::CommissionId,
+        /// The dossier the entry is about (its opaque id only).
+        dossier: DossierId,
+        /// How many decisions.
+        decisions: u32,
+        /// The user at this node who closed it, if closed here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserName>,
+        /// The convening member, if received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<MemberId>,
+        /// The signed minutes, base64 of their bytes.
+        message: String,
+        /// Their signature, base64.
+        signature: String,
+    },
     /// A vigilance alert raised here (the alert's words sealed with a key of
     /// its own, destroyed when it is purged: the entry then keeps only its
     /// id, recipient and concern).
@@ -797,6 +846,9 @@ impl AuditEvent {
             | E::OrientationSent { dossier, .. }
             | E::OrientationReceived { dossier, .. }
             | E::OrientationStepped { dossier, .. }
+            | E::CommissionConvened { dossier, .. }
+            | E::CommissionInvited { dossier, .. }
+            | E::CommissionMinutes { dossier, .. }
             | E::ConsentRevoked { dossier, .. }
             | E::GroupMemberAdded { dossier, .. }
             | E::GroupMemberRemoved { dossier, .. }
@@ -861,6 +913,9 @@ impl AuditEvent {
             E::OrientationReceived { from, .. } => vec![from],
             E::OrientationStepped { from, .. } => from.iter().collect(),
             E::AlertRaised { to, .. } => vec![to],
+            E::CommissionConvened { participants, .. } => participants.iter().collect(),
+            E::CommissionInvited { from, .. } => vec![from],
+            E::CommissionMinutes { from, .. } => from.iter().collect(),
             E::AlertReceived { from, .. } | E::AlertAcknowledged { from, .. } => vec![from],
             E::ReadGranted { reader, .. }
             | E::ReadDenied { reader, .. }

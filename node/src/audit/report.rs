@@ -964,6 +964,26 @@ fn describe(
                 None => format!("{t} : {inst} a appris que votre orientation était {done}."),
             }
         }
+        E::CommissionConvened {
+            participants, by, ..
+        } => format!(
+            "{t} : {inst}{} a réuni une commission de coordination sur votre dossier avec {}, avec votre consentement.",
+            agent(by.as_str()),
+            list(participants.iter().map(|m| names.of(m)).collect())
+        ),
+        E::CommissionInvited { from, .. } => format!(
+            "{t} : {inst} a été invité par {} à la commission de coordination sur votre dossier.",
+            names.of(from)
+        ),
+        E::CommissionMinutes { decisions, by, .. } => match by {
+            Some(by) => format!(
+                "{t} : {inst}{} a arrêté le compte rendu de la commission de coordination ({decisions} décision(s) inscrite(s) à votre plan d'accompagnement).",
+                agent(by.as_str())
+            ),
+            None => format!(
+                "{t} : {inst} a reçu le compte rendu de la commission de coordination sur votre dossier."
+            ),
+        },
         E::ConsentsListed { by, .. } => format!(
             "{t} : {inst}{} a consulté la liste de vos consentements.",
             agent(by.as_str())

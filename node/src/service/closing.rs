@@ -263,6 +263,10 @@ impl Node {
             .remove_where::<super::OrientationRecord>(Tree::Orientations, "", |r| {
                 &r.orientation.dossier == dossier
             })?;
+        self.store
+            .remove_where::<super::CommissionRecord>(Tree::Commissions, "", |r| {
+                &r.commission.dossier == dossier
+            })?;
         let members: Vec<MemberId> = self
             .roster
             .get()

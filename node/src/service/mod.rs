@@ -20,6 +20,7 @@ mod backup;
 mod break_glass;
 mod census;
 mod closing;
+mod commissions;
 mod consents;
 mod console;
 mod dossiers;
@@ -54,6 +55,7 @@ pub use backup::{
 };
 pub use break_glass::{BreakGlassGrant, MIN_REVIEW_COMMENT, Review};
 pub use census::{AidMatch, AidsMatch, CENSUS_PAGE, MAX_SERVICES_PER_MEMBER};
+pub use commissions::CommissionRecord;
 pub use consents::GrantRequest;
 pub use console::{
     CONSOLE_LINK_SECONDS, ConsoleSession, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS,
@@ -189,6 +191,8 @@ pub struct Node {
     orientations: tokio::sync::Mutex<()>,
     /// Held while an alert is received, acknowledged or handled.
     alerts: tokio::sync::Mutex<()>,
+    /// Held while a commission is closed or its messages received.
+    commissions: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -279,6 +283,7 @@ impl Node {
             census: tokio::sync::Mutex::new(()),
             orientations: tokio::sync::Mutex::new(()),
             alerts: tokio::sync::Mutex::new(()),
+            commissions: tokio::sync::Mutex::new(()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

@@ -195,6 +195,13 @@ impl Node {
                 self.receive_orientation_step(peer, step, signature).await
             }
             Notice::Alert { alert, signature } => self.receive_alert(peer, alert, signature).await,
+            Notice::Commission {
+                commission,
+                signature,
+            } => self.receive_commission(peer, commission, signature).await,
+            Notice::Minutes { minutes, signature } => {
+                self.receive_minutes(peer, minutes, signature).await
+            }
             Notice::AlertAck { ack, signature } => {
                 self.receive_alert_ack(peer, ack, signature).await
             }

@@ -329,6 +329,13 @@ impl Node {
                     } if self.replay_orientation_step(by.as_ref(), &message, &signature)? => {
                         applied += 1;
                     }
+                    ref commission @ (AuditEvent::CommissionConvened { .. }
+                    | AuditEvent::CommissionInvited { .. }
+                    | AuditEvent::CommissionMinutes { .. })
+                        if self.replay_commission(commission)? =>
+                    {
+                        applied += 1;
+                    }
                     ref alert @ (AuditEvent::AlertRaised { .. }
                     | AuditEvent::AlertReceived { .. }
                     | AuditEvent::AlertHandled { .. }
@@ -438,7 +445,10 @@ fn creates_for(event: &AuditEvent) -> Option<&crate::types::DossierId> {
         | AuditEvent::DossierClosed { dossier, .. }
         | AuditEvent::OrientationSent { dossier, .. }
         | AuditEvent::OrientationReceived { dossier, .. }
-        | AuditEvent::OrientationStepped { dossier, .. } => Some(dossier),
+        | AuditEvent::OrientationStepped { dossier, .. }
+        | AuditEvent::CommissionConvened { dossier, .. }
+        | AuditEvent::CommissionInvited { dossier, .. }
+        | AuditEvent::CommissionMinutes { dossier, .. } => Some(dossier),
         _ => None,
     }
 }

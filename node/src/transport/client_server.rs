@@ -1380,6 +1380,77 @@ impl Client for ClientApi {
         }))
     }
 
+    async fn convene_commission(
+        &self,
+        req: Request<pb::ConveneCommissionRequest>,
+    ) -> Result<Response<pb::CommissionEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let dossier: DossierId = r.dossier.parse().map_err(invalid)?;
+        let participants = r
+            .participants
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<crate::types::MemberId>, _>>()
+            .map_err(invalid)?;
+        let meets_on = r.meets_on.parse().map_err(invalid)?;
+        let consent: Option<crate::types::ConsentId> = match r.consent.as_str() {
+            "" => None,
+            c => Some(c.parse().map_err(invalid)?),
+        };
+        let record = self
+            .node
+            .convene_commission(
+                &caller,
+                &dossier,
+                &participants,
+                &r.agenda,
+                meets_on,
+                consent.as_ref(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(commission_entry(&record)))
+    }
+
+    async fn close_commission(
+        &self,
+        req: Request<pb::CloseCommissionRequest>,
+    ) -> Result<Response<pb::CommissionEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let id: crate::types::CommissionId = r.commission.parse().map_err(invalid)?;
+        let decisions = r
+            .decisions
+            .into_iter()
+            .map(|d| {
+                Ok(crate::protocol::CommissionAction {
+                    who: d.who.parse()?,
+                    what: d.what,
+                    by: d.by.parse()?,
+                })
+            })
+            .collect::<Result<Vec<_>, ParseError>>()
+            .map_err(invalid)?;
+        let record = self
+            .node
+            .close_commission(&caller, &id, decisions)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(commission_entry(&record)))
+    }
+
+    async fn list_commissions(
+        &self,
+        req: Request<pb::ListCommissionsRequest>,
+    ) -> Result<Response<pb::ListCommissionsReply>, Status> {
+        let caller = self.caller(&req)?;
+        let all = self.node.list_commissions(&caller).map_err(status)?;
+        Ok(Response::new(pb::ListCommissionsReply {
+            commissions: all.iter().map(commission_entry).collect(),
+        }))
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
@@ -1598,5 +1669,38 @@ fn received_entry(r: &crate::service::ReceivedAlert) -> pb::AlertEntry {
         closed_at: r.closed_at.unwrap_or_default(),
         purge_at: r.purge_at,
         raised_by: String::new(),
+    }
+}
+
+/// A commission as the client API gives it.
+fn commission_entry(r: &crate::service::CommissionRecord) -> pb::CommissionEntry {
+    let c = &r.commission;
+    let (decisions, closed_at) = match &r.minutes {
+        Some((m, _)) => (
+            m.decisions
+                .iter()
+                .map(|d| pb::CommissionDecision {
+                    who: d.who.to_string(),
+                    what: d.what.clone(),
+                    by: d.by.to_string(),
+                })
+                .collect(),
+            m.closed_at,
+        ),
+        None => (Vec::new(), 0),
+    };
+    pb::CommissionEntry {
+        id: c.id.to_string(),
+        dossier: c.dossier.to_string(),
+        convener: c.convener.to_string(),
+        participants: c.participants.iter().map(ToString::to_string).collect(),
+        agenda: c.agenda.clone(),
+        meets_on: c.meets_on.to_string(),
+        consent: c.consent.to_string(),
+        sections: c.sections.iter().map(ToString::to_string).collect(),
+        convened_at: c.convened_at,
+        closed: r.minutes.is_some(),
+        decisions,
+        closed_at,
     }
 }

@@ -408,6 +408,95 @@ async fn an_alert_logged_but_not_stored_when_the_recipient_dies_holds_and_its_ra
 }
 
 #[tokio::test]
+async fn a_commission_logged_but_not_stored_when_the_convener_dies_holds_and_reaches_its_participants()
+ {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.conn
+        .set_referent(&d, "agent-ccas@ccas-rodez", None)
+        .await
+        .expect("the référent");
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    let list = |desk: &maillon_tests::Desk| {
+        let conn = desk.conn.clone();
+        async move {
+            conn.api()
+                .list_commissions(conn.req(pb::ListCommissionsRequest {}))
+                .await
+                .expect("listed")
+                .into_inner()
+                .commissions
+        }
+    };
+    let child = in_a_process(&mut c, "ccas-rodez", Some("commission_logged")).await;
+    let convened = ccas
+        .conn
+        .api()
+        .convene_commission(ccas.conn.req(pb::ConveneCommissionRequest {
+            dossier: d.clone(),
+            participants: vec!["caf12".into()],
+            agenda: "Relogement".into(),
+            meets_on: "2027-01-12".into(),
+            consent: String::new(),
+        }))
+        .await;
+    assert!(broken(convened.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    let kept = list(&ccas).await;
+    assert_eq!(kept.len(), 1, "the logged convocation is kept at restart");
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    assert_eq!(list(&caf).await.len(), 1, "and sent to the CAF");
+
+    // The convener dies between the minutes' log entry and their store write.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("minutes_logged")).await;
+    let closed = ccas
+        .conn
+        .api()
+        .close_commission(ccas.conn.req(pb::CloseCommissionRequest {
+            commission: kept[0].id.clone(),
+            decisions: vec![pb::CommissionDecision {
+                who: "caf12".into(),
+                what: "Ouvrir les droits".into(),
+                by: "2027-01-31".into(),
+            }],
+        }))
+        .await;
+    assert!(broken(closed.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    assert!(list(&ccas).await[0].closed, "the logged minutes hold");
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    let at_caf = list(&caf).await;
+    assert!(
+        at_caf[0].closed && at_caf[0].decisions.len() == 1,
+        "{at_caf:?}"
+    );
+    let plan = ccas
+        .get(&d, "support_plan")
+        .await
+        .expect("the support plan");
+    assert_eq!(plan.matches("Ouvrir les droits").count(), 1, "{plan}");
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

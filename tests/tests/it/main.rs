@@ -11,6 +11,7 @@ mod browser;
 mod census;
 mod cli;
 mod closing;
+mod commissions;
 mod consent;
 mod console;
 mod crash;

@@ -34,6 +34,9 @@ enum Rpc {
     MatchAids,
     Orient,
     ListOrientations,
+    ListAlerts,
+    ListCommissions,
+    Indicators,
 }
 
 /// What the calls need: a dossier with a section at the CCAS, consents to
@@ -204,6 +207,20 @@ async fn call(rpc: Rpc, conn: &Conn, w: &World, serial: usize) -> Code {
             .list_orientations(conn.req(pb::ListOrientationsRequest::default()))
             .await
             .map(drop),
+        Rpc::ListAlerts => api
+            .list_alerts(conn.req(pb::ListAlertsRequest::default()))
+            .await
+            .map(drop),
+        Rpc::ListCommissions => api
+            .list_commissions(conn.req(pb::ListCommissionsRequest {}))
+            .await
+            .map(drop),
+        Rpc::Indicators => api
+            .indicators(conn.req(pb::IndicatorsRequest {
+                period: "2026-Q4".into(),
+            }))
+            .await
+            .map(drop),
     };
     match result {
         Ok(()) => Code::Ok,
@@ -240,6 +257,9 @@ async fn every_client_rpc_answers_each_role_as_the_table_says() {
         (Rpc::MatchAids, [No, Yes, No, Who]),
         (Rpc::Orient, [No, Yes, No, Who]),
         (Rpc::ListOrientations, [No, Yes, Yes, Who]),
+        (Rpc::ListAlerts, [No, Yes, No, Who]),
+        (Rpc::ListCommissions, [No, Yes, Yes, Who]),
+        (Rpc::Indicators, [Yes, No, Yes, Who]),
     ];
     let c = Cluster::start().await;
     let ccas = c.desk("ccas-rodez", "agent-ccas").await;
