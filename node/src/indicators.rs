@@ -1,8 +1,8 @@
 //! Indicators without pooling personal data: each node counts, from its
 //! own audit log, what the federation reports on (orientations sent,
 //! accepted, completed per scheme; alerts raised and handled; consents
-//! given and withdrawn; break-glass; référents named; aids matched and
-//! proposed) for a period, signs the counts (`maillon/v1/indicators`), and
+//! given and withdrawn; break-glass; référents named; aids matched,
+//! proposed, and matched but unclaimed) for a period, signs the counts (`maillon/v1/indicators`), and
 //! serves them to members. Summed across the federation, every count under
 //! the charter's threshold is shown as "< N", and a total that such a cell
 //! enters is shown only as "at least" what the others add up to, so no

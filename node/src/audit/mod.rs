@@ -408,6 +408,10 @@ pub enum AuditEvent {
         by: UserName,
         /// How many services were proposed.
         proposed: u32,
+        /// The services proposed, as `member/service` (no personal data:
+        /// the census is public to members).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        services: Vec<String>,
     },
     /// A caseworker oriented the person to another member for one of its
     /// services (at the sender, with the signed orientation).

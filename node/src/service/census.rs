@@ -438,6 +438,7 @@ impl Node {
             dossier: dossier.clone(),
             by: caller.name.clone(),
             proposed: u32::try_from(complete.len()).unwrap_or(u32::MAX),
+            services: complete.iter().map(|m| m.entry.key()).collect(),
         })
         .await?;
         Ok(AidsMatch {

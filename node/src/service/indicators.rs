@@ -28,6 +28,11 @@ impl Node {
             log_size: size,
             counts: Default::default(),
         };
+        // Schemes proposed for a dossier by `aids match` here, and the
+        // orientations sent from here: a proposal no orientation followed
+        // within the period is a scheme matched but unclaimed.
+        let mut proposed: std::collections::BTreeSet<(String, String)> = Default::default();
+        let mut oriented: std::collections::BTreeSet<(String, String)> = Default::default();
         let mut pos = 0;
         while pos < size {
             let page = self.audit.entries_within(pos, COUNT_PAGE, usize::MAX)?;
@@ -38,10 +43,36 @@ impl Node {
                 pos = index + 1;
                 let entry = AuditEntry::from_bytes(&bytes)?;
                 if (period.start..period.end).contains(&entry.time) {
+                    match &entry.event {
+                        crate::audit::AuditEvent::AidsMatched {
+                            dossier, services, ..
+                        } => {
+                            for s in services {
+                                proposed.insert((dossier.to_string(), s.clone()));
+                            }
+                        }
+                        crate::audit::AuditEvent::OrientationSent {
+                            dossier,
+                            to,
+                            service,
+                            ..
+                        } => {
+                            oriented.insert((dossier.to_string(), format!("{to}/{service}")));
+                        }
+                        _ => {}
+                    }
                     counts.add(&entry.event);
                 }
             }
             tokio::task::yield_now().await;
+        }
+        for (_, scheme) in proposed.difference(&oriented) {
+            *counts
+                .counts
+                .entry("aids_unclaimed".into())
+                .or_default()
+                .entry(scheme.clone())
+                .or_default() += 1;
         }
         Ok(counts)
     }

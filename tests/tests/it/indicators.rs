@@ -64,6 +64,23 @@ async fn indicators_sum_every_members_signed_counts_with_small_cells_suppressed(
         }))
         .await
         .expect("published");
+    let cd_admin = c.admin("cd12");
+    cd_admin
+        .api()
+        .publish_aid(cd_admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"accueil","name":"Accueil","description":"","organization":{"name":"CD"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    ccas.conn
+        .api()
+        .match_aids(ccas.conn.req(pb::MatchAidsRequest {
+            dossier: d.clone(),
+            purpose: "recherche des aides".into(),
+        }))
+        .await
+        .expect("matched");
     let sent = ccas
         .conn
         .api()
@@ -133,6 +150,17 @@ async fn indicators_sum_every_members_signed_counts_with_small_cells_suppressed(
     );
     let completed = row(&r, "orientations_completed", "aide-logement");
     assert_eq!(at(completed, "caf12"), "< 3");
+    // Matched, then oriented: claimed; matched and left: unclaimed.
+    assert_eq!(
+        at(row(&r, "aids_unclaimed", "cd12/accueil"), "ccas-rodez"),
+        "< 3"
+    );
+    assert!(
+        !r.rows
+            .iter()
+            .any(|row| row.indicator == "aids_unclaimed" && row.by == "caf12/aide-logement"),
+        "{r:#?}"
+    );
     let raised = row(&r, "alerts_raised", "isolation");
     assert_eq!(
         (
