@@ -230,13 +230,33 @@ impl Service {
         if !slug(&self.id, 2, 64) {
             return Some("id: 2 to 64 of a-z, 0-9, - and _".into());
         }
-        let texts = [
+        let mut texts: Vec<(&str, &String)> = vec![
             ("name", &self.name),
             ("description", &self.description),
             ("organization.name", &self.organization.name),
             ("eligibility_description", &self.eligibility_description),
             ("cost.description", &self.cost.description),
         ];
+        texts.extend(self.url.iter().map(|u| ("url", u)));
+        texts.extend(
+            self.organization
+                .url
+                .iter()
+                .map(|u| ("organization.url", u)),
+        );
+        for l in &self.locations {
+            texts.extend([
+                ("locations.name", &l.name),
+                ("locations.address", &l.address),
+                ("locations.city", &l.city),
+                ("locations.postal_code", &l.postal_code),
+            ]);
+        }
+        for c in &self.contacts {
+            texts.push(("contacts.name", &c.name));
+            texts.extend(c.phone.iter().map(|p| ("contacts.phone", p)));
+            texts.extend(c.email.iter().map(|e| ("contacts.email", e)));
+        }
         for (field, text) in texts {
             if text.len() > MAX_TEXT || text.chars().any(|c| c.is_control() && c != '\n') {
                 return Some(format!(
@@ -269,6 +289,27 @@ impl Service {
         if let Some(w) = words.into_iter().find(|w| !slug(w, 2, 48)) {
             return Some(format!(
                 "{w:?}: a category, household or situation is a-z, 0-9, - and _"
+            ));
+        }
+        if let Some(h) = c
+            .households
+            .iter()
+            .find(|h| !HOUSEHOLDS.contains(&h.as_str()))
+        {
+            return Some(format!(
+                "criteria.households: {h:?} is not one of {}",
+                HOUSEHOLDS.join(", ")
+            ));
+        }
+        if let Some(s) = c
+            .situations
+            .iter()
+            .find(|s| !SITUATIONS.iter().any(|(known, _)| known == s))
+        {
+            let known: Vec<&str> = SITUATIONS.iter().map(|(k, _)| *k).collect();
+            return Some(format!(
+                "criteria.situations: {s:?} is not one of {}",
+                known.join(", ")
             ));
         }
         if let Some(t) = c
@@ -560,6 +601,9 @@ pub struct Facts {
     /// Each situation a section tells, and whether it holds.
     pub situations: Vec<(&'static str, bool)>,
 }
+
+/// The households criteria name.
+pub const HOUSEHOLDS: [&str; 4] = ["isolated", "single_parent", "couple", "with_children"];
 
 /// The situations [`Facts`] can tell, each with the section that tells it.
 pub const SITUATIONS: [(&str, crate::types::Section); 9] = {

@@ -46,6 +46,12 @@ impl std::str::FromStr for Period {
                 .assume_utc()
                 .unix_timestamp())
         };
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'Q')
+        {
+            return Err(bad());
+        }
         let (year, rest) = s.split_once('-').map_or((s, None), |(y, r)| (y, Some(r)));
         if year.len() != 4 {
             return Err(bad());
@@ -372,7 +378,9 @@ mod tests {
         assert_eq!((m.start, m.end), (1_796_083_200, 1_798_761_600));
         let y: Period = "2026".parse().expect("a year");
         assert_eq!(y.end, q.end);
-        for bad in ["2026-Q5", "2026-13", "26-Q1", "2026-q4", "", "2026-Q4x"] {
+        for bad in [
+            "2026-Q5", "2026-13", "26-Q1", "2026-q4", "", "2026-Q4x", "2026-+1", "+026",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad}");
         }
     }

@@ -520,6 +520,13 @@ pub enum AuditEvent {
         /// Their signature, base64.
         signature: String,
     },
+    /// A caseworker or auditor listed the commissions kept here.
+    CommissionsListed {
+        /// The user at this node who did it.
+        by: UserName,
+        /// How many it showed.
+        shown: u32,
+    },
     /// A vigilance alert raised here (the alert's words sealed with a key of
     /// its own, destroyed when it is purged: the entry then keeps only its
     /// id, recipient and concern).
@@ -883,6 +890,7 @@ impl AuditEvent {
             | E::ConsoleLoginRefused { .. }
             | E::DossiersSearched { .. }
             | E::OrientationsListed { .. }
+            | E::CommissionsListed { .. }
             | E::AlertRaised { .. }
             | E::AlertReceived { .. }
             | E::AlertHandled { .. }

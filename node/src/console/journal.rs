@@ -56,6 +56,7 @@ fn kind_fr(kind: &str) -> &'static str {
         "commission_convened" => "Commission de coordination réunie",
         "commission_invited" => "Invitation à une commission de coordination",
         "commission_minutes" => "Compte rendu de commission",
+        "commissions_listed" => "Commissions consultées",
         "alert_raised" => "Alerte de vigilance émise",
         "alert_received" => "Alerte de vigilance reçue",
         "alert_handled" => "Alerte de vigilance prise en compte ou close",

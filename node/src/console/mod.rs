@@ -40,6 +40,7 @@ use crate::service::Node;
 
 mod admin;
 mod alertes;
+mod assemblee;
 mod consents;
 mod controle;
 mod dossiers;
@@ -906,6 +907,13 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
         .route("/aides/{membre}/{service}", get(reseau::aide))
         .route("/orientations", get(reseau::orientations))
         .route("/alertes", get(alertes::alertes).post(alertes::signaler))
+        .route("/indicateurs", get(assemblee::indicateurs))
+        .route("/commissions", get(assemblee::commissions))
+        .route("/commissions/{id}", axum::routing::post(assemblee::clore))
+        .route(
+            "/dossiers/{id}/commission",
+            get(assemblee::reunir).post(assemblee::reunir_envoye),
+        )
         .route("/alertes/{id}", axum::routing::post(alertes::traiter))
         .route(
             "/orientations/{id}",

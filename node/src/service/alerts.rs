@@ -213,6 +213,8 @@ impl Node {
         };
         let signed = SignedBytes::sign(&alert, Context::Alert, &self.key);
         let sealed = self.seal_alert(&alert, signed.signature)?;
+        let local = alert.to == self.me;
+        let purge_at = now.saturating_add(i64::from(rule.retention_days) * 86_400);
         let record = RaisedAlert {
             id: alert.id.clone(),
             to: alert.to.clone(),
@@ -220,9 +222,26 @@ impl Node {
             place: alert.place.clone(),
             raised_at: now,
             raised_by: caller.name.clone(),
-            status: AlertStatus::Raised,
-            purge_at: now + i64::from(rule.retention_days) * 86_400,
+            // Raised at the recipient itself: received in the same write.
+            status: if local {
+                AlertStatus::Received
+            } else {
+                AlertStatus::Raised
+            },
+            purge_at,
         };
+        let kept_here = local.then(|| ReceivedKept {
+            id: alert.id.clone(),
+            from: self.me.clone(),
+            concern,
+            received_at: now,
+            sealed: sealed.clone(),
+            status: AlertStatus::Received,
+            taken_by: None,
+            outcome: None,
+            closed_at: None,
+            purge_at,
+        });
         let event = AuditEvent::AlertRaised {
             alert: alert.id.clone(),
             to: alert.to.clone(),
@@ -230,12 +249,13 @@ impl Node {
             by: caller.name.clone(),
             sealed,
         };
-        let local = alert.to == self.me;
         let queued = self
             .log_then_apply(now, event, "alert_logged", || {
                 self.store
                     .put(Tree::Alerts, &raised_key(&alert.id), &record)?;
-                if local {
+                if let Some(kept) = &kept_here {
+                    self.store
+                        .put(Tree::Alerts, &received_key(&alert.id), kept)?;
                     return Ok(None);
                 }
                 self.queue_notice(
@@ -248,9 +268,8 @@ impl Node {
                 .map(Some)
             })
             .await?;
-        match queued {
-            Some(seq) => self.deliver_now(vec![seq]).await,
-            None => self.take_alert(alert, signed.signature).await?,
+        if let Some(seq) = queued {
+            self.deliver_now(vec![seq]).await;
         }
         Ok(self
             .store
@@ -295,7 +314,7 @@ impl Node {
                 rule.recipient
             )));
         }
-        let _one_at_a_time = self.alerts.lock().await;
+        let one_at_a_time = self.alerts.lock().await;
         if self
             .store
             .get::<ReceivedKept>(Tree::Alerts, &received_key(&alert.id))?
@@ -315,7 +334,8 @@ impl Node {
             taken_by: None,
             outcome: None,
             closed_at: None,
-            purge_at: alert.raised_at.max(0) + i64::from(rule.retention_days) * 86_400,
+            // The recipient's clock: a raiser's time is not trusted for it.
+            purge_at: now.saturating_add(i64::from(rule.retention_days) * 86_400),
         };
         let event = AuditEvent::AlertReceived {
             alert: alert.id.clone(),
@@ -330,6 +350,7 @@ impl Node {
                 self.ack_alert(&alert.id, &alert.from, AlertStatus::Received, now)
             })
             .await?;
+        drop(one_at_a_time);
         if let Some(seq) = queued {
             self.deliver_now(vec![seq]).await;
         }
@@ -441,7 +462,7 @@ impl Node {
         outcome: Option<AlertOutcome>,
     ) -> Result<ReceivedAlert> {
         require(caller, &[Role::Caseworker])?;
-        let _one_at_a_time = self.alerts.lock().await;
+        let one_at_a_time = self.alerts.lock().await;
         let mut kept = self
             .store
             .get::<ReceivedKept>(Tree::Alerts, &received_key(id))?
@@ -486,6 +507,7 @@ impl Node {
                 }
             })
             .await?;
+        drop(one_at_a_time);
         if let Some(seq) = queued {
             self.deliver_now(vec![seq]).await;
         }
@@ -610,8 +632,31 @@ impl Node {
                     status: AlertStatus::Raised,
                     purge_at: alert.raised_at + i64::from(days) * 86_400,
                 };
+                let local = alert.to == self.me;
+                let record = RaisedAlert {
+                    status: if local {
+                        AlertStatus::Received
+                    } else {
+                        AlertStatus::Raised
+                    },
+                    ..record
+                };
                 self.store.put(Tree::Alerts, &raised_key(id), &record)?;
-                if alert.to != self.me {
+                if local {
+                    let kept = ReceivedKept {
+                        id: id.clone(),
+                        from: self.me.clone(),
+                        concern: alert.concern,
+                        received_at: alert.raised_at,
+                        sealed: sealed.clone(),
+                        status: AlertStatus::Received,
+                        taken_by: None,
+                        outcome: None,
+                        closed_at: None,
+                        purge_at: record.purge_at,
+                    };
+                    self.store.put(Tree::Alerts, &received_key(id), &kept)?;
+                } else {
                     let to = alert.to.clone();
                     self.queue_notice(&to, &Notice::Alert { alert, signature })?;
                 }
@@ -642,7 +687,7 @@ impl Node {
                     taken_by: None,
                     outcome: None,
                     closed_at: None,
-                    purge_at: alert.raised_at + i64::from(days) * 86_400,
+                    purge_at: now.saturating_add(i64::from(days) * 86_400),
                 };
                 self.store.put(Tree::Alerts, &received_key(id), &kept)?;
                 self.ack_alert(id, &alert.from, AlertStatus::Received, now)?;

@@ -125,7 +125,7 @@ impl Node {
         if let Some(problem) = service.problem() {
             return Err(ServiceError::Invalid(problem));
         }
-        let _one_at_a_time = self.census.lock().await;
+        let one_at_a_time = self.census.lock().await;
         let key = format!("{}/{}", self.me, service.id);
         let current = self.kept_entry(&key)?;
         if withdrawn && current.as_ref().is_none_or(|c| c.entry.withdrawn) {
@@ -163,6 +163,7 @@ impl Node {
             self.apply_census_entry(&signed).map(drop)
         })
         .await?;
+        drop(one_at_a_time);
         self.offer_census(std::slice::from_ref(&signed)).await;
         Ok(signed)
     }

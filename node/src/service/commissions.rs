@@ -203,7 +203,7 @@ impl Node {
         decisions: Vec<CommissionAction>,
     ) -> Result<CommissionRecord> {
         require(caller, &[Role::Caseworker])?;
-        let _one_at_a_time = self.commissions.lock().await;
+        let one_at_a_time = self.commissions.lock().await;
         let mut record = self
             .commission(id)?
             .filter(|r| r.commission.convener == self.me)
@@ -263,6 +263,15 @@ impl Node {
             closed_at: now,
         };
         let signed = SignedBytes::sign(&minutes, Context::Commission, &self.key);
+        let notice = Notice::Minutes {
+            minutes: minutes.clone(),
+            signature: signed.signature,
+        };
+        if notice.to_bytes().len() > crate::protocol::MAX_NOTICE {
+            return Err(ServiceError::Invalid(
+                "the minutes are too long to send: fewer or shorter decisions".into(),
+            ));
+        }
         let (message, signature) = encode(&minutes, &signed.signature);
         let event = AuditEvent::CommissionMinutes {
             commission: id.clone(),
@@ -280,18 +289,11 @@ impl Node {
                 self.store.put(Tree::Commissions, id.as_str(), &record)?;
                 participants
                     .iter()
-                    .map(|m| {
-                        self.queue_notice(
-                            m,
-                            &Notice::Minutes {
-                                minutes: minutes.clone(),
-                                signature: signed.signature,
-                            },
-                        )
-                    })
+                    .map(|m| self.queue_notice(m, &notice))
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
+        drop(one_at_a_time);
         self.deliver_now(queued).await;
         Ok(record)
     }
@@ -377,6 +379,12 @@ impl Node {
         if record.minutes.is_some() {
             return Ok(());
         }
+        if minutes.dossier != record.commission.dossier {
+            return Err(ServiceError::NotEntitled(format!(
+                "minutes of commission {} about another dossier",
+                minutes.commission
+            )));
+        }
         let (message, sig) = encode(&minutes, &signature);
         let event = AuditEvent::CommissionMinutes {
             commission: minutes.commission.clone(),
@@ -398,8 +406,8 @@ impl Node {
 
     /// `maillon commission list` (caseworkers and auditors): the
     /// commissions convened here or to which this node was invited, newest
-    /// first, with their minutes.
-    pub fn list_commissions(&self, caller: &Caller) -> Result<Vec<CommissionRecord>> {
+    /// first, with their minutes. The list is logged.
+    pub async fn list_commissions(&self, caller: &Caller) -> Result<Vec<CommissionRecord>> {
         require(caller, &[Role::Caseworker, Role::Auditor])?;
         let mut all: Vec<CommissionRecord> = self
             .store
@@ -408,6 +416,11 @@ impl Node {
             .map(|(_, r)| r)
             .collect();
         all.sort_by_key(|r| std::cmp::Reverse(r.commission.convened_at));
+        self.audit(AuditEvent::CommissionsListed {
+            by: caller.name.clone(),
+            shown: u32::try_from(all.len()).unwrap_or(u32::MAX),
+        })
+        .await?;
         Ok(all)
     }
 

@@ -35,7 +35,10 @@ impl Node {
         let mut oriented: std::collections::BTreeSet<(String, String)> = Default::default();
         let mut pos = 0;
         while pos < size {
-            let page = self.audit.entries_within(pos, COUNT_PAGE, usize::MAX)?;
+            // A page read off the async workers: a long log does not hold them.
+            let audit = self.audit.clone();
+            let page =
+                super::blocking(move || audit.entries_within(pos, COUNT_PAGE, usize::MAX)).await?;
             if page.is_empty() {
                 break;
             }
@@ -64,7 +67,6 @@ impl Node {
                     counts.add(&entry.event);
                 }
             }
-            tokio::task::yield_now().await;
         }
         for (_, scheme) in proposed.difference(&oriented) {
             *counts

@@ -227,7 +227,7 @@ impl Node {
     ) -> Result<OrientationRecord> {
         require(caller, &[Role::Caseworker])?;
         check_text("note", note, status == OrientationStatus::Declined)?;
-        let _one_at_a_time = self.orientations.lock().await;
+        let one_at_a_time = self.orientations.lock().await;
         let mut record = self
             .orientation(id)?
             .filter(|r| r.orientation.to == self.me)
@@ -277,6 +277,8 @@ impl Node {
                 )
             })
             .await?;
+        // Durable now: the delivery does not hold receptions back.
+        drop(one_at_a_time);
         self.deliver_now(vec![queued]).await;
         Ok(record)
     }
@@ -358,6 +360,12 @@ impl Node {
                     step.id
                 ))
             })?;
+        if step.dossier != record.orientation.dossier {
+            return Err(ServiceError::NotEntitled(format!(
+                "a step of orientation {} about another dossier",
+                step.id
+            )));
+        }
         if record.steps.iter().any(|s| s.step == step) {
             return Ok(());
         }

@@ -1445,7 +1445,7 @@ impl Client for ClientApi {
         req: Request<pb::ListCommissionsRequest>,
     ) -> Result<Response<pb::ListCommissionsReply>, Status> {
         let caller = self.caller(&req)?;
-        let all = self.node.list_commissions(&caller).map_err(status)?;
+        let all = self.node.list_commissions(&caller).await.map_err(status)?;
         Ok(Response::new(pb::ListCommissionsReply {
             commissions: all.iter().map(commission_entry).collect(),
         }))

@@ -2069,3 +2069,137 @@ async fn a_volunteer_raises_an_alert_in_the_console_the_ccas_handles_it_and_the_
     assert!(!page.contains("contactée"), "{page}");
     assert!(!page.contains("Lilas"), "the raiser keeps no words: {page}");
 }
+
+#[tokio::test]
+async fn the_referent_convenes_and_closes_a_commission_in_the_console_and_an_auditor_reads_the_indicators()
+ {
+    let mut c = Cluster::start().await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
+    let (desk, _, d) = c.housing_at_the_ccas().await;
+    desk.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    let (cookie, csrf) = logged_in(&c, "ccas-rodez", "agent-console", Role::Caseworker).await;
+    let go = |method: &'static str, path: String, body: Option<String>| {
+        let (c, cookie) = (&c, cookie.clone());
+        async move {
+            send(
+                c,
+                "ccas-rodez",
+                method,
+                &path,
+                Some(&cookie),
+                body.as_deref(),
+            )
+            .await
+        }
+    };
+    let (status, _, page) = go("GET", format!("/dossiers/{d}/commission"), None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"value="caf12""#), "{page}");
+    let form = format!("csrf={csrf}&participant=caf12&le=2027-01-12&ordre=Relogement");
+    // Not the référent yet: refused, and nothing convened.
+    let (status, _, page) = go(
+        "POST",
+        format!("/dossiers/{d}/commission"),
+        Some(form.clone()),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Seul le référent de parcours"), "{page}");
+    desk.conn
+        .set_referent(&d, "agent-console@ccas-rodez", None)
+        .await
+        .expect("the référent");
+    let (status, _, _) = go(
+        "POST",
+        format!("/dossiers/{d}/commission"),
+        Some(format!("csrf={csrf}&le=2027-01-12&ordre=Relogement")),
+    )
+    .await;
+    assert_eq!(status, 422, "no participant");
+    let (status, headers, _) = go("POST", format!("/dossiers/{d}/commission"), Some(form)).await;
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/commissions"));
+    let (_, _, page) = go("GET", "/commissions".into(), None).await;
+    assert!(page.contains("Ordre du jour : Relogement"), "{page}");
+    let id = page
+        .split(r#"action="/commissions/"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the closing form")
+        .to_owned();
+    let (status, _, _) = go(
+        "POST",
+        format!("/commissions/{id}"),
+        Some(format!(
+            "csrf={csrf}&qui-1=caf12&quoi-1=Ouvrir+les+droits&avant-1=31%2F01"
+        )),
+    )
+    .await;
+    assert_eq!(status, 422, "a date as AAAA-MM-JJ");
+    let (status, _, _) = go(
+        "POST",
+        format!("/commissions/{id}"),
+        Some(format!(
+            "csrf={csrf}&qui-1=caf12&quoi-1=Ouvrir+les+droits&avant-1=2027-01-31"
+        )),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = go("GET", "/commissions".into(), None).await;
+    assert!(
+        page.contains("Ouvrir les droits — avant le 2027-01-31"),
+        "{page}"
+    );
+    assert!(page.contains("compte rendu arrêté le"), "{page}");
+    // The CAF's caseworker sees the minutes, and cannot close anything.
+    let (caf, caf_csrf) = logged_in(&c, "caf12", "agent-caf-console", Role::Caseworker).await;
+    let (_, _, page) = send(&c, "caf12", "GET", "/commissions", Some(&caf), None).await;
+    assert!(page.contains("Ouvrir les droits"), "{page}");
+    let (status, _, _) = send(
+        &c,
+        "caf12",
+        "POST",
+        &format!("/commissions/{id}"),
+        Some(&caf),
+        Some(&format!("csrf={caf_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The indicators: auditors and admins; a bad period said in French.
+    let (dpo, _) = logged_in(&c, "ccas-rodez", "dpo", Role::Auditor).await;
+    let (status, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        "/indicateurs?periode=2026-Q9",
+        Some(&dpo),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Une période s"), "{page}");
+    let day = maillon_node::types::Date::from_unix(maillon_node::clock::Clock::now(&*c.clock))
+        .to_string();
+    let (status, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "GET",
+        &format!("/indicateurs?periode={}", &day[..7]),
+        Some(&dpo),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("consents_given"), "{page}");
+    let (status, _, _) = go("GET", "/indicateurs?periode=2026".into(), None).await;
+    assert_eq!(status, 403, "a caseworker");
+}

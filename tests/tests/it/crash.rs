@@ -497,6 +497,52 @@ async fn a_commission_logged_but_not_stored_when_the_convener_dies_holds_and_rea
 }
 
 #[tokio::test]
+async fn an_alert_raised_at_its_recipient_logged_but_not_stored_is_received_after_restart() {
+    let mut c = crate::alerts::with_alerts().await;
+    let volunteer = c
+        .user(
+            "ccas-rodez",
+            "benevole",
+            maillon_node::types::Role::Volunteer,
+        )
+        .await;
+    let ccas = c
+        .user(
+            "ccas-rodez",
+            "agent-ccas",
+            maillon_node::types::Role::Caseworker,
+        )
+        .await;
+    let child = in_a_process(&mut c, "ccas-rodez", Some("alert_logged")).await;
+    let raised = volunteer
+        .api()
+        .raise_alert(volunteer.req(pb::RaiseAlertRequest {
+            about: "Dame âgée, 2 place du Bourg".into(),
+            place: "Rodez".into(),
+            concern: "health".into(),
+            to: String::new(),
+        }))
+        .await;
+    assert!(broken(raised.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "ccas-rodez").await;
+    let listed = |conn: maillon_cli::client::Conn| async move {
+        conn.api()
+            .list_alerts(conn.req(pb::ListAlertsRequest::default()))
+            .await
+            .expect("listed")
+            .into_inner()
+    };
+    let at_ccas = listed(ccas).await;
+    assert_eq!(
+        at_ccas.received.len(),
+        1,
+        "the logged alert reached its caseworkers"
+    );
+    assert_eq!(listed(volunteer).await.raised[0].status, "received");
+}
+
+#[tokio::test]
 async fn a_token_rotation_logged_but_not_stored_when_the_node_dies_holds_after_restart() {
     let mut c = Cluster::start().await;
     let agent = c.desk("ccas-rodez", "agent-rotated").await;

@@ -301,6 +301,24 @@ async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_c
             .await;
         assert!(r.is_err(), "a step by {by} told by cd12 was taken");
     }
+    // The CAF itself cannot attach its step to another dossier.
+    let other_dossier = OrientationStep {
+        dossier: maillon_node::types::DossierId::random(),
+        ..forged_step("caf12")
+    };
+    let signature =
+        SignedBytes::sign(&other_dossier, Context::Orientation, &c.key("caf12")).signature;
+    let r = c
+        .peer_as("caf12")
+        .notify(
+            &ccas_member,
+            &Notice::OrientationStep {
+                step: other_dossier,
+                signature,
+            },
+        )
+        .await;
+    assert!(r.is_err(), "a step about another dossier was taken");
     let forged = Orientation {
         id: maillon_node::types::OrientationId::random(),
         dossier: d.parse().expect("dossier"),
