@@ -348,7 +348,7 @@ impl Node {
                 .map_or(0, |c| c.size)
                 .max(size);
             if !self.granted_to(peer, dossier, known).await? {
-                return self.empty_part(size);
+                return self.empty_part(size).await;
             }
             Scope::Naming(peer.clone())
         };
@@ -360,14 +360,26 @@ impl Node {
         self.dossier_part(dossier, from, size, scope).await
     }
 
-    /// The part of a node that holds nothing of `dossier`: its checkpoint, no entry.
-    fn empty_part(&self, size: u64) -> Result<DossierPart> {
+    /// The part of a node that holds nothing of `dossier`: its checkpoint,
+    /// the one its witnesses cosigned and the consistency between them, no
+    /// entry.
+    async fn empty_part(&self, size: u64) -> Result<DossierPart> {
         let (checkpoint, cosigned) = self.checkpoint_at((size > 0).then_some(size))?;
+        let size = Checkpoint::parse_body(&checkpoint)
+            .map(|c| c.size)
+            .ok_or_else(|| ServiceError::State("this node's checkpoint does not parse".into()))?;
+        let witnessed = Checkpoint::parse_body(&cosigned).map_or(size, |c| c.size.min(size));
+        let consistency = if witnessed < size && witnessed > 0 {
+            let audit = self.audit.clone();
+            blocking(move || audit.consistency_proof(witnessed, size)).await?
+        } else {
+            Vec::new()
+        };
         Ok(DossierPart {
             member: self.me.clone(),
             checkpoint,
             cosigned,
-            consistency: Vec::new(),
+            consistency,
             entries: Vec::new(),
             holders: Vec::new(),
             next: None,
