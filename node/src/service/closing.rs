@@ -100,12 +100,23 @@ impl Node {
             from: None,
         };
         let now = self.clock.now();
+        // Every member told of it: those holding the dossier, and those an
+        // orientation or a commission from here reached (they keep its
+        // reason, agenda or minutes without holding the dossier).
+        let mut told: Vec<MemberId> = record.partners.iter().cloned().collect();
+        told.extend(self.reached_about(dossier)?);
+        told.sort();
+        told.dedup();
+        told.retain(|m| *m != self.me);
         let queued = self
             .log_then_apply(now, event, "erasure_logged", || {
                 self.store.put(Tree::Erased, dossier.as_str(), &now)?;
-                record
-                    .partners
-                    .iter()
+                // What is still queued about it is not sent any more.
+                self.store
+                    .remove_where::<super::OutboxItem>(Tree::Outbox, "", |item| {
+                        item.notice.dossier() == Some(dossier)
+                    })?;
+                told.iter()
                     .map(|p| self.queue_notice(p, &notice))
                     .collect::<Result<Vec<_>>>()
             })
@@ -117,6 +128,64 @@ impl Node {
         }
         self.deliver_now(queued).await;
         Ok(())
+    }
+
+    /// The members an orientation or a commission from here about `dossier` reached.
+    fn reached_about(&self, dossier: &DossierId) -> Result<Vec<MemberId>> {
+        let mut reached = Vec::new();
+        for (_, r) in self
+            .store
+            .scan::<super::OrientationRecord>(Tree::Orientations, "")?
+        {
+            if &r.orientation.dossier == dossier && r.orientation.from == self.me {
+                reached.push(r.orientation.to);
+            }
+        }
+        for (_, r) in self
+            .store
+            .scan::<super::CommissionRecord>(Tree::Commissions, "")?
+        {
+            if &r.commission.dossier == dossier && r.commission.convener == self.me {
+                reached.extend(r.commission.participants);
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Whether an orientation or a commission `peer` sent here is about `dossier`.
+    fn received_about(&self, dossier: &DossierId, peer: &MemberId) -> Result<bool> {
+        let oriented = self
+            .store
+            .scan::<super::OrientationRecord>(Tree::Orientations, "")?
+            .into_iter()
+            .any(|(_, r)| &r.orientation.dossier == dossier && &r.orientation.from == peer);
+        let convened = self
+            .store
+            .scan::<super::CommissionRecord>(Tree::Commissions, "")?
+            .into_iter()
+            .any(|(_, r)| &r.commission.dossier == dossier && &r.commission.convener == peer);
+        Ok(oriented || convened)
+    }
+
+    /// Removes the orientations and commissions kept about `dossier` (not flushed).
+    fn forget_network_records(&self, dossier: &DossierId) -> Result<()> {
+        self.store
+            .remove_where::<super::OrientationRecord>(Tree::Orientations, "", |r| {
+                &r.orientation.dossier == dossier
+            })?;
+        self.store
+            .remove_where::<super::CommissionRecord>(Tree::Commissions, "", |r| {
+                &r.commission.dossier == dossier
+            })?;
+        Ok(())
+    }
+
+    /// Whether `dossier` was erased here (its tombstone).
+    pub(super) fn is_erased(&self, dossier: &DossierId) -> Result<bool> {
+        Ok(self
+            .store
+            .get::<i64>(Tree::Erased, dossier.as_str())?
+            .is_some())
     }
 
     /// Refuses a closing or erasing anywhere but at the holder.
@@ -175,7 +244,30 @@ impl Node {
         {
             return Ok(());
         }
-        let record = self.dossier(&dossier)?;
+        let record = match self.dossier(&dossier) {
+            Ok(r) => r,
+            // Not held here, but an orientation or a commission from the
+            // holder brought its words: an erasure removes them.
+            Err(ServiceError::NotFound(_))
+                if matches!(notice, Notice::Erased { .. })
+                    && self.received_about(&dossier, peer)? =>
+            {
+                let now = self.clock.now();
+                let event = AuditEvent::DossierErased {
+                    dossier: dossier.clone(),
+                    ground: ErasureGround::PersonRequest,
+                    by: None,
+                    from: Some(peer.clone()),
+                };
+                return self
+                    .log_then_apply(now, event, "erasure_logged", || {
+                        self.store.put(Tree::Erased, dossier.as_str(), &now)?;
+                        self.forget_network_records(&dossier)
+                    })
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
         if record.attached_from.as_ref() != Some(peer) {
             return Err(ServiceError::NotEntitled(format!(
                 "{peer} does not hold {dossier} for this node"
@@ -259,14 +351,7 @@ impl Node {
         self.store
             .remove_where::<super::BreakGlassGrant>(Tree::Notices, "", |g| &g.dossier == dossier)?;
         self.store.remove(Tree::Referents, dossier.as_str())?;
-        self.store
-            .remove_where::<super::OrientationRecord>(Tree::Orientations, "", |r| {
-                &r.orientation.dossier == dossier
-            })?;
-        self.store
-            .remove_where::<super::CommissionRecord>(Tree::Commissions, "", |r| {
-                &r.commission.dossier == dossier
-            })?;
+        self.forget_network_records(dossier)?;
         let members: Vec<MemberId> = self
             .roster
             .get()

@@ -332,6 +332,12 @@ impl Node {
             )));
         }
         self.check_commission_signature(peer, &commission, signature)?;
+        if self.is_erased(&commission.dossier)? {
+            return Err(ServiceError::State(format!(
+                "{} was erased here",
+                commission.dossier
+            )));
+        }
         let _one_at_a_time = self.commissions.lock().await;
         if self.commission(&commission.id)?.is_some() {
             return Ok(());

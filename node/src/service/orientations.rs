@@ -299,6 +299,12 @@ impl Node {
             )));
         }
         let signed = self.check_orientation_signature(peer, &orientation, signature)?;
+        if self.is_erased(&orientation.dossier)? {
+            return Err(ServiceError::State(format!(
+                "{} was erased here",
+                orientation.dossier
+            )));
+        }
         let _one_at_a_time = self.orientations.lock().await;
         if self.orientation(&orientation.id)?.is_some() {
             return Ok(());

@@ -241,4 +241,21 @@ async fn the_referent_convenes_a_commission_its_decisions_go_into_the_support_pl
         report.contains("a réuni une commission de coordination"),
         "{report}"
     );
+
+    // Erased at the person's request: every participant forgets it, even
+    // one that never attached the dossier.
+    ccas.conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("erased");
+    for desk in [&ccas, &caf, &cd] {
+        assert!(
+            list(desk).await.is_empty(),
+            "a commission of an erased dossier is kept"
+        );
+    }
 }

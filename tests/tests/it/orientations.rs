@@ -357,6 +357,50 @@ async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_c
     let report = c.access_report(&ccas_auditor, &d).await;
     let text = format!("{report:?}");
     assert!(text.contains("vous a orienté vers"), "{text}");
+
+    // The person asks for erasure at the CCAS: the CAF, which never
+    // attached the dossier, is told too and forgets the orientation; a late
+    // orientation about it is refused there.
+    ccas.conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("erased");
+    assert!(
+        list(&caf.conn, "", "").await.is_empty(),
+        "the CAF forgot it"
+    );
+    assert!(list(&ccas.conn, "", "").await.is_empty());
+    let late = Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "ccas-rodez".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: "tard".into(),
+        consent: consent.parse().expect("consent"),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    let signature = SignedBytes::sign(&late, Context::Orientation, &c.key("ccas-rodez")).signature;
+    let r = c
+        .peer_as("ccas-rodez")
+        .notify(
+            &c.member("caf12"),
+            &Notice::Orientation {
+                orientation: late,
+                signature,
+            },
+        )
+        .await;
+    assert!(
+        r.is_err(),
+        "an orientation about an erased dossier was taken"
+    );
+    assert!(list(&caf.conn, "", "").await.is_empty());
 }
 
 #[tokio::test]
