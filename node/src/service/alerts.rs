@@ -291,16 +291,7 @@ impl Node {
                 alert.from, alert.to
             )));
         }
-        let key = self.roster_member(peer)?.card.signing_key;
-        SignedBytes {
-            bytes: serde_json::to_vec(&alert).map_err(|e| ServiceError::Internal(e.to_string()))?,
-            signature,
-        }
-        .verify(Context::Alert, &key, "alert")
-        .map_err(|e| ServiceError::Protocol {
-            peer: peer.clone(),
-            source: e,
-        })?;
+        self.signed_by_peer(peer, Context::Alert, &alert, signature, "alert")?;
         self.take_alert(alert, signature).await
     }
 
@@ -423,16 +414,13 @@ impl Node {
             .ok_or_else(|| {
                 ServiceError::NotEntitled(format!("{peer} was sent no alert {} from here", ack.id))
             })?;
-        let key = self.roster_member(peer)?.card.signing_key;
-        SignedBytes {
-            bytes: serde_json::to_vec(&ack).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        self.signed_by_peer(
+            peer,
+            Context::Alert,
+            &ack,
             signature,
-        }
-        .verify(Context::Alert, &key, "alert acknowledgement")
-        .map_err(|e| ServiceError::Protocol {
-            peer: peer.clone(),
-            source: e,
-        })?;
+            "alert acknowledgement",
+        )?;
         if !matches!(ack.status, AlertStatus::Received | AlertStatus::Taken)
             || rank(ack.status) <= rank(record.status)
         {

@@ -82,19 +82,33 @@ impl From<CensusError> for ServiceError {
     }
 }
 
+/// A kept entry decoded (it was checked when it came).
+fn decode_kept(key: &str, kept: Kept) -> Result<SignedEntry> {
+    let bytes = B64
+        .decode(&kept.entry)
+        .map_err(|_| ServiceError::Internal(format!("census entry {key} is damaged")))?;
+    Ok(SignedEntry::stored(SignedBytes {
+        bytes,
+        signature: kept.signature,
+    })?)
+}
+
 impl Node {
     /// The census entry kept under `key` (`member/service`), if any.
     fn kept_entry(&self, key: &str) -> Result<Option<SignedEntry>> {
-        let Some(kept) = self.store.get::<Kept>(Tree::Census, key)? else {
-            return Ok(None);
-        };
-        let bytes = B64
-            .decode(&kept.entry)
-            .map_err(|_| ServiceError::Internal(format!("census entry {key} is damaged")))?;
-        Ok(Some(SignedEntry::stored(SignedBytes {
-            bytes,
-            signature: kept.signature,
-        })?))
+        self.store
+            .get::<Kept>(Tree::Census, key)?
+            .map(|kept| decode_kept(key, kept))
+            .transpose()
+    }
+
+    /// Every entry kept under `prefix` (`member/`, or all), decoded once.
+    fn kept_entries(&self, prefix: &str) -> Result<Vec<SignedEntry>> {
+        self.store
+            .scan::<Kept>(Tree::Census, prefix)?
+            .into_iter()
+            .map(|(key, kept)| decode_kept(&key, kept))
+            .collect()
     }
 
     /// Keeps `signed` if it replaces what is kept for its service (not
@@ -214,16 +228,7 @@ impl Node {
 
     /// The entries kept for `member`'s services, by id.
     fn entries_of(&self, member: &MemberId) -> Result<Vec<SignedEntry>> {
-        let mut entries = Vec::new();
-        for (key, _) in self
-            .store
-            .scan::<Kept>(Tree::Census, &format!("{member}/"))?
-        {
-            if let Some(e) = self.kept_entry(&key)? {
-                entries.push(e);
-            }
-        }
-        Ok(entries)
+        self.kept_entries(&format!("{member}/"))
     }
 
     /// Offers `entries` (this member's) to every active member, all at
@@ -375,16 +380,11 @@ impl Node {
     /// `query`, by member and id.
     pub fn search_aids(&self, caller: &Caller, query: &Query) -> Result<Vec<SignedEntry>> {
         require(caller, &[Role::Admin, Role::Caseworker, Role::Auditor])?;
-        let mut found = Vec::new();
-        for (key, _) in self.store.scan::<Kept>(Tree::Census, "")? {
-            if let Some(e) = self.kept_entry(&key)?
-                && !e.entry.withdrawn
-                && e.entry.service.matches(query)
-            {
-                found.push(e);
-            }
-        }
-        Ok(found)
+        Ok(self
+            .kept_entries("")?
+            .into_iter()
+            .filter(|e| !e.entry.withdrawn && e.entry.service.matches(query))
+            .collect())
     }
 
     /// `maillon aids match` (caseworkers): the services of the census whose
@@ -418,10 +418,10 @@ impl Node {
         let today = crate::types::Date::from_unix(self.clock.now());
         let facts = Facts::read(birth_date.years_to(today), &sections);
         let (mut complete, mut partial, mut excluded) = (Vec::new(), Vec::new(), 0);
-        for (key, _) in self.store.scan::<Kept>(Tree::Census, "")? {
-            let Some(entry) = self.kept_entry(&key)?.filter(|e| !e.entry.withdrawn) else {
+        for entry in self.kept_entries("")? {
+            if entry.entry.withdrawn {
                 continue;
-            };
+            }
             let checks = crate::census::check(&entry.entry.service.criteria, &facts);
             if checks
                 .iter()

@@ -67,20 +67,6 @@ impl Node {
         Ok(self.store.get(Tree::Commissions, id.as_str())?)
     }
 
-    /// Refuses anyone but the dossier's référent, at this member.
-    fn check_referent_here(&self, caller: &Caller, dossier: &DossierId) -> Result<()> {
-        match self.referent(dossier)? {
-            Some(r) if r.member == self.me && r.user == caller.name => Ok(()),
-            Some(r) => Err(ServiceError::NotEntitled(format!(
-                "only the référent de parcours ({}@{}) convenes and closes a commission",
-                r.user, r.member
-            ))),
-            None => Err(ServiceError::NotEntitled(format!(
-                "{dossier} has no référent de parcours yet: name one before convening a commission"
-            ))),
-        }
-    }
-
     /// `maillon commission convene` (the dossier's référent): convenes
     /// `participants` on `dossier` for `meets_on`, with `agenda`, on the
     /// person's consent naming every participant (`consent`, or else the
@@ -114,7 +100,12 @@ impl Node {
         }
         self.dossier(dossier)?;
         self.check_open(dossier)?;
-        self.check_referent_here(caller, dossier)?;
+        self.check_referent(
+            caller,
+            dossier,
+            "convenes and closes a commission",
+            "convening a commission",
+        )?;
         let now = self.clock.now();
         let usable = |r: &crate::consent::ConsentRecord| {
             r.consent.dossier == *dossier
@@ -212,7 +203,12 @@ impl Node {
             return Err(ServiceError::State(format!("commission {id} is closed")));
         }
         let c = &record.commission;
-        self.check_referent_here(caller, &c.dossier)?;
+        self.check_referent(
+            caller,
+            &c.dossier,
+            "convenes and closes a commission",
+            "closing a commission",
+        )?;
         if decisions.len() > 64 {
             return Err(ServiceError::Invalid("at most 64 decisions".into()));
         }
@@ -298,25 +294,6 @@ impl Node {
         Ok(record)
     }
 
-    /// Checks a convener's signed message against its roster key.
-    fn check_commission_signature<T: Serialize>(
-        &self,
-        peer: &MemberId,
-        message: &T,
-        signature: Signature,
-    ) -> Result<()> {
-        let key = self.roster_member(peer)?.card.signing_key;
-        SignedBytes {
-            bytes: serde_json::to_vec(message).map_err(|_| damaged())?,
-            signature,
-        }
-        .verify(Context::Commission, &key, "commission")
-        .map_err(|e| ServiceError::Protocol {
-            peer: peer.clone(),
-            source: e,
-        })
-    }
-
     /// Takes a convocation `peer` sends: its own commission, naming this
     /// node, signed by its roster key. Logged, then kept.
     pub(super) async fn receive_commission(
@@ -331,7 +308,13 @@ impl Node {
                 commission.convener
             )));
         }
-        self.check_commission_signature(peer, &commission, signature)?;
+        self.signed_by_peer(
+            peer,
+            Context::Commission,
+            &commission,
+            signature,
+            "commission",
+        )?;
         if self.is_erased(&commission.dossier)? {
             return Err(ServiceError::State(format!(
                 "{} was erased here",
@@ -371,7 +354,7 @@ impl Node {
         minutes: Minutes,
         signature: Signature,
     ) -> Result<()> {
-        self.check_commission_signature(peer, &minutes, signature)?;
+        self.signed_by_peer(peer, Context::Commission, &minutes, signature, "minutes")?;
         let _one_at_a_time = self.commissions.lock().await;
         let mut record = self
             .commission(&minutes.commission)?

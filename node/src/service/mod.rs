@@ -402,6 +402,31 @@ impl Node {
         Ok(())
     }
 
+    /// A peer's message as the JSON it signed, checked against the key the
+    /// roster lists for `peer` in `ctx` (`what` names it in the refusal).
+    fn signed_by_peer<T: serde::Serialize>(
+        &self,
+        peer: &MemberId,
+        ctx: crate::crypto::Context,
+        message: &T,
+        signature: crate::crypto::Signature,
+        what: &'static str,
+    ) -> Result<crate::protocol::SignedBytes> {
+        let key = self.roster_member(peer)?.card.signing_key;
+        let signed = crate::protocol::SignedBytes {
+            bytes: serde_json::to_vec(message)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            signature,
+        };
+        signed
+            .verify(ctx, &key, what)
+            .map_err(|e| ServiceError::Protocol {
+                peer: peer.clone(),
+                source: e,
+            })?;
+        Ok(signed)
+    }
+
     /// The active roster member `id`, or [`ServiceError::NotAMember`].
     fn roster_member(&self, id: &MemberId) -> Result<RosterMember> {
         self.roster

@@ -298,7 +298,13 @@ impl Node {
                 orientation.from, orientation.to
             )));
         }
-        let signed = self.check_orientation_signature(peer, &orientation, signature)?;
+        let signed = self.signed_by_peer(
+            peer,
+            Context::Orientation,
+            &orientation,
+            signature,
+            "orientation",
+        )?;
         if self.is_erased(&orientation.dossier)? {
             return Err(ServiceError::State(format!(
                 "{} was erased here",
@@ -355,7 +361,13 @@ impl Node {
                 step.by
             )));
         }
-        let signed = self.check_orientation_signature(peer, &step, signature)?;
+        let signed = self.signed_by_peer(
+            peer,
+            Context::Orientation,
+            &step,
+            signature,
+            "orientation step",
+        )?;
         let _one_at_a_time = self.orientations.lock().await;
         let record = self
             .orientation(&step.id)?
@@ -418,27 +430,6 @@ impl Node {
         self.store
             .put(Tree::Orientations, record.orientation.id.as_str(), &record)?;
         Ok(true)
-    }
-
-    /// Checks a message of `peer`'s against the key the roster lists for it.
-    fn check_orientation_signature<T: Serialize>(
-        &self,
-        peer: &MemberId,
-        message: &T,
-        signature: Signature,
-    ) -> Result<SignedBytes> {
-        let key = self.roster_member(peer)?.card.signing_key;
-        let signed = SignedBytes {
-            bytes: serde_json::to_vec(message).map_err(|_| damaged())?,
-            signature,
-        };
-        signed
-            .verify(Context::Orientation, &key, "orientation")
-            .map_err(|e| ServiceError::Protocol {
-                peer: peer.clone(),
-                source: e,
-            })?;
-        Ok(signed)
     }
 
     /// `maillon orient list` (caseworkers and auditors): the orientations

@@ -408,14 +408,31 @@ impl Node {
         caller: &Caller,
         dossier: &DossierId,
     ) -> Result<()> {
+        self.check_referent(
+            caller,
+            dossier,
+            "writes the support plan",
+            "writing the support plan",
+        )
+    }
+
+    /// Refuses anyone but the dossier's référent, at this member: only it
+    /// `does` (what the refusal says), and one is named before `doing` it.
+    pub(super) fn check_referent(
+        &self,
+        caller: &Caller,
+        dossier: &DossierId,
+        does: &str,
+        doing: &str,
+    ) -> Result<()> {
         match self.referent(dossier)? {
             Some(r) if r.member == self.me && r.user == caller.name => Ok(()),
             Some(r) => Err(ServiceError::NotEntitled(format!(
-                "only the référent de parcours ({}@{}) writes the support plan",
+                "only the référent de parcours ({}@{}) {does}",
                 r.user, r.member
             ))),
             None => Err(ServiceError::NotEntitled(format!(
-                "{dossier} has no référent de parcours yet: name one before writing the support plan"
+                "{dossier} has no référent de parcours yet: name one before {doing}"
             ))),
         }
     }

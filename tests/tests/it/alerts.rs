@@ -297,6 +297,24 @@ async fn a_volunteers_alert_reaches_the_ccas_which_takes_and_closes_it_and_the_v
         assert!(r.is_err(), "a forged alert to {to} was taken");
     }
     assert_eq!(list(&ccas).await.expect("listed").received.len(), 1);
+    // Nor tell the département that its alert was taken, in the CCAS's name
+    // or its own.
+    for by in ["caf12", "ccas-rodez"] {
+        let ack = maillon_node::protocol::AlertAck {
+            id: raised.id.parse().expect("id"),
+            by: by.parse().expect("id"),
+            status: maillon_node::types::AlertStatus::Taken,
+            at: 0,
+        };
+        let signature = SignedBytes::sign(&ack, Context::Alert, &c.key("caf12")).signature;
+        let r = as_caf
+            .notify(&c.member("cd12"), &Notice::AlertAck { ack, signature })
+            .await;
+        assert!(
+            r.is_err(),
+            "an acknowledgement by {by} told by the CAF was taken"
+        );
+    }
 
     // A volunteer at the CCAS itself: received at once.
     let local = c.user("ccas-rodez", "benevole-ccas", Role::Volunteer).await;

@@ -234,6 +234,31 @@ async fn the_referent_convenes_a_commission_its_decisions_go_into_the_support_pl
         )
         .await;
     assert!(r.is_err(), "forged minutes were taken");
+    // Nor a convocation in the CCAS's name.
+    let convocation = maillon_node::protocol::Commission {
+        id: maillon_node::types::CommissionId::random(),
+        dossier: d.parse().expect("dossier"),
+        convener: "ccas-rodez".parse().expect("id"),
+        participants: vec!["caf12".parse().expect("id")],
+        agenda: "fausse".into(),
+        meets_on: "2027-01-12".parse().expect("date"),
+        consent: both.parse().expect("consent"),
+        sections: vec![],
+        convened_at: 0,
+    };
+    let signature = SignedBytes::sign(&convocation, Context::Commission, &c.key("cd12")).signature;
+    let r = c
+        .peer_as("cd12")
+        .notify(
+            &c.member("caf12"),
+            &Notice::Commission {
+                commission: convocation,
+                signature,
+            },
+        )
+        .await;
+    assert!(r.is_err(), "a forged convocation was taken");
+    assert_eq!(list(&caf).await.len(), 1);
 
     // The person's access report tells it, in French.
     let report = format!("{:?}", c.access_report(&ccas_dpo, &d).await);
