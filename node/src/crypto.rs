@@ -348,6 +348,11 @@ impl DossierKeys {
         Ok(())
     }
 
+    /// Whether the dossier has a key here.
+    pub fn holds(&self, dossier: &str) -> bool {
+        self.lock().contains_key(dossier) || self.path(dossier).exists()
+    }
+
     fn key(&self, dossier: &str) -> Result<[u8; 32], CryptoError> {
         // Held across the file read: a key read while it is destroyed never
         // comes back into the cache.

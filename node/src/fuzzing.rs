@@ -176,8 +176,13 @@ pub fn notice(data: &[u8]) {
             dossier: orientation.dossier.clone(),
             from,
             service: orientation.service.clone(),
-            message: base64_of(&serde_json::to_vec(&orientation).unwrap_or_default()),
-            signature: base64_of(&signature.to_bytes()),
+            sealed: base64_of(
+                &[
+                    &signature.to_bytes()[..],
+                    &serde_json::to_vec(&orientation).unwrap_or_default(),
+                ]
+                .concat(),
+            ),
         }),
         Notice::Commission {
             commission,
@@ -186,8 +191,13 @@ pub fn notice(data: &[u8]) {
             commission: commission.id.clone(),
             dossier: commission.dossier.clone(),
             from,
-            message: base64_of(&serde_json::to_vec(&commission).unwrap_or_default()),
-            signature: base64_of(&signature.to_bytes()),
+            sealed: base64_of(
+                &[
+                    &signature.to_bytes()[..],
+                    &serde_json::to_vec(&commission).unwrap_or_default(),
+                ]
+                .concat(),
+            ),
         }),
         Notice::Minutes { minutes, signature } => round_trips(AuditEvent::CommissionMinutes {
             commission: minutes.commission.clone(),
@@ -195,8 +205,13 @@ pub fn notice(data: &[u8]) {
             decisions: u32::try_from(minutes.decisions.len()).unwrap_or(u32::MAX),
             by: None,
             from: Some(from),
-            message: base64_of(&serde_json::to_vec(&minutes).unwrap_or_default()),
-            signature: base64_of(&signature.to_bytes()),
+            sealed: base64_of(
+                &[
+                    &signature.to_bytes()[..],
+                    &serde_json::to_vec(&minutes).unwrap_or_default(),
+                ]
+                .concat(),
+            ),
         }),
         Notice::Alert { alert, .. } => round_trips(AuditEvent::AlertReceived {
             alert: alert.id.clone(),
@@ -217,8 +232,13 @@ pub fn notice(data: &[u8]) {
                 service: String::new(),
                 by: None,
                 from: Some(from),
-                message: base64_of(&serde_json::to_vec(&step).unwrap_or_default()),
-                signature: base64_of(&signature.to_bytes()),
+                sealed: base64_of(
+                    &[
+                        &signature.to_bytes()[..],
+                        &serde_json::to_vec(&step).unwrap_or_default(),
+                    ]
+                    .concat(),
+                ),
             })
         }
     }

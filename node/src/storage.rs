@@ -134,6 +134,10 @@ pub enum Tree {
     /// Coordination commissions convened here or to which this node was
     /// invited, by id, with their minutes once closed.
     Commissions,
+    /// Dossiers this node does not hold that its holder closed, and of
+    /// which an orientation or a commission left records here: when they
+    /// closed, so that the charter's retention erases those records too.
+    Ended,
     /// Vigilance alerts raised here (`raised/ALR-…`) and received here
     /// (`received/ALR-…`, their words sealed at rest).
     Alerts,
@@ -172,7 +176,7 @@ impl MetaKey {
 
 impl Tree {
     /// Every tree, in declaration order (`Tree as usize` indexes it).
-    const ALL: [Tree; 27] = [
+    const ALL: [Tree; 28] = [
         Tree::Users,
         Tree::Tokens,
         Tree::Dossiers,
@@ -198,11 +202,13 @@ impl Tree {
         Tree::Census,
         Tree::Orientations,
         Tree::Commissions,
+        Tree::Ended,
         Tree::Alerts,
         Tree::Meta,
     ];
 
-    fn name(self) -> &'static str {
+    /// The tree's name in the store.
+    pub fn name(self) -> &'static str {
         match self {
             Tree::Users => "users",
             Tree::Tokens => "tokens",
@@ -230,6 +236,7 @@ impl Tree {
             Tree::Orientations => "orientations",
             Tree::Alerts => "alerts",
             Tree::Commissions => "commissions",
+            Tree::Ended => "ended",
             Tree::Meta => "meta",
         }
     }

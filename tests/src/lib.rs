@@ -577,3 +577,39 @@ impl Cluster {
             .is_ok()
     }
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn found_in(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+/// Every file under `dir` whose name contains `needle`.
+pub fn files_named(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, needle));
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -428,10 +428,9 @@ pub enum AuditEvent {
         consent: ConsentId,
         /// The user at this node who did it.
         by: UserName,
-        /// The signed orientation, base64 of its bytes.
-        message: String,
-        /// Its signature, base64.
-        signature: String,
+        /// The signed orientation and its signature, sealed under the
+        /// dossier's key (unreadable once it is erased), base64.
+        sealed: String,
     },
     /// An orientation came from another member (at the receiver).
     OrientationReceived {
@@ -443,10 +442,9 @@ pub enum AuditEvent {
         from: MemberId,
         /// The service's id at this node.
         service: String,
-        /// The signed orientation, base64 of its bytes.
-        message: String,
-        /// Its signature, base64.
-        signature: String,
+        /// The signed orientation and its signature, sealed under the
+        /// dossier's key (unreadable once it is erased), base64.
+        sealed: String,
     },
     /// A step of an orientation: taken here by a caseworker (at the
     /// receiving member, `by`), or told by the receiving member (at the
@@ -466,10 +464,9 @@ pub enum AuditEvent {
         /// The member that took it, if it was told.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<MemberId>,
-        /// The signed step, base64 of its bytes.
-        message: String,
-        /// Its signature, base64.
-        signature: String,
+        /// The signed step and its signature, sealed under the dossier's
+        /// key, base64.
+        sealed: String,
     },
     /// The référent convened a coordination commission on a dossier (at the
     /// convener, with the signed convocation).
@@ -482,10 +479,9 @@ pub enum AuditEvent {
         participants: Vec<MemberId>,
         /// The user at this node who convened it.
         by: UserName,
-        /// The signed convocation, base64 of its bytes.
-        message: String,
-        /// Its signature, base64.
-        signature: String,
+        /// The signed convocation and its signature, sealed under the
+        /// dossier's key (unreadable once it is erased), base64.
+        sealed: String,
     },
     /// A convocation to another member's commission (at a participant).
     CommissionInvited {
@@ -495,10 +491,9 @@ pub enum AuditEvent {
         dossier: DossierId,
         /// The convening member.
         from: MemberId,
-        /// The signed convocation, base64 of its bytes.
-        message: String,
-        /// Its signature, base64.
-        signature: String,
+        /// The signed convocation and its signature, sealed under the
+        /// dossier's key (unreadable once it is erased), base64.
+        sealed: String,
     },
     /// A commission's minutes: closed here by its convener (`by`), or
     /// received from it (`from`).
@@ -515,10 +510,9 @@ pub enum AuditEvent {
         /// The convening member, if received.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<MemberId>,
-        /// The signed minutes, base64 of their bytes.
-        message: String,
-        /// Their signature, base64.
-        signature: String,
+        /// The signed minutes and their signature, sealed under the
+        /// dossier's key, base64.
+        sealed: String,
     },
     /// A caseworker or auditor listed the commissions kept here.
     CommissionsListed {

@@ -68,12 +68,11 @@ impl Node {
             from: None,
             at: None,
         };
+        let told = self.told_of_end(&record)?;
         let queued = self
             .log_then_apply(now, event, "closure_logged", || {
                 self.store_closure(dossier, now, reason)?;
-                record
-                    .partners
-                    .iter()
+                told.iter()
                     .map(|p| self.queue_notice(p, &notice))
                     .collect::<Result<Vec<_>>>()
             })
@@ -100,14 +99,7 @@ impl Node {
             from: None,
         };
         let now = self.clock.now();
-        // Every member told of it: those holding the dossier, and those an
-        // orientation or a commission from here reached (they keep its
-        // reason, agenda or minutes without holding the dossier).
-        let mut told: Vec<MemberId> = record.partners.iter().cloned().collect();
-        told.extend(self.reached_about(dossier)?);
-        told.sort();
-        told.dedup();
-        told.retain(|m| *m != self.me);
+        let told = self.told_of_end(&record)?;
         let queued = self
             .log_then_apply(now, event, "erasure_logged", || {
                 self.store.put(Tree::Erased, dossier.as_str(), &now)?;
@@ -130,23 +122,26 @@ impl Node {
         Ok(())
     }
 
+    /// The members told when the holder closes or erases a dossier: those
+    /// holding it, and those an orientation or a commission from here
+    /// reached (they keep its reason, agenda or minutes without holding it).
+    pub(super) fn told_of_end(&self, record: &super::DossierRecord) -> Result<Vec<MemberId>> {
+        let mut told: Vec<MemberId> = record.partners.iter().cloned().collect();
+        told.extend(self.reached_about(&record.id)?);
+        told.sort();
+        told.dedup();
+        told.retain(|m| *m != self.me);
+        Ok(told)
+    }
+
     /// The members an orientation or a commission from here about `dossier` reached.
     fn reached_about(&self, dossier: &DossierId) -> Result<Vec<MemberId>> {
         let mut reached = Vec::new();
-        for (_, r) in self
-            .store
-            .scan::<super::OrientationRecord>(Tree::Orientations, "")?
-        {
-            if &r.orientation.dossier == dossier && r.orientation.from == self.me {
-                reached.push(r.orientation.to);
-            }
-        }
-        for (_, r) in self
-            .store
-            .scan::<super::CommissionRecord>(Tree::Commissions, "")?
-        {
-            if &r.commission.dossier == dossier && r.commission.convener == self.me {
-                reached.extend(r.commission.participants);
+        for tree in [Tree::Orientations, Tree::Commissions] {
+            for head in self.kept_heads(tree)? {
+                if &head.dossier == dossier && head.from == self.me {
+                    reached.extend(head.to);
+                }
             }
         }
         Ok(reached)
@@ -154,29 +149,113 @@ impl Node {
 
     /// Whether an orientation or a commission `peer` sent here is about `dossier`.
     fn received_about(&self, dossier: &DossierId, peer: &MemberId) -> Result<bool> {
-        let oriented = self
-            .store
-            .scan::<super::OrientationRecord>(Tree::Orientations, "")?
-            .into_iter()
-            .any(|(_, r)| &r.orientation.dossier == dossier && &r.orientation.from == peer);
-        let convened = self
-            .store
-            .scan::<super::CommissionRecord>(Tree::Commissions, "")?
-            .into_iter()
-            .any(|(_, r)| &r.commission.dossier == dossier && &r.commission.convener == peer);
-        Ok(oriented || convened)
+        for tree in [Tree::Orientations, Tree::Commissions] {
+            if self
+                .kept_heads(tree)?
+                .iter()
+                .any(|h| &h.dossier == dossier && &h.from == peer)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// Removes the orientations and commissions kept about `dossier` (not flushed).
+    /// The holder `peer` closed or erased `dossier`, which this node does
+    /// not hold but of which it keeps what an orientation or a commission
+    /// brought: a closure is logged and kept (the retention then erases
+    /// them, [`Node::erase_due`]); an erasure is logged, then the records
+    /// and the dossier's key here are destroyed.
+    async fn end_network_records(
+        &self,
+        peer: &MemberId,
+        dossier: &DossierId,
+        notice: Notice,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        match notice {
+            Notice::Closed { reason, at, .. } => {
+                if self
+                    .store
+                    .get::<i64>(Tree::Ended, dossier.as_str())?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let event = AuditEvent::DossierClosed {
+                    dossier: dossier.clone(),
+                    reason,
+                    by: None,
+                    from: Some(peer.clone()),
+                    at: Some(at),
+                };
+                self.log_then_apply(now, event, "closure_logged", || {
+                    Ok(self.store.put(Tree::Ended, dossier.as_str(), &at)?)
+                })
+                .await
+            }
+            Notice::Erased { .. } => {
+                let event = AuditEvent::DossierErased {
+                    dossier: dossier.clone(),
+                    ground: ErasureGround::PersonRequest,
+                    by: None,
+                    from: Some(peer.clone()),
+                };
+                self.log_then_apply(now, event, "erasure_logged", || {
+                    self.store.put(Tree::Erased, dossier.as_str(), &now)?;
+                    self.forget_network_records(dossier)
+                })
+                .await
+            }
+            _ => Err(ServiceError::Internal(
+                "receive_end takes closures and erasures".into(),
+            )),
+        }
+    }
+
+    /// Replay: a closure the log holds of a dossier not held here that an
+    /// orientation or a commission from its holder reached; `false` if
+    /// there is nothing to keep.
+    pub(super) fn replay_network_closure(
+        &self,
+        peer: &MemberId,
+        dossier: &DossierId,
+        at: i64,
+    ) -> Result<bool> {
+        if self.is_erased(dossier)?
+            || self
+                .store
+                .get::<i64>(Tree::Ended, dossier.as_str())?
+                .is_some()
+            || self
+                .store
+                .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
+                .is_some()
+            || !self.received_about(dossier, peer)?
+        {
+            return Ok(false);
+        }
+        self.store.put(Tree::Ended, dossier.as_str(), &at)?;
+        Ok(true)
+    }
+
+    /// Removes the orientations and commissions kept about `dossier`, its
+    /// closure if kept, and destroys its key here if this node does not
+    /// hold it (a holder's key goes with the rest, [`Node::erase_here`]).
+    /// The store is not flushed; the key's destruction is synced.
     fn forget_network_records(&self, dossier: &DossierId) -> Result<()> {
-        self.store
-            .remove_where::<super::OrientationRecord>(Tree::Orientations, "", |r| {
-                &r.orientation.dossier == dossier
-            })?;
-        self.store
-            .remove_where::<super::CommissionRecord>(Tree::Commissions, "", |r| {
-                &r.commission.dossier == dossier
-            })?;
+        let held = self
+            .store
+            .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
+            .is_some();
+        if !held {
+            self.vault.destroy(dossier.as_str())?;
+        }
+        self.store.remove(Tree::Ended, dossier.as_str())?;
+        for tree in [Tree::Orientations, Tree::Commissions] {
+            self.store
+                .remove_where::<super::sealed::SealedRecord>(tree, "", |r| &r.dossier == dossier)?;
+        }
         Ok(())
     }
 
@@ -247,24 +326,10 @@ impl Node {
         let record = match self.dossier(&dossier) {
             Ok(r) => r,
             // Not held here, but an orientation or a commission from the
-            // holder brought its words: an erasure removes them.
-            Err(ServiceError::NotFound(_))
-                if matches!(notice, Notice::Erased { .. })
-                    && self.received_about(&dossier, peer)? =>
-            {
-                let now = self.clock.now();
-                let event = AuditEvent::DossierErased {
-                    dossier: dossier.clone(),
-                    ground: ErasureGround::PersonRequest,
-                    by: None,
-                    from: Some(peer.clone()),
-                };
-                return self
-                    .log_then_apply(now, event, "erasure_logged", || {
-                        self.store.put(Tree::Erased, dossier.as_str(), &now)?;
-                        self.forget_network_records(&dossier)
-                    })
-                    .await;
+            // holder brought its words: its closure starts their retention,
+            // its erasure removes them.
+            Err(ServiceError::NotFound(_)) if self.received_about(&dossier, peer)? => {
+                return self.end_network_records(peer, &dossier, notice).await;
             }
             Err(e) => return Err(e),
         };
@@ -388,6 +453,11 @@ impl Node {
     pub async fn erase_due(&self) -> Result<usize> {
         let now = self.clock.now();
         let mut erased = 0;
+        // What an orientation or a commission left of a dossier not held.
+        let mut reached: std::collections::BTreeSet<DossierId> = std::collections::BTreeSet::new();
+        for tree in [Tree::Orientations, Tree::Commissions] {
+            reached.extend(self.kept_heads(tree)?.into_iter().map(|h| h.dossier));
+        }
         for (id, _) in self.store.scan::<i64>(Tree::Erased, "")? {
             let dossier: DossierId = id
                 .parse()
@@ -399,11 +469,39 @@ impl Node {
             {
                 self.erase_here(&dossier).await?;
                 erased += 1;
+            } else if reached.contains(&dossier) || self.vault.holds(&id) {
+                self.forget_network_records(&dossier)?;
+                self.flush().await?;
+                erased += 1;
             }
         }
         let Some(days) = self.roster.get().roster().charter.retention_days else {
             return Ok(erased);
         };
+        let due = |closed_at: i64| now >= closed_at.saturating_add(i64::from(days) * 86_400);
+        for (id, closed_at) in self.store.scan::<i64>(Tree::Ended, "")? {
+            if self.is_stopping() {
+                break;
+            }
+            if !due(closed_at) {
+                continue;
+            }
+            let dossier: DossierId = id
+                .parse()
+                .map_err(|e| ServiceError::Internal(format!("closure: {e}")))?;
+            let event = AuditEvent::DossierErased {
+                dossier: dossier.clone(),
+                ground: ErasureGround::Retention,
+                by: None,
+                from: None,
+            };
+            self.log_then_apply(now, event, "erasure_logged", || {
+                self.store.put(Tree::Erased, &id, &now)?;
+                self.forget_network_records(&dossier)
+            })
+            .await?;
+            erased += 1;
+        }
         for (id, record) in self
             .store
             .scan::<super::DossierRecord>(Tree::Dossiers, "")?
@@ -414,7 +512,7 @@ impl Node {
             let Some(closure) = &record.closed else {
                 continue;
             };
-            if now < closure.at + i64::from(days) * 86_400 {
+            if !due(closure.at) {
                 continue;
             }
             let event = AuditEvent::DossierErased {

@@ -6,8 +6,6 @@
 //! when) are written into the support plan and the minutes, signed by the
 //! convener's node, are logged and sent to every participant.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, Node, Result, ServiceError, require};
@@ -32,27 +30,10 @@ pub struct CommissionRecord {
     pub minutes: Option<(Minutes, Signature)>,
 }
 
-fn damaged() -> ServiceError {
-    ServiceError::Internal("a logged commission is damaged".into())
-}
-
-fn encode<T: Serialize>(value: &T, signature: &Signature) -> (String, String) {
-    (
-        B64.encode(serde_json::to_vec(value).unwrap_or_default()),
-        B64.encode(signature.to_bytes()),
-    )
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(message: &str, signature: &str) -> Result<(T, Signature)> {
-    let bytes = B64.decode(message).map_err(|_| damaged())?;
-    let value = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
-    let signature = B64
-        .decode(signature)
-        .ok()
-        .and_then(|s| Signature::from_bytes(&s).ok())
-        .ok_or_else(damaged)?;
-    Ok((value, signature))
-}
+/// The slot a convocation is sealed in, in the log.
+const CONVOCATION_SLOT: &str = "commission";
+/// The slot minutes are sealed in, in the log.
+const MINUTES_SLOT: &str = "minutes";
 
 /// The support plan's action line for a decision, as the console shows it.
 fn action_line(id: &CommissionId, d: &CommissionAction) -> String {
@@ -64,7 +45,18 @@ fn action_line(id: &CommissionId, d: &CommissionAction) -> String {
 
 impl Node {
     fn commission(&self, id: &CommissionId) -> Result<Option<CommissionRecord>> {
-        Ok(self.store.get(Tree::Commissions, id.as_str())?)
+        self.kept_sealed(Tree::Commissions, id.as_str())
+    }
+
+    /// Keeps `record`, sealed under its dossier's key (not flushed).
+    fn keep_commission(&self, record: &CommissionRecord) -> Result<()> {
+        let c = &record.commission;
+        self.keep_sealed(
+            Tree::Commissions,
+            c.id.as_str(),
+            (&c.dossier, &c.convener, &c.participants, c.convened_at),
+            record,
+        )
     }
 
     /// `maillon commission convene` (the dossier's référent): convenes
@@ -152,19 +144,21 @@ impl Node {
             signature: signed.signature,
             minutes: None,
         };
-        let (message, signature) = encode(&commission, &signed.signature);
         let event = AuditEvent::CommissionConvened {
             commission: commission.id.clone(),
             dossier: dossier.clone(),
             participants: invited.clone(),
             by: caller.name.clone(),
-            message,
-            signature,
+            sealed: self.seal_signed(
+                dossier,
+                CONVOCATION_SLOT,
+                &signed.bytes,
+                &signed.signature,
+            )?,
         };
         let queued = self
             .log_then_apply(now, event, "commission_logged", || {
-                self.store
-                    .put(Tree::Commissions, commission.id.as_str(), &record)?;
+                self.keep_commission(&record)?;
                 invited
                     .iter()
                     .map(|m| {
@@ -268,21 +262,19 @@ impl Node {
                 "the minutes are too long to send: fewer or shorter decisions".into(),
             ));
         }
-        let (message, signature) = encode(&minutes, &signed.signature);
         let event = AuditEvent::CommissionMinutes {
             commission: id.clone(),
             dossier: c.dossier.clone(),
             decisions: u32::try_from(minutes.decisions.len()).unwrap_or(u32::MAX),
             by: Some(caller.name.clone()),
             from: None,
-            message,
-            signature,
+            sealed: self.seal_signed(&c.dossier, MINUTES_SLOT, &signed.bytes, &signed.signature)?,
         };
         let participants = c.participants.clone();
         record.minutes = Some((minutes.clone(), signed.signature));
         let queued = self
             .log_then_apply(now, event, "minutes_logged", || {
-                self.store.put(Tree::Commissions, id.as_str(), &record)?;
+                self.keep_commission(&record)?;
                 participants
                     .iter()
                     .map(|m| self.queue_notice(m, &notice))
@@ -308,7 +300,7 @@ impl Node {
                 commission.convener
             )));
         }
-        self.signed_by_peer(
+        let signed = self.signed_by_peer(
             peer,
             Context::Commission,
             &commission,
@@ -325,13 +317,16 @@ impl Node {
         if self.commission(&commission.id)?.is_some() {
             return Ok(());
         }
-        let (message, sig) = encode(&commission, &signature);
         let event = AuditEvent::CommissionInvited {
             commission: commission.id.clone(),
             dossier: commission.dossier.clone(),
             from: peer.clone(),
-            message,
-            signature: sig,
+            sealed: self.seal_signed(
+                &commission.dossier,
+                CONVOCATION_SLOT,
+                &signed.bytes,
+                &signature,
+            )?,
         };
         let record = CommissionRecord {
             commission,
@@ -339,9 +334,7 @@ impl Node {
             minutes: None,
         };
         self.log_then_apply(self.clock.now(), event, "commission_invited_logged", || {
-            Ok(self
-                .store
-                .put(Tree::Commissions, record.commission.id.as_str(), &record)?)
+            self.keep_commission(&record)
         })
         .await
     }
@@ -354,7 +347,8 @@ impl Node {
         minutes: Minutes,
         signature: Signature,
     ) -> Result<()> {
-        self.signed_by_peer(peer, Context::Commission, &minutes, signature, "minutes")?;
+        let signed =
+            self.signed_by_peer(peer, Context::Commission, &minutes, signature, "minutes")?;
         let _one_at_a_time = self.commissions.lock().await;
         let mut record = self
             .commission(&minutes.commission)?
@@ -374,21 +368,17 @@ impl Node {
                 minutes.commission
             )));
         }
-        let (message, sig) = encode(&minutes, &signature);
         let event = AuditEvent::CommissionMinutes {
             commission: minutes.commission.clone(),
             dossier: minutes.dossier.clone(),
             decisions: u32::try_from(minutes.decisions.len()).unwrap_or(u32::MAX),
             by: None,
             from: Some(peer.clone()),
-            message,
-            signature: sig,
+            sealed: self.seal_signed(&minutes.dossier, MINUTES_SLOT, &signed.bytes, &signature)?,
         };
         record.minutes = Some((minutes, signature));
         self.log_then_apply(self.clock.now(), event, "minutes_received_logged", || {
-            Ok(self
-                .store
-                .put(Tree::Commissions, record.commission.id.as_str(), &record)?)
+            self.keep_commission(&record)
         })
         .await
     }
@@ -398,13 +388,7 @@ impl Node {
     /// first, with their minutes. The list is logged.
     pub async fn list_commissions(&self, caller: &Caller) -> Result<Vec<CommissionRecord>> {
         require(caller, &[Role::Caseworker, Role::Auditor])?;
-        let mut all: Vec<CommissionRecord> = self
-            .store
-            .scan::<CommissionRecord>(Tree::Commissions, "")?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.commission.convened_at));
+        let all: Vec<CommissionRecord> = self.all_kept_sealed(Tree::Commissions)?;
         self.audit(AuditEvent::CommissionsListed {
             by: caller.name.clone(),
             shown: u32::try_from(all.len()).unwrap_or(u32::MAX),
@@ -417,12 +401,16 @@ impl Node {
     pub(super) fn replay_commission(&self, event: &AuditEvent) -> Result<bool> {
         match event {
             AuditEvent::CommissionConvened {
-                message, signature, ..
+                dossier, sealed, ..
             }
             | AuditEvent::CommissionInvited {
-                message, signature, ..
+                dossier, sealed, ..
             } => {
-                let (commission, signature): (Commission, Signature) = decode(message, signature)?;
+                let Some((commission, signature)) =
+                    self.open_signed::<Commission>(dossier, CONVOCATION_SLOT, sealed)?
+                else {
+                    return Ok(false);
+                };
                 if self.commission(&commission.id)?.is_some() {
                     return Ok(false);
                 }
@@ -431,8 +419,7 @@ impl Node {
                     signature,
                     minutes: None,
                 };
-                self.store
-                    .put(Tree::Commissions, commission.id.as_str(), &record)?;
+                self.keep_commission(&record)?;
                 if commission.convener == self.me {
                     for m in &commission.participants {
                         self.queue_notice(
@@ -447,9 +434,13 @@ impl Node {
                 Ok(true)
             }
             AuditEvent::CommissionMinutes {
-                message, signature, ..
+                dossier, sealed, ..
             } => {
-                let (minutes, signature): (Minutes, Signature) = decode(message, signature)?;
+                let Some((minutes, signature)) =
+                    self.open_signed::<Minutes>(dossier, MINUTES_SLOT, sealed)?
+                else {
+                    return Ok(false);
+                };
                 let Some(mut record) = self.commission(&minutes.commission)? else {
                     return Ok(false);
                 };
@@ -457,8 +448,7 @@ impl Node {
                     return Ok(false);
                 }
                 record.minutes = Some((minutes.clone(), signature));
-                self.store
-                    .put(Tree::Commissions, minutes.commission.as_str(), &record)?;
+                self.keep_commission(&record)?;
                 if minutes.convener == self.me {
                     for m in &record.commission.participants {
                         self.queue_notice(

@@ -36,6 +36,7 @@ mod outbox;
 mod reads;
 mod referent;
 mod replay;
+mod sealed;
 mod search;
 mod status;
 mod users;

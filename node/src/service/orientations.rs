@@ -6,8 +6,6 @@
 //! restart or a member down loses none); each step is logged on both sides
 //! before it is kept.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, Node, Result, ServiceError, require};
@@ -59,20 +57,10 @@ pub enum Direction {
     Received,
 }
 
-fn damaged() -> ServiceError {
-    ServiceError::Internal("a logged orientation is damaged".into())
-}
-
-/// A logged message back: its bytes and signature from base64.
-fn from_log(message: &str, signature: &str) -> Result<(Vec<u8>, Signature)> {
-    let bytes = B64.decode(message).map_err(|_| damaged())?;
-    let signature = B64
-        .decode(signature)
-        .ok()
-        .and_then(|s| Signature::from_bytes(&s).ok())
-        .ok_or_else(damaged)?;
-    Ok((bytes, signature))
-}
+/// The slot an orientation is sealed in, in the log.
+const ORIENTATION_SLOT: &str = "orientation";
+/// The slot a step is sealed in, in the log.
+const STEP_SLOT: &str = "orientation step";
 
 fn check_text(what: &str, text: &str, needed: bool) -> Result<()> {
     if needed && text.trim().is_empty() {
@@ -89,7 +77,18 @@ fn check_text(what: &str, text: &str, needed: bool) -> Result<()> {
 impl Node {
     /// The orientation `id` kept here, if any.
     fn orientation(&self, id: &OrientationId) -> Result<Option<OrientationRecord>> {
-        Ok(self.store.get(Tree::Orientations, id.as_str())?)
+        self.kept_sealed(Tree::Orientations, id.as_str())
+    }
+
+    /// Keeps `record`, sealed under its dossier's key (not flushed).
+    fn keep_orientation(&self, record: &OrientationRecord) -> Result<()> {
+        let o = &record.orientation;
+        self.keep_sealed(
+            Tree::Orientations,
+            o.id.as_str(),
+            (&o.dossier, &o.from, std::slice::from_ref(&o.to), o.sent_at),
+            record,
+        )
     }
 
     /// `maillon orient` (caseworkers): orients the person of `dossier`
@@ -151,13 +150,16 @@ impl Node {
             service: orientation.service.clone(),
             consent: consent.id.clone(),
             by: caller.name.clone(),
-            message: B64.encode(&signed.bytes),
-            signature: B64.encode(signed.signature.to_bytes()),
+            sealed: self.seal_signed(
+                dossier,
+                ORIENTATION_SLOT,
+                &signed.bytes,
+                &signed.signature,
+            )?,
         };
         let queued = self
             .log_then_apply(now, event, "orientation_logged", || {
-                self.store
-                    .put(Tree::Orientations, orientation.id.as_str(), &record)?;
+                self.keep_orientation(&record)?;
                 self.queue_notice(
                     to,
                     &Notice::Orientation {
@@ -255,8 +257,7 @@ impl Node {
             service: record.orientation.service.clone(),
             by: Some(caller.name.clone()),
             from: None,
-            message: B64.encode(&signed.bytes),
-            signature: B64.encode(signed.signature.to_bytes()),
+            sealed: self.seal_signed(&step.dossier, STEP_SLOT, &signed.bytes, &signed.signature)?,
         };
         record.status = status;
         record.steps.push(StepRecord {
@@ -267,7 +268,7 @@ impl Node {
         let sender = record.orientation.from.clone();
         let queued = self
             .log_then_apply(now, event, "orientation_step_logged", || {
-                self.store.put(Tree::Orientations, id.as_str(), &record)?;
+                self.keep_orientation(&record)?;
                 self.queue_notice(
                     &sender,
                     &Notice::OrientationStep {
@@ -320,8 +321,12 @@ impl Node {
             dossier: orientation.dossier.clone(),
             from: peer.clone(),
             service: orientation.service.clone(),
-            message: B64.encode(&signed.bytes),
-            signature: B64.encode(signature.to_bytes()),
+            sealed: self.seal_signed(
+                &orientation.dossier,
+                ORIENTATION_SLOT,
+                &signed.bytes,
+                &signature,
+            )?,
         };
         self.log_then_apply(
             self.clock.now(),
@@ -334,16 +339,13 @@ impl Node {
 
     /// Keeps a received orientation (not flushed).
     fn keep_received(&self, orientation: Orientation, signature: Signature) -> Result<()> {
-        let record = OrientationRecord {
+        self.keep_orientation(&OrientationRecord {
             orientation,
             signature,
             sent_by: None,
             status: OrientationStatus::Sent,
             steps: Vec::new(),
-        };
-        self.store
-            .put(Tree::Orientations, record.orientation.id.as_str(), &record)?;
-        Ok(())
+        })
     }
 
     /// Takes a step `peer` tells of: of an orientation this node sent to
@@ -400,8 +402,7 @@ impl Node {
             service: record.orientation.service.clone(),
             by: None,
             from: Some(peer.clone()),
-            message: B64.encode(&signed.bytes),
-            signature: B64.encode(signature.to_bytes()),
+            sealed: self.seal_signed(&step.dossier, STEP_SLOT, &signed.bytes, &signature)?,
         };
         self.log_then_apply(self.clock.now(), event, "orientation_step_noted", || {
             self.keep_step(record, step, signature, None).map(drop)
@@ -427,8 +428,7 @@ impl Node {
             signature,
             taken_by,
         });
-        self.store
-            .put(Tree::Orientations, record.orientation.id.as_str(), &record)?;
+        self.keep_orientation(&record)?;
         Ok(true)
     }
 
@@ -443,10 +443,8 @@ impl Node {
     ) -> Result<Vec<OrientationRecord>> {
         require(caller, &[Role::Caseworker, Role::Auditor])?;
         let mut shown: Vec<OrientationRecord> = self
-            .store
-            .scan::<OrientationRecord>(Tree::Orientations, "")?
+            .all_kept_sealed::<OrientationRecord>(Tree::Orientations)?
             .into_iter()
-            .map(|(_, r)| r)
             .filter(|r| match direction {
                 Some(Direction::Sent) => r.orientation.from == self.me,
                 Some(Direction::Received) => r.orientation.to == self.me,
@@ -467,12 +465,15 @@ impl Node {
     /// one sent here is kept and queued for its member again.
     pub(super) fn replay_orientation_sent(
         &self,
+        dossier: &DossierId,
         by: &UserName,
-        message: &str,
-        signature: &str,
+        sealed: &str,
     ) -> Result<bool> {
-        let (bytes, signature) = from_log(message, signature)?;
-        let orientation: Orientation = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
+        let Some((orientation, signature)) =
+            self.open_signed::<Orientation>(dossier, ORIENTATION_SLOT, sealed)?
+        else {
+            return Ok(false);
+        };
         if self.orientation(&orientation.id)?.is_some() {
             return Ok(false);
         }
@@ -483,8 +484,7 @@ impl Node {
             status: OrientationStatus::Sent,
             steps: Vec::new(),
         };
-        self.store
-            .put(Tree::Orientations, orientation.id.as_str(), &record)?;
+        self.keep_orientation(&record)?;
         self.queue_notice(
             &orientation.to,
             &Notice::Orientation {
@@ -498,11 +498,14 @@ impl Node {
     /// Re-applies a received orientation the log holds and the store lacks.
     pub(super) fn replay_orientation_received(
         &self,
-        message: &str,
-        signature: &str,
+        dossier: &DossierId,
+        sealed: &str,
     ) -> Result<bool> {
-        let (bytes, signature) = from_log(message, signature)?;
-        let orientation: Orientation = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
+        let Some((orientation, signature)) =
+            self.open_signed::<Orientation>(dossier, ORIENTATION_SLOT, sealed)?
+        else {
+            return Ok(false);
+        };
         if self.orientation(&orientation.id)?.is_some() {
             return Ok(false);
         }
@@ -514,12 +517,15 @@ impl Node {
     /// is queued for the sender again.
     pub(super) fn replay_orientation_step(
         &self,
+        dossier: &DossierId,
         by: Option<&UserName>,
-        message: &str,
-        signature: &str,
+        sealed: &str,
     ) -> Result<bool> {
-        let (bytes, signature) = from_log(message, signature)?;
-        let step: OrientationStep = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
+        let Some((step, signature)) =
+            self.open_signed::<OrientationStep>(dossier, STEP_SLOT, sealed)?
+        else {
+            return Ok(false);
+        };
         let Some(record) = self.orientation(&step.id)? else {
             return Ok(false);
         };

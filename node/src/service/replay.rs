@@ -60,16 +60,29 @@ impl Node {
                         ..
                     } if self.store_closure(&dossier, at.unwrap_or(entry.time), reason)? => {
                         if from.is_none() {
-                            // Closed here, the holder: tell the partners again.
+                            // Closed here, the holder: tell the members again.
                             let notice = crate::protocol::Notice::Closed {
                                 dossier: dossier.clone(),
                                 reason,
                                 at: entry.time,
                             };
-                            for p in self.dossier(&dossier)?.partners {
+                            for p in self.told_of_end(&self.dossier(&dossier)?)? {
                                 self.queue_notice(&p, &notice)?;
                             }
                         }
+                        applied += 1;
+                    }
+                    AuditEvent::DossierClosed {
+                        dossier,
+                        from: Some(peer),
+                        at,
+                        ..
+                    } if self.replay_network_closure(
+                        &peer,
+                        &dossier,
+                        at.unwrap_or(entry.time),
+                    )? =>
+                    {
                         applied += 1;
                     }
                     // Upkeep finishes the erasure the tombstone names.
@@ -95,7 +108,7 @@ impl Node {
                             let notice = crate::protocol::Notice::Erased {
                                 dossier: dossier.clone(),
                             };
-                            for p in record.partners {
+                            for p in self.told_of_end(&record)? {
                                 self.queue_notice(&p, &notice)?;
                             }
                         }
@@ -309,24 +322,24 @@ impl Node {
                         applied += 1;
                     }
                     AuditEvent::OrientationSent {
+                        dossier,
                         by,
-                        message,
-                        signature,
+                        sealed,
                         ..
-                    } if self.replay_orientation_sent(&by, &message, &signature)? => {
+                    } if self.replay_orientation_sent(&dossier, &by, &sealed)? => {
                         applied += 1;
                     }
                     AuditEvent::OrientationReceived {
-                        message, signature, ..
-                    } if self.replay_orientation_received(&message, &signature)? => {
+                        dossier, sealed, ..
+                    } if self.replay_orientation_received(&dossier, &sealed)? => {
                         applied += 1;
                     }
                     AuditEvent::OrientationStepped {
+                        dossier,
                         by,
-                        message,
-                        signature,
+                        sealed,
                         ..
-                    } if self.replay_orientation_step(by.as_ref(), &message, &signature)? => {
+                    } if self.replay_orientation_step(&dossier, by.as_ref(), &sealed)? => {
                         applied += 1;
                     }
                     ref commission @ (AuditEvent::CommissionConvened { .. }

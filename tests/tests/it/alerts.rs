@@ -13,7 +13,7 @@ use maillon_node::roster::AlertRule;
 use maillon_node::service::PeerNetwork as _;
 use maillon_node::types::{AlertConcern, AlertId, Role};
 use maillon_proto::v1 as pb;
-use maillon_tests::{Cluster, audit_events, code};
+use maillon_tests::{Cluster, audit_events, code, files_named};
 use tonic::{Code, Status};
 
 const ABOUT: &str = "Monsieur seul au 3e étage, 4 rue des Lilas, volets fermés depuis une semaine";
@@ -67,23 +67,6 @@ async fn handle(
         }))
         .await
         .map(tonic::Response::into_inner)
-}
-
-/// Every file under `dir` whose name contains `needle`.
-fn files_named(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, needle));
-        } else if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().contains(needle))
-        {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[tokio::test]

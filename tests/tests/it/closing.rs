@@ -2,37 +2,16 @@
 //! charter's retention, or the person's request, erases the dossier at
 //! every member, and nothing of it remains in any node's files.
 
-use std::path::Path;
-
 use maillon_node::clock::Clock;
 use maillon_node::storage::{MetaKey, Store};
 use maillon_node::types::Role;
 use maillon_proto::v1 as pb;
-use maillon_tests::{Cluster, Desk, audit_events, housing_share, next_year, refusal};
+use maillon_tests::{Cluster, Desk, audit_events, found_in, housing_share, next_year, refusal};
 use tonic::Code;
 
 const MARK_HOUSING: &str = "MARQUEUR-LOGEMENT-7Q2XW";
 const MARK_RESOURCES: &str = "MARQUEUR-RESSOURCES-9K4ZT";
 const MARK_NAME: &str = "Marqueurnomzq";
-
-/// Whether any file under `dir` contains `needle`.
-fn found_in(dir: &Path, needle: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-            {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 /// A dossier held at the CCAS with a marked name and housing section, the
 /// CAF attached with a marked name and resources section, each sharing its

@@ -213,6 +213,21 @@ async fn the_referent_convenes_a_commission_its_decisions_go_into_the_support_pl
         audit_events(&caf_dpo, "commission_minutes").await[0]["from"],
         "ccas-rodez"
     );
+    // Never with the agenda or the decisions in clear: sealed under the
+    // dossier's key on both sides, in the log and in the store (the CAF
+    // never queued them, so no file of it holds them).
+    for dpo in [&ccas_dpo, &caf_dpo] {
+        let all = maillon_tests::audit_entries(dpo).await;
+        for words in [AGENDA, decisions[1].1] {
+            assert!(
+                !all.iter().any(|e| e.to_string().contains(words)),
+                "{words} reached a log in clear"
+            );
+        }
+    }
+    for words in [AGENDA, decisions[1].1] {
+        assert!(maillon_tests::found_in(&c.node("caf12").dir, words).is_empty());
+    }
 
     // Minutes the département signs for the CCAS's commission are refused.
     let forged = Minutes {

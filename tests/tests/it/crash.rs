@@ -346,6 +346,87 @@ async fn an_orientation_logged_but_not_stored_when_either_node_dies_holds_and_re
 }
 
 #[tokio::test]
+async fn a_closure_logged_but_not_kept_at_a_member_an_orientation_reached_still_starts_its_retention()
+ {
+    let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    ccas.conn
+        .api()
+        .orient(ccas.conn.req(pb::OrientRequest {
+            dossier: d.clone(),
+            to: "caf12".into(),
+            service: "aide-logement".into(),
+            reason: "Aide au loyer".into(),
+            consent: String::new(),
+        }))
+        .await
+        .expect("oriented");
+
+    // The CAF, which never attached the dossier, dies between the
+    // closure's log entry and keeping it.
+    let child = in_a_process(&mut c, "caf12", Some("closure_logged")).await;
+    ccas.conn
+        .api()
+        .close_dossier(ccas.conn.req(pb::CloseDossierRequest {
+            dossier: d.clone(),
+            reason: "end_of_parcours".into(),
+        }))
+        .await
+        .expect("closed at the CCAS whatever the CAF does");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    assert_eq!(
+        count(
+            &maillon_tests::audit_kinds(&auditor).await,
+            "dossier_closed"
+        ),
+        1,
+        "the closure was re-applied from the log at start, not taken twice"
+    );
+    c.clock.advance(31 * 86_400);
+    assert_eq!(
+        c.running("caf12").node().erase_due().await.expect("upkeep"),
+        1
+    );
+    let left = caf
+        .conn
+        .api()
+        .list_orientations(caf.conn.req(pb::ListOrientationsRequest {
+            direction: String::new(),
+            status: String::new(),
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .orientations;
+    assert!(left.is_empty(), "the retention erased the orientation");
+}
+
+#[tokio::test]
 async fn an_alert_logged_but_not_stored_when_the_recipient_dies_holds_and_its_raiser_learns_it() {
     let mut c = crate::alerts::with_alerts().await;
     let volunteer = c

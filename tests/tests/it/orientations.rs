@@ -10,7 +10,7 @@ use maillon_node::protocol::{Notice, Orientation, OrientationStep, SignedBytes};
 use maillon_node::service::PeerNetwork as _;
 use maillon_node::types::{OrientationStatus, Role};
 use maillon_proto::v1 as pb;
-use maillon_tests::{Cluster, Desk, audit_events, code, next_year};
+use maillon_tests::{Cluster, Desk, audit_events, code, files_named, found_in, next_year};
 use tonic::{Code, Status};
 
 const AIDE_LOGEMENT: &str = r#"{"id":"aide-logement","name":"Aide au logement","description":"Une aide au paiement du loyer.","organization":{"name":"CAF de l'Aveyron"},"categories":["logement"],"criteria":{"resources_ceiling":1000}}"#;
@@ -579,5 +579,126 @@ async fn orientations_from_the_command_line_send_list_and_answer_and_each_refusa
     assert_eq!(
         mine["orientations"][0]["steps"][0]["note"],
         "Hors de notre territoire"
+    );
+}
+
+#[tokio::test]
+async fn an_orientations_words_are_sealed_under_the_dossiers_key_and_its_closure_reaches_the_caf_that_never_attached_it()
+ {
+    const NOTE: &str = "Rendez-vous avec la conseillere Martine le 14";
+    let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf_publishes(&c).await;
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("consent");
+    let sent = orient(&ccas, &d, "caf12", "aide-logement", REASON, "")
+        .await
+        .expect("oriented");
+    step(&caf.conn, &sent.id, "accepted", NOTE)
+        .await
+        .expect("accepted");
+    assert_eq!(list(&caf.conn, "received", "").await[0].reason, REASON);
+    assert_eq!(list(&ccas.conn, "sent", "").await[0].steps[0].note, NOTE);
+
+    // Neither log holds the reason or the note in clear: each entry holds
+    // the signed message sealed under the dossier's key. The CAF, which
+    // never attached the dossier, made a key of its own for it; it never
+    // wrote the reason in clear anywhere, nor the CCAS the note.
+    let ccas_auditor = c.user("ccas-rodez", "dpo-ccas", Role::Auditor).await;
+    let caf_auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    for auditor in [&ccas_auditor, &caf_auditor] {
+        let all = maillon_tests::audit_entries(auditor).await;
+        for words in [REASON, NOTE] {
+            assert!(
+                !all.iter().any(|e| e.to_string().contains(words)),
+                "{words} reached a log in clear"
+            );
+        }
+    }
+    let sealed = audit_events(&caf_auditor, "orientation_received").await;
+    assert!(sealed[0]["sealed"].as_str().is_some_and(|s| s.len() > 100));
+    assert!(found_in(&c.node("caf12").dir, REASON).is_empty());
+    assert!(found_in(&c.node("ccas-rodez").dir, NOTE).is_empty());
+    assert_eq!(
+        files_named(&c.node("caf12").dir, &d).len(),
+        1,
+        "the CAF's key"
+    );
+
+    // The CCAS closes the dossier: the CAF is told although it never
+    // attached it, logs the closure, and keeps the orientation until the
+    // charter's retention runs out (across a restart).
+    ccas.conn
+        .api()
+        .close_dossier(ccas.conn.req(pb::CloseDossierRequest {
+            dossier: d.clone(),
+            reason: "end_of_parcours".into(),
+        }))
+        .await
+        .expect("closed");
+    let closed = audit_events(&caf_auditor, "dossier_closed").await;
+    assert_eq!(
+        (closed.len(), closed[0]["from"].as_str()),
+        (1, Some("ccas-rodez"))
+    );
+    drop((caf, caf_auditor));
+    c.restart("caf12").await;
+    let caf = c.desk("caf12", "agent-caf2").await;
+    let caf_auditor = c.user("caf12", "dpo-caf2", Role::Auditor).await;
+    c.clock.advance(29 * 86_400);
+    assert_eq!(
+        c.running("caf12").node().erase_due().await.expect("upkeep"),
+        0
+    );
+    assert_eq!(list(&caf.conn, "", "").await.len(), 1);
+    c.clock.advance(2 * 86_400);
+    assert_eq!(
+        c.running("caf12").node().erase_due().await.expect("upkeep"),
+        1
+    );
+    assert_eq!(
+        c.running("caf12").node().erase_due().await.expect("again"),
+        0
+    );
+    assert!(list(&caf.conn, "", "").await.is_empty(), "forgotten");
+    assert!(
+        files_named(&c.node("caf12").dir, &d).is_empty(),
+        "the key destroyed: what the log holds of it can no longer be read"
+    );
+    let erased = audit_events(&caf_auditor, "dossier_erased").await;
+    assert_eq!(erased[0]["ground"], "retention");
+
+    // Erased for good: a restart re-applies nothing of it, and a late
+    // orientation about it is refused.
+    drop((caf, caf_auditor));
+    c.restart("caf12").await;
+    let caf = c.desk("caf12", "agent-caf3").await;
+    assert!(list(&caf.conn, "", "").await.is_empty());
+    let late = Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "ccas-rodez".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: "tard".into(),
+        consent: sent.consent.parse().expect("consent"),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    let signature = SignedBytes::sign(&late, Context::Orientation, &c.key("ccas-rodez")).signature;
+    let r = c
+        .peer_as("ccas-rodez")
+        .notify(
+            &c.member("caf12"),
+            &Notice::Orientation {
+                orientation: late,
+                signature,
+            },
+        )
+        .await;
+    assert!(
+        r.is_err(),
+        "an orientation about an erased dossier was taken"
     );
 }
