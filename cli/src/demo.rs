@@ -384,10 +384,15 @@ async fn second_act(
         "total"
     ));
     for r in &t.rows {
+        let by = if r.territory.is_empty() {
+            r.by.clone()
+        } else {
+            format!("commune {}", r.territory)
+        };
         say(format!(
             "{:<24} {:<20} {}  {:>6}",
             r.indicator,
-            r.by,
+            by,
             cells(&r.members),
             r.total
         ));
@@ -565,10 +570,17 @@ pub async fn run(keep: bool) -> Result<(), CliError> {
     ));
     let housing = r#"{"situation":"hébergée chez un tiers","depuis":"2026-09","demande_logement_social":true,"loyer_envisage":450}"#;
     let resources = r#"{"rsa":true,"montant_mensuel":635.71,"apl":false,"dettes":{"energie":820}}"#;
-    for (section, json) in [("housing", housing), ("resources", resources)] {
+    let identity = r#"{"code_commune":"12202"}"#;
+    for (section, json) in [
+        ("identity", identity),
+        ("housing", housing),
+        ("resources", resources),
+    ] {
         ccas_cw.put_section(&dossier, section, json).await?;
     }
-    say("The caseworker records the housing and resources sections at the CCAS node.");
+    say(
+        "The caseworker records the identity (the commune, Rodez), housing and resources sections at the CCAS node.",
+    );
     caf_cw
         .attach_dossier(&dossier, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
         .await?;

@@ -96,6 +96,18 @@ impl std::str::FromStr for Period {
 /// outcome, a concern; empty when nothing).
 pub type Cell = (String, String);
 
+/// The territory of a count about a dossier whose commune this node does
+/// not know (it does not hold the dossier's identity, or it names none).
+pub const UNKNOWN_TERRITORY: &str = "unknown";
+
+/// Whether `code` is an INSEE commune code (`12202`, `2A004`, `97411`).
+pub fn is_commune_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 5
+        && (b[..2].iter().all(u8::is_ascii_digit) || matches!(&b[..2], b"2A" | b"2B"))
+        && b[2..].iter().all(u8::is_ascii_digit)
+}
+
 /// The counts one node signs for one period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,19 +122,48 @@ pub struct Counts {
     pub log_size: u64,
     /// Each count, by indicator and breakdown; zero counts are left out.
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The counts about a dossier again, by indicator and territory (the
+    /// INSEE code of the person's commune, or [`UNKNOWN_TERRITORY`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub territories: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Counts {
-    /// Counts what one log entry of the period adds.
-    pub fn add(&mut self, event: &AuditEvent) {
-        let mut one = |indicator: &str, by: &str| {
+    /// An empty set of counts of `member` for `period`.
+    pub fn new(member: MemberId, period: &str, computed_at: i64, log_size: u64) -> Self {
+        Self {
+            member,
+            period: period.to_owned(),
+            computed_at,
+            log_size,
+            counts: BTreeMap::new(),
+            territories: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one to `indicator` broken down `by`, and to its count in
+    /// `territory` if the entry is about a dossier.
+    pub fn one(&mut self, indicator: &str, by: &str, territory: Option<&str>) {
+        *self
+            .counts
+            .entry(indicator.to_owned())
+            .or_default()
+            .entry(by.to_owned())
+            .or_default() += 1;
+        if let Some(t) = territory {
             *self
-                .counts
+                .territories
                 .entry(indicator.to_owned())
                 .or_default()
-                .entry(by.to_owned())
+                .entry(t.to_owned())
                 .or_default() += 1;
-        };
+        }
+    }
+
+    /// Counts what one log entry of the period adds; `territory` is where
+    /// the person of the dossier it is about lives, if it is about one.
+    pub fn add(&mut self, event: &AuditEvent, territory: Option<&str>) {
+        let mut one = |indicator: &str, by: &str| self.one(indicator, by, territory);
         match event {
             AuditEvent::OrientationSent { service, .. } => one("orientations_sent", service),
             AuditEvent::OrientationReceived { service, .. } => {
@@ -241,6 +282,9 @@ pub struct Row {
     pub indicator: String,
     /// What it is broken down by (may be empty).
     pub by: String,
+    /// The territory it counts (an INSEE commune code or
+    /// [`UNKNOWN_TERRITORY`]); empty for the whole federation.
+    pub territory: String,
     /// Each member's count, in the order of [`Table::members`].
     pub members: Vec<Shown>,
     /// The total across the federation.
@@ -275,23 +319,50 @@ fn show(n: u64, threshold: u32) -> Shown {
 /// suppression: a member's count under `threshold` is "< N"; a total under
 /// it too; a total a suppressed member's count enters is shown as at least
 /// what the others add up to, never exactly.
+/// The rows after them are the counts about a dossier by territory, each
+/// suppressed the same way.
 pub fn table(period: &str, threshold: u32, all: &[Counts], missing: Vec<MemberId>) -> Table {
     let members: Vec<MemberId> = all.iter().map(|c| c.member.clone()).collect();
+    let mut rows = rows_of(all, threshold, |c| &c.counts);
+    rows.extend(
+        rows_of(all, threshold, |c| &c.territories)
+            .into_iter()
+            .map(|r| Row {
+                territory: r.by,
+                by: String::new(),
+                ..r
+            }),
+    );
+    Table {
+        period: period.to_owned(),
+        threshold,
+        members,
+        missing,
+        rows,
+    }
+}
+
+/// The suppressed rows of one map of every member's counts.
+fn rows_of(
+    all: &[Counts],
+    threshold: u32,
+    pick: impl Fn(&Counts) -> &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Vec<Row> {
     let mut cells: std::collections::BTreeSet<Cell> = std::collections::BTreeSet::new();
     for c in all {
-        for (indicator, by) in &c.counts {
+        for (indicator, by) in pick(c) {
             for key in by.keys() {
                 cells.insert((indicator.clone(), key.clone()));
             }
         }
     }
-    let rows = cells
+    cells
         .into_iter()
         .map(|(indicator, by)| {
             let counts: Vec<u64> = all
                 .iter()
                 .map(|c| {
-                    c.counts
+                    pick(c)
                         .get(&indicator)
                         .and_then(|m| m.get(&by))
                         .copied()
@@ -317,30 +388,24 @@ pub fn table(period: &str, threshold: u32, all: &[Counts], missing: Vec<MemberId
             Row {
                 indicator,
                 by,
+                territory: String::new(),
                 members: shown,
                 total,
             }
         })
-        .collect();
-    Table {
-        period: period.to_owned(),
-        threshold,
-        members,
-        missing,
-        rows,
-    }
+        .collect()
 }
 
 /// The table as CSV: one line a cell, a column a member, then the total.
 pub fn csv(table: &Table) -> String {
-    let mut out = String::from("indicator,by");
+    let mut out = String::from("indicator,by,territory");
     for m in &table.members {
         out.push(',');
         out.push_str(m.as_str());
     }
     out.push_str(",total\n");
     for r in &table.rows {
-        out.push_str(&format!("{},{}", r.indicator, r.by));
+        out.push_str(&format!("{},{},{}", r.indicator, r.by, r.territory));
         for s in &r.members {
             out.push_str(&format!(",{s}"));
         }
@@ -354,13 +419,7 @@ mod tests {
     use super::*;
 
     fn counts(member: &str, pairs: &[(&str, &str, u64)]) -> Counts {
-        let mut c = Counts {
-            member: member.parse().expect("id"),
-            period: "2026-Q4".into(),
-            computed_at: 0,
-            log_size: 0,
-            counts: BTreeMap::new(),
-        };
+        let mut c = Counts::new(member.parse().expect("id"), "2026-Q4", 0, 0);
         for (i, by, n) in pairs {
             c.counts
                 .entry((*i).into())
@@ -430,9 +489,62 @@ mod tests {
         );
         let text = csv(&t);
         assert!(
-            text.contains("orientations_sent,aide-logement,12,< 5,20,>= 32\n"),
+            text.contains("orientations_sent,aide-logement,,12,< 5,20,>= 32\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn counts_about_a_dossier_are_also_counted_by_territory_and_suppressed_alike() {
+        let me: MemberId = "ccas-rodez".parse().expect("id");
+        let mut ccas = Counts::new(me, "2026-Q4", 0, 0);
+        let consent = || AuditEvent::ConsentRevoked {
+            consent: crate::types::ConsentId::random(),
+            dossier: crate::types::DossierId::random(),
+            by: "agent".parse().expect("user"),
+        };
+        for _ in 0..6 {
+            ccas.add(&consent(), Some("12202"));
+        }
+        ccas.add(&consent(), Some("2A004"));
+        ccas.add(
+            &AuditEvent::OrientationsListed {
+                by: "agent".parse().expect("user"),
+                shown: 3,
+            },
+            None,
+        );
+        assert_eq!(ccas.counts["consents_withdrawn"][""], 7);
+        assert_eq!(ccas.territories["consents_withdrawn"]["12202"], 6);
+        assert_eq!(ccas.territories["consents_withdrawn"]["2A004"], 1);
+        let mut caf = Counts::new("caf12".parse().expect("id"), "2026-Q4", 0, 0);
+        caf.one("consents_withdrawn", "", Some(UNKNOWN_TERRITORY));
+        let t = table("2026-Q4", 5, &[ccas, caf], vec![]);
+        let by_territory: Vec<(&str, Shown)> = t
+            .rows
+            .iter()
+            .filter(|r| !r.territory.is_empty())
+            .map(|r| (r.territory.as_str(), r.total))
+            .collect();
+        assert_eq!(
+            by_territory,
+            [
+                ("12202", Shown::Exact(6)),
+                ("2A004", Shown::Under(5)),
+                ("unknown", Shown::Under(5))
+            ]
+        );
+        assert!(
+            t.rows
+                .iter()
+                .all(|r| r.territory.is_empty() || r.by.is_empty())
+        );
+        for good in ["12202", "2A004", "97411"] {
+            assert!(is_commune_code(good), "{good}");
+        }
+        for bad in ["1220", "122022", "2C004", "12 02", "AB123", ""] {
+            assert!(!is_commune_code(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(super) async fn run(conn: &Conn, period: &str, csv: bool, json: bool) -> Res
             "rows": r.rows.iter().map(|row| serde_json::json!({
                 "indicator": row.indicator,
                 "by": row.by,
+                "territory": row.territory,
                 "members": row.members,
                 "total": row.total,
             })).collect::<Vec<_>>(),
@@ -38,12 +39,16 @@ pub(super) async fn run(conn: &Conn, period: &str, csv: bool, json: bool) -> Res
         return Ok(());
     }
     if csv {
-        let mut header = vec!["indicator".to_owned(), "by".to_owned()];
+        let mut header = vec![
+            "indicator".to_owned(),
+            "by".to_owned(),
+            "territory".to_owned(),
+        ];
         header.extend(r.members.iter().cloned());
         header.push("total".into());
         say(&header.join(","));
         for row in &r.rows {
-            let mut line = vec![row.indicator.clone(), row.by.clone()];
+            let mut line = vec![row.indicator.clone(), row.by.clone(), row.territory.clone()];
             line.extend(row.members.iter().cloned());
             line.push(row.total.clone());
             say(&line.join(","));
@@ -60,12 +65,13 @@ pub(super) async fn run(conn: &Conn, period: &str, csv: bool, json: bool) -> Res
             r.missing.join(", ")
         ));
     }
-    let mut widths = vec!["indicator".len(), "by".len()];
+    let mut widths = vec!["indicator".len(), "by".len(), "territory".len()];
     widths.extend(r.members.iter().map(String::len));
     widths.push("total".len());
     for row in &r.rows {
         let cells = std::iter::once(&row.indicator)
             .chain(std::iter::once(&row.by))
+            .chain(std::iter::once(&row.territory))
             .chain(&row.members)
             .chain(std::iter::once(&row.total));
         for (w, c) in widths.iter_mut().zip(cells) {
@@ -82,12 +88,16 @@ pub(super) async fn run(conn: &Conn, period: &str, csv: bool, json: bool) -> Res
             .trim_end()
             .to_owned()
     };
-    let mut head = vec!["indicator", "by"];
+    let mut head = vec!["indicator", "by", "territory"];
     head.extend(r.members.iter().map(String::as_str));
     head.push("total");
     say(&line(head));
     for row in &r.rows {
-        let mut cells = vec![row.indicator.as_str(), row.by.as_str()];
+        let mut cells = vec![
+            row.indicator.as_str(),
+            row.by.as_str(),
+            row.territory.as_str(),
+        ];
         cells.extend(row.members.iter().map(String::as_str));
         cells.push(row.total.as_str());
         say(&line(cells));

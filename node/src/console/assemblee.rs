@@ -26,6 +26,7 @@ struct Indicateurs<'a> {
     membres: Vec<String>,
     absents: Vec<String>,
     lignes: Vec<(String, String, Vec<String>, String)>,
+    territoires: Vec<(String, String, Vec<String>, String)>,
     erreur: Option<String>,
 }
 
@@ -54,6 +55,7 @@ pub(super) async fn indicateurs(
         membres: Vec::new(),
         absents: Vec::new(),
         lignes: Vec::new(),
+        territoires: Vec::new(),
         erreur: None,
     };
     if periode.is_empty() {
@@ -64,18 +66,23 @@ pub(super) async fn indicateurs(
             page.seuil = t.threshold;
             page.membres = t.members.iter().map(|m| c.member_name(m)).collect();
             page.absents = t.missing.iter().map(|m| c.member_name(m)).collect();
-            page.lignes = t
-                .rows
-                .iter()
-                .map(|r| {
+            for r in &t.rows {
+                let line = |detail: String| {
                     (
                         r.indicator.clone(),
-                        r.by.clone(),
+                        detail,
                         r.members.iter().map(ToString::to_string).collect(),
                         r.total.to_string(),
                     )
-                })
-                .collect();
+                };
+                if r.territory.is_empty() {
+                    page.lignes.push(line(r.by.clone()));
+                } else if r.territory == crate::indicators::UNKNOWN_TERRITORY {
+                    page.territoires.push(line("non renseigné".into()));
+                } else {
+                    page.territoires.push(line(r.territory.clone()));
+                }
+            }
             c.page(StatusCode::OK, page.render())
         }
         Err(ServiceError::Invalid(_)) => {

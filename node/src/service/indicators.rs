@@ -9,7 +9,7 @@ use super::{Caller, Node, Result, ServiceError, require};
 use crate::audit::AuditEntry;
 use crate::indicators::{Counts, Period, Table};
 use crate::protocol::SignedBytes;
-use crate::types::{MemberId, Role};
+use crate::types::{DossierId, MemberId, Role, Section};
 
 /// How long one member may take to send its counts.
 const INDICATORS_DEADLINE: Duration = Duration::from_secs(10);
@@ -21,13 +21,8 @@ impl Node {
     /// This node's counts for `period`, from the log entries dated within it.
     pub async fn count_indicators(&self, period: &Period) -> Result<Counts> {
         let size = self.audit.size();
-        let mut counts = Counts {
-            member: self.me.clone(),
-            period: period.name.clone(),
-            computed_at: self.clock.now(),
-            log_size: size,
-            counts: Default::default(),
-        };
+        let mut counts = Counts::new(self.me.clone(), &period.name, self.clock.now(), size);
+        let mut territories: std::collections::HashMap<DossierId, String> = Default::default();
         // Schemes proposed for a dossier by `aids match` here, and the
         // orientations sent from here: a proposal no orientation followed
         // within the period is a scheme matched but unclaimed.
@@ -64,19 +59,45 @@ impl Node {
                         }
                         _ => {}
                     }
-                    counts.add(&entry.event);
+                    let territory = entry
+                        .event
+                        .dossier()
+                        .map(|d| self.territory_of(d, &mut territories));
+                    counts.add(&entry.event, territory.as_deref());
                 }
             }
         }
-        for (_, scheme) in proposed.difference(&oriented) {
-            *counts
-                .counts
-                .entry("aids_unclaimed".into())
-                .or_default()
-                .entry(scheme.clone())
-                .or_default() += 1;
+        for (dossier, scheme) in proposed.difference(&oriented) {
+            let territory = match dossier.parse::<DossierId>() {
+                Ok(d) => self.territory_of(&d, &mut territories),
+                Err(_) => crate::indicators::UNKNOWN_TERRITORY.to_owned(),
+            };
+            counts.one("aids_unclaimed", scheme, Some(&territory));
         }
         Ok(counts)
+    }
+
+    /// The territory of a dossier's counts: the INSEE code of the commune
+    /// its identity section here names, or unknown (not held here, no
+    /// commune, erased); looked up once per dossier per count.
+    fn territory_of(
+        &self,
+        dossier: &DossierId,
+        known: &mut std::collections::HashMap<DossierId, String>,
+    ) -> String {
+        if let Some(t) = known.get(dossier) {
+            return t.clone();
+        }
+        let code = self
+            .own_section(dossier, Section::Identity)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.json).ok())
+            .and_then(|v| v.get("code_commune")?.as_str().map(str::to_owned))
+            .filter(|c| crate::indicators::is_commune_code(c))
+            .unwrap_or_else(|| crate::indicators::UNKNOWN_TERRITORY.to_owned());
+        known.insert(dossier.clone(), code.clone());
+        code
     }
 
     /// Peer API: this node's signed counts for `period`, for an active member.

@@ -1373,6 +1373,7 @@ impl Client for ClientApi {
                 .map(|r| pb::IndicatorRow {
                     indicator: r.indicator,
                     by: r.by,
+                    territory: r.territory,
                     members: r.members.iter().map(ToString::to_string).collect(),
                     total: r.total.to_string(),
                 })

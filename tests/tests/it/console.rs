@@ -2200,6 +2200,7 @@ async fn the_referent_convenes_and_closes_a_commission_in_the_console_and_an_aud
     .await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("consents_given"), "{page}");
+    assert!(page.contains("Par territoire"), "{page}");
     let (status, _, _) = go("GET", "/indicateurs?periode=2026".into(), None).await;
     assert_eq!(status, 403, "a caseworker");
 }

@@ -35,8 +35,19 @@ async fn indicators(
 fn row<'a>(r: &'a pb::IndicatorsReply, indicator: &str, by: &str) -> &'a pb::IndicatorRow {
     r.rows
         .iter()
-        .find(|row| row.indicator == indicator && row.by == by)
+        .find(|row| row.indicator == indicator && row.by == by && row.territory.is_empty())
         .unwrap_or_else(|| panic!("no {indicator}/{by} in {r:#?}"))
+}
+
+/// The row of `indicator` in `territory`.
+fn in_territory<'a>(
+    r: &'a pb::IndicatorsReply,
+    indicator: &str,
+    territory: &str,
+) -> Option<&'a pb::IndicatorRow> {
+    r.rows
+        .iter()
+        .find(|row| row.indicator == indicator && row.territory == territory)
 }
 
 #[tokio::test]
@@ -50,6 +61,9 @@ async fn indicators_sum_every_members_signed_counts_with_small_cells_suppressed(
     })
     .await;
     let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    ccas.put(&d, "identity", r#"{"code_commune":"12202"}"#)
+        .await
+        .expect("the person's commune");
     for _ in 0..4 {
         ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
             .await
@@ -168,6 +182,29 @@ async fn indicators_sum_every_members_signed_counts_with_small_cells_suppressed(
             at(raised, "ccas-rodez").as_str()
         ),
         ("< 3", "0")
+    );
+    // Counted again by territory: the person's commune, as the identity
+    // section at the counting member names it; the CAF does not hold it.
+    let here = in_territory(&r, "consents_given", "12202").expect("by commune");
+    assert_eq!(
+        (
+            here.by.as_str(),
+            at(here, "ccas-rodez").as_str(),
+            here.total.as_str()
+        ),
+        ("", "4", "4")
+    );
+    let there = in_territory(&r, "orientations_completed", "unknown").expect("unknown");
+    assert_eq!(at(there, "caf12"), "< 3");
+    assert!(
+        in_territory(&r, "orientations_completed", "12202").is_none(),
+        "the CAF does not know the commune"
+    );
+    assert!(
+        !r.rows
+            .iter()
+            .any(|row| row.indicator == "alerts_raised" && !row.territory.is_empty()),
+        "an alert is about no dossier"
     );
     let text = format!("{r:?}");
     for personal in ["Martin", "Camille", "Voisin", "Rodez", &d] {
