@@ -1000,3 +1000,120 @@ async fn a_node_stopped_by_sigterm_or_sigint_answers_what_it_took_and_starts_aga
         );
     }
 }
+
+#[tokio::test]
+async fn what_a_member_receives_logged_but_not_kept_when_it_dies_is_kept_once_after_restart() {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    ccas.conn
+        .set_referent(&d, "agent-ccas@ccas-rodez", None)
+        .await
+        .expect("the référent");
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    // Each message the CAF takes from the CCAS, the point where it dies
+    // (between its log entry, sealed, and keeping it), and the kind logged.
+    let orient = async |ccas: &Desk| {
+        ccas.conn
+            .api()
+            .orient(ccas.conn.req(pb::OrientRequest {
+                dossier: d.clone(),
+                to: "caf12".into(),
+                service: "aide-logement".into(),
+                reason: "Aide au loyer".into(),
+                consent: String::new(),
+            }))
+            .await
+            .map(drop)
+    };
+    let child = in_a_process(&mut c, "caf12", Some("orientation_received_logged")).await;
+    orient(&ccas).await.expect("sent; the CAF dies taking it");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+
+    let child = in_a_process(&mut c, "caf12", Some("commission_invited_logged")).await;
+    let convened = ccas
+        .conn
+        .api()
+        .convene_commission(ccas.conn.req(pb::ConveneCommissionRequest {
+            dossier: d.clone(),
+            participants: vec!["caf12".into()],
+            agenda: "Relogement".into(),
+            meets_on: "2027-01-12".into(),
+            consent: String::new(),
+        }))
+        .await
+        .expect("convened; the CAF dies taking it")
+        .into_inner();
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+
+    let child = in_a_process(&mut c, "caf12", Some("minutes_received_logged")).await;
+    ccas.conn
+        .api()
+        .close_commission(ccas.conn.req(pb::CloseCommissionRequest {
+            commission: convened.id.clone(),
+            decisions: vec![],
+        }))
+        .await
+        .expect("closed; the CAF dies taking the minutes");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+
+    // Re-applied from the sealed log entries at start; the CCAS's outbox
+    // sends them again, and the CAF keeps each once.
+    c.clock.advance(3600);
+    c.running("ccas-rodez")
+        .node()
+        .deliver_outbox()
+        .await
+        .expect("outbox");
+    let orientations = caf
+        .conn
+        .api()
+        .list_orientations(caf.conn.req(pb::ListOrientationsRequest {
+            direction: String::new(),
+            status: String::new(),
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .orientations;
+    assert_eq!(orientations.len(), 1);
+    assert_eq!(orientations[0].reason, "Aide au loyer");
+    let commissions = caf
+        .conn
+        .api()
+        .list_commissions(caf.conn.req(pb::ListCommissionsRequest {}))
+        .await
+        .expect("listed")
+        .into_inner()
+        .commissions;
+    assert_eq!(commissions.len(), 1);
+    assert_eq!(commissions[0].agenda, "Relogement");
+    assert!(commissions[0].closed, "the minutes kept");
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    let kinds = audit_kinds(&auditor).await;
+    for kind in [
+        "orientation_received",
+        "commission_invited",
+        "commission_minutes",
+    ] {
+        assert_eq!(count(&kinds, kind), 1, "{kind} taken once");
+    }
+}
