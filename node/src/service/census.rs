@@ -150,7 +150,7 @@ impl Node {
         }
         if current.is_none() && self.own_services()? >= MAX_SERVICES_PER_MEMBER {
             return Err(ServiceError::Invalid(format!(
-                "this member already publishes {MAX_SERVICES_PER_MEMBER} services: withdraw one first"
+                "this member's census holds {MAX_SERVICES_PER_MEMBER} services, withdrawn ones included (kept so that every member learns of the withdrawal): publish under the id of a withdrawn one"
             )));
         }
         let version = current.as_ref().map_or(0, |c| c.entry.version) + 1;

@@ -745,3 +745,58 @@ async fn aids_match_proposes_what_the_readable_sections_satisfy_and_says_what_it
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_member_keeps_at_most_256_services_withdrawn_ones_included_and_asks_for_no_more() {
+    use maillon_node::service::{MAX_SERVICES_PER_MEMBER, PeerNetwork as _};
+
+    let c = Cluster::start().await;
+    let admin = caller(&c.node("cd12").admin.user, Role::Admin);
+    let cd12 = c.running("cd12").node().clone();
+    let numbered = |n: usize| {
+        let mut s = renamed("Service");
+        s.id = format!("service-{n}");
+        s
+    };
+    for n in 0..MAX_SERVICES_PER_MEMBER {
+        cd12.publish_aid(&admin, numbered(n), false)
+            .await
+            .expect("published");
+    }
+    let over = cd12
+        .publish_aid(&admin, numbered(MAX_SERVICES_PER_MEMBER), false)
+        .await;
+    assert!(
+        matches!(&over, Err(ServiceError::Invalid(m)) if m.contains("withdrawn ones included")),
+        "{over:?}"
+    );
+    // A withdrawn service still counts (every member keeps its withdrawal),
+    // and its id may be published again.
+    cd12.publish_aid(&admin, numbered(0), true)
+        .await
+        .expect("withdrawn");
+    assert!(
+        cd12.publish_aid(&admin, numbered(MAX_SERVICES_PER_MEMBER), false)
+            .await
+            .is_err()
+    );
+    let again = cd12
+        .publish_aid(&admin, numbered(0), false)
+        .await
+        .expect("published again under its id");
+    assert_eq!(again.entry.version, 3);
+
+    // Asking a member for its census while claiming to know more than a
+    // member may publish is refused.
+    let known: std::collections::HashMap<String, u64> = (0..=MAX_SERVICES_PER_MEMBER)
+        .map(|n| (format!("cd12/service-{n}"), 1))
+        .collect();
+    let r = c
+        .peer_as("caf12")
+        .fetch_census(&c.member("cd12"), &known)
+        .await;
+    assert!(
+        matches!(&r, Err(e) if e.to_string().contains("at most 256 services")),
+        "{r:?}"
+    );
+}

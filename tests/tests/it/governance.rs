@@ -436,6 +436,16 @@ async fn a_suspended_member_is_refused_everywhere_at_once_and_cannot_open_what_i
             .expect_err("handshake refused");
         assert_eq!(err.reason(), "unreachable", "{m}: {err}");
     }
+    // Nor does it get the federation's indicators any more.
+    {
+        use maillon_node::service::PeerNetwork;
+        let err = c
+            .peer_as("caf12")
+            .get_indicators(&c.member("ccas-rodez"), "2026")
+            .await
+            .expect_err("indicators refused");
+        assert_eq!(err.reason(), "unreachable", "{err}");
+    }
     // The owner removed it from the group of its share.
     assert_eq!(
         c.group_members("ccas-rodez", &share).await,
