@@ -73,6 +73,30 @@ async fn back_in_process(c: &mut Cluster, id: &str) {
         .expect("the node restarts from what the crash left");
 }
 
+/// A dossier at the CCAS, the CAF's housing aid in the census, and the
+/// person's consent to share the housing section with the CAF.
+async fn ready_to_orient(c: &Cluster) -> (Desk, Desk, String) {
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    let admin = c.admin("caf12");
+    admin
+        .api()
+        .publish_aid(admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    ccas.grant(
+        &d,
+        &["housing"],
+        &["caf12"],
+        &maillon_tests::next_year(&c.clock),
+    )
+    .await
+    .expect("consent");
+    (ccas, caf, d)
+}
+
 fn count(kinds: &[String], kind: &str) -> usize {
     kinds.iter().filter(|k| *k == kind).count()
 }
@@ -258,24 +282,7 @@ async fn a_census_publication_logged_but_not_stored_when_the_node_dies_holds_aft
 #[tokio::test]
 async fn an_orientation_logged_but_not_stored_when_either_node_dies_holds_and_reaches_the_other() {
     let mut c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let admin = c.admin("caf12");
-    admin
-        .api()
-        .publish_aid(admin.req(pb::PublishAidRequest {
-            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
-            withdraw: String::new(),
-        }))
-        .await
-        .expect("published");
-    ccas.grant(
-        &d,
-        &["housing"],
-        &["caf12"],
-        &maillon_tests::next_year(&c.clock),
-    )
-    .await
-    .expect("consent");
+    let (ccas, caf, d) = ready_to_orient(&c).await;
     let orient = pb::OrientRequest {
         dossier: d.clone(),
         to: "caf12".into(),
@@ -349,24 +356,7 @@ async fn an_orientation_logged_but_not_stored_when_either_node_dies_holds_and_re
 async fn a_closure_logged_but_not_kept_at_a_member_an_orientation_reached_still_starts_its_retention()
  {
     let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let admin = c.admin("caf12");
-    admin
-        .api()
-        .publish_aid(admin.req(pb::PublishAidRequest {
-            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
-            withdraw: String::new(),
-        }))
-        .await
-        .expect("published");
-    ccas.grant(
-        &d,
-        &["housing"],
-        &["caf12"],
-        &maillon_tests::next_year(&c.clock),
-    )
-    .await
-    .expect("consent");
+    let (ccas, caf, d) = ready_to_orient(&c).await;
     ccas.conn
         .api()
         .orient(ccas.conn.req(pb::OrientRequest {
@@ -1004,28 +994,11 @@ async fn a_node_stopped_by_sigterm_or_sigint_answers_what_it_took_and_starts_aga
 #[tokio::test]
 async fn what_a_member_receives_logged_but_not_kept_when_it_dies_is_kept_once_after_restart() {
     let mut c = Cluster::start().await;
-    let (ccas, caf, d) = c.housing_at_the_ccas().await;
-    let admin = c.admin("caf12");
-    admin
-        .api()
-        .publish_aid(admin.req(pb::PublishAidRequest {
-            service: br#"{"id":"aide-logement","name":"Aide au logement","description":"","organization":{"name":"CAF"}}"#.to_vec(),
-            withdraw: String::new(),
-        }))
-        .await
-        .expect("published");
+    let (ccas, caf, d) = ready_to_orient(&c).await;
     ccas.conn
         .set_referent(&d, "agent-ccas@ccas-rodez", None)
         .await
         .expect("the référent");
-    ccas.grant(
-        &d,
-        &["housing"],
-        &["caf12"],
-        &maillon_tests::next_year(&c.clock),
-    )
-    .await
-    .expect("consent");
     // Each message the CAF takes from the CCAS, the point where it dies
     // (between its log entry, sealed, and keeping it), and the kind logged.
     let orient = async |ccas: &Desk| {
