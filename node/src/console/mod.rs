@@ -46,6 +46,7 @@ mod controle;
 mod dossiers;
 mod journal;
 pub mod oidc;
+mod recensement;
 mod referent;
 mod registre;
 mod reseau;
@@ -904,7 +905,15 @@ fn router(node: Arc<Node>, oidc: Option<Arc<oidc::Oidc>>) -> axum::Router {
         )
         .route("/registre", get(registre::registre))
         .route("/aides", get(reseau::aides))
+        .route(
+            "/aides/publier",
+            get(recensement::publier).post(recensement::publier_envoye),
+        )
         .route("/aides/{membre}/{service}", get(reseau::aide))
+        .route(
+            "/aides/{membre}/{service}/retirer",
+            axum::routing::post(recensement::retirer),
+        )
         .route("/orientations", get(reseau::orientations))
         .route("/alertes", get(alertes::alertes).post(alertes::signaler))
         .route("/indicateurs", get(assemblee::indicateurs))

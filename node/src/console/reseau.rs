@@ -43,7 +43,8 @@ fn ligne(c: &Console, e: &SignedEntry) -> Ligne {
     }
 }
 
-fn household_fr(h: &str) -> String {
+/// A household's French name.
+pub(super) fn household_fr(h: &str) -> String {
     match h {
         "isolated" => "personne seule".into(),
         "single_parent" => "parent isolé".into(),
@@ -53,7 +54,8 @@ fn household_fr(h: &str) -> String {
     }
 }
 
-fn situation_fr(s: &str) -> String {
+/// A situation's French name.
+pub(super) fn situation_fr(s: &str) -> String {
     match s {
         "job_seeker" => "en recherche d'emploi".into(),
         "retired" => "à la retraite".into(),
@@ -134,6 +136,7 @@ struct Aides<'a> {
     commune: String,
     ouvert: bool,
     lignes: Vec<Ligne>,
+    publier: bool,
 }
 
 /// `GET /aides`: the census searched (every role).
@@ -142,7 +145,7 @@ pub(super) async fn aides(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (_, caller) = match session_with(
+    let (session, caller) = match session_with(
         &c,
         &headers,
         &[Role::Caseworker, Role::Auditor, Role::Admin],
@@ -183,6 +186,7 @@ pub(super) async fn aides(
         categorie,
         commune,
         ouvert,
+        publier: session.role == Role::Admin,
     };
     c.page(StatusCode::OK, page.render())
 }
@@ -205,6 +209,8 @@ struct Aide<'a> {
     cout: String,
     publie: String,
     version_entree: u64,
+    /// This member's admin may change or withdraw it (with this token).
+    gerer: Option<String>,
 }
 
 /// `GET /aides/{membre}/{service}`: one service of the census (every role).
@@ -213,7 +219,7 @@ pub(super) async fn aide(
     headers: HeaderMap,
     Path((membre, service)): Path<(String, String)>,
 ) -> Response {
-    let (_, caller) = match session_with(
+    let (session, caller) = match session_with(
         &c,
         &headers,
         &[Role::Caseworker, Role::Auditor, Role::Admin],
@@ -296,6 +302,8 @@ pub(super) async fn aide(
         },
         publie: when_fr(e.entry.published_at),
         version_entree: e.entry.version,
+        gerer: (session.role == Role::Admin && &e.entry.member == c.node.member())
+            .then(|| session.csrf.clone()),
     };
     c.page(StatusCode::OK, page.render())
 }

@@ -622,7 +622,38 @@ async fn network_at_work() {
     ccas.goto(&format!("{at_ccas}/orientations")).await;
     assert!(ccas.text().await.contains("Rendez-vous lundi"));
 
-    for b in [volunteer, ccas, caf] {
+    // The CAF's admin publishes a service of its own from the form.
+    let caf_admin = driver.session(&pins).await;
+    log_in(&c, &caf_admin, "caf12", "admin-caf-console", Role::Admin).await;
+    caf_admin.goto(&format!("{at_caf}/aides/publier")).await;
+    review.page(&caf_admin, "publier").await;
+    caf_admin.fill("#id", "point-conseil-budget").await;
+    caf_admin.fill("#nom", "Point conseil budget").await;
+    caf_admin
+        .fill(
+            "#description",
+            "Un rendez-vous pour faire le point sur le budget.",
+        )
+        .await;
+    caf_admin.fill("#organisme", "CAF de l'Aveyron").await;
+    caf_admin.click("#jour_WE").await;
+    caf_admin.fill("#ouverture", "14:00").await;
+    caf_admin.fill("#fermeture", "17:00").await;
+    caf_admin.click("#gratuit").await;
+    caf_admin
+        .follow("form[action='/aides/publier'] button")
+        .await;
+    let published = caf_admin.text().await;
+    assert!(
+        published.contains("mercredi : 14:00 – 17:00"),
+        "{published}"
+    );
+    review.page(&caf_admin, "aide-gerer").await;
+    ccas.goto(&format!("{at_ccas}/aides/caf12/point-conseil-budget"))
+        .await;
+    assert!(ccas.text().await.contains("Point conseil budget"));
+
+    for b in [volunteer, ccas, caf, caf_admin] {
         b.close().await;
     }
     assert!(

@@ -2204,3 +2204,240 @@ async fn the_referent_convenes_and_closes_a_commission_in_the_console_and_an_aud
     let (status, _, _) = go("GET", "/indicateurs?periode=2026".into(), None).await;
     assert_eq!(status, 403, "a caseworker");
 }
+
+/// A form's body, every value percent-encoded.
+fn encoded(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn an_admin_publishes_changes_and_withdraws_a_service_from_the_console_and_every_member_sees_it()
+ {
+    let mut c = Cluster::start().await;
+    c.with_console("ccas-rodez").await;
+    c.with_console("caf12").await;
+    let (admin, admin_csrf) = logged_in(&c, "caf12", "admin-caf", Role::Admin).await;
+    let (agent, agent_csrf) = logged_in(&c, "caf12", "agent-caf", Role::Caseworker).await;
+    let (ccas_agent, _) = logged_in(&c, "ccas-rodez", "agent-ccas", Role::Caseworker).await;
+    let (ccas_admin, ccas_csrf) = logged_in(&c, "ccas-rodez", "admin-ccas", Role::Admin).await;
+    let caf = |cookie: &str, method: &'static str, path: &str, body: Option<String>| {
+        let (cookie, path) = (cookie.to_owned(), path.to_owned());
+        let c = &c;
+        async move { send(c, "caf12", method, &path, Some(&cookie), body.as_deref()).await }
+    };
+    let at_ccas = |path: &str| {
+        let (cookie, path) = (ccas_agent.clone(), path.to_owned());
+        let c = &c;
+        async move { send(c, "ccas-rodez", "GET", &path, Some(&cookie), None).await }
+    };
+
+    // Only admins publish: the link, the form and the post.
+    let (_, _, page) = caf(&agent, "GET", "/aides", None).await;
+    assert!(!page.contains("/aides/publier"), "{page}");
+    let (status, _, _) = caf(&agent, "GET", "/aides/publier", None).await;
+    assert_eq!(status, 403);
+    let (_, _, page) = caf(&admin, "GET", "/aides", None).await;
+    assert!(page.contains(r#"href="/aides/publier""#), "{page}");
+    let (status, _, page) = caf(&admin, "GET", "/aides/publier", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Publier un service au recensement"), "{page}");
+
+    let good: Vec<(&str, &str)> = vec![
+        ("nouveau", "oui"),
+        ("id", "microcredit"),
+        ("nom", "Microcrédit personnel"),
+        ("description", "Un prêt accompagné pour un projet."),
+        ("organisme", "Secours catholique"),
+        ("categories", "microcredit, mobilite"),
+        ("age_min", "18"),
+        ("plafond", "1500"),
+        ("territoire", "12"),
+        ("foyer_isolated", "oui"),
+        ("situation_job_seeker", "oui"),
+        ("lieu", "Accueil"),
+        ("commune", "Rodez"),
+        ("jour_TU", "oui"),
+        ("jour_TH", "oui"),
+        ("ouverture", "09:00"),
+        ("fermeture", "12:00"),
+        ("langues", "fr, AR"),
+        ("gratuit", "oui"),
+    ];
+    let with = |changes: &[(&'static str, &'static str)]| {
+        let mut form: Vec<(&str, &str)> = good
+            .iter()
+            .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+            .copied()
+            .collect();
+        form.extend(changes.iter().copied());
+        form
+    };
+    // Refused in French, nothing published: a bad id, an age in words, a
+    // territory that is no code, hours the wrong way round, no token, a
+    // caseworker.
+    for (changes, said) in [
+        (vec![("id", "Micro Crédit")], "identifiant s"),
+        (vec![("age_min", "dix-huit")], "minimum s"),
+        (vec![("territoire", "Rodez et alentours")], "codes INSEE"),
+        (vec![("fermeture", "08:00")], "au moins un jour"),
+        (vec![("nom", "")], "Le nom du service et celui"),
+    ] {
+        let mut form = with(&changes);
+        form.push(("csrf", &admin_csrf));
+        let (status, _, page) = caf(&admin, "POST", "/aides/publier", Some(encoded(&form))).await;
+        assert_eq!(status, 422, "{changes:?}: {page}");
+        assert!(page.contains(said), "{changes:?}: {page}");
+        assert!(page.contains("Rien n"), "{page}");
+    }
+    let (status, _, _) = caf(&admin, "POST", "/aides/publier", Some(encoded(&good))).await;
+    assert_eq!(status, 403, "no token");
+    let mut form = good.clone();
+    form.push(("csrf", &agent_csrf));
+    let (status, _, _) = caf(&agent, "POST", "/aides/publier", Some(encoded(&form))).await;
+    assert_eq!(status, 403, "a caseworker");
+    let (status, _, _) = at_ccas("/aides/caf12/microcredit").await;
+    assert_eq!(status, 404, "nothing was published");
+
+    // Published: signed, logged, and at the CCAS at once.
+    let mut form = good.clone();
+    form.push(("csrf", &admin_csrf));
+    let (status, headers, _) = caf(&admin, "POST", "/aides/publier", Some(encoded(&form))).await;
+    assert_eq!(status, 303);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == "/aides/caf12/microcredit"),
+        "{headers:?}"
+    );
+    let (status, _, page) = at_ccas("/aides/caf12/microcredit").await;
+    assert_eq!(status, 200, "{page}");
+    for shown in [
+        "Microcrédit personnel",
+        "avoir 18 ans ou plus",
+        "foyer : personne seule",
+        "ressources du foyer au plus 1500",
+        "mardi, jeudi : 09:00 – 12:00",
+        "fr, ar",
+        "gratuit",
+    ] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    assert!(
+        !page.contains("/retirer"),
+        "the CCAS's caseworker manages nothing"
+    );
+    // Publishing it again as new is refused; it is changed from its page.
+    let (status, _, page) = caf(&admin, "POST", "/aides/publier", Some(encoded(&form))).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("publie déjà"), "{page}");
+
+    // A service published from a file with two places: the form shows the
+    // first, and a new version keeps the second.
+    let grpc = c.admin("caf12");
+    grpc.api()
+        .publish_aid(grpc.req(pb::PublishAidRequest {
+            service: r#"{"id":"aide-logement","name":"Aide au logement","description":"Le loyer.","organization":{"name":"CAF"},"locations":[{"name":"Accueil Rodez","city":"Rodez"},{"name":"Permanence Millau","city":"Millau"}]}"#.as_bytes().to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    let (_, _, page) = caf(&admin, "GET", "/aides/publier?service=aide-logement", None).await;
+    assert!(page.contains(r#"value="Accueil Rodez""#), "{page}");
+    assert!(page.contains("Publier la nouvelle version"), "{page}");
+    let edit = encoded(&[
+        ("csrf", &admin_csrf),
+        ("id", "aide-logement"),
+        ("nom", "Aide personnalisée au logement"),
+        ("description", "Le loyer."),
+        ("organisme", "CAF"),
+        ("lieu", "Accueil Rodez"),
+        ("commune", "Rodez"),
+    ]);
+    let (status, _, _) = caf(&admin, "POST", "/aides/publier", Some(edit)).await;
+    assert_eq!(status, 303);
+    let (_, _, page) = at_ccas("/aides/caf12/aide-logement").await;
+    assert!(page.contains("Aide personnalisée au logement"), "{page}");
+    assert!(
+        page.contains("Permanence Millau"),
+        "the second place is kept: {page}"
+    );
+    assert!(page.contains("version 2"), "{page}");
+    let (status, _, _) = caf(&admin, "GET", "/aides/publier?service=rien", None).await;
+    assert_eq!(status, 404);
+
+    // Withdrawn by its member's admin only.
+    let (_, _, page) = caf(&admin, "GET", "/aides/caf12/microcredit", None).await;
+    assert!(page.contains("/aides/caf12/microcredit/retirer"), "{page}");
+    let (status, _, _) = caf(
+        &agent,
+        "POST",
+        "/aides/caf12/microcredit/retirer",
+        Some(format!("csrf={agent_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 403, "a caseworker");
+    let (status, _, _) = send(
+        &c,
+        "ccas-rodez",
+        "POST",
+        "/aides/caf12/microcredit/retirer",
+        Some(&ccas_admin),
+        Some(&format!("csrf={ccas_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 404, "another member's admin");
+    let (status, _, _) = caf(
+        &admin,
+        "POST",
+        "/aides/caf12/microcredit/retirer",
+        Some(format!("csrf={admin_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = at_ccas("/aides/caf12/microcredit").await;
+    assert!(page.contains("retiré du recensement"), "{page}");
+    let (status, _, _) = caf(
+        &admin,
+        "POST",
+        "/aides/caf12/microcredit/retirer",
+        Some(format!("csrf={admin_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 404, "withdrawn already");
+
+    // Each publication is in the CAF's log, by the admin who made it.
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    let published = maillon_tests::audit_events(&auditor, "aid_published").await;
+    let by_console: Vec<(&str, bool)> = published
+        .iter()
+        .filter(|e| e["by"] == "admin-caf")
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap_or_default(),
+                e["withdrawn"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_console,
+        [
+            ("microcredit", false),
+            ("aide-logement", false),
+            ("microcredit", true)
+        ]
+    );
+}
