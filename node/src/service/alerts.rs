@@ -591,7 +591,9 @@ impl Node {
     }
 
     /// Re-applies what the log holds of alerts and the store lacks (start).
-    pub(super) fn replay_alert(&self, event: &AuditEvent) -> Result<bool> {
+    /// `at` is the entry's time: what was received, taken or closed keeps
+    /// the time it happened, not the restart's.
+    pub(super) fn replay_alert(&self, event: &AuditEvent, at: i64) -> Result<bool> {
         match event {
             AuditEvent::AlertRaised {
                 alert: id,
@@ -664,7 +666,7 @@ impl Node {
                     return Ok(false);
                 };
                 let days = self.alert_rule().map_or(30, |r| r.retention_days);
-                let now = self.clock.now();
+                let now = at;
                 let kept = ReceivedKept {
                     id: id.clone(),
                     from: alert.from.clone(),
@@ -703,11 +705,11 @@ impl Node {
                 kept.status = *status;
                 if *status == AlertStatus::Closed {
                     kept.outcome = *outcome;
-                    kept.closed_at = Some(self.clock.now());
+                    kept.closed_at = Some(at);
                 }
                 self.store.put(Tree::Alerts, &received_key(id), &kept)?;
                 if first {
-                    self.ack_alert(id, &kept.from, AlertStatus::Taken, self.clock.now())?;
+                    self.ack_alert(id, &kept.from, AlertStatus::Taken, at)?;
                 }
                 Ok(true)
             }

@@ -354,7 +354,7 @@ impl Node {
                     | AuditEvent::AlertHandled { .. }
                     | AuditEvent::AlertAcknowledged { .. }
                     | AuditEvent::AlertPurged { .. })
-                        if self.replay_alert(alert)? =>
+                        if self.replay_alert(alert, entry.time)? =>
                     {
                         applied += 1;
                     }

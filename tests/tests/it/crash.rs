@@ -1090,3 +1090,65 @@ async fn what_a_member_receives_logged_but_not_kept_when_it_dies_is_kept_once_af
         assert_eq!(count(&kinds, kind), 1, "{kind} taken once");
     }
 }
+
+#[tokio::test]
+async fn an_alert_closed_and_logged_but_not_stored_keeps_the_time_it_was_closed_after_restart() {
+    let mut c = crate::alerts::with_alerts().await;
+    let volunteer = c.user("cd12", "voisine", Role::Volunteer).await;
+    let ccas = c.user("ccas-rodez", "agent-ccas", Role::Caseworker).await;
+    let raised = volunteer
+        .api()
+        .raise_alert(volunteer.req(pb::RaiseAlertRequest {
+            about: "Voisin âgé, 3 rue Haute".into(),
+            place: "Rodez".into(),
+            concern: "isolation".into(),
+            to: String::new(),
+        }))
+        .await
+        .expect("raised")
+        .into_inner();
+    let handle = |status: &'static str, outcome: &'static str| {
+        let (ccas, alert) = (ccas.clone(), raised.id.clone());
+        async move {
+            ccas.api()
+                .handle_alert(ccas.req(pb::HandleAlertRequest {
+                    alert,
+                    status: status.into(),
+                    outcome: outcome.into(),
+                }))
+                .await
+        }
+    };
+    handle("taken", "").await.expect("taken");
+
+    // The CCAS dies between the closing's log entry and its store write;
+    // it comes back two hours later.
+    let child = in_a_process(&mut c, "ccas-rodez", Some("alert_handled_logged")).await;
+    let closed = handle("closed", "contacted").await;
+    assert!(broken(closed.expect_err("the node died mid-call").code()));
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    c.clock.advance(7200);
+    back_in_process(&mut c, "ccas-rodez").await;
+    let kept = ccas
+        .api()
+        .list_alerts(ccas.req(pb::ListAlertsRequest::default()))
+        .await
+        .expect("listed")
+        .into_inner()
+        .received;
+    let auditor = c.user("ccas-rodez", "dpo", Role::Auditor).await;
+    let logged = maillon_tests::audit_entries(&auditor)
+        .await
+        .into_iter()
+        .find(|e| e["event"] == "alert_handled" && e["status"] == "closed")
+        .expect("the closing is logged");
+    assert_eq!(
+        (kept[0].status.as_str(), kept[0].outcome.as_str()),
+        ("closed", "contacted")
+    );
+    assert_eq!(
+        Some(kept[0].closed_at),
+        logged["time"].as_i64(),
+        "closed when it was logged, not when the node came back: {logged}"
+    );
+}
