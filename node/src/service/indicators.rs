@@ -17,9 +17,41 @@ const INDICATORS_DEADLINE: Duration = Duration::from_secs(10);
 /// Entries read from the log per page while counting.
 const COUNT_PAGE: usize = 4096;
 
+/// How long this node's counts for a period serve (seconds): each count
+/// reads the whole log, so members asking again and again, or at once,
+/// cost one count a minute per period.
+pub const INDICATORS_FRESH: i64 = 60;
+
+/// How many periods' counts are kept.
+const PERIODS_KEPT: usize = 8;
+
 impl Node {
-    /// This node's counts for `period`, from the log entries dated within it.
+    /// This node's counts for `period`, from the log entries dated within
+    /// it: counted at most once a minute per period (a caller arriving
+    /// while it counts waits for that count).
     pub async fn count_indicators(&self, period: &Period) -> Result<Counts> {
+        let mut kept = self.indicators.lock().await;
+        let now = self.clock.now();
+        if let Some(c) = kept.get(&period.name)
+            && (0..INDICATORS_FRESH).contains(&(now - c.computed_at))
+        {
+            return Ok(c.clone());
+        }
+        let counts = self.count_log(period).await?;
+        if kept.len() >= PERIODS_KEPT
+            && let Some(oldest) = kept
+                .iter()
+                .min_by_key(|(_, c)| c.computed_at)
+                .map(|(p, _)| p.clone())
+        {
+            kept.remove(&oldest);
+        }
+        kept.insert(period.name.clone(), counts.clone());
+        Ok(counts)
+    }
+
+    /// Counts the log entries dated within `period`.
+    async fn count_log(&self, period: &Period) -> Result<Counts> {
         let size = self.audit.size();
         let mut counts = Counts::new(self.me.clone(), &period.name, self.clock.now(), size);
         let mut territories: std::collections::HashMap<DossierId, String> = Default::default();

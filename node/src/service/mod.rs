@@ -70,6 +70,7 @@ pub use governance::{
     MAX_CHAIN_LINKS, MAX_OPEN_PROPOSALS_PER_MEMBER, OfferOutcome, Proposal, ProposalView,
     RosterStatus, chain_key,
 };
+pub use indicators::INDICATORS_FRESH;
 pub use mls_peer::WELCOME_REQUEST_INTERVAL;
 pub use network::{BoxFuture, PeerNetwork};
 pub use nonces::NONCE_BUCKET;
@@ -194,6 +195,9 @@ pub struct Node {
     alerts: tokio::sync::Mutex<()>,
     /// Held while a commission is closed or its messages received.
     commissions: tokio::sync::Mutex<()>,
+    /// This node's latest counts per period, held while counting: members
+    /// asking at once wait for one count, and a count serves a minute.
+    indicators: tokio::sync::Mutex<std::collections::HashMap<String, crate::indicators::Counts>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -285,6 +289,7 @@ impl Node {
             orientations: tokio::sync::Mutex::new(()),
             alerts: tokio::sync::Mutex::new(()),
             commissions: tokio::sync::Mutex::new(()),
+            indicators: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),
             group_cap_locks: KeyedLocks::default(),

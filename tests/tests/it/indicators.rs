@@ -157,6 +157,20 @@ async fn indicators_sum_every_members_signed_counts_with_small_cells_suppressed(
         (at(consents, "ccas-rodez").as_str(), consents.total.as_str()),
         ("4", "4")
     );
+    // A member's counts serve a minute: a consent given now is counted
+    // once the minute has run out.
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("a fifth consent");
+    let again = indicators(&auditor, &quarter).await.expect("indicators");
+    assert_eq!(
+        at(row(&again, "consents_given", ""), "ccas-rodez"),
+        "4",
+        "counted a moment ago"
+    );
+    c.clock.advance(maillon_node::service::INDICATORS_FRESH);
+    let later = indicators(&auditor, &quarter).await.expect("indicators");
+    assert_eq!(at(row(&later, "consents_given", ""), "ccas-rodez"), "5");
     let sent = row(&r, "orientations_sent", "aide-logement");
     assert_eq!(
         (at(sent, "ccas-rodez").as_str(), sent.total.as_str()),
