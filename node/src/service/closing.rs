@@ -2,7 +2,9 @@
 //! erasing it (RGPD): when the charter's retention runs out after closing,
 //! at every member with no user action, or at once on the person's request
 //! (art. 17). The holder decides and tells each member holding the dossier
-//! through its outbox. Erasing destroys the dossier's key first, then every
+//! through its outbox, and each member an orientation or a commission from
+//! it reached; a member holding it tells those its own reached in turn
+//! (`reached`). Erasing destroys the dossier's key first, then every
 //! record of it; the audit log keeps only the opaque ids and event kinds,
 //! so it stays verifiable, and a tombstone keeps the log's older entries
 //! about the dossier from ever being applied again.
@@ -68,11 +70,11 @@ impl Node {
             from: None,
             at: None,
         };
-        let told = self.told_of_end(&record)?;
         let queued = self
             .log_then_apply(now, event, "closure_logged", || {
                 self.store_closure(dossier, now, reason)?;
-                told.iter()
+                self.told_of_end(&record)?
+                    .iter()
                     .map(|p| self.queue_notice(p, &notice))
                     .collect::<Result<Vec<_>>>()
             })
@@ -99,7 +101,6 @@ impl Node {
             from: None,
         };
         let now = self.clock.now();
-        let told = self.told_of_end(&record)?;
         let queued = self
             .log_then_apply(now, event, "erasure_logged", || {
                 self.store.put(Tree::Erased, dossier.as_str(), &now)?;
@@ -108,7 +109,8 @@ impl Node {
                     .remove_where::<super::OutboxItem>(Tree::Outbox, "", |item| {
                         item.notice.dossier() == Some(dossier)
                     })?;
-                told.iter()
+                self.told_of_end(&record)?
+                    .iter()
                     .map(|p| self.queue_notice(p, &notice))
                     .collect::<Result<Vec<_>>>()
             })
@@ -134,129 +136,12 @@ impl Node {
         Ok(told)
     }
 
-    /// The members an orientation or a commission from here about `dossier` reached.
-    fn reached_about(&self, dossier: &DossierId) -> Result<Vec<MemberId>> {
-        let mut reached = Vec::new();
-        for tree in [Tree::Orientations, Tree::Commissions] {
-            for head in self.kept_heads(tree)? {
-                if &head.dossier == dossier && head.from == self.me {
-                    reached.extend(head.to);
-                }
-            }
-        }
-        Ok(reached)
-    }
-
-    /// Whether an orientation or a commission `peer` sent here is about `dossier`.
-    fn received_about(&self, dossier: &DossierId, peer: &MemberId) -> Result<bool> {
-        for tree in [Tree::Orientations, Tree::Commissions] {
-            if self
-                .kept_heads(tree)?
-                .iter()
-                .any(|h| &h.dossier == dossier && &h.from == peer)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The holder `peer` closed or erased `dossier`, which this node does
-    /// not hold but of which it keeps what an orientation or a commission
-    /// brought: a closure is logged and kept (the retention then erases
-    /// them, [`Node::erase_due`]); an erasure is logged, then the records
-    /// and the dossier's key here are destroyed.
-    async fn end_network_records(
-        &self,
-        peer: &MemberId,
-        dossier: &DossierId,
-        notice: Notice,
-    ) -> Result<()> {
-        let now = self.clock.now();
-        match notice {
-            Notice::Closed { reason, at, .. } => {
-                if self
-                    .store
-                    .get::<i64>(Tree::Ended, dossier.as_str())?
-                    .is_some()
-                {
-                    return Ok(());
-                }
-                let event = AuditEvent::DossierClosed {
-                    dossier: dossier.clone(),
-                    reason,
-                    by: None,
-                    from: Some(peer.clone()),
-                    at: Some(at),
-                };
-                self.log_then_apply(now, event, "closure_logged", || {
-                    Ok(self.store.put(Tree::Ended, dossier.as_str(), &at)?)
-                })
-                .await
-            }
-            Notice::Erased { .. } => {
-                let event = AuditEvent::DossierErased {
-                    dossier: dossier.clone(),
-                    ground: ErasureGround::PersonRequest,
-                    by: None,
-                    from: Some(peer.clone()),
-                };
-                self.log_then_apply(now, event, "erasure_logged", || {
-                    self.store.put(Tree::Erased, dossier.as_str(), &now)?;
-                    self.forget_network_records(dossier)
-                })
-                .await
-            }
-            _ => Err(ServiceError::Internal(
-                "receive_end takes closures and erasures".into(),
-            )),
-        }
-    }
-
-    /// Replay: a closure the log holds of a dossier not held here that an
-    /// orientation or a commission from its holder reached; `false` if
-    /// there is nothing to keep.
-    pub(super) fn replay_network_closure(
-        &self,
-        peer: &MemberId,
-        dossier: &DossierId,
-        at: i64,
-    ) -> Result<bool> {
-        if self.is_erased(dossier)?
-            || self
-                .store
-                .get::<i64>(Tree::Ended, dossier.as_str())?
-                .is_some()
-            || self
-                .store
-                .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
-                .is_some()
-            || !self.received_about(dossier, peer)?
-        {
-            return Ok(false);
-        }
-        self.store.put(Tree::Ended, dossier.as_str(), &at)?;
-        Ok(true)
-    }
-
-    /// Removes the orientations and commissions kept about `dossier`, its
-    /// closure if kept, and destroys its key here if this node does not
-    /// hold it (a holder's key goes with the rest, [`Node::erase_here`]).
-    /// The store is not flushed; the key's destruction is synced.
-    fn forget_network_records(&self, dossier: &DossierId) -> Result<()> {
-        let held = self
+    /// Whether `peer` is the holder this node attached `dossier` from.
+    pub(super) fn attached_from(&self, dossier: &DossierId, peer: &MemberId) -> Result<bool> {
+        Ok(self
             .store
             .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
-            .is_some();
-        if !held {
-            self.vault.destroy(dossier.as_str())?;
-        }
-        self.store.remove(Tree::Ended, dossier.as_str())?;
-        for tree in [Tree::Orientations, Tree::Commissions] {
-            self.store
-                .remove_where::<super::sealed::SealedRecord>(tree, "", |r| &r.dossier == dossier)?;
-        }
-        Ok(())
+            .is_some_and(|r| r.attached_from.as_ref() == Some(peer)))
     }
 
     /// Whether `dossier` was erased here (its tombstone).
@@ -325,21 +210,44 @@ impl Node {
         }
         let record = match self.dossier(&dossier) {
             Ok(r) => r,
-            // Not held here, but an orientation or a commission from the
-            // holder brought its words: its closure starts their retention,
+            // Not held here, but an orientation or a commission from
+            // `peer` brought its words: its closure starts their retention,
             // its erasure removes them.
-            Err(ServiceError::NotFound(_)) if self.received_about(&dossier, peer)? => {
-                return self.end_network_records(peer, &dossier, notice).await;
+            Err(ServiceError::NotFound(_)) => {
+                let Some(first) = self.received_about(&dossier, peer)? else {
+                    return Err(ServiceError::NotFound(format!(
+                        "{dossier}: neither held here nor sent here by {peer}"
+                    )));
+                };
+                return self
+                    .end_network_records(peer, &dossier, first, notice)
+                    .await;
             }
             Err(e) => return Err(e),
         };
         if record.attached_from.as_ref() != Some(peer) {
+            if let Some(first) = self.received_about(&dossier, peer)? {
+                // Not the holder, but a member that oriented or convened
+                // this node about it: it ends what it sent, nothing else.
+                return self
+                    .end_network_records(peer, &dossier, first, notice)
+                    .await;
+            }
             return Err(ServiceError::NotEntitled(format!(
                 "{peer} does not hold {dossier} for this node"
             )));
         }
         let now = self.clock.now();
-        match notice {
+        // The members an orientation or a commission from here reached are
+        // told in turn, in the same write.
+        let pass_on = |notice: &Notice| -> Result<Vec<u64>> {
+            self.reached_about(&dossier)?
+                .iter()
+                .filter(|m| *m != peer)
+                .map(|m| self.queue_notice(m, notice))
+                .collect()
+        };
+        let queued = match notice {
             Notice::Closed { reason, at, .. } => {
                 if record.closed.is_some() {
                     return Ok(());
@@ -351,11 +259,14 @@ impl Node {
                     from: Some(peer.clone()),
                     at: Some(at),
                 };
-                self.log_then_apply(now, event, "closure_logged", || {
-                    self.store_closure(&dossier, at, reason)
-                })
-                .await?;
+                let queued = self
+                    .log_then_apply(now, event, "closure_logged", || {
+                        self.store_closure(&dossier, at, reason)?;
+                        pass_on(&notice)
+                    })
+                    .await?;
                 self.end_shares(&dossier).await;
+                queued
             }
             Notice::Erased { .. } => {
                 let event = AuditEvent::DossierErased {
@@ -364,18 +275,22 @@ impl Node {
                     by: None,
                     from: Some(peer.clone()),
                 };
-                self.log_then_apply(now, event, "erasure_logged", || {
-                    Ok(self.store.put(Tree::Erased, dossier.as_str(), &now)?)
-                })
-                .await?;
+                let queued = self
+                    .log_then_apply(now, event, "erasure_logged", || {
+                        self.store.put(Tree::Erased, dossier.as_str(), &now)?;
+                        pass_on(&notice)
+                    })
+                    .await?;
                 self.erase_here(&dossier).await?;
+                queued
             }
             _ => {
                 return Err(ServiceError::Internal(
                     "receive_end takes closures and erasures".into(),
                 ));
             }
-        }
+        };
+        self.deliver_now(queued).await;
         Ok(())
     }
 
@@ -453,11 +368,6 @@ impl Node {
     pub async fn erase_due(&self) -> Result<usize> {
         let now = self.clock.now();
         let mut erased = 0;
-        // What an orientation or a commission left of a dossier not held.
-        let mut reached: std::collections::BTreeSet<DossierId> = std::collections::BTreeSet::new();
-        for tree in [Tree::Orientations, Tree::Commissions] {
-            reached.extend(self.kept_heads(tree)?.into_iter().map(|h| h.dossier));
-        }
         for (id, _) in self.store.scan::<i64>(Tree::Erased, "")? {
             let dossier: DossierId = id
                 .parse()
@@ -469,39 +379,14 @@ impl Node {
             {
                 self.erase_here(&dossier).await?;
                 erased += 1;
-            } else if reached.contains(&dossier) || self.vault.holds(&id) {
-                self.forget_network_records(&dossier)?;
-                self.flush().await?;
-                erased += 1;
             }
         }
-        let Some(days) = self.roster.get().roster().charter.retention_days else {
+        let retention = self.roster.get().roster().charter.retention_days;
+        erased += self.erase_network_due(now, retention).await?;
+        let Some(days) = retention else {
             return Ok(erased);
         };
         let due = |closed_at: i64| now >= closed_at.saturating_add(i64::from(days) * 86_400);
-        for (id, closed_at) in self.store.scan::<i64>(Tree::Ended, "")? {
-            if self.is_stopping() {
-                break;
-            }
-            if !due(closed_at) {
-                continue;
-            }
-            let dossier: DossierId = id
-                .parse()
-                .map_err(|e| ServiceError::Internal(format!("closure: {e}")))?;
-            let event = AuditEvent::DossierErased {
-                dossier: dossier.clone(),
-                ground: ErasureGround::Retention,
-                by: None,
-                from: None,
-            };
-            self.log_then_apply(now, event, "erasure_logged", || {
-                self.store.put(Tree::Erased, &id, &now)?;
-                self.forget_network_records(&dossier)
-            })
-            .await?;
-            erased += 1;
-        }
         for (id, record) in self
             .store
             .scan::<super::DossierRecord>(Tree::Dossiers, "")?

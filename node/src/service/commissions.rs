@@ -307,7 +307,7 @@ impl Node {
             signature,
             "commission",
         )?;
-        if self.is_erased(&commission.dossier)? {
+        if self.ended_for(&commission.dossier, peer)? {
             return Err(ServiceError::State(format!(
                 "{} was erased here",
                 commission.dossier

@@ -33,6 +33,7 @@ mod network;
 mod nonces;
 mod orientations;
 mod outbox;
+mod reached;
 mod reads;
 mod referent;
 mod replay;

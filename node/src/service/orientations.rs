@@ -306,7 +306,7 @@ impl Node {
             signature,
             "orientation",
         )?;
-        if self.is_erased(&orientation.dossier)? {
+        if self.ended_for(&orientation.dossier, peer)? {
             return Err(ServiceError::State(format!(
                 "{} was erased here",
                 orientation.dossier

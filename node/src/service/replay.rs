@@ -52,6 +52,32 @@ impl Node {
                     continue;
                 }
                 match entry.event {
+                    // What a member that sent this node an orientation or
+                    // a convocation told of its end, not being the holder
+                    // this node attached the dossier from.
+                    AuditEvent::DossierClosed {
+                        dossier,
+                        from: Some(peer),
+                        at,
+                        ..
+                    } if !self.attached_from(&dossier, &peer)? => {
+                        let end = super::reached::NetworkEnd::Closed {
+                            at: at.unwrap_or(entry.time),
+                        };
+                        if self.replay_network_end(&peer, &dossier, end)? {
+                            applied += 1;
+                        }
+                    }
+                    AuditEvent::DossierErased {
+                        dossier,
+                        from: Some(peer),
+                        ..
+                    } if !self.attached_from(&dossier, &peer)? && !self.is_erased(&dossier)? => {
+                        let end = super::reached::NetworkEnd::Erased { at: entry.time };
+                        if self.replay_network_end(&peer, &dossier, end)? {
+                            applied += 1;
+                        }
+                    }
                     AuditEvent::DossierClosed {
                         dossier,
                         reason,
@@ -59,30 +85,25 @@ impl Node {
                         at,
                         ..
                     } if self.store_closure(&dossier, at.unwrap_or(entry.time), reason)? => {
-                        if from.is_none() {
-                            // Closed here, the holder: tell the members again.
-                            let notice = crate::protocol::Notice::Closed {
-                                dossier: dossier.clone(),
-                                reason,
-                                at: entry.time,
-                            };
-                            for p in self.told_of_end(&self.dossier(&dossier)?)? {
-                                self.queue_notice(&p, &notice)?;
+                        // Tell the members again: as the holder, those it
+                        // told; as a member told by the holder, those its
+                        // orientations and commissions reached.
+                        let notice = crate::protocol::Notice::Closed {
+                            dossier: dossier.clone(),
+                            reason,
+                            at: at.unwrap_or(entry.time),
+                        };
+                        let told = match &from {
+                            None => self.told_of_end(&self.dossier(&dossier)?)?,
+                            Some(holder) => {
+                                let mut reached = self.reached_about(&dossier)?;
+                                reached.retain(|m| m != holder);
+                                reached
                             }
+                        };
+                        for p in told {
+                            self.queue_notice(&p, &notice)?;
                         }
-                        applied += 1;
-                    }
-                    AuditEvent::DossierClosed {
-                        dossier,
-                        from: Some(peer),
-                        at,
-                        ..
-                    } if self.replay_network_closure(
-                        &peer,
-                        &dossier,
-                        at.unwrap_or(entry.time),
-                    )? =>
-                    {
                         applied += 1;
                     }
                     // Upkeep finishes the erasure the tombstone names.
@@ -91,24 +112,28 @@ impl Node {
                         ground,
                         from,
                         ..
-                    } if self
-                        .store
-                        .get::<i64>(Tree::Erased, dossier.as_str())?
-                        .is_none() =>
-                    {
+                    } if !self.is_erased(&dossier)? => {
                         self.store
                             .put(Tree::Erased, dossier.as_str(), &entry.time)?;
-                        let asked_here =
-                            from.is_none() && ground == crate::types::ErasureGround::PersonRequest;
-                        if asked_here
-                            && let Some(record) = self
-                                .store
-                                .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
+                        if let Some(record) = self
+                            .store
+                            .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
                         {
                             let notice = crate::protocol::Notice::Erased {
                                 dossier: dossier.clone(),
                             };
-                            for p in self.told_of_end(&record)? {
+                            let told = match &from {
+                                None if ground == crate::types::ErasureGround::PersonRequest => {
+                                    self.told_of_end(&record)?
+                                }
+                                None => Vec::new(),
+                                Some(holder) => {
+                                    let mut reached = self.reached_about(&dossier)?;
+                                    reached.retain(|m| m != holder);
+                                    reached
+                                }
+                            };
+                            for p in told {
                                 self.queue_notice(&p, &notice)?;
                             }
                         }

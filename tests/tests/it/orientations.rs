@@ -702,3 +702,124 @@ async fn an_orientations_words_are_sealed_under_the_dossiers_key_and_its_closure
         "an orientation about an erased dossier was taken"
     );
 }
+
+#[tokio::test]
+async fn a_member_ends_only_what_it_sent_and_an_attached_member_passes_the_holders_word_on() {
+    let c = Cluster::start().await;
+    let (ccas, caf, d) = c.housing_at_the_ccas().await;
+    caf_publishes(&c).await;
+    let cd_admin = c.admin("cd12");
+    cd_admin
+        .api()
+        .publish_aid(cd_admin.req(pb::PublishAidRequest {
+            service: br#"{"id":"insertion","name":"Accompagnement vers l'emploi","description":"","organization":{"name":"CD"}}"#.to_vec(),
+            withdraw: String::new(),
+        }))
+        .await
+        .expect("published");
+    // The CAF attaches the dossier and orients the person to the
+    // département, on a consent of its own; the CCAS orients her to the CAF.
+    caf.conn
+        .attach_dossier(&d, "ccas-rodez", ("Camille", "Martin", "1984-03-12"))
+        .await
+        .expect("attached");
+    caf.put(&d, "resources", r#"{"rsa":true}"#)
+        .await
+        .expect("resources");
+    caf.grant(&d, &["resources"], &["cd12"], &next_year(&c.clock))
+        .await
+        .expect("the CAF's consent naming the département");
+    orient(&caf, &d, "cd12", "insertion", "Accompagnement RSA", "")
+        .await
+        .expect("the CAF orients to the département");
+    ccas.grant(&d, &["housing"], &["caf12"], &next_year(&c.clock))
+        .await
+        .expect("consent");
+    orient(&ccas, &d, "caf12", "aide-logement", REASON, "")
+        .await
+        .expect("the CCAS orients to the CAF");
+    let cd = c.desk("cd12", "agent-cd").await;
+    assert_eq!(list(&cd.conn, "received", "").await.len(), 1);
+    let cd_dpo = c.user("cd12", "dpo-cd", Role::Auditor).await;
+
+    // The département cannot end what the CCAS sent the CAF: it sent
+    // nothing about the dossier there (refused, nothing logged); once it
+    // sends an orientation of its own, its erasure removes that one only.
+    let caf_member = c.member("caf12");
+    let as_cd12 = c.peer_as("cd12");
+    let erased = Notice::Erased {
+        dossier: d.parse().expect("dossier"),
+    };
+    assert!(as_cd12.notify(&caf_member, &erased).await.is_err());
+    let caf_dpo = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    assert!(audit_events(&caf_dpo, "dossier_erased").await.is_empty());
+    let own = Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "cd12".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: "Du département".into(),
+        consent: maillon_node::types::ConsentId::random(),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    let signature = SignedBytes::sign(&own, Context::Orientation, &c.key("cd12")).signature;
+    as_cd12
+        .notify(
+            &caf_member,
+            &Notice::Orientation {
+                orientation: own,
+                signature,
+            },
+        )
+        .await
+        .expect("taken: the département's own orientation");
+    assert_eq!(list(&caf.conn, "received", "").await.len(), 2);
+    as_cd12
+        .notify(&caf_member, &erased)
+        .await
+        .expect("the département ends what it sent");
+    let left = list(&caf.conn, "received", "").await;
+    assert_eq!(
+        left.iter().map(|o| o.from.as_str()).collect::<Vec<_>>(),
+        ["ccas-rodez"],
+        "the CCAS's orientation stays"
+    );
+    orient(&ccas, &d, "caf12", "aide-logement", "Une autre raison", "")
+        .await
+        .expect("the CCAS still orients to the CAF");
+
+    // The CCAS, the holder, closes then erases the dossier: the CAF, which
+    // holds it, tells the département its orientation reached, and the
+    // département forgets it and destroys its key.
+    ccas.conn
+        .api()
+        .close_dossier(ccas.conn.req(pb::CloseDossierRequest {
+            dossier: d.clone(),
+            reason: "end_of_parcours".into(),
+        }))
+        .await
+        .expect("closed");
+    let closed = audit_events(&cd_dpo, "dossier_closed").await;
+    assert_eq!(
+        (closed.len(), closed[0]["from"].as_str()),
+        (1, Some("caf12")),
+        "told by the CAF, whose orientation reached it"
+    );
+    assert_eq!(files_named(&c.node("cd12").dir, &d).len(), 1);
+    ccas.conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("erased");
+    assert!(list(&cd.conn, "", "").await.is_empty(), "forgotten");
+    assert!(
+        files_named(&c.node("cd12").dir, &d).is_empty(),
+        "the département's key destroyed"
+    );
+    assert!(list(&caf.conn, "", "").await.is_empty());
+}
