@@ -183,6 +183,8 @@ pub fn notice(data: &[u8]) {
                 ]
                 .concat(),
             ),
+            message: None,
+            signature: None,
         }),
         Notice::Commission {
             commission,
@@ -198,6 +200,8 @@ pub fn notice(data: &[u8]) {
                 ]
                 .concat(),
             ),
+            message: None,
+            signature: None,
         }),
         Notice::Minutes { minutes, signature } => round_trips(AuditEvent::CommissionMinutes {
             commission: minutes.commission.clone(),
@@ -212,6 +216,8 @@ pub fn notice(data: &[u8]) {
                 ]
                 .concat(),
             ),
+            message: None,
+            signature: None,
         }),
         Notice::Alert { alert, .. } => round_trips(AuditEvent::AlertReceived {
             alert: alert.id.clone(),
@@ -239,6 +245,8 @@ pub fn notice(data: &[u8]) {
                     ]
                     .concat(),
                 ),
+                message: None,
+                signature: None,
             })
         }
     }

@@ -430,7 +430,15 @@ pub enum AuditEvent {
         by: UserName,
         /// The signed orientation and its signature, sealed under the
         /// dossier's key (unreadable once it is erased), base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// An orientation came from another member (at the receiver).
     OrientationReceived {
@@ -444,7 +452,15 @@ pub enum AuditEvent {
         service: String,
         /// The signed orientation and its signature, sealed under the
         /// dossier's key (unreadable once it is erased), base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// A step of an orientation: taken here by a caseworker (at the
     /// receiving member, `by`), or told by the receiving member (at the
@@ -466,7 +482,15 @@ pub enum AuditEvent {
         from: Option<MemberId>,
         /// The signed step and its signature, sealed under the dossier's
         /// key, base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// The référent convened a coordination commission on a dossier (at the
     /// convener, with the signed convocation).
@@ -481,7 +505,15 @@ pub enum AuditEvent {
         by: UserName,
         /// The signed convocation and its signature, sealed under the
         /// dossier's key (unreadable once it is erased), base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// A convocation to another member's commission (at a participant).
     CommissionInvited {
@@ -493,7 +525,15 @@ pub enum AuditEvent {
         from: MemberId,
         /// The signed convocation and its signature, sealed under the
         /// dossier's key (unreadable once it is erased), base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// A commission's minutes: closed here by its convener (`by`), or
     /// received from it (`from`).
@@ -512,7 +552,15 @@ pub enum AuditEvent {
         from: Option<MemberId>,
         /// The signed minutes and their signature, sealed under the
         /// dossier's key, base64.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         sealed: String,
+        /// Before the words were sealed: the signed message in clear,
+        /// base64 (entries of earlier versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Before the words were sealed: its signature, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// A caseworker or auditor listed the commissions kept here.
     CommissionsListed {
@@ -2395,5 +2443,28 @@ mod tests {
             serde_json::from_str::<AuditEntry>(r#"{"time":0,"event":"no_such_kind"}"#)
                 .is_err_and(|e| e.to_string().contains("unknown variant"))
         );
+    }
+
+    #[test]
+    fn an_orientation_logged_in_clear_by_an_earlier_version_still_reads() {
+        let old = r#"{"event":"orientation_received","orientation":"ORI-0000000000000000000000000A","dossier":"DSU-0000000000000000000000000A","from":"ccas-rodez","service":"aide-logement","message":"e30=","signature":"AAAA"}"#;
+        let event: AuditEvent = serde_json::from_str(old).expect("an entry of an earlier version");
+        let AuditEvent::OrientationReceived {
+            sealed,
+            message,
+            signature,
+            ..
+        } = &event
+        else {
+            panic!("{event:?}");
+        };
+        assert!(sealed.is_empty());
+        assert_eq!(
+            (message.as_deref(), signature.as_deref()),
+            (Some("e30="), Some("AAAA"))
+        );
+        let again = serde_json::to_string(&event).expect("json");
+        assert!(!again.contains("sealed"), "{again}");
+        assert_eq!(serde_json::from_str::<AuditEvent>(&again).ok(), Some(event));
     }
 }

@@ -49,7 +49,7 @@ impl Node {
     }
 
     /// Keeps `record`, sealed under its dossier's key (not flushed).
-    fn keep_commission(&self, record: &CommissionRecord) -> Result<()> {
+    pub(super) fn keep_commission(&self, record: &CommissionRecord) -> Result<()> {
         let c = &record.commission;
         self.keep_sealed(
             Tree::Commissions,
@@ -155,6 +155,8 @@ impl Node {
                 &signed.bytes,
                 &signed.signature,
             )?,
+            message: None,
+            signature: None,
         };
         let queued = self
             .log_then_apply(now, event, "commission_logged", || {
@@ -269,6 +271,8 @@ impl Node {
             by: Some(caller.name.clone()),
             from: None,
             sealed: self.seal_signed(&c.dossier, MINUTES_SLOT, &signed.bytes, &signed.signature)?,
+            message: None,
+            signature: None,
         };
         let participants = c.participants.clone();
         record.minutes = Some((minutes.clone(), signed.signature));
@@ -327,6 +331,8 @@ impl Node {
                 &signed.bytes,
                 &signature,
             )?,
+            message: None,
+            signature: None,
         };
         let record = CommissionRecord {
             commission,
@@ -375,6 +381,8 @@ impl Node {
             by: None,
             from: Some(peer.clone()),
             sealed: self.seal_signed(&minutes.dossier, MINUTES_SLOT, &signed.bytes, &signature)?,
+            message: None,
+            signature: None,
         };
         record.minutes = Some((minutes, signature));
         self.log_then_apply(self.clock.now(), event, "minutes_received_logged", || {
@@ -401,13 +409,22 @@ impl Node {
     pub(super) fn replay_commission(&self, event: &AuditEvent) -> Result<bool> {
         match event {
             AuditEvent::CommissionConvened {
-                dossier, sealed, ..
+                dossier,
+                sealed,
+                message,
+                signature,
+                ..
             }
             | AuditEvent::CommissionInvited {
-                dossier, sealed, ..
+                dossier,
+                sealed,
+                message,
+                signature,
+                ..
             } => {
+                let logged = (sealed.as_str(), (message.as_deref(), signature.as_deref()));
                 let Some((commission, signature)) =
-                    self.open_signed::<Commission>(dossier, CONVOCATION_SLOT, sealed)?
+                    self.open_logged::<Commission>(dossier, CONVOCATION_SLOT, logged)?
                 else {
                     return Ok(false);
                 };
@@ -434,10 +451,15 @@ impl Node {
                 Ok(true)
             }
             AuditEvent::CommissionMinutes {
-                dossier, sealed, ..
+                dossier,
+                sealed,
+                message,
+                signature,
+                ..
             } => {
+                let logged = (sealed.as_str(), (message.as_deref(), signature.as_deref()));
                 let Some((minutes, signature)) =
-                    self.open_signed::<Minutes>(dossier, MINUTES_SLOT, sealed)?
+                    self.open_logged::<Minutes>(dossier, MINUTES_SLOT, logged)?
                 else {
                     return Ok(false);
                 };

@@ -81,7 +81,7 @@ impl Node {
     }
 
     /// Keeps `record`, sealed under its dossier's key (not flushed).
-    fn keep_orientation(&self, record: &OrientationRecord) -> Result<()> {
+    pub(super) fn keep_orientation(&self, record: &OrientationRecord) -> Result<()> {
         let o = &record.orientation;
         self.keep_sealed(
             Tree::Orientations,
@@ -156,6 +156,8 @@ impl Node {
                 &signed.bytes,
                 &signed.signature,
             )?,
+            message: None,
+            signature: None,
         };
         let queued = self
             .log_then_apply(now, event, "orientation_logged", || {
@@ -258,6 +260,8 @@ impl Node {
             by: Some(caller.name.clone()),
             from: None,
             sealed: self.seal_signed(&step.dossier, STEP_SLOT, &signed.bytes, &signed.signature)?,
+            message: None,
+            signature: None,
         };
         record.status = status;
         record.steps.push(StepRecord {
@@ -327,6 +331,8 @@ impl Node {
                 &signed.bytes,
                 &signature,
             )?,
+            message: None,
+            signature: None,
         };
         self.log_then_apply(
             self.clock.now(),
@@ -403,6 +409,8 @@ impl Node {
             by: None,
             from: Some(peer.clone()),
             sealed: self.seal_signed(&step.dossier, STEP_SLOT, &signed.bytes, &signature)?,
+            message: None,
+            signature: None,
         };
         self.log_then_apply(self.clock.now(), event, "orientation_step_noted", || {
             self.keep_step(record, step, signature, None).map(drop)
@@ -467,10 +475,10 @@ impl Node {
         &self,
         dossier: &DossierId,
         by: &UserName,
-        sealed: &str,
+        logged: super::sealed::Logged<'_>,
     ) -> Result<bool> {
         let Some((orientation, signature)) =
-            self.open_signed::<Orientation>(dossier, ORIENTATION_SLOT, sealed)?
+            self.open_logged::<Orientation>(dossier, ORIENTATION_SLOT, logged)?
         else {
             return Ok(false);
         };
@@ -499,10 +507,10 @@ impl Node {
     pub(super) fn replay_orientation_received(
         &self,
         dossier: &DossierId,
-        sealed: &str,
+        logged: super::sealed::Logged<'_>,
     ) -> Result<bool> {
         let Some((orientation, signature)) =
-            self.open_signed::<Orientation>(dossier, ORIENTATION_SLOT, sealed)?
+            self.open_logged::<Orientation>(dossier, ORIENTATION_SLOT, logged)?
         else {
             return Ok(false);
         };
@@ -519,10 +527,10 @@ impl Node {
         &self,
         dossier: &DossierId,
         by: Option<&UserName>,
-        sealed: &str,
+        logged: super::sealed::Logged<'_>,
     ) -> Result<bool> {
         let Some((step, signature)) =
-            self.open_signed::<OrientationStep>(dossier, STEP_SLOT, sealed)?
+            self.open_logged::<OrientationStep>(dossier, STEP_SLOT, logged)?
         else {
             return Ok(false);
         };

@@ -30,6 +30,7 @@ impl Node {
                  the audit log was replaced or cut; restore it from the node's backup"
             )));
         }
+        self.seal_legacy_records()?;
         let mut applied = 0;
         // A removal stands unless the same name was created again after it.
         let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
@@ -350,21 +351,43 @@ impl Node {
                         dossier,
                         by,
                         sealed,
+                        message,
+                        signature,
                         ..
-                    } if self.replay_orientation_sent(&dossier, &by, &sealed)? => {
+                    } if self.replay_orientation_sent(
+                        &dossier,
+                        &by,
+                        (&sealed, (message.as_deref(), signature.as_deref())),
+                    )? =>
+                    {
                         applied += 1;
                     }
                     AuditEvent::OrientationReceived {
-                        dossier, sealed, ..
-                    } if self.replay_orientation_received(&dossier, &sealed)? => {
+                        dossier,
+                        sealed,
+                        message,
+                        signature,
+                        ..
+                    } if self.replay_orientation_received(
+                        &dossier,
+                        (&sealed, (message.as_deref(), signature.as_deref())),
+                    )? =>
+                    {
                         applied += 1;
                     }
                     AuditEvent::OrientationStepped {
                         dossier,
                         by,
                         sealed,
+                        message,
+                        signature,
                         ..
-                    } if self.replay_orientation_step(&dossier, by.as_ref(), &sealed)? => {
+                    } if self.replay_orientation_step(
+                        &dossier,
+                        by.as_ref(),
+                        (&sealed, (message.as_deref(), signature.as_deref())),
+                    )? =>
+                    {
                         applied += 1;
                     }
                     ref commission @ (AuditEvent::CommissionConvened { .. }

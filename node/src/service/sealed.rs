@@ -33,6 +33,10 @@ pub(super) struct SealedRecord {
     pub sealed: String,
 }
 
+/// A logged message: sealed, or (entries of an earlier version) the
+/// message and its signature in clear.
+pub(super) type Logged<'a> = (&'a str, (Option<&'a str>, Option<&'a str>));
+
 fn damaged(what: &str) -> ServiceError {
     ServiceError::Internal(format!("a kept {what} is damaged"))
 }
@@ -74,6 +78,32 @@ impl Node {
             .ok_or_else(|| damaged("log entry"))?;
         let signature = Signature::from_bytes(signature).map_err(|_| damaged("log entry"))?;
         let value = serde_json::from_slice(message).map_err(|_| damaged("log entry"))?;
+        Ok(Some((value, signature)))
+    }
+
+    /// Opens a logged message: sealed ([`Node::open_signed`]), or in clear
+    /// in an entry of an earlier version (`legacy`: the message and its
+    /// signature, base64).
+    pub(super) fn open_logged<T: DeserializeOwned>(
+        &self,
+        dossier: &DossierId,
+        slot: &str,
+        logged: Logged<'_>,
+    ) -> Result<Option<(T, Signature)>> {
+        let (sealed, legacy) = logged;
+        if !sealed.is_empty() {
+            return self.open_signed(dossier, slot, sealed);
+        }
+        let (Some(message), Some(signature)) = legacy else {
+            return Err(damaged("log entry"));
+        };
+        let bytes = B64.decode(message).map_err(|_| damaged("log entry"))?;
+        let signature = B64
+            .decode(signature)
+            .ok()
+            .and_then(|s| Signature::from_bytes(&s).ok())
+            .ok_or_else(|| damaged("log entry"))?;
+        let value = serde_json::from_slice(&bytes).map_err(|_| damaged("log entry"))?;
         Ok(Some((value, signature)))
     }
 
@@ -137,6 +167,44 @@ impl Node {
             .into_iter()
             .map(|(_, k)| k)
             .collect())
+    }
+
+    /// Seals the orientations and commissions an earlier version kept in
+    /// clear (start, before the replay); returns how many.
+    pub(super) fn seal_legacy_records(&self) -> Result<usize> {
+        let legacy = |value: &serde_json::Value| {
+            serde_json::from_value::<SealedRecord>(value.clone()).is_err()
+        };
+        let mut sealed = 0;
+        for (_, value) in self
+            .store
+            .scan::<serde_json::Value>(Tree::Orientations, "")?
+        {
+            if legacy(&value) {
+                let record: super::OrientationRecord =
+                    serde_json::from_value(value).map_err(|_| damaged("orientation"))?;
+                self.keep_orientation(&record)?;
+                sealed += 1;
+            }
+        }
+        for (_, value) in self
+            .store
+            .scan::<serde_json::Value>(Tree::Commissions, "")?
+        {
+            if legacy(&value) {
+                let record: super::CommissionRecord =
+                    serde_json::from_value(value).map_err(|_| damaged("commission"))?;
+                self.keep_commission(&record)?;
+                sealed += 1;
+            }
+        }
+        if sealed > 0 {
+            tracing::info!(
+                records = sealed,
+                "orientations and commissions kept in clear by an earlier version sealed"
+            );
+        }
+        Ok(sealed)
     }
 
     fn open_kept<T: DeserializeOwned>(

@@ -823,3 +823,60 @@ async fn a_member_ends_only_what_it_sent_and_an_attached_member_passes_the_holde
     );
     assert!(list(&caf.conn, "", "").await.is_empty());
 }
+
+#[tokio::test]
+async fn an_orientation_an_earlier_version_kept_in_clear_is_sealed_at_start() {
+    let mut c = Cluster::start().await;
+    let (_, _, d) = c.housing_at_the_ccas().await;
+    const OLD_REASON: &str = "Motif gardé en clair par une version antérieure";
+    let orientation = Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "ccas-rodez".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: OLD_REASON.into(),
+        consent: maillon_node::types::ConsentId::random(),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    };
+    let signature =
+        SignedBytes::sign(&orientation, Context::Orientation, &c.key("ccas-rodez")).signature;
+    let legacy = maillon_node::service::OrientationRecord {
+        orientation: orientation.clone(),
+        signature,
+        sent_by: None,
+        status: OrientationStatus::Sent,
+        steps: vec![],
+    };
+    // The CAF's store as an earlier version left it: the record in clear.
+    c.fed.node_mut("caf12").stop().await;
+    let store_dir = c.node("caf12").dir.join("store");
+    {
+        let store = maillon_node::storage::Store::open(&store_dir).expect("the CAF's store");
+        store
+            .put(
+                maillon_node::storage::Tree::Orientations,
+                orientation.id.as_str(),
+                &legacy,
+            )
+            .expect("kept in clear");
+        store.flush().expect("flushed");
+    }
+    c.restart("caf12").await;
+    let caf = c.desk("caf12", "agent-caf-2").await;
+    let kept = list(&caf.conn, "received", "").await;
+    assert_eq!(
+        (kept.len(), kept[0].reason.as_str()),
+        (1, OLD_REASON),
+        "still read, once sealed"
+    );
+    c.fed.node_mut("caf12").stop().await;
+    let store = maillon_node::storage::Store::open(&store_dir).expect("the CAF's store");
+    let raw: Vec<(String, serde_json::Value)> = store
+        .scan(maillon_node::storage::Tree::Orientations, "")
+        .expect("scanned");
+    assert_eq!(raw.len(), 1);
+    assert!(raw[0].1["sealed"].is_string(), "{}", raw[0].1);
+    assert!(!raw[0].1.to_string().contains(OLD_REASON));
+}
