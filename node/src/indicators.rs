@@ -19,8 +19,12 @@ use crate::types::{AlertStatus, MemberId, OrientationStatus};
 
 pub use crate::roster::DEFAULT_SMALL_CELL;
 
-/// Largest signed set of counts.
-pub const MAX_INDICATORS_BYTES: usize = 64 * 1024;
+/// Largest signed set of counts (a peer message is at most 1 MiB).
+pub const MAX_INDICATORS_BYTES: usize = 512 * 1024;
+
+/// Indicators never broken down by territory: too rare and too sensitive
+/// for a commune to be named beside them.
+const WITHOUT_TERRITORY: [&str; 1] = ["break_glass"];
 
 /// A reporting period: a year (`2026`), a quarter (`2026-Q4`) or a month
 /// (`2026-12`), in UTC days.
@@ -150,7 +154,7 @@ impl Counts {
             .or_default()
             .entry(by.to_owned())
             .or_default() += 1;
-        if let Some(t) = territory {
+        if let Some(t) = territory.filter(|_| !WITHOUT_TERRITORY.contains(&indicator)) {
             *self
                 .territories
                 .entry(indicator.to_owned())
@@ -160,10 +164,15 @@ impl Counts {
         }
     }
 
-    /// Counts what one log entry of the period adds; `territory` is where
-    /// the person of the dossier it is about lives, if it is about one.
-    pub fn add(&mut self, event: &AuditEvent, territory: Option<&str>) {
-        let mut one = |indicator: &str, by: &str| self.one(indicator, by, territory);
+    /// Counts what one log entry of the period adds; `territory` tells,
+    /// only when the entry is counted, where the person of the dossier it
+    /// is about lives, if it is about one.
+    pub fn add(&mut self, event: &AuditEvent, territory: &mut dyn FnMut() -> Option<String>) {
+        let mut place: Option<Option<String>> = None;
+        let mut one = |indicator: &str, by: &str| {
+            let t = place.get_or_insert_with(&mut *territory).clone();
+            self.one(indicator, by, t.as_deref());
+        };
         match event {
             AuditEvent::OrientationSent { service, .. } => one("orientations_sent", service),
             AuditEvent::OrientationReceived { service, .. } => {
@@ -206,6 +215,44 @@ impl Counts {
             _ => {}
         }
     }
+}
+
+impl Counts {
+    /// Makes the counts fit a signed message: communes are folded into
+    /// their département, then, if that is still too large, the counts by
+    /// territory are left out.
+    pub fn fit(&mut self) {
+        let size = |c: &Counts| serde_json::to_vec(c).map_or(usize::MAX, |b| b.len());
+        // Room for the signature's envelope.
+        let room = MAX_INDICATORS_BYTES - 4096;
+        if size(self) <= room {
+            return;
+        }
+        for by in self.territories.values_mut() {
+            let mut folded: BTreeMap<String, u64> = BTreeMap::new();
+            for (t, n) in std::mem::take(by) {
+                *folded.entry(departement(&t)).or_default() += n;
+            }
+            *by = folded;
+        }
+        if size(self) > room {
+            self.territories.clear();
+        }
+    }
+}
+
+/// The département of an INSEE commune code (`12`, `2A`, `974`); anything
+/// else as it is.
+fn departement(territory: &str) -> String {
+    if !is_commune_code(territory) {
+        return territory.to_owned();
+    }
+    let cut = if territory.starts_with("97") || territory.starts_with("98") {
+        3
+    } else {
+        2
+    };
+    territory[..cut].to_owned()
 }
 
 /// Why a member's counts are refused.
@@ -324,9 +371,12 @@ fn show(n: u64, threshold: u32) -> Shown {
 pub fn table(period: &str, threshold: u32, all: &[Counts], missing: Vec<MemberId>) -> Table {
     let members: Vec<MemberId> = all.iter().map(|c| c.member.clone()).collect();
     let mut rows = rows_of(all, threshold, |c| &c.counts);
+    // A territory's row is shown only when its total is not suppressed:
+    // a commune named beside "< N" would point at its few people.
     rows.extend(
         rows_of(all, threshold, |c| &c.territories)
             .into_iter()
+            .filter(|r| !matches!(r.total, Shown::Under(_)))
             .map(|r| Row {
                 territory: r.by,
                 by: String::new(),
@@ -503,17 +553,24 @@ mod tests {
             dossier: crate::types::DossierId::random(),
             by: "agent".parse().expect("user"),
         };
+        let mut asked = 0;
         for _ in 0..6 {
-            ccas.add(&consent(), Some("12202"));
+            ccas.add(&consent(), &mut || {
+                asked += 1;
+                Some("12202".into())
+            });
         }
-        ccas.add(&consent(), Some("2A004"));
+        ccas.add(&consent(), &mut || Some("2A004".into()));
         ccas.add(
             &AuditEvent::OrientationsListed {
                 by: "agent".parse().expect("user"),
                 shown: 3,
             },
-            None,
+            &mut || panic!("asked where for an entry not counted"),
         );
+        assert_eq!(asked, 6);
+        ccas.one("break_glass", "", Some("12202"));
+        assert!(!ccas.territories.contains_key("break_glass"));
         assert_eq!(ccas.counts["consents_withdrawn"][""], 7);
         assert_eq!(ccas.territories["consents_withdrawn"]["12202"], 6);
         assert_eq!(ccas.territories["consents_withdrawn"]["2A004"], 1);
@@ -528,11 +585,8 @@ mod tests {
             .collect();
         assert_eq!(
             by_territory,
-            [
-                ("12202", Shown::Exact(6)),
-                ("2A004", Shown::Under(5)),
-                ("unknown", Shown::Under(5))
-            ]
+            [("12202", Shown::Exact(6))],
+            "a commune beside a suppressed count is not named"
         );
         assert!(
             t.rows
@@ -545,6 +599,37 @@ mod tests {
         for bad in ["1220", "122022", "2C004", "12 02", "AB123", ""] {
             assert!(!is_commune_code(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn counts_too_large_fold_communes_into_departements_then_leave_territories_out() {
+        let mut c = Counts::new("cd12".parse().expect("id"), "2026", 0, 0);
+        for n in 0..60_000u32 {
+            let commune = format!("{:02}{:03}", 1 + n / 1000, n % 1000);
+            c.one("consents_given", "", Some(&commune));
+        }
+        c.one("consents_given", "", Some("97411"));
+        c.fit();
+        assert!(serde_json::to_vec(&c).expect("json").len() <= MAX_INDICATORS_BYTES);
+        let by = &c.territories["consents_given"];
+        assert!(by.keys().all(|t| t.len() <= 3), "folded into départements");
+        assert_eq!(by["974"], 1);
+        assert_eq!(by.values().sum::<u64>(), 60_001, "nothing lost in the fold");
+        assert_eq!(c.counts["consents_given"][""], 60_001);
+        for indicator in 0..400 {
+            for n in 0..95 {
+                c.one(
+                    &format!("indicator_{indicator}"),
+                    &format!("by-{n}"),
+                    Some(&format!("{:02}", n + 1)),
+                );
+            }
+        }
+        c.fit();
+        assert!(
+            c.territories.is_empty(),
+            "left out when folding is not enough"
+        );
     }
 
     #[test]

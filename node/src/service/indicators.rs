@@ -91,11 +91,12 @@ impl Node {
                         }
                         _ => {}
                     }
-                    let territory = entry
-                        .event
-                        .dossier()
-                        .map(|d| self.territory_of(d, &mut territories));
-                    counts.add(&entry.event, territory.as_deref());
+                    let event = &entry.event;
+                    counts.add(event, &mut || {
+                        event
+                            .dossier()
+                            .map(|d| self.territory_of(d, &mut territories))
+                    });
                 }
             }
         }
@@ -106,6 +107,7 @@ impl Node {
             };
             counts.one("aids_unclaimed", scheme, Some(&territory));
         }
+        counts.fit();
         Ok(counts)
     }
 
