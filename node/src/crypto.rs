@@ -336,15 +336,19 @@ impl DossierKeys {
     }
 
     /// Makes the dossier's key if it has none (synced, folder included).
+    /// Under the cache's lock, which every read of a key file takes too: two
+    /// callers making the same key at once make it once, and none reads a
+    /// file half written.
     pub fn create(&self, dossier: &str) -> Result<(), CryptoError> {
+        let mut cache = self.lock();
         let path = self.path(dossier);
-        if path.exists() {
+        if cache.contains_key(dossier) || path.exists() {
             return Ok(());
         }
         let key: [u8; 32] = rand::random();
         write_secret_file(&path, &key)?;
         sync_dir(&self.dir)?;
-        self.lock().insert(dossier.to_owned(), key);
+        cache.insert(dossier.to_owned(), key);
         Ok(())
     }
 

@@ -181,14 +181,11 @@ pub(super) async fn publier(
         );
     };
     match c.node.get_aid(&caller, c.node.member(), id) {
-        Ok(e) => publier_page(
-            &c,
-            StatusCode::OK,
-            &session.csrf,
-            false,
-            fields_of(&e.entry.service),
-            None,
-        ),
+        Ok(e) => {
+            let mut champs = fields_of(&e.entry.service);
+            champs.insert("version".into(), e.entry.version.to_string());
+            publier_page(&c, StatusCode::OK, &session.csrf, false, champs, None)
+        }
         Err(ServiceError::NotFound(_)) => c.error(
             StatusCode::NOT_FOUND,
             "Service introuvable",
@@ -375,6 +372,14 @@ pub(super) async fn publier_envoye(
         Ok(e) if nouveau && !e.entry.withdrawn => {
             return again(format!(
                 "Ce partenaire publie déjà un service « {id} » : choisissez un autre identifiant, ou modifiez-le depuis sa page."
+            ));
+        }
+        // A new service under a withdrawn one's id starts afresh.
+        Ok(_) if nouveau => None,
+        Ok(e) if form.get("version").map(String::as_str) != Some(&e.entry.version.to_string()) => {
+            return again(format!(
+                "Ce service a été publié à nouveau entre-temps (version {}) : rouvrez-le pour partir de cette version.",
+                e.entry.version
             ));
         }
         Ok(e) => Some(e.entry.service),

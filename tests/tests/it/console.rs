@@ -2358,17 +2358,24 @@ async fn an_admin_publishes_changes_and_withdraws_a_service_from_the_console_and
     let (_, _, page) = caf(&admin, "GET", "/aides/publier?service=aide-logement", None).await;
     assert!(page.contains(r#"value="Accueil Rodez""#), "{page}");
     assert!(page.contains("Publier la nouvelle version"), "{page}");
+    assert!(page.contains(r#"name="version" value="1""#), "{page}");
     let edit = encoded(&[
         ("csrf", &admin_csrf),
         ("id", "aide-logement"),
+        ("version", "1"),
         ("nom", "Aide personnalisée au logement"),
         ("description", "Le loyer."),
         ("organisme", "CAF"),
         ("lieu", "Accueil Rodez"),
         ("commune", "Rodez"),
     ]);
-    let (status, _, _) = caf(&admin, "POST", "/aides/publier", Some(edit)).await;
+    let (status, _, _) = caf(&admin, "POST", "/aides/publier", Some(edit.clone())).await;
     assert_eq!(status, 303);
+    // The same form sent again (another admin's, opened at version 1) would
+    // undo the change: refused.
+    let (status, _, page) = caf(&admin, "POST", "/aides/publier", Some(edit)).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("entre-temps (version 2)"), "{page}");
     let (_, _, page) = at_ccas("/aides/caf12/aide-logement").await;
     assert!(page.contains("Aide personnalisée au logement"), "{page}");
     assert!(
@@ -2379,9 +2386,32 @@ async fn an_admin_publishes_changes_and_withdraws_a_service_from_the_console_and
     let (status, _, _) = caf(&admin, "GET", "/aides/publier?service=rien", None).await;
     assert_eq!(status, 404);
 
-    // Withdrawn by its member's admin only.
+    // An auditor neither publishes nor withdraws.
+    let (auditor_cookie, auditor_csrf) = logged_in(&c, "caf12", "dpo-console", Role::Auditor).await;
+    let (status, _, _) = caf(&auditor_cookie, "GET", "/aides/publier", None).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = caf(
+        &auditor_cookie,
+        "POST",
+        "/aides/caf12/microcredit/retirer",
+        Some(format!("csrf={auditor_csrf}")),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Withdrawn by its member's admin only, with the form's token.
     let (_, _, page) = caf(&admin, "GET", "/aides/caf12/microcredit", None).await;
     assert!(page.contains("/aides/caf12/microcredit/retirer"), "{page}");
+    for token in [String::new(), "csrf=faux".to_owned()] {
+        let (status, _, _) = caf(
+            &admin,
+            "POST",
+            "/aides/caf12/microcredit/retirer",
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, 403, "without the form's token");
+    }
     let (status, _, _) = caf(
         &agent,
         "POST",
