@@ -509,6 +509,10 @@ pub enum DossierCmd {
         /// Birth date, YYYY-MM-DD.
         #[arg(long)]
         birth_date: String,
+        /// The vigilance alert the dossier is opened from: closed once the
+        /// dossier is open, its outcome `dossier_opened`.
+        #[arg(long)]
+        alert: Option<String>,
     },
     /// Find this node's dossiers by the person's names, birth date
     /// (12/03/1984 or 1984-03-12) or the start of the id (six characters or

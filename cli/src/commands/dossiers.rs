@@ -17,12 +17,33 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd, json: bool) -> Result<
             given_name,
             family_name,
             birth_date,
+            alert,
         } => {
             let birth_date: Date = arg("birth-date", &birth_date)?;
+            let alert: Option<maillon_node::types::AlertId> =
+                alert.map(|a| arg("alert", &a)).transpose()?;
             let id = conn
                 .open_dossier(&given_name, &family_name, &birth_date.to_string())
                 .await?;
-            super::done(json, serde_json::json!({ "dossier": id }), &id);
+            let Some(alert) = alert else {
+                super::done(json, serde_json::json!({ "dossier": id }), &id);
+                return Ok(());
+            };
+            if !json {
+                say(&id);
+            }
+            conn.api()
+                .handle_alert(conn.req(maillon_proto::v1::HandleAlertRequest {
+                    alert: alert.to_string(),
+                    status: "closed".into(),
+                    outcome: "dossier_opened".into(),
+                }))
+                .await?;
+            super::done(
+                json,
+                serde_json::json!({ "dossier": id, "alert": alert.to_string(), "alert_status": "closed" }),
+                &format!("{alert} closed: dossier_opened"),
+            );
         }
         DossierCmd::Search { text } => {
             let found = conn.search_dossiers(&text.join(" ")).await?;

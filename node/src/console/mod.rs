@@ -113,6 +113,8 @@ struct Ouvrir<'a> {
     prenom: &'a str,
     nom: &'a str,
     naissance: &'a str,
+    /// The vigilance alert the dossier is opened from, if any.
+    alerte: Option<String>,
     erreurs: Vec<(&'static str, String)>,
 }
 
@@ -128,6 +130,8 @@ struct DossierOuvert<'a> {
     partner: &'a str,
     version: &'a str,
     dossier: &'a str,
+    /// The alert it was opened from: closed (`true`), or not (`false`).
+    alerte: Option<(String, bool)>,
 }
 
 /// A date as a person at the desk writes it (`12/03/1984`) or as the
@@ -686,9 +690,15 @@ fn form_refused(c: &Console) -> Response {
     )
 }
 
+/// The alert a dossier is opened from, as the form names it.
+fn alert_named(q: &std::collections::HashMap<String, String>) -> Option<crate::types::AlertId> {
+    q.get("alerte").and_then(|a| a.trim().parse().ok())
+}
+
 async fn ouvrir(
     axum::extract::State(c): axum::extract::State<Console>,
     headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let Some(session) = session_of(&c, &headers) else {
         return login_required(&c);
@@ -703,6 +713,7 @@ async fn ouvrir(
         prenom: "",
         nom: "",
         naissance: "",
+        alerte: alert_named(&q).map(|a| a.to_string()),
         erreurs: Vec::new(),
     };
     c.page(StatusCode::OK, page.render())
@@ -746,10 +757,30 @@ async fn ouvrir_envoye(
     if let (true, Some(date)) = (erreurs.is_empty(), date) {
         match c.node.open_dossier(&caller, prenom, nom, date).await {
             Ok(id) => {
+                // Opened from a vigilance alert: the alert is closed, its
+                // outcome "dossier opened" (the raiser learns only that it
+                // was taken into account).
+                let mut alerte = None;
+                if let Some(alert) = alert_named(&form) {
+                    let closed = c
+                        .node
+                        .handle_alert(
+                            &caller,
+                            &alert,
+                            crate::types::AlertStatus::Closed,
+                            Some(crate::types::AlertOutcome::DossierOpened),
+                        )
+                        .await;
+                    if let Err(e) = &closed {
+                        tracing::info!(error = %e, "an alert a dossier was opened from was not closed");
+                    }
+                    alerte = Some((alert.to_string(), closed.is_ok()));
+                }
                 let page = DossierOuvert {
                     partner: &c.partner,
                     version: env!("CARGO_PKG_VERSION"),
                     dossier: id.as_str(),
+                    alerte,
                 };
                 return c.page(StatusCode::OK, page.render());
             }
@@ -781,6 +812,7 @@ async fn ouvrir_envoye(
         prenom,
         nom,
         naissance,
+        alerte: alert_named(&form).map(|a| a.to_string()),
         erreurs,
     };
     c.page(StatusCode::UNPROCESSABLE_ENTITY, page.render())

@@ -368,3 +368,63 @@ async fn without_an_alert_recipient_in_the_charter_no_alert_is_raised() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_dossier_opened_from_an_alert_on_the_command_line_closes_it() {
+    use maillon_cli::exit::{BAD_INPUT, exit_code};
+
+    use crate::cli::{maillon, path};
+    use crate::json::json_of;
+
+    let c = with_alerts().await;
+    let volunteer = c.user("cd12", "voisine", Role::Volunteer).await;
+    let raised = raise(&volunteer, "Voisine âgée, seule", "isolation", "")
+        .await
+        .expect("raised");
+    let agent = c.desk("ccas-rodez", "agent-ccas").await;
+    handle(&agent.conn, &raised.id, "taken", "")
+        .await
+        .expect("taken");
+    let profile = path(&c.node("ccas-rodez").dir, "agent-ccas.profile.toml");
+    let open = |alert: &str| -> Vec<String> {
+        [
+            "dossier",
+            "open",
+            "--given-name",
+            "Jeanne",
+            "--family-name",
+            "Seule",
+            "--birth-date",
+            "1938-05-06",
+            "--alert",
+            alert,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // A malformed alert id: nothing is opened.
+    let bad = open("ALR-faux");
+    let mut argv = vec!["--profile", profile.as_str()];
+    argv.extend(bad.iter().map(String::as_str));
+    let e = maillon(&argv).await.expect_err("a bad alert id");
+    assert_eq!(exit_code(&e), BAD_INPUT, "{e}");
+    let found = agent.conn.search_dossiers("Seule").await.expect("searched");
+    assert!(found.is_empty(), "nothing opened");
+
+    let good = open(&raised.id);
+    let args: Vec<&str> = good.iter().map(String::as_str).collect();
+    let out = json_of(std::path::Path::new(&profile), &args).await;
+    assert_eq!(out["alert"], raised.id);
+    assert_eq!(out["alert_status"], "closed");
+    assert!(
+        out["dossier"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("DSU-"))
+    );
+    let received = list(&agent.conn).await.expect("listed").received;
+    assert_eq!(
+        (received[0].status.as_str(), received[0].outcome.as_str()),
+        ("closed", "dossier_opened")
+    );
+}

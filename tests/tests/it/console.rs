@@ -2058,15 +2058,54 @@ async fn a_volunteer_raises_an_alert_in_the_console_the_ccas_handles_it_and_the_
     assert_eq!(status, 303);
     let (status, _, _) = post(format!("csrf={agent_csrf}&action=prendre")).await;
     assert_eq!(status, 409);
-    let (status, _, _) = post(format!("csrf={agent_csrf}&action=clore&issue=contacted")).await;
-    assert_eq!(status, 303);
+    // The caseworker opens a dossier for the person from the alert, which
+    // is closed with it ("dossier opened").
     let (_, _, page) = send(&c, "ccas-rodez", "GET", "/alertes", Some(&agent), None).await;
-    assert!(page.contains("close : Personne contactée"), "{page}");
+    let from_alert = format!("/dossiers/ouvrir?alerte={id}");
+    assert!(page.contains(&from_alert), "{page}");
+    let (status, _, page) = send(&c, "ccas-rodez", "GET", &from_alert, Some(&agent), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!(r#"name="alerte" value="{id}""#)),
+        "{page}"
+    );
+    let (status, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "POST",
+        "/dossiers/ouvrir",
+        Some(&agent),
+        Some(&format!(
+            "csrf={agent_csrf}&alerte={id}&prenom=Jean&nom=Seul&naissance=1941-02-03"
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("est close : dossier ouvert"), "{page}");
+    let (_, _, page) = send(&c, "ccas-rodez", "GET", "/alertes", Some(&agent), None).await;
+    assert!(page.contains("close : Dossier ouvert"), "{page}");
+    // Opened again from the same alert: the dossier opens (accueil
+    // inconditionnel), the alert, closed already, is not closed twice.
+    let (status, _, page) = send(
+        &c,
+        "ccas-rodez",
+        "POST",
+        "/dossiers/ouvrir",
+        Some(&agent),
+        Some(&format!(
+            "csrf={agent_csrf}&alerte={id}&prenom=Jean&nom=Seul&naissance=1941-02-03"
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("pu être close"), "{page}");
+    let (status, _, _) = post(format!("csrf={agent_csrf}&action=clore&issue=contacted")).await;
+    assert_eq!(status, 409, "closed already");
 
     // The volunteer sees it taken into account, never the outcome.
     let (_, _, page) = send(&c, "cd12", "GET", "/alertes", Some(&vol), None).await;
     assert!(page.contains("reçue et prise en compte"), "{page}");
-    assert!(!page.contains("contactée"), "{page}");
+    assert!(!page.contains("Dossier ouvert"), "{page}");
     assert!(!page.contains("Lilas"), "the raiser keeps no words: {page}");
 }
 
