@@ -376,7 +376,10 @@ pub fn table(period: &str, threshold: u32, all: &[Counts], missing: Vec<MemberId
     rows.extend(
         rows_of(all, threshold, |c| &c.territories)
             .into_iter()
-            .filter(|r| !matches!(r.total, Shown::Under(_)))
+            .filter(|r| {
+                !matches!(r.total, Shown::Under(_))
+                    && !WITHOUT_TERRITORY.contains(&r.indicator.as_str())
+            })
             .map(|r| Row {
                 territory: r.by,
                 by: String::new(),

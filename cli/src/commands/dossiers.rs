@@ -32,13 +32,25 @@ pub(super) async fn dossier(conn: &Conn, cmd: DossierCmd, json: bool) -> Result<
             if !json {
                 say(&id);
             }
-            conn.api()
+            let closed = conn
+                .api()
                 .handle_alert(conn.req(maillon_proto::v1::HandleAlertRequest {
                     alert: alert.to_string(),
                     status: "closed".into(),
                     outcome: "dossier_opened".into(),
                 }))
-                .await?;
+                .await;
+            if let Err(e) = closed {
+                // The dossier is open all the same: say which before failing.
+                if json {
+                    super::print_value(&serde_json::json!({
+                        "dossier": id,
+                        "alert": alert.to_string(),
+                        "alert_status": "not_closed",
+                    }));
+                }
+                return Err(e.into());
+            }
             super::done(
                 json,
                 serde_json::json!({ "dossier": id, "alert": alert.to_string(), "alert_status": "closed" }),

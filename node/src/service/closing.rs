@@ -104,11 +104,7 @@ impl Node {
         let queued = self
             .log_then_apply(now, event, "erasure_logged", || {
                 self.store.put(Tree::Erased, dossier.as_str(), &now)?;
-                // What is still queued about it is not sent any more.
-                self.store
-                    .remove_where::<super::OutboxItem>(Tree::Outbox, "", |item| {
-                        item.notice.dossier() == Some(dossier)
-                    })?;
+                self.drop_queued_about(dossier, None)?;
                 self.told_of_end(&record)?
                     .iter()
                     .map(|p| self.queue_notice(p, &notice))
@@ -134,6 +130,25 @@ impl Node {
         told.dedup();
         told.retain(|m| *m != self.me);
         Ok(told)
+    }
+
+    /// Drops what is still queued about `dossier` (for `to` only, if
+    /// given): the words of orientations, steps, convocations, minutes and
+    /// the holder's other notices are not sent once it is erased. A
+    /// closure or an erasure still queued is kept: the members it is for
+    /// need it to end what they hold. Not flushed.
+    pub(super) fn drop_queued_about(
+        &self,
+        dossier: &DossierId,
+        to: Option<&MemberId>,
+    ) -> Result<()> {
+        self.store
+            .remove_where::<super::OutboxItem>(Tree::Outbox, "", |item| {
+                item.notice.dossier() == Some(dossier)
+                    && !matches!(item.notice, Notice::Closed { .. } | Notice::Erased { .. })
+                    && to.is_none_or(|m| &item.to == m)
+            })?;
+        Ok(())
     }
 
     /// Whether `peer` is the holder this node attached `dossier` from.
@@ -215,6 +230,10 @@ impl Node {
             // its erasure removes them.
             Err(ServiceError::NotFound(_)) => {
                 let Some(first) = self.received_about(&dossier, peer)? else {
+                    if self.ended_for(&dossier, peer)? {
+                        // Told again what it told before: nothing left here.
+                        return Ok(());
+                    }
                     return Err(ServiceError::NotFound(format!(
                         "{dossier}: neither held here nor sent here by {peer}"
                     )));
@@ -278,6 +297,7 @@ impl Node {
                 let queued = self
                     .log_then_apply(now, event, "erasure_logged", || {
                         self.store.put(Tree::Erased, dossier.as_str(), &now)?;
+                        self.drop_queued_about(&dossier, None)?;
                         pass_on(&notice)
                     })
                     .await?;
@@ -382,9 +402,8 @@ impl Node {
             }
         }
         let retention = self.roster.get().roster().charter.retention_days;
-        erased += self.erase_network_due(now, retention).await?;
         let Some(days) = retention else {
-            return Ok(erased);
+            return Ok(erased + self.erase_network_due(now, retention).await?);
         };
         let due = |closed_at: i64| now >= closed_at.saturating_add(i64::from(days) * 86_400);
         for (id, record) in self
@@ -407,12 +426,13 @@ impl Node {
                 from: None,
             };
             self.log_then_apply(now, event, "erasure_logged", || {
-                Ok(self.store.put(Tree::Erased, &id, &now)?)
+                self.store.put(Tree::Erased, &id, &now)?;
+                self.drop_queued_about(&record.id, None)
             })
             .await?;
             self.erase_here(&record.id).await?;
             erased += 1;
         }
-        Ok(erased)
+        Ok(erased + self.erase_network_due(now, retention).await?)
     }
 }

@@ -207,6 +207,7 @@ impl Node {
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("active member {from}")))?;
         self.network.confirm_dossier(&holder, dossier).await?;
+        let _attaching = self.attaching.lock().await;
         let now = self.clock.now();
         let record = self.new_record(
             dossier,

@@ -37,7 +37,9 @@ impl Node {
         {
             return Ok(c.clone());
         }
-        let counts = self.count_log(period).await?;
+        let mut counts = self.count_log(period).await?;
+        // Fresh from when the count ends: callers that waited for it use it.
+        counts.computed_at = self.clock.now();
         if kept.len() >= PERIODS_KEPT
             && let Some(oldest) = kept
                 .iter()

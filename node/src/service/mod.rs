@@ -196,6 +196,9 @@ pub struct Node {
     alerts: tokio::sync::Mutex<()>,
     /// Held while a commission is closed or its messages received.
     commissions: tokio::sync::Mutex<()>,
+    /// Held while a dossier is attached (its key made, then its record
+    /// kept): a key is not destroyed as unused meanwhile.
+    attaching: tokio::sync::Mutex<()>,
     /// This node's latest counts per period, held while counting: members
     /// asking at once wait for one count, and a count serves a minute.
     indicators: tokio::sync::Mutex<std::collections::HashMap<String, crate::indicators::Counts>>,
@@ -290,6 +293,7 @@ impl Node {
             orientations: tokio::sync::Mutex::new(()),
             alerts: tokio::sync::Mutex::new(()),
             commissions: tokio::sync::Mutex::new(()),
+            attaching: tokio::sync::Mutex::new(()),
             indicators: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             console: std::sync::Mutex::new(Default::default()),
             groups_joined: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -152,9 +152,11 @@ impl Node {
                 &end_key(dossier, peer),
                 &NetworkEnd::Erased { at: now },
             )?;
+            self.drop_queued_about(dossier, Some(peer))?;
             self.forget_from(dossier, peer)
         })
-        .await
+        .await?;
+        self.destroy_key_if_unused(dossier).await
     }
 
     /// Replay: a closure or an erasure from `peer` the log holds, of a
@@ -176,15 +178,15 @@ impl Node {
         if apply {
             self.store.put(Tree::Ended, &key, &end)?;
             if matches!(end, NetworkEnd::Erased { .. }) {
+                // The key, if nothing else needs it, goes at the next upkeep.
+                self.drop_queued_about(dossier, Some(peer))?;
                 self.forget_from(dossier, peer)?;
             }
         }
         Ok(apply)
     }
 
-    /// Removes what `peer` sent about `dossier`, and destroys the
-    /// dossier's key if this node does not hold it and keeps nothing else
-    /// about it. The store is not flushed; the key's destruction is synced.
+    /// Removes what `peer` sent about `dossier` (not flushed).
     fn forget_from(&self, dossier: &DossierId, peer: &MemberId) -> Result<()> {
         for tree in [Tree::Orientations, Tree::Commissions] {
             self.store
@@ -192,21 +194,67 @@ impl Node {
                     &r.dossier == dossier && &r.from == peer
                 })?;
         }
+        Ok(())
+    }
+
+    /// Destroys `dossier`'s key here if this node does not hold it and
+    /// keeps nothing else sealed under it (the sealed log entries can then
+    /// no longer be read). Under the locks of attaching a dossier and of
+    /// receiving orientations and commissions, so that nothing is being
+    /// sealed under the key as it goes.
+    async fn destroy_key_if_unused(&self, dossier: &DossierId) -> Result<()> {
+        let _attaching = self.attaching.lock().await;
+        let _orientations = self.orientations.lock().await;
+        let _commissions = self.commissions.lock().await;
         let held = self
             .store
             .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
             .is_some();
-        let left = [Tree::Orientations, Tree::Commissions]
-            .into_iter()
-            .map(|t| self.kept_heads(t))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .any(|h| &h.dossier == dossier);
-        if !held && !left {
-            self.vault.destroy(dossier.as_str())?;
+        if held || !self.vault.holds(dossier.as_str()) {
+            return Ok(());
         }
+        for tree in [Tree::Orientations, Tree::Commissions] {
+            if self.kept_heads(tree)?.iter().any(|h| &h.dossier == dossier) {
+                return Ok(());
+            }
+        }
+        self.vault.destroy(dossier.as_str())?;
         Ok(())
+    }
+
+    /// Start: the closures an earlier version kept by dossier alone (the
+    /// date, for every sender) are kept per sender; returns how many.
+    pub(super) fn migrate_old_ends(&self) -> Result<usize> {
+        let mut moved = 0;
+        for (key, value) in self.store.scan::<serde_json::Value>(Tree::Ended, "")? {
+            let (Some(at), false) = (value.as_i64(), key.contains('/')) else {
+                continue;
+            };
+            let Ok(dossier) = key.parse::<DossierId>() else {
+                continue;
+            };
+            let mut senders: Vec<MemberId> = Vec::new();
+            for tree in [Tree::Orientations, Tree::Commissions] {
+                senders.extend(
+                    self.kept_heads(tree)?
+                        .into_iter()
+                        .filter(|h| h.dossier == dossier)
+                        .map(|h| h.from),
+                );
+            }
+            senders.sort();
+            senders.dedup();
+            for from in senders {
+                self.store.put(
+                    Tree::Ended,
+                    &end_key(&dossier, &from),
+                    &NetworkEnd::Closed { at },
+                )?;
+            }
+            self.store.remove(Tree::Ended, &key)?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Removes every orientation and commission kept about `dossier`, and
@@ -236,15 +284,20 @@ impl Node {
                     .map(|h| (h.dossier, h.from)),
             );
         }
-        for (key, end) in self.store.scan::<NetworkEnd>(Tree::Ended, "")? {
+        for (key, value) in self.store.scan::<serde_json::Value>(Tree::Ended, "")? {
             if self.is_stopping() {
                 break;
             }
             let parsed = key.split_once('/').and_then(|(d, m)| {
-                Some((d.parse::<DossierId>().ok()?, m.parse::<MemberId>().ok()?))
+                Some((
+                    d.parse::<DossierId>().ok()?,
+                    m.parse::<MemberId>().ok()?,
+                    serde_json::from_value::<NetworkEnd>(value).ok()?,
+                ))
             });
-            let Some((dossier, peer)) = parsed else {
-                return Err(ServiceError::Internal(format!("a sender's end: {key}")));
+            let Some((dossier, peer, end)) = parsed else {
+                tracing::warn!(key = %key, "a sender's end that cannot be read; left as it is");
+                continue;
             };
             match end {
                 NetworkEnd::Closed { at }
@@ -254,18 +307,19 @@ impl Node {
                         .await?;
                     erased += 1;
                 }
-                NetworkEnd::Erased { .. }
-                    if left.contains(&(dossier.clone(), peer.clone()))
-                        || (self.vault.holds(dossier.as_str())
-                            && !left.iter().any(|(d, _)| d == &dossier)
-                            && self
-                                .store
-                                .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
-                                .is_none()) =>
-                {
+                // An erasure a crash or the replay left unfinished.
+                NetworkEnd::Erased { .. } if left.contains(&(dossier.clone(), peer.clone())) => {
                     self.forget_from(&dossier, &peer)?;
                     self.flush().await?;
+                    self.destroy_key_if_unused(&dossier).await?;
                     erased += 1;
+                }
+                NetworkEnd::Erased { .. }
+                    if self.vault.holds(dossier.as_str())
+                        && !left.iter().any(|(d, _)| d == &dossier)
+                        && self.dossier(&dossier).is_err() =>
+                {
+                    self.destroy_key_if_unused(&dossier).await?;
                 }
                 _ => {}
             }

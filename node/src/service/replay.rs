@@ -31,6 +31,7 @@ impl Node {
             )));
         }
         self.seal_legacy_records()?;
+        self.migrate_old_ends()?;
         let mut applied = 0;
         // A removal stands unless the same name was created again after it.
         let mut removals: BTreeMap<UserName, bool> = BTreeMap::new();
@@ -49,6 +50,12 @@ impl Node {
                 // What the log holds of an erased dossier is never applied again.
                 if let Some(d) = creates_for(&entry.event)
                     && self.store.get::<i64>(Tree::Erased, d.as_str())?.is_some()
+                {
+                    continue;
+                }
+                // Nor what a member sent about a dossier and erased since.
+                if let Some((d, from)) = received_from(&entry.event)
+                    && self.ended_for(d, from)?
                 {
                     continue;
                 }
@@ -116,6 +123,7 @@ impl Node {
                     } if !self.is_erased(&dossier)? => {
                         self.store
                             .put(Tree::Erased, dossier.as_str(), &entry.time)?;
+                        self.drop_queued_about(&dossier, None)?;
                         if let Some(record) = self
                             .store
                             .get::<super::DossierRecord>(Tree::Dossiers, dossier.as_str())?
@@ -491,6 +499,23 @@ impl Node {
         self.flush().await?;
         self.store.set_meta(MetaKey::Applied, &size)?;
         self.flush().await
+    }
+}
+
+/// The dossier and the member an entry's received orientation, convocation
+/// or minutes came from, if it is one.
+fn received_from(
+    event: &AuditEvent,
+) -> Option<(&crate::types::DossierId, &crate::types::MemberId)> {
+    match event {
+        AuditEvent::OrientationReceived { dossier, from, .. }
+        | AuditEvent::CommissionInvited { dossier, from, .. }
+        | AuditEvent::CommissionMinutes {
+            dossier,
+            from: Some(from),
+            ..
+        } => Some((dossier, from)),
+        _ => None,
     }
 }
 

@@ -1152,3 +1152,96 @@ async fn an_alert_closed_and_logged_but_not_stored_keeps_the_time_it_was_closed_
         "closed when it was logged, not when the node came back: {logged}"
     );
 }
+
+#[tokio::test]
+async fn an_orientation_erased_by_its_sender_does_not_come_back_when_the_receiver_is_killed() {
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = ready_to_orient(&c).await;
+    // The CAF runs as a process of its own, killed (SIGKILL) once the CCAS
+    // has oriented the person to it and erased the dossier: its replay mark
+    // is still before both entries.
+    let mut child = in_a_process(&mut c, "caf12", None).await;
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    let before = c.verified_log_size(&auditor).await;
+    ccas.conn
+        .api()
+        .orient(ccas.conn.req(pb::OrientRequest {
+            dossier: d.clone(),
+            to: "caf12".into(),
+            service: "aide-logement".into(),
+            reason: "Aide au loyer".into(),
+            consent: String::new(),
+        }))
+        .await
+        .expect("oriented");
+    // The département sent the CAF an orientation about the same person:
+    // the dossier's key at the CAF outlives the CCAS's erasure.
+    let from_cd12 = maillon_node::protocol::Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: "cd12".parse().expect("member"),
+        to: "caf12".parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: "Du département".into(),
+        consent: maillon_node::types::ConsentId::random(),
+        sections: vec![],
+        sent_at: Clock::now(&*c.clock),
+    };
+    let signature = maillon_node::protocol::SignedBytes::sign(
+        &from_cd12,
+        maillon_node::crypto::Context::Orientation,
+        &c.key("cd12"),
+    )
+    .signature;
+    {
+        use maillon_node::service::PeerNetwork as _;
+        c.peer_as("cd12")
+            .notify(
+                &c.member("caf12"),
+                &maillon_node::protocol::Notice::Orientation {
+                    orientation: from_cd12,
+                    signature,
+                },
+            )
+            .await
+            .expect("the département's orientation");
+    }
+    ccas.conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("erased");
+    child.kill().expect("SIGKILL");
+    assert_eq!(died(child).await, Some(9));
+    // Its replay mark had not moved past the orientation (upkeep moves it
+    // every few seconds; here it is set back so that the test does not
+    // depend on when the kill came).
+    {
+        let store = maillon_node::storage::Store::open(&c.node("caf12").dir.join("store"))
+            .expect("the CAF's store");
+        store
+            .set_meta(maillon_node::storage::MetaKey::Applied, &before)
+            .expect("the mark");
+        store.flush().expect("flushed");
+    }
+    back_in_process(&mut c, "caf12").await;
+    let left = caf
+        .conn
+        .api()
+        .list_orientations(caf.conn.req(pb::ListOrientationsRequest {
+            direction: String::new(),
+            status: String::new(),
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .orientations;
+    assert_eq!(
+        left.iter().map(|o| o.from.as_str()).collect::<Vec<_>>(),
+        ["cd12"],
+        "the CCAS's erased orientation stays erased; the département's stays"
+    );
+}

@@ -826,7 +826,7 @@ async fn a_member_ends_only_what_it_sent_and_an_attached_member_passes_the_holde
 
 #[tokio::test]
 async fn an_orientation_an_earlier_version_kept_in_clear_is_sealed_at_start() {
-    let mut c = Cluster::start().await;
+    let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
     let (_, _, d) = c.housing_at_the_ccas().await;
     const OLD_REASON: &str = "Motif gardé en clair par une version antérieure";
     let orientation = Orientation {
@@ -861,6 +861,14 @@ async fn an_orientation_an_earlier_version_kept_in_clear_is_sealed_at_start() {
                 &legacy,
             )
             .expect("kept in clear");
+        // And the closure that version kept by dossier alone.
+        store
+            .put(
+                maillon_node::storage::Tree::Ended,
+                &d,
+                &maillon_node::clock::Clock::now(&*c.clock),
+            )
+            .expect("an old closure");
         store.flush().expect("flushed");
     }
     c.restart("caf12").await;
@@ -872,11 +880,32 @@ async fn an_orientation_an_earlier_version_kept_in_clear_is_sealed_at_start() {
         "still read, once sealed"
     );
     c.fed.node_mut("caf12").stop().await;
-    let store = maillon_node::storage::Store::open(&store_dir).expect("the CAF's store");
-    let raw: Vec<(String, serde_json::Value)> = store
-        .scan(maillon_node::storage::Tree::Orientations, "")
-        .expect("scanned");
-    assert_eq!(raw.len(), 1);
-    assert!(raw[0].1["sealed"].is_string(), "{}", raw[0].1);
-    assert!(!raw[0].1.to_string().contains(OLD_REASON));
+    {
+        let store = maillon_node::storage::Store::open(&store_dir).expect("the CAF's store");
+        let raw: Vec<(String, serde_json::Value)> = store
+            .scan(maillon_node::storage::Tree::Orientations, "")
+            .expect("scanned");
+        assert_eq!(raw.len(), 1);
+        assert!(raw[0].1["sealed"].is_string(), "{}", raw[0].1);
+        assert!(!raw[0].1.to_string().contains(OLD_REASON));
+        let ends: Vec<(String, serde_json::Value)> = store
+            .scan(maillon_node::storage::Tree::Ended, "")
+            .expect("scanned");
+        assert_eq!(
+            ends.iter()
+                .map(|(k, v)| (k.clone(), v["state"].clone()))
+                .collect::<Vec<_>>(),
+            [(format!("{d}/ccas-rodez"), serde_json::json!("closed"))],
+            "the old closure kept per sender"
+        );
+    }
+    // Its retention runs as any closure's.
+    c.restart("caf12").await;
+    c.clock.advance(31 * 86_400);
+    assert_eq!(
+        c.running("caf12").node().erase_due().await.expect("upkeep"),
+        1
+    );
+    let caf = c.desk("caf12", "agent-caf-3").await;
+    assert!(list(&caf.conn, "", "").await.is_empty());
 }
