@@ -73,6 +73,21 @@ async fn back_in_process(c: &mut Cluster, id: &str) {
         .expect("the node restarts from what the crash left");
 }
 
+/// The CCAS orients the person of `d` to the CAF for its housing aid.
+async fn orient_to_the_caf(ccas: &Desk, d: &str) -> Result<(), tonic::Status> {
+    ccas.conn
+        .api()
+        .orient(ccas.conn.req(pb::OrientRequest {
+            dossier: d.to_owned(),
+            to: "caf12".into(),
+            service: "aide-logement".into(),
+            reason: "Aide au loyer".into(),
+            consent: String::new(),
+        }))
+        .await
+        .map(drop)
+}
+
 /// A dossier at the CCAS, the CAF's housing aid in the census, and the
 /// person's consent to share the housing section with the CAF.
 async fn ready_to_orient(c: &Cluster) -> (Desk, Desk, String) {
@@ -357,17 +372,7 @@ async fn a_closure_logged_but_not_kept_at_a_member_an_orientation_reached_still_
  {
     let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
     let (ccas, caf, d) = ready_to_orient(&c).await;
-    ccas.conn
-        .api()
-        .orient(ccas.conn.req(pb::OrientRequest {
-            dossier: d.clone(),
-            to: "caf12".into(),
-            service: "aide-logement".into(),
-            reason: "Aide au loyer".into(),
-            consent: String::new(),
-        }))
-        .await
-        .expect("oriented");
+    orient_to_the_caf(&ccas, &d).await.expect("oriented");
 
     // The CAF, which never attached the dossier, dies between the
     // closure's log entry and keeping it.
@@ -1001,21 +1006,10 @@ async fn what_a_member_receives_logged_but_not_kept_when_it_dies_is_kept_once_af
         .expect("the référent");
     // Each message the CAF takes from the CCAS, the point where it dies
     // (between its log entry, sealed, and keeping it), and the kind logged.
-    let orient = async |ccas: &Desk| {
-        ccas.conn
-            .api()
-            .orient(ccas.conn.req(pb::OrientRequest {
-                dossier: d.clone(),
-                to: "caf12".into(),
-                service: "aide-logement".into(),
-                reason: "Aide au loyer".into(),
-                consent: String::new(),
-            }))
-            .await
-            .map(drop)
-    };
     let child = in_a_process(&mut c, "caf12", Some("orientation_received_logged")).await;
-    orient(&ccas).await.expect("sent; the CAF dies taking it");
+    orient_to_the_caf(&ccas, &d)
+        .await
+        .expect("sent; the CAF dies taking it");
     assert_eq!(died(child).await, Some(libc_sigabrt()));
     back_in_process(&mut c, "caf12").await;
 
@@ -1163,30 +1157,10 @@ async fn an_orientation_erased_by_its_sender_does_not_come_back_when_the_receive
     let mut child = in_a_process(&mut c, "caf12", None).await;
     let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
     let before = c.verified_log_size(&auditor).await;
-    ccas.conn
-        .api()
-        .orient(ccas.conn.req(pb::OrientRequest {
-            dossier: d.clone(),
-            to: "caf12".into(),
-            service: "aide-logement".into(),
-            reason: "Aide au loyer".into(),
-            consent: String::new(),
-        }))
-        .await
-        .expect("oriented");
+    orient_to_the_caf(&ccas, &d).await.expect("oriented");
     // The département sent the CAF an orientation about the same person:
     // the dossier's key at the CAF outlives the CCAS's erasure.
-    let from_cd12 = maillon_node::protocol::Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "cd12".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: "Du département".into(),
-        consent: maillon_node::types::ConsentId::random(),
-        sections: vec![],
-        sent_at: Clock::now(&*c.clock),
-    };
+    let from_cd12 = crate::orientations::orientation_to(&c, &d, "cd12", "caf12", "Du département");
     let signature = maillon_node::protocol::SignedBytes::sign(
         &from_cd12,
         maillon_node::crypto::Context::Orientation,

@@ -79,6 +79,28 @@ async fn list(conn: &Conn, direction: &str, status: &str) -> Vec<pb::Orientation
 
 const REASON: &str = "Loyer en retard de deux mois, droits à l'aide au logement non ouverts";
 
+/// An orientation about dossier `d` from `from` to `to`, for the CAF's
+/// housing aid, as a member's node would sign it.
+pub(crate) fn orientation_to(
+    c: &Cluster,
+    d: &str,
+    from: &str,
+    to: &str,
+    reason: &str,
+) -> Orientation {
+    Orientation {
+        id: maillon_node::types::OrientationId::random(),
+        dossier: d.parse().expect("dossier"),
+        from: from.parse().expect("member"),
+        to: to.parse().expect("member"),
+        service: "aide-logement".into(),
+        reason: reason.into(),
+        consent: maillon_node::types::ConsentId::random(),
+        sections: vec![],
+        sent_at: maillon_node::clock::Clock::now(&*c.clock),
+    }
+}
+
 #[tokio::test]
 async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_ccas_sees_each_step()
 {
@@ -319,24 +341,14 @@ async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_c
         )
         .await;
     assert!(r.is_err(), "a step about another dossier was taken");
-    let forged = Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "ccas-rodez".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: "faux".into(),
-        consent: consent.parse().expect("consent"),
-        sections: vec![],
-        sent_at: maillon_node::clock::Clock::now(&*c.clock),
-    };
-    let signed = SignedBytes::sign(&forged, Context::Orientation, &c.key("cd12"));
+    let forged = orientation_to(&c, &d, "ccas-rodez", "caf12", "faux");
+    let signature = SignedBytes::sign(&forged, Context::Orientation, &c.key("cd12")).signature;
     let r = as_cd12
         .notify(
             &c.member("caf12"),
             &Notice::Orientation {
                 orientation: forged,
-                signature: signed.signature,
+                signature,
             },
         )
         .await;
@@ -374,17 +386,7 @@ async fn an_orientation_goes_to_the_caf_which_accepts_and_completes_it_and_the_c
         "the CAF forgot it"
     );
     assert!(list(&ccas.conn, "", "").await.is_empty());
-    let late = Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "ccas-rodez".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: "tard".into(),
-        consent: consent.parse().expect("consent"),
-        sections: vec![],
-        sent_at: maillon_node::clock::Clock::now(&*c.clock),
-    };
+    let late = orientation_to(&c, &d, "ccas-rodez", "caf12", "tard");
     let signature = SignedBytes::sign(&late, Context::Orientation, &c.key("ccas-rodez")).signature;
     let r = c
         .peer_as("ccas-rodez")
@@ -675,17 +677,7 @@ async fn an_orientations_words_are_sealed_under_the_dossiers_key_and_its_closure
     c.restart("caf12").await;
     let caf = c.desk("caf12", "agent-caf3").await;
     assert!(list(&caf.conn, "", "").await.is_empty());
-    let late = Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "ccas-rodez".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: "tard".into(),
-        consent: sent.consent.parse().expect("consent"),
-        sections: vec![],
-        sent_at: maillon_node::clock::Clock::now(&*c.clock),
-    };
+    let late = orientation_to(&c, &d, "ccas-rodez", "caf12", "tard");
     let signature = SignedBytes::sign(&late, Context::Orientation, &c.key("ccas-rodez")).signature;
     let r = c
         .peer_as("ccas-rodez")
@@ -753,17 +745,7 @@ async fn a_member_ends_only_what_it_sent_and_an_attached_member_passes_the_holde
     assert!(as_cd12.notify(&caf_member, &erased).await.is_err());
     let caf_dpo = c.user("caf12", "dpo-caf", Role::Auditor).await;
     assert!(audit_events(&caf_dpo, "dossier_erased").await.is_empty());
-    let own = Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "cd12".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: "Du département".into(),
-        consent: maillon_node::types::ConsentId::random(),
-        sections: vec![],
-        sent_at: maillon_node::clock::Clock::now(&*c.clock),
-    };
+    let own = orientation_to(&c, &d, "cd12", "caf12", "Du département");
     let signature = SignedBytes::sign(&own, Context::Orientation, &c.key("cd12")).signature;
     as_cd12
         .notify(
@@ -829,17 +811,7 @@ async fn an_orientation_an_earlier_version_kept_in_clear_is_sealed_at_start() {
     let mut c = Cluster::start_with(|r| r.charter.retention_days = Some(30)).await;
     let (_, _, d) = c.housing_at_the_ccas().await;
     const OLD_REASON: &str = "Motif gardé en clair par une version antérieure";
-    let orientation = Orientation {
-        id: maillon_node::types::OrientationId::random(),
-        dossier: d.parse().expect("dossier"),
-        from: "ccas-rodez".parse().expect("member"),
-        to: "caf12".parse().expect("member"),
-        service: "aide-logement".into(),
-        reason: OLD_REASON.into(),
-        consent: maillon_node::types::ConsentId::random(),
-        sections: vec![],
-        sent_at: maillon_node::clock::Clock::now(&*c.clock),
-    };
+    let orientation = orientation_to(&c, &d, "ccas-rodez", "caf12", OLD_REASON);
     let signature =
         SignedBytes::sign(&orientation, Context::Orientation, &c.key("ccas-rodez")).signature;
     let legacy = maillon_node::service::OrientationRecord {
