@@ -391,8 +391,19 @@ pub(super) async fn publier_envoye(
         Err(why) => return again(why),
     };
     let id = service.id.clone();
-    match c.node.publish_aid(&caller, service, false).await {
+    // A change is made from the version the form showed: checked again
+    // under the census's lock.
+    let after = if nouveau {
+        None
+    } else {
+        form.get("version").and_then(|v| v.parse::<u64>().ok())
+    };
+    match c.node.publish_aid_after(&caller, service, false, after).await {
         Ok(_) => see_other(&format!("/aides/{}/{id}", c.node.member())),
+        Err(ServiceError::State(_)) => again(
+            "Ce service a été publié à nouveau entre-temps : rouvrez-le pour partir de la dernière version."
+                .into(),
+        ),
         Err(ServiceError::Invalid(problem)) if problem.contains("withdrawn ones included") => again(
             "Ce partenaire a atteint le nombre de services permis, retirés compris : publiez sous l'identifiant d'un service retiré."
                 .into(),

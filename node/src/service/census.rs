@@ -135,6 +135,20 @@ impl Node {
         service: Service,
         withdrawn: bool,
     ) -> Result<SignedEntry> {
+        self.publish_aid_after(caller, service, withdrawn, None)
+            .await
+    }
+
+    /// [`Node::publish_aid`], refused unless the service's version kept
+    /// here is still `after` (0: none), checked under the census lock: a
+    /// change made from a version another admin has since replaced.
+    pub async fn publish_aid_after(
+        &self,
+        caller: &Caller,
+        service: Service,
+        withdrawn: bool,
+        after: Option<u64>,
+    ) -> Result<SignedEntry> {
         require(caller, &[Role::Admin])?;
         if let Some(problem) = service.problem() {
             return Err(ServiceError::Invalid(problem));
@@ -142,6 +156,15 @@ impl Node {
         let one_at_a_time = self.census.lock().await;
         let key = format!("{}/{}", self.me, service.id);
         let current = self.kept_entry(&key)?;
+        let kept_version = current.as_ref().map_or(0, |c| c.entry.version);
+        if let Some(after) = after
+            && after != kept_version
+        {
+            return Err(ServiceError::State(format!(
+                "service {} is at version {kept_version} now, not {after}: start again from it",
+                service.id
+            )));
+        }
         if withdrawn && current.as_ref().is_none_or(|c| c.entry.withdrawn) {
             return Err(ServiceError::NotFound(format!(
                 "service {} published by this member",

@@ -800,3 +800,36 @@ async fn a_member_keeps_at_most_256_services_withdrawn_ones_included_and_asks_fo
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn a_change_made_from_a_replaced_version_is_refused_under_the_census_lock() {
+    let c = Cluster::start().await;
+    let admin = caller(&c.node("ccas-rodez").admin.user, Role::Admin);
+    let ccas = c.running("ccas-rodez").node().clone();
+    let v1 = ccas
+        .publish_aid_after(&admin, renamed("Microcrédit personnel"), false, Some(0))
+        .await
+        .expect("a new service, from nothing");
+    assert_eq!(v1.entry.version, 1);
+    let again = ccas
+        .publish_aid_after(&admin, renamed("Microcrédit"), false, Some(0))
+        .await;
+    assert!(
+        matches!(&again, Err(ServiceError::State(m)) if m.contains("version 1 now, not 0")),
+        "{again:?}"
+    );
+    // Two admins start from version 1; the second to save is refused.
+    let (a, b) = tokio::join!(
+        ccas.publish_aid_after(&admin, renamed("Microcrédit social"), false, Some(1)),
+        ccas.publish_aid_after(&admin, renamed("Microcrédit solidaire"), false, Some(1)),
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        kept_at(&c, "ccas-rodez", "ccas-rodez", "microcredit"),
+        Some((2, false))
+    );
+}
