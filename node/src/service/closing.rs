@@ -260,9 +260,8 @@ impl Node {
         // The members an orientation or a commission from here reached are
         // told in turn, in the same write.
         let pass_on = |notice: &Notice| -> Result<Vec<u64>> {
-            self.reached_about(&dossier)?
+            self.passed_on_to(&dossier, peer)?
                 .iter()
-                .filter(|m| *m != peer)
                 .map(|m| self.queue_notice(m, notice))
                 .collect()
         };

@@ -304,19 +304,12 @@ impl Node {
                 commission.convener
             )));
         }
-        let signed = self.signed_by_peer(
+        let signed = self.taken_from_sender(
             peer,
-            Context::Commission,
-            &commission,
-            signature,
+            &commission.dossier,
+            (Context::Commission, &commission, signature),
             "commission",
         )?;
-        if self.ended_for(&commission.dossier, peer)? {
-            return Err(ServiceError::State(format!(
-                "{} was erased here",
-                commission.dossier
-            )));
-        }
         let _one_at_a_time = self.commissions.lock().await;
         if self.commission(&commission.id)?.is_some() {
             return Ok(());

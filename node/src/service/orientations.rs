@@ -303,19 +303,12 @@ impl Node {
                 orientation.from, orientation.to
             )));
         }
-        let signed = self.signed_by_peer(
+        let signed = self.taken_from_sender(
             peer,
-            Context::Orientation,
-            &orientation,
-            signature,
+            &orientation.dossier,
+            (Context::Orientation, &orientation, signature),
             "orientation",
         )?;
-        if self.ended_for(&orientation.dossier, peer)? {
-            return Err(ServiceError::State(format!(
-                "{} was erased here",
-                orientation.dossier
-            )));
-        }
         let _one_at_a_time = self.orientations.lock().await;
         if self.orientation(&orientation.id)?.is_some() {
             return Ok(());

@@ -53,6 +53,19 @@ impl Node {
         Ok(reached)
     }
 
+    /// The members a closure or an erasure from `holder` is passed on to
+    /// by this node, which holds `dossier`: those its own orientations and
+    /// commissions reached.
+    pub(super) fn passed_on_to(
+        &self,
+        dossier: &DossierId,
+        holder: &MemberId,
+    ) -> Result<Vec<MemberId>> {
+        let mut reached = self.reached_about(dossier)?;
+        reached.retain(|m| m != holder);
+        Ok(reached)
+    }
+
     /// When the oldest record `peer` sent here about `dossier` was sent,
     /// if it sent any.
     pub(super) fn received_about(
@@ -81,6 +94,23 @@ impl Node {
                     .get::<NetworkEnd>(Tree::Ended, &end_key(dossier, peer))?,
                 Some(NetworkEnd::Erased { .. })
             ))
+    }
+
+    /// A message about `dossier` that `peer` sends, checked against its
+    /// roster key ([`Node::signed_by_peer`]) and refused when the dossier
+    /// was erased here or `peer` erased what it had sent about it.
+    pub(super) fn taken_from_sender<T: Serialize>(
+        &self,
+        peer: &MemberId,
+        dossier: &DossierId,
+        (ctx, message, signature): (crate::crypto::Context, &T, crate::crypto::Signature),
+        what: &'static str,
+    ) -> Result<crate::protocol::SignedBytes> {
+        let signed = self.signed_by_peer(peer, ctx, message, signature, what)?;
+        if self.ended_for(dossier, peer)? {
+            return Err(ServiceError::State(format!("{dossier} was erased here")));
+        }
+        Ok(signed)
     }
 
     /// `peer` closed or erased `dossier`, which this node does not hold,

@@ -103,11 +103,7 @@ impl Node {
                         };
                         let told = match &from {
                             None => self.told_of_end(&self.dossier(&dossier)?)?,
-                            Some(holder) => {
-                                let mut reached = self.reached_about(&dossier)?;
-                                reached.retain(|m| m != holder);
-                                reached
-                            }
+                            Some(holder) => self.passed_on_to(&dossier, holder)?,
                         };
                         for p in told {
                             self.queue_notice(&p, &notice)?;
@@ -136,11 +132,7 @@ impl Node {
                                     self.told_of_end(&record)?
                                 }
                                 None => Vec::new(),
-                                Some(holder) => {
-                                    let mut reached = self.reached_about(&dossier)?;
-                                    reached.retain(|m| m != holder);
-                                    reached
-                                }
+                                Some(holder) => self.passed_on_to(&dossier, holder)?,
                             };
                             for p in told {
                                 self.queue_notice(&p, &notice)?;

@@ -427,4 +427,17 @@ async fn a_dossier_opened_from_an_alert_on_the_command_line_closes_it() {
         (received[0].status.as_str(), received[0].outcome.as_str()),
         ("closed", "dossier_opened")
     );
+
+    // Opened again from the same alert, closed already: the dossier opens
+    // (accueil inconditionnel), the command fails and says which dossier.
+    let argv: Vec<&str> = ["--profile", profile.as_str(), "--json"]
+        .into_iter()
+        .chain(good.iter().map(String::as_str))
+        .collect();
+    let e = maillon(&argv)
+        .await
+        .expect_err("the alert is closed already");
+    assert_ne!(exit_code(&e), 0, "{e}");
+    let found = agent.conn.search_dossiers("Seule").await.expect("searched");
+    assert_eq!(found.len(), 2, "the second dossier is open all the same");
 }

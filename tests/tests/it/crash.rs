@@ -1219,3 +1219,47 @@ async fn an_orientation_erased_by_its_sender_does_not_come_back_when_the_receive
         "the CCAS's erased orientation stays erased; the département's stays"
     );
 }
+
+#[tokio::test]
+async fn an_erasure_logged_but_not_applied_at_a_member_an_orientation_reached_holds_after_restart()
+{
+    let mut c = Cluster::start().await;
+    let (ccas, caf, d) = ready_to_orient(&c).await;
+    orient_to_the_caf(&ccas, &d).await.expect("oriented");
+    // The CAF, which never attached the dossier, dies between the
+    // erasure's log entry and forgetting the orientation.
+    let child = in_a_process(&mut c, "caf12", Some("erasure_logged")).await;
+    ccas.conn
+        .api()
+        .erase_dossier(
+            ccas.conn
+                .req(pb::EraseDossierRequest { dossier: d.clone() }),
+        )
+        .await
+        .expect("erased at the CCAS whatever the CAF does");
+    assert_eq!(died(child).await, Some(libc_sigabrt()));
+    back_in_process(&mut c, "caf12").await;
+    c.running("caf12").node().erase_due().await.expect("upkeep");
+    let left = caf
+        .conn
+        .api()
+        .list_orientations(caf.conn.req(pb::ListOrientationsRequest {
+            direction: String::new(),
+            status: String::new(),
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .orientations;
+    assert!(left.is_empty(), "the logged erasure is applied at restart");
+    assert!(
+        maillon_tests::files_named(&c.node("caf12").dir, &d).is_empty(),
+        "and the dossier's key destroyed"
+    );
+    let auditor = c.user("caf12", "dpo-caf", Role::Auditor).await;
+    assert_eq!(
+        count(&audit_kinds(&auditor).await, "dossier_erased"),
+        1,
+        "logged once, though the CCAS's outbox told it again"
+    );
+}
